@@ -1,0 +1,130 @@
+"""The bot's one error tree.
+
+Handlers and clients raise these; exactly one place (the command dispatcher) turns them into
+friendly, mention-safe replies. Foreign exceptions (httpx, websockets, sqlite) are translated
+into this tree at the client boundary, so command code never catches a library exception.
+
+    BotError
+    ├── ConfigError                 a setting is missing or wrong (one clear line, exit 2)
+    ├── UserInputError              the caller typed something we cannot act on
+    │   ├── UnknownCommand
+    │   ├── UsageError              wrong arguments for a known command
+    │   ├── IntegrationNotFound
+    │   └── AmbiguousIntegration    several integrations match; carries the candidates
+    ├── PermissionDenied            the caller lacks a Rocket.Chat permission (which one)
+    ├── UpstreamError               Rocket.Chat did not do what we asked
+    │   ├── AuthFailed              the bot's own credentials are refused (fatal)
+    │   ├── RateLimited             429; carries the server's retry-after
+    │   ├── ServerRejected          4xx with Rocket.Chat's error text and errorType
+    │   └── Unavailable             5xx, timeouts, connection errors (after retries)
+    └── VerificationFailed          a write was stored differently than intended
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class BotError(Exception):
+    """Base of every error the bot raises on purpose."""
+
+
+class ConfigError(BotError):
+    """A configuration value is missing or invalid. The message is one line for the operator."""
+
+
+class UserInputError(BotError):
+    """The command cannot be acted on as typed. The message is shown to the caller."""
+
+
+class UnknownCommand(UserInputError):
+    def __init__(self, word: str) -> None:
+        self.word = word
+        super().__init__(f"unknown command {word!r}")
+
+
+class UsageError(UserInputError):
+    def __init__(self, command: str, problem: str) -> None:
+        self.command = command
+        self.problem = problem
+        super().__init__(f"{command}: {problem}")
+
+
+class IntegrationNotFound(UserInputError):
+    def __init__(self, query: str, kind: str | None = None) -> None:
+        self.query = query
+        self.kind = kind
+        super().__init__(f"no integration named {query!r}")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One of several integrations matching a name, as shown to the caller."""
+
+    id: str
+    name: str
+    type: str
+    enabled: bool
+
+
+class AmbiguousIntegration(UserInputError):
+    def __init__(self, query: str, candidates: Sequence[Candidate]) -> None:
+        self.query = query
+        self.candidates = tuple(candidates)
+        super().__init__(f"{len(self.candidates)} integrations are named {query!r}")
+
+
+class PermissionDenied(BotError):
+    """The caller may not do this. `missing` names the permission(s) Rocket.Chat would require."""
+
+    def __init__(self, action: str, missing: Sequence[str], *, detail: str | None = None) -> None:
+        self.action = action
+        self.missing = tuple(missing)
+        self.detail = detail
+        super().__init__(f"{action}: missing {' or '.join(self.missing)}")
+
+
+class UpstreamError(BotError):
+    """Rocket.Chat did not do what was asked."""
+
+    def __init__(self, endpoint: str, message: str) -> None:
+        self.endpoint = endpoint
+        super().__init__(message)
+
+
+class AuthFailed(UpstreamError):
+    """The bot's own credentials were refused (401). Retrying does not help."""
+
+
+class RateLimited(UpstreamError):
+    def __init__(self, endpoint: str, retry_after: float | None) -> None:
+        self.retry_after = retry_after
+        wait = f"; retry in {retry_after:.0f}s" if retry_after is not None else ""
+        super().__init__(endpoint, f"{endpoint}: rate limited{wait}")
+
+
+class ServerRejected(UpstreamError):
+    """A 4xx answer. `error_type` is Rocket.Chat's `errorType` when it sent one."""
+
+    def __init__(self, endpoint: str, status: int, error: str, error_type: str | None = None) -> None:
+        self.status = status
+        self.error = error
+        self.error_type = error_type
+        super().__init__(endpoint, f"{endpoint}: HTTP {status}: {error}")
+
+
+class Unavailable(UpstreamError):
+    """5xx, timeout or connection failure, after the bounded retries."""
+
+
+class VerificationFailed(BotError):
+    """The stored document after a write differs from what was intended.
+
+    `differences` maps a field name to `(intended, stored)` as display strings (secrets masked).
+    """
+
+    def __init__(self, integration_id: str, differences: dict[str, tuple[str, str]]) -> None:
+        self.integration_id = integration_id
+        self.differences = dict(differences)
+        super().__init__(f"integration {integration_id}: stored result differs in {', '.join(sorted(differences))}")

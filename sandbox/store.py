@@ -1,0 +1,849 @@
+"""The sandbox's data: users, login tokens, roles, permissions, rooms, subscriptions, messages,
+integration documents and public settings, plus an event hub the realtime layer listens to.
+
+Theory of operation
+-------------------
+One `Store` is shared by the REST app, the DDP server and the in-process control API. Tests call
+the control API from their own thread while the server runs its own event loop in another, so
+every public method takes one re-entrant lock; nothing here is async. Each mutation that a real
+Rocket.Chat would announce on a realtime stream emits a small frozen event object to every
+registered listener, synchronously and under the lock (so listeners see events in commit order).
+Listeners must be cheap and thread-safe: the DDP server only hands them to its own loop with
+`call_soon_threadsafe`.
+
+Stored values keep `datetime` objects; `ids.to_rest` / `ids.to_ejson` render them for each wire.
+Everything returned to callers is a deep copy, so no caller can mutate stored state by accident.
+
+What lives here is the *data model* and the rules that are the same whatever the entry point
+(mention extraction, membership, permission evaluation per contract §3.2, the send-message rules
+of §4.7). Endpoint semantics (integrations.update's field handling, REST envelopes, DDP framing)
+live in the modules that implement those endpoints.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from sandbox.errors import MeteorError
+from sandbox.ids import hash_login_token, login_token, meteor_id, object_id, password_digest, utcnow
+from sandbox.permissions import DEFAULT_PERMISSIONS, DEFAULT_ROLES
+
+RoomType = Literal["c", "p", "d"]
+Clock = Callable[[], datetime]
+
+# --- events -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MessageEvent:
+    """A message document was inserted or updated (edit, reaction, thread counters...)."""
+
+    message: dict[str, Any]
+    room: dict[str, Any]
+    inserted: bool
+
+
+@dataclass(frozen=True)
+class SubscriptionEvent:
+    """`stream-notify-user` `<uid>/subscriptions-changed`."""
+
+    user_id: str
+    action: Literal["inserted", "updated", "removed"]
+    subscription: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RoomEvent:
+    """`stream-notify-user` `<uid>/rooms-changed`."""
+
+    user_id: str
+    action: Literal["inserted", "updated", "removed"]
+    room: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class PermissionEvent:
+    """`stream-notify-logged` `permissions-changed`: args `[action, permission]`."""
+
+    action: Literal["inserted", "updated", "removed", "changed"]
+    permission: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RoleChangeEvent:
+    """`stream-notify-logged` `roles-change`: args `[{type, _id, u, scope?}]`."""
+
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeleteMessageEvent:
+    """`stream-notify-room` `<rid>/deleteMessage`: args `[{_id}]`."""
+
+    room_id: str
+    message_id: str
+
+
+Event = MessageEvent | SubscriptionEvent | RoomEvent | PermissionEvent | RoleChangeEvent | DeleteMessageEvent
+Listener = Callable[[Event], None]
+
+# --- records --------------------------------------------------------------------------------------
+
+
+@dataclass
+class User:
+    _id: str
+    username: str
+    name: str
+    roles: list[str]
+    password_digest: str | None
+    emails: list[dict[str, Any]]
+    created_at: datetime
+    type: str = "user"
+    active: bool = True
+    status: str = "online"
+    # hashed token -> {"when": datetime, "type": "resume"|"personalAccessToken", "name"?: str}
+    login_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
+    updated_at: datetime | None = None
+
+    def brief(self) -> dict[str, Any]:
+        return {"_id": self._id, "username": self.username}
+
+
+# Rocket.Chat's default `UTF8_User_Names_Validation` / channel name class (contract §5.4).
+NAME_CLASS = r"[0-9a-zA-Z\-_.]+"
+_USER_MENTION = re.compile(rf"(?:^|(?<=[\s>]))@({NAME_CLASS}(?:@{NAME_CLASS})?)(?::{NAME_CLASS})?", re.M)
+_CHANNEL_MENTION = re.compile(rf"(?:^|(?<=[\s>]))#({NAME_CLASS})", re.M)
+
+
+class Store:
+    def __init__(self, clock: Clock = utcnow) -> None:
+        self.lock = threading.RLock()
+        self.clock = clock
+        self.users: dict[str, User] = {}
+        self.roles: dict[str, dict[str, Any]] = {}
+        self.permissions: dict[str, dict[str, Any]] = {}
+        self.rooms: dict[str, dict[str, Any]] = {}
+        self.subscriptions: dict[tuple[str, str], dict[str, Any]] = {}  # (rid, uid) -> sub
+        self.messages: dict[str, list[dict[str, Any]]] = {}  # rid -> messages in ts order
+        self._message_index: dict[str, dict[str, Any]] = {}  # _id -> message (same object)
+        self.integrations: dict[str, dict[str, Any]] = {}
+        self.settings: dict[str, Any] = {
+            "Message_AllowUnrecognizedSlashCommand": False,
+            "Message_MaxAllowedSize": 5000,
+            "Threads_enabled": True,
+            "UI_Use_Real_Name": False,
+            "API_Enable_Rate_Limiter": True,
+            "API_Enable_Rate_Limiter_Limit_Calls_Default": 10,
+            "API_Enable_Rate_Limiter_Limit_Time_Default": 60000,
+            "API_Default_Count": 50,
+            "API_Upper_Count_Limit": 100,
+            "API_Allow_Infinite_Count": True,
+            "Site_Name": "Rocket.Chat Sandbox",
+            "Site_Url": "http://127.0.0.1:3000",
+        }
+        self._listeners: list[Listener] = []
+        now = self.clock()
+        for role_id, (scope, description, protected) in DEFAULT_ROLES.items():
+            self.roles[role_id] = {
+                "_id": role_id,
+                "name": role_id,
+                "scope": scope,
+                "description": description,
+                "protected": protected,
+                "mandatory2fa": False,
+                "_updatedAt": now,
+            }
+        for perm_id, roles in DEFAULT_PERMISSIONS.items():
+            self.permissions[perm_id] = {"_id": perm_id, "roles": list(roles), "_updatedAt": now}
+
+    # --- events ----------------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        with self.lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        with self.lock:
+            if listener in self._listeners:
+                self._listeners.remove(listener)
+
+    def _emit(self, event: Event) -> None:
+        for listener in list(self._listeners):
+            listener(event)
+
+    # --- users and tokens ------------------------------------------------------------------------
+
+    def create_user(
+        self,
+        username: str,
+        *,
+        password: str | None = None,
+        roles: Iterable[str] = ("user",),
+        name: str | None = None,
+        email: str | None = None,
+        user_type: str = "user",
+        user_id: str | None = None,
+    ) -> User:
+        with self.lock:
+            if self.find_user(username) is not None:
+                raise MeteorError("error-field-unavailable", f"{username} is already in use :(")
+            user = User(
+                _id=user_id or meteor_id(),
+                username=username,
+                name=name if name is not None else username.capitalize(),
+                roles=list(roles),
+                password_digest=password_digest(password) if password is not None else None,
+                emails=[{"address": email or f"{username}@example.org", "verified": True}],
+                created_at=self.clock(),
+                type=user_type,
+            )
+            self.users[user._id] = user
+            return user
+
+    def find_user(self, id_or_username: str) -> User | None:
+        """By `_id` or `username` (exact), like Rocket.Chat's `@x` channel entries resolve."""
+        with self.lock:
+            user = self.users.get(id_or_username)
+            if user is not None:
+                return user
+            for candidate in self.users.values():
+                if candidate.username == id_or_username:
+                    return candidate
+            return None
+
+    def find_user_by_email(self, email: str) -> User | None:
+        with self.lock:
+            wanted = email.lower()
+            for user in self.users.values():
+                if any(e.get("address", "").lower() == wanted for e in user.emails):
+                    return user
+            return None
+
+    def create_login_token(
+        self, user_id: str, *, kind: Literal["resume", "personalAccessToken"] = "resume", name: str | None = None
+    ) -> str:
+        """Create a token usable as `X-Auth-Token` and as a DDP `{resume}` token; returns it."""
+        with self.lock:
+            user = self.users[user_id]
+            token = login_token()
+            entry: dict[str, Any] = {"when": self.clock(), "type": kind}
+            if name is not None:
+                entry["name"] = name
+                entry["bypassTwoFactor"] = True
+            user.login_tokens[hash_login_token(token)] = entry
+            return token
+
+    def revoke_login_token(self, user_id: str, token: str) -> bool:
+        with self.lock:
+            user = self.users.get(user_id)
+            return user is not None and user.login_tokens.pop(hash_login_token(token), None) is not None
+
+    def revoke_all_tokens(self, user_id: str) -> None:
+        with self.lock:
+            self.users[user_id].login_tokens.clear()
+
+    def user_by_token(self, user_id: str, token: str) -> User | None:
+        """REST auth: `X-User-Id` and `X-Auth-Token` must belong together (contract §1.1)."""
+        with self.lock:
+            user = self.users.get(user_id)
+            if user is None or not user.active or hash_login_token(token) not in user.login_tokens:
+                return None
+            return user
+
+    def user_by_resume_token(self, token: str) -> User | None:
+        """DDP `{resume: token}`: the token alone identifies the user."""
+        with self.lock:
+            hashed = hash_login_token(token)
+            for user in self.users.values():
+                if user.active and hashed in user.login_tokens:
+                    return user
+            return None
+
+    def check_password(self, user: User, *, plaintext: str | None = None, digest: str | None = None) -> bool:
+        if user.password_digest is None or not user.active:
+            return False
+        if plaintext is not None:
+            return password_digest(plaintext) == user.password_digest
+        return digest is not None and digest.lower() == user.password_digest
+
+    # --- roles and permissions (contract §3.2) -------------------------------------------------------
+
+    def user_roles(self, user_id: str, scope: str | None = None) -> set[str]:
+        """Global roles, plus the subscription's roles only when a room scope is given."""
+        with self.lock:
+            user = self.users.get(user_id)
+            if user is None:
+                return set()
+            roles = set(user.roles)
+            if scope is not None:
+                sub = self.subscriptions.get((scope, user_id))
+                if sub is not None:
+                    roles.update(sub.get("roles") or [])
+            return roles
+
+    def has_permission(self, user_id: str, permission: str, scope: str | None = None) -> bool:
+        with self.lock:
+            doc = self.permissions.get(permission)
+            if doc is None:
+                return False
+            return bool(self.user_roles(user_id, scope) & set(doc["roles"]))
+
+    def has_all_permissions(self, user_id: str, permissions: Iterable[str], scope: str | None = None) -> bool:
+        return all(self.has_permission(user_id, p, scope) for p in permissions)
+
+    def has_any_permission(self, user_id: str, permissions: Iterable[str], scope: str | None = None) -> bool:
+        return any(self.has_permission(user_id, p, scope) for p in permissions)
+
+    def set_permission_roles(self, permission: str, roles: Iterable[str]) -> dict[str, Any]:
+        """Change which roles hold a permission; emits `permissions-changed` like the real server."""
+        with self.lock:
+            now = self.clock()
+            doc = self.permissions.get(permission)
+            action: Literal["inserted", "updated"] = "updated"
+            if doc is None:
+                doc = {"_id": permission}
+                self.permissions[permission] = doc
+                action = "inserted"
+            doc["roles"] = list(dict.fromkeys(roles))
+            doc["_updatedAt"] = now
+            self._emit(PermissionEvent(action, copy.deepcopy(doc)))
+            return copy.deepcopy(doc)
+
+    def create_role(self, role_id: str, *, scope: str = "Users", description: str = "") -> dict[str, Any]:
+        with self.lock:
+            role = {
+                "_id": role_id,
+                "name": role_id,
+                "scope": scope,
+                "description": description,
+                "protected": False,
+                "mandatory2fa": False,
+                "_updatedAt": self.clock(),
+            }
+            self.roles[role_id] = role
+            return copy.deepcopy(role)
+
+    def set_user_roles(self, user_id: str, roles: Iterable[str]) -> list[str]:
+        """Replace a user's global roles; emits one `roles-change` per added/removed role."""
+        with self.lock:
+            user = self.users[user_id]
+            new = list(dict.fromkeys(roles))
+            for role in new:
+                if role not in self.roles:
+                    self.create_role(role)
+            added = [r for r in new if r not in user.roles]
+            removed = [r for r in user.roles if r not in new]
+            user.roles = new
+            user.updated_at = self.clock()
+            for kind, role_ids in (("added", added), ("removed", removed)):
+                for role_id in role_ids:
+                    self._emit(
+                        RoleChangeEvent({"type": kind, "_id": role_id, "u": {**user.brief(), "name": user.name}})
+                    )
+            return list(new)
+
+    # --- rooms and subscriptions ------------------------------------------------------------------
+
+    def create_room(
+        self,
+        name: str,
+        room_type: Literal["c", "p"] = "c",
+        *,
+        members: Iterable[str] = (),
+        owner: str | None = None,
+        room_id: str | None = None,
+        read_only: bool = False,
+    ) -> dict[str, Any]:
+        """Create a public channel or private group; `members` are user ids or usernames."""
+        with self.lock:
+            if self.room_by_name(name) is not None:
+                raise MeteorError("error-duplicate-channel-name", f"A channel with name '{name}' exists")
+            now = self.clock()
+            owner_user = self.find_user(owner) if owner else None
+            room: dict[str, Any] = {
+                "_id": room_id or meteor_id(),
+                "t": room_type,
+                "name": name,
+                "fname": name,
+                "ts": now,
+                "_updatedAt": now,
+                "usersCount": 0,
+                "msgs": 0,
+                "default": False,
+                "ro": read_only,
+                "sysMes": True,
+            }
+            if owner_user is not None:
+                room["u"] = owner_user.brief()
+            self.rooms[room["_id"]] = room
+            self.messages[room["_id"]] = []
+            for member in members:
+                user = self.find_user(member)
+                if user is None:
+                    raise MeteorError("error-invalid-user", "Invalid user")
+                roles = ["owner"] if owner_user is not None and user._id == owner_user._id else []
+                self._subscribe(room, user, roles=roles, notify=False)
+            return copy.deepcopy(room)
+
+    def create_direct(self, user_a: str, user_b: str) -> dict[str, Any]:
+        """A DM between two users; the room id is both user ids sorted and joined, as in Rocket.Chat."""
+        with self.lock:
+            a, b = self.find_user(user_a), self.find_user(user_b)
+            if a is None or b is None:
+                raise MeteorError("error-invalid-user", "Invalid user")
+            uids = sorted({a._id, b._id})
+            rid = "".join(uids)
+            if rid in self.rooms:
+                return copy.deepcopy(self.rooms[rid])
+            now = self.clock()
+            room: dict[str, Any] = {
+                "_id": rid,
+                "t": "d",
+                "usernames": sorted({a.username, b.username}),
+                "uids": uids,
+                "ts": now,
+                "_updatedAt": now,
+                "usersCount": len(uids),
+                "msgs": 0,
+            }
+            self.rooms[rid] = room
+            self.messages[rid] = []
+            for me, other in ((a, b), (b, a)):
+                if (rid, me._id) not in self.subscriptions:
+                    self._subscribe(room, me, display=other, notify=True)
+            return copy.deepcopy(room)
+
+    def room_by_name(self, name: str) -> dict[str, Any] | None:
+        with self.lock:
+            for room in self.rooms.values():
+                if room.get("name") == name:
+                    return room
+            return None
+
+    def find_room(self, id_or_name: str) -> dict[str, Any] | None:
+        """By `_id` or `name`, like Rocket.Chat's `#x` channel entries resolve (a live reference)."""
+        with self.lock:
+            return self.rooms.get(id_or_name) or self.room_by_name(id_or_name)
+
+    def _subscribe(
+        self,
+        room: dict[str, Any],
+        user: User,
+        *,
+        roles: list[str] | None = None,
+        display: User | None = None,
+        notify: bool,
+    ) -> dict[str, Any]:
+        now = self.clock()
+        sub: dict[str, Any] = {
+            "_id": meteor_id(),
+            "rid": room["_id"],
+            "u": user.brief(),
+            "t": room["t"],
+            "name": display.username if display else room["name"],
+            "fname": display.name if display else room.get("fname", room["name"]),
+            "ts": now,
+            "ls": now,
+            "lr": now,
+            "open": True,
+            "alert": False,
+            "unread": 0,
+            "userMentions": 0,
+            "groupMentions": 0,
+            "_updatedAt": now,
+        }
+        if roles:
+            sub["roles"] = list(roles)
+        self.subscriptions[(room["_id"], user._id)] = sub
+        room["usersCount"] = sum(1 for (rid, _uid) in self.subscriptions if rid == room["_id"])
+        if notify:
+            self._emit(SubscriptionEvent(user._id, "inserted", copy.deepcopy(sub)))
+            self._emit(RoomEvent(user._id, "inserted", copy.deepcopy(room)))
+        return sub
+
+    def add_member(self, room_id: str, user: str, *, added_by: str | None = None) -> dict[str, Any]:
+        """Add a user to a channel/group: subscription + `uj`/`au` system message + user events."""
+        with self.lock:
+            room = self.find_room(room_id)
+            member = self.find_user(user)
+            if room is None or member is None:
+                raise MeteorError("error-invalid-room" if room is None else "error-invalid-user", "Invalid")
+            if (room["_id"], member._id) in self.subscriptions:
+                return copy.deepcopy(self.subscriptions[(room["_id"], member._id)])
+            sub = self._subscribe(room, member, notify=True)
+            actor = self.find_user(added_by) if added_by else None
+            if actor is None or actor._id == member._id:
+                self._system_message(room, "uj", member.username, member)
+            else:
+                self._system_message(room, "au", member.username, actor)
+            return copy.deepcopy(sub)
+
+    def remove_member(self, room_id: str, user: str) -> None:
+        with self.lock:
+            room = self.find_room(room_id)
+            member = self.find_user(user)
+            if room is None or member is None:
+                raise MeteorError("error-invalid-room", "Invalid room")
+            sub = self.subscriptions.pop((room["_id"], member._id), None)
+            if sub is None:
+                return
+            room["usersCount"] = sum(1 for (rid, _uid) in self.subscriptions if rid == room["_id"])
+            self._system_message(room, "ul", member.username, member)
+            self._emit(
+                SubscriptionEvent(
+                    member._id, "removed", {"_id": sub["_id"], "u": sub["u"], "rid": sub["rid"], "t": sub["t"]}
+                )
+            )
+            self._emit(RoomEvent(member._id, "removed", {"_id": room["_id"]}))
+
+    def subscription(self, room_id: str, user_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            sub = self.subscriptions.get((room_id, user_id))
+            return copy.deepcopy(sub) if sub is not None else None
+
+    def is_member(self, room_id: str, user_id: str) -> bool:
+        with self.lock:
+            return (room_id, user_id) in self.subscriptions
+
+    def user_subscriptions(self, user_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [copy.deepcopy(s) for (_rid, uid), s in self.subscriptions.items() if uid == user_id]
+
+    def user_rooms(self, user_id: str) -> list[dict[str, Any]]:
+        with self.lock:
+            return [copy.deepcopy(self.rooms[rid]) for (rid, uid) in self.subscriptions if uid == user_id]
+
+    def room_members(self, room_id: str) -> list[str]:
+        with self.lock:
+            return [uid for (rid, uid) in self.subscriptions if rid == room_id]
+
+    def can_access_room(self, user_id: str, room_id: str) -> bool:
+        """Rocket.Chat's canAccessRoom, simplified to what the sandbox models: members always;
+        public channels also for users with `view-c-room`."""
+        with self.lock:
+            room = self.rooms.get(room_id)
+            if room is None:
+                return False
+            if (room_id, user_id) in self.subscriptions:
+                return True
+            return room["t"] == "c" and self.has_permission(user_id, "view-c-room")
+
+    def accessible_room_ids(self, user_id: str) -> list[str]:
+        with self.lock:
+            return [rid for rid in self.rooms if self.can_access_room(user_id, rid)]
+
+    # --- messages ---------------------------------------------------------------------------------
+
+    def _extract_mentions(self, text: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Server-side mention extraction: a regex over the raw text (contract §5.4)."""
+        mentions: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        for match in _USER_MENTION.finditer(text):
+            name = match.group(1)
+            if name in seen:
+                continue
+            seen.add(name)
+            if name in ("all", "here"):
+                mentions.append({"_id": name, "username": name})
+                continue
+            user = self.find_user(name)
+            if user is not None and user.username == name:
+                entry: dict[str, Any] = {"_id": user._id, "username": user.username, "type": "user"}
+                if self.settings.get("UI_Use_Real_Name"):
+                    entry["name"] = user.name
+                mentions.append(entry)
+        channels: list[dict[str, Any]] = []
+        for match in _CHANNEL_MENTION.finditer(text):
+            room = self.room_by_name(match.group(1))
+            if room is not None and all(c["_id"] != room["_id"] for c in channels):
+                channels.append({"_id": room["_id"], "name": room["name"]})
+        return mentions, channels
+
+    def _author(self, user: User) -> dict[str, Any]:
+        author = user.brief()
+        if self.settings.get("UI_Use_Real_Name"):
+            author["name"] = user.name
+        return author
+
+    def send_message(
+        self,
+        user_id: str,
+        room_id: str,
+        text: str = "",
+        *,
+        tmid: str | None = None,
+        tshow: bool = False,
+        message_id: str | None = None,
+        alias: str | None = None,
+        emoji: str | None = None,
+        avatar: str | None = None,
+        attachments: list[dict[str, Any]] | None = None,
+        bot: dict[str, Any] | None = None,
+        custom_fields: dict[str, Any] | None = None,
+        check_access: bool = True,
+    ) -> dict[str, Any]:
+        """Store a user message with Rocket.Chat's `executeSendMessage` rules (contract §4.7)."""
+        with self.lock:
+            user = self.users.get(user_id)
+            room = self.rooms.get(room_id)
+            if user is None:
+                raise MeteorError("error-invalid-user", "Invalid user", {"method": "sendMessage"})
+            if room is None:
+                raise MeteorError("error-invalid-room", "Invalid room", {"method": "sendMessage"})
+            if not text and not attachments:
+                raise MeteorError("error-invalid-message", "Message cannot be empty", {"method": "sendMessage"})
+            if len(text) > int(self.settings.get("Message_MaxAllowedSize", 5000)):
+                raise MeteorError(
+                    "error-message-size-exceeded", "Message size exceeds the allowed size", {"method": "sendMessage"}
+                )
+            if tshow and not tmid:
+                raise MeteorError("error-invalid-params", "tshow provided but missing tmid", {"method": "sendMessage"})
+            # A non-member may post into a public channel it can access (the client auto-joins);
+            # the server refuses a post into a room the user cannot access.
+            if check_access and not self.can_access_room(user_id, room_id):
+                raise MeteorError("error-not-allowed", "Not allowed", {"method": "sendMessage"})
+            if check_access and room.get("ro") and not self.has_permission(user_id, "post-readonly", room_id):
+                raise MeteorError("error-not-allowed", "Not allowed", {"method": "sendMessage"})
+            if (alias or avatar) and not self.has_permission(user_id, "message-impersonate", room_id):
+                raise MeteorError("error-action-not-allowed", "Not enough permission", {"method": "sendMessage"})
+            parent: dict[str, Any] | None = None
+            if tmid is not None:
+                if not self.settings.get("Threads_enabled", True):
+                    raise MeteorError("error-not-allowed", "not-allowed", {"method": "sendMessage"})
+                parent = self._message_index.get(tmid)
+                if parent is None or parent["rid"] != room_id:
+                    raise MeteorError("error-invalid-message", "Invalid thread", {"method": "sendMessage"})
+                if parent.get("tmid"):  # replying in a thread of a thread goes to the root
+                    parent = self._message_index.get(parent["tmid"], parent)
+            if message_id is not None and message_id in self._message_index:
+                raise MeteorError("error-duplicate-message", "Message already exists", {"method": "sendMessage"})
+            now = self.clock()
+            mentions, channels = self._extract_mentions(text)
+            for att in attachments or []:
+                description = att.get("description")
+                if isinstance(description, str):
+                    more, _ = self._extract_mentions(description)
+                    mentions.extend(m for m in more if m not in mentions)
+            message: dict[str, Any] = {
+                "_id": message_id or meteor_id(),
+                "rid": room_id,
+                "msg": text,
+                "ts": now,
+                "u": self._author(user),
+                "_updatedAt": now,
+                "urls": [],
+                "mentions": mentions,
+                "channels": channels,
+                "md": [{"type": "PARAGRAPH", "value": [{"type": "PLAIN_TEXT", "value": text}]}],
+            }
+            if parent is not None:
+                message["tmid"] = parent["_id"]
+                if tshow:
+                    message["tshow"] = True
+            for key, value in (("alias", alias), ("emoji", emoji), ("avatar", avatar)):
+                if value:
+                    message[key] = value
+            if attachments:
+                message["attachments"] = copy.deepcopy(attachments)
+            if bot is not None:
+                message["bot"] = copy.deepcopy(bot)
+            if custom_fields:
+                message["customFields"] = copy.deepcopy(custom_fields)
+            self._insert(room, message)
+            if parent is not None:
+                parent["tcount"] = int(parent.get("tcount", 0)) + 1
+                parent["tlm"] = now
+                replies = parent.setdefault("replies", [])
+                if user._id not in replies:
+                    replies.append(user._id)
+                parent["_updatedAt"] = now
+                self._emit(MessageEvent(copy.deepcopy(parent), copy.deepcopy(room), inserted=False))
+            return copy.deepcopy(message)
+
+    def post_webhook_message(self, integration_id: str, text: str, *, room_id: str | None = None) -> dict[str, Any]:
+        """A message as an incoming webhook posts it: `u` is the post-as user, `bot: {i: id}`."""
+        with self.lock:
+            integration = self.integrations.get(integration_id)
+            if integration is None:
+                raise MeteorError("error-invalid-integration", "Invalid integration")
+            poster = self.find_user(integration.get("userId") or integration.get("username") or "")
+            if poster is None:
+                raise MeteorError("error-invalid-user", "Invalid user")
+            if room_id is None:
+                channels = integration.get("channel") or []
+                if not channels:
+                    raise MeteorError("error-invalid-channel", "Invalid channel")
+                target = channels[0]
+                if target.startswith("@"):
+                    room = self.create_direct(poster._id, target[1:])
+                else:
+                    found = self.find_room(target.lstrip("#"))
+                    if found is None:
+                        raise MeteorError("error-invalid-room", "Invalid room")
+                    room = found
+                room_id = room["_id"]
+            return self.send_message(
+                poster._id,
+                room_id,
+                text,
+                alias=integration.get("alias") or None,
+                emoji=integration.get("emoji") or None,
+                avatar=integration.get("avatar") or None,
+                bot={"i": integration_id},
+                check_access=False,
+            )
+
+    def _system_message(self, room: dict[str, Any], kind: str, text: str, user: User) -> dict[str, Any]:
+        now = self.clock()
+        message: dict[str, Any] = {
+            "_id": meteor_id(),
+            "rid": room["_id"],
+            "t": kind,
+            "msg": text,
+            "ts": now,
+            "u": self._author(user),
+            "_updatedAt": now,
+            "groupable": False,
+        }
+        self._insert(room, message)
+        return message
+
+    def post_system_message(self, room_id: str, kind: str, text: str, user: str) -> dict[str, Any]:
+        with self.lock:
+            room = self.find_room(room_id)
+            author = self.find_user(user)
+            if room is None or author is None:
+                raise MeteorError("error-invalid-room", "Invalid room")
+            return copy.deepcopy(self._system_message(room, kind, text, author))
+
+    def _insert(self, room: dict[str, Any], message: dict[str, Any]) -> None:
+        self.messages.setdefault(room["_id"], []).append(message)
+        self._message_index[message["_id"]] = message
+        room["msgs"] = int(room.get("msgs", 0)) + 1
+        room["_updatedAt"] = message["ts"]
+        if not message.get("t"):
+            room["lastMessage"] = message
+            room["lm"] = message["ts"]
+        self._emit(MessageEvent(copy.deepcopy(message), copy.deepcopy(room), inserted=True))
+        if not message.get("t"):
+            for uid in self.room_members(room["_id"]):
+                self._emit(RoomEvent(uid, "updated", copy.deepcopy(room)))
+
+    def edit_message(self, message_id: str, text: str, *, editor: str | None = None) -> dict[str, Any]:
+        """Edit in place: same `_id`, new `msg`, `editedAt`/`editedBy`, re-delivered on the streams."""
+        with self.lock:
+            message = self._message_index.get(message_id)
+            if message is None:
+                raise MeteorError("error-action-not-allowed", "Not allowed")
+            author = self.find_user(editor) if editor else self.users.get(message["u"]["_id"])
+            if author is None:
+                raise MeteorError("error-invalid-user", "Invalid user")
+            now = self.clock()
+            mentions, channels = self._extract_mentions(text)
+            message.update(
+                msg=text,
+                editedAt=now,
+                editedBy=author.brief(),
+                _updatedAt=now,
+                mentions=mentions,
+                channels=channels,
+                md=[{"type": "PARAGRAPH", "value": [{"type": "PLAIN_TEXT", "value": text}]}],
+            )
+            room = self.rooms[message["rid"]]
+            self._emit(MessageEvent(copy.deepcopy(message), copy.deepcopy(room), inserted=False))
+            return copy.deepcopy(message)
+
+    def react(self, message_id: str, emoji: str, user: str) -> dict[str, Any]:
+        """Add a reaction: a re-delivery of the same `_id` without `editedAt` changing (§5.2)."""
+        with self.lock:
+            message = self._message_index.get(message_id)
+            reactor = self.find_user(user)
+            if message is None or reactor is None:
+                raise MeteorError("error-not-allowed", "Not allowed")
+            reactions = message.setdefault("reactions", {})
+            usernames = reactions.setdefault(emoji, {"usernames": []})["usernames"]
+            if reactor.username not in usernames:
+                usernames.append(reactor.username)
+            message["_updatedAt"] = self.clock()
+            room = self.rooms[message["rid"]]
+            self._emit(MessageEvent(copy.deepcopy(message), copy.deepcopy(room), inserted=False))
+            return copy.deepcopy(message)
+
+    def delete_message(self, message_id: str) -> None:
+        with self.lock:
+            message = self._message_index.pop(message_id, None)
+            if message is None:
+                return
+            self.messages[message["rid"]].remove(message)
+            self._emit(DeleteMessageEvent(message["rid"], message_id))
+
+    def get_message(self, message_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            message = self._message_index.get(message_id)
+            return copy.deepcopy(message) if message is not None else None
+
+    def room_messages(self, room_id: str, *, since: datetime | None = None) -> list[dict[str, Any]]:
+        """Messages of a room in `ts` order; with `since`, those updated after it."""
+        with self.lock:
+            found = self.messages.get(room_id, [])
+            if since is not None:
+                found = [m for m in found if m["_updatedAt"] > since]
+            return [copy.deepcopy(m) for m in found]
+
+    # --- integrations (raw storage; endpoint semantics live in sandbox.integrations) ----------------
+
+    def insert_integration(self, document: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            doc = copy.deepcopy(document)
+            doc.setdefault("_id", object_id())
+            self.integrations[doc["_id"]] = doc
+            return copy.deepcopy(doc)
+
+    def get_integration(self, integration_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            doc = self.integrations.get(integration_id)
+            return copy.deepcopy(doc) if doc is not None else None
+
+    def update_integration(
+        self, integration_id: str, set_fields: dict[str, Any], unset_fields: Iterable[str] = ()
+    ) -> dict[str, Any]:
+        """A MongoDB-style `$set`/`$unset` on a stored document. A `None` in `set_fields` is
+        stored as null, the way `ignoreUndefined: false` stores `undefined` (contract §2.4.4)."""
+        with self.lock:
+            doc = self.integrations[integration_id]
+            for key, value in set_fields.items():
+                doc[key] = copy.deepcopy(value)
+            for key in unset_fields:
+                doc.pop(key, None)
+            return copy.deepcopy(doc)
+
+    def delete_integration(self, integration_id: str) -> dict[str, Any] | None:
+        with self.lock:
+            return self.integrations.pop(integration_id, None)
+
+    def list_integrations(self) -> list[dict[str, Any]]:
+        with self.lock:
+            return [copy.deepcopy(d) for d in self.integrations.values()]
+
+    # --- settings -------------------------------------------------------------------------------
+
+    def set_setting(self, setting_id: str, value: Any) -> None:
+        with self.lock:
+            self.settings[setting_id] = value
+
+    def get_setting(self, setting_id: str, default: Any = None) -> Any:
+        with self.lock:
+            return self.settings.get(setting_id, default)
+
+    # --- time ----------------------------------------------------------------------------------
+
+    def token_expires(self, when: datetime, days: int = 90) -> datetime:
+        """`Accounts_LoginExpiration` default of 90 days (contract §4.4)."""
+        return when + timedelta(days=days)
