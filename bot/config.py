@@ -1,0 +1,150 @@
+"""Configuration from the environment (and an optional `.env` file), validated once at start.
+
+Every setting is documented in the README's "Settings" table; keep the two in step. A missing
+or wrong value becomes one `ConfigError` line that names the variable and says what to do,
+never a pydantic traceback.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import BeforeValidator, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+
+_COMPACT_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+
+
+def _duration(value: Any) -> Any:
+    """Accept `7d`, `2h`, `1h30m`, `90s` and plain seconds besides pydantic's ISO 8601 forms."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        match = _COMPACT_DURATION.fullmatch(text)
+        if text and match and any(match.groups()):
+            days, hours, minutes, seconds = (int(g or 0) for g in match.groups())
+            return timedelta(days=days, hours=hours, minutes=minutes, seconds=seconds)
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_duration)]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        frozen=True,
+    )
+
+    rocketchat_url: str = Field(description="Base URL of the Rocket.Chat server, e.g. https://chat.example.org")
+    rocketchat_user_id: str | None = None
+    rocketchat_auth_token: SecretStr | None = None
+    rocketchat_username: str | None = None
+    rocketchat_password: SecretStr | None = None
+
+    bot_state_db: Path = Path("integrations-bot.sqlite3")
+    bot_command_prefixes: str = "/integration,!integration"
+    bot_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    bot_log_format: Literal["auto", "json", "console"] = "auto"
+    bot_request_timeout: float = Field(default=10.0, gt=0, le=300)
+    bot_rights_cache_seconds: float = Field(default=60.0, ge=0, le=3600)
+    bot_max_disable: Duration = timedelta(days=7)
+    bot_audit_room: str | None = None
+    bot_http_host: str = "127.0.0.1"
+    bot_http_port: int | None = Field(default=None, ge=0, le=65535)
+    bot_stale_command_age: Duration = timedelta(minutes=2)
+    bot_confirm_timeout: Duration = timedelta(minutes=2)
+    bot_shutdown_grace: float = Field(default=10.0, ge=0, le=300)
+
+    @field_validator("rocketchat_url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an http(s) URL such as https://chat.example.org")
+        # Keep a path prefix (servers behind a reverse proxy at /chat), drop query and fragment.
+        return urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", ""))
+
+    @field_validator("bot_command_prefixes")
+    @classmethod
+    def _check_prefixes(cls, value: str) -> str:
+        prefixes = [p.strip() for p in value.split(",") if p.strip()]
+        if not prefixes or any(" " in p for p in prefixes):
+            raise ValueError("must be a comma-separated list of words, e.g. /integration,!integration")
+        return ",".join(prefixes)
+
+    @field_validator("bot_audit_room")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @model_validator(mode="after")
+    def _check_credentials(self) -> Settings:
+        token_pair = (self.rocketchat_user_id, self.rocketchat_auth_token)
+        password_pair = (self.rocketchat_username, self.rocketchat_password)
+        if all(token_pair):
+            return self
+        if all(password_pair):
+            return self
+        if any(token_pair):
+            missing = "ROCKETCHAT_AUTH_TOKEN" if self.rocketchat_user_id else "ROCKETCHAT_USER_ID"
+            raise ValueError(f"{missing} is missing: ROCKETCHAT_USER_ID and ROCKETCHAT_AUTH_TOKEN go together")
+        if any(password_pair):
+            missing = "ROCKETCHAT_PASSWORD" if self.rocketchat_username else "ROCKETCHAT_USERNAME"
+            raise ValueError(f"{missing} is missing: ROCKETCHAT_USERNAME and ROCKETCHAT_PASSWORD go together")
+        raise ValueError(
+            "no credentials: set ROCKETCHAT_USER_ID + ROCKETCHAT_AUTH_TOKEN (a personal access token) "
+            "or ROCKETCHAT_USERNAME + ROCKETCHAT_PASSWORD"
+        )
+
+    # --- derived values --------------------------------------------------------------------------
+
+    @property
+    def prefixes(self) -> tuple[str, ...]:
+        return tuple(self.bot_command_prefixes.split(","))
+
+    @property
+    def rest_url(self) -> str:
+        return self.rocketchat_url
+
+    @property
+    def websocket_url(self) -> str:
+        """`https://host/x` → `wss://host/x/websocket` (contract §4.1)."""
+        parts = urlsplit(self.rocketchat_url)
+        scheme = "wss" if parts.scheme == "https" else "ws"
+        return urlunsplit((scheme, parts.netloc, parts.path + "/websocket", "", ""))
+
+    @property
+    def uses_token(self) -> bool:
+        return self.rocketchat_user_id is not None and self.rocketchat_auth_token is not None
+
+
+def load_settings(env_file: str | Path | None = ".env") -> Settings:
+    """Read the settings, turning any problem into a one-line `ConfigError`."""
+    try:
+        return Settings(_env_file=env_file)
+    except ValidationError as exc:
+        raise ConfigError(describe_validation_error(exc)) from None
+
+
+def describe_validation_error(exc: ValidationError) -> str:
+    """One line naming the first wrong variable: `ROCKETCHAT_URL is missing` or `X: reason`."""
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"]) if error["loc"] else ""
+    variable = field.upper()
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "missing":
+        hint = " (e.g. https://chat.example.org)" if variable == "ROCKETCHAT_URL" else ""
+        return f"{variable} is missing: set it in the environment or in .env{hint}"
+    if not variable:
+        return message
+    # Never echo the offending input: it may be a secret.
+    return f"{variable}: {message}"
