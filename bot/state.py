@@ -1,0 +1,273 @@
+"""The bot's durable state in one SQLite file (`BOT_STATE_DB`), through aiosqlite.
+
+What lives here, and why it must survive restarts and `kill -9`:
+- processed message ids: a command is claimed before it runs, so neither a stream re-delivery,
+  a reconnect nor a restart runs it twice;
+- the audit trail: every change made through the bot, with the full document before and after,
+  so `history` and `undo` work and the audit room can be re-fed;
+- per-room cursors: the newest message time seen per room, so missed commands can be caught up.
+
+Schema changes are numbered migrations recorded in `PRAGMA user_version`; an older file is
+upgraded in order when opened, a newer one (from a later release) is refused with a clear error.
+WAL journaling keeps readers and the single writer out of each other's way; every write is its
+own committed transaction, so a killed process loses at most the statement in flight.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from bot.errors import ConfigError
+
+# Each entry upgrades the schema from version N to N+1 (list index N).
+MIGRATIONS: tuple[str, ...] = (
+    # 1: processed messages, audit trail, room cursors
+    """
+    CREATE TABLE processed_messages (
+        message_id  TEXT PRIMARY KEY,
+        room_id     TEXT NOT NULL,
+        message_ts  REAL NOT NULL,
+        claimed_at  REAL NOT NULL,
+        status      TEXT NOT NULL CHECK (status IN ('claimed', 'done', 'ignored')),
+        outcome     TEXT
+    );
+    CREATE INDEX processed_messages_claimed_at ON processed_messages (claimed_at);
+    CREATE TABLE audit (
+        id               INTEGER PRIMARY KEY AUTOINCREMENT,
+        at               REAL NOT NULL,
+        actor_id         TEXT NOT NULL,
+        actor_username   TEXT NOT NULL,
+        room_id          TEXT,
+        message_id       TEXT,
+        integration_id   TEXT NOT NULL,
+        integration_name TEXT NOT NULL,
+        integration_type TEXT NOT NULL,
+        action           TEXT NOT NULL,
+        reason           TEXT,
+        before_json      TEXT,
+        after_json       TEXT
+    );
+    CREATE INDEX audit_integration ON audit (integration_id, at);
+    CREATE INDEX audit_actor ON audit (actor_id, at);
+    CREATE TABLE room_cursors (
+        room_id   TEXT PRIMARY KEY,
+        last_seen REAL NOT NULL
+    );
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def _ts(when: datetime) -> float:
+    return when.timestamp()
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One change made through the bot. `before`/`after` are full integration documents."""
+
+    at: datetime
+    actor_id: str
+    actor_username: str
+    integration_id: str
+    integration_name: str
+    integration_type: str
+    action: str
+    room_id: str | None = None
+    message_id: str | None = None
+    reason: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    id: int | None = None
+
+
+class StateStore:
+    """Async access to the state file. Open with `await StateStore.open(path)`."""
+
+    def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
+        self._db = connection
+        self.path = path
+
+    @classmethod
+    async def open(cls, path: str | Path) -> StateStore:
+        target = Path(path)
+        try:
+            if str(target) != ":memory:":
+                target.parent.mkdir(parents=True, exist_ok=True)
+            connection = await aiosqlite.connect(str(target), isolation_level=None)
+        except Exception as exc:  # sqlite3.Error, OSError: translate at the boundary
+            raise ConfigError(f"BOT_STATE_DB: cannot open {target}: {exc}") from None
+        store = cls(connection, target)
+        try:
+            await store._prepare()
+        except Exception:
+            await connection.close()
+            raise
+        return store
+
+    async def _prepare(self) -> None:
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=NORMAL")
+        await self._db.execute("PRAGMA busy_timeout=5000")
+        await self._db.execute("PRAGMA foreign_keys=ON")
+        version = await self.schema_version()
+        if version > SCHEMA_VERSION:
+            raise ConfigError(
+                f"BOT_STATE_DB: {self.path} has schema version {version}, newer than this release "
+                f"supports ({SCHEMA_VERSION}); use a newer integrations-bot or another file"
+            )
+        for number in range(version, SCHEMA_VERSION):
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                await self._run_script(MIGRATIONS[number])
+                await self._db.execute(f"PRAGMA user_version={number + 1}")
+                await self._db.execute("COMMIT")
+            except Exception:
+                await self._db.execute("ROLLBACK")
+                raise
+
+    async def _run_script(self, script: str) -> None:
+        # executescript() would COMMIT first; run the statements one by one inside our transaction.
+        for statement in (s.strip() for s in script.split(";")):
+            if statement:
+                await self._db.execute(statement)
+
+    async def schema_version(self) -> int:
+        async with self._db.execute("PRAGMA user_version") as cursor:
+            row = await cursor.fetchone()
+        return int(row[0]) if row else 0
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    # --- processed messages --------------------------------------------------------------------
+
+    async def claim_message(self, message_id: str, room_id: str, message_ts: datetime, now: datetime) -> bool:
+        """Atomically mark a message as taken. False if it was seen before (re-delivery, restart)."""
+        cursor = await self._db.execute(
+            "INSERT OR IGNORE INTO processed_messages (message_id, room_id, message_ts, claimed_at, status)"
+            " VALUES (?, ?, ?, ?, 'claimed')",
+            (message_id, room_id, _ts(message_ts), _ts(now)),
+        )
+        return cursor.rowcount == 1
+
+    async def finish_message(self, message_id: str, outcome: str, *, ignored: bool = False) -> None:
+        await self._db.execute(
+            "UPDATE processed_messages SET status = ?, outcome = ? WHERE message_id = ?",
+            ("ignored" if ignored else "done", outcome, message_id),
+        )
+
+    async def message_status(self, message_id: str) -> str | None:
+        async with self._db.execute(
+            "SELECT status FROM processed_messages WHERE message_id = ?", (message_id,)
+        ) as cursor:
+            row = await cursor.fetchone()
+        return str(row[0]) if row else None
+
+    async def unfinished_messages(self) -> list[str]:
+        """Claimed but never finished: the process died while running them."""
+        async with self._db.execute(
+            "SELECT message_id FROM processed_messages WHERE status = 'claimed' ORDER BY claimed_at"
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [str(row[0]) for row in rows]
+
+    async def prune_messages(self, older_than: datetime) -> int:
+        cursor = await self._db.execute(
+            "DELETE FROM processed_messages WHERE claimed_at < ? AND status != 'claimed'", (_ts(older_than),)
+        )
+        return cursor.rowcount
+
+    # --- room cursors --------------------------------------------------------------------------
+
+    async def advance_cursor(self, room_id: str, seen: datetime) -> None:
+        await self._db.execute(
+            "INSERT INTO room_cursors (room_id, last_seen) VALUES (?, ?)"
+            " ON CONFLICT (room_id) DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
+            (room_id, _ts(seen)),
+        )
+
+    async def cursors(self) -> dict[str, datetime]:
+        async with self._db.execute("SELECT room_id, last_seen FROM room_cursors") as cursor:
+            rows = await cursor.fetchall()
+        return {str(room): _dt(float(seen)) for room, seen in rows}
+
+    # --- audit ---------------------------------------------------------------------------------
+
+    async def record(self, record: AuditRecord) -> int:
+        cursor = await self._db.execute(
+            "INSERT INTO audit (at, actor_id, actor_username, room_id, message_id, integration_id,"
+            " integration_name, integration_type, action, reason, before_json, after_json)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                _ts(record.at),
+                record.actor_id,
+                record.actor_username,
+                record.room_id,
+                record.message_id,
+                record.integration_id,
+                record.integration_name,
+                record.integration_type,
+                record.action,
+                record.reason,
+                json.dumps(record.before) if record.before is not None else None,
+                json.dumps(record.after) if record.after is not None else None,
+            ),
+        )
+        return int(cursor.lastrowid or 0)
+
+    async def history(
+        self,
+        *,
+        limit: int = 20,
+        integration_ids: Sequence[str] | None = None,
+        actor_id: str | None = None,
+    ) -> list[AuditRecord]:
+        """Newest first."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if integration_ids is not None:
+            if not integration_ids:
+                return []
+            clauses.append(f"integration_id IN ({', '.join('?' for _ in integration_ids)})")
+            params.extend(integration_ids)
+        if actor_id is not None:
+            clauses.append("actor_id = ?")
+            params.append(actor_id)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        async with self._db.execute(
+            f"SELECT id, at, actor_id, actor_username, room_id, message_id, integration_id, integration_name,"  # noqa: S608
+            f" integration_type, action, reason, before_json, after_json FROM audit{where}"
+            " ORDER BY at DESC, id DESC LIMIT ?",
+            (*params, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            AuditRecord(
+                id=int(row[0]),
+                at=_dt(float(row[1])),
+                actor_id=str(row[2]),
+                actor_username=str(row[3]),
+                room_id=row[4],
+                message_id=row[5],
+                integration_id=str(row[6]),
+                integration_name=str(row[7]),
+                integration_type=str(row[8]),
+                action=str(row[9]),
+                reason=row[10],
+                before=json.loads(row[11]) if row[11] else None,
+                after=json.loads(row[12]) if row[12] else None,
+            )
+            for row in rows
+        ]

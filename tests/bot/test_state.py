@@ -1,0 +1,110 @@
+"""The state database: exactly-once claims, audit trail, cursors, and versioned migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from bot.errors import ConfigError
+from bot.state import SCHEMA_VERSION, AuditRecord, StateStore
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+
+
+def audit(n: int, *, integration: str = "i1", actor: str = "u1", action: str = "disable") -> AuditRecord:
+    return AuditRecord(
+        at=NOW + timedelta(seconds=n),
+        actor_id=actor,
+        actor_username=f"user-{actor}",
+        integration_id=integration,
+        integration_name=f"hook {integration}",
+        integration_type="webhook-incoming",
+        action=action,
+        room_id="GENERAL",
+        reason=f"reason {n}",
+        before={"enabled": True, "n": n},
+        after={"enabled": False, "n": n},
+    )
+
+
+async def test_a_message_is_claimed_once_even_across_reopen(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    state = await StateStore.open(path)
+    assert await state.claim_message("m1", "GENERAL", NOW, NOW) is True
+    assert await state.claim_message("m1", "GENERAL", NOW, NOW) is False
+    await state.close()
+
+    reopened = await StateStore.open(path)
+    assert await reopened.claim_message("m1", "GENERAL", NOW, NOW) is False
+    assert await reopened.message_status("m1") == "claimed"
+    assert await reopened.unfinished_messages() == ["m1"]
+    await reopened.finish_message("m1", "ok")
+    assert await reopened.message_status("m1") == "done"
+    assert await reopened.unfinished_messages() == []
+    await reopened.close()
+
+
+async def test_audit_history_is_newest_first_and_filterable(tmp_path: Path) -> None:
+    state = await StateStore.open(tmp_path / "s.db")
+    for n in range(5):
+        await state.record(audit(n, integration="i1" if n % 2 == 0 else "i2", actor="u1" if n < 3 else "u2"))
+    everything = await state.history()
+    assert [r.before["n"] for r in everything if r.before] == [4, 3, 2, 1, 0]
+    only_i2 = await state.history(integration_ids=["i2"])
+    assert {r.integration_id for r in only_i2} == {"i2"} and len(only_i2) == 2
+    assert await state.history(integration_ids=[]) == []
+    by_u2 = await state.history(actor_id="u2", limit=1)
+    assert len(by_u2) == 1 and by_u2[0].actor_id == "u2" and by_u2[0].after == {"enabled": False, "n": 4}
+    await state.close()
+
+
+async def test_cursor_only_moves_forward(tmp_path: Path) -> None:
+    state = await StateStore.open(tmp_path / "s.db")
+    await state.advance_cursor("r1", NOW)
+    await state.advance_cursor("r1", NOW - timedelta(minutes=5))
+    await state.advance_cursor("r2", NOW - timedelta(minutes=1))
+    assert await state.cursors() == {"r1": NOW, "r2": NOW - timedelta(minutes=1)}
+    await state.close()
+
+
+async def test_prune_keeps_unfinished_claims(tmp_path: Path) -> None:
+    state = await StateStore.open(tmp_path / "s.db")
+    old = NOW - timedelta(days=3)
+    await state.claim_message("done-old", "r", old, old)
+    await state.finish_message("done-old", "ok")
+    await state.claim_message("claimed-old", "r", old, old)
+    await state.claim_message("done-new", "r", NOW, NOW)
+    await state.finish_message("done-new", "ok")
+    assert await state.prune_messages(NOW - timedelta(days=1)) == 1
+    assert await state.message_status("done-old") is None
+    assert await state.message_status("claimed-old") == "claimed"
+    assert await state.message_status("done-new") == "done"
+    await state.close()
+
+
+async def test_an_empty_old_file_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    sqlite3.connect(path).close()  # a version-0 file, as an older release would leave it
+    state = await StateStore.open(path)
+    assert await state.schema_version() == SCHEMA_VERSION
+    assert await state.claim_message("m", "r", NOW, NOW)
+    await state.close()
+
+
+async def test_a_file_from_a_newer_release_is_refused_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    connection = sqlite3.connect(path)
+    connection.execute(f"PRAGMA user_version={SCHEMA_VERSION + 1}")
+    connection.close()
+    with pytest.raises(ConfigError, match="newer than this release"):
+        await StateStore.open(path)
+
+
+async def test_an_unopenable_path_is_a_config_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ConfigError, match="BOT_STATE_DB"):
+        await StateStore.open(blocker / "state.db")
