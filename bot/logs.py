@@ -1,0 +1,148 @@
+"""Structured logging: JSON lines when not on a terminal, readable lines on one; secrets redacted.
+
+Every event goes through `structlog` with context variables bound per command (correlation id,
+room, user, command, integration), so one `grep <correlation id>` shows a command's whole story.
+Two independent guards keep secrets out of the output:
+- keys that name a secret (`token`, `password`, `authToken`, ...) are masked whatever they hold;
+- the actual secret values the process knows (its auth token, its password, webhook tokens it
+  has read) are registered with `register_secret` and replaced wherever they appear in a value.
+Records from the standard `logging` module (httpx, websockets, uvicorn) go through the same
+processors, so a library that logs a URL with a token in it is redacted too.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import threading
+from collections.abc import Iterable, MutableMapping
+from typing import Any, Literal
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+_SECRET_KEY = re.compile(r"(?i)(token|password|passwd|secret|authorization|x-auth|digest|resume)")
+_MASK = "***"
+_MIN_SECRET_LENGTH = 6  # shorter strings would mask ordinary words
+
+
+class _SecretRegistry:
+    """The secret values this process knows, compiled into one alternation pattern."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._lock = threading.Lock()
+        self.pattern: re.Pattern[str] | None = None
+
+    def add(self, value: str) -> None:
+        with self._lock:
+            if value in self._values:
+                return
+            self._values.add(value)
+            ordered = sorted(self._values, key=len, reverse=True)
+            self.pattern = re.compile("|".join(re.escape(s) for s in ordered))
+
+
+_registry = _SecretRegistry()
+
+
+def register_secret(value: str | None) -> None:
+    """Remember a secret value so it is masked wherever it shows up in a log event."""
+    if value and len(value) >= _MIN_SECRET_LENGTH:
+        _registry.add(value)
+
+
+def redact_text(text: str) -> str:
+    pattern = _registry.pattern
+    return pattern.sub(_MASK, text) if pattern is not None else text
+
+
+def _redact_value(key: str, value: Any) -> Any:
+    if _SECRET_KEY.search(key) and value not in (None, "", False, True):
+        return _MASK
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redact_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redact_value(key, v) for v in value]
+    return value
+
+
+def redact_processor(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    for key in list(event_dict):
+        if key == "event":
+            event_dict[key] = redact_text(str(event_dict[key]))
+        else:
+            event_dict[key] = _redact_value(key, event_dict[key])
+    return event_dict
+
+
+def _redact_exception(_logger: WrappedLogger, _method: str, event_dict: EventDict) -> EventDict:
+    if "exception" in event_dict and isinstance(event_dict["exception"], str):
+        event_dict["exception"] = redact_text(event_dict["exception"])
+    return event_dict
+
+
+def configure_logging(
+    level: str = "INFO",
+    fmt: Literal["auto", "json", "console"] = "auto",
+    *,
+    stream: Any = None,
+    quiet_libraries: Iterable[str] = ("httpx", "httpcore", "websockets", "uvicorn", "aiosqlite", "asyncio"),
+) -> None:
+    """Route structlog and stdlib logging to one handler on `stream` (stderr by default)."""
+    output = stream if stream is not None else sys.stderr
+    as_json = fmt == "json" or (fmt == "auto" and not getattr(output, "isatty", lambda: False)())
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_processor,
+    ]
+    renderer: Processor = (
+        structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            structlog.processors.format_exc_info,
+            _redact_exception,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(output)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    for name in quiet_libraries:
+        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger
+
+
+def bind(**values: Any) -> None:
+    structlog.contextvars.bind_contextvars(**values)
+
+
+def clear() -> None:
+    structlog.contextvars.clear_contextvars()
+
+
+def context() -> MutableMapping[str, Any]:
+    return structlog.contextvars.get_contextvars()

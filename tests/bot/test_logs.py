@@ -1,0 +1,71 @@
+"""Logs: JSON lines with context, and secrets masked by key and by value, also in tracebacks."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.logs import bind, clear, configure_logging, get_logger, redact_text, register_secret
+
+
+def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line.strip()]
+
+
+def test_json_lines_carry_bound_context_and_mask_secret_keys() -> None:
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    bind(correlation_id="c-1", room="GENERAL")
+    try:
+        get_logger("t").info("command done", authToken="abc-very-secret", password="hunter2!", count=3)
+    finally:
+        clear()
+    [record] = lines(out)
+    assert record["event"] == "command done"
+    assert record["correlation_id"] == "c-1"
+    assert record["room"] == "GENERAL"
+    assert record["count"] == 3
+    assert record["authToken"] == "***"
+    assert record["password"] == "***"
+
+
+def test_registered_secret_values_are_masked_everywhere() -> None:
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    secret = "Zx9-registered-secret-value"
+    register_secret(secret)
+    log = get_logger("t")
+    log.info(f"url /hooks/abc/{secret}", detail={"nested": [f"x{secret}y"]})
+    logging.getLogger("httpx").warning("GET http://h/?t=%s", secret)
+    try:
+        raise ValueError(f"refused {secret}")
+    except ValueError:
+        log.exception("failed")
+    text = out.getvalue()
+    assert secret not in text
+    assert text.count("***") >= 4
+
+
+def test_console_format_when_asked() -> None:
+    out = io.StringIO()
+    configure_logging("INFO", "console", stream=out)
+    get_logger("t").info("hello", user="alice")
+    assert "hello" in out.getvalue()
+    assert "user=alice" in out.getvalue()
+    assert not out.getvalue().lstrip().startswith("{")
+
+
+@given(prefix=st.text(max_size=20), suffix=st.text(max_size=20))
+def test_redact_text_removes_any_registered_secret(prefix: str, suffix: str) -> None:
+    secret = "hypothesis-secret-0123456789"
+    register_secret(secret)
+    assert secret not in redact_text(prefix + secret + suffix + secret)
+
+
+def test_short_values_are_not_treated_as_secrets() -> None:
+    register_secret("abc")
+    assert redact_text("abc abc") == "abc abc"
