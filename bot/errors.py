@@ -6,11 +6,13 @@ into this tree at the client boundary, so command code never catches a library e
 
     BotError
     ├── ConfigError                 a setting is missing or wrong (one clear line, exit 2)
+    │   └── BotLacksPermission      the bot's Rocket.Chat account lacks a permission it needs
     ├── UserInputError              the caller typed something we cannot act on
     │   ├── UnknownCommand
     │   ├── UsageError              wrong arguments for a known command
     │   ├── IntegrationNotFound
-    │   └── AmbiguousIntegration    several integrations match; carries the candidates
+    │   ├── AmbiguousIntegration    several integrations match; carries the candidates
+    │   └── NotUpdatable            no lossless update body exists (e.g. outgoing without token)
     ├── PermissionDenied            the caller lacks a Rocket.Chat permission (which one)
     ├── UpstreamError               Rocket.Chat did not do what we asked
     │   ├── AuthFailed              the bot's own credentials are refused (fatal)
@@ -32,6 +34,18 @@ class BotError(Exception):
 
 class ConfigError(BotError):
     """A configuration value is missing or invalid. The message is one line for the operator."""
+
+
+class BotLacksPermission(ConfigError):
+    """The bot's own account lacks a Rocket.Chat permission it needs (an operator must grant it)."""
+
+    def __init__(self, permission: str, purpose: str) -> None:
+        self.permission = permission
+        self.purpose = purpose
+        super().__init__(
+            f"the bot's Rocket.Chat account lacks the permission {permission!r}, needed to {purpose}; "
+            "give the bot user a role that has it (e.g. admin)"
+        )
 
 
 class UserInputError(BotError):
@@ -73,6 +87,16 @@ class AmbiguousIntegration(UserInputError):
         self.query = query
         self.candidates = tuple(candidates)
         super().__init__(f"{len(self.candidates)} integrations are named {query!r}")
+
+
+class NotUpdatable(UserInputError):
+    """The stored integration cannot be re-sent without inventing or dropping data; nothing was written."""
+
+    def __init__(self, integration_id: str, name: str, reason: str) -> None:
+        self.integration_id = integration_id
+        self.name = name
+        self.reason = reason
+        super().__init__(f"integration {name!r} cannot be changed safely: {reason}")
 
 
 class PermissionDenied(BotError):
