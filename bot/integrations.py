@@ -1,0 +1,467 @@
+"""Finding integrations by name and changing them without losing a field (contract §2.4, gotchas 1–6, 22).
+
+Theory of operation
+-------------------
+`PUT integrations.update` is a full replacement: every optional field the body omits is stored
+as null on a real server (`ignoreUndefined: false`, §2.4.4) — for outgoing webhooks that wipes
+trigger words (it then fires on *every* message), scripts, retry settings; for incoming ones on
+7.x servers alias/avatar/emoji/script. So every change is a read-modify-write of the whole
+integration:
+
+    resolve → may_update (caller) → re-read (integrations.get) → channel rules (caller)
+    → nothing to do? stop → build the complete body → PUT once → verify the stored result
+
+`build_update_body` is the safe recipe of §2.4.4: the stored `type` (the server dispatches on
+the body's type), the outgoing schema's exact whitelist (it is closed), `channel` as a comma
+string, arrays kept arrays, the outgoing `token` sent back, nulls passed where the schema allows
+them. When no lossless body exists (an outgoing webhook without a token or URLs, an incoming one
+without channels) it refuses with `NotUpdatable` and writes nothing.
+
+After the write, the stored document is compared with the intended one field by field. The only
+differences tolerated are the ones the server makes on *every* write of the same data (listed in
+`_normalised`) and server-managed fields (`_updatedAt`, `_updatedBy`, `userId`, the compiled
+script). Anything else is a `VerificationFailed` with the differences, secrets masked.
+
+A PUT that times out may or may not have landed; instead of blindly re-sending, the document is
+re-read: if it already holds the intended values the write landed; if it is untouched since our
+read the body is re-sent; if someone else changed it meanwhile nothing is re-sent.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import structlog
+
+from bot.authz import CallerRights, may_list, may_update, may_view, may_write, visible_in_list
+from bot.errors import (
+    AmbiguousIntegration,
+    Candidate,
+    IntegrationNotFound,
+    NotUpdatable,
+    PermissionDenied,
+    ServerRejected,
+    Unavailable,
+    UserInputError,
+    VerificationFailed,
+)
+from bot.models import INCOMING, OUTGOING, Integration, UpdateOutcome
+from bot.rest import RestClient
+
+log = structlog.get_logger(__name__)
+
+# Incoming branch of the update schema (open: `username` is an understood extra, §2.4.3 step 7).
+INCOMING_FIELDS: Final = (
+    "alias",
+    "avatar",
+    "emoji",
+    "script",
+    "scriptEngine",
+    "overrideDestinationChannelEnabled",
+    "skipTranspile",
+    "username",
+)
+# Outgoing branch: exactly the schema's properties except `target_url` (we identify by id).
+OUTGOING_FIELDS: Final = (
+    "username",
+    "event",
+    "targetRoom",
+    "urls",
+    "triggerWords",
+    "triggerWordAnywhere",
+    "token",
+    "skipTranspile",
+    "scriptEngine",
+    "script",
+    "runOnEdits",
+    "retryFailedCalls",
+    "retryCount",
+    "retryDelay",
+    "impersonateUser",
+    "alias",
+    "avatar",
+    "emoji",
+)
+COMMON_FIELDS: Final = ("name", "enabled", "scriptEnabled", "channel")
+# Keys the schema rejects as null (besides the required ones): omitted when stored as null.
+NON_NULLABLE: Final = frozenset({"scriptEngine", "username", "event"})
+
+_STRING_FIELDS: Final = frozenset(
+    {"name", "alias", "avatar", "emoji", "script", "scriptEngine", "username", "event", "targetRoom", "token"}
+    | {"retryDelay"}
+)
+_BOOL_FIELDS: Final = frozenset(
+    {"enabled", "scriptEnabled", "overrideDestinationChannelEnabled", "skipTranspile", "triggerWordAnywhere"}
+    | {"runOnEdits", "retryFailedCalls", "impersonateUser"}
+)
+_LIST_FIELDS: Final = frozenset({"urls", "triggerWords"})
+
+CHANNELLESS_EVENTS: Final = frozenset({"roomArchived", "roomCreated", "userCreated"})
+TRIGGER_WORD_EVENTS: Final = frozenset({"sendMessage"})
+DEFAULT_SCRIPT_ENGINE: Final = "isolated-vm"
+# Written by the server on every update, or derived by it: never compared.
+SERVER_MANAGED: Final = frozenset({"_updatedAt", "_updatedBy", "userId", "scriptCompiled", "scriptError"})
+_MISSING: Final = object()
+
+
+def normalize_kind(kind: str | None) -> str | None:
+    """`incoming`/`in`/`webhook-incoming` → `webhook-incoming` (same for outgoing); None stays None."""
+    if kind is None:
+        return None
+    word = kind.strip().lower()
+    if word in ("incoming", "in", INCOMING):
+        return INCOMING
+    if word in ("outgoing", "out", OUTGOING):
+        return OUTGOING
+    raise UserInputError(f"unknown integration kind {kind!r}: use incoming or outgoing")
+
+
+def updatable_fields(kind: str) -> frozenset[str]:
+    """The document fields a change may set for this type."""
+    extra = INCOMING_FIELDS if kind == INCOMING else OUTGOING_FIELDS if kind == OUTGOING else ()
+    return frozenset((*COMMON_FIELDS, *extra))
+
+
+# --- the body -----------------------------------------------------------------------------------
+
+
+def intended_document(doc: Mapping[str, Any] | Integration, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored document with `changes` applied: what the integration should look like after."""
+    current = Integration.of(doc)
+    allowed = updatable_fields(current.type)
+    refused = sorted(k for k in changes if k not in allowed)
+    if refused:
+        raise UserInputError(f"cannot change {', '.join(refused)} of {current.name!r}")
+    return {**current.to_dict(), **{k: v for k, v in changes.items()}}
+
+
+def build_update_body(doc: Mapping[str, Any] | Integration, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The complete `integrations.update` body that stores `doc` with `changes` and nothing else changed."""
+    current = Integration.of(doc)
+    intended = intended_document(current, changes)
+    kind = current.type
+
+    def refuse(reason: str) -> NotUpdatable:
+        return NotUpdatable(current.id, current.name, reason)
+
+    if kind not in (INCOMING, OUTGOING):
+        raise refuse(f"unknown integration type {kind!r}")
+    for key in (*COMMON_FIELDS, *(INCOMING_FIELDS if kind == INCOMING else OUTGOING_FIELDS)):
+        _check_type(key, intended.get(key), refuse)
+
+    name = intended.get("name")
+    if not isinstance(name, str):
+        raise refuse("it has no name")
+    body: dict[str, Any] = {
+        "type": kind,  # the stored type: the server dispatches on the body's (gotcha 5)
+        "integrationId": current.id,
+        "name": name,
+        "enabled": intended.get("enabled") is True,
+        # Stored null/absent: the server's own checks are `scriptEnabled === true`, so False is the same.
+        "scriptEnabled": intended.get("scriptEnabled") is True,
+        "channel": _channel_string(intended.get("channel"), refuse),
+    }
+    if kind == INCOMING:
+        if not body["channel"]:
+            raise refuse("it has no channel, and Rocket.Chat refuses an incoming webhook without one")
+        fields: tuple[str, ...] = INCOMING_FIELDS
+    else:
+        event = intended.get("event")
+        if not isinstance(event, str) or not event:
+            raise refuse("it has no event")
+        if not body["channel"] and event not in CHANNELLESS_EVENTS:
+            raise refuse(f"it has no channel, and Rocket.Chat refuses a {event} webhook without one")
+        if not isinstance(intended.get("username"), str) or not intended["username"].strip():
+            raise refuse("it has no post-as username")
+        token = intended.get("token")
+        if not isinstance(token, str) or not token.strip():
+            raise refuse(
+                "it has no token; Rocket.Chat refuses an outgoing update without one, and inventing one would change it"
+            )
+        if not _non_blank(intended.get("urls")):
+            raise refuse("it has no URL; Rocket.Chat refuses an outgoing update without one")
+        fields = OUTGOING_FIELDS
+    for key in fields:
+        if key not in intended:
+            continue
+        value = intended[key]
+        if value is None:
+            # Null where the schema allows it is sent back as null (same stored result). Two
+            # exceptions: non-nullable keys must be left out, and outgoing `runOnEdits` because
+            # the server turns a *present* null into false (`runOnEdits === true`).
+            if key in NON_NULLABLE or (kind == OUTGOING and key == "runOnEdits"):
+                continue
+            body[key] = None
+        elif key in _LIST_FIELDS:
+            body[key] = _non_blank(value)  # schema: items minLength 1; the server drops blanks too
+        else:
+            body[key] = value
+    return body
+
+
+def _check_type(key: str, value: Any, refuse: Any) -> None:
+    if value is None:
+        return
+    if key in _STRING_FIELDS:
+        ok = isinstance(value, str)
+    elif key in _BOOL_FIELDS:
+        ok = isinstance(value, bool)
+    elif key == "retryCount":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif key in _LIST_FIELDS or key == "channel":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = True
+    if not ok:
+        raise refuse(f"its stored {key} is not a {_type_word(key)}")
+
+
+def _type_word(key: str) -> str:
+    if key in _STRING_FIELDS:
+        return "text"
+    if key in _BOOL_FIELDS:
+        return "true/false value"
+    if key == "retryCount":
+        return "number"
+    return "list of texts"
+
+
+def _channel_string(channels: Any, refuse: Any) -> str:
+    """Stored array → the comma-separated string the update expects (gotcha 3)."""
+    if channels is None:
+        return ""
+    entries = [c.strip() for c in channels if c.strip()]
+    if any("," in entry for entry in entries):
+        raise refuse("a channel entry contains a comma, which the comma-separated form cannot carry")
+    return ",".join(entries)
+
+
+def _non_blank(values: Any) -> list[str]:
+    if not isinstance(values, list):
+        return []
+    return [v for v in values if isinstance(v, str) and v.strip()]
+
+
+# --- verification -------------------------------------------------------------------------------
+
+
+def _normalised(doc: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """A document as any update of the same data stores it, for comparison.
+
+    Nulls and absent keys are the same. The rest mirrors what the server does on every write
+    (§2.1, §2.4.3, §2.4.5): `scriptEngine` defaults to isolated-vm, `skipTranspile` and
+    `scriptEnabled` are false unless true, blank URLs and trigger words are dropped, trigger
+    words are dropped for events that don't use them (an empty list means the same as none),
+    `runOnEdits` is made a strict boolean, retry settings are defaulted and lower-cased when
+    retries are on, and a channel-less event stores no channels.
+    """
+    out = {k: v for k, v in doc.items() if v is not None and k not in SERVER_MANAGED}
+    out.setdefault("scriptEngine", DEFAULT_SCRIPT_ENGINE)
+    out["skipTranspile"] = out.get("skipTranspile") is True
+    out["scriptEnabled"] = out.get("scriptEnabled") is True
+    channels = out.get("channel")
+    out["channel"] = (
+        [c.strip() for c in channels if isinstance(c, str) and c.strip()] if isinstance(channels, list) else []
+    )
+    if kind != OUTGOING:
+        return out
+    event = out.get("event")
+    if event in CHANNELLESS_EVENTS:
+        out["channel"] = []
+    if "urls" in out:
+        out["urls"] = _non_blank(out["urls"])
+    words = _non_blank(out.pop("triggerWords", None))
+    if words and event in TRIGGER_WORD_EVENTS:
+        out["triggerWords"] = words
+    if "runOnEdits" in out:
+        out["runOnEdits"] = out["runOnEdits"] is True
+    if out.get("retryFailedCalls"):
+        count = out.get("retryCount")
+        out["retryCount"] = int(count) if isinstance(count, int | float) and count > 0 else 4
+        delay = out.get("retryDelay")
+        out["retryDelay"] = delay.lower() if isinstance(delay, str) and delay.strip() else "powers-of-ten"
+    return out
+
+
+def differences(
+    before: Mapping[str, Any], intended: Mapping[str, Any], stored: Mapping[str, Any]
+) -> dict[str, tuple[str, str]]:
+    """Fields where `stored` differs from `intended`, as masked display strings.
+
+    `before` is the document the change started from; it is used for the one server-managed
+    field that still matters: a running script (enabled, compiled) whose text, engine and
+    switch did not change must still be compiled afterwards, or it silently stopped running.
+    """
+    kind = str(intended.get("type") or before.get("type") or "")
+    want, got = _normalised(intended, kind), _normalised(stored, kind)
+    found: dict[str, tuple[str, str]] = {}
+    for key in sorted(set(want) | set(got)):
+        a, b = want.get(key, _MISSING), got.get(key, _MISSING)
+        if a != b:
+            found[key] = (display(key, a), display(key, b))
+    script_kept = all(before.get(k) == intended.get(k) for k in ("script", "scriptEnabled", "scriptEngine"))
+    was_running = before.get("scriptEnabled") is True and bool(before.get("scriptCompiled"))
+    if script_kept and was_running and not stored.get("scriptCompiled"):
+        found["scriptCompiled"] = ("compiled script", "(absent)")
+    return found
+
+
+def display(key: str, value: Any) -> str:
+    """A value for humans and logs: tokens masked, URLs cut to their host, scripts summarised."""
+    if value is _MISSING or value is None:
+        return "(absent)"
+    if key == "token":
+        return "***"
+    if key == "script" and isinstance(value, str):
+        return f"<script, {len(value)} characters>"
+    if key in ("urls", "avatar") or (key == "url" and isinstance(value, str)):
+        values = value if isinstance(value, list) else [value]
+        shown = [_mask_url(v) if isinstance(v, str) else repr(v) for v in values]
+        return ", ".join(shown) if isinstance(value, list) else shown[0]
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _mask_url(url: str) -> str:
+    """Webhook URLs often carry a secret in the path or query: keep only scheme and host."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return "***"
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/…" if (parts.path.strip("/") or parts.query) else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{rest}"
+
+
+# --- the service --------------------------------------------------------------------------------
+
+
+class IntegrationService:
+    """Resolve, authorize, change and verify integrations through the bot's REST client."""
+
+    def __init__(self, rest: RestClient) -> None:
+        self._rest = rest
+
+    async def resolve(self, query: str, *, kind: str | None = None, rights: CallerRights) -> Integration:
+        """The one integration `query` names for this caller: an id, else an exact name.
+
+        By id: `integrations.get`, kept only if the caller could read it by id (§2.3). By name:
+        the server's case-insensitive *substring* search, paged fully, narrowed to names equal
+        after trimming (case-insensitively), to `kind`, and to what the caller's own list would
+        show (§2.2) — so nothing the caller cannot see is revealed, not even its existence.
+        """
+        kind = normalize_kind(kind)
+        wanted = query.strip()
+        listing = may_list(rights)
+        if not listing.allowed:
+            raise PermissionDenied("look up integrations", listing.missing, detail=listing.reason)
+        if not wanted:
+            raise IntegrationNotFound(query, kind)
+        if not any(ch.isspace() for ch in wanted):
+            by_id = await self._get_or_none(wanted)
+            if by_id is not None and (kind is None or by_id.get("type") == kind) and may_view(rights, by_id):
+                return Integration.of(by_id)
+        key = wanted.casefold()
+        matches: list[dict[str, Any]] = []
+        async for doc in self._rest.iter_integrations(name=wanted, type=kind):
+            name = doc.get("name")
+            if not isinstance(name, str) or name.strip().casefold() != key:
+                continue
+            if kind is not None and doc.get("type") != kind:
+                continue
+            if visible_in_list(rights, doc):
+                matches.append(doc)
+        if not matches:
+            raise IntegrationNotFound(query, kind)
+        if len(matches) > 1:
+            found = [Integration.of(d) for d in matches]
+            raise AmbiguousIntegration(wanted, [Candidate(i.id, i.name, i.type, i.enabled) for i in found])
+        return Integration.of(matches[0])
+
+    async def set_enabled(
+        self,
+        target: str | Integration | Mapping[str, Any],
+        enabled: bool,
+        *,
+        rights: CallerRights,
+        kind: str | None = None,
+    ) -> UpdateOutcome:
+        """Enable or disable; no write when it already is in that state (`changed=False`)."""
+        return await self.apply_changes(target, {"enabled": enabled}, rights=rights, kind=kind)
+
+    async def apply_changes(
+        self,
+        target: str | Integration | Mapping[str, Any],
+        changes: Mapping[str, Any],
+        *,
+        rights: CallerRights,
+        kind: str | None = None,
+    ) -> UpdateOutcome:
+        """Change fields of one integration losslessly, as the caller, and verify the result.
+
+        `target` is a query (id or name, resolved for the caller) or an already resolved
+        document; `changes` maps document field names to new values (document form: `channel`
+        and `urls` as lists).
+        """
+        found = (
+            await self.resolve(target, kind=kind, rights=rights) if isinstance(target, str) else Integration.of(target)
+        )
+        self._authorize(rights, found, may_update(rights, found))
+        raw = await self._get_or_none(found.id)
+        if raw is None:
+            raise IntegrationNotFound(found.name, found.type)
+        current = Integration.of(raw)
+        intended = intended_document(current, changes)
+        self._authorize(rights, current, may_write(rights, intended))
+        if all(current.document.get(k, _MISSING) == v for k, v in changes.items()):
+            return UpdateOutcome(before=current, after=current, changed=False)
+        body = build_update_body(current, changes)
+        stored = await self._write(current, intended, body)
+        found_differences = differences(current.document, intended, stored)
+        after = Integration.of(stored)
+        log.info(
+            "integration.updated",
+            integration_id=current.id,
+            integration_name=current.name,
+            integration_type=current.type,
+            actor_id=rights.user_id,
+            changes={k: (display(k, current.document.get(k)), display(k, v)) for k, v in changes.items()},
+            verified=not found_differences,
+        )
+        if found_differences:
+            raise VerificationFailed(current.id, found_differences)
+        return UpdateOutcome(before=current, after=after, changed=True)
+
+    @staticmethod
+    def _authorize(rights: CallerRights, doc: Integration, decision: Any) -> None:
+        if not decision.allowed:
+            raise PermissionDenied(f"change integration {doc.name!r}", decision.missing, detail=decision.reason)
+
+    async def _get_or_none(self, integration_id: str) -> dict[str, Any] | None:
+        """`integrations.get`, with "does not exist" (a 400 without errorType, §2.3) as None."""
+        try:
+            return await self._rest.integrations_get(integration_id)
+        except ServerRejected as exc:
+            if exc.status == 400 and exc.error_type is None:
+                return None
+            raise
+
+    async def _write(
+        self, current: Integration, intended: Mapping[str, Any], body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        try:
+            return await self._rest.integrations_update(body, retry=False)
+        except Unavailable:
+            log.warning("integration.write_outcome_unknown", integration_id=current.id)
+        # The PUT may or may not have landed: look before re-sending.
+        now = await self._get_or_none(current.id)
+        if now is None:
+            raise IntegrationNotFound(current.name, current.type)
+        if not differences(current.document, intended, now):
+            return now
+        if now.get("_updatedAt") == current.document.get("_updatedAt"):
+            return await self._rest.integrations_update(body, retry=True)
+        # Someone else wrote in between: re-sending would overwrite their change.
+        raise VerificationFailed(current.id, differences(current.document, intended, now))
