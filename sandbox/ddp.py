@@ -240,6 +240,11 @@ class DDPSession:
             raise IllegalTransition(f"{edge!r} is not allowed in state {self.state.value}")
         self.state = target
 
+    def close(self, code: int = 1000) -> None:
+        """The server closes this connection (shutdown): the driver closes once frames are sent."""
+        if self.close_code is None:
+            self._request_close("close", code)
+
     def connection_lost(self) -> None:
         """The transport is gone: forget subscriptions; later input and events are ignored."""
         self._transition("close")

@@ -1,0 +1,226 @@
+"""Running the sandbox: the ASGI app (REST + DDP + control API) under uvicorn in its own thread.
+
+`SandboxServer.start()` binds the listening socket itself (so `port=0` yields the real port before
+anything runs), starts uvicorn on a private event loop in a daemon thread, and returns only once
+a TCP connection to the socket succeeds. `stop()` closes every websocket cleanly, asks uvicorn to
+exit, and joins the thread.
+
+Tests reach into the running server through `control` (a `SandboxControl`): its methods are
+synchronous and may be called from any thread except the server's own loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import secrets
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator
+from types import TracebackType
+from typing import Any, Final
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp
+
+from sandbox.config import SandboxConfig
+from sandbox.control import SandboxControl, control_routes
+from sandbox.faults import ClientAddress, FaultMiddleware, Faults
+from sandbox.realtime import RealtimeHub, realtime_routes
+from sandbox.store import Store
+
+log = logging.getLogger("sandbox.server")
+
+_START_TIMEOUT: Final = 15.0
+_STOP_TIMEOUT: Final = 10.0
+
+
+def _rest_routes(store: Store, config: SandboxConfig) -> list[BaseRoute]:
+    """The REST API (sandbox.rest), when present in this checkout."""
+    try:
+        module = importlib.import_module("sandbox.rest")
+    except ModuleNotFoundError as exc:
+        if exc.name != "sandbox.rest":
+            raise
+        log.warning("sandbox.rest is not available: serving DDP and the control API only")
+        return []
+    routes: list[BaseRoute] = module.rest_routes(store, config)
+    return routes
+
+
+def create_app(
+    store: Store,
+    config: SandboxConfig,
+    *,
+    faults: Faults,
+    hub: RealtimeHub,
+    control: SandboxControl,
+    control_secret: str,
+) -> ASGIApp:
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        hub.attach()
+        try:
+            yield
+        finally:
+            hub.detach()
+
+    routes: list[BaseRoute] = [
+        Mount("/_sandbox", routes=control_routes(control, control_secret)),
+        *realtime_routes(hub),
+        *_rest_routes(store, config),
+    ]
+    return FaultMiddleware(Starlette(routes=routes, lifespan=lifespan), faults)
+
+
+class SandboxServer:
+    def __init__(
+        self,
+        store: Store | None = None,
+        config: SandboxConfig | None = None,
+        *,
+        welcome_frame: bool = False,
+        control_secret: str | None = None,
+    ) -> None:
+        self.store = store if store is not None else Store()
+        self.config = config if config is not None else SandboxConfig()
+        self.faults = Faults()
+        self.faults.transport_aborter = self._abort_client
+        self.hub = RealtimeHub(self.store, self.config, self.faults, welcome_frame=welcome_frame)
+        self.control = SandboxControl(self.store, faults=self.faults, config=self.config, connections=self)
+        self.control_secret = control_secret or secrets.token_urlsafe(32)
+        self.app = create_app(
+            self.store,
+            self.config,
+            faults=self.faults,
+            hub=self.hub,
+            control=self.control,
+            control_secret=self.control_secret,
+        )
+        self.host = "127.0.0.1"
+        self.port = 0
+        self._uvicorn: uvicorn.Server | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._crash: BaseException | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host  # noqa: S104 - display only
+        return f"http://{host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve on host:port (0 picks a free port, see `port`); returns once connections are accepted."""
+        if self._thread is not None:
+            raise RuntimeError("the sandbox server was already started")
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            sock.close()
+            raise
+        self.host, self.port = host, int(sock.getsockname()[1])
+        self.store.set_setting("Site_Url", self.url)
+        config = uvicorn.Config(
+            self.app,
+            lifespan="on",
+            ws="websockets-sansio",
+            # Meteor keeps DDP alive with its own ping frames, never with websocket-level pings.
+            ws_ping_interval=None,
+            ws_ping_timeout=None,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=2,
+        )
+        server = uvicorn.Server(config)
+        self._uvicorn = server
+        self._thread = threading.Thread(target=self._serve, args=(server, sock), name="sandbox-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not server.started:
+            if not self._thread.is_alive():
+                raise RuntimeError("the sandbox server failed to start") from self._crash
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sandbox server did not start in time")
+            time.sleep(0.005)
+        with socket.create_connection((self.url.split("//")[1].split(":")[0], self.port), timeout=_START_TIMEOUT):
+            pass
+
+    def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        try:
+            loop.run_until_complete(server.serve(sockets=[sock]))
+        except BaseException as exc:
+            self._crash = exc
+            log.exception("sandbox server crashed")
+        finally:
+            with contextlib.suppress(Exception):
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.close()
+            sock.close()
+
+    def stop(self) -> None:
+        """Close websockets, stop serving, join the server thread. Safe to call twice."""
+        thread, server, loop = self._thread, self._uvicorn, self._loop
+        if thread is None or server is None:
+            return
+        if thread.is_alive() and loop is not None:
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(self.hub.close_all(1001), loop).result(_STOP_TIMEOUT)
+        server.should_exit = True
+        thread.join(_STOP_TIMEOUT)
+        self.control.close()
+        if thread.is_alive():
+            raise TimeoutError("the sandbox server did not stop in time")
+
+    def __enter__(self) -> SandboxServer:
+        if self._thread is None:
+            self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    # --- socket-level operations (Connections protocol of SandboxControl) ---------------------------
+
+    def drop_connections(self) -> int:
+        """Drop every websocket abruptly; callable from any thread but the server's loop."""
+        loop = self._loop
+        if loop is None or not self.running:
+            return 0
+
+        async def drop() -> int:
+            return self.hub.drop_all()
+
+        return asyncio.run_coroutine_threadsafe(drop(), loop).result(_STOP_TIMEOUT)
+
+    def _abort_client(self, client: ClientAddress) -> bool:
+        """Abort the TCP connection of one peer address, without any closing handshake (loop only).
+
+        uvicorn keeps every live protocol object (HTTP or websocket) in `server_state.connections`,
+        each with its peer address in `client` and its asyncio transport in `transport`."""
+        server = self._uvicorn
+        if server is None:
+            return False
+        for protocol in list(server.server_state.connections):
+            peer: Any = getattr(protocol, "client", None)
+            transport: Any = getattr(protocol, "transport", None)
+            if peer is not None and tuple(peer) == tuple(client) and transport is not None:
+                transport.abort()
+                return True
+        return False
