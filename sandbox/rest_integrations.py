@@ -1,0 +1,80 @@
+"""REST endpoints `integrations.*` (contract §2): request shapes and envelopes around the
+semantics in `sandbox.integrations`.
+
+Which wrapper options each route has decides the status codes a client sees: `list` and
+`remove` declare route permissions (403 without any of the four manage permissions), `get` and
+`update` do not (their permission errors are 400s from the handler), `create` is a typed route
+(its validation errors carry no ` [invalid-params]` suffix).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from sandbox.errors import PlainError
+from sandbox.integrations import (
+    MANAGE_ANY,
+    ListQuery,
+    create_integration,
+    get_integration,
+    list_integrations,
+    remove_integration,
+    update_integration,
+)
+from sandbox.restlib import Call, Endpoint, pagination, parse_sort
+
+
+async def integrations_list(call: Call) -> Any:
+    params = call.query
+    page = pagination(call.store, params)
+    name, kind = params.get("name"), params.get("type")
+    query = ListQuery(
+        offset=page.offset,
+        count=page.count,
+        name=name if isinstance(name, str) else None,
+        type=kind if isinstance(kind, str) else None,
+        sort=parse_sort(params),
+    )
+    found = list_integrations(call.store, call.me, query)
+    items = len(found.integrations)
+    return {
+        "integrations": found.integrations,
+        "offset": page.offset,
+        "items": items,
+        "count": items,
+        "total": found.total,
+    }
+
+
+async def integrations_get(call: Call) -> Any:
+    integration_id = call.query.get("integrationId")
+    if not integration_id:
+        raise PlainError('The query parameter "integrationId" is required.')
+    created_by = call.query.get("createdBy")
+    found = get_integration(
+        call.store, call.me, str(integration_id), created_by if isinstance(created_by, str) else None
+    )
+    return {"integration": found}
+
+
+async def integrations_create(call: Call) -> Any:
+    return {"integration": create_integration(call.store, call.me, call.body)}
+
+
+async def integrations_update(call: Call) -> Any:
+    return {"integration": update_integration(call.store, call.config, call.me, call.body)}
+
+
+async def integrations_remove(call: Call) -> Any:
+    return {"integration": remove_integration(call.store, call.me, call.body)}
+
+
+ENDPOINTS: Final = (
+    Endpoint("integrations.list", "GET", integrations_list, schema="integrations.list", permissions_any=MANAGE_ANY),
+    Endpoint("integrations.get", "GET", integrations_get, schema="integrations.get"),
+    Endpoint("integrations.create", "POST", integrations_create, schema="integrations.create", typed=True),
+    Endpoint("integrations.update", "PUT", integrations_update, schema="integrations.update"),
+    Endpoint(
+        "integrations.remove", "POST", integrations_remove, schema="integrations.remove", permissions_any=MANAGE_ANY
+    ),
+)
