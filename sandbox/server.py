@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import logging
 import secrets
 import socket
@@ -32,25 +31,13 @@ from sandbox.config import SandboxConfig
 from sandbox.control import SandboxControl, control_routes
 from sandbox.faults import ClientAddress, FaultMiddleware, Faults
 from sandbox.realtime import RealtimeHub, realtime_routes
+from sandbox.rest import rest_routes
 from sandbox.store import Store
 
 log = logging.getLogger("sandbox.server")
 
 _START_TIMEOUT: Final = 15.0
 _STOP_TIMEOUT: Final = 10.0
-
-
-def _rest_routes(store: Store, config: SandboxConfig) -> list[BaseRoute]:
-    """The REST API (sandbox.rest), when present in this checkout."""
-    try:
-        module = importlib.import_module("sandbox.rest")
-    except ModuleNotFoundError as exc:
-        if exc.name != "sandbox.rest":
-            raise
-        log.warning("sandbox.rest is not available: serving DDP and the control API only")
-        return []
-    routes: list[BaseRoute] = module.rest_routes(store, config)
-    return routes
 
 
 def create_app(
@@ -73,7 +60,7 @@ def create_app(
     routes: list[BaseRoute] = [
         Mount("/_sandbox", routes=control_routes(control, control_secret)),
         *realtime_routes(hub),
-        *_rest_routes(store, config),
+        *rest_routes(store, config),
     ]
     return FaultMiddleware(Starlette(routes=routes, lifespan=lifespan), faults)
 
@@ -155,7 +142,8 @@ class SandboxServer:
             if time.monotonic() > deadline:
                 raise TimeoutError("the sandbox server did not start in time")
             time.sleep(0.005)
-        with socket.create_connection((self.url.split("//")[1].split(":")[0], self.port), timeout=_START_TIMEOUT):
+        probe = self.url.removeprefix("http://").rsplit(":", 1)[0]
+        with socket.create_connection((probe, self.port), timeout=_START_TIMEOUT):
             pass
 
     def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
