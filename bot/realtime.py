@@ -400,6 +400,8 @@ class RealtimeClient:
         if self._state is RealtimeState.CLOSED:
             if isinstance(self._fatal, AuthFailed):
                 raise AuthFailed(self._fatal.endpoint, str(self._fatal))
+            if isinstance(self._fatal, ConfigError):
+                raise ConfigError(str(self._fatal))
             raise Unavailable("ddp", "realtime client is closed")
 
     async def call(self, method: str, *params: Any, timeout: float | None = None) -> Any:  # noqa: ASYNC109
@@ -453,7 +455,11 @@ class RealtimeClient:
         self._check_ready(link)
 
     async def events(self) -> AsyncIterator[RealtimeEvent]:
-        """Stream and lifecycle events, in order, until the client is closed. One consumer."""
+        """Stream and lifecycle events, in order, until the client is closed. One consumer.
+
+        The queue is unbounded on purpose: a slow consumer must never stop the reader, or the
+        keepalive would stall and the server would drop a healthy connection.
+        """
         while True:
             item = await self._events.get()
             if item is None:

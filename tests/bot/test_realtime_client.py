@@ -7,7 +7,6 @@ backoff sleep is injected and instant, so no test waits for a real reconnect del
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import socket
@@ -17,6 +16,7 @@ from typing import Any, TypeVar
 import pytest
 import structlog
 from fake_ddp_server import FakeDDPServer, digest
+from realtime_harness import Recorder, running
 
 from bot.errors import AuthFailed, ConfigError, Unavailable
 from bot.realtime import (
@@ -27,7 +27,6 @@ from bot.realtime import (
     MethodFailed,
     PasswordCredentials,
     RealtimeClient,
-    RealtimeEvent,
     RealtimeState,
     Reconnecting,
     ResumeCredentials,
@@ -42,39 +41,6 @@ BOT_ID = "botUserId01"
 MY_MESSAGES = ("stream-room-messages", "__my_messages__", {"useCollection": False, "args": []})
 
 E = TypeVar("E")
-
-
-class Recorder:
-    """Collects the client's events and the backoff delays it asked to sleep."""
-
-    def __init__(self) -> None:
-        self.events: list[RealtimeEvent] = []
-        self.delays: list[float] = []
-        self._changed = asyncio.Event()
-
-    async def sleep(self, delay: float) -> None:
-        self.delays.append(delay)
-        await asyncio.sleep(0)
-
-    async def collect(self, client: RealtimeClient) -> None:
-        async for event in client.events():
-            self.events.append(event)
-            self._notify()
-        self._notify()
-
-    def of(self, kind: type[E]) -> list[E]:
-        return [e for e in self.events if isinstance(e, kind)]
-
-    async def wait_for(self, kind: type[E], count: int = 1, within: float = 3.0) -> E:
-        async with asyncio.timeout(within):
-            while len(self.of(kind)) < count:
-                changed = self._changed
-                await changed.wait()
-        return self.of(kind)[count - 1]
-
-    def _notify(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
 
 
 @pytest.fixture
@@ -102,18 +68,6 @@ def make_client(url: str, recorder: Recorder, credentials: Any = None, **overrid
     }
     options.update(overrides)
     return RealtimeClient(url, credentials or ResumeCredentials(TOKEN), **options)
-
-
-@contextlib.asynccontextmanager
-async def running(client: RealtimeClient, recorder: Recorder) -> AsyncIterator[asyncio.Task[None]]:
-    collector = asyncio.create_task(recorder.collect(client))
-    runner = asyncio.create_task(client.run())
-    try:
-        yield runner
-    finally:
-        await client.close()
-        await asyncio.gather(runner, return_exceptions=True)
-        await asyncio.wait_for(collector, 3)
 
 
 def message_args(text: str, message_id: str = "m1") -> list[Any]:
