@@ -126,3 +126,32 @@ async def test_unknown_token_is_fatal(sandbox: SandboxServer, bot: UserCredentia
     with pytest.raises(AuthFailed):
         await asyncio.wait_for(client.run(), 5)
     assert recorder.delays == []
+
+
+async def test_survives_a_server_restart(sandbox: SandboxServer, bot: UserCredentials) -> None:
+    recorder = Recorder()
+
+    async def short_sleep(delay: float) -> None:
+        recorder.delays.append(delay)
+        await asyncio.sleep(min(delay, 0.02))  # keep the retry loop from spinning, without long waits
+
+    client = RealtimeClient(
+        websocket_url(sandbox.url),
+        ResumeCredentials(bot.auth_token),
+        connect_timeout=5.0,
+        sleep=short_sleep,
+        random=lambda: 0.5,
+    )
+    client.subscribe("stream-room-messages", "__my_messages__", {"useCollection": False, "args": []})
+    async with running(client, recorder):
+        await client.wait_ready(5)
+        # A restart: websocket upgrades refused with 503 for a while, existing sockets dropped.
+        await asyncio.to_thread(sandbox.control.refuse_connections, 0.3)
+        await asyncio.to_thread(sandbox.control.drop_connections)
+        again = await recorder.wait_for(Connected, 2, within=10)
+        assert again.reconnect
+        attempts = [e.attempt for e in recorder.of(Reconnecting)]
+        assert len(attempts) >= 2  # refused at least once before getting back in
+        assert attempts == list(range(1, len(attempts) + 1))  # each refusal backs off further
+        await post(sandbox, "alice", "ops", "back after the restart")
+        await recorder.wait_until(lambda: bool(received(recorder, "back after the restart")))
