@@ -129,17 +129,30 @@ def _common(draw: st.DrawFn, kind: str, realistic: bool) -> dict[str, Any]:
     return doc
 
 
-def channel_entries(*, scopes: bool) -> st.SearchStrategy[str]:
-    entries = [room_names.map(lambda n: "#" + n), room_names.map(lambda n: "@" + n)]
+def channel_entries(
+    *, scopes: bool, rooms: tuple[str, ...] | None = None, users: tuple[str, ...] | None = None
+) -> st.SearchStrategy[str]:
+    """`#room`, `@user` and (outgoing) scope entries; from fixed pools when the rooms and users
+    must exist (a real server resolves every entry)."""
+    room_pool = st.sampled_from(rooms) if rooms else room_names
+    user_pool = st.sampled_from(users) if users else room_names
+    entries = [room_pool.map(lambda n: "#" + n), user_pool.map(lambda n: "@" + n)]
     if scopes:
         entries.append(st.sampled_from(["all_public_channels", "all_private_groups", "all_direct_messages"]))
     return st.one_of(*entries)
 
 
 @st.composite
-def incoming_documents(draw: st.DrawFn, *, realistic: bool = False) -> dict[str, Any]:
+def incoming_documents(
+    draw: st.DrawFn,
+    *,
+    realistic: bool = False,
+    rooms: tuple[str, ...] | None = None,
+    users: tuple[str, ...] | None = None,
+) -> dict[str, Any]:
     doc = draw(_common(INCOMING, realistic))
-    doc["channel"] = draw(st.lists(channel_entries(scopes=False), min_size=1, max_size=4, unique=True))
+    entries = channel_entries(scopes=False, rooms=rooms, users=users)
+    doc["channel"] = draw(st.lists(entries, min_size=1, max_size=4, unique=True))
     doc["token"] = draw(st.text(string.ascii_letters + string.digits, min_size=48, max_size=48))
     _put(doc, "overrideDestinationChannelEnabled", draw(optional(st.booleans())))
     return doc
@@ -147,7 +160,12 @@ def incoming_documents(draw: st.DrawFn, *, realistic: bool = False) -> dict[str,
 
 @st.composite
 def outgoing_documents(
-    draw: st.DrawFn, *, realistic: bool = False, events: tuple[str, ...] = CHANNEL_EVENTS + CHANNELLESS_EVENTS
+    draw: st.DrawFn,
+    *,
+    realistic: bool = False,
+    events: tuple[str, ...] = CHANNEL_EVENTS + CHANNELLESS_EVENTS,
+    rooms: tuple[str, ...] | None = None,
+    users: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
     doc = draw(_common(OUTGOING, realistic))
     event = draw(st.sampled_from(events))
@@ -155,7 +173,8 @@ def outgoing_documents(
     if event in CHANNELLESS_EVENTS:
         doc["channel"] = []
     else:
-        doc["channel"] = draw(st.lists(channel_entries(scopes=True), min_size=1, max_size=4, unique=True))
+        entries = channel_entries(scopes=True, rooms=rooms, users=users)
+        doc["channel"] = draw(st.lists(entries, min_size=1, max_size=4, unique=True))
     doc["urls"] = draw(st.lists(urls, min_size=1, max_size=3))
     if not realistic and draw(st.booleans()):
         doc["urls"] = [*doc["urls"], ""]  # a blank entry the server would drop
@@ -167,10 +186,11 @@ def outgoing_documents(
         _put(doc, "triggerWords", draw(optional(trigger)))
     elif not realistic:
         _put(doc, "triggerWords", draw(optional(st.lists(words, max_size=2))))
+    target = (st.sampled_from(rooms) if rooms else room_names).map(lambda n: "#" + n)
     if event == "userCreated":
-        doc["targetRoom"] = "#" + draw(room_names)
+        doc["targetRoom"] = draw(target)
     else:
-        _put(doc, "targetRoom", draw(optional(st.one_of(st.just(""), room_names.map(lambda n: "#" + n)))))
+        _put(doc, "targetRoom", draw(optional(st.one_of(st.just(""), target))))
     for key in ("triggerWordAnywhere", "impersonateUser"):
         _put(doc, key, draw(optional(st.booleans())))
     _put(doc, "runOnEdits", draw(optional(st.booleans(), null=not realistic)))
@@ -185,8 +205,13 @@ def outgoing_documents(
     return doc
 
 
-def stored_documents(*, realistic: bool = False) -> st.SearchStrategy[dict[str, Any]]:
-    return st.one_of(incoming_documents(realistic=realistic), outgoing_documents(realistic=realistic))
+def stored_documents(
+    *, realistic: bool = False, rooms: tuple[str, ...] | None = None, users: tuple[str, ...] | None = None
+) -> st.SearchStrategy[dict[str, Any]]:
+    return st.one_of(
+        incoming_documents(realistic=realistic, rooms=rooms, users=users),
+        outgoing_documents(realistic=realistic, rooms=rooms, users=users),
+    )
 
 
 def without(doc: dict[str, Any], *keys: str) -> dict[str, Any]:
