@@ -129,6 +129,11 @@ class RestClient:
     paths `/api/v1/<endpoint>` and `/api/info` are appended. Authenticate with `user_id` +
     `auth_token` (a personal access token or a login token) or later with `login_password` /
     `login_resume`.
+
+    `max_rate_limit_wait` defaults to Rocket.Chat's default limiter window (60 s): a longer
+    announced wait fails at once with `RateLimited` instead of holding the command. Each wait
+    adds `rate_limit_margin` seconds, because the reset time is on the server's clock and a call
+    landing exactly at the reset may still fall in the old window.
     """
 
     def __init__(
@@ -144,7 +149,8 @@ class RestClient:
         backoff_max: float = 5.0,
         backoff_jitter: float = 0.5,
         rate_limit_retries: int = 2,
-        max_rate_limit_wait: float = 30.0,
+        max_rate_limit_wait: float = 60.0,
+        rate_limit_margin: float = 0.5,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
@@ -163,6 +169,7 @@ class RestClient:
         self._backoff_jitter = backoff_jitter
         self._rate_limit_retries = max(0, rate_limit_retries)
         self._max_rate_limit_wait = max_rate_limit_wait
+        self._rate_limit_margin = max(0.0, rate_limit_margin)
         self._clock = clock
         self._monotonic = monotonic
         self._sleep = sleep
@@ -457,7 +464,7 @@ class RestClient:
                 rate_waits += 1
                 retries += 1
                 log.info("rest.rate_limited", endpoint=endpoint, wait=round(wait, 3))
-                await self._sleep(wait)
+                await self._sleep(wait + self._rate_limit_margin)
             body = self._decode(response, endpoint, secret_list)
             outcome = "ok"
             return _Answer(body, retries)

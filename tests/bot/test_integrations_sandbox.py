@@ -440,3 +440,33 @@ def test_list_paging_against_the_sandbox() -> None:
         assert sorted(seen) == sorted(f"{n:024x}" for n in range(130))
 
     run(scenario)
+
+
+def test_the_client_waits_out_the_sandboxs_rate_limiter() -> None:
+    """A caller without api-bypass-rate-limit hits the default 10 calls / 60 s; the client waits
+    until X-RateLimit-Reset (on a shared fake clock, no real sleeping) and carries on."""
+
+    async def scenario() -> None:
+        now_ms = [1_750_000_000_000.0]
+        store = Store()
+        app = create_rest_app(store, SandboxConfig(rate_limit=True), clock_ms=lambda: now_ms[0])
+        alice = store.create_user("alice", password="pw", roles=["user"])
+        waits: list[float] = []
+
+        async def fake_sleep(seconds: float) -> None:
+            waits.append(seconds)
+            now_ms[0] += seconds * 1000
+
+        rest = RestClient(
+            "http://sandbox.test",
+            user_id=alice._id,
+            auth_token=store.create_login_token(alice._id),
+            transport=httpx.ASGITransport(app=app),
+            clock=lambda: now_ms[0] / 1000,
+            sleep=fake_sleep,
+        )
+        for _ in range(12):
+            assert (await rest.me()).username == "alice"
+        assert waits == [pytest.approx(60.5)]  # the whole window (no time passed), plus the margin
+
+    run(scenario)
