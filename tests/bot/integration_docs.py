@@ -25,13 +25,13 @@ CHANNELLESS_EVENTS = ("roomArchived", "roomCreated", "userCreated")
 MISSING = object()
 
 
-def _nullable_to_null(schema: Any) -> Any:
+def ajv_to_json_schema(schema: Any) -> Any:
     """AJV's `nullable: true` means "null is also accepted"; say that in plain JSON Schema."""
     if isinstance(schema, list):
-        return [_nullable_to_null(s) for s in schema]
+        return [ajv_to_json_schema(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
-    out = {k: _nullable_to_null(v) for k, v in schema.items() if k != "nullable"}
+    out = {k: ajv_to_json_schema(v) for k, v in schema.items() if k != "nullable"}
     if schema.get("nullable") is True and "type" in out:
         types = out["type"] if isinstance(out["type"], list) else [out["type"]]
         out["type"] = [*types, "null"] if "null" not in types else types
@@ -43,7 +43,7 @@ def update_schema() -> dict[str, Any]:
 
 
 def update_validator() -> Draft202012Validator:
-    schema = _nullable_to_null(update_schema())
+    schema = ajv_to_json_schema(update_schema())
     Draft202012Validator.check_schema(schema)
     return Draft202012Validator(schema)
 

@@ -11,6 +11,8 @@ import httpx
 import pytest
 import stamina
 import structlog
+from integration_docs import SCHEMAS, ajv_to_json_schema
+from jsonschema import Draft202012Validator
 
 from bot.errors import AuthFailed, RateLimited, ServerRejected, Unavailable
 from bot.rest import RequestRecord, RestClient
@@ -587,3 +589,34 @@ async def test_a_failing_hook_does_not_break_the_request() -> None:
 async def test_user_id_and_token_go_together() -> None:
     with pytest.raises(ValueError, match="together"):
         RestClient("https://chat.example.org", user_id="b")
+
+
+# --- every request the client builds passes Rocket.Chat's own schemas -----------------------------
+
+
+async def test_requests_pass_the_official_request_schemas() -> None:
+    def validator(name: str) -> Draft202012Validator:
+        return Draft202012Validator(ajv_to_json_schema(json.loads((SCHEMAS / f"{name}.json").read_text())))
+
+    def route(request: httpx.Request) -> httpx.Response:
+        endpoint = request.url.path.rsplit("/", 1)[1]
+        if endpoint == "chat.sendMessage":
+            return ok(message={"_id": "m"})
+        if endpoint == "integrations.list":
+            return ok(integrations=[], offset=0, count=0, total=0)
+        if endpoint == "integrations.get":
+            return ok(integration={"_id": "i"})
+        return ok(user={"_id": "u", "username": "u"})
+
+    server = Recorder(route)
+    client, _, _ = make_client(server)
+    await client.chat_send_message("R", "hi", thread_id="T", message_id="m", attachments=[{"text": "x"}])
+    await client.chat_send_message("R", "plain")
+    await client.integrations_list(name="Guggy", type="webhook-outgoing", offset=100, count=100)
+    await client.integrations_get("i")
+    await client.users_info(user_id="u", include_rooms=True)
+    await client.users_info(username="u")
+    for request in server.requests:
+        endpoint = request.url.path.rsplit("/", 1)[1]
+        instance = json.loads(request.content) if request.method != "GET" else dict(request.url.params)
+        assert list(validator(endpoint).iter_errors(instance)) == [], (endpoint, instance)
