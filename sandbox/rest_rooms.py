@@ -414,5 +414,5 @@ ENDPOINTS: Final = (
     Endpoint("dm.list", "GET", im_list),
     Endpoint("im.create", "POST", im_create, schema="im.create", typed=True),
     Endpoint("dm.create", "POST", im_create, schema="im.create", typed=True),
-    Endpoint("settings.public", "GET", settings_public),
+    Endpoint("settings.public", "GET", settings_public, auth_required=False),
 )

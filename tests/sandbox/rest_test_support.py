@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -36,6 +37,17 @@ class FakeClock:
 
     def advance(self, ms: float) -> None:
         self.now += ms
+
+
+class TickingClock:
+    """Store time that moves one second per reading: distinct, ordered timestamps, no sleeping."""
+
+    def __init__(self, start: datetime = datetime(2024, 6, 5, 12, 0, tzinfo=UTC)) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
 
 
 @dataclass
@@ -84,7 +96,7 @@ class World:
 def make_world(
     update_mode: UpdateMode = "8.x", *, omitted_as_null: bool = True, rate_limit: bool = False, version: str = "8.8.1"
 ) -> World:
-    store = Store()
+    store = Store(clock=TickingClock())
     config = SandboxConfig(
         update_mode=update_mode, omitted_as_null=omitted_as_null, rate_limit=rate_limit, version=version
     )
