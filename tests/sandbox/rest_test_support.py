@@ -109,3 +109,59 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     body: dict[str, Any] = response.json()
     assert body["success"] is False, body
     return body
+
+
+# --- integrations ----------------------------------------------------------------------------------
+
+INCOMING_CREATE: dict[str, Any] = {
+    "type": "webhook-incoming",
+    "name": "Guggy in",
+    "enabled": True,
+    "username": "rocket.cat",
+    "channel": "#general",
+    "scriptEnabled": False,
+}
+OUTGOING_CREATE: dict[str, Any] = {
+    "type": "webhook-outgoing",
+    "name": "Guggy",
+    "enabled": True,
+    "event": "sendMessage",
+    "username": "rocket.cat",
+    "channel": "#general",
+    "urls": ["http://text2gif.guggy.com/guggify"],
+    "triggerWords": ["!guggy"],
+    "token": "outgoing-token",
+    "scriptEnabled": False,
+}
+
+
+def integrations_world(update_mode: UpdateMode = "8.x", *, omitted_as_null: bool = True) -> World:
+    """admin (all rights), alice and bob (plain users), the post-as user rocket.cat, #general
+    (admin, alice, bob) and #ops (admin only)."""
+    world = make_world(update_mode, omitted_as_null=omitted_as_null)
+    world.user("admin", roles=("admin",))
+    world.user("alice")
+    world.user("bob")
+    world.user("rocket.cat", roles=("bot",))
+    world.store.create_room("general", members=["admin", "alice", "bob"])
+    world.store.create_room("ops", members=["admin"])
+    return world
+
+
+def named(world: World, username: str) -> User:
+    user = world.store.find_user(username)
+    assert user is not None, username
+    return user
+
+
+def create(world: World, caller: User, base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    response = world.post(caller, "integrations.create", {**base, **changes})
+    assert response.status_code == 200, response.json()
+    integration: dict[str, Any] = response.json()["integration"]
+    return integration
+
+
+def stored(world: World, integration_id: str) -> dict[str, Any]:
+    doc = world.store.get_integration(integration_id)
+    assert doc is not None
+    return doc
