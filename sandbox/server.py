@@ -18,7 +18,7 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import Any, Final
 
@@ -65,6 +65,15 @@ def create_app(
     return FaultMiddleware(Starlette(routes=routes, lifespan=lifespan), faults)
 
 
+class _EmbeddedUvicorn(uvicorn.Server):
+    """uvicorn without its own SIGINT/SIGTERM handlers: the embedding program owns the signals
+    (the CLI stops the server itself; tests and the benchmark must keep Ctrl-C working)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
 class SandboxServer:
     def __init__(
         self,
@@ -95,6 +104,8 @@ class SandboxServer:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._crash: BaseException | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._socket: socket.socket | None = None
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -105,11 +116,12 @@ class SandboxServer:
 
     @property
     def running(self) -> bool:
+        if self._task is not None:
+            return not self._task.done()
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
-        """Serve on host:port (0 picks a free port, see `port`); returns once connections are accepted."""
-        if self._thread is not None:
+    def _prepare(self, host: str, port: int) -> tuple[uvicorn.Server, socket.socket]:
+        if self._uvicorn is not None:
             raise RuntimeError("the sandbox server was already started")
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -131,8 +143,18 @@ class SandboxServer:
             access_log=False,
             timeout_graceful_shutdown=2,
         )
-        server = uvicorn.Server(config)
-        self._uvicorn = server
+        self._uvicorn = _EmbeddedUvicorn(config)
+        return self._uvicorn, sock
+
+    def _probe(self) -> None:
+        host = self.url.removeprefix("http://").rsplit(":", 1)[0]
+        with socket.create_connection((host, self.port), timeout=_START_TIMEOUT):
+            pass
+
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve on host:port from a background thread (port 0 picks a free port, see `port`);
+        returns once connections are accepted."""
+        server, sock = self._prepare(host, port)
         self._thread = threading.Thread(target=self._serve, args=(server, sock), name="sandbox-server", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + _START_TIMEOUT
@@ -142,9 +164,7 @@ class SandboxServer:
             if time.monotonic() > deadline:
                 raise TimeoutError("the sandbox server did not start in time")
             time.sleep(0.005)
-        probe = self.url.removeprefix("http://").rsplit(":", 1)[0]
-        with socket.create_connection((probe, self.port), timeout=_START_TIMEOUT):
-            pass
+        self._probe()
 
     def _serve(self, server: uvicorn.Server, sock: socket.socket) -> None:
         loop = asyncio.new_event_loop()
@@ -175,7 +195,7 @@ class SandboxServer:
             raise TimeoutError("the sandbox server did not stop in time")
 
     def __enter__(self) -> SandboxServer:
-        if self._thread is None:
+        if self._uvicorn is None:
             self.start()
         return self
 
@@ -184,18 +204,67 @@ class SandboxServer:
     ) -> None:
         self.stop()
 
+    # --- the same inside a running event loop -------------------------------------------------------
+
+    async def start_async(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        """Serve from the *current* event loop. Control methods then run on that loop's thread:
+        call the blocking ones (`wait_for_message`) through `asyncio.to_thread`."""
+        server, sock = self._prepare(host, port)
+        self._loop = asyncio.get_running_loop()
+        self._socket = sock
+        self._task = asyncio.create_task(server.serve(sockets=[sock]), name="sandbox-server")
+        deadline = time.monotonic() + _START_TIMEOUT
+        while not server.started:
+            if self._task.done():
+                sock.close()
+                raise RuntimeError("the sandbox server failed to start") from self._task.exception()
+            if time.monotonic() > deadline:
+                raise TimeoutError("the sandbox server did not start in time")
+            await asyncio.sleep(0.005)
+        await asyncio.to_thread(self._probe)
+
+    async def stop_async(self) -> None:
+        task, server = self._task, self._uvicorn
+        if task is None or server is None or task.done():
+            return
+        await self.hub.close_all(1001)
+        server.should_exit = True
+        await asyncio.wait_for(task, _STOP_TIMEOUT)
+        self.control.close()
+        if self._socket is not None:
+            self._socket.close()
+
+    async def __aenter__(self) -> SandboxServer:
+        if self._uvicorn is None:
+            await self.start_async()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.stop_async()
+
     # --- socket-level operations (Connections protocol of SandboxControl) ---------------------------
 
     def drop_connections(self) -> int:
-        """Drop every websocket abruptly; callable from any thread but the server's loop."""
+        """Drop every websocket abruptly; returns how many. Callable from any thread."""
         loop = self._loop
         if loop is None or not self.running:
             return 0
+        if self._on_loop(loop):
+            return self.hub.drop_all()
 
         async def drop() -> int:
             return self.hub.drop_all()
 
         return asyncio.run_coroutine_threadsafe(drop(), loop).result(_STOP_TIMEOUT)
+
+    @staticmethod
+    def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
+        try:
+            return asyncio.get_running_loop() is loop
+        except RuntimeError:
+            return False
 
     def _abort_client(self, client: ClientAddress) -> bool:
         """Abort the TCP connection of one peer address, without any closing handshake (loop only).

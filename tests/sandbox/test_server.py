@@ -93,3 +93,22 @@ def test_servers_are_independent() -> None:
             return sessions
 
         assert len(set(asyncio.run(both_connect()))) == 2
+
+
+async def test_async_variant_serves_from_the_running_loop() -> None:
+    async with SandboxServer() as server:
+        assert server.running
+        bot = server.control.create_user("bot", roles=["bot"])
+        server.control.create_room("general", members=["bot"], room_id="GENERAL")
+        async with DDPClient.open(server.url) as client:
+            await client.connect()
+            await client.login(bot.auth_token)
+            await client.sub("stream-room-messages", "GENERAL", False)
+            server.control.post_message("bot", "general", "from the same loop")
+            assert (await client.changed("GENERAL"))["fields"]["args"][0]["msg"] == "from the same loop"
+            assert server.control.drop_connections() == 1  # called on the server's own loop
+        found = await asyncio.to_thread(server.control.wait_for_message, "general", lambda m: True, 1)
+        assert found["msg"] == "from the same loop"
+    assert not server.running
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=2).close()
