@@ -976,15 +976,95 @@ class SandboxClient:
             messages, cursor = self.wait_messages(room, cursor, remaining)
 
     # integrations
-    def create_incoming_integration(self, name: str, *, channel: str | list[str], **options: Any) -> dict[str, Any]:
-        """Same keyword options as `SandboxControl.create_incoming_integration`."""
-        return dict(self._call("create_incoming_integration", name=name, channel=channel, **options))
+    def create_incoming_integration(
+        self,
+        name: str,
+        *,
+        channel: str | list[str],
+        username: str = "rocket.cat",
+        created_by: str = "admin",
+        enabled: bool = True,
+        alias: str | None = None,
+        avatar: str | None = None,
+        emoji: str | None = None,
+        script: str | None = None,
+        script_enabled: bool = False,
+        override_destination_channel_enabled: bool = False,
+        integration_id: str | None = None,
+        token: str | None = None,
+    ) -> dict[str, Any]:
+        return dict(
+            self._call(
+                "create_incoming_integration",
+                name=name,
+                channel=channel,
+                username=username,
+                created_by=created_by,
+                enabled=enabled,
+                alias=alias,
+                avatar=avatar,
+                emoji=emoji,
+                script=script,
+                script_enabled=script_enabled,
+                override_destination_channel_enabled=override_destination_channel_enabled,
+                integration_id=integration_id,
+                token=token,
+            )
+        )
 
     def create_outgoing_integration(
-        self, name: str, *, channel: str | list[str], urls: list[str], **options: Any
+        self,
+        name: str,
+        *,
+        channel: str | list[str],
+        urls: list[str],
+        event: str = "sendMessage",
+        username: str = "rocket.cat",
+        created_by: str = "admin",
+        enabled: bool = True,
+        trigger_words: list[str] | tuple[str, ...] = (),
+        trigger_word_anywhere: bool = False,
+        token: str | None = None,
+        target_room: str | None = None,
+        alias: str | None = None,
+        avatar: str | None = None,
+        emoji: str | None = None,
+        impersonate_user: bool = False,
+        retry_failed_calls: bool = False,
+        retry_count: int | None = None,
+        retry_delay: str | None = None,
+        run_on_edits: bool = False,
+        script: str | None = None,
+        script_enabled: bool = False,
+        integration_id: str | None = None,
     ) -> dict[str, Any]:
-        """Same keyword options as `SandboxControl.create_outgoing_integration`."""
-        return dict(self._call("create_outgoing_integration", name=name, channel=channel, urls=urls, **options))
+        return dict(
+            self._call(
+                "create_outgoing_integration",
+                name=name,
+                channel=channel,
+                urls=urls,
+                event=event,
+                username=username,
+                created_by=created_by,
+                enabled=enabled,
+                trigger_words=list(trigger_words),
+                trigger_word_anywhere=trigger_word_anywhere,
+                token=token,
+                target_room=target_room,
+                alias=alias,
+                avatar=avatar,
+                emoji=emoji,
+                impersonate_user=impersonate_user,
+                retry_failed_calls=retry_failed_calls,
+                retry_count=retry_count,
+                retry_delay=retry_delay,
+                run_on_edits=run_on_edits,
+                script=script,
+                script_enabled=script_enabled,
+                integration_id=integration_id,
+            )
+        )
 
     def insert_integration(self, document: dict[str, Any]) -> dict[str, Any]:
         return dict(self._call("insert_integration", document=document))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import threading
 from collections.abc import Iterator
@@ -9,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from sandbox.control import ControlError, NotFound, SandboxClient, SandboxControl
+from sandbox.control import HTTP_OPERATIONS, ControlError, NotFound, SandboxClient, SandboxControl
 from sandbox.ddp import DDPSession
 from sandbox.errors import MeteorError
 from sandbox.ids import password_digest
@@ -340,3 +341,13 @@ def test_http_control_needs_the_secret_and_known_operations(server: SandboxServe
         assert response.status_code == 400
         response = http.post("/_sandbox/create_user", content=b"[1]")
         assert response.status_code == 400
+
+
+def test_the_client_mirrors_every_control_method() -> None:
+    methods = {n for n, v in vars(SandboxControl).items() if callable(v) and not n.startswith("_")}
+    assert methods - {"close", "wait_for_message"} == HTTP_OPERATIONS
+    for name in methods:
+        ours, theirs = inspect.signature(getattr(SandboxControl, name)), inspect.signature(getattr(SandboxClient, name))
+        assert [(p.name, p.kind, p.default) for p in ours.parameters.values()] == [
+            (p.name, p.kind, p.default) for p in theirs.parameters.values()
+        ], name
