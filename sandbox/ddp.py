@@ -262,9 +262,9 @@ class DDPSession:
         if self.state is not State.CLOSED:
             self._out.append(encode(frame))
 
-    def _send_error(self, reason: str, offending: Any = None, *, with_offending: bool = True) -> None:
+    def _send_error(self, reason: str, offending: Any = None) -> None:
         frame: dict[str, Any] = {"msg": "error", "reason": reason}
-        if with_offending and offending is not None:
+        if offending is not None:
             frame["offendingMessage"] = offending
         self._send(frame)
 
@@ -290,11 +290,11 @@ class DDPSession:
             self._ping_sent_at = None
         try:
             frame = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):
             self._send_error("Parse error")
             return
         if not isinstance(frame, dict | list):
-            self._send_error("Bad request", with_offending=False)
+            self._send_error("Bad request")  # Meteor discards non-object messages before reporting
             return
         kind = frame.get("msg") if isinstance(frame, dict) else None
         if not isinstance(frame, dict) or not kind:

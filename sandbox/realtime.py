@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketState
 
 from sandbox.config import SandboxConfig
-from sandbox.ddp import Call, DDPSession, State, SubscriptionTrash, internal_error, too_many_requests
+from sandbox.ddp import Call, DDPSession, SubscriptionTrash, internal_error, too_many_requests
 from sandbox.faults import DDP_PREFIX, ClientAddress, Faults
 from sandbox.store import Event, Store, SubscriptionEvent
 
@@ -234,8 +234,10 @@ class _Connection:
                 self.session.close(1011)
 
     async def _beat(self) -> None:
+        # Runs until cancelled: ending on its own would end the connection before the writer has
+        # flushed a final frame (`failed`) and closed the socket with the session's close code.
         loop = asyncio.get_running_loop()
-        while self.session.state is not State.CLOSED:
+        while True:
             deadline = self.session.next_timer()
             delay = None if deadline is None else max(0.0, deadline - loop.time())
             with contextlib.suppress(TimeoutError):
