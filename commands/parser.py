@@ -1,0 +1,336 @@
+"""From a chat message to an `Invocation`: is it for the bot, and which words did the caller type?
+
+Theory of operation. Responders type commands on phones, so the edge is liberal (style point 10):
+
+1. `normalize` folds what phone keyboards produce into plain ASCII punctuation: curly quotes become
+   straight quotes, em/en dashes become `--` (iOS turns a typed `--` into `—`), every Unicode space
+   becomes a plain space, invisible formatting characters disappear, runs of spaces collapse, and the
+   text is NFC-composed. It is idempotent, so any layer may call it again.
+2. `tokenize` splits on spaces, keeping double-quoted segments whole (shell-like, so `key="a b"` stays
+   one token) and single-quoted segments whole when the quote clearly opens and closes a segment (an
+   apostrophe in `it's` is not a quote). Autocorrect punctuation at the very end of the message
+   (`disable Guggy.`) is dropped. An unbalanced double quote is the only way to fail: a `UsageError`.
+3. `extract_invocation` decides whether the message is addressed to the bot at all: a configured
+   prefix (`/integration`, `!integration`, any case, also the plural slip `/integrations`), a mention
+   of the bot at the very start (the way Rocket.Chat itself would extract it, contract §5.4), or a
+   direct message with the bot. Anything else is plain chat and yields None. For addressed text it
+   returns an `Invocation` or raises `UsageError`; never anything else, so the dispatcher can answer
+   every message meant for it and stay silent otherwise.
+
+The converters that turn the tokens into typed arguments live in `commands.args`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from bot.errors import UsageError
+
+__all__ = [
+    "DEFAULT_PREFIXES",
+    "TRAILING_PUNCTUATION",
+    "Invocation",
+    "Token",
+    "Via",
+    "extract_invocation",
+    "normalize",
+    "tokenize",
+]
+
+DEFAULT_PREFIXES: tuple[str, ...] = ("/integration", "!integration")
+
+# What phone autocorrect and sentence habits append to the last word: `disable Guggy.`
+TRAILING_PUNCTUATION = ".!?…,"
+
+Via = Literal["prefix", "mention", "direct"]
+
+# --- normalisation ------------------------------------------------------------------------------
+
+_DOUBLE_QUOTES = "“”„‟″«»〝〞＂"
+_SINGLE_QUOTES = "‘’‚‛′‹›＇"
+# Em dash, en dash, horizontal bar: a phone's replacement for a typed `--`.
+_LONG_DASHES = "—–―"
+# Hyphen, non-breaking hyphen, figure dash, minus sign: all mean an ASCII hyphen in a command.
+_HYPHENS = "‐‑‒−"
+# Every Unicode space separator (Zs), the line/paragraph separators, and the control characters
+# Python or JavaScript treat as whitespace. Listed rather than computed so importing stays cheap;
+# a test checks the list against unicodedata.
+_SPACES = (
+    "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85"
+    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+# Invisible formatting characters that keyboards, copy-paste and RTL input insert: zero-width
+# space, word joiner and invisible operators, BOM, soft hyphen, Mongolian vowel separator, and the
+# bidirectional marks/embeddings/isolates. Zero-width (non-)joiners are kept on purpose: they carry
+# meaning inside emoji sequences and Persian/Indic words that may be part of an integration name.
+_INVISIBLE = (
+    "\u00ad\u061c\u180e\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff"
+)
+
+
+def _build_table() -> dict[int, str | None]:
+    table: dict[int, str | None] = {}
+    for char in _DOUBLE_QUOTES:
+        table[ord(char)] = '"'
+    for char in _SINGLE_QUOTES:
+        table[ord(char)] = "'"
+    for char in _LONG_DASHES:
+        table[ord(char)] = "--"
+    for char in _HYPHENS:
+        table[ord(char)] = "-"
+    for char in _SPACES:
+        table[ord(char)] = " "
+    for char in _INVISIBLE:
+        table[ord(char)] = None
+    # Remaining C0/C1 control characters carry nothing a person typed.
+    for code in (*range(0x20), *range(0x7F, 0xA0)):
+        table.setdefault(code, None)
+    return table
+
+
+_TABLE = _build_table()
+_RUNS_OF_SPACES = re.compile(" {2,}")
+
+
+def normalize(text: str) -> str:
+    """Fold phone punctuation and Unicode spacing into plain ASCII forms; idempotent.
+
+    Curly/angled quotes → `"` or `'`, em/en dashes → `--`, Unicode hyphens/minus → `-`, every kind
+    of space or line break → one space, invisible formatting characters removed, NFC, stripped.
+    """
+    # NFC both before (so singleton decompositions such as U+2000 → U+2002 are seen by the table)
+    # and after (a removed zero-width character may have separated a base from its accent).
+    folded = unicodedata.normalize("NFC", text).translate(_TABLE)
+    folded = unicodedata.normalize("NFC", folded)
+    return _RUNS_OF_SPACES.sub(" ", folded).strip(" ")
+
+
+# --- tokens -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Token:
+    """One word of a command.
+
+    `value` is the word with its quotes removed; `quoted` is True when any part of it was inside
+    quotes (a quoted word is never a keyword: `"for"` is a name, `for` is a stop word); `typed` is
+    the word as typed after normalisation, quotes included (`channel="#a b"`), which is what a
+    converter needs to tell `field="+x"` (set a literal) from `field=+x` (add to a list).
+    """
+
+    value: str
+    quoted: bool = False
+    typed: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.typed:
+            object.__setattr__(self, "typed", f'"{self.value}"' if self.quoted else self.value)
+
+    def is_word(self, *words: str) -> bool:
+        """Whether this is one of `words` as an unquoted keyword (case-insensitive)."""
+        return not self.quoted and self.value.lower() in words
+
+
+# A closing single quote may be followed by the end, a space or trailing punctuation.
+_SINGLE_CLOSERS = frozenset(" " + TRAILING_PUNCTUATION + ":;")
+
+
+def _single_quote_end(text: str, start: int) -> int:
+    """Index of the `'` closing a segment opened at `start`, or -1 when it is an apostrophe."""
+    index = text.find("'", start + 1)
+    while index != -1:
+        if index + 1 == len(text) or text[index + 1] in _SINGLE_CLOSERS:
+            return index
+        index = text.find("'", index + 1)
+    return -1
+
+
+def _shown(text: str, limit: int = 30) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def tokenize(text: str, *, command: str = "") -> list[Token]:
+    """Split a command into tokens (see the module docstring). `command` names the command in errors."""
+    source = normalize(text)
+    tokens: list[Token] = []
+    last_tail = 0  # where the unquoted tail of the last token begins, within its value
+    index, length = 0, len(source)
+    while index < length:
+        if source[index] == " ":
+            index += 1
+            continue
+        start = index
+        parts: list[str] = []
+        quoted = False
+        size = tail = 0  # length of the value so far; start of its unquoted tail
+        while index < length and source[index] != " ":
+            char = source[index]
+            if char == '"':
+                end = source.find('"', index + 1)
+                if end == -1:
+                    raise UsageError(
+                        command,
+                        f'unbalanced quote near “{_shown(source[index:])}”: close it with a second " '
+                        'or leave it out (names with spaces go in "double quotes")',
+                    )
+                segment = source[index + 1 : end].strip(" ")
+                parts.append(segment)
+                quoted = True
+                index = end + 1
+                size = tail = size + len(segment)
+            elif (
+                char == "'"
+                and (index == start or source[index - 1] == "=")
+                and (end := _single_quote_end(source, index)) != -1
+            ):
+                segment = source[index + 1 : end].strip(" ")
+                parts.append(segment)
+                quoted = True
+                index = end + 1
+                size = tail = size + len(segment)
+            else:
+                parts.append(char)
+                size += 1
+                index += 1
+        tokens.append(Token("".join(parts), quoted, source[start:index]))
+        last_tail = tail
+    if tokens:
+        last = tokens[-1]
+        kept, tail_text = last.value[:last_tail], last.value[last_tail:]
+        stripped = tail_text.rstrip(TRAILING_PUNCTUATION)
+        if stripped != tail_text:
+            if kept or stripped or last.quoted:
+                typed = last.typed[: len(last.typed) - (len(tail_text) - len(stripped))]
+                tokens[-1] = Token(kept + stripped, last.quoted, typed)
+            else:
+                tokens.pop()
+    return tokens
+
+
+# --- addressing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Invocation:
+    """A message addressed to the bot.
+
+    `command` is the lower-cased first word ("" when only the prefix or mention was typed, which
+    the dispatcher answers with help); `args` are the remaining tokens; `raw` is the message text
+    exactly as received; `via` says how it was addressed.
+    """
+
+    command: str
+    args: tuple[Token, ...]
+    raw: str
+    via: Via
+
+
+# Rocket.Chat's default username class (contract §5.4); `.` ends a mention only before a space.
+_NAME_CHARS = frozenset("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-_")
+_AFTER_PREFIX = re.compile(r"[:,;.!?…]*(?: |$)")
+_FIRST_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+def _after_leading_mention(
+    text: str, bot_username: str, bot_user_id: str | None, mentions: Sequence[str]
+) -> str | None:
+    """The text after a leading `@bot` mention (and `:`/`,`), or None when it does not start so.
+
+    Checked on the raw text, the way the server extracts mentions: `@\u200bbot` (a neutralised
+    echo) is not a mention. When the server's mention list is known and lacks the bot, a lookalike
+    at the start is not one either.
+    """
+    body = text.lstrip()
+    name = bot_username.lstrip("@")
+    if not name or not body.startswith("@"):
+        return None
+    candidate = body[1 : 1 + len(name)]
+    if candidate.lower() != name.lower():
+        return None
+    rest = body[1 + len(name) :]
+    if rest:
+        following = rest[0]
+        if following in _NAME_CHARS:
+            return None
+        if following == "." and len(rest) > 1 and not rest[1].isspace():
+            return None  # `@bot.example` is another user
+    if mentions:
+        known = {m.lower() for m in mentions}
+        if name.lower() not in known and (bot_user_id is None or bot_user_id.lower() not in known):
+            return None
+    return rest.lstrip(":,;.!?").lstrip()
+
+
+def _prefix_pattern(prefixes: Iterable[str], *, bare: bool) -> re.Pattern[str] | None:
+    words: set[str] = set()
+    for prefix in prefixes:
+        word = normalize(prefix)
+        if bare:
+            word = word.lstrip("/!")
+        if word:
+            words.add(word)
+    if not words:
+        return None
+    alternatives = "|".join(re.escape(word) for word in sorted(words, key=len, reverse=True))
+    return re.compile(rf"(?:{alternatives})s?(?={_AFTER_PREFIX.pattern})", re.IGNORECASE)
+
+
+def _strip_prefix(text: str, pattern: re.Pattern[str] | None) -> str | None:
+    if pattern is None:
+        return None
+    match = pattern.match(text)
+    if match is None:
+        return None
+    rest = text[match.end() :]
+    punctuation = _AFTER_PREFIX.match(rest)
+    assert punctuation is not None  # guaranteed by the lookahead
+    return rest[punctuation.end() :].lstrip(" ")
+
+
+def extract_invocation(
+    text: str,
+    *,
+    prefixes: Sequence[str] = DEFAULT_PREFIXES,
+    bot_username: str,
+    bot_user_id: str | None = None,
+    is_direct: bool = False,
+    mentions: Sequence[str] = (),
+) -> Invocation | None:
+    """The `Invocation` in `text` if the message is addressed to the bot, else None (plain chat).
+
+    Addressed means: it starts with a prefix (case-insensitive, plural allowed, whole word only),
+    or with a mention of the bot (optionally followed by `:`/`,` and/or a prefix), or it is a
+    non-empty direct message (the prefix, with or without its `/`/`!`, may then be omitted). In a
+    DM every non-empty text is an invocation, so the dispatcher can answer "unknown command".
+    `mentions` is the server's mention list for the message (usernames or ids) when known.
+
+    Raises only `UsageError` (an unbalanced quote), and only for text addressed to the bot.
+    """
+    via: Via | None = None
+    body = text
+    after_mention = _after_leading_mention(text, bot_username, bot_user_id, mentions)
+    if after_mention is not None:
+        via, body = "mention", after_mention
+    body = normalize(body)
+    after_prefix = _strip_prefix(body, _prefix_pattern(prefixes, bare=False))
+    if after_prefix is not None:
+        via, body = via or "prefix", after_prefix
+    elif via is None:
+        if not is_direct or not body:
+            return None
+        via = "direct"
+        without_word = _strip_prefix(body, _prefix_pattern(prefixes, bare=True))
+        if without_word is not None:
+            body = without_word
+    first = _FIRST_WORD.match(body)
+    tokens = tokenize(body, command=first.group(0).lower() if first else "")
+    if not tokens:
+        return Invocation("", (), text, via)
+    command = tokens[0].value.rstrip(":,;").lower()
+    return Invocation(command, tuple(tokens[1:]), text, via)
