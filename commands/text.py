@@ -47,15 +47,17 @@ _ASTERISK_LOOKALIKE = "∗"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
+def _invisible_or_space(char: str) -> bool:
+    return char.isspace() or unicodedata.category(char) in ("Zs", "Zl", "Zp", "Cc", "Cf")
+
+
 def _starts_mention(previous: str | None) -> bool:
     """Whether a sigil after `previous` could begin a mention for the server.
 
     Deliberately wider than the server's `^|\\s|>`: any control, format or separator character
     counts too, so a different regex engine's idea of whitespace cannot slip through.
     """
-    if previous is None or previous == ">" or previous.isspace():
-        return True
-    return unicodedata.category(previous) in ("Zs", "Zl", "Zp", "Cc", "Cf")
+    return previous is None or previous == ">" or _invisible_or_space(previous)
 
 
 def neutralize_mentions(text: str) -> str:
@@ -73,11 +75,16 @@ def neutralize_mentions(text: str) -> str:
 
 
 def neutralize_command(text: str) -> str:
-    """`text` with a leading `/` or `!` (after any spaces) swapped for its full-width look-alike."""
-    stripped = text.lstrip()
-    if stripped and stripped[0] in _COMMAND_STARTS:
-        at = len(text) - len(stripped)
-        return text[:at] + _COMMAND_STARTS[stripped[0]] + text[at + 1 :]
+    """`text` with a leading `/` or `!` swapped for its full-width look-alike.
+
+    "Leading" looks past spaces and invisible characters, since the parser drops those too.
+    """
+    for index, char in enumerate(text):
+        if _invisible_or_space(char):
+            continue
+        if char in _COMMAND_STARTS:
+            return text[:index] + _COMMAND_STARTS[char] + text[index + 1 :]
+        break
     return text
 
 
