@@ -177,12 +177,13 @@ class _Connection:
             if text is None:
                 text = (message.get("bytes") or b"").decode("utf-8", errors="replace")
             self.hub.faults.count_frames(received=1)
-            before = self.session.state
+            before = self.session.state, self.session.next_timer()
             self.session.receive(text, loop.time())
             if self.session.pending_calls():
                 self._calls.set()
-            if self.session.state is not before:
-                self._timer.set()
+            after = self.session.state, self.session.next_timer()
+            if after[0] is not before[0] or (after[1] is not None and (before[1] is None or after[1] < before[1])):
+                self._timer.set()  # the heartbeat is due earlier than it is sleeping for (a pong ends a wait)
             self.wake_writer()
 
     async def _write(self) -> None:

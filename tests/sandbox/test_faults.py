@@ -277,7 +277,7 @@ async def test_ddp_timeout_never_answers_and_then_drops(server: SandboxServer, b
 
 
 async def test_ddp_latency_delays_methods_but_not_pings(server: SandboxServer, bot: UserCredentials) -> None:
-    server.control.set_latency(0.3, "ddp:rooms/get")
+    server.control.set_latency(0.5, "ddp:rooms/get")
     async with DDPClient.open(server.url) as client:
         await client.connect()
         await client.send({"msg": "method", "method": "rooms/get", "id": "1", "params": []})

@@ -271,9 +271,19 @@ async def test_server_pings_a_silent_client_and_closes_it(fast_heartbeat: Sandbo
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
 
 
-async def test_answering_pings_keeps_the_session_alive(fast_heartbeat: SandboxServer) -> None:
-    creds = fast_heartbeat.control.create_user("bot", roles=["bot"])
-    async with DDPClient.open(fast_heartbeat.url) as client:
+@pytest.fixture
+def patient_heartbeat() -> Iterator[SandboxServer]:
+    # A generous timeout keeps a loaded machine from losing the race to answer; it also means a
+    # server that waited for the old timeout after a pong (instead of the interval) would make
+    # the client's 5 s receive below time out.
+    with SandboxServer(config=SandboxConfig(heartbeat_interval=0.05, heartbeat_timeout=60)) as srv:
+        yield srv
+
+
+async def test_answering_pings_keeps_the_session_alive(patient_heartbeat: SandboxServer) -> None:
+    server = patient_heartbeat
+    creds = server.control.create_user("bot", roles=["bot"])
+    async with DDPClient.open(server.url) as client:
         await client.connect()
         for _ in range(4):
             assert await client.recv() == {"msg": "ping"}
