@@ -32,6 +32,8 @@ from sandbox.config import SandboxConfig
 from sandbox.docsort import SortSpec, sort_documents
 from sandbox.errors import MeteorError, PlainError
 from sandbox.ids import meteor_id
+from sandbox.jsvalues import js_parse_int
+from sandbox.scripts import compile_script
 from sandbox.store import Store, User
 
 INCOMING: Final = "webhook-incoming"
@@ -88,75 +90,6 @@ OUTGOING_EVENTS: Final[dict[str, OutgoingEvent]] = {
     "roomLeft": OutgoingEvent(True, False, False),
     "userCreated": OutgoingEvent(False, False, True),
 }
-
-
-# --- script "compilation" --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class CompiledScript:
-    """`scriptCompiled` or `scriptError`, never both (contract §2.1)."""
-
-    code: str | None
-    error: dict[str, str] | None
-
-
-_CLOSERS: Final = {")": "(", "]": "[", "}": "{"}
-
-
-def compile_script(script: str) -> CompiledScript:
-    """Stand-in for Babel: a script compiles unless its brackets or quotes are obviously broken.
-
-    The sandbox never runs scripts; what matters to clients is that a compiling script yields
-    `scriptCompiled` and a broken one `scriptError` ({name, message, stack}).
-    """
-    stack: list[tuple[str, int, int]] = []
-    line, col = 1, 0
-    i = 0
-    quote: str | None = None
-    comment: str | None = None
-    while i < len(script):
-        char, nxt = script[i], script[i + 1 : i + 2]
-        col += 1
-        if char == "\n":
-            line, col = line + 1, 0
-            if comment == "//":
-                comment = None
-            if quote in ("'", '"'):
-                return _syntax_error("Unterminated string constant", line - 1, col)
-        elif comment == "/*":
-            if char == "*" and nxt == "/":
-                comment, i, col = None, i + 1, col + 1
-        elif comment is None and quote is not None:
-            if char == "\\":
-                i, col = i + 1, col + 1
-            elif char == quote:
-                quote = None
-        elif comment is None:
-            if char == "/" and nxt in ("/", "*"):
-                comment, i, col = "/" + nxt, i + 1, col + 1
-            elif char in ("'", '"', "`"):
-                quote = char
-            elif char in "([{":
-                stack.append((char, line, col))
-            elif char in _CLOSERS:
-                if not stack or stack[-1][0] != _CLOSERS[char]:
-                    return _syntax_error("Unexpected token", line, col - 1)
-                stack.pop()
-        i += 1
-    if quote is not None:
-        return _syntax_error("Unterminated string constant", line, col)
-    if comment == "/*":
-        return _syntax_error("Unterminated comment", line, col)
-    if stack:
-        return _syntax_error("Unexpected token", line, col)
-    return CompiledScript(code=script.strip(), error=None)
-
-
-def _syntax_error(what: str, line: int, col: int) -> CompiledScript:
-    message = f"{what} ({line}:{col})"
-    stack = f"SyntaxError: {message}\n    at <sandbox>"
-    return CompiledScript(code=None, error={"name": "SyntaxError", "message": message, "stack": stack})
 
 
 def _should_compile(source: Mapping[str, Any]) -> bool:
@@ -382,15 +315,6 @@ def _parse_csv(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def _js_parse_int(value: Any) -> int | None:
-    """JavaScript `parseInt(String(value))`, None for NaN."""
-    if isinstance(value, bool):
-        return None
-    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-    match = re.match(r"\s*([+-]?\d+)", text)
-    return int(match.group(1)) if match else None
-
-
 def validate_outgoing(store: Store, caller: User, body: Mapping[str, Any]) -> dict[str, Any]:
     """`validateOutgoingIntegration` (contract §2.4.5 steps 1-7): the document to store, in
     which keys the client omitted are simply absent."""
@@ -450,7 +374,7 @@ def validate_outgoing(store: Store, caller: User, body: Mapping[str, Any]) -> di
         validated["runOnEdits"] = integration["runOnEdits"] is True
     _verify_channel_permissions(store, caller, channels)
     if _truthy(validated.get("retryFailedCalls")):
-        count = _js_parse_int(validated.get("retryCount")) if _truthy(validated.get("retryCount")) else None
+        count = js_parse_int(validated.get("retryCount")) if _truthy(validated.get("retryCount")) else None
         validated["retryCount"] = count if count is not None and count > 0 else 4
         delay = validated.get("retryDelay")
         validated["retryDelay"] = delay.lower() if isinstance(delay, str) and delay.strip() else "powers-of-ten"
@@ -546,6 +470,25 @@ def create_integration(store: Store, caller: User, body: Mapping[str, Any]) -> d
         if body.get("type") == INCOMING:
             return _create_incoming(store, caller, body)
         raise PlainError("Invalid integration type.")
+
+
+def update_incoming_integration(
+    store: Store, config: SandboxConfig, caller: User, integration_id: str, body: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The `updateIncomingIntegration(integrationId, integration)` method on its own (what the
+    deprecated DDP method runs): no REST lookup or type dispatch; returns the updated document."""
+    with store.lock:
+        _update_incoming(store, config, caller, integration_id, body)
+        return store.get_integration(integration_id)
+
+
+def update_outgoing_integration(
+    store: Store, config: SandboxConfig, caller: User, integration_id: str, body: Mapping[str, Any]
+) -> dict[str, Any] | None:
+    """The `updateOutgoingIntegration(integrationId, integration)` method on its own."""
+    with store.lock:
+        _update_outgoing(store, config, caller, integration_id, body)
+        return store.get_integration(integration_id)
 
 
 def update_integration(store: Store, config: SandboxConfig, caller: User, body: Mapping[str, Any]) -> dict[str, Any]:

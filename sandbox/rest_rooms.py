@@ -17,7 +17,8 @@ from typing import Any, Final
 from sandbox.docsort import sort_documents
 from sandbox.errors import MeteorError, PlainError
 from sandbox.ids import epoch_ms, parse_date
-from sandbox.restlib import ApiFailure, Call, Endpoint, js_parse_int, pagination, parse_js_date, parse_sort
+from sandbox.jsvalues import js_parse_int, parse_js_date
+from sandbox.restlib import ApiFailure, Call, Endpoint, pagination, parse_sort
 from sandbox.store import Store, User
 
 # --- helpers ---------------------------------------------------------------------------------------

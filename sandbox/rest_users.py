@@ -14,7 +14,8 @@ from typing import Any, Final
 from starlette.responses import Response
 
 from sandbox.errors import MeteorError, PlainError
-from sandbox.restlib import ApiFailure, Call, Endpoint, json_response, parse_js_date
+from sandbox.jsvalues import parse_js_date
+from sandbox.restlib import ApiFailure, Call, Endpoint, json_response
 from sandbox.store import Store, User
 
 _LOGIN_KEYS: Final = frozenset({"user", "username", "email", "password", "code"})

@@ -29,13 +29,12 @@ strings (REST form); integral floats as integers, as JavaScript prints them.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import logging
 import math
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final, Literal
 from urllib.parse import parse_qsl
 
@@ -47,6 +46,7 @@ from sandbox.config import SandboxConfig
 from sandbox.docsort import SortSpec
 from sandbox.errors import MeteorError, PlainError, SandboxError
 from sandbox.ids import iso
+from sandbox.jsvalues import js_parse_int
 from sandbox.ratelimit import Decision, MillisClock, RateLimiter, wall_clock_ms
 from sandbox.store import Store, User
 from sandbox.trash import Trash
@@ -169,38 +169,7 @@ def client_ip(request: Request) -> str:
     return request.client.host if request.client is not None else ""
 
 
-def parse_js_date(text: Any) -> datetime | None:
-    """`new Date(text)` for the forms clients send (ISO 8601, RFC 2822); None where
-    `Date.parse` gives NaN. A date-time without offset is taken as UTC (the server's zone)."""
-    if not isinstance(text, str) or not text.strip():
-        return None
-    candidate = text.strip()
-    try:
-        parsed = datetime.fromisoformat(candidate.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        try:
-            parsed = email.utils.parsedate_to_datetime(candidate)
-        except (TypeError, ValueError, IndexError):
-            return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
-
-
 # --- pagination and sorting (`getPaginationItems`, `parseJsonQuery`) ---------------------------------
-
-
-def js_parse_int(value: Any) -> int | None:
-    """`parseInt(String(value), 10)`; None for NaN."""
-    if isinstance(value, bool) or value is None:
-        return None
-    text = str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
-    text = text.lstrip()
-    sign = -1 if text.startswith("-") else 1
-    digits = ""
-    for char in text.lstrip("+-")[:1000]:
-        if not char.isdigit() or not char.isascii():
-            break
-        digits += char
-    return sign * int(digits) if digits else None
 
 
 @dataclass(frozen=True)

@@ -35,9 +35,6 @@ class Trash:
         self._subscriptions: list[Deleted] = []
         store.add_listener(self._on_event)
 
-    def close(self) -> None:
-        self._store.remove_listener(self._on_event)
-
     def _on_event(self, event: Event) -> None:
         # Runs under the store lock: cheap appends only.
         if isinstance(event, DeleteMessageEvent):
