@@ -68,10 +68,6 @@ class ApiFailure(SandboxError):
         super().__init__(text or "failure")
 
 
-class Forbidden(SandboxError):
-    """`API.v1.forbidden()`: 403 with the pre-9.0 default text "unauthorized"."""
-
-
 # --- rendering ----------------------------------------------------------------------------------
 
 
@@ -103,8 +99,6 @@ def render_error(exc: SandboxError) -> tuple[int, dict[str, Any]]:
         if exc.error_type:
             body["errorType"] = exc.error_type
         return 400, body
-    if isinstance(exc, Forbidden):
-        return 403, {"success": False, "error": "unauthorized"}
     if isinstance(exc, MeteorError):
         if exc.error == "error-too-many-requests":
             return 429, {"success": False, "error": exc.message}
@@ -247,13 +241,6 @@ class Call:
         """The authenticated caller (only on routes with `auth_required`)."""
         assert self.user is not None, "handler of a route without authentication asked for the caller"
         return self.user
-
-    @property
-    def params(self) -> dict[str, Any]:
-        """Query for GET, body otherwise: what Rocket.Chat's validators look at."""
-        if self.request.method in ("GET", "HEAD"):
-            return self.query
-        return self.body if isinstance(self.body, dict) else {}
 
 
 Handler = Callable[[Call], Awaitable[Any]]
