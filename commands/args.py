@@ -205,6 +205,8 @@ _PART = re.compile(
 )
 _SEPARATOR = re.compile(r"\s*(?:(?:,|and|\+)\s*)?")
 _MAX_DIGITS = 12
+# The most words one duration may take: `1 d and 2 hours and 30 min and 10 s`.
+_DURATION_WORDS = 12
 _EXAMPLES = "e.g. 30m, 2h, 1h30m or 1d"
 
 
@@ -333,9 +335,9 @@ def _split_double_dash(tokens: Sequence[Token]) -> list[Token]:
 
 
 def _take_duration(tokens: Sequence[Token], *, command: str, maximum: timedelta) -> tuple[timedelta, int]:
-    """The duration at the start of `tokens` (the longest run of up to 5 words that reads as one)."""
+    """The duration at the start of `tokens` (the longest run of words that reads as one)."""
     hint: str | None = None
-    for count in range(min(5, len(tokens)), 0, -1):
+    for count in range(min(_DURATION_WORDS, len(tokens)), 0, -1):
         if any(token.quoted for token in tokens[:count]):
             continue
         try:
@@ -414,7 +416,7 @@ def parse_extend_args(
     reads as one, so unquoted multi-word names work (`extend Noisy hook 30m`)."""
     if not tokens:
         raise UsageError(command, f"which integration, and for how long? Usage: {EXTEND_USAGE}")
-    for count in range(min(5, len(tokens) - 1), 0, -1):
+    for count in range(min(_DURATION_WORDS, len(tokens) - 1), 0, -1):
         tail = tokens[len(tokens) - count :]
         if any(token.quoted for token in tail):
             continue
