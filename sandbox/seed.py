@@ -2,11 +2,11 @@
 
 Who can do what (contract §3):
 
-* `integrations-bot` — roles `bot` + custom `integrations-manager` (manage-incoming-integrations,
-  manage-outgoing-integrations, view-full-other-user-info): exactly what the bot needs to update
-  any integration and to read a caller's roles, and no admin. It is a member of every room an
-  integration posts to, because without *both* manage and manage-own rights Rocket.Chat requires
-  the caller to be a member of each channel of the integration it updates (§2.4.3 step 6).
+* `integrations-bot` — roles `bot` + custom `integrations-manager`: the four manage-*-integrations
+  permissions (holding both the "all" and the "own" one of a type exempts the bot's own updates
+  from Rocket.Chat's channel-membership rule, §2.4.3 step 6), view-full-other-user-info (to read
+  a caller's roles) and view-other-user-channels (to apply that membership rule to callers); no
+  admin. It is also a member of the rooms integrations post to, as a bot usually is.
 * `admin` — may change anything.
 * `alice` — a plain user: may change nothing.
 * `owen` — custom role `own-integrations` (manage-own-incoming-integrations and
@@ -25,7 +25,14 @@ from sandbox.control import SandboxControl
 from sandbox.store import Store
 
 BOT_ROLE: Final = "integrations-manager"
-BOT_PERMISSIONS: Final = ("manage-incoming-integrations", "manage-outgoing-integrations", "view-full-other-user-info")
+BOT_PERMISSIONS: Final = (
+    "manage-incoming-integrations",
+    "manage-outgoing-integrations",
+    "manage-own-incoming-integrations",
+    "manage-own-outgoing-integrations",
+    "view-full-other-user-info",
+    "view-other-user-channels",
+)
 OWNER_ROLE: Final = "own-integrations"
 OWNER_PERMISSIONS: Final = ("manage-own-incoming-integrations", "manage-own-outgoing-integrations")
 

@@ -32,8 +32,10 @@ def test_the_bot_has_exactly_what_it_needs_and_no_admin(store: Store, seeded: di
     bot = seeded["users"]["integrations-bot"]
     assert bot["roles"] == ["bot", "integrations-manager"]
     perms = granted(store, bot["userId"])
-    assert set(INTEGRATION_PERMISSIONS) & perms == {"manage-incoming-integrations", "manage-outgoing-integrations"}
-    assert "view-full-other-user-info" in perms
+    # All four integration rights (both "all" and "own" exempt the bot's own updates from the
+    # channel-membership rule), plus reading callers' roles and rooms.
+    assert set(INTEGRATION_PERMISSIONS) <= perms
+    assert {"view-full-other-user-info", "view-other-user-channels"} <= perms
     assert "admin" not in store.user_roles(bot["userId"])
     assert {"access-permissions", "view-user-administration", "edit-other-user-info"}.isdisjoint(perms)
     bot_user = store.find_user("integrations-bot")

@@ -1,0 +1,76 @@
+"""The `integrations-bot` console script.
+
+    integrations-bot run        run the bot in the foreground (SIGTERM/SIGINT stop it cleanly)
+    integrations-bot check      connect with the configured credentials and print a readiness report
+    integrations-bot sandbox    serve the seeded sandbox Rocket.Chat server (for tests and the demo)
+    integrations-bot demo       sandbox + bot + a terminal chat to try the bot in
+
+Exit codes: 0 success, 1 failure at run time (e.g. the server refused the bot's credentials),
+2 configuration or usage error (one clear line on stderr).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from bot.errors import ConfigError
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="integrations-bot",
+        description="A Rocket.Chat bot that enables, disables and edits integrations from chat.",
+    )
+    parser.add_argument("--env-file", default=".env", help="optional .env file with settings (default: .env)")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.add_parser("run", help="run the bot in the foreground")
+    commands.add_parser("check", help="print a readiness report for the configured server and bot account")
+    commands.add_parser("sandbox", help="serve the seeded sandbox Rocket.Chat server", add_help=False)
+    commands.add_parser("demo", help="sandbox + bot + terminal chat", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    # `sandbox` and `demo` own their options; hand them everything after the word.
+    for word, module in (("sandbox", "sandbox.cli"), ("demo", "bot.demo")):
+        if word in args_list and all(a.startswith("-") for a in args_list[: args_list.index(word)]):
+            rest = args_list[args_list.index(word) + 1 :]
+            if module == "sandbox.cli":
+                from sandbox import cli as sandbox_cli
+
+                return sandbox_cli.main(rest)
+            from bot import demo
+
+            return demo.main(rest)
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_CONFIG
+    try:
+        from bot.config import load_settings
+
+        settings = load_settings(args.env_file)
+        if args.command == "run":
+            from bot import runtime
+
+            return runtime.main(settings)
+        from bot import check
+
+        return check.main(settings)
+    except ConfigError as exc:
+        print(f"integrations-bot: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

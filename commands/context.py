@@ -1,0 +1,41 @@
+"""What a command may use: the services the runtime wires together once at start."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from bot.authz import RightsCache
+    from bot.config import Settings
+    from bot.integrations import IntegrationService
+    from bot.rest import RestClient
+    from bot.state import StateStore
+    from commands.registry import Registry
+
+
+@dataclass(frozen=True)
+class BotIdentity:
+    user_id: str
+    username: str
+
+
+@dataclass
+class Services:
+    rest: RestClient
+    integrations: IntegrationService
+    rights: RightsCache
+    state: StateStore
+    settings: Settings
+    identity: BotIdentity
+    clock: Callable[[], datetime]
+    registry: Registry | None = field(default=None, repr=False)
+
+    @property
+    def prefix(self) -> str:
+        """The prefix shown in examples: the first configured one without its `/` (the `!` form
+        works in every client, the slash form only with Message_AllowUnrecognizedSlashCommand)."""
+        bang = [p for p in self.settings.prefixes if p.startswith("!")]
+        return bang[0] if bang else self.settings.prefixes[0]

@@ -1,0 +1,56 @@
+"""`help [command]`: generated from the command table, showing only what the caller may run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.authz import INTEGRATION_PERMISSIONS
+from commands.args import parse_help_topic
+from commands.parser import Token
+from commands.registry import Command, CommandContext, Requirement
+from commands.reply import Reply
+from commands.text import bullet_list, code, quote_name
+
+
+async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    registry = ctx.services.registry
+    assert registry is not None, "the runtime sets services.registry"
+    rights = await ctx.rights()
+    may_manage = any(rights.has(p) for p in INTEGRATION_PERMISSIONS)
+    offered = [c for c in registry if c.requires is Requirement.NONE or may_manage]
+    prefix = ctx.services.prefix
+    topic = parse_help_topic(args)
+    if topic is not None:
+        command = registry.find(topic.lstrip("/!"))
+        if command is None or command not in offered:
+            names = ", ".join(c.name for c in offered)
+            return Reply(f"There is no command {quote_name(topic)} for you. Commands: {names}.", outcome="unknown")
+        aliases = f" (also: {', '.join(command.aliases)})" if command.aliases else ""
+        examples = bullet_list(code(f"{prefix} {e}") for e in command.examples)
+        text = f"{code(command.usage)}{aliases}\n{command.details or command.summary}"
+        return Reply(f"{text}\nExamples:\n{examples}" if command.examples else text)
+    lines = [f"{code(c.usage.split(' ')[0])} — {c.summary}" for c in offered]
+    intro = (
+        f"Type {code(prefix + ' <command>')} in any room I'm in, or talk to me in a direct message without "
+        f"the prefix. {code('help <command>')} tells more."
+    )
+    text = f"{intro}\n{bullet_list(lines)}"
+    if not may_manage:
+        text += (
+            "\nYou have no integration permissions on this server, so there is little I can do for you. "
+            f"Ask an admin for {code('manage-own-incoming-integrations')} or "
+            f"{code('manage-own-outgoing-integrations')}."
+        )
+    return Reply(text)
+
+
+COMMAND = Command(
+    name="help",
+    summary="what I can do for you",
+    usage="help [command]",
+    details="Shows the commands you may run, or details about one.",
+    examples=("help", "help disable"),
+    handler=run,
+    aliases=("?", "commands"),
+    requires=Requirement.NONE,
+)

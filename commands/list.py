@@ -1,0 +1,64 @@
+"""`list [incoming|outgoing] [enabled|disabled] [text]`: what the caller could see in the admin UI."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+
+from bot.authz import may_list, visible_in_list
+from bot.errors import PermissionDenied
+from bot.models import Integration
+from commands import replies
+from commands.args import HELP, parse_list_filters
+from commands.parser import Token
+from commands.registry import Command, CommandContext
+from commands.reply import Reply
+from commands.targets import KIND_TYPES
+from commands.text import code, plural, quote_name
+
+MAX_LINES = 25
+
+
+async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    wanted = parse_list_filters(args)
+    rights = await ctx.rights()
+    decision = may_list(rights)
+    if not decision.allowed:
+        raise PermissionDenied("list integrations", decision.missing, detail=decision.reason or None)
+    found: list[Integration] = []
+    async for document in ctx.services.rest.iter_integrations(name=wanted.text, type=KIND_TYPES[wanted.kind]):
+        if not visible_in_list(rights, document):
+            continue
+        integration = Integration.of(document)
+        if wanted.enabled is None or integration.enabled == wanted.enabled:
+            found.append(integration)
+    found.sort(key=lambda i: (i.name.casefold(), i.type, i.id))
+    what = " ".join(
+        part
+        for part in (
+            replies.state_word(wanted.enabled) if wanted.enabled is not None else "",
+            wanted.kind or "",
+        )
+        if part
+    )
+    noun = f"{what} integration" if what else "integration"
+    matching = f" matching {quote_name(wanted.text)}" if wanted.text else ""
+    if not found:
+        return Reply(f"No {noun}s{matching} that you can see.", outcome="empty")
+    names = Counter(i.name.casefold() for i in found)
+    lines = [replies.one_line(i, with_id=names[i.name.casefold()] > 1) for i in found[:MAX_LINES]]
+    more = ""
+    if len(found) > MAX_LINES:
+        more = f"\n… and {len(found) - MAX_LINES} more: narrow it with {code('list <text>')}."
+    return Reply(f"{plural(len(found), noun)}{matching}:\n" + "\n".join(lines) + more)
+
+
+COMMAND = Command(
+    name="list",
+    summary="list the integrations you can see",
+    usage=HELP["list"].usage,
+    details=HELP["list"].details,
+    examples=HELP["list"].examples,
+    handler=run,
+    aliases=("ls",),
+)

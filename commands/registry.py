@@ -1,0 +1,149 @@
+"""One table of commands, and the dispatcher that runs parse → authorize → execute → reply.
+
+Each command module declares one `Command`: its name and aliases, the help text, what the
+caller needs to see it (`Requirement`), whether it changes integrations, and its handler.
+The dispatcher is the only place that turns errors into replies (`commands.replies`), binds the
+log context (correlation id, room, caller, command) and records one structured event per command,
+so handlers stay short: they raise `BotError`s and return a `Reply`.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from bot import logs
+from bot.errors import BotError, UnknownCommand
+from commands import replies
+from commands.reply import Reply
+
+if TYPE_CHECKING:
+    from bot.authz import CallerRights
+    from bot.messages import ChatMessage
+    from commands.context import Services
+    from commands.parser import Invocation, Token
+
+log = logs.get_logger("integrations_bot.commands")
+
+
+class Requirement(enum.Enum):
+    """What a caller needs for a command to be offered to them in `help`.
+
+    The actual permission check happens per integration inside the command (Rocket.Chat's rules
+    depend on the integration's type and creator); this only decides visibility."""
+
+    NONE = "none"
+    ANY_INTEGRATION_RIGHT = "any-integration-right"
+
+
+@dataclass
+class CommandContext:
+    message: ChatMessage
+    invocation: Invocation
+    services: Services
+    correlation_id: str
+    _rights: CallerRights | None = field(default=None, repr=False)
+
+    async def rights(self) -> CallerRights:
+        """The caller's effective rights, fetched once per command (and cached across commands)."""
+        if self._rights is None:
+            self._rights = await self.services.rights.get(self.message.user_id)
+        return self._rights
+
+    def now(self) -> datetime:
+        return self.services.clock()
+
+
+Handler = Callable[[CommandContext, "Sequence[Token]"], Awaitable[Reply]]
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str
+    summary: str
+    usage: str
+    handler: Handler
+    examples: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+    details: str = ""
+    requires: Requirement = Requirement.ANY_INTEGRATION_RIGHT
+    changes_integrations: bool = False
+
+    @property
+    def words(self) -> tuple[str, ...]:
+        return (self.name, *self.aliases)
+
+
+class Registry:
+    """The table of commands, looked up by name or alias (case-insensitive)."""
+
+    def __init__(self, commands: Iterable[Command]) -> None:
+        self._commands: list[Command] = []
+        self._by_word: dict[str, Command] = {}
+        for command in commands:
+            self.add(command)
+
+    def add(self, command: Command) -> None:
+        for word in command.words:
+            if word.lower() in self._by_word:
+                raise ValueError(f"command word {word!r} is declared twice")
+        self._commands.append(command)
+        for word in command.words:
+            self._by_word[word.lower()] = command
+
+    def find(self, word: str) -> Command | None:
+        return self._by_word.get(word.lower())
+
+    def __iter__(self) -> Any:
+        return iter(self._commands)
+
+    def words(self) -> list[str]:
+        return sorted(self._by_word)
+
+
+def new_correlation_id() -> str:
+    return secrets.token_hex(4)
+
+
+class Dispatcher:
+    """Runs one invocation and always produces exactly one reply."""
+
+    def __init__(self, registry: Registry, services: Services) -> None:
+        self.registry = registry
+        self.services = services
+        self.observers: list[Callable[[str, str, float], None]] = []  # (command, outcome, seconds)
+
+    async def dispatch(self, message: ChatMessage, invocation: Invocation) -> Reply:
+        correlation_id = new_correlation_id()
+        command = self.registry.find(invocation.command) if invocation.command else self.registry.find("help")
+        name = command.name if command is not None else "unknown"
+        logs.bind(
+            correlation_id=correlation_id,
+            room_id=message.room_id,
+            user_id=message.user_id,
+            username=message.username,
+            command=name,
+            message_id=message.id,
+        )
+        started = time.monotonic()
+        try:
+            if command is None:
+                raise UnknownCommand(invocation.command)
+            context = CommandContext(message, invocation, self.services, correlation_id)
+            reply = await command.handler(context, invocation.args)
+        except BotError as exc:
+            reply = replies.for_error(exc, invocation=invocation, registry=self.registry)
+        except Exception:
+            log.exception("command crashed")
+            reply = replies.crashed(correlation_id, changes=command is not None and command.changes_integrations)
+        elapsed = time.monotonic() - started
+        log.info("command", outcome=reply.outcome, seconds=round(elapsed, 4))
+        for observer in self.observers:
+            observer(name, reply.outcome, elapsed)
+        logs.clear()
+        return reply

@@ -1,0 +1,150 @@
+"""Replies: how integrations are shown, and the one place errors become friendly sentences.
+
+Every text that reaches chat is short enough for a phone, names things the way the admin UI
+does, and is mention-safe: user-supplied text goes through `text.quote_name`/`text.safe_text`,
+and the runtime neutralises the whole reply once more before sending (defence in depth).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from bot.errors import (
+    AmbiguousIntegration,
+    AuthFailed,
+    BotError,
+    ConfigError,
+    IntegrationNotFound,
+    NotUpdatable,
+    PermissionDenied,
+    RateLimited,
+    ServerRejected,
+    Unavailable,
+    UnknownCommand,
+    UpstreamError,
+    UsageError,
+    UserInputError,
+    VerificationFailed,
+)
+from bot.models import INCOMING, Integration
+from commands.reply import Reply
+from commands.text import bullet_list, code, plural, quote_name, safe_text
+
+if TYPE_CHECKING:
+    from commands.parser import Invocation
+    from commands.registry import Registry
+
+ENABLED_MARK = "🟢"
+DISABLED_MARK = "🔴"
+
+
+def kind_word(kind: str | None) -> str:
+    if kind is None:
+        return "integration"
+    return "incoming" if kind in (INCOMING, "incoming") else "outgoing"
+
+
+def state_word(enabled: bool) -> str:
+    return "enabled" if enabled else "disabled"
+
+
+def mark(enabled: bool) -> str:
+    return ENABLED_MARK if enabled else DISABLED_MARK
+
+
+def label(integration: Integration) -> str:
+    """`Guggy` (incoming): the name as code (mention-safe) and the type."""
+    return f"{quote_name(integration.name)} ({kind_word(integration.type)})"
+
+
+def one_line(integration: Integration, *, with_id: bool = False) -> str:
+    ident = f" · {code(integration.id)}" if with_id else ""
+    return f"{mark(integration.enabled)} {quote_name(integration.name)} · {kind_word(integration.type)}{ident}"
+
+
+def _candidates(error: AmbiguousIntegration) -> str:
+    lines = [f"{mark(c.enabled)} {quote_name(c.name)} · {kind_word(c.type)} · {code(c.id)}" for c in error.candidates]
+    return bullet_list(lines)
+
+
+def for_error(error: BotError, *, invocation: Invocation, registry: Registry) -> Reply:
+    """The reply for an error raised by a command. Nothing was changed unless it says so."""
+    if isinstance(error, UnknownCommand):
+        known = ", ".join(c.name for c in registry)
+        return Reply(
+            f"I don't know {quote_name(error.word)}. Commands: {known}. Try {code('help')}.", outcome="unknown"
+        )
+    if isinstance(error, UsageError):
+        found = registry.find(error.command)
+        usage = f"\nUsage: {code(found.usage)}" if found is not None and found.usage not in error.problem else ""
+        return Reply(f"⚠️ {safe_text(error.problem)}{usage}", outcome="usage")
+    if isinstance(error, AmbiguousIntegration):
+        return Reply(
+            f"⚠️ {plural(len(error.candidates), 'integration')} are named {quote_name(error.query)}, "
+            f"so I changed nothing. Use the id, or add `incoming`/`outgoing`:\n{_candidates(error)}",
+            outcome="ambiguous",
+        )
+    if isinstance(error, IntegrationNotFound):
+        kind = f" {kind_word(error.kind)}" if error.kind else ""
+        return Reply(
+            f"I can't find an{kind} integration named {quote_name(error.query)} that you can see. "
+            f"Try {code('list')} to see the names.",
+            outcome="not-found",
+        )
+    if isinstance(error, NotUpdatable):
+        return Reply(
+            f"⚠️ I can't change {quote_name(error.name)} without losing data: {safe_text(error.reason)}. "
+            "Nothing was changed; fix it in Administration → Integrations.",
+            outcome="not-updatable",
+        )
+    if isinstance(error, PermissionDenied):
+        if len(error.missing) > 2:
+            needs = "one of " + ", ".join(code(p) for p in error.missing)
+        else:
+            needs = " or ".join(code(p) for p in error.missing) if error.missing else "more rights"
+        # With every integration permission listed, the detail would only repeat it.
+        detail = f" ({safe_text(error.detail)})" if error.detail and len(error.missing) <= 2 else ""
+        return Reply(f"⛔ You can't {safe_text(error.action)}: you need {needs}{detail}.", outcome="denied")
+    if isinstance(error, UserInputError):
+        return Reply(f"⚠️ {safe_text(str(error))}", outcome="input")
+    if isinstance(error, VerificationFailed):
+        changed = bullet_list(
+            f"{code(field)}: wanted {safe_text(want)}, stored {safe_text(got)}"
+            for field, (want, got) in sorted(error.differences.items())
+        )
+        return Reply(
+            "🚨 Rocket.Chat stored something different from what I sent. Please check this integration "
+            f"in Administration → Integrations (id {code(error.integration_id)}):\n{changed}",
+            outcome="verification-failed",
+        )
+    if isinstance(error, RateLimited):
+        wait = f" Try again in {max(1, round(error.retry_after))} s." if error.retry_after else " Try again soon."
+        return Reply(f"⏳ Rocket.Chat is rate-limiting me; nothing was changed.{wait}", outcome="rate-limited")
+    if isinstance(error, Unavailable | AuthFailed):
+        return Reply(
+            "⏳ Rocket.Chat is not answering right now; nothing was changed. Try again in a minute.",
+            outcome="unavailable",
+        )
+    if isinstance(error, ServerRejected):
+        return Reply(f"⚠️ Rocket.Chat refused: {safe_text(error.error)}. Nothing was changed.", outcome="rejected")
+    if isinstance(error, ConfigError):
+        return Reply(
+            f"⚠️ I'm not set up fully: {safe_text(str(error))}. Please tell an admin.", outcome="bot-misconfigured"
+        )
+    if isinstance(error, UpstreamError):
+        return Reply("⏳ Rocket.Chat did not do what I asked; nothing was changed.", outcome="upstream")
+    return Reply(f"⚠️ {safe_text(str(error))}", outcome="error")
+
+
+def crashed(correlation_id: str, *, changes: bool) -> Reply:
+    check = " Check the integration with `show` before retrying." if changes else ""
+    return Reply(f"💥 Something went wrong on my side (reference {code(correlation_id)}).{check}", outcome="crashed")
+
+
+def present(value: Any) -> bool:
+    return value not in (None, "", [], {})
+
+
+def field_lines(document: Mapping[str, Any], fields: list[tuple[str, str]]) -> list[str]:
+    return [f"{title}: {safe_text(str(document[key]))}" for key, title in fields if present(document.get(key))]

@@ -1,0 +1,20 @@
+"""The table of commands: the one place a new command is registered."""
+
+from __future__ import annotations
+
+from commands import disable, enable, show
+from commands import help as help_command
+from commands import list as list_command
+from commands.registry import Command, Registry
+
+COMMANDS: tuple[Command, ...] = (
+    enable.COMMAND,
+    disable.COMMAND,
+    list_command.COMMAND,
+    show.COMMAND,
+    help_command.COMMAND,
+)
+
+
+def build_registry() -> Registry:
+    return Registry(COMMANDS)

@@ -1,0 +1,41 @@
+"""Turning a parsed target into one integration, for the caller."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from bot.errors import IntegrationNotFound
+from bot.models import INCOMING, OUTGOING, Integration
+from commands.args import Target
+from commands.registry import CommandContext
+
+T = TypeVar("T")
+
+KIND_TYPES = {"incoming": INCOMING, "outgoing": OUTGOING, None: None}
+
+
+async def resolve(ctx: CommandContext, target: Target) -> Integration:
+    rights = await ctx.rights()
+    return await ctx.services.integrations.resolve(target.query, kind=KIND_TYPES[target.kind], rights=rights)
+
+
+async def resolve_reading(
+    ctx: CommandContext, target: Target, readings: Sequence[tuple[str, T]]
+) -> tuple[Integration, T]:
+    """The first reading (query, extra) whose query names an integration, longest name first.
+
+    `disable Noisy hook` may mean the integration "Noisy hook" or "Noisy" with the reason "hook";
+    an existing longer name wins, so names with spaces work without quotes whenever they exist.
+    """
+    ordered = sorted(readings, key=lambda reading: len(reading[0]), reverse=True)
+    first_error: IntegrationNotFound | None = None
+    for query, extra in ordered:
+        try:
+            found = await resolve(ctx, Target(target.kind, query))
+        except IntegrationNotFound as exc:
+            first_error = first_error or exc
+            continue
+        return found, extra
+    # Name what was typed in full: "Noisy hook", not the first-word reading "Noisy".
+    raise IntegrationNotFound(ordered[0][0] if ordered else target.query, first_error.kind if first_error else None)
