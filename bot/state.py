@@ -5,7 +5,9 @@ What lives here, and why it must survive restarts and `kill -9`:
   a reconnect nor a restart runs it twice;
 - the audit trail: every change made through the bot, with the full document before and after,
   so `history` and `undo` work and the audit room can be re-fed;
-- per-room cursors: the newest message time seen per room, so missed commands can be caught up.
+- per-room cursors: the newest message time seen per room, so missed commands can be caught up;
+- write intents: a change about to be written for a command, so a crash mid-write is resolved
+  on restart without applying it twice.
 
 Schema changes are numbered migrations recorded in `PRAGMA user_version`; an older file is
 upgraded in order when opened, a newer one (from a later release) is refused with a clear error.
@@ -61,6 +63,18 @@ MIGRATIONS: tuple[str, ...] = (
         last_seen REAL NOT NULL
     );
     """,
+    # 2: write intents: an integration write about to be sent for a command, so a restart after a
+    # crash mid-write can tell whether it landed (bot.journal) instead of applying it twice
+    """
+    CREATE TABLE write_intents (
+        message_id     TEXT NOT NULL,
+        integration_id TEXT NOT NULL,
+        at             REAL NOT NULL,
+        before_json    TEXT NOT NULL,
+        intended_json  TEXT NOT NULL,
+        PRIMARY KEY (message_id, integration_id)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -90,6 +104,17 @@ class AuditRecord:
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     id: int | None = None
+
+
+@dataclass(frozen=True)
+class WriteIntent:
+    """An integration write a command was about to send: the document read and the one intended."""
+
+    message_id: str
+    integration_id: str
+    at: datetime
+    before: dict[str, Any]
+    intended: dict[str, Any]
 
 
 class StateStore:
@@ -202,6 +227,45 @@ class StateStore:
         async with self._db.execute("SELECT room_id, last_seen FROM room_cursors") as cursor:
             rows = await cursor.fetchall()
         return {str(room): _dt(float(seen)) for room, seen in rows}
+
+    # --- write intents (bot.journal) ----------------------------------------------------------
+
+    async def record_intent(self, intent: WriteIntent) -> None:
+        """Remember a write before it is sent (replacing an earlier attempt's for the same pair)."""
+        await self._db.execute(
+            "INSERT OR REPLACE INTO write_intents (message_id, integration_id, at, before_json, intended_json)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                intent.message_id,
+                intent.integration_id,
+                _ts(intent.at),
+                json.dumps(intent.before),
+                json.dumps(intent.intended),
+            ),
+        )
+
+    async def intents(self, message_id: str) -> list[WriteIntent]:
+        async with self._db.execute(
+            "SELECT message_id, integration_id, at, before_json, intended_json FROM write_intents"
+            " WHERE message_id = ? ORDER BY at",
+            (message_id,),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            WriteIntent(str(row[0]), str(row[1]), _dt(float(row[2])), json.loads(row[3]), json.loads(row[4]))
+            for row in rows
+        ]
+
+    async def clear_intents(self, message_id: str) -> None:
+        await self._db.execute("DELETE FROM write_intents WHERE message_id = ?", (message_id,))
+
+    async def prune_intents(self) -> int:
+        """Drop intents whose command is no longer unfinished (finished, or its claim pruned)."""
+        cursor = await self._db.execute(
+            "DELETE FROM write_intents WHERE message_id NOT IN"
+            " (SELECT message_id FROM processed_messages WHERE status = 'claimed')"
+        )
+        return cursor.rowcount
 
     # --- audit ---------------------------------------------------------------------------------
 
