@@ -7,7 +7,9 @@ What lives here, and why it must survive restarts and `kill -9`:
   so `history` and `undo` work and the audit room can be re-fed;
 - per-room cursors: the newest message time seen per room, so missed commands can be caught up;
 - write intents: a change about to be written for a command, so a crash mid-write is resolved
-  on restart without applying it twice.
+  on restart without applying it twice;
+- timed disables (`bot/timer_store.py` owns that table): what to turn back on, when, and the
+  document the bot's disable produced, so a restart re-arms them and a manual change is noticed.
 
 Schema changes are numbered migrations recorded in `PRAGMA user_version`; an older file is
 upgraded in order when opened, a newer one (from a later release) is refused with a clear error.
@@ -75,6 +77,37 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (message_id, integration_id)
     );
     """,
+    # 3: timed disables (bot/timer_store.py, lifecycle in bot/timer_states.py); audit rows say until
+    # when a timed disable runs and which row an undo reverted
+    """
+    CREATE TABLE timers (
+        id                  INTEGER PRIMARY KEY AUTOINCREMENT,
+        revision            INTEGER NOT NULL DEFAULT 0,
+        state               TEXT NOT NULL
+                            CHECK (state IN ('scheduled', 'active', 'expired', 'cancelled', 'overridden', 'failed')),
+        integration_id      TEXT NOT NULL,
+        integration_name    TEXT NOT NULL,
+        integration_type    TEXT NOT NULL,
+        created_at          REAL NOT NULL,
+        due_at              REAL NOT NULL,
+        actor_id            TEXT NOT NULL,
+        actor_username      TEXT NOT NULL,
+        reason              TEXT,
+        room_id             TEXT,
+        thread_id           TEXT,
+        message_id          TEXT,
+        audit_id            INTEGER,
+        disabled_updated_at TEXT,
+        disabled_json       TEXT,
+        ended_at            REAL,
+        end_note            TEXT
+    );
+    CREATE UNIQUE INDEX timers_one_pending ON timers (integration_id) WHERE state IN ('scheduled', 'active');
+    CREATE INDEX timers_state_due ON timers (state, due_at);
+    ALTER TABLE audit ADD COLUMN until_at REAL;
+    ALTER TABLE audit ADD COLUMN undoes INTEGER;
+    CREATE INDEX audit_at ON audit (at)
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -104,6 +137,10 @@ class AuditRecord:
     before: dict[str, Any] | None = None
     after: dict[str, Any] | None = None
     id: int | None = None
+    # A timed disable (or its extension): when the bot turns the integration back on.
+    until: datetime | None = None
+    # An undo: the id of the audit row it reverted.
+    undoes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -123,6 +160,12 @@ class StateStore:
     def __init__(self, connection: aiosqlite.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
+
+    @property
+    def db(self) -> aiosqlite.Connection:
+        """The open connection, for the stores of single tables kept in their own modules
+        (`bot/timer_store.py`); they share this file, its migrations and its transactions."""
+        return self._db
 
     @classmethod
     async def open(cls, path: str | Path) -> StateStore:
@@ -272,8 +315,8 @@ class StateStore:
     async def record(self, record: AuditRecord) -> int:
         cursor = await self._db.execute(
             "INSERT INTO audit (at, actor_id, actor_username, room_id, message_id, integration_id,"
-            " integration_name, integration_type, action, reason, before_json, after_json)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " integration_name, integration_type, action, reason, before_json, after_json, until_at, undoes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 _ts(record.at),
                 record.actor_id,
@@ -287,6 +330,8 @@ class StateStore:
                 record.reason,
                 json.dumps(record.before) if record.before is not None else None,
                 json.dumps(record.after) if record.after is not None else None,
+                _ts(record.until) if record.until is not None else None,
+                record.undoes,
             ),
         )
         return int(cursor.lastrowid or 0)
@@ -312,7 +357,7 @@ class StateStore:
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         async with self._db.execute(
             f"SELECT id, at, actor_id, actor_username, room_id, message_id, integration_id, integration_name,"  # noqa: S608
-            f" integration_type, action, reason, before_json, after_json FROM audit{where}"
+            f" integration_type, action, reason, before_json, after_json, until_at, undoes FROM audit{where}"
             " ORDER BY at DESC, id DESC LIMIT ?",
             (*params, limit),
         ) as cursor:
@@ -332,6 +377,8 @@ class StateStore:
                 reason=row[10],
                 before=json.loads(row[11]) if row[11] else None,
                 after=json.loads(row[12]) if row[12] else None,
+                until=_dt(float(row[13])) if row[13] is not None else None,
+                undoes=int(row[14]) if row[14] is not None else None,
             )
             for row in rows
         ]
