@@ -683,6 +683,14 @@ class SandboxControl:
     def reset_counters(self) -> None:
         self.faults.reset_counters()
 
+    def record_requests(self, endpoints: Iterable[str]) -> None:
+        """Keep the JSON bodies of requests to these REST endpoints (off by default, see sandbox.faults)."""
+        self.faults.record_requests(endpoints)
+
+    def recorded_requests(self, endpoint: str) -> list[Any]:
+        """The bodies received for `endpoint` since `record_requests`, oldest first."""
+        return self.faults.recorded_requests(endpoint)
+
 
 # --- the same operations over HTTP ---------------------------------------------------------------
 
@@ -730,6 +738,8 @@ HTTP_OPERATIONS: Final[frozenset[str]] = frozenset(
         "drop_connections",
         "counters",
         "reset_counters",
+        "record_requests",
+        "recorded_requests",
     }
 )
 
@@ -1127,3 +1137,9 @@ class SandboxClient:
 
     def reset_counters(self) -> None:
         self._call("reset_counters")
+
+    def record_requests(self, endpoints: Iterable[str]) -> None:
+        self._call("record_requests", endpoints=list(endpoints))
+
+    def recorded_requests(self, endpoint: str) -> list[Any]:
+        return list(self._call("recorded_requests", endpoint=endpoint))

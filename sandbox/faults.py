@@ -16,6 +16,9 @@ What the faults look like on the wire:
 * `timeout`: the request is never answered. The server holds it until the client gives up
   (disconnects) or `hang` seconds pass, then drops the TCP connection without a response.
 * latency: sleep before the request is handled (global, plus per endpoint).
+* request recording (off by default, for tests): the JSON bodies of chosen REST endpoints are
+  kept as the server received them (`record_requests`, `recorded_requests`), e.g. to check every
+  body a client sends against Rocket.Chat's request schemas.
 * refusing connections imitates a Rocket.Chat that is restarting behind its reverse proxy: the
   proxy answers REST with 503 `{"success": false, "error": "Service Unavailable"}` and refuses
   websocket upgrades with the same 503, until the refusal period ends. (Existing websockets are
@@ -27,16 +30,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
+import json
 import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from starlette.responses import JSONResponse
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 FailMode = Literal["500", "429", "timeout"]
@@ -119,6 +124,8 @@ class Faults:
         self._frames_in = 0
         self._frames_out = 0
         self._ws = 0
+        self._recording: frozenset[str] = frozenset()
+        self._recorded: dict[str, list[Any]] = {}
         # Installed by the server that owns the sockets: drops one client's TCP connection.
         self.transport_aborter: TransportAborter | None = None
 
@@ -150,8 +157,32 @@ class Faults:
         with self._lock:
             self._refuse_until = self._monotonic() + max(0.0, seconds)
 
+    def record_requests(self, endpoints: Iterable[str]) -> None:
+        """Keep the request bodies of these REST endpoints from now on (e.g. `chat.sendMessage`).
+
+        Replaces the previous selection and forgets the bodies kept so far; no endpoints turns
+        recording off. Recording is off by default (it costs memory on a long-running sandbox)."""
+        with self._lock:
+            self._recording = frozenset(endpoints)
+            self._recorded = {name: [] for name in self._recording}
+
+    def recording(self, endpoint: str) -> bool:
+        with self._lock:
+            return endpoint in self._recording
+
+    def record_request(self, endpoint: str, body: Any) -> None:
+        with self._lock:
+            if endpoint in self._recording:
+                self._recorded[endpoint].append(copy.deepcopy(body))
+
+    def recorded_requests(self, endpoint: str) -> list[Any]:
+        """The bodies received for `endpoint` since recording started, oldest first: parsed JSON,
+        or the text itself when a body is not JSON. Empty bodies (GET) are not kept."""
+        with self._lock:
+            return copy.deepcopy(self._recorded.get(endpoint, []))
+
     def clear(self) -> None:
-        """Forget pending failures, latency and any refusal period (counters are kept)."""
+        """Forget pending failures, latency and any refusal period (counters and recordings are kept)."""
         with self._lock:
             self._rules.clear()
             self._latency.clear()
@@ -277,6 +308,8 @@ class FaultMiddleware:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = endpoint_name(str(scope["path"]))
         self.faults.count_rest(name)
+        if self.faults.recording(name):
+            receive = await self._record_body(name, receive)
         if self.faults.refusing():
             await unavailable_response()(scope, receive, send)
             return
@@ -292,6 +325,30 @@ class FaultMiddleware:
             await too_many_requests_response(failure.retry_after)(scope, receive, send)
         else:
             await self._hang(scope, receive, send, failure.hang)
+
+    async def _record_body(self, name: str, receive: Receive) -> Receive:
+        """Read the whole body, keep a copy, and hand the app the same messages again."""
+        messages: list[Message] = []
+        body = bytearray()
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            body += message.get("body", b"")
+            if not message.get("more_body", False):
+                break
+        if body:
+            text = bytes(body).decode("utf-8", errors="replace")
+            try:
+                self.faults.record_request(name, json.loads(text))
+            except ValueError:
+                self.faults.record_request(name, text)
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        return replay
 
     async def _hang(self, scope: Scope, receive: Receive, send: Send, limit: float) -> None:
         async def until_disconnect() -> None:
