@@ -414,6 +414,17 @@ class RestClient:
         answer = await self._call("POST", "im.create", json_body={"username": username})
         return self._document(answer.body, "room", "im.create")
 
+    async def rooms_info(self, *, room_id: str | None = None, room_name: str | None = None) -> dict[str, Any]:
+        """`GET rooms.info` by id or by name: the room document.
+
+        A missing room is a `ServerRejected` with errorType `error-room-not-found`; a room the bot
+        may not open is `not-allowed` (it exists), an archived one `error-room-archived`."""
+        if (room_id is None) == (room_name is None):
+            raise TypeError("rooms_info needs exactly one of room_id or room_name")
+        params = {"roomId": room_id} if room_id is not None else {"roomName": str(room_name)}
+        answer = await self._call("GET", "rooms.info", params=params)
+        return self._document(answer.body, "room", "rooms.info")
+
     # --- the one place that talks HTTP ---------------------------------------------------------
 
     def _auth_headers(self, endpoint: str) -> dict[str, str]:

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from commands.pending import PendingChanges
+
 if TYPE_CHECKING:
     from bot.authz import RightsCache
     from bot.config import Settings
@@ -32,6 +34,8 @@ class Services:
     identity: BotIdentity
     clock: Callable[[], datetime]
     registry: Registry | None = field(default=None, repr=False)
+    # Changes previewed by `set` and waiting for `confirm`/`yes` (in memory: a restart drops them).
+    pending: PendingChanges = field(default_factory=PendingChanges, repr=False)
 
     @property
     def prefix(self) -> str:

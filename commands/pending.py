@@ -1,0 +1,115 @@
+"""Changes waiting for their caller's confirmation (`set` → `confirm <code>` / `yes`).
+
+Kept in memory on purpose: a confirmation lives for BOT_CONFIRM_TIMEOUT (minutes), and a restart
+that drops the waiting ones is safe, since nothing was written yet and the caller is told the
+code is unknown and to run `set` again.
+
+A pending change belongs to the caller AND the room that asked. `take` hands it out only to
+them and only before it expires; a foreign attempt leaves it in place (the owner may still
+confirm), an expired one is reported as expired for a while (`remember`) and then forgotten.
+Taking is synchronous, so two confirmations racing each other (a double click on the button)
+cannot both get it.
+"""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+# No 0/O, 1/I/L: codes are read off a phone screen and typed again.
+CODE_ALPHABET: Final = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+CODE_LENGTH: Final = 4
+
+
+class Status(enum.Enum):
+    OK = "ok"
+    UNKNOWN = "unknown"  # no such code (never issued, already used, or forgotten after a restart)
+    FOREIGN = "foreign"  # someone else's, or asked for in another room
+    EXPIRED = "expired"
+    NOTHING = "nothing"  # `yes` without any pending change of the caller in this room
+
+
+@dataclass(frozen=True)
+class PendingChange:
+    """A previewed change: the document it was planned against and the document-form changes."""
+
+    code: str
+    user_id: str
+    room_id: str
+    integration_id: str
+    snapshot: Mapping[str, Any] = field(repr=False)
+    updates: Mapping[str, Any] = field(repr=False)
+    created: datetime
+    expires: datetime
+
+
+@dataclass(frozen=True)
+class Taken:
+    status: Status
+    change: PendingChange | None = None
+
+
+class PendingChanges:
+    def __init__(self, *, remember: timedelta = timedelta(hours=1), per_caller: int = 20) -> None:
+        self._by_code: dict[str, PendingChange] = {}
+        self._remember = remember
+        self._per_caller = per_caller
+
+    def __len__(self) -> int:
+        return len(self._by_code)
+
+    def add(
+        self,
+        *,
+        user_id: str,
+        room_id: str,
+        integration_id: str,
+        snapshot: Mapping[str, Any],
+        updates: Mapping[str, Any],
+        now: datetime,
+        ttl: timedelta,
+    ) -> PendingChange:
+        self._prune(now)
+        mine = sorted((c for c in self._by_code.values() if c.user_id == user_id), key=lambda c: c.created)
+        for old in mine[: max(0, len(mine) - self._per_caller + 1)]:
+            del self._by_code[old.code]
+        code = self._new_code()
+        change = PendingChange(code, user_id, room_id, integration_id, dict(snapshot), dict(updates), now, now + ttl)
+        self._by_code[code] = change
+        return change
+
+    def take(self, code: str, *, user_id: str, room_id: str, now: datetime) -> Taken:
+        """The change with `code` if it is the caller's, from this room, and not expired."""
+        self._prune(now)
+        change = self._by_code.get(code.strip().upper())
+        if change is None:
+            return Taken(Status.UNKNOWN)
+        if change.user_id != user_id or change.room_id != room_id:
+            return Taken(Status.FOREIGN)
+        if now >= change.expires:
+            return Taken(Status.EXPIRED)
+        del self._by_code[change.code]
+        return Taken(Status.OK, change)
+
+    def take_latest(self, *, user_id: str, room_id: str, now: datetime) -> Taken:
+        """`yes`: the caller's most recent change asked for in this room."""
+        self._prune(now)
+        mine = [c for c in self._by_code.values() if c.user_id == user_id and c.room_id == room_id]
+        if not mine:
+            return Taken(Status.NOTHING)
+        latest = max(mine, key=lambda c: c.created)
+        return self.take(latest.code, user_id=user_id, room_id=room_id, now=now)
+
+    def _new_code(self) -> str:
+        while True:
+            code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+            if code not in self._by_code:
+                return code
+
+    def _prune(self, now: datetime) -> None:
+        for code in [c.code for c in self._by_code.values() if now >= c.expires + self._remember]:
+            del self._by_code[code]
