@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from commands import disable, enable, show
+from commands import confirm, disable, enable, show
 from commands import help as help_command
 from commands import list as list_command
+from commands import set as set_command
 from commands.registry import Command, Registry
 
 COMMANDS: tuple[Command, ...] = (
@@ -13,6 +14,8 @@ COMMANDS: tuple[Command, ...] = (
     list_command.COMMAND,
     show.COMMAND,
     help_command.COMMAND,
+    set_command.COMMAND,
+    confirm.COMMAND,
 )
 
 

@@ -1,0 +1,83 @@
+"""`confirm <code>` / `yes`: apply a change `set` previewed, if it is still the caller's and current.
+
+`yes` (or `confirm` without a code) takes the caller's most recent change asked for in this
+room; a bare `yes` reaches the bot only in a direct message (elsewhere `!integration yes`),
+like every command without a prefix. The Apply button posts `!integration confirm <code>` as
+whoever clicks it, so the same ownership rule covers it.
+
+Before writing, the integration is read again: if anything in it changed since the preview, the
+preview no longer says what would happen, so nothing is written and the caller is asked to run
+`set` again. The write itself is `commands.set.apply` (rights re-checked, lossless, verified,
+audited).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from bot.models import Integration
+from commands import replies
+from commands.args import HELP, parse_code
+from commands.parser import Token
+from commands.pending import Status
+from commands.registry import Command, CommandContext
+from commands.reply import Reply
+from commands.set import apply, read_document
+from commands.text import code, human_duration
+
+
+async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    message = ctx.message
+    pending = ctx.services.pending
+    now = ctx.now()
+    if args:
+        asked = parse_code(args, command="confirm")
+        taken = pending.take(asked, user_id=message.user_id, room_id=message.room_id, now=now)
+    else:
+        taken = pending.take_latest(user_id=message.user_id, room_id=message.room_id, now=now)
+    timeout = human_duration(ctx.services.settings.bot_confirm_timeout)
+    again = f"Run {code('set')} again to get a new preview."
+    if taken.status is Status.NOTHING:
+        return Reply("You have no change waiting for confirmation in this room; nothing was changed.", outcome="none")
+    if taken.status is Status.UNKNOWN:
+        return Reply(
+            f"I have no change waiting with that code (confirmations last {timeout} and are forgotten when I "
+            f"restart); nothing was changed. {again}",
+            outcome="unknown-code",
+        )
+    if taken.status is Status.FOREIGN:
+        return Reply(
+            "That confirmation is not yours to give: only the person who asked for the change can confirm it, "
+            "in the room where they asked. Nothing was changed.",
+            outcome="foreign",
+        )
+    if taken.status is Status.EXPIRED:
+        return Reply(
+            f"That change expired (confirmations last {timeout}); nothing was changed. {again}", outcome="expired"
+        )
+    change = taken.change
+    assert change is not None
+    snapshot = Integration.of(change.snapshot)
+    document = await read_document(ctx, snapshot)
+    if document != dict(change.snapshot):
+        return Reply(
+            f"{replies.label(Integration.of(document))} was changed by someone since the preview, so I changed "
+            f"nothing. {again}",
+            outcome="stale",
+        )
+    return await apply(ctx, document, change.updates)
+
+
+COMMAND = Command(
+    name="confirm",
+    summary="apply a change you asked for with set",
+    usage=HELP["confirm"].usage,
+    details=(
+        "Applies the change `set` showed you, with its code. `yes` (or `confirm` without a code) applies your "
+        "latest one in this room. Only you can confirm your change, in the room where you asked, before it expires."
+    ),
+    examples=("confirm K7Q2", "yes"),
+    handler=run,
+    aliases=("yes",),
+    changes_integrations=True,
+)

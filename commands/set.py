@@ -1,0 +1,154 @@
+"""`set <name|id> field=value ...`: change any field, after a preview the caller confirms.
+
+    set Guggy channel=#alerts,#ops alias="Guggy bot" emoji=:ghost:
+    set Jenkins triggerWords +!deploy -!build
+    set Guggy emoji :ghost: --yes
+
+Flow: parse → resolve the integration for the caller → may they change it (Rocket.Chat's rule)?
+→ read it fresh → plan the change (`bot.fields`: every value validated with Rocket.Chat's rules,
+all problems reported at once) → check that named rooms and users exist → may they write the
+result (channel rules)? → can it be sent back losslessly? Only then, either a preview with a
+confirmation code (stored in `Services.pending`, see `commands.confirm`) or, with `--yes`,
+the write itself. Nothing is written before every check has passed.
+
+A token typed in the command is registered as a secret for the logs before anything else runs,
+and is never shown: not in the preview, the reply or the audit lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from bot import logs
+from bot.authz import may_update, may_write
+from bot.errors import IntegrationNotFound, PermissionDenied, ServerRejected
+from bot.fieldcheck import check_references
+from bot.fields import FIELDS, Invalid, find_field, plan_changes
+from bot.integrations import build_update_body, intended_document
+from bot.models import Integration
+from commands import changes, replies
+from commands.args import HELP, parse_set_args
+from commands.parser import Token
+from commands.registry import Command, CommandContext
+from commands.reply import Button, Reply
+from commands.set_preview import change_lines, changes_between
+from commands.targets import resolve
+from commands.text import code, human_duration, safe_text
+
+YES_FLAG = "--yes"
+
+
+def split_yes(args: Sequence[Token]) -> tuple[list[Token], bool]:
+    """The arguments without `--yes` (a phone's `—yes` arrives as `--yes`), and whether it was there."""
+    kept = [token for token in args if token.quoted or token.value.lower() != YES_FLAG]
+    return kept, len(kept) != len(args)
+
+
+def _register_secrets(assignments: Sequence[Any]) -> None:
+    for assignment in assignments:
+        try:
+            spec = find_field(assignment.field)
+        except Invalid:
+            continue
+        if spec.secret:
+            logs.register_secret(assignment.value.strip())
+
+
+async def read_document(ctx: CommandContext, found: Integration) -> dict[str, Any]:
+    """The stored document, fresh (a name lookup may have come from the list)."""
+    try:
+        return await ctx.services.rest.integrations_get(found.id)
+    except ServerRejected as exc:
+        if exc.status == 400 and exc.error_type is None:  # "does not exist" (contract §2.3)
+            raise IntegrationNotFound(found.name, found.type) from None
+        raise
+
+
+def _deny(found: Integration, decision: Any) -> PermissionDenied:
+    return PermissionDenied(f"change integration {found.name!r}", decision.missing, detail=decision.reason)
+
+
+async def apply(ctx: CommandContext, document: Mapping[str, Any], updates: Mapping[str, Any]) -> Reply:
+    """Write `updates` to the integration `document` as the caller, verify, audit, and say so."""
+    current = Integration.of(document)
+    outcome = await ctx.services.integrations.apply_changes(current, updates, rights=await ctx.rights())
+    if not outcome.changed:
+        return Reply(f"{replies.label(outcome.after)} already has those values; nothing changed.", outcome="unchanged")
+    await changes.record(ctx, outcome, "set")
+    lines = change_lines(changes_between(outcome.before.document, updates))
+    registry = ctx.services.registry
+    undo = ""
+    if registry is not None and registry.find("undo") is not None:
+        undo = f"\nTo undo: {code(ctx.services.prefix + ' undo')}"
+    return Reply(f"✅ Changed {replies.label(outcome.after)}:\n{lines}{undo}", outcome="changed")
+
+
+async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    tokens, confirmed = split_yes(args)
+    parsed = parse_set_args(tokens)
+    _register_secrets(parsed.assignments)
+    found = await resolve(ctx, parsed.target)
+    rights = await ctx.rights()
+    decision = may_update(rights, found)
+    if not decision.allowed:
+        raise _deny(found, decision)
+    plan = plan_changes(await read_document(ctx, found), parsed.assignments)
+    if not plan.empty:
+        plan = await check_references(plan, ctx.services.rest)
+    if plan.empty:
+        return Reply(f"{replies.label(found)} already has those values; nothing to change.", outcome="unchanged")
+    current = plan.integration
+    decision = may_write(rights, intended_document(current, plan.updates))
+    if not decision.allowed:
+        raise _deny(current, decision)
+    build_update_body(current, plan.updates)  # NotUpdatable now rather than after the confirmation
+    if confirmed:
+        return await apply(ctx, current.document, plan.updates)
+    settings = ctx.services.settings
+    timeout = settings.bot_confirm_timeout
+    pending = ctx.services.pending.add(
+        user_id=ctx.message.user_id,
+        room_id=ctx.message.room_id,
+        integration_id=current.id,
+        snapshot=current.document,
+        updates=plan.updates,
+        now=ctx.now(),
+        ttl=timeout,
+    )
+    prefix = ctx.services.prefix
+    confirm = f"{prefix} confirm {pending.code}"
+    yes = "yes" if ctx.message.room_type == "d" else f"{prefix} yes"
+    notes = "".join(f"\nNote: {safe_text(note)}" for note in plan.notes)
+    text = (
+        f"✏️ Change {replies.label(current)}?\n{change_lines(plan.changes)}{notes}\n"
+        f"To apply it, reply {code(confirm)} (or {code(yes)}) within {human_duration(timeout)}."
+    )
+    return Reply(text, buttons=(Button("Apply", confirm),), outcome="preview")
+
+
+def _details() -> str:
+    fields = ", ".join(spec.key for spec in FIELDS)
+    return (
+        "Changes fields of an integration. Shows what would change and asks you to confirm "
+        f"(`confirm <code>`, `yes`, the Apply button, or `{YES_FLAG}` in the command). "
+        '`field="a b"` for values with spaces; `+x`/`-x` add to or remove from channel, urls and '
+        "triggerWords. In the `<field> <value>` form an unquoted name is its first word. "
+        f"Fields: {fields}. Scripts can't be changed from chat; `scriptEnabled` switches one on or off."
+    )
+
+
+COMMAND = Command(
+    name="set",
+    summary="change fields of an integration (preview, then confirm)",
+    usage=HELP["set"].usage,
+    details=_details(),
+    examples=(
+        'set Guggy channel=#alerts,#ops alias="Guggy bot" emoji=:ghost:',
+        "set Jenkins triggerWords +!deploy -!build",
+        "set outgoing Guggy retryCount=5 --yes",
+    ),
+    handler=run,
+    aliases=("edit",),
+    changes_integrations=True,
+)

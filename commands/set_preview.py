@@ -1,0 +1,50 @@
+"""How a field change reads in chat: `alias: `guggy` → `Guggy bot``, secrets never shown.
+
+Only the fields that change are listed. Values are shown the way `show` shows them: webhook URLs
+and avatars cut to their host (they often carry a secret), a token only as set/changed, lists as
+their entries; everything in mention-safe code spans.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bot.fields import BY_KEY, Change, is_unset
+from bot.integrations import display
+from commands.text import bullet_list, code, safe_text
+
+_MASKED_AS_URL = frozenset({"urls", "avatar"})
+
+
+def value_text(key: str, value: Any) -> str:
+    if is_unset(value):
+        return "(none)"
+    if key in _MASKED_AS_URL:
+        values = value if isinstance(value, list) else [value]
+        return ", ".join(code(display(key, [v]) if key == "urls" else display(key, v)) for v in values)
+    if isinstance(value, bool):
+        return code("true" if value else "false")
+    if isinstance(value, list):
+        return ", ".join(code(str(v)) for v in value)
+    return code(str(value))
+
+
+def change_line(change: Change) -> str:
+    if change.secret:
+        had = not is_unset(change.before)
+        after = "changed (not shown)" if had else "set (not shown)"
+        return f"{change.key}: {'set' if had else 'none'} → {after}"
+    line = f"{change.key}: {value_text(change.key, change.before)} → {value_text(change.key, change.after)}"
+    return f"{line} ({safe_text(change.because)})" if change.because else line
+
+
+def change_lines(changes: Iterable[Change]) -> str:
+    return bullet_list(change_line(change) for change in changes)
+
+
+def changes_between(before: Mapping[str, Any], updates: Mapping[str, Any]) -> list[Change]:
+    """The changes `updates` make to the document `before`, in the catalogue's order."""
+    order = {key: index for index, key in enumerate(BY_KEY)}
+    keys = sorted(updates, key=lambda key: order.get(key, len(order)))
+    return [Change(key, before.get(key), updates[key]) for key in keys]
