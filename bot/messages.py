@@ -46,6 +46,8 @@ class ChatMessage(BaseModel):
     system_type: str | None = None
     # Posted by an integration or an SDK bot (the document has a `bot` field).
     is_bot: bool = False
+    # `bot.i` of a message posted by an integration: its id (contract §5.1; SDK bots put other text here).
+    bot_integration_id: str | None = None
     edited_at: AwareDatetime | None = None
     mentions: tuple[str, ...] = ()
     # From the `__my_messages__` meta; None when the event had none (per-room subscription, REST).
@@ -93,6 +95,7 @@ def _fields(doc: Mapping[str, Any], meta: Any) -> dict[str, Any]:
         "thread_show": _typed(doc, "tshow", bool) or False,
         "system_type": _typed(doc, "t", str),
         "is_bot": doc.get("bot") not in (None, False),
+        "bot_integration_id": _bot_integration_id(doc.get("bot")),
         "edited_at": _date(doc, "editedAt"),
         "mentions": tuple(
             m["username"] for m in mentions if isinstance(m, Mapping) and isinstance(m.get("username"), str)
@@ -107,6 +110,13 @@ def _fields(doc: Mapping[str, Any], meta: Any) -> dict[str, Any]:
     elif meta is not None:
         raise _Malformed("meta")
     return fields
+
+
+def _bot_integration_id(bot: Any) -> str | None:
+    """`bot.i` when it is a non-empty string; anything else is not an integration id (never malformed:
+    the `bot` object is free-form)."""
+    value = bot.get("i") if isinstance(bot, Mapping) else None
+    return value if isinstance(value, str) and value else None
 
 
 def _typed(doc: Mapping[str, Any], key: str, kind: type[T]) -> T | None:
