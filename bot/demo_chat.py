@@ -386,8 +386,8 @@ class ChatSession:
 
     def show(self, message: Mapping[str, Any], change: Change) -> None:
         if self.room is not None:
-            for line in render_message(message, self.room, change):
-                self.out(line)
+            # One write per message: a terminal redraws the prompt once, under the whole message.
+            self.out("\n".join(render_message(message, self.room, change)))
 
     def prompt(self) -> str:
         assert self.room is not None
@@ -476,13 +476,14 @@ class Terminal:
         self._prompt: str | None = None
         self._redraw = bool(getattr(stream, "isatty", lambda: False)())
 
-    def write(self, line: str) -> None:
+    def write(self, text: str) -> None:
+        """Write `text` (one or more lines) and end it with a newline."""
         with self._lock:
             if self._prompt is not None and self._redraw:
                 typed = self._readline.get_line_buffer() if self._readline is not None else ""
-                self._stream.write(f"\r\x1b[K{line}\n{self._prompt}{typed}")
+                self._stream.write(f"\r\x1b[K{text}\n{self._prompt}{typed}")
             else:
-                self._stream.write(line + "\n")
+                self._stream.write(text + "\n")
             self._stream.flush()
 
     def read(self, text: str) -> str:
@@ -510,8 +511,7 @@ def run_interactive(session: ChatSession, terminal: Terminal) -> int:
                 return
             for item in seen:
                 if room is not None:
-                    for line in render_message(item.message, room, item.change):
-                        terminal.write(line)
+                    terminal.write("\n".join(render_message(item.message, room, item.change)))
             problem = session.health()
             if problem is not None:
                 failure.append(problem)

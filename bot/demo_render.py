@@ -167,7 +167,8 @@ def banner(
         *help_lines,
         "Try:",
         "  !integration list",
-        "  /integration disable Guggy",
-        "  :user admin   then   /integration disable Guggy",
+        "  /integration disable Guggy                  (as alice: the bot explains why not)",
+        "  :user admin   then   /integration disable Guggy   (two are named Guggy: it asks which)",
+        "                then   /integration disable incoming Guggy",
         "  :dm           then   help",
     ]

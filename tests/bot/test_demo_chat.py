@@ -129,7 +129,7 @@ def test_user_room_dm_and_thread_switches_change_where_lines_go(
     assert last_message(server, "general", "confirm")["tmid"] == command["_id"]
     assert "tmid" not in last_message(server, "general", "after the thread")
     assert last_message(server, "ops", "in ops")["u"]["username"] == "admin"
-    dm = server.control.room(server.control.user("admin")["_id"] + server.control.user("integrations-bot")["_id"])
+    dm = server.control.create_direct("admin", "integrations-bot")  # the existing one
     assert last_message(server, dm["_id"], "show Guggy")["u"]["username"] == "admin"
     assert "[#general] ↳ admin: confirm" in out.lines
     assert "[#general] ↳ integrations-bot: echo: confirm" in out.lines
