@@ -2,72 +2,90 @@
 
 Theory of operation
 -------------------
-Start-up: open the state database, log in over REST (token pair, or username/password which
-yields a token), learn who the bot is (`me`), load the permission table, then start the realtime
-client with the same token as a DDP `{resume}` login and subscribe to:
+Start-up: open the state database (and note the commands a previous process left unfinished),
+start the optional HTTP endpoint (`bot.health`), log in over REST (token pair, or
+username/password which yields a token), learn who the bot is (`me`), load the permission table
+(retrying while Rocket.Chat is unavailable), then start the realtime client with the same token
+as a DDP `{resume}` login and subscribe to:
 - `stream-room-messages` / `__my_messages__`: every message of every room the bot can see, with a
   meta argument saying whether the bot is a member (rooms it is added to later included);
 - `stream-notify-logged` / `permissions-changed` and `roles-change`: to drop cached rights.
 
-Each streamed message goes through `Intake` (a cheap synchronous filter); a command is claimed
-in the state database (so a re-delivery, a reconnect or a restart never runs it twice), then run
-in its own task by the `Dispatcher`, and answered in the same room and thread. The answer's
-message id is derived from the command's id, so a reply retried after a network fault is stored
-once. SIGTERM/SIGINT stop intake, let in-flight commands finish (bounded by
-BOT_SHUTDOWN_GRACE), and close everything; a refused login is fatal (exit 1), never a loop.
+Every message, streamed or found by a catch-up pass (`bot.catchup`), goes through one admission
+path, in order: `Intake` (a cheap synchronous filter) → staleness (`catchup.freshness`) → a claim
+in the state database (so a re-delivery, a reconnect or a restart never runs it twice) → the
+room's cursor. A claimed command runs in its own task: the `Dispatcher` (or the stale answer),
+then the answer is posted in the same room and thread by `bot.outbound` (a reply id derived from
+the command's id; retried until stored), then the claim is finished. Integration writes are
+journaled (`bot.journal`), so commands a crash left unfinished are resumed at the next start
+without applying a change twice (`bot.recovery`).
+
+Each `Connected` of the realtime client (logged in, every subscription ready) triggers a catch-up
+pass; each drop holds the cursors until the next pass completes. Permission changes announced
+while disconnected are caught up by reloading the permission table.
+
+SIGTERM/SIGINT stop intake, let in-flight commands finish (bounded by BOT_SHUTDOWN_GRACE), and
+close everything (exit 0). The bot's own credentials being refused (a 401 on any REST call, a
+refused DDP resume) is fatal: logged once as `bot.auth_failed`, exit 1, never a retry loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Final
 
 from bot import logs
 from bot.authz import RightsCache
+from bot.catchup import (
+    CLAIM_RETENTION,
+    CatchUp,
+    CursorBook,
+    Freshness,
+    Room,
+    freshness,
+    interrupted_reply,
+    stale_reply,
+)
 from bot.config import Settings
-from bot.errors import AuthFailed, BotError, ConfigError, UpstreamError
+from bot.errors import AuthFailed, ConfigError, RateLimited, Unavailable, UpstreamError
+from bot.health import HttpServer, Probe
 from bot.intake import Accepted, Intake
-from bot.integrations import IntegrationService
+from bot.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.messages import ChatMessage
-from bot.realtime import Connected, Disconnected, RealtimeClient, ResumeCredentials, StreamEvent, SubscriptionEnded
-from bot.rest import RestClient
+from bot.metrics import Metrics
+from bot.models import UserInfo
+from bot.outbound import Delivery, ReplySender, buttons_attachment, reply_id
+from bot.realtime import (
+    Connected,
+    Disconnected,
+    RealtimeClient,
+    RealtimeState,
+    ResumeCredentials,
+    StreamEvent,
+    SubscriptionEnded,
+)
+from bot.recovery import Close, Decision, Interrupted, Recovery, Resume
+from bot.rest import RequestRecord, RestClient
 from bot.state import StateStore
 from commands import replies
 from commands.context import BotIdentity, Services
 from commands.parser import Invocation
-from commands.registry import Dispatcher, Registry
+from commands.registry import Dispatcher, Registry, new_correlation_id
 from commands.reply import Reply
 from commands.table import build_registry
-from commands.text import neutralize_mentions
 
 log = logs.get_logger("integrations_bot.runtime")
 
-_ID_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
+__all__ = ["Bot", "buttons_attachment", "main", "reply_id", "utcnow"]
 
-
-def reply_id(command_message_id: str) -> str:
-    """A Meteor-style 17-character id derived from the command's id: the reply's `_id`.
-
-    Sending the reply twice (a retry after a timeout, a restart between sending and recording)
-    then stores it once: the server refuses a second message with the same id."""
-    digest = hashlib.sha256(f"integrations-bot-reply:{command_message_id}".encode()).digest()
-    return "".join(_ID_ALPHABET[b % len(_ID_ALPHABET)] for b in digest[:17])
-
-
-def buttons_attachment(reply: Reply) -> list[dict[str, Any]] | None:
-    """Message buttons (contract §6.3) that post a command into the chat as the clicking user."""
-    if not reply.buttons:
-        return None
-    actions = [
-        {"type": "button", "text": button.text, "msg": button.command, "msg_in_chat_window": True}
-        for button in reply.buttons
-    ]
-    return [{"button_alignment": "horizontal", "actions": actions}]
+MESSAGES_STREAM: Final = "stream-room-messages"
+CURSOR_FLUSH_INTERVAL: Final = 2.0  # seconds between cursor writes (a lagging cursor is harmless)
+PRUNE_INTERVAL: Final = 3600.0  # seconds between prunes of old claims
+START_RETRY_MAX: Final = 30.0  # seconds, the longest wait between start-up attempts
 
 
 def utcnow() -> datetime:
@@ -75,49 +93,67 @@ def utcnow() -> datetime:
 
 
 class Bot:
-    def __init__(self, settings: Settings, *, clock: Callable[[], datetime] = utcnow) -> None:
+    def __init__(
+        self, settings: Settings, *, clock: Callable[[], datetime] = utcnow, metrics: Metrics | None = None
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        self.metrics = metrics if metrics is not None else Metrics()
         self.state: StateStore | None = None
         self.rest: RestClient | None = None
         self.realtime: RealtimeClient | None = None
         self.services: Services | None = None
         self.dispatcher: Dispatcher | None = None
         self.intake: Intake | None = None
+        self.cursors: CursorBook | None = None
+        self.catchup: CatchUp | None = None
+        self.recovery: Recovery | None = None
+        self.sender: ReplySender | None = None
+        self.http: HttpServer | None = None
         self.registry: Registry = build_registry()
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
+        self._deaf = False
+        self._state_open = False
+        self._fatal: AuthFailed | None = None
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
 
     # --- start-up -------------------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self) -> bool:
+        """Connect everything but the realtime session. False when stopped before it was done."""
         settings = self.settings
         for secret in (settings.rocketchat_auth_token, settings.rocketchat_password):
             if secret is not None:
                 logs.register_secret(secret.get_secret_value())
         self.state = await StateStore.open(settings.bot_state_db)
+        self._state_open = True
+        # Before anything can claim a message: these are the previous process's unfinished commands.
+        orphans = await self.state.unfinished_messages()
+        if settings.bot_http_port is not None:
+            self.http = HttpServer(self.probe, self.metrics)
+            await self.http.start(settings.bot_http_host, settings.bot_http_port)
         rest = RestClient(
             settings.rest_url,
             user_id=settings.rocketchat_user_id if settings.uses_token else None,
             auth_token=settings.rocketchat_auth_token if settings.uses_token else None,
             timeout=settings.bot_request_timeout,
+            on_request=self._on_request,
         )
         self.rest = rest
-        if not settings.uses_token:
-            assert settings.rocketchat_username is not None and settings.rocketchat_password is not None
-            await rest.login_password(settings.rocketchat_username, settings.rocketchat_password.get_secret_value())
+        rights = RightsCache(rest, ttl=settings.bot_rights_cache_seconds)
+        me = await self._until_up(lambda: self._log_in(rest, rights))
+        if me is None:
+            return False
         credentials = rest.credentials
         assert credentials is not None
         logs.register_secret(credentials.auth_token.get_secret_value())
-        me = await rest.me()
         identity = BotIdentity(me.id, me.username or "")
-        rights = RightsCache(rest, ttl=settings.bot_rights_cache_seconds)
-        await rights.load_permissions()
+        integrations = JournaledIntegrationService(rest, self.state, self.clock)
         self.services = Services(
             rest=rest,
-            integrations=IntegrationService(rest),
+            integrations=integrations,
             rights=rights,
             state=self.state,
             settings=settings,
@@ -126,37 +162,93 @@ class Bot:
             registry=self.registry,
         )
         self.dispatcher = Dispatcher(self.registry, self.services)
+        self.dispatcher.observers.append(self.metrics.observe_command)
         self.intake = Intake(bot_user_id=identity.user_id, bot_username=identity.username, prefixes=settings.prefixes)
+        self.sender = ReplySender(rest, self.metrics)
+        self.cursors = CursorBook(self.state)
+        self.recovery = Recovery(
+            orphans,
+            rest=rest,
+            intake=self.intake,
+            journal=integrations,
+            clock=self.clock,
+            stale_age=settings.bot_stale_command_age,
+        )
+        self.catchup = CatchUp(
+            rest,
+            self.state,
+            self.cursors,
+            self._admit,
+            clock=self.clock,
+            stale_age=settings.bot_stale_command_age,
+            metrics=self.metrics,
+            before_pass=self._recover,
+        )
         realtime = RealtimeClient(
             settings.websocket_url,
             ResumeCredentials(credentials.auth_token),
             connect_timeout=settings.bot_request_timeout,
             call_timeout=settings.bot_request_timeout,
         )
-        realtime.subscribe("stream-room-messages", "__my_messages__", {"useCollection": False, "args": []})
+        realtime.subscribe(MESSAGES_STREAM, "__my_messages__", {"useCollection": False, "args": []})
         realtime.subscribe("stream-notify-logged", "permissions-changed", {"useCollection": False, "args": []})
         realtime.subscribe("stream-notify-logged", "roles-change", {"useCollection": False, "args": []})
         self.realtime = realtime
-        log.info("bot.starting", bot_user_id=identity.user_id, bot_username=identity.username)
+        log.info("bot.starting", bot_user_id=identity.user_id, bot_username=identity.username, unfinished=len(orphans))
+        return True
+
+    async def _log_in(self, rest: RestClient, rights: RightsCache) -> UserInfo:
+        settings = self.settings
+        if rest.credentials is None:
+            assert settings.rocketchat_username is not None and settings.rocketchat_password is not None
+            await rest.login_password(settings.rocketchat_username, settings.rocketchat_password.get_secret_value())
+        me = await rest.me()
+        await rights.load_permissions()
+        return me
+
+    async def _until_up(self, step: Callable[[], Coroutine[Any, Any, UserInfo]]) -> UserInfo | None:
+        """Run `step` until it works: Rocket.Chat may be restarting too. None if stopped first."""
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                return await step()
+            except (Unavailable, RateLimited) as exc:
+                attempt += 1
+                delay = min(START_RETRY_MAX, 2.0 ** (attempt - 1))
+                log.warning("bot.start_retry", error=str(exc), attempt=attempt, retry_in=delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), delay)
+        return None
 
     # --- the loop ---------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Run until `stop()` or a fatal error (re-raised: AuthFailed, ConfigError)."""
-        await self.start()
-        assert self.realtime is not None
-        realtime_task = asyncio.create_task(self.realtime.run(), name="realtime")
-        events_task = asyncio.create_task(self._consume(), name="events")
-        stop_task = asyncio.create_task(self._stop.wait(), name="stop")
+        background: list[asyncio.Task[None]] = []
+        realtime_task: asyncio.Task[None] | None = None
         try:
-            done, _ = await asyncio.wait({realtime_task, events_task, stop_task}, return_when=asyncio.FIRST_COMPLETED)
-            if realtime_task in done and realtime_task.exception() is not None:
-                raise realtime_task.exception()  # type: ignore[misc]
+            if not await self.start():
+                return
+            assert self.realtime is not None and self.catchup is not None
+            realtime_task = asyncio.create_task(self.realtime.run(), name="realtime")
+            background = [
+                asyncio.create_task(self._consume(), name="events"),
+                asyncio.create_task(self.catchup.run(), name="catch-up"),
+                asyncio.create_task(self._maintain(), name="maintenance"),
+            ]
+            stop_task = asyncio.create_task(self._stop.wait(), name="stop")
+            done, _ = await asyncio.wait({realtime_task, stop_task, *background}, return_when=asyncio.FIRST_COMPLETED)
+            stop_task.cancel()
+            for task in done:
+                if task is not stop_task and not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+            if self._fatal is not None:
+                raise self._fatal
         finally:
-            await self.shutdown()
-            for task in (realtime_task, events_task, stop_task):
-                task.cancel()
-            await asyncio.gather(realtime_task, events_task, stop_task, return_exceptions=True)
+            await self.shutdown(background)
+            if realtime_task is not None:
+                realtime_task.cancel()
+                await asyncio.gather(realtime_task, return_exceptions=True)
 
     def stop(self) -> None:
         self._stop.set()
@@ -165,22 +257,34 @@ class Bot:
         assert self.realtime is not None
         async for event in self.realtime.events():
             if isinstance(event, StreamEvent):
-                self._on_stream(event)
+                await self._on_stream(event)
             elif isinstance(event, Connected):
                 self._on_connected(event)
             elif isinstance(event, Disconnected):
-                log.warning("realtime.disconnected", reason=event.reason)
+                self._on_disconnected(event)
             elif isinstance(event, SubscriptionEnded):
                 log.error("realtime.subscription_ended", name=event.subscription.name, reason=event.reason)
+                if event.subscription.name == MESSAGES_STREAM:
+                    self._deaf = True
 
     def _on_connected(self, event: Connected) -> None:
+        assert self.catchup is not None
+        self.metrics.realtime_connected.set(1)
         if not self.ready.is_set():
             self.ready.set()
             log.info("bot.ready", bot_user_id=event.user_id)
         elif event.reconnect:
+            self.metrics.reconnects.inc()
             log.info("realtime.reconnected")
             # Permission changes announced while we were away are lost: reload the table.
             self._spawn(self._reload_permissions(), "reload-permissions")
+        self.catchup.request()
+
+    def _on_disconnected(self, _event: Disconnected) -> None:
+        assert self.catchup is not None
+        self.metrics.realtime_connected.set(0)
+        self.metrics.disconnects.inc()
+        self.catchup.interrupted()  # the realtime client has logged the drop and its reason
 
     async def _reload_permissions(self) -> None:
         assert self.services is not None
@@ -189,76 +293,194 @@ class Bot:
         except UpstreamError as exc:
             log.warning("authz.reload_failed", error=str(exc))
 
-    def _on_stream(self, event: StreamEvent) -> None:
+    async def _on_stream(self, event: StreamEvent) -> None:
         assert self.services is not None
-        if event.collection == "stream-room-messages":
+        if event.collection == MESSAGES_STREAM:
             message = ChatMessage.from_stream_args(event.args)
             if message is not None:
-                self._on_message(message)
+                await self._admit(message, "stream")
         elif event.collection == "stream-notify-logged":
             if event.event_name == "permissions-changed":
                 self.services.rights.on_permissions_changed(event.args)
             elif event.event_name == "roles-change":
                 self.services.rights.on_roles_change(event.args)
 
-    def _on_message(self, message: ChatMessage) -> None:
-        assert self.intake is not None
-        if not self._accepting:
-            return
-        accepted = self.intake.accept(message)
-        if accepted is not None:
-            self._spawn(self._handle(accepted), f"command-{message.id}")
+    def _on_request(self, record: RequestRecord) -> None:
+        self.metrics.observe_request(record)
+        if record.outcome == "auth_failed" and self._fatal is None:
+            self._fatal = AuthFailed(record.endpoint, f"{record.endpoint}: the bot's credentials were refused")
+            self._stop.set()
 
-    def _spawn(self, coroutine: Any, name: str) -> None:
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
         task = asyncio.create_task(coroutine, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    # --- admission: the one path from a message to a claimed command ----------------------------
+
+    async def _admit(self, message: ChatMessage, origin: str) -> None:
+        """A message from the stream or a catch-up pass. Its room's cursor moves only after the
+        claim is committed, so a stored cursor never passes a command that was not taken."""
+        assert self.intake is not None and self.cursors is not None
+        if not self._accepting:
+            return
+        accepted = self.intake.accept(message)
+        if accepted is not None:
+            await self._take(accepted, origin)
+        if message.room_participant is True:
+            self.cursors.seen(message.room_id, message.updated_at)
+
+    async def _take(self, accepted: Accepted, origin: str) -> None:
+        assert self.state is not None
+        message = accepted.message
+        now = self.clock()
+        age = freshness(message.ts, now, self.settings.bot_stale_command_age)
+        if age is Freshness.TOO_OLD:
+            log.info("command.too_old", message_id=message.id, room_id=message.room_id, origin=origin)
+            return
+        if not await self.state.claim_message(message.id, message.room_id, message.ts, now):
+            self.metrics.duplicates.labels(origin=origin).inc()
+            if origin == "catch-up":
+                self.metrics.catchup_commands.labels(result="duplicate").inc()
+            return
+        stale = age is Freshness.STALE
+        if origin == "catch-up":
+            self.metrics.catchup_commands.labels(result="stale" if stale else "run").inc()
+            log.info("catchup.command", message_id=message.id, room_id=message.room_id, stale=stale)
+        elif stale and message.updated_at == message.ts:
+            # A first delivery that already looks stale: most likely the host's clock is off.
+            log.warning("command.stale_on_arrival", message_id=message.id, hint="is the host's clock synchronised?")
+        self._spawn(self._command(accepted, stale=stale), f"command-{message.id}")
+
     # --- one command ----------------------------------------------------------------------------
 
-    async def _handle(self, accepted: Accepted) -> None:
-        assert self.state is not None and self.dispatcher is not None
+    async def _command(self, accepted: Accepted, *, stale: bool = False, recovering: bool = False) -> None:
         message = accepted.message
-        if not await self.state.claim_message(message.id, message.room_id, message.ts, self.clock()):
-            return
-        if accepted.invocation is not None:
-            reply = await self.dispatcher.dispatch(message, accepted.invocation)
-        else:
-            assert accepted.error is not None
-            invocation = Invocation(accepted.error.command, (), message.text, "prefix")
-            reply = replies.for_error(accepted.error, invocation=invocation, registry=self.registry)
-        await self._answer(message, reply)
-
-    async def _answer(self, message: ChatMessage, reply: Reply) -> None:
-        assert self.rest is not None and self.state is not None
+        current_command.set(CommandRun(message.id, recovering))
+        self.metrics.commands_in_flight.inc()
         try:
-            await self.rest.chat_send_message(
-                message.room_id,
-                neutralize_mentions(reply.text),
-                thread_id=message.thread_id,
-                message_id=reply_id(message.id),
-                attachments=buttons_attachment(reply),
-            )
-        except BotError as exc:
-            log.error("reply.failed", message_id=message.id, error=str(exc))
-            await self.state.finish_message(message.id, f"{reply.outcome}; reply failed")
-            return
-        await self.state.finish_message(message.id, reply.outcome)
+            reply = await self._reply_for(accepted, stale=stale)
+            await self._post(message, reply)
+        finally:
+            self.metrics.commands_in_flight.dec()
+
+    async def _reply_for(self, accepted: Accepted, *, stale: bool) -> Reply:
+        assert self.dispatcher is not None
+        message = accepted.message
+        if stale:
+            name = accepted.invocation.command if accepted.invocation is not None else None
+            reply = stale_reply(message.ts, self.clock(), self.settings.bot_stale_command_age)
+            return self._noted(message, name, reply)
+        if accepted.invocation is not None:
+            return await self.dispatcher.dispatch(message, accepted.invocation)
+        assert accepted.error is not None
+        invocation = Invocation(accepted.error.command, (), message.text, "prefix")
+        reply = replies.for_error(accepted.error, invocation=invocation, registry=self.registry)
+        return self._noted(message, accepted.error.command, reply)
+
+    def _noted(self, message: ChatMessage, word: str | None, reply: Reply) -> Reply:
+        """The one `command` log event and metric for an answer the dispatcher did not produce."""
+        found = self.registry.find(word) if word else None
+        name = found.name if found is not None else "unknown"
+        logs.bind(
+            correlation_id=new_correlation_id(),
+            room_id=message.room_id,
+            user_id=message.user_id,
+            username=message.username,
+            command=name,
+            message_id=message.id,
+        )
+        log.info("command", outcome=reply.outcome, seconds=0.0)
+        logs.clear()
+        self.metrics.observe_command(name, reply.outcome, 0.0)
+        return reply
+
+    async def _post(self, message: ChatMessage, reply: Reply) -> None:
+        assert self.sender is not None
+        delivery = await self.sender.deliver(message, reply)
+        if delivery is Delivery.POSTED:
+            await self._finish(message.id, reply.outcome)
+        elif delivery is Delivery.REJECTED:
+            await self._finish(message.id, f"{reply.outcome}; reply rejected")
+        # AUTH_FAILED: the bot is stopping; the claim stays unfinished for the next start.
+
+    async def _finish(self, message_id: str, outcome: str, *, ignored: bool = False) -> None:
+        assert self.state is not None
+        await self.state.finish_message(message_id, outcome, ignored=ignored)
+        await self.state.clear_intents(message_id)
+
+    # --- crash recovery (before each catch-up pass, until every orphan is decided) ---------------
+
+    async def _recover(self, rooms: Mapping[str, Room]) -> None:
+        if self.recovery is not None and self.recovery.remaining and self._accepting:
+            await self.recovery.sweep(rooms, self._act)
+
+    async def _act(self, decision: Decision) -> None:
+        assert self.services is not None
+        if isinstance(decision, Close):
+            await self._finish(decision.message_id, decision.outcome, ignored=decision.ignored)
+            self.metrics.recovered.labels(result="closed").inc()
+        elif isinstance(decision, Resume):
+            self.metrics.recovered.labels(result="resumed").inc()
+            self._spawn(self._command(decision.accepted, recovering=True), f"resume-{decision.accepted.message.id}")
+        elif isinstance(decision, Interrupted):
+            self.metrics.recovered.labels(result="interrupted").inc()
+            reply = interrupted_reply(decision.reason, self.services.prefix)
+            self._spawn(self._post(decision.message, self._noted(decision.message, None, reply)), "interrupted")
+
+    # --- health, housekeeping -------------------------------------------------------------------
+
+    def probe(self) -> Probe:
+        state = self.realtime.state if self.realtime is not None else None
+        return Probe(
+            realtime=state.value if state is not None else "starting",
+            logged_in=state in (RealtimeState.SUBSCRIBING, RealtimeState.READY),
+            subscriptions_ready=state is RealtimeState.READY,
+            message_stream=not self._deaf,
+            state_db_open=self._state_open,
+            permissions_loaded=self.services is not None and self.services.rights.table.loaded,
+            stopping=not self._accepting,
+        )
+
+    async def _maintain(self) -> None:
+        """Store cursors every few seconds; prune claims older than CLAIM_RETENTION every hour."""
+        assert self.state is not None and self.cursors is not None
+        loop = asyncio.get_running_loop()
+        next_prune = loop.time()
+        while True:
+            await self.cursors.flush()
+            if loop.time() >= next_prune:
+                pruned = await self.state.prune_messages(self.clock() - CLAIM_RETENTION)
+                await self.state.prune_intents()
+                log.info("state.pruned", claims=pruned)
+                next_prune = loop.time() + PRUNE_INTERVAL
+            await asyncio.sleep(CURSOR_FLUSH_INTERVAL)
 
     # --- shutdown -------------------------------------------------------------------------------
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, background: list[asyncio.Task[None]] | None = None) -> None:
         self._accepting = False
+        for task in background or ():
+            task.cancel()
+        await asyncio.gather(*(background or ()), return_exceptions=True)
         if self._tasks:
             log.info("bot.draining", in_flight=len(self._tasks))
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.bot_shutdown_grace)
             for task in pending:
                 task.cancel()
+            if pending:
+                log.warning("bot.drain_timeout", cancelled=len(pending))
+                await asyncio.gather(*pending, return_exceptions=True)
         if self.realtime is not None:
             await self.realtime.close()
+        if self.cursors is not None and self._state_open:
+            await self.cursors.flush()
+        if self.http is not None:
+            await self.http.stop()
         if self.rest is not None:
             await self.rest.aclose()
-        if self.state is not None:
+        if self.state is not None and self._state_open:
+            self._state_open = False
             await self.state.close()
         log.info("bot.stopped")
 
@@ -271,8 +493,12 @@ async def _main(settings: Settings) -> int:
             loop.add_signal_handler(signum, bot.stop)
     try:
         await bot.run()
-    except AuthFailed:
-        log.error("bot.auth_failed", hint="the server refused the bot's credentials; check the token or password")
+    except AuthFailed as exc:
+        log.error(
+            "bot.auth_failed",
+            endpoint=exc.endpoint,
+            hint="Rocket.Chat refused the bot's credentials; check ROCKETCHAT_AUTH_TOKEN/ROCKETCHAT_PASSWORD",
+        )
         return 1
     except ConfigError as exc:
         log.error("bot.config_error", error=str(exc))

@@ -1,0 +1,140 @@
+"""Write intents: a command's integration change is applied once, even when the bot dies mid-write.
+
+The problem
+-----------
+A command runs claim → resolve → read → PUT → verify → audit → reply → finish. A `kill -9` (or a
+shutdown past its grace period) between the PUT and the audit row leaves a claim that is still
+'claimed', an integration that may or may not have been changed, and a caller without an answer.
+Re-running the command blindly is wrong both ways: if the write landed, the re-run finds the
+integration "already disabled" (no audit row, a misleading answer); if a later change by someone
+else landed after ours, a re-run would overwrite it.
+
+The decision
+------------
+Just before each PUT, `JournaledIntegrationService` records a `WriteIntent` in the state
+database: the command's message id, the document it read and the document it intends. When a
+restart resumes an unfinished command (`CommandRun.recovering`), `apply_changes` first judges
+each intent against the integration as it is now (`judge`):
+
+- LANDED: the stored document already is the intended one. The write is not sent again; the
+  command gets the outcome it would have had (`changed=True`, before = the document read), so it
+  writes its audit row and answers exactly as if it had not been interrupted.
+- NOT_LANDED: the document is untouched since our read (same `_updatedAt`). Nothing happened;
+  the command continues normally and writes once.
+- SUPERSEDED: someone else changed the integration since our read. Nothing is re-sent (it could
+  overwrite their change); the command fails with `VerificationFailed`, whose answer asks the
+  caller to look at the integration.
+
+Intents are keyed by message id and integration id, written only inside a command (a
+`CommandRun` in the task's context), and deleted when the command's claim is finished.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot import logs
+from bot.authz import CallerRights
+from bot.errors import IntegrationNotFound, VerificationFailed
+from bot.integrations import IntegrationService, differences, intended_document
+from bot.models import Integration, UpdateOutcome
+from bot.rest import RestClient
+from bot.state import StateStore, WriteIntent
+
+log = logs.get_logger("integrations_bot.journal")
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    """The command the current task is running (set by the runtime in each command's task)."""
+
+    message_id: str
+    recovering: bool = False
+
+
+current_command: ContextVar[CommandRun | None] = ContextVar("integrations_bot_command", default=None)
+
+
+class Judgement(enum.Enum):
+    LANDED = "landed"
+    NOT_LANDED = "not-landed"
+    SUPERSEDED = "superseded"
+
+
+def judge(intent: WriteIntent, now: Mapping[str, Any]) -> Judgement:
+    """What became of an intended write, from the integration as it is stored now."""
+    if not differences(intent.before, intent.intended, now):
+        return Judgement.LANDED
+    if now.get("_updatedAt") == intent.before.get("_updatedAt"):
+        return Judgement.NOT_LANDED
+    return Judgement.SUPERSEDED
+
+
+class JournaledIntegrationService(IntegrationService):
+    """`IntegrationService` that records each write's intent and, when resuming an interrupted
+    command, never sends a write that already landed (see the module docstring)."""
+
+    def __init__(self, rest: RestClient, state: StateStore, clock: Callable[[], datetime]) -> None:
+        super().__init__(rest)
+        self._state = state
+        self._clock = clock
+
+    async def apply_changes(
+        self,
+        target: str | Integration | Mapping[str, Any],
+        changes: Mapping[str, Any],
+        *,
+        rights: CallerRights,
+        kind: str | None = None,
+    ) -> UpdateOutcome:
+        run = current_command.get()
+        if run is None or not run.recovering:
+            return await super().apply_changes(target, changes, rights=rights, kind=kind)
+        found = (
+            await self.resolve(target, kind=kind, rights=rights) if isinstance(target, str) else Integration.of(target)
+        )
+        replayed = await self._replay(run.message_id, found, changes)
+        if replayed is not None:
+            return replayed
+        return await super().apply_changes(found, changes, rights=rights, kind=kind)
+
+    async def landed(self, message_id: str) -> bool:
+        """Whether some write of this (interrupted) command reached the server."""
+        for intent in await self._state.intents(message_id):
+            now = await self._get_or_none(intent.integration_id)
+            if now is not None and judge(intent, now) is Judgement.LANDED:
+                return True
+        return False
+
+    async def _replay(self, message_id: str, found: Integration, changes: Mapping[str, Any]) -> UpdateOutcome | None:
+        intent = next((i for i in await self._state.intents(message_id) if i.integration_id == found.id), None)
+        if intent is None or intended_document(intent.before, changes) != intent.intended:
+            return None
+        now = await self._get_or_none(found.id)
+        if now is None:
+            raise IntegrationNotFound(found.name, found.type)
+        verdict = judge(intent, now)
+        log.info("journal.replay", message_id=message_id, integration_id=found.id, judgement=verdict.value)
+        if verdict is Judgement.LANDED:
+            return UpdateOutcome(before=Integration.of(intent.before), after=Integration.of(now), changed=True)
+        if verdict is Judgement.SUPERSEDED:
+            raise VerificationFailed(found.id, differences(intent.before, intent.intended, now))
+        return None
+
+    async def _write(
+        self, current: Integration, intended: Mapping[str, Any], body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        run = current_command.get()
+        if run is not None:
+            await self._state.record_intent(
+                WriteIntent(run.message_id, current.id, self._clock(), current.to_dict(), dict(intended))
+            )
+        return await super()._write(current, intended, body)
+
+
+__all__ = ["CommandRun", "JournaledIntegrationService", "Judgement", "current_command", "judge"]
