@@ -12,6 +12,7 @@ from commands.pending import PendingChanges
 if TYPE_CHECKING:
     from bot.authz import RightsCache
     from bot.config import Settings
+    from bot.incident import IncidentToolkit
     from bot.integrations import IntegrationService
     from bot.rest import RestClient
     from bot.state import StateStore
@@ -36,6 +37,9 @@ class Services:
     registry: Registry | None = field(default=None, repr=False)
     # Changes previewed by `set` and waiting for `confirm`/`yes` (in memory: a restart drops them).
     pending: PendingChanges = field(default_factory=PendingChanges, repr=False)
+    # Timed disables, the noisy-webhook window, the audit room (bot/incident.py); None in tests
+    # that do not need them (enable/disable then work without timers).
+    incident: IncidentToolkit | None = field(default=None, repr=False)
 
     @property
     def prefix(self) -> str:
