@@ -216,9 +216,9 @@ class _Checks:
         else:
             self.add(
                 Mark.WARN,
-                f'permission {VIEW_CHANNELS} is missing: callers who hold neither the "all" nor the "own" '
-                "permission of both kinds cannot be checked against Rocket.Chat's channel-membership rule, "
-                "so the bot refuses them with an explanation; grant it to apply the rule",
+                f'permission {VIEW_CHANNELS} is missing: callers without both the "all" and the "own" '
+                "permission of a kind fall under Rocket.Chat's channel-membership rule, which the bot cannot "
+                "check without it, so it refuses them with an explanation; grant it to apply the rule",
             )
 
         missing_own = [p for p in (MANAGE_OWN_INCOMING, MANAGE_OWN_OUTGOING) if p not in held]
