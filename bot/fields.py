@@ -295,7 +295,7 @@ FIELDS: Final[tuple[FieldSpec, ...]] = (
         "avatar", BOTH, _avatar, "an http(s) image address (empty clears it)", "avatar=https://example.org/a.png"
     ),
     FieldSpec("emoji", BOTH, _emoji, "an emoji code such as :ghost: (empty clears it)", "emoji=:ghost:", ("icon",)),
-    FieldSpec("scriptEnabled", BOTH, _boolean, "true or false", "scriptEnabled=false", ("script.enabled",)),
+    FieldSpec("scriptEnabled", BOTH, _boolean, "true or false", "scriptEnabled=false"),
     FieldSpec(
         "overrideDestinationChannelEnabled",
         IN,
@@ -499,6 +499,7 @@ class _Planner:
         self.values: dict[str, Any] = {}
         self.asked: list[str] = []
         self.added: dict[str, list[str]] = {}
+        self.given: set[str] = set()  # fields with one value already assigned
 
     def problem(self, spec: FieldSpec | None, text: str) -> None:
         self.problems.append(f"{spec.key}: {text}" if spec is not None else text)
@@ -523,46 +524,50 @@ class _Planner:
             self._assign_list(spec, spec.split, assignment)
 
     def _assign_scalar(self, spec: FieldSpec, assignment: Assignment) -> None:
-        if assignment.op != "set":
-            self.problem(
-                spec,
-                "holds one value; + and - only add to or remove from channel, urls and triggerWords "
-                '(put a value that starts with + or - in quotes, e.g. alias="-bot")',
-            )
-        elif spec.key in self.values:
+        # `alias=-bot` or `retryCount=-1` reach us as "remove": a field with one value has nothing
+        # to remove from, so the sign is part of the value the caller typed.
+        value = {"add": "+", "remove": "-"}.get(assignment.op, "") + assignment.value
+        if spec.key in self.given:
             self.problem(spec, "is given twice; give it once")
-        else:
-            try:
-                self.values[spec.key] = spec.parse(assignment.value, self.kind)
-            except Invalid as exc:
-                self.problem(spec, str(exc))
+            return
+        self.given.add(spec.key)
+        try:
+            self.values[spec.key] = spec.parse(value, self.kind)
+        except Invalid as exc:
+            self.problem(spec, str(exc))
 
     def _assign_list(self, spec: FieldSpec, split: Callable[[str], list[str]], assignment: Assignment) -> None:
         working: list[str] = self.values.setdefault(spec.key, _current_list(self.doc, spec.key))
         items = split(assignment.value)
-        if assignment.op == "remove":
-            for item in items:
-                if not _remove(working, item):
-                    if spec.key == "urls":  # stored webhook addresses may carry secrets
-                        missing, has = display("urls", [item]), display("urls", working) if working else "nothing"
-                    else:
-                        missing, has = item, ", ".join(working) if working else "nothing"
-                    self.problem(spec, f"{shown(missing)} is not in the list (it has: {shown(has, 80)})")
-            return
-        parsed: list[str] = []
-        for item in items:
-            try:
-                parsed.append(spec.parse(item, self.kind))
-            except Invalid as exc:
-                self.problem(spec, str(exc))
-        if assignment.op == "add" and not parsed and not items:
-            self.problem(spec, "nothing to add")
         if assignment.op == "set":
             working.clear()
-        for item in parsed:
-            if item not in working:
-                working.append(item)
-                self.added.setdefault(spec.key, []).append(item)
+        elif not items:
+            self.problem(spec, f"nothing to {assignment.op}")
+        for index, typed in enumerate(items):
+            op, item = assignment.op, typed
+            # `channel=+#a,+#b`: after the first, an item may carry its own sign.
+            if op != "set" and index > 0 and typed[:1] in ("+", "-") and len(typed) > 1:
+                op, item = ("add" if typed[0] == "+" else "remove"), typed[1:]
+            if op == "remove":
+                self._remove_item(spec, working, item)
+                continue
+            try:
+                value = spec.parse(item, self.kind)
+            except Invalid as exc:
+                self.problem(spec, str(exc))
+                continue
+            if value not in working:
+                working.append(value)
+                self.added.setdefault(spec.key, []).append(value)
+
+    def _remove_item(self, spec: FieldSpec, working: list[str], item: str) -> None:
+        if _remove(working, item):
+            return
+        if spec.key == "urls":  # stored webhook addresses may carry secrets
+            missing, has = display("urls", [item]), display("urls", working) if working else "nothing"
+        else:
+            missing, has = item, ", ".join(working) if working else "nothing"
+        self.problem(spec, f"{shown(missing)} is not in the list (it has: {shown(has, 80)})")
 
     # --- rules across fields ------------------------------------------------------------------
 

@@ -1,0 +1,140 @@
+"""The real command layer (parser → dispatcher → set/confirm → REST client) on the sandbox REST app.
+
+No sockets and no bot process: the sandbox's REST routes are served through
+`httpx.ASGITransport`, the bot's `RestClient`, `RightsCache`, `IntegrationService` and an
+in-memory `StateStore` are the real ones, and the clock is a settable value so confirmations
+can expire without waiting. Every REST call the bot makes is recorded by endpoint.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+
+from bot.authz import RightsCache
+from bot.config import Settings
+from bot.errors import UsageError
+from bot.integrations import IntegrationService
+from bot.messages import ChatMessage
+from bot.rest import RequestRecord, RestClient
+from bot.state import StateStore
+from commands import replies
+from commands.context import BotIdentity, Services
+from commands.parser import Invocation, extract_invocation
+from commands.registry import Dispatcher
+from commands.reply import Reply
+from commands.table import build_registry
+from sandbox.config import SandboxConfig
+from sandbox.control import SandboxControl
+from sandbox.rest import create_rest_app
+from sandbox.seed import seed_demo
+from sandbox.store import Store
+
+BOT = "integrations-bot"
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Clock:
+    now: datetime = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, delta: timedelta) -> None:
+        self.now += delta
+
+
+@dataclass
+class Harness:
+    store: Store
+    control: SandboxControl
+    seeded: dict[str, Any]
+    services: Services
+    dispatcher: Dispatcher
+    clock: Clock
+    calls: list[RequestRecord] = field(default_factory=list)
+
+    def room(self, name: str) -> str:
+        return str(self.seeded["rooms"][name])
+
+    def dm(self, user: str) -> str:
+        first, second = sorted([user, BOT])
+        return self.room(f"dm:{first}:{second}")
+
+    def writes(self) -> int:
+        return sum(1 for call in self.calls if call.endpoint == "integrations.update")
+
+    def doc(self, integration_id: str) -> dict[str, Any]:
+        return self.control.integration(integration_id)
+
+    async def say(self, user: str, room: str, text: str, *, direct: bool = False) -> Reply:
+        """`text` typed by `user` in the room `room` (a seeded room name, or a room id)."""
+        creds = self.seeded["users"][user]
+        room_id = self.seeded["rooms"].get(room, room)
+        message = ChatMessage(
+            id=secrets.token_hex(8),
+            room_id=room_id,
+            text=text,
+            ts=self.clock.now,
+            updated_at=self.clock.now,
+            user_id=creds["userId"],
+            username=user,
+            room_type="d" if direct else "c",
+        )
+        try:
+            invocation = extract_invocation(text, bot_username=BOT, is_direct=direct)
+        except UsageError as exc:  # answered like the runtime does (an unbalanced quote)
+            fallback = Invocation(exc.command, (), text, "prefix")
+            return replies.for_error(exc, invocation=fallback, registry=self.dispatcher.registry)
+        assert invocation is not None, text
+        return await self.dispatcher.dispatch(message, invocation)
+
+    async def close(self) -> None:
+        await self.services.rest.aclose()
+        await self.services.state.close()
+
+
+async def open_harness(*, update_mode: str = "8.x", confirm_timeout: timedelta = timedelta(minutes=2)) -> Harness:
+    store = Store()
+    seeded = seed_demo(store)
+    config = SandboxConfig(update_mode="legacy" if update_mode == "legacy" else "8.x")
+    control = SandboxControl(store, config=config)
+    control.create_user("hookbot", roles=["user"], name="Hook Bot")
+    seeded["users"]["hookbot"] = {"userId": control.user("hookbot")["_id"]}
+    app = create_rest_app(store, config)
+    bot = seeded["users"][BOT]
+    calls: list[RequestRecord] = []
+    rest = RestClient(
+        "http://sandbox.test",
+        user_id=bot["userId"],
+        auth_token=bot["authToken"],
+        transport=httpx.ASGITransport(app=app),
+        on_request=calls.append,
+    )
+    rights = RightsCache(rest, ttl=0)
+    await rights.load_permissions()
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        rocketchat_url="http://sandbox.test",
+        rocketchat_user_id=bot["userId"],
+        rocketchat_auth_token=bot["authToken"],
+        bot_confirm_timeout=confirm_timeout,
+    )
+    clock = Clock()
+    registry = build_registry()
+    services = Services(
+        rest=rest,
+        integrations=IntegrationService(rest),
+        rights=rights,
+        state=await StateStore.open(":memory:"),
+        settings=settings,
+        identity=BotIdentity(bot["userId"], BOT),
+        clock=clock,
+        registry=registry,
+    )
+    return Harness(store, control, seeded, services, Dispatcher(registry, services), clock, calls)

@@ -1,0 +1,232 @@
+"""`set` and `confirm`/`yes` through the real command layer on the sandbox REST app."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from set_harness import Harness, open_harness
+
+from commands.reply import Reply
+
+SECRET = "n3w-0utgoing-t0ken-xyz"
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    harness = await open_harness()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+def ids(h: Harness, label: str) -> str:
+    return str(h.seeded["integrations"][label]["id"])
+
+
+def code_of(reply: Reply) -> str:
+    found = re.search(r"confirm ([A-Z0-9]{4})", reply.text)
+    assert found is not None, reply.text
+    return found.group(1)
+
+
+def bullets(reply: Reply) -> list[str]:
+    return [line[2:] for line in reply.text.splitlines() if line.startswith("• ")]
+
+
+async def test_a_preview_lists_only_the_changed_fields_and_writes_nothing(h: Harness) -> None:
+    gid = ids(h, "guggy-outgoing")
+    before = h.doc(gid)
+    reply = await h.say("admin", "ops", f'!integration set {gid} alias="Guggy bot" emoji=:ghost: channel=#alerts,#ops')
+    assert reply.outcome == "preview"
+    assert bullets(reply) == ["alias: `guggy` → `Guggy bot`", "channel: `#general` → `#alerts`, `#ops`"]
+    code = code_of(reply)
+    assert reply.buttons[0].text == "Apply"
+    assert reply.buttons[0].command == f"!integration confirm {code}"
+    assert "`!integration yes`" in reply.text
+    assert h.writes() == 0
+    assert h.doc(gid) == before
+
+
+async def test_confirm_applies_verifies_and_audits_the_whole_documents(h: Harness) -> None:
+    gid = ids(h, "guggy-outgoing")
+    before = h.doc(gid)
+    preview = await h.say("admin", "ops", f"!integration set {gid} triggerWords +!gif -!guggy")
+    applied = await h.say("admin", "ops", f"!integration confirm {code_of(preview)}")
+    assert applied.outcome == "changed", applied.text
+    assert bullets(applied) == ["triggerWords: `!guggy` → `!gif`"]
+    after = h.doc(gid)
+    assert after["triggerWords"] == ["!gif"]
+    assert h.writes() == 1
+    (row,) = await h.services.state.history(limit=1)
+    assert row.action == "set"
+    assert row.before == before
+    assert row.after == after
+    assert row.actor_username == "admin"
+
+
+async def test_a_token_is_never_shown_and_show_says_it_is_set(h: Harness) -> None:
+    gid = ids(h, "guggy-outgoing")
+    preview = await h.say("admin", "ops", f"!integration set {gid} token={SECRET}")
+    assert bullets(preview) == ["token: set → changed (not shown)"]
+    applied = await h.say("admin", "ops", "!integration yes")
+    assert applied.outcome == "changed"
+    assert h.doc(gid)["token"] == SECRET
+    shown = await h.say("admin", "ops", f"!integration show {gid}")
+    assert "token: set (not shown)" in shown.text
+    for reply in (preview, applied, shown):
+        assert SECRET not in reply.text
+        assert all(SECRET not in b.command for b in reply.buttons)
+
+
+async def test_with_yes_in_the_command_it_applies_at_once_also_from_a_phone(h: Harness) -> None:
+    gid = ids(h, "guggy-incoming")
+    first = await h.say("admin", "ops", f"!integration set {gid} emoji=:tada: --yes")
+    assert first.outcome == "changed"
+    second = await h.say("admin", "ops", f"!integration set {gid} emoji=:ghost: —yes")  # an em-dash
+    assert second.outcome == "changed"
+    assert h.doc(gid)["emoji"] == ":ghost:"
+    assert h.writes() == 2
+
+
+async def test_in_a_direct_message_a_bare_yes_confirms(h: Harness) -> None:
+    gid = ids(h, "guggy-incoming")
+    dm = h.dm("admin")
+    preview = await h.say("admin", dm, f"set {gid} alias=hello", direct=True)
+    assert "(or `yes`)" in preview.text
+    applied = await h.say("admin", dm, "yes", direct=True)
+    assert applied.outcome == "changed"
+    assert h.doc(gid)["alias"] == "hello"
+
+
+async def test_someone_else_or_another_room_cannot_confirm_and_the_owner_still_can(h: Harness) -> None:
+    gid = ids(h, "guggy-incoming")
+    code = code_of(await h.say("admin", "ops", f"!integration set {gid} alias=mine"))
+    other_user = await h.say("owen", "ops", f"!integration confirm {code}")
+    other_room = await h.say("admin", "general", f"!integration confirm {code}")
+    for reply in (other_user, other_room):
+        assert reply.outcome == "foreign"
+        assert "not yours" in reply.text
+    assert (await h.say("owen", "ops", "!integration yes")).outcome == "none"
+    assert h.writes() == 0
+    assert (await h.say("admin", "ops", f"!integration confirm {code}")).outcome == "changed"
+
+
+async def test_an_expired_confirmation_does_nothing(h: Harness) -> None:
+    gid = ids(h, "guggy-incoming")
+    before = h.doc(gid)
+    code = code_of(await h.say("admin", "ops", f"!integration set {gid} alias=late"))
+    h.clock.advance(timedelta(minutes=2))
+    reply = await h.say("admin", "ops", f"!integration confirm {code}")
+    assert reply.outcome == "expired"
+    assert "expired" in reply.text
+    assert h.doc(gid) == before
+    assert h.writes() == 0
+
+
+async def test_unknown_codes_and_nothing_pending_are_said_so(h: Harness) -> None:
+    assert (await h.say("admin", "ops", "!integration confirm ZZZZ")).outcome == "unknown-code"
+    assert (await h.say("admin", "ops", "!integration yes")).outcome == "none"
+
+
+async def test_a_change_since_the_preview_stops_the_confirmation(h: Harness) -> None:
+    gid = ids(h, "guggy-incoming")
+    code = code_of(await h.say("admin", "ops", f"!integration set {gid} alias=mine"))
+    h.control.update_integration(gid, {"emoji": ":fire:"})
+    reply = await h.say("admin", "ops", f"!integration confirm {code}")
+    assert reply.outcome == "stale"
+    assert "changed by someone since the preview" in reply.text
+    assert h.doc(gid)["emoji"] == ":fire:"
+    assert h.doc(gid)["alias"] == "guggy"
+    assert h.writes() == 0
+
+
+async def test_nothing_to_change_is_said_and_nothing_is_pending(h: Harness) -> None:
+    gid = ids(h, "guggy-incoming")
+    reply = await h.say("admin", "ops", f"!integration set {gid} alias=guggy emoji=:ghost:")
+    assert reply.outcome == "unchanged"
+    assert (await h.say("admin", "ops", "!integration yes")).outcome == "none"
+
+
+@pytest.mark.parametrize(
+    ("user", "args", "needs"),
+    [
+        ("alice", "alias=x", "manage-incoming-integrations"),
+        ("owen", "alias=x", "manage-incoming-integrations"),
+    ],
+)
+async def test_callers_without_rights_are_refused_before_any_preview(
+    h: Harness, user: str, args: str, needs: str
+) -> None:
+    gid = ids(h, "guggy-incoming")
+    reply = await h.say(user, "ops", f"!integration set incoming Guggy {args}")
+    assert reply.outcome in ("denied", "not-found"), reply.text
+    by_id = await h.say(user, "ops", f"!integration set {gid} {args}")
+    assert by_id.outcome in ("denied", "not-found")
+    assert len(h.services.pending) == 0
+    assert h.writes() == 0
+
+
+async def test_own_integrations_follow_the_membership_rule_for_new_channels(h: Harness) -> None:
+    jid = ids(h, "jenkins-builds")  # owen's own incoming webhook, posting to #ops
+    denied = await h.say("owen", "ops", f"!integration set {jid} channel=+#platform-team")
+    assert denied.outcome == "denied"
+    assert "#\u200bplatform-team" in denied.text or "platform-team" in denied.text
+    allowed = await h.say("owen", "ops", f"!integration set {jid} alias=CI --yes")
+    assert allowed.outcome == "changed"
+
+
+async def test_rights_are_checked_again_when_confirming(h: Harness) -> None:
+    jid = ids(h, "jenkins-builds")
+    code = code_of(await h.say("owen", "ops", f"!integration set {jid} alias=CI"))
+    h.control.set_user_roles("owen", ["user"])
+    reply = await h.say("owen", "ops", f"!integration confirm {code}")
+    assert reply.outcome == "denied"
+    assert h.writes() == 0
+
+
+async def test_rooms_and_users_must_exist_and_a_private_room_the_bot_cannot_open_counts(h: Harness) -> None:
+    gid = ids(h, "guggy-incoming")
+    missing = await h.say("admin", "ops", f"!integration set {gid} channel=+#no-such-room,+@nobody username=ghost")
+    assert missing.outcome == "input"
+    assert "channel: there is no room `#no-such-room`" in missing.text
+    assert "channel: there is no user `@nobody`" in missing.text
+    assert "username: there is no user `ghost`" in missing.text
+    h.control.create_room("hidden", room_type="p", members=["admin"], owner="admin")
+    found = await h.say("admin", "ops", f"!integration set {gid} channel=+#hidden,+@alice username=Hookbot --yes")
+    assert found.outcome == "changed", found.text
+    stored = h.doc(gid)
+    assert stored["channel"] == ["#general", "#hidden", "@alice"]
+    assert stored["username"] == "hookbot"  # the stored spelling of the user's name
+    assert h.writes() == 1
+
+
+async def test_a_refusal_lists_every_problem_and_writes_nothing(h: Harness) -> None:
+    gid = ids(h, "guggy-outgoing")
+    before = h.doc(gid)
+    reply = await h.say("admin", "ops", f"!integration set {gid} retryCount=x event=nope urls=ftp://x.test --yes")
+    assert reply.outcome == "input"
+    assert [line.split(":")[0] for line in bullets(reply)] == ["retryCount", "event", "urls"]
+    assert h.doc(gid) == before
+    assert h.writes() == 0
+
+
+async def test_help_for_set_lists_the_fields(h: Harness) -> None:
+    reply = await h.say("admin", "ops", "!integration help set")
+    for field in ("channel", "triggerWords", "retryDelay", "token"):
+        assert field in reply.text
+
+
+async def test_undo_is_offered_only_when_the_bot_has_it(h: Harness) -> None:
+    gid = ids(h, "guggy-incoming")
+    applied = await h.say("admin", "ops", f"!integration set {gid} alias=x --yes")
+    has_undo = h.services.registry is not None and h.services.registry.find("undo") is not None
+    assert ("undo" in applied.text) == has_undo
+
+
+def _doc_without_dates(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in ("_updatedAt", "_updatedBy")}
