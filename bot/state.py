@@ -313,6 +313,17 @@ class StateStore:
     # --- audit ---------------------------------------------------------------------------------
 
     async def record(self, record: AuditRecord) -> int:
+        """Append an audit row; returns its id. Idempotent per command: a command resumed after a
+        crash (bot.journal) that records the same action on the same integration again gets the
+        existing row's id instead of a second row."""
+        if record.message_id is not None:
+            async with self._db.execute(
+                "SELECT id FROM audit WHERE message_id = ? AND integration_id = ? AND action = ? LIMIT 1",
+                (record.message_id, record.integration_id, record.action),
+            ) as found:
+                row = await found.fetchone()
+            if row is not None:
+                return int(row[0])
         cursor = await self._db.execute(
             "INSERT INTO audit (at, actor_id, actor_username, room_id, message_id, integration_id,"
             " integration_name, integration_type, action, reason, before_json, after_json, until_at, undoes)"
