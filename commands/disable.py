@@ -1,45 +1,152 @@
-"""`disable <name|id> [because|-- <reason>]`: switch an integration off (losslessly, as the caller)."""
+"""`disable <name|id> [for <duration>] [because|-- <reason>]`: switch an integration off
+(losslessly, as the caller); with `for`, the bot switches it back on when the time is up.
+
+A timed disable is recorded (`scheduled`) before anything is written and confirmed (`active`)
+with the document the disable produced once it is verified, so a crash in between is settled at
+the next start (bot/timers.py). Decisions for the cases in between:
+- already timed-disabled, `disable X for 2h` again → the new time replaces the old (from now);
+- already timed-disabled, plain `disable X` → it stays off: the timer is cancelled;
+- already disabled, but not by a timer, `disable X for 1h` → nothing happens: the bot did not
+  switch it off, so it will not switch it on later (that would undo someone else's disable).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 
-from bot.errors import UsageError
+from bot.errors import PermissionDenied, UserInputError
+from bot.models import Integration
+from bot.timer_states import TimerState
+from bot.timer_store import TimerDraft
 from commands import changes, replies
 from commands.args import HELP, parse_disable_args
+from commands.incident import extend_button, reenable_button, require_change, toolkit
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import resolve_reading
-from commands.text import code, safe_text
+from commands.text import code, human_until, safe_text
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     settings = ctx.services.settings
     parsed = parse_disable_args(args, maximum=settings.bot_max_disable)
-    if parsed.duration is not None:
-        raise UsageError("disable", "timed disables are not available in this version")
     readings = [(parsed.target.query, parsed.reason), *parsed.alternatives]
     found, reason = await resolve_reading(ctx, parsed.target, readings)
+    if parsed.duration is not None:
+        return await _timed(ctx, found, reason, parsed.duration)
+    return await _plain(ctx, found, reason)
+
+
+def _why(reason: str | None) -> str:
+    return f"\nReason: {safe_text(reason)}" if reason else ""
+
+
+async def _plain(ctx: CommandContext, found: Integration, reason: str | None) -> Reply:
     outcome = await ctx.services.integrations.set_enabled(found, False, rights=await ctx.rights())
     if not outcome.changed:
+        incident = ctx.services.incident
+        pending = await incident.timers.pending_for(found.id) if incident is not None else None
+        active = pending is not None and pending.state is TimerState.ACTIVE
+        if incident is not None and pending is not None and active:
+            note = f"made permanent by {ctx.message.username}"
+            if await incident.timers.end_early(pending, note) is not None:
+                await changes.note(ctx, outcome.after, "keep-disabled", reason=reason)
+                return Reply(
+                    f"{replies.DISABLED_MARK} {replies.label(outcome.after)} stays disabled: I won't turn it back on "
+                    f"(it was due {human_until(pending.due_at, ctx.now())}).{_why(reason)}",
+                    buttons=(reenable_button(ctx, found.id),),
+                    outcome="changed",
+                )
         return Reply(f"{replies.label(outcome.after)} is already disabled; nothing changed.", outcome="unchanged")
     await changes.record(ctx, outcome, "disable", reason=reason)
-    why = f"\nReason: {safe_text(reason)}" if reason else ""
     undo = code(f"{ctx.services.prefix} enable {outcome.after.id}")
     return Reply(
-        f"{replies.DISABLED_MARK} Disabled {replies.label(outcome.after)}.{why}\nTo turn it back on: {undo}",
+        f"{replies.DISABLED_MARK} Disabled {replies.label(outcome.after)}.{_why(reason)}\nTo turn it back on: {undo}",
+        buttons=(reenable_button(ctx, outcome.after.id),),
         outcome="changed",
+    )
+
+
+async def _timed(ctx: CommandContext, found: Integration, reason: str | None, duration: timedelta) -> Reply:
+    timers = toolkit(ctx).timers
+    rights = await ctx.rights()
+    require_change(rights, found)
+    now = ctx.now()
+    due = now + duration
+    buttons = (reenable_button(ctx, found.id), extend_button(ctx, found.id))
+    pending = await timers.pending_for(found.id)
+    if pending is not None and pending.state is TimerState.SCHEDULED and pending.message_id == ctx.message.id:
+        timer = pending  # this very command, resumed after a restart: carry on with its row
+        due = pending.due_at
+    elif pending is not None and pending.state is TimerState.SCHEDULED:
+        raise UserInputError(f"a timed disable of {found.name!r} is being set up right now; try again in a moment")
+    elif pending is not None:
+        retimed = await timers.extend(pending, due)
+        if retimed is None:
+            raise UserInputError(f"the timed disable of {found.name!r} changed meanwhile; try again")
+        await changes.note(ctx, found, "retime", reason=reason, until=due)
+        return Reply(
+            f"⏰ {replies.label(found)} was already disabled {human_until(pending.due_at, now)}; "
+            f"now {human_until(due, now)}.{_why(reason)}",
+            buttons=buttons,
+            outcome="changed",
+        )
+    elif not found.enabled:
+        return Reply(
+            f"{replies.label(found)} is already disabled, and not by me, so nothing changed and I won't turn it "
+            f"on later. To switch it off for a while: enable it, then {code('disable … for …')}.",
+            outcome="unchanged",
+        )
+    else:
+        scheduled = await timers.schedule(_draft(ctx, found, reason, now, due))
+        if scheduled is None:
+            raise UserInputError(f"a timed disable of {found.name!r} is being set up right now; try again in a moment")
+        timer = scheduled
+    try:
+        outcome = await ctx.services.integrations.set_enabled(found, False, rights=rights)
+    except (PermissionDenied, UserInputError):
+        # Refused before anything was written. (Any other failure may have written: the row
+        # stays `scheduled` and is settled from the stored state once this command is over.)
+        await timers.abort(timer, "the disable was refused")
+        raise
+    if not outcome.changed:
+        await timers.abort(timer, "it was already disabled")
+        return Reply(f"{replies.label(outcome.after)} is already disabled; nothing changed.", outcome="unchanged")
+    audit_id = await changes.record(ctx, outcome, "disable", reason=reason, until=due)
+    await timers.confirm(timer, outcome.after.document, audit_id)
+    return Reply(
+        f"{replies.DISABLED_MARK} Disabled {replies.label(outcome.after)} {human_until(due, ctx.now())}.{_why(reason)}",
+        buttons=buttons,
+        outcome="changed",
+    )
+
+
+def _draft(ctx: CommandContext, found: Integration, reason: str | None, now: datetime, due: datetime) -> TimerDraft:
+    message = ctx.message
+    return TimerDraft(
+        integration_id=found.id,
+        integration_name=found.name,
+        integration_type=found.type,
+        created_at=now,
+        due_at=due,
+        actor_id=message.user_id,
+        actor_username=message.username,
+        reason=reason,
+        room_id=message.room_id,
+        thread_id=message.thread_id,
+        message_id=message.id,
     )
 
 
 COMMAND = Command(
     name="disable",
-    summary="switch an integration off, with an optional reason",
+    summary="switch an integration off, for a while or for good, with an optional reason",
     usage=HELP["disable"].usage,
     details=HELP["disable"].details,
     examples=HELP["disable"].examples,
     handler=run,
-    aliases=("off",),
+    aliases=("off", "snooze"),
     changes_integrations=True,
 )

@@ -1,16 +1,17 @@
-"""`enable <name|id>`: switch an integration on (losslessly, as the caller)."""
+"""`enable <name|id>`: switch an integration on (losslessly, as the caller); ends a timed disable early."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.timer_states import TimerState
 from commands import changes, replies
 from commands.args import HELP, parse_target
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import resolve
-from commands.text import safe_text
+from commands.text import human_until, safe_text
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
@@ -22,11 +23,26 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             outcome="usage",
         )
     found = await resolve(ctx, target)
+    incident = ctx.services.incident
+    # A timed disable ends here: `changes.record` cancels it when the integration is switched on.
+    pending = await incident.timers.pending_for(found.id) if incident is not None else None
+    timed = pending is not None and pending.state is TimerState.ACTIVE
     outcome = await ctx.services.integrations.set_enabled(found, True, rights=await ctx.rights())
     if not outcome.changed:
+        if incident is not None and pending is not None and timed:
+            # Switched on by someone outside the bot: the timer has nothing left to do.
+            await incident.timers.end_early(pending, f"already enabled; dropped by {ctx.message.username}")
+            return Reply(
+                f"{replies.label(outcome.after)} is already enabled; nothing changed. I dropped its timed disable "
+                f"(it was due {human_until(pending.due_at, ctx.now())}).",
+                outcome="unchanged",
+            )
         return Reply(f"{replies.label(outcome.after)} is already enabled; nothing changed.", outcome="unchanged")
     await changes.record(ctx, outcome, "enable")
-    return Reply(f"{replies.ENABLED_MARK} Enabled {replies.label(outcome.after)}.", outcome="changed")
+    ended = ""
+    if pending is not None and timed:
+        ended = f" Its timed disable ({human_until(pending.due_at, ctx.now())}) is cancelled."
+    return Reply(f"{replies.ENABLED_MARK} Enabled {replies.label(outcome.after)}.{ended}", outcome="changed")
 
 
 COMMAND = Command(

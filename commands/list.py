@@ -1,4 +1,7 @@
-"""`list [incoming|outgoing] [enabled|disabled] [text]`: what the caller could see in the admin UI."""
+"""`list [incoming|outgoing] [enabled|disabled] [text]`: what the caller could see in the admin UI.
+
+Integrations the bot will switch back on (a timed disable) show until when; `list snoozed` is
+the `snoozed` command."""
 
 from __future__ import annotations
 
@@ -8,18 +11,20 @@ from collections.abc import Sequence
 from bot.authz import may_list, visible_in_list
 from bot.errors import PermissionDenied
 from bot.models import Integration
-from commands import replies
+from commands import replies, snoozed
 from commands.args import HELP, parse_list_filters
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import KIND_TYPES
-from commands.text import code, plural, quote_name
+from commands.text import code, human_until, plural, quote_name
 
 MAX_LINES = 25
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    if len(args) == 1 and not args[0].quoted and args[0].value.lower() in ("snoozed", "timed"):
+        return await snoozed.run(ctx, ())
     wanted = parse_list_filters(args)
     rights = await ctx.rights()
     decision = may_list(rights)
@@ -46,11 +51,21 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     if not found:
         return Reply(f"No {noun}s{matching} that you can see.", outcome="empty")
     names = Counter(i.name.casefold() for i in found)
-    lines = [replies.one_line(i, with_id=names[i.name.casefold()] > 1) for i in found[:MAX_LINES]]
+    until = await _timed_disables(ctx) if any(not i.enabled for i in found[:MAX_LINES]) else {}
+    lines = [replies.one_line(i, with_id=names[i.name.casefold()] > 1) + until.get(i.id, "") for i in found[:MAX_LINES]]
     more = ""
     if len(found) > MAX_LINES:
         more = f"\n… and {len(found) - MAX_LINES} more: narrow it with {code('list <text>')}."
     return Reply(f"{plural(len(found), noun)}{matching}:\n" + "\n".join(lines) + more)
+
+
+async def _timed_disables(ctx: CommandContext) -> dict[str, str]:
+    """integration id → ` · until 14:35 UTC, in 20 min` for what the bot will switch back on."""
+    incident = ctx.services.incident
+    if incident is None:
+        return {}
+    now = ctx.now()
+    return {t.integration_id: f" · ⏰ {human_until(t.due_at, now)}" for t in await incident.timers.active()}
 
 
 COMMAND = Command(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from commands import confirm, disable, enable, show
+from commands import confirm, disable, enable, extend, history, noisy, show, snoozed, undo
 from commands import help as help_command
 from commands import list as list_command
 from commands import set as set_command
@@ -16,6 +16,11 @@ COMMANDS: tuple[Command, ...] = (
     help_command.COMMAND,
     set_command.COMMAND,
     confirm.COMMAND,
+    snoozed.COMMAND,
+    extend.COMMAND,
+    history.COMMAND,
+    undo.COMMAND,
+    noisy.COMMAND,
 )
 
 

@@ -1,0 +1,69 @@
+"""`extend <name|id> <duration>`: keep a timed disable going longer (from its current end).
+
+The new end may be at most BOT_MAX_DISABLE from now. An overdue timer (Rocket.Chat was down when
+it was due and the bot is retrying) is extended from now. Extending writes nothing to
+Rocket.Chat; it is one audit row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+
+from bot.errors import UsageError, UserInputError
+from bot.timer_states import TimerState
+from commands import changes, replies
+from commands.args import HELP, parse_extend_args
+from commands.incident import extend_button, reenable_button, require_change, toolkit
+from commands.parser import Token
+from commands.registry import Command, CommandContext
+from commands.reply import Reply
+from commands.targets import resolve
+from commands.text import code, human_duration, human_until
+
+BUTTON_SPAN = timedelta(hours=1)
+
+
+async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    maximum = ctx.services.settings.bot_max_disable
+    parsed = parse_extend_args(args, maximum=maximum)
+    found = await resolve(ctx, parsed.target)
+    require_change(await ctx.rights(), found)
+    timers = toolkit(ctx).timers
+    pending = await timers.pending_for(found.id)
+    if pending is None or pending.state is not TimerState.ACTIVE:
+        how = code(f"disable {found.id} for {human_duration(parsed.duration).replace(' ', '')}")
+        state = "is enabled" if found.enabled else "is disabled for good"
+        return Reply(
+            f"{replies.label(found)} {state}; it has no timed disable to extend. For a timed disable: {how}",
+            outcome="unchanged",
+        )
+    now = ctx.now()
+    due = max(pending.due_at, now) + parsed.duration
+    if due - now > maximum:
+        raise UsageError(
+            "extend",
+            f"that would keep it off {human_until(due, now).removeprefix('until ')}, "
+            f"longer than the {human_duration(maximum)} allowed",
+        )
+    extended = await timers.extend(pending, due)
+    if extended is None:
+        raise UserInputError(f"the timed disable of {found.name!r} changed meanwhile; try again")
+    await changes.note(ctx, found, "extend", until=due)
+    return Reply(
+        f"⏰ {replies.label(found)} stays disabled {human_until(due, now)} "
+        f"(extended by {human_duration(parsed.duration)}).",
+        buttons=(reenable_button(ctx, found.id), extend_button(ctx, found.id, BUTTON_SPAN)),
+        outcome="changed",
+    )
+
+
+COMMAND = Command(
+    name="extend",
+    summary="keep a timed disable going longer",
+    usage=HELP["extend"].usage,
+    details="Adds the duration to a timed disable's end (at most the configured maximum from now).",
+    examples=HELP["extend"].examples,
+    handler=run,
+    changes_integrations=True,
+)

@@ -1,0 +1,88 @@
+"""`history [name|id]`: recent changes made through the bot: who, when, what, why, from where.
+
+Audit rows carry whole documents, so whether the caller may see a row is decided on the
+document (the caller's own `list` rule, `visible_in_list`); rows of integrations the caller
+cannot see are left out entirely. A room is named only when the caller is in it. With a name,
+the integration is found the usual way; an integration deleted since is found by the name its
+audit rows recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from bot.authz import may_list
+from bot.errors import IntegrationNotFound, PermissionDenied
+from bot.state import AuditRecord
+from commands.args import HELP, parse_optional_target
+from commands.audit_lines import history_line
+from commands.incident import may_see, record_document, toolkit
+from commands.parser import Token
+from commands.registry import Command, CommandContext
+from commands.reply import Reply
+from commands.targets import KIND_TYPES, resolve
+from commands.text import bullet_list, code, quote_name
+
+SHOWN: Final = 10
+# How far back a search through rows the caller may not see goes.
+SCANNED: Final = 1000
+
+
+async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    target = parse_optional_target(args, command="history")
+    rights = await ctx.rights()
+    listing = may_list(rights)
+    if not listing.allowed:
+        raise PermissionDenied("look at the history", listing.missing, detail=listing.reason or None)
+    state = ctx.services.state
+    if target is None:
+        rows = [r for r in await state.history(limit=SCANNED) if may_see(rights, record_document(r))]
+        title = "Recent changes through me"
+    else:
+        try:
+            found = await resolve(ctx, target)
+        except IntegrationNotFound:
+            # Deleted since? Its rows still know its name.
+            wanted, kind = target.query.strip().casefold(), KIND_TYPES[target.kind]
+            rows = [
+                r
+                for r in await state.history(limit=SCANNED)
+                if r.integration_name.strip().casefold() == wanted
+                and (kind is None or r.integration_type == kind)
+                and may_see(rights, record_document(r))
+            ]
+            if not rows:
+                raise
+            title = f"Changes of {quote_name(target.query)} through me"
+        else:
+            rows = await state.history(limit=SHOWN, integration_ids=[found.id])
+            title = f"Changes of {quote_name(found.name)} through me"
+    if not rows:
+        where = "" if target is None else f" to {quote_name(target.query)}"
+        return Reply(
+            f"No changes{where} through me that you can see. {code('help')} shows what I can do.", outcome="empty"
+        )
+    return Reply(f"{title} (newest first):\n{bullet_list(await _lines(ctx, rows[:SHOWN]))}")
+
+
+async def _lines(ctx: CommandContext, rows: list[AuditRecord]) -> list[str]:
+    rooms = toolkit(ctx).rooms
+    rights = await ctx.rights()
+    now = ctx.now()
+    out = []
+    for row in rows:
+        where = await rooms.where(row.room_id, rights=rights, here=ctx.message.room_id)
+        out.append(history_line(row, now=now, where=where))
+    return out
+
+
+COMMAND = Command(
+    name="history",
+    summary="recent changes made through me: who, when, what, why",
+    usage=HELP["history"].usage,
+    details="The last changes made through me (newest first), for the integrations you can see.",
+    examples=HELP["history"].examples,
+    handler=run,
+    aliases=("log", "audit"),
+)

@@ -1,0 +1,129 @@
+"""`noisy [all] [minutes]`: which integrations posted the most messages lately, here or in all
+of the caller's rooms, with a one-tap "disable the top one for an hour".
+
+Counts come from the `bot.i` field of integration messages (bot/noise.py); when the bot's
+in-memory window does not reach back far enough (e.g. it restarted), the room is read from
+REST first. What the caller learns is limited the usual way: `all` means the rooms the bot is
+in *and* the caller is in (activity in rooms the caller cannot read is not theirs to see), and
+an integration the caller's own `list` would not show is counted but not named (no name, no id).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import timedelta
+from typing import Final
+
+from bot.authz import CallerRights, may_list, may_write
+from bot.documents import read_integration
+from bot.errors import PermissionDenied, UpstreamError
+from bot.models import Integration
+from bot.noise import DEFAULT_RETENTION, Tally
+from commands import replies
+from commands.args import parse_minutes
+from commands.incident import disable_for_button, may_see, toolkit
+from commands.parser import Token
+from commands.registry import Command, CommandContext
+from commands.reply import Button, Reply
+from commands.text import bullet_list, human_duration, plural
+
+DEFAULT_SPAN: Final = timedelta(minutes=60)
+BUTTON_SPAN: Final = timedelta(hours=1)
+SHOWN: Final = 8
+# `noisy all` reads at most this many rooms from REST (the busiest installations have thousands).
+MAX_BACKFILL_ROOMS: Final = 50
+EVERYWHERE: Final = frozenset({"all", "everywhere"})
+USAGE: Final = "noisy [all] [minutes]"
+
+
+def _split(args: Sequence[Token]) -> tuple[bool, list[Token]]:
+    tokens = list(args)
+    everywhere = False
+    for index in (0, -1):
+        if tokens and not tokens[index].quoted and tokens[index].value.lower() in EVERYWHERE:
+            everywhere = True
+            tokens.pop(index)
+    return everywhere, tokens
+
+
+async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    everywhere, tokens = _split(args)
+    span = parse_minutes(tokens, command="noisy", maximum=DEFAULT_RETENTION) or DEFAULT_SPAN
+    rights = await ctx.rights()
+    listing = may_list(rights)
+    if not listing.allowed:
+        raise PermissionDenied("look at integrations", listing.missing, detail=listing.reason or None)
+    incident = toolkit(ctx)
+    here = ctx.message.room_id
+    now = ctx.now()
+    since = now - span
+    rooms = {here}
+    scope = "here"
+    if everywhere:
+        if rights.room_ids is None:
+            scope = "here (I can't see which rooms you are in, so only this one)"
+        else:
+            bot_rooms = set(await incident.rooms.rooms())
+            rooms |= bot_rooms & set(rights.room_ids)
+            scope = f"in {plural(len(rooms), 'room')} we share"
+    gaps = 0
+    for room_id in sorted(rooms, key=lambda r: r != here)[:MAX_BACKFILL_ROOMS]:
+        if not incident.noise.covers(room_id, since):
+            try:
+                await incident.noise.backfill(ctx.services.rest, room_id, since)
+            except UpstreamError:
+                gaps += 1
+    tallies = incident.noise.tally(since=since, rooms=rooms)
+    window = human_duration(span)
+    if not tallies:
+        return Reply(f"No integration posted {scope} in the last {window}.", outcome="empty")
+    lines, button = await _describe(ctx, tallies[:SHOWN], rights, window)
+    total = sum(t.count for t in tallies)
+    note = ""
+    if gaps or len(rooms) > MAX_BACKFILL_ROOMS:
+        note = "\n(Some rooms could not be read back in full; counts there may be low.)"
+    text = (
+        f"Integration messages {scope} in the last {window} ({plural(total, 'message')}):\n{bullet_list(lines)}{note}"
+    )
+    if len(tallies) > SHOWN:
+        text += f"\n… and {plural(len(tallies) - SHOWN, 'more integration')}."
+    return Reply(text, buttons=(button,) if button is not None else ())
+
+
+async def _describe(
+    ctx: CommandContext, tallies: list[Tally], rights: CallerRights, window: str
+) -> tuple[list[str], Button | None]:
+    lines: list[str] = []
+    button: Button | None = None
+    for tally in tallies:
+        try:
+            document = await read_integration(ctx.services.rest, tally.integration_id)
+        except UpstreamError:
+            document = None
+        count = plural(tally.count, "message")
+        if document is None:
+            lines.append(f"{count} · a bot or a deleted integration")
+            continue
+        if not may_see(rights, document):
+            lines.append(f"{count} · an integration you can't see")
+            continue
+        integration = Integration.of(document)
+        lines.append(f"{count} · {replies.one_line(integration, with_id=True)}")
+        if button is None and integration.enabled and may_write(rights, integration).allowed:
+            button = disable_for_button(ctx, integration, BUTTON_SPAN, f"noisy: {count} in {window}")
+    return lines, button
+
+
+COMMAND = Command(
+    name="noisy",
+    summary="which integrations posted the most lately, here or in all your rooms",
+    usage=USAGE,
+    details=(
+        "Counts messages posted by integrations in this room (or, with `all`, in every room we share) "
+        "over the last minutes (default 60; `noisy 15`, `noisy all 2h`). Offers a button to disable the "
+        "busiest one you may change for an hour."
+    ),
+    examples=("noisy", "noisy 15", "noisy all 30"),
+    handler=run,
+    aliases=("top",),
+)

@@ -1,0 +1,103 @@
+"""`undo`: revert the caller's last change made through the bot, if nobody changed it since.
+
+"Last change" is the caller's newest audit row that changed a document (enable, disable, set,
+...; extending a timer changes no document and is not undone). Before writing, the stored
+integration is compared with the document that change produced (`bot.documents`): any
+difference, or a newer save, means someone (or the bot's timer) changed it since, and undo says
+what changed and writes nothing. Otherwise every field the change touched is written back
+through the lossless `apply_changes`, verified, and the undo is itself an audit row.
+
+An undo is not undone by the next `undo` (it says so instead): two undos in a row would flip
+an incident setting back and forth, which is rarely what a hurried responder means. Re-apply
+the change with its command instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+from bot.authz import may_list
+from bot.documents import changed_fields, last_touch, read_integration, restore_changes, saved_again
+from bot.errors import PermissionDenied, UsageError
+from bot.integrations import display
+from bot.models import Integration
+from bot.state import AuditRecord
+from commands import changes, replies
+from commands.parser import Token
+from commands.registry import Command, CommandContext
+from commands.reply import Reply
+from commands.text import ago, bullet_list, code, quote_name, safe_text
+
+SCANNED: Final = 50
+
+
+def _label(row: AuditRecord) -> str:
+    return f"{quote_name(row.integration_name)} ({replies.kind_word(row.integration_type)})"
+
+
+async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    if args:
+        raise UsageError("undo", "`undo` takes nothing after it: it reverts your last change")
+    rights = await ctx.rights()
+    listing = may_list(rights)
+    if not listing.allowed:
+        raise PermissionDenied("undo changes", listing.missing, detail=listing.reason or None)
+    now = ctx.now()
+    rows = await ctx.services.state.history(actor_id=ctx.message.user_id, limit=SCANNED)
+    last = next((r for r in rows if r.before is not None and r.after is not None), None)
+    if last is None or last.before is None or last.after is None:
+        return Reply("You have made no change through me that I could undo.", outcome="empty")
+    what = f"your {code(last.action)} of {_label(last)} ({ago(last.at, now)})"
+    if last.action == "undo":
+        return Reply(
+            f"Your last change was already an undo ({what}); I don't undo an undo. "
+            "Run the command again to redo the change.",
+            outcome="unchanged",
+        )
+    current = await read_integration(ctx.services.rest, last.integration_id)
+    if current is None:
+        return Reply(f"I can't undo {what}: the integration no longer exists.", outcome="not-found")
+    changed = changed_fields(last.after, current)
+    if changed or saved_again(last.after, current):
+        touch = last_touch(current)
+        who = ""
+        if touch.username or touch.at is not None:
+            parts = [safe_text(touch.username)] if touch.username else []
+            if touch.at is not None:
+                parts.append(ago(touch.at, now))
+            who = f" (last saved by {', '.join(parts)})"
+        details = (
+            ":\n" + bullet_list(f"{code(k)}: {safe_text(a)} → {safe_text(b)}" for k, (a, b) in sorted(changed.items()))
+            if changed
+            else ", saved again without visible changes."
+        )
+        return Reply(
+            f"⚠️ I did not undo {what}: it was changed since{who}, and undoing now would overwrite that. "
+            f"Nothing was changed. What differs from right after your change{details}",
+            outcome="conflict",
+        )
+    restore = restore_changes(last.before, current)
+    if not restore:
+        return Reply(f"Nothing to undo for {what}: it already looks as before.", outcome="unchanged")
+    outcome = await ctx.services.integrations.apply_changes(Integration.of(current), restore, rights=rights)
+    await changes.record(ctx, outcome, "undo", reason=f"reverts {last.action} #{last.id}", undoes=last.id)
+    restored = bullet_list(
+        f"{code(k)}: {safe_text(display(k, current.get(k)))} → {safe_text(display(k, v))}"
+        for k, v in sorted(restore.items())
+    )
+    return Reply(f"↩️ Undid {what}:\n{restored}", outcome="changed")
+
+
+COMMAND = Command(
+    name="undo",
+    summary="revert your last change made through me, if nobody changed it since",
+    usage="undo",
+    details=(
+        "Reverts your last change made through me (every field it changed), unless the integration "
+        "was changed since; then it says what changed and does nothing. An undo is not undone by another undo."
+    ),
+    examples=("undo",),
+    handler=run,
+    changes_integrations=True,
+)
