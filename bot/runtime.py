@@ -50,9 +50,11 @@ from bot.catchup import (
     interrupted_reply,
     stale_reply,
 )
+from bot.clock import SystemClock
 from bot.config import Settings
 from bot.errors import AuthFailed, ConfigError, RateLimited, Unavailable, UpstreamError
 from bot.health import HttpServer, Probe
+from bot.incident import IncidentToolkit
 from bot.intake import Accepted, Intake
 from bot.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.messages import ChatMessage
@@ -110,6 +112,7 @@ class Bot:
         self.recovery: Recovery | None = None
         self.sender: ReplySender | None = None
         self.http: HttpServer | None = None
+        self.incident: IncidentToolkit | None = None
         self.registry: Registry = build_registry()
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
@@ -151,6 +154,16 @@ class Bot:
         logs.register_secret(credentials.auth_token.get_secret_value())
         identity = BotIdentity(me.id, me.username or "")
         integrations = JournaledIntegrationService(rest, self.state, self.clock)
+        self.incident = IncidentToolkit(
+            settings=settings,
+            rest=rest,
+            integrations=integrations,
+            rights=rights,
+            state=self.state,
+            bot_user_id=identity.user_id,
+            bot_username=identity.username,
+            clock=SystemClock(self.clock),
+        )
         self.services = Services(
             rest=rest,
             integrations=integrations,
@@ -160,6 +173,7 @@ class Bot:
             identity=identity,
             clock=self.clock,
             registry=self.registry,
+            incident=self.incident,
         )
         self.dispatcher = Dispatcher(self.registry, self.services)
         self.dispatcher.observers.append(self.metrics.observe_command)
@@ -273,6 +287,8 @@ class Bot:
         if not self.ready.is_set():
             self.ready.set()
             log.info("bot.ready", bot_user_id=event.user_id)
+            if self.incident is not None:
+                self.incident.start()  # re-arms the timed disables stored by earlier runs
         elif event.reconnect:
             self.metrics.reconnects.inc()
             log.info("realtime.reconnected")
@@ -322,6 +338,8 @@ class Bot:
         """A message from the stream or a catch-up pass. Its room's cursor moves only after the
         claim is committed, so a stored cursor never passes a command that was not taken."""
         assert self.intake is not None and self.cursors is not None
+        if self.incident is not None:
+            self.incident.observe(message)  # webhook posts feed `noisy` before intake drops them
         if not self._accepting:
             return
         accepted = self.intake.accept(message)
@@ -471,6 +489,8 @@ class Bot:
             if pending:
                 log.warning("bot.drain_timeout", cancelled=len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
+        if self.incident is not None:
+            await self.incident.aclose()
         if self.realtime is not None:
             await self.realtime.close()
         if self.cursors is not None and self._state_open:
