@@ -1,0 +1,141 @@
+"""What a restart decides for each command a crash left unfinished (against the sandbox)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability_support import World, call, world
+
+from bot.catchup import member_rooms
+from bot.errors import Unavailable
+from bot.intake import Intake
+from bot.journal import JournaledIntegrationService
+from bot.outbound import reply_id
+from bot.recovery import Close, Decision, Interrupted, Recovery, Resume
+from bot.state import StateStore, WriteIntent
+
+TWO_MIN = timedelta(minutes=2)
+
+
+@pytest.fixture(scope="module")
+def sandbox_world() -> Iterator[World]:
+    with world() as w:
+        w.control.create_room("lobby", members=["admin", "alice"], owner="admin")
+        yield w
+
+
+class Parts:
+    def __init__(self, w: World, state: StateStore, offset: timedelta = timedelta(0)) -> None:
+        self.world = w
+        self.state = state
+        self.rest = w.rest(max_attempts=1)
+        self.offset = offset
+        self.journal = JournaledIntegrationService(self.rest, state, self.clock)
+        bot = w.creds()
+        self.intake = Intake(bot_user_id=bot["userId"], bot_username=bot["username"], prefixes=("!integration",))
+
+    def clock(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def recovery(self, orphans: list[str]) -> Recovery:
+        return Recovery(
+            orphans, rest=self.rest, intake=self.intake, journal=self.journal, clock=self.clock, stale_age=TWO_MIN
+        )
+
+    async def decide(self, message_id: str) -> Decision:
+        return await self.recovery([message_id]).decide(message_id, await member_rooms(self.rest))
+
+
+@pytest.fixture
+async def parts(sandbox_world: World, tmp_path: Path) -> AsyncIterator[Callable[..., Parts]]:
+    state = await StateStore.open(tmp_path / "s.db")
+    made: list[Parts] = []
+
+    def make(offset: timedelta = timedelta(0)) -> Parts:
+        made.append(Parts(sandbox_world, state, offset))
+        return made[-1]
+
+    yield make
+    for p in made:
+        await p.rest.aclose()
+    await state.close()
+
+
+async def post(w: World, user: str, room: str, text: str) -> dict[str, Any]:
+    return await call(w.control.post_message, user, room, text)
+
+
+async def test_a_fresh_unfinished_command_is_resumed(sandbox_world: World, parts: Any) -> None:
+    command = await post(sandbox_world, "admin", "ops", "!integration list")
+    decision = await parts().decide(command["_id"])
+    assert isinstance(decision, Resume)
+    assert decision.accepted.invocation is not None and decision.accepted.invocation.command == "list"
+
+
+async def test_a_command_already_answered_is_only_closed(sandbox_world: World, parts: Any) -> None:
+    command = await post(sandbox_world, "admin", "ops", "!integration help")
+    await call(
+        sandbox_world.control.post_message, "integrations-bot", "ops", "the answer", message_id=reply_id(command["_id"])
+    )
+    decision = await parts().decide(command["_id"])
+    assert decision == Close(command["_id"], "recovered: answered before the restart")
+
+
+async def test_a_stale_command_that_wrote_nothing_is_not_run_again(sandbox_world: World, parts: Any) -> None:
+    command = await post(sandbox_world, "admin", "ops", "!integration disable Alertmanager")
+    decision = await parts(timedelta(minutes=5)).decide(command["_id"])
+    assert isinstance(decision, Interrupted) and "too old" in decision.reason
+    assert decision.message.id == command["_id"]
+
+
+async def test_a_stale_command_whose_write_landed_is_resumed_to_report_it(sandbox_world: World, parts: Any) -> None:
+    p = parts(timedelta(minutes=5))
+    hook = await call(sandbox_world.control.create_incoming_integration, "recovery-landed", channel="#ops")
+    command = await post(sandbox_world, "admin", "ops", "!integration disable recovery-landed")
+    document = await p.rest.integrations_get(hook["_id"])
+    await p.state.record_intent(
+        WriteIntent(command["_id"], hook["_id"], p.clock(), document, {**document, "enabled": False})
+    )
+    await call(sandbox_world.control.update_integration, hook["_id"], {"enabled": False})  # the PUT had landed
+    decision = await p.decide(command["_id"])
+    assert isinstance(decision, Resume)
+
+
+async def test_an_edited_command_is_not_run_again(sandbox_world: World, parts: Any) -> None:
+    command = await post(sandbox_world, "admin", "ops", "!integration disable Alertmanager")
+    await call(sandbox_world.control.edit_message, command["_id"], "!integration enable Alertmanager")
+    decision = await parts().decide(command["_id"])
+    assert isinstance(decision, Interrupted) and "edited" in decision.reason
+
+
+async def test_gone_messages_and_foreign_rooms_are_closed_silently(sandbox_world: World, parts: Any) -> None:
+    p = parts()
+    assert await p.decide("NoSuchMessage1234") == Close("NoSuchMessage1234", "recovered: message gone", ignored=True)
+    elsewhere = await post(sandbox_world, "alice", "lobby", "!integration list")
+    decision = await p.decide(elsewhere["_id"])
+    assert isinstance(decision, Close) and decision.ignored
+
+
+async def test_a_sweep_interrupted_by_a_rest_failure_resumes_where_it_stopped(sandbox_world: World, parts: Any) -> None:
+    p = parts()
+    first = await post(sandbox_world, "admin", "ops", "!integration help")
+    second = await post(sandbox_world, "admin", "ops", "!integration list")
+    recovery = p.recovery([first["_id"], second["_id"]])
+    rooms = await member_rooms(p.rest)
+    acted: list[Decision] = []
+
+    async def act(decision: Decision) -> None:
+        acted.append(decision)
+        if len(acted) == 1:  # Rocket.Chat stops answering right after the first decision
+            await call(sandbox_world.control.fail_next, "chat.getMessage", 1, "500")
+
+    with pytest.raises(Unavailable):
+        await recovery.sweep(rooms, act)
+    assert recovery.remaining == [second["_id"]] and len(acted) == 1
+    await recovery.sweep(rooms, act)
+    assert recovery.remaining == []
+    assert [d.accepted.message.id for d in acted if isinstance(d, Resume)] == [first["_id"], second["_id"]]
