@@ -23,7 +23,6 @@ Rocket.Chat throws the corresponding kind.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
@@ -588,12 +587,9 @@ def visible_to(store: Store, caller: User, doc: Mapping[str, Any]) -> bool:
 
 def list_integrations(store: Store, caller: User, query: ListQuery) -> ListPage:
     with store.lock:
-        found = [doc for doc in store.list_integrations() if visible_to(store, caller, doc)]
-    if query.name:
-        pattern = re.compile(re.escape(query.name), re.IGNORECASE)
-        found = [doc for doc in found if isinstance(doc.get("name"), str) and pattern.search(doc["name"])]
-    if query.type:
-        found = [doc for doc in found if doc.get("type") == query.type]
+        # Name and type first: the store finds those without copying every document.
+        matching = store.find_integrations(name=query.name or None, kind=query.type or None)
+        found = [doc for doc in matching if visible_to(store, caller, doc)]
     found = sort_documents(found, query.sort)
     page = found[query.offset :]
     if query.count is not None:

@@ -22,6 +22,7 @@ live in the modules that implement those endpoints.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import re
 import threading
@@ -122,6 +123,67 @@ _USER_MENTION = re.compile(rf"(?:^|(?<=[\s>]))@({NAME_CLASS}(?:@{NAME_CLASS})?)(
 _CHANNEL_MENTION = re.compile(rf"(?:^|(?<=[\s>]))#({NAME_CLASS})", re.M)
 
 
+class IntegrationNameIndex:
+    """Which integration names contain a text, case-insensitively, without a scan per document.
+
+    The reference semantics is a regex search of the escaped text with IGNORECASE (Rocket.Chat's
+    `$regex` with the `i` option). For ASCII names and an ASCII text that is exactly a substring
+    test on lower-cased strings, done here with one `str.find` over all such names joined by NUL
+    (C speed). Names that are not plain ASCII, or contain NUL, and texts that are not ASCII go
+    through the regex itself. Rebuilt lazily after a name changes (`changed()`).
+    """
+
+    def __init__(self) -> None:
+        self._stale = True
+        self._blob = ""
+        self._starts: list[int] = []  # offset of each name in the blob
+        self._ids: list[str] = []  # id of each name in the blob
+        self._other: list[str] = []  # ids whose names only the regex may judge
+        self._order: dict[str, int] = {}  # id -> storage position
+
+    def changed(self) -> None:
+        self._stale = True
+
+    def _rebuild(self, docs: dict[str, dict[str, Any]]) -> None:
+        parts: list[str] = []
+        self._starts, self._ids, self._other, self._order = [], [], [], {}
+        offset = 0
+        for position, (integration_id, doc) in enumerate(docs.items()):
+            self._order[integration_id] = position
+            name = doc.get("name")
+            if not isinstance(name, str):
+                continue  # never matches a non-empty text
+            if name.isascii() and "\x00" not in name:
+                self._starts.append(offset)
+                self._ids.append(integration_id)
+                parts.append(name.lower())
+                offset += len(name) + 1
+            else:
+                self._other.append(integration_id)
+        self._blob = "\x00".join(parts)
+        self._stale = False
+
+    def search(self, docs: dict[str, dict[str, Any]], text: str) -> list[str]:
+        """Ids (in storage order) of the documents whose name contains `text`."""
+        if self._stale:
+            self._rebuild(docs)
+        pattern = re.compile(re.escape(text), re.IGNORECASE)
+        if not text.isascii() or "\x00" in text:
+            return [i for i, d in docs.items() if isinstance(d.get("name"), str) and pattern.search(d["name"])]
+        hits: list[str] = []
+        needle = text.lower()
+        at = self._blob.find(needle)
+        while at != -1:
+            index = bisect.bisect_right(self._starts, at) - 1
+            hits.append(self._ids[index])
+            following = self._starts[index + 1] if index + 1 < len(self._starts) else len(self._blob)
+            at = self._blob.find(needle, following)
+        hits.extend(i for i in self._other if pattern.search(docs[i]["name"]))
+        if self._other:
+            hits.sort(key=self._order.__getitem__)
+        return hits
+
+
 class Store:
     def __init__(self, clock: Clock = utcnow) -> None:
         self.lock = threading.RLock()
@@ -134,6 +196,13 @@ class Store:
         self.messages: dict[str, list[dict[str, Any]]] = {}  # rid -> messages in ts order
         self._message_index: dict[str, dict[str, Any]] = {}  # _id -> message (same object)
         self.integrations: dict[str, dict[str, Any]] = {}
+        # Indexes over the dicts above, kept by the methods that change them (a workspace of
+        # 10,000 users and 1,000 rooms must not be scanned on every message or lookup).
+        self._users_by_name: dict[str, User] = {}
+        self._rooms_by_name: dict[str, dict[str, Any]] = {}
+        self._room_subs: dict[str, dict[str, dict[str, Any]]] = {}  # rid -> uid -> sub
+        self._user_subs: dict[str, dict[str, dict[str, Any]]] = {}  # uid -> rid -> sub
+        self._integration_names = IntegrationNameIndex()
         self.settings: dict[str, Any] = {
             "Message_AllowUnrecognizedSlashCommand": False,
             "Message_MaxAllowedSize": 5000,
@@ -205,6 +274,7 @@ class Store:
                 type=user_type,
             )
             self.users[user._id] = user
+            self._users_by_name[user.username] = user
             return user
 
     def find_user(self, id_or_username: str) -> User | None:
@@ -213,10 +283,7 @@ class Store:
             user = self.users.get(id_or_username)
             if user is not None:
                 return user
-            for candidate in self.users.values():
-                if candidate.username == id_or_username:
-                    return candidate
-            return None
+            return self._users_by_name.get(id_or_username)
 
     def find_user_by_email(self, email: str) -> User | None:
         with self.lock:
@@ -383,6 +450,7 @@ class Store:
             if owner_user is not None:
                 room["u"] = owner_user.brief()
             self.rooms[room["_id"]] = room
+            self._rooms_by_name[name] = room
             self.messages[room["_id"]] = []
             for member in members:
                 user = self.find_user(member)
@@ -422,10 +490,7 @@ class Store:
 
     def room_by_name(self, name: str) -> dict[str, Any] | None:
         with self.lock:
-            for room in self.rooms.values():
-                if room.get("name") == name:
-                    return room
-            return None
+            return self._rooms_by_name.get(name)
 
     def find_room(self, id_or_name: str) -> dict[str, Any] | None:
         """By `_id` or `name`, like Rocket.Chat's `#x` channel entries resolve (a live reference)."""
@@ -462,7 +527,9 @@ class Store:
         if roles:
             sub["roles"] = list(roles)
         self.subscriptions[(room["_id"], user._id)] = sub
-        room["usersCount"] = sum(1 for (rid, _uid) in self.subscriptions if rid == room["_id"])
+        self._room_subs.setdefault(room["_id"], {})[user._id] = sub
+        self._user_subs.setdefault(user._id, {})[room["_id"]] = sub
+        room["usersCount"] = len(self._room_subs[room["_id"]])
         if notify:
             self._emit(SubscriptionEvent(user._id, "inserted", copy.deepcopy(sub)))
             self._emit(RoomEvent(user._id, "inserted", copy.deepcopy(room)))
@@ -494,7 +561,9 @@ class Store:
             sub = self.subscriptions.pop((room["_id"], member._id), None)
             if sub is None:
                 return
-            room["usersCount"] = sum(1 for (rid, _uid) in self.subscriptions if rid == room["_id"])
+            self._room_subs[room["_id"]].pop(member._id, None)
+            self._user_subs[member._id].pop(room["_id"], None)
+            room["usersCount"] = len(self._room_subs[room["_id"]])
             self._system_message(room, "ul", member.username, member)
             self._emit(
                 SubscriptionEvent(
@@ -514,15 +583,15 @@ class Store:
 
     def user_subscriptions(self, user_id: str) -> list[dict[str, Any]]:
         with self.lock:
-            return [copy.deepcopy(s) for (_rid, uid), s in self.subscriptions.items() if uid == user_id]
+            return [copy.deepcopy(s) for s in self._user_subs.get(user_id, {}).values()]
 
     def user_rooms(self, user_id: str) -> list[dict[str, Any]]:
         with self.lock:
-            return [copy.deepcopy(self.rooms[rid]) for (rid, uid) in self.subscriptions if uid == user_id]
+            return [copy.deepcopy(self.rooms[rid]) for rid in self._user_subs.get(user_id, {})]
 
     def room_members(self, room_id: str) -> list[str]:
         with self.lock:
-            return [uid for (rid, uid) in self.subscriptions if rid == room_id]
+            return list(self._room_subs.get(room_id, {}))
 
     def can_access_room(self, user_id: str, room_id: str) -> bool:
         """Rocket.Chat's canAccessRoom, simplified to what the sandbox models: members always;
@@ -733,8 +802,10 @@ class Store:
             room["lm"] = message["ts"]
         self._emit(MessageEvent(copy.deepcopy(message), copy.deepcopy(room), inserted=True))
         if not message.get("t"):
-            for uid in self.room_members(room["_id"]):
-                self._emit(RoomEvent(uid, "updated", copy.deepcopy(room)))
+            members = self.room_members(room["_id"])
+            shared = copy.deepcopy(room) if members else room  # events are read-only: one copy for all
+            for uid in members:
+                self._emit(RoomEvent(uid, "updated", shared))
 
     def edit_message(self, message_id: str, text: str, *, editor: str | None = None) -> dict[str, Any]:
         """Edit in place: same `_id`, new `msg`, `editedAt`/`editedBy`, re-delivered on the streams."""
@@ -804,6 +875,7 @@ class Store:
             doc = copy.deepcopy(document)
             doc.setdefault("_id", object_id())
             self.integrations[doc["_id"]] = doc
+            self._integration_names.changed()
             return copy.deepcopy(doc)
 
     def get_integration(self, integration_id: str) -> dict[str, Any] | None:
@@ -818,6 +890,8 @@ class Store:
         stored as null, the way `ignoreUndefined: false` stores `undefined` (contract §2.4.4)."""
         with self.lock:
             doc = self.integrations[integration_id]
+            if ("name" in set_fields and set_fields["name"] != doc.get("name")) or "name" in unset_fields:
+                self._integration_names.changed()
             for key, value in set_fields.items():
                 doc[key] = copy.deepcopy(value)
             for key in unset_fields:
@@ -826,11 +900,23 @@ class Store:
 
     def delete_integration(self, integration_id: str) -> dict[str, Any] | None:
         with self.lock:
+            self._integration_names.changed()
             return self.integrations.pop(integration_id, None)
 
     def list_integrations(self) -> list[dict[str, Any]]:
         with self.lock:
             return [copy.deepcopy(d) for d in self.integrations.values()]
+
+    def find_integrations(self, *, name: str | None = None, kind: str | None = None) -> list[dict[str, Any]]:
+        """Copies of the integrations whose name contains `name` (case-insensitively, as the
+        `integrations.list?name=` regex does) and whose type is `kind`, in storage order.
+        Only the matches are copied, and the name search does not scan every document."""
+        with self.lock:
+            if name:
+                found = [self.integrations[i] for i in self._integration_names.search(self.integrations, name)]
+            else:
+                found = list(self.integrations.values())
+            return [copy.deepcopy(d) for d in found if kind is None or d.get("type") == kind]
 
     # --- settings -------------------------------------------------------------------------------
 
