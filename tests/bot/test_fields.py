@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -385,3 +386,46 @@ def test_planned_changes_make_a_body_the_official_schema_accepts(doc: dict[str, 
         if key in body:
             expected = ",".join(value) if key == "channel" else value
             assert body[key] == expected
+
+
+# --- the README's field table ------------------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_field_rows() -> dict[str, list[str]]:
+    text = README.read_text(encoding="utf-8")
+    section = text.split("## Changing fields: `set`", 1)[1].split("\n## ", 1)[0]
+    rows: dict[str, list[str]] = {}
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = re.findall(r"`([^`]+)`", cells[1])
+            assert cells[4].startswith(f"`{cells[0].strip('`')}="), line  # the example sets that field
+    return rows
+
+
+def test_the_readme_lists_every_field_with_real_aliases() -> None:
+    rows = readme_field_rows()
+    assert list(rows) == [spec.key for spec in FIELDS]
+    for key, aliases in rows.items():
+        for alias in aliases:
+            assert find_field(alias).key == key, alias
+
+
+def test_the_readme_examples_are_accepted() -> None:
+    from commands.args import parse_assignments
+    from commands.parser import tokenize
+
+    text = README.read_text(encoding="utf-8").split("## Changing fields: `set`", 1)[1].split("\n## ", 1)[0]
+    examples = re.findall(r"^\| `(\w+)` .*\| `([^`]+)` \|$", text, flags=re.MULTILINE)
+    assert len(examples) == len(FIELDS)
+    for key, example in examples:
+        # Values unlike the examples', so each example is a change.
+        doc = (
+            incoming()
+            if find_field(key).kinds == {INCOMING}
+            else outgoing(username="hookbot", scriptEnabled=True, triggerWords=["!x"], retryFailedCalls=False)
+        )
+        planned = plan_changes(doc, parse_assignments(tokenize(example)))
+        assert key in planned.updates, example
