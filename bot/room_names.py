@@ -10,10 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from bot.authz import CallerRights
 from bot.errors import UpstreamError
 from bot.rest import RestClient
+
+# One unknown room triggers a fresh read of the bot's rooms at most this often (seconds).
+MIN_RELOAD: Final = 5.0
 
 
 @dataclass(frozen=True)
@@ -30,6 +34,7 @@ class RoomDirectory:
         self._clock = clock
         self._rooms: dict[str, RoomLabel] | None = None
         self._loaded_at = 0.0
+        self._missed: dict[str, float] = {}  # unknown room id → when that last caused a re-read
 
     async def rooms(self) -> dict[str, RoomLabel]:
         """room id → label for every room the bot is subscribed to (raises `UpstreamError`)."""
@@ -72,6 +77,11 @@ class RoomDirectory:
             return "here"
         try:
             label = (await self.rooms()).get(room_id)
+            if label is None and self._clock() - self._missed.get(room_id, -MIN_RELOAD) >= MIN_RELOAD:
+                # The bot may have joined it since the names were read (a room it left stays unknown).
+                self._missed[room_id] = self._clock()
+                self.forget()
+                label = (await self.rooms()).get(room_id)
         except UpstreamError:  # a name is a nicety; never fail a reply for it
             label = None
         if label is not None and label.type == "d":

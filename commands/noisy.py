@@ -63,6 +63,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         if rights.room_ids is None:
             scope = "here (I can't see which rooms you are in, so only this one)"
         else:
+            incident.rooms.forget()  # rooms joined a moment ago count too
             bot_rooms = set(await incident.rooms.rooms())
             rooms |= bot_rooms & set(rights.room_ids)
             scope = f"in {plural(len(rooms), 'room')} we share"

@@ -48,7 +48,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     last = next((r for r in rows if r.before is not None and r.after is not None), None)
     if last is None or last.before is None or last.after is None:
         return Reply("You have made no change through me that I could undo.", outcome="empty")
-    what = f"your {code(last.action)} of {_label(last)} ({ago(last.at, now)})"
+    what = f"your {code(last.action)} of {_label(last)}, {ago(last.at, now)}"
     if last.action == "undo":
         return Reply(
             f"Your last change was already an undo ({what}); I don't undo an undo. "
@@ -81,12 +81,14 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     if not restore:
         return Reply(f"Nothing to undo for {what}: it already looks as before.", outcome="unchanged")
     outcome = await ctx.services.integrations.apply_changes(Integration.of(current), restore, rights=rights)
-    await changes.record(ctx, outcome, "undo", reason=f"reverts {last.action} #{last.id}", undoes=last.id)
+    made = f"{last.at:%H:%M} UTC"
+    await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
     restored = bullet_list(
         f"{code(k)}: {safe_text(display(k, current.get(k)))} → {safe_text(display(k, v))}"
         for k, v in sorted(restore.items())
     )
-    return Reply(f"↩️ Undid {what}:\n{restored}", outcome="changed")
+    off = "\nIt stays disabled until someone enables it." if outcome.after.enabled is False else ""
+    return Reply(f"↩️ Undid {what}:\n{restored}{off}", outcome="changed")
 
 
 COMMAND = Command(
