@@ -17,14 +17,15 @@ and is never shown: not in the preview, the reply or the audit lines.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot import logs
 from bot.authz import may_update, may_write
-from bot.errors import IntegrationNotFound, PermissionDenied, ServerRejected
+from bot.errors import IntegrationNotFound, PermissionDenied, ServerRejected, UserInputError
 from bot.fieldcheck import check_references
-from bot.fields import FIELDS, Invalid, find_field, plan_changes
+from bot.fields import FIELDS, NOT_SETTABLE, Invalid, find_field, plan_changes
 from bot.integrations import build_update_body, intended_document
 from bot.models import Integration
 from commands import changes, replies
@@ -84,7 +85,15 @@ async def apply(ctx: CommandContext, document: Mapping[str, Any], updates: Mappi
     return Reply(f"✅ Changed {replies.label(outcome.after)}:\n{lines}{undo}", outcome="changed")
 
 
+def _refuse_scripts(ctx: CommandContext, args: Sequence[Token]) -> None:
+    """Scripts are not accepted from chat. Refuse before parsing, which could quote a piece of one."""
+    script_field = any(re.match(r"(?i)(script|code)\s*[+-]?=", token.typed) for token in args)
+    if "```" in ctx.invocation.raw or script_field:
+        raise UserInputError(f"script: {NOT_SETTABLE['script']}. Nothing was changed.")
+
+
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    _refuse_scripts(ctx, args)
     tokens, confirmed = split_yes(args)
     parsed = parse_set_args(tokens)
     _register_secrets(parsed.assignments)

@@ -228,3 +228,21 @@ async def test_an_event_without_channels_needs_manage_outgoing(h: Harness) -> No
     admin = await h.say("admin", "ops", f"!integration set {did} event=roomCreated --yes")
     assert admin.outcome == "changed", admin.text
     assert h.doc(did)["channel"] == []
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "!integration set {id} script=class Script { process_incoming_request() { return SECRETCODE; } }",
+        "!integration set {id} script ```class Script { SECRETCODE }```",
+        "!integration set {id} alias=x ```SECRETCODE```",
+    ],
+)
+async def test_a_script_is_refused_without_quoting_any_of_it(h: Harness, text: str) -> None:
+    gid = ids(h, "guggy-incoming")
+    reply = await h.say("admin", "ops", text.replace("{id}", gid))
+    assert reply.outcome == "input"
+    assert "scripts can't be changed from chat" in reply.text
+    assert "SECRETCODE" not in reply.text
+    assert "Script" not in reply.text.replace("scriptEnabled", "")
+    assert h.writes() == 0
