@@ -107,7 +107,7 @@ class FieldSpec:
     key: str
     kinds: frozenset[str]
     parse: Parser
-    valid: str  # what a valid value looks like, for help texts and refusals
+    valid: str  # what a valid value looks like (markdown, as in the README)
     example: str  # a `set` argument that works, e.g. `alias="Guggy bot"`
     aliases: tuple[str, ...] = ()
     split: Callable[[str], list[str]] | None = None
@@ -268,14 +268,23 @@ def _commas_or_spaces(text: str) -> list[str]:
 
 # --- the catalogue ------------------------------------------------------------------------------
 
+_BOOLEAN = "true/false"
+
+
+def _listed(words: Sequence[str], last: str = ", ") -> str:
+    quoted = [f"`{word}`" for word in words]
+    return ", ".join(quoted[:-1]) + last + quoted[-1]
+
+
+# `valid` and `example` are the README's field table, cell for cell (a test keeps them in step).
 FIELDS: Final[tuple[FieldSpec, ...]] = (
     FieldSpec("name", BOTH, _name, "any text, not empty", 'name="Guggy bot"', ("title",)),
     FieldSpec(
         "channel",
         BOTH,
         _channel,
-        "#room or @user entries (outgoing also all_public_channels, all_private_groups, all_direct_messages); "
-        "each must exist",
+        "`#room` or `@user` entries that exist (by name or id); outgoing also "
+        f"{_listed(SCOPES)}; at least one, except for channel-less events",
         "channel=#alerts,#ops",
         ("channels", "room", "rooms", "postto"),
         split=_commas_or_spaces,
@@ -285,26 +294,24 @@ FIELDS: Final[tuple[FieldSpec, ...]] = (
         "username",
         BOTH,
         _username,
-        "an existing username",
+        "an existing username: the user the messages are posted as",
         "username=rocket.cat",
         ("postas", "user", "poster"),
         lookup="poster",
     ),
-    FieldSpec("alias", BOTH, _text, "any text (empty clears it)", 'alias="Guggy bot"'),
-    FieldSpec(
-        "avatar", BOTH, _avatar, "an http(s) image address (empty clears it)", "avatar=https://example.org/a.png"
-    ),
-    FieldSpec("emoji", BOTH, _emoji, "an emoji code such as :ghost: (empty clears it)", "emoji=:ghost:", ("icon",)),
-    FieldSpec("scriptEnabled", BOTH, _boolean, "true or false", "scriptEnabled=false"),
+    FieldSpec("alias", BOTH, _text, "any text; empty clears it", 'alias="Guggy bot"'),
+    FieldSpec("avatar", BOTH, _avatar, "an http(s) image address; empty clears it", "avatar=https://example.org/a.png"),
+    FieldSpec("emoji", BOTH, _emoji, "an emoji code with colons; empty clears it", "emoji=:ghost:", ("icon",)),
+    FieldSpec("scriptEnabled", BOTH, _boolean, "`true`/`false` (`yes`/`no`, `on`/`off`)", "scriptEnabled=false"),
     FieldSpec(
         "overrideDestinationChannelEnabled",
         IN,
         _boolean,
-        "true or false",
+        _BOOLEAN,
         "overrideDestinationChannelEnabled=true",
         ("overridedestinationchannel", "overridechannel"),
     ),
-    FieldSpec("event", OUT, _event, "one of " + ", ".join(EVENTS), "event=roomJoined", ("trigger.event",)),
+    FieldSpec("event", OUT, _event, _listed(tuple(EVENTS)), "event=roomJoined", ("trigger.event",)),
     FieldSpec(
         "urls",
         OUT,
@@ -318,29 +325,34 @@ FIELDS: Final[tuple[FieldSpec, ...]] = (
         "triggerWords",
         OUT,
         _trigger_word,
-        "comma-separated words (the sendMessage event only)",
+        "comma-separated words; `sendMessage` only",
         "triggerWords=!deploy,!build",
         ("triggers", "trigger", "triggerword", "words"),
         split=_commas,
     ),
-    FieldSpec(
-        "triggerWordAnywhere", OUT, _boolean, "true or false", "triggerWordAnywhere=true", ("anywhere", "wordanywhere")
-    ),
+    FieldSpec("triggerWordAnywhere", OUT, _boolean, _BOOLEAN, "triggerWordAnywhere=true", ("anywhere", "wordanywhere")),
     FieldSpec(
         "targetRoom",
         OUT,
         _target_room,
-        "#room or @user, must exist (used by the userCreated event)",
+        "`#room` or `@user` that exists; required by `userCreated`",
         "targetRoom=#general",
         ("targetchannel", "target"),
         lookup="channel",
     ),
-    FieldSpec("token", OUT, _token, "one word of text, not empty (never shown)", "token=s3cr3t", secret=True),
-    FieldSpec("retryFailedCalls", OUT, _boolean, "true or false", "retryFailedCalls=true", ("retry", "retries")),
-    FieldSpec("retryCount", OUT, _count, "a whole number, 0 or more", "retryCount=5", ("retrycounts", "retrytimes")),
-    FieldSpec("retryDelay", OUT, _retry_delay, "one of " + ", ".join(RETRY_DELAYS), "retryDelay=powers-of-two"),
-    FieldSpec("runOnEdits", OUT, _boolean, "true or false", "runOnEdits=true", ("onedits", "edits")),
-    FieldSpec("impersonateUser", OUT, _boolean, "true or false", "impersonateUser=true", ("impersonate",)),
+    FieldSpec("token", OUT, _token, "one word, not empty; never shown", "token=s3cr3t", secret=True),
+    FieldSpec("retryFailedCalls", OUT, _boolean, _BOOLEAN, "retryFailedCalls=true", ("retry", "retries")),
+    FieldSpec(
+        "retryCount",
+        OUT,
+        _count,
+        "a whole number, 0 or more (at least 1 while retries are on)",
+        "retryCount=5",
+        ("retrycounts", "retrytimes"),
+    ),
+    FieldSpec("retryDelay", OUT, _retry_delay, _listed(RETRY_DELAYS, " or "), "retryDelay=powers-of-two"),
+    FieldSpec("runOnEdits", OUT, _boolean, _BOOLEAN, "runOnEdits=true", ("onedits", "edits")),
+    FieldSpec("impersonateUser", OUT, _boolean, _BOOLEAN, "impersonateUser=true", ("impersonate",)),
 )
 
 # Words people may try that are deliberately not settable here, with what to do instead.
@@ -378,10 +390,6 @@ def find_field(word: str) -> FieldSpec:
     close = difflib.get_close_matches(squashed, list(_BY_NAME), n=1, cutoff=0.75)
     guess = f" Did you mean {_BY_NAME[close[0]].key}?" if close else ""
     raise Invalid(f"{shown(word)} is not a field I can set.{guess} Fields: {', '.join(s.key for s in FIELDS)}")
-
-
-def fields_for(kind: str) -> tuple[FieldSpec, ...]:
-    return tuple(spec for spec in FIELDS if kind in spec.kinds)
 
 
 # --- the plan ---------------------------------------------------------------------------------------
