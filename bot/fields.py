@@ -435,6 +435,9 @@ class Reference:
 
 @dataclass(frozen=True)
 class Plan:
+    """A validated change of one integration: what changes (asked for, then consequences), notes
+    for the preview, and what must exist on the server before it may be written."""
+
     integration: Integration = field(repr=False)
     changes: tuple[Change, ...]
     notes: tuple[str, ...] = ()
@@ -448,9 +451,6 @@ class Plan:
     @property
     def empty(self) -> bool:
         return not self.changes
-
-    def secrets(self) -> tuple[str, ...]:
-        return tuple(c.after for c in self.changes if c.secret and isinstance(c.after, str) and c.after)
 
     def with_value(self, key: str, value: Any) -> Plan:
         """The plan with one requested value replaced (e.g. a username in its stored spelling)."""

@@ -361,7 +361,7 @@ def test_with_value_replaces_or_drops_a_change() -> None:
 def test_plan_reprs_never_show_a_token() -> None:
     planned = plan_changes(outgoing(), [A("token", "brand-new-secret")])
     assert "brand-new-secret" not in repr(planned)
-    assert planned.secrets() == ("brand-new-secret",)
+    assert planned.changes[0].secret
 
 
 # --- the body the plan leads to --------------------------------------------------------------------------
