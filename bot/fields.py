@@ -46,16 +46,21 @@ from bot.integrations import display
 from bot.models import INCOMING, OUTGOING, Integration
 
 __all__ = [
+    "BY_KEY",
     "EVENTS",
     "FIELDS",
+    "NOT_SETTABLE",
     "RETRY_DELAYS",
     "Change",
     "EventUse",
     "FieldSpec",
+    "Invalid",
     "Plan",
     "Reference",
     "find_field",
+    "is_unset",
     "plan_changes",
+    "shown",
 ]
 
 BOTH: Final = frozenset({INCOMING, OUTGOING})
