@@ -44,12 +44,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if word in args_list and all(a.startswith("-") for a in args_list[: args_list.index(word)]):
             rest = args_list[args_list.index(word) + 1 :]
             if module == "sandbox.cli":
-                from sandbox import cli as sandbox_cli
+                from sandbox.cli import main as sandbox_main
 
-                return sandbox_cli.main(rest)
-            from bot import demo
+                return sandbox_main(rest)
+            from bot.demo import main as demo_main
 
-            return demo.main(rest)
+            return demo_main(rest)
     args = parser.parse_args(args_list)
     if args.command is None:
         parser.print_help()
@@ -59,12 +59,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         settings = load_settings(args.env_file)
         if args.command == "run":
-            from bot import runtime
+            from bot.runtime import main as run_main
 
-            return runtime.main(settings)
-        from bot import check
+            return run_main(settings)
+        from bot.check import main as check_main
 
-        return check.main(settings)
+        return check_main(settings)
     except ConfigError as exc:
         print(f"integrations-bot: {exc}", file=sys.stderr)
         return EXIT_CONFIG
