@@ -186,6 +186,10 @@ def unexplained_changes(
         # compiled (i.e. running) must still be compiled afterwards.
         if key == "scriptCompiled" and old is not MISSING and new not in (MISSING, None, ""):
             continue
+        # Derived too: a write whose script compiles `$unset`s scriptError (§2.4.4), so a stored
+        # null (left by an earlier write that compiled nothing) goes; neither holds an error.
+        if key == "scriptError" and old is None and new is MISSING:
+            continue
         # JSON cannot carry `undefined`: a key the stored document lacks can only be omitted or sent
         # as null, and for fields the server `$set`s from the body on every write both store null
         # (`ignoreUndefined: false`). Absent and null both mean "no value": nothing was lost.
