@@ -15,21 +15,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from bot.ejson import decode_date
 from bot.errors import ServerRejected
 from bot.integrations import differences, updatable_fields
 from bot.rest import RestClient
 
+NOT_AUTHORIZED: Final = "not-authorized"
+
 
 async def read_integration(rest: RestClient, integration_id: str) -> dict[str, Any] | None:
-    """`integrations.get` with the bot's rights; None when it does not exist (a 400 without
-    errorType, contract §2.3)."""
+    """`integrations.get` with the bot's rights; None when it does not exist. Both "does not
+    exist" and "not-authorized" are a 400 without errorType (contract §2.3): only the text tells
+    them apart, and a refusal must not pass for a deletion (it raises `ServerRejected`)."""
     try:
         return await rest.integrations_get(integration_id)
     except ServerRejected as exc:
-        if exc.status == 400 and exc.error_type is None:
+        if exc.status == 400 and exc.error_type is None and exc.error != NOT_AUTHORIZED:
             return None
         raise
 

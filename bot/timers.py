@@ -36,7 +36,7 @@ from bot import logs
 from bot.audit_room import AuditRoom, derived_message_id
 from bot.authz import RightsCache
 from bot.clock import Clock
-from bot.documents import changed_fields, last_touch, read_integration, saved_again
+from bot.documents import NOT_AUTHORIZED, changed_fields, last_touch, read_integration, saved_again
 from bot.errors import (
     BotError,
     IntegrationNotFound,
@@ -179,7 +179,10 @@ class TimerService:
         if fresh is None or fresh.state is not TimerState.ACTIVE:
             return None
         snapshot = fresh.disabled_document or {}
-        current = await read_integration(self._rest, fresh.integration_id)
+        try:
+            current = await read_integration(self._rest, fresh.integration_id)
+        except ServerRejected as exc:
+            return await self._fail(fresh, snapshot, exc)
         if current is None:
             return await self._skip(fresh, snapshot, None, "it was deleted meanwhile")
         changed = changed_fields(snapshot, current)
@@ -317,6 +320,8 @@ class TimerService:
 
 
 def _why(error: BotError) -> str:
+    if isinstance(error, ServerRejected) and error.error == NOT_AUTHORIZED:
+        return "my account may not read or change it any more (Rocket.Chat said not-authorized)"
     if isinstance(error, ServerRejected):
         return f"Rocket.Chat refused: {error.error}"
     if isinstance(error, NotUpdatable):
