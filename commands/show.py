@@ -27,7 +27,8 @@ def _who_when(document: dict[str, Any], who: str, when: str, now: Any) -> str | 
     at = decode_date(document.get(when))
     if name is None and at is None:
         return None
-    parts = [safe_text(str(name))] if name else []
+    # `_updatedBy` is absent until the first update (contract §2.1): then just "when".
+    parts = [f"by {safe_text(str(name))}"] if name else []
     if at is not None:
         parts.append(ago(at, now))
     return ", ".join(parts)
@@ -79,10 +80,10 @@ def describe(integration: Integration, now: Any) -> str:
         lines.append("token: " + ("set (not shown)" if replies.present(doc.get("token")) else "none"))
     created = _who_when(doc, "_createdBy", "_createdAt", now)
     if created:
-        lines.append(f"created by {created}")
+        lines.append(f"created {created}")
     updated = _who_when(doc, "_updatedBy", "_updatedAt", now)
     if updated:
-        lines.append(f"last changed by {updated}")
+        lines.append(f"last changed {updated}")
     return "\n".join(lines)
 
 
