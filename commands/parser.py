@@ -26,7 +26,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Final, Literal
 
 from bot.errors import UsageError
 
@@ -155,6 +155,18 @@ def _shown(text: str, limit: int = 30) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _unbalanced(before: str, rest: str) -> str:
+    """The error for an unclosed `"`, quoting only the word it opens, and nothing that may be a secret."""
+    word = rest.split(" ", 1)[0]
+    field = " ".join(before.split(" ")[-2:])  # `token=` or `token ` just before the quote
+    near = "" if _SECRET_WORD.search(field + word) else f" near “{_shown(word)}”"
+    return f'unbalanced quote{near}: close it with a second " or leave it out (names with spaces go in "double quotes")'
+
+
+# A value typed next to one of these words (a webhook token, a password) is never quoted back.
+_SECRET_WORD: Final = re.compile(r"(?i)token|secret|password")
+
+
 def tokenize(text: str, *, command: str = "") -> list[Token]:
     """Split a command into tokens (see the module docstring). `command` names the command in errors."""
     source = normalize(text)
@@ -174,11 +186,7 @@ def tokenize(text: str, *, command: str = "") -> list[Token]:
             if char == '"':
                 end = source.find('"', index + 1)
                 if end == -1:
-                    raise UsageError(
-                        command,
-                        f'unbalanced quote near “{_shown(source[index:])}”: close it with a second " '
-                        'or leave it out (names with spaces go in "double quotes")',
-                    )
+                    raise UsageError(command, _unbalanced(source[:index], source[index:]))
                 segment = source[index + 1 : end].strip(" ")
                 parts.append(segment)
                 quoted = True

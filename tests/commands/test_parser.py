@@ -117,6 +117,28 @@ def test_unbalanced_double_quote_is_a_usage_error(text: str) -> None:
     assert caught.value.command == "enable"
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "set Guggy active=“ token=t0k3n-abcdefgh",
+        'set Guggy token="t0k3n-abcdefgh',
+        'set Guggy "token=t0k3n-abcdefgh',
+        'set Guggy Token "t0k3n-abcdefgh',
+    ],
+)
+def test_an_unbalanced_quote_never_quotes_a_secret_back(text: str) -> None:
+    with pytest.raises(UsageError) as caught:
+        tokenize(text, command="set")
+    assert "t0k3n" not in caught.value.problem
+    assert "unbalanced quote" in caught.value.problem
+
+
+def test_an_unbalanced_quote_quotes_the_word_it_opens() -> None:
+    with pytest.raises(UsageError) as caught:
+        tokenize('enable "Noisy hook', command="enable")
+    assert '“"Noisy”' in caught.value.problem
+
+
 # --- extract_invocation: addressing -------------------------------------------------------------
 
 
