@@ -51,6 +51,7 @@ from bot.ejson import decode_date
 from bot.errors import RateLimited, ServerRejected, Unavailable
 from bot.messages import ChatMessage
 from bot.metrics import Metrics
+from bot.outbound import reply_id
 from bot.rest import RestClient
 from bot.state import StateStore
 from commands.reply import Reply
@@ -251,8 +252,15 @@ class CatchUp:
                 # e.g. removed from the room since subscriptions.get: nothing to catch up there
                 log.warning("catchup.room_skipped", room_id=room.id, error=str(exc))
                 continue
-            messages = [ChatMessage.from_document(doc, room.meta()) for doc in result.get("updated") or []]
+            documents = result.get("updated") or []
+            present = {str(doc.get("_id")) for doc in documents if isinstance(doc, Mapping)}
+            messages = [ChatMessage.from_document(doc, room.meta()) for doc in documents]
             for message in sorted((m for m in messages if m is not None), key=lambda m: (m.ts, m.id)):
+                if reply_id(message.id) in present:
+                    # Answered already (by this bot, before its state database was lost or replaced):
+                    # the answer's id is derived from the command's, so it is in the same window.
+                    log.info("catchup.already_answered", message_id=message.id, room_id=room.id)
+                    continue
                 found += 1
                 await self._admit(message, "catch-up")
         log.info("catchup.done", rooms=len(rooms), messages=found)

@@ -27,6 +27,7 @@ from bot.catchup import (
 from bot.ejson import decode_date
 from bot.messages import ChatMessage
 from bot.metrics import Metrics
+from bot.outbound import reply_id
 from bot.state import StateStore
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -214,6 +215,35 @@ async def test_a_pass_finds_what_was_posted_since_the_cursors_in_every_member_ro
     for message, _ in admitted.messages:
         per_room.setdefault(message.room_id, []).append(message.ts)
     assert all(ts == sorted(ts) for ts in per_room.values()) and times
+    await state.close()
+
+
+async def test_a_command_already_answered_is_not_run_again_on_a_fresh_state_file(
+    sandbox_world: World, tmp_path: Path
+) -> None:
+    """The state database was lost: the answers in the room (ids derived from the commands') say what ran."""
+    control = sandbox_world.control
+    state = await StateStore.open(tmp_path / "fresh.db")
+    admitted = Admitted()
+    answered = await call(control.post_message, "admin", "alerts", "!integration disable Guggy")
+    await call(
+        control.post_message, "integrations-bot", "alerts", "Disabled Guggy.", message_id=reply_id(answered["_id"])
+    )
+    unanswered = await call(control.post_message, "admin", "alerts", "!integration enable Guggy")
+    async with sandbox_world.rest() as rest:
+        catchup = CatchUp(
+            rest,
+            state,
+            CursorBook(state),
+            admitted,
+            clock=lambda: datetime.now(UTC),
+            stale_age=TWO_MIN,
+            metrics=Metrics(),
+        )
+        await catchup.pass_once()
+    ids = {m.id for m, _ in admitted.messages}
+    assert unanswered["_id"] in ids
+    assert answered["_id"] not in ids
     await state.close()
 
 
