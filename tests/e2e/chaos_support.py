@@ -1,0 +1,305 @@
+"""A crowd of users commanding the real bot process while the server misbehaves (chaos and soak tests).
+
+The workspace: the seeded demo sandbox plus `users` people, each with the "own integrations"
+rights and two integrations of their own (an incoming webhook and an outgoing one with every
+optional field set: script, trigger words, retry settings, alias, emoji, avatar, token), rooms
+they share with the bot, and a DM with it. Each person is one thread that sends commands one
+after the other and waits for the answer to each (by its reply id) before sending the next, so
+each integration sees a known sequence; the people run in parallel.
+
+What a person records for each command is what the answer said (`Sent.verdict`). `verify`
+then checks the outcome against the sandbox's stored documents and the bot's audit log:
+- every command got exactly one answer, with the reply id, in its room and thread;
+- every command the answer calls done was applied exactly once (one audit row with its message
+  id, the integration flipped), every one it calls not done was applied zero times;
+- every integration ends in the state its answers imply, with every other field unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sqlite3
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from e2e_support import BotProcess, bot_environment
+
+from bot.outbound import reply_id
+from sandbox.control import SandboxControl, UserCredentials
+from sandbox.seed import OWNER_ROLE, seed_demo
+from sandbox.server import SandboxServer
+
+BOT = "integrations-bot"
+# Written by the server on every update: everything else must survive every command.
+SERVER_MANAGED = {"enabled", "_updatedAt", "_updatedBy", "scriptError"}
+SCRIPT = "class Script {\n  process_incoming_request({ request }) { return { content: request.content }; }\n}\n"
+
+
+@dataclass
+class Person:
+    index: int
+    credentials: UserCredentials
+    room: str  # a channel they share with the bot
+    dm: str  # the DM room id with the bot
+    parent: str  # a message of theirs in `room`, to reply to in a thread
+    incoming: dict[str, Any]
+    outgoing: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.credentials.username
+
+
+@dataclass
+class Sent:
+    person: str
+    message: dict[str, Any]
+    integration_id: str
+    action: str
+    thread: str | None
+    answer: dict[str, Any] | None = None
+    verdict: str = "no answer"  # "done", "not done" or something unexpected
+
+
+@dataclass
+class Crowd:
+    server: SandboxServer
+    seed: dict[str, Any]
+    people: list[Person]
+    secrets: set[str]
+    originals: dict[str, dict[str, Any]]
+    sent: list[Sent] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def control(self) -> SandboxControl:
+        return self.server.control
+
+    def answered(self) -> int:
+        with self.lock:
+            return sum(1 for s in self.sent if s.answer is not None)
+
+
+def build_crowd(users: int, *, rooms: int = 4, seed: int = 6) -> Crowd:
+    """A started sandbox with the demo workspace and `users` people (see the module docstring)."""
+    server = SandboxServer()
+    seeded = seed_demo(server.store)
+    server.start()
+    control = server.control
+    rng = random.Random(seed)
+    secrets: set[str] = set()
+    for user in seeded["users"].values():
+        secrets.update(v for v in (user["authToken"], user["password"]) if v)
+    channels = [f"crowd-{n}" for n in range(1, rooms + 1)]
+    credentials = [
+        control.create_user(
+            f"person{i:02d}", password=f"pw-person{i:02d}-{rng.randrange(10**9)}", roles=["user", OWNER_ROLE]
+        )
+        for i in range(users)
+    ]
+    for c in credentials:
+        secrets.update((c.auth_token, c.password or ""))
+    for n, channel in enumerate(channels):
+        members = [BOT, *(c.username for i, c in enumerate(credentials) if i % rooms == n)]
+        control.create_room(channel, members=members, owner="admin")
+    people: list[Person] = []
+    for i, c in enumerate(credentials):
+        channel = channels[i % rooms]
+        incoming = control.create_incoming_integration(
+            f"Crowd hook {i:02d}",
+            channel=f"#{channel}",
+            created_by=c.username,
+            alias=f"hook-{i}",
+            emoji=":bell:",
+            avatar=f"https://example.org/{i}.png",
+            script=SCRIPT,
+            script_enabled=True,
+        )
+        outgoing = control.create_outgoing_integration(
+            f"Crowd relay {i:02d}",
+            channel=f"#{channel}",
+            urls=[f"https://relay.example.org/{i}"],
+            created_by=c.username,
+            trigger_words=[f"!relay{i}", "!all"],
+            token=f"outgoing-token-{i:02d}-{rng.randrange(10**12)}",
+            alias=f"relay-{i}",
+            emoji=":satellite:",
+            retry_failed_calls=True,
+            retry_count=3,
+            retry_delay="exponential",
+            run_on_edits=True,
+            target_room=f"#{channel}",
+        )
+        secrets.update((incoming["token"], outgoing["token"]))
+        dm = control.create_direct(c.username, BOT)["_id"]
+        parent = control.post_message(c.username, channel, f"thread of {c.username}")["_id"]
+        people.append(Person(i, c, channel, dm, parent, incoming, outgoing))
+    for doc in control.integrations():
+        if doc.get("token"):
+            secrets.add(doc["token"])
+    originals = {d["_id"]: d for d in control.integrations()}
+    return Crowd(server, seeded, people, {s for s in secrets if s}, originals)
+
+
+def start_bot(crowd: Crowd, workdir: Path, **settings: str) -> BotProcess:
+    creds = crowd.seed["users"][BOT]
+    env = bot_environment(
+        crowd.server.url,
+        workdir,
+        ROCKETCHAT_USER_ID=creds["userId"],
+        ROCKETCHAT_AUTH_TOKEN=creds["authToken"],
+        **settings,
+    )
+    return BotProcess(env, workdir)
+
+
+def command_text(person: Person, integration: dict[str, Any], action: str, *, in_dm: bool, variant: int) -> str:
+    """`disable incoming "Crowd hook 03" because …` / `enable <id>`, with or without the prefix."""
+    prefix = "" if in_dm else "!integration "
+    if integration["type"] == "webhook-incoming":
+        target = f'incoming "{integration["name"]}"' if variant % 2 == 0 else f'"{integration["name"]}"'
+    else:
+        target = integration["_id"]
+    reason = f" because crowd test {person.index}" if action == "disable" and variant % 3 == 0 else ""
+    return f"{prefix}{action} {target}{reason}"
+
+
+def judge_answer(text: str, action: str) -> str:
+    if ("Disabled" if action == "disable" else "Enabled") in text:
+        return "done"
+    if "nothing was changed" in text and ("not answering" in text or "rate-limiting" in text):
+        return "not done"
+    return f"unexpected: {text[:200]}"
+
+
+def drive(crowd: Crowd, person: Person, commands: int, *, seed: int, answer_timeout: float) -> None:
+    """One person: `commands` commands, alternating their two integrations, each answered before the next."""
+    rng = random.Random(seed * 1000 + person.index)
+    control = crowd.control
+    enabled = {person.incoming["_id"]: True, person.outgoing["_id"]: True}
+    for k in range(commands):
+        integration = (person.incoming, person.outgoing)[k % 2]
+        action = "disable" if enabled[integration["_id"]] else "enable"
+        place = rng.choice(("room", "thread", "dm"))
+        text = command_text(person, integration, action, in_dm=place == "dm", variant=rng.randrange(6))
+        room = person.dm if place == "dm" else person.room
+        thread = person.parent if place == "thread" else None
+        message = control.post_message(person.name, room, text, tmid=thread)
+        sent = Sent(person.name, message, integration["_id"], action, thread)
+        with crowd.lock:
+            crowd.sent.append(sent)
+        wanted = reply_id(message["_id"])
+        answer = control.wait_for_message(room, lambda m, w=wanted: m["_id"] == w, timeout=answer_timeout)
+        verdict = judge_answer(answer.get("msg", ""), action)
+        with crowd.lock:
+            sent.answer, sent.verdict = answer, verdict
+        if verdict == "done":
+            enabled[integration["_id"]] = not enabled[integration["_id"]]
+
+
+def run_crowd(crowd: Crowd, commands: int, *, seed: int, answer_timeout: float) -> list[threading.Thread]:
+    threads = [
+        threading.Thread(
+            target=drive,
+            args=(crowd, person, commands),
+            kwargs={"seed": seed, "answer_timeout": answer_timeout},
+            name=f"person-{person.index}",
+            daemon=True,
+        )
+        for person in crowd.people
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+# --- checks ------------------------------------------------------------------------------------------
+
+
+def audit_rows(state_db: Path) -> list[dict[str, Any]]:
+    with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True) as db:
+        rows = db.execute(
+            "SELECT message_id, integration_id, action, before_json, after_json FROM audit ORDER BY id"
+        ).fetchall()
+    return [
+        {
+            "message_id": r[0],
+            "integration_id": r[1],
+            "action": r[2],
+            "before": json.loads(r[3]) if r[3] else None,
+            "after": json.loads(r[4]) if r[4] else None,
+        }
+        for r in rows
+    ]
+
+
+def verify(crowd: Crowd, state_db: Path) -> dict[str, int]:
+    """The checks of the module docstring; returns counts for the test's report."""
+    control = crowd.control
+    sent = list(crowd.sent)
+    problems = [s for s in sent if s.verdict not in ("done", "not done")]
+    assert not problems, [(s.message["msg"], s.verdict) for s in problems[:5]]
+
+    # Exactly one answer per command, with its reply id, in its room and thread.
+    rooms = {s.message["rid"] for s in sent}
+    bot_messages = [m for room in rooms for m in control.messages(room) if m["u"]["username"] == BOT]
+    expected = {reply_id(s.message["_id"]): s for s in sent}
+    ids = Counter(m["_id"] for m in bot_messages)
+    assert set(ids) == set(expected), "the bot posted something that answers no command, or missed one"
+    assert max(ids.values()) == 1
+    for message in bot_messages:
+        command = expected[message["_id"]]
+        assert message["rid"] == command.message["rid"]
+        assert message.get("tmid") == command.thread, "an answer left its thread"
+
+    # Applied exactly once (done) or not at all (not done), by the audit log.
+    rows = audit_rows(state_db)
+    by_message = Counter(r["message_id"] for r in rows)
+    for s in sent:
+        count = by_message.get(s.message["_id"], 0)
+        assert count == (1 if s.verdict == "done" else 0), (s.message["msg"], s.verdict, count)
+    for row in rows:
+        if row["message_id"] in {s.message["_id"] for s in sent}:
+            command = next(s for s in sent if s.message["_id"] == row["message_id"])
+            assert row["integration_id"] == command.integration_id and row["action"] == command.action
+            flags = (row["before"]["enabled"], row["after"]["enabled"])
+            assert flags == (command.action == "disable", command.action == "enable"), (command.message["msg"], flags)
+
+    # Every integration: the state its answers imply, and not one other field lost or changed.
+    for integration_id, original in crowd.originals.items():
+        now = control.integration(integration_id)
+        flips = sum(1 for s in sent if s.integration_id == integration_id and s.verdict == "done")
+        assert now["enabled"] is (original["enabled"] if flips % 2 == 0 else not original["enabled"]), integration_id
+        kept, after = comparable(original), comparable(now)
+        assert after == kept, f"{original['name']} changed: {sorted(_hashable(kept) ^ _hashable(after))}"
+    return {
+        "commands": len(sent),
+        "done": sum(1 for s in sent if s.verdict == "done"),
+        "not done": sum(1 for s in sent if s.verdict == "not done"),
+    }
+
+
+def comparable(doc: dict[str, Any]) -> dict[str, Any]:
+    """A stored integration without what every write of the same data changes on the server: the
+    update timestamps, the compiled script (recompiled from `script`; only its presence must stay)
+    and `skipTranspile` (8.x stores an absent one as false). A null is the same as an absent key
+    (an update stores the optional fields it was not sent as null, contract §2.4.4)."""
+    out = {k: v for k, v in doc.items() if k not in SERVER_MANAGED and v is not None}
+    out["scriptCompiled"] = bool(out.get("scriptCompiled"))
+    out["skipTranspile"] = out.get("skipTranspile") is True
+    return out
+
+
+def _hashable(doc: dict[str, Any]) -> set[tuple[str, str]]:
+    return {(k, json.dumps(v, sort_keys=True)) for k, v in doc.items()}
+
+
+def leaked_secrets(outputs: Iterable[str], secrets: Iterable[str]) -> list[str]:
+    """The secrets (shown by their length only) that appear in any of the outputs."""
+    text = "\n".join(outputs)
+    return [f"<secret of {len(s)} characters>" for s in secrets if len(s) >= 6 and s in text]
