@@ -108,8 +108,7 @@ def incident_world(workdir: Path, **settings: str) -> Iterator[World]:
             workdir,
             ROCKETCHAT_USER_ID=creds["userId"],
             ROCKETCHAT_AUTH_TOKEN=creds["authToken"],
-            BOT_AUDIT_ROOM=AUDIT_ROOM,
-            **settings,
+            **{"BOT_AUDIT_ROOM": AUDIT_ROOM, **settings},
         )
         bodies = BodyChecker()
         world = World(server, seed, env, workdir, BotProcess(env, workdir), Chat(server.control, bodies), bodies)

@@ -81,3 +81,14 @@ def test_noisy_reads_back_what_was_posted_before_the_bot_started(world: World) -
     lines = [line for line in reply.splitlines() if line.startswith("•")]
     assert chatty["name"] in lines[0] and "4 messages" in lines[0], reply
     assert quiet["name"] in lines[1] and "2 messages" in lines[1], reply
+
+
+def test_an_unreachable_audit_room_never_fails_a_command(tmp_path: Path) -> None:
+    with incident_world(tmp_path, BOT_AUDIT_ROOM="no-such-room") as world:
+        original = hook(world)
+        mark = world.bot.mark()
+        reply = world.command("admin", f"disable {original['_id']} for 1h because audit room is gone")["msg"]
+        assert "Disabled" in reply
+        world.bot.wait_for_log("audit_room.not_found", after=mark)
+        history = world.command("admin", f"history {original['_id']}")["msg"]
+        assert "audit room is gone" in history  # the database is the source of truth
