@@ -1,0 +1,471 @@
+"""One benchmark run: one sandbox, three workspace sizes, the bot and the floor side by side.
+
+Theory of operation
+-------------------
+The driver starts `bench.sandbox_process` once (10,000 users, 1,000 rooms, 100 integrations),
+then for each size (100, 1,000, 10,000 integrations; the sandbox grows between stages):
+
+1. starts the real `integrations-bot run` (fresh state file) and times spawn → `bot.ready`;
+2. warms up, then measures latency: rounds of one bot command and one floor command, each
+   toggling an integration by name (`disable` when it is enabled, `enable` when not), with a
+   short pause after each so that every command meets an idle system;
+3. counts REST calls and DDP frames per `disable` and per `enable` (sandbox counters), for the
+   bot and for the floor;
+4. at 1,000 integrations: throughput, 1,000 commands from 100 operators stored in one batch,
+   then the floor doing the same work with 100 concurrent workers;
+5. samples the bot's resident memory and stops it.
+
+Times: a command's latency is the server's stored `ts` of the bot's answer minus that of the
+command (microsecond precision, one clock). The floor has no command message: its latency runs
+from the driver's wall clock just before its first request to the stored `ts` of its answer
+(same machine, same realtime clock). The bot's answer is found by its id, which the bot derives
+from the command's id (`bot.runtime.reply_id`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import platform
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from bench.floor import FloorClient
+from bench.processes import BotProcess, SandboxProcess
+from bench.stats import Summary
+from bench.workspace import COMMAND_ROOMS, WorkspaceSpec, integration_name
+from bot.runtime import reply_id
+from sandbox.control import SECRET_HEADER
+from sandbox.faults import Counters
+
+PREFIX = "!integration"
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    sizes: tuple[int, ...] = (100, 1_000, 10_000)
+    users: int = WorkspaceSpec.users
+    rooms: int = WorkspaceSpec.rooms
+    latency_rounds: int = 300  # per client and size
+    warmup_rounds: int = 30
+    cost_commands: int = 20  # per action, client and size
+    throughput_commands: int = 1_000
+    throughput_users: int = 100
+    throughput_size: int = 1_000  # the stage at which throughput is measured
+    targets: int = 30  # integrations per client toggled in the latency rounds
+    pause: float = 0.005  # seconds of quiet after each latency command
+    timeout: float = 120.0
+
+
+class BenchFailed(RuntimeError):
+    pass
+
+
+class SandboxApi:
+    """The driver's side of `/_bench/...` and `/_sandbox/...` (counters)."""
+
+    def __init__(self, credentials: dict[str, Any]) -> None:
+        control = credentials["control"]
+        self._http = httpx.AsyncClient(
+            base_url=control["url"], headers={SECRET_HEADER: control["secret"]}, timeout=600.0
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def _call(self, path: str, **arguments: Any) -> Any:
+        response = await self._http.post(path, json=arguments)
+        if response.status_code != 200:
+            raise BenchFailed(f"{path}: {response.status_code} {response.text[:200]}")
+        return response.json()
+
+    async def post(self, messages: Sequence[tuple[str, str, str]]) -> list[tuple[str, float]]:
+        """Store messages (user id, room id, text) in one batch; their ids and stored times."""
+        answer = await self._call("/_bench/post", messages=[{"user": u, "room": r, "text": t} for u, r, t in messages])
+        return [(m["_id"], float(m["ts"])) for m in answer["messages"]]
+
+    async def wait(self, ids: Sequence[str], timeout: float) -> dict[str, tuple[float, str]]:  # noqa: ASYNC109
+        """Stored time and text of each id; raises if any is missing after `timeout` seconds."""
+        answer = await self._call("/_bench/wait", ids=list(ids), timeout=timeout)
+        found = {i: (float(t), str(answer["texts"][i])) for i, t in answer["times"].items()}
+        if len(found) < len(ids):
+            raise BenchFailed(f"{len(ids) - len(found)} of {len(ids)} answers never arrived within {timeout:g} s")
+        return found
+
+    async def grow(self, integrations: int) -> float:
+        return float((await self._call("/_bench/grow", integrations=integrations))["seconds"])
+
+    async def counters(self) -> Counters:
+        return Counters.from_json((await self._call("/_sandbox/counters"))["result"])
+
+    async def reset_counters(self) -> None:
+        await self._call("/_sandbox/reset_counters")
+
+
+@dataclass
+class Toggles:
+    """Which integrations are enabled now, as far as the driver has changed them."""
+
+    enabled: dict[str, bool] = field(default_factory=dict)
+
+    def next_action(self, name: str) -> str:
+        return "disable" if self.enabled.get(name, True) else "enable"
+
+    def flip(self, name: str) -> bool:
+        """Flip and return the new state."""
+        self.enabled[name] = not self.enabled.get(name, True)
+        return self.enabled[name]
+
+
+@dataclass(frozen=True)
+class Operator:
+    user_id: str
+    room_id: str
+
+
+@dataclass
+class Stage:
+    integrations: int
+    ready_seconds: float = 0.0
+    rss_bytes: int = 0
+    bot: dict[str, list[float]] = field(default_factory=lambda: {"disable": [], "enable": []})
+    floor: dict[str, list[float]] = field(default_factory=lambda: {"disable": [], "enable": []})
+    cost: dict[str, dict[str, Any]] = field(default_factory=dict)
+    throughput: dict[str, Any] | None = None
+    grow_seconds: float = 0.0
+
+
+class Run:
+    def __init__(self, config: BenchConfig, workdir: Path, log: Any = print) -> None:
+        self.config = config
+        self.workdir = workdir
+        self.log = log
+        self.toggles = Toggles()
+        self.failures: list[str] = []
+
+    # --- the whole run --------------------------------------------------------------------------
+
+    async def run(self) -> dict[str, Any]:
+        config = self.config
+        sandbox = SandboxProcess(self.workdir, users=config.users, rooms=config.rooms, integrations=min(config.sizes))
+        started = time.perf_counter()
+        credentials = await sandbox.start()
+        self.log(f"sandbox seeded in {time.perf_counter() - started:.1f} s ({credentials['users']} users)")
+        api = SandboxApi(credentials)
+        bot_credentials = credentials["bot"]
+        floor = FloorClient(credentials["url"], bot_credentials["userId"], bot_credentials["authToken"])
+        rooms = credentials["command_rooms"]
+        operators = [Operator(o["userId"], rooms[n % len(rooms)]) for n, o in enumerate(credentials["operators"])]
+        stages: list[Stage] = []
+        try:
+            for size in sorted(config.sizes):
+                stage = Stage(size)
+                stage.grow_seconds = await api.grow(size)
+                self.log(f"--- {size} integrations")
+                await self._stage(stage, api, floor, credentials, operators)
+                stages.append(stage)
+            sandbox_rss = sandbox.rss()
+        finally:
+            await floor.aclose()
+            await api.aclose()
+            await sandbox.stop()
+        return self._results(stages, credentials, sandbox_rss)
+
+    async def _stage(
+        self,
+        stage: Stage,
+        api: SandboxApi,
+        floor: FloorClient,
+        credentials: dict[str, Any],
+        operators: list[Operator],
+    ) -> None:
+        config = self.config
+        bot_credentials = credentials["bot"]
+        bot = BotProcess(
+            self.workdir / f"bot-{stage.integrations}",
+            credentials["url"],
+            bot_credentials["userId"],
+            bot_credentials["authToken"],
+        )
+        stage.ready_seconds = await bot.start()
+        self.log(f"bot ready in {stage.ready_seconds:.2f} s")
+        try:
+            rss = [bot.rss()]
+            bot_targets = [integration_name(n) for n in range(config.targets)]
+            floor_targets = [integration_name(n) for n in range(config.targets, 2 * config.targets)]
+            await self._rounds(None, api, floor, operators, bot_targets, floor_targets, config.warmup_rounds)
+            await self._rounds(stage, api, floor, operators, bot_targets, floor_targets, config.latency_rounds)
+            rss.append(bot.rss())
+            stage.cost = await self._cost(api, floor, operators, bot_targets, floor_targets)
+            if stage.integrations == config.throughput_size:
+                stage.throughput = await self._throughput(api, floor, operators)
+                rss.append(bot.rss())
+            stage.rss_bytes = max(rss)
+        finally:
+            code = await bot.stop()
+            if code != 0:
+                self.failures.append(f"the bot exited with {code} at {stage.integrations} integrations")
+
+    # --- one command each way -------------------------------------------------------------------
+
+    async def bot_command(self, api: SandboxApi, operator: Operator, name: str) -> tuple[str, float]:
+        action = self.toggles.next_action(name)
+        [(command_id, command_ts)] = await api.post([(operator.user_id, operator.room_id, f"{PREFIX} {action} {name}")])
+        answer = reply_id(command_id)
+        found = await api.wait([answer], self.config.timeout)
+        answer_ts, text = found[answer]
+        self._check(action, name, text)
+        self.toggles.flip(name)
+        return action, answer_ts - command_ts
+
+    async def floor_command(self, api: SandboxApi, floor: FloorClient, room_id: str, name: str) -> tuple[str, float]:
+        action = self.toggles.next_action(name)
+        started = time.time()
+        answer = await floor.set_enabled(name, action == "enable", room_id)
+        found = await api.wait([answer], self.config.timeout)
+        self.toggles.flip(name)
+        return action, found[answer][0] - started
+
+    def _check(self, action: str, name: str, text: str) -> None:
+        expected = "Disabled" if action == "disable" else "Enabled"
+        if expected not in text:
+            self.failures.append(f"{action} {name}: unexpected answer {text[:120]!r}")
+
+    # --- latency ----------------------------------------------------------------------------------
+
+    async def _rounds(  # noqa: PLR0917
+        self,
+        stage: Stage | None,
+        api: SandboxApi,
+        floor: FloorClient,
+        operators: list[Operator],
+        bot_targets: list[str],
+        floor_targets: list[str],
+        rounds: int,
+    ) -> None:
+        typists = operators[:COMMAND_ROOMS]
+        for number in range(rounds):
+            operator = typists[number % len(typists)]
+            action, seconds = await self.bot_command(api, operator, bot_targets[number % len(bot_targets)])
+            if stage is not None:
+                stage.bot[action].append(seconds)
+            await asyncio.sleep(self.config.pause)
+            action, seconds = await self.floor_command(
+                api, floor, operator.room_id, floor_targets[number % len(floor_targets)]
+            )
+            if stage is not None:
+                stage.floor[action].append(seconds)
+            await asyncio.sleep(self.config.pause)
+
+    # --- cost -----------------------------------------------------------------------------------
+
+    async def _cost(
+        self,
+        api: SandboxApi,
+        floor: FloorClient,
+        operators: list[Operator],
+        bot_targets: list[str],
+        floor_targets: list[str],
+    ) -> dict[str, dict[str, Any]]:
+        """Calls per command, by endpoint: `disable` then `enable` on the same targets.
+
+        Targets left disabled by the latency rounds are enabled first (not counted), so every
+        counted command changes something.
+        """
+        count = self.config.cost_commands
+        operator = operators[0]
+        bot_names, floor_names = bot_targets[:count], floor_targets[:count]
+        for name in bot_names:
+            if self.toggles.next_action(name) == "enable":
+                await self.bot_command(api, operator, name)
+        for name in floor_names:
+            if self.toggles.next_action(name) == "enable":
+                await self.floor_command(api, floor, operator.room_id, name)
+        found: dict[str, dict[str, Any]] = {}
+        for action in ("disable", "enable"):
+            await asyncio.sleep(0.2)  # let the bot finish its bookkeeping of earlier commands
+            await api.reset_counters()
+            for name in bot_names:
+                await self.bot_command(api, operator, name)
+            await asyncio.sleep(0.2)
+            found[f"bot {action}"] = per_command(await api.counters(), len(bot_names))
+            await api.reset_counters()
+            for name in floor_names:
+                await self.floor_command(api, floor, operator.room_id, name)
+            found[f"floor {action}"] = per_command(await api.counters(), len(floor_names))
+        return found
+
+    # --- throughput -------------------------------------------------------------------------------
+
+    async def _throughput(self, api: SandboxApi, floor: FloorClient, operators: list[Operator]) -> dict[str, Any]:
+        config = self.config
+        users = operators[: config.throughput_users]
+        names = [integration_name(n) for n in range(config.throughput_commands)]
+        # Command k comes from user k % users: every user types commands/users of them.
+        batch = [(users[k % len(users)], name, self.toggles.next_action(name)) for k, name in enumerate(names)]
+        await asyncio.sleep(0.5)
+        stored = await api.post([(u.user_id, u.room_id, f"{PREFIX} {action} {name}") for u, name, action in batch])
+        answers = await api.wait([reply_id(cid) for cid, _ in stored], config.timeout * 5)
+        first_ts = min(ts for _, ts in stored)
+        last_ts = max(ts for _, ts in stored)
+        for (cid, _), (_user, name, action) in zip(stored, batch, strict=True):
+            self._check(action, name, answers[reply_id(cid)][1])
+            self.toggles.flip(name)
+        bot_seconds = max(ts for ts, _ in answers.values()) - last_ts
+
+        # The floor: the same work (the other way round), one worker per user, same concurrency.
+        per_user: dict[int, list[str]] = {}
+        for k, name in enumerate(names):
+            per_user.setdefault(k % len(users), []).append(name)
+        await asyncio.sleep(0.5)
+
+        async def worker(user: Operator, mine: list[str]) -> list[str]:
+            ids = []
+            for name in mine:
+                ids.append(await floor.set_enabled(name, self.toggles.next_action(name) == "enable", user.room_id))
+            return ids
+
+        started = time.time()
+        lists = await asyncio.gather(*(worker(users[u], mine) for u, mine in per_user.items()))
+        floor_answers = await api.wait([i for ids in lists for i in ids], config.timeout)
+        floor_seconds = max(ts for ts, _ in floor_answers.values()) - started
+        for name in names:
+            self.toggles.flip(name)
+        return {
+            "commands": len(names),
+            "users": len(users),
+            "batch_store_seconds": round(last_ts - first_ts, 4),
+            "bot_seconds": round(bot_seconds, 4),
+            "floor_seconds": round(floor_seconds, 4),
+            "bot_per_second": round(len(names) / bot_seconds, 1),
+            "floor_per_second": round(len(names) / floor_seconds, 1),
+            "ratio": round(floor_seconds / bot_seconds, 3),
+        }
+
+    # --- results ----------------------------------------------------------------------------------
+
+    def _results(self, stages: list[Stage], credentials: dict[str, Any], sandbox_rss: int) -> dict[str, Any]:
+        config = self.config
+        rows = [stage_json(s) for s in stages]
+        return {
+            "generated": datetime.now(UTC).isoformat(timespec="seconds"),
+            "machine": machine(),
+            "config": {
+                "users": credentials["users"],
+                "rooms": credentials["rooms"],
+                "sizes": list(config.sizes),
+                "latency_rounds": config.latency_rounds,
+                "warmup_rounds": config.warmup_rounds,
+                "pause_seconds": config.pause,
+                "cost_commands": config.cost_commands,
+                "throughput_commands": config.throughput_commands,
+                "throughput_users": config.throughput_users,
+                "throughput_size": config.throughput_size,
+            },
+            "sandbox_seed_seconds": round(float(credentials["seed_seconds"]), 2),
+            "sandbox_rss_mb": round(sandbox_rss / 2**20, 1),
+            "stages": rows,
+            "targets": targets(rows),
+            "failures": self.failures,
+        }
+
+
+def per_command(counters: Counters, commands: int) -> dict[str, Any]:
+    rest = {k: round(v / commands, 2) for k, v in sorted(counters.rest.items())}
+    return {
+        "commands": commands,
+        "rest_total": round(sum(counters.rest.values()) / commands, 2),
+        "rest": rest,
+        "ddp_frames_out": round(counters.ddp_frames_out / commands, 2),
+        "ddp_frames_in": round(counters.ddp_frames_in / commands, 2),
+        "ddp_methods": {k: round(v / commands, 2) for k, v in sorted(counters.ddp_methods.items())},
+    }
+
+
+def stage_json(stage: Stage) -> dict[str, Any]:
+    bot_all = stage.bot["disable"] + stage.bot["enable"]
+    floor_all = stage.floor["disable"] + stage.floor["enable"]
+    latency: dict[str, Any] = {}
+    for label, bot_samples, floor_samples in (
+        ("all", bot_all, floor_all),
+        ("disable", stage.bot["disable"], stage.floor["disable"]),
+        ("enable", stage.bot["enable"], stage.floor["enable"]),
+    ):
+        bot, floor = Summary.of(bot_samples), Summary.of(floor_samples)
+        latency[label] = {
+            "bot": bot.to_json(),
+            "floor": floor.to_json(),
+            "ratio": {
+                "p50": round(bot.p50_ms / floor.p50_ms, 3),
+                "p90": round(bot.p90_ms / floor.p90_ms, 3),
+                "p99": round(bot.p99_ms / floor.p99_ms, 3),
+            },
+        }
+    return {
+        "integrations": stage.integrations,
+        "ready_seconds": round(stage.ready_seconds, 3),
+        "rss_mb": round(stage.rss_bytes / 2**20, 1),
+        "latency": latency,
+        "cost": stage.cost,
+        "throughput": stage.throughput,
+        "grow_seconds": round(stage.grow_seconds, 2),
+    }
+
+
+def targets(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The issue's targets, each with the measured value and whether it is met."""
+    found: list[dict[str, Any]] = []
+
+    def add(name: str, value: float, limit: float, met: bool) -> None:
+        found.append({"target": name, "value": round(value, 3), "limit": limit, "met": met})
+
+    for row in rows:
+        ratio = row["latency"]["all"]["ratio"]
+        size = row["integrations"]
+        add(f"p50 bot/floor at {size}", ratio["p50"], 1.3, ratio["p50"] <= 1.3)
+        add(f"p99 bot/floor at {size}", ratio["p99"], 2.0, ratio["p99"] <= 2.0)
+    for row in rows:
+        if row["throughput"] is not None:
+            value = row["throughput"]["ratio"]
+            add(f"throughput bot/floor at {row['integrations']}", value, 0.8, value >= 0.8)
+    smallest, largest = rows[0], rows[-1]
+    for action in ("disable", "enable"):
+        base = smallest["cost"][f"bot {action}"]["rest_total"]
+        worst = max(r["cost"][f"bot {action}"]["rest_total"] for r in rows)
+        add(f"REST calls per {action}, largest / smallest workspace", worst / base, 1.0, worst <= base)
+    add(f"ready at {largest['integrations']} (s)", largest["ready_seconds"], 2.0, largest["ready_seconds"] <= 2.0)
+    add(f"RSS at {largest['integrations']} (MB)", largest["rss_mb"], 80.0, largest["rss_mb"] <= 80.0)
+    growth = largest["latency"]["all"]["bot"]["p50_ms"] / smallest["latency"]["all"]["bot"]["p50_ms"]
+    add(f"p50 at {largest['integrations']} / p50 at {smallest['integrations']}", growth, 1.1, growth <= 1.1)
+    return found
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "cpu": cpu,
+        "cores": psutil.cpu_count(logical=True),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "system": f"{platform.system()} {platform.release()}",
+    }
+
+
+async def run_bench(config: BenchConfig, log: Any = print) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="integrations-bot-bench-") as workdir:
+        return await Run(config, Path(workdir), log).run()

@@ -1,0 +1,95 @@
+"""The floor: the least any client must do for `disable <name>` (or `enable`), by hand.
+
+Three HTTP calls over one keep-alive connection pool, as the bot's own account:
+
+    GET  integrations.list?name=<name>   the full document (a list page carries every field)
+    PUT  integrations.update             the whole document back with `enabled` flipped
+    POST chat.sendMessage                the answer, in the command's room
+
+No parsing, no authorization of the caller, no state, no verification, no logs: whatever the
+bot does beyond this is its overhead. The body is still the lossless one (a partial body would
+wipe fields, and a cheaper-but-wrong floor would flatter nothing).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Final
+
+import httpx
+
+_INCOMING_FIELDS: Final = (
+    "alias",
+    "avatar",
+    "emoji",
+    "script",
+    "scriptEngine",
+    "overrideDestinationChannelEnabled",
+    "username",
+)
+_OUTGOING_FIELDS: Final = (
+    "username",
+    "event",
+    "targetRoom",
+    "urls",
+    "triggerWords",
+    "triggerWordAnywhere",
+    "token",
+    "scriptEngine",
+    "script",
+    "runOnEdits",
+    "retryFailedCalls",
+    "retryCount",
+    "retryDelay",
+    "impersonateUser",
+    "alias",
+    "avatar",
+    "emoji",
+)
+_ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
+
+
+def message_id() -> str:
+    return "".join(random.choice(_ALPHABET) for _ in range(17))
+
+
+def update_body(doc: dict[str, Any], enabled: bool) -> dict[str, Any]:
+    fields = _INCOMING_FIELDS if doc["type"] == "webhook-incoming" else _OUTGOING_FIELDS
+    body: dict[str, Any] = {
+        "type": doc["type"],
+        "integrationId": doc["_id"],
+        "name": doc["name"],
+        "enabled": enabled,
+        "scriptEnabled": doc.get("scriptEnabled") is True,
+        "channel": ",".join(doc.get("channel") or []),
+    }
+    body.update({key: doc[key] for key in fields if doc.get(key) is not None})
+    return body
+
+
+class FloorClient:
+    def __init__(self, url: str, user_id: str, auth_token: str, *, connections: int = 100) -> None:
+        self._http = httpx.AsyncClient(
+            base_url=f"{url}/api/v1",
+            headers={"X-User-Id": user_id, "X-Auth-Token": auth_token},
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+            timeout=30.0,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def set_enabled(self, name: str, enabled: bool, room_id: str) -> str:
+        """Do the command's work; returns the `_id` of the answer it stored."""
+        listed = (await self._http.get("integrations.list", params={"name": name})).json()
+        doc = next(d for d in listed["integrations"] if d["name"] == name)
+        updated = await self._http.put("integrations.update", json=update_body(doc, enabled))
+        updated.raise_for_status()
+        answer_id = message_id()
+        word = "Enabled" if enabled else "Disabled"
+        sent = await self._http.post(
+            "chat.sendMessage",
+            json={"message": {"_id": answer_id, "rid": room_id, "msg": f"{word} `{name}` ({doc['type']})."}},
+        )
+        sent.raise_for_status()
+        return answer_id
