@@ -61,7 +61,7 @@ from bot.errors import BotError
 from sandbox.control import ControlError, NotFound, SandboxClient
 
 BOT_USERNAME: Final = "integrations-bot"
-DEFAULT_USER: Final = "alice"
+DEFAULT_USER: Final = "admin"  # sees everything, so a first `list` shows the workspace
 DEFAULT_ROOM: Final = "general"
 QUIET_AFTER_ANSWER: Final = 0.5  # seconds without news after an answer before the next script line
 HISTORY_ON_ENTER: Final = 3  # messages shown when entering a room interactively

@@ -99,11 +99,11 @@ def test_each_line_is_posted_as_the_user_and_the_answer_is_shown(
 
     assert status == 0
     assert out.lines[:2] == [
-        "[#general] alice: !integration help",
+        "[#general] admin: !integration help",
         "[#general] integrations-bot: echo: !integration help",
     ]
     stored = last_message(server, "general", "!integration help")
-    assert stored["u"]["username"] == "alice"
+    assert stored["u"]["username"] == "admin"
 
 
 def test_user_room_dm_and_thread_switches_change_where_lines_go(
@@ -150,7 +150,7 @@ def test_a_line_without_an_answer_fails_the_script_but_said_lines_do_not(
 
 def test_problems_are_one_line_each_and_fail_the_script(chat: tuple[ChatSession, Transcript, SandboxServer]) -> None:
     session, out, server = chat
-    server.control.create_room("board", room_type="p", members=["admin", "integrations-bot"])
+    server.control.create_room("board", room_type="p", members=["alice", "integrations-bot"])
     script = [":thread", ":user nobody", ":user integrations-bot", ":room nowhere", ":room board", "hello?", ":nope"]
     assert run_script(session, script, timeout=SHORT, quiet=QUIET) == 1
 
@@ -160,7 +160,7 @@ def test_problems_are_one_line_each_and_fail_the_script(chat: tuple[ChatSession,
     assert "no user 'nobody'" in problems[1]
     assert "the bot itself" in problems[2]
     assert "no room 'nowhere'" in problems[3]
-    assert "Rocket.Chat refused it" in problems[4]  # alice is not in the private room: the server says no
+    assert "Rocket.Chat refused it" in problems[4]  # admin is not in the private room: the server says no
     assert ":help" in problems[5]
     assert not [m for m in server.control.messages("board") if m.get("msg") == "hello?"]
 
@@ -171,7 +171,7 @@ def test_listings_come_from_the_workspace(chat: tuple[ChatSession, Transcript, S
     assert run_script(session, script, timeout=SHORT, quiet=QUIET) == 0
     guggy = next(d for d in server.control.integrations() if d["name"] == "Guggy" and d["type"] == "webhook-incoming")
     assert f"Guggy              incoming  yes      {guggy['_id']}" in out.text
-    assert "* alice" in out.text and "own-integrations" in out.text
+    assert "* admin" in out.text and "own-integrations" in out.text
     assert "#platform-team" in out.text
     assert ":thread [off]" in out.text
     assert "never sent" not in out.text
@@ -236,6 +236,6 @@ def test_interactive_mode_shows_answers_as_they_arrive(
         feed.close()
     assert answered.is_set()
     lines = stream.getvalue().splitlines()
-    assert "== you are alice in #ops" in lines
+    assert "== you are admin in #ops" in lines
     assert "[#ops] integrations-bot: echo: !integration list" in lines
-    assert "[#ops] alice: !integration list" not in lines  # what you typed is not echoed back
+    assert "[#ops] admin: !integration list" not in lines  # what you typed is not echoed back

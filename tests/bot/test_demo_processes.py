@@ -49,19 +49,19 @@ def run_demo(
 
 def test_a_script_runs_against_the_started_bot_and_everything_is_removed(tmp_path: Path) -> None:
     script = tmp_path / "try.txt"
-    script.write_text("!integration help\n:user admin\n:dm\nshow Guggy\n")
+    script.write_text("!integration help\n:user alice\n:dm\nshow Guggy\n")
     status, out, err, state_dir = run_demo(DemoOptions(script=str(script), timeout=10))
 
     assert status == 0, err
     assert out.splitlines() == [
-        "== you are alice in #general",
-        "[#general] alice: !integration help",
-        "[#general] integrations-bot: echo: !integration help",
-        ":user admin",
         "== you are admin in #general",
+        "[#general] admin: !integration help",
+        "[#general] integrations-bot: echo: !integration help",
+        ":user alice",
+        "== you are alice in #general",
         ":dm",
-        "== you are admin in @integrations-bot",
-        "[@integrations-bot] admin: show Guggy",
+        "== you are alice in @integrations-bot",
+        "[@integrations-bot] alice: show Guggy",
         "[@integrations-bot] integrations-bot: echo: show Guggy",
     ]
     assert "the bot is ready" in err

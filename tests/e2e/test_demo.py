@@ -89,5 +89,5 @@ def test_an_unanswered_line_fails_the_demo_run(tmp_path: Path) -> None:
     # Plain chat in a room is not addressed to the bot, so it stays silent: the script must say so.
     result = run_demo(tmp_path, ["good morning everyone", ":say no answer needed"], timeout=2)
     assert result.returncode == 1
-    assert "[#general] alice: good morning everyone" in result.stdout
+    assert "[#general] admin: good morning everyone" in result.stdout
     assert "!! no answer from integrations-bot within 2 s" in result.stdout
