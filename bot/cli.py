@@ -2,11 +2,13 @@
 
     integrations-bot run        run the bot in the foreground (SIGTERM/SIGINT stop it cleanly)
     integrations-bot check      connect with the configured credentials and print a readiness report
+    integrations-bot healthcheck  ask the running bot's /healthz (BOT_HTTP_PORT): the container HEALTHCHECK
     integrations-bot sandbox    serve the seeded sandbox Rocket.Chat server (for tests and the demo)
     integrations-bot demo       sandbox + bot + a terminal chat to try the bot in
 
 Exit codes: 0 success, 1 failure at run time (e.g. the server refused the bot's credentials),
-2 configuration or usage error (one clear line on stderr).
+2 configuration or usage error (one clear line on stderr). `healthcheck` exits 0 or 1 only (Docker
+reserves 2) and reads no setting but BOT_HTTP_HOST/BOT_HTTP_PORT.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.add_parser("run", help="run the bot in the foreground")
     commands.add_parser("check", help="print a readiness report for the configured server and bot account")
+    commands.add_parser("healthcheck", help="exit 0 if the running bot's /healthz says healthy, else 1")
     commands.add_parser("sandbox", help="serve the seeded sandbox Rocket.Chat server", add_help=False)
     commands.add_parser("demo", help="sandbox + bot + terminal chat", add_help=False)
     return parser
@@ -54,6 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return EXIT_CONFIG
+    if args.command == "healthcheck":
+        # Before load_settings: the probe must not depend on the Rocket.Chat settings being valid.
+        from bot.healthcheck import main as healthcheck_main
+
+        return healthcheck_main(args.env_file)
     try:
         from bot.config import load_settings
 

@@ -1,21 +1,27 @@
 """Issue 3: the image runs the documented `integrations-bot run`, as a non-root user.
+Issue 6: its HEALTHCHECK runs `integrations-bot healthcheck` against the bot's /healthz.
 
 No image can be built here (no engine, no base images), so the Dockerfile is read as text; hadolint
 lints it in `make test`. What an operator relies on is checked: the process the container starts,
-that it receives SIGTERM itself (exec form), who it runs as, and where its state goes.
+that it receives SIGTERM itself (exec form), who it runs as, where its state goes, and that the
+health check command, run with the image's environment, tells a running bot from a stopped one.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import shlex
 import subprocess
 import tomllib
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
-from e2e_support import REPO, bot_executable
+from e2e_support import REPO, bot_executable, running_workspace
+
+from bot import healthcheck
 
 pytestmark = pytest.mark.e2e
 
@@ -95,3 +101,65 @@ def test_it_runs_as_a_non_root_user_that_owns_the_state_directory() -> None:
     assert posixpath.dirname(state_db) == home  # the bot can write its state file
     assert json.loads(last(stage, "VOLUME").arguments) == [home]
     assert last(stage, "WORKDIR").arguments == home
+
+
+def image_environment(stage: list[Instruction]) -> dict[str, str]:
+    env = " ".join(i.arguments for i in stage if i.keyword == "ENV")
+    return dict(part.split("=", 1) for part in shlex.split(env) if "=" in part)
+
+
+def health_check(stage: list[Instruction]) -> tuple[dict[str, str], list[str]]:
+    """The HEALTHCHECK's options (`--interval=30s` → {"interval": "30s"}) and its exec-form command."""
+    options_text, separator, command = last(stage, "HEALTHCHECK").arguments.partition("CMD ")
+    assert separator, "HEALTHCHECK without CMD"
+    options = dict(o.removeprefix("--").split("=", 1) for o in shlex.split(options_text))
+    return options, exec_form(Instruction("CMD", command))
+
+
+def seconds(duration: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    unit = next(u for u in ("ms", "s", "m", "h") if duration.endswith(u))
+    return float(duration.removesuffix(unit)) * units[unit]
+
+
+def test_the_healthcheck_runs_the_healthcheck_subcommand_on_the_published_port() -> None:
+    stage = final_stage()
+    options, command = health_check(stage)
+    assert command == ["integrations-bot", "healthcheck"]  # exec form: no shell needed in the image
+    assert options == {"interval": "30s", "timeout": "5s", "start-period": "20s", "retries": "3"}
+    # Docker kills a probe at --timeout; the program's own timeout is shorter, so it can say why.
+    assert seconds(options["timeout"]) > healthcheck.TIMEOUT
+    env = image_environment(stage)
+    assert env["BOT_HTTP_HOST"] == "0.0.0.0"  # reachable from outside the container (metrics scrapers)
+    assert env["BOT_HTTP_PORT"] in last(stage, "EXPOSE").arguments.split()
+    result = subprocess.run(
+        [bot_executable(), "healthcheck", "--help"], check=False, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0 and "usage: integrations-bot healthcheck" in result.stdout
+
+
+def test_the_healthcheck_passes_while_the_bot_runs_and_fails_once_it_stopped(tmp_path: Path) -> None:
+    image_env = image_environment(final_stage())
+    _, command = health_check(final_stage())
+    argv = [bot_executable(), *command[1:]]
+    (tmp_path / "bot").mkdir()
+    # The image's settings, on a free port instead of 8080 (tests run side by side); the bot logs it.
+    with running_workspace(tmp_path / "bot", BOT_HTTP_HOST=image_env["BOT_HTTP_HOST"], BOT_HTTP_PORT="0") as ws:
+        port = ws.bot.wait_for_log("http.listening")["port"]
+        # What the container's probe has: the image's environment, no Rocket.Chat settings at all.
+        probe_env = {**image_env, "BOT_HTTP_PORT": str(port), "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
+        probe_dir = tmp_path / "probe"
+        probe_dir.mkdir()
+
+        def probe() -> subprocess.CompletedProcess[str]:
+            return subprocess.run(
+                argv, env=probe_env, cwd=probe_dir, capture_output=True, text=True, timeout=30, check=False
+            )
+
+        healthy = probe()
+        assert healthy.returncode == 0, healthy.stderr
+        assert "healthy" in healthy.stdout and "realtime ready" in healthy.stdout
+        assert ws.bot.terminate() == 0
+        stopped = probe()
+    assert stopped.returncode == 1
+    assert stopped.stderr.count("\n") == 1 and "nothing answers" in stopped.stderr, stopped.stderr
