@@ -11,6 +11,18 @@ integration:
     resolve → may_update (caller) → re-read (integrations.get) → channel rules (caller)
     → nothing to do? stop → build the complete body → PUT once → verify the stored result
 
+The re-read is skipped when the document was read from the server by this very command a
+moment ago (`resolve`, then `fresh=True`): a name is resolved through `integrations.list`,
+whose pages carry complete documents (token, script and all, contract §2.2), so a second
+read would return the same document one round trip later and narrow no race (Rocket.Chat has
+no conditional write; the verification below is what catches a write that did not stick).
+A document handed in from elsewhere (a timer, an audit row, an earlier command) is re-read.
+
+The stored result is verified on the document the PUT answers with: the update route re-reads
+the integration from the database after writing and returns it (§2.4.2 step 3, the same in
+every version read, legacy 7.x wiping update included), so it is the stored document, not an
+echo of the body.
+
 `build_update_body` is the safe recipe of §2.4.4: the stored `type` (the server dispatches on
 the body's type), the outgoing schema's exact whitelist (it is closed), `channel` as a comma
 string, arrays kept arrays, the outgoing `token` sent back, nulls passed where the schema allows
@@ -30,6 +42,7 @@ read the body is re-sent; if someone else changed it meanwhile nothing is re-sen
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -105,6 +118,16 @@ DEFAULT_SCRIPT_ENGINE: Final = "isolated-vm"
 # Written by the server on every update, or derived by it: never compared.
 SERVER_MANAGED: Final = frozenset({"_updatedAt", "_updatedBy", "userId", "scriptCompiled", "scriptError"})
 _MISSING: Final = object()
+# What an integration `_id` looks like (§2.1): 24 hex characters (ObjectId, 6.x and later) or
+# 17 characters of Meteor's `Random.id` alphabet (very old ones). Matched loosely (any letters
+# and digits of those lengths); a query of another shape is looked up by id only when no name
+# matches (`IntegrationService.resolve`).
+_ID_SHAPE: Final = re.compile(r"[0-9A-Za-z]{17}|[0-9A-Za-z]{24}")
+
+
+def looks_like_id(query: str) -> bool:
+    """Whether `query` has the shape of an integration id (so resolving it tries the id first)."""
+    return _ID_SHAPE.fullmatch(query) is not None
 
 
 def normalize_kind(kind: str | None) -> str | None:
@@ -351,6 +374,12 @@ class IntegrationService:
         the server's case-insensitive *substring* search, paged fully, narrowed to names equal
         after trimming (case-insensitively), to `kind`, and to what the caller's own list would
         show (§2.2) — so nothing the caller cannot see is revealed, not even its existence.
+
+        A query shaped like an id (`looks_like_id`) is tried as an id first, as it always was;
+        any other query (`Guggy`, `hook-00042`) is looked up by name first, and by id only when
+        no name matches, which spares the by-id round trip that cannot succeed for ordinary
+        names. The returned document is complete and current (read by this call): pass it on
+        with `fresh=True`.
         """
         kind = normalize_kind(kind)
         wanted = query.strip()
@@ -359,10 +388,30 @@ class IntegrationService:
             raise PermissionDenied("look up integrations", listing.missing, detail=listing.reason)
         if not wanted:
             raise IntegrationNotFound(query, kind)
-        if not any(ch.isspace() for ch in wanted):
-            by_id = await self._get_or_none(wanted)
-            if by_id is not None and (kind is None or by_id.get("type") == kind) and may_view(rights, by_id):
-                return Integration.of(by_id)
+        id_like = looks_like_id(wanted)
+        if id_like:
+            by_id = await self._by_id(wanted, kind, rights)
+            if by_id is not None:
+                return by_id
+        matches = await self._by_name(wanted, kind, rights)
+        if not matches and not id_like and not any(ch.isspace() for ch in wanted):
+            by_id = await self._by_id(wanted, kind, rights)
+            if by_id is not None:
+                return by_id
+        if not matches:
+            raise IntegrationNotFound(query, kind)
+        if len(matches) > 1:
+            found = [Integration.of(d) for d in matches]
+            raise AmbiguousIntegration(wanted, [Candidate(i.id, i.name, i.type, i.enabled) for i in found])
+        return Integration.of(matches[0])
+
+    async def _by_id(self, wanted: str, kind: str | None, rights: CallerRights) -> Integration | None:
+        by_id = await self._get_or_none(wanted)
+        if by_id is not None and (kind is None or by_id.get("type") == kind) and may_view(rights, by_id):
+            return Integration.of(by_id)
+        return None
+
+    async def _by_name(self, wanted: str, kind: str | None, rights: CallerRights) -> list[dict[str, Any]]:
         key = wanted.casefold()
         matches: list[dict[str, Any]] = []
         async for doc in self._rest.iter_integrations(name=wanted, type=kind):
@@ -373,12 +422,7 @@ class IntegrationService:
                 continue
             if visible_in_list(rights, doc):
                 matches.append(doc)
-        if not matches:
-            raise IntegrationNotFound(query, kind)
-        if len(matches) > 1:
-            found = [Integration.of(d) for d in matches]
-            raise AmbiguousIntegration(wanted, [Candidate(i.id, i.name, i.type, i.enabled) for i in found])
-        return Integration.of(matches[0])
+        return matches
 
     async def set_enabled(
         self,
@@ -387,9 +431,10 @@ class IntegrationService:
         *,
         rights: CallerRights,
         kind: str | None = None,
+        fresh: bool = False,
     ) -> UpdateOutcome:
         """Enable or disable; no write when it already is in that state (`changed=False`)."""
-        return await self.apply_changes(target, {"enabled": enabled}, rights=rights, kind=kind)
+        return await self.apply_changes(target, {"enabled": enabled}, rights=rights, kind=kind, fresh=fresh)
 
     async def apply_changes(
         self,
@@ -398,21 +443,27 @@ class IntegrationService:
         *,
         rights: CallerRights,
         kind: str | None = None,
+        fresh: bool = False,
     ) -> UpdateOutcome:
         """Change fields of one integration losslessly, as the caller, and verify the result.
 
         `target` is a query (id or name, resolved for the caller) or an already resolved
         document; `changes` maps document field names to new values (document form: `channel`
-        and `urls` as lists).
+        and `urls` as lists). `fresh=True` says the document is what `resolve` returned to this
+        command just now, so it is used as read instead of being read again (module docstring).
         """
-        found = (
-            await self.resolve(target, kind=kind, rights=rights) if isinstance(target, str) else Integration.of(target)
-        )
+        if isinstance(target, str):
+            found, fresh = await self.resolve(target, kind=kind, rights=rights), True
+        else:
+            found = Integration.of(target)
         self._authorize(rights, found, may_update(rights, found))
-        raw = await self._get_or_none(found.id)
-        if raw is None:
-            raise IntegrationNotFound(found.name, found.type)
-        current = Integration.of(raw)
+        if fresh:
+            current = found
+        else:
+            raw = await self._get_or_none(found.id)
+            if raw is None:
+                raise IntegrationNotFound(found.name, found.type)
+            current = Integration.of(raw)
         intended = intended_document(current, changes)
         self._authorize(rights, current, may_write(rights, intended))
         if all(current.document.get(k, _MISSING) == v for k, v in changes.items()):

@@ -91,17 +91,19 @@ class JournaledIntegrationService(IntegrationService):
         *,
         rights: CallerRights,
         kind: str | None = None,
+        fresh: bool = False,
     ) -> UpdateOutcome:
         run = current_command.get()
         if run is None or not run.recovering:
-            return await super().apply_changes(target, changes, rights=rights, kind=kind)
-        found = (
-            await self.resolve(target, kind=kind, rights=rights) if isinstance(target, str) else Integration.of(target)
-        )
+            return await super().apply_changes(target, changes, rights=rights, kind=kind, fresh=fresh)
+        if isinstance(target, str):
+            found, fresh = await self.resolve(target, kind=kind, rights=rights), True
+        else:
+            found = Integration.of(target)
         replayed = await self._replay(run.message_id, found, changes)
         if replayed is not None:
             return replayed
-        return await super().apply_changes(found, changes, rights=rights, kind=kind)
+        return await super().apply_changes(found, changes, rights=rights, kind=kind, fresh=fresh)
 
     async def landed(self, message_id: str) -> bool:
         """Whether some write of this (interrupted) command reached the server."""

@@ -180,6 +180,24 @@ async def test_an_id_is_resolved_directly() -> None:
     assert server.endpoint_calls("integrations.list") == []
 
 
+async def test_a_plain_name_is_looked_up_by_name_only() -> None:
+    server = FakeRocketChat(incoming("665f1c2e9b1e8a0012345678", "hook-00042"))
+    found = await service_for(server).resolve("hook-00042", rights=rights(*ALL))
+    assert found.id == "665f1c2e9b1e8a0012345678"
+    assert server.endpoint_calls("integrations.get") == []  # a name like this is no id: no by-id probe
+
+
+async def test_an_id_of_an_unusual_shape_is_still_found_when_no_name_matches() -> None:
+    server = FakeRocketChat(incoming("legacy-id-1", "Guggy"))
+    found = await service_for(server).resolve("legacy-id-1", rights=rights(*ALL))
+    assert found.name == "Guggy"
+
+
+async def test_an_id_shaped_name_is_still_found_by_name() -> None:
+    server = FakeRocketChat(incoming("a", "ABCDEFGHJKLMNPQRS"))  # 17 letters: tried as an id first
+    assert (await service_for(server).resolve("ABCDEFGHJKLMNPQRS", rights=rights(*ALL))).id == "a"
+
+
 async def test_several_exact_matches_are_ambiguous_and_nothing_is_written() -> None:
     server = FakeRocketChat(incoming("a", "Guggy"), outgoing("b", "guggy", enabled=False), incoming("c", "Guggy 2"))
     service = service_for(server)
@@ -266,6 +284,25 @@ async def test_state_is_checked_on_a_fresh_read_not_the_listing() -> None:
     outcome = await service.set_enabled(listed, False, rights=rights(*ALL))
     assert not outcome.changed
     assert server.endpoint_calls("integrations.update") == []
+
+
+async def test_a_document_resolved_just_now_is_written_without_reading_it_again() -> None:
+    doc = outgoing("o1", "Guggy")
+    server = FakeRocketChat(doc)
+    service = service_for(server)
+    found = await service.resolve("Guggy", rights=rights(*ALL))
+    outcome = await service.set_enabled(found, False, rights=rights(*ALL), fresh=True)
+    assert outcome.changed and not outcome.after.enabled
+    assert server.endpoint_calls("integrations.get") == []
+    (put,) = server.endpoint_calls("integrations.update")
+    assert json.loads(put.content) == build_update_body(doc, {"enabled": False})  # still the whole document
+
+
+async def test_a_query_is_resolved_and_written_with_one_read() -> None:
+    server = FakeRocketChat(outgoing("o1", "Guggy"))
+    outcome = await service_for(server).set_enabled("Guggy", False, rights=rights(*ALL))
+    assert outcome.changed
+    assert [r.url.path.rsplit("/", 1)[1] for r in server.requests] == ["integrations.list", "integrations.update"]
 
 
 async def test_someone_elses_integration_needs_the_all_permission() -> None:
