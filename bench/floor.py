@@ -9,6 +9,9 @@ Three HTTP calls over one keep-alive connection pool, as the bot's own account:
 No parsing, no authorization of the caller, no state, no verification, no logs: whatever the
 bot does beyond this is its overhead. The body is still the lossless one (a partial body would
 wipe fields, and a cheaper-but-wrong floor would flatter nothing).
+
+It uses the same HTTP stack as the bot, including the bot's work-around for httpcore's failing
+`import sniffio` on every request (`bot.rest`), so neither side pays a cost the other does not.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import random
 from typing import Any, Final
 
 import httpx
+
+import bot.rest  # noqa: F401  (the httpcore work-around, applied on import; see the docstring)
 
 _INCOMING_FIELDS: Final = (
     "alias",
