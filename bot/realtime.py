@@ -467,6 +467,18 @@ class RealtimeClient:
                 return
             yield item
 
+    def pending(self) -> list[RealtimeEvent]:
+        """The events already queued behind the one `events()` last gave, without waiting, in
+        order (a consumer that handles a burst in one go); `events()` continues after them."""
+        found: list[RealtimeEvent] = []
+        while not self._events.empty():
+            item = self._events.get_nowait()
+            if item is None:
+                self._events.put_nowait(None)  # the end stays queued for `events()`
+                break
+            found.append(item)
+        return found
+
     # --- sessions ---
 
     async def _session(self) -> tuple[float | None, float | None]:

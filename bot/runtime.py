@@ -65,6 +65,7 @@ from bot.realtime import (
     Connected,
     Disconnected,
     RealtimeClient,
+    RealtimeEvent,
     RealtimeState,
     ResumeCredentials,
     StreamEvent,
@@ -268,18 +269,36 @@ class Bot:
         self._stop.set()
 
     async def _consume(self) -> None:
+        """Events in order. Messages received together (a burst of commands) are admitted
+        together: one claim statement for all of them, instead of one commit per message while
+        the rest of the burst waits behind it."""
         assert self.realtime is not None
-        async for event in self.realtime.events():
-            if isinstance(event, StreamEvent):
-                await self._on_stream(event)
-            elif isinstance(event, Connected):
-                self._on_connected(event)
-            elif isinstance(event, Disconnected):
-                self._on_disconnected(event)
-            elif isinstance(event, SubscriptionEnded):
-                log.error("realtime.subscription_ended", name=event.subscription.name, reason=event.reason)
-                if event.subscription.name == MESSAGES_STREAM:
-                    self._deaf = True
+        async for first in self.realtime.events():
+            messages: list[ChatMessage] = []
+            for event in (first, *self.realtime.pending()):
+                if isinstance(event, StreamEvent) and event.collection == MESSAGES_STREAM:
+                    message = ChatMessage.from_stream_args(event.args)
+                    if message is not None:
+                        messages.append(message)
+                    continue
+                if messages:
+                    await self._admit_all(messages, "stream")
+                    messages = []
+                await self._on_event(event)
+            if messages:
+                await self._admit_all(messages, "stream")
+
+    async def _on_event(self, event: RealtimeEvent) -> None:
+        if isinstance(event, StreamEvent):
+            await self._on_stream(event)
+        elif isinstance(event, Connected):
+            self._on_connected(event)
+        elif isinstance(event, Disconnected):
+            self._on_disconnected(event)
+        elif isinstance(event, SubscriptionEnded):
+            log.error("realtime.subscription_ended", name=event.subscription.name, reason=event.reason)
+            if event.subscription.name == MESSAGES_STREAM:
+                self._deaf = True
 
     def _on_connected(self, event: Connected) -> None:
         assert self.catchup is not None
@@ -310,12 +329,9 @@ class Bot:
             log.warning("authz.reload_failed", error=str(exc))
 
     async def _on_stream(self, event: StreamEvent) -> None:
+        """Streams other than the messages (those are admitted by `_consume`)."""
         assert self.services is not None
-        if event.collection == MESSAGES_STREAM:
-            message = ChatMessage.from_stream_args(event.args)
-            if message is not None:
-                await self._admit(message, "stream")
-        elif event.collection == "stream-notify-logged":
+        if event.collection == "stream-notify-logged":
             if event.event_name == "permissions-changed":
                 self.services.rights.on_permissions_changed(event.args)
             elif event.event_name == "roles-change":
@@ -335,32 +351,48 @@ class Bot:
     # --- admission: the one path from a message to a claimed command ----------------------------
 
     async def _admit(self, message: ChatMessage, origin: str) -> None:
-        """A message from the stream or a catch-up pass. Its room's cursor moves only after the
-        claim is committed, so a stored cursor never passes a command that was not taken."""
-        assert self.intake is not None and self.cursors is not None
+        """A message from the stream or a catch-up pass (see `_admit_all`)."""
+        await self._admit_all([message], origin)
+
+    async def _admit_all(self, messages: list[ChatMessage], origin: str) -> None:
+        """Messages in the order received. Rooms' cursors move only after the claims are
+        committed, so a stored cursor never passes a command that was not taken."""
+        assert self.intake is not None and self.cursors is not None and self.state is not None
         if self.incident is not None:
-            self.incident.observe(message)  # webhook posts feed `noisy` before intake drops them
+            for message in messages:
+                self.incident.observe(message)  # webhook posts feed `noisy` before intake drops them
         if not self._accepting:
             return
-        accepted = self.intake.accept(message)
-        if accepted is not None:
-            await self._take(accepted, origin)
-        if message.room_participant is True:
-            self.cursors.seen(message.room_id, message.updated_at)
-
-    async def _take(self, accepted: Accepted, origin: str) -> None:
-        assert self.state is not None
-        message = accepted.message
         now = self.clock()
-        age = freshness(message.ts, now, self.settings.bot_stale_command_age)
-        if age is Freshness.TOO_OLD:
-            log.info("command.too_old", message_id=message.id, room_id=message.room_id, origin=origin)
-            return
-        if not await self.state.claim_message(message.id, message.room_id, message.ts, now):
-            self.metrics.duplicates.labels(origin=origin).inc()
-            if origin == "catch-up":
-                self.metrics.catchup_commands.labels(result="duplicate").inc()
-            return
+        wanted: list[tuple[Accepted, Freshness]] = []
+        for message in messages:
+            accepted = self.intake.accept(message)
+            if accepted is None:
+                continue
+            age = freshness(message.ts, now, self.settings.bot_stale_command_age)
+            if age is Freshness.TOO_OLD:
+                log.info("command.too_old", message_id=message.id, room_id=message.room_id, origin=origin)
+                continue
+            wanted.append((accepted, age))
+        if wanted:
+            claimed = await self.state.claim_messages(
+                [(a.message.id, a.message.room_id, a.message.ts) for a, _ in wanted], now
+            )
+            for accepted, age in wanted:
+                if accepted.message.id in claimed:
+                    claimed.discard(accepted.message.id)  # listed twice in this batch: run once
+                    self._take(accepted, age, origin)
+                else:
+                    self.metrics.duplicates.labels(origin=origin).inc()
+                    if origin == "catch-up":
+                        self.metrics.catchup_commands.labels(result="duplicate").inc()
+        for message in messages:
+            if message.room_participant is True:
+                self.cursors.seen(message.room_id, message.updated_at)
+
+    def _take(self, accepted: Accepted, age: Freshness, origin: str) -> None:
+        """A claimed command: run it in its own task."""
+        message = accepted.message
         stale = age is Freshness.STALE
         if origin == "catch-up":
             self.metrics.catchup_commands.labels(result="stale" if stale else "run").inc()

@@ -110,6 +110,8 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
+# Messages claimed by one statement (4 parameters each, well below SQLite's 32,766).
+CLAIM_BATCH = 500
 
 
 def _ts(when: datetime) -> float:
@@ -185,6 +187,10 @@ class StateStore:
         return store
 
     async def _prepare(self) -> None:
+        # WAL with synchronous=NORMAL: a commit is a write to the WAL file, without an fsync. A
+        # committed claim, intent or audit row survives the process being killed (kill -9, OOM,
+        # a crash: the data is in the OS's page cache), which is the failure this file guards
+        # against; only an OS crash or power loss can lose the last commits (never corrupt).
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=NORMAL")
         await self._db.execute("PRAGMA busy_timeout=5000")
@@ -229,6 +235,22 @@ class StateStore:
             (message_id, room_id, _ts(message_ts), _ts(now)),
         )
         return cursor.rowcount == 1
+
+    async def claim_messages(self, claims: Sequence[tuple[str, str, datetime]], now: datetime) -> set[str]:
+        """`claim_message` for many (message id, room id, message ts) at once: one statement and
+        one commit per `CLAIM_BATCH`, so a burst of commands is not claimed one commit at a time.
+        Returns the ids newly claimed; an id listed twice is claimed (and returned) once."""
+        taken: set[str] = set()
+        for start in range(0, len(claims), CLAIM_BATCH):
+            chunk = claims[start : start + CLAIM_BATCH]
+            rows_sql = ", ".join(["(?, ?, ?, ?, 'claimed')"] * len(chunk))
+            rows = await self._db.execute_fetchall(
+                "INSERT OR IGNORE INTO processed_messages (message_id, room_id, message_ts, claimed_at, status)"  # noqa: S608
+                f" VALUES {rows_sql} RETURNING message_id",
+                [value for message_id, room_id, ts in chunk for value in (message_id, room_id, _ts(ts), _ts(now))],
+            )
+            taken.update(str(row[0]) for row in rows)
+        return taken
 
     async def finish_message(self, message_id: str, outcome: str, *, ignored: bool = False) -> None:
         await self._db.execute(

@@ -109,6 +109,28 @@ async def test_resume_login_then_subscribe_then_stream(server: FakeDDPServer, re
         assert client.frames_out == 3
 
 
+async def test_pending_hands_over_a_burst_already_received_in_order(server: FakeDDPServer, recorder: Recorder) -> None:
+    client = make_client(server.url, recorder)
+    client.subscribe(*MY_MESSAGES)
+    runner = asyncio.create_task(client.run())
+    events = client.events()
+    try:
+        assert isinstance(await anext(events), Connected)
+        assert client.pending() == []
+        for n in range(3):
+            await server.push("stream-room-messages", "__my_messages__", message_args("/integration list", f"m{n}"))
+        await client.call("echo", 1)  # its answer comes after the three messages on the same socket
+        burst = [await anext(events), *client.pending()]
+        assert [e.args[0]["_id"] for e in burst if isinstance(e, StreamEvent)] == ["m0", "m1", "m2"]
+        assert client.pending() == []
+        await client.close()
+        assert client.pending() == []  # the end stays queued for `events()`, which then stops
+        assert [e async for e in events] == []
+    finally:
+        await client.close()
+        await asyncio.gather(runner, return_exceptions=True)
+
+
 async def test_password_login_sends_the_digest_never_the_password(server: FakeDDPServer, recorder: Recorder) -> None:
     client = make_client(server.url, recorder, PasswordCredentials(PASSWORD, username="bot"))
     async with running(client, recorder):

@@ -47,6 +47,21 @@ async def test_a_message_is_claimed_once_even_across_reopen(tmp_path: Path) -> N
     await reopened.close()
 
 
+async def test_a_burst_of_messages_is_claimed_together_each_once(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    state = await StateStore.open(path)
+    assert await state.claim_message("m0", "GENERAL", NOW, NOW) is True
+    burst = [(f"m{n}", "GENERAL", NOW) for n in range(1200)]  # more than one statement's worth
+    taken = await state.claim_messages([*burst, ("m7", "GENERAL", NOW)], NOW)  # m7 twice
+    assert taken == {f"m{n}" for n in range(1, 1200)}  # m0 was taken before
+    assert await state.claim_messages(burst[:3], NOW) == set()
+    await state.close()
+    reopened = await StateStore.open(path)
+    assert await reopened.claim_message("m1199", "GENERAL", NOW, NOW) is False
+    assert len(await reopened.unfinished_messages()) == 1200
+    await reopened.close()
+
+
 async def test_audit_history_is_newest_first_and_filterable(tmp_path: Path) -> None:
     state = await StateStore.open(tmp_path / "s.db")
     for n in range(5):
