@@ -29,6 +29,7 @@ The decision functions are pure (no I/O) and return a `Decision`; `RightsCache` 
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -308,6 +309,11 @@ class RightsCache:
     `permissions-changed` updates the table and drops every entry; `roles-change` drops the
     named user (or everyone when no user is named). A fetch that overlaps an invalidation is
     returned but not cached, so a change always takes effect on the next command.
+
+    Concurrent misses for the same user share one `users.info` call (a burst of commands from
+    one person would otherwise fetch the same rights once per command), but only misses under
+    the same invalidation generations: a command that starts after an invalidation never joins
+    a fetch that began before it. With `ttl=0` (no caching) every call fetches.
     """
 
     def __init__(
@@ -325,6 +331,7 @@ class RightsCache:
         self._entries: dict[str, _Entry] = {}
         self._generation = 0
         self._user_generation: dict[str, int] = {}
+        self._fetching: dict[tuple[str, int, int], asyncio.Future[CallerRights]] = {}
 
     async def load_permissions(self) -> None:
         """(Re)load the whole permission table, e.g. at start and after a realtime reconnect."""
@@ -337,7 +344,26 @@ class RightsCache:
         entry = self._entries.get(user_id)
         if entry is not None and self._clock() < entry.expires:
             return entry.rights
-        generation, user_generation = self._generation, self._user_generation.get(user_id, 0)
+        key = (user_id, self._generation, self._user_generation.get(user_id, 0))
+        if self._ttl <= 0:
+            return await self._fetch(key)
+        fetching = self._fetching.get(key)
+        if fetching is None:
+            fetching = asyncio.ensure_future(self._fetch(key))
+            self._fetching[key] = fetching
+            fetching.add_done_callback(lambda done: self._fetched(key, done))
+        # Shielded: one waiter being cancelled (its command stopped) must not cancel the others'.
+        return await asyncio.shield(fetching)
+
+    def _fetched(self, key: tuple[str, int, int], done: asyncio.Future[CallerRights]) -> None:
+        if self._fetching.get(key) is done:
+            del self._fetching[key]
+        if not done.cancelled():
+            done.exception()  # observed here too, so a failure nobody waits for any more is not logged as lost
+
+    async def _fetch(self, key: tuple[str, int, int]) -> CallerRights:
+        """Fetch and, unless invalidated since `key`'s generations were read, cache."""
+        user_id, generation, user_generation = key
         user = await self._rest.users_info(user_id=user_id, include_rooms=True)
         rights = CallerRights.of(user, self.table)
         unchanged = generation == self._generation and user_generation == self._user_generation.get(user_id, 0)

@@ -3,6 +3,7 @@ contract's rules, over every combination), channel rules and the rights cache.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any
@@ -364,6 +365,45 @@ async def test_a_fetch_overlapping_an_invalidation_is_not_cached() -> None:
     server.during_users_info = None
     await cache.get(ME)
     assert server.calls.count("users.info") == 2
+
+
+async def test_a_burst_of_commands_from_one_caller_looks_their_rights_up_once() -> None:
+    server, now = FakeServer(), [0.0]
+    cache = cache_for(server, now)
+    await cache.load_permissions()
+    found = await asyncio.gather(*(cache.get(ME) for _ in range(20)))
+    assert server.calls.count("users.info") == 1
+    assert all(rights == found[0] for rights in found)
+
+
+async def test_a_lookup_started_after_a_role_change_does_not_join_an_earlier_one() -> None:
+    server, now = FakeServer(), [0.0]
+    release = asyncio.Event()
+    arrived = [asyncio.Event(), asyncio.Event()]
+
+    async def slow_users_info(request: httpx.Request) -> httpx.Response:
+        if not request.url.path.endswith("users.info"):
+            return server(request)
+        answer = server(request)  # the roles as they are when the request arrives
+        arrived[server.calls.count("users.info") - 1].set()
+        await release.wait()
+        return answer
+
+    rest = RestClient(
+        "https://chat.example.org", user_id="bot", auth_token="t", transport=httpx.MockTransport(slow_users_info)
+    )
+    cache = RightsCache(rest, ttl=60.0, clock=lambda: now[0])
+    await cache.load_permissions()
+    before = asyncio.create_task(cache.get(ME))
+    await arrived[0].wait()
+    server.roles[ME] = ["user", "admin"]
+    cache.on_roles_change([{"type": "added", "_id": "admin", "u": {"_id": ME, "username": "caller"}}])
+    after = asyncio.create_task(cache.get(ME))
+    await arrived[1].wait()
+    release.set()
+    assert not (await before).has(MANAGE_INCOMING)
+    assert (await after).has(MANAGE_INCOMING)
+    assert (await cache.get(ME)).has(MANAGE_INCOMING)  # and what is cached is the newer answer
 
 
 async def test_cache_raises_when_the_bot_cannot_see_roles() -> None:
