@@ -40,6 +40,7 @@ from sandbox.config import SandboxConfig
 from sandbox.control import SandboxControl, UserCredentials
 from sandbox.seed import seed_demo
 from sandbox.server import SandboxServer
+from tests.secret_watch import WATCH
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "tests" / "schemas"
@@ -136,6 +137,11 @@ class BotProcess:
         ]
         for reader in self._readers:
             reader.start()
+        # Everything it writes is checked for secrets at the end of the session (tests/secret_watch.py).
+        WATCH.add_process(f"the output of bot process {self.process.pid}", lambda: self.output, self._finished)
+
+    def _finished(self) -> bool:
+        return self.process.poll() is not None and not any(r.is_alive() for r in self._readers)
 
     def _read(self, stream: Any, sink: list[str]) -> None:
         for line in stream:
