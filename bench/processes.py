@@ -17,6 +17,7 @@ import psutil
 
 _BIN = Path(sys.executable).parent
 READY_EVENT = b'"bot.ready"'
+CAUGHT_UP_EVENT = b'"catchup.done"'
 
 
 class ProcessFailed(RuntimeError):
@@ -79,8 +80,9 @@ class BotProcess:
     """The real console script, `integrations-bot run`, configured through its environment.
 
     stderr (JSON log lines) is read continuously, so the pipe never fills and blocks the bot, and
-    copied to `<workdir>/bot.log`; `bot.ready` marks the end of start-up. The last lines are kept
-    for error messages.
+    copied to `<workdir>/bot.log`; `bot.ready` marks the end of start-up, the first
+    `catchup.done` the end of the catch-up pass that follows it (one `chat.syncMessages` per
+    room the bot is in). The last lines are kept for error messages.
     """
 
     def __init__(self, workdir: Path, url: str, user_id: str, auth_token: str) -> None:
@@ -96,6 +98,9 @@ class BotProcess:
         }
         self.process: asyncio.subprocess.Process | None = None
         self.ready = asyncio.Event()
+        self.caught_up = asyncio.Event()
+        self._ready_at = 0.0
+        self._caught_up_at = 0.0
         self.tail: deque[str] = deque(maxlen=30)
         self._reader: asyncio.Task[None] | None = None
 
@@ -126,9 +131,21 @@ class BotProcess:
         with (self.workdir / "bot.log").open("wb") as log:
             async for line in process.stderr:
                 if not self.ready.is_set() and READY_EVENT in line:
+                    self._ready_at = time.perf_counter()
                     self.ready.set()
+                if not self.caught_up.is_set() and CAUGHT_UP_EVENT in line:
+                    self._caught_up_at = time.perf_counter()
+                    self.caught_up.set()
                 log.write(line)
                 self.tail.append(line.decode("utf-8", "replace").rstrip())
+
+    async def wait_caught_up(self, timeout: float = 120.0) -> float:  # noqa: ASYNC109
+        """Wait for the first catch-up pass to end; returns its seconds after `bot.ready`."""
+        try:
+            await asyncio.wait_for(self.caught_up.wait(), timeout)
+        except TimeoutError:
+            raise ProcessFailed("the bot's first catch-up pass did not end:\n" + "\n".join(self.tail)) from None
+        return self._caught_up_at - self._ready_at
 
     def rss(self) -> int:
         assert self.process is not None
