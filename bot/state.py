@@ -338,18 +338,14 @@ class StateStore:
         """Append an audit row; returns its id. Idempotent per command: a command resumed after a
         crash (bot.journal) that records the same action on the same integration again gets the
         existing row's id instead of a second row."""
-        if record.message_id is not None:
-            async with self._db.execute(
-                "SELECT id FROM audit WHERE message_id = ? AND integration_id = ? AND action = ? LIMIT 1",
-                (record.message_id, record.integration_id, record.action),
-            ) as found:
-                row = await found.fetchone()
-            if row is not None:
-                return int(row[0])
-        cursor = await self._db.execute(
+        # One statement (one round trip to the database thread, one commit), on every command's path.
+        existing = "SELECT id FROM audit WHERE message_id = ? AND integration_id = ? AND action = ?"
+        key = (record.message_id, record.integration_id, record.action)
+        unless = f" WHERE NOT EXISTS ({existing})" if record.message_id is not None else ""
+        rows = await self._db.execute_fetchall(
             "INSERT INTO audit (at, actor_id, actor_username, room_id, message_id, integration_id,"
             " integration_name, integration_type, action, reason, before_json, after_json, until_at, undoes)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            f" SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{unless} RETURNING id",
             (
                 _ts(record.at),
                 record.actor_id,
@@ -365,9 +361,12 @@ class StateStore:
                 json.dumps(record.after) if record.after is not None else None,
                 _ts(record.until) if record.until is not None else None,
                 record.undoes,
+                *(key if unless else ()),
             ),
         )
-        return int(cursor.lastrowid or 0)
+        if not rows:  # this command recorded it already (resumed after a crash): that row's id
+            rows = await self._db.execute_fetchall(existing + " LIMIT 1", key)
+        return int(next(iter(rows))[0])
 
     async def history(
         self,
