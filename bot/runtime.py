@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import signal
 from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
@@ -537,12 +538,23 @@ class Bot:
         log.info("bot.stopped")
 
 
+async def _freeze_when_ready(bot: Bot) -> None:
+    """Once started, move everything built so far (modules, models, clients: it lives as long as
+    the process) out of the garbage collector's reach. Its full passes walked all of it and held
+    up a command for ~50 ms every few hundred commands (bench/: gen-2 pause 47.6 -> 0.8 ms).
+    Done here, for the process, not in `Bot`, which tests also run inside their own process."""
+    await bot.ready.wait()
+    gc.collect()
+    gc.freeze()
+
+
 async def _main(settings: Settings) -> int:
     bot = Bot(settings)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(signum, bot.stop)
+    freezer = asyncio.create_task(_freeze_when_ready(bot), name="gc-freeze")
     try:
         await bot.run()
     except AuthFailed as exc:
@@ -558,6 +570,8 @@ async def _main(settings: Settings) -> int:
     except UpstreamError as exc:
         log.error("bot.start_failed", error=str(exc))
         return 1
+    finally:
+        freezer.cancel()
     return 0
 
 
