@@ -19,10 +19,12 @@ then for each size (100, 1,000, 10,000 integrations; the sandbox grows between s
 5. samples the bot's resident memory and stops it.
 
 Times: a command's latency is the server's stored `ts` of the bot's answer minus that of the
-command (microsecond precision, one clock). The floor has no command message: its latency runs
-from the driver's wall clock just before its first request to the stored `ts` of its answer
-(same machine, same realtime clock). The bot's answer is found by its id, which the bot derives
-from the command's id (`bot.runtime.reply_id`).
+command (microsecond precision, one clock). The driver picks the command's id, so it knows the
+answer's id in advance and posts the command and waits for the answer in one request: nothing
+of the benchmark's own is processed by the sandbox while the bot is being served. The floor
+has no command message: its latency runs from the driver's wall clock just before its first
+request to the stored `ts` of its answer (same machine, same realtime clock). The bot's answer
+is found by its id, which the bot derives from the command's id (`bot.runtime.reply_id`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench.floor import FloorClient
+from bench.floor import FloorClient, message_id
 from bench.processes import BotProcess, SandboxProcess
 from bench.stats import Summary
 from bench.workspace import COMMAND_ROOMS, WorkspaceSpec, integration_name
@@ -89,10 +91,26 @@ class SandboxApi:
             raise BenchFailed(f"{path}: {response.status_code} {response.text[:200]}")
         return response.json()
 
-    async def post(self, messages: Sequence[tuple[str, str, str]]) -> list[tuple[str, float]]:
-        """Store messages (user id, room id, text) in one batch; their ids and stored times."""
-        answer = await self._call("/_bench/post", messages=[{"user": u, "room": r, "text": t} for u, r, t in messages])
-        return [(m["_id"], float(m["ts"])) for m in answer["messages"]]
+    async def post_and_wait(
+        self,
+        messages: Sequence[tuple[str, str, str, str]],
+        answers: Sequence[str],
+        timeout: float,  # noqa: ASYNC109
+    ) -> tuple[list[float], dict[str, tuple[float, str]]]:
+        """Store messages (id, user id, room id, text) in one batch and, in the same request, wait
+        for the `answers` ids: the stored times of the messages, and time and text of each answer.
+        Raises if an answer is missing after `timeout` seconds."""
+        answer = await self._call(
+            "/_bench/post",
+            messages=[{"_id": i, "user": u, "room": r, "text": t} for i, u, r, t in messages],
+            wait=list(answers),
+            timeout=timeout,
+        )
+        found = {i: (float(t), str(answer["texts"][i])) for i, t in answer["times"].items()}
+        if len(found) < len(answers):
+            missing = len(answers) - len(found)
+            raise BenchFailed(f"{missing} of {len(answers)} answers never arrived within {timeout:g} s")
+        return [float(m["ts"]) for m in answer["messages"]], found
 
     async def wait(self, ids: Sequence[str], timeout: float) -> dict[str, tuple[float, str]]:  # noqa: ASYNC109
         """Stored time and text of each id; raises if any is missing after `timeout` seconds."""
@@ -223,9 +241,12 @@ class Run:
 
     async def bot_command(self, api: SandboxApi, operator: Operator, name: str) -> tuple[str, float]:
         action = self.toggles.next_action(name)
-        [(command_id, command_ts)] = await api.post([(operator.user_id, operator.room_id, f"{PREFIX} {action} {name}")])
+        command_id = message_id()
         answer = reply_id(command_id)
-        found = await api.wait([answer], self.config.timeout)
+        text = f"{PREFIX} {action} {name}"
+        [command_ts], found = await api.post_and_wait(
+            [(command_id, operator.user_id, operator.room_id, text)], [answer], self.config.timeout
+        )
         answer_ts, text = found[answer]
         self._check(action, name, text)
         self.toggles.flip(name)
@@ -317,11 +338,19 @@ class Run:
         # Command k comes from user k % users: every user types commands/users of them.
         batch = [(users[k % len(users)], name, self.toggles.next_action(name)) for k, name in enumerate(names)]
         await asyncio.sleep(0.5)
-        stored = await api.post([(u.user_id, u.room_id, f"{PREFIX} {action} {name}") for u, name, action in batch])
-        answers = await api.wait([reply_id(cid) for cid, _ in stored], config.timeout * 5)
-        first_ts = min(ts for _, ts in stored)
-        last_ts = max(ts for _, ts in stored)
-        for (cid, _), (_user, name, action) in zip(stored, batch, strict=True):
+        ids = [message_id() for _ in batch]
+        messages = [
+            (i, u.user_id, u.room_id, f"{PREFIX} {action} {name}")
+            for i, (u, name, action) in zip(ids, batch, strict=True)
+        ]
+        stored, answers = await api.post_and_wait(
+            messages,
+            [reply_id(i) for i in ids],
+            config.timeout * 5,
+        )
+        first_ts = min(stored)
+        last_ts = max(stored)
+        for cid, (_user, name, action) in zip(ids, batch, strict=True):
             self._check(action, name, answers[reply_id(cid)][1])
             self.toggles.flip(name)
         bot_seconds = max(ts for ts, _ in answers.values()) - last_ts

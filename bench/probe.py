@@ -4,16 +4,25 @@ The control API renders dates with millisecond precision, too coarse for command
 few milliseconds. `MessageClock` listens to the store and keeps each inserted message's `ts` as
 an epoch float (microseconds, the server's own clock), and the routes below let the driver:
 
-    POST /_bench/post   {"messages": [{"user", "room", "text"}]}  store them, in one go
+    POST /_bench/post   {"messages": [{"user", "room", "text", "_id"?}], "wait": [ids]?, "timeout": s?}
+                        store them, in one go; with `wait`, answer once those ids are stored too
     POST /_bench/wait   {"ids": [...], "timeout": s}              stored times (and texts) of those ids
     POST /_bench/grow   {"integrations": n, "rooms": r}           add integrations up to n
 
 They sit *outside* the sandbox's fault/counter middleware, so they never show up in the REST
 call counts, and they need the control secret like `/_sandbox/...`.
+
+Waiting is done on the server's event loop (futures resolved by the store listener), never in a
+thread: a waiting thread woken on every stored message competed for the GIL with the sandbox
+exactly while the bot was being served. And a bot command is posted and waited for in *one*
+request (`wait` with the ids the driver chose), so no second benchmark request is being parsed
+by the sandbox while it delivers the command to the bot: measured, a separate `/_bench/wait`
+sent right after the post added ~1.3 ms to the bot's latency (harness cost, not the bot's).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 import threading
@@ -36,32 +45,61 @@ PREFIX = "/_bench/"
 
 
 class MessageClock:
-    """Stored-message times by id, fed by a store listener; waiters block on a condition."""
+    """Stored-message times by id, fed by a store listener; waiters are futures on the loop."""
 
     def __init__(self, store: Store) -> None:
-        self._condition = threading.Condition()
+        self._lock = threading.Lock()
         self._times: dict[str, float] = {}
         self._texts: dict[str, str] = {}
+        self._waiters: dict[str, list[asyncio.Future[None]]] = {}
         store.add_listener(self._on_event)
 
     def _on_event(self, event: Event) -> None:
-        # Called under the store lock; takes only the condition's lock.
+        # Called under the store lock, from whichever thread stored the message.
         if isinstance(event, MessageEvent) and event.inserted:
-            with self._condition:
-                self._times[event.message["_id"]] = event.message["ts"].timestamp()
-                self._texts[event.message["_id"]] = str(event.message.get("msg", ""))[:200]
-                self._condition.notify_all()
+            message_id = event.message["_id"]
+            with self._lock:
+                self._times[message_id] = event.message["ts"].timestamp()
+                self._texts[message_id] = str(event.message.get("msg", ""))[:200]
+                waiters = self._waiters.pop(message_id, [])
+            for waiter in waiters:
+                waiter.get_loop().call_soon_threadsafe(_resolve, waiter)
 
-    def wait(self, ids: list[str], timeout: float) -> dict[str, tuple[float, str]]:
+    def expect(self, ids: list[str]) -> list[asyncio.Future[None]]:
+        """Futures for those of `ids` not stored yet (call on the loop, before they can be stored)."""
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[None]] = []
+        with self._lock:
+            for message_id in ids:
+                if message_id not in self._times:
+                    future = loop.create_future()
+                    self._waiters.setdefault(message_id, []).append(future)
+                    futures.append(future)
+        return futures
+
+    async def wait(
+        self,
+        ids: list[str],
+        timeout: float,  # noqa: ASYNC109
+        futures: list[asyncio.Future[None]] | None = None,
+    ) -> dict[str, tuple[float, str]]:
         """Time and text of those of `ids` stored within `timeout` seconds (all, if in time)."""
-        deadline = time.monotonic() + timeout
-        with self._condition:
-            while True:
-                missing = [i for i in ids if i not in self._times]
-                remaining = deadline - time.monotonic()
-                if not missing or remaining <= 0:
-                    return {i: (self._times[i], self._texts[i]) for i in ids if i in self._times}
-                self._condition.wait(remaining)
+        pending = self.expect(ids) if futures is None else futures
+        if pending:
+            await asyncio.wait(pending, timeout=timeout)
+        with self._lock:
+            for message_id in ids:
+                waiters = [w for w in self._waiters.get(message_id, []) if not w.done()]
+                if waiters:
+                    self._waiters[message_id] = waiters
+                else:
+                    self._waiters.pop(message_id, None)
+            return {i: (self._times[i], self._texts[i]) for i in ids if i in self._times}
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class BenchApp:
@@ -99,26 +137,35 @@ class BenchApp:
         body = await self._arguments(request)
         if isinstance(body, JSONResponse):
             return body
+        wanted = [str(i) for i in body.get("wait") or []]
+        expected = self.clock.expect(wanted)  # before storing: an answer cannot slip past
         stored: list[dict[str, Any]] = []
         try:
             # On the server loop and under the store lock: the whole batch is stored "at once".
             with self.store.lock:
                 for item in body["messages"]:
-                    message = self.store.send_message(str(item["user"]), str(item["room"]), str(item["text"]))
+                    given = item.get("_id")
+                    message = self.store.send_message(
+                        str(item["user"]),
+                        str(item["room"]),
+                        str(item["text"]),
+                        message_id=str(given) if given is not None else None,
+                    )
                     stored.append({"_id": message["_id"], "ts": message["ts"].timestamp()})
         except MeteorError as exc:
             return JSONResponse({"error": exc.message}, status_code=400)
-        return JSONResponse({"messages": stored})
+        answer: dict[str, Any] = {"messages": stored}
+        if wanted:
+            found = await self.clock.wait(wanted, float(body.get("timeout", 10.0)), expected)
+            answer.update(_found(found))
+        return JSONResponse(answer)
 
     async def _wait(self, request: Request) -> JSONResponse:
         body = await self._arguments(request)
         if isinstance(body, JSONResponse):
             return body
         ids = [str(i) for i in body["ids"]]
-        found = await run_in_threadpool(self.clock.wait, ids, float(body.get("timeout", 10.0)))
-        return JSONResponse(
-            {"times": {i: t for i, (t, _) in found.items()}, "texts": {i: m for i, (_, m) in found.items()}}
-        )
+        return JSONResponse(_found(await self.clock.wait(ids, float(body.get("timeout", 10.0)))))
 
     async def _grow(self, request: Request) -> JSONResponse:
         body = await self._arguments(request)
@@ -127,3 +174,7 @@ class BenchApp:
         started = time.perf_counter()
         total = await run_in_threadpool(grow_integrations, self.store, int(body["integrations"]), self._rooms)
         return JSONResponse({"integrations": total, "seconds": time.perf_counter() - started})
+
+
+def _found(found: dict[str, tuple[float, str]]) -> dict[str, Any]:
+    return {"times": {i: t for i, (t, _) in found.items()}, "texts": {i: m for i, (_, m) in found.items()}}
