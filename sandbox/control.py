@@ -19,6 +19,7 @@ changed since the version they last saw. No polling, no sleeping.
 
 from __future__ import annotations
 
+import bisect
 import copy
 import json
 import secrets
@@ -234,6 +235,8 @@ class _MessageLog:
         self.condition = threading.Condition()
         self.version = 0
         self._latest: dict[str, tuple[int, str, dict[str, Any]]] = {}  # message id -> (version, rid, msg)
+        # Per room, (version, message id) of every change in order: a wait looks only at the tail.
+        self._changes: dict[str, list[tuple[int, str]]] = {}
 
     def on_event(self, event: Event) -> None:
         # Called under the store lock; takes only the condition's lock (never the other way round).
@@ -241,6 +244,7 @@ class _MessageLog:
             with self.condition:
                 self.version += 1
                 self._latest[event.message["_id"]] = (self.version, event.message["rid"], event.message)
+                self._changes.setdefault(event.message["rid"], []).append((self.version, event.message["_id"]))
                 self.condition.notify_all()
         elif isinstance(event, DeleteMessageEvent):
             with self.condition:
@@ -255,10 +259,11 @@ class _MessageLog:
         deadline = time.monotonic() + timeout
         with self.condition:
             while True:
-                found = sorted(
-                    (entry for entry in self._latest.values() if entry[0] > after and entry[1] == room_id),
-                    key=lambda entry: entry[0],
-                )
+                changes = self._changes.get(room_id, [])
+                tail = changes[bisect.bisect_right(changes, after, key=lambda change: change[0]) :]
+                latest = (self._latest.get(message_id) for _version, message_id in tail)
+                newest = {entry[2]["_id"]: entry for entry in latest if entry is not None and entry[0] > after}
+                found = sorted(newest.values(), key=lambda entry: entry[0])
                 if found:
                     return [_rest(msg) for _v, _rid, msg in found], self.version
                 remaining = deadline - time.monotonic()
