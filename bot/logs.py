@@ -4,8 +4,10 @@ Every event goes through `structlog` with context variables bound per command (c
 room, user, command, integration), so one `grep <correlation id>` shows a command's whole story.
 Two independent guards keep secrets out of the output:
 - keys that name a secret (`token`, `password`, `authToken`, ...) are masked whatever they hold;
-- the actual secret values the process knows (its auth token, its password, webhook tokens it
-  has read) are registered with `register_secret` and replaced wherever they appear in a value.
+- the actual secret values the process is given (its auth token, its password, a token typed
+  into `set`) are registered with `register_secret` and replaced wherever they appear in a value.
+  Webhook tokens read from Rocket.Chat are never logged as values: documents are logged as
+  field names and masked diffs only, and the key guard above catches any that slip into a dict.
 Records from the standard `logging` module (httpx, websockets, uvicorn) go through the same
 processors, so a library that logs a URL with a token in it is redacted too.
 """
