@@ -19,6 +19,7 @@ into this tree at the client boundary, so command code never catches a library e
     │   ├── RateLimited             429; carries the server's retry-after
     │   ├── ServerRejected          4xx with Rocket.Chat's error text and errorType
     │   └── Unavailable             5xx, timeouts, connection errors (after retries)
+    │       └── OutcomeUnknown      a write was sent, and whether it was stored can't be told
     └── VerificationFailed          a write was stored differently than intended
 """
 
@@ -140,6 +141,16 @@ class ServerRejected(UpstreamError):
 
 class Unavailable(UpstreamError):
     """5xx, timeout or connection failure, after the bounded retries."""
+
+
+class OutcomeUnknown(Unavailable):
+    """A write was sent, its answer was lost, and Rocket.Chat stopped answering before the bot could
+    look: the change may or may not have been stored. Never reported as "nothing was changed"."""
+
+    def __init__(self, name: str, kind: str | None) -> None:
+        self.name = name
+        self.kind = kind
+        super().__init__("integrations.update", f"the outcome of the update of {name!r} is unknown")
 
 
 class VerificationFailed(BotError):

@@ -55,7 +55,9 @@ from bot.errors import (
     Candidate,
     IntegrationNotFound,
     NotUpdatable,
+    OutcomeUnknown,
     PermissionDenied,
+    RateLimited,
     ServerRejected,
     Unavailable,
     UserInputError,
@@ -507,12 +509,18 @@ class IntegrationService:
         except Unavailable:
             log.warning("integration.write_outcome_unknown", integration_id=current.id)
         # The PUT may or may not have landed: look before re-sending.
-        now = await self._get_or_none(current.id)
+        try:
+            now = await self._get_or_none(current.id)
+        except (Unavailable, RateLimited) as exc:
+            raise OutcomeUnknown(current.name, current.type) from exc
         if now is None:
             raise IntegrationNotFound(current.name, current.type)
         if not differences(current.document, intended, now):
             return now
         if now.get("_updatedAt") == current.document.get("_updatedAt"):
-            return await self._rest.integrations_update(body, retry=True)
+            try:
+                return await self._rest.integrations_update(body, retry=True)
+            except Unavailable as exc:  # the re-sent PUT may have landed too
+                raise OutcomeUnknown(current.name, current.type) from exc
         # Someone else wrote in between: re-sending would overwrite their change.
         raise VerificationFailed(current.id, differences(current.document, intended, now))

@@ -17,6 +17,7 @@ from bot.errors import (
     ConfigError,
     IntegrationNotFound,
     NotUpdatable,
+    OutcomeUnknown,
     PermissionDenied,
     RateLimited,
     ServerRejected,
@@ -121,6 +122,13 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
     if isinstance(error, RateLimited):
         wait = f" Try again in {max(1, round(error.retry_after))} s." if error.retry_after else " Try again soon."
         return Reply(f"⏳ Rocket.Chat is rate-limiting me; nothing was changed.{wait}", outcome="rate-limited")
+    if isinstance(error, OutcomeUnknown):
+        return Reply(
+            f"⏳ Rocket.Chat stopped answering while I was saving {quote_name(error.name)} "
+            f"({kind_word(error.kind)}), so I can't tell whether the change was stored. "
+            f"Check with {code('show ' + error.name)} in a minute before trying again.",
+            outcome="outcome-unknown",
+        )
     if isinstance(error, Unavailable | AuthFailed):
         return Reply(
             "⏳ Rocket.Chat is not answering right now; nothing was changed. Try again in a minute.",

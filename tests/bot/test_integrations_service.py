@@ -24,6 +24,7 @@ from bot.errors import (
     AmbiguousIntegration,
     IntegrationNotFound,
     NotUpdatable,
+    OutcomeUnknown,
     PermissionDenied,
     UserInputError,
     VerificationFailed,
@@ -31,6 +32,9 @@ from bot.errors import (
 from bot.integrations import IntegrationService, build_update_body, normalize_kind
 from bot.models import UserInfo
 from bot.rest import RestClient
+from commands import replies
+from commands.parser import Invocation
+from commands.table import build_registry
 
 ME = "caller1"
 OTHER = "other2"
@@ -399,6 +403,33 @@ async def test_a_timed_out_write_is_not_resent_over_someone_elses_change() -> No
     with pytest.raises(VerificationFailed) as caught:
         await service_for(server).set_enabled("Guggy", False, rights=rights(*ALL))
     assert "alias" in caught.value.differences
+    assert len(server.endpoint_calls("integrations.update")) == 1
+
+
+async def test_a_lost_write_answer_followed_by_silence_is_reported_as_unknown_not_as_unchanged() -> None:
+    server = FakeRocketChat(incoming("a", "Guggy"))
+    service = service_for(server)
+    found = await service.resolve("Guggy", rights=rights(*ALL))
+    answer = server.__call__
+
+    def silent_after_write(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/integrations.get"):
+            server.requests.append(request)
+            raise httpx.ConnectError("Rocket.Chat went away")
+        return answer(request)
+
+    def lands_then_times_out(body: dict[str, Any]) -> httpx.Response:
+        server.store_body(body)
+        raise httpx.ReadTimeout("answer lost")
+
+    server.on_update = lands_then_times_out
+    service = service_for(silent_after_write)
+    with pytest.raises(OutcomeUnknown) as caught:
+        await service.set_enabled(found, False, rights=rights(*ALL), fresh=True)
+    assert server.docs["a"]["enabled"] is False  # it did land: "nothing was changed" would be a lie
+    invocation = Invocation("disable", (), "!integration disable Guggy", "prefix")
+    reply = replies.for_error(caught.value, invocation=invocation, registry=build_registry())
+    assert "nothing was changed" not in reply.text and "can't tell" in reply.text and "Guggy" in reply.text
     assert len(server.endpoint_calls("integrations.update")) == 1
 
 
