@@ -14,8 +14,6 @@ from pathlib import Path
 import pytest
 from e2e_support import Workspace, running_workspace
 
-SHARED_GROUP = "e2e-shared-workspace"
-
 
 @pytest.fixture(scope="session")
 def workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:

@@ -45,6 +45,8 @@ from tests.secret_watch import WATCH
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "tests" / "schemas"
 BOT_USERNAME = "integrations-bot"
+# xdist group of the tests that share the session `workspace` fixture (one sandbox, one bot).
+SHARED_GROUP = "e2e-shared-workspace"
 RECORDED = ("integrations.update", "chat.sendMessage")
 # A functional deadline for one answer (the bot answers in well under a second on loopback).
 REPLY_TIMEOUT = 10.0

@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from conftest import SHARED_GROUP
-from e2e_support import BOT_USERNAME, Workspace, unique_name
+from e2e_support import BOT_USERNAME, SHARED_GROUP, Workspace, unique_name
 
 from bot.runtime import reply_id
 

@@ -18,8 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import SHARED_GROUP
-from e2e_support import BOT_USERNAME, Workspace, unique_name
+from e2e_support import BOT_USERNAME, SHARED_GROUP, Workspace, unique_name
 
 from bot.integrations import build_update_body
 

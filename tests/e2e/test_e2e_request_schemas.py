@@ -12,8 +12,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import SHARED_GROUP
-from e2e_support import REPO, SCHEMAS, Workspace, schema_validator, unique_name
+from e2e_support import REPO, SCHEMAS, SHARED_GROUP, Workspace, schema_validator, unique_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(SHARED_GROUP)]
 

@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SHARED_GROUP
-from e2e_support import Workspace, running_workspace, unique_name
+from e2e_support import SHARED_GROUP, Workspace, running_workspace, unique_name
 
 pytestmark = pytest.mark.e2e
 shared = pytest.mark.xdist_group(SHARED_GROUP)

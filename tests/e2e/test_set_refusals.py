@@ -12,8 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from conftest import SHARED_GROUP
-from e2e_support import Workspace, unique_name
+from e2e_support import SHARED_GROUP, Workspace, unique_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(SHARED_GROUP)]
 
