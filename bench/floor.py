@@ -24,36 +24,12 @@ from typing import Any, Final
 
 import httpx
 
+from bot.integrations import INCOMING_FIELDS, OUTGOING_FIELDS
 from bot.rest import MAX_CONNECTIONS  # importing bot.rest also applies its httpcore work-around
 
-_INCOMING_FIELDS: Final = (
-    "alias",
-    "avatar",
-    "emoji",
-    "script",
-    "scriptEngine",
-    "overrideDestinationChannelEnabled",
-    "username",
-)
-_OUTGOING_FIELDS: Final = (
-    "username",
-    "event",
-    "targetRoom",
-    "urls",
-    "triggerWords",
-    "triggerWordAnywhere",
-    "token",
-    "scriptEngine",
-    "script",
-    "runOnEdits",
-    "retryFailedCalls",
-    "retryCount",
-    "retryDelay",
-    "impersonateUser",
-    "alias",
-    "avatar",
-    "emoji",
-)
+# The fields of a lossless body are data, not work: the floor sends what the bot sends.
+_INCOMING_FIELDS: Final = INCOMING_FIELDS
+_OUTGOING_FIELDS: Final = OUTGOING_FIELDS
 _ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 
 
