@@ -144,8 +144,9 @@ class Unavailable(UpstreamError):
 
 
 class OutcomeUnknown(Unavailable):
-    """A write was sent, its answer was lost, and Rocket.Chat stopped answering before the bot could
-    look: the change may or may not have been stored. Never reported as "nothing was changed"."""
+    """A write was sent, its answer was lost, and Rocket.Chat stayed silent for as long as the bot
+    kept looking (`integrations.SETTLE_SECONDS`): the change may or may not have been stored.
+    Never reported as "nothing was changed"."""
 
     def __init__(self, name: str, kind: str | None) -> None:
         self.name = name

@@ -47,6 +47,7 @@ from collections.abc import Mapping
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+import stamina
 import structlog
 
 from bot.authz import CallerRights, may_list, may_update, may_view, may_write, visible_in_list
@@ -363,11 +364,22 @@ def _mask_url(url: str) -> str:
 # --- the service --------------------------------------------------------------------------------
 
 
+# How long a write whose answer was lost is chased (re-read, re-sent when provably not stored)
+# before the person is told the outcome can't be known. Far below any chat user's patience, far
+# above a typical blip (a restart behind a proxy, a burst of 5xx, a dropped connection).
+SETTLE_SECONDS: Final = 20.0
+
+
+class _Unsettled(Exception):
+    """Whether a write whose answer was lost was stored can't be told yet (see `_write`)."""
+
+
 class IntegrationService:
     """Resolve, authorize, change and verify integrations through the bot's REST client."""
 
-    def __init__(self, rest: RestClient) -> None:
+    def __init__(self, rest: RestClient, *, settle_seconds: float = SETTLE_SECONDS) -> None:
         self._rest = rest
+        self._settle_seconds = settle_seconds
 
     async def resolve(self, query: str, *, kind: str | None = None, rights: CallerRights) -> Integration:
         """The one integration `query` names for this caller: an id, else an exact name.
@@ -504,23 +516,53 @@ class IntegrationService:
     async def _write(
         self, current: Integration, intended: Mapping[str, Any], body: Mapping[str, Any]
     ) -> dict[str, Any]:
+        """Send the full body once; if its answer is lost, settle what happened before answering.
+
+        A lost answer (timeout, 5xx, dropped connection) says nothing about whether the update was
+        stored, so it is never blindly re-sent: the bot looks (`_settle`), and re-sends only when
+        the document is provably untouched. Looking is retried with backoff for up to
+        `settle_seconds`, since an outage that swallowed the answer usually ends within seconds
+        and the person deserves a definite answer; only a Rocket.Chat that stays silent that long
+        gets "can't tell whether it was stored" (`OutcomeUnknown`).
+        """
         try:
             return await self._rest.integrations_update(body, retry=False)
         except Unavailable:
             log.warning("integration.write_outcome_unknown", integration_id=current.id)
-        # The PUT may or may not have landed: look before re-sending.
+        try:
+            async for attempt in stamina.retry_context(
+                on=_Unsettled,
+                attempts=None,
+                timeout=self._settle_seconds,
+                wait_initial=0.5,
+                wait_max=4.0,
+                wait_jitter=0.5,
+            ):
+                with attempt:
+                    return await self._settle(current, intended, body)
+        except _Unsettled as exc:
+            raise OutcomeUnknown(current.name, current.type) from exc.__cause__
+        raise AssertionError("unreachable: stamina either returns or re-raises")  # pragma: no cover
+
+    async def _settle(
+        self, current: Integration, intended: Mapping[str, Any], body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """One look at a write whose answer was lost: the stored result if it landed (re-sending
+        the body once if it provably did not); `_Unsettled` while that can't be told."""
         try:
             now = await self._get_or_none(current.id)
         except (Unavailable, RateLimited) as exc:
-            raise OutcomeUnknown(current.name, current.type) from exc
+            raise _Unsettled from exc
         if now is None:
             raise IntegrationNotFound(current.name, current.type)
         if not differences(current.document, intended, now):
             return now
-        if now.get("_updatedAt") == current.document.get("_updatedAt"):
-            try:
-                return await self._rest.integrations_update(body, retry=True)
-            except Unavailable as exc:  # the re-sent PUT may have landed too
-                raise OutcomeUnknown(current.name, current.type) from exc
-        # Someone else wrote in between: re-sending would overwrite their change.
-        raise VerificationFailed(current.id, differences(current.document, intended, now))
+        if now.get("_updatedAt") != current.document.get("_updatedAt"):
+            # Someone else wrote in between: re-sending would overwrite their change.
+            raise VerificationFailed(current.id, differences(current.document, intended, now))
+        # Not stored, and nobody wrote since it was read: sending the same body again is safe.
+        try:
+            return await self._rest.integrations_update(body, retry=False)
+        except Unavailable as exc:  # this answer may be lost too: look again
+            log.warning("integration.write_outcome_unknown", integration_id=current.id, resent=True)
+            raise _Unsettled from exc

@@ -457,3 +457,47 @@ async def test_apply_changes_can_change_other_fields_losslessly() -> None:
     assert outcome.after.document["triggerWords"] == ["!gif"]
     assert outcome.after.channels == ("#general", "#random")
     assert outcome.after.document["retryCount"] == 6
+
+
+async def test_a_lost_write_answer_and_a_short_outage_still_get_a_definite_answer() -> None:
+    """The answer of the PUT is lost and the next looks fail too (Rocket.Chat restarting): the bot
+    keeps looking, finds the change stored, and reports it done without writing it twice."""
+    server = FakeRocketChat(incoming("a", "Guggy"))
+    service = service_for(server)
+    found = await service.resolve("Guggy", rights=rights(*ALL))
+    answer = server.__call__
+    failed_looks: list[httpx.Request] = []
+
+    def restarting(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/integrations.get") and len(failed_looks) < 9:
+            failed_looks.append(request)  # more than one call's own retries (4 attempts)
+            return httpx.Response(503, json={"success": False, "error": "restarting"})
+        return answer(request)
+
+    def lands_then_times_out(body: dict[str, Any]) -> httpx.Response:
+        server.store_body(body)
+        raise httpx.ReadTimeout("answer lost")
+
+    server.on_update = lands_then_times_out
+    outcome = await service_for(restarting).set_enabled(found, False, rights=rights(*ALL), fresh=True)
+    assert outcome.changed and outcome.after.enabled is False
+    assert len(failed_looks) == 9
+    assert len(server.endpoint_calls("integrations.update")) == 1
+
+
+async def test_a_resent_write_whose_answer_is_lost_too_is_looked_at_again_not_resent_blindly() -> None:
+    """First PUT never reaches the server; the re-sent one lands but its answer is lost as well:
+    the bot looks again, sees it stored, and stops — two PUTs in all, never a third."""
+    server = FakeRocketChat(incoming("a", "Guggy"))
+    attempts: list[dict[str, Any]] = []
+
+    def lost_twice(body: dict[str, Any]) -> httpx.Response:
+        attempts.append(body)
+        if len(attempts) == 2:
+            server.store_body(body)
+        raise httpx.ReadTimeout("answer lost")
+
+    server.on_update = lost_twice
+    outcome = await service_for(server).set_enabled("Guggy", False, rights=rights(*ALL))
+    assert outcome.changed and outcome.after.enabled is False
+    assert len(attempts) == 2 and attempts[0] == attempts[1]
