@@ -156,6 +156,9 @@ async def test_a_refused_rest_token_stops_the_bot_once_with_exit_status_1(w: Wor
     with structlog.testing.capture_logs() as captured:
         main = asyncio.create_task(runtime._main(settings))
         await until(lambda: any(e["event"] == "bot.ready" for e in captured), timeout=15, what="ready")
+        # Revoked only once the start-up catch-up pass is over: revoked during it, the pass's own
+        # REST calls meet the 401 first and the bot stops before the command ever reaches it.
+        await until(lambda: any(e["event"] == "catchup.done" for e in captured), timeout=15, what="caught up")
         w.server.store.revoke_all_tokens(w.creds()["userId"])
         command = await call(control.post_message, "admin", "general", "!integration list")
         code = await asyncio.wait_for(main, 20)
