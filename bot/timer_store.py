@@ -150,8 +150,9 @@ class TimerStore:
         return await self.get(timer.id)
 
     async def _select(self, where: str, params: tuple[Any, ...]) -> list[TimedDisable]:
-        async with self._state.db.execute(f"SELECT {_COLUMNS} FROM timers {where}", params) as cursor:  # noqa: S608
-            rows = await cursor.fetchall()
+        # One round trip to the database thread (execute, fetch and close there), not three:
+        # `pending_for` runs after every change a command makes.
+        rows = await self._state.db.execute_fetchall(f"SELECT {_COLUMNS} FROM timers {where}", params)  # noqa: S608
         return [_timer(row) for row in rows]
 
 
