@@ -377,9 +377,8 @@ class _Unsettled(Exception):
 class IntegrationService:
     """Resolve, authorize, change and verify integrations through the bot's REST client."""
 
-    def __init__(self, rest: RestClient, *, settle_seconds: float = SETTLE_SECONDS) -> None:
+    def __init__(self, rest: RestClient) -> None:
         self._rest = rest
-        self._settle_seconds = settle_seconds
 
     async def resolve(self, query: str, *, kind: str | None = None, rights: CallerRights) -> Integration:
         """The one integration `query` names for this caller: an id, else an exact name.
@@ -521,7 +520,7 @@ class IntegrationService:
         A lost answer (timeout, 5xx, dropped connection) says nothing about whether the update was
         stored, so it is never blindly re-sent: the bot looks (`_settle`), and re-sends only when
         the document is provably untouched. Looking is retried with backoff for up to
-        `settle_seconds`, since an outage that swallowed the answer usually ends within seconds
+        `SETTLE_SECONDS`, since an outage that swallowed the answer usually ends within seconds
         and the person deserves a definite answer; only a Rocket.Chat that stays silent that long
         gets "can't tell whether it was stored" (`OutcomeUnknown`).
         """
@@ -533,7 +532,7 @@ class IntegrationService:
             async for attempt in stamina.retry_context(
                 on=_Unsettled,
                 attempts=None,
-                timeout=self._settle_seconds,
+                timeout=SETTLE_SECONDS,
                 wait_initial=0.5,
                 wait_max=4.0,
                 wait_jitter=0.5,
