@@ -11,32 +11,19 @@ from __future__ import annotations
 import copy
 import json
 import string
-from pathlib import Path
 from typing import Any
 
 from hypothesis import assume
 from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
-SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
+from tests.schema_support import SCHEMAS, ajv_to_json_schema
+
 INCOMING = "webhook-incoming"
 OUTGOING = "webhook-outgoing"
 CHANNEL_EVENTS = ("sendMessage", "fileUploaded", "roomJoined", "roomLeft")
 CHANNELLESS_EVENTS = ("roomArchived", "roomCreated", "userCreated")
 MISSING = object()
-
-
-def ajv_to_json_schema(schema: Any) -> Any:
-    """AJV's `nullable: true` means "null is also accepted"; say that in plain JSON Schema."""
-    if isinstance(schema, list):
-        return [ajv_to_json_schema(s) for s in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {k: ajv_to_json_schema(v) for k, v in schema.items() if k != "nullable"}
-    if schema.get("nullable") is True and "type" in out:
-        types = out["type"] if isinstance(out["type"], list) else [out["type"]]
-        out["type"] = [*types, "null"] if "null" not in types else types
-    return out
 
 
 def update_schema() -> dict[str, Any]:

@@ -11,11 +11,11 @@ import httpx
 import pytest
 import stamina
 import structlog
-from integration_docs import SCHEMAS, ajv_to_json_schema
 from jsonschema import Draft202012Validator
 
 from bot.errors import AuthFailed, RateLimited, ServerRejected, Unavailable
 from bot.rest import RequestRecord, RestClient
+from tests.schema_support import SCHEMAS, ajv_to_json_schema
 
 TOKEN = "tok-9HqLlyZOugoStsXCUfD_0YdwnNnunAJF8V47U3QHXSq"
 PASSWORD = "correct horse battery staple"

@@ -40,10 +40,10 @@ from sandbox.config import SandboxConfig
 from sandbox.control import SandboxControl, UserCredentials
 from sandbox.seed import seed_demo
 from sandbox.server import SandboxServer
+from tests.schema_support import SCHEMAS, ajv_to_json_schema
 from tests.secret_watch import WATCH
 
 REPO = Path(__file__).resolve().parents[2]
-SCHEMAS = REPO / "tests" / "schemas"
 BOT_USERNAME = "integrations-bot"
 # xdist group of the tests that share the session `workspace` fixture (one sandbox, one bot).
 SHARED_GROUP = "e2e-shared-workspace"
@@ -71,19 +71,6 @@ def bot_executable() -> str:
 
 
 # --- Rocket.Chat's request schemas ----------------------------------------------------------------
-
-
-def ajv_to_json_schema(schema: Any) -> Any:
-    """AJV's `nullable: true` ("null is accepted too") in plain JSON Schema: add "null" to `type`."""
-    if isinstance(schema, list):
-        return [ajv_to_json_schema(item) for item in schema]
-    if not isinstance(schema, dict):
-        return schema
-    out = {key: ajv_to_json_schema(value) for key, value in schema.items() if key != "nullable"}
-    if schema.get("nullable") is True and "type" in out:
-        types = out["type"] if isinstance(out["type"], list) else [out["type"]]
-        out["type"] = types if "null" in types else [*types, "null"]
-    return out
 
 
 def schema_validator(endpoint: str) -> Draft202012Validator:

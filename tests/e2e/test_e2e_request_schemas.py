@@ -12,7 +12,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from e2e_support import REPO, SCHEMAS, SHARED_GROUP, Workspace, schema_validator, unique_name
+from e2e_support import REPO, SHARED_GROUP, Workspace, schema_validator, unique_name
+
+from tests.schema_support import SCHEMAS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(SHARED_GROUP)]
 
