@@ -28,6 +28,7 @@ from bot.ejson import decode_date
 from bot.messages import ChatMessage
 from bot.metrics import Metrics
 from bot.outbound import reply_id
+from bot.rest import RestClient
 from bot.state import StateStore
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -75,6 +76,13 @@ def test_the_stale_answer_says_how_old_and_what_the_limit_is() -> None:
     reply = stale_reply(NOW - timedelta(minutes=7), NOW, TWO_MIN)
     assert reply.outcome == "stale"
     assert "7 min ago" in reply.text and "2 min" in reply.text and "did not run" in reply.text
+
+
+def live_catchup(rest: RestClient, state: StateStore, admit: Admitted) -> CatchUp:
+    """A catch-up against a real sandbox, on the real clock."""
+    return CatchUp(
+        rest, state, CursorBook(state), admit, clock=lambda: datetime.now(UTC), stale_age=TWO_MIN, metrics=Metrics()
+    )
 
 
 # --- where a pass starts ----------------------------------------------------------------------------
@@ -191,16 +199,7 @@ async def test_a_pass_finds_what_was_posted_since_the_cursors_in_every_member_ro
             await call(control.post_message, "owen", sandbox_world.seed["rooms"]["dm:integrations-bot:owen"], "help"),
             await call(control.post_message, "alice", "lobby", "!integration list"),  # not a member
         ]
-        catchup = CatchUp(
-            rest,
-            state,
-            CursorBook(state),
-            admitted,
-            clock=lambda: datetime.now(UTC),
-            stale_age=TWO_MIN,
-            metrics=Metrics(),
-        )
-        await catchup.pass_once()
+        await live_catchup(rest, state, admitted).pass_once()
     found = {m.id: m for m, origin in admitted.messages if origin == "catch-up"}
     assert posted[4]["_id"] not in found
     for message in posted[:4]:
@@ -231,16 +230,7 @@ async def test_a_command_already_answered_is_not_run_again_on_a_fresh_state_file
     )
     unanswered = await call(control.post_message, "admin", "alerts", "!integration enable Guggy")
     async with sandbox_world.rest() as rest:
-        catchup = CatchUp(
-            rest,
-            state,
-            CursorBook(state),
-            admitted,
-            clock=lambda: datetime.now(UTC),
-            stale_age=TWO_MIN,
-            metrics=Metrics(),
-        )
-        await catchup.pass_once()
+        await live_catchup(rest, state, admitted).pass_once()
     ids = {m.id for m, _ in admitted.messages}
     assert unanswered["_id"] in ids
     assert answered["_id"] not in ids
