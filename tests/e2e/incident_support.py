@@ -12,7 +12,7 @@ replies; nothing here sleeps except `wait_past`, which waits for a due time to p
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -165,3 +165,12 @@ def updated_at(document: Mapping[str, Any]) -> datetime:
 
 def audit_lines(control: SandboxControl) -> list[str]:
     return [m.get("msg") or "" for m in control.messages(AUDIT_ROOM) if m["u"]["username"] == BOT_USERNAME]
+
+
+def wait_audit_line(control: SandboxControl, wanted: Callable[[str], bool], timeout: float = 10.0) -> str:
+    """The audit room's line that `wanted` accepts, once the bot has posted it: the audit room is
+    fed in the background (a change never waits for it), so it may arrive after the change's answer."""
+    found = control.wait_for_message(
+        AUDIT_ROOM, lambda m: m["u"]["username"] == BOT_USERNAME and wanted(m.get("msg") or ""), timeout=timeout
+    )
+    return str(found.get("msg") or "")

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from e2e_support import BOT_USERNAME, unique_name
-from incident_support import ROOM, World, audit_lines, buttons, incident_world, stable
+from incident_support import ROOM, World, audit_lines, buttons, incident_world, stable, wait_audit_line
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-incident-timed")]
 
@@ -53,9 +53,9 @@ def test_a_timed_disable_comes_back_on_time_losing_nothing(world: World) -> None
     assert stable(back) == stable(original)  # every field as before, enabled again
     assert back["_updatedBy"]["username"] == BOT_USERNAME
 
+    wait_audit_line(world.control, lambda line: original["name"] in line and "turned" in line and "back on" in line)
     lines = [line for line in audit_lines(world.control) if original["name"] in line]
     assert any("admin disabled" in line and "flapping" in line for line in lines), lines
-    assert any("turned" in line and "back on" in line for line in lines), lines
 
 
 def test_the_end_of_a_timed_disable_is_told_in_the_thread_it_came_from(world: World) -> None:
