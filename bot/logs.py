@@ -92,7 +92,7 @@ def configure_logging(
     fmt: Literal["auto", "json", "console"] = "auto",
     *,
     stream: Any = None,
-    quiet_libraries: Iterable[str] = ("httpx", "httpcore", "websockets", "uvicorn", "aiosqlite", "asyncio"),
+    quiet_libraries: Iterable[str] = ("httpx", "httpcore", "websockets", "uvicorn", "asyncio"),
 ) -> None:
     """Route structlog and stdlib logging to one handler on `stream` (stderr by default)."""
     output = stream if stream is not None else sys.stderr

@@ -66,7 +66,7 @@ class TimerStore:
         """Record a timed disable in state `scheduled`; None when one is already pending for
         this integration (the partial unique index refuses a second)."""
         try:
-            cursor = await self._state.db.execute(
+            cursor = self._state.db.execute(
                 "INSERT INTO timers (state, integration_id, integration_name, integration_type, created_at, due_at,"
                 " actor_id, actor_username, reason, room_id, thread_id, message_id)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -141,7 +141,7 @@ class TimerStore:
             sets["ended_at"] = _ts(at)
             sets["end_note"] = note
         assignments = ", ".join(f"{column} = ?" for column in sets)
-        cursor = await self._state.db.execute(
+        cursor = self._state.db.execute(
             f"UPDATE timers SET {assignments}, revision = revision + 1 WHERE id = ? AND revision = ?",  # noqa: S608
             (*sets.values(), timer.id, timer.revision),
         )
@@ -150,9 +150,7 @@ class TimerStore:
         return await self.get(timer.id)
 
     async def _select(self, where: str, params: tuple[Any, ...]) -> list[TimedDisable]:
-        # One round trip to the database thread (execute, fetch and close there), not three:
-        # `pending_for` runs after every change a command makes.
-        rows = await self._state.db.execute_fetchall(f"SELECT {_COLUMNS} FROM timers {where}", params)  # noqa: S608
+        rows = self._state.db.execute(f"SELECT {_COLUMNS} FROM timers {where}", params).fetchall()  # noqa: S608
         return [_timer(row) for row in rows]
 
 
