@@ -271,6 +271,29 @@ async def test_5xx_is_retried_then_succeeds_and_the_hook_counts_the_retries() ->
     assert records[-1] == RequestRecord("roles.list", "GET", 200, records[-1].duration, 2, "ok")
 
 
+async def test_every_retry_goes_through_stamina_with_its_number_even_the_first() -> None:
+    """The first attempt runs outside the retry context (the common, successful case costs no
+    stamina machinery); a failure is replayed into stamina, so operators still see one
+    `stamina.retry_scheduled` line per retry, numbered from 1, and the schedule starts at once."""
+    server = Recorder(httpx.Response(503), httpx.Response(502), ok(roles=[]))
+    client, _, _ = make_client(server)
+    with structlog.testing.capture_logs() as captured:
+        assert await client.roles_list() == ()
+    scheduled = [e for e in captured if e["event"] == "stamina.retry_scheduled"]
+    assert [e["retry_num"] for e in scheduled] == [1, 2]
+    assert all("roles.list" in str(e["caused_by"]) for e in scheduled)
+    assert len(server.requests) == 3
+
+
+async def test_a_first_success_makes_one_request_and_no_retry_line() -> None:
+    server = Recorder(ok(roles=[]))
+    client, _, records = make_client(server)
+    with structlog.testing.capture_logs() as captured:
+        assert await client.roles_list() == ()
+    assert not any(e["event"].startswith("stamina.") for e in captured)
+    assert len(server.requests) == 1 and records[-1].retries == 0
+
+
 async def test_5xx_retries_are_bounded_then_unavailable() -> None:
     server = Recorder(httpx.Response(500, json={"success": False, "error": "Internal server error"}))
     client, _, records = make_client(server, max_attempts=3)
