@@ -21,7 +21,8 @@ here is a point lookup or a one-row write that SQLite finishes in 10–200 µs, 
 thread and back cost more than that (~0.15 ms per statement when idle, several times that under
 load, where the worker thread and the loop fight over the GIL; measured with `make bench`: a
 quarter of the bot's CPU in a burst of commands was that thread). The methods stay `async` so
-callers do not depend on where the work happens. The price: a write waits for another process's
+callers do not depend on where the work happens. A statement with RETURNING is complete
+only once its rows are fetched: always `.fetchall()` it. The price: a write waits for another process's
 write lock (up to `busy_timeout`) with the loop blocked; only one bot may use a state file, and
 readers (`history` by hand, `sqlite3` on the file) never block it under WAL.
 """
@@ -171,7 +172,8 @@ class WriteIntent:
 
 
 class StateStore:
-    """Async access to the state file. Open with `await StateStore.open(path)`."""
+    """The state file, behind async methods (see the module docstring for why the statements
+    themselves run synchronously). Open with `await StateStore.open(path)`."""
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
@@ -241,14 +243,6 @@ class StateStore:
         row = self._db.execute("PRAGMA user_version").fetchone()
         return int(row[0]) if row else 0
 
-    def _fetchall(self, sql: str, parameters: Sequence[Any] = ()) -> list[Any]:
-        """Run one statement to completion (a RETURNING clause's rows included) and close it."""
-        cursor = self._db.execute(sql, parameters)
-        try:
-            return cursor.fetchall()
-        finally:
-            cursor.close()
-
     async def close(self) -> None:
         self._db.close()
 
@@ -271,11 +265,11 @@ class StateStore:
         for start in range(0, len(claims), CLAIM_BATCH):
             chunk = claims[start : start + CLAIM_BATCH]
             rows_sql = ", ".join(["(?, ?, ?, ?, 'claimed')"] * len(chunk))
-            rows = self._fetchall(
+            rows = self._db.execute(
                 "INSERT OR IGNORE INTO processed_messages (message_id, room_id, message_ts, claimed_at, status)"  # noqa: S608
                 f" VALUES {rows_sql} RETURNING message_id",
                 [value for message_id, room_id, ts in chunk for value in (message_id, room_id, _ts(ts), _ts(now))],
-            )
+            ).fetchall()
             taken.update(str(row[0]) for row in rows)
         return taken
 
@@ -363,7 +357,7 @@ class StateStore:
         existing = "SELECT id FROM audit WHERE message_id = ? AND integration_id = ? AND action = ?"
         key = (record.message_id, record.integration_id, record.action)
         unless = f" WHERE NOT EXISTS ({existing})" if record.message_id is not None else ""
-        rows = self._fetchall(
+        rows = self._db.execute(
             "INSERT INTO audit (at, actor_id, actor_username, room_id, message_id, integration_id,"
             " integration_name, integration_type, action, reason, before_json, after_json, until_at, undoes)"
             f" SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?{unless} RETURNING id",
@@ -384,9 +378,9 @@ class StateStore:
                 record.undoes,
                 *(key if unless else ()),
             ),
-        )
+        ).fetchall()
         if not rows:  # this command recorded it already (resumed after a crash): that row's id
-            rows = self._fetchall(existing + " LIMIT 1", key)
+            rows = self._db.execute(existing + " LIMIT 1", key).fetchall()
         return int(next(iter(rows))[0])
 
     async def history(

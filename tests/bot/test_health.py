@@ -9,6 +9,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from health_support import READY
 from hypothesis import given
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
@@ -19,16 +20,6 @@ from bot.health import HttpServer, Probe, healthz, readyz
 from bot.metrics import Metrics
 from bot.outbound import reply_id
 from bot.rest import RequestRecord
-
-READY = Probe(
-    realtime="ready",
-    logged_in=True,
-    subscriptions_ready=True,
-    message_stream=True,
-    state_db_open=True,
-    permissions_loaded=True,
-    stopping=False,
-)
 
 
 def test_a_ready_bot_is_healthy_and_ready() -> None:

@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+from health_support import READY
 
 from bot.config import Settings
 from bot.health import HttpServer, Probe
@@ -25,15 +26,6 @@ from bot.healthcheck import HealthcheckSettings, Verdict, check, probe_address
 from bot.metrics import Metrics
 
 SCRIPT = Path(sys.executable).with_name("integrations-bot")
-READY = Probe(
-    realtime="ready",
-    logged_in=True,
-    subscriptions_ready=True,
-    message_stream=True,
-    state_db_open=True,
-    permissions_loaded=True,
-    stopping=False,
-)
 RECONNECTING = dataclasses.replace(READY, realtime="connecting", logged_in=False, subscriptions_ready=False)
 
 
