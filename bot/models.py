@@ -19,6 +19,26 @@ OUTGOING: Final = "webhook-outgoing"
 IntegrationType = Literal["webhook-incoming", "webhook-outgoing"]
 
 
+_IMMUTABLE_SCALARS: Final = (str, int, float, bool)
+
+
+def copy_document(value: Any) -> Any:
+    """A deep copy of a document as JSON decoding builds it (dicts, lists, scalars).
+
+    What `copy.deepcopy` does for such a value, ~5x faster (an integration: 4 µs instead of
+    22 µs, and a command copies one about six times). A dict subclass comes back a plain dict;
+    any other type (a datetime from EJSON, a tuple) goes to `copy.deepcopy`. Unlike deepcopy, a
+    value referenced twice is copied twice, which decoded JSON never does.
+    """
+    if isinstance(value, dict):
+        return {key: copy_document(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [copy_document(item) for item in value]
+    if value is None or isinstance(value, _IMMUTABLE_SCALARS):
+        return value
+    return copy.deepcopy(value)
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True)
 
@@ -117,7 +137,7 @@ class Integration(_Frozen):
     def of(cls, document: Mapping[str, Any] | Integration) -> Integration:
         if isinstance(document, Integration):
             return document
-        doc = copy.deepcopy(dict(document))
+        doc: dict[str, Any] = copy_document(dict(document))
         created_by = doc.get("_createdBy")
         channels = doc.get("channel")
         return cls(
@@ -132,7 +152,8 @@ class Integration(_Frozen):
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(self.document)
+        result: dict[str, Any] = copy_document(self.document)
+        return result
 
     @property
     def is_incoming(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from datetime import UTC, datetime
 from typing import Any
 
 from hypothesis import given
@@ -10,6 +12,7 @@ from integration_docs import stored_documents
 
 from bot.documents import changed_fields, last_touch, restore_changes, saved_again
 from bot.integrations import intended_document, updatable_fields
+from bot.models import copy_document
 
 DOC: dict[str, Any] = {
     "_id": "i1",
@@ -75,3 +78,40 @@ def test_restoring_any_edit_gives_back_the_document(before: dict[str, Any], edit
     assert all(restored.get(k) == before.get(k) for k in updatable_fields(before["type"]))
     if changed_fields(before, edited):
         assert restore_changes(before, edited)  # a visible change always has something to restore
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(stored_documents(), JSON_VALUES)
+def test_a_document_copy_is_equal_and_shares_nothing_mutable(doc: dict[str, Any], extra: Any) -> None:
+    original = {**doc, "extra": extra, "nested": {"list": [extra, {"x": [1, 2]}]}}
+    snapshot = copy.deepcopy(original)
+    copied = copy_document(original)
+    assert copied == original
+    _mutate_everything(copied)
+    assert original == snapshot  # changing the copy anywhere left the original as it was
+
+
+def test_a_document_copy_keeps_values_json_does_not_know() -> None:
+    when = datetime(2026, 11, 24, tzinfo=UTC)
+    original = {"at": when, "pair": ("a", ["b"])}
+    copied = copy_document(original)
+    assert copied == {"at": when, "pair": ("a", ["b"])}
+    copied["pair"][1].append("c")  # a list inside a tuple is copied too (deepcopy's job)
+    assert original["pair"] == ("a", ["b"])
+
+
+def _mutate_everything(value: Any) -> None:
+    if isinstance(value, dict):
+        for item in list(value.values()):
+            _mutate_everything(item)
+        value["__mutated__"] = True
+    elif isinstance(value, list):
+        for item in value:
+            _mutate_everything(item)
+        value.append("__mutated__")
