@@ -35,13 +35,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-import structlog
-
+from bot import logs
 from bot.errors import BotLacksPermission
 from bot.models import INCOMING, OUTGOING, Integration, PermissionsSnapshot, UserInfo
 from bot.rest import RestClient
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 MANAGE_INCOMING: Final = "manage-incoming-integrations"
 MANAGE_OWN_INCOMING: Final = "manage-own-incoming-integrations"

@@ -48,8 +48,8 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 import stamina
-import structlog
 
+from bot import logs
 from bot.authz import CallerRights, may_list, may_update, may_view, may_write, visible_in_list
 from bot.errors import (
     AmbiguousIntegration,
@@ -67,7 +67,7 @@ from bot.errors import (
 from bot.models import INCOMING, OUTGOING, Integration, UpdateOutcome
 from bot.rest import RestClient
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 # Incoming branch of the update schema (open: `username` is an understood extra, §2.4.3 step 7).
 INCOMING_FIELDS: Final = (

@@ -54,12 +54,11 @@ from types import MappingProxyType
 from typing import Any, Final, NoReturn, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
-import structlog
 from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidURI, WebSocketException
 
-from bot import ddp, ejson
+from bot import ddp, ejson, logs
 from bot.ddp import StreamEvent
 from bot.errors import AuthFailed, ConfigError, Unavailable, UpstreamError
 
@@ -81,7 +80,7 @@ __all__ = [
     "websocket_url",
 ]
 
-log = structlog.get_logger(__name__)
+log = logs.get_logger(__name__)
 
 # websockets logs every frame at DEBUG, login frames included. Its logger here is pinned to INFO
 # so that running the application at DEBUG cannot put a token or password digest in the logs.

@@ -69,3 +69,31 @@ def test_redact_text_removes_any_registered_secret(prefix: str, suffix: str) -> 
 def test_short_values_are_not_treated_as_secrets() -> None:
     register_secret("abc")
     assert redact_text("abc abc") == "abc abc"
+
+
+def test_a_logger_made_before_logging_is_configured_follows_the_configuration() -> None:
+    # Modules create their loggers at import time, long before `configure_logging` runs.
+    early = get_logger("integrations_bot.early")
+    out = io.StringIO()
+    configure_logging("WARNING", "json", stream=out)
+    early.info("below the level")
+    early.warning("kept", detail=1)
+    assert [(r["event"], r["level"], r["logger"], r["detail"]) for r in lines(out)] == [
+        ("kept", "warning", "integrations_bot.early", 1)
+    ]
+
+
+def test_library_records_and_bot_events_share_one_format() -> None:
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    register_secret("library-secret-value-42")
+    logging.getLogger("some.library").warning("calling https://x/?t=library-secret-value-42")
+    get_logger("integrations_bot.x").info("bot event")
+    library, ours = lines(out)
+    assert (library["logger"], library["level"], library["event"]) == (
+        "some.library",
+        "warning",
+        "calling https://x/?t=***",
+    )
+    assert (ours["logger"], ours["level"], ours["event"]) == ("integrations_bot.x", "info", "bot event")
+    assert set(library) == set(ours)  # the same keys either way
