@@ -2,9 +2,11 @@
 
 The problem
 -----------
-A command runs claim → resolve → read → PUT → verify → audit → reply → finish. A `kill -9` (or a
+A command runs claim → resolve → read → PUT → verify → audit → reply → finish (a plain enable or
+disable answers first and records right after, commands/followups.py). A `kill -9` (or a
 shutdown past its grace period) between the PUT and the audit row leaves a claim that is still
-'claimed', an integration that may or may not have been changed, and a caller without an answer.
+'claimed', an integration that may or may not have been changed, and perhaps a caller without
+an answer.
 Re-running the command blindly is wrong both ways: if the write landed, the re-run finds the
 integration "already disabled" (no audit row, a misleading answer); if a later change by someone
 else landed after ours, a re-run would overwrite it.
@@ -112,6 +114,11 @@ class JournaledIntegrationService(IntegrationService):
             if now is not None and judge(intent, now) is Judgement.LANDED:
                 return True
         return False
+
+    async def unrecorded(self, message_id: str) -> bool:
+        """Whether a write of this (answered, interrupted) command landed without its audit row:
+        the book-keeping that runs after the answer did not happen (commands/followups.py)."""
+        return not await self._state.recorded(message_id) and await self.landed(message_id)
 
     async def _replay(self, message_id: str, found: Integration, changes: Mapping[str, Any]) -> UpdateOutcome | None:
         intent = next((i for i in await self._state.intents(message_id) if i.integration_id == found.id), None)

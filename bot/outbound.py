@@ -81,20 +81,31 @@ class ReplySender:
         self._retry_initial = retry_initial
         self._retry_max = retry_max
 
-    async def deliver(self, message: ChatMessage, reply: Reply) -> Delivery:
-        """Post `reply` in the command's room and thread; returns once it is stored or refused."""
+    async def deliver(
+        self, message: ChatMessage, reply: Reply, *, then: Callable[[], Awaitable[None]] | None = None
+    ) -> Delivery:
+        """Post `reply` in the command's room and thread; returns once it is stored or refused.
+
+        `then` runs once, right after the first attempt, whatever its result: book-keeping that
+        should neither hold up the answer nor wait for an outage to end (commands/followups.py).
+        It must not raise."""
         delay = self._retry_initial
         waiting = False
         try:
             while True:
                 try:
-                    await self._rest.chat_send_message(
-                        message.room_id,
-                        neutralize_mentions(reply.text),
-                        thread_id=message.thread_id,
-                        message_id=reply_id(message.id),
-                        attachments=buttons_attachment(reply),
-                    )
+                    try:
+                        await self._rest.chat_send_message(
+                            message.room_id,
+                            neutralize_mentions(reply.text),
+                            thread_id=message.thread_id,
+                            message_id=reply_id(message.id),
+                            attachments=buttons_attachment(reply),
+                        )
+                    finally:
+                        if then is not None:
+                            first, then = then, None
+                            await first()
                     return Delivery.POSTED
                 except (Unavailable, RateLimited) as exc:
                     if isinstance(exc, RateLimited) and exc.retry_after is not None:

@@ -6,7 +6,10 @@ period while running that command or retrying its answer. The command may have c
 integration or not, and its caller may have an answer or not. The decision, per command:
 
 1. the message is gone, or its room is no longer one of the bot's: close the claim, say nothing;
-2. the answer exists (`chat.getMessage` of `reply_id(command id)`): it completed; close the claim;
+2. the answer exists (`chat.getMessage` of `reply_id(command id)`): it completed, except perhaps
+   for the book-keeping that runs right after the answer (commands/followups.py). If a write of
+   it landed and it has no audit row, *resume* it to finish that: the journal does not write
+   again, and the answer is the same message id (stored once). Otherwise close the claim;
 3. otherwise, if it is still fresh (younger than BOT_STALE_COMMAND_AGE), or if a write of it is
    known to have landed: *resume* it. It runs again through the normal path, but with the write
    journal in charge (`bot.journal`): a write that landed is not sent again (the command answers
@@ -91,9 +94,10 @@ class Recovery:
         document = await self._get_message(message_id)
         if document is None:
             return Close(message_id, "recovered: message gone", ignored=True)
-        if await self._get_message(reply_id(message_id)) is not None:
-            return Close(message_id, "recovered: answered before the restart")
+        answered = await self._get_message(reply_id(message_id)) is not None
         room = rooms.get(str(document.get("rid")))
+        if answered:
+            return await self._answered(message_id, document, room)
         if room is None:
             return Close(message_id, "recovered: not in that room any more", ignored=True)
         message = ChatMessage.from_document(document, room.meta())
@@ -107,6 +111,15 @@ class Recovery:
         if await self._journal.landed(message_id):
             return Resume(accepted)  # the journal answers it as done, without writing again
         return Interrupted(message, "it is now too old to run safely")
+
+    async def _answered(self, message_id: str, document: dict[str, object], room: Room | None) -> Decision:
+        """Answered before the restart; resumed only to finish the book-keeping of a write that landed."""
+        closed = Close(message_id, "recovered: answered before the restart")
+        if room is None or not await self._journal.unrecorded(message_id):
+            return closed
+        message = ChatMessage.from_document(document, room.meta())
+        accepted = self._intake.accept(message) if message is not None else None
+        return Resume(accepted) if accepted is not None else closed
 
     async def _get_message(self, message_id: str) -> dict[str, object] | None:
         try:

@@ -16,7 +16,8 @@ path, in order: `Intake` (a cheap synchronous filter) → staleness (`catchup.fr
 in the state database (so a re-delivery, a reconnect or a restart never runs it twice) → the
 room's cursor. A claimed command runs in its own task: the `Dispatcher` (or the stale answer),
 then the answer is posted in the same room and thread by `bot.outbound` (a reply id derived from
-the command's id; retried until stored), then the claim is finished. Integration writes are
+the command's id; retried until stored), the book-keeping the command deferred runs right after
+the first attempt to post it (`commands.followups`), then the claim is finished. Integration writes are
 journaled (`bot.journal`), so commands a crash left unfinished are resumed at the next start
 without applying a change twice (`bot.recovery`).
 
@@ -447,8 +448,16 @@ class Bot:
         return reply
 
     async def _post(self, message: ChatMessage, reply: Reply) -> None:
-        assert self.sender is not None
-        delivery = await self.sender.deliver(message, reply)
+        """Answer, run the command's deferred book-keeping (right after the first attempt to
+        post, commands/followups.py), then finish the claim."""
+        assert self.sender is not None and self.services is not None
+        followups = self.services.followups
+        try:
+            delivery = await self.sender.deliver(
+                message, reply, then=(lambda: followups.run(reply.afterwards)) if reply.afterwards else None
+            )
+        finally:
+            await followups.run(reply.afterwards)  # no-op once run; a cancelled post still records
         if delivery is Delivery.POSTED:
             await self._finish(message.id, reply.outcome)
         elif delivery is Delivery.REJECTED:

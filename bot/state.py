@@ -383,6 +383,11 @@ class StateStore:
             rows = self._db.execute(existing + " LIMIT 1", key).fetchall()
         return int(next(iter(rows))[0])
 
+    async def recorded(self, message_id: str) -> bool:
+        """Whether the command `message_id` has an audit row (an index lookup, migration 4)."""
+        row = self._db.execute("SELECT 1 FROM audit WHERE message_id = ? LIMIT 1", (message_id,)).fetchone()
+        return row is not None
+
     async def history(
         self,
         *,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from commands.followups import Followups
 from commands.pending import PendingChanges
 
 if TYPE_CHECKING:
@@ -40,6 +41,8 @@ class Services:
     # Timed disables, the noisy-webhook window, the audit room (bot/incident.py); None in tests
     # that do not need them (enable/disable then work without timers).
     incident: IncidentToolkit | None = field(default=None, repr=False)
+    # Book-keeping that runs after answers are posted, and the wait for it (commands/followups.py).
+    followups: Followups = field(default_factory=Followups, repr=False)
 
     @property
     def prefix(self) -> str:

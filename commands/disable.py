@@ -61,7 +61,8 @@ async def _plain(ctx: CommandContext, found: Integration, reason: str | None) ->
                     outcome="changed",
                 )
         return Reply(f"{replies.label(outcome.after)} is already disabled; nothing changed.", outcome="unchanged")
-    await changes.record(ctx, outcome, "disable", reason=reason)
+    # Recorded once the answer is on its way (commands/followups.py).
+    ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "disable", reason=reason))
     undo = code(f"{ctx.services.prefix} enable {outcome.after.id}")
     return Reply(
         f"{replies.DISABLED_MARK} Disabled {replies.label(outcome.after)}.{_why(reason)}\nTo turn it back on: {undo}",

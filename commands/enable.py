@@ -25,6 +25,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     found = await resolve(ctx, target)
     incident = ctx.services.incident
     # A timed disable ends here: `changes.record` cancels it when the integration is switched on.
+    # (`resolve` waited for earlier commands' book-keeping about it: their timers are current.)
     pending = await incident.timers.pending_for(found.id) if incident is not None else None
     timed = pending is not None and pending.state is TimerState.ACTIVE
     # `found` was just read by `resolve` (a complete document): no second read.
@@ -39,7 +40,8 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                 outcome="unchanged",
             )
         return Reply(f"{replies.label(outcome.after)} is already enabled; nothing changed.", outcome="unchanged")
-    await changes.record(ctx, outcome, "enable")
+    # Recorded (and the timer ended) once the answer is on its way (commands/followups.py).
+    ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "enable"))
     ended = ""
     if pending is not None and timed:
         ended = f" Its timed disable ({human_until(pending.due_at, ctx.now())}) is cancelled."

@@ -9,6 +9,7 @@ so handlers stay short: they raise `BotError`s and return a `Reply`.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import secrets
 import time
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from bot.authz import CallerRights
     from bot.messages import ChatMessage
     from commands.context import Services
+    from commands.followups import FollowUp
     from commands.parser import Invocation, Token
 
 log = logs.get_logger("integrations_bot.commands")
@@ -48,6 +50,7 @@ class CommandContext:
     services: Services
     correlation_id: str
     _rights: CallerRights | None = field(default=None, repr=False)
+    deferred: list[FollowUp] = field(default_factory=list, repr=False)
 
     async def rights(self) -> CallerRights:
         """The caller's effective rights, fetched once per command (and cached across commands)."""
@@ -57,6 +60,11 @@ class CommandContext:
 
     def now(self) -> datetime:
         return self.services.clock()
+
+    def defer(self, integration_id: str, work: Callable[[], Awaitable[object]]) -> None:
+        """Run `work` (book-keeping about that integration) once the answer is on its way
+        instead of before it; commands reading its results wait for it (commands/followups.py)."""
+        self.deferred.append(self.services.followups.register(integration_id, work))
 
 
 Handler = Callable[[CommandContext, "Sequence[Token]"], Awaitable[Reply]]
@@ -131,10 +139,10 @@ class Dispatcher:
             message_id=message.id,
         )
         started = time.monotonic()
+        context = CommandContext(message, invocation, self.services, correlation_id)
         try:
             if command is None:
                 raise UnknownCommand(invocation.command)
-            context = CommandContext(message, invocation, self.services, correlation_id)
             reply = await command.handler(context, invocation.args)
         except BotError as exc:
             reply = replies.for_error(exc, invocation=invocation, registry=self.registry)
@@ -146,4 +154,6 @@ class Dispatcher:
         for observer in self.observers:
             observer(name, reply.outcome, elapsed)
         logs.clear()
+        if context.deferred:  # also after an error: what was deferred is about a change that happened
+            reply = dataclasses.replace(reply, afterwards=tuple(context.deferred))
         return reply

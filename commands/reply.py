@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from commands.followups import FollowUp
 
 
 @dataclass(frozen=True)
@@ -20,3 +24,6 @@ class Reply:
     # Whether the command changed something (for metrics and the audit trail), and its outcome
     # word for the one structured log event per command.
     outcome: str = "ok"
+    # Book-keeping deferred by the command (`CommandContext.defer`), run by the runtime right
+    # after the first attempt to post this answer (commands/followups.py).
+    afterwards: tuple[FollowUp, ...] = field(default=(), compare=False, repr=False)

@@ -16,8 +16,12 @@ KIND_TYPES = {"incoming": INCOMING, "outgoing": OUTGOING, None: None}
 
 
 async def resolve(ctx: CommandContext, target: Target) -> Integration:
+    """The integration, once the book-keeping of earlier commands about it is done (their audit
+    rows and timers are what this command may read; commands/followups.py)."""
     rights = await ctx.rights()
-    return await ctx.services.integrations.resolve(target.query, kind=KIND_TYPES[target.kind], rights=rights)
+    found = await ctx.services.integrations.resolve(target.query, kind=KIND_TYPES[target.kind], rights=rights)
+    await ctx.services.followups.settled(found.id)
+    return found
 
 
 async def resolve_reading(

@@ -43,6 +43,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     listing = may_list(rights)
     if not listing.allowed:
         raise PermissionDenied("undo changes", listing.missing, detail=listing.reason or None)
+    await ctx.services.followups.settled()  # the audit rows and timers of answers already given
     now = ctx.now()
     rows = await ctx.services.state.history(actor_id=ctx.message.user_id, limit=SCANNED)
     last = next((r for r in rows if r.before is not None and r.after is not None), None)

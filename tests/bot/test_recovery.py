@@ -16,7 +16,7 @@ from bot.intake import Intake
 from bot.journal import JournaledIntegrationService
 from bot.outbound import reply_id
 from bot.recovery import Close, Decision, Interrupted, Recovery, Resume
-from bot.state import StateStore, WriteIntent
+from bot.state import AuditRecord, StateStore, WriteIntent
 
 TWO_MIN = timedelta(minutes=2)
 
@@ -83,6 +83,52 @@ async def test_a_command_already_answered_is_only_closed(sandbox_world: World, p
     )
     decision = await parts().decide(command["_id"])
     assert decision == Close(command["_id"], "recovered: answered before the restart")
+
+
+async def answered_after_a_landed_write(w: World, p: Parts, name: str) -> str:
+    """A `disable` whose write landed and whose answer was stored, then the process died."""
+    hook = await call(w.control.create_incoming_integration, name, channel="#ops")
+    command = await post(w, "admin", "ops", f"!integration disable {name}")
+    document = await p.rest.integrations_get(hook["_id"])
+    await p.state.record_intent(
+        WriteIntent(command["_id"], hook["_id"], p.clock(), document, {**document, "enabled": False})
+    )
+    await call(w.control.update_integration, hook["_id"], {"enabled": False})
+    await call(w.control.post_message, "integrations-bot", "ops", "Disabled", message_id=reply_id(command["_id"]))
+    return str(command["_id"])
+
+
+async def test_an_answered_command_whose_audit_row_is_missing_is_resumed_to_record_it(
+    sandbox_world: World, parts: Any
+) -> None:
+    # The answer goes out before the audit row (commands/followups.py): a crash in between
+    # leaves a landed write, a stored answer and no row. Resuming replays the write (not sent
+    # again) and records the row; the answer is the same message id, so nothing new is shown.
+    p = parts(timedelta(minutes=5))  # even when stale: the write landed
+    message_id = await answered_after_a_landed_write(sandbox_world, p, "recovery-answered-unrecorded")
+    decision = await p.decide(message_id)
+    assert isinstance(decision, Resume)
+    assert decision.accepted.message.id == message_id
+
+
+async def test_an_answered_command_with_its_audit_row_is_only_closed(sandbox_world: World, parts: Any) -> None:
+    p = parts()
+    message_id = await answered_after_a_landed_write(sandbox_world, p, "recovery-answered-recorded")
+    await p.state.record(
+        AuditRecord(
+            at=p.clock(),
+            actor_id="u",
+            actor_username="admin",
+            integration_id="i",
+            integration_name="recovery-answered-recorded",
+            integration_type="webhook-incoming",
+            action="disable",
+            room_id="r",
+            message_id=message_id,
+        )
+    )
+    decision = await p.decide(message_id)
+    assert decision == Close(message_id, "recovered: answered before the restart")
 
 
 async def test_a_stale_command_that_wrote_nothing_is_not_run_again(sandbox_world: World, parts: Any) -> None:

@@ -187,3 +187,18 @@ async def test_a_refused_realtime_resume_stops_the_bot_instead_of_looping(w: Wor
         await asyncio.wait_for(task, 20)
     assert refused.value.endpoint == "ddp:login"
     assert control.counters().ddp_methods.get("login", 0) == logins + 1  # one refused attempt, no loop
+
+
+async def test_a_change_is_recorded_while_its_answer_waits_for_rocketchat(w: World, tmp_path: Path) -> None:
+    # The audit row follows the first attempt to answer, not the answer's eventual success.
+    control = w.control
+    target = await hook(w, "answer-outage")
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        await call(control.fail_next, "chat.sendMessage", 1000, "500")
+        command = await call(control.post_message, "owen", "ops", "!integration disable answer-outage because noisy")
+        await until(lambda: pending_answers(bot) == 1, what="an answer waiting to be retried")
+        rows = await audit_rows(tmp_path, target["_id"])
+        assert [(r.message_id, r.action, r.reason) for r in rows] == [(command["_id"], "disable", "noisy")]
+        await call(control.clear_faults)
+        assert "Disabled" in (await answer_to(w, command, timeout=60))["msg"]
+    assert len(await audit_rows(tmp_path, target["_id"])) == 1

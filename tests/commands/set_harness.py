@@ -72,13 +72,12 @@ class Harness:
     def doc(self, integration_id: str) -> dict[str, Any]:
         return self.control.integration(integration_id)
 
-    async def say(self, user: str, room: str, text: str, *, direct: bool = False) -> Reply:
+    def chat_message(self, user: str, room: str, text: str, *, direct: bool = False) -> ChatMessage:
         """`text` typed by `user` in the room `room` (a seeded room name, or a room id)."""
         creds = self.seeded["users"][user]
-        room_id = self.seeded["rooms"].get(room, room)
-        message = ChatMessage(
+        return ChatMessage(
             id=secrets.token_hex(8),
-            room_id=room_id,
+            room_id=self.seeded["rooms"].get(room, room),
             text=text,
             ts=self.clock.now,
             updated_at=self.clock.now,
@@ -86,13 +85,25 @@ class Harness:
             username=user,
             room_type="d" if direct else "c",
         )
+
+    def message(self, user: str, room: str, text: str) -> tuple[ChatMessage, Invocation]:
+        """A command message and its invocation, for `dispatcher.dispatch` (no follow-ups run)."""
+        invocation = extract_invocation(text, bot_username=BOT, is_direct=False)
+        assert invocation is not None, text
+        return self.chat_message(user, room, text), invocation
+
+    async def say(self, user: str, room: str, text: str, *, direct: bool = False) -> Reply:
+        """The answer to `text` typed by `user` in `room`, its book-keeping done as the runtime does."""
+        message = self.chat_message(user, room, text, direct=direct)
         try:
             invocation = extract_invocation(text, bot_username=BOT, is_direct=direct)
         except UsageError as exc:  # answered like the runtime does (an unbalanced quote)
             fallback = Invocation(exc.command, (), text, "prefix")
             return replies.for_error(exc, invocation=fallback, registry=self.dispatcher.registry)
         assert invocation is not None, text
-        return await self.dispatcher.dispatch(message, invocation)
+        reply = await self.dispatcher.dispatch(message, invocation)
+        await self.services.followups.run(reply.afterwards)  # what the runtime does once it answered
+        return reply
 
     async def close(self) -> None:
         await self.services.rest.aclose()
