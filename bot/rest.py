@@ -64,7 +64,7 @@ MAX_PAGE_SIZE: Final = 100  # `API_Upper_Count_Limit` default; larger counts are
 # purpose: httpcore's pool checks every connection on each request start and end (O(pool size),
 # with a readiness poll per idle one, ~15 µs each), so a burst of 1,000 commands took the bot
 # 9.4-10.9 s of CPU with 20 connections, 5.5-6.2 s with 8 and 4.3-4.8 s with 4 (bench/, sandbox
-# on loopback; the floor client, given the same budget, was no faster with 8 than with 4). A
+# on loopback; bench/floor.py keeps 8, which suits its 100 concurrent workers better). A
 # Rocket.Chat instance is one Node.js event loop, so more requests in flight only queue there;
 # 4 still carry ~200 requests/s at a 20 ms round trip, and the bot's role is exempt from the
 # REST rate limiter (contract §1.5), so they are never the limit for commands people type.
