@@ -112,7 +112,7 @@ def configure_logging(
     """
     output = stream if stream is not None else sys.stderr
     as_json = fmt == "json" or (fmt == "auto" and not getattr(output, "isatty", lambda: False)())
-    levelno = logging.getLevelName(level) if isinstance(level, str) else int(level)
+    levelno: int = logging.getLevelName(level)
     stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     renderer: Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
@@ -134,9 +134,9 @@ def configure_logging(
     for old in list(root.handlers):
         root.removeHandler(old)
     root.addHandler(handler)
-    root.setLevel(level)
+    root.setLevel(levelno)
     for name in quiet_libraries:
-        logging.getLogger(name).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+        logging.getLogger(name).setLevel(max(logging.WARNING, levelno))
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,

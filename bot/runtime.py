@@ -453,9 +453,7 @@ class Bot:
         assert self.sender is not None and self.services is not None
         followups = self.services.followups
         try:
-            delivery = await self.sender.deliver(
-                message, reply, then=(lambda: followups.run(reply.afterwards)) if reply.afterwards else None
-            )
+            delivery = await self.sender.deliver(message, reply, then=lambda: followups.run(reply.afterwards))
         finally:
             await followups.run(reply.afterwards)  # no-op once run; a cancelled post still records
         if delivery is Delivery.POSTED:

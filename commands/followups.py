@@ -16,7 +16,9 @@ first:
   asks: per integration once it is resolved (`commands.targets`), all of them for `undo`,
   `history` and `snoozed`. Someone who saw an answer and acts on it sees its audit row.
 
-A follow-up's failure is logged and never changes the answer (it was already given).
+A follow-up runs with the log context of the command that deferred it (its correlation id
+among it), as if it had not been deferred. Its failure is logged and never changes the answer
+(it was already given).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
 
 from bot import logs
 
@@ -36,18 +41,20 @@ class FollowUp:
 
     integration_id: str
     work: Callable[[], Awaitable[object]]
+    log_context: dict[str, Any] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def run(self) -> None:
         """Run once; a failure is logged, not raised (the answer is already given)."""
         if self.done.is_set():
             return
-        try:
-            await self.work()
-        except Exception:
-            log.exception("command.followup_failed", integration_id=self.integration_id)
-        finally:
-            self.done.set()
+        with structlog.contextvars.bound_contextvars(**self.log_context):
+            try:
+                await self.work()
+            except Exception:
+                log.exception("command.followup_failed", integration_id=self.integration_id)
+            finally:
+                self.done.set()
 
 
 class Followups:
@@ -57,7 +64,7 @@ class Followups:
         self._pending: dict[str, list[FollowUp]] = {}
 
     def register(self, integration_id: str, work: Callable[[], Awaitable[object]]) -> FollowUp:
-        followup = FollowUp(integration_id, work)
+        followup = FollowUp(integration_id, work, dict(logs.context()))
         self._pending.setdefault(integration_id, []).append(followup)
         return followup
 

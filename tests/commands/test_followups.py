@@ -9,6 +9,8 @@ import pytest
 import structlog
 from set_harness import Harness, open_harness
 
+from bot.logs import bind, clear, get_logger
+from bot.logs import context as logs_context
 from commands.followups import Followups
 
 
@@ -114,3 +116,21 @@ async def test_a_command_about_the_integration_waits_for_the_book_keeping_of_an_
     assert "Jenkins builds" in (await asyncio.wait_for(undo, 5)).text
     integration = h.doc(str(h.seeded["integrations"]["jenkins-builds"]["id"]))
     assert integration["enabled"] is True  # the undo found the disable and reverted it
+
+
+async def test_a_followup_logs_with_the_context_of_the_command_that_deferred_it() -> None:
+    # `grep <correlation id>` must still show a command's whole story, its book-keeping included.
+    followups = Followups()
+
+    async def book_keeping() -> None:
+        get_logger("t").info("timer.ended")
+
+    bind(correlation_id="c-42", command="disable")
+    try:
+        one = followups.register("a", book_keeping)
+    finally:
+        clear()  # the dispatcher clears the context before the answer is posted
+    with structlog.testing.capture_logs(processors=[structlog.contextvars.merge_contextvars]) as logs:
+        await followups.run((one,))
+    assert [(e["event"], e["correlation_id"], e["command"]) for e in logs] == [("timer.ended", "c-42", "disable")]
+    assert logs_context() == {}  # and leaves nothing bound behind it
