@@ -18,6 +18,7 @@ from jsonschema import Draft202012Validator
 from rest_test_support import INCOMING_CREATE, OUTGOING_CREATE, World, create, integrations_world, named
 
 from sandbox.config import UpdateMode
+from tests.secret_watch import MIN_LENGTH
 
 SCHEMAS = Path(__file__).resolve().parents[1] / "schemas"
 
@@ -64,9 +65,10 @@ VALUES = st.one_of(
     SCALARS, st.lists(SCALARS, max_size=3), st.dictionaries(st.sampled_from(["a", "b"]), SCALARS, max_size=2)
 )
 
-# A stored webhook token is a secret to the suite's secret watch (tests/secret_watch.py); one that
-# spells an integration type would be "found" in every log line naming that type.
-TOKEN_VALUES = VALUES.filter(lambda value: value not in ("webhook-incoming", "webhook-outgoing"))
+# A stored webhook token is a secret to the suite's secret watch (tests/secret_watch.py): a word
+# of this strategy long enough to count as one ("#general", "webhook-incoming") would be "found"
+# in every log line that names that channel or type. Shorter strings still test a string token.
+TOKEN_VALUES = VALUES.filter(lambda value: not (isinstance(value, str) and len(value) >= MIN_LENGTH))
 
 
 def mutate(data: st.DataObject, seed: dict[str, Any], keys: list[str]) -> dict[str, Any]:
