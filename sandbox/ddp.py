@@ -44,6 +44,7 @@ from sandbox.store import (
     MessageEvent,
     PermissionEvent,
     RoleChangeEvent,
+    RoomChangedEvent,
     RoomEvent,
     Store,
     SubscriptionEvent,
@@ -523,6 +524,10 @@ class DDPSession:
             self._deliver_user(event.user_id, "subscriptions-changed", [event.action, event.subscription])
         elif isinstance(event, RoomEvent):
             self._deliver_user(event.user_id, "rooms-changed", [event.action, event.room])
+        elif isinstance(event, RoomChangedEvent):
+            uid = self.user_id  # the user's publication listens on the rooms it is subscribed to
+            if uid is not None and self.store.is_member(event.room["_id"], uid):
+                self._deliver_user(uid, "rooms-changed", ["updated", event.room])
         elif isinstance(event, PermissionEvent):
             self._deliver_logged("permissions-changed", [event.action, event.permission])
         elif isinstance(event, RoleChangeEvent):

@@ -61,10 +61,22 @@ class SubscriptionEvent:
 
 @dataclass(frozen=True)
 class RoomEvent:
-    """`stream-notify-user` `<uid>/rooms-changed`."""
+    """`stream-notify-user` `<uid>/rooms-changed` for one user (joined, left)."""
 
     user_id: str
     action: Literal["inserted", "updated", "removed"]
+    room: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RoomChangedEvent:
+    """`<uid>/rooms-changed` `updated` for every member of the room (a new last message).
+
+    Rocket.Chat emits a room's change once, keyed by the room id, and each user's
+    `rooms-changed` publication listens on the ids of the rooms that user is subscribed to
+    (RoomStreamer in its notifications module): one event per room, matched per connection,
+    not one per member."""
+
     room: dict[str, Any]
 
 
@@ -91,7 +103,15 @@ class DeleteMessageEvent:
     message_id: str
 
 
-Event = MessageEvent | SubscriptionEvent | RoomEvent | PermissionEvent | RoleChangeEvent | DeleteMessageEvent
+Event = (
+    MessageEvent
+    | SubscriptionEvent
+    | RoomEvent
+    | RoomChangedEvent
+    | PermissionEvent
+    | RoleChangeEvent
+    | DeleteMessageEvent
+)
 Listener = Callable[[Event], None]
 
 # --- records --------------------------------------------------------------------------------------
@@ -802,10 +822,7 @@ class Store:
             room["lm"] = message["ts"]
         self._emit(MessageEvent(copy.deepcopy(message), copy.deepcopy(room), inserted=True))
         if not message.get("t"):
-            members = self.room_members(room["_id"])
-            shared = copy.deepcopy(room) if members else room  # events are read-only: one copy for all
-            for uid in members:
-                self._emit(RoomEvent(uid, "updated", shared))
+            self._emit(RoomChangedEvent(copy.deepcopy(room)))
 
     def edit_message(self, message_id: str, text: str, *, editor: str | None = None) -> dict[str, Any]:
         """Edit in place: same `_id`, new `msg`, `editedAt`/`editedBy`, re-delivered on the streams."""

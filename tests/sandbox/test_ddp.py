@@ -570,6 +570,29 @@ def test_notify_user_subscription_and_room_changes(store: Store) -> None:
     assert changed(frames(session)) == []
 
 
+def test_a_new_message_updates_the_room_for_members_only(store: Store) -> None:
+    sessions = {}
+    for user in ("alice", "bot", "carol"):
+        session = connected(store)
+        login(session, store, user)
+        uid = store.find_user(user)._id  # type: ignore[union-attr]
+        sub(session, "stream-notify-user", f"{uid}/rooms-changed", False, sub_id="rooms")
+        frames(session)
+        sessions[user] = session
+    store.send_message("ALICE", "GENERAL", "hello")
+    for user, expected in (("alice", ["ALICE"]), ("bot", ["BOT"]), ("carol", [])):
+        events = changed(frames(sessions[user]))
+        assert [e["fields"]["eventName"].split("/")[0] for e in events] == expected, user
+        for event in events:
+            action, room = event["fields"]["args"]
+            assert action == "updated" and room["_id"] == "GENERAL"
+            assert room["lastMessage"]["msg"] == "hello"
+    store.remove_member("GENERAL", "bot")  # left: later messages no longer change its rooms
+    frames(sessions["bot"])
+    store.send_message("ALICE", "GENERAL", "again")
+    assert changed(frames(sessions["bot"])) == []
+
+
 def test_notify_user_message_stream_gets_ephemeral_send_failures(store: Store) -> None:
     notices: list[tuple[str, dict[str, Any]]] = []
     session = connected(store, ephemeral=lambda uid, msg: notices.append((uid, msg)))
