@@ -9,7 +9,7 @@ import os
 import signal
 import sys
 import time
-from collections import deque
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,12 @@ CAUGHT_UP_EVENT = b'"catchup.done"'
 
 class ProcessFailed(RuntimeError):
     pass
+
+
+def _line_time(line: bytes) -> float:
+    """The `timestamp` of one JSON log line (ISO 8601, UTC), as epoch seconds."""
+    stamp = json.loads(line)["timestamp"]
+    return datetime.fromisoformat(str(stamp).replace("Z", "+00:00")).timestamp()
 
 
 async def _stop(process: asyncio.subprocess.Process, timeout: float = 15.0) -> int:  # noqa: ASYNC109
@@ -79,10 +85,13 @@ class SandboxProcess:
 class BotProcess:
     """The real console script, `integrations-bot run`, configured through its environment.
 
-    stderr (JSON log lines) is read continuously, so the pipe never fills and blocks the bot, and
-    copied to `<workdir>/bot.log`; `bot.ready` marks the end of start-up, the first
-    `catchup.done` the end of the catch-up pass that follows it (one `chat.syncMessages` per
-    room the bot is in). The last lines are kept for error messages.
+    stderr (JSON log lines) goes straight into `<workdir>/bot.log`. It used to be a pipe that
+    the driver drained and copied: then every log line the bot wrote woke the driver, which took
+    a core from the bot or the sandbox exactly while a command was being timed (2 cores, 3
+    processes). Now the driver reads the file only while it waits for start-up events:
+    `bot.ready` ends the start-up, the first `catchup.done` the catch-up pass that follows it
+    (one `chat.syncMessages` per room the bot is in). Their times are the lines' own
+    timestamps, so how often the file is looked at does not change them.
     """
 
     def __init__(self, workdir: Path, url: str, user_id: str, auth_token: str) -> None:
@@ -96,56 +105,68 @@ class BotProcess:
             "BOT_LOG_FORMAT": "json",
             "BOT_LOG_LEVEL": "INFO",
         }
+        self.log_path = workdir / "bot.log"
         self.process: asyncio.subprocess.Process | None = None
-        self.ready = asyncio.Event()
-        self.caught_up = asyncio.Event()
-        self._ready_at = 0.0
-        self._caught_up_at = 0.0
-        self.tail: deque[str] = deque(maxlen=30)
-        self._reader: asyncio.Task[None] | None = None
+        self._read_up_to = 0  # bytes of the log already looked at
+        self._found: dict[bytes, float] = {}  # start-up event -> its line's timestamp (epoch seconds)
 
     async def start(self, timeout: float = 60.0) -> float:  # noqa: ASYNC109
         """Start the bot; returns the seconds from spawning the process to its `bot.ready` line."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
-        self.process = await asyncio.create_subprocess_exec(
-            str(_BIN / "integrations-bot"),
-            "run",
-            cwd=self.workdir,
-            env=self.env,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        self._reader = asyncio.create_task(self._read(self.process))
-        waiter = asyncio.create_task(self.ready.wait())
-        done, _ = await asyncio.wait({waiter, self._reader}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        if waiter not in done:
-            waiter.cancel()
+        with self.log_path.open("wb") as log:
+            spawned = time.time()
+            self.process = await asyncio.create_subprocess_exec(
+                str(_BIN / "integrations-bot"),
+                "run",
+                cwd=self.workdir,
+                env=self.env,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+            )
+        try:
+            ready = await self._wait_for(READY_EVENT, timeout)
+        except ProcessFailed:
             await self.stop()
-            raise ProcessFailed("the bot did not become ready:\n" + "\n".join(self.tail))
-        return time.perf_counter() - started
-
-    async def _read(self, process: asyncio.subprocess.Process) -> None:
-        assert process.stderr is not None
-        with (self.workdir / "bot.log").open("wb") as log:
-            async for line in process.stderr:
-                if not self.ready.is_set() and READY_EVENT in line:
-                    self._ready_at = time.perf_counter()
-                    self.ready.set()
-                if not self.caught_up.is_set() and CAUGHT_UP_EVENT in line:
-                    self._caught_up_at = time.perf_counter()
-                    self.caught_up.set()
-                log.write(line)
-                self.tail.append(line.decode("utf-8", "replace").rstrip())
+            raise
+        return ready - spawned
 
     async def wait_caught_up(self, timeout: float = 120.0) -> float:  # noqa: ASYNC109
         """Wait for the first catch-up pass to end; returns its seconds after `bot.ready`."""
+        return await self._wait_for(CAUGHT_UP_EVENT, timeout) - await self._wait_for(READY_EVENT, 0.0)
+
+    async def _wait_for(self, event: bytes, timeout: float) -> float:  # noqa: ASYNC109
+        deadline = time.monotonic() + timeout
+        while True:
+            self._scan()
+            if event in self._found:
+                return self._found[event]
+            if self.process is None or self.process.returncode is not None:
+                code = None if self.process is None else self.process.returncode
+                raise ProcessFailed(f"the bot exited ({code}) before {event.decode()}:\n" + self.tail())
+            if time.monotonic() >= deadline:
+                raise ProcessFailed(f"no {event.decode()} from the bot within {timeout:g} s:\n" + self.tail())
+            await asyncio.sleep(0.005)
+
+    def _scan(self) -> None:
+        """Look at the complete lines written since the last look for the start-up events."""
+        with self.log_path.open("rb") as log:
+            log.seek(self._read_up_to)
+            chunk = log.read()
+        complete = chunk.rfind(b"\n") + 1
+        self._read_up_to += complete
+        for line in chunk[:complete].splitlines():
+            for event in (READY_EVENT, CAUGHT_UP_EVENT):
+                if event in line and event not in self._found:
+                    self._found[event] = _line_time(line)
+
+    def tail(self, lines: int = 30) -> str:
+        """The last lines of the bot's log, for error messages."""
         try:
-            await asyncio.wait_for(self.caught_up.wait(), timeout)
-        except TimeoutError:
-            raise ProcessFailed("the bot's first catch-up pass did not end:\n" + "\n".join(self.tail)) from None
-        return self._caught_up_at - self._ready_at
+            text = self.log_path.read_bytes().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
 
     def rss(self) -> int:
         assert self.process is not None
@@ -154,7 +175,4 @@ class BotProcess:
     async def stop(self) -> int:
         if self.process is None:
             return 0
-        code = await _stop(self.process)
-        if self._reader is not None:
-            await asyncio.gather(self._reader, return_exceptions=True)
-        return code
+        return await _stop(self.process)
