@@ -485,7 +485,8 @@ class IntegrationService:
         stored = await self._write(current, intended, body)
         found_differences = differences(current.document, intended, stored)
         after = Integration.of(stored)
-        log.info(
+        logs.after_answer(
+            log,
             "integration.updated",
             integration_id=current.id,
             integration_name=current.name,

@@ -10,16 +10,23 @@ Two independent guards keep secrets out of the output:
   field names and masked diffs only, and the key guard above catches any that slip into a dict.
 Records from the standard `logging` module (httpx, websockets, uvicorn) go through the same
 processors, so a library that logs a URL with a token in it is redacted too.
+
+A command's answer comes before its log lines: the lines a command logs with `after_answer`
+(what it changed, how it ended) are held while it runs and written once its answer has been
+handed to the server (`holding`, `release`), with the time and context of the moment they
+were logged. Warnings and errors are never held.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import sys
 import threading
-from collections.abc import Iterable, MutableMapping
-from typing import Any, Literal
+from collections.abc import Iterable, Iterator, MutableMapping
+from contextvars import ContextVar
+from typing import Any, Final, Literal
 
 import structlog
 from structlog.typing import EventDict, FilteringBoundLogger, Processor, WrappedLogger
@@ -95,6 +102,14 @@ def _logger_name(_logger: WrappedLogger, _method: str, event_dict: EventDict) ->
     return event_dict
 
 
+_STAMP: Final = structlog.processors.TimeStamper(fmt="iso", utc=True)
+
+
+def _stamp(logger: WrappedLogger, method: str, event_dict: EventDict) -> EventDict:
+    """The time of the event; a held line keeps the time it was logged at (`after_answer`)."""
+    return event_dict if "timestamp" in event_dict else _STAMP(logger, method, event_dict)
+
+
 def configure_logging(
     level: str = "INFO",
     fmt: Literal["auto", "json", "console"] = "auto",
@@ -113,7 +128,6 @@ def configure_logging(
     output = stream if stream is not None else sys.stderr
     as_json = fmt == "json" or (fmt == "auto" and not getattr(output, "isatty", lambda: False)())
     levelno: int = logging.getLevelName(level)
-    stamp = structlog.processors.TimeStamper(fmt="iso", utc=True)
     renderer: Processor = (
         structlog.processors.JSONRenderer() if as_json else structlog.dev.ConsoleRenderer(colors=False)
     )
@@ -123,7 +137,7 @@ def configure_logging(
             structlog.contextvars.merge_contextvars,
             structlog.stdlib.add_log_level,
             structlog.stdlib.add_logger_name,
-            stamp,
+            _STAMP,
             redact_processor,
         ],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *finish],
@@ -142,7 +156,7 @@ def configure_logging(
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             _logger_name,
-            stamp,
+            _stamp,
             redact_processor,
             *finish,
         ],
@@ -169,3 +183,42 @@ def clear() -> None:
 
 def context() -> MutableMapping[str, Any]:
     return structlog.contextvars.get_contextvars()
+
+
+# --- lines written after the command's answer ---------------------------------------------------
+
+_Held = list[tuple[FilteringBoundLogger, str, dict[str, Any]]]
+_held: ContextVar[_Held | None] = ContextVar("integrations_bot_held_lines", default=None)
+
+
+def after_answer(logger: FilteringBoundLogger, event: str, **fields: Any) -> None:
+    """`logger.info(event, **fields)` once the running command's answer is on its way (see
+    `holding`); at once when no command is holding its lines. The line keeps the context bound
+    and the time at this call: writing a line takes ~0.1-0.2 ms on a busy host, which a person
+    waiting for the answer should not wait for."""
+    held = _held.get()
+    if held is None:
+        logger.info(event, **fields)
+        return
+    stamped = _STAMP(None, "info", {})
+    held.append((logger, event, {**context(), **stamped, **fields}))
+
+
+@contextlib.contextmanager
+def holding() -> Iterator[None]:
+    """Hold the `after_answer` lines of the code inside (one command, in its own task) until
+    `release()`; whatever is still held is written when the block ends, even by an error."""
+    token = _held.set([])
+    try:
+        yield
+    finally:
+        release()
+        _held.reset(token)
+
+
+def release() -> None:
+    """Write the held lines, in the order they were logged (the answer has been handed over)."""
+    held = _held.get()
+    while held:
+        logger, event, fields = held.pop(0)
+        logger.info(event, **fields)

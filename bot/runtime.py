@@ -411,8 +411,9 @@ class Bot:
         current_command.set(CommandRun(message.id, recovering))
         self.metrics.commands_in_flight.inc()
         try:
-            reply = await self._reply_for(accepted, stale=stale)
-            await self._post(message, reply)
+            with logs.holding():  # its log lines are written once the answer is on its way
+                reply = await self._reply_for(accepted, stale=stale)
+                await self._post(message, reply)
         finally:
             self.metrics.commands_in_flight.dec()
 
@@ -442,18 +443,23 @@ class Bot:
             command=name,
             message_id=message.id,
         )
-        log.info("command", outcome=reply.outcome, seconds=0.0)
+        logs.after_answer(log, "command", outcome=reply.outcome, seconds=0.0)
         logs.clear()
         self.metrics.observe_command(name, reply.outcome, 0.0)
         return reply
 
     async def _post(self, message: ChatMessage, reply: Reply) -> None:
-        """Answer, run the command's deferred book-keeping (right after the first attempt to
-        post, commands/followups.py), then finish the claim."""
+        """Answer; right after the first attempt to post it, write the command's held log lines
+        and run its deferred book-keeping (commands/followups.py); then finish the claim."""
         assert self.sender is not None and self.services is not None
         followups = self.services.followups
+
+        async def afterwards() -> None:
+            logs.release()
+            await followups.run(reply.afterwards)
+
         try:
-            delivery = await self.sender.deliver(message, reply, then=lambda: followups.run(reply.afterwards))
+            delivery = await self.sender.deliver(message, reply, then=afterwards)
         finally:
             await followups.run(reply.afterwards)  # no-op once run; a cancelled post still records
         if delivery is Delivery.POSTED:

@@ -150,7 +150,7 @@ class Dispatcher:
             log.exception("command crashed")
             reply = replies.crashed(correlation_id, changes=command is not None and command.changes_integrations)
         elapsed = time.monotonic() - started
-        log.info("command", outcome=reply.outcome, seconds=round(elapsed, 4))
+        logs.after_answer(log, "command", outcome=reply.outcome, seconds=round(elapsed, 4))
         for observer in self.observers:
             observer(name, reply.outcome, elapsed)
         logs.clear()

@@ -5,11 +5,22 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.logs import bind, clear, configure_logging, get_logger, redact_text, register_secret
+from bot.logs import (
+    after_answer,
+    bind,
+    clear,
+    configure_logging,
+    get_logger,
+    holding,
+    redact_text,
+    register_secret,
+    release,
+)
 
 
 def lines(stream: io.StringIO) -> list[dict[str, object]]:
@@ -97,3 +108,44 @@ def test_library_records_and_bot_events_share_one_format() -> None:
     )
     assert (ours["logger"], ours["level"], ours["event"]) == ("integrations_bot.x", "info", "bot event")
     assert set(library) == set(ours)  # the same keys either way
+
+
+def test_held_lines_wait_for_release_and_keep_their_time_and_context() -> None:
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    log = get_logger("t")
+    with holding():
+        bind(correlation_id="c-7")
+        after_answer(log, "integration.updated", integration_id="I1", token="whsec-abcdef")
+        clear()  # the dispatcher clears the context before the answer is posted
+        assert lines(out) == []
+        time.sleep(0.002)
+        log.info("reply.posted")  # the answer, not held
+        release()
+        after_answer(log, "command", outcome="changed")
+        log.warning("something odd")  # never held
+        assert [r["event"] for r in lines(out)] == ["reply.posted", "integration.updated", "something odd"]
+    posted, updated, _odd, command = lines(out)
+    assert command["event"] == "command"  # what was still held is written when the block ends
+    assert updated["correlation_id"] == "c-7" and "correlation_id" not in posted
+    assert updated["token"] == "***"
+    assert str(updated["timestamp"]) < str(posted["timestamp"])  # logged first, written after
+
+
+def test_held_lines_are_written_when_the_command_fails() -> None:
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    try:
+        with holding():
+            after_answer(get_logger("t"), "integration.updated", integration_id="I1")
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    assert [r["event"] for r in lines(out)] == ["integration.updated"]
+
+
+def test_outside_a_command_a_line_is_written_at_once() -> None:
+    out = io.StringIO()
+    configure_logging("INFO", "json", stream=out)
+    after_answer(get_logger("t"), "timer.ended", integration_id="I1")
+    assert [r["event"] for r in lines(out)] == ["timer.ended"]

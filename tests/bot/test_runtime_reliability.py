@@ -202,3 +202,32 @@ async def test_a_change_is_recorded_while_its_answer_waits_for_rocketchat(w: Wor
         await call(control.clear_faults)
         assert "Disabled" in (await answer_to(w, command, timeout=60))["msg"]
     assert len(await audit_rows(tmp_path, target["_id"])) == 1
+
+
+async def test_a_commands_log_lines_are_written_after_its_answer_is_handed_over(w: World, tmp_path: Path) -> None:
+    control = w.control
+    target = await hook(w, "slow-answer")
+    await call(control.record_requests, ["chat.sendMessage"])
+    await call(control.set_latency, 1.0, "chat.sendMessage")
+
+    def lines_of(command_id: str) -> list[str]:
+        return [e["event"] for e in captured if e.get("message_id") == command_id and e["event"] != "reply.retry"]
+
+    with structlog.testing.capture_logs() as captured:
+        async with running_bot(settings_for(w, tmp_path)):
+            command = await call(control.post_message, "owen", "ops", "!integration disable slow-answer")
+            wanted = reply_id(command["_id"])
+
+            def answer_arrived() -> bool:
+                sent = control.recorded_requests("chat.sendMessage")
+                return any(body["message"].get("_id") == wanted for body in sent)
+
+            await until(answer_arrived, what="the answer at the server")
+            # The server holds the answer for a second: the write is done, its lines are not out.
+            assert not (await call(control.integration, target["_id"]))["enabled"]
+            assert lines_of(command["_id"]) == []
+            assert "Disabled" in (await answer_to(w, command))["msg"]
+            await until(lambda: "command" in lines_of(command["_id"]), what="the command's log line")
+    assert lines_of(command["_id"]) == ["integration.updated", "command"]
+    updated = next(e for e in captured if e["event"] == "integration.updated")
+    assert updated["integration_id"] == target["_id"] and updated["command"] == "disable"
