@@ -157,6 +157,7 @@ class Stage:
     ready_seconds: float = 0.0
     catchup_seconds: float = 0.0
     rss_bytes: int = 0
+    bot_cpu_seconds: float = 0.0  # the bot process's CPU time (user + system) over the latency rounds
     bot: dict[str, list[float]] = field(default_factory=lambda: {"disable": [], "enable": []})
     floor: dict[str, list[float]] = field(default_factory=lambda: {"disable": [], "enable": []})
     cost: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -225,7 +226,9 @@ class Run:
             bot_targets = [integration_name(n) for n in range(config.targets)]
             floor_targets = [integration_name(n) for n in range(config.targets, 2 * config.targets)]
             await self._rounds(None, api, floor, operators, bot_targets, floor_targets, config.warmup_rounds)
+            cpu = bot.cpu_seconds()
             await self._rounds(stage, api, floor, operators, bot_targets, floor_targets, config.latency_rounds)
+            stage.bot_cpu_seconds = bot.cpu_seconds() - cpu
             rss.append(bot.rss())
             stage.cost = await self._cost(api, floor, operators, bot_targets, floor_targets)
             if stage.integrations == config.throughput_size:
@@ -448,6 +451,8 @@ def stage_json(stage: Stage) -> dict[str, Any]:
         "ready_seconds": round(stage.ready_seconds, 3),
         "catchup_seconds": round(stage.catchup_seconds, 3),
         "rss_mb": round(stage.rss_bytes / 2**20, 1),
+        # One bot command per latency round; the deferred book-keeping of each is included.
+        "bot_cpu_ms_per_command": round(1000 * stage.bot_cpu_seconds / max(1, len(bot_all)), 3),
         "latency": latency,
         "cost": stage.cost,
         "throughput": stage.throughput,

@@ -172,6 +172,12 @@ class BotProcess:
         assert self.process is not None
         return int(psutil.Process(self.process.pid).memory_info().rss)
 
+    def cpu_seconds(self) -> float:
+        """CPU time (user + system) the bot has used so far."""
+        assert self.process is not None
+        times = psutil.Process(self.process.pid).cpu_times()
+        return float(times.user + times.system)
+
     async def stop(self) -> int:
         if self.process is None:
             return 0

@@ -21,6 +21,7 @@ def table(results: dict[str, Any]) -> str:
         ["bot ready after start (s)", *(f"{s['ready_seconds']:.2f}" for s in stages)],
         ["first catch-up pass, after ready (s)", *(f"{s['catchup_seconds']:.2f}" for s in stages)],
         ["bot resident memory (MB)", *(f"{s['rss_mb']:.1f}" for s in stages)],
+        ["bot CPU per command (ms)", *(f"{s['bot_cpu_ms_per_command']:.2f}" for s in stages)],
         ["bot latency p50 / p90 / p99 (ms)", *(_ms(s["latency"]["all"]["bot"]) for s in stages)],
         ["floor latency p50 / p90 / p99 (ms)", *(_ms(s["latency"]["all"]["floor"]) for s in stages)],
         [
