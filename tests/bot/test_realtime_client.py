@@ -109,6 +109,17 @@ async def test_resume_login_then_subscribe_then_stream(server: FakeDDPServer, re
         assert client.frames_out == 3
 
 
+async def test_frames_are_not_compressed(server: FakeDDPServer, recorder: Recorder) -> None:
+    # The fake server (websockets) would accept permessage-deflate if the client offered it.
+    client = make_client(server.url, recorder)
+    async with running(client, recorder):
+        await client.wait_ready(3)
+        [connection] = server.connections
+        assert connection.ws.request is not None
+        assert "Sec-WebSocket-Extensions" not in connection.ws.request.headers
+        assert connection.ws.protocol.extensions == []
+
+
 async def test_pending_hands_over_a_burst_already_received_in_order(server: FakeDDPServer, recorder: Recorder) -> None:
     client = make_client(server.url, recorder)
     client.subscribe(*MY_MESSAGES)
