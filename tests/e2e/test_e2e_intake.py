@@ -29,7 +29,11 @@ def target(workspace: Workspace) -> dict[str, Any]:
 
 def assert_ignored(workspace: Workspace, messages: list[dict[str, Any]], documents: list[dict[str, Any]]) -> None:
     chat, control = workspace.chat, workspace.control
-    chat.command("admin", "general", "!integration help")  # the barrier
+    barrier = chat.post("admin", "general", "!integration help")
+    chat.reply_to(barrier)
+    # A command's log lines follow its answer (bot/logs.py): once the barrier's own line has been
+    # read, so have the lines of every command the bot answered before it.
+    workspace.bot.wait_for_log("command", where=lambda e: e.get("message_id") == barrier["_id"])
     forbidden = {reply_id(m["_id"]) for m in messages}
     for message in messages:
         with pytest.raises(TimeoutError):
