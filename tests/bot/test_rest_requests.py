@@ -92,6 +92,14 @@ async def test_the_bot_sends_its_credentials_query_and_body() -> None:
     assert update.read() == '{"type":"webhook-incoming","integrationId":"i1","name":"Guggy ✓"}'.encode()
 
 
+def test_cookies_the_server_set_are_sent_as_httpx_would() -> None:
+    client = httpx.AsyncClient(base_url="http://rc.test/chat")
+    client.cookies.set("AWSALB", "sticky-1", domain="rc.test")
+    ours = RequestBuilder(client).build("GET", "/api/v1/me", headers={"X-User-Id": "u1"})
+    assert ours.headers["Cookie"] == "AWSALB=sticky-1"
+    assert wire(ours) == wire(client.build_request("GET", "/api/v1/me", headers={"X-User-Id": "u1"}))
+
+
 @pytest.mark.parametrize("body", [{"x": float("nan")}, {"x": object()}])
 def test_a_body_json_cannot_carry_is_refused_before_sending(body: dict[str, Any]) -> None:
     builder = RequestBuilder(httpx.AsyncClient(base_url="http://rc.test"))
