@@ -140,7 +140,8 @@ def test_chaos_every_command_is_applied_exactly_once_and_answered_once(tmp_path:
         for person in people:
             person.join()
         control.clear_faults()
-        assert crowd.answered() == total, "some person gave up waiting for an answer"
+        unanswered = [(s.person, s.message["_id"], s.message["ts"]) for s in crowd.sent if s.answer is None]
+        assert crowd.answered() == total, f"unanswered after {ANSWER_TIMEOUT:g} s: {unanswered}; {disturber.done}"
         assert disturber.kills == 2 and disturber.dropped >= 2, disturber.done
         assert bots[-1].terminate() == 0, bots[-1].output[-3000:]
 
@@ -156,8 +157,10 @@ def test_chaos_every_command_is_applied_exactly_once_and_answered_once(tmp_path:
         )
         assert leaked_secrets((bot.output for bot in bots), crowd.secrets) == []
     finally:
-        for bot in bots:
+        for number, bot in enumerate(bots):
             if bot.process.poll() is None:
                 bot.process.kill()
                 bot.wait_exit(20)
+            # Kept with the state file in the test's directory, for whoever looks into a failure.
+            (tmp_path / f"bot-{number}.log").write_text(bot.output, encoding="utf-8")
         crowd.server.stop()
