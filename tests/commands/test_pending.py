@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
+from commands import pending
 from commands.pending import CODE_ALPHABET, CODE_LENGTH, PendingChanges, Status
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -25,10 +28,18 @@ def add(store: PendingChanges, *, user: str = "u1", room: str = "r1", at: dateti
 
 def test_codes_are_short_and_unambiguous() -> None:
     store = PendingChanges()
-    codes = {add(store) for _ in range(200)}
+    # 200 callers, so that none of the codes is dropped for its caller's newer one: all are live.
+    codes = {add(store, user=f"u{n}") for n in range(200)}
     assert len(codes) == 200
     assert all(len(c) == CODE_LENGTH and set(c) <= set(CODE_ALPHABET) for c in codes)
     assert not set(CODE_ALPHABET) & set("01OIL")
+
+
+def test_a_new_code_is_never_one_still_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    drawn = iter("AAAA" + "AAAA" + "BBBB")  # the second draw repeats the first code
+    monkeypatch.setattr(pending.secrets, "choice", lambda _alphabet: next(drawn))
+    store = PendingChanges()
+    assert [add(store, user="u1"), add(store, user="u2")] == ["AAAA", "BBBB"]
 
 
 def test_the_owner_takes_it_once_in_the_same_room_case_insensitively() -> None:
