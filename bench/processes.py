@@ -133,7 +133,7 @@ class BotProcess:
 
     async def wait_caught_up(self, timeout: float = 120.0) -> float:  # noqa: ASYNC109
         """Wait for the first catch-up pass to end; returns its seconds after `bot.ready`."""
-        return await self._wait_for(CAUGHT_UP_EVENT, timeout) - await self._wait_for(READY_EVENT, 0.0)
+        return await self._wait_for(CAUGHT_UP_EVENT, timeout) - self._found[READY_EVENT]
 
     async def _wait_for(self, event: bytes, timeout: float) -> float:  # noqa: ASYNC109
         deadline = time.monotonic() + timeout

@@ -525,9 +525,7 @@ class DDPSession:
         elif isinstance(event, RoomEvent):
             self._deliver_user(event.user_id, "rooms-changed", [event.action, event.room])
         elif isinstance(event, RoomChangedEvent):
-            uid = self.user_id  # the user's publication listens on the rooms it is subscribed to
-            if uid is not None and self.store.is_member(event.room["_id"], uid):
-                self._deliver_user(uid, "rooms-changed", ["updated", event.room])
+            self._deliver_room_change(event.room)
         elif isinstance(event, PermissionEvent):
             self._deliver_logged("permissions-changed", [event.action, event.permission])
         elif isinstance(event, RoleChangeEvent):
@@ -566,6 +564,16 @@ class DDPSession:
                 meta["roomName"] = room["name"]
             for _sub in mine:
                 self._changed(STREAM_ROOM_MESSAGES, MY_MESSAGES, [message, meta])
+
+    def _deliver_room_change(self, room: dict[str, Any]) -> None:
+        """A room's change reaches a user's `rooms-changed` publication if the user is in the room.
+        Subscribed first, member second: every message makes one, and most sessions (the bot's)
+        never subscribe, so they should not take the store's lock for it."""
+        uid = self.user_id
+        subs = self._subs_for(STREAM_NOTIFY_USER, f"{uid}/rooms-changed") if uid is not None else []
+        if subs and uid is not None and self.store.is_member(room["_id"], uid):
+            for _sub in subs:
+                self._changed(STREAM_NOTIFY_USER, f"{uid}/rooms-changed", ["updated", room])
 
     def _deliver_user(self, user_id: str, event: str, args: list[Any]) -> None:
         if self.user_id != user_id:

@@ -167,17 +167,22 @@ class Load:
     def probe(self) -> None:
         """One `help` from the first person, answered (counted like any command)."""
         person = self.crowd.people[0]
-        message = self.crowd.control.post_message(person.name, person.room, "!integration help")
-        asked = Asked(person.name, person.room, message["_id"], "help", "disable")
+        self._ask(person, person.room, "!integration help", "help", "disable")
+
+    def _ask(self, person: Person, room: str, text: str, kind: str, expect: str, tmid: str | None = None) -> Asked:
+        """Post one command, record it, and wait for its answer."""
+        control = self.crowd.control
+        message = control.post_message(person.name, room, text, tmid=tmid)
+        asked = Asked(person.name, room, message["_id"], kind, expect)
         with self.changed:
             self.asked.append(asked)
         wanted = reply_id(message["_id"])
-        answer = self.crowd.control.wait_for_message(person.room, lambda m: m["_id"] == wanted, timeout=ANSWER_TIMEOUT)
+        answer = control.wait_for_message(room, lambda m: m["_id"] == wanted, timeout=ANSWER_TIMEOUT)
         with self.changed:
             asked.answer = answer.get("msg", "")
+        return asked
 
     def _one_command(self, person: Person, rng: random.Random, enabled: dict[str, bool]) -> None:
-        control = self.crowd.control
         place = rng.choice(("room", "thread", "dm"))
         in_dm = place == "dm"
         prefix = "" if in_dm else "!integration "
@@ -194,15 +199,9 @@ class Load:
         else:
             text, expect = f"{prefix}help", "disable"
         room = person.dm if in_dm else person.room
-        message = control.post_message(person.name, room, text, tmid=person.parent if place == "thread" else None)
-        asked = Asked(person.name, room, message["_id"], kind, expect)
-        with self.changed:
-            self.asked.append(asked)
-        wanted = reply_id(message["_id"])
-        answer = control.wait_for_message(room, lambda m: m["_id"] == wanted, timeout=ANSWER_TIMEOUT)
-        with self.changed:
-            asked.answer = answer.get("msg", "")
+        asked = self._ask(person, room, text, kind, expect, tmid=person.parent if place == "thread" else None)
         if kind == "toggle":
+            assert asked.answer is not None
             assert judge_answer(asked.answer, action) == "done", asked.answer[:200]
             enabled[integration["_id"]] = not enabled[integration["_id"]]
 
