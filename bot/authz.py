@@ -14,6 +14,7 @@ lenient or stricter:
   else the union per permission (§2.2). Reading one by id (`integrations.get`) uses the update
   rule instead (§2.3), so a caller may read by id what the list hides.
 * Channel rules (§2.4.3 step 6, §2.4.5 steps 3 and 6), see `channel_rule`.
+* An inactive (deactivated) account may do nothing: Rocket.Chat refuses every call it makes.
 
 Whether to re-check room membership for the caller: the server runs the membership check on
 *every* update, with the channels in the body, even when they are the stored ones unchanged.
@@ -23,6 +24,13 @@ to), is refused by Rocket.Chat itself. Skipping the check would make the bot a w
 rule, so the bot re-applies it to the caller (contract §3.2: "the bot must reproduce them for
 the caller"). The rooms come from `users.info?includeUserRooms=true`; when the server does not
 include them (the bot lacks `view-other-user-channels`) the rule fails closed and says why.
+
+Which room a `#x` entry names: Rocket.Chat looks it up as `{$or: [{_id: x}, {name: x}]}`, both
+when the integration is saved and again each time the webhook posts (contract §8 gotcha 23). When
+`x` is one room's id and another room's name, either may be the one meant, and anybody may create
+a public room *named* after a private room's id. So the membership rule holds only when the caller
+is a member (by room id) of *every* room `x` can mean (`RoomMeaning`, looked up fresh by
+`room_meanings` for each write); a room the bot cannot identify fails closed.
 
 The decision functions are pure (no I/O) and return a `Decision`; `RightsCache` does the I/O.
 """
@@ -36,7 +44,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from bot import logs
-from bot.errors import BotLacksPermission
+from bot.errors import BotLacksPermission, ServerRejected
 from bot.models import INCOMING, OUTGOING, Integration, PermissionsSnapshot, UserInfo
 from bot.rest import RestClient
 
@@ -120,11 +128,28 @@ class PermissionTable:
 
 
 @dataclass(frozen=True)
+class RoomMeaning:
+    """Every room a `#x` channel entry can mean: the room whose id is `x` and the room named `x`.
+
+    `ids` are their room ids; `unidentified` is set when a room named `x` exists whose id the
+    bot could not learn (a private group neither the bot nor the caller is in)."""
+
+    ids: frozenset[str] = frozenset()
+    unidentified: bool = False
+
+
+# Bare `x` of a `#x` entry → what it can mean (see `room_meanings`).
+RoomMeanings = Mapping[str, RoomMeaning]
+
+
+@dataclass(frozen=True)
 class CallerRights:
     """A caller's global roles and the permissions they grant, at one moment.
 
-    `room_ids`/`room_names` are the rooms the caller is subscribed to (names of channels and
-    groups only); None when the server did not tell the bot.
+    `room_ids` are the rooms the caller is subscribed to, `room_ids_by_name` the same by name
+    (channels and groups only: a direct message's subscription is named after the other user);
+    None when the server did not tell the bot. `active` is False for a deactivated account,
+    which holds no permission at all.
     """
 
     user_id: str
@@ -132,35 +157,42 @@ class CallerRights:
     roles: frozenset[str]
     permissions: frozenset[str]
     room_ids: frozenset[str] | None = None
-    room_names: frozenset[str] | None = None
+    room_ids_by_name: Mapping[str, str] | None = None
+    active: bool = True
 
     @classmethod
     def of(cls, user: UserInfo, table: PermissionTable) -> CallerRights:
         if user.roles is None:
             raise BotLacksPermission("view-full-other-user-info", "read the caller's roles (users.info)")
         roles = frozenset(user.roles)
-        room_ids = room_names = None
+        room_ids = by_name = None
         if user.rooms is not None:
             room_ids = frozenset(r.rid for r in user.rooms)
-            room_names = frozenset(r.name for r in user.rooms if r.name and r.t != "d")
-        return cls(user.id, user.username, roles, table.permissions_of(roles), room_ids, room_names)
+            by_name = {r.name: r.rid for r in user.rooms if r.name and r.t != "d"}
+        # Rocket.Chat refuses everything a deactivated account asks; an absent flag means active.
+        active = user.active is not False
+        permissions = table.permissions_of(roles) if active else frozenset()
+        return cls(user.id, user.username, roles, permissions, room_ids, by_name, active)
 
     def has(self, permission: str) -> bool:
         return permission in self.permissions
 
-    def is_member(self, entry: str) -> bool | None:
-        """Whether the caller is subscribed to the room a `#x`/`@x` channel entry names.
+    def is_member(self, entry: str, rooms: RoomMeanings) -> bool | None:
+        """Whether the caller is subscribed to every room a `#x`/`@x` channel entry can mean.
 
-        `#x` names a room by `_id` or name. `@x` names a *user*, and the server looks for a
-        subscription to a room whose id is that user's id — which never exists, so it is False.
-        None when the rooms are unknown.
+        `#x` names a room by `_id` or by name (`rooms`, from `room_meanings`): the caller must be
+        a member of each. `@x` names a *user*, and the server looks for a subscription to a room
+        whose id is that user's id — which never exists, so it is False. None when the caller's
+        rooms are unknown.
         """
         if entry.startswith("@"):
             return False
-        if self.room_ids is None or self.room_names is None:
+        if self.room_ids is None:
             return None
-        target = entry[1:] if entry.startswith("#") else entry
-        return target in self.room_ids or target in self.room_names
+        meaning = rooms.get(entry[1:] if entry.startswith("#") else entry)
+        if meaning is None or meaning.unidentified or not meaning.ids:
+            return False
+        return meaning.ids <= self.room_ids
 
 
 @dataclass(frozen=True)
@@ -234,7 +266,66 @@ def visible_in_list(rights: CallerRights, doc: Document) -> bool:
     )
 
 
-def channel_rule(rights: CallerRights, doc: Document) -> Decision:
+def needs_membership(rights: CallerRights, doc: Document) -> bool:
+    """Whether the channel rule checks the caller's membership for this type (not both permissions)."""
+    kind, _creator, _raw = _fields(doc)
+    if kind not in TYPE_PERMISSIONS:
+        return False
+    perm_all, perm_own = TYPE_PERMISSIONS[kind]
+    return not (rights.has(perm_all) and rights.has(perm_own))
+
+
+def room_entries(doc: Document) -> list[str]:
+    """The bare `x` of every `#x` channel entry of `doc`."""
+    _kind, _creator, raw = _fields(doc)
+    channels = raw.get("channel")
+    entries = [str(c).strip() for c in channels] if isinstance(channels, list) else []
+    return [entry[1:] for entry in entries if entry.startswith("#") and len(entry) > 1]
+
+
+_ROOM_EXISTS: Final = frozenset({"not-allowed", "Not Allowed", "error-room-archived"})
+
+
+async def room_meanings(rest: RestClient, rights: CallerRights, doc: Document) -> dict[str, RoomMeaning]:
+    """What each `#x` entry of `doc` can mean, looked up now with the bot's account (only when the
+    membership rule applies to this caller; otherwise nothing is looked up).
+
+    `rooms.info` by id and by name, as Rocket.Chat resolves `x` both ways. A room the bot may not
+    open still exists (`not-allowed`, or archived): by id its id is `x`; by name its id is known
+    only when the caller is subscribed to a room of that name (names are unique), else it is
+    unidentified and the rule fails closed. Other failures propagate (a check not made never passes).
+    """
+    if not needs_membership(rights, doc) or rights.room_ids is None:
+        return {}
+    meanings: dict[str, RoomMeaning] = {}
+    for name in dict.fromkeys(room_entries(doc)):
+        ids: set[str] = set()
+        unidentified = False
+        for lookup in ({"room_id": name}, {"room_name": name}):
+            try:
+                room = await rest.rooms_info(**lookup)
+            except ServerRejected as exc:
+                if exc.error_type == "error-room-not-found":
+                    continue
+                if exc.error_type not in _ROOM_EXISTS and exc.error not in _ROOM_EXISTS:
+                    raise
+                if "room_id" in lookup:
+                    ids.add(name)
+                elif rights.room_ids_by_name is not None and name in rights.room_ids_by_name:
+                    ids.add(rights.room_ids_by_name[name])
+                else:
+                    unidentified = True
+                continue
+            room_id = room.get("_id")
+            if isinstance(room_id, str):
+                ids.add(room_id)
+            else:
+                unidentified = True
+        meanings[name] = RoomMeaning(frozenset(ids), unidentified)
+    return meanings
+
+
+def channel_rule(rights: CallerRights, doc: Document, rooms: RoomMeanings) -> Decision:
     """The channel checks an update runs for the caller, on the channels being written.
 
     Incoming (§2.4.3 step 6): every `#`/`@` entry needs the caller's membership unless the caller
@@ -242,7 +333,7 @@ def channel_rule(rights: CallerRights, doc: Document) -> Decision:
     manage-outgoing; the `all_private_groups`/`all_direct_messages` scopes need manage-outgoing;
     `#`/`@` entries need membership unless the caller holds BOTH outgoing permissions.
     Entries the server rejects for everyone (bad syntax, unknown rooms) are the server's to
-    report on the bot's own call.
+    report on the bot's own call. `rooms` says what each `#x` can mean (`room_meanings`).
     """
     kind, _creator, raw = _fields(doc)
     if kind not in TYPE_PERMISSIONS:
@@ -268,7 +359,7 @@ def channel_rule(rights: CallerRights, doc: Document) -> Decision:
     for entry in entries:
         if not entry.startswith(("#", "@")):
             continue
-        member = rights.is_member(entry)
+        member = rights.is_member(entry, rooms)
         if member is None:
             return Decision(
                 False,
@@ -286,11 +377,11 @@ def channel_rule(rights: CallerRights, doc: Document) -> Decision:
     return Decision(True)
 
 
-def may_write(rights: CallerRights, doc: Document) -> Decision:
+def may_write(rights: CallerRights, doc: Document, rooms: RoomMeanings) -> Decision:
     """Everything the server would check before storing `doc` as the caller's update:
     the permission fallback first, then the channel rules for the channels in `doc`."""
     decision = may_update(rights, doc)
-    return decision if not decision.allowed else channel_rule(rights, doc)
+    return decision if not decision.allowed else channel_rule(rights, doc, rooms)
 
 
 # --- the cache ----------------------------------------------------------------------------------
@@ -312,7 +403,9 @@ class RightsCache:
     Concurrent misses for the same user share one `users.info` call (a burst of commands from
     one person would otherwise fetch the same rights once per command), but only misses under
     the same invalidation generations: a command that starts after an invalidation never joins
-    a fetch that began before it. With `ttl=0` (no caching) every call fetches.
+    a fetch that began before it. With `ttl=0` (no caching) every call fetches, and so does every
+    `fresh` call: Rocket.Chat announces role and permission changes, but not a room membership
+    ended or an account deactivated, so a command that changes something reads them itself.
     """
 
     def __init__(
@@ -337,14 +430,16 @@ class RightsCache:
         self.table.replace(await self._rest.permissions_list_all())
         self.invalidate_all()
 
-    async def get(self, user_id: str) -> CallerRights:
+    async def get(self, user_id: str, *, fresh: bool = False) -> CallerRights:
+        """The caller's rights; `fresh=True` reads them from Rocket.Chat now (and caches that),
+        for a command about to change something: a room left or a role cut a moment ago counts."""
         if not self.table.loaded:
             await self.load_permissions()
         entry = self._entries.get(user_id)
-        if entry is not None and self._clock() < entry.expires:
+        if entry is not None and self._clock() < entry.expires and not fresh:
             return entry.rights
         key = (user_id, self._generation, self._user_generation.get(user_id, 0))
-        if self._ttl <= 0:
+        if self._ttl <= 0 or fresh:
             return await self._fetch(key)
         fetching = self._fetching.get(key)
         if fetching is None:

@@ -7,34 +7,21 @@ fields (`_updatedAt`, `_updatedBy`, the compiled script, ...) are not compared a
 newer `_updatedAt` alone means somebody saved the integration again, even without a visible
 change (e.g. switched it on and off): that counts as "touched" too.
 
-A window remains between the comparison and the write (milliseconds); without a conditional
-update in the API it cannot be closed, only kept short: the write follows the read at once.
+The comparison and the write are one step for the bot: both happen on the document read under
+the integration's lock (`IntegrationService.editing`, bot/locks.py), so no other writer in the bot
+comes between them. A change made outside the bot in the milliseconds between the read and the
+write cannot be prevented (the API has no conditional update); the verification after the write
+reports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any
 
 from bot.ejson import decode_date
-from bot.errors import ServerRejected
-from bot.integrations import differences, updatable_fields
-from bot.rest import RestClient
-
-NOT_AUTHORIZED: Final = "not-authorized"
-
-
-async def read_integration(rest: RestClient, integration_id: str) -> dict[str, Any] | None:
-    """`integrations.get` with the bot's rights; None when it does not exist. Both "does not
-    exist" and "not-authorized" are a 400 without errorType (contract §2.3): only the text tells
-    them apart, and a refusal must not pass for a deletion (it raises `ServerRejected`)."""
-    try:
-        return await rest.integrations_get(integration_id)
-    except ServerRejected as exc:
-        if exc.status == 400 and exc.error_type is None and exc.error != NOT_AUTHORIZED:
-            return None
-        raise
+from bot.integrations import NOT_AUTHORIZED, differences, read_integration, updatable_fields
 
 
 def changed_fields(expected: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
@@ -74,3 +61,14 @@ def restore_changes(before: Mapping[str, Any], current: Mapping[str, Any]) -> di
     every field an update may set whose value differs, a field absent before as None."""
     kind = str(current.get("type") or before.get("type") or "")
     return {key: before.get(key) for key in sorted(updatable_fields(kind)) if before.get(key) != current.get(key)}
+
+
+__all__ = [
+    "NOT_AUTHORIZED",
+    "Touch",
+    "changed_fields",
+    "last_touch",
+    "read_integration",
+    "restore_changes",
+    "saved_again",
+]

@@ -43,14 +43,25 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from typing import Any, Final
 from urllib.parse import urlsplit
 
 import stamina
 
 from bot import logs
-from bot.authz import CallerRights, may_list, may_update, may_view, may_write, visible_in_list
+from bot.authz import (
+    CallerRights,
+    Decision,
+    Document,
+    may_list,
+    may_update,
+    may_view,
+    may_write,
+    room_meanings,
+    visible_in_list,
+)
 from bot.errors import (
     AmbiguousIntegration,
     Candidate,
@@ -64,6 +75,7 @@ from bot.errors import (
     UserInputError,
     VerificationFailed,
 )
+from bot.locks import IntegrationLocks, LocalIntegrationLocks
 from bot.models import INCOMING, OUTGOING, Integration, UpdateOutcome
 from bot.rest import RestClient
 
@@ -363,6 +375,20 @@ def _mask_url(url: str) -> str:
 
 # --- the service --------------------------------------------------------------------------------
 
+NOT_AUTHORIZED: Final = "not-authorized"
+
+
+async def read_integration(rest: RestClient, integration_id: str) -> dict[str, Any] | None:
+    """`integrations.get` with the bot's rights; None when it does not exist. Both "does not
+    exist" and "not-authorized" are a 400 without errorType (contract §2.3): only the text tells
+    them apart, and a refusal must not pass for a deletion (it raises `ServerRejected`)."""
+    try:
+        return await rest.integrations_get(integration_id)
+    except ServerRejected as exc:
+        if exc.status == 400 and exc.error_type is None and exc.error != NOT_AUTHORIZED:
+            return None
+        raise
+
 
 # How long a write whose answer was lost is chased (re-read, re-sent when provably not stored)
 # before the person is told the outcome can't be known. Far below any chat user's patience, far
@@ -377,8 +403,9 @@ class _Unsettled(Exception):
 class IntegrationService:
     """Resolve, authorize, change and verify integrations through the bot's REST client."""
 
-    def __init__(self, rest: RestClient) -> None:
+    def __init__(self, rest: RestClient, *, locks: IntegrationLocks | None = None) -> None:
         self._rest = rest
+        self._locks: IntegrationLocks = locks if locks is not None else LocalIntegrationLocks()
 
     async def resolve(self, query: str, *, kind: str | None = None, rights: CallerRights) -> Integration:
         """The one integration `query` names for this caller: an id, else an exact name.
@@ -396,6 +423,7 @@ class IntegrationService:
         """
         kind = normalize_kind(kind)
         wanted = query.strip()
+        mark = self._locks.mark()  # before any read: `editing` may then write from this one
         listing = may_list(rights)
         if not listing.allowed:
             raise PermissionDenied("look up integrations", listing.missing, detail=listing.reason)
@@ -405,18 +433,18 @@ class IntegrationService:
         if id_like:
             by_id = await self._by_id(wanted, kind, rights)
             if by_id is not None:
-                return by_id
+                return by_id.read_at(mark)
         matches = await self._by_name(wanted, kind, rights)
         if not matches and not id_like and not any(ch.isspace() for ch in wanted):
             by_id = await self._by_id(wanted, kind, rights)
             if by_id is not None:
-                return by_id
+                return by_id.read_at(mark)
         if not matches:
             raise IntegrationNotFound(query, kind)
         if len(matches) > 1:
             found = [Integration.of(d) for d in matches]
             raise AmbiguousIntegration(wanted, [Candidate(i.id, i.name, i.type, i.enabled) for i in found])
-        return Integration.of(matches[0])
+        return Integration.of(matches[0]).read_at(mark)
 
     async def _by_id(self, wanted: str, kind: str | None, rights: CallerRights) -> Integration | None:
         by_id = await self._get_or_none(wanted)
@@ -444,10 +472,9 @@ class IntegrationService:
         *,
         rights: CallerRights,
         kind: str | None = None,
-        fresh: bool = False,
     ) -> UpdateOutcome:
         """Enable or disable; no write when it already is in that state (`changed=False`)."""
-        return await self.apply_changes(target, {"enabled": enabled}, rights=rights, kind=kind, fresh=fresh)
+        return await self.apply_changes(target, {"enabled": enabled}, rights=rights, kind=kind)
 
     async def apply_changes(
         self,
@@ -456,29 +483,59 @@ class IntegrationService:
         *,
         rights: CallerRights,
         kind: str | None = None,
-        fresh: bool = False,
     ) -> UpdateOutcome:
         """Change fields of one integration losslessly, as the caller, and verify the result.
 
-        `target` is a query (id or name, resolved for the caller) or an already resolved
-        document; `changes` maps document field names to new values (document form: `channel`
-        and `urls` as lists). `fresh=True` says the document is what `resolve` returned to this
-        command just now, so it is used as read instead of being read again (module docstring).
+        `target` is a query (id or name, resolved for the caller) or a document; `changes` maps
+        document field names to new values (document form: `channel` and `urls` as lists). The
+        read the body is built from and the write hold the integration's lock (`editing`).
         """
-        if isinstance(target, str):
-            found, fresh = await self.resolve(target, kind=kind, rights=rights), True
-        else:
-            found = Integration.of(target)
-        self._authorize(rights, found, may_update(rights, found))
-        if fresh:
-            current = found
-        else:
-            raw = await self._get_or_none(found.id)
-            if raw is None:
-                raise IntegrationNotFound(found.name, found.type)
-            current = Integration.of(raw)
+        found = await self.resolve(target, kind=kind, rights=rights) if isinstance(target, str) else target
+        async with self.editing(found) as edit:
+            return await edit.apply(changes, rights=rights)
+
+    @asynccontextmanager
+    async def editing(self, target: Integration | Mapping[str, Any]) -> AsyncIterator[Edit]:
+        """Hold `target`'s lock for one read-modify-write (bot/locks.py) and yield its document.
+
+        The document is `target` itself when it was read from the server (`read_mark`) and nobody
+        held the lock since; otherwise it is read again under the lock. Everything decided from
+        `Edit.current` (a comparison, a plan, a confirmation) and the write made by `Edit.apply`
+        are then one step no other writer in the bot can come between. Raises
+        `IntegrationNotFound` when it no longer exists, `ServerRejected` when the bot may not read it.
+        """
+        found = Integration.of(target)
+        async with self._locks.hold(found.id) as held:
+            if found.read_mark is not None and held.untouched_since(found.read_mark):
+                current = found
+            else:
+                mark = self._locks.mark()
+                raw = await read_integration(self._rest, found.id)
+                if raw is None:
+                    raise IntegrationNotFound(found.name, found.type)
+                current = Integration.of(raw).read_at(mark)
+            yield Edit(self, current)
+
+    async def may_write(self, rights: CallerRights, document: Document) -> Decision:
+        """`authz.may_write` with the rooms of `document`'s `#x` entries looked up now."""
+        decision = may_update(rights, document)
+        if not decision.allowed:
+            return decision
+        return may_write(rights, document, await room_meanings(self._rest, rights, document))
+
+    async def _replayed(self, current: Integration, changes: Mapping[str, Any]) -> UpdateOutcome | None:
+        """The outcome of a write this command already made before it was interrupted, if any
+        (`bot.journal`); None to go on and write."""
+        return None
+
+    async def _change(self, current: Integration, changes: Mapping[str, Any], rights: CallerRights) -> UpdateOutcome:
+        """The read-modify-write itself, on `current` read under the lock (`Edit.apply`)."""
+        replayed = await self._replayed(current, changes)
+        if replayed is not None:
+            return replayed
+        self._authorize(rights, current, may_update(rights, current))
         intended = intended_document(current, changes)
-        self._authorize(rights, current, may_write(rights, intended))
+        self._authorize(rights, current, await self.may_write(rights, intended))
         if all(current.document.get(k, _MISSING) == v for k, v in changes.items()):
             return UpdateOutcome(before=current, after=current, changed=False)
         body = build_update_body(current, changes)
@@ -566,3 +623,19 @@ class IntegrationService:
         except Unavailable as exc:  # this answer may be lost too: look again
             log.warning("integration.write_outcome_unknown", integration_id=current.id, resent=True)
             raise _Unsettled from exc
+
+
+class Edit:
+    """One integration held for a read-modify-write (`IntegrationService.editing`).
+
+    `current` is the document the write will be built from; `apply` writes `changes` on top of
+    it (rights checked, lossless, verified) and `current` becomes the stored result."""
+
+    def __init__(self, service: IntegrationService, current: Integration) -> None:
+        self._service = service
+        self.current = current
+
+    async def apply(self, changes: Mapping[str, Any], *, rights: CallerRights) -> UpdateOutcome:
+        outcome = await self._service._change(self.current, changes, rights)
+        self.current = outcome.after
+        return outcome

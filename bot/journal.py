@@ -15,8 +15,8 @@ The decision
 ------------
 Just before each PUT, `JournaledIntegrationService` records a `WriteIntent` in the state
 database: the command's message id, the document it read and the document it intends. When a
-restart resumes an unfinished command (`CommandRun.recovering`), `apply_changes` first judges
-each intent against the integration as it is now (`judge`):
+restart resumes an unfinished command (`CommandRun.recovering`), each write of it first judges
+its intent against the integration as it is now, read under the integration's lock (`judge`):
 
 - LANDED: the stored document already is the intended one. The write is not sent again; the
   command gets the outcome it would have had (`changed=True`, before = the document read), so it
@@ -41,8 +41,7 @@ from datetime import datetime
 from typing import Any
 
 from bot import logs
-from bot.authz import CallerRights
-from bot.errors import IntegrationNotFound, VerificationFailed
+from bot.errors import VerificationFailed
 from bot.integrations import IntegrationService, differences, intended_document
 from bot.models import Integration, UpdateOutcome
 from bot.rest import RestClient
@@ -86,27 +85,6 @@ class JournaledIntegrationService(IntegrationService):
         self._state = state
         self._clock = clock
 
-    async def apply_changes(
-        self,
-        target: str | Integration | Mapping[str, Any],
-        changes: Mapping[str, Any],
-        *,
-        rights: CallerRights,
-        kind: str | None = None,
-        fresh: bool = False,
-    ) -> UpdateOutcome:
-        run = current_command.get()
-        if run is None or not run.recovering:
-            return await super().apply_changes(target, changes, rights=rights, kind=kind, fresh=fresh)
-        if isinstance(target, str):
-            found, fresh = await self.resolve(target, kind=kind, rights=rights), True
-        else:
-            found = Integration.of(target)
-        replayed = await self._replay(run.message_id, found, changes)
-        if replayed is not None:
-            return replayed
-        return await super().apply_changes(found, changes, rights=rights, kind=kind, fresh=fresh)
-
     async def landed(self, message_id: str) -> bool:
         """Whether some write of this (interrupted) command reached the server."""
         for intent in await self._state.intents(message_id):
@@ -120,19 +98,22 @@ class JournaledIntegrationService(IntegrationService):
         the book-keeping that runs after the answer did not happen (commands/followups.py)."""
         return not await self._state.recorded(message_id) and await self.landed(message_id)
 
-    async def _replay(self, message_id: str, found: Integration, changes: Mapping[str, Any]) -> UpdateOutcome | None:
-        intent = next((i for i in await self._state.intents(message_id) if i.integration_id == found.id), None)
+    async def _replayed(self, current: Integration, changes: Mapping[str, Any]) -> UpdateOutcome | None:
+        """When resuming an interrupted command: what became of its write of this integration,
+        judged on `current` (read under the integration's lock, so nothing of the bot's can land
+        in between). None when there is nothing to replay and the command writes as usual."""
+        run = current_command.get()
+        if run is None or not run.recovering:
+            return None
+        intent = next((i for i in await self._state.intents(run.message_id) if i.integration_id == current.id), None)
         if intent is None or intended_document(intent.before, changes) != intent.intended:
             return None
-        now = await self._get_or_none(found.id)
-        if now is None:
-            raise IntegrationNotFound(found.name, found.type)
-        verdict = judge(intent, now)
-        log.info("journal.replay", message_id=message_id, integration_id=found.id, judgement=verdict.value)
+        verdict = judge(intent, current.document)
+        log.info("journal.replay", message_id=run.message_id, integration_id=current.id, judgement=verdict.value)
         if verdict is Judgement.LANDED:
-            return UpdateOutcome(before=Integration.of(intent.before), after=Integration.of(now), changed=True)
+            return UpdateOutcome(before=Integration.of(intent.before), after=current, changed=True)
         if verdict is Judgement.SUPERSEDED:
-            raise VerificationFailed(found.id, differences(intent.before, intent.intended, now))
+            raise VerificationFailed(current.id, differences(intent.before, intent.intended, current.document))
         return None
 
     async def _write(

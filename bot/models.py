@@ -132,6 +132,10 @@ class Integration(_Frozen):
     created_by_username: str | None = None
     channels: tuple[str, ...] = ()
     document: dict[str, Any] = Field(repr=False)
+    # The lock book's mark taken just before this document was read from the server (bot/locks.py),
+    # so a write may start from this read if nobody wrote the integration since; None when it
+    # came from elsewhere (an audit row, a timer), which is then read again before a write.
+    read_mark: int | None = Field(default=None, repr=False)
 
     @classmethod
     def of(cls, document: Mapping[str, Any] | Integration) -> Integration:
@@ -154,6 +158,10 @@ class Integration(_Frozen):
     def to_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = copy_document(self.document)
         return result
+
+    def read_at(self, mark: int) -> Integration:
+        """This document, known to have been read from the server at `mark` (bot/locks.py)."""
+        return self.model_copy(update={"read_mark": mark})
 
     @property
     def is_incoming(self) -> bool:

@@ -48,7 +48,7 @@ from bot.errors import (
     VerificationFailed,
 )
 from bot.integrations import IntegrationService
-from bot.models import Integration
+from bot.models import Integration, UpdateOutcome
 from bot.rest import RestClient
 from bot.state import AuditRecord, StateStore
 from bot.timer_states import TimedDisable, TimerEvent, TimerState
@@ -179,37 +179,41 @@ class TimerService:
         if fresh is None or fresh.state is not TimerState.ACTIVE:
             return None
         snapshot = fresh.disabled_document or {}
-        try:
-            current = await read_integration(self._rest, fresh.integration_id)
-        except ServerRejected as exc:
-            return await self._fail(fresh, snapshot, exc)
-        if current is None:
-            return await self._skip(fresh, snapshot, None, "it was deleted meanwhile")
-        changed = changed_fields(snapshot, current)
-        touch = last_touch(current)
-        if (
-            current.get("enabled") is True
-            and set(changed) == {"enabled"}
-            and saved_again(snapshot, current)
-            and touch.user_id == self.bot_user_id
-        ):
-            # The bot's own re-enable was stored, then the bot stopped before recording it.
-            return await self._re_enabled(fresh, Integration.of(snapshot), Integration.of(current))
-        if changed or saved_again(snapshot, current):
-            return await self._skip(fresh, snapshot, current, None)
+        outcome: UpdateOutcome | None = None
         try:
             rights = await self._rights.get(self.bot_user_id)
-            outcome = await self._integrations.apply_changes(current, {"enabled": True}, rights=rights)
+            # The comparison and the write hold the integration's lock (bot/locks.py): a command
+            # changing it at the same moment waits, and is then judged against what this wrote.
+            # The endings (audit row, notice) come after the lock is released.
+            async with self._integrations.editing({**snapshot, "_id": fresh.integration_id}) as edit:
+                # Read again under the lock: a change the bot made meanwhile re-based the row
+                # (`follow_change`) or ended it, and must not pass for somebody else's change.
+                again = await self.store.get(timer.id)
+                if again is None or again.state is not TimerState.ACTIVE:
+                    return None
+                fresh, snapshot = again, again.disabled_document or {}
+                current = edit.current
+                changed = changed_fields(snapshot, current.document)
+                touched = bool(changed) or saved_again(snapshot, current.document)
+                if not touched:
+                    outcome = await edit.apply({"enabled": True}, rights=rights)
         except (Unavailable, RateLimited):
             raise
         except IntegrationNotFound:
             return await self._skip(fresh, snapshot, None, "it was deleted meanwhile")
         except BotError as exc:
             return await self._fail(fresh, snapshot, exc)
-        if not outcome.changed:
-            # Switched on by someone in the moment between the comparison and the write.
-            return await self._skip(fresh, snapshot, outcome.after.document, None)
-        return await self._re_enabled(fresh, outcome.before, outcome.after)
+        if outcome is not None and outcome.changed:
+            return await self._re_enabled(fresh, outcome.before, outcome.after)
+        if (
+            current.enabled
+            and set(changed) == {"enabled"}
+            and saved_again(snapshot, current.document)
+            and last_touch(current.document).user_id == self.bot_user_id
+        ):
+            # The bot's own re-enable was stored, then the bot stopped before recording it.
+            return await self._re_enabled(fresh, Integration.of(snapshot), current)
+        return await self._skip(fresh, snapshot, current.document, None)
 
     # --- endings --------------------------------------------------------------------------------
 

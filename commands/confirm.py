@@ -5,24 +5,23 @@ room; a bare `yes` reaches the bot only in a direct message (elsewhere `!integra
 like every command without a prefix. The Apply button posts `!integration confirm <code>` as
 whoever clicks it, so the same ownership rule covers it.
 
-Before writing, the integration is read again: if anything in it changed since the preview, the
-preview no longer says what would happen, so nothing is written and the caller is asked to run
-`set` again. The write itself is `commands.set.apply` (rights re-checked, lossless, verified,
-audited).
+Before writing, the integration is read again under its lock: if anything in it changed since the
+preview, the preview no longer says what would happen, so nothing is written and the caller is
+asked to run `set` again. The write itself is `commands.set.apply` (rights re-checked, lossless,
+verified, audited), under the same lock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.models import Integration
 from commands import replies
 from commands.args import HELP, parse_code
 from commands.parser import Token
 from commands.pending import Status
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
-from commands.set import apply, read_document
+from commands.set import apply
 from commands.text import code, human_duration
 
 
@@ -57,15 +56,15 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         )
     change = taken.change
     assert change is not None
-    snapshot = Integration.of(change.snapshot)
-    document = await read_document(ctx, snapshot)
-    if document != dict(change.snapshot):
-        return Reply(
-            f"{replies.label(Integration.of(document))} was changed by someone since the preview, so I changed "
-            f"nothing. {again}",
-            outcome="stale",
-        )
-    return await apply(ctx, document, change.updates)
+    # Compared and written under the integration's lock: nothing of the bot's lands in between.
+    async with ctx.services.integrations.editing(change.snapshot) as edit:
+        if edit.current.document != dict(change.snapshot):
+            return Reply(
+                f"{replies.label(edit.current)} was changed by someone since the preview, so I changed "
+                f"nothing. {again}",
+                outcome="stale",
+            )
+        return await apply(ctx, edit, change.updates)
 
 
 COMMAND = Command(

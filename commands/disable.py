@@ -45,7 +45,7 @@ def _why(reason: str | None) -> str:
 
 async def _plain(ctx: CommandContext, found: Integration, reason: str | None) -> Reply:
     # `found` was just read by `resolve_reading` (a complete document): no second read.
-    outcome = await ctx.services.integrations.set_enabled(found, False, rights=await ctx.rights(), fresh=True)
+    outcome = await ctx.services.integrations.set_enabled(found, False, rights=await ctx.rights())
     if not outcome.changed:
         incident = ctx.services.incident
         pending = await incident.timers.pending_for(found.id) if incident is not None else None
@@ -74,7 +74,7 @@ async def _plain(ctx: CommandContext, found: Integration, reason: str | None) ->
 async def _timed(ctx: CommandContext, found: Integration, reason: str | None, duration: timedelta) -> Reply:
     timers = toolkit(ctx).timers
     rights = await ctx.rights()
-    require_change(rights, found)
+    await require_change(ctx, rights, found)
     now = ctx.now()
     due = now + duration
     buttons = (reenable_button(ctx, found.id), extend_button(ctx, found.id))
@@ -107,7 +107,7 @@ async def _timed(ctx: CommandContext, found: Integration, reason: str | None, du
             raise UserInputError(f"a timed disable of {found.name!r} is being set up right now; try again in a moment")
         timer = scheduled
     try:
-        outcome = await ctx.services.integrations.set_enabled(found, False, rights=rights, fresh=True)
+        outcome = await ctx.services.integrations.set_enabled(found, False, rights=rights)
     except (PermissionDenied, UserInputError):
         # Refused before anything was written. (Any other failure may have written: the row
         # stays `scheduled` and is settled from the stored state once this command is over.)

@@ -29,7 +29,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     pending = await incident.timers.pending_for(found.id) if incident is not None else None
     timed = pending is not None and pending.state is TimerState.ACTIVE
     # `found` was just read by `resolve` (a complete document): no second read.
-    outcome = await ctx.services.integrations.set_enabled(found, True, rights=await ctx.rights(), fresh=True)
+    outcome = await ctx.services.integrations.set_enabled(found, True, rights=await ctx.rights())
     if not outcome.changed:
         if incident is not None and pending is not None and timed:
             # Switched on by someone outside the bot: the timer has nothing left to do.

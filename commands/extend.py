@@ -28,7 +28,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     maximum = ctx.services.settings.bot_max_disable
     parsed = parse_extend_args(args, maximum=maximum)
     found = await resolve(ctx, parsed.target)
-    require_change(await ctx.rights(), found)
+    await require_change(ctx, await ctx.rights(), found)
     timers = toolkit(ctx).timers
     pending = await timers.pending_for(found.id)
     if pending is None or pending.state is not TimerState.ACTIVE:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.authz import CallerRights, may_write, visible_in_list
+from bot.authz import CallerRights, visible_in_list
 from bot.errors import ConfigError, PermissionDenied
 from bot.incident import IncidentToolkit
 from bot.models import Integration
@@ -29,10 +29,10 @@ def toolkit(ctx: CommandContext) -> IncidentToolkit:
     return found
 
 
-def require_change(rights: CallerRights, integration: Integration) -> None:
+async def require_change(ctx: CommandContext, rights: CallerRights, integration: Integration) -> None:
     """The caller may change this integration as Rocket.Chat would allow an update (the same
     rule `enable`/`disable` apply through `IntegrationService`), or `PermissionDenied`."""
-    decision = may_write(rights, integration)
+    decision = await ctx.services.integrations.may_write(rights, integration)
     if not decision.allowed:
         raise PermissionDenied(
             f"change integration {integration.name!r}", decision.missing, detail=decision.reason or None

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Final
 
-from bot.authz import CallerRights, may_list, may_write
+from bot.authz import CallerRights, may_list
 from bot.documents import read_integration
 from bot.errors import PermissionDenied, UpstreamError
 from bot.models import Integration
@@ -110,7 +110,11 @@ async def _describe(
             continue
         integration = Integration.of(document)
         lines.append(f"{count} · {replies.one_line(integration, with_id=True)}")
-        if button is None and integration.enabled and may_write(rights, integration).allowed:
+        if (
+            button is None
+            and integration.enabled
+            and (await ctx.services.integrations.may_write(rights, integration)).allowed
+        ):
             button = disable_for_button(ctx, integration, BUTTON_SPAN, f"noisy: {count} in {window}")
     return lines, button
 

@@ -19,7 +19,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from bot import logs
-from bot.errors import BotError, UnknownCommand
+from bot.errors import BotError, PermissionDenied, UnknownCommand
 from commands import replies
 from commands.reply import Reply
 
@@ -49,13 +49,20 @@ class CommandContext:
     invocation: Invocation
     services: Services
     correlation_id: str
+    # Read the caller's rights from Rocket.Chat for this command rather than from the cache: set
+    # for commands that change integrations (a revoked right must be revoked at once).
+    fresh_rights: bool = False
     _rights: CallerRights | None = field(default=None, repr=False)
     deferred: list[FollowUp] = field(default_factory=list, repr=False)
 
     async def rights(self) -> CallerRights:
-        """The caller's effective rights, fetched once per command (and cached across commands)."""
+        """The caller's effective rights, fetched once per command (cached across commands,
+        except for commands that change integrations, see `fresh_rights`). A deactivated
+        account may do nothing (a command of theirs can still turn up, e.g. at catch-up)."""
         if self._rights is None:
-            self._rights = await self.services.rights.get(self.message.user_id)
+            self._rights = await self.services.rights.get(self.message.user_id, fresh=self.fresh_rights)
+        if not self._rights.active:
+            raise PermissionDenied("use me", (), detail="your Rocket.Chat account is deactivated")
         return self._rights
 
     def now(self) -> datetime:
@@ -139,7 +146,8 @@ class Dispatcher:
             message_id=message.id,
         )
         started = time.monotonic()
-        context = CommandContext(message, invocation, self.services, correlation_id)
+        fresh = command is not None and command.changes_integrations
+        context = CommandContext(message, invocation, self.services, correlation_id, fresh_rights=fresh)
         try:
             if command is None:
                 raise UnknownCommand(invocation.command)

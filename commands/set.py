@@ -5,11 +5,12 @@
     set Guggy emoji :ghost: --yes
 
 Flow: parse → resolve the integration for the caller → may they change it (Rocket.Chat's rule)?
-→ read it fresh → plan the change (`bot.fields`: every value validated with Rocket.Chat's rules,
-all problems reported at once) → check that named rooms and users exist → may they write the
-result (channel rules)? → can it be sent back losslessly? Only then, either a preview with a
-confirmation code (stored in `Services.pending`, see `commands.confirm`) or, with `--yes`,
-the write itself. Nothing is written before every check has passed.
+→ hold it (its lock; read again if anyone wrote it since it was resolved) → plan the change
+(`bot.fields`: every value validated with Rocket.Chat's rules, all problems reported at once) →
+check that named rooms and users exist → may they write the result (channel rules)? → can it
+be sent back losslessly? Only then, either a preview with a confirmation code (stored in
+`Services.pending`, see `commands.confirm`) or, with `--yes`, the write itself, still under the
+lock. Nothing is written before every check has passed.
 
 A token typed in the command is registered as a secret for the logs before anything else runs,
 and is never shown: not in the preview, the reply or the audit lines.
@@ -22,11 +23,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot import logs
-from bot.authz import may_update, may_write
-from bot.errors import IntegrationNotFound, PermissionDenied, ServerRejected, UserInputError
+from bot.authz import may_update
+from bot.errors import PermissionDenied, UserInputError
 from bot.fieldcheck import check_references
 from bot.fields import FIELDS, NOT_SETTABLE, Invalid, find_field, plan_changes
-from bot.integrations import build_update_body, intended_document
+from bot.integrations import Edit, build_update_body, intended_document
 from bot.models import Integration
 from commands import changes, replies
 from commands.args import HELP, parse_set_args
@@ -56,24 +57,13 @@ def _register_secrets(assignments: Sequence[Any]) -> None:
             logs.register_secret(assignment.value.strip())
 
 
-async def read_document(ctx: CommandContext, found: Integration) -> dict[str, Any]:
-    """The stored document, fresh (a name lookup may have come from the list)."""
-    try:
-        return await ctx.services.rest.integrations_get(found.id)
-    except ServerRejected as exc:
-        if exc.status == 400 and exc.error_type is None:  # "does not exist" (contract §2.3)
-            raise IntegrationNotFound(found.name, found.type) from None
-        raise
-
-
 def _deny(found: Integration, decision: Any) -> PermissionDenied:
     return PermissionDenied(f"change integration {found.name!r}", decision.missing, detail=decision.reason)
 
 
-async def apply(ctx: CommandContext, document: Mapping[str, Any], updates: Mapping[str, Any]) -> Reply:
-    """Write `updates` to the integration `document` as the caller, verify, audit, and say so."""
-    current = Integration.of(document)
-    outcome = await ctx.services.integrations.apply_changes(current, updates, rights=await ctx.rights())
+async def apply(ctx: CommandContext, edit: Edit, updates: Mapping[str, Any]) -> Reply:
+    """Write `updates` to the integration held by `edit` as the caller, verify, audit, and say so."""
+    outcome = await edit.apply(updates, rights=await ctx.rights())
     if not outcome.changed:
         return Reply(f"{replies.label(outcome.after)} already has those values; nothing changed.", outcome="unchanged")
     await changes.record(ctx, outcome, "set")
@@ -102,18 +92,21 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     decision = may_update(rights, found)
     if not decision.allowed:
         raise _deny(found, decision)
-    plan = plan_changes(await read_document(ctx, found), parsed.assignments)
-    if not plan.empty:
-        plan = await check_references(plan, ctx.services.rest)
-    if plan.empty:
-        return Reply(f"{replies.label(found)} already has those values; nothing to change.", outcome="unchanged")
-    current = plan.integration
-    decision = may_write(rights, intended_document(current, plan.updates))
-    if not decision.allowed:
-        raise _deny(current, decision)
-    build_update_body(current, plan.updates)  # NotUpdatable now rather than after the confirmation
-    if confirmed:
-        return await apply(ctx, current.document, plan.updates)
+    # The plan is made on the document the write (with `--yes`) starts from, under the
+    # integration's lock: `+x`/`-x` edit the list as stored at that moment, not as it was earlier.
+    async with ctx.services.integrations.editing(found) as edit:
+        plan = plan_changes(edit.current.document, parsed.assignments)
+        if not plan.empty:
+            plan = await check_references(plan, ctx.services.rest)
+        if plan.empty:
+            return Reply(f"{replies.label(found)} already has those values; nothing to change.", outcome="unchanged")
+        current = plan.integration
+        decision = await ctx.services.integrations.may_write(rights, intended_document(current, plan.updates))
+        if not decision.allowed:
+            raise _deny(current, decision)
+        build_update_body(current, plan.updates)  # NotUpdatable now rather than after the confirmation
+        if confirmed:
+            return await apply(ctx, edit, plan.updates)
     settings = ctx.services.settings
     timeout = settings.bot_confirm_timeout
     pending = ctx.services.pending.add(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.authz import may_list, may_write
+from bot.authz import may_list
 from bot.errors import PermissionDenied, UsageError
 from bot.models import Integration
 from commands import replies
@@ -51,7 +51,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         if where:
             parts.append(where)
         lines.append(" · ".join(parts))
-        if len(buttons) < MAX_BUTTONS and may_write(rights, integration).allowed:
+        if len(buttons) < MAX_BUTTONS and (await ctx.services.integrations.may_write(rights, integration)).allowed:
             name = truncate(single_line(integration.name), 24)
             buttons.append(reenable_button(ctx, integration.id, f"Re-enable {name}"))
     more = f"\n… and {len(timers) - MAX_LINES} more." if len(timers) > MAX_LINES else ""

@@ -5,7 +5,8 @@
 integration is compared with the document that change produced (`bot.documents`): any
 difference, or a newer save, means someone (or the bot's timer) changed it since, and undo says
 what changed and writes nothing. Otherwise every field the change touched is written back
-through the lossless `apply_changes`, verified, and the undo is itself an audit row.
+through the lossless `Edit.apply`, verified, and the undo is itself an audit row. The comparison
+and the write hold the integration's lock (bot/locks.py), so no change of the bot's lands between.
 
 An undo is not undone by the next `undo` (it says so instead): two undos in a row would flip
 an incident setting back and forth, which is rarely what a hurried responder means. Re-apply
@@ -14,14 +15,14 @@ the change with its command instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Final
 
 from bot.authz import may_list
-from bot.documents import changed_fields, last_touch, read_integration, restore_changes, saved_again
-from bot.errors import PermissionDenied, UsageError
+from bot.documents import changed_fields, last_touch, restore_changes, saved_again
+from bot.errors import IntegrationNotFound, PermissionDenied, UsageError
 from bot.integrations import display
-from bot.models import Integration
 from bot.state import AuditRecord
 from commands import changes, replies
 from commands.parser import Token
@@ -30,6 +31,31 @@ from commands.reply import Reply
 from commands.text import ago, bullet_list, code, quote_name, safe_text
 
 SCANNED: Final = 50
+
+
+def _conflict(last: AuditRecord, current: Mapping[str, Any], what: str, now: datetime) -> Reply | None:
+    """The answer when the integration changed since `last` produced it (undo would clobber that)."""
+    assert last.after is not None
+    changed = changed_fields(last.after, current)
+    if not changed and not saved_again(last.after, current):
+        return None
+    touch = last_touch(current)
+    who = ""
+    if touch.username or touch.at is not None:
+        parts = [safe_text(touch.username)] if touch.username else []
+        if touch.at is not None:
+            parts.append(ago(touch.at, now))
+        who = f" (last saved by {', '.join(parts)})"
+    details = (
+        ":\n" + bullet_list(f"{code(k)}: {safe_text(a)} → {safe_text(b)}" for k, (a, b) in sorted(changed.items()))
+        if changed
+        else ", saved again without visible changes."
+    )
+    return Reply(
+        f"⚠️ I did not undo {what}: it was changed since{who}, and undoing now would overwrite that. "
+        f"Nothing was changed. What differs from right after your change{details}",
+        outcome="conflict",
+    )
 
 
 def _label(row: AuditRecord) -> str:
@@ -56,34 +82,22 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             "Run the command again to redo the change.",
             outcome="unchanged",
         )
-    current = await read_integration(ctx.services.rest, last.integration_id)
-    if current is None:
+    try:
+        # The comparison and the write hold the integration's lock: nothing of the bot's lands between.
+        async with ctx.services.integrations.editing(last.after) as edit:
+            current = edit.current.document
+            conflict = _conflict(last, current, what, now)
+            if conflict is not None:
+                return conflict
+            restore = restore_changes(last.before, current)
+            if not restore:
+                return Reply(f"Nothing to undo for {what}: it already looks as before.", outcome="unchanged")
+            outcome = await edit.apply(restore, rights=rights)
+            # Recorded under the lock, so a timer of this integration firing next sees its row re-based.
+            made = f"{last.at:%H:%M} UTC"
+            await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
+    except IntegrationNotFound:
         return Reply(f"I can't undo {what}: the integration no longer exists.", outcome="not-found")
-    changed = changed_fields(last.after, current)
-    if changed or saved_again(last.after, current):
-        touch = last_touch(current)
-        who = ""
-        if touch.username or touch.at is not None:
-            parts = [safe_text(touch.username)] if touch.username else []
-            if touch.at is not None:
-                parts.append(ago(touch.at, now))
-            who = f" (last saved by {', '.join(parts)})"
-        details = (
-            ":\n" + bullet_list(f"{code(k)}: {safe_text(a)} → {safe_text(b)}" for k, (a, b) in sorted(changed.items()))
-            if changed
-            else ", saved again without visible changes."
-        )
-        return Reply(
-            f"⚠️ I did not undo {what}: it was changed since{who}, and undoing now would overwrite that. "
-            f"Nothing was changed. What differs from right after your change{details}",
-            outcome="conflict",
-        )
-    restore = restore_changes(last.before, current)
-    if not restore:
-        return Reply(f"Nothing to undo for {what}: it already looks as before.", outcome="unchanged")
-    outcome = await ctx.services.integrations.apply_changes(Integration.of(current), restore, rights=rights)
-    made = f"{last.at:%H:%M} UTC"
-    await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
     restored = bullet_list(
         f"{code(k)}: {safe_text(display(k, current.get(k)))} → {safe_text(display(k, v))}"
         for k, v in sorted(restore.items())

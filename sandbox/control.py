@@ -357,6 +357,10 @@ class SandboxControl:
         """Replace a user's global roles; emits `roles-change` like the real server."""
         return self.store.set_user_roles(self._user(user)._id, roles)
 
+    def set_user_active(self, user: str, active: bool) -> None:
+        """Deactivate (or reactivate) an account; a deactivated one is logged out everywhere."""
+        self.store.set_user_active(self._user(user)._id, active)
+
     def create_role(self, role: str, *, permissions: Iterable[str] = (), description: str = "") -> dict[str, Any]:
         """A custom role holding `permissions` (each change emits `permissions-changed`)."""
         with self.store.lock:
@@ -707,6 +711,7 @@ HTTP_OPERATIONS: Final[frozenset[str]] = frozenset(
         "personal_access_token",
         "user",
         "set_user_roles",
+        "set_user_active",
         "create_role",
         "set_role_permissions",
         "set_permission_roles",
@@ -866,6 +871,9 @@ class SandboxClient:
 
     def set_user_roles(self, user: str, roles: Iterable[str]) -> list[str]:
         return list(self._call("set_user_roles", user=user, roles=list(roles)))
+
+    def set_user_active(self, user: str, active: bool) -> None:
+        self._call("set_user_active", user=user, active=active)
 
     def create_role(self, role: str, *, permissions: Iterable[str] = (), description: str = "") -> dict[str, Any]:
         return dict(self._call("create_role", role=role, permissions=list(permissions), description=description))

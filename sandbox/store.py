@@ -461,6 +461,16 @@ class Store:
                     )
             return list(new)
 
+    def set_user_active(self, user_id: str, active: bool) -> None:
+        """Activate or deactivate an account. Deactivating logs it out everywhere (its login
+        tokens are removed, as Rocket.Chat's `setUserActiveStatus` does); its messages stay."""
+        with self.lock:
+            user = self.users[user_id]
+            user.active = active
+            if not active:
+                user.login_tokens.clear()
+            user.updated_at = self.clock()
+
     # --- rooms and subscriptions ------------------------------------------------------------------
 
     def create_room(

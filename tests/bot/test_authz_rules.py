@@ -22,11 +22,13 @@ from bot.authz import (
     CallerRights,
     PermissionTable,
     RightsCache,
+    RoomMeaning,
     channel_rule,
     may_list,
     may_update,
     may_view,
     may_write,
+    room_meanings,
     visible_in_list,
 )
 from bot.errors import BotLacksPermission
@@ -190,35 +192,41 @@ def test_missing_roles_mean_the_bot_lacks_view_full_other_user_info() -> None:
 # --- channel rules ---------------------------------------------------------------------------------
 
 OPS = UserRoom(rid="R-ops", name="ops", t="c")
+# What each `#x` of these tests can mean, as `room_meanings` would find it on the server.
+ROOMS = {
+    "ops": RoomMeaning(frozenset({"R-ops"})),
+    "R-ops": RoomMeaning(frozenset({"R-ops"})),
+    "dev": RoomMeaning(frozenset({"R-dev"})),
+}
 
 
 def test_incoming_channels_need_membership_unless_both_incoming_permissions() -> None:
     member = rights_with(MANAGE_OWN_INCOMING, rooms=[OPS])
     stranger = rights_with(MANAGE_OWN_INCOMING, rooms=[])
     mine = doc(creator=ME, channel=["#ops"])
-    assert may_write(member, mine).allowed
-    refused = may_write(stranger, mine)
+    assert may_write(member, mine, ROOMS).allowed
+    refused = may_write(stranger, mine, ROOMS)
     assert not refused.allowed and "#ops" in refused.reason
     assert refused.missing == (MANAGE_INCOMING,)
     # By room id as well as by name.
-    assert may_write(member, doc(creator=ME, channel=["#R-ops"])).allowed
+    assert may_write(member, doc(creator=ME, channel=["#R-ops"]), ROOMS).allowed
     # Only the "all" permission (not both) still needs membership: the server's quirk.
     only_all = rights_with(MANAGE_INCOMING, rooms=[])
     assert may_update(only_all, mine).allowed
-    assert not may_write(only_all, mine).allowed
+    assert not may_write(only_all, mine, ROOMS).allowed
     both = rights_with(MANAGE_INCOMING, MANAGE_OWN_INCOMING, rooms=[])
-    assert may_write(both, doc(channel=["#ops", "@alice"])).allowed
+    assert may_write(both, doc(channel=["#ops", "@alice"]), ROOMS).allowed
 
 
 def test_incoming_direct_message_targets_always_fail_without_both_permissions() -> None:
     dm_member = rights_with(MANAGE_OWN_INCOMING, rooms=[OPS, UserRoom(rid="alice-id", name="alice", t="d")])
-    decision = may_write(dm_member, doc(creator=ME, channel=["@alice"]))
+    decision = may_write(dm_member, doc(creator=ME, channel=["@alice"]), ROOMS)
     assert not decision.allowed and "@alice" in decision.reason
 
 
 def test_unknown_rooms_fail_closed_and_say_why() -> None:
     rights = rights_with(MANAGE_OWN_INCOMING, rooms=None)
-    decision = may_write(rights, doc(creator=ME, channel=["#ops"]))
+    decision = may_write(rights, doc(creator=ME, channel=["#ops"]), ROOMS)
     assert not decision.allowed and "view-other-user-channels" in decision.reason
 
 
@@ -226,19 +234,81 @@ def test_outgoing_channel_less_events_need_manage_outgoing() -> None:
     own_only = rights_with(MANAGE_OWN_OUTGOING, rooms=[])
     created = doc("webhook-outgoing", creator=ME, event="roomCreated", channel=[])
     assert may_update(own_only, created).allowed
-    refused = may_write(own_only, created)
+    refused = may_write(own_only, created, ROOMS)
     assert not refused.allowed and refused.missing == (MANAGE_OUTGOING,)
-    assert may_write(rights_with(MANAGE_OUTGOING, rooms=[]), created).allowed
+    assert may_write(rights_with(MANAGE_OUTGOING, rooms=[]), created, ROOMS).allowed
 
 
 def test_outgoing_scopes() -> None:
     both_own = rights_with(MANAGE_OWN_OUTGOING, rooms=[])
     public = doc("webhook-outgoing", creator=ME, event="sendMessage", channel=["all_public_channels"])
-    assert may_write(both_own, public).allowed
+    assert may_write(both_own, public, ROOMS).allowed
     for scope in ("all_private_groups", "all_direct_messages"):
         scoped = doc("webhook-outgoing", creator=ME, event="sendMessage", channel=[scope])
-        assert may_write(both_own, scoped).missing == (MANAGE_OUTGOING,)
-        assert may_write(rights_with(MANAGE_OUTGOING, MANAGE_OWN_OUTGOING), scoped).allowed
+        assert may_write(both_own, scoped, ROOMS).missing == (MANAGE_OUTGOING,)
+        assert may_write(rights_with(MANAGE_OUTGOING, MANAGE_OWN_OUTGOING), scoped, ROOMS).allowed
+
+
+# A private group `PRIV1d` and, created later by someone else, a public channel *named* `PRIV1d`.
+LOOKALIKE = {"PRIV1d": RoomMeaning(frozenset({"PRIV1d", "R-fake"}))}
+
+
+def test_a_room_named_after_another_rooms_id_needs_membership_of_both() -> None:
+    own = doc(creator=ME, channel=["#PRIV1d"])
+    in_fake_only = rights_with(MANAGE_OWN_INCOMING, rooms=[UserRoom(rid="R-fake", name="PRIV1d", t="c")])
+    refused = may_write(in_fake_only, own, LOOKALIKE)
+    assert not refused.allowed and "#PRIV1d" in refused.reason
+    in_both = rights_with(
+        MANAGE_OWN_INCOMING,
+        rooms=[UserRoom(rid="R-fake", name="PRIV1d", t="c"), UserRoom(rid="PRIV1d", name="secret", t="p")],
+    )
+    assert may_write(in_both, own, LOOKALIKE).allowed
+    # A room the bot could not identify fails closed, as does an entry nobody looked up.
+    unknown = {"PRIV1d": RoomMeaning(frozenset({"R-fake"}), unidentified=True)}
+    assert not may_write(in_both, own, unknown).allowed
+    assert not may_write(in_both, own, {}).allowed
+
+
+class RoomsServer:
+    """`rooms.info` of a workspace: rooms by id and by name, some the bot may not open."""
+
+    def __init__(self, rooms: list[dict[str, Any]], hidden: set[str]) -> None:
+        self.rooms, self.hidden = rooms, hidden
+        self.calls: list[dict[str, str]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        params = dict(request.url.params)
+        self.calls.append(params)
+        key, value = next(iter(params.items()))
+        field = "_id" if key == "roomId" else "name"
+        room = next((r for r in self.rooms if r.get(field) == value), None)
+        if room is None:
+            return httpx.Response(400, json={"success": False, "errorType": "error-room-not-found", "error": "x"})
+        if room["_id"] in self.hidden:
+            return httpx.Response(400, json={"success": False, "error": "Not Allowed", "errorType": "not-allowed"})
+        return httpx.Response(200, json={"room": room, "success": True})
+
+
+async def test_room_meanings_looks_every_entry_up_by_id_and_by_name() -> None:
+    server = RoomsServer(
+        [{"_id": "PRIV1d", "name": "secret", "t": "p"}, {"_id": "R-fake", "name": "PRIV1d", "t": "c"},
+         {"_id": "R-ops", "name": "ops", "t": "c"}, {"_id": "R-hid", "name": "hidden", "t": "p"}],
+        hidden={"PRIV1d", "R-hid"},
+    )  # fmt: skip
+    rest = RestClient("https://chat.example.org", user_id="bot", auth_token="t", transport=httpx.MockTransport(server))
+    caller = rights_with(MANAGE_OWN_INCOMING, rooms=[OPS])
+    document = doc(creator=ME, channel=["#PRIV1d", "#ops", "#hidden", "#nowhere", "@alice"])
+    meanings = await room_meanings(rest, caller, document)
+    assert meanings == {
+        "PRIV1d": RoomMeaning(frozenset({"PRIV1d", "R-fake"})),  # the hidden one by id, the public one by name
+        "ops": RoomMeaning(frozenset({"R-ops"})),
+        "hidden": RoomMeaning(frozenset(), unidentified=True),  # exists, the bot can't tell its id
+        "nowhere": RoomMeaning(frozenset()),
+    }
+    # Nothing is looked up for a caller the membership rule does not apply to.
+    server.calls.clear()
+    both = rights_with(MANAGE_INCOMING, MANAGE_OWN_INCOMING, rooms=[])
+    assert await room_meanings(rest, both, document) == {} and server.calls == []
 
 
 @settings(max_examples=300)
@@ -259,8 +329,8 @@ def test_may_write_is_permission_rule_and_membership_rule(
     permitted = perm_all in perms or (perm_own in perms and creator == ME)
     bypass = perm_all in perms and perm_own in perms
     members_ok = bypass or all(c in ("#ops", "#R-ops") for c in channels if c[0] in "#@")
-    assert may_write(rights, document).allowed == (permitted and members_ok)
-    assert channel_rule(rights, document).allowed == members_ok
+    assert may_write(rights, document, ROOMS).allowed == (permitted and members_ok)
+    assert channel_rule(rights, document, ROOMS).allowed == members_ok
 
 
 # --- the permission table ------------------------------------------------------------------------

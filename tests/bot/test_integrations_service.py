@@ -114,6 +114,8 @@ class FakeRocketChat:
         self.requests: list[httpx.Request] = []
         self.on_update: Callable[[dict[str, Any]], httpx.Response] = self.store_body
         self.clock = 0
+        # The rooms `rights()` callers are in, by the ids `rights()` gives them.
+        self.rooms = [{"_id": f"id-{name}", "name": name, "t": "c"} for name in ("general", "random", "secret-room")]
 
     def endpoint_calls(self, endpoint: str) -> list[httpx.Request]:
         return [r for r in self.requests if r.url.path.endswith("/" + endpoint)]
@@ -140,6 +142,12 @@ class FakeRocketChat:
             return httpx.Response(200, json=body)
         if endpoint == "integrations.update":
             return self.on_update(json.loads(request.content))
+        if endpoint == "rooms.info":
+            key, value = next(iter(params.items()))
+            room = next((r for r in self.rooms if r[{"roomId": "_id", "roomName": "name"}[key]] == value), None)
+            if room is None:
+                return httpx.Response(400, json={"success": False, "error": "x", "errorType": "error-room-not-found"})
+            return httpx.Response(200, json={"room": room, "success": True})
         return httpx.Response(404, json={"success": False, "error": "Resource not found"})
 
     def store_body(self, body: dict[str, Any]) -> httpx.Response:
@@ -280,14 +288,26 @@ async def test_already_in_the_wanted_state_writes_nothing() -> None:
     assert server.endpoint_calls("integrations.update") == []
 
 
-async def test_state_is_checked_on_a_fresh_read_not_the_listing() -> None:
+async def test_a_document_from_elsewhere_is_read_again_before_the_write() -> None:
     server = FakeRocketChat(incoming("a", "Guggy", enabled=True))
     service = service_for(server)
-    listed = await service.resolve("Guggy", rights=rights(*ALL))
+    remembered = dict(server.docs["a"])  # e.g. kept in an audit row or a timer
     server.docs["a"]["enabled"] = False  # someone disabled it meanwhile
-    outcome = await service.set_enabled(listed, False, rights=rights(*ALL))
+    outcome = await service.set_enabled(remembered, False, rights=rights(*ALL))
     assert not outcome.changed
     assert server.endpoint_calls("integrations.update") == []
+
+
+async def test_a_resolved_document_is_read_again_when_the_bot_wrote_it_since() -> None:
+    server = FakeRocketChat(incoming("a", "Guggy", enabled=True))
+    service = service_for(server)
+    first = await service.resolve("Guggy", rights=rights(*ALL))
+    second = await service.resolve("Guggy", rights=rights(*ALL))
+    await service.apply_changes(first, {"alias": "new"}, rights=rights(*ALL))
+    outcome = await service.set_enabled(second, False, rights=rights(*ALL))
+    # Written from a fresh read: the alias written in between is kept.
+    assert outcome.changed and server.docs["a"]["alias"] == "new" and server.docs["a"]["enabled"] is False
+    assert len(server.endpoint_calls("integrations.get")) == 1
 
 
 async def test_a_document_resolved_just_now_is_written_without_reading_it_again() -> None:
@@ -295,7 +315,7 @@ async def test_a_document_resolved_just_now_is_written_without_reading_it_again(
     server = FakeRocketChat(doc)
     service = service_for(server)
     found = await service.resolve("Guggy", rights=rights(*ALL))
-    outcome = await service.set_enabled(found, False, rights=rights(*ALL), fresh=True)
+    outcome = await service.set_enabled(found, False, rights=rights(*ALL))
     assert outcome.changed and not outcome.after.enabled
     assert server.endpoint_calls("integrations.get") == []
     (put,) = server.endpoint_calls("integrations.update")
@@ -425,7 +445,7 @@ async def test_a_lost_write_answer_followed_by_silence_is_reported_as_unknown_no
     server.on_update = lands_then_times_out
     service = service_for(silent_after_write)
     with pytest.raises(OutcomeUnknown) as caught:
-        await service.set_enabled(found, False, rights=rights(*ALL), fresh=True)
+        await service.set_enabled(found, False, rights=rights(*ALL))
     assert server.docs["a"]["enabled"] is False  # it did land: "nothing was changed" would be a lie
     invocation = Invocation("disable", (), "!integration disable Guggy", "prefix")
     reply = replies.for_error(caught.value, invocation=invocation, registry=build_registry())
@@ -439,7 +459,7 @@ async def test_deleted_between_resolution_and_write_is_not_found() -> None:
     found = await service.resolve("Guggy", rights=rights(*ALL))
     del server.docs["a"]
     with pytest.raises(IntegrationNotFound):
-        await service.set_enabled(found, False, rights=rights(*ALL))
+        await service.set_enabled(found.document, False, rights=rights(*ALL))
 
 
 async def test_apply_changes_refuses_unknown_fields() -> None:
@@ -479,7 +499,7 @@ async def test_a_lost_write_answer_and_a_short_outage_still_get_a_definite_answe
         raise httpx.ReadTimeout("answer lost")
 
     server.on_update = lands_then_times_out
-    outcome = await service_for(restarting).set_enabled(found, False, rights=rights(*ALL), fresh=True)
+    outcome = await service_for(restarting).set_enabled(found, False, rights=rights(*ALL))
     assert outcome.changed and outcome.after.enabled is False
     assert len(failed_looks) == 9
     assert len(server.endpoint_calls("integrations.update")) == 1
