@@ -48,13 +48,18 @@ async def _user(rest: RestClient, *, username: str | None = None, user_id: str |
         raise
 
 
-async def _check(rest: RestClient, reference: Reference) -> tuple[str | None, str | None]:
+async def _check(rest: RestClient, reference: Reference, bot_user_id: str) -> tuple[str | None, str | None]:
     """(problem, the stored spelling of a post-as username when it differs)."""
     entry = reference.entry
     if reference.kind == "poster":
         user = await _user(rest, username=entry)
         if user is None or not user.username or user.username.casefold() != entry.casefold():
             return f"{reference.key}: there is no user {shown(entry)}; the post-as user must exist", None
+        if user.id == bot_user_id:
+            return (
+                f"{reference.key}: {shown(entry)} is my own account; a webhook posting as me would pass for my answers",
+                None,
+            )
         return None, user.username if user.username != entry else None
     sigil, ident = entry[:1], entry[1:]
     if sigil == "#":
@@ -66,12 +71,13 @@ async def _check(rest: RestClient, reference: Reference) -> tuple[str | None, st
     return f"{reference.key}: there is no user {shown(entry)} (by username or id)", None
 
 
-async def check_references(plan: Plan, rest: RestClient) -> Plan:
+async def check_references(plan: Plan, rest: RestClient, *, bot_user_id: str) -> Plan:
     """`plan` if everything it names exists (a post-as username then in its stored spelling),
-    else `UserInputError` naming every missing room or user."""
+    else `UserInputError` naming every missing room or user. The bot's own account is never a
+    post-as user: a webhook's messages would look like the bot's answers."""
     problems: list[str] = []
     for reference in plan.references:
-        problem, spelling = await _check(rest, reference)
+        problem, spelling = await _check(rest, reference, bot_user_id)
         if problem is not None:
             problems.append(problem)
         elif spelling is not None:

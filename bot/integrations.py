@@ -77,6 +77,7 @@ from bot.errors import (
 )
 from bot.locks import IntegrationLocks, LocalIntegrationLocks
 from bot.models import INCOMING, OUTGOING, Integration, UpdateOutcome
+from bot.normalize import name_key, normalize
 from bot.rest import RestClient
 
 log = logs.get_logger(__name__)
@@ -407,13 +408,23 @@ class IntegrationService:
         self._rest = rest
         self._locks: IntegrationLocks = locks if locks is not None else LocalIntegrationLocks()
 
-    async def resolve(self, query: str, *, kind: str | None = None, rights: CallerRights) -> Integration:
+    async def resolve(
+        self, query: str, *, kind: str | None = None, rights: CallerRights, thorough: bool = False
+    ) -> Integration:
         """The one integration `query` names for this caller: an id, else an exact name.
 
         By id: `integrations.get`, kept only if the caller could read it by id (§2.3). By name:
         the server's case-insensitive *substring* search, paged fully, narrowed to names equal
         after trimming (case-insensitively), to `kind`, and to what the caller's own list would
         show (§2.2) — so nothing the caller cannot see is revealed, not even its existence.
+
+        Names are compared in their normal form (`bot.normalize.name_key`: what `normalize` does to
+        typed text, done to the stored name too), so names that only look alike (an invisible
+        character inside) are the same name and come out ambiguous, with their ids. Among several
+        such matches, the one spelled exactly as typed, case included, is meant when it is the
+        only one (`"Deploy Bot"` among `deploy bot` and `Deploy Bot Legacy`). The server's name
+        search cannot see past an invisible character, so when the message held one (`thorough`,
+        typically a name copied from chat) every integration is read instead.
 
         A query shaped like an id (`looks_like_id`) is tried as an id first, as it always was;
         any other query (`Guggy`, `hook-00042`) is looked up by name first, and by id only when
@@ -434,7 +445,10 @@ class IntegrationService:
             by_id = await self._by_id(wanted, kind, rights)
             if by_id is not None:
                 return by_id.read_at(mark)
-        matches = await self._by_name(wanted, kind, rights)
+        matches = await self._by_name(wanted, kind, rights, thorough=thorough)
+        exact = [d for d in matches if normalize(str(d.get("name"))) == normalize(wanted)]
+        if len(matches) > 1 and len(exact) == 1:
+            matches = exact
         if not matches and not id_like and not any(ch.isspace() for ch in wanted):
             by_id = await self._by_id(wanted, kind, rights)
             if by_id is not None:
@@ -452,12 +466,14 @@ class IntegrationService:
             return Integration.of(by_id)
         return None
 
-    async def _by_name(self, wanted: str, kind: str | None, rights: CallerRights) -> list[dict[str, Any]]:
-        key = wanted.casefold()
+    async def _by_name(
+        self, wanted: str, kind: str | None, rights: CallerRights, *, thorough: bool
+    ) -> list[dict[str, Any]]:
+        key = name_key(wanted)
         matches: list[dict[str, Any]] = []
-        async for doc in self._rest.iter_integrations(name=wanted, type=kind):
+        async for doc in self._rest.iter_integrations(name=None if thorough else wanted, type=kind):
             name = doc.get("name")
-            if not isinstance(name, str) or name.strip().casefold() != key:
+            if not isinstance(name, str) or name_key(name) != key:
                 continue
             if kind is not None and doc.get("type") != kind:
                 continue

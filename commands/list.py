@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from bot.authz import may_list, visible_in_list
 from bot.errors import PermissionDenied
 from bot.models import Integration
+from bot.normalize import name_key
 from commands import replies, snoozed
 from commands.args import HELP, parse_list_filters
 from commands.parser import Token
@@ -37,7 +38,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         integration = Integration.of(document)
         if wanted.enabled is None or integration.enabled == wanted.enabled:
             found.append(integration)
-    found.sort(key=lambda i: (i.name.casefold(), i.type, i.id))
+    found.sort(key=lambda i: (name_key(i.name), i.type, i.id))
     what = " ".join(
         part
         for part in (
@@ -50,9 +51,9 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     matching = f" matching {quote_name(wanted.text)}" if wanted.text else ""
     if not found:
         return Reply(f"No {noun}s{matching} that you can see.", outcome="empty")
-    names = Counter(i.name.casefold() for i in found)
+    names = Counter(name_key(i.name) for i in found)  # names that look alike show their ids
     until = await _timed_disables(ctx) if any(not i.enabled for i in found[:MAX_LINES]) else {}
-    lines = [replies.one_line(i, with_id=names[i.name.casefold()] > 1) + until.get(i.id, "") for i in found[:MAX_LINES]]
+    lines = [replies.one_line(i, with_id=names[name_key(i.name)] > 1) + until.get(i.id, "") for i in found[:MAX_LINES]]
     more = ""
     if len(found) > MAX_LINES:
         more = f"\n… and {len(found) - MAX_LINES} more: narrow it with {code('list <text>')}."

@@ -23,12 +23,12 @@ The converters that turn the tokens into typed arguments live in `commands.args`
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
 
 from bot.errors import UsageError
+from bot.normalize import normalize
 
 __all__ = [
     "DEFAULT_PREFIXES",
@@ -47,69 +47,6 @@ DEFAULT_PREFIXES: tuple[str, ...] = ("/integration", "!integration")
 TRAILING_PUNCTUATION = ".!?…,"
 
 Via = Literal["prefix", "mention", "direct"]
-
-# --- normalisation ------------------------------------------------------------------------------
-
-_DOUBLE_QUOTES = "“”„‟″«»〝〞＂"
-_SINGLE_QUOTES = "‘’‚‛′‹›＇"
-# Em dash, en dash, horizontal bar: a phone's replacement for a typed `--`.
-_LONG_DASHES = "—–―"
-# Hyphen, non-breaking hyphen, figure dash, minus sign: all mean an ASCII hyphen in a command.
-_HYPHENS = "‐‑‒−"
-# Every Unicode space separator (Zs), the line/paragraph separators, and the control characters
-# Python or JavaScript treat as whitespace. Listed rather than computed so importing stays cheap;
-# a test checks the list against unicodedata.
-_SPACES = (
-    "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85"
-    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
-    "\u2028\u2029\u202f\u205f\u3000"
-)
-# Invisible formatting characters that keyboards, copy-paste and RTL input insert: zero-width
-# space, word joiner and invisible operators, BOM, soft hyphen, Mongolian vowel separator, and the
-# bidirectional marks/embeddings/isolates. Zero-width (non-)joiners are kept on purpose: they carry
-# meaning inside emoji sequences and Persian/Indic words that may be part of an integration name.
-_INVISIBLE = (
-    "\u00ad\u061c\u180e\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
-    "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff"
-)
-
-
-def _build_table() -> dict[int, str | None]:
-    table: dict[int, str | None] = {}
-    for char in _DOUBLE_QUOTES:
-        table[ord(char)] = '"'
-    for char in _SINGLE_QUOTES:
-        table[ord(char)] = "'"
-    for char in _LONG_DASHES:
-        table[ord(char)] = "--"
-    for char in _HYPHENS:
-        table[ord(char)] = "-"
-    for char in _SPACES:
-        table[ord(char)] = " "
-    for char in _INVISIBLE:
-        table[ord(char)] = None
-    # Remaining C0/C1 control characters carry nothing a person typed.
-    for code in (*range(0x20), *range(0x7F, 0xA0)):
-        table.setdefault(code, None)
-    return table
-
-
-_TABLE = _build_table()
-_RUNS_OF_SPACES = re.compile(" {2,}")
-
-
-def normalize(text: str) -> str:
-    """Fold phone punctuation and Unicode spacing into plain ASCII forms; idempotent.
-
-    Curly/angled quotes → `"` or `'`, em/en dashes → `--`, Unicode hyphens/minus → `-`, every kind
-    of space or line break → one space, invisible formatting characters removed, NFC, stripped.
-    """
-    # NFC both before (so singleton decompositions such as U+2000 → U+2002 are seen by the table)
-    # and after (a removed zero-width character may have separated a base from its accent).
-    folded = unicodedata.normalize("NFC", text).translate(_TABLE)
-    folded = unicodedata.normalize("NFC", folded)
-    return _RUNS_OF_SPACES.sub(" ", folded).strip(" ")
-
 
 # --- tokens -------------------------------------------------------------------------------------
 

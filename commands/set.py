@@ -97,7 +97,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     async with ctx.services.integrations.editing(found) as edit:
         plan = plan_changes(edit.current.document, parsed.assignments)
         if not plan.empty:
-            plan = await check_references(plan, ctx.services.rest)
+            plan = await check_references(plan, ctx.services.rest, bot_user_id=ctx.services.identity.user_id)
         if plan.empty:
             return Reply(f"{replies.label(found)} already has those values; nothing to change.", outcome="unchanged")
         current = plan.integration

@@ -7,6 +7,7 @@ from typing import TypeVar
 
 from bot.errors import IntegrationNotFound
 from bot.models import INCOMING, OUTGOING, Integration
+from bot.normalize import has_invisible
 from commands.args import Target
 from commands.registry import CommandContext
 
@@ -19,7 +20,12 @@ async def resolve(ctx: CommandContext, target: Target) -> Integration:
     """The integration, once the book-keeping of earlier commands about it is done (their audit
     rows and timers are what this command may read; commands/followups.py)."""
     rights = await ctx.rights()
-    found = await ctx.services.integrations.resolve(target.query, kind=KIND_TYPES[target.kind], rights=rights)
+    # A name copied from chat may hide an invisible character (a look-alike of another name):
+    # then every integration is compared, not only what the server's name search finds.
+    thorough = has_invisible(ctx.invocation.raw)
+    found = await ctx.services.integrations.resolve(
+        target.query, kind=KIND_TYPES[target.kind], rights=rights, thorough=thorough
+    )
     await ctx.services.followups.settled(found.id)
     return found
 

@@ -259,8 +259,8 @@ def test_ambiguous_names_change_nothing() -> None:
         before = box.store.list_integrations()
         service = IntegrationService(box.bot)
         rights = await wired_cache(box).get(boss)
-        with pytest.raises(AmbiguousIntegration) as caught:
-            await service.set_enabled("Guggy", False, rights=rights)
+        with pytest.raises(AmbiguousIntegration) as caught:  # neither is spelled `GUGGY`
+            await service.set_enabled("GUGGY", False, rights=rights)
         assert sorted(c.id for c in caught.value.candidates) == [f"{0:024x}", f"{1:024x}"]
         assert box.store.list_integrations() == before
         # Narrowed by kind it is unique; "Guggy 2" is its own name.

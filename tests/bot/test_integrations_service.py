@@ -185,6 +185,29 @@ async def test_names_match_case_insensitively_after_trimming() -> None:
     assert (await service_for(server).resolve("  guggy", rights=rights(*ALL))).id == "a"
 
 
+async def test_the_one_name_spelled_exactly_case_included_is_meant() -> None:
+    server = FakeRocketChat(
+        incoming("a", "deploy bot"),
+        incoming("b", "Deploy Bot"),
+        incoming("c", "Deploy Bot Legacy"),
+        incoming("d", "Deploy"),
+    )
+    assert (await service_for(server).resolve("Deploy Bot", rights=rights(*ALL))).id == "b"
+    with pytest.raises(AmbiguousIntegration):  # neither spelled so
+        await service_for(server).resolve("DEPLOY BOT", rights=rights(*ALL))
+
+
+async def test_look_alike_names_are_one_name_and_a_thorough_lookup_finds_them_all() -> None:
+    server = FakeRocketChat(incoming("a", "Guggy"), incoming("b", "Gug\u200bgy"), incoming("c", "Ｇｕｇｇｙ"))
+    # The server's substring search for "Guggy" only finds the plain one: that is the one meant.
+    assert (await service_for(server).resolve("Guggy", rights=rights(*ALL))).id == "a"
+    # A name copied from chat with an invisible character inside: every integration is compared.
+    with pytest.raises(AmbiguousIntegration) as caught:
+        await service_for(server).resolve("Guggy", rights=rights(*ALL), thorough=True)
+    assert {c.id for c in caught.value.candidates} == {"a", "b", "c"}
+    assert "name" not in server.endpoint_calls("integrations.list")[-1].url.params
+
+
 async def test_an_id_is_resolved_directly() -> None:
     server = FakeRocketChat(incoming("665f1c2e9b1e8a0012345678", "Guggy"))
     found = await service_for(server).resolve("665f1c2e9b1e8a0012345678", rights=rights(*ALL))
@@ -210,11 +233,11 @@ async def test_an_id_shaped_name_is_still_found_by_name() -> None:
     assert (await service_for(server).resolve("ABCDEFGHJKLMNPQRS", rights=rights(*ALL))).id == "a"
 
 
-async def test_several_exact_matches_are_ambiguous_and_nothing_is_written() -> None:
+async def test_names_equal_but_for_case_none_spelled_as_typed_are_ambiguous_and_nothing_is_written() -> None:
     server = FakeRocketChat(incoming("a", "Guggy"), outgoing("b", "guggy", enabled=False), incoming("c", "Guggy 2"))
     service = service_for(server)
     with pytest.raises(AmbiguousIntegration) as caught:
-        await service.set_enabled("Guggy", False, rights=rights(*ALL))
+        await service.set_enabled("GUGGY", False, rights=rights(*ALL))
     assert {(c.id, c.name, c.type, c.enabled) for c in caught.value.candidates} == {
         ("a", "Guggy", "webhook-incoming", True),
         ("b", "guggy", "webhook-outgoing", False),

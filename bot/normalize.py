@@ -1,0 +1,90 @@
+"""What phone keyboards and copy-paste do to text, undone: one normal form for what people type.
+
+`normalize` folds what phone keyboards produce into plain ASCII punctuation: curly quotes become
+straight quotes, em/en dashes become `--` (iOS turns a typed `--` into `—`), every Unicode space
+becomes a plain space, invisible formatting characters disappear, runs of spaces collapse, and the
+text is NFC-composed. It is idempotent, so any layer may call it again.
+
+Commands are parsed in this form (commands/parser.py), and integration names are compared in it
+(`name_key`): a stored name is normalised exactly as a typed one, so `Gug\u200bgy` (a zero-width
+space inside) is the same name as `Guggy`, and the two are never told apart silently.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+_DOUBLE_QUOTES = "“”„‟″«»〝〞＂"
+_SINGLE_QUOTES = "‘’‚‛′‹›＇"
+# Em dash, en dash, horizontal bar: a phone's replacement for a typed `--`.
+_LONG_DASHES = "—–―"
+# Hyphen, non-breaking hyphen, figure dash, minus sign: all mean an ASCII hyphen in a command.
+_HYPHENS = "‐‑‒−"
+# Every Unicode space separator (Zs), the line/paragraph separators, and the control characters
+# Python or JavaScript treat as whitespace. Listed rather than computed so importing stays cheap;
+# a test checks the list against unicodedata.
+_SPACES = (
+    "\t\n\v\f\r\x1c\x1d\x1e\x1f\x85"
+    "\u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008\u2009\u200a"
+    "\u2028\u2029\u202f\u205f\u3000"
+)
+# Invisible formatting characters that keyboards, copy-paste and RTL input insert: zero-width
+# space, word joiner and invisible operators, BOM, soft hyphen, Mongolian vowel separator, and the
+# bidirectional marks/embeddings/isolates. Zero-width (non-)joiners are kept on purpose: they carry
+# meaning inside emoji sequences and Persian/Indic words that may be part of an integration name.
+_INVISIBLE = (
+    "\u00ad\u061c\u180e\u200b\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+    "\u2060\u2061\u2062\u2063\u2064\u2066\u2067\u2068\u2069\ufeff"
+)
+
+
+def _build_table() -> dict[int, str | None]:
+    table: dict[int, str | None] = {}
+    for char in _DOUBLE_QUOTES:
+        table[ord(char)] = '"'
+    for char in _SINGLE_QUOTES:
+        table[ord(char)] = "'"
+    for char in _LONG_DASHES:
+        table[ord(char)] = "--"
+    for char in _HYPHENS:
+        table[ord(char)] = "-"
+    for char in _SPACES:
+        table[ord(char)] = " "
+    for char in _INVISIBLE:
+        table[ord(char)] = None
+    # Remaining C0/C1 control characters carry nothing a person typed.
+    for code in (*range(0x20), *range(0x7F, 0xA0)):
+        table.setdefault(code, None)
+    return table
+
+
+_TABLE = _build_table()
+_RUNS_OF_SPACES = re.compile(" {2,}")
+
+
+def normalize(text: str) -> str:
+    """Fold phone punctuation and Unicode spacing into plain ASCII forms; idempotent.
+
+    Curly/angled quotes → `"` or `'`, em/en dashes → `--`, Unicode hyphens/minus → `-`, every kind
+    of space or line break → one space, invisible formatting characters removed, NFC, stripped.
+    """
+    # NFC both before (so singleton decompositions such as U+2000 → U+2002 are seen by the table)
+    # and after (a removed zero-width character may have separated a base from its accent).
+    folded = unicodedata.normalize("NFC", text).translate(_TABLE)
+    folded = unicodedata.normalize("NFC", folded)
+    return _RUNS_OF_SPACES.sub(" ", folded).strip(" ")
+
+
+def has_invisible(text: str) -> bool:
+    """Whether `text` holds an invisible formatting character that `normalize` removes."""
+    return any(char in _INVISIBLE for char in text)
+
+
+def name_key(name: str) -> str:
+    """The form in which two integration names are the same name: normalised, compatibility-
+    folded (full-width `Ｇｕｇｇｙ` is `Guggy`) and case-folded."""
+    return unicodedata.normalize("NFKC", normalize(name)).casefold()
+
+
+__all__ = ["has_invisible", "name_key", "normalize"]
