@@ -177,6 +177,16 @@ class CallerRights:
     def has(self, permission: str) -> bool:
         return permission in self.permissions
 
+    def sees_room(self, entry: str) -> bool:
+        """Whether a channel entry may be named to this caller in a reply: anything but a `#room`
+        they are not subscribed to (by id or name). For what the bot says, not for what it allows
+        (that is `is_member`)."""
+        if not entry.startswith("#"):
+            return True
+        name = entry[1:]
+        in_rooms = self.room_ids is not None and name in self.room_ids
+        return in_rooms or (self.room_ids_by_name is not None and name in self.room_ids_by_name)
+
     def is_member(self, entry: str, rooms: RoomMeanings) -> bool | None:
         """Whether the caller is subscribed to every room a `#x`/`@x` channel entry can mean.
 

@@ -16,18 +16,46 @@ reports it.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
 from bot.ejson import decode_date
-from bot.integrations import NOT_AUTHORIZED, differences, read_integration, updatable_fields
+from bot.integrations import NOT_AUTHORIZED, differences, display, read_integration, updatable_fields
 
 
 def changed_fields(expected: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, tuple[str, str]]:
     """Fields where `current` differs from `expected`, as `(expected, current)` display strings
     (secrets masked), ignoring server-managed fields and the server's own normalisation."""
     return differences(current, expected, current)
+
+
+# Fields whose values name rooms: a reader sees only the rooms they may see (`shown_changes`).
+ROOM_FIELDS: Final = frozenset({"channel", "targetRoom"})
+HIDDEN_ROOM: Final = "(a room not shown)"
+
+
+def shown_changes(
+    expected: Mapping[str, Any], current: Mapping[str, Any], *, sees: Callable[[str], bool]
+) -> dict[str, tuple[str, str]]:
+    """`changed_fields`, told to one reader: every `#room` entry they may not see (`sees` is
+    False) is replaced by a placeholder, so a change list never names a private room to
+    someone outside it."""
+    changed = changed_fields(expected, current)
+    for key in ROOM_FIELDS & changed.keys():
+        changed[key] = (shown_value(key, expected.get(key), sees), shown_value(key, current.get(key), sees))
+    return changed
+
+
+def shown_value(key: str, value: Any, sees: Callable[[str], bool]) -> str:
+    """`display(key, value)` with the `#room` entries the reader may not see replaced."""
+    if key not in ROOM_FIELDS:
+        return display(key, value)
+    if isinstance(value, list):
+        return display(key, [e if not isinstance(e, str) or sees(e) else HIDDEN_ROOM for e in value])
+    if isinstance(value, str) and value and not sees(value):
+        return display(key, HIDDEN_ROOM)
+    return display(key, value)
 
 
 def saved_again(expected: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
@@ -64,11 +92,15 @@ def restore_changes(before: Mapping[str, Any], current: Mapping[str, Any]) -> di
 
 
 __all__ = [
+    "HIDDEN_ROOM",
     "NOT_AUTHORIZED",
+    "ROOM_FIELDS",
     "Touch",
     "changed_fields",
     "last_touch",
     "read_integration",
     "restore_changes",
     "saved_again",
+    "shown_changes",
+    "shown_value",
 ]

@@ -36,7 +36,7 @@ from bot import logs
 from bot.audit_room import AuditRoom, derived_message_id
 from bot.authz import RightsCache
 from bot.clock import Clock
-from bot.documents import NOT_AUTHORIZED, changed_fields, last_touch, read_integration, saved_again
+from bot.documents import NOT_AUTHORIZED, changed_fields, last_touch, read_integration, saved_again, shown_changes
 from bot.errors import (
     BotError,
     IntegrationNotFound,
@@ -236,7 +236,8 @@ class TimerService:
         if current is None:
             details, note = "", why or "it changed"
         else:
-            changed = changed_fields(snapshot, current)
+            # Posted in a room others read: rooms are not named (one may be private).
+            changed = shown_changes(snapshot, current, sees=lambda entry: not entry.startswith("#"))
             touch = last_touch(current)
             who = ""
             if touch.username or touch.at:

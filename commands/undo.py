@@ -19,10 +19,9 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from bot.authz import may_list
-from bot.documents import changed_fields, last_touch, restore_changes, saved_again
+from bot.authz import CallerRights, may_list, may_update
+from bot.documents import changed_fields, last_touch, restore_changes, saved_again, shown_changes, shown_value
 from bot.errors import IntegrationNotFound, PermissionDenied, UsageError
-from bot.integrations import display
 from bot.state import AuditRecord
 from commands import changes, replies
 from commands.parser import Token
@@ -33,12 +32,15 @@ from commands.text import ago, bullet_list, code, quote_name, safe_text
 SCANNED: Final = 50
 
 
-def _conflict(last: AuditRecord, current: Mapping[str, Any], what: str, now: datetime) -> Reply | None:
-    """The answer when the integration changed since `last` produced it (undo would clobber that)."""
+def _conflict(
+    last: AuditRecord, current: Mapping[str, Any], what: str, now: datetime, rights: CallerRights
+) -> Reply | None:
+    """The answer when the integration changed since `last` produced it (undo would clobber that).
+    Rooms the caller is not in are not named in it."""
     assert last.after is not None
-    changed = changed_fields(last.after, current)
-    if not changed and not saved_again(last.after, current):
+    if not changed_fields(last.after, current) and not saved_again(last.after, current):
         return None
+    changed = shown_changes(last.after, current, sees=rights.sees_room)
     touch = last_touch(current)
     who = ""
     if touch.username or touch.at is not None:
@@ -86,7 +88,11 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         # The comparison and the write hold the integration's lock: nothing of the bot's lands between.
         async with ctx.services.integrations.editing(last.after) as edit:
             current = edit.current.document
-            conflict = _conflict(last, current, what, now)
+            # Someone who may no longer change it is told nothing about how it looks now.
+            allowed = may_update(rights, edit.current)
+            if not allowed.allowed:
+                raise PermissionDenied(f"undo {what}", allowed.missing, detail=allowed.reason)
+            conflict = _conflict(last, current, what, now, rights)
             if conflict is not None:
                 return conflict
             restore = restore_changes(last.before, current)
@@ -98,8 +104,9 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
     except IntegrationNotFound:
         return Reply(f"I can't undo {what}: the integration no longer exists.", outcome="not-found")
+    sees = rights.sees_room
     restored = bullet_list(
-        f"{code(k)}: {safe_text(display(k, current.get(k)))} → {safe_text(display(k, v))}"
+        f"{code(k)}: {safe_text(shown_value(k, current.get(k), sees))} → {safe_text(shown_value(k, v, sees))}"
         for k, v in sorted(restore.items())
     )
     off = "\nIt stays disabled until someone enables it." if outcome.after.enabled is False else ""

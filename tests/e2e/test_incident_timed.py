@@ -82,6 +82,14 @@ def test_a_change_made_by_hand_in_between_is_not_overwritten_and_is_reported(wor
     assert "left" in history and "as it was" in history, history
 
 
+def test_a_notice_in_the_room_does_not_name_a_private_room_the_integration_now_posts_to(world: World) -> None:
+    original = hook(world)
+    world.command("admin", f"disable {original['_id']} for 2s")
+    world.manual_update(original["_id"], {"channel": [*original["channel"], "#platform-team"]})
+    notice = world.notice(lambda m: "was due back on" in m and original["name"] in m)["msg"]
+    assert "channel" in notice and "platform-team" not in notice, notice
+
+
 def test_reenabled_by_hand_then_due_is_left_alone(world: World) -> None:
     original = hook(world)
     world.command("admin", f"disable {original['_id']} for 2s")

@@ -17,6 +17,7 @@ from bot.authz import CallerRights
 from bot.integrations import IntegrationService
 from bot.rest import RestClient
 from bot.state import AuditRecord, StateStore
+from sandbox.seed import OWNER_ROLE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-incident-undo")]
 
@@ -195,3 +196,26 @@ def test_history_of_a_deleted_integration_is_found_by_its_name(world: World) -> 
     world.control.delete_integration(original["_id"])
     reply = world.command("admin", f'history "{original["name"]}"')["msg"]
     assert "retiring it" in reply
+
+
+def test_undo_never_describes_what_the_caller_may_not_see(world: World) -> None:
+    """A conflict names no room the caller is not in; after losing the right to change the
+    integration, undo says nothing about how it looks now."""
+    control = world.control
+    undoer = unique_name("undoer").replace(" ", "-").lower()
+    role = f"{undoer}-role"
+    control.create_role(role, permissions=["manage-incoming-integrations"])
+    control.create_user(undoer, roles=["user", role])
+    control.add_member(ROOM, undoer)
+    hook = control.create_incoming_integration(unique_name("Undo view"), channel=f"#{ROOM}", alias="before")
+    assert "Changed" in world.command(undoer, f"set {hook['_id']} alias=mine --yes")["msg"]
+    world.manual_update(hook["_id"], {"alias": "secret alias", "channel": [f"#{ROOM}", "#platform-team"]})
+
+    conflict = world.command(undoer, "undo")["msg"]
+    assert "did not undo" in conflict and "channel" in conflict, conflict
+    assert "platform-team" not in conflict, conflict
+
+    control.set_user_roles(undoer, ["user", OWNER_ROLE])  # may no longer change others' integrations
+    refused = world.command(undoer, "undo")["msg"]
+    assert refused.startswith("⛔"), refused
+    assert "secret alias" not in refused and "platform-team" not in refused, refused
