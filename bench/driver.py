@@ -255,10 +255,12 @@ class Run:
         self.toggles.flip(name)
         return action, answer_ts - command_ts
 
-    async def floor_command(self, api: SandboxApi, floor: FloorClient, room_id: str, name: str) -> tuple[str, float]:
+    async def floor_command(
+        self, api: SandboxApi, floor: FloorClient, operator: Operator, name: str
+    ) -> tuple[str, float]:
         action = self.toggles.next_action(name)
         started = time.time()
-        answer = await floor.set_enabled(name, action == "enable", room_id)
+        answer = await floor.set_enabled(name, action == "enable", operator.room_id, operator.user_id)
         found = await api.wait([answer], self.config.timeout)
         self.toggles.flip(name)
         return action, found[answer][0] - started
@@ -287,9 +289,7 @@ class Run:
             if stage is not None:
                 stage.bot[action].append(seconds)
             await asyncio.sleep(self.config.pause)
-            action, seconds = await self.floor_command(
-                api, floor, operator.room_id, floor_targets[number % len(floor_targets)]
-            )
+            action, seconds = await self.floor_command(api, floor, operator, floor_targets[number % len(floor_targets)])
             if stage is not None:
                 stage.floor[action].append(seconds)
             await asyncio.sleep(self.config.pause)
@@ -317,7 +317,7 @@ class Run:
                 await self.bot_command(api, operator, name)
         for name in floor_names:
             if self.toggles.next_action(name) == "enable":
-                await self.floor_command(api, floor, operator.room_id, name)
+                await self.floor_command(api, floor, operator, name)
         found: dict[str, dict[str, Any]] = {}
         for action in ("disable", "enable"):
             await asyncio.sleep(0.2)  # let the bot finish its bookkeeping of earlier commands
@@ -328,7 +328,7 @@ class Run:
             found[f"bot {action}"] = per_command(await api.counters(), len(bot_names))
             await api.reset_counters()
             for name in floor_names:
-                await self.floor_command(api, floor, operator.room_id, name)
+                await self.floor_command(api, floor, operator, name)
             found[f"floor {action}"] = per_command(await api.counters(), len(floor_names))
         return found
 
@@ -367,7 +367,8 @@ class Run:
         async def worker(user: Operator, mine: list[str]) -> list[str]:
             ids = []
             for name in mine:
-                ids.append(await floor.set_enabled(name, self.toggles.next_action(name) == "enable", user.room_id))
+                action = self.toggles.next_action(name)
+                ids.append(await floor.set_enabled(name, action == "enable", user.room_id, user.user_id))
             return ids
 
         started = time.time()

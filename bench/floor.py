@@ -1,14 +1,19 @@
 """The floor: the least any client must do for `disable <name>` (or `enable`), by hand.
 
-Three HTTP calls over one keep-alive connection pool, as the bot's own account:
+Four HTTP calls over one keep-alive connection pool, as the bot's own account:
 
+    GET  users.info?userId=<caller>      the caller's roles and rooms, read fresh
     GET  integrations.list?name=<name>   the full document (a list page carries every field)
     PUT  integrations.update             the whole document back with `enabled` flipped
     POST chat.sendMessage                the answer, in the command's room
 
-No parsing, no authorization of the caller, no state, no verification, no logs: whatever the
-bot does beyond this is its overhead. The body is still the lossless one (a partial body would
-wipe fields, and a cheaper-but-wrong floor would flatter nothing).
+The first is the least a *correct* client must do before it changes something for someone else
+with its own, stronger account: read that person's rights as they are now (a right revoked a
+moment ago must be revoked; the bot does the same for every command that changes an
+integration). Nothing is done with them here: no parsing, no authorization decision, no state,
+no verification, no logs: whatever the bot does beyond this is its overhead. The body is still
+the lossless one (a partial body would wipe fields, and a cheaper-but-wrong floor would flatter
+nothing).
 
 It uses the same HTTP stack as the bot, including the bot's work-around for httpcore's failing
 `import sniffio` on every request (`bot.rest`), so neither side pays a cost the other does not.
@@ -66,8 +71,10 @@ class FloorClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def set_enabled(self, name: str, enabled: bool, room_id: str) -> str:
-        """Do the command's work; returns the `_id` of the answer it stored."""
+    async def set_enabled(self, name: str, enabled: bool, room_id: str, caller_id: str) -> str:
+        """Do the command's work for `caller_id`; returns the `_id` of the answer it stored."""
+        caller = await self._http.get("users.info", params={"userId": caller_id, "includeUserRooms": "true"})
+        caller.raise_for_status()
         listed = (await self._http.get("integrations.list", params={"name": name})).json()
         doc = next(d for d in listed["integrations"] if d["name"] == name)
         updated = await self._http.put("integrations.update", json=update_body(doc, enabled))
