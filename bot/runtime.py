@@ -40,7 +40,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from bot import logs
+from bot import logs, message_size
 from bot.authz import RightsCache
 from bot.catchup import (
     CLAIM_RETENTION,
@@ -54,7 +54,7 @@ from bot.catchup import (
 )
 from bot.clock import SystemClock
 from bot.config import Settings
-from bot.errors import AuthFailed, ConfigError, RateLimited, Unavailable, UpstreamError
+from bot.errors import AuthFailed, ConfigError, RateLimited, ServerRejected, Unavailable, UpstreamError
 from bot.health import HttpServer, Probe
 from bot.incident import IncidentToolkit
 from bot.intake import Accepted, Intake
@@ -221,7 +221,19 @@ class Bot:
             await rest.login_password(settings.rocketchat_username, settings.rocketchat_password.get_secret_value())
         me = await rest.me()
         await rights.load_permissions()
+        await self._learn_message_limit(rest)
         return me
+
+    async def _learn_message_limit(self, rest: RestClient) -> None:
+        """The server's message size limit (a public setting): every message the bot posts is
+        fitted into it (bot/message_size.py). Not readable: the default, which is also the server's."""
+        try:
+            values = await rest.settings_public([message_size.SETTING])
+        except ServerRejected as exc:
+            values = {}
+            log.warning("bot.message_limit_unknown", error=str(exc), assumed=message_size.DEFAULT_LIMIT)
+        rest.message_limit = message_size.limit_from(values)
+        log.info("bot.message_limit", limit=rest.message_limit)
 
     async def _until_up(self, step: Callable[[], Coroutine[Any, Any, UserInfo]]) -> UserInfo | None:
         """Run `step` until it works: Rocket.Chat may be restarting too. None if stopped first."""
