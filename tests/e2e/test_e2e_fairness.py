@@ -4,7 +4,7 @@ Before: 400 `list`/`noisy` from one user in a few seconds made an admin's `disab
 all of them. Now each caller's commands take turns in their own lane (bot/fairness.py): a few run
 at once, changes first, and beyond the lane's bound a command is answered "busy" instead of run.
 Asserted by order of the stored answers, not by time; and every command is answered exactly once,
-also across a kill -9 in the middle of a flood.
+also when the bot is stopped (kill -9, SIGTERM) in the middle of a flood.
 """
 
 from __future__ import annotations
@@ -69,11 +69,16 @@ def test_an_admins_disable_is_answered_before_most_of_a_flood(tmp_path: Path) ->
         assert len(busy) < FLOOD
 
 
-def test_a_flood_cut_short_by_kill_9_is_still_answered_once_each(tmp_path: Path) -> None:
+@pytest.mark.parametrize("stop", ["kill -9", "SIGTERM"])
+def test_a_flood_cut_short_by_a_stop_is_still_answered_once_each(tmp_path: Path, stop: str) -> None:
     with incident_world(tmp_path) as world:
-        commands = flood(world.chat, INCIDENT_ROOM, 60)
+        commands = flood(world.chat, INCIDENT_ROOM, 150)
         world.control.wait_for_message(INCIDENT_ROOM, lambda m: m["u"]["username"] == BOT_USERNAME, timeout=30)
-        world.kill()  # mid-flood: some answered, some running, most waiting in the lane
+        # mid-flood: some answered, some running, the rest waiting in the lane
+        if stop == "kill -9":
+            world.kill()
+        else:
+            assert world.bot.terminate() == 0
         world.start()
         started = world.bot.wait_for_log("bot.starting")
         assert started["unfinished"] > 0  # claimed, not answered: the lane's waiting commands among them
