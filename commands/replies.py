@@ -113,7 +113,7 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
         return Reply(f"⚠️ {safe_markup(str(error))}", outcome="input")
     if isinstance(error, VerificationFailed):
         changed = bullet_list(
-            f"{code(field)}: wanted {safe_text(want)}, stored {safe_text(got)}"
+            f"{code(field)}: wanted {code(want)}, stored {code(got)}"
             for field, (want, got) in sorted(error.differences.items())
         )
         return Reply(

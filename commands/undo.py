@@ -69,7 +69,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                 parts.append(ago(touch.at, now))
             who = f" (last saved by {', '.join(parts)})"
         details = (
-            ":\n" + bullet_list(f"{code(k)}: {safe_text(a)} → {safe_text(b)}" for k, (a, b) in sorted(changed.items()))
+            ":\n" + bullet_list(f"{code(k)}: {code(a)} → {code(b)}" for k, (a, b) in sorted(changed.items()))
             if changed
             else ", saved again without visible changes."
         )
@@ -85,7 +85,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     made = f"{last.at:%H:%M} UTC"
     await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
     restored = bullet_list(
-        f"{code(k)}: {safe_text(display(k, current.get(k)))} → {safe_text(display(k, v))}"
+        f"{code(k)}: {code(display(k, current.get(k)))} → {code(display(k, v))}"
         for k, v in sorted(restore.items())
     )
     off = "\nIt stays disabled until someone enables it." if outcome.after.enabled is False else ""
