@@ -85,8 +85,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     made = f"{last.at:%H:%M} UTC"
     await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
     restored = bullet_list(
-        f"{code(k)}: {code(display(k, current.get(k)))} → {code(display(k, v))}"
-        for k, v in sorted(restore.items())
+        f"{code(k)}: {code(display(k, current.get(k)))} → {code(display(k, v))}" for k, v in sorted(restore.items())
     )
     off = "\nIt stays disabled until someone enables it." if outcome.after.enabled is False else ""
     return Reply(f"↩️ Undid {what}:\n{restored}{off}", outcome="changed")
