@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
-JSDIR  := tests/ddp_client_js
+JSDIRS := tests/ddp_client_js tests/markdown_js
 PYTEST_WORKERS ?= 2
 
 .PHONY: all venv lint typecheck dockerlint test test-fast demo bench clean jsdeps
@@ -18,12 +18,13 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
-# Node client used to prove that Rocket.Chat's official DDP client talks to the sandbox.
-$(JSDIR)/node_modules/.installed: $(JSDIR)/package.json $(wildcard $(JSDIR)/package-lock.json)
-	cd $(JSDIR) && npm ci --no-audit --no-fund --loglevel=error
+# Node projects of the tests: Rocket.Chat's official DDP client (it talks to the sandbox) and
+# Rocket.Chat's message parser (echoed user text never renders as a link or formatting).
+%/node_modules/.installed: %/package.json %/package-lock.json
+	cd $* && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-jsdeps: $(if $(wildcard $(JSDIR)/package.json),$(JSDIR)/node_modules/.installed)
+jsdeps: $(foreach dir,$(JSDIRS),$(if $(wildcard $(dir)/package.json),$(dir)/node_modules/.installed))
 
 lint: venv
 	$(BIN)/ruff check .
@@ -49,4 +50,4 @@ bench: venv
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(JSDIR)/node_modules
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache $(foreach dir,$(JSDIRS),$(dir)/node_modules)

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     bot_stale_command_age: Duration = timedelta(minutes=2)
     bot_confirm_timeout: Duration = timedelta(minutes=2)
     bot_shutdown_grace: float = Field(default=10.0, ge=0, le=300)
+    bot_caller_concurrency: int = Field(default=2, ge=1, le=100)
+    bot_caller_queue: int = Field(default=20, ge=0, le=10_000)
 
     @field_validator("rocketchat_url")
     @classmethod

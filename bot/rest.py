@@ -45,7 +45,7 @@ import httpx
 import stamina
 from pydantic import SecretStr, ValidationError
 
-from bot import logs
+from bot import logs, message_size
 from bot.errors import AuthFailed, RateLimited, ServerRejected, Unavailable
 from bot.models import (
     Credentials,
@@ -249,6 +249,8 @@ class RestClient:
         self._monotonic = monotonic
         self._sleep = sleep
         self._on_request = on_request
+        # The server's `Message_MaxAllowedSize`; the runtime sets it from the public settings.
+        self.message_limit = message_size.DEFAULT_LIMIT
         # Requests wait for a connection here, not in httpcore's pool: its queue is re-scanned on
         # every request start and end (quadratic), which cost seconds of CPU in a burst of a few
         # hundred commands. FIFO, like the pool; a request's own timeout starts once it has a slot.
@@ -429,13 +431,14 @@ class RestClient:
         message_id: str | None = None,
         attachments: list[dict[str, Any]] | None = None,
     ) -> dict[str, Any]:
-        """`POST chat.sendMessage`; returns the stored message.
+        """`POST chat.sendMessage`; returns the stored message. `text` is first fitted into
+        `message_limit` (bot/message_size.py): a longer one would be refused for good.
 
         Retried after a transient failure only with a client-chosen `message_id`: a retry of a
         send that did land then answers `error-duplicate-message`, and the stored message is
         fetched instead of posting a second copy.
         """
-        message: dict[str, Any] = {"rid": room_id, "msg": text}
+        message: dict[str, Any] = {"rid": room_id, "msg": message_size.fit(text, self.message_limit)}
         if message_id is not None:
             message["_id"] = message_id
         if thread_id is not None:

@@ -14,19 +14,22 @@ as a DDP `{resume}` login and subscribe to:
 Every message, streamed or found by a catch-up pass (`bot.catchup`), goes through one admission
 path, in order: `Intake` (a cheap synchronous filter) → staleness (`catchup.freshness`) → a claim
 in the state database (so a re-delivery, a reconnect or a restart never runs it twice) → the
-room's cursor. A claimed command runs in its own task: the `Dispatcher` (or the stale answer),
-then the answer is posted in the same room and thread by `bot.outbound` (a reply id derived from
-the command's id; retried until stored), the book-keeping the command deferred runs right after
-the first attempt to post it (`commands.followups`), then the claim is finished. Integration writes are
-journaled (`bot.journal`), so commands a crash left unfinished are resumed at the next start
-without applying a change twice (`bot.recovery`).
+room's cursor. A claimed command waits its turn in its caller's lane (`bot.fairness`: a few at a
+time per caller, changes before reads, a flood beyond the lane's bound answered "busy"), then runs
+in its own task: the `Dispatcher` (or the stale answer), then the answer is posted in the same
+room and thread by `bot.outbound` (a reply id derived from the command's id; retried until
+stored), the book-keeping the command deferred runs right after the first attempt to post it
+(`commands.followups`), then the claim is finished. Integration writes are journaled
+(`bot.journal`), so commands a crash left unfinished are resumed at the next start without
+applying a change twice (`bot.recovery`).
 
 Each `Connected` of the realtime client (logged in, every subscription ready) triggers a catch-up
 pass; each drop holds the cursors until the next pass completes. Permission changes announced
 while disconnected are caught up by reloading the permission table.
 
-SIGTERM/SIGINT stop intake, let in-flight commands finish (bounded by BOT_SHUTDOWN_GRACE), and
-close everything (exit 0). The bot's own credentials being refused (a 401 on any REST call, a
+SIGTERM/SIGINT stop intake, let in-flight commands finish (bounded by BOT_SHUTDOWN_GRACE), start
+none of those still waiting in a lane (their claims stay open: the next start resumes them, as
+after a crash), and close everything (exit 0). The bot's own credentials being refused (a 401 on any REST call, a
 refused DDP resume) is fatal: logged once as `bot.auth_failed`, exit 1, never a retry loop.
 """
 
@@ -40,7 +43,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from bot import logs
+from bot import logs, message_size
 from bot.authz import RightsCache
 from bot.catchup import (
     CLAIM_RETENTION,
@@ -54,7 +57,8 @@ from bot.catchup import (
 )
 from bot.clock import SystemClock
 from bot.config import Settings
-from bot.errors import AuthFailed, ConfigError, RateLimited, Unavailable, UpstreamError
+from bot.errors import AuthFailed, ConfigError, RateLimited, ServerRejected, Unavailable, UpstreamError
+from bot.fairness import Job, Lanes, busy_reply
 from bot.health import HttpServer, Probe
 from bot.incident import IncidentToolkit
 from bot.intake import Accepted, Intake
@@ -118,6 +122,8 @@ class Bot:
         self.incident: IncidentToolkit | None = None
         self.registry: Registry = build_registry()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.lanes = Lanes(per_caller=settings.bot_caller_concurrency, queue=settings.bot_caller_queue)
+        self._waiting: dict[Job, tuple[Accepted, bool, bool]] = {}  # job → (command, stale, recovering)
         self._accepting = True
         self._deaf = False
         self._state_open = False
@@ -221,7 +227,19 @@ class Bot:
             await rest.login_password(settings.rocketchat_username, settings.rocketchat_password.get_secret_value())
         me = await rest.me()
         await rights.load_permissions()
+        await self._learn_message_limit(rest)
         return me
+
+    async def _learn_message_limit(self, rest: RestClient) -> None:
+        """The server's message size limit (a public setting): every message the bot posts is
+        fitted into it (bot/message_size.py). Not readable: the default, which is also the server's."""
+        try:
+            values = await rest.settings_public([message_size.SETTING])
+        except ServerRejected as exc:
+            values = {}
+            log.warning("bot.message_limit_unknown", error=str(exc), assumed=message_size.DEFAULT_LIMIT)
+        rest.message_limit = message_size.limit_from(values)
+        log.info("bot.message_limit", limit=rest.message_limit)
 
     async def _until_up(self, step: Callable[[], Coroutine[Any, Any, UserInfo]]) -> UserInfo | None:
         """Run `step` until it works: Rocket.Chat may be restarting too. None if stopped first."""
@@ -393,7 +411,7 @@ class Bot:
                 self.cursors.seen(message.room_id, message.updated_at)
 
     def _take(self, accepted: Accepted, age: Freshness, origin: str) -> None:
-        """A claimed command: run it in its own task."""
+        """A claimed command: into its caller's lane (`bot.fairness`)."""
         message = accepted.message
         stale = age is Freshness.STALE
         if origin == "catch-up":
@@ -402,7 +420,33 @@ class Bot:
         elif stale and message.updated_at == message.ts:
             # A first delivery that already looks stale: most likely the host's clock is off.
             log.warning("command.stale_on_arrival", message_id=message.id, hint="is the host's clock synchronised?")
-        self._spawn(self._command(accepted, stale=stale), f"command-{message.id}")
+        self._schedule(accepted, stale=stale)
+
+    # --- turns: which claimed command runs next (bot/fairness.py) --------------------------------
+
+    def _schedule(self, accepted: Accepted, *, stale: bool = False, recovering: bool = False) -> None:
+        invocation = accepted.invocation
+        command = self.registry.find(invocation.command) if invocation is not None and invocation.command else None
+        change = command is not None and command.changes_integrations and not stale
+        job, ready = self.lanes.submit(accepted.message.user_id, change=change)
+        self._waiting[job] = (accepted, stale, recovering)
+        self._start(ready)
+
+    def _start(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            accepted, stale, recovering = self._waiting.pop(job)
+            self._spawn(self._turn(job, accepted, stale, recovering), f"command-{accepted.message.id}")
+
+    async def _turn(self, job: Job, accepted: Accepted, stale: bool, recovering: bool) -> None:
+        try:
+            if job.overflow:
+                message = accepted.message
+                word = accepted.invocation.command if accepted.invocation is not None else None
+                await self._post(message, self._noted(message, word, busy_reply(self.lanes.queue)))
+            else:
+                await self._command(accepted, stale=stale, recovering=recovering)
+        finally:
+            self._start(self.lanes.done(job))
 
     # --- one command ----------------------------------------------------------------------------
 
@@ -486,7 +530,7 @@ class Bot:
             self.metrics.recovered.labels(result="closed").inc()
         elif isinstance(decision, Resume):
             self.metrics.recovered.labels(result="resumed").inc()
-            self._spawn(self._command(decision.accepted, recovering=True), f"resume-{decision.accepted.message.id}")
+            self._schedule(decision.accepted, recovering=True)
         elif isinstance(decision, Interrupted):
             self.metrics.recovered.labels(result="interrupted").inc()
             reply = interrupted_reply(decision.reason, self.services.prefix)
@@ -524,6 +568,9 @@ class Bot:
 
     async def shutdown(self, background: list[asyncio.Task[None]] | None = None) -> None:
         self._accepting = False
+        self.lanes.close()
+        if self._waiting:
+            log.info("bot.not_started", waiting=len(self._waiting))  # claimed: resumed at the next start
         for task in background or ():
             task.cancel()
         await asyncio.gather(*(background or ()), return_exceptions=True)

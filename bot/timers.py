@@ -248,8 +248,7 @@ class TimerService:
             if changed:
                 note = "changed after the timed disable: " + ", ".join(sorted(changed))
                 details = f"it was changed after I disabled it{who}, so I left it as it is:\n" + bullet_list(
-                    f"{code(field)}: {safe_text(was)} → {safe_text(now)}"
-                    for field, (was, now) in sorted(changed.items())
+                    f"{code(field)}: {code(was)} → {code(now)}" for field, (was, now) in sorted(changed.items())
                 )
             else:
                 note = "saved again after the timed disable"

@@ -1,8 +1,10 @@
 """Replies: how integrations are shown, and the one place errors become friendly sentences.
 
 Every text that reaches chat is short enough for a phone, names things the way the admin UI
-does, and is mention-safe: user-supplied text goes through `text.quote_name`/`text.safe_text`,
-and the runtime neutralises the whole reply once more before sending (defence in depth).
+does, and is mention-safe: user-supplied text goes through `text.quote_name`/`text.safe_text`
+(which also keeps it from rendering as a link or formatting), a sentence the bot composed around
+such parts (an error's text) through `text.safe_markup`, and the runtime neutralises the whole
+reply's mentions once more before sending (defence in depth).
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from bot.errors import (
 )
 from bot.models import INCOMING, Integration
 from commands.reply import Reply
-from commands.text import bullet_list, code, plural, quote_name, safe_text
+from commands.text import bullet_list, code, plural, quote_name, safe_markup, safe_text
 
 if TYPE_CHECKING:
     from commands.parser import Invocation
@@ -79,7 +81,7 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
     if isinstance(error, UsageError):
         found = registry.find(error.command)
         usage = f"\nUsage: {code(found.usage)}" if found is not None and found.usage not in error.problem else ""
-        return Reply(f"⚠️ {safe_text(error.problem)}{usage}", outcome="usage")
+        return Reply(f"⚠️ {safe_markup(error.problem)}{usage}", outcome="usage")
     if isinstance(error, AmbiguousIntegration):
         return Reply(
             f"⚠️ {plural(len(error.candidates), 'integration')} are named {quote_name(error.query)}, "
@@ -95,7 +97,7 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
         )
     if isinstance(error, NotUpdatable):
         return Reply(
-            f"⚠️ I can't change {quote_name(error.name)} without losing data: {safe_text(error.reason)}. "
+            f"⚠️ I can't change {quote_name(error.name)} without losing data: {safe_markup(error.reason)}. "
             "Nothing was changed; fix it in Administration → Integrations.",
             outcome="not-updatable",
         )
@@ -108,10 +110,10 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
         detail = f" ({safe_text(error.detail)})" if error.detail and len(error.missing) <= 2 else ""
         return Reply(f"⛔ You can't {safe_text(error.action)}: you need {needs}{detail}.", outcome="denied")
     if isinstance(error, UserInputError):
-        return Reply(f"⚠️ {safe_text(str(error))}", outcome="input")
+        return Reply(f"⚠️ {safe_markup(str(error))}", outcome="input")
     if isinstance(error, VerificationFailed):
         changed = bullet_list(
-            f"{code(field)}: wanted {safe_text(want)}, stored {safe_text(got)}"
+            f"{code(field)}: wanted {code(want)}, stored {code(got)}"
             for field, (want, got) in sorted(error.differences.items())
         )
         return Reply(
@@ -138,11 +140,11 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
         return Reply(f"⚠️ Rocket.Chat refused: {safe_text(error.error)}. Nothing was changed.", outcome="rejected")
     if isinstance(error, ConfigError):
         return Reply(
-            f"⚠️ I'm not set up fully: {safe_text(str(error))}. Please tell an admin.", outcome="bot-misconfigured"
+            f"⚠️ I'm not set up fully: {safe_markup(str(error))}. Please tell an admin.", outcome="bot-misconfigured"
         )
     if isinstance(error, UpstreamError):
         return Reply("⏳ Rocket.Chat did not do what I asked; nothing was changed.", outcome="upstream")
-    return Reply(f"⚠️ {safe_text(str(error))}", outcome="error")
+    return Reply(f"⚠️ {safe_markup(str(error))}", outcome="error")
 
 
 def crashed(correlation_id: str, *, changes: bool) -> Reply:

@@ -36,7 +36,7 @@ from commands.registry import Command, CommandContext
 from commands.reply import Button, Reply
 from commands.set_preview import change_lines, changes_between
 from commands.targets import resolve
-from commands.text import code, human_duration, safe_text
+from commands.text import code, human_duration, safe_markup
 
 YES_FLAG = "--yes"
 
@@ -121,7 +121,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     prefix = ctx.services.prefix
     confirm = f"{prefix} confirm {pending.code}"
     yes = "yes" if ctx.message.room_type == "d" else f"{prefix} yes"
-    notes = "".join(f"\nNote: {safe_text(note)}" for note in plan.notes)
+    notes = "".join(f"\nNote: {safe_markup(note)}" for note in plan.notes)
     text = (
         f"✏️ Change {replies.label(current)}?\n{change_lines(plan.changes)}{notes}\n"
         f"To apply it, reply {code(confirm)} (or {code(yes)}) within {human_duration(timeout)}."

@@ -1,4 +1,4 @@
-"""Safe text back into chat: mention-proof echoes, small markdown helpers, human times.
+"""Safe text back into chat: mention- and markdown-proof echoes, small markdown helpers, human times.
 
 Why mention-proofing is done here and not with markdown: Rocket.Chat extracts mentions with a
 regex over the raw message text (contract §5.4). `@all`, `@here`, `@user` or `#channel` at the
@@ -8,8 +8,21 @@ character after the sigil is then outside the name class and the pattern cannot 
 text still reads the same. A sigil already followed by U+200B is left alone, so neutralising is
 idempotent and safe to apply at several layers.
 
+Free user text (a reason, a username, a value shown outside a code span) must not render as
+anything but text either: the clients draw a message from the tree Rocket.Chat's message parser
+makes of it, where `[the runbook](https://evil.example)`, `<url|text>`, a bare `evil.example/login`,
+an e-mail address or `+15551234567` become links, and `*`, `_`, `~`, backticks, `>`, `#`, `- `,
+`1. `, `||`, `$` or `\\(` (KaTeX) and `<t:…>` become formatting. `neutralize_markdown` breaks each
+the way mentions are broken, with a zero-width space where the syntax needs two characters to
+touch (`](`, `://`, a dot inside a host name, `<x`, `||`, `+1`, a block marker at the start of a
+line, every `@`/`#`), and with a look-alike for the emphasis, code and KaTeX characters, whose
+pairs no invisible mark can part (`∗ ˍ ∼ ˋ ＄`). The echo reads the same; tests/commands/
+test_markdown.py checks it against Rocket.Chat's own parser. Values the bot shows in code spans
+(`code`, `quote_name`) are left alone: nothing renders inside a code span, and they stay copyable.
+
 The helpers below that render user-supplied text (`quote_name`, `code`, `bold`, `bullet_list`,
-`safe_text`) all neutralise mentions themselves; composing them stays safe.
+`safe_text`) all neutralise mentions themselves; composing them stays safe. `safe_markup` is for
+a sentence the bot composed (an error with its code spans): mention-proof, its markdown kept.
 
 An echo should also never read as a command: a leading `/` (a slash command to the clients) or
 `!` (our `!integration` prefix) becomes its full-width twin, which looks alike but is neither.
@@ -30,9 +43,11 @@ __all__ = [
     "human_duration",
     "human_until",
     "neutralize_command",
+    "neutralize_markdown",
     "neutralize_mentions",
     "plural",
     "quote_name",
+    "safe_markup",
     "safe_text",
     "single_line",
     "truncate",
@@ -44,6 +59,12 @@ _COMMAND_STARTS = {"/": "／", "!": "！"}  # the look-alikes are the point
 # Backticks end a code span; a modifier grave accent looks the same and does not.
 _BACKTICK_LOOKALIKE = "ˋ"
 _ASTERISK_LOOKALIKE = "∗"
+# Characters whose pairs make emphasis, code or KaTeX: no invisible mark between them stops the
+# parser, a look-alike does.
+_LOOKALIKES = {"`": _BACKTICK_LOOKALIKE, "*": _ASTERISK_LOOKALIKE, "_": "ˍ", "~": "∼", "$": "＄"}
+# A line starting with one of these may be a quote or a list (ordered, unordered, tasks).
+_BLOCK_STARTS = frozenset(">-+0123456789")
+_LINE_BREAKS = "\n\r"
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 
 
@@ -88,21 +109,68 @@ def neutralize_command(text: str) -> str:
     return text
 
 
+def _breaks_after(char: str, rest: str) -> bool:
+    """Whether markdown needs `char` to touch the start of `rest` (a zero-width space goes between)."""
+    following = rest[:1]
+    if not following or following == ZWSP:
+        return False
+    if char in _SIGILS or char == "<":  # mentions, colors (`color:#f00`); `<url|text>`, `<t:…>`
+        return True
+    if char == ".":  # a dot inside a host name: bare links, e-mail addresses, IP addresses
+        return not following.isspace()
+    if char == ":":
+        return rest.startswith("//")
+    if char == "]":
+        return following == "("
+    if char == "|":
+        return following == "|"
+    if char == "\\":
+        return following in "(["
+    if char == "+":  # telephone links
+        return following.isdigit() or following == "("
+    return False
+
+
+def neutralize_markdown(text: str) -> str:
+    """`text` that Rocket.Chat's message parser reads as plain text only (see the module
+    docstring); idempotent, and it reads the same."""
+    out: list[str] = []
+    line_start = True
+    for index, char in enumerate(text):
+        if line_start and char in _BLOCK_STARTS:
+            out.append(ZWSP)
+        out.append(_LOOKALIKES.get(char, char))
+        if _breaks_after(char, text[index + 1 : index + 3]):
+            out.append(ZWSP)
+        # Still the start of a line after spaces and invisible characters (single_line may take
+        # them away), but not after a zero-width space: that already keeps a marker off the start.
+        line_start = char in _LINE_BREAKS or (line_start and char != ZWSP and _invisible_or_space(char))
+    return "".join(out)
+
+
 def safe_text(text: str) -> str:
-    """User text echoed as is (a reason, a value): mention-proof and never read as a command."""
+    """Free user text echoed (a reason, a username, a value outside a code span): mention-proof,
+    never read as a command, never rendered as a link or formatting."""
+    return neutralize_command(neutralize_mentions(neutralize_markdown(text)))
+
+
+def safe_markup(text: str) -> str:
+    """A sentence the bot composed, whose user parts are already rendered safely (`code`,
+    `quote_name`): mention-proof and never read as a command; its own markdown is kept."""
     return neutralize_command(neutralize_mentions(text))
 
 
 def single_line(text: str) -> str:
     """`text` on one line: line breaks, tabs and other spacing become single spaces; controls and
-    invisible formatting characters (bidi overrides could reorder the reply around it) are dropped."""
+    invisible formatting characters (bidi overrides could reorder the reply around it) are dropped,
+    but for the joiners and the zero-width space that neutralised text relies on."""
     out: list[str] = []
     for char in text:
         category = unicodedata.category(char)
         if char.isspace() or category in ("Zs", "Zl", "Zp"):
             if out and out[-1] != " ":
                 out.append(" ")
-        elif category == "Cc" or (category == "Cf" and char not in "\u200c\u200d"):
+        elif category == "Cc" or (category == "Cf" and char not in "\u200b\u200c\u200d"):
             continue
         else:
             out.append(char)
@@ -126,29 +194,29 @@ def truncate(text: str, limit: int) -> str:
     return text[:cut].rstrip() + "…"
 
 
-def _inline(text: str, limit: int | None) -> str:
+def _code_span(text: str, limit: int | None) -> str:
+    """`text` on one line in a code span, mention-proof as a whole: a sigil right after the opening
+    backtick cannot start a mention, so a value such as `#ops` stays exactly as stored."""
     flat = single_line(text).replace("`", _BACKTICK_LOOKALIKE)
     if limit is not None:
         flat = truncate(flat, limit)
-    return neutralize_mentions(flat)
+    return neutralize_mentions(f"`{flat}`") if flat else '""'
 
 
 def quote_name(name: str, *, limit: int = 60) -> str:
     """A user-supplied name shown inline: one line, at most `limit` characters, in a code span
     (backticks inside replaced by a look-alike), mention-proof. An empty name shows as `""`."""
-    inner = _inline(name, limit)
-    return f"`{inner}`" if inner else '""'
+    return _code_span(name, limit)
 
 
 def code(text: str) -> str:
     """`text` as an inline code span (one line, backticks inside replaced, mention-proof)."""
-    inner = _inline(text, None)
-    return f"`{inner}`" if inner else '""'
+    return _code_span(text, None)
 
 
 def bold(text: str) -> str:
     """`text` in bold (Rocket.Chat: `*…*`), one line, asterisks inside replaced, mention-proof."""
-    inner = _inline(text, None).replace("*", _ASTERISK_LOOKALIKE)
+    inner = neutralize_mentions(single_line(text).replace("`", _BACKTICK_LOOKALIKE).replace("*", _ASTERISK_LOOKALIKE))
     return f"*{inner}*" if inner else ""
 
 

@@ -49,7 +49,7 @@ def _conflict(
             parts.append(ago(touch.at, now))
         who = f" (last saved by {', '.join(parts)})"
     details = (
-        ":\n" + bullet_list(f"{code(k)}: {safe_text(a)} → {safe_text(b)}" for k, (a, b) in sorted(changed.items()))
+        ":\n" + bullet_list(f"{code(k)}: {code(a)} → {code(b)}" for k, (a, b) in sorted(changed.items()))
         if changed
         else ", saved again without visible changes."
     )
@@ -106,7 +106,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         return Reply(f"I can't undo {what}: the integration no longer exists.", outcome="not-found")
     sees = rights.sees_room
     restored = bullet_list(
-        f"{code(k)}: {safe_text(shown_value(k, current.get(k), sees))} → {safe_text(shown_value(k, v, sees))}"
+        f"{code(k)}: {code(shown_value(k, current.get(k), sees))} → {code(shown_value(k, v, sees))}"
         for k, v in sorted(restore.items())
     )
     off = "\nIt stays disabled until someone enables it." if outcome.after.enabled is False else ""

@@ -63,6 +63,14 @@ CONFIG_MISTAKES = {
     "port not a number": ({"ROCKETCHAT_URL": GOOD_URL, **TOKEN_PAIR, "BOT_HTTP_PORT": "http"}, "BOT_HTTP_PORT"),
     "port out of range": ({"ROCKETCHAT_URL": GOOD_URL, **TOKEN_PAIR, "BOT_HTTP_PORT": "70000"}, "BOT_HTTP_PORT"),
     "port negative": ({"ROCKETCHAT_URL": GOOD_URL, **TOKEN_PAIR, "BOT_HTTP_PORT": "-1"}, "BOT_HTTP_PORT"),
+    "no commands per caller": (
+        {"ROCKETCHAT_URL": GOOD_URL, **TOKEN_PAIR, "BOT_CALLER_CONCURRENCY": "0"},
+        "BOT_CALLER_CONCURRENCY",
+    ),
+    "caller queue not a number": (
+        {"ROCKETCHAT_URL": GOOD_URL, **TOKEN_PAIR, "BOT_CALLER_QUEUE": "lots"},
+        "BOT_CALLER_QUEUE",
+    ),
 }
 
 

@@ -25,6 +25,7 @@ from commands.args import (
     parse_target,
 )
 from commands.parser import Token, extract_invocation, tokenize
+from tests.commands.test_text import server_mentions
 
 
 def args(text: str) -> list[Token]:
@@ -196,7 +197,8 @@ def test_the_maximum_is_the_callers() -> None:
 def test_garbage_is_echoed_mention_safe() -> None:
     with pytest.raises(UsageError) as caught:
         parse_duration("@all")
-    assert "@\u200ball" in caught.value.problem
+    assert "`@all`" in caught.value.problem  # right after a backtick: not a mention (contract §5.4)
+    assert server_mentions(caught.value.problem) == []
 
 
 # --- disable ------------------------------------------------------------------------------------

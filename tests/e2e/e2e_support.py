@@ -303,10 +303,19 @@ def start_sandbox(config: SandboxConfig | None = None) -> tuple[SandboxServer, d
 
 
 @contextmanager
-def running_workspace(workdir: Path, config: SandboxConfig | None = None, **settings: str) -> Iterator[Workspace]:
-    """A seeded sandbox and a ready bot process; on exit: SIGTERM (must exit 0), last schema sweep."""
+def running_workspace(
+    workdir: Path,
+    config: SandboxConfig | None = None,
+    *,
+    before_start: Callable[[SandboxControl], None] | None = None,
+    **settings: str,
+) -> Iterator[Workspace]:
+    """A seeded sandbox and a ready bot process; on exit: SIGTERM (must exit 0), last schema sweep.
+    `before_start` prepares the server (its settings, say) before the bot starts."""
     server, seed = start_sandbox(config)
     try:
+        if before_start is not None:
+            before_start(server.control)
         creds = seed["users"][BOT_USERNAME]
         env = bot_environment(
             server.url,

@@ -1,0 +1,81 @@
+"""Echoed user text never renders as a link or formatting (issue 12 §4), checked with the parser
+Rocket.Chat's clients render with (tests/markdown_oracle.py), and still reads the same."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from commands.text import ZWSP, code, neutralize_mentions, quote_name, safe_markup, safe_text, single_line
+from tests.markdown_oracle import MessageParser, formatting
+
+MARKUP = [
+    "[", "]", "(", ")", "](", "![", "<", ">", "|", "||", "*", "**", "_", "__", "~", "~~", "`", "```",
+    "#", "## ", "- ", "- [ ] ", "1. ", "+", "$", "$$", "\\", "\\(", "\\[", ":", "://", "https://", "http://",
+    "www.", ".", "evil.com", "evil.example/login", "a@b.com", "mailto:", "+1234567", "color:#ff0000",
+    "<t:1630360800>", "127.0.0.1", "localhost", "http://localhost:3000/x", ":smile:", "> ", "@all", "@", "#ops",
+    "\n", "\r", " ", "\t", "x", "ab", "12", "é", "(@all)",
+]  # fmt: skip
+pieces = st.sampled_from(MARKUP) | st.text(max_size=3)
+user_texts = st.lists(pieces, max_size=20).map("".join) | st.text(max_size=40)
+
+# Look-alikes and invisible marks the neutralising may use: reading the echo back through them
+# gives the user's text.
+READ_BACK = str.maketrans({"ˋ": "`", "∗": "*", "ˍ": "_", "∼": "~", "＄": "$", "／": "/", "！": "!", ZWSP: None})
+
+
+@pytest.fixture(scope="module")
+def parser() -> Iterator[MessageParser]:
+    running = MessageParser()
+    yield running
+    running.close()
+
+
+def test_the_oracle_sees_what_the_issue_reports(parser: MessageParser) -> None:
+    assert "LINK" in formatting(parser.parse("because [the runbook](https://evil.example)"))
+    assert "BOLD" in formatting(parser.parse("*urgent*"))
+
+
+@settings(max_examples=300)
+@given(user_texts)
+@example("[the runbook](https://evil.example)")
+@example("<https://evil.example|the runbook>")
+@example("see evil.com/login or www.evil.com or http://localhost:3000 or 10.0.0.1")
+@example("write to a@b.com or call +15551234567")
+@example("*bold* _italic_ ~strike~ `code` ```block```")
+@example("> quoted\n# heading\n- item\n1. item\n- [ ] task\n||spoiler||\n$x$ \\(y\\) \\[z\\]")
+@example("(@all) color:#ff0000 <t:1630360800>")
+@example(" - [")  # a list once single_line takes the space away
+@example("\x1f>0")  # a quote once single_line drops the control character
+def test_no_echo_renders_as_a_link_or_formatting(parser: MessageParser, text: str) -> None:
+    echo = safe_text(text)
+    assert formatting(parser.parse(echo)) == set()
+    # ... nor next to other echoes, inside a sentence of the bot's
+    sentence = f"Reason: {echo} (by {safe_text(text[::-1])})"
+    assert formatting(parser.parse(sentence)) == set()
+    # single_line (bullet lists, audit lines) keeps the zero-width spaces that break the syntax
+    assert formatting(parser.parse(single_line(echo))) == set()
+
+
+@given(user_texts)
+def test_an_echo_reads_as_the_user_wrote_it(text: str) -> None:
+    echo = safe_text(text)
+    assert echo.translate(READ_BACK) == text.translate(READ_BACK)
+    assert safe_text(echo) == echo
+    assert neutralize_mentions(echo) == echo
+
+
+def test_values_in_code_spans_are_left_exact_and_do_not_render(parser: MessageParser) -> None:
+    value = "https://hooks.example.org/a_b*c~d"
+    assert code(value) == f"`{value}`"
+    assert code("#ops") == "`#ops`"  # right after the backtick a sigil is no mention (contract §5.4)
+    assert formatting(parser.parse(code(value))) == {"INLINE_CODE"}
+
+
+def test_markup_the_bot_composes_is_kept(parser: MessageParser) -> None:
+    composed = f"{quote_name('Guggy')} is not a field name; usage: `set <name> field=value`"
+    assert safe_markup(composed) == composed
+    assert formatting(parser.parse(safe_markup(composed))) == {"INLINE_CODE"}
