@@ -40,10 +40,19 @@ SERVER_MANAGED = ("_updatedAt", "_updatedBy", "userId", "scriptCompiled", "scrip
 @pytest.fixture(params=MODES)
 def workspace(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Workspace]:
     with running_workspace(tmp_path, SandboxConfig(update_mode=request.param)) as ws:
-        ws.control.create_user("admin2", roles=["admin"], name="Second Admin")
-        ws.control.create_room(ROOM, members=["admin", "admin2", BOT_USERNAME], owner="admin")
+        # Two responders per integration, each pair of its own: nobody's commands wait behind
+        # their own earlier ones (the per-person turns), so every pair really runs at once.
+        for pair in range(2 * PAIRS_PER_TYPE):
+            for side in "ab":
+                ws.control.create_user(responder(side, pair), roles=["admin"])
+        members = ["admin", *(responder(side, p) for p in range(2 * PAIRS_PER_TYPE) for side in "ab")]
+        ws.control.create_room(ROOM, members=[*members, BOT_USERNAME], owner="admin")
         ws.control.set_latency(WRITE_LATENCY, "integrations.update")
         yield ws
+
+
+def responder(side: str, pair: int) -> str:
+    return f"responder-{side}{pair}"
 
 
 def make_hooks(ws: Workspace, count: int) -> list[dict[str, Any]]:
@@ -96,8 +105,8 @@ def test_racing_changes_of_one_integration_are_all_stored(workspace: Workspace) 
         second: dict[str, Any] = {"enabled": False} if index % 2 == 0 else {"emoji": ":tada:"}
         first_text = f'{PREFIX} set "{name}" alias="set-{index}" --yes'
         second_text = f'{PREFIX} disable "{name}"' if index % 2 == 0 else f'{PREFIX} set "{name}" emoji=:tada: --yes'
-        a = ws.chat.post("admin", ROOM, first_text)
-        b = ws.chat.post("admin2", ROOM, second_text)
+        a = ws.chat.post(responder("a", index), ROOM, first_text)
+        b = ws.chat.post(responder("b", index), ROOM, second_text)
         races.append((hook, a, b, {**first, **second}))
     lost: list[str] = []
     for hook, a, b, expected in races:
@@ -122,8 +131,10 @@ def test_a_timed_reenable_firing_between_two_changes_loses_neither(workspace: Wo
     time.sleep(max(0.0, due - time.monotonic() - WRITE_LATENCY))  # the changes arrive as the timers fire
     posted = []
     for index, hook in enumerate(hooks):
-        posted.append(ws.chat.post("admin", ROOM, f'{PREFIX} set {hook["_id"]} alias="timed-{index}" --yes'))
-        posted.append(ws.chat.post("admin2", ROOM, f"{PREFIX} set {hook['_id']} emoji=:tada: --yes"))
+        posted.append(
+            ws.chat.post(responder("a", index), ROOM, f'{PREFIX} set {hook["_id"]} alias="timed-{index}" --yes')
+        )
+        posted.append(ws.chat.post(responder("b", index), ROOM, f"{PREFIX} set {hook['_id']} emoji=:tada: --yes"))
     replies = answers(ws, posted)
     assert all(r.startswith("✅ Changed") for r in replies), replies
     for index, hook in enumerate(hooks):
