@@ -124,7 +124,8 @@ class CallerRights:
     """A caller's global roles and the permissions they grant, at one moment.
 
     `room_ids`/`room_names` are the rooms the caller is subscribed to (names of channels and
-    groups only); None when the server did not tell the bot.
+    groups only); None when the server did not tell the bot. `user_type` is the account's `type`
+    (`user`, `bot`, `app`, ...; contract §3.3), None when the server left it out.
     """
 
     user_id: str
@@ -133,6 +134,7 @@ class CallerRights:
     permissions: frozenset[str]
     room_ids: frozenset[str] | None = None
     room_names: frozenset[str] | None = None
+    user_type: str | None = None
 
     @classmethod
     def of(cls, user: UserInfo, table: PermissionTable) -> CallerRights:
@@ -143,7 +145,7 @@ class CallerRights:
         if user.rooms is not None:
             room_ids = frozenset(r.rid for r in user.rooms)
             room_names = frozenset(r.name for r in user.rooms if r.name and r.t != "d")
-        return cls(user.id, user.username, roles, table.permissions_of(roles), room_ids, room_names)
+        return cls(user.id, user.username, roles, table.permissions_of(roles), room_ids, room_names, user.type)
 
     def has(self, permission: str) -> bool:
         return permission in self.permissions
