@@ -54,6 +54,7 @@ from bot.catchup import (
 )
 from bot.clock import SystemClock
 from bot.config import Settings
+from bot.direct_rooms import DirectRooms
 from bot.errors import AuthFailed, ConfigError, RateLimited, Unavailable, UpstreamError
 from bot.health import HttpServer, Probe
 from bot.incident import IncidentToolkit
@@ -180,7 +181,12 @@ class Bot:
         )
         self.dispatcher = Dispatcher(self.registry, self.services)
         self.dispatcher.observers.append(self.metrics.observe_command)
-        self.intake = Intake(bot_user_id=identity.user_id, bot_username=identity.username, prefixes=settings.prefixes)
+        self.intake = Intake(
+            bot_user_id=identity.user_id,
+            bot_username=identity.username,
+            prefixes=settings.prefixes,
+            direct_rooms=DirectRooms(rest),
+        )
         self.sender = ReplySender(rest, self.metrics)
         self.cursors = CursorBook(self.state)
         self.recovery = Recovery(
@@ -365,6 +371,10 @@ class Bot:
                 self.incident.observe(message)  # webhook posts feed `noisy` before intake drops them
         if not self._accepting:
             return
+        try:
+            await self.intake.prepare(messages)  # a new DM's members: is it the author and the bot alone?
+        except UpstreamError as exc:
+            log.warning("intake.dm_lookup_failed", error=str(exc), hint="commands there need the prefix until it works")
         now = self.clock()
         wanted: list[tuple[Accepted, Freshness]] = []
         for message in messages:
