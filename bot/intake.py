@@ -1,6 +1,6 @@
-"""Which messages are commands for the bot: the cheap filter every streamed message goes through.
+"""Which messages are commands for the bot, and whose commands it ignores.
 
-Rules (contract §5.2, §5.3, §8 gotchas 12–14, 25), in order:
+Rules (contract §5.2, §5.3, §8 gotchas 12–14, 24, 25), in order:
 - the bot's own messages, other bots' and webhook messages (`bot` set), system messages (`t`,
   which includes E2E-encrypted `t: "e2e"`), and client-only ephemerals are never commands;
 - messages in rooms the bot is not a member of (`__my_messages__` also streams every public
@@ -17,6 +17,12 @@ Rules (contract §5.2, §5.3, §8 gotchas 12–14, 25), in order:
 Exactly-once across re-deliveries, reconnects and restarts is the runtime's job (a claim in the
 state database); `accept` is pure and synchronous so it stays off the hot path's I/O. The one
 lookup it may need, a new DM's members, is made beforehand by `prepare` (once per DM room).
+
+Other bot accounts: Rocket.Chat marks only webhook messages with `bot` (gotcha 24); a user of
+type `bot` or holding the `bot` role writes ordinary messages. Their commands are ignored
+(`ignored_author`: loops, automation nobody approved) unless BOT_ALLOWED_BOTS names them; a
+listed bot still goes through the rights checks like anyone. That needs the author's account
+(`users.info`), which only the command's rights check reads, so the runtime asks after the claim.
 """
 
 from __future__ import annotations
@@ -24,10 +30,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from bot.authz import CallerRights
 from bot.direct_rooms import DirectRooms
 from bot.errors import UsageError
 from bot.messages import ChatMessage
 from commands.parser import Invocation, extract_invocation
+
+BOT_ROLE = "bot"
+BOT_TYPE = "bot"
 
 
 @dataclass(frozen=True)
@@ -47,11 +57,13 @@ class Intake:
         bot_username: str,
         prefixes: tuple[str, ...],
         direct_rooms: DirectRooms,
+        allowed_bots: frozenset[str] = frozenset(),
     ) -> None:
         self.bot_user_id = bot_user_id
         self.bot_username = bot_username
         self.prefixes = prefixes
         self.direct_rooms = direct_rooms
+        self.allowed_bots = allowed_bots  # lower-cased usernames
 
     def ignores(self, message: ChatMessage) -> bool:
         return (
@@ -94,3 +106,14 @@ class Intake:
         if invocation is None:
             return None
         return Accepted(message, invocation)
+
+    def ignored_author(self, author: CallerRights) -> str | None:
+        """Why this author's commands are ignored (another bot account, not in BOT_ALLOWED_BOTS),
+        or None when they may run (subject to the author's rights)."""
+        if author.user_id == self.bot_user_id or (author.username or "").lower() in self.allowed_bots:
+            return None
+        if author.user_type == BOT_TYPE:
+            return "an account of type bot"
+        if BOT_ROLE in author.roles:
+            return "an account with the bot role"
+        return None

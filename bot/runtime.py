@@ -12,12 +12,14 @@ as a DDP `{resume}` login and subscribe to:
 - `stream-notify-logged` / `permissions-changed` and `roles-change`: to drop cached rights.
 
 Every message, streamed or found by a catch-up pass (`bot.catchup`), goes through one admission
-path, in order: `Intake` (a cheap synchronous filter) → staleness (`catchup.freshness`) → a claim
-in the state database (so a re-delivery, a reconnect or a restart never runs it twice) → the
-room's cursor. A claimed command runs in its own task: the `Dispatcher` (or the stale answer),
-then the answer is posted in the same room and thread by `bot.outbound` (a reply id derived from
-the command's id; retried until stored), the book-keeping the command deferred runs right after
-the first attempt to post it (`commands.followups`), then the claim is finished. Integration writes are
+path, in order: `Intake` (a cheap synchronous filter; a new DM's members are looked up first) →
+staleness (`catchup.freshness`) → a claim in the state database (so a re-delivery, a reconnect or
+a restart never runs it twice) → the room's cursor. A claimed command runs in its own task: its
+author is checked (another bot account not in BOT_ALLOWED_BOTS: the claim is closed as ignored,
+nothing runs, no answer), then the `Dispatcher` (or the stale answer), then the answer is posted
+in the same room and thread by `bot.outbound` (a reply id derived from the command's id; retried
+until stored), the book-keeping the command deferred runs right after the first attempt to post
+it (`commands.followups`), then the claim is finished. Integration writes are
 journaled (`bot.journal`), so commands a crash left unfinished are resumed at the next start
 without applying a change twice (`bot.recovery`).
 
@@ -55,7 +57,7 @@ from bot.catchup import (
 from bot.clock import SystemClock
 from bot.config import Settings
 from bot.direct_rooms import DirectRooms
-from bot.errors import AuthFailed, ConfigError, RateLimited, Unavailable, UpstreamError
+from bot.errors import AuthFailed, BotError, ConfigError, RateLimited, Unavailable, UpstreamError
 from bot.health import HttpServer, Probe
 from bot.incident import IncidentToolkit
 from bot.intake import Accepted, Intake
@@ -114,6 +116,7 @@ class Bot:
         self.cursors: CursorBook | None = None
         self.catchup: CatchUp | None = None
         self.recovery: Recovery | None = None
+        self.journal: JournaledIntegrationService | None = None
         self.sender: ReplySender | None = None
         self.http: HttpServer | None = None
         self.incident: IncidentToolkit | None = None
@@ -158,6 +161,7 @@ class Bot:
         logs.register_secret(credentials.auth_token.get_secret_value())
         identity = BotIdentity(me.id, me.username or "")
         integrations = JournaledIntegrationService(rest, self.state, self.clock)
+        self.journal = integrations
         self.incident = IncidentToolkit(
             settings=settings,
             rest=rest,
@@ -186,6 +190,7 @@ class Bot:
             bot_username=identity.username,
             prefixes=settings.prefixes,
             direct_rooms=DirectRooms(rest),
+            allowed_bots=settings.allowed_bots,
         )
         self.sender = ReplySender(rest, self.metrics)
         self.cursors = CursorBook(self.state)
@@ -421,11 +426,47 @@ class Bot:
         current_command.set(CommandRun(message.id, recovering))
         self.metrics.commands_in_flight.inc()
         try:
+            try:
+                if await self._from_ignored_bot(message, recovering=recovering):
+                    return
+                unchecked = None
+            except BotError as exc:
+                unchecked = exc
             with logs.holding():  # its log lines are written once the answer is on its way
-                reply = await self._reply_for(accepted, stale=stale)
+                if unchecked is None:
+                    reply = await self._reply_for(accepted, stale=stale)
+                else:  # the author could not be looked up: nothing runs, the caller is told why
+                    reply = self._failed(accepted, unchecked)
                 await self._post(message, reply)
         finally:
             self.metrics.commands_in_flight.dec()
+
+    async def _from_ignored_bot(self, message: ChatMessage, *, recovering: bool = False) -> bool:
+        """Whether the author is another bot account whose commands are ignored (`Intake.ignored_author`);
+        if so the claim is closed as ignored (a restart does not redo it) and one line is logged.
+
+        Asked after the claim, once per command and before anything runs (stale answers and usage
+        errors included): it needs the author's account, which the rights the command reads anyway
+        carry (`users.info` type and roles, from the rights cache, so the command's own read is a
+        hit). A failed lookup raises: the command then answers the error and runs nothing. A command
+        resumed after a crash whose write had landed was obeyed by the process that wrote it: it is
+        finished, not ignored."""
+        assert self.intake is not None and self.services is not None
+        author = await self.services.rights.get(message.user_id)
+        why = self.intake.ignored_author(author)
+        if why is None or (recovering and self.journal is not None and await self.journal.landed(message.id)):
+            return False
+        await self._finish(message.id, f"ignored: {why}", ignored=True)
+        log.info(
+            "command.ignored_bot",
+            message_id=message.id,
+            room_id=message.room_id,
+            user_id=message.user_id,
+            username=message.username,
+            why=why,
+            hint="list its username in BOT_ALLOWED_BOTS to let it run commands",
+        )
+        return True
 
     async def _reply_for(self, accepted: Accepted, *, stale: bool) -> Reply:
         assert self.dispatcher is not None
@@ -437,9 +478,17 @@ class Bot:
         if accepted.invocation is not None:
             return await self.dispatcher.dispatch(message, accepted.invocation)
         assert accepted.error is not None
-        invocation = Invocation(accepted.error.command, (), message.text, "prefix")
-        reply = replies.for_error(accepted.error, invocation=invocation, registry=self.registry)
-        return self._noted(message, accepted.error.command, reply)
+        return self._failed(accepted, accepted.error)
+
+    def _failed(self, accepted: Accepted, error: BotError) -> Reply:
+        """The answer to a command that failed before the dispatcher could run it."""
+        if accepted.invocation is not None:
+            word = accepted.invocation.command
+        else:
+            word = accepted.error.command if accepted.error is not None else ""
+        invocation = Invocation(word, (), accepted.message.text, "prefix")
+        reply = replies.for_error(error, invocation=invocation, registry=self.registry)
+        return self._noted(accepted.message, word, reply)
 
     def _noted(self, message: ChatMessage, word: str | None, reply: Reply) -> Reply:
         """The one `command` log event and metric for an answer the dispatcher did not produce."""
@@ -499,8 +548,17 @@ class Bot:
             self._spawn(self._command(decision.accepted, recovering=True), f"resume-{decision.accepted.message.id}")
         elif isinstance(decision, Interrupted):
             self.metrics.recovered.labels(result="interrupted").inc()
-            reply = interrupted_reply(decision.reason, self.services.prefix)
-            self._spawn(self._post(decision.message, self._noted(decision.message, None, reply)), "interrupted")
+            self._spawn(self._interrupted(decision), "interrupted")
+
+    async def _interrupted(self, decision: Interrupted) -> None:
+        """Tell the caller the command was not run again; another bot's command gets no answer. (An
+        author who cannot be looked up is told too: the answer runs nothing.)"""
+        assert self.services is not None
+        with contextlib.suppress(BotError):
+            if await self._from_ignored_bot(decision.message):
+                return
+        reply = interrupted_reply(decision.reason, self.services.prefix)
+        await self._post(decision.message, self._noted(decision.message, None, reply))
 
     # --- health, housekeeping -------------------------------------------------------------------
 

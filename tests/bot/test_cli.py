@@ -63,6 +63,10 @@ CONFIG_MISTAKES = {
     "port not a number": ({"ROCKETCHAT_URL": GOOD_URL, **TOKEN_PAIR, "BOT_HTTP_PORT": "http"}, "BOT_HTTP_PORT"),
     "port out of range": ({"ROCKETCHAT_URL": GOOD_URL, **TOKEN_PAIR, "BOT_HTTP_PORT": "70000"}, "BOT_HTTP_PORT"),
     "port negative": ({"ROCKETCHAT_URL": GOOD_URL, **TOKEN_PAIR, "BOT_HTTP_PORT": "-1"}, "BOT_HTTP_PORT"),
+    "allowed bot with a space": (
+        {"ROCKETCHAT_URL": GOOD_URL, **TOKEN_PAIR, "BOT_ALLOWED_BOTS": "deploy bot"},
+        "BOT_ALLOWED_BOTS",
+    ),
 }
 
 

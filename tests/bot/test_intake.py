@@ -1,6 +1,6 @@
-"""Who may talk to the bot without a prefix (bot/intake.py, bot/direct_rooms.py): only the author
-of a DM with the bot alone, learned once per DM and failing closed. Rooms come from a scripted
-`rooms.info` (httpx.MockTransport)."""
+"""Who may talk to the bot (bot/intake.py, bot/direct_rooms.py): prefix-less commands only in a DM
+with the bot alone, learned once per DM and failing closed; other bot accounts' commands ignored
+unless BOT_ALLOWED_BOTS lists them. Rooms come from a scripted `rooms.info` (httpx.MockTransport)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import stamina
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bot.authz import CallerRights
 from bot.direct_rooms import DirectRoom, DirectRooms
 from bot.errors import Unavailable
 from bot.intake import Intake
@@ -70,6 +71,7 @@ async def intake(server: Server) -> Any:
         bot_username=BOT,
         prefixes=("!integration",),
         direct_rooms=DirectRooms(rest),
+        allowed_bots=frozenset({"deploy-bot"}),
     )
     await rest.aclose()
 
@@ -194,3 +196,29 @@ def test_alone_with_the_bot_means_exactly_the_caller_and_the_bot(members: frozen
 )
 def test_a_room_that_does_not_name_its_members_is_never_one_to_one(document: dict[str, Any]) -> None:
     assert DirectRoom.from_document(document).only(ALICE_ID, ALICE, BOT_ID, BOT) is False
+
+
+# --- other bot accounts ---------------------------------------------------------------------------
+
+
+def author(username: str, *, user_type: str = "user", roles: tuple[str, ...] = ("user",)) -> CallerRights:
+    return CallerRights(f"{username}-id", username, frozenset(roles), frozenset(), user_type=user_type)
+
+
+@pytest.mark.parametrize(
+    ("who", "why"),
+    [
+        (author("alice"), None),
+        (author("ci", user_type="bot"), "an account of type bot"),
+        (author("helper", roles=("user", "bot")), "an account with the bot role"),
+        (author("Deploy-Bot", user_type="bot", roles=("bot",)), None),  # listed (any case)
+        (author("app-user", user_type="app", roles=("app",)), None),
+    ],
+)
+async def test_other_bot_accounts_are_ignored_unless_listed(intake: Intake, who: CallerRights, why: str | None) -> None:
+    assert intake.ignored_author(who) == why
+
+
+async def test_the_bot_itself_is_never_an_ignored_author(intake: Intake) -> None:
+    me = CallerRights(BOT_ID, BOT, frozenset({"bot"}), frozenset(), user_type="bot")
+    assert intake.ignored_author(me) is None
