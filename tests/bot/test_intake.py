@@ -170,7 +170,8 @@ async def test_the_rooms_remembered_are_bounded(server: Server) -> None:
         "https://chat.example.org", user_id=BOT_ID, auth_token="t0ken", transport=httpx.MockTransport(server)
     )
     rooms = DirectRooms(rest, capacity=2)
-    await rooms.learn(["ALICEIDBOTID", "GROUP1", "LEGACY1"])
+    for room_id in ("ALICEIDBOTID", "GROUP1", "LEGACY1"):  # one at a time: the order they were learned in
+        await rooms.learn([room_id])
     assert rooms.get("ALICEIDBOTID") is None and rooms.get("GROUP1") is not None and rooms.get("LEGACY1") is not None
     await rest.aclose()
 

@@ -25,6 +25,8 @@ from sandbox.control import SandboxControl
 from sandbox.seed import BOT_ROLE
 
 pytestmark = pytest.mark.e2e
+# The tests of the workspace that lists the bot accounts share it: one worker, one bot.
+allowing_group = pytest.mark.xdist_group("e2e-allowed-bots")
 
 # username -> (user type, roles)
 BOT_USERS = {
@@ -92,6 +94,7 @@ def allowing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
         yield running
 
 
+@allowing_group
 @pytest.mark.parametrize("username", ["typed-bot", "role-bot"])
 def test_a_listed_bot_account_is_obeyed(allowing: Workspace, username: str) -> None:
     target = hook(allowing.control)
@@ -100,6 +103,7 @@ def test_a_listed_bot_account_is_obeyed(allowing: Workspace, username: str) -> N
     assert allowing.control.integration(target["_id"])["enabled"] is False
 
 
+@allowing_group
 def test_a_listed_bot_account_still_needs_the_rights(allowing: Workspace) -> None:
     target = hook(allowing.control)
     reply = allowing.chat.command("powerless-bot", "ops", f"!integration disable {target['_id']}")
@@ -107,6 +111,7 @@ def test_a_listed_bot_account_still_needs_the_rights(allowing: Workspace) -> Non
     assert allowing.control.integration(target["_id"]) == target
 
 
+@allowing_group
 def test_a_bot_account_that_is_not_listed_is_still_ignored(allowing: Workspace) -> None:
     target = hook(allowing.control)
     command = allowing.chat.post("stray-bot", "ops", f"!integration disable {target['_id']}")
