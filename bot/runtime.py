@@ -446,11 +446,11 @@ class Bot:
         if so the claim is closed as ignored (a restart does not redo it) and one line is logged.
 
         Asked after the claim, once per command and before anything runs (stale answers and usage
-        errors included): it needs the author's account, which the rights the command reads anyway
-        carry (`users.info` type and roles, from the rights cache, so the command's own read is a
-        hit). A failed lookup raises: the command then answers the error and runs nothing. A command
-        resumed after a crash whose write had landed was obeyed by the process that wrote it: it is
-        finished, not ignored."""
+        errors included): it needs the author's account, which the rights every command reads carry
+        (`users.info` type and roles), taken from the rights cache, which that read fills: no call
+        of its own while the author's rights are cached. A failed lookup raises: the command then
+        answers the error and runs nothing. A command resumed after a crash whose write had landed
+        was obeyed by the process that wrote it: it is finished, not ignored."""
         assert self.intake is not None and self.services is not None
         author = await self.services.rights.get(message.user_id)
         why = self.intake.ignored_author(author)
