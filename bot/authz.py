@@ -149,7 +149,8 @@ class CallerRights:
     `room_ids` are the rooms the caller is subscribed to, `room_ids_by_name` the same by name
     (channels and groups only: a direct message's subscription is named after the other user);
     None when the server did not tell the bot. `active` is False for a deactivated account,
-    which holds no permission at all.
+    which holds no permission at all. `user_type` is the account's `type` (`user`, `bot`,
+    `app`, ...; contract §3.3), None when the server left it out.
     """
 
     user_id: str
@@ -159,6 +160,7 @@ class CallerRights:
     room_ids: frozenset[str] | None = None
     room_ids_by_name: Mapping[str, str] | None = None
     active: bool = True
+    user_type: str | None = None
 
     @classmethod
     def of(cls, user: UserInfo, table: PermissionTable) -> CallerRights:
@@ -172,7 +174,7 @@ class CallerRights:
         # Rocket.Chat refuses everything a deactivated account asks; an absent flag means active.
         active = user.active is not False
         permissions = table.permissions_of(roles) if active else frozenset()
-        return cls(user.id, user.username, roles, permissions, room_ids, by_name, active)
+        return cls(user.id, user.username, roles, permissions, room_ids, by_name, active, user.type)
 
     def has(self, permission: str) -> bool:
         return permission in self.permissions

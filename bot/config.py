@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     bot_shutdown_grace: float = Field(default=10.0, ge=0, le=300)
     bot_caller_concurrency: int = Field(default=2, ge=1, le=100)
     bot_caller_queue: int = Field(default=20, ge=0, le=10_000)
+    # Usernames of bot accounts (type `bot` or the `bot` role) whose commands are run; other bots are ignored.
+    bot_allowed_bots: str = ""
 
     @field_validator("rocketchat_url")
     @classmethod
@@ -82,6 +84,14 @@ class Settings(BaseSettings):
         if not prefixes or any(" " in p for p in prefixes):
             raise ValueError("must be a comma-separated list of words, e.g. /integration,!integration")
         return ",".join(prefixes)
+
+    @field_validator("bot_allowed_bots")
+    @classmethod
+    def _check_allowed_bots(cls, value: str) -> str:
+        names = [n.strip().removeprefix("@") for n in value.split(",") if n.strip()]
+        if any(not n or any(c.isspace() for c in n) for n in names):
+            raise ValueError("must be a comma-separated list of usernames, e.g. deploy-bot,alertmanager")
+        return ",".join(names)
 
     @field_validator("bot_audit_room")
     @classmethod
@@ -112,6 +122,11 @@ class Settings(BaseSettings):
     @property
     def prefixes(self) -> tuple[str, ...]:
         return tuple(self.bot_command_prefixes.split(","))
+
+    @property
+    def allowed_bots(self) -> frozenset[str]:
+        """BOT_ALLOWED_BOTS, lower-cased: Rocket.Chat usernames are unique regardless of case."""
+        return frozenset(n.lower() for n in self.bot_allowed_bots.split(",") if n)
 
     @property
     def rest_url(self) -> str:

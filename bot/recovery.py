@@ -5,7 +5,8 @@ at start means the previous process died (kill -9, OOM, power) or was stopped pa
 period while running that command or retrying its answer. The command may have changed an
 integration or not, and its caller may have an answer or not. The decision, per command:
 
-1. the message is gone, or its room is no longer one of the bot's: close the claim, say nothing;
+1. the message is gone, its room is no longer one of the bot's, or it is not a command by the
+   current rules (chat in a group DM an older release took for one): close the claim, say nothing;
 2. the answer exists (`chat.getMessage` of `reply_id(command id)`): it completed, except perhaps
    for the book-keeping that runs right after the answer (commands/followups.py). If a write of
    it landed and it has no audit row, *resume* it to finish that: the journal does not write
@@ -103,7 +104,10 @@ class Recovery:
         message = ChatMessage.from_document(document, room.meta())
         if message is None:
             return Close(message_id, "recovered: unreadable message", ignored=True)
+        await self._intake.prepare([message])  # a DM's members, as the intake needs them
         accepted = self._intake.accept(message)
+        if accepted is None and message.edited_at is None:
+            return Close(message_id, "recovered: not a command", ignored=True)  # e.g. chat in a group DM
         if accepted is None:
             return Interrupted(message, "it was edited since")
         if freshness(message.ts, self._clock(), self._stale_age) is Freshness.FRESH:
@@ -118,6 +122,8 @@ class Recovery:
         if room is None or not await self._journal.unrecorded(message_id):
             return closed
         message = ChatMessage.from_document(document, room.meta())
+        if message is not None:
+            await self._intake.prepare([message])
         accepted = self._intake.accept(message) if message is not None else None
         return Resume(accepted) if accepted is not None else closed
 

@@ -12,16 +12,17 @@ as a DDP `{resume}` login and subscribe to:
 - `stream-notify-logged` / `permissions-changed` and `roles-change`: to drop cached rights.
 
 Every message, streamed or found by a catch-up pass (`bot.catchup`), goes through one admission
-path, in order: `Intake` (a cheap synchronous filter) → staleness (`catchup.freshness`) → a claim
-in the state database (so a re-delivery, a reconnect or a restart never runs it twice) → the
-room's cursor. A claimed command waits its turn in its caller's lane (`bot.fairness`: a few at a
-time per caller, changes before reads, a flood beyond the lane's bound answered "busy"), then runs
-in its own task: the `Dispatcher` (or the stale answer), then the answer is posted in the same
-room and thread by `bot.outbound` (a reply id derived from the command's id; retried until
-stored), the book-keeping the command deferred runs right after the first attempt to post it
-(`commands.followups`), then the claim is finished. Integration writes are journaled
-(`bot.journal`), so commands a crash left unfinished are resumed at the next start without
-applying a change twice (`bot.recovery`).
+path, in order: `Intake` (a cheap synchronous filter; a new DM's members are looked up first) →
+staleness (`catchup.freshness`) → a claim in the state database (so a re-delivery, a reconnect or
+a restart never runs it twice) → the room's cursor. A claimed command waits its turn in its
+caller's lane (`bot.fairness`: a few at a time per caller, changes before reads, a flood beyond
+the lane's bound answered "busy"), then runs in its own task: its author is checked (another bot
+account not in BOT_ALLOWED_BOTS: the claim is closed as ignored, nothing runs, no answer), then the
+`Dispatcher` (or the stale answer), then the answer is posted in the same room and thread by
+`bot.outbound` (a reply id derived from the command's id; retried until stored), the book-keeping
+the command deferred runs right after the first attempt to post it (`commands.followups`), then the
+claim is finished. Integration writes are journaled (`bot.journal`), so commands a crash left
+unfinished are resumed at the next start without applying a change twice (`bot.recovery`).
 
 Each `Connected` of the realtime client (logged in, every subscription ready) triggers a catch-up
 pass; each drop holds the cursors until the next pass completes. Permission changes announced
@@ -44,7 +45,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from bot import logs, message_size
-from bot.authz import RightsCache
+from bot.authz import CallerRights, RightsCache
 from bot.catchup import (
     CLAIM_RETENTION,
     CatchUp,
@@ -57,7 +58,8 @@ from bot.catchup import (
 )
 from bot.clock import SystemClock
 from bot.config import Settings
-from bot.errors import AuthFailed, ConfigError, RateLimited, ServerRejected, Unavailable, UpstreamError
+from bot.direct_rooms import DirectRooms
+from bot.errors import AuthFailed, BotError, ConfigError, RateLimited, ServerRejected, Unavailable, UpstreamError
 from bot.fairness import Job, Lanes, busy_reply
 from bot.health import HttpServer, Probe
 from bot.incident import IncidentToolkit
@@ -117,6 +119,7 @@ class Bot:
         self.cursors: CursorBook | None = None
         self.catchup: CatchUp | None = None
         self.recovery: Recovery | None = None
+        self.journal: JournaledIntegrationService | None = None
         self.sender: ReplySender | None = None
         self.http: HttpServer | None = None
         self.incident: IncidentToolkit | None = None
@@ -163,6 +166,7 @@ class Bot:
         logs.register_secret(credentials.auth_token.get_secret_value())
         identity = BotIdentity(me.id, me.username or "")
         integrations = JournaledIntegrationService(rest, self.state, self.clock)
+        self.journal = integrations
         self.incident = IncidentToolkit(
             settings=settings,
             rest=rest,
@@ -186,7 +190,13 @@ class Bot:
         )
         self.dispatcher = Dispatcher(self.registry, self.services)
         self.dispatcher.observers.append(self.metrics.observe_command)
-        self.intake = Intake(bot_user_id=identity.user_id, bot_username=identity.username, prefixes=settings.prefixes)
+        self.intake = Intake(
+            bot_user_id=identity.user_id,
+            bot_username=identity.username,
+            prefixes=settings.prefixes,
+            direct_rooms=DirectRooms(rest),
+            allowed_bots=settings.allowed_bots,
+        )
         self.sender = ReplySender(rest, self.metrics)
         self.cursors = CursorBook(self.state)
         self.recovery = Recovery(
@@ -383,6 +393,10 @@ class Bot:
                 self.incident.observe(message)  # webhook posts feed `noisy` before intake drops them
         if not self._accepting:
             return
+        try:
+            await self.intake.prepare(messages)  # a new DM's members: is it the author and the bot alone?
+        except UpstreamError as exc:
+            log.warning("intake.dm_lookup_failed", error=str(exc), hint="commands there need the prefix until it works")
         now = self.clock()
         wanted: list[tuple[Accepted, Freshness]] = []
         for message in messages:
@@ -441,6 +455,9 @@ class Bot:
         try:
             if job.overflow:
                 message = accepted.message
+                with contextlib.suppress(BotError):  # another bot's flood gets no answer either
+                    if await self._from_ignored_bot(message) is None:
+                        return
                 word = accepted.invocation.command if accepted.invocation is not None else None
                 await self._post(message, self._noted(message, word, busy_reply(self.lanes.queue)))
             else:
@@ -455,13 +472,63 @@ class Bot:
         current_command.set(CommandRun(message.id, recovering))
         self.metrics.commands_in_flight.inc()
         try:
+            author: CallerRights | None = None
+            try:
+                author = await self._from_ignored_bot(
+                    message, recovering=recovering, fresh=self._changes(accepted, stale)
+                )
+                if author is None:
+                    return
+                unchecked = None
+            except BotError as exc:
+                unchecked = exc
             with logs.holding():  # its log lines are written once the answer is on its way
-                reply = await self._reply_for(accepted, stale=stale)
+                if unchecked is None:
+                    reply = await self._reply_for(accepted, stale=stale, rights=author)
+                else:  # the author could not be looked up: nothing runs, the caller is told why
+                    reply = self._failed(accepted, unchecked)
                 await self._post(message, reply)
         finally:
             self.metrics.commands_in_flight.dec()
 
-    async def _reply_for(self, accepted: Accepted, *, stale: bool) -> Reply:
+    def _changes(self, accepted: Accepted, stale: bool) -> bool:
+        """Whether the command will change integrations (and so reads its caller's rights fresh)."""
+        invocation = accepted.invocation
+        command = self.registry.find(invocation.command) if invocation is not None and invocation.command else None
+        return command is not None and command.changes_integrations and not stale
+
+    async def _from_ignored_bot(
+        self, message: ChatMessage, *, recovering: bool = False, fresh: bool = False
+    ) -> CallerRights | None:
+        """None when the author is another bot account whose commands are ignored
+        (`Intake.ignored_author`): the claim is then closed as ignored (a restart does not redo
+        it) and one line is logged. Otherwise the author's rights, which the command goes on
+        with (read fresh for a command that changes integrations: one `users.info`, not two).
+
+        Asked after the claim, once per command and before anything runs (stale answers and usage
+        errors included): it needs the author's account, which the rights every command reads carry
+        (`users.info` type and roles), taken from the rights cache, which that read fills: no call
+        of its own while the author's rights are cached. A failed lookup raises: the command then
+        answers the error and runs nothing. A command resumed after a crash whose write had landed
+        was obeyed by the process that wrote it: it is finished, not ignored."""
+        assert self.intake is not None and self.services is not None
+        author = await self.services.rights.get(message.user_id, fresh=fresh)
+        why = self.intake.ignored_author(author)
+        if why is None or (recovering and self.journal is not None and await self.journal.landed(message.id)):
+            return author
+        await self._finish(message.id, f"ignored: {why}", ignored=True)
+        log.info(
+            "command.ignored_bot",
+            message_id=message.id,
+            room_id=message.room_id,
+            user_id=message.user_id,
+            username=message.username,
+            why=why,
+            hint="list its username in BOT_ALLOWED_BOTS to let it run commands",
+        )
+        return None
+
+    async def _reply_for(self, accepted: Accepted, *, stale: bool, rights: CallerRights | None = None) -> Reply:
         assert self.dispatcher is not None
         message = accepted.message
         if stale:
@@ -469,11 +536,19 @@ class Bot:
             reply = stale_reply(message.ts, self.clock(), self.settings.bot_stale_command_age)
             return self._noted(message, name, reply)
         if accepted.invocation is not None:
-            return await self.dispatcher.dispatch(message, accepted.invocation)
+            return await self.dispatcher.dispatch(message, accepted.invocation, rights=rights)
         assert accepted.error is not None
-        invocation = Invocation(accepted.error.command, (), message.text, "prefix")
-        reply = replies.for_error(accepted.error, invocation=invocation, registry=self.registry)
-        return self._noted(message, accepted.error.command, reply)
+        return self._failed(accepted, accepted.error)
+
+    def _failed(self, accepted: Accepted, error: BotError) -> Reply:
+        """The answer to a command that failed before the dispatcher could run it."""
+        if accepted.invocation is not None:
+            word = accepted.invocation.command
+        else:
+            word = accepted.error.command if accepted.error is not None else ""
+        invocation = Invocation(word, (), accepted.message.text, "prefix")
+        reply = replies.for_error(error, invocation=invocation, registry=self.registry)
+        return self._noted(accepted.message, word, reply)
 
     def _noted(self, message: ChatMessage, word: str | None, reply: Reply) -> Reply:
         """The one `command` log event and metric for an answer the dispatcher did not produce."""
@@ -533,8 +608,17 @@ class Bot:
             self._schedule(decision.accepted, recovering=True)
         elif isinstance(decision, Interrupted):
             self.metrics.recovered.labels(result="interrupted").inc()
-            reply = interrupted_reply(decision.reason, self.services.prefix)
-            self._spawn(self._post(decision.message, self._noted(decision.message, None, reply)), "interrupted")
+            self._spawn(self._interrupted(decision), "interrupted")
+
+    async def _interrupted(self, decision: Interrupted) -> None:
+        """Tell the caller the command was not run again; another bot's command gets no answer. (An
+        author who cannot be looked up is told too: the answer runs nothing.)"""
+        assert self.services is not None
+        with contextlib.suppress(BotError):
+            if await self._from_ignored_bot(decision.message) is None:
+                return
+        reply = interrupted_reply(decision.reason, self.services.prefix)
+        await self._post(decision.message, self._noted(decision.message, None, reply))
 
     # --- health, housekeeping -------------------------------------------------------------------
 

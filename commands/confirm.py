@@ -1,9 +1,9 @@
 """`confirm <code>` / `yes`: apply a change `set` previewed, if it is still the caller's and current.
 
 `yes` (or `confirm` without a code) takes the caller's most recent change asked for in this
-room; a bare `yes` reaches the bot only in a direct message (elsewhere `!integration yes`),
-like every command without a prefix. The Apply button posts `!integration confirm <code>` as
-whoever clicks it, so the same ownership rule covers it.
+room; a bare `yes` reaches the bot only in a direct message with it alone (elsewhere, group
+DMs included, `!integration yes`), like every command without a prefix. The Apply button posts
+`!integration confirm <code>` as whoever clicks it, so the same ownership rule covers it.
 
 Before writing, the integration is read again under its lock: if anything in it changed since the
 preview, the preview no longer says what would happen, so nothing is written and the caller is

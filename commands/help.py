@@ -31,8 +31,8 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         return Reply(f"{text}\nExamples:\n{examples}" if command.examples else text)
     lines = [f"{code(c.usage.split(' ')[0])} — {c.summary}" for c in offered]
     intro = (
-        f"Type {code(prefix + ' <command>')} in any room I'm in, or talk to me in a direct message without "
-        f"the prefix. {code('help <command>')} tells more."
+        f"Type {code(prefix + ' <command>')} in any room I'm in, or talk to me in a direct message of just "
+        f"the two of us without the prefix. {code('help <command>')} tells more."
     )
     text = f"{intro}\n{bullet_list(lines)}"
     if not may_manage:

@@ -13,7 +13,7 @@ Theory of operation. Responders type commands on phones, so the edge is liberal 
 3. `extract_invocation` decides whether the message is addressed to the bot at all: a configured
    prefix (`/integration`, `!integration`, any case, also the plural slip `/integrations`), a mention
    of the bot at the very start (the way Rocket.Chat itself would extract it, contract §5.4), or a
-   direct message with the bot. Anything else is plain chat and yields None. For addressed text it
+   direct message with the bot alone. Anything else is plain chat and yields None. For addressed text it
    returns an `Invocation` or raises `UsageError`; never anything else, so the dispatcher can answer
    every message meant for it and stay silent otherwise.
 
@@ -167,13 +167,15 @@ class Invocation:
 
     `command` is the lower-cased first word ("" when only the prefix or mention was typed, which
     the dispatcher answers with help); `args` are the remaining tokens; `raw` is the message text
-    exactly as received; `via` says how it was addressed.
+    exactly as received; `via` says how it was addressed. `is_direct`: it came from a DM with the
+    bot alone, where commands need no prefix, so a reply may suggest a bare `yes`.
     """
 
     command: str
     args: tuple[Token, ...]
     raw: str
     via: Via
+    is_direct: bool = False
 
 
 # Rocket.Chat's default username class (contract §5.4); `.` ends a mention only before a space.
@@ -253,6 +255,7 @@ def extract_invocation(
     or with a mention of the bot (optionally followed by `:`/`,` and/or a prefix), or it is a
     non-empty direct message (the prefix, with or without its `/`/`!`, may then be omitted). In a
     DM every non-empty text is an invocation, so the dispatcher can answer "unknown command".
+    `is_direct` means a DM with the bot alone (`bot.intake`): never a group DM, where people talk.
     `mentions` is the server's mention list for the message (usernames or ids) when known.
 
     Raises only `UsageError` (an unbalanced quote), and only for text addressed to the bot.
@@ -276,6 +279,6 @@ def extract_invocation(
     first = _FIRST_WORD.match(body)
     tokens = tokenize(body, command=first.group(0).lower() if first else "")
     if not tokens:
-        return Invocation("", (), text, via)
+        return Invocation("", (), text, via, is_direct)
     command = tokens[0].value.rstrip(":,;").lower()
-    return Invocation(command, tuple(tokens[1:]), text, via)
+    return Invocation(command, tuple(tokens[1:]), text, via, is_direct)

@@ -133,7 +133,11 @@ class Dispatcher:
         self.services = services
         self.observers: list[Callable[[str, str, float], None]] = []  # (command, outcome, seconds)
 
-    async def dispatch(self, message: ChatMessage, invocation: Invocation) -> Reply:
+    async def dispatch(
+        self, message: ChatMessage, invocation: Invocation, *, rights: CallerRights | None = None
+    ) -> Reply:
+        """Run the invocation; `rights` are the caller's, when the runtime already read them
+        (read fresh if the command changes integrations, see `CommandContext.fresh_rights`)."""
         correlation_id = new_correlation_id()
         command = self.registry.find(invocation.command) if invocation.command else self.registry.find("help")
         name = command.name if command is not None else "unknown"
@@ -147,7 +151,7 @@ class Dispatcher:
         )
         started = time.monotonic()
         fresh = command is not None and command.changes_integrations
-        context = CommandContext(message, invocation, self.services, correlation_id, fresh_rights=fresh)
+        context = CommandContext(message, invocation, self.services, correlation_id, fresh_rights=fresh, _rights=rights)
         try:
             if command is None:
                 raise UnknownCommand(invocation.command)

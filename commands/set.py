@@ -120,7 +120,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     )
     prefix = ctx.services.prefix
     confirm = f"{prefix} confirm {pending.code}"
-    yes = "yes" if ctx.message.room_type == "d" else f"{prefix} yes"
+    yes = "yes" if ctx.invocation.is_direct else f"{prefix} yes"  # bare only where no prefix is needed
     notes = "".join(f"\nNote: {safe_markup(note)}" for note in plan.notes)
     text = (
         f"✏️ Change {replies.label(current)}?\n{change_lines(plan.changes)}{notes}\n"

@@ -420,8 +420,9 @@ class SandboxControl:
         )
         return _rest(room)
 
-    def create_direct(self, user_a: str, user_b: str) -> dict[str, Any]:
-        return _rest(self.store.create_direct(user_a, user_b))
+    def create_direct(self, user_a: str, user_b: str, others: Iterable[str] = ()) -> dict[str, Any]:
+        """The DM of these users (ids or usernames); with `others`, a group DM of all of them."""
+        return _rest(self.store.create_direct(user_a, user_b, *others))
 
     def add_member(self, room: str, user: str, *, added_by: str | None = None) -> dict[str, Any]:
         return _rest(self.store.add_member(self._room_id(room), user, added_by=added_by))
@@ -910,8 +911,8 @@ class SandboxClient:
             )
         )
 
-    def create_direct(self, user_a: str, user_b: str) -> dict[str, Any]:
-        return dict(self._call("create_direct", user_a=user_a, user_b=user_b))
+    def create_direct(self, user_a: str, user_b: str, others: Iterable[str] = ()) -> dict[str, Any]:
+        return dict(self._call("create_direct", user_a=user_a, user_b=user_b, others=list(others)))
 
     def add_member(self, room: str, user: str, *, added_by: str | None = None) -> dict[str, Any]:
         return dict(self._call("add_member", room=room, user=user, added_by=added_by))

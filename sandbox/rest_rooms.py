@@ -342,6 +342,8 @@ async def im_list(call: Call) -> Any:
 
 
 async def im_create(call: Call) -> Any:
+    """`createDirectMessage`: the caller and the named users (a group DM with several), limited
+    to `DirectMesssage_maxUsers` members including the caller (`createDirectRoom`)."""
     store, user, body = call.store, call.me, call.body
     names = [body["username"]] if "username" in body else [n.strip() for n in body["usernames"].split(",")]
     details = {"method": "createDirectMessage"}
@@ -354,11 +356,15 @@ async def im_create(call: Call) -> Any:
             if other is None or other.username.lower() != name.lower():
                 raise MeteorError("error-invalid-user", "Invalid user", details)
             others.append(other)
-        distinct = {o._id for o in others} - {user._id}
-        if len(distinct) > 1:
-            # Multi-user DMs are not modelled by the store.
-            raise MeteorError("error-not-allowed", "Not allowed", details)
-        room = store.create_direct(user._id, next(iter(distinct), user._id))
+        members = list(dict.fromkeys([user._id, *(o._id for o in others)]))
+        most = int(store.get_setting("DirectMesssage_maxUsers") or 1)
+        if len(members) > most:
+            raise MeteorError(
+                "error-direct-message-max-user-exceeded",
+                f"You cannot add more than {most} users, including yourself to a direct message",
+                {"method": "createDirectRoom"},
+            )
+        room = store.create_direct(user._id, *(members[1:] or [user._id]))
     return {"room": {**room, "rid": room["_id"]}}
 
 

@@ -251,6 +251,7 @@ class Store:
         self.settings: dict[str, Any] = {
             "Message_AllowUnrecognizedSlashCommand": False,
             "Message_MaxAllowedSize": 5000,
+            "DirectMesssage_maxUsers": 8,  # sic: Rocket.Chat's setting id has the triple s
             "Threads_enabled": True,
             "UI_Use_Real_Name": False,
             "API_Enable_Rate_Limiter": True,
@@ -515,21 +516,28 @@ class Store:
                 self._subscribe(room, user, roles=roles, notify=False)
             return copied(room)
 
-    def create_direct(self, user_a: str, user_b: str) -> dict[str, Any]:
-        """A DM between two users; the room id is both user ids sorted and joined, as in Rocket.Chat."""
+    def create_direct(self, user_a: str, user_b: str, *others: str) -> dict[str, Any]:
+        """A direct-message room (`createDirectRoom`, contract §8 gotcha 25); members are user ids
+        or usernames. Two users: the room id is both user ids sorted and joined, as in Rocket.Chat.
+        Three or more (a group DM): a random id, and the existing group DM of exactly those users
+        when there is one (`findOneDirectRoomContainingAllUserIDs`). Members never change after
+        creation: Rocket.Chat refuses to add users to a direct room."""
         with self.lock:
-            a, b = self.find_user(user_a), self.find_user(user_b)
-            if a is None or b is None:
+            found = [self.find_user(member) for member in (user_a, user_b, *others)]
+            if any(user is None for user in found):
                 raise MeteorError("error-invalid-user", "Invalid user")
-            uids = sorted({a._id, b._id})
-            rid = "".join(uids)
+            members = list({user._id: user for user in found if user is not None}.values())
+            uids = sorted(user._id for user in members)
+            rid = "".join(uids) if len(uids) <= 2 else self._group_direct_id(uids)
             if rid in self.rooms:
                 return copied(self.rooms[rid])
             now = self.clock()
+            # `usernames` in display order (name, else username), `uids` sorted, as Rocket.Chat stores them.
+            shown = sorted(members, key=lambda user: (user.name or user.username).casefold())
             room: dict[str, Any] = {
                 "_id": rid,
                 "t": "d",
-                "usernames": sorted({a.username, b.username}),
+                "usernames": [user.username for user in shown],
                 "uids": uids,
                 "ts": now,
                 "_updatedAt": now,
@@ -538,10 +546,19 @@ class Store:
             }
             self.rooms[rid] = room
             self.messages[rid] = []
-            for me, other in ((a, b), (b, a)):
-                if (rid, me._id) not in self.subscriptions:
-                    self._subscribe(room, me, display=other, notify=True)
+            for member in members:
+                if (rid, member._id) not in self.subscriptions:
+                    peers = [user for user in shown if user._id != member._id] or [member]
+                    self._subscribe(room, member, display=peers, notify=True)
             return copied(room)
+
+    def _group_direct_id(self, uids: list[str]) -> str:
+        """The id of the group DM of exactly these users, or a new random one."""
+        for rid in self._user_subs.get(uids[0], {}):
+            room = self.rooms[rid]
+            if room["t"] == "d" and room.get("uids") == uids:
+                return rid
+        return meteor_id()
 
     def room_by_name(self, name: str) -> dict[str, Any] | None:
         with self.lock:
@@ -558,7 +575,7 @@ class Store:
         user: User,
         *,
         roles: list[str] | None = None,
-        display: User | None = None,
+        display: list[User] | None = None,
         notify: bool,
     ) -> dict[str, Any]:
         now = self.clock()
@@ -567,8 +584,9 @@ class Store:
             "rid": room["_id"],
             "u": user.brief(),
             "t": room["t"],
-            "name": display.username if display else room["name"],
-            "fname": display.name if display else room.get("fname", room["name"]),
+            # A DM's subscription is named after the other members (`getName`/`getFname`).
+            "name": ", ".join(u.username for u in display) if display else room["name"],
+            "fname": ", ".join(u.name or u.username for u in display) if display else room.get("fname", room["name"]),
             "ts": now,
             "ls": now,
             "lr": now,
@@ -597,6 +615,9 @@ class Store:
             member = self.find_user(user)
             if room is None or member is None:
                 raise MeteorError("error-invalid-room" if room is None else "error-invalid-user", "Invalid")
+            if room["t"] == "d":
+                # `addUsersToRoom`: a DM's members are fixed when it is created.
+                raise MeteorError("error-cant-invite-for-direct-room", "Can't invite user to direct rooms")
             if (room["_id"], member._id) in self.subscriptions:
                 return copied(self.subscriptions[(room["_id"], member._id)])
             sub = self._subscribe(room, member, notify=True)

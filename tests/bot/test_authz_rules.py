@@ -189,6 +189,13 @@ def test_missing_roles_mean_the_bot_lacks_view_full_other_user_info() -> None:
     assert "view-full-other-user-info" in str(caught.value)
 
 
+def test_the_account_type_is_kept_for_who_may_talk_to_the_bot() -> None:
+    table = PermissionTable({})
+    bot = UserInfo.model_validate({"_id": ME, "username": "deploy", "roles": ["user"], "type": "bot"})
+    assert CallerRights.of(bot, table).user_type == "bot"
+    assert CallerRights.of(UserInfo.model_validate({"_id": ME, "roles": []}), table).user_type is None
+
+
 # --- channel rules ---------------------------------------------------------------------------------
 
 OPS = UserRoom(rid="R-ops", name="ops", t="c")

@@ -71,6 +71,10 @@ CONFIG_MISTAKES = {
         {"ROCKETCHAT_URL": GOOD_URL, **TOKEN_PAIR, "BOT_CALLER_QUEUE": "lots"},
         "BOT_CALLER_QUEUE",
     ),
+    "allowed bot with a space": (
+        {"ROCKETCHAT_URL": GOOD_URL, **TOKEN_PAIR, "BOT_ALLOWED_BOTS": "deploy bot"},
+        "BOT_ALLOWED_BOTS",
+    ),
 }
 
 

@@ -173,6 +173,14 @@ def test_via_says_how_the_message_was_addressed() -> None:
     assert invoke("/integration list", is_direct=True).via == "prefix"  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("text", ["list", "/integration list", "@integrations-bot list", "/integration"])
+def test_an_invocation_remembers_it_came_from_a_dm_with_the_bot_alone(text: str) -> None:
+    # Replies suggest a bare `yes` only where a bare word reaches the bot (commands/set.py).
+    assert invoke(text, is_direct=True).is_direct is True  # type: ignore[union-attr]
+    if text != "list":
+        assert invoke(text).is_direct is False  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -337,3 +337,36 @@ def running_workspace(
         bodies.check(server.control)
     finally:
         server.stop()
+
+
+# --- proving that nothing happened -------------------------------------------------------------------
+
+# After a barrier command was answered, how long an answer to an ignored message may still take to
+# show up before we call it absent (the barrier makes this a formality, not the proof).
+IGNORED_GRACE = 0.3
+
+
+def assert_ignored(workspace: Workspace, messages: list[dict[str, Any]], documents: list[dict[str, Any]]) -> None:
+    """Nothing came of `messages`: no answer, no `command` log line, `documents` unchanged.
+
+    The proof is a barrier: a later command in a room the bot is in gets its answer, and the stream
+    delivers messages in order to a sequential intake, so the earlier ones were seen first."""
+    chat, control = workspace.chat, workspace.control
+    barrier = chat.post("admin", "general", "!integration help")
+    chat.reply_to(barrier)
+    # A command's log lines follow its answer (bot/logs.py): once the barrier's own line has been
+    # read, so have the lines of every command the bot answered before it.
+    workspace.bot.wait_for_log("command", where=lambda e: e.get("message_id") == barrier["_id"])
+    for message in messages:
+        forbidden = reply_id(message["_id"])
+        try:
+            answer = control.wait_for_message(
+                message["rid"], lambda m, wanted=forbidden: m["_id"] == wanted, timeout=IGNORED_GRACE
+            )
+        except TimeoutError:
+            pass
+        else:
+            raise AssertionError(f"{message['msg']!r} was answered: {answer['msg']!r}")
+        assert workspace.bot.command_events(message["_id"]) == []
+    for document in documents:
+        assert control.integration(document["_id"]) == document

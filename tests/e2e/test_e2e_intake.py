@@ -12,35 +12,15 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from e2e_support import BOT_USERNAME, SHARED_GROUP, Workspace, unique_name
+from e2e_support import BOT_USERNAME, SHARED_GROUP, Workspace, assert_ignored, unique_name
 
 from bot.runtime import reply_id
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(SHARED_GROUP)]
 
-# After the barrier command was answered, how long an answer to an ignored message may still take
-# to show up before we call it absent (the barrier makes this a formality, not the proof).
-GRACE = 0.3
-
 
 def target(workspace: Workspace) -> dict[str, Any]:
     return workspace.control.create_incoming_integration(unique_name("Intake"), channel="#general", alias="x")
-
-
-def assert_ignored(workspace: Workspace, messages: list[dict[str, Any]], documents: list[dict[str, Any]]) -> None:
-    chat, control = workspace.chat, workspace.control
-    barrier = chat.post("admin", "general", "!integration help")
-    chat.reply_to(barrier)
-    # A command's log lines follow its answer (bot/logs.py): once the barrier's own line has been
-    # read, so have the lines of every command the bot answered before it.
-    workspace.bot.wait_for_log("command", where=lambda e: e.get("message_id") == barrier["_id"])
-    forbidden = {reply_id(m["_id"]) for m in messages}
-    for message in messages:
-        with pytest.raises(TimeoutError):
-            control.wait_for_message(message["rid"], lambda m: m["_id"] in forbidden, timeout=GRACE)
-        assert workspace.bot.command_events(message["_id"]) == []
-    for document in documents:
-        assert control.integration(document["_id"]) == document
 
 
 def disable(document: dict[str, Any]) -> str:
@@ -157,3 +137,44 @@ def test_a_leading_mention_of_the_bot_addresses_it(workspace: Workspace) -> None
     reply = workspace.chat.command("admin", "general", f"@{BOT_USERNAME} disable {hook['_id']}")
     assert "Disabled" in reply["msg"], reply["msg"]
     assert workspace.control.integration(hook["_id"])["enabled"] is False
+
+
+# --- group DMs: without the prefix only in a DM with the bot alone (issue 12) ----------------------------
+
+
+def group_dm(workspace: Workspace) -> str:
+    """A DM of admin, alice and the bot (contract §8 gotcha 25), made while the bot runs."""
+    return str(workspace.control.create_direct("admin", "alice", others=[BOT_USERNAME])["_id"])
+
+
+def test_chat_between_people_in_a_group_dm_is_not_a_command(workspace: Workspace) -> None:
+    hook, chat = target(workspace), workspace.chat
+    room = group_dm(workspace)
+    talk = [
+        chat.post("admin", room, f"disable incoming {hook['name']} it keeps spamming, right alice?"),
+        chat.post("alice", room, "yes"),
+        chat.post("alice", room, "integration help"),  # the prefix's word without its `!`
+    ]
+    assert_ignored(workspace, talk, [hook])
+    reply = chat.command("admin", room, f"!integration disable incoming {hook['name']} it keeps spamming")
+    assert "Disabled" in reply["msg"], reply["msg"]
+    assert workspace.control.integration(hook["_id"])["enabled"] is False
+
+
+def test_a_preview_in_a_group_dm_asks_for_the_prefixed_yes(workspace: Workspace) -> None:
+    hook, chat = target(workspace), workspace.chat
+    room = group_dm(workspace)
+    preview = chat.command("admin", room, f"!integration set {hook['_id']} alias=from-group")["msg"]
+    assert "(or `!integration yes`)" in preview, preview
+    assert_ignored(workspace, [chat.post("admin", room, "yes")], [hook])
+    assert chat.command("admin", room, "!integration yes")["msg"].startswith("✅ Changed")
+    assert workspace.control.integration(hook["_id"])["alias"] == "from-group"
+
+
+def test_a_dm_with_the_bot_alone_still_needs_no_prefix_nor_a_prefixed_yes(workspace: Workspace) -> None:
+    hook, chat = target(workspace), workspace.chat
+    dm = workspace.control.create_direct("alice", BOT_USERNAME)["_id"]
+    preview = chat.command("admin", workspace.seed["rooms"]["dm:admin:integrations-bot"], f"set {hook['_id']} alias=y")
+    assert "(or `yes`)" in preview["msg"], preview["msg"]
+    refused = chat.command("alice", dm, f"disable {hook['_id']}")["msg"]  # answered, though alice may not
+    assert refused.startswith("⛔"), refused

@@ -152,6 +152,10 @@ def test_dm_and_membership(control: SandboxControl, store: Store) -> None:
     control.create_user("bot", roles=["bot"])
     dm = control.create_direct("alice", "bot")
     assert dm["t"] == "d" and sorted(dm["usernames"]) == ["alice", "bot"]
+    control.create_user("carol")
+    group = control.create_direct("alice", "bot", others=["carol"])
+    assert group["t"] == "d" and sorted(group["usernames"]) == ["alice", "bot", "carol"] and group["usersCount"] == 3
+    assert control.create_direct("carol", "alice", others=["bot"])["_id"] == group["_id"]
     control.create_room("ops", room_type="p")
     control.add_member("ops", "bot")
     assert store.is_member(control.room_id("ops"), control.user("bot")["_id"])

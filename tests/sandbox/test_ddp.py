@@ -493,6 +493,7 @@ def test_room_stream_delivers_new_messages_as_changed(store: Store) -> None:
 def test_my_messages_meta_for_channels_groups_and_dms(store: Store) -> None:
     store.create_room("ops", "p", members=["alice", "bot"], room_id="OPS")
     dm = store.create_direct("alice", "bot")
+    group_dm = store.create_direct("alice", "bot", "carol")
     session = connected(store)
     login(session, store, "bot")
     sub(session, "stream-room-messages", "__my_messages__", {"useCollection": False, "args": []})
@@ -502,12 +503,14 @@ def test_my_messages_meta_for_channels_groups_and_dms(store: Store) -> None:
     store.send_message("ALICE", "SECRET", "in secret")  # private, bot is not a member: never delivered
     store.send_message("ALICE", "OPS", "in ops")
     store.send_message("ALICE", dm["_id"], "in dm")
+    store.send_message("ALICE", group_dm["_id"], "in a group dm")  # the same meta: members are not in it
     metas = [(e["fields"]["args"][0]["msg"], e["fields"]["args"][1]) for e in changed(frames(session))]
     assert metas == [
         ("in general", {"roomParticipant": True, "roomType": "c", "roomName": "general"}),
         ("in random", {"roomParticipant": False, "roomType": "c", "roomName": "random"}),
         ("in ops", {"roomParticipant": True, "roomType": "p", "roomName": "ops"}),
         ("in dm", {"roomParticipant": True, "roomType": "d"}),
+        ("in a group dm", {"roomParticipant": True, "roomType": "d"}),
     ]
     assert all(e["fields"]["eventName"] == "__my_messages__" for e in changed(frames(session)))
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from rest_test_support import World, error_of, make_world
 
+from sandbox.errors import MeteorError
 from sandbox.ids import iso
 from sandbox.store import User
 
@@ -376,6 +377,45 @@ def test_im_create_and_list(chat: Chat) -> None:
         "errorType": "error-invalid-user",
         "details": {"method": "createDirectMessage"},
     }
+
+
+def test_im_create_with_several_users_makes_one_group_dm(chat: Chat) -> None:
+    # Contract §8 gotcha 25: a `t: "d"` room may have more than two members; `uids` lists them.
+    carol = chat.world.user("carol")
+    room = chat.world.post(chat.alice, "im.create", {"usernames": "bot, carol"}).json()["room"]
+    assert room["t"] == "d" and room["rid"] == room["_id"]
+    assert room["uids"] == sorted([chat.alice._id, chat.bot._id, carol._id])
+    assert sorted(room["usernames"]) == ["alice", "bot", "carol"]
+    assert room["usersCount"] == 3
+    assert len(room["_id"]) == 17  # a random id: only a two-person DM is named after its members
+    info = chat.world.get(chat.bot, "rooms.info", {"roomId": room["_id"]}).json()["room"]
+    assert (info["t"], info["uids"], info["usernames"]) == ("d", room["uids"], room["usernames"])
+    again = chat.world.post(carol, "im.create", {"usernames": "alice,bot"}).json()["room"]
+    assert again["_id"] == room["_id"]  # the same three people: the same room
+    subscription = chat.world.store.subscription(room["_id"], chat.bot._id)
+    assert subscription is not None and subscription["name"] == "alice, carol"
+    one_to_one = chat.world.post(chat.alice, "im.create", {"username": "bot"}).json()["room"]
+    assert one_to_one["_id"] == "".join(sorted([chat.alice._id, chat.bot._id]))
+
+
+def test_a_group_dm_is_limited_to_direct_message_max_users(chat: Chat) -> None:
+    chat.world.user("carol")
+    chat.world.store.set_setting("DirectMesssage_maxUsers", 2)
+    assert error_of(chat.world.post(chat.alice, "im.create", {"usernames": "bot,carol"})) == {
+        "success": False,
+        "error": "You cannot add more than 2 users, including yourself to a direct message "
+        "[error-direct-message-max-user-exceeded]",
+        "errorType": "error-direct-message-max-user-exceeded",
+        "details": {"method": "createDirectRoom"},
+    }
+
+
+def test_nobody_joins_a_dm_after_it_is_created(chat: Chat) -> None:
+    dm = chat.world.store.create_direct("alice", "bot")["_id"]
+    with pytest.raises(MeteorError) as refused:
+        chat.world.store.add_member(dm, "bob")
+    assert refused.value.error == "error-cant-invite-for-direct-room"
+    assert set(chat.world.store.room_members(dm)) == {chat.alice._id, chat.bot._id}
 
 
 def test_settings_public(chat: Chat) -> None:

@@ -1,0 +1,142 @@
+"""Issue 12 §2: other bot accounts are not obeyed unless BOT_ALLOWED_BOTS names them.
+
+Rocket.Chat marks only webhook messages with `bot` (contract §8 gotcha 24): a message written by
+a user of type `bot`, or by a user holding the `bot` role, looks like anyone's. Such a command is
+ignored (no run, no answer; its claim is closed as ignored, so a restart does not redo it), unless
+the author's username is listed in BOT_ALLOWED_BOTS; a listed bot still needs the rights.
+
+The same two bot users (one of type `bot`, one with the `bot` role, both holding every integration
+permission through the seed's `integrations-manager` role) are made in the shared workspace, which
+lists nobody, and in one that lists them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import SHARED_GROUP, Workspace, assert_ignored, running_workspace, unique_name
+from incident_support import ROOM, incident_world
+
+from sandbox.control import SandboxControl
+from sandbox.seed import BOT_ROLE
+
+pytestmark = pytest.mark.e2e
+# The tests of the workspace that lists the bot accounts share it: one worker, one bot.
+allowing_group = pytest.mark.xdist_group("e2e-allowed-bots")
+
+# username -> (user type, roles)
+BOT_USERS = {
+    "typed-bot": ("bot", ["user", BOT_ROLE]),
+    "role-bot": ("user", ["user", "bot", BOT_ROLE]),
+    "powerless-bot": ("bot", ["user"]),
+}
+ALLOWED = "typed-bot, Role-Bot,@powerless-bot"  # case and a leading @ do not matter
+
+
+def add_bot_users(control: SandboxControl, room: str) -> None:
+    for username, (kind, roles) in BOT_USERS.items():
+        control.create_user(username, roles=roles, user_type=kind)
+        control.add_member(room, username)
+
+
+def hook(control: SandboxControl) -> dict[str, Any]:
+    return control.create_incoming_integration(unique_name("Bot target"), channel="#ops", created_by="admin")
+
+
+def claim_status(workdir: Path, message_id: str) -> str | None:
+    with sqlite3.connect(workdir / "state.sqlite3") as db:
+        row = db.execute("SELECT status FROM processed_messages WHERE message_id = ?", (message_id,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def wait_ignored(bot: Any, message: dict[str, Any]) -> dict[str, Any]:
+    entry: dict[str, Any] = bot.wait_for_log(
+        "command.ignored_bot", where=lambda e: e.get("message_id") == message["_id"]
+    )
+    return entry
+
+
+# --- nobody listed: ignored -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bots_in_shared(workspace: Workspace) -> Workspace:
+    add_bot_users(workspace.control, "ops")
+    return workspace
+
+
+@pytest.mark.xdist_group(SHARED_GROUP)
+@pytest.mark.parametrize("username", ["typed-bot", "role-bot"])
+def test_a_bot_account_with_every_right_is_ignored(bots_in_shared: Workspace, username: str) -> None:
+    workspace = bots_in_shared
+    target = hook(workspace.control)
+    command = workspace.chat.post(username, "ops", f"!integration disable {target['_id']}")
+    logged = wait_ignored(workspace.bot, command)
+    assert (logged["username"], logged["user_id"]) == (username, workspace.user_id(username))
+    assert_ignored(workspace, [command], [target])
+    assert claim_status(workspace.workdir, command["_id"]) == "ignored"
+    assert len([e for e in workspace.bot.logs() if e.get("message_id") == command["_id"]]) == 1  # one line
+
+
+# --- listed in BOT_ALLOWED_BOTS: obeyed, within its rights ----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def allowing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
+    with running_workspace(tmp_path_factory.mktemp("allowing"), BOT_ALLOWED_BOTS=ALLOWED) as running:
+        add_bot_users(running.control, "ops")
+        running.control.create_user("stray-bot", roles=["user", BOT_ROLE], user_type="bot")
+        running.control.add_member("ops", "stray-bot")
+        yield running
+
+
+@allowing_group
+@pytest.mark.parametrize("username", ["typed-bot", "role-bot"])
+def test_a_listed_bot_account_is_obeyed(allowing: Workspace, username: str) -> None:
+    target = hook(allowing.control)
+    reply = allowing.chat.command(username, "ops", f"!integration disable {target['_id']}")
+    assert "Disabled" in reply["msg"], reply["msg"]
+    assert allowing.control.integration(target["_id"])["enabled"] is False
+
+
+@allowing_group
+def test_a_listed_bot_account_still_needs_the_rights(allowing: Workspace) -> None:
+    target = hook(allowing.control)
+    reply = allowing.chat.command("powerless-bot", "ops", f"!integration disable {target['_id']}")
+    assert reply["msg"].startswith("⛔"), reply["msg"]
+    assert allowing.control.integration(target["_id"]) == target
+
+
+@allowing_group
+def test_a_bot_account_that_is_not_listed_is_still_ignored(allowing: Workspace) -> None:
+    target = hook(allowing.control)
+    command = allowing.chat.post("stray-bot", "ops", f"!integration disable {target['_id']}")
+    wait_ignored(allowing.bot, command)
+    assert_ignored(allowing, [command], [target])
+
+
+# --- after a restart ----------------------------------------------------------------------------------
+
+
+def test_an_ignored_command_is_not_run_after_a_restart_that_lists_its_bot(tmp_path: Path) -> None:
+    with incident_world(tmp_path) as world:
+        add_bot_users(world.control, ROOM)
+        target = hook(world.control)
+        command = world.chat.post("typed-bot", ROOM, f"!integration disable {target['_id']}")
+        wait_ignored(world.bot, command)
+        world.kill()  # no shutdown: whatever the bot had not written yet is lost
+        with sqlite3.connect(tmp_path / "state.sqlite3") as db:  # the next catch-up reads the room again
+            db.execute("DELETE FROM room_cursors WHERE room_id = ?", (command["rid"],))
+        world.env["BOT_ALLOWED_BOTS"] = "typed-bot"
+        world.start()
+        world.bot.wait_for_log("catchup.done")
+        shown = world.command("typed-bot", f"show {target['_id']}")["msg"]  # listed now: obeyed
+        assert target["name"] in shown and not shown.startswith("⛔"), shown
+        assert not world.chat.has_reply(command)
+        assert world.control.integration(target["_id"])["enabled"] is True
+        assert claim_status(tmp_path, command["_id"]) == "ignored"
+        assert world.bot.command_events(command["_id"]) == []
