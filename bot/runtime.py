@@ -15,9 +15,10 @@ Every message, streamed or found by a catch-up pass (`bot.catchup`), goes throug
 path, in order: `Intake` (a cheap synchronous filter) → staleness (`catchup.freshness`) → a claim
 in the state database (so a re-delivery, a reconnect or a restart never runs it twice) → the
 room's cursor. A claimed command runs in its own task: the `Dispatcher` (or the stale answer),
-then the answer is posted in the same room and thread by `bot.outbound` (a reply id derived from
-the command's id; retried until stored), the book-keeping the command deferred runs right after
-the first attempt to post it (`commands.followups`), then the claim is finished. Integration writes are
+then the answer is posted in the same room and thread by `bot.outbound` (its id derived from
+the command's id with the state file's secret key, `bot.message_ids`; retried until stored),
+the book-keeping the command deferred runs right after the first attempt to post it
+(`commands.followups`), then the claim is finished. Integration writes are
 journaled (`bot.journal`), so commands a crash left unfinished are resumed at the next start
 without applying a change twice (`bot.recovery`).
 
@@ -62,7 +63,7 @@ from bot.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.messages import ChatMessage
 from bot.metrics import Metrics
 from bot.models import UserInfo
-from bot.outbound import Delivery, ReplySender, buttons_attachment, reply_id
+from bot.outbound import Delivery, ReplySender, buttons_attachment
 from bot.realtime import (
     Connected,
     Disconnected,
@@ -85,7 +86,7 @@ from commands.table import build_registry
 
 log = logs.get_logger("integrations_bot.runtime")
 
-__all__ = ["Bot", "buttons_attachment", "main", "reply_id", "utcnow"]
+__all__ = ["Bot", "buttons_attachment", "main", "utcnow"]
 
 MESSAGES_STREAM: Final = "stream-room-messages"
 CURSOR_FLUSH_INTERVAL: Final = 2.0  # seconds between cursor writes (a lagging cursor is harmless)
@@ -181,11 +182,12 @@ class Bot:
         self.dispatcher = Dispatcher(self.registry, self.services)
         self.dispatcher.observers.append(self.metrics.observe_command)
         self.intake = Intake(bot_user_id=identity.user_id, bot_username=identity.username, prefixes=settings.prefixes)
-        self.sender = ReplySender(rest, self.metrics)
+        self.sender = ReplySender(rest, self.state.message_ids, self.metrics)
         self.cursors = CursorBook(self.state)
         self.recovery = Recovery(
             orphans,
             rest=rest,
+            ids=self.state.message_ids,
             intake=self.intake,
             journal=integrations,
             clock=self.clock,

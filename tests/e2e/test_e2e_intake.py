@@ -14,8 +14,6 @@ from typing import Any
 import pytest
 from e2e_support import BOT_USERNAME, SHARED_GROUP, Workspace, unique_name
 
-from bot.runtime import reply_id
-
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(SHARED_GROUP)]
 
 # After the barrier command was answered, how long an answer to an ignored message may still take
@@ -34,7 +32,7 @@ def assert_ignored(workspace: Workspace, messages: list[dict[str, Any]], documen
     # A command's log lines follow its answer (bot/logs.py): once the barrier's own line has been
     # read, so have the lines of every command the bot answered before it.
     workspace.bot.wait_for_log("command", where=lambda e: e.get("message_id") == barrier["_id"])
-    forbidden = {reply_id(m["_id"]) for m in messages}
+    forbidden = {answer for m in messages for answer in chat.answer_ids(m)}
     for message in messages:
         with pytest.raises(TimeoutError):
             control.wait_for_message(message["rid"], lambda m: m["_id"] in forbidden, timeout=GRACE)
@@ -103,9 +101,9 @@ def test_an_old_message_edited_into_a_command_does_not_run(workspace: Workspace)
 
 def replies_sent(workspace: Workspace, message: dict[str, Any]) -> int:
     """How many times the bot sent its answer to `message` (the server stores the first only)."""
-    wanted = reply_id(message["_id"])
+    wanted = set(workspace.chat.answer_ids(message))
     return sum(
-        1 for body in workspace.control.recorded_requests("chat.sendMessage") if body["message"].get("_id") == wanted
+        1 for body in workspace.control.recorded_requests("chat.sendMessage") if body["message"].get("_id") in wanted
     )
 
 
