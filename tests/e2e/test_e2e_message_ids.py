@@ -69,36 +69,19 @@ def first_bot_message(world: World, room: str, *, timeout: float = ANSWER_TIMEOU
     return world.control.wait_for_message(room, lambda m: m["u"]["username"] == BOT_USERNAME, timeout=timeout)
 
 
-def outgoing(world: World) -> dict[str, Any]:
-    return world.control.create_outgoing_integration(
-        unique_name("Preempt"),
-        channel="#general",
-        urls=["https://hooks.example.org/x"],
-        created_by="admin",
-        trigger_words=["!one"],
-        token="preempt-token-77aa",
-        alias="before",
-    )
-
-
-def confirm_code(text: str) -> str:
-    found = re.search(r"confirm ([A-Z0-9]{4})", text)
-    assert found is not None, text
-    return found.group(1)
-
-
 @pytest.mark.parametrize("where", ["general", "owen-den"], ids=["a-room-the-bot-reads", "a-room-the-bot-cannot-read"])
 def test_an_answer_and_its_confirm_code_cannot_be_taken_first_from_another_room(world: World, where: str) -> None:
     room = fresh_room(world)
-    created = outgoing(world)
+    created = world.control.create_incoming_integration(unique_name("Preempt"), channel="#general", alias="before")
     command_id = meteor_id()
     # Owen raced the bot: he saw the command and posted first with the id its answer would take.
     world.control.post_message("owen", where, "nothing to see here", message_id=public_answer_id(command_id))
     world.control.post_message("admin", room, f"!integration set {created['_id']} alias=mine", message_id=command_id)
 
     preview = first_bot_message(world, room)
-    assert "alias: `before` → `mine`" in preview["msg"], preview["msg"]
-    applied = world.chat.command("admin", room, f"!integration confirm {confirm_code(preview['msg'])}")
+    code = re.search(r"confirm ([A-Z0-9]{4})", preview["msg"])
+    assert "alias: `before` → `mine`" in preview["msg"] and code is not None, preview["msg"]
+    applied = world.chat.command("admin", room, f"!integration confirm {code.group(1)}")
     assert applied["msg"].startswith("✅ Changed"), applied["msg"]
     assert world.control.integration(created["_id"])["alias"] == "mine"
     assert [m["_id"] for m in bot_messages(world, room)] == [preview["_id"], applied["_id"]]  # each once
