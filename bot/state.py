@@ -263,13 +263,16 @@ class StateStore:
         self._message_ids = MessageIds(self._ensure_message_id_key())
 
     def _ensure_message_id_key(self) -> bytes:
-        # INSERT OR IGNORE, then read: whoever opens a new file first makes the key, and every
-        # later open (or a second process racing this one) reads that same key.
-        self._db.execute(
-            "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)",
-            (MESSAGE_ID_KEY, secrets.token_bytes(KEY_BYTES)),
-        )
-        row = self._db.execute("SELECT value FROM secrets WHERE name = ?", (MESSAGE_ID_KEY,)).fetchone()
+        select = "SELECT value FROM secrets WHERE name = ?"
+        row = self._db.execute(select, (MESSAGE_ID_KEY,)).fetchone()
+        if row is None:
+            # INSERT OR IGNORE, then read again: of two processes opening a new file at once, the
+            # first makes the key and both use it.
+            self._db.execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)",
+                (MESSAGE_ID_KEY, secrets.token_bytes(KEY_BYTES)),
+            )
+            row = self._db.execute(select, (MESSAGE_ID_KEY,)).fetchone()
         return bytes(row[0])
 
     @property
