@@ -24,7 +24,9 @@ answer's id in advance and posts the command and waits for the answer in one req
 of the benchmark's own is processed by the sandbox while the bot is being served. The floor
 has no command message: its latency runs from the driver's wall clock just before its first
 request to the stored `ts` of its answer (same machine, same realtime clock). The bot's answer
-is found by its id, which the bot derives from the command's id (`bot.runtime.reply_id`).
+is found by its id, which the bot derives from the command's id with the key in its state file
+(`bot.message_ids`): read once the bot has started (`bot.state.read_message_ids`). Nobody else
+posts here, so the answer always takes the first id of its chain.
 """
 
 from __future__ import annotations
@@ -46,7 +48,8 @@ from bench.floor import FloorClient, message_id
 from bench.processes import BotProcess, SandboxProcess
 from bench.stats import Summary
 from bench.workspace import COMMAND_ROOMS, WorkspaceSpec, integration_name
-from bot.runtime import reply_id
+from bot.message_ids import MessageIds
+from bot.state import read_message_ids
 from sandbox.control import SECRET_HEADER
 from sandbox.faults import Counters
 
@@ -172,6 +175,7 @@ class Run:
         self.log = log
         self.toggles = Toggles()
         self.failures: list[str] = []
+        self._ids: MessageIds | None = None  # the running bot's (`_stage`)
 
     # --- the whole run --------------------------------------------------------------------------
 
@@ -219,6 +223,7 @@ class Run:
         )
         stage.ready_seconds = await bot.start()
         self.log(f"bot ready in {stage.ready_seconds:.2f} s")
+        self._ids = read_message_ids(bot.env["BOT_STATE_DB"])
         try:
             stage.catchup_seconds = await bot.wait_caught_up(config.timeout)
             self.log(f"first catch-up pass done {stage.catchup_seconds:.2f} s later")
@@ -245,7 +250,7 @@ class Run:
     async def bot_command(self, api: SandboxApi, operator: Operator, name: str) -> tuple[str, float]:
         action = self.toggles.next_action(name)
         command_id = message_id()
-        answer = reply_id(command_id)
+        answer = self.reply_id(command_id)
         text = f"{PREFIX} {action} {name}"
         [command_ts], found = await api.post_and_wait(
             [(command_id, operator.user_id, operator.room_id, text)], [answer], self.config.timeout
@@ -264,6 +269,11 @@ class Run:
         found = await api.wait([answer], self.config.timeout)
         self.toggles.flip(name)
         return action, found[answer][0] - started
+
+    def reply_id(self, command_id: str) -> str:
+        """The id of the running bot's answer to `command_id`."""
+        assert self._ids is not None, "the bot is started by _stage"
+        return self._ids.answer(command_id)[0]
 
     def _check(self, action: str, name: str, text: str) -> None:
         expected = "Disabled" if action == "disable" else "Enabled"
@@ -348,13 +358,13 @@ class Run:
         ]
         stored, answers = await api.post_and_wait(
             messages,
-            [reply_id(i) for i in ids],
+            [self.reply_id(i) for i in ids],
             config.timeout * 5,
         )
         first_ts = min(stored)
         last_ts = max(stored)
         for cid, (_user, name, action) in zip(ids, batch, strict=True):
-            self._check(action, name, answers[reply_id(cid)][1])
+            self._check(action, name, answers[self.reply_id(cid)][1])
             self.toggles.flip(name)
         bot_seconds = max(ts for ts, _ in answers.values()) - last_ts
 

@@ -2,21 +2,22 @@
 
 The database is the source of truth; the room is a convenience for humans. So posting never
 fails a command: it runs in the background, a failure is logged (and the line stays in the
-audit table for `history`), and each line's message id is derived from its audit row id, so a
-retried post is stored once. The setting names a room by name (`ops-audit`, `#ops-audit`) or by
-id; the bot must be a member (it is looked up among the bot's subscriptions).
+audit table for `history`), and each line's message ids are derived from its audit row id with
+the state file's secret key (`MessageIds.audit_line`, bot/message_ids.py), so a retried post is
+stored once and nobody can post a line's id first (row ids are public: 1, 2, 3, ...). The
+setting names a room by name (`ops-audit`, `#ops-audit`) or by id; the bot must be a member (it
+is looked up among the bot's subscriptions).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 from collections.abc import Callable
 from datetime import datetime
-from typing import Final
 
-from bot import logs
+from bot import logs, message_ids
 from bot.errors import BotError
+from bot.message_ids import MessageIds
 from bot.rest import RestClient
 from bot.room_names import RoomDirectory
 from bot.state import AuditRecord
@@ -25,21 +26,19 @@ from commands.text import neutralize_mentions
 
 log = logs.get_logger("integrations_bot.audit_room")
 
-_ID_ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
-
-
-def derived_message_id(key: str) -> str:
-    """A Meteor-style 17-character message id derived from `key`: posting the same thing twice
-    (a retry, a restart) stores it once, because the server refuses a duplicate `_id`."""
-    digest = hashlib.sha256(f"integrations-bot:{key}".encode()).digest()
-    return "".join(_ID_ALPHABET[b % len(_ID_ALPHABET)] for b in digest[:17])
-
 
 class AuditRoom:
     def __init__(
-        self, rest: RestClient, target: str | None, rooms: RoomDirectory, *, now: Callable[[], datetime]
+        self,
+        rest: RestClient,
+        target: str | None,
+        rooms: RoomDirectory,
+        *,
+        ids: MessageIds,
+        now: Callable[[], datetime],
     ) -> None:
         self._rest = rest
+        self._ids = ids
         self.target = target
         self._rooms = rooms
         self._now = now
@@ -62,6 +61,7 @@ class AuditRoom:
         """Post now; True when the line is in the room. Never raises for a Rocket.Chat problem."""
         if self.target is None:
             return False
+        assert record.id is not None, "a line is posted for a stored audit row"
         try:
             room_id = await self._resolve()
             if room_id is None:
@@ -69,9 +69,7 @@ class AuditRoom:
                 return False
             where = await self._rooms.where(record.room_id, rights=None)
             line = audit_room_line(record, now=self._now(), where=where)
-            await self._rest.chat_send_message(
-                room_id, neutralize_mentions(line), message_id=derived_message_id(f"audit-{record.id}")
-            )
+            await message_ids.post(self._rest, self._ids.audit_line(record.id), room_id, neutralize_mentions(line))
         except BotError as exc:
             self._room_id = None  # look it up again next time (renamed, bot removed, ...)
             log.error("audit_room.post_failed", room=self.target, audit_id=record.id, error=str(exc))

@@ -49,9 +49,9 @@ from typing import Any, Final
 from bot import logs
 from bot.ejson import decode_date
 from bot.errors import RateLimited, ServerRejected, Unavailable
+from bot.message_ids import author_id, own_among
 from bot.messages import ChatMessage
 from bot.metrics import Metrics
-from bot.outbound import reply_id
 from bot.rest import RestClient
 from bot.state import StateStore
 from commands.reply import Reply
@@ -253,17 +253,24 @@ class CatchUp:
                 log.warning("catchup.room_skipped", room_id=room.id, error=str(exc))
                 continue
             documents = result.get("updated") or []
-            present = {str(doc.get("_id")) for doc in documents if isinstance(doc, Mapping)}
+            # The bot's own messages of the window: only these can be answers (`_answered`).
+            mine = {str(doc.get("_id")): doc for doc in documents if author_id(doc) == self._rest.user_id}
             messages = [ChatMessage.from_document(doc, room.meta()) for doc in documents]
             for message in sorted((m for m in messages if m is not None), key=lambda m: (m.ts, m.id)):
-                if reply_id(message.id) in present:
-                    # Answered already (by this bot, before its state database was lost or replaced):
-                    # the answer's id is derived from the command's, so it is in the same window.
+                if mine and self._answered(mine, message):
+                    # Answered already (by this bot, before its state file lost the claim: restored
+                    # from an older copy, say): the answer's ids are derived from the command's, so
+                    # it is in the same window; only the bot's own message in this room counts.
                     log.info("catchup.already_answered", message_id=message.id, room_id=room.id)
                     continue
                 found += 1
                 await self._admit(message, "catch-up")
         log.info("catchup.done", rooms=len(rooms), messages=found)
+
+    def _answered(self, mine: Mapping[str, Mapping[str, Any]], message: ChatMessage) -> bool:
+        chain = self._state.message_ids.answer(message.id)
+        found = own_among(mine, chain, user_id=self._rest.user_id, room_id=message.room_id, thread_id=message.thread_id)
+        return found is not None
 
     def since(self, cursor: datetime | None, joined: datetime | None, now: datetime, *, fresh_db: bool) -> datetime:
         floor = now - (self._stale_age if fresh_db else max(CATCHUP_HORIZON, self._stale_age))

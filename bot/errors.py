@@ -18,6 +18,7 @@ into this tree at the client boundary, so command code never catches a library e
     │   ├── AuthFailed              the bot's own credentials are refused (fatal)
     │   ├── RateLimited             429; carries the server's retry-after
     │   ├── ServerRejected          4xx with Rocket.Chat's error text and errorType
+    │   │   └── MessageIdTaken      a message id the bot chose is held by someone else's message
     │   └── Unavailable             5xx, timeouts, connection errors (after retries)
     │       └── OutcomeUnknown      a write was sent, and whether it was stored can't be told
     └── VerificationFailed          a write was stored differently than intended
@@ -137,6 +138,16 @@ class ServerRejected(UpstreamError):
         self.error = error
         self.error_type = error_type
         super().__init__(endpoint, f"{endpoint}: HTTP {status}: {error}")
+
+
+class MessageIdTaken(ServerRejected):
+    """`error-duplicate-message` for an id the bot chose, and the stored message with that id is
+    not the bot's own one in that room (bot/message_ids.py): someone else posted it first."""
+
+    def __init__(self, endpoint: str, message_id: str) -> None:
+        self.message_id = message_id
+        held = f"message id {message_id} is held by a message the bot did not post"
+        super().__init__(endpoint, 400, held, "error-duplicate-message")
 
 
 class Unavailable(UpstreamError):

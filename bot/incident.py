@@ -44,7 +44,7 @@ class IncidentToolkit:
         self.rest = rest
         self.clock = clock
         self.rooms = RoomDirectory(rest)
-        self.audit_room = AuditRoom(rest, settings.bot_audit_room, self.rooms, now=clock.now)
+        self.audit_room = AuditRoom(rest, settings.bot_audit_room, self.rooms, ids=state.message_ids, now=clock.now)
         self.timers = TimerService(
             store=TimerStore(state),
             state=state,

@@ -1,10 +1,12 @@
-"""Posting the bot's answers: a deterministic id per answer, and retrying until it is stored.
+"""Posting the bot's answers: one id chain per answer, and retrying until it is stored.
 
-Every answer to a command message has an `_id` derived from the command's id (`reply_id`). Posting
-the same answer twice therefore stores it once: the server refuses a second message with the same
-id (`error-duplicate-message`) and `RestClient.chat_send_message` then returns the stored one. That
-makes re-sending always safe, so an answer is never given up on because Rocket.Chat is slow,
-rate-limiting or briefly down:
+Every answer to a command message has its ids derived from the command's id with the state
+file's secret key (`MessageIds.answer`, bot/message_ids.py). Posting the same answer twice
+therefore stores it once: the server refuses a second message with the same id
+(`error-duplicate-message`) and `RestClient.chat_send_message` then returns the stored one, when
+it is the bot's own in that room; an id someone else holds is skipped for the next of the chain
+(`message_ids.post`). That makes re-sending always safe, so an answer is never given up on
+because Rocket.Chat is slow, rate-limiting or briefly down:
 
 - `RestClient` already retries 5xx/timeouts a few times with backoff and waits out 429s;
 - when that is not enough (`Unavailable`, `RateLimited`), `ReplySender.deliver` waits and tries
@@ -20,12 +22,12 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import hashlib
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
-from bot import logs
+from bot import logs, message_ids
 from bot.errors import AuthFailed, RateLimited, ServerRejected, Unavailable
+from bot.message_ids import MessageIds
 from bot.messages import ChatMessage
 from bot.metrics import Metrics
 from bot.rest import RestClient
@@ -34,18 +36,8 @@ from commands.text import neutralize_mentions
 
 log = logs.get_logger("integrations_bot.outbound")
 
-_ID_ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 RETRY_INITIAL: Final = 1.0
 RETRY_MAX: Final = 30.0
-
-
-def reply_id(command_message_id: str) -> str:
-    """A Meteor-style 17-character id derived from the command's id: the reply's `_id`.
-
-    Sending the reply twice (a retry after a timeout, a restart between sending and recording)
-    then stores it once: the server refuses a second message with the same id."""
-    digest = hashlib.sha256(f"integrations-bot-reply:{command_message_id}".encode()).digest()
-    return "".join(_ID_ALPHABET[b % len(_ID_ALPHABET)] for b in digest[:17])
 
 
 def buttons_attachment(reply: Reply) -> list[dict[str, Any]] | None:
@@ -69,6 +61,7 @@ class ReplySender:
     def __init__(
         self,
         rest: RestClient,
+        ids: MessageIds,
         metrics: Metrics,
         *,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -76,6 +69,7 @@ class ReplySender:
         retry_max: float = RETRY_MAX,
     ) -> None:
         self._rest = rest
+        self._ids = ids
         self._metrics = metrics
         self._sleep = sleep
         self._retry_initial = retry_initial
@@ -95,11 +89,12 @@ class ReplySender:
             while True:
                 try:
                     try:
-                        await self._rest.chat_send_message(
+                        await message_ids.post(
+                            self._rest,
+                            self._ids.answer(message.id),
                             message.room_id,
                             neutralize_mentions(reply.text),
                             thread_id=message.thread_id,
-                            message_id=reply_id(message.id),
                             attachments=buttons_attachment(reply),
                         )
                     finally:
@@ -126,4 +121,4 @@ class ReplySender:
                 self._metrics.replies_pending.dec()
 
 
-__all__ = ["Delivery", "ReplySender", "buttons_attachment", "reply_id"]
+__all__ = ["Delivery", "ReplySender", "buttons_attachment"]

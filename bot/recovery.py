@@ -7,7 +7,9 @@ integration or not, and its caller may have an answer or not. The decision, per 
 
 1. the message is gone, its room is no longer one of the bot's, or it is not a command by the
    current rules (chat in a group DM an older release took for one): close the claim, say nothing;
-2. the answer exists (`chat.getMessage` of `reply_id(command id)`): it completed, except perhaps
+2. the answer exists: `chat.getMessage` of an id of its chain (`MessageIds.answer`) is the bot's
+   own message in the command's room and thread (`message_ids.is_own`; a message anyone else
+   posted with that id does not count, nor does one elsewhere). It completed, except perhaps
    for the book-keeping that runs right after the answer (commands/followups.py). If a write of
    it landed and it has no audit row, *resume* it to finish that: the journal does not write
    again, and the answer is the same message id (stored once). Otherwise close the claim;
@@ -35,8 +37,8 @@ from bot.catchup import Freshness, Room, freshness
 from bot.errors import ServerRejected
 from bot.intake import Accepted, Intake
 from bot.journal import JournaledIntegrationService
+from bot.message_ids import MessageIds, is_own
 from bot.messages import ChatMessage
-from bot.outbound import reply_id
 from bot.rest import RestClient
 
 log = logs.get_logger("integrations_bot.recovery")
@@ -69,6 +71,7 @@ class Recovery:
         orphans: list[str],
         *,
         rest: RestClient,
+        ids: MessageIds,
         intake: Intake,
         journal: JournaledIntegrationService,
         clock: Callable[[], datetime],
@@ -76,6 +79,7 @@ class Recovery:
     ) -> None:
         self.remaining = list(orphans)
         self._rest = rest
+        self._ids = ids
         self._intake = intake
         self._journal = journal
         self._clock = clock
@@ -95,9 +99,8 @@ class Recovery:
         document = await self._get_message(message_id)
         if document is None:
             return Close(message_id, "recovered: message gone", ignored=True)
-        answered = await self._get_message(reply_id(message_id)) is not None
         room = rooms.get(str(document.get("rid")))
-        if answered:
+        if await self._answered_already(message_id, document):
             return await self._answered(message_id, document, room)
         if room is None:
             return Close(message_id, "recovered: not in that room any more", ignored=True)
@@ -126,6 +129,20 @@ class Recovery:
             await self._intake.prepare([message])
         accepted = self._intake.accept(message) if message is not None else None
         return Resume(accepted) if accepted is not None else closed
+
+    async def _answered_already(self, message_id: str, document: dict[str, object]) -> bool:
+        """Whether the bot's own answer is at an id of the command's chain, in its room and thread.
+        Every id of the chain is looked at, not only those up to the first free one: a message
+        that held an earlier id when the answer was posted may have been deleted since."""
+        room_id, tmid = document.get("rid"), document.get("tmid")
+        if not isinstance(room_id, str):
+            return False
+        thread_id = tmid if isinstance(tmid, str) and tmid else None
+        for candidate in self._ids.answer(message_id):
+            found = await self._get_message(candidate)
+            if found is not None and is_own(found, user_id=self._rest.user_id, room_id=room_id, thread_id=thread_id):
+                return True
+        return False
 
     async def _get_message(self, message_id: str) -> dict[str, object] | None:
         try:

@@ -46,7 +46,8 @@ import stamina
 from pydantic import SecretStr, ValidationError
 
 from bot import logs, message_size
-from bot.errors import AuthFailed, RateLimited, ServerRejected, Unavailable
+from bot.errors import AuthFailed, MessageIdTaken, RateLimited, ServerRejected, Unavailable
+from bot.message_ids import is_own
 from bot.models import (
     Credentials,
     Delta,
@@ -436,7 +437,10 @@ class RestClient:
 
         Retried after a transient failure only with a client-chosen `message_id`: a retry of a
         send that did land then answers `error-duplicate-message`, and the stored message is
-        fetched instead of posting a second copy.
+        fetched instead of posting a second copy. A duplicate is taken as "already posted" only
+        when the stored message is the bot's own, in `room_id` and `thread_id`
+        (`message_ids.is_own`): anyone may post with any unused id (contract §8, gotcha 26), so
+        any other holder, or one the bot cannot read, raises `MessageIdTaken`.
         """
         message: dict[str, Any] = {"rid": room_id, "msg": message_size.fit(text, self.message_limit)}
         if message_id is not None:
@@ -450,9 +454,15 @@ class RestClient:
                 "POST", "chat.sendMessage", json_body={"message": message}, retry=message_id is not None
             )
         except ServerRejected as exc:
-            if message_id is not None and exc.error_type == "error-duplicate-message":
-                return await self.chat_get_message(message_id)
-            raise
+            if message_id is None or exc.error_type != "error-duplicate-message":
+                raise
+            try:
+                stored = await self.chat_get_message(message_id)
+            except ServerRejected:
+                stored = None  # in a room the bot cannot read, or deleted meanwhile: not the bot's answer
+            if stored is not None and is_own(stored, user_id=self.user_id, room_id=room_id, thread_id=thread_id):
+                return stored
+            raise MessageIdTaken("chat.sendMessage", message_id) from None
         return self._document(answer.body, "message", "chat.sendMessage")
 
     async def chat_sync_messages(self, room_id: str, last_update: datetime | str) -> dict[str, Any]:

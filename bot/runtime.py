@@ -19,10 +19,11 @@ caller's lane (`bot.fairness`: a few at a time per caller, changes before reads,
 the lane's bound answered "busy"), then runs in its own task: its author is checked (another bot
 account not in BOT_ALLOWED_BOTS: the claim is closed as ignored, nothing runs, no answer), then the
 `Dispatcher` (or the stale answer), then the answer is posted in the same room and thread by
-`bot.outbound` (a reply id derived from the command's id; retried until stored), the book-keeping
-the command deferred runs right after the first attempt to post it (`commands.followups`), then the
-claim is finished. Integration writes are journaled (`bot.journal`), so commands a crash left
-unfinished are resumed at the next start without applying a change twice (`bot.recovery`).
+`bot.outbound` (its id derived from the command's id with the state file's secret key,
+`bot.message_ids`; retried until stored), the book-keeping the command deferred runs right after
+the first attempt to post it (`commands.followups`), then the claim is finished. Integration
+writes are journaled (`bot.journal`), so commands a crash left unfinished are resumed at the next
+start without applying a change twice (`bot.recovery`).
 
 Each `Connected` of the realtime client (logged in, every subscription ready) triggers a catch-up
 pass; each drop holds the cursors until the next pass completes. Permission changes announced
@@ -68,7 +69,7 @@ from bot.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.messages import ChatMessage
 from bot.metrics import Metrics
 from bot.models import UserInfo
-from bot.outbound import Delivery, ReplySender, buttons_attachment, reply_id
+from bot.outbound import Delivery, ReplySender, buttons_attachment
 from bot.realtime import (
     Connected,
     Disconnected,
@@ -91,7 +92,7 @@ from commands.table import build_registry
 
 log = logs.get_logger("integrations_bot.runtime")
 
-__all__ = ["Bot", "buttons_attachment", "main", "reply_id", "utcnow"]
+__all__ = ["Bot", "buttons_attachment", "main", "utcnow"]
 
 MESSAGES_STREAM: Final = "stream-room-messages"
 CURSOR_FLUSH_INTERVAL: Final = 2.0  # seconds between cursor writes (a lagging cursor is harmless)
@@ -197,11 +198,12 @@ class Bot:
             direct_rooms=DirectRooms(rest),
             allowed_bots=settings.allowed_bots,
         )
-        self.sender = ReplySender(rest, self.metrics)
+        self.sender = ReplySender(rest, self.state.message_ids, self.metrics)
         self.cursors = CursorBook(self.state)
         self.recovery = Recovery(
             orphans,
             rest=rest,
+            ids=self.state.message_ids,
             intake=self.intake,
             journal=integrations,
             clock=self.clock,

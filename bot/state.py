@@ -9,7 +9,10 @@ What lives here, and why it must survive restarts and `kill -9`:
 - write intents: a change about to be written for a command, so a crash mid-write is resolved
   on restart without applying it twice;
 - timed disables (`bot/timer_store.py` owns that table): what to turn back on, when, and the
-  document the bot's disable produced, so a restart re-arms them and a manual change is noticed.
+  document the bot's disable produced, so a restart re-arms them and a manual change is noticed;
+- the key of the bot's message ids (`secrets`, bot/message_ids.py): random, made when the file is
+  first opened and kept, so an answer re-sent after a restart has the same id and is stored once.
+  Whoever reads the file can compute the ids; keep it private (like the bot's credentials).
 
 Schema changes are numbered migrations recorded in `PRAGMA user_version`; an older file is
 upgraded in order when opened, a newer one (from a later release) is refused with a clear error.
@@ -29,7 +32,9 @@ readers (`history` by hand, `sqlite3` on the file) never block it under WAL.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import secrets
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
+from bot.message_ids import KEY_BYTES, MessageIds
 
 # Each entry upgrades the schema from version N to N+1 (list index N).
 MIGRATIONS: tuple[str, ...] = (
@@ -123,10 +129,34 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX audit_message ON audit (message_id)
     """,
+    # 5: secrets the bot makes for itself; the first is the key of its message ids
+    # (bot/message_ids.py), made right after the migrations by `_ensure_message_id_key`
+    """
+    CREATE TABLE secrets (
+        name  TEXT PRIMARY KEY,
+        value BLOB NOT NULL
+    )
+    """,
 )
+MESSAGE_ID_KEY = "message-ids"
 SCHEMA_VERSION = len(MIGRATIONS)
 # Messages claimed by one statement (4 parameters each, well below SQLite's 32,766).
 CLAIM_BATCH = 500
+
+
+def read_message_ids(path: str | Path) -> MessageIds:
+    """The message ids of the bot whose state file is `path`, read without changing the file: for
+    tools beside a running bot (the end-to-end tests, the benchmark) that look for its answers.
+    Raises ConfigError when the file does not exist or has no key yet (the bot has not opened it)."""
+    uri = Path(path).resolve().as_uri() + "?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            row = db.execute("SELECT value FROM secrets WHERE name = ?", (MESSAGE_ID_KEY,)).fetchone()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"BOT_STATE_DB: cannot read the message id key of {path}: {exc}") from None
+    if row is None:
+        raise ConfigError(f"BOT_STATE_DB: {path} has no message id key yet")
+    return MessageIds(bytes(row[0]))
 
 
 def _ts(when: datetime) -> float:
@@ -178,6 +208,7 @@ class StateStore:
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection
         self.path = path
+        self._message_ids: MessageIds | None = None
 
     @property
     def db(self) -> sqlite3.Connection:
@@ -229,6 +260,26 @@ class StateStore:
             except Exception:
                 self._db.execute("ROLLBACK")
                 raise
+        self._message_ids = MessageIds(self._ensure_message_id_key())
+
+    def _ensure_message_id_key(self) -> bytes:
+        select = "SELECT value FROM secrets WHERE name = ?"
+        row = self._db.execute(select, (MESSAGE_ID_KEY,)).fetchone()
+        if row is None:
+            # INSERT OR IGNORE, then read again: of two processes opening a new file at once, the
+            # first makes the key and both use it.
+            self._db.execute(
+                "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)",
+                (MESSAGE_ID_KEY, secrets.token_bytes(KEY_BYTES)),
+            )
+            row = self._db.execute(select, (MESSAGE_ID_KEY,)).fetchone()
+        return bytes(row[0])
+
+    @property
+    def message_ids(self) -> MessageIds:
+        """The ids of the bot's messages, under this file's key (bot/message_ids.py)."""
+        assert self._message_ids is not None, "opened with StateStore.open"
+        return self._message_ids
 
     def _run_script(self, script: str) -> None:
         # executescript() would COMMIT first; run the statements one by one inside our transaction.

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final, Literal
 
-from bot import logs
-from bot.audit_room import AuditRoom, derived_message_id
+from bot import logs, message_ids
+from bot.audit_room import AuditRoom
 from bot.authz import RightsCache
 from bot.clock import Clock
 from bot.documents import NOT_AUTHORIZED, changed_fields, last_touch, read_integration, saved_again, shown_changes
@@ -283,11 +283,12 @@ class TimerService:
         log.info("timer.ended", timer_id=ended.id, integration_id=ended.integration_id, outcome=kind)
         if ended.room_id is not None:
             try:
-                await self._rest.chat_send_message(
+                await message_ids.post(
+                    self._rest,
+                    self._state.message_ids.timer_notice(ended.id, kind),
                     ended.room_id,
                     neutralize_mentions(notice),
                     thread_id=ended.thread_id,
-                    message_id=derived_message_id(f"timer-{ended.id}-{kind}"),
                 )
             except BotError as exc:
                 log.error("timer.notice_failed", timer_id=ended.id, error=str(exc))

@@ -27,7 +27,6 @@ from bot.catchup import (
 from bot.ejson import decode_date
 from bot.messages import ChatMessage
 from bot.metrics import Metrics
-from bot.outbound import reply_id
 from bot.rest import RestClient
 from bot.state import StateStore
 
@@ -217,23 +216,51 @@ async def test_a_pass_finds_what_was_posted_since_the_cursors_in_every_member_ro
     await state.close()
 
 
-async def test_a_command_already_answered_is_not_run_again_on_a_fresh_state_file(
+async def test_a_command_already_answered_is_not_run_again_when_the_state_file_lost_its_claims(
     sandbox_world: World, tmp_path: Path
 ) -> None:
-    """The state database was lost: the answers in the room (ids derived from the commands') say what ran."""
+    """The state file was restored from an older copy (its key, none of the recent claims): the
+    answers in the room, at ids derived from the commands' with that key, say what ran."""
     control = sandbox_world.control
-    state = await StateStore.open(tmp_path / "fresh.db")
+    state = await StateStore.open(tmp_path / "restored.db")
     admitted = Admitted()
     answered = await call(control.post_message, "admin", "alerts", "!integration disable Guggy")
-    await call(
-        control.post_message, "integrations-bot", "alerts", "Disabled Guggy.", message_id=reply_id(answered["_id"])
-    )
+    in_thread = await call(control.post_message, "admin", "alerts", "!integration help", tmid=answered["_id"])
+    for command, attempt in ((answered, 0), (in_thread, 2)):  # the last id of a chain counts as well
+        answer_id = state.message_ids.answer(command["_id"])[attempt]
+        tmid = command.get("tmid")
+        await call(control.post_message, "integrations-bot", "alerts", "Done.", tmid=tmid, message_id=answer_id)
     unanswered = await call(control.post_message, "admin", "alerts", "!integration enable Guggy")
     async with sandbox_world.rest() as rest:
         await live_catchup(rest, state, admitted).pass_once()
     ids = {m.id for m, _ in admitted.messages}
     assert unanswered["_id"] in ids
-    assert answered["_id"] not in ids
+    assert answered["_id"] not in ids and in_thread["_id"] not in ids
+    await state.close()
+
+
+@pytest.mark.parametrize(
+    ("author", "room", "in_thread"),
+    [
+        ("owen", "alerts", False),  # a user posted fake answers with the command's answer ids
+        ("integrations-bot", "ops", False),  # the bot's messages with those ids, in another room
+        ("integrations-bot", "alerts", True),  # ... in the command's room, but in a thread
+    ],
+    ids=["by-a-user", "in-another-room", "in-another-thread"],
+)
+async def test_only_the_bots_own_answer_in_the_commands_room_and_thread_says_it_ran(
+    sandbox_world: World, tmp_path: Path, author: str, room: str, in_thread: bool
+) -> None:
+    control = sandbox_world.control
+    state = await StateStore.open(tmp_path / "s.db")
+    admitted = Admitted()
+    command = await call(control.post_message, "admin", "alerts", "!integration disable Guggy")
+    thread = (await call(control.post_message, "admin", room, "a thread"))["_id"] if in_thread else None
+    for answer_id in state.message_ids.answer(command["_id"]):
+        await call(control.post_message, author, room, "✅ Disabled Guggy.", tmid=thread, message_id=answer_id)
+    async with sandbox_world.rest() as rest:
+        await live_catchup(rest, state, admitted).pass_once()
+    assert command["_id"] in {m.id for m, _ in admitted.messages}
     await state.close()
 
 

@@ -15,7 +15,6 @@ from bot.direct_rooms import DirectRooms
 from bot.errors import Unavailable
 from bot.intake import Intake
 from bot.journal import JournaledIntegrationService
-from bot.outbound import reply_id
 from bot.recovery import Close, Decision, Interrupted, Recovery, Resume
 from bot.state import AuditRecord, StateStore, WriteIntent
 
@@ -49,8 +48,17 @@ class Parts:
 
     def recovery(self, orphans: list[str]) -> Recovery:
         return Recovery(
-            orphans, rest=self.rest, intake=self.intake, journal=self.journal, clock=self.clock, stale_age=TWO_MIN
+            orphans,
+            rest=self.rest,
+            ids=self.state.message_ids,
+            intake=self.intake,
+            journal=self.journal,
+            clock=self.clock,
+            stale_age=TWO_MIN,
         )
+
+    def answer_id(self, command: dict[str, Any], attempt: int = 0) -> str:
+        return self.state.message_ids.answer(command["_id"])[attempt]
 
     async def decide(self, message_id: str) -> Decision:
         return await self.recovery([message_id]).decide(message_id, await member_rooms(self.rest))
@@ -82,13 +90,42 @@ async def test_a_fresh_unfinished_command_is_resumed(sandbox_world: World, parts
     assert decision.accepted.invocation is not None and decision.accepted.invocation.command == "list"
 
 
-async def test_a_command_already_answered_is_only_closed(sandbox_world: World, parts: Any) -> None:
+@pytest.mark.parametrize("attempt", [0, 2], ids=["first-id", "last-id-of-the-chain"])
+async def test_a_command_already_answered_is_only_closed(sandbox_world: World, parts: Any, attempt: int) -> None:
+    p = parts()
     command = await post(sandbox_world, "admin", "ops", "!integration help")
-    await call(
-        sandbox_world.control.post_message, "integrations-bot", "ops", "the answer", message_id=reply_id(command["_id"])
-    )
-    decision = await parts().decide(command["_id"])
+    answer_id = p.answer_id(command, attempt)
+    await call(sandbox_world.control.post_message, "integrations-bot", "ops", "the answer", message_id=answer_id)
+    decision = await p.decide(command["_id"])
     assert decision == Close(command["_id"], "recovered: answered before the restart")
+
+
+@pytest.mark.parametrize(
+    ("author", "room", "in_thread"),
+    [
+        ("owen", "ops", False),  # a user posted a fake answer with the answer's id
+        ("integrations-bot", "alerts", False),  # the bot's message with that id, in another room
+        ("integrations-bot", "ops", True),  # ... in the right room, but in a thread
+    ],
+    ids=["by-a-user", "in-another-room", "in-another-thread"],
+)
+async def test_only_the_bots_own_answer_in_the_commands_room_and_thread_counts(
+    sandbox_world: World, parts: Any, author: str, room: str, in_thread: bool
+) -> None:
+    p = parts()
+    command = await post(sandbox_world, "admin", "ops", "!integration list")
+    thread = (await post(sandbox_world, "admin", room, "a thread"))["_id"] if in_thread else None
+    for attempt in range(3):
+        await call(
+            sandbox_world.control.post_message,
+            author,
+            room,
+            "✅ Done",
+            tmid=thread,
+            message_id=p.answer_id(command, attempt),
+        )
+    decision = await p.decide(command["_id"])
+    assert isinstance(decision, Resume) and decision.accepted.message.id == command["_id"]
 
 
 async def answered_after_a_landed_write(w: World, p: Parts, name: str) -> str:
@@ -100,7 +137,7 @@ async def answered_after_a_landed_write(w: World, p: Parts, name: str) -> str:
         WriteIntent(command["_id"], hook["_id"], p.clock(), document, {**document, "enabled": False})
     )
     await call(w.control.update_integration, hook["_id"], {"enabled": False})
-    await call(w.control.post_message, "integrations-bot", "ops", "Disabled", message_id=reply_id(command["_id"]))
+    await call(w.control.post_message, "integrations-bot", "ops", "Disabled", message_id=p.answer_id(command))
     return str(command["_id"])
 
 

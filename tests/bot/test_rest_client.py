@@ -13,7 +13,7 @@ import stamina
 import structlog
 from jsonschema import Draft202012Validator
 
-from bot.errors import AuthFailed, RateLimited, ServerRejected, Unavailable
+from bot.errors import AuthFailed, MessageIdTaken, RateLimited, ServerRejected, Unavailable
 from bot.rest import RequestRecord, RestClient
 from tests.schema_support import SCHEMAS, ajv_to_json_schema
 
@@ -361,31 +361,69 @@ async def test_send_message_without_an_id_is_not_retried() -> None:
     assert len(server.requests) == 1
 
 
-async def test_send_message_retry_that_hits_its_own_first_copy_returns_the_stored_message() -> None:
+DUPLICATE = {
+    "success": False,
+    "error": "Message already exists [error-duplicate-message]",
+    "errorType": "error-duplicate-message",
+}
+OWN_COPY = {"_id": "m1", "rid": "R", "msg": "hi", "u": {"_id": "botid", "username": "integrations-bot"}}
+
+
+def lost_answer_then_duplicate(stored: httpx.Response) -> Recorder:
+    """The first send is stored but its answer lost (504); the retry meets the duplicate; the
+    stored message with that id is `stored`."""
+
     def route(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("chat.getMessage"):
-            return ok(message={"_id": "m1", "msg": "hi"})
+            return stored
         attempt = sum(1 for r in server.requests if r.url.path.endswith("chat.sendMessage"))
-        if attempt == 1:
-            return httpx.Response(504)  # the first copy was stored, but the answer was lost
-        return httpx.Response(
-            400,
-            json={
-                "success": False,
-                "error": "Message already exists [error-duplicate-message]",
-                "errorType": "error-duplicate-message",
-            },
-        )
+        return httpx.Response(504) if attempt == 1 else httpx.Response(400, json=DUPLICATE)
 
     server = Recorder(route)
+    return server
+
+
+async def test_send_message_retry_that_hits_its_own_first_copy_returns_the_stored_message() -> None:
+    server = lost_answer_then_duplicate(ok(message=OWN_COPY))
     client, _, _ = make_client(server)
     message = await client.chat_send_message("R", "hi", message_id="m1")
-    assert message == {"_id": "m1", "msg": "hi"}
+    assert message == OWN_COPY
     assert [r.url.path.rsplit("/", 1)[1] for r in server.requests] == [
         "chat.sendMessage",
         "chat.sendMessage",
         "chat.getMessage",
     ]
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        {**OWN_COPY, "u": {"_id": "mallory", "username": "mallory"}},  # posted by someone else
+        {**OWN_COPY, "rid": "ELSEWHERE"},  # the bot's, in another room
+        {**OWN_COPY, "tmid": "T1"},  # the bot's, in a thread the message is not for
+    ],
+    ids=["another-author", "another-room", "another-thread"],
+)
+async def test_a_duplicate_that_is_not_the_bots_own_message_there_is_not_taken_as_posted(
+    stored: dict[str, Any],
+) -> None:
+    client, _, _ = make_client(lost_answer_then_duplicate(ok(message=stored)))
+    with pytest.raises(MessageIdTaken) as taken:
+        await client.chat_send_message("R", "hi", message_id="m1")
+    assert taken.value.message_id == "m1" and taken.value.error_type == "error-duplicate-message"
+
+
+async def test_a_duplicate_the_bot_cannot_read_is_not_taken_as_posted() -> None:
+    hidden = httpx.Response(400, json={"success": False, "error": "Not allowed", "errorType": "error-not-allowed"})
+    client, _, _ = make_client(lost_answer_then_duplicate(hidden))
+    with pytest.raises(MessageIdTaken):
+        await client.chat_send_message("R", "hi", message_id="m1")
+
+
+async def test_a_duplicate_in_the_expected_thread_is_the_bots_own() -> None:
+    in_thread = {**OWN_COPY, "tmid": "T1"}
+    client, _, _ = make_client(lost_answer_then_duplicate(ok(message=in_thread)))
+    assert await client.chat_send_message("R", "hi", thread_id="T1", message_id="m1") == in_thread
 
 
 # --- rate limiting ---------------------------------------------------------------------------------

@@ -13,8 +13,7 @@ import pytest
 import structlog
 from reliability_support import ShiftedClock, World, call, running_bot, settings_for, until, world
 
-from bot.outbound import reply_id
-from bot.state import StateStore
+from bot.state import StateStore, read_message_ids
 from sandbox.seed import BOT_ROLE
 
 BOT_ACCOUNT = "deploy-bot"
@@ -50,8 +49,13 @@ async def status(tmp_path: Path, message_id: str) -> str | None:
         await state.close()
 
 
-def answered(w: World, command: dict[str, Any]) -> bool:
-    return any(m["_id"] == reply_id(command["_id"]) for m in w.control.messages(command["rid"]))
+def answer_ids(tmp_path: Path, command: dict[str, Any]) -> tuple[str, ...]:
+    return read_message_ids(tmp_path / "state.sqlite3").answer(command["_id"])
+
+
+def answered(w: World, tmp_path: Path, command: dict[str, Any]) -> bool:
+    ids = answer_ids(tmp_path, command)
+    return any(m["_id"] in ids for m in w.control.messages(command["rid"]))
 
 
 @pytest.mark.parametrize("late", [False, True], ids=["resumed", "too-old-to-resume"])
@@ -72,7 +76,7 @@ async def test_a_bot_accounts_unfinished_command_is_closed_as_ignored_at_the_res
             )
     decided = [e["decision"] for e in captured if e["event"] == "recovery.decided"]
     assert decided == ["interrupted" if late else "resume"]
-    assert not answered(w, command)  # neither the command's answer nor "interrupted"
+    assert not answered(w, tmp_path, command)  # neither the command's answer nor "interrupted"
     assert (await call(w.control.integration, target["_id"]))["enabled"] is True
     assert await status(tmp_path, command["_id"]) == "ignored"
 
@@ -83,8 +87,7 @@ async def test_an_author_who_cannot_be_looked_up_gets_nothing_run(w: World, tmp_
         # Every attempt of one users.info call fails; the next call would work.
         await call(w.control.fail_next, "users.info", 3, "500")
         command = await call(w.control.post_message, BOT_ACCOUNT, "ops", f"!integration disable {target['_id']}")
-        answer = await call(
-            w.control.wait_for_message, "ops", lambda m: m["_id"] == reply_id(command["_id"]), timeout=15
-        )
+        ids = answer_ids(tmp_path, command)
+        answer = await call(w.control.wait_for_message, "ops", lambda m: m["_id"] in ids, timeout=15)
     assert "Disabled" not in answer["msg"]
     assert (await call(w.control.integration, target["_id"]))["enabled"] is True

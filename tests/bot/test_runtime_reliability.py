@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 import structlog
-from reliability_support import ShiftedClock, World, call, running_bot, settings_for, until, world
+from reliability_support import BOT, ShiftedClock, World, call, running_bot, settings_for, until, world
 
 from bot import runtime
 from bot.errors import AuthFailed
-from bot.outbound import reply_id
 from bot.runtime import Bot
-from bot.state import StateStore
+from bot.state import StateStore, read_message_ids
 
 REPLY_TIMEOUT = 15.0
 
@@ -29,10 +28,22 @@ def w() -> Iterator[World]:
         yield fresh
 
 
-async def answer_to(w: World, command: dict[str, Any], timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:  # noqa: ASYNC109
-    wanted = reply_id(command["_id"])
+def answer_ids(tmp_path: Path, command: dict[str, Any]) -> tuple[str, ...]:
+    """The ids of the bot's answer to `command`, by the key in the bot's state file."""
+    return read_message_ids(tmp_path / "state.sqlite3").answer(command["_id"])
+
+
+async def answer_to(
+    w: World,
+    tmp_path: Path,
+    command: dict[str, Any],
+    timeout: float = REPLY_TIMEOUT,  # noqa: ASYNC109
+) -> dict[str, Any]:
+    wanted = answer_ids(tmp_path, command)
     room = command["rid"]
-    return await call(w.control.wait_for_message, room, lambda m: m["_id"] == wanted, timeout)
+    return await call(
+        w.control.wait_for_message, room, lambda m: m["_id"] in wanted and m["u"]["username"] == BOT, timeout
+    )
 
 
 def bot_messages(w: World, room: str) -> list[dict[str, Any]]:
@@ -71,14 +82,14 @@ async def test_commands_sent_while_the_bot_was_down_run_once_at_start_and_stale_
     in_dm = await call(control.post_message, "admin", dm, "list incoming")
 
     async with running_bot(settings):
-        answer = await answer_to(w, fresh)
+        answer = await answer_to(w, tmp_path, fresh)
         assert "Disabled" in answer["msg"]
-        assert "integrations" in (await answer_to(w, in_dm))["msg"]
+        assert "integrations" in (await answer_to(w, tmp_path, in_dm))["msg"]
     assert (await call(control.integration, fresh_hook["_id"]))["enabled"] is False
 
     stale = await call(control.post_message, "admin", "ops", "!integration disable down-stale")
     async with running_bot(settings, clock=ShiftedClock(timedelta(minutes=5))):  # five minutes later
-        answer = await answer_to(w, stale)
+        answer = await answer_to(w, tmp_path, stale)
         assert "did not run" in answer["msg"] and "5 min ago" in answer["msg"]
     assert (await call(control.integration, stale_hook["_id"]))["enabled"] is True
 
@@ -100,7 +111,7 @@ async def test_a_command_sent_while_disconnected_is_run_once_after_the_reconnect
         command = await call(control.post_message, "owen", "ops", "!integration disable while-away")
         await call(control.react, command["_id"], ":eyes:", "alice")  # a re-delivery once it reconnects
         await call(control.refuse_connections, 0)
-        answer = await answer_to(w, command, timeout=30)
+        answer = await answer_to(w, tmp_path, command, timeout=30)
         assert "Disabled" in answer["msg"]
         # Another drop: the next pass sees the command again, and does not run it again.
         passes = bot.catchup.passes if bot.catchup else 0
@@ -108,7 +119,7 @@ async def test_a_command_sent_while_disconnected_is_run_once_after_the_reconnect
         await until(lambda: bot.catchup is not None and bot.catchup.passes > passes, timeout=20, what="a pass")
     rows = await audit_rows(tmp_path, target["_id"])
     assert [r.message_id for r in rows] == [command["_id"]]
-    assert [m["_id"] for m in bot_messages(w, "ops")].count(reply_id(command["_id"])) == 1
+    assert [m["_id"] for m in bot_messages(w, "ops")].count(answer_ids(tmp_path, command)[0]) == 1
     assert sum(1 for m in bot_messages(w, "ops")) == 1
 
 
@@ -117,9 +128,9 @@ async def test_an_answer_that_cannot_be_posted_is_retried_until_it_is(w: World, 
     async with running_bot(settings_for(w, tmp_path)) as (bot, _):
         await call(control.fail_next, "chat.sendMessage", 4, "500")  # more than one call's retries
         command = await call(control.post_message, "admin", "general", "!integration help")
-        assert (await answer_to(w, command))["msg"]
+        assert (await answer_to(w, tmp_path, command))["msg"]
         await until(lambda: pending_answers(bot) == 0, what="no pending answer")
-    assert [m["_id"] for m in bot_messages(w, "general")] == [reply_id(command["_id"])]
+    assert [m["_id"] for m in bot_messages(w, "general")] == [answer_ids(tmp_path, command)[0]]
     state = await StateStore.open(tmp_path / "state.sqlite3")
     assert await state.message_status(command["_id"]) == "done"
     await state.close()
@@ -141,7 +152,7 @@ async def test_a_command_stopped_mid_answer_is_resumed_at_the_next_start_without
     writes = control.counters().rest.get("integrations.update", 0)
 
     async with running_bot(settings) as (bot, _):
-        answer = await answer_to(w, command)
+        answer = await answer_to(w, tmp_path, command)
         assert "Disabled" in answer["msg"] and "flaky" in answer["msg"]
     assert control.counters().rest.get("integrations.update", 0) == writes  # not written again
     rows = await audit_rows(tmp_path, target["_id"])
@@ -167,7 +178,7 @@ async def test_a_refused_rest_token_stops_the_bot_once_with_exit_status_1(w: Wor
         "bot.auth_failed"
     ]
     assert sum(1 for e in captured if e["event"] == "bot.auth_failed") == 1
-    assert not any(m["_id"] == reply_id(command["_id"]) for m in control.messages("general"))
+    assert not any(m["_id"] in answer_ids(tmp_path, command) for m in control.messages("general"))
     # The command is not lost: it stays unfinished for the next start (with valid credentials).
     state = await StateStore.open(tmp_path / "state.sqlite3")
     assert await state.unfinished_messages() == [command["_id"]]
@@ -200,7 +211,7 @@ async def test_a_change_is_recorded_while_its_answer_waits_for_rocketchat(w: Wor
         rows = await audit_rows(tmp_path, target["_id"])
         assert [(r.message_id, r.action, r.reason) for r in rows] == [(command["_id"], "disable", "noisy")]
         await call(control.clear_faults)
-        assert "Disabled" in (await answer_to(w, command, timeout=60))["msg"]
+        assert "Disabled" in (await answer_to(w, tmp_path, command, timeout=60))["msg"]
     assert len(await audit_rows(tmp_path, target["_id"])) == 1
 
 
@@ -216,17 +227,17 @@ async def test_a_commands_log_lines_are_written_after_its_answer_is_handed_over(
     with structlog.testing.capture_logs() as captured:
         async with running_bot(settings_for(w, tmp_path)):
             command = await call(control.post_message, "owen", "ops", "!integration disable slow-answer")
-            wanted = reply_id(command["_id"])
+            wanted = answer_ids(tmp_path, command)
 
             def answer_arrived() -> bool:
                 sent = control.recorded_requests("chat.sendMessage")
-                return any(body["message"].get("_id") == wanted for body in sent)
+                return any(body["message"].get("_id") in wanted for body in sent)
 
             await until(answer_arrived, what="the answer at the server")
             # The server holds the answer for a second: the write is done, its lines are not out.
             assert not (await call(control.integration, target["_id"]))["enabled"]
             assert lines_of(command["_id"]) == []
-            assert "Disabled" in (await answer_to(w, command))["msg"]
+            assert "Disabled" in (await answer_to(w, tmp_path, command))["msg"]
             await until(lambda: "command" in lines_of(command["_id"]), what="the command's log line")
     assert lines_of(command["_id"]) == ["integration.updated", "command"]
     updated = next(e for e in captured if e["event"] == "integration.updated")

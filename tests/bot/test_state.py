@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from bot.errors import ConfigError
-from bot.state import SCHEMA_VERSION, AuditRecord, StateStore
+from bot.message_ids import MessageIds
+from bot.state import MIGRATIONS, SCHEMA_VERSION, AuditRecord, StateStore, read_message_ids
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 
@@ -123,3 +124,63 @@ async def test_an_unopenable_path_is_a_config_error(tmp_path: Path) -> None:
     blocker.write_text("not a directory")
     with pytest.raises(ConfigError, match="BOT_STATE_DB"):
         await StateStore.open(blocker / "state.db")
+
+
+# --- the key of the bot's message ids (bot/message_ids.py) -----------------------------------------
+
+
+def key_of(path: Path) -> bytes:
+    with sqlite3.connect(path) as db:
+        (value,) = db.execute("SELECT value FROM secrets WHERE name = 'message-ids'").fetchone()
+    return bytes(value)
+
+
+async def test_the_message_id_key_is_made_on_first_open_and_kept_across_restarts(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    state = await StateStore.open(path)
+    first = state.message_ids
+    await state.close()
+    assert len(key_of(path)) == 32
+    reopened = await StateStore.open(path)
+    # A re-sent answer after a restart has the same ids, so it is stored once.
+    assert reopened.message_ids == first and reopened.message_ids.answer("cmd") == first.answer("cmd")
+    await reopened.close()
+    other = await StateStore.open(tmp_path / "other.sqlite3")
+    assert key_of(tmp_path / "other.sqlite3") != key_of(path)  # random, not derived from anything
+    assert other.message_ids.answer("cmd") != first.answer("cmd")
+    await other.close()
+
+
+async def test_a_version_4_file_gets_a_key_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "v4.db"
+    connection = sqlite3.connect(path)
+    for script in MIGRATIONS[:4]:
+        connection.executescript(script)
+    connection.execute(
+        "INSERT INTO processed_messages (message_id, room_id, message_ts, claimed_at, status)"
+        " VALUES ('m', 'r', 1, 1, 'claimed')"
+    )
+    connection.execute("PRAGMA user_version=4")
+    connection.commit()
+    connection.close()
+    state = await StateStore.open(path)
+    assert await state.schema_version() == SCHEMA_VERSION
+    assert await state.unfinished_messages() == ["m"]
+    assert state.message_ids == MessageIds(key_of(path))
+    await state.close()
+
+
+async def test_tools_beside_the_bot_read_its_ids_without_changing_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "state.sqlite3"
+    with pytest.raises(ConfigError, match="message id key"):
+        read_message_ids(path)
+    assert not path.exists()  # not created by looking
+    state = await StateStore.open(path)
+    assert read_message_ids(path) == state.message_ids  # while the bot has it open
+    await state.close()
+    assert read_message_ids(path) == state.message_ids
+
+
+def test_the_key_never_shows_in_a_repr() -> None:
+    key = bytes(range(32))
+    assert key.hex() not in repr(MessageIds(key)) and str(key) not in repr(MessageIds(key))

@@ -17,7 +17,6 @@ import httpx
 import pytest
 import stamina
 
-from bot.audit_room import derived_message_id
 from bot.authz import RightsCache
 from bot.clock import ManualClock
 from bot.integrations import IntegrationService
@@ -150,7 +149,7 @@ async def test_an_untouched_integration_is_switched_back_on_losslessly(rig: Rig)
         assert back.get(field) == original.get(field)
     (notice,) = rig.notices()
     assert "is back on" in notice["msg"] and "30 min disable by boss" in notice["msg"]
-    assert notice["_id"] == derived_message_id(f"timer-{timer.id}-re-enabled")
+    assert notice["_id"] == rig.state.message_ids.timer_notice(timer.id, "re-enabled")[0]
     (row,) = await rig.state.history()
     assert row.action == "re-enable" and row.actor_id == rig.bot_id and row.after is not None
     assert row.after["enabled"] is True and row.before is not None and row.before["enabled"] is False

@@ -4,12 +4,13 @@ The workspace: the seeded demo sandbox plus `users` people, each with the "own i
 rights and two integrations of their own (an incoming webhook and an outgoing one with every
 optional field set: script, trigger words, retry settings, alias, emoji, avatar, token), rooms
 they share with the bot, and a DM with it. Each person is one thread that sends commands one
-after the other and waits for the answer to each (by its reply id) before sending the next, so
+after the other and waits for the answer to each (by its ids, from the key in the bot's state
+file) before sending the next, so
 each integration sees a known sequence; the people run in parallel.
 
 What a person records for each command is what the answer said (`Sent.verdict`). `verify`
 then checks the outcome against the sandbox's stored documents and the bot's audit log:
-- every command got exactly one answer, with the reply id, in its room and thread;
+- every command got exactly one answer, with an id of its answer's chain, in its room and thread;
 - every command the answer calls done was applied exactly once (one audit row with its message
   id, the integration flipped), every one it calls not done was applied zero times;
 - every integration ends in the state its answers imply, with every other field unchanged.
@@ -29,7 +30,8 @@ from typing import Any
 
 from e2e_support import BotProcess, bot_environment
 
-from bot.outbound import reply_id
+from bot.message_ids import MessageIds
+from bot.state import read_message_ids
 from sandbox.control import SandboxControl, UserCredentials
 from sandbox.seed import OWNER_ROLE, seed_demo
 from sandbox.server import SandboxServer
@@ -75,10 +77,21 @@ class Crowd:
     originals: dict[str, dict[str, Any]]
     sent: list[Sent] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    state_db: Path | None = None  # the bots' state file (`start_bot`)
+    _ids: MessageIds | None = None
 
     @property
     def control(self) -> SandboxControl:
         return self.server.control
+
+    def answer_ids(self, command_id: str) -> tuple[str, ...]:
+        """The ids of the bot's answer to `command_id`, from the key in the bots' state file (one
+        file for every process, so the key is read once)."""
+        with self.lock:
+            if self._ids is None:
+                assert self.state_db is not None, "start_bot first"
+                self._ids = read_message_ids(self.state_db)
+            return self._ids.answer(command_id)
 
     def answered(self) -> int:
         with self.lock:
@@ -155,6 +168,7 @@ def start_bot(crowd: Crowd, workdir: Path, **settings: str) -> BotProcess:
         ROCKETCHAT_AUTH_TOKEN=creds["authToken"],
         **settings,
     )
+    crowd.state_db = Path(env["BOT_STATE_DB"])
     return BotProcess(env, workdir)
 
 
@@ -193,8 +207,10 @@ def drive(crowd: Crowd, person: Person, commands: int, *, seed: int, answer_time
         sent = Sent(person.name, message, integration["_id"], action, thread)
         with crowd.lock:
             crowd.sent.append(sent)
-        wanted = reply_id(message["_id"])
-        answer = control.wait_for_message(room, lambda m, w=wanted: m["_id"] == w, timeout=answer_timeout)
+        wanted = crowd.answer_ids(message["_id"])
+        answer = control.wait_for_message(
+            room, lambda m, w=wanted: m["_id"] in w and m["u"]["username"] == BOT, timeout=answer_timeout
+        )
         verdict = judge_answer(answer.get("msg", ""), action)
         with crowd.lock:
             sent.answer, sent.verdict = answer, verdict
@@ -245,13 +261,14 @@ def verify(crowd: Crowd, state_db: Path) -> dict[str, int]:
     problems = [s for s in sent if s.verdict not in ("done", "not done")]
     assert not problems, [(s.message["msg"], s.verdict) for s in problems[:5]]
 
-    # Exactly one answer per command, with its reply id, in its room and thread.
+    # Exactly one answer per command, with an id of its chain, in its room and thread.
     rooms = {s.message["rid"] for s in sent}
     bot_messages = [m for room in rooms for m in control.messages(room) if m["u"]["username"] == BOT]
-    expected = {reply_id(s.message["_id"]): s for s in sent}
-    ids = Counter(m["_id"] for m in bot_messages)
-    assert set(ids) == set(expected), "the bot posted something that answers no command, or missed one"
-    assert max(ids.values()) == 1
+    expected = {answer: s for s in sent for answer in crowd.answer_ids(s.message["_id"])}
+    assert {m["_id"] for m in bot_messages} <= set(expected), "the bot posted something that answers no command"
+    answers = Counter(expected[m["_id"]].message["_id"] for m in bot_messages)
+    assert set(answers) == {s.message["_id"] for s in sent}, "a command was not answered"
+    assert max(answers.values()) == 1
     for message in bot_messages:
         command = expected[message["_id"]]
         assert message["rid"] == command.message["rid"]

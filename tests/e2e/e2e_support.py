@@ -7,9 +7,10 @@ and synchronous), the bot in its own process with its own environment and workin
 `.env` file of the checkout leaks in).
 
 How a test waits without sleeping: the bot's reply to a command has an id derived from the
-command's id (`bot.runtime.reply_id`), so `Chat.command` waits for exactly that message on the
-sandbox's message log (a condition variable, no polling). The bot's JSON log lines are read by a
-thread and can be awaited the same way (`BotProcess.wait_for_log`).
+command's id with the key in the bot's state file (`bot.message_ids`), so `Chat.command` reads
+that key (`bot.state.read_message_ids`, read-only, while the bot runs) and waits for exactly that
+message, posted by the bot, on the sandbox's message log (a condition variable, no polling). The
+bot's JSON log lines are read by a thread and can be awaited the same way (`BotProcess.wait_for_log`).
 
 Every request body the bot sends to `integrations.update` and `chat.sendMessage` is recorded by the
 sandbox (`SandboxControl.record_requests`) and validated against Rocket.Chat's own request schemas
@@ -35,7 +36,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from bot.runtime import reply_id
+from bot.state import read_message_ids
 from sandbox.config import SandboxConfig
 from sandbox.control import SandboxControl, UserCredentials
 from sandbox.seed import seed_demo
@@ -235,19 +236,24 @@ def bot_environment(url: str, workdir: Path, **settings: str) -> dict[str, str]:
 
 
 class Chat:
-    """Post as any user and wait for the bot's answer to that very message."""
+    """Post as any user and wait for the bot's answer to that very message (the bot's state file
+    is `state_db`: its key gives the answer's ids)."""
 
-    def __init__(self, control: SandboxControl, bodies: BodyChecker) -> None:
+    def __init__(self, control: SandboxControl, bodies: BodyChecker, state_db: Path) -> None:
         self.control = control
         self.bodies = bodies
+        self.state_db = state_db
+
+    def answer_ids(self, message: dict[str, Any]) -> tuple[str, ...]:
+        """The ids the bot's answer to `message` may have (read each time: a test may give the bot
+        another state file)."""
+        return read_message_ids(self.state_db).answer(message["_id"])
 
     def post(self, user: str, room: str, text: str, *, tmid: str | None = None, tshow: bool = False) -> dict[str, Any]:
         return self.control.post_message(user, room, text, tmid=tmid, tshow=tshow)
 
     def reply_to(self, message: dict[str, Any], *, timeout: float = REPLY_TIMEOUT) -> dict[str, Any]:
-        wanted = reply_id(message["_id"])
-        reply = self.control.wait_for_message(message["rid"], lambda m: m["_id"] == wanted, timeout=timeout)
-        assert reply["u"]["username"] == BOT_USERNAME
+        reply = self.control.wait_for_message(message["rid"], self._answer_of(message), timeout=timeout)
         self.bodies.check(self.control)
         return reply
 
@@ -258,7 +264,11 @@ class Chat:
         return self.reply_to(self.post(user, room, text, tmid=tmid), timeout=timeout)
 
     def has_reply(self, message: dict[str, Any]) -> bool:
-        return any(m["_id"] == reply_id(message["_id"]) for m in self.control.messages(message["rid"]))
+        return any(map(self._answer_of(message), self.control.messages(message["rid"])))
+
+    def _answer_of(self, message: dict[str, Any]) -> Callable[[dict[str, Any]], bool]:
+        wanted = set(self.answer_ids(message))
+        return lambda m: m["_id"] in wanted and m["u"]["username"] == BOT_USERNAME
 
 
 # --- a workspace: sandbox + seed + bot ------------------------------------------------------------------
@@ -326,7 +336,8 @@ def running_workspace(
         )
         bot = BotProcess(env, workdir)
         bodies = BodyChecker()
-        workspace = Workspace(server, seed, bot, Chat(server.control, bodies), bodies, workdir)
+        chat = Chat(server.control, bodies, Path(env["BOT_STATE_DB"]))
+        workspace = Workspace(server, seed, bot, chat, bodies, workdir)
         try:
             bot.wait_ready()
             yield workspace
@@ -358,10 +369,10 @@ def assert_ignored(workspace: Workspace, messages: list[dict[str, Any]], documen
     # read, so have the lines of every command the bot answered before it.
     workspace.bot.wait_for_log("command", where=lambda e: e.get("message_id") == barrier["_id"])
     for message in messages:
-        forbidden = reply_id(message["_id"])
+        forbidden = set(chat.answer_ids(message))
         try:
             answer = control.wait_for_message(
-                message["rid"], lambda m, wanted=forbidden: m["_id"] == wanted, timeout=IGNORED_GRACE
+                message["rid"], lambda m, wanted=forbidden: m["_id"] in wanted, timeout=IGNORED_GRACE
             )
         except TimeoutError:
             pass

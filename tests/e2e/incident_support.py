@@ -111,7 +111,8 @@ def incident_world(workdir: Path, **settings: str) -> Iterator[World]:
             **{"BOT_AUDIT_ROOM": AUDIT_ROOM, **settings},
         )
         bodies = BodyChecker()
-        world = World(server, seed, env, workdir, BotProcess(env, workdir), Chat(server.control, bodies), bodies)
+        chat = Chat(server.control, bodies, Path(env["BOT_STATE_DB"]))
+        world = World(server, seed, env, workdir, BotProcess(env, workdir), chat, bodies)
         try:
             world.bot.wait_ready()
             yield world

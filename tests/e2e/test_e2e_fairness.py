@@ -17,7 +17,6 @@ from e2e_support import BOT_USERNAME, Chat, running_workspace, unique_name
 from incident_support import ROOM as INCIDENT_ROOM
 from incident_support import incident_world
 
-from bot.runtime import reply_id
 from sandbox.control import SandboxControl
 
 pytestmark = pytest.mark.e2e
@@ -35,17 +34,23 @@ def bot_messages(control: SandboxControl, room: str) -> list[dict[str, Any]]:
     return [m for m in control.messages(room) if m["u"]["username"] == BOT_USERNAME]
 
 
-def wait_answered(control: SandboxControl, room: str, commands: list[dict[str, Any]]) -> None:
-    wanted = {reply_id(c["_id"]) for c in commands}
+def answer_id(chat: Chat, command: dict[str, Any]) -> str:
+    """The id the bot's answer to `command` has: the first of its chain (nobody else posts here)."""
+    return chat.answer_ids(command)[0]
+
+
+def wait_answered(chat: Chat, room: str, commands: list[dict[str, Any]]) -> None:
+    control = chat.control
+    wanted = {answer_id(chat, c) for c in commands}
     control.wait_for_message(
         room, lambda _m: wanted <= {m["_id"] for m in bot_messages(control, room)}, timeout=FLOOD_TIMEOUT
     )
 
 
-def assert_each_answered_once(control: SandboxControl, room: str, commands: list[dict[str, Any]]) -> None:
-    answers = [m["_id"] for m in bot_messages(control, room)]
+def assert_each_answered_once(chat: Chat, room: str, commands: list[dict[str, Any]]) -> None:
+    answers = [m["_id"] for m in bot_messages(chat.control, room)]
     assert len(answers) == len(set(answers))
-    assert {reply_id(c["_id"]) for c in commands} <= set(answers)
+    assert {answer_id(chat, c) for c in commands} <= set(answers)
 
 
 def test_an_admins_disable_is_answered_before_most_of_a_flood(tmp_path: Path) -> None:
@@ -56,13 +61,13 @@ def test_an_admins_disable_is_answered_before_most_of_a_flood(tmp_path: Path) ->
         answer = ws.chat.reply_to(disable, timeout=FLOOD_TIMEOUT)
         assert answer["msg"].startswith("🔴 Disabled"), answer["msg"]
         assert ws.control.integration(hook["_id"])["enabled"] is False
-        wait_answered(ws.control, ROOM, commands)
+        wait_answered(ws.chat, ROOM, commands)
 
         order = [m["_id"] for m in bot_messages(ws.control, ROOM)]
         admin_at = order.index(answer["_id"])
-        before_admin = sum(1 for c in commands if order.index(reply_id(c["_id"])) < admin_at)
+        before_admin = sum(1 for c in commands if order.index(answer_id(ws.chat, c)) < admin_at)
         assert before_admin < FLOOD // 4, f"{before_admin} of the flood's answers came before the admin's"
-        assert_each_answered_once(ws.control, ROOM, [*commands, disable])
+        assert_each_answered_once(ws.chat, ROOM, [*commands, disable])
         texts = [m["msg"] for m in bot_messages(ws.control, ROOM) if m["_id"] != answer["_id"]]
         busy = [t for t in texts if t.startswith("⏳ I did not run this command")]
         assert busy, "a flood beyond the lane's bound is answered busy"
@@ -82,5 +87,5 @@ def test_a_flood_cut_short_by_a_stop_is_still_answered_once_each(tmp_path: Path,
         world.start()
         started = world.bot.wait_for_log("bot.starting")
         assert started["unfinished"] > 0  # claimed, not answered: the lane's waiting commands among them
-        wait_answered(world.control, INCIDENT_ROOM, commands)
-        assert_each_answered_once(world.control, INCIDENT_ROOM, commands)
+        wait_answered(world.chat, INCIDENT_ROOM, commands)
+        assert_each_answered_once(world.chat, INCIDENT_ROOM, commands)

@@ -13,8 +13,6 @@ from pathlib import Path
 import pytest
 from e2e_support import BOT_USERNAME, REPLY_TIMEOUT, BotProcess, Workspace, bot_environment, start_sandbox, unique_name
 
-from bot.runtime import reply_id
-
 pytestmark = pytest.mark.e2e
 
 
@@ -67,7 +65,8 @@ def test_sigterm_stops_cleanly_and_answers_the_command_in_flight(fresh_workspace
         lambda: control.counters().rest.get("integrations.update", 0) >= 1, REPLY_TIMEOUT, "the update never started"
     )
     assert workspace.bot.terminate() == 0
-    reply = control.message(reply_id(command["_id"]))  # answered before the process ended
+    answer_ids = workspace.chat.answer_ids(command)
+    (reply,) = [m for m in control.messages("general") if m["_id"] in answer_ids]  # answered before it ended
     assert "Disabled" in reply["msg"], reply["msg"]
     assert control.integration(hook["_id"])["enabled"] is False
     events = [entry["event"] for entry in workspace.bot.logs()]

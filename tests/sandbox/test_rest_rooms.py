@@ -94,6 +94,24 @@ def test_send_message_errors(chat: Chat, message: dict[str, Any], expected: dict
         assert "errorType" not in error
 
 
+def test_a_message_id_is_unique_across_all_rooms_whoever_posted_it(chat: Chat) -> None:
+    """Contract §8 gotcha 26: any user may post with any unused id, so an id taken in one room
+    (here bob's private room, which alice cannot even see) is refused everywhere else, to everyone."""
+    chat.send(chat.bob, chat.secret, "first", _id="chosen-id-000001")
+    for user in (chat.alice, chat.bob, chat.bot):
+        response = chat.world.post(
+            user, "chat.sendMessage", {"message": {"rid": chat.general, "msg": "x", "_id": "chosen-id-000001"}}
+        )
+        assert response.status_code == 400
+        error = error_of(response)
+        assert (error["errorType"], error["error"]) == (
+            "error-duplicate-message",
+            "Message already exists [error-duplicate-message]",
+        )
+    stored = chat.world.store.get_message("chosen-id-000001")
+    assert stored is not None and (stored["rid"], stored["msg"]) == (chat.secret, "first")
+
+
 def test_send_message_refuses_rooms_the_user_cannot_access(chat: Chat) -> None:
     error = error_of(chat.world.post(chat.alice, "chat.sendMessage", {"message": {"rid": chat.secret, "msg": "x"}}))
     assert error["errorType"] == "error-not-allowed"
