@@ -35,19 +35,20 @@ def room_with(ws: Workspace, prefix: str, *members: str, room_type: str = "c", n
     return str(room["_id"])
 
 
-def hook_of(ws: Workspace, owner: str, room_id: str) -> dict[str, Any]:
-    room = ws.control.room(room_id)
-    return ws.control.create_incoming_integration(
-        unique_name("Hostile"), channel=[f"#{room['name']}"], created_by=owner, alias="kept"
+def own_user_with_hook(ws: Workspace, prefix: str) -> tuple[str, str, dict[str, Any]]:
+    """A fresh "own rights" user, a room of theirs with the bot, and their webhook posting there."""
+    user = own_user(ws, prefix)
+    home = room_with(ws, f"{prefix}-home", user)
+    hook = ws.control.create_incoming_integration(
+        unique_name("Hostile"), channel=[f"#{ws.control.room(home)['name']}"], created_by=user, alias="kept"
     )
+    return user, home, hook
 
 
 @shared
 def test_a_public_room_named_after_a_private_rooms_id_does_not_open_the_private_room(workspace: Workspace) -> None:
     ws = workspace
-    mallory = own_user(ws, "mallory")
-    home = room_with(ws, "mallory-home", mallory)
-    hook = hook_of(ws, mallory, home)
+    mallory, home, hook = own_user_with_hook(ws, "mallory")
     secret = room_with(ws, "secret", "admin", room_type="p")
     # Mallory creates a public channel named after the private room's id, and is in it.
     room_with(ws, "lookalike", mallory, name=secret)
@@ -65,9 +66,7 @@ def test_a_public_room_named_after_a_private_rooms_id_does_not_open_the_private_
 @shared
 def test_a_member_removed_from_a_room_is_refused_at_once(workspace: Workspace) -> None:
     ws = workspace
-    mallory = own_user(ws, "leaver")
-    home = room_with(ws, "leaver-home", mallory)
-    hook = hook_of(ws, mallory, home)
+    mallory, home, hook = own_user_with_hook(ws, "leaver")
     listed = ws.chat.command(mallory, home, f"{PREFIX} list {hook['name']}")["msg"]  # rights now cached
     assert hook["_id"] in listed or hook["name"] in listed, listed
     ws.control.remove_member(home, mallory)
