@@ -147,7 +147,8 @@ class CallerRights:
     """A caller's global roles and the permissions they grant, at one moment.
 
     `room_ids` are the rooms the caller is subscribed to, `room_ids_by_name` the same by name
-    (channels and groups only: a direct message's subscription is named after the other user);
+    (channels and groups only: a direct message's subscription is named after the other user, a
+    livechat one after the visitor);
     None when the server did not tell the bot. `active` is False for a deactivated account,
     which holds no permission at all. `user_type` is the account's `type` (`user`, `bot`,
     `app`, ...; contract §3.3), None when the server left it out.
@@ -170,7 +171,9 @@ class CallerRights:
         room_ids = by_name = None
         if user.rooms is not None:
             room_ids = frozenset(r.rid for r in user.rooms)
-            by_name = {r.name: r.rid for r in user.rooms if r.name and r.t != "d"}
+            # Channels and groups only: a DM's subscription is named after the other user, a
+            # livechat one after the visitor (who types that name), neither is the room's name.
+            by_name = {r.name: r.rid for r in user.rooms if r.name and r.t in ("c", "p")}
         # Rocket.Chat refuses everything a deactivated account asks; an absent flag means active.
         active = user.active is not False
         permissions = table.permissions_of(roles) if active else frozenset()

@@ -77,7 +77,7 @@ from bot.errors import (
 )
 from bot.locks import IntegrationLocks, LocalIntegrationLocks
 from bot.models import INCOMING, OUTGOING, Integration, UpdateOutcome
-from bot.normalize import name_key, normalize
+from bot.normalize import name_key, spelled
 from bot.rest import RestClient
 
 log = logs.get_logger(__name__)
@@ -420,11 +420,12 @@ class IntegrationService:
 
         Names are compared in their normal form (`bot.normalize.name_key`: what `normalize` does to
         typed text, done to the stored name too), so names that only look alike (an invisible
-        character inside) are the same name and come out ambiguous, with their ids. Among several
-        such matches, the one spelled exactly as typed, case included, is meant when it is the
-        only one (`"Deploy Bot"` among `deploy bot` and `Deploy Bot Legacy`). The server's name
-        search cannot see past an invisible character, so when the message held one (`thorough`,
-        typically a name copied from chat) every integration is read instead.
+        character inside, full-width letters) are the same name and come out ambiguous, with their
+        ids. Among several such matches, the one spelled as typed (`spelled`), case included, is
+        meant when it is the only one (`"Deploy Bot"` among `deploy bot` and `Deploy Bot Legacy`).
+        The server's name search cannot see past an invisible character or a full-width letter,
+        so for a name that may be a disguised one (`thorough`, `bot.normalize.disguised`:
+        typically copied from chat) every integration is read instead.
 
         A query shaped like an id (`looks_like_id`) is tried as an id first, as it always was;
         any other query (`Guggy`, `hook-00042`) is looked up by name first, and by id only when
@@ -446,7 +447,7 @@ class IntegrationService:
             if by_id is not None:
                 return by_id.read_at(mark)
         matches = await self._by_name(wanted, kind, rights, thorough=thorough)
-        exact = [d for d in matches if normalize(str(d.get("name"))) == normalize(wanted)]
+        exact = [d for d in matches if spelled(str(d.get("name"))) == spelled(wanted)]
         if len(matches) > 1 and len(exact) == 1:
             matches = exact
         if not matches and not id_like and not any(ch.isspace() for ch in wanted):

@@ -32,7 +32,8 @@ the same span (e.g. an advisory lock per integration id); its `untouched_since` 
 answer False, which costs a re-read and is always safe.
 
 The lock is re-entrant for the task that holds it, so code that already edits an integration can
-call helpers that take the lock again without deadlocking; another task always waits.
+call helpers that take the lock again without deadlocking (such a nested hold never trusts an
+earlier read: its holder may have written since); another task always waits.
 """
 
 from __future__ import annotations
@@ -80,9 +81,12 @@ class _Lock:
 class _LocalHeld:
     integration_id: str
     _released: dict[str, int]
+    # Taken again by its holder, which may have written since any read it was handed: never
+    # trust an earlier read then (a re-read under the lock costs one GET).
+    _reentered: bool = False
 
     def untouched_since(self, mark: ReadMark) -> bool:
-        return self._released.get(self.integration_id, 0) <= mark
+        return not self._reentered and self._released.get(self.integration_id, 0) <= mark
 
 
 class LocalIntegrationLocks:
@@ -113,7 +117,7 @@ class LocalIntegrationLocks:
         if entry is not None and me is not None and entry.owner is me:
             entry.depth += 1
             try:
-                yield _LocalHeld(integration_id, self._released)
+                yield _LocalHeld(integration_id, self._released, _reentered=True)
             finally:
                 entry.depth -= 1
             return

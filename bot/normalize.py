@@ -76,15 +76,39 @@ def normalize(text: str) -> str:
     return _RUNS_OF_SPACES.sub(" ", folded).strip(" ")
 
 
+# Characters that show as nothing, or as a blank, inside a name but that `normalize` keeps (a
+# typed value may need them: variation selectors belong to emoji). Names are compared without
+# them (`spelled`): combining grapheme joiner, Hangul fillers, Khmer inherent vowels, Mongolian
+# free variation selectors, variation selectors, and the tag characters.
+_DISGUISES = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u3164\uffa0"
+    + "".join(chr(c) for c in range(0xFE00, 0xFE10))
+    + "".join(chr(c) for c in range(0xE0000, 0xE0080))
+)
+_STRIP_DISGUISES = dict.fromkeys(map(ord, _DISGUISES))
+
+
 def has_invisible(text: str) -> bool:
-    """Whether `text` holds an invisible formatting character that `normalize` removes."""
-    return any(char in _INVISIBLE for char in text)
+    """Whether `text` holds a character that shows as nothing: one `normalize` removes, or one
+    names are compared without (`spelled`)."""
+    return any(char in _INVISIBLE or char in _DISGUISES for char in text)
+
+
+def disguised(raw: str, name: str) -> bool:
+    """Whether a typed name may be a look-alike of another (copied from chat): the message held
+    an invisible character, or the name has compatibility forms (full-width `Ｇｕｇｇｙ`)."""
+    return has_invisible(raw) or unicodedata.normalize("NFKC", name) != name
+
+
+def spelled(name: str) -> str:
+    """A name as it reads: normalised, without invisible characters, compatibility-folded
+    (full-width `Ｇｕｇｇｙ` is `Guggy`). Case is kept (the exact-case rule compares this)."""
+    return unicodedata.normalize("NFKC", normalize(name).translate(_STRIP_DISGUISES))
 
 
 def name_key(name: str) -> str:
-    """The form in which two integration names are the same name: normalised, compatibility-
-    folded (full-width `Ｇｕｇｇｙ` is `Guggy`) and case-folded."""
-    return unicodedata.normalize("NFKC", normalize(name)).casefold()
+    """The form in which two integration names are the same name: `spelled`, case-folded."""
+    return spelled(name).casefold()
 
 
-__all__ = ["has_invisible", "name_key", "normalize"]
+__all__ = ["disguised", "has_invisible", "name_key", "normalize", "spelled"]

@@ -44,23 +44,13 @@ def _why(reason: str | None) -> str:
 
 
 async def _plain(ctx: CommandContext, found: Integration, reason: str | None) -> Reply:
-    # `found` was just read by `resolve_reading` (a complete document): no second read.
-    outcome = await ctx.services.integrations.set_enabled(found, False, rights=await ctx.rights())
-    if not outcome.changed:
-        incident = ctx.services.incident
-        pending = await incident.timers.pending_for(found.id) if incident is not None else None
-        active = pending is not None and pending.state is TimerState.ACTIVE
-        if incident is not None and pending is not None and active:
-            note = f"made permanent by {ctx.message.username}"
-            if await incident.timers.end_early(pending, note) is not None:
-                await changes.note(ctx, outcome.after, "keep-disabled", reason=reason)
-                return Reply(
-                    f"{replies.DISABLED_MARK} {replies.label(outcome.after)} stays disabled: I won't turn it back on "
-                    f"(it was due {human_until(pending.due_at, ctx.now())}).{_why(reason)}",
-                    buttons=(reenable_button(ctx, found.id),),
-                    outcome="changed",
-                )
-        return Reply(f"{replies.label(outcome.after)} is already disabled; nothing changed.", outcome="unchanged")
+    # `found` was just read by `resolve_reading` (a complete document): no second read, unless
+    # someone wrote it since. The timer is ended under the same lock as the write (a re-enable
+    # firing now waits, then finds the timer ended).
+    async with ctx.services.integrations.editing(found) as edit:
+        outcome = await edit.apply({"enabled": False}, rights=await ctx.rights())
+        if not outcome.changed:
+            return await _keep_disabled(ctx, outcome.after, reason)
     # Recorded once the answer is on its way (commands/followups.py).
     ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "disable", reason=reason))
     undo = code(f"{ctx.services.prefix} enable {outcome.after.id}")
@@ -71,53 +61,88 @@ async def _plain(ctx: CommandContext, found: Integration, reason: str | None) ->
     )
 
 
+async def _keep_disabled(ctx: CommandContext, current: Integration, reason: str | None) -> Reply:
+    """Already disabled: a running timed disable becomes permanent (called under the lock)."""
+    incident = ctx.services.incident
+    pending = await incident.timers.pending_for(current.id) if incident is not None else None
+    if incident is not None and pending is not None and pending.state is TimerState.ACTIVE:
+        note = f"made permanent by {ctx.message.username}"
+        if await incident.timers.end_early(pending, note) is not None:
+            await changes.note(ctx, current, "keep-disabled", reason=reason)
+            return Reply(
+                f"{replies.DISABLED_MARK} {replies.label(current)} stays disabled: I won't turn it back on "
+                f"(it was due {human_until(pending.due_at, ctx.now())}).{_why(reason)}",
+                buttons=(reenable_button(ctx, current.id),),
+                outcome="changed",
+            )
+    return Reply(f"{replies.label(current)} is already disabled; nothing changed.", outcome="unchanged")
+
+
 async def _timed(ctx: CommandContext, found: Integration, reason: str | None, duration: timedelta) -> Reply:
+    """The timer row and the write are decided on the integration as it is under its lock: a
+    re-enable of the same integration firing now either finished before (the row is gone, the
+    integration is on) or waits until this is done (and then finds the new end)."""
     timers = toolkit(ctx).timers
     rights = await ctx.rights()
     await require_change(ctx, rights, found)
     now = ctx.now()
     due = now + duration
     buttons = (reenable_button(ctx, found.id), extend_button(ctx, found.id))
-    pending = await timers.pending_for(found.id)
-    if pending is not None and pending.state is TimerState.SCHEDULED and pending.message_id == ctx.message.id:
-        timer = pending  # this very command, resumed after a restart: carry on with its row
-        due = pending.due_at
-    elif pending is not None and pending.state is TimerState.SCHEDULED:
-        raise UserInputError(f"a timed disable of {found.name!r} is being set up right now; try again in a moment")
-    elif pending is not None:
-        retimed = await timers.extend(pending, due)
-        if retimed is None:
-            raise UserInputError(f"the timed disable of {found.name!r} changed meanwhile; try again")
-        await changes.note(ctx, found, "retime", reason=reason, until=due)
-        return Reply(
-            f"⏰ {replies.label(found)} was already disabled {human_until(pending.due_at, now)}; "
-            f"now {human_until(due, now)}.{_why(reason)}",
-            buttons=buttons,
-            outcome="changed",
-        )
-    elif not found.enabled:
-        return Reply(
-            f"{replies.label(found)} is already disabled, and not by me, so nothing changed and I won't turn it "
-            f"on later. To switch it off for a while: enable it, then {code('disable … for …')}.",
-            outcome="unchanged",
-        )
-    else:
-        scheduled = await timers.schedule(_draft(ctx, found, reason, now, due))
-        if scheduled is None:
+    async with ctx.services.integrations.editing(found) as edit:
+        current = edit.current
+        pending = await timers.pending_for(found.id)
+        rebase = False
+        if pending is not None and pending.state is TimerState.SCHEDULED and pending.message_id == ctx.message.id:
+            timer = pending  # this very command, resumed after a restart: carry on with its row
+            due = pending.due_at
+        elif pending is not None and pending.state is TimerState.SCHEDULED:
             raise UserInputError(f"a timed disable of {found.name!r} is being set up right now; try again in a moment")
-        timer = scheduled
-    try:
-        outcome = await ctx.services.integrations.set_enabled(found, False, rights=rights)
-    except (PermissionDenied, UserInputError):
-        # Refused before anything was written. (Any other failure may have written: the row
-        # stays `scheduled` and is settled from the stored state once this command is over.)
-        await timers.abort(timer, "the disable was refused")
-        raise
-    if not outcome.changed:
-        await timers.abort(timer, "it was already disabled")
-        return Reply(f"{replies.label(outcome.after)} is already disabled; nothing changed.", outcome="unchanged")
-    audit_id = await changes.record(ctx, outcome, "disable", reason=reason, until=due)
-    await timers.confirm(timer, outcome.after.document, audit_id)
+        elif pending is not None and not current.enabled:
+            retimed = await timers.extend(pending, due)
+            if retimed is None:
+                raise UserInputError(f"the timed disable of {found.name!r} changed meanwhile; try again")
+            await changes.note(ctx, current, "retime", reason=reason, until=due)
+            return Reply(
+                f"⏰ {replies.label(current)} was already disabled {human_until(pending.due_at, now)}; "
+                f"now {human_until(due, now)}.{_why(reason)}",
+                buttons=buttons,
+                outcome="changed",
+            )
+        elif pending is not None:
+            timer, rebase = pending, True  # switched on since, outside the bot: off again, new end
+        elif not current.enabled:
+            return Reply(
+                f"{replies.label(current)} is already disabled, and not by me, so nothing changed and I won't turn "
+                f"it on later. To switch it off for a while: enable it, then {code('disable … for …')}.",
+                outcome="unchanged",
+            )
+        else:
+            scheduled = await timers.schedule(_draft(ctx, current, reason, now, due))
+            if scheduled is None:
+                raise UserInputError(
+                    f"a timed disable of {found.name!r} is being set up right now; try again in a moment"
+                )
+            timer = scheduled
+        try:
+            outcome = await edit.apply({"enabled": False}, rights=rights)
+        except (PermissionDenied, UserInputError):
+            # Refused before anything was written. (Any other failure may have written: the row
+            # stays `scheduled` and is settled from the stored state once this command is over.)
+            if not rebase:
+                await timers.abort(timer, "the disable was refused")
+            raise
+        if not outcome.changed:
+            if not rebase:
+                await timers.abort(timer, "it was already disabled")
+            return Reply(f"{replies.label(outcome.after)} is already disabled; nothing changed.", outcome="unchanged")
+        # The audit row re-bases a running timer on this disable (`TimerService.follow_change`).
+        audit_id = await changes.record(ctx, outcome, "disable", reason=reason, until=due)
+        if rebase:
+            rebased = await timers.pending_for(found.id)
+            if rebased is None or await timers.extend(rebased, due) is None:
+                raise UserInputError(f"the timed disable of {found.name!r} changed meanwhile; try again")
+        else:
+            await timers.confirm(timer, outcome.after.document, audit_id)
     return Reply(
         f"{replies.DISABLED_MARK} Disabled {replies.label(outcome.after)} {human_until(due, ctx.now())}.{_why(reason)}",
         buttons=buttons,

@@ -30,28 +30,32 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     found = await resolve(ctx, parsed.target)
     await require_change(ctx, await ctx.rights(), found)
     timers = toolkit(ctx).timers
-    pending = await timers.pending_for(found.id)
-    if pending is None or pending.state is not TimerState.ACTIVE:
-        how = code(f"disable {found.id} for {human_duration(parsed.duration).replace(' ', '')}")
-        state = "is enabled" if found.enabled else "is disabled for good"
-        return Reply(
-            f"{replies.label(found)} {state}; it has no timed disable to extend. For a timed disable: {how}",
-            outcome="unchanged",
-        )
-    now = ctx.now()
-    due = max(pending.due_at, now) + parsed.duration
-    if due - now > maximum:
-        raise UsageError(
-            "extend",
-            f"that would keep it off {human_until(due, now).removeprefix('until ')}, "
-            f"longer than the {human_duration(maximum)} allowed",
-        )
-    extended = await timers.extend(pending, due)
-    if extended is None:
-        raise UserInputError(f"the timed disable of {found.name!r} changed meanwhile; try again")
-    await changes.note(ctx, found, "extend", until=due)
+    # Decided on the integration and its timer as they are under its lock: a re-enable firing
+    # now has either finished (no timer left, it is on) or waits and then finds the new end.
+    async with ctx.services.integrations.editing(found) as edit:
+        current = edit.current
+        pending = await timers.pending_for(found.id)
+        if pending is None or pending.state is not TimerState.ACTIVE or current.enabled:
+            how = code(f"disable {found.id} for {human_duration(parsed.duration).replace(' ', '')}")
+            state = "is enabled" if current.enabled else "is disabled for good"
+            return Reply(
+                f"{replies.label(current)} {state}; it has no timed disable to extend. For a timed disable: {how}",
+                outcome="unchanged",
+            )
+        now = ctx.now()
+        due = max(pending.due_at, now) + parsed.duration
+        if due - now > maximum:
+            raise UsageError(
+                "extend",
+                f"that would keep it off {human_until(due, now).removeprefix('until ')}, "
+                f"longer than the {human_duration(maximum)} allowed",
+            )
+        extended = await timers.extend(pending, due)
+        if extended is None:
+            raise UserInputError(f"the timed disable of {found.name!r} changed meanwhile; try again")
+        await changes.note(ctx, current, "extend", until=due)
     return Reply(
-        f"⏰ {replies.label(found)} stays disabled {human_until(due, now)} "
+        f"⏰ {replies.label(current)} stays disabled {human_until(due, now)} "
         f"(extended by {human_duration(parsed.duration)}).",
         buttons=(reenable_button(ctx, found.id), extend_button(ctx, found.id, BUTTON_SPAN)),
         outcome="changed",

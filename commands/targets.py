@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from bot.errors import IntegrationNotFound
 from bot.models import INCOMING, OUTGOING, Integration
-from bot.normalize import has_invisible
+from bot.normalize import disguised
 from commands.args import Target
 from commands.registry import CommandContext
 
@@ -20,9 +20,9 @@ async def resolve(ctx: CommandContext, target: Target) -> Integration:
     """The integration, once the book-keeping of earlier commands about it is done (their audit
     rows and timers are what this command may read; commands/followups.py)."""
     rights = await ctx.rights()
-    # A name copied from chat may hide an invisible character (a look-alike of another name):
-    # then every integration is compared, not only what the server's name search finds.
-    thorough = has_invisible(ctx.invocation.raw)
+    # A name copied from chat may hide an invisible character or full-width letters (a look-alike
+    # of another name): then every integration is compared, not only what the server's search finds.
+    thorough = disguised(ctx.invocation.raw, target.query)
     found = await ctx.services.integrations.resolve(
         target.query, kind=KIND_TYPES[target.kind], rights=rights, thorough=thorough
     )

@@ -98,6 +98,14 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             restore = restore_changes(last.before, current)
             if not restore:
                 return Reply(f"Nothing to undo for {what}: it already looks as before.", outcome="unchanged")
+            poster = restore.get("username")
+            if isinstance(poster, str) and poster.casefold() == ctx.services.identity.username.casefold():
+                # As `set` refuses: a webhook posting as the bot would pass for its answers.
+                return Reply(
+                    f"I did not undo {what}: it would make my own account its post-as user again. "
+                    "Nothing was changed.",
+                    outcome="refused",
+                )
             outcome = await edit.apply(restore, rights=rights)
             # Recorded under the lock, so a timer of this integration firing next sees its row re-based.
             made = f"{last.at:%H:%M} UTC"

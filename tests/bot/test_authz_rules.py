@@ -489,3 +489,14 @@ async def test_cache_raises_when_the_bot_cannot_see_roles() -> None:
     cache = cache_for(server, now)
     with pytest.raises(BotLacksPermission):
         await cache.get(ME)
+
+
+async def test_a_livechat_visitor_named_like_a_private_group_does_not_let_the_agent_in() -> None:
+    """A livechat subscription (`t: "l"`) is named after the visitor, who types that name: it is
+    not the room's name, so it never identifies a private group the bot cannot open."""
+    server = RoomsServer([{"_id": "G-secret", "name": "secret-ops", "t": "p"}], hidden={"G-secret"})
+    rest = RestClient("https://chat.example.org", user_id="bot", auth_token="t", transport=httpx.MockTransport(server))
+    agent = rights_with(MANAGE_OWN_INCOMING, rooms=[UserRoom(rid="L-chat", name="secret-ops", t="l")])
+    hook = doc(creator=ME, channel=["#secret-ops"])
+    decision = may_write(agent, hook, await room_meanings(rest, agent, hook))
+    assert not decision.allowed, decision

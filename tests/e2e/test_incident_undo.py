@@ -219,3 +219,12 @@ def test_undo_never_describes_what_the_caller_may_not_see(world: World) -> None:
     refused = world.command(undoer, "undo")["msg"]
     assert refused.startswith("⛔"), refused
     assert "secret alias" not in refused and "platform-team" not in refused, refused
+
+
+def test_undo_never_makes_the_bots_own_account_a_post_as_user_again(world: World) -> None:
+    """It posted as the bot (set outside the bot); undoing the move away would restore that."""
+    hook = world.control.create_incoming_integration(unique_name("Posing"), channel=f"#{ROOM}", username=BOT_USERNAME)
+    assert "Changed" in world.command("admin", f"set {hook['_id']} username=rocket.cat --yes")["msg"]
+    reply = world.command("admin", "undo")["msg"]
+    assert "did not undo" in reply and "post-as" in reply, reply
+    assert world.control.integration(hook["_id"])["username"] == "rocket.cat"
