@@ -102,8 +102,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             if isinstance(poster, str) and poster.casefold() == ctx.services.identity.username.casefold():
                 # As `set` refuses: a webhook posting as the bot would pass for its answers.
                 return Reply(
-                    f"I did not undo {what}: it would make my own account its post-as user again. "
-                    "Nothing was changed.",
+                    f"I did not undo {what}: it would make my own account its post-as user again. Nothing was changed.",
                     outcome="refused",
                 )
             outcome = await edit.apply(restore, rights=rights)
