@@ -540,6 +540,12 @@ class IntegrationService:
             return decision
         return may_write(rights, document, await room_meanings(self._rest, rights, document))
 
+    async def resumed(self) -> UpdateOutcome | None:
+        """For a command resumed after a crash: the outcome of its write that had already landed
+        (`bot.journal`), so the command audits and answers it instead of planning anew on a
+        document that already holds its change. None here: nothing is journaled."""
+        return None
+
     async def _replayed(self, current: Integration, changes: Mapping[str, Any]) -> UpdateOutcome | None:
         """The outcome of a write this command already made before it was interrupted, if any
         (`bot.journal`); None to go on and write."""

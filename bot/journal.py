@@ -41,7 +41,7 @@ from datetime import datetime
 from typing import Any
 
 from bot import logs
-from bot.errors import VerificationFailed
+from bot.errors import IntegrationNotFound, VerificationFailed
 from bot.integrations import IntegrationService, differences, intended_document
 from bot.models import Integration, UpdateOutcome
 from bot.rest import RestClient
@@ -97,6 +97,24 @@ class JournaledIntegrationService(IntegrationService):
         """Whether a write of this (answered, interrupted) command landed without its audit row:
         the book-keeping that runs after the answer did not happen (commands/followups.py)."""
         return not await self._state.recorded(message_id) and await self.landed(message_id)
+
+    async def resumed(self) -> UpdateOutcome | None:
+        """When resuming an interrupted command: the outcome of a write of it that landed, judged
+        under the integration's lock (for commands such as `set` or `undo` that decide from the
+        document, which already holds the change, before writing). None otherwise."""
+        run = current_command.get()
+        if run is None or not run.recovering:
+            return None
+        for intent in await self._state.intents(run.message_id):
+            try:
+                async with self.editing({**intent.before, "_id": intent.integration_id}) as edit:
+                    if judge(intent, edit.current.document) is Judgement.LANDED:
+                        log.info("journal.replay", message_id=run.message_id, integration_id=intent.integration_id,
+                                 judgement=Judgement.LANDED.value)  # fmt: skip
+                        return UpdateOutcome(before=Integration.of(intent.before), after=edit.current, changed=True)
+            except IntegrationNotFound:
+                continue
+        return None
 
     async def _replayed(self, current: Integration, changes: Mapping[str, Any]) -> UpdateOutcome | None:
         """When resuming an interrupted command: what became of its write of this integration,

@@ -189,7 +189,7 @@ class TimerService:
                 # Read again under the lock: a change the bot made meanwhile re-based the row
                 # (`follow_change`) or ended it, and must not pass for somebody else's change.
                 again = await self.store.get(timer.id)
-                if again is None or again.state is not TimerState.ACTIVE or again.due_at > self.clock.now():
+                if again is None or again.state is not TimerState.ACTIVE or again.due_at > timer.due_at:
                     return None  # ended, or extended meanwhile (the scheduler re-arms it)
                 fresh, snapshot = again, again.disabled_document or {}
                 current = edit.current

@@ -21,11 +21,14 @@ from commands.parser import Token
 from commands.pending import Status
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
-from commands.set import apply
+from commands.set import apply, resumed
 from commands.text import code, human_duration
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    done = await resumed(ctx)  # resumed after a crash, its write stored: the preview is long gone
+    if done is not None:
+        return done
     message = ctx.message
     pending = ctx.services.pending
     now = ctx.now()

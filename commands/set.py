@@ -24,11 +24,12 @@ from typing import Any
 
 from bot import logs
 from bot.authz import may_update
+from bot.documents import restore_changes
 from bot.errors import PermissionDenied, UserInputError
 from bot.fieldcheck import check_references
 from bot.fields import FIELDS, NOT_SETTABLE, Invalid, find_field, plan_changes
 from bot.integrations import Edit, build_update_body, intended_document
-from bot.models import Integration
+from bot.models import Integration, UpdateOutcome
 from commands import changes, replies
 from commands.args import HELP, parse_set_args
 from commands.parser import Token
@@ -66,6 +67,20 @@ async def apply(ctx: CommandContext, edit: Edit, updates: Mapping[str, Any]) -> 
     outcome = await edit.apply(updates, rights=await ctx.rights())
     if not outcome.changed:
         return Reply(f"{replies.label(outcome.after)} already has those values; nothing changed.", outcome="unchanged")
+    return await applied(ctx, outcome, updates)
+
+
+async def resumed(ctx: CommandContext) -> Reply | None:
+    """A `set` (or `confirm`) resumed after a crash whose write had landed: audited and answered
+    as if it had not been interrupted (`IntegrationService.resumed`); None otherwise."""
+    done = await ctx.services.integrations.resumed()
+    if done is None:
+        return None
+    return await applied(ctx, done, restore_changes(done.after.document, done.before.document))
+
+
+async def applied(ctx: CommandContext, outcome: UpdateOutcome, updates: Mapping[str, Any]) -> Reply:
+    """Audit a write of `updates` that is stored, and say so."""
     await changes.record(ctx, outcome, "set")
     lines = change_lines(changes_between(outcome.before.document, updates))
     registry = ctx.services.registry
@@ -87,6 +102,8 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     tokens, confirmed = split_yes(args)
     parsed = parse_set_args(tokens)
     _register_secrets(parsed.assignments)
+    if confirmed and (done := await resumed(ctx)) is not None:
+        return done
     found = await resolve(ctx, parsed.target)
     rights = await ctx.rights()
     decision = may_update(rights, found)

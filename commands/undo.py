@@ -22,6 +22,7 @@ from typing import Any, Final
 from bot.authz import CallerRights, may_list, may_update
 from bot.documents import changed_fields, last_touch, restore_changes, saved_again, shown_changes, shown_value
 from bot.errors import IntegrationNotFound, PermissionDenied, UsageError
+from bot.models import UpdateOutcome
 from bot.state import AuditRecord
 from commands import changes, replies
 from commands.parser import Token
@@ -84,6 +85,16 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             "Run the command again to redo the change.",
             outcome="unchanged",
         )
+    done = await ctx.services.integrations.resumed()  # resumed after a crash, its write stored
+    if done is not None:
+        current, restore, outcome = (
+            done.before.document,
+            restore_changes(done.after.document, done.before.document),
+            done,
+        )
+        made = f"{last.at:%H:%M} UTC"
+        await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
+        return _undone(what, current, restore, outcome, rights)
     try:
         # The comparison and the write hold the integration's lock: nothing of the bot's lands between.
         async with ctx.services.integrations.editing(last.after) as edit:
@@ -111,6 +122,12 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
     except IntegrationNotFound:
         return Reply(f"I can't undo {what}: the integration no longer exists.", outcome="not-found")
+    return _undone(what, current, restore, outcome, rights)
+
+
+def _undone(
+    what: str, current: Mapping[str, Any], restore: Mapping[str, Any], outcome: UpdateOutcome, rights: CallerRights
+) -> Reply:
     sees = rights.sees_room
     restored = bullet_list(
         f"{code(k)}: {code(shown_value(k, current.get(k), sees))} → {code(shown_value(k, v, sees))}"

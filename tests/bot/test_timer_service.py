@@ -284,3 +284,16 @@ async def test_audit_rows_of_the_timer_are_visible_to_history_with_documents(rig
     rows: list[AuditRecord] = await rig.state.history()
     assert rows[0].integration_id == hook and rows[0].room_id == rig.room_id
     assert rows[0].reason == "timed disable by boss ended"
+
+
+async def test_a_timer_extended_while_its_re_enable_waited_for_the_lock_is_left_for_later(rig: Rig) -> None:
+    hook = new_hook(rig)
+    due = await timed_disable(rig, hook)  # what the scheduler holds when it is due
+    extended = await rig.timers.extend(due, due.due_at + timedelta(hours=1))  # `extend` got the lock first
+    assert extended is not None
+    rig.clock.advance(timedelta(minutes=30))
+
+    assert await rig.timers.expire(due) is None
+    assert rig.doc(hook)["enabled"] is False and rig.notices() == []
+    fresh = await rig.timers.pending_for(hook)
+    assert fresh is not None and fresh.state is TimerState.ACTIVE and fresh.due_at == extended.due_at
