@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -386,6 +387,32 @@ def verify(crowd: Crowd, state_db: Path) -> dict[str, int]:
         "done": sum(1 for s in sent if s.verdict == "done"),
         "not done": sum(1 for s in sent if s.verdict == "not done"),
     }
+
+
+def unanswered_story(crowd: Crowd, state_db: Path, outputs: Iterable[str]) -> list[str]:
+    """For each command without an answer, what tells whether the stream or the catch-up missed it:
+    its claim in the state file, its room's stored cursor against its time (a cursor at or past an
+    unclaimed command means a pass can never find it), and which bots' logs name it."""
+    with crowd.lock:
+        missing = [s for s in crowd.sent if s.answer is None]
+    if not missing:
+        return []
+    logs = list(outputs)
+    with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True) as db:
+        claims = dict(db.execute("SELECT message_id, status FROM processed_messages").fetchall())
+        cursors = dict(db.execute("SELECT room_id, last_seen FROM room_cursors").fetchall())
+    story = []
+    for sent in missing:
+        message_id, room_id, ts = sent.message["_id"], sent.message["rid"], sent.message["ts"]
+        cursor = cursors.get(room_id)
+        posted = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+        where = "none stored" if cursor is None else ("at or past it" if cursor >= posted else "before it")
+        named = [n for n, text in enumerate(logs) if message_id in text]
+        story.append(
+            f"{sent.person}'s {message_id} in {room_id} at {ts}: claim {claims.get(message_id, 'none')}, "
+            f"room cursor {where}, named in the logs of bots {named}"
+        )
+    return story
 
 
 def comparable(doc: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,17 @@ import time
 from pathlib import Path
 
 import pytest
-from chaos_support import DISTURBANCES, TICK, Disturber, build_crowd, leaked_secrets, run_crowd, start_bot, verify
+from chaos_support import (
+    DISTURBANCES,
+    TICK,
+    Disturber,
+    build_crowd,
+    leaked_secrets,
+    run_crowd,
+    start_bot,
+    unanswered_story,
+    verify,
+)
 from e2e_support import BotProcess
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("e2e-chaos")]
@@ -56,7 +66,7 @@ def test_chaos_every_command_is_applied_exactly_once_and_answered_once(tmp_path:
         for person in people:
             person.join()
         control.clear_faults()
-        unanswered = [(s.person, s.message["_id"], s.message["ts"]) for s in crowd.sent if s.answer is None]
+        unanswered = unanswered_story(crowd, tmp_path / "state.sqlite3", (bot.output for bot in bots))
         assert crowd.answered() == total, f"unanswered after {ANSWER_TIMEOUT:g} s: {unanswered}; {disturber.done}"
         assert disturber.kills == 2 and disturber.dropped >= 2, disturber.done
         assert bots[-1].terminate() == 0, bots[-1].output[-3000:]
