@@ -5,10 +5,7 @@ and really fails a pytest session: in one process and under xdist, as `make test
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import textwrap
 from pathlib import Path
 
 from hypothesis import given
@@ -18,8 +15,8 @@ from sandbox.ids import password_digest
 from sandbox.seed import seed_demo
 from sandbox.store import Store
 from tests.secret_watch import MIN_DISTINCT, MIN_LENGTH, SecretWatch, spy_on_sandbox
+from tests.session_support import run_session
 
-REPO = Path(__file__).resolve().parents[1]
 TOKEN = "Zq3vR9xLk2PwT7nB4mYcH8sJ1dF6gA0eU5iO"  # a login token of the kind the sandbox makes
 
 
@@ -170,26 +167,6 @@ def test_prints_a_token_and_logs_a_password() -> None:
 """
 
 
-PYTEST = ("-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "asyncio_default_fixture_loop_scope=function")
-
-
-def run_session(tmp_path: Path, *args: str, clean_only: bool = False) -> subprocess.CompletedProcess[str]:
-    """pytest in a child process, wired exactly as this repository is (its root conftest.py)."""
-    (tmp_path / "conftest.py").write_text((REPO / "conftest.py").read_text())
-    (tmp_path / "test_leaky.py").write_text(textwrap.dedent(LEAKY_TESTS))
-    selection = ["test_leaky.py::test_keeps_its_secrets"] if clean_only else ["test_leaky.py"]
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.run(
-        [sys.executable, *PYTEST, "--rootdir", str(tmp_path), *args, *selection],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def assert_failed_for_the_leaks(result: subprocess.CompletedProcess[str]) -> None:
     output = result.stdout + result.stderr
     assert result.returncode == 1, output
@@ -203,14 +180,16 @@ def assert_failed_for_the_leaks(result: subprocess.CompletedProcess[str]) -> Non
 
 
 def test_a_leak_fails_the_session(tmp_path: Path) -> None:
-    assert_failed_for_the_leaks(run_session(tmp_path, "-p", "no:xdist"))
+    assert_failed_for_the_leaks(run_session(tmp_path, "test_leaky.py", LEAKY_TESTS, "-p", "no:xdist"))
 
 
 def test_a_leak_on_an_xdist_worker_fails_the_whole_run(tmp_path: Path) -> None:
-    assert_failed_for_the_leaks(run_session(tmp_path, "-n", "1"))
+    assert_failed_for_the_leaks(run_session(tmp_path, "test_leaky.py", LEAKY_TESTS, "-n", "1"))
 
 
 def test_a_session_without_a_leak_passes(tmp_path: Path) -> None:
-    result = run_session(tmp_path, "-p", "no:xdist", clean_only=True)
+    result = run_session(
+        tmp_path, "test_leaky.py", LEAKY_TESTS, "-p", "no:xdist", "test_leaky.py::test_keeps_its_secrets"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "no leak" in result.stdout

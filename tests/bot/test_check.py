@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog
 
 from bot import check
 from bot.config import Settings
@@ -23,18 +21,6 @@ RECOMMENDED = (
     "manage-own-incoming-integrations",
     "manage-own-outgoing-integrations",
 )
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """`check.main` configures logging for its process; give the next test the old configuration."""
-    root = logging.getLogger()
-    handlers, level = list(root.handlers), root.level
-    config = structlog.get_config()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**config)
 
 
 @pytest.fixture

@@ -225,7 +225,10 @@ async def test_a_commands_log_lines_are_written_after_its_answer_is_handed_over(
         return [e["event"] for e in captured if e.get("message_id") == command_id and e["event"] != "reply.retry"]
 
     with structlog.testing.capture_logs() as captured:
-        async with running_bot(settings_for(w, tmp_path)):
+        async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+            # After the first catch-up pass: a pass still running could admit the command before
+            # the stream does, and its `catchup.command` line is written at admission, at once.
+            await until(lambda: bot.catchup is not None and bot.catchup.passes >= 1, what="the first pass")
             command = await call(control.post_message, "owen", "ops", "!integration disable slow-answer")
             wanted = answer_ids(tmp_path, command)
 

@@ -22,9 +22,11 @@ import json
 import random
 import sqlite3
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -234,6 +236,109 @@ def run_crowd(crowd: Crowd, commands: int, *, seed: int, answer_timeout: float) 
     return threads
 
 
+# --- disturbances ------------------------------------------------------------------------------------
+
+SPACING = 3.5  # seconds of quiet on an endpoint after its burst was used up (longer than one call's retries)
+TICK = 0.5
+REFUSAL = 1.0
+
+# The loop of disturbances: ("drop",), ("refuse",) or ("burst", endpoint, mode, count).
+DISTURBANCES: tuple[tuple[str, ...], ...] = (
+    ("drop",),
+    ("burst", "integrations.update", "500", "2"),
+    ("refuse",),
+    ("burst", "chat.sendMessage", "500", "6"),
+    ("burst", "integrations.get", "500", "2"),
+    ("drop",),
+    ("burst", "users.info", "500", "2"),
+    ("burst", "integrations.list", "429", "1"),
+    ("burst", "integrations.update", "429", "1"),
+    ("drop",),
+    ("burst", "chat.sendMessage", "429", "2"),
+    ("burst", "integrations.list", "500", "2"),
+)
+
+
+class Disturber:
+    """Works through DISTURBANCES, one per tick, holding one back until it is safe: a burst on an
+    endpoint only once the previous one there was used up at least SPACING ago, a refusal only
+    once every burst was used up SPACING ago, nothing on REST within SPACING of a refusal. So the
+    failures one call meets never add up beyond one burst (see tests/e2e/test_chaos.py).
+
+    The quiet is counted from when a burst was *used up*, not from when it was injected: a burst
+    may wait for its endpoint's next call for many seconds, and that call retries (up to 4
+    attempts within ~2 s) right as its failures run out. Counted from the injection, the next
+    burst went in between those attempts: four 500s in a row on one integrations.get, and an
+    answer "not done" that the test rightly refused."""
+
+    def __init__(
+        self, crowd: Crowd, bots: list[BotProcess], workdir: Path, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.crowd = crowd
+        self.bots = bots
+        self.workdir = workdir
+        self.clock = clock
+        self.targets: dict[str, int] = {}  # endpoint -> the call count that uses up its last burst
+        self.used_up: dict[str, float] = {}  # endpoint -> when its last burst was first seen used up
+        self.last_refusal = -SPACING
+        self.step = 0
+        self.kills = 0
+        self.dropped = 0
+        self.done: list[str] = []
+
+    def quiet(self, now: float, endpoint: str | None = None) -> bool:
+        """The endpoint's bursts (every endpoint's, for None) were all used up SPACING ago or more."""
+        counts = self.crowd.control.counters().rest
+        for name, target in self.targets.items():
+            if name not in self.used_up and counts.get(name, 0) >= target:
+                self.used_up[name] = now
+        names = self.targets if endpoint is None else [n for n in (endpoint,) if n in self.targets]
+        return all(name in self.used_up and now - self.used_up[name] >= SPACING for name in names)
+
+    def tick(self, total: int) -> None:
+        if self.kills < 2 and self.crowd.answered() >= total * (self.kills + 1) // 3:
+            self.kill_and_restart()
+            return
+        action = DISTURBANCES[self.step % len(DISTURBANCES)]
+        control = self.crowd.control
+        now = self.clock()
+        if action[0] in ("drop", "refuse") and self.step >= len(DISTURBANCES):
+            # One round of socket trouble is enough: the reconnect backoff grows with every drop
+            # (30 s ready resets it), and the test should not spend its time waiting it out.
+            self.step += 1
+            return
+        if action[0] == "drop":
+            self.dropped += control.drop_connections()
+            label = "drop"
+        elif action[0] == "refuse":
+            if now - self.last_refusal < SPACING or not self.quiet(now):
+                return  # not yet safe: try again on the next tick
+            control.refuse_connections(REFUSAL)
+            self.dropped += control.drop_connections()
+            self.last_refusal = now
+            label = "refuse"
+        else:
+            _, endpoint, mode, count = action
+            if now - self.last_refusal < SPACING or not self.quiet(now, endpoint):
+                return
+            self.targets[endpoint] = control.counters().rest.get(endpoint, 0) + int(count)
+            self.used_up.pop(endpoint, None)
+            control.fail_next(endpoint, int(count), mode, retry_after=1.0)  # type: ignore[arg-type]
+            label = f"{mode}x{count} {endpoint}"
+        self.done.append(label)
+        self.step += 1
+
+    def kill_and_restart(self) -> None:
+        old = self.bots[-1]
+        old.process.kill()  # SIGKILL: no shutdown, no draining, whatever was in flight is cut
+        old.wait_exit(20)
+        self.kills += 1
+        self.done.append("kill -9")
+        bot = start_bot(self.crowd, self.workdir, BOT_LOG_LEVEL="DEBUG")
+        self.bots.append(bot)
+        bot.wait_ready()
+
+
 # --- checks ------------------------------------------------------------------------------------------
 
 
@@ -299,6 +404,32 @@ def verify(crowd: Crowd, state_db: Path) -> dict[str, int]:
         "done": sum(1 for s in sent if s.verdict == "done"),
         "not done": sum(1 for s in sent if s.verdict == "not done"),
     }
+
+
+def unanswered_story(crowd: Crowd, state_db: Path, outputs: Iterable[str]) -> list[str]:
+    """For each command without an answer, what tells whether the stream or the catch-up missed it:
+    its claim in the state file, its room's stored cursor against its time (a cursor at or past an
+    unclaimed command means a pass can never find it), and which bots' logs name it."""
+    with crowd.lock:
+        missing = [s for s in crowd.sent if s.answer is None]
+    if not missing:
+        return []
+    logs = list(outputs)
+    with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True) as db:
+        claims = dict(db.execute("SELECT message_id, status FROM processed_messages").fetchall())
+        cursors = dict(db.execute("SELECT room_id, last_seen FROM room_cursors").fetchall())
+    story = []
+    for sent in missing:
+        message_id, room_id, ts = sent.message["_id"], sent.message["rid"], sent.message["ts"]
+        cursor = cursors.get(room_id)
+        posted = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+        where = "none stored" if cursor is None else ("at or past it" if cursor >= posted else "before it")
+        named = [n for n, text in enumerate(logs) if message_id in text]
+        story.append(
+            f"{sent.person}'s {message_id} in {room_id} at {ts}: claim {claims.get(message_id, 'none')}, "
+            f"room cursor {where}, named in the logs of bots {named}"
+        )
+    return story
 
 
 def comparable(doc: dict[str, Any]) -> dict[str, Any]:
