@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 from tests.schema_support import SCHEMAS, ajv_to_json_schema
+from tests.tokens import webhook_tokens
 
 INCOMING = "webhook-incoming"
 OUTGOING = "webhook-outgoing"
@@ -105,7 +106,7 @@ def _put_token(draw: st.DrawFn, doc: dict[str, Any], *, min_size: int, max_size:
     the bot logs); the suite-wide secret watch would then report a leak that is not one. Real
     tokens are random, or chosen by an admin as a secret, never the integration's name.
     """
-    token = draw(st.text(string.ascii_letters + string.digits, min_size=min_size, max_size=max_size))
+    token = draw(webhook_tokens(min_size=min_size, max_size=max_size))
     assume(len(token) < 8 or not any(token in other for other in _strings(doc)))
     doc["token"] = token
 

@@ -25,6 +25,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from sandbox.config import SandboxConfig, UpdateMode
+from tests.tokens import webhook_tokens
 
 MODES = [
     pytest.param("8.x", marks=pytest.mark.xdist_group("e2e-lossless-8x"), id="8.x"),
@@ -123,7 +124,7 @@ def outgoing_specs(draw: st.DrawFn) -> dict[str, Any]:
         # Only events that use trigger words keep them (a real create drops them otherwise).
         "trigger_words": draw(st.lists(trigger_words, max_size=3)) if event == "sendMessage" else [],
         "trigger_word_anywhere": draw(st.booleans()),
-        "token": draw(st.text(string.ascii_letters + string.digits + "-_", min_size=6, max_size=40)),
+        "token": draw(webhook_tokens(min_size=6, max_size=40, alphabet=string.ascii_letters + string.digits + "-_")),
         "target_room": target_room,
         "alias": draw(maybe(free_text)),
         "avatar": draw(maybe(urls)),
