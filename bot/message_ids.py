@@ -16,13 +16,15 @@ used yet (contract §8, gotcha 26). Ids derived from public values (a hash of th
 of an audit row's number) could be taken first by anyone, from any room: the answer then never
 appeared, and a fake answer posted while the bot was down made catch-up skip the real command.
 So an id is HMAC-SHA256(key, purpose, subject, attempt), written as a Meteor-style id (17
-characters of Meteor's alphabet, ~98 bits): `key` is 32 random bytes made when the state file
-is first opened and kept in it (bot/state.py), so a message re-sent after a restart has the same
-id. Without the state file nobody can tell an id before the bot posts it, and a posted id says
-nothing about any other. The purpose (answer, audit line, timer notice) is part of the input, so
-ids of different kinds never coincide. Keep the state file private: whoever reads the key can
-compute the ids (they still cannot forge or cancel anything, see below: the ids only stop being
-a surprise).
+characters of Meteor's alphabet, ~98 bits): `key` is 32 bytes made when the state file is
+first opened and kept in it (bot/state.py), so a message re-sent after a restart has the same
+id. The bot derives it from its own secret credential (`derive_key`), so a new state file (the
+old one lost) has the same key: catch-up still recognises the answers already in the rooms and
+does not run those commands again. Without the state file or the bot's credential nobody can
+tell an id before the bot posts it, and a posted id says nothing about any other. The purpose
+(answer, audit line, timer notice) is part of the input, so ids of different kinds never
+coincide. Keep the state file private: whoever reads the key can compute the ids (they still
+cannot forge or cancel anything, see below: the ids only stop being a surprise).
 
 A duplicate is "already posted" only when it is the bot's own
 --------------------------------------------------------------
@@ -37,9 +39,10 @@ walks the same chain and stops at its own message: still stored once. Recovery a
 accept the bot's own message at any id of the chain. When every id of the chain is held by
 others (someone has the key and is using it), the message is posted with a random id so it is
 still delivered; that is logged as an error, and a re-send after a restart could then post it
-twice. Then rotate the key once the leak is closed: with the bot stopped (and idle before, so
-no answer is pending), `DELETE FROM secrets WHERE name = 'message-ids'` in the state file; the
-next start makes a new key, and everything else in the file stays.
+twice. Then rotate the key once the leak is closed: give the bot a new token (the key is
+derived from it), stop the bot (idle before, so no answer is pending), and
+`DELETE FROM secrets WHERE name = 'message-ids'` in the state file; the next start makes the new
+key, and everything else in the file stays.
 """
 
 from __future__ import annotations
@@ -66,6 +69,14 @@ ID_LENGTH: Final = 17
 KEY_BYTES: Final = 32
 # Ids per message: the first, and two more for the case someone else holds one (see above).
 CHAIN_LENGTH: Final = 3
+
+
+def derive_key(seed: bytes) -> bytes:
+    """The key a new state file gets from a secret of the bot's (its token or password): the same
+    secret gives the same key, so a bot whose state file was lost still recognises its answers
+    already in the rooms (catch-up does not run those commands again). One-way: the key tells
+    nothing about the secret."""
+    return hmac.new(seed, b"integrations-bot message ids v1", hashlib.sha256).digest()
 
 
 class Purpose(StrEnum):

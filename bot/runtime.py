@@ -100,6 +100,12 @@ PRUNE_INTERVAL: Final = 3600.0  # seconds between prunes of old claims
 START_RETRY_MAX: Final = 30.0  # seconds, the longest wait between start-up attempts
 
 
+def _key_seed(settings: Settings) -> bytes | None:
+    """The bot's secret its message-id key is derived from (bot/message_ids.py `derive_key`)."""
+    secret = settings.rocketchat_auth_token or settings.rocketchat_password
+    return secret.get_secret_value().encode() if secret is not None else None
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
@@ -143,7 +149,7 @@ class Bot:
         for secret in (settings.rocketchat_auth_token, settings.rocketchat_password):
             if secret is not None:
                 logs.register_secret(secret.get_secret_value())
-        self.state = await StateStore.open(settings.bot_state_db)
+        self.state = await StateStore.open(settings.bot_state_db, key_seed=_key_seed(settings))
         self._state_open = True
         # Before anything can claim a message: these are the previous process's unfinished commands.
         orphans = await self.state.unfinished_messages()

@@ -10,9 +10,12 @@ What lives here, and why it must survive restarts and `kill -9`:
   on restart without applying it twice;
 - timed disables (`bot/timer_store.py` owns that table): what to turn back on, when, and the
   document the bot's disable produced, so a restart re-arms them and a manual change is noticed;
-- the key of the bot's message ids (`secrets`, bot/message_ids.py): random, made when the file is
-  first opened and kept, so an answer re-sent after a restart has the same id and is stored once.
-  Whoever reads the file can compute the ids; keep it private (like the bot's credentials).
+- the key of the bot's message ids (`secrets`, bot/message_ids.py): made when the file is first
+  opened and kept, so an answer re-sent after a restart has the same id and is stored once. The
+  bot derives it from its own secret credential (`key_seed`), so a new file (the old one lost)
+  gets the same key and a restart still recognises the answers already in the rooms; without a
+  seed it is random. Whoever reads the file can compute the ids; keep it private (like the
+  bot's credentials).
 
 Schema changes are numbered migrations recorded in `PRAGMA user_version`; an older file is
 upgraded in order when opened, a newer one (from a later release) is refused with a clear error.
@@ -43,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.errors import ConfigError
-from bot.message_ids import KEY_BYTES, MessageIds
+from bot.message_ids import KEY_BYTES, MessageIds, derive_key
 
 # Each entry upgrades the schema from version N to N+1 (list index N).
 MIGRATIONS: tuple[str, ...] = (
@@ -217,7 +220,9 @@ class StateStore:
         return self._db
 
     @classmethod
-    async def open(cls, path: str | Path) -> StateStore:
+    async def open(cls, path: str | Path, *, key_seed: bytes | None = None) -> StateStore:
+        """Open (or create) the file. `key_seed`, a secret of the bot's (its token or password),
+        is what a new file's message-id key is derived from; None makes a random one."""
         target = Path(path)
         try:
             if str(target) != ":memory:":
@@ -230,13 +235,13 @@ class StateStore:
             raise ConfigError(f"BOT_STATE_DB: cannot open {target}: {exc}") from None
         store = cls(connection, target)
         try:
-            store._prepare()
+            store._prepare(key_seed)
         except Exception:
             connection.close()
             raise
         return store
 
-    def _prepare(self) -> None:
+    def _prepare(self, key_seed: bytes | None) -> None:
         # WAL with synchronous=NORMAL: a commit is a write to the WAL file, without an fsync. A
         # committed claim, intent or audit row survives the process being killed (kill -9, OOM,
         # a crash: the data is in the OS's page cache), which is the failure this file guards
@@ -260,9 +265,9 @@ class StateStore:
             except Exception:
                 self._db.execute("ROLLBACK")
                 raise
-        self._message_ids = MessageIds(self._ensure_message_id_key())
+        self._message_ids = MessageIds(self._ensure_message_id_key(key_seed))
 
-    def _ensure_message_id_key(self) -> bytes:
+    def _ensure_message_id_key(self, seed: bytes | None) -> bytes:
         select = "SELECT value FROM secrets WHERE name = ?"
         row = self._db.execute(select, (MESSAGE_ID_KEY,)).fetchone()
         if row is None:
@@ -270,7 +275,7 @@ class StateStore:
             # first makes the key and both use it.
             self._db.execute(
                 "INSERT OR IGNORE INTO secrets (name, value) VALUES (?, ?)",
-                (MESSAGE_ID_KEY, secrets.token_bytes(KEY_BYTES)),
+                (MESSAGE_ID_KEY, derive_key(seed) if seed else secrets.token_bytes(KEY_BYTES)),
             )
             row = self._db.execute(select, (MESSAGE_ID_KEY,)).fetchone()
         return bytes(row[0])

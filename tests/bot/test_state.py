@@ -151,6 +151,21 @@ async def test_the_message_id_key_is_made_on_first_open_and_kept_across_restarts
     await other.close()
 
 
+async def test_a_new_file_derives_its_key_from_the_bots_secret(tmp_path: Path) -> None:
+    """A lost file's successor has the same key (its answers already in the rooms are recognised);
+    another secret, another key; a kept file keeps its key whatever secret comes later."""
+    lost = await StateStore.open(tmp_path / "lost.sqlite3", key_seed=b"the-bots-token")
+    successor = await StateStore.open(tmp_path / "new.sqlite3", key_seed=b"the-bots-token")
+    other = await StateStore.open(tmp_path / "other.sqlite3", key_seed=b"another-token")
+    assert successor.message_ids == lost.message_ids and other.message_ids != lost.message_ids
+    assert b"the-bots-token" not in key_of(tmp_path / "new.sqlite3")
+    for state in (lost, successor, other):
+        await state.close()
+    kept = await StateStore.open(tmp_path / "lost.sqlite3", key_seed=b"a-rotated-token")
+    assert kept.message_ids == successor.message_ids
+    await kept.close()
+
+
 async def test_a_version_4_file_gets_a_key_and_keeps_its_data(tmp_path: Path) -> None:
     path = tmp_path / "v4.db"
     connection = sqlite3.connect(path)

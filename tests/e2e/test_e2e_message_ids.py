@@ -18,6 +18,7 @@ import hashlib
 import re
 import secrets
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -160,4 +161,22 @@ def test_with_the_key_fake_answers_at_every_id_do_not_cancel_the_command(world: 
     assert "Disabled" in answer["msg"], answer["msg"]
     assert world.control.integration(hook["_id"])["enabled"] is False
     world.bot.wait_for_log("message_id.chain_taken")
+    assert len(bot_messages(world, room)) == 1
+
+
+def test_a_lost_state_file_does_not_run_an_answered_command_again(world: World) -> None:
+    """A new state file gets the same key (derived from the bot's credential): the first catch-up
+    pass recognises the answer already in the room and leaves its command alone."""
+    room = fresh_room(world)
+    hook = world.control.create_incoming_integration(unique_name("Lost state"), channel=f"#{room}")
+    command = world.chat.post("admin", room, f"!integration disable {hook['_id']}")
+    assert "Disabled" in world.chat.reply_to(command)["msg"]
+    world.control.update_integration(hook["_id"], {"enabled": True})  # on again, by hand
+    assert world.bot.terminate() == 0
+    state = Path(world.env["BOT_STATE_DB"])
+    for path in (state, state.with_name(state.name + "-wal"), state.with_name(state.name + "-shm")):
+        path.unlink(missing_ok=True)
+    world.start()
+    world.bot.wait_for_log("catchup.already_answered", where=lambda e: e.get("message_id") == command["_id"])
+    assert world.control.integration(hook["_id"])["enabled"] is True  # not disabled a second time
     assert len(bot_messages(world, room)) == 1
