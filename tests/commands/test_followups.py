@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
-import pytest
 import structlog
-from set_harness import Harness, open_harness
+from set_harness import Harness
 
 from bot.logs import bind, clear, get_logger
 from bot.logs import context as logs_context
 from commands.followups import Followups
-
-
-@pytest.fixture
-async def h() -> AsyncIterator[Harness]:
-    harness = await open_harness()
-    try:
-        yield harness
-    finally:
-        await harness.close()
 
 
 def gate() -> tuple[asyncio.Event, list[str]]:

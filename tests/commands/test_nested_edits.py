@@ -1,24 +1,12 @@
-"""bot/locks.py advertises re-entrancy "so code that already edits an integration can call
-helpers that take the lock again", but a re-entrant hold answers `untouched_since(mark)` from
-releases only: the holder's own write made after `mark` is not counted, so a helper handed a
-document resolved before the outer hold writes from it and undoes the holder's own change.
-(No caller nests today: a latent trap.)"""
+"""bot/locks.py is re-entrant "so code that already edits an integration can call helpers that
+take the lock again". A re-entrant hold used to answer `untouched_since(mark)` from releases only:
+the holder's own write made after `mark` did not count, so a helper handed a document resolved
+before the outer hold wrote from it and undid the holder's own change (found in review; no caller
+nests today). A nested hold now never trusts an earlier read."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-from set_harness import Harness, open_harness
-
-
-@pytest.fixture
-async def h() -> AsyncIterator[Harness]:
-    harness = await open_harness()
-    try:
-        yield harness
-    finally:
-        await harness.close()
+from set_harness import Harness
 
 
 async def test_a_nested_edit_does_not_write_from_a_read_older_than_the_holders_own_write(h: Harness) -> None:

@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
-from set_harness import Harness, open_harness
+from set_harness import Harness
 
 from commands.reply import Reply
 
 SECRET = "n3w-0utgoing-t0ken-xyz"
-
-
-@pytest.fixture
-async def h() -> AsyncIterator[Harness]:
-    harness = await open_harness()
-    try:
-        yield harness
-    finally:
-        await harness.close()
 
 
 def ids(h: Harness, label: str) -> str:
