@@ -813,11 +813,16 @@ class Store:
             return copied(message)
 
     def post_webhook_message(self, integration_id: str, text: str, *, room_id: str | None = None) -> dict[str, Any]:
-        """A message as an incoming webhook posts it: `u` is the post-as user, `bot: {i: id}`."""
+        """A message as an incoming webhook posts it: `u` is the post-as user, `bot: {i: id}`.
+        A disabled integration posts nothing, as its hook URL then answers 503."""
         with self.lock:
             integration = self.integrations.get(integration_id)
             if integration is None:
                 raise MeteorError("error-invalid-integration", "Invalid integration")
+            if integration.get("enabled") is not True:
+                # `/hooks/<id>/<token>` of a disabled integration answers 503 "Service Unavailable"
+                # and posts nothing (Rocket.Chat's executeIntegrationRest checks `enabled !== true`).
+                raise MeteorError("error-integration-disabled", "Service Unavailable")
             poster = self.find_user(integration.get("userId") or integration.get("username") or "")
             if poster is None:
                 raise MeteorError("error-invalid-user", "Invalid user")

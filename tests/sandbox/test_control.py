@@ -147,6 +147,21 @@ def test_messages_in_every_shape(control: SandboxControl) -> None:
         control.message(system["_id"])
 
 
+def test_a_disabled_incoming_webhook_posts_nothing(control: SandboxControl) -> None:
+    """Rocket.Chat's `/hooks/<id>/<token>` answers 503 for a disabled integration: switching a noisy
+    webhook off must silence it, in the sandbox as on a real server (the demo's `:flood` relies on it)."""
+    control.create_user("admin", roles=["admin"])
+    control.create_user("rocket.cat", roles=["bot"])
+    control.create_room("alerts", members=["rocket.cat"])
+    hook = control.create_incoming_integration("Grafana", channel="#alerts", enabled=False)
+    with pytest.raises(MeteorError) as refused:
+        control.post_webhook_message(hook["_id"], "[FIRING] HighErrorRate")
+    assert refused.value.reason == "Service Unavailable"
+    assert control.messages("alerts") == []
+    control.update_integration(hook["_id"], {"enabled": True})
+    assert control.post_webhook_message(hook["_id"], "[FIRING] HighErrorRate")["bot"] == {"i": hook["_id"]}
+
+
 def test_dm_and_membership(control: SandboxControl, store: Store) -> None:
     control.create_user("alice")
     control.create_user("bot", roles=["bot"])
