@@ -31,7 +31,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
@@ -52,6 +52,7 @@ from bot.demo_chat import (
 )
 from bot.demo_input import help_lines
 from bot.demo_render import banner
+from bot.demo_traffic import DemoTrafficError, startup_traffic
 from sandbox.control import SandboxClient
 
 STARTUP_TIMEOUT: Final = 30.0  # seconds for the sandbox's credentials and for the bot's ready event
@@ -306,6 +307,7 @@ def run(
         with _sigterm_as_interrupt():
             progress("starting the sandbox Rocket.Chat ...")
             workspace = processes.start_sandbox()
+            _start_traffic(workspace, progress)
             progress(f"sandbox at {workspace.url}; starting the bot (log: {processes.bot_log}) ...")
             processes.start_bot(workspace)
             processes.wait_bot_ready()
@@ -323,6 +325,16 @@ def run(
             progress(f"kept {state_dir} (credentials, logs, the bot's state file)")
         else:
             shutil.rmtree(state_dir, ignore_errors=True)
+
+
+def _start_traffic(workspace: Workspace, progress: Callable[[str], None]) -> None:
+    """The webhook burst the demo starts with, so `noisy` has something to find (bot.demo_traffic)."""
+    with SandboxClient(workspace.control_url, workspace.control_secret) as control:
+        try:
+            done = startup_traffic(control)
+        except DemoTrafficError as exc:
+            raise DemoError(f"cannot post the demo's webhook traffic: {exc}") from None
+    progress("webhook traffic: " + "; ".join(item.describe().replace("`", "") for item in done))
 
 
 def _chat(

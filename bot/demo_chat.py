@@ -37,6 +37,7 @@ import httpx
 
 from bot.demo_input import (
     Action,
+    Flood,
     Invalid,
     Quit,
     Send,
@@ -57,6 +58,7 @@ from bot.demo_render import (
     render_message,
     table,
 )
+from bot.demo_traffic import DemoTrafficError, flood
 from bot.errors import BotError
 from sandbox.control import ControlError, NotFound, SandboxClient
 
@@ -365,6 +367,12 @@ class ChatSession:
             case Show(what="help"):
                 for line in help_lines():
                     self.out(line)
+            case Flood(name=name, count=count):
+                try:
+                    flooded = flood(self.control, name, count)
+                except DemoTrafficError as exc:
+                    raise DemoError(str(exc)) from None
+                self.out(f"== {flooded.describe()}")
             case Invalid(problem=problem):
                 raise DemoError(problem)
             case _:

@@ -47,6 +47,14 @@ class Show:
 
 
 @dataclass(frozen=True)
+class Flood:
+    """`:flood NAME [N]`: the incoming webhook NAME (or id) posts N messages into its channel."""
+
+    name: str
+    count: int
+
+
+@dataclass(frozen=True)
 class Quit:
     pass
 
@@ -63,7 +71,10 @@ class Invalid:
     problem: str
 
 
-Action = Send | SwitchUser | SwitchRoom | Thread | Show | Quit | Skip | Invalid
+Action = Send | SwitchUser | SwitchRoom | Thread | Show | Flood | Quit | Skip | Invalid
+
+FLOOD_DEFAULT: Final = 20
+FLOOD_MAX: Final = 200
 
 # name -> (argument hint or "", description); the order is the order of the help text
 META_COMMANDS: Final[dict[str, tuple[str, str]]] = {
@@ -72,6 +83,7 @@ META_COMMANDS: Final[dict[str, tuple[str, str]]] = {
     "dm": ("", "go to your direct-message room with the bot"),
     "thread": ("[off]", "continue in the thread of the last command you sent here; `off` to leave it"),
     "say": ("TEXT", "send TEXT without waiting for an answer (for scripts)"),
+    "flood": ("NAME [N]", f"make the incoming webhook NAME post N messages (default {FLOOD_DEFAULT}) into its channel"),
     "users": ("", "list the users you can type as"),
     "rooms": ("", "list the rooms"),
     "integrations": ("", "list the integrations: name, type, enabled, id"),
@@ -117,10 +129,25 @@ def parse_line(line: str, *, script: bool = False) -> Action:
             return Invalid(":thread takes no argument or `off`")
         case "say":
             return Send(argument, expect_answer=False) if argument else Invalid(":say needs the text to send")
+        case "flood":
+            return _flood(argument)
         case "quit":
             return Quit()
         case _:
             return Show(name) if not argument else Invalid(f":{name} takes no argument")
+
+
+def _flood(argument: str) -> Action:
+    name, _, last = argument.rpartition(" ")
+    if not last.isdigit() or not name.strip():
+        name, last = argument, ""
+    name = name.strip().strip("\"'`\u201c\u201d\u2018\u2019").strip()
+    if not name:
+        return Invalid(f":flood needs an incoming webhook's name, e.g. :flood Grafana {FLOOD_DEFAULT}")
+    count = int(last) if last else FLOOD_DEFAULT
+    if not 1 <= count <= FLOOD_MAX:
+        return Invalid(f":flood posts 1 to {FLOOD_MAX} messages, e.g. :flood {name} {FLOOD_DEFAULT}")
+    return Flood(name, count)
 
 
 def help_lines() -> list[str]:

@@ -12,8 +12,11 @@ Who can do what (contract §3):
 * `owen` — custom role `own-integrations` (manage-own-incoming-integrations and
   manage-own-outgoing-integrations only): may change the integrations he created, nothing else.
 
-Integrations include two named exactly "Guggy" (one incoming, one outgoing), a disabled one
-whose name merely contains "guggy", and some created by owen.
+Integrations include two named exactly "Guggy" (one incoming, one outgoing: the deliberate
+duplicate the README's ambiguity example uses), a disabled one whose name merely contains "guggy",
+`Grafana` posting alerts into #alerts (the noisy webhook of the demo's incident flow), and some
+created by owen. Every example in README.md and in `help` runs on this workspace
+(tests/e2e/test_examples.py).
 """
 
 from __future__ import annotations
@@ -152,6 +155,13 @@ def _seed(control: SandboxControl, store: Store) -> dict[str, Any]:
             enabled=False,
             alias="Alertmanager",
             avatar="https://example.org/alertmanager.png",
+        ),
+        "grafana": control.create_incoming_integration(
+            "Grafana",
+            channel="#alerts",
+            created_by="admin",
+            alias="Grafana",
+            emoji=":chart_with_upwards_trend:",
         ),
         "welcome-new-users": control.create_outgoing_integration(
             "Welcome new users",

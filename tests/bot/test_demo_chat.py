@@ -239,3 +239,29 @@ def test_interactive_mode_shows_answers_as_they_arrive(
     assert "== you are admin in #ops" in lines
     assert "[#ops] integrations-bot: echo: !integration list" in lines
     assert "[#ops] admin: !integration list" not in lines  # what you typed is not echoed back
+
+
+def test_flood_makes_an_incoming_webhook_post_into_its_channel_until_it_is_disabled(
+    chat: tuple[ChatSession, Transcript, SandboxServer],
+) -> None:
+    session, out, server = chat
+    grafana = next(d for d in server.control.integrations() if d["name"] == "Grafana")
+    before = len(server.control.messages("alerts"))
+    before_hooks = len([m for m in server.control.messages("alerts") if m.get("bot")])
+    assert run_script(session, [":room alerts", ":flood grafana 3"], timeout=SHORT, quiet=QUIET) == 0
+    posted = [m for m in server.control.messages("alerts")[before:] if m["u"]["username"] != "integrations-bot"]
+    assert [m.get("bot") for m in posted] == [{"i": grafana["_id"]}] * 3  # as the webhook posts: `noisy` counts them
+    assert "== `Grafana` posted 3 messages into #alerts" in out.lines
+
+    server.control.update_integration(grafana["_id"], {"enabled": False})
+    try:
+        assert run_script(session, [":flood Grafana 5"], timeout=SHORT, quiet=QUIET) == 0
+        hooks = [m for m in server.control.messages("alerts") if m.get("bot")]
+        assert len(hooks) == len([m for m in posted if m.get("bot")]) + before_hooks  # switched off: nothing more
+        assert "is disabled: Rocket.Chat refuses its posts" in out.lines[-1]
+    finally:
+        server.control.update_integration(grafana["_id"], {"enabled": True})
+
+    assert run_script(session, [":flood Deploy announcer 2", ":flood nothing-like-it"], timeout=SHORT, quiet=QUIET) == 1
+    problems = [line for line in out.lines if line.startswith("!! ")]
+    assert "is an outgoing webhook" in problems[-2] and "no incoming integration named" in problems[-1]

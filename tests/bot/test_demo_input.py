@@ -7,7 +7,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bot.demo_input import (
+    FLOOD_DEFAULT,
+    FLOOD_MAX,
     META_COMMANDS,
+    Flood,
     Invalid,
     Quit,
     Send,
@@ -92,3 +95,24 @@ def test_help_names_every_meta_command() -> None:
     text = "\n".join(help_lines())
     for name in META_COMMANDS:
         assert f":{name}" in text
+
+
+@pytest.mark.parametrize(
+    ("line", "expected"),
+    [
+        (":flood Grafana", Flood("Grafana", FLOOD_DEFAULT)),
+        (":flood Grafana 5", Flood("Grafana", 5)),
+        (":flood Jenkins builds 3", Flood("Jenkins builds", 3)),
+        (':flood "Jenkins builds"', Flood("Jenkins builds", FLOOD_DEFAULT)),
+        (":flood \u201cJenkins builds\u201d 2", Flood("Jenkins builds", 2)),  # a phone's curly quotes
+        (":flood 42", Flood("42", FLOOD_DEFAULT)),  # a name that is a number (or an id) stays a name
+    ],
+)
+def test_flood_takes_a_name_with_spaces_and_an_optional_count(line: str, expected: Flood) -> None:
+    assert parse_line(line) == expected
+
+
+@pytest.mark.parametrize("line", [":flood", f":flood Grafana {FLOOD_MAX + 1}", ":flood Grafana 0", ':flood "" 3'])
+def test_flood_without_a_name_or_with_a_count_out_of_range_says_what_to_type(line: str) -> None:
+    action = parse_line(line)
+    assert isinstance(action, Invalid) and ":flood" in action.problem
