@@ -167,8 +167,9 @@ def banner(
         *help_lines,
         "Try:",
         "  !integration list",
-        "  /integration disable Guggy                  (as alice: the bot explains why not)",
-        "  :user admin   then   /integration disable Guggy   (two are named Guggy: it asks which)",
-        "                then   /integration disable incoming Guggy",
-        "  :dm           then   help",
+        "  /integration disable Guggy             (two are named Guggy: it asks which)",
+        "  /integration disable incoming Guggy",
+        "  :user alice    then the same           (alice may not: the bot says why)",
+        "  :room alerts   then   !integration noisy   (Grafana is flooding it: disable it, then :flood Grafana)",
+        "  :dm            then   help",
     ]

@@ -584,31 +584,35 @@ EXTEND_USAGE = "extend [incoming|outgoing] <name|id> <duration>"
 SET_USAGE = "set <name|id> field=value ... | set <name|id> <field> <value...> | <field> +word -word"
 
 HELP: dict[str, ArgHelp] = {
-    "enable": ArgHelp("enable [incoming|outgoing] <name|id>", TARGET_DETAILS, ("enable Guggy", 'enable "Noisy hook"')),
+    "enable": ArgHelp(
+        "enable [incoming|outgoing] <name|id>", TARGET_DETAILS, ("enable Alertmanager", 'enable "Jenkins builds"')
+    ),
     "disable": ArgHelp(
         DISABLE_USAGE,
         TARGET_DETAILS + " A duration (`for 30m`, `for 2 hours`, at most 7 d) re-enables it later; "
         "a reason follows `because` or `--`. Without `for`/`because`/`--`, the first word is the name and "
-        "the rest is the reason: `disable Guggy spamming the channel`. So quote a name with spaces "
-        'when giving a reason that way: `disable "Noisy hook" flapping`.',
+        "the rest is the reason: `disable Grafana spamming the channel`. So quote a name with spaces "
+        'when giving a reason that way: `disable "Jenkins builds" flapping`.',
         (
-            "disable Guggy",
-            'disable "Noisy hook" for 30m because flapping',
-            "disable Guggy -- spam",
-            "disable Guggy spamming the channel",
+            "disable Grafana",
+            'disable "Jenkins builds" for 30m because flapping',
+            "disable outgoing Guggy -- spam",
+            "disable Grafana spamming the channel",
         ),
     ),
     "list": ArgHelp(
         "list [incoming|outgoing] [enabled|disabled] [text]",
         "Filters in any order; other words search names.",
-        ("list", "list outgoing disabled", "list incoming alerts"),
+        ("list", "list outgoing disabled", "list incoming alert"),
     ),
-    "show": ArgHelp("show [incoming|outgoing] <name|id>", TARGET_DETAILS, ("show Guggy",)),
+    "show": ArgHelp("show [incoming|outgoing] <name|id>", TARGET_DETAILS, ("show Grafana", "show outgoing Guggy")),
     "help": ArgHelp("help [command]", "Shows the commands you may run, or details about one.", ("help disable",)),
     "extend": ArgHelp(
-        EXTEND_USAGE, "Extends a timed disable by the duration.", ("extend Guggy 30m", 'extend "Noisy hook" 1h')
+        EXTEND_USAGE,
+        "Extends a timed disable by the duration.",
+        ('extend "Jenkins builds" 1h', "extend Jenkins builds 30m"),
     ),
-    "history": ArgHelp("history [name|id]", "Recent changes made through the bot.", ("history", "history Guggy")),
+    "history": ArgHelp("history [name|id]", "Recent changes made through the bot.", ("history", "history Grafana")),
     "noisy": ArgHelp(
         "noisy [minutes]", "Integrations that posted most in the last minutes (default 60).", ("noisy", "noisy 15")
     ),
@@ -616,7 +620,11 @@ HELP: dict[str, ArgHelp] = {
         SET_USAGE,
         'Changes fields. `field="a b"` for values with spaces; `+word`/`-word` add to or remove from a list '
         "field. In the `<field> <value>` form an unquoted name is its first word.",
-        ("set Guggy alias=guggy-bot", 'set "Noisy hook" channel="#alerts"', "set Deploys triggerWords +deploy -build"),
+        (
+            'set Grafana channel=#alerts,#ops alias="Grafana bot" emoji=:bar_chart:',
+            'set "Deploy announcer" triggerWords +!ship -!rollback',
+            "set outgoing Guggy retryCount=5 --yes",
+        ),
     ),
-    "confirm": ArgHelp("confirm <code>", "Confirms a change the bot asked about.", ("confirm K7Q2",)),
+    "confirm": ArgHelp("confirm <code>", "Confirms a change the bot asked about.", ("yes",)),
 }

@@ -78,7 +78,7 @@ COMMAND = Command(
         "Applies the change `set` showed you, with its code. `yes` (or `confirm` without a code) applies your "
         "latest one in this room. Only you can confirm your change, in the room where you asked, before it expires."
     ),
-    examples=("confirm K7Q2", "yes"),
+    examples=HELP["confirm"].examples,
     handler=run,
     aliases=("yes",),
     changes_integrations=True,

@@ -162,11 +162,7 @@ COMMAND = Command(
     summary="change fields of an integration (preview, then confirm)",
     usage=HELP["set"].usage,
     details=_details(),
-    examples=(
-        'set Guggy channel=#alerts,#ops alias="Guggy bot" emoji=:ghost:',
-        "set Jenkins triggerWords +!deploy -!build",
-        "set outgoing Guggy retryCount=5 --yes",
-    ),
+    examples=HELP["set"].examples,
     handler=run,
     aliases=("edit",),
     changes_integrations=True,

@@ -281,7 +281,7 @@ def test_disable_errors(typed: str, says: str) -> None:
 
 def test_disable_help_documents_the_first_word_rule() -> None:
     assert "first word is the name" in HELP["disable"].details
-    assert "disable Guggy spamming the channel" in HELP["disable"].examples
+    assert "disable Grafana spamming the channel" in HELP["disable"].examples
 
 
 # --- extend, noisy, help, confirm ---------------------------------------------------------------

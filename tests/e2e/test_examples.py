@@ -1,0 +1,201 @@
+"""Every example in README.md and in `help` runs on the demo workspace as written.
+
+A newcomer's first minutes are `make demo` and copying the examples. An example that answers "2
+integrations are named `Guggy`", "I can't find …" or an unknown field teaches them that the
+project's own documentation is wrong. So this runs each one through the real `integrations-bot
+demo --script` (the seeded sandbox and the real bot process), in the order a reader meets them:
+
+* README.md: every `` `!integration …` `` / `` `/integration …` `` outside code blocks (as admin),
+  and every line of a transcript block that starts with a seeded user's name (as that user);
+* `help`: every example of every command, as `help <command>` shows it (as admin).
+
+Two examples are refusals on purpose (`EXPECTED_REFUSALS`): the deliberate duplicate name and
+the mention-safety example. The incident transcript of the README is the output of
+`docs/incident-demo.txt`; the last test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from commands.table import COMMANDS
+
+pytestmark = pytest.mark.e2e
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+INCIDENT_SCRIPT = ROOT / "docs" / "incident-demo.txt"
+SCRIPT = Path(sys.executable).with_name("integrations-bot")
+USERS = ("admin", "alice", "owen")
+ROOM = "ops"
+# Answers that say the example did not work: the reply's first characters or words in it.
+FAILURE_STARTS = ("⚠️", "⛔", "🚨", "⏳", "💥", "!!")
+FAILURE_WORDS = ("can't find", "I don't know", "are named", "is named", "not a field", "no timed disable")
+# example -> what its answer must say instead (it shows a refusal on purpose)
+EXPECTED_REFUSALS = {
+    "/integration disable Guggy": "are named",  # the demo's one deliberate duplicate name
+    "/integration disable @all": "`@all`",  # mention safety: echoed as code, nobody is paged
+}
+
+
+@dataclass(frozen=True)
+class Example:
+    user: str
+    text: str
+    where: str
+
+
+@dataclass
+class Exchange:
+    example: Example
+    answers: list[str]
+
+
+def readme_examples() -> list[Example]:
+    text = README.read_text(encoding="utf-8")
+    found: list[Example] = []
+    prose: list[str] = []
+    in_block = False
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line.startswith("```"):
+            in_block = not in_block
+            continue
+        if in_block:
+            match = re.match(rf"^({'|'.join(USERS)})\s+([!/]integration\s.*)$", line)
+            if match:
+                found.append(Example(match[1], match[2].strip(), f"README.md:{number}"))
+        else:
+            prose.append(f"{number}\x00{line}")
+    # Code spans may wrap across lines in prose: join, then find them.
+    joined = "\n".join(prose)
+    for match in re.finditer(r"`([!/]integration\s[^`]*)`", joined):
+        span = " ".join(re.sub(r"^\d+\x00", "", part) for part in match[1].split("\n"))
+        if "…" in span or "<" in span:  # a pattern (`!integration …`), not an example
+            continue
+        number = joined[: match.start()].rsplit("\n", 1)[-1].split("\x00")[0]
+        found.append(Example("admin", span.strip(), f"README.md:{number}"))
+    found.sort(key=lambda e: int(e.where.split(":")[1]))
+    # The first time a reader meets an example is the one that counts (a second `yes` would find
+    # nothing left to confirm, as it would for them).
+    return [e for i, e in enumerate(found) if (e.user, e.text) not in {(f.user, f.text) for f in found[:i]}]
+
+
+def help_examples() -> list[Example]:
+    return [
+        Example("admin", f"!integration {example}", f"help {command.name}")
+        for command in COMMANDS
+        for example in command.examples
+    ]
+
+
+def run_demo(tmp_path: Path, lines: list[str], name: str = "script.txt") -> str:
+    script = tmp_path / name
+    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    result = subprocess.run(
+        [str(SCRIPT), "demo", "--script", str(script), "--timeout", "15"],
+        cwd=tmp_path,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("ROCKETCHAT_", "BOT_"))},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert "the bot is ready" in result.stderr, result.stderr
+    return result.stdout
+
+
+def run_examples(tmp_path: Path, examples: list[Example]) -> list[Exchange]:
+    """Post each example as its user in #ops; pair each with the bot's answers that followed it."""
+    lines = [f":room {ROOM}"]
+    user = "admin"
+    for example in examples:
+        if example.user != user:
+            lines.append(f":user {example.user}")
+            user = example.user
+        lines.append(example.text)
+    transcript = run_demo(tmp_path, lines)
+    blocks: list[str] = []
+    for line in transcript.splitlines():
+        if line.startswith(" ") and blocks:
+            blocks[-1] += "\n" + line
+        else:
+            blocks.append(line)
+    exchanges: list[Exchange] = []
+    pending = iter(examples)
+    said = re.compile(rf"^\[#{ROOM}\] ({'|'.join(USERS)}): (.*)$", re.DOTALL)
+    for block in blocks:
+        if (match := said.match(block)) is not None:
+            example = next(pending)
+            assert match[2] == example.text and match[1] == example.user, (block, example)
+            exchanges.append(Exchange(example, []))
+        elif block.startswith((f"[#{ROOM}] integrations-bot: ", "!! ")) and exchanges:
+            exchanges[-1].answers.append(block.removeprefix(f"[#{ROOM}] integrations-bot: "))
+    assert len(exchanges) == len(examples), transcript
+    return exchanges
+
+
+def problems(exchanges: list[Exchange]) -> list[str]:
+    found: list[str] = []
+    for exchange in exchanges:
+        example, answer = exchange.example, "\n".join(exchange.answers)
+        label = f"{example.where}: {example.user} `{example.text}`"
+        if not exchange.answers:
+            found.append(f"{label}: no answer")
+            continue
+        expected = EXPECTED_REFUSALS.get(example.text)
+        if expected is not None:
+            if expected not in answer:
+                found.append(f"{label}: expected {expected!r} in the answer, got:\n{answer}")
+            continue
+        if answer.startswith(FAILURE_STARTS) or any(word in answer for word in FAILURE_WORDS):
+            found.append(f"{label}: answered\n{answer}")
+    return found
+
+
+def test_every_readme_example_runs_on_the_demo_as_written(tmp_path: Path) -> None:
+    examples = readme_examples()
+    assert len(examples) >= 20, examples  # the extraction finds the README's examples
+    assert {e.text for e in examples} >= set(EXPECTED_REFUSALS)
+    found = problems(run_examples(tmp_path, examples))
+    assert not found, "\n\n".join(found)
+
+
+def test_every_help_example_runs_on_the_demo_as_written(tmp_path: Path) -> None:
+    examples = help_examples()
+    assert {e.where for e in examples} == {f"help {c.name}" for c in COMMANDS}  # every command has examples
+    found = problems(run_examples(tmp_path, examples))
+    assert not found, "\n\n".join(found)
+
+
+def _normalised(transcript: str) -> list[str]:
+    """What varies between runs (ids, clock times, durations, zero-width spaces) made equal."""
+    text = transcript.replace("\u200b", "")
+    text = re.sub(r"\b[0-9a-f]{24}\b", "<id>", text)
+    text = re.sub(r"\b\d{1,2}:\d{2} UTC\b", "<time>", text)
+    text = re.sub(r"\d+", "N", text)
+    return [line.rstrip() for line in text.strip().splitlines()]
+
+
+def readme_incident_transcript() -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```\n", text.index("A real flow, as it looks in the demo")) + 4
+    return text[start : text.index("```\n", start)]
+
+
+def test_the_readme_incident_flow_is_what_the_demo_prints(tmp_path: Path) -> None:
+    script = [line for line in INCIDENT_SCRIPT.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    fresh = run_demo(tmp_path, script, "incident.txt")
+    documented = readme_incident_transcript()
+    assert "noisy" in documented and "Grafana" in documented
+    diff = "\n".join(
+        difflib.unified_diff(_normalised(documented), _normalised(fresh), "README.md", "demo", lineterm="")
+    )
+    assert not diff, f"README's incident flow differs from the demo's output; the demo printed:\n{fresh}\n{diff}"
