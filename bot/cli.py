@@ -2,6 +2,8 @@
 
     integrations-bot run        run the bot in the foreground (SIGTERM/SIGINT stop it cleanly)
     integrations-bot check      connect with the configured credentials and print a readiness report
+                                (both: `--credentials-file FILE [--as USER]` to use a sandbox's file;
+                                `--help` lists every setting they read)
     integrations-bot healthcheck  ask the running bot's /healthz (BOT_HTTP_PORT): the container HEALTHCHECK
     integrations-bot sandbox    serve the seeded sandbox Rocket.Chat server (for tests and the demo)
     integrations-bot demo       sandbox + bot + a terminal chat to try the bot in
@@ -16,7 +18,10 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
+from bot.config import settings_help
+from bot.credentials_file import DEFAULT_USER, connection_settings
 from bot.errors import ConfigError
 
 EXIT_OK = 0
@@ -31,8 +36,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--env-file", default=".env", help="optional .env file with settings (default: .env)")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    commands.add_parser("run", help="run the bot in the foreground")
-    commands.add_parser("check", help="print a readiness report for the configured server and bot account")
+    for name, text in (
+        ("run", "run the bot in the foreground"),
+        ("check", "print a readiness report for the configured server and bot account"),
+    ):
+        command = commands.add_parser(
+            name,
+            help=text,
+            description=text[0].upper() + text[1:] + ".",
+            epilog=settings_help(),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_argument(
+            "--credentials-file",
+            metavar="FILE",
+            type=Path,
+            help="take ROCKETCHAT_URL, ROCKETCHAT_USER_ID and ROCKETCHAT_AUTH_TOKEN from a credentials file "
+            "written by `integrations-bot sandbox --credentials-file FILE`",
+        )
+        command.add_argument(
+            "--as",
+            dest="as_user",
+            metavar="USER",
+            default=DEFAULT_USER,
+            help=f"whose credentials to take from that file (default: {DEFAULT_USER})",
+        )
     commands.add_parser("healthcheck", help="exit 0 if the running bot's /healthz says healthy, else 1")
     commands.add_parser("sandbox", help="serve the seeded sandbox Rocket.Chat server", add_help=False)
     commands.add_parser("demo", help="sandbox + bot + terminal chat", add_help=False)
@@ -65,7 +93,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         from bot.config import load_settings
 
-        settings = load_settings(args.env_file)
+        overrides = connection_settings(args.credentials_file, args.as_user) if args.credentials_file else None
+        settings = load_settings(args.env_file, overrides)
         if args.command == "run":
             from bot.runtime import main as run_main
 

@@ -8,6 +8,7 @@ never a pydantic traceback.
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -144,10 +145,11 @@ class Settings(BaseSettings):
         return self.rocketchat_user_id is not None and self.rocketchat_auth_token is not None
 
 
-def load_settings(env_file: str | Path | None = ".env") -> Settings:
-    """Read the settings, turning any problem into a one-line `ConfigError`."""
+def load_settings(env_file: str | Path | None = ".env", overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Read the settings, turning any problem into a one-line `ConfigError`. `overrides` (field
+    names, e.g. from `--credentials-file`) win over the environment and the .env file."""
     try:
-        return Settings(_env_file=env_file)
+        return Settings(_env_file=env_file, **dict(overrides or {}))
     except ValidationError as exc:
         raise ConfigError(describe_validation_error(exc)) from None
 
@@ -165,3 +167,34 @@ def describe_validation_error(exc: ValidationError) -> str:
         return message
     # Never echo the offending input: it may be a secret.
     return f"{variable}: {message}"
+
+
+def _shown_default(value: Any) -> str:
+    if value is None or value == "":
+        return "(unset)"
+    if isinstance(value, timedelta):
+        seconds = int(value.total_seconds())
+        for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+            if seconds % size == 0:
+                return f"{seconds // size}{unit}"
+        return f"{seconds}s"
+    return str(value)
+
+
+def settings_help() -> str:
+    """The settings `run` and `check` read, for their `--help`: required ones first, then every
+    optional `BOT_*` one with its default (generated from `Settings`, so it cannot go stale)."""
+    lines = [
+        "settings (environment variables, or a .env file in the working directory):",
+        "  ROCKETCHAT_URL              required: the server, e.g. https://chat.example.org",
+        "  ROCKETCHAT_USER_ID          the bot account's user id, and",
+        "  ROCKETCHAT_AUTH_TOKEN       a personal access token of that account (recommended); or",
+        "  ROCKETCHAT_USERNAME         the bot account's username, and",
+        "  ROCKETCHAT_PASSWORD         its password",
+        "  (--credentials-file FILE takes the first three from a sandbox credentials file instead)",
+        "optional, with their defaults (README.md, section Settings, says what each does):",
+    ]
+    for name, field in Settings.model_fields.items():
+        if name.startswith("bot_"):
+            lines.append(f"  {name.upper():<27} {_shown_default(field.default)}")
+    return "\n".join(lines)

@@ -6,9 +6,11 @@ on stderr that names the variable, status 2, no traceback, never the secret that
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -117,3 +119,70 @@ def test_sandbox_and_demo_explain_their_options(tmp_path: Path, command: str, op
     assert f"usage: integrations-bot {command}" in result.stdout
     for option in options:
         assert option in result.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_run_and_check_help_lists_the_settings_they_read(tmp_path: Path, command: str) -> None:
+    from bot.config import Settings
+
+    result = invoke(tmp_path, command, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "--credentials-file" in result.stdout and "--as USER" in result.stdout
+    assert "ROCKETCHAT_URL" in result.stdout and "required" in result.stdout
+    for name in Settings.model_fields:  # every setting, so a new one cannot be forgotten here
+        assert name.upper() in result.stdout
+
+
+@pytest.mark.e2e
+def test_check_against_the_standalone_sandbox_from_its_credentials_file(tmp_path: Path) -> None:
+    """README "Running against a server, step by step": the sandbox in one terminal, then one
+    command with its credentials file, no variables copied by hand."""
+    credentials = tmp_path / "sandbox-credentials.json"
+    sandbox = subprocess.Popen(
+        [str(SCRIPT), "sandbox", "--port", "0", "--credentials-file", str(credentials)],
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not credentials.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        ready = invoke(tmp_path, "check", "--credentials-file", str(credentials))
+        assert ready.returncode == 0, ready.stdout + ready.stderr
+        assert "READY" in ready.stdout and "@integrations-bot" in ready.stdout
+
+        as_alice = invoke(tmp_path, "check", "--credentials-file", str(credentials), "--as", "alice")
+        assert "@alice" in as_alice.stdout and "NOT READY" in as_alice.stdout  # a plain user cannot be the bot
+
+        nobody = invoke(tmp_path, "check", "--credentials-file", str(credentials), "--as", "nobody")
+        assert nobody.returncode == 2
+        assert nobody.stderr.splitlines() == [
+            f"integrations-bot: no user 'nobody' with a token in the credentials file {credentials} "
+            "(it has: admin, alice, integrations-bot, owen, rocket.cat)"
+        ]
+        tokens = [u["authToken"] for u in json.loads(credentials.read_text())["users"].values()]
+        for result in (ready, as_alice, nobody):
+            assert not any(token in result.stdout + result.stderr for token in tokens)
+    finally:
+        sandbox.terminate()
+        sandbox.wait(10)
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read the credentials file"),
+        ("not json", "is not JSON"),
+        ('{"users": {}}', "has no `url` and `users`"),
+        ('{"url": "http://127.0.0.1:1", "users": {"integrations-bot": {"userId": "x"}}}', "no user 'integrations-bot'"),
+    ],
+)
+def test_a_bad_credentials_file_is_one_line(tmp_path: Path, content: str | None, problem: str) -> None:
+    path = tmp_path / "credentials.json"
+    if content is not None:
+        path.write_text(content)
+    result = invoke(tmp_path, "run", "--credentials-file", str(path))
+    assert result.returncode == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and problem in lines[0], result.stderr
