@@ -107,9 +107,16 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
         usage = f"\nUsage: {code(found.usage)}" if found is not None and found.usage not in error.problem else ""
         return Reply(f"⚠️ {safe_markup(error.problem)}{usage}", outcome="usage")
     if isinstance(error, AmbiguousIntegration):
+        named = f"{plural(len(error.candidates), 'integration')} are named {quote_name(error.query)}"
+        command = registry.find(invocation.command) if invocation.command else None
+        if command is not None and not command.changes_integrations:
+            # A read (`show`, `history`) had nothing to change: ask, don't reassure.
+            return Reply(
+                f"{named}: which one do you mean? Use the id, or add `incoming`/`outgoing`:\n{_candidates(error)}",
+                outcome="ambiguous",
+            )
         return Reply(
-            f"⚠️ {plural(len(error.candidates), 'integration')} are named {quote_name(error.query)}, "
-            f"so I changed nothing. Use the id, or add `incoming`/`outgoing`:\n{_candidates(error)}",
+            f"⚠️ {named}, so I changed nothing. Use the id, or add `incoming`/`outgoing`:\n{_candidates(error)}",
             outcome="ambiguous",
         )
     if isinstance(error, IntegrationNotFound):
