@@ -529,7 +529,7 @@ class _Planner:
     def refused(self, spec: FieldSpec, exc: Invalid) -> None:
         """A value `spec.parse` refused; a room typed without `#` gets the rooms it may mean."""
         rooms = rooms_like(exc.bare_room, self.rooms) if exc.bare_room is not None else []
-        hint = f" (did you mean {either([f'`#{room}`' for room in rooms])}?)" if rooms else ""
+        hint = f" (did you mean {either([shown(f'#{room}') for room in rooms])}?)" if rooms else ""
         self.problem(spec, f"{exc}{hint}")
 
     def assign(self, assignment: Assignment) -> None:

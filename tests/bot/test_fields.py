@@ -212,6 +212,8 @@ def test_a_room_typed_without_its_sign_is_suggested_only_among_the_callers_rooms
     assert "did you mean `#alerts`?" in refusal(outgoing(), A("targetRoom", "alert"), rooms=("alerts", "ops"))
     both = refusal(incoming(), A("channel", "ops-tem"), rooms=("ops-team", "ops-teams", "general"))
     assert "did you mean `#ops-team` or `#ops-teams`?" in both
+    # A room name is shown as code that stays code: a backtick in it cannot end the span.
+    assert "did you mean `#alˋerts`?" in refusal(incoming(), A("channel", "alerts"), rooms=("al`erts",))
 
 
 def test_a_mistyped_field_name_is_guessed_in_backticks_like_every_suggestion() -> None:
