@@ -54,7 +54,7 @@ async def _names(h: Harness, caller: str, typed: str, command: str) -> None:
     event(f"{reply.outcome}, {len(spans)} suggested")
     assert len(names) <= 3, reply.text
     assert set(names) <= {d["name"] for d in visible}, reply.text
-    assert h.writes() == 0
+    assert reply.outcome == "changed" or h.writes() == 0  # two typos may spell the name again
 
 
 async def _rooms(h: Harness, caller: str, typed: str) -> None:
