@@ -32,3 +32,14 @@ async def test_a_room_the_caller_is_not_in_is_never_suggested(h: Harness) -> Non
     # owen is not in the private #platform-team; he must not even learn that it exists.
     reply = await h.say("owen", "ops", '!integration set "Jenkins builds" channel=platform-team')
     assert reply.outcome == "input" and "#platform-team" not in plain(reply.text), reply.text
+
+
+async def test_a_room_that_does_not_exist_is_answered_with_the_closest_rooms_the_caller_is_in(h: Harness) -> None:
+    reply = await h.say("admin", "general", "!integration set outgoing Guggy channel=#alert")
+    assert "there is no room `#alert`" in plain(reply.text), reply.text
+    assert "did you mean `#alerts`?" in plain(reply.text), reply.text
+    reply = await h.say("admin", "general", "!integration set outgoing Guggy channel=#nowhere")
+    assert "did you mean" not in reply.text, reply.text
+    reply = await h.say("owen", "ops", '!integration set "Jenkins builds" channel=#platform-tem')
+    assert "there is no room" in reply.text and "platform-team" not in reply.text, reply.text
+    assert h.writes() == 0
