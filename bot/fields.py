@@ -526,7 +526,7 @@ class _Planner:
     def problem(self, spec: FieldSpec | None, text: str) -> None:
         self.problems.append(f"{spec.key}: {text}" if spec is not None else text)
 
-    def refused(self, spec: FieldSpec, exc: Invalid) -> None:
+    def invalid(self, spec: FieldSpec, exc: Invalid) -> None:
         """A value `spec.parse` refused; a room typed without `#` gets the rooms it may mean."""
         rooms = rooms_like(exc.bare_room, self.rooms) if exc.bare_room is not None else []
         hint = f" (did you mean {either([shown(f'#{room}') for room in rooms])}?)" if rooms else ""
@@ -562,7 +562,7 @@ class _Planner:
         try:
             self.values[spec.key] = spec.parse(value, self.kind)
         except Invalid as exc:
-            self.refused(spec, exc)
+            self.invalid(spec, exc)
 
     def _assign_list(self, spec: FieldSpec, split: Callable[[str], list[str]], assignment: Assignment) -> None:
         working: list[str] = self.values.setdefault(spec.key, _current_list(self.doc, spec.key))
@@ -582,7 +582,7 @@ class _Planner:
             try:
                 value = spec.parse(item, self.kind)
             except Invalid as exc:
-                self.refused(spec, exc)
+                self.invalid(spec, exc)
                 continue
             if value not in working:
                 working.append(value)
