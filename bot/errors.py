@@ -67,13 +67,6 @@ class UsageError(UserInputError):
         super().__init__(f"{command}: {problem}")
 
 
-class IntegrationNotFound(UserInputError):
-    def __init__(self, query: str, kind: str | None = None) -> None:
-        self.query = query
-        self.kind = kind
-        super().__init__(f"no integration named {query!r}")
-
-
 @dataclass(frozen=True)
 class Candidate:
     """One of several integrations matching a name, as shown to the caller."""
@@ -82,6 +75,28 @@ class Candidate:
     name: str
     type: str
     enabled: bool
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """An integration a "did you mean" names (`bot.similar`), and what the reply must add to tell
+    it apart from a visible twin: its type, its id."""
+
+    id: str
+    name: str
+    type: str
+    with_type: bool = False
+    with_id: bool = False
+
+
+class IntegrationNotFound(UserInputError):
+    """No integration the caller can see has that name; `suggestions` are the closest that do."""
+
+    def __init__(self, query: str, kind: str | None = None, suggestions: Sequence[Suggestion] = ()) -> None:
+        self.query = query
+        self.kind = kind
+        self.suggestions = tuple(suggestions)
+        super().__init__(f"no integration named {query!r}")
 
 
 class AmbiguousIntegration(UserInputError):

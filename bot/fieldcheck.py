@@ -17,10 +17,13 @@ Any other answer (the server is down, a rejection we cannot read) propagates as 
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from bot.errors import ServerRejected, UserInputError
 from bot.fields import Plan, Reference, shown
 from bot.models import UserInfo
 from bot.rest import RestClient
+from bot.similar import either, rooms_like
 
 _ROOM_EXISTS_ANYWAY = frozenset({"not-allowed", "Not Allowed", "error-room-archived"})
 
@@ -48,8 +51,11 @@ async def _user(rest: RestClient, *, username: str | None = None, user_id: str |
         raise
 
 
-async def _check(rest: RestClient, reference: Reference, bot_user_id: str) -> tuple[str | None, str | None]:
-    """(problem, the stored spelling of a post-as username when it differs)."""
+async def _check(
+    rest: RestClient, reference: Reference, bot_user_id: str, rooms: Collection[str]
+) -> tuple[str | None, str | None]:
+    """(problem, the stored spelling of a post-as username when it differs). A room that does not
+    exist is answered with the closest of `rooms` (the caller's own), if any is close."""
     entry = reference.entry
     if reference.kind == "poster":
         user = await _user(rest, username=entry)
@@ -65,19 +71,22 @@ async def _check(rest: RestClient, reference: Reference, bot_user_id: str) -> tu
     if sigil == "#":
         if await _room_exists(rest, ident):
             return None, None
-        return f"{reference.key}: there is no room {shown(entry)} (by name or id)", None
+        close = rooms_like(ident, rooms)
+        hint = f"; did you mean {either([shown(f'#{room}') for room in close])}?" if close else ""
+        return f"{reference.key}: there is no room {shown(entry)} (by name or id){hint}", None
     if await _user(rest, username=ident) is not None or await _user(rest, user_id=ident) is not None:
         return None, None
     return f"{reference.key}: there is no user {shown(entry)} (by username or id)", None
 
 
-async def check_references(plan: Plan, rest: RestClient, *, bot_user_id: str) -> Plan:
+async def check_references(plan: Plan, rest: RestClient, *, bot_user_id: str, rooms: Collection[str] = ()) -> Plan:
     """`plan` if everything it names exists (a post-as username then in its stored spelling),
-    else `UserInputError` naming every missing room or user. The bot's own account is never a
-    post-as user: a webhook's messages would look like the bot's answers."""
+    else `UserInputError` naming every missing room or user (with the closest of `rooms`, the
+    names of the caller's rooms, for a missing room). The bot's own account is never a post-as
+    user: a webhook's messages would look like the bot's answers."""
     problems: list[str] = []
     for reference in plan.references:
-        problem, spelling = await _check(rest, reference, bot_user_id)
+        problem, spelling = await _check(rest, reference, bot_user_id, rooms)
         if problem is not None:
             problems.append(problem)
         elif spelling is not None:

@@ -34,9 +34,8 @@ echoed, and neither is the value of a field name that is not known (it may be a 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final, Literal, Protocol
 from urllib.parse import urlsplit
@@ -44,6 +43,7 @@ from urllib.parse import urlsplit
 from bot.errors import UserInputError
 from bot.integrations import display
 from bot.models import INCOMING, OUTGOING, Integration
+from bot.similar import Measure, closest, either, rooms_like
 
 __all__ = [
     "BY_KEY",
@@ -97,7 +97,15 @@ EVENTS: Final[Mapping[str, EventUse]] = {
 
 
 class Invalid(Exception):
-    """One value a field cannot take; the text says what would be valid (internal)."""
+    """One value a field cannot take; the text says what would be valid (internal).
+
+    `bare_room` is a room entry typed without its `#` (`channel=alerts`): the planner then adds
+    "did you mean `#alerts`?" when the caller is in a room of that name, or names the closest
+    rooms they are in; never a room that does not exist or that the caller is not in."""
+
+    def __init__(self, text: str, *, bare_room: str | None = None) -> None:
+        super().__init__(text)
+        self.bare_room = bare_room
 
 
 class Parser(Protocol):
@@ -228,8 +236,8 @@ def _channel(text: str, kind: str) -> str:
     if value[:1] in ("#", "@") and _NAME_CHARS.fullmatch(value[1:]):
         return value
     scopes = f", or (outgoing) one of {', '.join(SCOPES)}" if kind == OUTGOING else ""
-    hint = f" (did you mean #{value}?)" if _NAME_CHARS.fullmatch(value) else ""
-    raise Invalid(f"{shown(value)} is not a channel entry: use #room or @user{scopes}{hint}")
+    bare = value if _NAME_CHARS.fullmatch(value) else None
+    raise Invalid(f"{shown(value)} is not a channel entry: use #room or @user{scopes}", bare_room=bare)
 
 
 def _target_room(text: str, kind: str) -> str:
@@ -238,8 +246,8 @@ def _target_room(text: str, kind: str) -> str:
         return value
     if value[:1] in ("#", "@") and _NAME_CHARS.fullmatch(value[1:]):
         return value
-    hint = f" (did you mean #{value}?)" if _NAME_CHARS.fullmatch(value) else ""
-    raise Invalid(f"{shown(value)} is not a room: use #room or @user, or leave it empty to clear it{hint}")
+    bare = value if _NAME_CHARS.fullmatch(value) else None
+    raise Invalid(f"{shown(value)} is not a room: use #room or @user, or leave it empty to clear it", bare_room=bare)
 
 
 def _username(text: str, kind: str) -> str:
@@ -392,8 +400,8 @@ def find_field(word: str) -> FieldSpec:
         return found
     if squashed in NOT_SETTABLE:
         raise Invalid(f"{shown(word)}: {NOT_SETTABLE[squashed]}")
-    close = difflib.get_close_matches(squashed, list(_BY_NAME), n=1, cutoff=0.75)
-    guess = f" Did you mean {_BY_NAME[close[0]].key}?" if close else ""
+    close = closest([squashed], _BY_NAME, measure=Measure.WORD, limit=1)
+    guess = f" Did you mean `{_BY_NAME[close[0]].key}`?" if close else ""
     raise Invalid(f"{shown(word)} is not a field I can set.{guess} Fields: {', '.join(s.key for s in FIELDS)}")
 
 
@@ -504,8 +512,9 @@ def _kind_word(kind: str) -> str:
 class _Planner:
     """One run of `plan_changes` (collects problems instead of stopping at the first)."""
 
-    def __init__(self, current: Integration) -> None:
+    def __init__(self, current: Integration, rooms: Collection[str]) -> None:
         self.current = current
+        self.rooms = rooms
         self.doc = current.document
         self.kind = current.type
         self.problems: list[str] = []
@@ -516,6 +525,12 @@ class _Planner:
 
     def problem(self, spec: FieldSpec | None, text: str) -> None:
         self.problems.append(f"{spec.key}: {text}" if spec is not None else text)
+
+    def invalid(self, spec: FieldSpec, exc: Invalid) -> None:
+        """A value `spec.parse` refused; a room typed without `#` gets the rooms it may mean."""
+        rooms = rooms_like(exc.bare_room, self.rooms) if exc.bare_room is not None else []
+        hint = f" (did you mean {either([shown(f'#{room}') for room in rooms])}?)" if rooms else ""
+        self.problem(spec, f"{exc}{hint}")
 
     def assign(self, assignment: Assignment) -> None:
         try:
@@ -547,7 +562,7 @@ class _Planner:
         try:
             self.values[spec.key] = spec.parse(value, self.kind)
         except Invalid as exc:
-            self.problem(spec, str(exc))
+            self.invalid(spec, exc)
 
     def _assign_list(self, spec: FieldSpec, split: Callable[[str], list[str]], assignment: Assignment) -> None:
         working: list[str] = self.values.setdefault(spec.key, _current_list(self.doc, spec.key))
@@ -567,7 +582,7 @@ class _Planner:
             try:
                 value = spec.parse(item, self.kind)
             except Invalid as exc:
-                self.problem(spec, str(exc))
+                self.invalid(spec, exc)
                 continue
             if value not in working:
                 working.append(value)
@@ -706,13 +721,16 @@ def _refusal(problems: Sequence[str]) -> UserInputError:
     return UserInputError(f"I changed nothing:\n{lines}")
 
 
-def plan_changes(document: Mapping[str, Any] | Integration, assignments: Sequence[Assignment]) -> Plan:
+def plan_changes(
+    document: Mapping[str, Any] | Integration, assignments: Sequence[Assignment], *, rooms: Collection[str] = ()
+) -> Plan:
     """The validated change `assignments` make to `document`; `UserInputError` listing every
-    problem (each naming its field and what would be valid) when any value is unusable."""
+    problem (each naming its field and what would be valid) when any value is unusable.
+    `rooms` are the names of the rooms the caller is in: the only rooms a refusal suggests."""
     current = Integration.of(document)
     if current.type not in (INCOMING, OUTGOING):
         raise UserInputError(f"{shown(current.name)} has the unknown type {shown(current.type)}; nothing was changed")
-    planner = _Planner(current)
+    planner = _Planner(current, rooms)
     if not assignments:
         raise UserInputError("say which field to change, e.g. alias=bot. Nothing was changed.")
     for assignment in assignments:

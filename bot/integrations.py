@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -79,6 +79,7 @@ from bot.locks import IntegrationLocks, LocalIntegrationLocks
 from bot.models import INCOMING, OUTGOING, Integration, UpdateOutcome
 from bot.normalize import name_key, spelled
 from bot.rest import RestClient
+from bot.similar import integration_suggestions
 
 log = logs.get_logger(__name__)
 
@@ -481,6 +482,20 @@ class IntegrationService:
             if visible_in_list(rights, doc):
                 matches.append(doc)
         return matches
+
+    async def suggest(self, queries: Sequence[str], *, kind: str | None, rights: CallerRights) -> IntegrationNotFound:
+        """For "did you mean": `IntegrationNotFound` for the first of `queries` (the readings of what was
+        typed), with the closest names among every integration the caller's own list shows
+        (`bot.similar.integration_suggestions`), of either type. Only called once a name was not
+        found, so the full listing it reads costs nothing on the way to a found one."""
+        visible = [
+            Integration.of(doc)
+            async for doc in self._rest.iter_integrations()
+            if isinstance(doc.get("name"), str) and visible_in_list(rights, doc)
+        ]
+        kind = normalize_kind(kind)
+        suggestions = integration_suggestions(queries, visible, kind=kind)
+        return IntegrationNotFound(queries[0] if queries else "", kind, suggestions)
 
     async def set_enabled(
         self,

@@ -23,6 +23,7 @@ from bot.errors import (
     PermissionDenied,
     RateLimited,
     ServerRejected,
+    Suggestion,
     Unavailable,
     UnknownCommand,
     UpstreamError,
@@ -31,6 +32,7 @@ from bot.errors import (
     VerificationFailed,
 )
 from bot.models import INCOMING, Integration
+from bot.similar import Measure, closest, either
 from commands.reply import Reply
 from commands.text import bullet_list, code, plural, quote_name, safe_markup, safe_text
 
@@ -71,9 +73,31 @@ def _candidates(error: AmbiguousIntegration) -> str:
     return bullet_list(lines)
 
 
+def _suggested(suggestion: Suggestion) -> str:
+    """`Guggy`, `Guggy` (incoming), `Pager` (incoming, id `…`): as much as tells it apart."""
+    if suggestion.with_id:
+        return f"{quote_name(suggestion.name)} ({kind_word(suggestion.type)}, id {code(suggestion.id)})"
+    if suggestion.with_type:
+        return f"{quote_name(suggestion.name)} ({kind_word(suggestion.type)})"
+    return quote_name(suggestion.name)
+
+
+def _command_guess(word: str, registry: Registry) -> str | None:
+    """The command (its name) whose name or alias is closest to a mistyped command word."""
+    by_word = {w.lower(): c.name for c in registry for w in c.words}
+    close = closest([word.lower()], by_word, measure=Measure.WORD, limit=1)
+    return by_word[close[0]] if close else None
+
+
 def for_error(error: BotError, *, invocation: Invocation, registry: Registry) -> Reply:
     """The reply for an error raised by a command. Nothing was changed unless it says so."""
     if isinstance(error, UnknownCommand):
+        guess = _command_guess(error.word, registry)
+        if guess is not None:
+            return Reply(
+                f"I don't know {quote_name(error.word)}. Did you mean {code(guess)}? Try {code('help')}.",
+                outcome="unknown",
+            )
         known = ", ".join(c.name for c in registry)
         return Reply(
             f"I don't know {quote_name(error.word)}. Commands: {known}. Try {code('help')}.", outcome="unknown"
@@ -83,18 +107,25 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
         usage = f"\nUsage: {code(found.usage)}" if found is not None and found.usage not in error.problem else ""
         return Reply(f"⚠️ {safe_markup(error.problem)}{usage}", outcome="usage")
     if isinstance(error, AmbiguousIntegration):
+        named = f"{plural(len(error.candidates), 'integration')} are named {quote_name(error.query)}"
+        command = registry.find(invocation.command) if invocation.command else None
+        if command is not None and not command.changes_integrations:
+            # A read (`show`, `history`) had nothing to change: ask, don't reassure.
+            return Reply(
+                f"{named}: which one do you mean? Use the id, or add `incoming`/`outgoing`:\n{_candidates(error)}",
+                outcome="ambiguous",
+            )
         return Reply(
-            f"⚠️ {plural(len(error.candidates), 'integration')} are named {quote_name(error.query)}, "
-            f"so I changed nothing. Use the id, or add `incoming`/`outgoing`:\n{_candidates(error)}",
+            f"⚠️ {named}, so I changed nothing. Use the id, or add `incoming`/`outgoing`:\n{_candidates(error)}",
             outcome="ambiguous",
         )
     if isinstance(error, IntegrationNotFound):
         kind = f" {kind_word(error.kind)}" if error.kind else ""
-        return Reply(
-            f"I can't find an{kind} integration named {quote_name(error.query)} that you can see. "
-            f"Try {code('list')} to see the names.",
-            outcome="not-found",
-        )
+        missing = f"I can't find an{kind} integration named {quote_name(error.query)} that you can see."
+        if error.suggestions:
+            guesses = either([_suggested(s) for s in error.suggestions])
+            return Reply(f"{missing} Did you mean {guesses}?", outcome="not-found")
+        return Reply(f"{missing} Try {code('list')} to see the names.", outcome="not-found")
     if isinstance(error, NotUpdatable):
         return Reply(
             f"⚠️ I can't change {quote_name(error.name)} without losing data: {safe_markup(error.reason)}. "

@@ -112,9 +112,12 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     # The plan is made on the document the write (with `--yes`) starts from, under the
     # integration's lock: `+x`/`-x` edit the list as stored at that moment, not as it was earlier.
     async with ctx.services.integrations.editing(found) as edit:
-        plan = plan_changes(edit.current.document, parsed.assignments)
+        rooms = rights.room_ids_by_name or {}  # the rooms a refusal may suggest: the caller's own
+        plan = plan_changes(edit.current.document, parsed.assignments, rooms=rooms.keys())
         if not plan.empty:
-            plan = await check_references(plan, ctx.services.rest, bot_user_id=ctx.services.identity.user_id)
+            plan = await check_references(
+                plan, ctx.services.rest, bot_user_id=ctx.services.identity.user_id, rooms=rooms.keys()
+            )
         if plan.empty:
             return Reply(f"{replies.label(found)} already has those values; nothing to change.", outcome="unchanged")
         current = plan.integration

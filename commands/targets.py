@@ -18,7 +18,19 @@ KIND_TYPES = {"incoming": INCOMING, "outgoing": OUTGOING, None: None}
 
 async def resolve(ctx: CommandContext, target: Target) -> Integration:
     """The integration, once the book-keeping of earlier commands about it is done (their audit
-    rows and timers are what this command may read; commands/followups.py)."""
+    rows and timers are what this command may read; commands/followups.py). Not found: the
+    closest names the caller can see come with the error ("did you mean")."""
+    try:
+        return await _resolve(ctx, target)
+    except IntegrationNotFound:
+        raise await _suggesting(ctx, target, [target.query]) from None
+
+
+async def _suggesting(ctx: CommandContext, target: Target, queries: Sequence[str]) -> IntegrationNotFound:
+    return await ctx.services.integrations.suggest(queries, kind=KIND_TYPES[target.kind], rights=await ctx.rights())
+
+
+async def _resolve(ctx: CommandContext, target: Target) -> Integration:
     rights = await ctx.rights()
     # A name copied from chat may hide an invisible character or full-width letters (a look-alike
     # of another name): then every integration is compared, not only what the server's search finds.
@@ -39,13 +51,12 @@ async def resolve_reading(
     an existing longer name wins, so names with spaces work without quotes whenever they exist.
     """
     ordered = sorted(readings, key=lambda reading: len(reading[0]), reverse=True)
-    first_error: IntegrationNotFound | None = None
     for query, extra in ordered:
         try:
-            found = await resolve(ctx, Target(target.kind, query))
-        except IntegrationNotFound as exc:
-            first_error = first_error or exc
+            found = await _resolve(ctx, Target(target.kind, query))
+        except IntegrationNotFound:
             continue
         return found, extra
-    # Name what was typed in full: "Noisy hook", not the first-word reading "Noisy".
-    raise IntegrationNotFound(ordered[0][0] if ordered else target.query, first_error.kind if first_error else None)
+    # Name what was typed in full ("Noisy hook", not the first-word reading "Noisy"); suggest
+    # what is close to any reading (`disable Gugy spamming` is close to `Guggy` as `Gugy`).
+    raise await _suggesting(ctx, target, [query for query, _extra in ordered] or [target.query])

@@ -84,9 +84,9 @@ def plan(doc: dict[str, Any], *assignments: A) -> dict[str, Any]:
     return plan_changes(doc, assignments).updates
 
 
-def refusal(doc: dict[str, Any], *assignments: A) -> str:
+def refusal(doc: dict[str, Any], *assignments: A, rooms: tuple[str, ...] = ()) -> str:
     with pytest.raises(UserInputError) as caught:
-        plan_changes(doc, assignments)
+        plan_changes(doc, assignments, rooms=rooms)
     return str(caught.value)
 
 
@@ -145,7 +145,7 @@ def test_names_and_aliases_are_unambiguous_and_never_a_refused_word() -> None:
 def test_unknown_field_names_suggest_and_never_echo_the_value() -> None:
     with pytest.raises(Invalid) as caught:
         find_field("tokn")
-    assert "Did you mean token?" in str(caught.value)
+    assert "Did you mean `token`?" in str(caught.value)
     text = refusal(outgoing(), A("tokn", "my-secret-value"))
     assert "my-secret-value" not in text
     assert "tokn" in text
@@ -204,6 +204,24 @@ def test_events_are_matched_loosely_and_unknown_ones_list_the_known() -> None:
     assert all(event in text for event in EVENTS)
 
 
+def test_a_room_typed_without_its_sign_is_suggested_only_among_the_callers_rooms() -> None:
+    """Issue 13: `channel=nowhere` answered "did you mean #nowhere?" for a room that does not
+    exist. Only a room of the caller's (`rooms`) is suggested: that very one, else the closest."""
+    assert "did you mean" not in refusal(incoming(), A("channel", "nowhere"))
+    assert "did you mean" not in refusal(incoming(), A("channel", "nowhere"), rooms=("general", "ops"))
+    assert "did you mean `#alerts`?" in refusal(outgoing(), A("targetRoom", "alert"), rooms=("alerts", "ops"))
+    both = refusal(incoming(), A("channel", "ops-tem"), rooms=("ops-team", "ops-teams", "general"))
+    assert "did you mean `#ops-team` or `#ops-teams`?" in both
+    # A room name is shown as code that stays code: a backtick in it cannot end the span.
+    assert "did you mean `#alˋerts`?" in refusal(incoming(), A("channel", "alerts"), rooms=("al`erts",))
+
+
+def test_a_mistyped_field_name_is_guessed_in_backticks_like_every_suggestion() -> None:
+    with pytest.raises(Invalid) as caught:
+        find_field("retyrCount")
+    assert "Did you mean `retryCount`?" in str(caught.value)
+
+
 @pytest.mark.parametrize("url", ["ftp://files.test/x", "files.test/hook", "https:///no-host", "http://[bad-v6/x"])
 def test_urls_must_be_http_addresses_and_are_not_echoed(url: str) -> None:
     text = refusal(outgoing(), A("urls", url))
@@ -212,7 +230,7 @@ def test_urls_must_be_http_addresses_and_are_not_echoed(url: str) -> None:
 
 
 def test_channel_entries_start_with_a_sigil_and_scopes_are_outgoing_only() -> None:
-    assert "did you mean #alerts?" in refusal(incoming(), A("channel", "alerts"))
+    assert "did you mean `#alerts`?" in refusal(incoming(), A("channel", "alerts"), rooms=("alerts", "ops"))
     assert plan(outgoing(), A("channel", "ALL_PUBLIC_CHANNELS")) == {"channel": ["all_public_channels"]}
     assert "is not a channel entry" in refusal(incoming(), A("channel", "all_public_channels"))
 

@@ -1,4 +1,6 @@
-"""Issue 3, done-when 3 and 4: ambiguous names change nothing; answers go where the command was typed."""
+"""Issue 3, done-when 3 and 4: ambiguous names change nothing; answers go where the command was typed.
+Issue 13, items 3 and 4: a mistyped name or command word is answered with what was meant; a read
+on a shared name asks which one."""
 
 from __future__ import annotations
 
@@ -31,9 +33,13 @@ def snapshot(workspace: Workspace, *documents: dict[str, Any]) -> list[dict[str,
     return [workspace.control.integration(d["_id"]) for d in documents]
 
 
-def assert_lists_candidates(text: str, *candidates: tuple[dict[str, Any], str]) -> None:
-    """The reply names every candidate with its type and id, one line each, and changed nothing."""
-    assert "changed nothing" in text, text
+def assert_lists_candidates(text: str, *candidates: tuple[dict[str, Any], str], read: bool = False) -> None:
+    """The reply names every candidate with its type and id, one line each, and changed nothing
+    (a read, which had nothing to change, asks which one is meant instead)."""
+    if read:
+        assert "which one do you mean?" in text and "changed nothing" not in text, text
+    else:
+        assert "changed nothing" in text, text
     lines = [line for line in text.splitlines() if line.startswith("•")]
     assert len(lines) == len(candidates), text
     for document, kind in candidates:
@@ -51,7 +57,7 @@ def test_one_name_for_an_incoming_and_an_outgoing_changes_nothing_until_narrowed
 
     for command in (f'!integration disable "{name}"', f"!integration enable {name}", f"!integration show {name}"):
         text = chat.command("admin", "general", command)["msg"]
-        assert_lists_candidates(text, (hook_in, "incoming"), (hook_out, "outgoing"))
+        assert_lists_candidates(text, (hook_in, "incoming"), (hook_out, "outgoing"), read=" show " in command)
         assert longer["_id"] not in text
         assert snapshot(workspace, hook_in, hook_out, longer) == before
 
@@ -64,6 +70,18 @@ def test_one_name_for_an_incoming_and_an_outgoing_changes_nothing_until_narrowed
     assert "Disabled" in text and "(outgoing)" in text, text
     assert workspace.control.integration(hook_out["_id"])["enabled"] is False
     assert workspace.control.integration(longer["_id"]) == before[2]
+
+
+def test_a_mistyped_name_or_command_word_is_answered_with_what_was_meant(workspace: Workspace) -> None:
+    chat, name = workspace.chat, unique_name("Typo Hook")
+    hook = incoming(workspace, name)
+    before = snapshot(workspace, hook)
+    typo = "Tpyo" + name.removeprefix("Typo")
+    text = chat.command("admin", "general", f'!integration disable "{typo}" because spam')["msg"]
+    assert "Did you mean" in text and f"`{name}`" in text, text  # other tests' names may be close too
+    text = chat.command("admin", "general", f'!integration disabel "{name}"')["msg"]
+    assert "Did you mean `disable`?" in text, text
+    assert snapshot(workspace, hook) == before
 
 
 def test_names_differing_only_by_case_are_the_same_name(workspace: Workspace) -> None:
