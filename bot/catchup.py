@@ -40,7 +40,6 @@ The age uses the bot's clock against the server's timestamps: keep the host's cl
 from __future__ import annotations
 
 import asyncio
-import enum
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -53,48 +52,14 @@ from bot.message_ids import author_id, own_among
 from bot.messages import ChatMessage
 from bot.metrics import Metrics
 from bot.rest import RestClient
+from bot.staleness import CATCHUP_HORIZON
 from bot.state import StateStore
-from commands.reply import Reply
-from commands.text import code, human_duration
 
 log = logs.get_logger("integrations_bot.catchup")
 
-CATCHUP_HORIZON: Final = timedelta(hours=24)
 CLAIM_RETENTION: Final = timedelta(days=7)
 # Retry a failed pass after 1, 2, 4, ... seconds, at most this long.
 RETRY_MAX: Final = 30.0
-
-
-class Freshness(enum.Enum):
-    FRESH = "fresh"
-    STALE = "stale"
-    TOO_OLD = "too-old"
-
-
-def freshness(sent: datetime, now: datetime, stale_age: timedelta, horizon: timedelta = CATCHUP_HORIZON) -> Freshness:
-    age = now - sent
-    if age > max(horizon, stale_age):
-        return Freshness.TOO_OLD
-    if age > stale_age:
-        return Freshness.STALE
-    return Freshness.FRESH
-
-
-def stale_reply(sent: datetime, now: datetime, stale_age: timedelta) -> Reply:
-    return Reply(
-        f"⌛ I did not run this command: it was sent {human_duration(now - sent)} ago, while I was offline, "
-        f"and I only run commands younger than {human_duration(stale_age)} (things may have changed since). "
-        "Send it again if it is still needed.",
-        outcome="stale",
-    )
-
-
-def interrupted_reply(reason: str, prefix: str) -> Reply:
-    return Reply(
-        f"⌛ I was restarted while handling this command and did not run it again: {reason}. "
-        f"Check the integration with {code(prefix + ' show <name>')} and send the command again if it is still needed.",
-        outcome="interrupted",
-    )
 
 
 @dataclass(frozen=True)
@@ -283,10 +248,6 @@ __all__ = [
     "CLAIM_RETENTION",
     "CatchUp",
     "CursorBook",
-    "Freshness",
     "Room",
-    "freshness",
-    "interrupted_reply",
     "member_rooms",
-    "stale_reply",
 ]

@@ -33,13 +33,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot import logs
-from bot.catchup import Freshness, Room, freshness
+from bot.catchup import Room
 from bot.errors import ServerRejected
 from bot.intake import Accepted, Intake
 from bot.journal import JournaledIntegrationService
 from bot.message_ids import MessageIds, is_own
 from bot.messages import ChatMessage
 from bot.rest import RestClient
+from bot.staleness import Freshness, freshness
 
 log = logs.get_logger("integrations_bot.recovery")
 

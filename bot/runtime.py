@@ -13,7 +13,7 @@ as a DDP `{resume}` login and subscribe to:
 
 Every message, streamed or found by a catch-up pass (`bot.catchup`), goes through one admission
 path, in order: `Intake` (a cheap synchronous filter; a new DM's members are looked up first) →
-staleness (`catchup.freshness`) → a claim in the state database (so a re-delivery, a reconnect or
+staleness (`bot.staleness`) → a claim in the state database (so a re-delivery, a reconnect or
 a restart never runs it twice) → the room's cursor. A claimed command waits its turn in its
 caller's lane (`bot.fairness`: a few at a time per caller, changes before reads, a flood beyond
 the lane's bound answered "busy"), then runs in its own task: its author is checked (another bot
@@ -47,16 +47,7 @@ from typing import Any, Final
 
 from bot import logs, message_size
 from bot.authz import CallerRights, RightsCache
-from bot.catchup import (
-    CLAIM_RETENTION,
-    CatchUp,
-    CursorBook,
-    Freshness,
-    Room,
-    freshness,
-    interrupted_reply,
-    stale_reply,
-)
+from bot.catchup import CLAIM_RETENTION, CatchUp, CursorBook, Room
 from bot.clock import SystemClock
 from bot.config import Settings
 from bot.direct_rooms import DirectRooms
@@ -82,6 +73,7 @@ from bot.realtime import (
 )
 from bot.recovery import Close, Decision, Interrupted, Recovery, Resume
 from bot.rest import RequestRecord, RestClient
+from bot.staleness import Freshness, freshness, interrupted_reply, stale_reply
 from bot.state import StateStore
 from commands import replies
 from commands.context import BotIdentity, Services

@@ -53,7 +53,7 @@ from bot.rest import RestClient
 from bot.state import AuditRecord, StateStore
 from bot.timer_states import TimedDisable, TimerEvent, TimerState
 from bot.timer_store import TimerDraft, TimerStore
-from commands.replies import DISABLED_MARK, ENABLED_MARK, kind_word
+from bot.wording import DISABLED_MARK, ENABLED_MARK, kind_word
 from commands.text import ago, bullet_list, code, human_duration, neutralize_mentions, quote_name, safe_text
 
 log = logs.get_logger("integrations_bot.timers")

@@ -11,7 +11,7 @@ from typing import Final
 
 from bot.documents import changed_fields
 from bot.state import AuditRecord
-from commands.replies import kind_word
+from bot.wording import kind_word
 from commands.text import ago, human_until, quote_name, safe_text, single_line, truncate
 
 # action -> (mark, verb phrase with {label})

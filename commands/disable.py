@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from bot import wording
 from bot.errors import PermissionDenied, UserInputError
 from bot.models import Integration
 from bot.timer_states import TimerState
@@ -55,7 +56,7 @@ async def _plain(ctx: CommandContext, found: Integration, reason: str | None) ->
     ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "disable", reason=reason))
     undo = code(f"{ctx.services.prefix} enable {outcome.after.id}")
     return Reply(
-        f"{replies.DISABLED_MARK} Disabled {replies.label(outcome.after)}.{_why(reason)}\nTo turn it back on: {undo}",
+        f"{wording.DISABLED_MARK} Disabled {replies.label(outcome.after)}.{_why(reason)}\nTo turn it back on: {undo}",
         buttons=(reenable_button(ctx, outcome.after.id),),
         outcome="changed",
     )
@@ -70,7 +71,7 @@ async def _keep_disabled(ctx: CommandContext, current: Integration, reason: str 
         if await incident.timers.end_early(pending, note) is not None:
             await changes.note(ctx, current, "keep-disabled", reason=reason)
             return Reply(
-                f"{replies.DISABLED_MARK} {replies.label(current)} stays disabled: I won't turn it back on "
+                f"{wording.DISABLED_MARK} {replies.label(current)} stays disabled: I won't turn it back on "
                 f"(it was due {human_until(pending.due_at, ctx.now())}).{_why(reason)}",
                 buttons=(reenable_button(ctx, current.id),),
                 outcome="changed",
@@ -144,7 +145,7 @@ async def _timed(ctx: CommandContext, found: Integration, reason: str | None, du
         else:
             await timers.confirm(timer, outcome.after.document, audit_id)
     return Reply(
-        f"{replies.DISABLED_MARK} Disabled {replies.label(outcome.after)} {human_until(due, ctx.now())}.{_why(reason)}",
+        f"{wording.DISABLED_MARK} Disabled {replies.label(outcome.after)} {human_until(due, ctx.now())}.{_why(reason)}",
         buttons=buttons,
         outcome="changed",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot import wording
 from bot.timer_states import TimerState
 from commands import changes, replies
 from commands.args import HELP, parse_target
@@ -45,7 +46,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     ended = ""
     if pending is not None and timed:
         ended = f" Its timed disable ({human_until(pending.due_at, ctx.now())}) is cancelled."
-    return Reply(f"{replies.ENABLED_MARK} Enabled {replies.label(outcome.after)}.{ended}", outcome="changed")
+    return Reply(f"{wording.ENABLED_MARK} Enabled {replies.label(outcome.after)}.{ended}", outcome="changed")
 
 
 COMMAND = Command(

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from bot import wording
 from bot.authz import may_list, visible_in_list
 from bot.errors import PermissionDenied
 from bot.models import Integration
@@ -42,7 +43,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     what = " ".join(
         part
         for part in (
-            replies.state_word(wanted.enabled) if wanted.enabled is not None else "",
+            wording.state_word(wanted.enabled) if wanted.enabled is not None else "",
             wanted.kind or "",
         )
         if part

@@ -31,31 +31,15 @@ from bot.errors import (
     UserInputError,
     VerificationFailed,
 )
-from bot.models import INCOMING, Integration
+from bot.models import Integration
 from bot.similar import Measure, closest, either
+from bot.wording import kind_word, mark
 from commands.reply import Reply
 from commands.text import bullet_list, code, plural, quote_name, safe_markup, safe_text
 
 if TYPE_CHECKING:
     from commands.parser import Invocation
     from commands.registry import Registry
-
-ENABLED_MARK = "🟢"
-DISABLED_MARK = "🔴"
-
-
-def kind_word(kind: str | None) -> str:
-    if kind is None:
-        return "integration"
-    return "incoming" if kind in (INCOMING, "incoming") else "outgoing"
-
-
-def state_word(enabled: bool) -> str:
-    return "enabled" if enabled else "disabled"
-
-
-def mark(enabled: bool) -> str:
-    return ENABLED_MARK if enabled else DISABLED_MARK
 
 
 def label(integration: Integration) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from bot import wording
 from bot.ejson import decode_date
 from bot.integrations import display
 from bot.models import Integration
@@ -37,8 +38,8 @@ def _who_when(document: dict[str, Any], who: str, when: str, now: Any) -> str | 
 def describe(integration: Integration, now: Any) -> str:
     doc = integration.document
     lines = [
-        f"{quote_name(integration.name)} · {replies.kind_word(integration.type)} webhook · "
-        f"{replies.mark(integration.enabled)} {replies.state_word(integration.enabled)}",
+        f"{quote_name(integration.name)} · {wording.kind_word(integration.type)} webhook · "
+        f"{wording.mark(integration.enabled)} {wording.state_word(integration.enabled)}",
         f"id: {code(integration.id)}",
     ]
     if integration.is_outgoing:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot import wording
 from bot.authz import may_list
 from bot.errors import PermissionDenied, UsageError
 from bot.models import Integration
@@ -44,7 +45,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         assert timer.disabled_document is not None
         integration = Integration.of(timer.disabled_document)
         when = human_until(timer.due_at, now) if timer.due_at > now else f"was due {ago(timer.due_at, now)}, retrying"
-        parts = [f"{replies.DISABLED_MARK} {replies.label(integration)}", when, f"by {safe_text(timer.actor_username)}"]
+        parts = [f"{wording.DISABLED_MARK} {replies.label(integration)}", when, f"by {safe_text(timer.actor_username)}"]
         if timer.reason:
             parts.append(safe_text(truncate(single_line(timer.reason), 80)))
         where = await incident.rooms.where(timer.room_id, rights=rights, here=ctx.message.room_id)

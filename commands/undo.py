@@ -19,12 +19,13 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
+from bot import wording
 from bot.authz import CallerRights, may_list, may_update
 from bot.documents import changed_fields, last_touch, restore_changes, saved_again, shown_changes, shown_value
 from bot.errors import IntegrationNotFound, PermissionDenied, UsageError
 from bot.models import UpdateOutcome
 from bot.state import AuditRecord
-from commands import changes, replies
+from commands import changes
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
@@ -62,7 +63,7 @@ def _conflict(
 
 
 def _label(row: AuditRecord) -> str:
-    return f"{quote_name(row.integration_name)} ({replies.kind_word(row.integration_type)})"
+    return f"{quote_name(row.integration_name)} ({wording.kind_word(row.integration_type)})"
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:

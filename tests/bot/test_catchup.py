@@ -13,21 +13,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reliability_support import World, call, world
 
-from bot.catchup import (
-    CATCHUP_HORIZON,
-    CLAIM_RETENTION,
-    CatchUp,
-    CursorBook,
-    Freshness,
-    Room,
-    freshness,
-    member_rooms,
-    stale_reply,
-)
+from bot.catchup import CLAIM_RETENTION, CatchUp, CursorBook, Room, member_rooms
 from bot.ejson import decode_date
 from bot.messages import ChatMessage
 from bot.metrics import Metrics
 from bot.rest import RestClient
+from bot.staleness import CATCHUP_HORIZON, Freshness, freshness, stale_reply
 from bot.state import StateStore
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
