@@ -236,3 +236,32 @@ async def test_a_script_is_refused_without_quoting_any_of_it(h: Harness, text: s
     assert "SECRETCODE" not in reply.text
     assert "Script" not in reply.text.replace("scriptEnabled", "")
     assert h.writes() == 0
+
+
+async def test_value_and_existence_problems_come_in_one_answer(h: Harness) -> None:
+    """Was: bad values were refused first (two problems) and the missing room only after they were
+    fixed (a third); now one answer lists all three, in the order they were typed."""
+    made = h.control.create_outgoing_integration(
+        "Validation probe", channel="#general", urls=["https://example.org/hook"], token="probe-token-1"
+    )
+    before = h.doc(made["_id"])
+    reply = await h.say(
+        "admin", "ops", "!integration set outgoing Validation probe channel=#nowhere emoji=ghost retryCount=abc"
+    )
+    assert reply.outcome == "input", reply.text
+    assert reply.text.startswith("⚠️ I changed nothing:")
+    fields = [line.split(":")[0] for line in bullets(reply)]
+    assert fields == ["channel", "emoji", "retryCount"], reply.text
+    assert "there is no room `#nowhere`" in reply.text
+    assert h.writes() == 0
+    assert h.doc(made["_id"]) == before
+
+
+async def test_a_value_problem_hides_the_rules_it_would_break_only_for_its_own_field(h: Harness) -> None:
+    """A channel entry that is not one leaves the list empty: that is not reported a second time
+    as "needs at least one channel", but other fields' problems still are."""
+    made = h.control.create_incoming_integration("Validation probe in", channel="#general")
+    reply = await h.say("admin", "ops", f"!integration set {made['_id']} channel=nowhere emoji=ghost")
+    problems = bullets(reply)
+    assert [line.split(":")[0] for line in problems] == ["channel", "emoji"], reply.text
+    assert "at least one" not in reply.text
