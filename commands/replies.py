@@ -9,7 +9,6 @@ reply's mentions once more before sending (defence in depth).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import (
@@ -185,7 +184,3 @@ def crashed(correlation_id: str, *, changes: bool) -> Reply:
 
 def present(value: Any) -> bool:
     return value not in (None, "", [], {})
-
-
-def field_lines(document: Mapping[str, Any], fields: list[tuple[str, str]]) -> list[str]:
-    return [f"{title}: {safe_text(str(document[key]))}" for key, title in fields if present(document.get(key))]
