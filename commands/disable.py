@@ -176,4 +176,5 @@ COMMAND = Command(
     handler=run,
     aliases=("off", "snooze"),
     changes_integrations=True,
+    action="disable {kind}integrations",
 )

@@ -57,4 +57,5 @@ COMMAND = Command(
     handler=run,
     aliases=("on",),
     changes_integrations=True,
+    action="enable {kind}integrations",
 )

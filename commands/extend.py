@@ -70,4 +70,5 @@ COMMAND = Command(
     examples=HELP["extend"].examples,
     handler=run,
     changes_integrations=True,
+    action="extend timed disables of {kind}integrations",
 )

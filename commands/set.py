@@ -170,4 +170,5 @@ COMMAND = Command(
     handler=run,
     aliases=("edit",),
     changes_integrations=True,
+    action="change {kind}integrations",
 )

@@ -109,4 +109,5 @@ COMMAND = Command(
     examples=HELP["show"].examples,
     handler=run,
     aliases=("info",),
+    action="look at {kind}integrations",
 )
