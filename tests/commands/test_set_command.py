@@ -265,3 +265,26 @@ async def test_a_value_problem_hides_the_rules_it_would_break_only_for_its_own_f
     problems = bullets(reply)
     assert [line.split(":")[0] for line in problems] == ["channel", "emoji"], reply.text
     assert "at least one" not in reply.text
+
+
+async def test_confirming_an_applied_change_again_says_it_was_applied(h: Harness) -> None:
+    """Was: a second `confirm K7Q2` (or a second tap on Apply) answered "I have no change waiting
+    with that code", as if it had never been applied; now it says it was."""
+    made = h.control.create_incoming_integration("Confirm probe", channel="#general")
+    code = code_of(await h.say("admin", "ops", f"!integration set {made['_id']} alias=applied-once"))
+    assert (await h.say("admin", "ops", f"!integration confirm {code}")).outcome == "changed"
+    h.clock.advance(timedelta(seconds=30))
+    again = await h.say("admin", "ops", f"!integration confirm {code.lower()}")
+    assert again.outcome == "applied", again.text
+    assert again.text.startswith(f"That change (`{code}`) to `Confirm probe` (incoming) was already applied, 30 s ago")
+    assert h.writes() == 1
+    other = await h.say("owen", "ops", f"!integration confirm {code}")
+    assert other.outcome == "foreign", other.text
+
+
+async def test_a_confirmation_that_wrote_nothing_is_not_called_applied(h: Harness) -> None:
+    gid = ids(h, "guggy-incoming")
+    code = code_of(await h.say("admin", "ops", f"!integration set {gid} alias=mine"))
+    h.control.update_integration(gid, {"emoji": ":fire:"})
+    assert (await h.say("admin", "ops", f"!integration confirm {code}")).outcome == "stale"
+    assert (await h.say("admin", "ops", f"!integration confirm {code}")).outcome == "unknown-code"
