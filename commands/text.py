@@ -148,6 +148,8 @@ def neutralize_markdown(text: str) -> str:
     for index, char in enumerate(text):
         if line_start and char in _BLOCK_STARTS:
             out.append(ZWSP)
+        if char == "." and text[max(0, index - 9) : index].lower() == "localhost":
+            out.append(ZWSP)  # the parser links `localhost` when a dot follows it (`localhost.`)
         out.append(_LOOKALIKES.get(char, char))
         if _breaks_after(char, text[index + 1 : index + 3]):
             out.append(ZWSP)

@@ -53,6 +53,7 @@ def test_the_oracle_sees_what_the_issue_reports(parser: MessageParser) -> None:
 @example("(@all) color:#ff0000 <t:1630360800>")
 @example(" - [")  # a list once single_line takes the space away
 @example("\x1f>0")  # a quote once single_line drops the control character
+@example("restarted on localhost.")  # the parser links `localhost` before a dot
 def test_no_echo_renders_as_a_link_or_formatting(parser: MessageParser, text: str) -> None:
     echo = safe_text(text)
     assert formatting(parser.parse(echo)) == set()
