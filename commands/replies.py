@@ -138,7 +138,8 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
             needs = " or ".join(code(p) for p in error.missing) if error.missing else "more rights"
         # With every integration permission listed, the detail would only repeat it.
         detail = f" ({safe_text(error.detail)})" if error.detail and len(error.missing) <= 2 else ""
-        return Reply(f"⛔ You can't {safe_text(error.action)}: you need {needs}{detail}.", outcome="denied")
+        # The action is the bot's own phrase, names in it already in code spans (`quote_name`).
+        return Reply(f"⛔ You can't {safe_markup(error.action)}: you need {needs}{detail}.", outcome="denied")
     if isinstance(error, UserInputError):
         return Reply(f"⚠️ {safe_markup(str(error))}", outcome="input")
     if isinstance(error, VerificationFailed):

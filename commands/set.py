@@ -37,7 +37,7 @@ from commands.registry import Command, CommandContext
 from commands.reply import Button, Reply
 from commands.set_preview import change_lines, changes_between
 from commands.targets import resolve
-from commands.text import code, human_duration, safe_markup
+from commands.text import code, human_duration, quote_name, safe_markup
 
 YES_FLAG = "--yes"
 
@@ -59,7 +59,7 @@ def _register_secrets(assignments: Sequence[Any]) -> None:
 
 
 def _deny(found: Integration, decision: Any) -> PermissionDenied:
-    return PermissionDenied(f"change integration {found.name!r}", decision.missing, detail=decision.reason)
+    return PermissionDenied(f"change {quote_name(found.name)}", decision.missing, detail=decision.reason)
 
 
 async def apply(ctx: CommandContext, edit: Edit, updates: Mapping[str, Any]) -> Reply:

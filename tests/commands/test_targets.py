@@ -40,3 +40,18 @@ async def test_a_kind_narrows_the_refusal_to_that_kind_s_permissions(h: Harness)
         "⛔ You can't disable incoming integrations: you need `manage-incoming-integrations` or "
         "`manage-own-incoming-integrations`."
     )
+
+
+async def test_a_refusal_quotes_the_name_in_backticks_like_every_reply(h: Harness) -> None:
+    """Was: "You can't change integration 'Quote *probe*'" (Python's quotes, and the name's
+    markdown neutralised into look-alikes); names are quoted one way in every reply: a code span."""
+    h.control.create_room("quote-probe-room", members=["admin"], owner="admin")
+    h.control.create_incoming_integration("Quote *probe*", channel="#quote-probe-room", created_by="owen")
+    reply = await h.say("owen", "general", '!integration disable "Quote *probe*"')
+    assert reply.outcome == "denied", reply.text
+    assert reply.text.startswith("⛔ You can't change `Quote *probe*`: "), reply.text
+
+
+async def test_an_unbalanced_quote_is_pointed_at_in_backticks(h: Harness) -> None:
+    reply = await h.say("admin", "general", '!integration disable "Noisy hook for 1h')
+    assert 'unbalanced quote near `"Noisy`' in reply.text, reply.text
