@@ -49,13 +49,19 @@ def shown_changes(
 
 def shown_value(key: str, value: Any, sees: Callable[[str], bool]) -> str:
     """`display(key, value)` with the `#room` entries the reader may not see replaced."""
+    return display(key, hide_rooms(key, value, sees))
+
+
+def hide_rooms(key: str, value: Any, sees: Callable[[str], bool]) -> Any:
+    """`value` with the `#room` entries the reader may not see (`sees` is False) replaced by
+    `HIDDEN_ROOM`, for a reply that renders it itself."""
     if key not in ROOM_FIELDS:
-        return display(key, value)
+        return value
     if isinstance(value, list):
-        return display(key, [e if not isinstance(e, str) or sees(e) else HIDDEN_ROOM for e in value])
+        return [e if not isinstance(e, str) or sees(e) else HIDDEN_ROOM for e in value]
     if isinstance(value, str) and value and not sees(value):
-        return display(key, HIDDEN_ROOM)
-    return display(key, value)
+        return HIDDEN_ROOM
+    return value
 
 
 def saved_again(expected: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
@@ -97,6 +103,7 @@ __all__ = [
     "ROOM_FIELDS",
     "Touch",
     "changed_fields",
+    "hide_rooms",
     "last_touch",
     "read_integration",
     "restore_changes",

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from collections.abc import Collection
 
-from bot.errors import ServerRejected, UserInputError
-from bot.fields import Plan, Reference, shown
+from bot.errors import ServerRejected
+from bot.fields import Plan, Problem, Reference, refusal, shown
 from bot.models import UserInfo
 from bot.rest import RestClient
 from bot.similar import either, rooms_like
@@ -80,19 +80,18 @@ async def _check(
 
 
 async def check_references(plan: Plan, rest: RestClient, *, bot_user_id: str, rooms: Collection[str] = ()) -> Plan:
-    """`plan` if everything it names exists (a post-as username then in its stored spelling),
-    else `UserInputError` naming every missing room or user (with the closest of `rooms`, the
-    names of the caller's rooms, for a missing room). The bot's own account is never a post-as
-    user: a webhook's messages would look like the bot's answers."""
-    problems: list[str] = []
+    """`plan` if it has no problems and everything it names exists (a post-as username then in
+    its stored spelling), else `UserInputError` naming every problem: the plan's own (a draft
+    from `bot.fields.draft_changes`) and every missing room or user (with the closest of `rooms`,
+    the names of the caller's rooms, for a missing room), in one answer. The bot's own account is
+    never a post-as user: a webhook's messages would look like the bot's answers."""
+    problems: list[Problem] = list(plan.problems)
     for reference in plan.references:
         problem, spelling = await _check(rest, reference, bot_user_id, rooms)
         if problem is not None:
-            problems.append(problem)
+            problems.append(Problem(problem, reference.rank))
         elif spelling is not None:
             plan = plan.with_value(reference.key, spelling)
-    if len(problems) == 1:
-        raise UserInputError(f"{problems[0]}. Nothing was changed.")
     if problems:
-        raise UserInputError("I changed nothing:\n" + "\n".join(f"• {p}" for p in problems))
+        raise refusal(problems)
     return plan

@@ -17,8 +17,13 @@ what will really be stored and the verification after the write agrees with it.
 
 Validation is Rocket.Chat's own (contract §2.4.3 and §2.4.5, the official update schema), run
 before anything is written, with every problem collected into one refusal that names the field
-and says what would be valid. A few checks are deliberately a little stricter than the server,
-because the server would store a value that cannot work: `retryDelay` must be one of the three
+and says what would be valid: values that do not parse, rules across fields, and (from
+`bot.fieldcheck`) rooms and users that do not exist, all in one answer, in the order the caller
+typed the fields. A rule across fields is not reported for a field whose value was already
+refused (`channel=nowhere` is one problem, not also "needs at least one channel").
+
+A few checks are deliberately a little stricter than the server, because the server would store
+a value that cannot work: `retryDelay` must be one of the three
 delays the trigger handler knows (any other string makes every retry fail), `emoji` must be an
 emoji code, `avatar`/`urls` must be http(s) addresses, `targetRoom` must name a room or user,
 and `retryCount=0` is refused while retries are on (the server would silently store 4).
@@ -56,10 +61,13 @@ __all__ = [
     "FieldSpec",
     "Invalid",
     "Plan",
+    "Problem",
     "Reference",
+    "draft_changes",
     "find_field",
     "is_unset",
     "plan_changes",
+    "refusal",
     "shown",
 ]
 
@@ -439,11 +447,22 @@ class Change:
 
 @dataclass(frozen=True)
 class Reference:
-    """A value that must name something existing: a `#room`/`@user` entry, or a post-as username."""
+    """A value that must name something existing: a `#room`/`@user` entry, or a post-as username.
+    `rank` is where its field was typed (problems are listed in that order)."""
 
     key: str
     entry: str
     kind: Literal["channel", "poster"]
+    rank: int = 0
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One reason a change is refused: `text` names the field and says what would be valid;
+    `rank` is where the caller typed the field it is about (a field not typed comes last)."""
+
+    text: str
+    rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -455,6 +474,8 @@ class Plan:
     changes: tuple[Change, ...]
     notes: tuple[str, ...] = ()
     references: tuple[Reference, ...] = ()
+    # What makes it impossible (`draft_changes`); a plan from `plan_changes` has none.
+    problems: tuple[Problem, ...] = ()
 
     @property
     def updates(self) -> dict[str, Any]:
@@ -509,6 +530,10 @@ def _kind_word(kind: str) -> str:
     return "incoming" if kind == INCOMING else "outgoing"
 
 
+# The rank of a problem about a field the caller did not type (a rule across fields): listed last.
+_AFTER_EVERY_TYPED_FIELD: Final = 1_000_000
+
+
 class _Planner:
     """One run of `plan_changes` (collects problems instead of stopping at the first)."""
 
@@ -517,14 +542,24 @@ class _Planner:
         self.rooms = rooms
         self.doc = current.document
         self.kind = current.type
-        self.problems: list[str] = []
+        self.problems: list[Problem] = []
         self.values: dict[str, Any] = {}
         self.asked: list[str] = []
         self.added: dict[str, list[str]] = {}
         self.given: set[str] = set()  # fields with one value already assigned
+        self.ranks: dict[str, int] = {}  # field → where it was first typed
+        self.rank = 0  # the assignment being read
+        self.refused: set[str] = set()  # fields with a value refused
+        self.checking = False  # in the rules across fields (`check`)
 
     def problem(self, spec: FieldSpec | None, text: str) -> None:
-        self.problems.append(f"{spec.key}: {text}" if spec is not None else text)
+        if spec is None:
+            self.problems.append(Problem(text, self.rank))
+        elif not self.checking:
+            self.refused.add(spec.key)
+            self.problems.append(Problem(f"{spec.key}: {text}", self.rank))
+        elif spec.key not in self.refused:  # its refused value already says what is wrong
+            self.problems.append(Problem(f"{spec.key}: {text}", self.ranks.get(spec.key, _AFTER_EVERY_TYPED_FIELD)))
 
     def invalid(self, spec: FieldSpec, exc: Invalid) -> None:
         """A value `spec.parse` refused; a room typed without `#` gets the rooms it may mean."""
@@ -532,12 +567,14 @@ class _Planner:
         hint = f" (did you mean {either([shown(f'#{room}') for room in rooms])}?)" if rooms else ""
         self.problem(spec, f"{exc}{hint}")
 
-    def assign(self, assignment: Assignment) -> None:
+    def assign(self, assignment: Assignment, rank: int = 0) -> None:
+        self.rank = rank
         try:
             spec = find_field(assignment.field)
         except Invalid as exc:
             self.problem(None, str(exc))
             return
+        self.ranks.setdefault(spec.key, rank)
         if self.kind not in spec.kinds:
             other = _kind_word(next(iter(spec.kinds)))
             self.problem(
@@ -605,6 +642,7 @@ class _Planner:
     def check(self) -> tuple[dict[str, tuple[Any, str]], list[str]]:
         """Cross-field rules on the intended document: problems, and the consequences Rocket.Chat
         would store anyway (key → (value, why))."""
+        self.checking = True
         derived: dict[str, tuple[Any, str]] = {}
         notes: list[str] = []
         want = self.intended()
@@ -699,25 +737,28 @@ class _Planner:
             spec = BY_KEY[key]
             if key not in changed or spec.lookup is None:
                 continue
+            rank = self.ranks.get(key, 0)
             if spec.lookup == "poster":
-                found.append(Reference(key, str(self.values[key]), "poster"))
+                found.append(Reference(key, str(self.values[key]), "poster", rank))
             elif spec.is_list:
                 # Only entries being added: the stored ones are Rocket.Chat's to re-check.
                 before = _current_list(self.doc, key)
                 found.extend(
-                    Reference(key, entry, "channel")
+                    Reference(key, entry, "channel", rank)
                     for entry in self.added.get(key, [])
                     if entry not in before and entry[:1] in ("#", "@")
                 )
             elif self.values[key]:
-                found.append(Reference(key, str(self.values[key]), "channel"))
+                found.append(Reference(key, str(self.values[key]), "channel", rank))
         return tuple(found)
 
 
-def _refusal(problems: Sequence[str]) -> UserInputError:
-    if len(problems) == 1:
-        return UserInputError(f"{problems[0]}. Nothing was changed.")
-    lines = "\n".join(f"• {p}" for p in problems)
+def refusal(problems: Sequence[Problem]) -> UserInputError:
+    """One refusal listing every problem, in the order the caller typed the fields."""
+    ordered = sorted(problems, key=lambda problem: problem.rank)
+    if len(ordered) == 1:
+        return UserInputError(f"{ordered[0].text}. Nothing was changed.")
+    lines = "\n".join(f"• {p.text}" for p in ordered)
     return UserInputError(f"I changed nothing:\n{lines}")
 
 
@@ -727,22 +768,33 @@ def plan_changes(
     """The validated change `assignments` make to `document`; `UserInputError` listing every
     problem (each naming its field and what would be valid) when any value is unusable.
     `rooms` are the names of the rooms the caller is in: the only rooms a refusal suggests."""
+    plan = draft_changes(document, assignments, rooms=rooms)
+    if plan.problems:
+        raise refusal(plan.problems)
+    return plan
+
+
+def draft_changes(
+    document: Mapping[str, Any] | Integration, assignments: Sequence[Assignment], *, rooms: Collection[str] = ()
+) -> Plan:
+    """`plan_changes` that returns the problems in the plan instead of raising them, so the
+    caller can add what only the server can tell (`bot.fieldcheck`) and refuse once, with all.
+    The changes of a plan with problems are those of the values that were usable."""
     current = Integration.of(document)
     if current.type not in (INCOMING, OUTGOING):
         raise UserInputError(f"{shown(current.name)} has the unknown type {shown(current.type)}; nothing was changed")
     planner = _Planner(current, rooms)
     if not assignments:
         raise UserInputError("say which field to change, e.g. alias=bot. Nothing was changed.")
-    for assignment in assignments:
-        planner.assign(assignment)
-    if planner.problems:
-        raise _refusal(planner.problems)
+    for rank, assignment in enumerate(assignments):
+        planner.assign(assignment, rank)
     derived, notes = planner.check()
-    if planner.problems:
-        raise _refusal(planner.problems)
+    problems = tuple(planner.problems)
     doc = current.document
     changes: list[Change] = []
     for key in planner.asked:
+        if key not in planner.values:  # its value was refused
+            continue
         value = planner.values[key]
         if not _same(doc.get(key), value):
             changes.append(Change(key, doc.get(key), value))
@@ -750,5 +802,5 @@ def plan_changes(
         if not _same(doc.get(key), value):
             changes.append(Change(key, doc.get(key), value, why))
     if not any(c.because is None for c in changes):
-        return Plan(current, ())
-    return Plan(current, tuple(changes), tuple(notes), planner.references(changes))
+        return Plan(current, (), problems=problems)
+    return Plan(current, tuple(changes), tuple(notes), planner.references(changes), problems)

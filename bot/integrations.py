@@ -80,6 +80,7 @@ from bot.models import INCOMING, OUTGOING, Integration, UpdateOutcome
 from bot.normalize import name_key, spelled
 from bot.rest import RestClient
 from bot.similar import integration_suggestions
+from commands.text import quote_name
 
 log = logs.get_logger(__name__)
 
@@ -174,7 +175,7 @@ def intended_document(doc: Mapping[str, Any] | Integration, changes: Mapping[str
     allowed = updatable_fields(current.type)
     refused = sorted(k for k in changes if k not in allowed)
     if refused:
-        raise UserInputError(f"cannot change {', '.join(refused)} of {current.name!r}")
+        raise UserInputError(f"cannot change {', '.join(refused)} of {quote_name(current.name)}")
     return {**current.to_dict(), **{k: v for k, v in changes.items()}}
 
 
@@ -597,7 +598,7 @@ class IntegrationService:
     @staticmethod
     def _authorize(rights: CallerRights, doc: Integration, decision: Any) -> None:
         if not decision.allowed:
-            raise PermissionDenied(f"change integration {doc.name!r}", decision.missing, detail=decision.reason)
+            raise PermissionDenied(f"change {quote_name(doc.name)}", decision.missing, detail=decision.reason)
 
     async def _get_or_none(self, integration_id: str) -> dict[str, Any] | None:
         """`integrations.get`, with "does not exist" (a 400 without errorType, §2.3) as None."""

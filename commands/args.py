@@ -589,10 +589,13 @@ HELP: dict[str, ArgHelp] = {
     ),
     "disable": ArgHelp(
         DISABLE_USAGE,
-        TARGET_DETAILS + " A duration (`for 30m`, `for 2 hours`, at most 7 d) re-enables it later; "
-        "a reason follows `because` or `--`. Without `for`/`because`/`--`, the first word is the name and "
-        "the rest is the reason: `disable Grafana spamming the channel`. So quote a name with spaces "
-        'when giving a reason that way: `disable "Jenkins builds" flapping`.',
+        "Name an integration by its name or id; add `incoming` or `outgoing` before it when both kinds share "
+        "the name. A duration (`for 30m`, `for 2 hours`, at most 7 d) re-enables it later; a reason follows "
+        "`because` or `--`, or simply the name. Without quotes, the longest run of first words that names an "
+        "integration you can see is the name, and the words after it are the reason: "
+        "`disable Jenkins builds failing since noon` switches off `Jenkins builds` with the reason "
+        "`failing since noon`. Put a name in double quotes when it contains `for`, `because` or `--`, or "
+        'when it is the start of a longer name (`disable "Noisy" hook is flapping` when `Noisy hook` exists too).',
         (
             "disable Grafana",
             'disable "Jenkins builds" for 30m because flapping',

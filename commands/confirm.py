@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from bot.models import Integration
 from commands import replies
 from commands.args import HELP, parse_code
 from commands.parser import Token
@@ -22,7 +23,7 @@ from commands.pending import Status
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.set import apply, resumed
-from commands.text import code, human_duration
+from commands.text import ago, code, human_duration
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
@@ -59,6 +60,13 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         )
     change = taken.change
     assert change is not None
+    if taken.status is Status.APPLIED:
+        assert taken.applied_at is not None
+        return Reply(
+            f"That change ({code(change.code)}) to {replies.label(Integration.of(change.snapshot))} was already "
+            f"applied, {ago(taken.applied_at, now)}; nothing more to do.",
+            outcome="applied",
+        )
     # Compared and written under the integration's lock: nothing of the bot's lands in between.
     async with ctx.services.integrations.editing(change.snapshot) as edit:
         if edit.current.document != dict(change.snapshot):
@@ -67,7 +75,9 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                 f"nothing. {again}",
                 outcome="stale",
             )
-        return await apply(ctx, edit, change.updates)
+        reply = await apply(ctx, edit, change.updates)
+    pending.applied(change, now=now)
+    return reply
 
 
 COMMAND = Command(

@@ -27,7 +27,7 @@ from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import resolve_reading
-from commands.text import code, human_until, safe_text
+from commands.text import code, human_until, quote_name, safe_text
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
@@ -97,11 +97,13 @@ async def _timed(ctx: CommandContext, found: Integration, reason: str | None, du
             timer = pending  # this very command, resumed after a restart: carry on with its row
             due = pending.due_at
         elif pending is not None and pending.state is TimerState.SCHEDULED:
-            raise UserInputError(f"a timed disable of {found.name!r} is being set up right now; try again in a moment")
+            raise UserInputError(
+                f"a timed disable of {quote_name(found.name)} is being set up right now; try again in a moment"
+            )
         elif pending is not None and not current.enabled:
             retimed = await timers.extend(pending, due)
             if retimed is None:
-                raise UserInputError(f"the timed disable of {found.name!r} changed meanwhile; try again")
+                raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
             await changes.note(ctx, current, "retime", reason=reason, until=due)
             return Reply(
                 f"⏰ {replies.label(current)} was already disabled {human_until(pending.due_at, now)}; "
@@ -121,7 +123,7 @@ async def _timed(ctx: CommandContext, found: Integration, reason: str | None, du
             scheduled = await timers.schedule(_draft(ctx, current, reason, now, due))
             if scheduled is None:
                 raise UserInputError(
-                    f"a timed disable of {found.name!r} is being set up right now; try again in a moment"
+                    f"a timed disable of {quote_name(found.name)} is being set up right now; try again in a moment"
                 )
             timer = scheduled
         try:
@@ -141,7 +143,7 @@ async def _timed(ctx: CommandContext, found: Integration, reason: str | None, du
         if rebase:
             rebased = await timers.pending_for(found.id)
             if rebased is None or await timers.extend(rebased, due) is None:
-                raise UserInputError(f"the timed disable of {found.name!r} changed meanwhile; try again")
+                raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
         else:
             await timers.confirm(timer, outcome.after.document, audit_id)
     return Reply(
@@ -177,4 +179,5 @@ COMMAND = Command(
     handler=run,
     aliases=("off", "snooze"),
     changes_integrations=True,
+    action="disable {kind}integrations",
 )

@@ -58,4 +58,5 @@ COMMAND = Command(
     handler=run,
     aliases=("on",),
     changes_integrations=True,
+    action="enable {kind}integrations",
 )

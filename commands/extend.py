@@ -19,7 +19,7 @@ from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import resolve
-from commands.text import code, human_duration, human_until
+from commands.text import code, human_duration, human_until, quote_name
 
 BUTTON_SPAN = timedelta(hours=1)
 
@@ -52,7 +52,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             )
         extended = await timers.extend(pending, due)
         if extended is None:
-            raise UserInputError(f"the timed disable of {found.name!r} changed meanwhile; try again")
+            raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
         await changes.note(ctx, current, "extend", until=due)
     return Reply(
         f"⏰ {replies.label(current)} stays disabled {human_until(due, now)} "
@@ -70,4 +70,5 @@ COMMAND = Command(
     examples=HELP["extend"].examples,
     handler=run,
     changes_integrations=True,
+    action="extend timed disables of {kind}integrations",
 )

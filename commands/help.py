@@ -1,4 +1,8 @@
-"""`help [command]`: generated from the command table, showing only what the caller may run."""
+"""`help [command]`: generated from the command table, showing only what the caller may run.
+
+`help <command>` for a command the caller may not run still explains it, and says which
+permission it needs: the command's name is no secret (it is in the README), the permission is
+what the caller must ask an admin for."""
 
 from __future__ import annotations
 
@@ -22,13 +26,23 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     topic = parse_help_topic(args)
     if topic is not None:
         command = registry.find(topic.lstrip("/!"))
-        if command is None or command not in offered:
+        if command is None:
             names = ", ".join(c.name for c in offered)
             return Reply(f"There is no command {quote_name(topic)} for you. Commands: {names}.", outcome="unknown")
         aliases = f" (also: {', '.join(command.aliases)})" if command.aliases else ""
         examples = bullet_list(code(f"{prefix} {e}") for e in command.examples)
         text = f"{code(command.usage)}{aliases}\n{command.details or command.summary}"
-        return Reply(f"{text}\nExamples:\n{examples}" if command.examples else text)
+        if command.examples:
+            text += f"\nExamples:\n{examples}"
+        if command not in offered:
+            needs = ", ".join(code(p) for p in INTEGRATION_PERMISSIONS)
+            text += (
+                f"\n⛔ You can't run {code(command.name)}: it needs one of {needs}. "
+                f"Ask an admin for {code('manage-own-incoming-integrations')} or "
+                f"{code('manage-own-outgoing-integrations')} to manage the integrations you create."
+            )
+            return Reply(text, outcome="denied")
+        return Reply(text)
     lines = [f"{code(c.usage.split(' ')[0])} — {c.summary}" for c in offered]
     intro = (
         f"Type {code(prefix + ' <command>')} in any room I'm in, or talk to me in a direct message of just "

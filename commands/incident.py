@@ -17,7 +17,7 @@ from bot.models import Integration
 from bot.state import AuditRecord
 from commands.registry import CommandContext
 from commands.reply import Button
-from commands.text import human_duration, single_line, truncate
+from commands.text import human_duration, quote_name, single_line, truncate
 
 BUTTON_EXTENSION = timedelta(hours=1)
 
@@ -35,7 +35,7 @@ async def require_change(ctx: CommandContext, rights: CallerRights, integration:
     decision = await ctx.services.integrations.may_write(rights, integration)
     if not decision.allowed:
         raise PermissionDenied(
-            f"change integration {integration.name!r}", decision.missing, detail=decision.reason or None
+            f"change {quote_name(integration.name)}", decision.missing, detail=decision.reason or None
         )
 
 

@@ -29,6 +29,7 @@ from typing import Final, Literal
 
 from bot.errors import UsageError
 from bot.normalize import normalize
+from commands.text import quote_name
 
 __all__ = [
     "DEFAULT_PREFIXES",
@@ -88,15 +89,11 @@ def _single_quote_end(text: str, start: int) -> int:
     return -1
 
 
-def _shown(text: str, limit: int = 30) -> str:
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _unbalanced(before: str, rest: str) -> str:
     """The error for an unclosed `"`, quoting only the word it opens, and nothing that may be a secret."""
     word = rest.split(" ", 1)[0]
     field = " ".join(before.split(" ")[-2:])  # `token=` or `token ` just before the quote
-    near = "" if _SECRET_WORD.search(field + word) else f" near “{_shown(word)}”"
+    near = "" if _SECRET_WORD.search(field + word) else f" near {quote_name(word, limit=30)}"
     return f'unbalanced quote{near}: close it with a second " or leave it out (names with spaces go in "double quotes")'
 
 

@@ -8,7 +8,9 @@ A pending change belongs to the caller AND the room that asked. `take` hands it 
 them and only before it expires; a foreign attempt leaves it in place (the owner may still
 confirm), an expired one is reported as expired for a while (`remember`) and then forgotten.
 Taking is synchronous, so two confirmations racing each other (a double click on the button)
-cannot both get it.
+cannot both get it. A change that was applied (`applied`) is remembered as such for the same
+while, so its code confirmed again (the second click) is answered "already applied" rather than
+"unknown"; a change taken but not applied (stale, refused) is forgotten as before.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Status(enum.Enum):
     FOREIGN = "foreign"  # someone else's, or asked for in another room
     EXPIRED = "expired"
     NOTHING = "nothing"  # `yes` without any pending change of the caller in this room
+    APPLIED = "applied"  # taken and applied already (`PendingChanges.applied`)
 
 
 @dataclass(frozen=True)
@@ -51,11 +54,15 @@ class PendingChange:
 class Taken:
     status: Status
     change: PendingChange | None = None
+    # For `Status.APPLIED`: when it was applied.
+    applied_at: datetime | None = None
 
 
 class PendingChanges:
     def __init__(self, *, remember: timedelta = timedelta(hours=1), per_caller: int = 20) -> None:
         self._by_code: dict[str, PendingChange] = {}
+        # Applied changes by code, with when: remembered for `remember` after they were applied.
+        self._applied: dict[str, tuple[PendingChange, datetime]] = {}
         self._remember = remember
         self._per_caller = per_caller
 
@@ -85,7 +92,13 @@ class PendingChanges:
     def take(self, code: str, *, user_id: str, room_id: str, now: datetime) -> Taken:
         """The change with `code` if it is the caller's, from this room, and not expired."""
         self._prune(now)
-        change = self._by_code.get(code.strip().upper())
+        wanted = code.strip().upper()
+        change = self._by_code.get(wanted)
+        if change is None and wanted in self._applied:
+            done, at = self._applied[wanted]
+            if done.user_id != user_id or done.room_id != room_id:
+                return Taken(Status.FOREIGN)
+            return Taken(Status.APPLIED, done, at)
         if change is None:
             return Taken(Status.UNKNOWN)
         if change.user_id != user_id or change.room_id != room_id:
@@ -104,12 +117,18 @@ class PendingChanges:
         latest = max(mine, key=lambda c: c.created)
         return self.take(latest.code, user_id=user_id, room_id=room_id, now=now)
 
+    def applied(self, change: PendingChange, *, now: datetime) -> None:
+        """`change` (taken) was applied: its code confirmed again says so, for a while."""
+        self._applied[change.code] = (change, now)
+
     def _new_code(self) -> str:
         while True:
             code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-            if code not in self._by_code:
+            if code not in self._by_code and code not in self._applied:
                 return code
 
     def _prune(self, now: datetime) -> None:
         for code in [c.code for c in self._by_code.values() if now >= c.expires + self._remember]:
             del self._by_code[code]
+        for code in [code for code, (_, at) in self._applied.items() if now >= at + self._remember]:
+            del self._applied[code]

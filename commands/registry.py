@@ -49,6 +49,8 @@ class CommandContext:
     invocation: Invocation
     services: Services
     correlation_id: str
+    # The command being run (None for an unknown command word).
+    command: Command | None = None
     # Read the caller's rights from Rocket.Chat for this command rather than from the cache: set
     # for commands that change integrations (a revoked right must be revoked at once).
     fresh_rights: bool = False
@@ -88,6 +90,12 @@ class Command:
     details: str = ""
     requires: Requirement = Requirement.ANY_INTEGRATION_RIGHT
     changes_integrations: bool = False
+    # What a caller without the rights is refused, "You can't <action>"; `{kind}` is "incoming "
+    # or "outgoing " when the command named one, else empty (commands/targets.py).
+    action: str = "look up {kind}integrations"
+
+    def refused(self, kind: str | None = None) -> str:
+        return self.action.format(kind=f"{kind} " if kind else "")
 
     @property
     def words(self) -> tuple[str, ...]:
@@ -151,7 +159,9 @@ class Dispatcher:
         )
         started = time.monotonic()
         fresh = command is not None and command.changes_integrations
-        context = CommandContext(message, invocation, self.services, correlation_id, fresh_rights=fresh, _rights=rights)
+        context = CommandContext(
+            message, invocation, self.services, correlation_id, command, fresh_rights=fresh, _rights=rights
+        )
         try:
             if command is None:
                 raise UnknownCommand(invocation.command)

@@ -9,7 +9,6 @@ reply's mentions once more before sending (defence in depth).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import (
@@ -123,7 +122,8 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
             needs = " or ".join(code(p) for p in error.missing) if error.missing else "more rights"
         # With every integration permission listed, the detail would only repeat it.
         detail = f" ({safe_text(error.detail)})" if error.detail and len(error.missing) <= 2 else ""
-        return Reply(f"⛔ You can't {safe_text(error.action)}: you need {needs}{detail}.", outcome="denied")
+        # The action is the bot's own phrase, names in it already in code spans (`quote_name`).
+        return Reply(f"⛔ You can't {safe_markup(error.action)}: you need {needs}{detail}.", outcome="denied")
     if isinstance(error, UserInputError):
         return Reply(f"⚠️ {safe_markup(str(error))}", outcome="input")
     if isinstance(error, VerificationFailed):
@@ -169,7 +169,3 @@ def crashed(correlation_id: str, *, changes: bool) -> Reply:
 
 def present(value: Any) -> bool:
     return value not in (None, "", [], {})
-
-
-def field_lines(document: Mapping[str, Any], fields: list[tuple[str, str]]) -> list[str]:
-    return [f"{title}: {safe_text(str(document[key]))}" for key, title in fields if present(document.get(key))]

@@ -6,8 +6,8 @@
 
 Flow: parse → resolve the integration for the caller → may they change it (Rocket.Chat's rule)?
 → hold it (its lock; read again if anyone wrote it since it was resolved) → plan the change
-(`bot.fields`: every value validated with Rocket.Chat's rules, all problems reported at once) →
-check that named rooms and users exist → may they write the result (channel rules)? → can it
+(`bot.fields`: every value validated with Rocket.Chat's rules) → check that named rooms and users
+exist (all problems of both reported at once) → may they write the result (channel rules)? → can it
 be sent back losslessly? Only then, either a preview with a confirmation code (stored in
 `Services.pending`, see `commands.confirm`) or, with `--yes`, the write itself, still under the
 lock. Nothing is written before every check has passed.
@@ -27,7 +27,7 @@ from bot.authz import may_update
 from bot.documents import restore_changes
 from bot.errors import PermissionDenied, UserInputError
 from bot.fieldcheck import check_references
-from bot.fields import FIELDS, NOT_SETTABLE, Invalid, find_field, plan_changes
+from bot.fields import FIELDS, NOT_SETTABLE, Invalid, draft_changes, find_field
 from bot.integrations import Edit, build_update_body, intended_document
 from bot.models import Integration, UpdateOutcome
 from commands import changes, replies
@@ -37,7 +37,7 @@ from commands.registry import Command, CommandContext
 from commands.reply import Button, Reply
 from commands.set_preview import change_lines, changes_between
 from commands.targets import resolve
-from commands.text import code, human_duration, safe_markup
+from commands.text import code, human_duration, quote_name, safe_markup
 
 YES_FLAG = "--yes"
 
@@ -59,7 +59,7 @@ def _register_secrets(assignments: Sequence[Any]) -> None:
 
 
 def _deny(found: Integration, decision: Any) -> PermissionDenied:
-    return PermissionDenied(f"change integration {found.name!r}", decision.missing, detail=decision.reason)
+    return PermissionDenied(f"change {quote_name(found.name)}", decision.missing, detail=decision.reason)
 
 
 async def apply(ctx: CommandContext, edit: Edit, updates: Mapping[str, Any]) -> Reply:
@@ -113,8 +113,9 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     # integration's lock: `+x`/`-x` edit the list as stored at that moment, not as it was earlier.
     async with ctx.services.integrations.editing(found) as edit:
         rooms = rights.room_ids_by_name or {}  # the rooms a refusal may suggest: the caller's own
-        plan = plan_changes(edit.current.document, parsed.assignments, rooms=rooms.keys())
-        if not plan.empty:
+        # Every problem in one answer: the values, the rules across fields, what does not exist.
+        plan = draft_changes(edit.current.document, parsed.assignments, rooms=rooms.keys())
+        if not plan.empty or plan.problems:
             plan = await check_references(
                 plan, ctx.services.rest, bot_user_id=ctx.services.identity.user_id, rooms=rooms.keys()
             )
@@ -169,4 +170,5 @@ COMMAND = Command(
     handler=run,
     aliases=("edit",),
     changes_integrations=True,
+    action="change {kind}integrations",
 )

@@ -2,7 +2,8 @@
 
 Only the fields that change are listed. Values are shown the way `show` shows them: webhook URLs
 and avatars cut to their host (they often carry a secret), a token only as set/changed, lists as
-their entries; everything in mention-safe code spans.
+their entries; everything in mention-safe code spans that keep every character (`text.verbatim`),
+so a value copied from a preview, an applied change or an undo can be typed back.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from bot.fields import BY_KEY, Change, is_unset
 from bot.integrations import display
-from commands.text import bullet_list, code, safe_text
+from commands.text import bullet_list, code, safe_text, verbatim
 
 _MASKED_AS_URL = frozenset({"urls", "avatar"})
 
@@ -26,8 +27,8 @@ def value_text(key: str, value: Any) -> str:
     if isinstance(value, bool):
         return code("true" if value else "false")
     if isinstance(value, list):
-        return ", ".join(code(str(v)) for v in value)
-    return code(str(value))
+        return ", ".join(verbatim(str(v)) for v in value)
+    return verbatim(str(value))
 
 
 def change_line(change: Change) -> str:

@@ -1,4 +1,7 @@
-"""`show <name|id>`: one integration's settings; secrets shown by presence only."""
+"""`show <name|id>`: one integration's settings; secrets shown by presence only.
+
+Values are shown exactly as stored (`text.verbatim`: code spans, mention-proof without changing
+a character), so what people copy from here works when typed back into `set` or a command."""
 
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import resolve
-from commands.text import ago, code, quote_name, safe_text
+from commands.text import ago, code, safe_text, verbatim
 
 
 def _yes(value: Any) -> str:
@@ -29,6 +32,7 @@ def _who_when(document: dict[str, Any], who: str, when: str, now: Any) -> str | 
     if name is None and at is None:
         return None
     # `_updatedBy` is absent until the first update (contract §2.1): then just "when".
+    # Who is said in prose, as in `history` (not a value to copy into a command).
     parts = [f"by {safe_text(str(name))}"] if name else []
     if at is not None:
         parts.append(ago(at, now))
@@ -38,31 +42,35 @@ def _who_when(document: dict[str, Any], who: str, when: str, now: Any) -> str | 
 def describe(integration: Integration, now: Any) -> str:
     doc = integration.document
     lines = [
-        f"{quote_name(integration.name)} · {wording.kind_word(integration.type)} webhook · "
+        f"{verbatim(integration.name)} · {wording.kind_word(integration.type)} webhook · "
         f"{wording.mark(integration.enabled)} {wording.state_word(integration.enabled)}",
         f"id: {code(integration.id)}",
     ]
     if integration.is_outgoing:
-        lines.append(f"event: {safe_text(str(doc.get('event') or '—'))}")
+        event = doc.get("event")
+        lines.append(f"event: {verbatim(str(event)) if replies.present(event) else '—'}")
     if integration.channels:
-        lines.append("channel: " + ", ".join(safe_text(c) for c in integration.channels))
-    lines.extend(replies.field_lines(doc, [("username", "posts as"), ("alias", "alias"), ("emoji", "emoji")]))
+        lines.append("channel: " + ", ".join(verbatim(c) for c in integration.channels))
+    for key, title in (("username", "posts as"), ("alias", "alias"), ("emoji", "emoji")):
+        if replies.present(doc.get(key)):
+            lines.append(f"{title}: {verbatim(str(doc[key]))}")
     if replies.present(doc.get("avatar")):
         lines.append(f"avatar: {display('avatar', doc['avatar'])}")
     if integration.is_outgoing:
         words = doc.get("triggerWords") or []
         if words:
             anywhere = " (anywhere in the message)" if doc.get("triggerWordAnywhere") else ""
-            lines.append("trigger words: " + ", ".join(safe_text(str(w)) for w in words) + anywhere)
+            lines.append("trigger words: " + ", ".join(verbatim(str(w)) for w in words) + anywhere)
         urls = doc.get("urls") or []
         if urls:
             lines.append("urls: " + ", ".join(display("urls", [u]) for u in urls))
         if replies.present(doc.get("targetRoom")):
-            lines.append(f"target room: {safe_text(str(doc['targetRoom']))}")
+            lines.append(f"target room: {verbatim(str(doc['targetRoom']))}")
         if doc.get("retryFailedCalls"):
-            lines.append(
-                f"retry failed calls: {doc.get('retryCount', '?')} × {safe_text(str(doc.get('retryDelay') or '?'))}"
-            )
+            count, delay = doc.get("retryCount"), doc.get("retryDelay")
+            shown_count = verbatim(str(count)) if replies.present(count) else "?"
+            shown_delay = verbatim(str(delay)) if replies.present(delay) else "?"
+            lines.append(f"retry failed calls: {shown_count} × {shown_delay}")
         else:
             lines.append("retry failed calls: no")
         lines.append(
@@ -102,4 +110,5 @@ COMMAND = Command(
     examples=HELP["show"].examples,
     handler=run,
     aliases=("info",),
+    action="look at {kind}integrations",
 )

@@ -5,15 +5,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from bot.errors import IntegrationNotFound
+from bot.authz import TYPE_PERMISSIONS, CallerRights, may_list
+from bot.errors import IntegrationNotFound, PermissionDenied
 from bot.models import INCOMING, OUTGOING, Integration
 from bot.normalize import disguised
-from commands.args import Target
+from commands.args import Kind, Target
 from commands.registry import CommandContext
 
 T = TypeVar("T")
 
 KIND_TYPES = {"incoming": INCOMING, "outgoing": OUTGOING, None: None}
+
+
+def require_lookup(ctx: CommandContext, rights: CallerRights, kind: Kind | None) -> None:
+    """Refuse a caller who could not see any integration (of `kind`) in the terms of the command
+    they typed ("You can't disable integrations"), before looking anything up: nobody without one
+    of the integration permissions (of that type) can list, read or change one (contract §2.2-§2.4)."""
+    action = ctx.command.refused(kind) if ctx.command is not None else f"look up {kind or ''} integrations"
+    if kind is None:
+        listing = may_list(rights)
+        if not listing.allowed:
+            raise PermissionDenied(action, listing.missing)
+        return
+    needed = TYPE_PERMISSIONS[INCOMING if kind == "incoming" else OUTGOING]
+    if not any(rights.has(permission) for permission in needed):
+        raise PermissionDenied(action, needed)
 
 
 async def resolve(ctx: CommandContext, target: Target) -> Integration:
@@ -32,6 +48,7 @@ async def _suggesting(ctx: CommandContext, target: Target, queries: Sequence[str
 
 async def _resolve(ctx: CommandContext, target: Target) -> Integration:
     rights = await ctx.rights()
+    require_lookup(ctx, rights, target.kind)
     # A name copied from chat may hide an invisible character or full-width letters (a look-alike
     # of another name): then every integration is compared, not only what the server's search finds.
     thorough = disguised(ctx.invocation.raw, target.query)

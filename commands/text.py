@@ -26,6 +26,14 @@ a sentence the bot composed (an error with its code spans): mention-proof, its m
 
 An echo should also never read as a command: a leading `/` (a slash command to the clients) or
 `!` (our `!integration` prefix) becomes its full-width twin, which looks alike but is neither.
+
+A stored value that people copy back into a command (`show`'s `!guggy`, `#general`, `rocket.cat`)
+must not be changed by any of that: `verbatim` shows it in code spans, where the parser renders
+nothing, and splits the spans where the server's mention pattern could match: a span ends before
+every `@`/`#` that follows whitespace or `>`, and the next one starts with it, so a backtick
+precedes the sigil (`` `ping ``@all` `` shows `ping @all` and pages nobody). A backtick, which no
+code span can hold, goes between spans with a backslash before it, the parser's escape for a
+plain backtick. Copied from the rendered message, the value comes back character for character.
 """
 
 from __future__ import annotations
@@ -51,6 +59,7 @@ __all__ = [
     "safe_text",
     "single_line",
     "truncate",
+    "verbatim",
 ]
 
 ZWSP = "\u200b"
@@ -139,6 +148,8 @@ def neutralize_markdown(text: str) -> str:
     for index, char in enumerate(text):
         if line_start and char in _BLOCK_STARTS:
             out.append(ZWSP)
+        if char == "." and text[max(0, index - 9) : index].lower() == "localhost":
+            out.append(ZWSP)  # the parser links `localhost` when a dot follows it (`localhost.`)
         out.append(_LOOKALIKES.get(char, char))
         if _breaks_after(char, text[index + 1 : index + 3]):
             out.append(ZWSP)
@@ -201,6 +212,41 @@ def _code_span(text: str, limit: int | None) -> str:
     if limit is not None:
         flat = truncate(flat, limit)
     return neutralize_mentions(f"`{flat}`") if flat else '""'
+
+
+_LINE_BREAK_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
+# Bidi controls would reorder the reply around the value (as in `single_line`).
+_BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+
+
+def verbatim(value: str) -> str:
+    """A stored value shown exactly (see the module docstring): code spans split before every
+    `@`/`#` that could start a mention, backticks escaped between them. What no inline code can
+    hold is not kept: a line break, tab or other control character shows as a space, a bidi
+    control is dropped. An empty value shows as `""`."""
+    out: list[str] = []
+    span: list[str] = []
+
+    def close() -> None:
+        if span:
+            out.append(f"`{''.join(span)}`")
+            span.clear()
+
+    previous: str | None = None
+    for typed in value:
+        if typed in _BIDI_CONTROLS:
+            continue
+        char = " " if unicodedata.category(typed) in _LINE_BREAK_CATEGORIES else typed
+        if char == "`":
+            close()
+            out.append("\\`")
+        else:
+            if char in _SIGILS and previous is not None and _starts_mention(previous):
+                close()  # the next span's backtick comes right before the sigil
+            span.append(char)
+        previous = char
+    close()
+    return "".join(out) or '""'
 
 
 def quote_name(name: str, *, limit: int = 60) -> str:

@@ -15,13 +15,13 @@ the change with its command instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 from bot import wording
 from bot.authz import CallerRights, may_list, may_update
-from bot.documents import changed_fields, last_touch, restore_changes, saved_again, shown_changes, shown_value
+from bot.documents import changed_fields, hide_rooms, last_touch, restore_changes, saved_again
 from bot.errors import IntegrationNotFound, PermissionDenied, UsageError
 from bot.models import UpdateOutcome
 from bot.state import AuditRecord
@@ -29,7 +29,8 @@ from commands import changes
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
-from commands.text import ago, bullet_list, code, quote_name, safe_text
+from commands.set_preview import change_lines, changes_between
+from commands.text import ago, code, quote_name, safe_text
 
 SCANNED: Final = 50
 
@@ -42,7 +43,7 @@ def _conflict(
     assert last.after is not None
     if not changed_fields(last.after, current) and not saved_again(last.after, current):
         return None
-    changed = shown_changes(last.after, current, sees=rights.sees_room)
+    changed = changed_fields(last.after, current)
     touch = last_touch(current)
     who = ""
     if touch.username or touch.at is not None:
@@ -51,15 +52,23 @@ def _conflict(
             parts.append(ago(touch.at, now))
         who = f" (last saved by {', '.join(parts)})"
     details = (
-        ":\n" + bullet_list(f"{code(k)}: {code(a)} → {code(b)}" for k, (a, b) in sorted(changed.items()))
-        if changed
-        else ", saved again without visible changes."
+        ":\n" + _changes(last.after, current, changed, rights) if changed else ", saved again without visible changes."
     )
     return Reply(
         f"⚠️ I did not undo {what}: it was changed since{who}, and undoing now would overwrite that. "
         f"Nothing was changed. What differs from right after your change{details}",
         outcome="conflict",
     )
+
+
+def _changes(before: Mapping[str, Any], after: Mapping[str, Any], keys: Iterable[str], rights: CallerRights) -> str:
+    """The fields `keys` from `before` to `after`, written as `set` writes them (`(none)` for an
+    empty value, each list entry in a code span, a token never shown), rooms the reader may not
+    see replaced."""
+    sees = rights.sees_room
+    shown_before = {key: hide_rooms(key, before.get(key), sees) for key in keys}
+    shown_after = {key: hide_rooms(key, after.get(key), sees) for key in shown_before}
+    return change_lines(changes_between(shown_before, shown_after))
 
 
 def _label(row: AuditRecord) -> str:
@@ -129,11 +138,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
 def _undone(
     what: str, current: Mapping[str, Any], restore: Mapping[str, Any], outcome: UpdateOutcome, rights: CallerRights
 ) -> Reply:
-    sees = rights.sees_room
-    restored = bullet_list(
-        f"{code(k)}: {code(shown_value(k, current.get(k), sees))} → {code(shown_value(k, v, sees))}"
-        for k, v in sorted(restore.items())
-    )
+    restored = _changes(current, restore, restore, rights)
     off = "\nIt stays disabled until someone enables it." if outcome.after.enabled is False else ""
     return Reply(f"↩️ Undid {what}:\n{restored}{off}", outcome="changed")
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -205,3 +207,35 @@ def test_an_unusable_state_file_is_a_problem_that_names_the_variable(
     problem = line(lines, "BOT_STATE_DB")
     assert problem.startswith("✘") and str(broken) in problem
     assert "Traceback" not in err
+
+
+def test_check_in_the_repository_root_leaves_no_untracked_file(
+    sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: the default state file (`integrations-bot.sqlite3`, BOT_STATE_DB unset) was left
+    untracked in a checkout after `check` or `run` there; now the repository ignores it, and the
+    side files SQLite leaves after a crash (-wal, -shm, -journal) too."""
+    git = shutil.which("git")
+    if git is None:
+        pytest.skip("git is not installed")
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    subprocess.run([git, "init", "-q", str(checkout)], check=True)
+    shutil.copy(Path(__file__).resolve().parents[2] / ".gitignore", checkout / ".gitignore")
+    monkeypatch.chdir(checkout)
+    bot = make_bot(sandbox, NEEDED + RECOMMENDED)
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None, rocketchat_url=sandbox.url, rocketchat_user_id=bot.user_id, rocketchat_auth_token=bot.auth_token
+    )
+    assert not settings.bot_state_db.is_absolute()  # the default: a file in the working directory
+
+    status, _lines, _err = run(settings, capsys)
+    assert status == 0
+    assert (checkout / settings.bot_state_db).exists()
+    for suffix in ("-wal", "-shm", "-journal"):  # what a killed `run` may leave beside it
+        (checkout / f"{settings.bot_state_db}{suffix}").touch()
+
+    status_lines = subprocess.run(
+        [git, "status", "--porcelain", "--untracked-files=all"], check=True, capture_output=True, text=True
+    ).stdout.splitlines()
+    assert status_lines == ["?? .gitignore"]

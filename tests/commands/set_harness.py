@@ -16,8 +16,10 @@ from typing import Any
 import httpx
 
 from bot.authz import RightsCache
+from bot.clock import SystemClock
 from bot.config import Settings
 from bot.errors import UsageError
+from bot.incident import IncidentToolkit
 from bot.integrations import IntegrationService
 from bot.messages import ChatMessage
 from bot.rest import RequestRecord, RestClient
@@ -105,7 +107,25 @@ class Harness:
         await self.services.followups.run(reply.afterwards)  # what the runtime does once it answered
         return reply
 
+    def with_incident_toolkit(self) -> IncidentToolkit:
+        """Timed disables, history rooms and the noisy window for the commands (no scheduler runs:
+        nothing re-enables by itself), on the harness's clock."""
+        services = self.services
+        services.incident = IncidentToolkit(
+            settings=services.settings,
+            rest=services.rest,
+            integrations=services.integrations,
+            rights=services.rights,
+            state=services.state,
+            bot_user_id=services.identity.user_id,
+            bot_username=services.identity.username,
+            clock=SystemClock(self.clock),
+        )
+        return services.incident
+
     async def close(self) -> None:
+        if self.services.incident is not None:
+            await self.services.incident.aclose()
         await self.services.rest.aclose()
         await self.services.state.close()
 

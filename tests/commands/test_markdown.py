@@ -3,13 +3,16 @@ Rocket.Chat's clients render with (tests/markdown_oracle.py), and still reads th
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from commands.text import ZWSP, code, neutralize_mentions, quote_name, safe_markup, safe_text, single_line
+from commands.text import ZWSP, code, neutralize_mentions, quote_name, safe_markup, safe_text, single_line, verbatim
+from tests.commands.test_text import server_mentions
 from tests.markdown_oracle import MessageParser, formatting
 
 MARKUP = [
@@ -39,7 +42,7 @@ def test_the_oracle_sees_what_the_issue_reports(parser: MessageParser) -> None:
     assert "BOLD" in formatting(parser.parse("*urgent*"))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)  # a round trip to the node parser: timing is the machine's load
 @given(user_texts)
 @example("[the runbook](https://evil.example)")
 @example("<https://evil.example|the runbook>")
@@ -50,6 +53,7 @@ def test_the_oracle_sees_what_the_issue_reports(parser: MessageParser) -> None:
 @example("(@all) color:#ff0000 <t:1630360800>")
 @example(" - [")  # a list once single_line takes the space away
 @example("\x1f>0")  # a quote once single_line drops the control character
+@example("restarted on localhost.")  # the parser links `localhost` before a dot
 def test_no_echo_renders_as_a_link_or_formatting(parser: MessageParser, text: str) -> None:
     echo = safe_text(text)
     assert formatting(parser.parse(echo)) == set()
@@ -79,3 +83,62 @@ def test_markup_the_bot_composes_is_kept(parser: MessageParser) -> None:
     composed = f"{quote_name('Guggy')} is not a field name; usage: `set <name> field=value`"
     assert safe_markup(composed) == composed
     assert formatting(parser.parse(safe_markup(composed))) == {"INLINE_CODE"}
+
+
+# --- values shown exactly (`verbatim`, issue 13 item 7) ---------------------------------------------
+
+VALUE_PARTS = [*MARKUP, "`", "``", "\\", "\\`", "!guggy", "/integration", "@here", " @all", ">@all", "#general"]
+values = st.lists(st.sampled_from(VALUE_PARTS) | st.text(max_size=3), max_size=12).map("".join) | st.text(max_size=30)
+_BIDI = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def as_shown(value: str) -> str:
+    """What `verbatim` promises to keep: everything but line breaks and controls (one space
+    each) and bidi controls (dropped)."""
+    kept = (char for char in value if char not in _BIDI)
+    return "".join(" " if unicodedata.category(char) in ("Cc", "Zl", "Zp") else char for char in kept) or '""'
+
+
+def rendered_text(tree: Any) -> str:
+    """The text a reader sees (and copies) in a tree of code spans and plain text."""
+    if isinstance(tree, list):
+        return "".join(rendered_text(node) for node in tree)
+    if tree.get("type") in ("PLAIN_TEXT", "INLINE_CODE", "PARAGRAPH"):
+        inner = tree["value"]
+        return inner if isinstance(inner, str) else rendered_text(inner)
+    raise AssertionError(f"unexpected node {tree}")
+
+
+# Text before a value in a reply, and how it reads.
+BEFORE = {"": "", "alias: ": "alias: ", "channel: `#ops`, ": "channel: #ops, "}
+
+
+@settings(max_examples=300, deadline=None)  # a round trip to the node parser: timing is the machine's load
+@given(values, st.sampled_from(sorted(BEFORE)))
+@example("!guggy", "alias: ")
+@example("ping @all and #general", "alias: ")
+@example("a`b``c", "")
+@example("`", "")
+@example("x`", "channel: `#ops`, ")
+@example(" @all", "")
+@example("a>@here", "")
+@example("a\\`b", "")
+@example("line\n@all", "")
+def test_a_verbatim_value_copies_back_exactly_and_pages_nobody(parser: MessageParser, value: str, before: str) -> None:
+    shown = verbatim(value)
+    alone, twice = before + shown, f"{before}{shown}, {shown}"
+    for text in (alone, twice):
+        tree = parser.parse(text)
+        assert formatting(tree) <= {"INLINE_CODE"}, (text, tree)
+        assert server_mentions(text) == []
+    assert rendered_text(parser.parse(alone)) == BEFORE[before] + as_shown(value)
+    assert rendered_text(parser.parse(twice)) == f"{BEFORE[before]}{as_shown(value)}, {as_shown(value)}"
+    assert neutralize_mentions(shown) == shown  # the runtime's last pass over the reply keeps it
+
+
+def test_verbatim_keeps_what_safe_text_would_change() -> None:
+    assert verbatim("!guggy") == "`!guggy`"
+    assert verbatim("rocket.cat") == "`rocket.cat`"
+    assert verbatim("all_public_channels") == "`all_public_channels`"
+    assert verbatim("ping @all") == "`ping ``@all`"
+    assert verbatim("a`b") == "`a`\\``b`"

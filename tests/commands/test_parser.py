@@ -136,7 +136,7 @@ def test_an_unbalanced_quote_never_quotes_a_secret_back(text: str) -> None:
 def test_an_unbalanced_quote_quotes_the_word_it_opens() -> None:
     with pytest.raises(UsageError) as caught:
         tokenize('enable "Noisy hook', command="enable")
-    assert '“"Noisy”' in caught.value.problem
+    assert 'near `"Noisy`' in caught.value.problem  # in a code span, as every reply quotes
 
 
 # --- extract_invocation: addressing -------------------------------------------------------------

@@ -104,3 +104,16 @@ def test_a_pending_change_never_shows_its_documents_in_a_repr() -> None:
         ttl=TTL,
     )
     assert "secret" not in repr(change)
+
+
+def test_an_applied_one_is_reported_as_applied_to_its_owner_then_forgotten() -> None:
+    store = PendingChanges(remember=timedelta(hours=1))
+    code = add(store)
+    taken = store.take(code, user_id="u1", room_id="r1", now=T0)
+    assert taken.change is not None
+    store.applied(taken.change, now=T0 + timedelta(seconds=1))
+    again = store.take(code, user_id="u1", room_id="r1", now=T0 + timedelta(minutes=5))
+    assert again.status is Status.APPLIED and again.applied_at == T0 + timedelta(seconds=1)
+    assert store.take(code, user_id="u2", room_id="r1", now=T0).status is Status.FOREIGN
+    later = T0 + timedelta(seconds=1) + timedelta(hours=1)
+    assert store.take(code, user_id="u1", room_id="r1", now=later).status is Status.UNKNOWN

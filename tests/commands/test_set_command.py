@@ -236,3 +236,55 @@ async def test_a_script_is_refused_without_quoting_any_of_it(h: Harness, text: s
     assert "SECRETCODE" not in reply.text
     assert "Script" not in reply.text.replace("scriptEnabled", "")
     assert h.writes() == 0
+
+
+async def test_value_and_existence_problems_come_in_one_answer(h: Harness) -> None:
+    """Was: bad values were refused first (two problems) and the missing room only after they were
+    fixed (a third); now one answer lists all three, in the order they were typed."""
+    made = h.control.create_outgoing_integration(
+        "Validation probe", channel="#general", urls=["https://example.org/hook"], token="probe-token-1"
+    )
+    before = h.doc(made["_id"])
+    reply = await h.say(
+        "admin", "ops", "!integration set outgoing Validation probe channel=#nowhere emoji=ghost retryCount=abc"
+    )
+    assert reply.outcome == "input", reply.text
+    assert reply.text.startswith("⚠️ I changed nothing:")
+    fields = [line.split(":")[0] for line in bullets(reply)]
+    assert fields == ["channel", "emoji", "retryCount"], reply.text
+    assert "there is no room `#nowhere`" in reply.text
+    assert h.writes() == 0
+    assert h.doc(made["_id"]) == before
+
+
+async def test_a_value_problem_hides_the_rules_it_would_break_only_for_its_own_field(h: Harness) -> None:
+    """A channel entry that is not one leaves the list empty: that is not reported a second time
+    as "needs at least one channel", but other fields' problems still are."""
+    made = h.control.create_incoming_integration("Validation probe in", channel="#general")
+    reply = await h.say("admin", "ops", f"!integration set {made['_id']} channel=nowhere emoji=ghost")
+    problems = bullets(reply)
+    assert [line.split(":")[0] for line in problems] == ["channel", "emoji"], reply.text
+    assert "at least one" not in reply.text
+
+
+async def test_confirming_an_applied_change_again_says_it_was_applied(h: Harness) -> None:
+    """Was: a second `confirm K7Q2` (or a second tap on Apply) answered "I have no change waiting
+    with that code", as if it had never been applied; now it says it was."""
+    made = h.control.create_incoming_integration("Confirm probe", channel="#general")
+    code = code_of(await h.say("admin", "ops", f"!integration set {made['_id']} alias=applied-once"))
+    assert (await h.say("admin", "ops", f"!integration confirm {code}")).outcome == "changed"
+    h.clock.advance(timedelta(seconds=30))
+    again = await h.say("admin", "ops", f"!integration confirm {code.lower()}")
+    assert again.outcome == "applied", again.text
+    assert again.text.startswith(f"That change (`{code}`) to `Confirm probe` (incoming) was already applied, 30 s ago")
+    assert h.writes() == 1
+    other = await h.say("owen", "ops", f"!integration confirm {code}")
+    assert other.outcome == "foreign", other.text
+
+
+async def test_a_confirmation_that_wrote_nothing_is_not_called_applied(h: Harness) -> None:
+    gid = ids(h, "guggy-incoming")
+    code = code_of(await h.say("admin", "ops", f"!integration set {gid} alias=mine"))
+    h.control.update_integration(gid, {"emoji": ":fire:"})
+    assert (await h.say("admin", "ops", f"!integration confirm {code}")).outcome == "stale"
+    assert (await h.say("admin", "ops", f"!integration confirm {code}")).outcome == "unknown-code"

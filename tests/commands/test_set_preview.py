@@ -43,3 +43,11 @@ def test_changes_between_follows_the_catalogue_order() -> None:
     changes = changes_between({"alias": "a", "name": "n"}, {"emoji": ":x:", "alias": "b", "name": "m"})
     assert [c.key for c in changes] == ["name", "alias", "emoji"]
     assert changes[1].before == "a"
+
+
+def test_values_keep_every_character_as_show_prints_them() -> None:
+    """Was: a backtick became a look-alike and `@all` after a space got a zero-width space inside
+    the code span; now a preview shows a value the way `show` does (`text.verbatim`)."""
+    line = change_line(Change("alias", "a`b", "ping @all"))
+    assert line == "alias: `a`\\``b` → `ping ``@all`"
+    assert ZWSP not in line

@@ -1,0 +1,46 @@
+"""`help [command]`: what the caller may run, the real name rule, and what a refused command needs."""
+
+from __future__ import annotations
+
+from set_harness import Harness
+
+
+async def test_help_disable_states_the_name_rule_the_parser_applies(h: Harness) -> None:
+    """Was: "the first word is the name and the rest is the reason", while the longest name that
+    exists wins (commands/targets.py `resolve_reading`); now help says what really happens."""
+    text = (await h.say("admin", "general", "!integration help disable")).text
+    assert "first word is the name" not in text
+    assert "longest" in text
+    assert "`disable Jenkins builds failing since noon`" in text  # the seed's name with a space
+    assert "quotes" in text and "`for`, `because` or `--`" in text
+
+
+async def test_the_name_rule_help_describes_is_the_one_applied(h: Harness) -> None:
+    short = h.control.create_incoming_integration("Noisy", channel="#general")
+    long = h.control.create_incoming_integration("Noisy hook", channel="#general")
+    reply = await h.say("admin", "general", "!integration disable Noisy hook flapping since noon")
+    assert reply.outcome == "changed", reply.text
+    assert h.doc(long["_id"])["enabled"] is False and h.doc(short["_id"])["enabled"] is True
+    assert "Reason: flapping since noon" in reply.text
+    quoted = await h.say("admin", "general", '!integration disable "Noisy" hook is flapping')
+    assert quoted.outcome == "changed", quoted.text
+    assert h.doc(short["_id"])["enabled"] is False
+    assert "Reason: hook is flapping" in quoted.text
+
+
+async def test_help_for_a_command_the_caller_may_not_run_names_the_permission(h: Harness) -> None:
+    """Was: alice (no integration permission) got "There is no command `disable` for you"; now
+    she learns what it does and which permission it needs."""
+    reply = await h.say("alice", "general", "!integration help disable")
+    assert "There is no command" not in reply.text
+    assert reply.text.startswith("`disable [incoming|outgoing]")
+    assert (
+        "⛔ You can't run `disable`: it needs one of `manage-incoming-integrations`, "
+        "`manage-own-incoming-integrations`, `manage-outgoing-integrations`, `manage-own-outgoing-integrations`."
+    ) in reply.text
+    assert reply.outcome == "denied"
+
+
+async def test_help_for_an_unknown_command_still_says_so(h: Harness) -> None:
+    reply = await h.say("alice", "general", "!integration help frobnicate")
+    assert reply.text.startswith("There is no command `frobnicate`")
