@@ -25,7 +25,7 @@ of the benchmark's own is processed by the sandbox while the bot is being served
 has no command message: its latency runs from the driver's wall clock just before its first
 request to the stored `ts` of its answer (same machine, same realtime clock). The bot's answer
 is found by its id, which the bot derives from the command's id with the key in its state file
-(`bot.message_ids`): read once the bot has started (`bot.state.read_message_ids`). Nobody else
+(`bot.rocketchat.message_ids`): read once the bot has started (`bot.state.store.read_message_ids`). Nobody else
 posts here, so the answer always takes the first id of its chain.
 """
 
@@ -48,8 +48,8 @@ from bench.floor import FloorClient, message_id
 from bench.processes import BotProcess, SandboxProcess
 from bench.stats import Summary
 from bench.workspace import COMMAND_ROOMS, WorkspaceSpec, integration_name
-from bot.message_ids import MessageIds
-from bot.state import read_message_ids
+from bot.rocketchat.message_ids import MessageIds
+from bot.state.store import read_message_ids
 from sandbox.control import SECRET_HEADER
 from sandbox.faults import Counters
 

@@ -16,8 +16,8 @@ the lossless one (a partial body would wipe fields, and a cheaper-but-wrong floo
 nothing).
 
 It uses the same HTTP stack as the bot, including the bot's work-around for httpcore's failing
-`import sniffio` on every request (`bot.rest`), so neither side pays a cost the other does not.
-Each side gets the connection budget that is best for it: the bot 4 (`bot.rest.MAX_CONNECTIONS`),
+`import sniffio` on every request (`bot.rocketchat.rest`), so neither side pays a cost the other does not.
+Each side gets the connection budget that is best for it: the bot 4 (`bot.rocketchat.rest.MAX_CONNECTIONS`),
 the floor 8 (`CONNECTIONS`). Measured back to back, the floor's 100 throughput workers took
 5.2-6.0 s with 8 connections and 6.5-6.6 s with 4, so giving it the bot's 4 would flatter the
 bot. (With one connection per worker, 100, httpcore's per-request pool bookkeeping made this
@@ -31,13 +31,13 @@ from typing import Any, Final
 
 import httpx
 
-import bot.rest  # noqa: F401  (importing it applies its httpcore work-around)
-from bot.integrations import INCOMING_FIELDS, OUTGOING_FIELDS
+import bot.rocketchat.rest  # noqa: F401  (importing it applies its httpcore work-around)
+from bot.integrations.service import INCOMING_FIELDS, OUTGOING_FIELDS
 
 # The fields of a lossless body are data, not work: the floor sends what the bot sends.
 _INCOMING_FIELDS: Final = INCOMING_FIELDS
 _OUTGOING_FIELDS: Final = OUTGOING_FIELDS
-CONNECTIONS: Final = 8  # the floor's best budget (module docstring); the bot's is bot.rest.MAX_CONNECTIONS
+CONNECTIONS: Final = 8  # the floor's best budget (module docstring); the bot's is bot.rocketchat.rest.MAX_CONNECTIONS
 _ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"
 
 

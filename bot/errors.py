@@ -79,7 +79,7 @@ class Candidate:
 
 @dataclass(frozen=True)
 class Suggestion:
-    """An integration a "did you mean" names (`bot.similar`), and what the reply must add to tell
+    """An integration a "did you mean" names (`bot.integrations.similar`), and what the reply must add to tell
     it apart from a visible twin: its type, its id."""
 
     id: str
@@ -157,7 +157,7 @@ class ServerRejected(UpstreamError):
 
 class MessageIdTaken(ServerRejected):
     """`error-duplicate-message` for an id the bot chose, and the stored message with that id is
-    not the bot's own one in that room (bot/message_ids.py): someone else posted it first."""
+    not the bot's own one in that room (bot/rocketchat/message_ids.py): someone else posted it first."""
 
     def __init__(self, endpoint: str, message_id: str) -> None:
         self.message_id = message_id

@@ -21,8 +21,8 @@ from fractions import Fraction
 from typing import Literal
 
 from bot.errors import UsageError
+from bot.text import human_duration, quote_name
 from commands.parser import TRAILING_PUNCTUATION, Token, normalize
-from commands.text import human_duration, quote_name
 
 __all__ = [
     "DEFAULT_MAX_DURATION",

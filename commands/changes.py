@@ -11,8 +11,8 @@ from __future__ import annotations
 import dataclasses
 from datetime import datetime
 
-from bot.models import Integration, UpdateOutcome
-from bot.state import AuditRecord
+from bot.rocketchat.models import Integration, UpdateOutcome
+from bot.state.store import AuditRecord
 from commands.registry import CommandContext
 
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.models import Integration
+from bot.rocketchat.models import Integration
+from bot.text import ago, code, human_duration
 from commands import replies
 from commands.args import HELP, parse_code
 from commands.parser import Token
@@ -23,7 +24,6 @@ from commands.pending import Status
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.set import apply, resumed
-from commands.text import ago, code, human_duration
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:

@@ -11,12 +11,12 @@ from commands.followups import Followups
 from commands.pending import PendingChanges
 
 if TYPE_CHECKING:
-    from bot.authz import RightsCache
     from bot.config import Settings
-    from bot.incident import IncidentToolkit
-    from bot.integrations import IntegrationService
-    from bot.rest import RestClient
-    from bot.state import StateStore
+    from bot.incident.toolkit import IncidentToolkit
+    from bot.integrations.authz import RightsCache
+    from bot.integrations.service import IntegrationService
+    from bot.rocketchat.rest import RestClient
+    from bot.state.store import StateStore
     from commands.registry import Registry
 
 
@@ -38,7 +38,7 @@ class Services:
     registry: Registry | None = field(default=None, repr=False)
     # Changes previewed by `set` and waiting for `confirm`/`yes` (in memory: a restart drops them).
     pending: PendingChanges = field(default_factory=PendingChanges, repr=False)
-    # Timed disables, the noisy-webhook window, the audit room (bot/incident.py); None in tests
+    # Timed disables, the noisy-webhook window, the audit room (bot/incident/toolkit.py); None in tests
     # that do not need them (enable/disable then work without timers).
     incident: IncidentToolkit | None = field(default=None, repr=False)
     # Book-keeping that runs after answers are posted, and the wait for it (commands/followups.py).

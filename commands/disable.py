@@ -3,7 +3,7 @@
 
 A timed disable is recorded (`scheduled`) before anything is written and confirmed (`active`)
 with the document the disable produced once it is verified, so a crash in between is settled at
-the next start (bot/timers.py). Decisions for the cases in between:
+the next start (bot/incident/timers.py). Decisions for the cases in between:
 - already timed-disabled, `disable X for 2h` again → the new time replaces the old (from now);
 - already timed-disabled, plain `disable X` → it stays off: the timer is cancelled;
 - already disabled, but not by a timer, `disable X for 1h` → nothing happens: the bot did not
@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
-from bot import wording
 from bot.errors import PermissionDenied, UserInputError
-from bot.models import Integration
-from bot.timer_states import TimerState
-from bot.timer_store import TimerDraft
+from bot.integrations import wording
+from bot.rocketchat.models import Integration
+from bot.state.timer_states import TimerState
+from bot.state.timer_store import TimerDraft
+from bot.text import code, human_until, quote_name, safe_text
 from commands import changes, replies
 from commands.args import HELP, parse_disable_args
 from commands.incident import extend_button, reenable_button, require_change, toolkit
@@ -27,7 +28,6 @@ from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import resolve_reading
-from commands.text import code, human_until, quote_name, safe_text
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot import wording
-from bot.timer_states import TimerState
+from bot.integrations import wording
+from bot.state.timer_states import TimerState
+from bot.text import human_until, safe_text
 from commands import changes, replies
 from commands.args import HELP, parse_target
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import resolve
-from commands.text import human_until, safe_text
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:

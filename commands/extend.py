@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from bot.errors import UsageError, UserInputError
-from bot.timer_states import TimerState
+from bot.state.timer_states import TimerState
+from bot.text import code, human_duration, human_until, quote_name
 from commands import changes, replies
 from commands.args import HELP, parse_extend_args
 from commands.incident import extend_button, reenable_button, require_change, toolkit
@@ -19,7 +20,6 @@ from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import resolve
-from commands.text import code, human_duration, human_until, quote_name
 
 BUTTON_SPAN = timedelta(hours=1)
 

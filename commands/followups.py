@@ -9,7 +9,7 @@ first:
 
 - A crash in between: the command's claim is finished only after its follow-ups ran. A restart
   that finds the answer stored while a write of the command landed resumes the command
-  (`bot.recovery`): the journal replays the write without sending it, the answer is the same
+  (`bot.runtime.recovery`): the journal replays the write without sending it, the answer is the same
   message id (stored once), and `StateStore.record` keeps one audit row per command and
   integration.
 - Causality: a command that reads what follow-ups write waits for the ones pending when it

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.authz import INTEGRATION_PERMISSIONS
+from bot.integrations.authz import INTEGRATION_PERMISSIONS
+from bot.text import bullet_list, code, quote_name
 from commands.args import parse_help_topic
 from commands.parser import Token
 from commands.registry import Command, CommandContext, Requirement
 from commands.reply import Reply
-from commands.text import bullet_list, code, quote_name
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:

@@ -12,17 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-from bot.authz import may_list
 from bot.errors import IntegrationNotFound, PermissionDenied
-from bot.state import AuditRecord
+from bot.incident.audit_lines import history_line
+from bot.integrations.authz import may_list
+from bot.state.store import AuditRecord
+from bot.text import bullet_list, code, quote_name
 from commands.args import HELP, parse_optional_target
-from commands.audit_lines import history_line
 from commands.incident import may_see, record_document, toolkit
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import KIND_TYPES, resolve
-from commands.text import bullet_list, code, quote_name
 
 SHOWN: Final = 10
 # How far back a search through rows the caller may not see goes.

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot.authz import CallerRights, visible_in_list
 from bot.errors import ConfigError, PermissionDenied
-from bot.incident import IncidentToolkit
-from bot.models import Integration
-from bot.state import AuditRecord
+from bot.incident.toolkit import IncidentToolkit
+from bot.integrations.authz import CallerRights, visible_in_list
+from bot.rocketchat.models import Integration
+from bot.state.store import AuditRecord
+from bot.text import human_duration, quote_name, single_line, truncate
 from commands.registry import CommandContext
 from commands.reply import Button
-from commands.text import human_duration, quote_name, single_line, truncate
 
 BUTTON_EXTENSION = timedelta(hours=1)
 

@@ -8,18 +8,18 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
-from bot import wording
-from bot.authz import may_list, visible_in_list
 from bot.errors import PermissionDenied
-from bot.models import Integration
+from bot.integrations import wording
+from bot.integrations.authz import may_list, visible_in_list
 from bot.normalize import name_key
+from bot.rocketchat.models import Integration
+from bot.text import code, human_until, plural, quote_name
 from commands import replies, snoozed
 from commands.args import HELP, parse_list_filters
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import KIND_TYPES
-from commands.text import code, human_until, plural, quote_name
 
 MAX_LINES = 25
 

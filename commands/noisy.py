@@ -1,7 +1,7 @@
 """`noisy [all] [minutes]`: which integrations posted the most messages lately, here or in all
 of the caller's rooms, with a one-tap "disable the top one for an hour".
 
-Counts come from the `bot.i` field of integration messages (bot/noise.py); when the bot's
+Counts come from the `bot.i` field of integration messages (bot/incident/noise.py); when the bot's
 in-memory window does not reach back far enough (e.g. it restarted), the room is read from
 REST first. What the caller learns is limited the usual way: `all` means the rooms the bot is
 in *and* the caller is in (activity in rooms the caller cannot read is not theirs to see), and
@@ -14,18 +14,18 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import Final
 
-from bot.authz import CallerRights, may_list
-from bot.documents import read_integration
 from bot.errors import PermissionDenied, UpstreamError
-from bot.models import Integration
-from bot.noise import DEFAULT_RETENTION, Tally
+from bot.incident.noise import DEFAULT_RETENTION, Tally
+from bot.integrations.authz import CallerRights, may_list
+from bot.integrations.documents import read_integration
+from bot.rocketchat.models import Integration
+from bot.text import bullet_list, human_duration, plural
 from commands import replies
 from commands.args import parse_minutes
 from commands.incident import disable_for_button, may_see, toolkit
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Button, Reply
-from commands.text import bullet_list, human_duration, plural
 
 DEFAULT_SPAN: Final = timedelta(minutes=60)
 BUTTON_SPAN: Final = timedelta(hours=1)

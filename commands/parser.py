@@ -29,7 +29,7 @@ from typing import Final, Literal
 
 from bot.errors import UsageError
 from bot.normalize import normalize
-from commands.text import quote_name
+from bot.text import quote_name
 
 __all__ = [
     "DEFAULT_PREFIXES",
@@ -252,7 +252,7 @@ def extract_invocation(
     or with a mention of the bot (optionally followed by `:`/`,` and/or a prefix), or it is a
     non-empty direct message (the prefix, with or without its `/`/`!`, may then be omitted). In a
     DM every non-empty text is an invocation, so the dispatcher can answer "unknown command".
-    `is_direct` means a DM with the bot alone (`bot.intake`): never a group DM, where people talk.
+    `is_direct` means a DM with the bot alone (`bot.runtime.intake`): never a group DM, where people talk.
     `mentions` is the server's mention list for the message (usernames or ids) when known.
 
     Raises only `UsageError` (an unbalanced quote), and only for text addressed to the bot.

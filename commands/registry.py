@@ -24,8 +24,8 @@ from commands import replies
 from commands.reply import Reply
 
 if TYPE_CHECKING:
-    from bot.authz import CallerRights
-    from bot.messages import ChatMessage
+    from bot.integrations.authz import CallerRights
+    from bot.rocketchat.messages import ChatMessage
     from commands.context import Services
     from commands.followups import FollowUp
     from commands.parser import Invocation, Token

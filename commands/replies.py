@@ -30,11 +30,11 @@ from bot.errors import (
     UserInputError,
     VerificationFailed,
 )
-from bot.models import Integration
-from bot.similar import Measure, closest, either
-from bot.wording import kind_word, mark
+from bot.integrations.similar import Measure, closest, either
+from bot.integrations.wording import kind_word, mark
+from bot.rocketchat.models import Integration
+from bot.text import bullet_list, code, plural, quote_name, safe_markup, safe_text
 from commands.reply import Reply
-from commands.text import bullet_list, code, plural, quote_name, safe_markup, safe_text
 
 if TYPE_CHECKING:
     from commands.parser import Invocation

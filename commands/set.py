@@ -6,7 +6,7 @@
 
 Flow: parse → resolve the integration for the caller → may they change it (Rocket.Chat's rule)?
 → hold it (its lock; read again if anyone wrote it since it was resolved) → plan the change
-(`bot.fields`: every value validated with Rocket.Chat's rules) → check that named rooms and users
+(`bot.integrations.fields`: every value validated with Rocket.Chat's rules) → check that named rooms and users
 exist (all problems of both reported at once) → may they write the result (channel rules)? → can it
 be sent back losslessly? Only then, either a preview with a confirmation code (stored in
 `Services.pending`, see `commands.confirm`) or, with `--yes`, the write itself, still under the
@@ -23,13 +23,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from bot import logs
-from bot.authz import may_update
-from bot.documents import restore_changes
 from bot.errors import PermissionDenied, UserInputError
-from bot.fieldcheck import check_references
-from bot.fields import FIELDS, NOT_SETTABLE, Invalid, draft_changes, find_field
-from bot.integrations import Edit, build_update_body, intended_document
-from bot.models import Integration, UpdateOutcome
+from bot.integrations.authz import may_update
+from bot.integrations.documents import restore_changes
+from bot.integrations.fieldcheck import check_references
+from bot.integrations.fields import FIELDS, NOT_SETTABLE, Invalid, draft_changes, find_field
+from bot.integrations.service import Edit, build_update_body, intended_document
+from bot.rocketchat.models import Integration, UpdateOutcome
+from bot.text import code, human_duration, quote_name, safe_markup
 from commands import changes, replies
 from commands.args import HELP, parse_set_args
 from commands.parser import Token
@@ -37,7 +38,6 @@ from commands.registry import Command, CommandContext
 from commands.reply import Button, Reply
 from commands.set_preview import change_lines, changes_between
 from commands.targets import resolve
-from commands.text import code, human_duration, quote_name, safe_markup
 
 YES_FLAG = "--yes"
 

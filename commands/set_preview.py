@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bot.fields import BY_KEY, Change, is_unset
-from bot.integrations import display
-from commands.text import bullet_list, code, safe_text, verbatim
+from bot.integrations.fields import BY_KEY, Change, is_unset
+from bot.integrations.service import display
+from bot.text import bullet_list, code, safe_text, verbatim
 
 _MASKED_AS_URL = frozenset({"urls", "avatar"})
 

@@ -8,17 +8,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bot import wording
-from bot.ejson import decode_date
-from bot.integrations import display
-from bot.models import Integration
+from bot.integrations import wording
+from bot.integrations.service import display
+from bot.rocketchat.ejson import decode_date
+from bot.rocketchat.models import Integration
+from bot.text import ago, code, safe_text, verbatim
 from commands import replies
 from commands.args import HELP, parse_target
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import resolve
-from commands.text import ago, code, safe_text, verbatim
 
 
 def _yes(value: Any) -> str:

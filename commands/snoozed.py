@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot import wording
-from bot.authz import may_list
 from bot.errors import PermissionDenied, UsageError
-from bot.models import Integration
+from bot.integrations import wording
+from bot.integrations.authz import may_list
+from bot.rocketchat.models import Integration
+from bot.text import ago, bullet_list, code, human_until, plural, safe_text, single_line, truncate
 from commands import replies
 from commands.incident import may_see, reenable_button, toolkit
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Button, Reply
-from commands.text import ago, bullet_list, code, human_until, plural, safe_text, single_line, truncate
 
 MAX_LINES = 15
 MAX_BUTTONS = 3

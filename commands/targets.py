@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from bot.authz import TYPE_PERMISSIONS, CallerRights, may_list
 from bot.errors import IntegrationNotFound, PermissionDenied
-from bot.models import INCOMING, OUTGOING, Integration
+from bot.integrations.authz import TYPE_PERMISSIONS, CallerRights, may_list
 from bot.normalize import disguised
+from bot.rocketchat.models import INCOMING, OUTGOING, Integration
 from commands.args import Kind, Target
 from commands.registry import CommandContext
 

@@ -2,11 +2,11 @@
 
 "Last change" is the caller's newest audit row that changed a document (enable, disable, set,
 ...; extending a timer changes no document and is not undone). Before writing, the stored
-integration is compared with the document that change produced (`bot.documents`): any
+integration is compared with the document that change produced (`bot.integrations.documents`): any
 difference, or a newer save, means someone (or the bot's timer) changed it since, and undo says
 what changed and writes nothing. Otherwise every field the change touched is written back
 through the lossless `Edit.apply`, verified, and the undo is itself an audit row. The comparison
-and the write hold the integration's lock (bot/locks.py), so no change of the bot's lands between.
+and the write hold the integration's lock (bot/integrations/locks.py), so no change of the bot's lands between.
 
 An undo is not undone by the next `undo` (it says so instead): two undos in a row would flip
 an incident setting back and forth, which is rarely what a hurried responder means. Re-apply
@@ -19,18 +19,18 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from bot import wording
-from bot.authz import CallerRights, may_list, may_update
-from bot.documents import changed_fields, hide_rooms, last_touch, restore_changes, saved_again
 from bot.errors import IntegrationNotFound, PermissionDenied, UsageError
-from bot.models import UpdateOutcome
-from bot.state import AuditRecord
+from bot.integrations import wording
+from bot.integrations.authz import CallerRights, may_list, may_update
+from bot.integrations.documents import changed_fields, hide_rooms, last_touch, restore_changes, saved_again
+from bot.rocketchat.models import UpdateOutcome
+from bot.state.store import AuditRecord
+from bot.text import ago, code, quote_name, safe_text
 from commands import changes
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.set_preview import change_lines, changes_between
-from commands.text import ago, code, quote_name, safe_text
 
 SCANNED: Final = 50
 

@@ -1,4 +1,4 @@
-"""A minimal DDP server on a real loopback websocket, for testing `bot.realtime` end to end.
+"""A minimal DDP server on a real loopback websocket, for testing `bot.rocketchat.realtime` end to end.
 
 It speaks just enough of contract §4 (handshake, login by resume token or password digest,
 subscriptions, methods, ping/pong, stream events) and can misbehave on request: refuse or

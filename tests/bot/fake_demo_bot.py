@@ -18,9 +18,9 @@ import sys
 
 import structlog
 
-from bot.messages import ChatMessage
-from bot.realtime import RealtimeClient, ResumeCredentials, StreamEvent, websocket_url
-from bot.rest import RestClient
+from bot.rocketchat.messages import ChatMessage
+from bot.rocketchat.realtime import RealtimeClient, ResumeCredentials, StreamEvent, websocket_url
+from bot.rocketchat.rest import RestClient
 
 
 async def serve() -> int:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.health import Probe
+from bot.runtime.health import Probe
 
 READY = Probe(
     realtime="ready",

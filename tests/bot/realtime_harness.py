@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from typing import TypeVar
 
-from bot.realtime import RealtimeClient, RealtimeEvent
+from bot.rocketchat.realtime import RealtimeClient, RealtimeEvent
 
 E = TypeVar("E")
 

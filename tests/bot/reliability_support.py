@@ -18,8 +18,8 @@ from typing import Any, TypeVar
 import stamina
 
 from bot.config import Settings
-from bot.rest import RestClient
-from bot.runtime import Bot
+from bot.rocketchat.rest import RestClient
+from bot.runtime.bot import Bot
 from sandbox.seed import seed_demo
 from sandbox.server import SandboxServer
 

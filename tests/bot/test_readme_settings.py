@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from bot.config import Settings
-from bot.healthcheck import HealthcheckSettings
+from bot.ops.healthcheck import HealthcheckSettings
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

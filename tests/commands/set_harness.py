@@ -15,15 +15,15 @@ from typing import Any
 
 import httpx
 
-from bot.authz import RightsCache
 from bot.clock import SystemClock
 from bot.config import Settings
 from bot.errors import UsageError
-from bot.incident import IncidentToolkit
-from bot.integrations import IntegrationService
-from bot.messages import ChatMessage
-from bot.rest import RequestRecord, RestClient
-from bot.state import StateStore
+from bot.incident.toolkit import IncidentToolkit
+from bot.integrations.authz import RightsCache
+from bot.integrations.service import IntegrationService
+from bot.rocketchat.messages import ChatMessage
+from bot.rocketchat.rest import RequestRecord, RestClient
+from bot.state.store import StateStore
 from commands import replies
 from commands.context import BotIdentity, Services
 from commands.parser import Invocation, extract_invocation

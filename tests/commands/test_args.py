@@ -25,7 +25,7 @@ from commands.args import (
     parse_target,
 )
 from commands.parser import Token, extract_invocation, tokenize
-from tests.commands.test_text import server_mentions
+from tests.bot.test_text import server_mentions
 
 
 def args(text: str) -> list[Token]:

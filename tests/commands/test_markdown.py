@@ -11,8 +11,8 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from commands.text import ZWSP, code, neutralize_mentions, quote_name, safe_markup, safe_text, single_line, verbatim
-from tests.commands.test_text import server_mentions
+from bot.text import ZWSP, code, neutralize_mentions, quote_name, safe_markup, safe_text, single_line, verbatim
+from tests.bot.test_text import server_mentions
 from tests.markdown_oracle import MessageParser, formatting
 
 MARKUP = [

@@ -1,4 +1,4 @@
-"""bot/locks.py is re-entrant "so code that already edits an integration can call helpers that
+"""bot/integrations/locks.py is re-entrant "so code that already edits an integration can call helpers that
 take the lock again". A re-entrant hold used to answer `untouched_since(mark)` from releases only:
 the holder's own write made after `mark` did not count, so a helper handed a document resolved
 before the outer hold wrote from it and undid the holder's own change (found in review; no caller

@@ -1,6 +1,6 @@
 """A resumed `set --yes` / `confirm` / `undo` whose write landed before a kill -9 (found in review).
 
-bot/journal.py promises: "LANDED: the write is not sent again; the command gets the outcome it
+bot/runtime/journal.py promises: "LANDED: the write is not sent again; the command gets the outcome it
 would have had (changed=True), so it writes its audit row and answers exactly as if it had not
 been interrupted". `enable`/`disable` reach the journal in `Edit.apply`; `set` planned on the
 stored document (already changed: "already has those values"), `undo` saw a conflict and
@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from set_harness import Harness, open_harness
 
-from bot.journal import CommandRun, JournaledIntegrationService, current_command
+from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
 from commands import changes
 from commands.pending import PendingChanges
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-from bot.fields import Change
+from bot.integrations.fields import Change
+from bot.text import ZWSP
 from commands.set_preview import change_line, change_lines, changes_between
-from commands.text import ZWSP
 
 
 def test_a_token_shows_only_whether_it_was_set() -> None:

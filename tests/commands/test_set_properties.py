@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from set_harness import Harness, open_harness
 
-from bot.fields import FIELDS, NOT_SETTABLE
+from bot.integrations.fields import FIELDS, NOT_SETTABLE
 
 FIELD_WORDS = sorted({w for spec in FIELDS for w in (spec.key, *spec.aliases)} | set(NOT_SETTABLE))
 VALUE_CHARS = string.ascii_letters + string.digits + " #@+-,:/.=_!?'\"“”—" + "é\u00a0"

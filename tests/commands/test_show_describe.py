@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from bot.models import Integration
+from bot.rocketchat.models import Integration
+from bot.text import ZWSP
 from commands.show import describe
-from commands.text import ZWSP
-from tests.commands.test_text import server_mentions
+from tests.bot.test_text import server_mentions
 
 NOW = datetime(2024, 6, 5, 9, 5, tzinfo=UTC)
 

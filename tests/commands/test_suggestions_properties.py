@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from set_harness import Harness, open_harness
 
-from bot.authz import visible_in_list
+from bot.integrations.authz import visible_in_list
 
 SEEDED_NAMES = ["Guggy", "old-guggy", "Jenkins builds", "Deploy announcer", "Alertmanager", "Welcome new users"]
 ROOMS = ["general", "ops", "alerts", "platform-team"]

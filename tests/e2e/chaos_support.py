@@ -32,8 +32,8 @@ from typing import Any
 
 from e2e_support import BotProcess, bot_environment
 
-from bot.message_ids import MessageIds
-from bot.state import read_message_ids
+from bot.rocketchat.message_ids import MessageIds
+from bot.state.store import read_message_ids
 from sandbox.control import SandboxControl, UserCredentials
 from sandbox.seed import OWNER_ROLE, seed_demo
 from sandbox.server import SandboxServer

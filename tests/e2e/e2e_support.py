@@ -7,8 +7,8 @@ and synchronous), the bot in its own process with its own environment and workin
 `.env` file of the checkout leaks in).
 
 How a test waits without sleeping: the bot's reply to a command has an id derived from the
-command's id with the key in the bot's state file (`bot.message_ids`), so `Chat.command` reads
-that key (`bot.state.read_message_ids`, read-only, while the bot runs) and waits for exactly that
+command's id with the key in the bot's state file (`bot.rocketchat.message_ids`), so `Chat.command` reads
+that key (`bot.state.store.read_message_ids`, read-only, while the bot runs) and waits for exactly that
 message, posted by the bot, on the sandbox's message log (a condition variable, no polling). The
 bot's JSON log lines are read by a thread and can be awaited the same way (`BotProcess.wait_for_log`).
 
@@ -36,7 +36,7 @@ from typing import Any
 
 from jsonschema import Draft202012Validator
 
-from bot.state import read_message_ids
+from bot.state.store import read_message_ids
 from sandbox.config import SandboxConfig
 from sandbox.control import SandboxControl, UserCredentials
 from sandbox.seed import seed_demo

@@ -22,8 +22,8 @@ from typing import Any
 import httpx
 from e2e_support import BOT_USERNAME, BodyChecker, BotProcess, Chat, bot_environment, start_sandbox
 
-from bot.ejson import decode_date
-from bot.integrations import build_update_body
+from bot.integrations.service import build_update_body
+from bot.rocketchat.ejson import decode_date
 from sandbox.control import SandboxControl
 from sandbox.server import SandboxServer
 

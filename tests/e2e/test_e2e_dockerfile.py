@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from e2e_support import REPO, bot_executable, running_workspace
 
-from bot import healthcheck
+from bot.ops import healthcheck
 
 pytestmark = pytest.mark.e2e
 
@@ -73,7 +73,7 @@ def test_the_container_runs_integrations_bot_run() -> None:
     assert "integrations-bot run" in (REPO / "README.md").read_text()
     # ... the console script the package installs ...
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
-    assert scripts == {"integrations-bot": "bot.cli:main"}
+    assert scripts == {"integrations-bot": "bot.ops.cli:main"}
     # ... and `run` is a command it knows.
     result = subprocess.run(
         [bot_executable(), "run", "--help"], check=False, capture_output=True, text=True, timeout=30

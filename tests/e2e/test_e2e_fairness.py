@@ -1,7 +1,7 @@
 """Issue 12 §4: one caller's flood does not starve everyone else, and nothing is lost.
 
 Before: 400 `list`/`noisy` from one user in a few seconds made an admin's `disable` wait behind
-all of them. Now each caller's commands take turns in their own lane (bot/fairness.py): a few run
+all of them. Now each caller's commands take turns in their own lane (bot/runtime/fairness.py): a few run
 at once, changes first, and beyond the lane's bound a command is answered "busy" instead of run.
 Asserted by order of the stored answers, not by time; and every command is answered exactly once,
 also when the bot is stopped (kill -9, SIGTERM) in the middle of a flood.

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 from e2e_support import SHARED_GROUP, Workspace, unique_name
 
-from commands.text import ZWSP
+from bot.text import ZWSP
 from tests.markdown_oracle import MessageParser, formatting
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(SHARED_GROUP)]

@@ -9,7 +9,7 @@ vanish; a fake answer posted while the bot was down made catch-up skip the real 
 
 The attacker here is `owen`, an ordinary user, posting through the server's normal send rules.
 `public_id` is what he computes: the old derivation. Tests that need the bot's real ids read its
-key from the state file, as someone who has a copy of it would (bot/message_ids.py).
+key from the state file, as someone who has a copy of it would (bot/rocketchat/message_ids.py).
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ import httpx
 import pytest
 from e2e_support import BOT_USERNAME, SHARED_GROUP, Workspace, unique_name
 
-from bot.integrations import build_update_body
+from bot.integrations.service import build_update_body
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group(SHARED_GROUP)]
 

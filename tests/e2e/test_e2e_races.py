@@ -3,7 +3,7 @@
 `integrations.update` is a full replacement with no compare-and-set, so two read-modify-writes of
 one integration that interleave lose one of them silently (a `set` that read the integration
 before a `disable` landed writes `enabled: true` back). The bot serialises them per integration
-(bot/locks.py). These tests race commands of two people through the real bot process, over both
+(bot/integrations/locks.py). These tests race commands of two people through the real bot process, over both
 integration types and both update behaviours of the server, with some latency on
 `integrations.update` so that the windows are wide, and check each answered change in the stored
 documents (nothing else changed either). The timer variant adds a timed re-enable firing while

@@ -1,6 +1,6 @@
 """`extend` and `disable … for` while a timed re-enable is writing: the answer is never a lie.
 
-A timed re-enable (bot/timers.py `expire`) holds the integration's lock while it writes
+A timed re-enable (bot/incident/timers.py `expire`) holds the integration's lock while it writes
 `enabled: true`. An `extend X 1h` (or `disable X for 1h`) that arrives while that write is in
 flight used to read the timer row (still `active`), move it, and answer "stays disabled until …";
 the re-enable then landed and the integration was on while the responder was told it was off.

@@ -13,10 +13,10 @@ import pytest
 from e2e_support import BOT_USERNAME, unique_name
 from incident_support import ROOM, World, incident_world, stable
 
-from bot.authz import CallerRights
-from bot.integrations import IntegrationService
-from bot.rest import RestClient
-from bot.state import AuditRecord, StateStore
+from bot.integrations.authz import CallerRights
+from bot.integrations.service import IntegrationService
+from bot.rocketchat.rest import RestClient
+from bot.state.store import AuditRecord, StateStore
 from sandbox.seed import OWNER_ROLE
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-incident-undo")]

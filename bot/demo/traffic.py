@@ -1,0 +1,124 @@
+"""Webhook traffic in the demo workspace: the burst it starts with, and `:flood NAME [N]`.
+
+The README's incident flow begins with `noisy`, which counts what integrations posted in a room
+lately; a workspace where no webhook ever posted would answer "No integration posted here". So
+the demo starts with traffic (`STARTUP_TRAFFIC`: `Grafana` flooding #alerts, a few builds in #ops)
+and `:flood` makes any incoming integration post more. Posts go through the sandbox's control API
+as the webhook would post them (its post-as user, alias and emoji, `bot: {i: <id>}`), into the
+integration's own channel; a disabled integration posts nothing, as its hook URL then answers
+503 on Rocket.Chat. That is the point of the demo: disable it and the flood stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final, Protocol
+
+import httpx
+
+from bot.demo.script_lines import FLOOD_DEFAULT, FLOOD_MAX
+from bot.errors import BotError
+from sandbox.control import ControlError
+from sandbox.errors import MeteorError
+
+# (integration name, messages) posted before the bot starts; the README's `noisy 60` shows them.
+STARTUP_TRAFFIC: Final[tuple[tuple[str, int], ...]] = (("Grafana", 38), ("Jenkins builds", 4))
+
+_TEXTS: Final[Mapping[str, tuple[str, ...]]] = {
+    "grafana": (
+        "[FIRING:1] HighErrorRate api-gateway: 5xx rate {n}.2% (threshold 2%)",
+        "[FIRING:1] DiskAlmostFull db-{n}: 93% used",
+        "[RESOLVED] HighErrorRate api-gateway",
+        "[FIRING:2] LatencyP99 checkout: {n}40 ms",
+    ),
+    "jenkins builds": ("Build #14{n} of platform/main: SUCCESS", "Build #14{n} of platform/web: FAILURE"),
+}
+
+
+__all__ = ["FLOOD_DEFAULT", "FLOOD_MAX", "STARTUP_TRAFFIC", "DemoTrafficError", "Flooded", "flood", "startup_traffic"]
+
+
+class DemoTrafficError(BotError):
+    """`:flood` cannot run as asked; one line for the person at the terminal."""
+
+
+class WebhookPoster(Protocol):
+    """The two control-API calls traffic needs (a `SandboxClient`, or `SandboxControl` in tests)."""
+
+    def integrations(self) -> list[dict[str, Any]]: ...
+
+    def post_webhook_message(self, integration_id: str, text: str, *, room: str | None = None) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Flooded:
+    """What one flood did: `posted` messages into `room`; `disabled`: the server refused (the rest of) them."""
+
+    name: str
+    room: str
+    posted: int
+    disabled: bool
+
+    def describe(self) -> str:
+        if self.disabled and not self.posted:
+            return (
+                f"`{self.name}` is disabled: Rocket.Chat refuses its posts (503 Service Unavailable), "
+                "so it posted nothing"
+            )
+        plural = "" if self.posted == 1 else "s"
+        cut = " before it was disabled (503 Service Unavailable)" if self.disabled else ""
+        return f"`{self.name}` posted {self.posted} message{plural} into {self.room}{cut}"
+
+
+def message_text(name: str, index: int) -> str:
+    """The `index`-th message an integration posts: alert-like for Grafana, builds for Jenkins."""
+    texts = _TEXTS.get(name.casefold(), ("{name}: event {i}",))
+    return texts[index % len(texts)].format(n=index % 9 + 1, i=index + 1, name=name)
+
+
+def find_incoming(documents: Sequence[Mapping[str, Any]], wanted: str) -> Mapping[str, Any]:
+    """The one incoming integration named `wanted` (case-insensitive) or with that id."""
+    key = wanted.strip().strip("\"'`").casefold()
+    incoming = [d for d in documents if d.get("type") == "webhook-incoming"]
+    by_id = [d for d in incoming if str(d.get("_id")) == wanted.strip()]
+    found = by_id or [d for d in incoming if str(d.get("name") or "").casefold() == key]
+    if not found:
+        others = [d for d in documents if str(d.get("name") or "").casefold() == key]
+        if others:
+            raise DemoTrafficError(f"`{wanted}` is an outgoing webhook: only incoming webhooks post into a room")
+        raise DemoTrafficError(f"no incoming integration named `{wanted}`; :integrations lists them")
+    if len(found) > 1:
+        ids = ", ".join(str(d["_id"]) for d in found)
+        raise DemoTrafficError(f"{len(found)} incoming integrations are named `{wanted}`; use an id: {ids}")
+    return found[0]
+
+
+def flood(control: WebhookPoster, wanted: str, count: int) -> Flooded:
+    """Make the incoming integration `wanted` post `count` messages into its channel."""
+    try:
+        document = find_incoming(control.integrations(), wanted)
+    except (ControlError, httpx.HTTPError) as exc:
+        raise DemoTrafficError(f"cannot reach the sandbox: {exc}") from None
+    channels = document.get("channel") or []
+    name = str(document.get("name") or document["_id"])
+    room = str(channels[0]) if channels else "(no channel)"
+    if document.get("enabled") is not True:
+        return Flooded(name, room, 0, disabled=True)
+    posted = 0
+    try:
+        for index in range(count):
+            control.post_webhook_message(str(document["_id"]), message_text(name, index))
+            posted += 1
+    except MeteorError as exc:
+        if exc.reason == "Service Unavailable":  # disabled meanwhile: the rest is refused
+            return Flooded(name, room, posted, disabled=True)
+        raise DemoTrafficError(f"the sandbox refused the post: {exc.message}") from None
+    except (ControlError, httpx.HTTPError) as exc:
+        raise DemoTrafficError(f"cannot reach the sandbox: {exc}") from None
+    return Flooded(name, room, posted, disabled=False)
+
+
+def startup_traffic(control: WebhookPoster) -> list[Flooded]:
+    """The burst the demo starts with (`STARTUP_TRAFFIC`)."""
+    return [flood(control, name, count) for name, count in STARTUP_TRAFFIC]

@@ -1,0 +1,346 @@
+"""Timed disables: the operations commands use, and the careful re-enable the scheduler runs.
+
+Theory of operation
+-------------------
+`disable X for 30m` (commands/disable.py) calls `schedule` (a `scheduled` row, before anything is
+written), disables X through `IntegrationService`, records the audit row, then `confirm`s the
+timer with the document the disable produced (`active`). `Scheduler` (bot/incident/scheduler.py) calls
+`expire` when the time comes, and `recover` once at start for rows a crash left `scheduled`.
+
+`expire` never overwrites somebody else's work. It reads the integration and compares it with
+the document the bot's disable produced (`bot.integrations.documents`):
+- unchanged → switch it on (lossless read-modify-write, verified) → `expired`;
+- switched on, nothing else changed, last saved by the bot itself → the bot's own re-enable
+  landed just before a crash: nothing to write → `expired`;
+- anything else (re-enabled by hand, edited, saved again, deleted) → `overridden`, and it says
+  so in the room/thread the disable came from;
+- Rocket.Chat refuses the write for good (e.g. its channel was deleted) → `failed`, said so too.
+Transient failures (`Unavailable`, `RateLimited`) propagate: the scheduler retries later.
+
+Changes made through the bot to an integration with an active timer go through
+`follow_change` (from `commands/changes.py`): switched on → the timer ends (`cancelled`); still
+off (e.g. `set` while snoozed) → the timer takes the new document as its reference (`rebased`),
+so the bot's own edit is not mistaken for somebody else's. Every ending is one audit row (actor:
+the bot) and, when configured, one line in the audit room.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final, Literal
+
+from bot import logs
+from bot.clock import Clock
+from bot.errors import (
+    BotError,
+    IntegrationNotFound,
+    NotUpdatable,
+    PermissionDenied,
+    RateLimited,
+    ServerRejected,
+    Unavailable,
+    VerificationFailed,
+)
+from bot.incident.audit_room import AuditRoom
+from bot.integrations.authz import RightsCache
+from bot.integrations.documents import (
+    NOT_AUTHORIZED,
+    changed_fields,
+    last_touch,
+    read_integration,
+    saved_again,
+    shown_changes,
+)
+from bot.integrations.service import IntegrationService
+from bot.integrations.wording import DISABLED_MARK, ENABLED_MARK, kind_word
+from bot.rocketchat import message_ids
+from bot.rocketchat.models import Integration, UpdateOutcome
+from bot.rocketchat.rest import RestClient
+from bot.state.store import AuditRecord, StateStore
+from bot.state.timer_states import TimedDisable, TimerEvent, TimerState
+from bot.state.timer_store import TimerDraft, TimerStore
+from bot.text import ago, bullet_list, code, human_duration, neutralize_mentions, quote_name, safe_text
+
+log = logs.get_logger("integrations_bot.timers")
+
+ExpiryKind = Literal["re-enabled", "overridden", "failed"]
+# A `scheduled` row older than this belongs to no running command any more.
+ORPHAN_AGE: Final = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Expiry:
+    """How a due timed disable ended, and what the bot said about it in the room."""
+
+    timer: TimedDisable
+    kind: ExpiryKind
+    notice: str
+
+
+def timer_label(timer: TimedDisable) -> str:
+    return f"{quote_name(timer.integration_name)} ({kind_word(timer.integration_type)})"
+
+
+class TimerService:
+    def __init__(
+        self,
+        *,
+        store: TimerStore,
+        state: StateStore,
+        rest: RestClient,
+        integrations: IntegrationService,
+        rights: RightsCache,
+        bot_user_id: str,
+        bot_username: str,
+        clock: Clock,
+        audit_room: AuditRoom | None = None,
+    ) -> None:
+        self.store = store
+        self._state = state
+        self._rest = rest
+        self._integrations = integrations
+        self._rights = rights
+        self.bot_user_id = bot_user_id
+        self.bot_username = bot_username
+        self.clock = clock
+        self._audit_room = audit_room
+        # Set by the scheduler: called whenever the set of due times changed.
+        self.wake: Callable[[], None] = lambda: None
+
+    # --- for commands ---------------------------------------------------------------------------
+
+    async def pending_for(self, integration_id: str) -> TimedDisable | None:
+        return await self.store.pending_for(integration_id)
+
+    async def active(self) -> list[TimedDisable]:
+        return await self.store.pending(TimerState.ACTIVE)
+
+    async def schedule(self, draft: TimerDraft) -> TimedDisable | None:
+        """A `scheduled` row for a disable about to be written; None if one is pending already."""
+        return await self.store.schedule(draft)
+
+    async def confirm(
+        self, timer: TimedDisable, document: Mapping[str, Any], audit_id: int | None
+    ) -> TimedDisable | None:
+        """`scheduled` → `active`; None if the row moved on meanwhile (settled by `recover`)."""
+        confirmed = await self.store.transition(
+            timer, TimerEvent.CONFIRMED, at=self.clock.now(), document=document, audit_id=audit_id
+        )
+        self.wake()
+        return confirmed
+
+    async def abort(self, timer: TimedDisable, note: str) -> None:
+        await self.store.transition(timer, TimerEvent.ABORTED, at=self.clock.now(), note=note)
+
+    async def extend(self, timer: TimedDisable, due_at: datetime) -> TimedDisable | None:
+        extended = await self.store.transition(timer, TimerEvent.EXTENDED, at=self.clock.now(), due_at=due_at)
+        self.wake()
+        return extended
+
+    async def end_early(self, timer: TimedDisable, note: str) -> TimedDisable | None:
+        ended = await self.store.transition(timer, TimerEvent.ENDED_EARLY, at=self.clock.now(), note=note)
+        self.wake()
+        return ended
+
+    async def follow_change(self, integration_id: str, document: Mapping[str, Any], note: str) -> None:
+        """The bot itself just changed this integration (for a command): keep its timer right."""
+        timer = await self.store.pending_for(integration_id)
+        if timer is None or timer.state is not TimerState.ACTIVE:
+            return  # a `scheduled` one belongs to the command that is writing right now
+        if document.get("enabled") is True:
+            await self.end_early(timer, note)
+        else:
+            await self.store.transition(timer, TimerEvent.REBASED, at=self.clock.now(), document=document)
+
+    # --- for the scheduler ----------------------------------------------------------------------
+
+    async def recover(self) -> int:
+        """Settle rows a crash left `scheduled` (the bot died between scheduling and confirming):
+        the integration is disabled → the disable landed, confirm with what is stored now;
+        otherwise it did not → abort. A row whose command is still unfinished is left to that
+        command (it is running, or the runtime's recovery resumes it and adopts the row) unless
+        it is older than ORPHAN_AGE. Returns how many rows were left for later.
+        Raises `UpstreamError` when Rocket.Chat cannot be read."""
+        left = 0
+        for timer in await self.store.pending(TimerState.SCHEDULED):
+            young = self.clock.now() - timer.created_at < ORPHAN_AGE
+            if young and timer.message_id and await self._state.message_status(timer.message_id) == "claimed":
+                left += 1
+                continue
+            current = await read_integration(self._rest, timer.integration_id)
+            if current is not None and current.get("enabled") is False:
+                await self.store.transition(timer, TimerEvent.CONFIRMED, at=self.clock.now(), document=current)
+                log.info("timer.recovered", timer_id=timer.id, integration_id=timer.integration_id)
+            else:
+                note = "the disable did not happen (the bot stopped while writing it)"
+                await self.store.transition(timer, TimerEvent.ABORTED, at=self.clock.now(), note=note)
+                log.info("timer.abandoned", timer_id=timer.id, integration_id=timer.integration_id)
+        return left
+
+    async def expire(self, timer: TimedDisable) -> Expiry | None:
+        """Turn a due integration back on, carefully (see the module docstring). None when the
+        timer is no longer active (ended meanwhile). Raises `Unavailable`/`RateLimited`."""
+        fresh = await self.store.get(timer.id)
+        if fresh is None or fresh.state is not TimerState.ACTIVE:
+            return None
+        snapshot = fresh.disabled_document or {}
+        outcome: UpdateOutcome | None = None
+        try:
+            rights = await self._rights.get(self.bot_user_id)
+            # The comparison and the write hold the integration's lock (bot/integrations/locks.py): a command
+            # changing it at the same moment waits, and is then judged against what this wrote.
+            # The endings (audit row, notice) come after the lock is released.
+            async with self._integrations.editing({**snapshot, "_id": fresh.integration_id}) as edit:
+                # Read again under the lock: a change the bot made meanwhile re-based the row
+                # (`follow_change`) or ended it, and must not pass for somebody else's change.
+                again = await self.store.get(timer.id)
+                if again is None or again.state is not TimerState.ACTIVE or again.due_at > timer.due_at:
+                    return None  # ended, or extended meanwhile (the scheduler re-arms it)
+                fresh, snapshot = again, again.disabled_document or {}
+                current = edit.current
+                changed = changed_fields(snapshot, current.document)
+                touched = bool(changed) or saved_again(snapshot, current.document)
+                if not touched:
+                    outcome = await edit.apply({"enabled": True}, rights=rights)
+        except (Unavailable, RateLimited):
+            raise
+        except IntegrationNotFound:
+            return await self._skip(fresh, snapshot, None, "it was deleted meanwhile")
+        except BotError as exc:
+            return await self._fail(fresh, snapshot, exc)
+        if outcome is not None and outcome.changed:
+            return await self._re_enabled(fresh, outcome.before, outcome.after)
+        if (
+            current.enabled
+            and set(changed) == {"enabled"}
+            and saved_again(snapshot, current.document)
+            and last_touch(current.document).user_id == self.bot_user_id
+        ):
+            # The bot's own re-enable was stored, then the bot stopped before recording it.
+            return await self._re_enabled(fresh, Integration.of(snapshot), current)
+        return await self._skip(fresh, snapshot, current.document, None)
+
+    # --- endings --------------------------------------------------------------------------------
+
+    async def _re_enabled(self, timer: TimedDisable, before: Integration, after: Integration) -> Expiry | None:
+        # Recorded before the transition: the write happened, whatever happens to the row next.
+        record = await self._record(timer, "re-enable", self._ended_reason(timer), before.document, after.document)
+        ended = await self.store.transition(
+            timer, TimerEvent.RE_ENABLED, at=self.clock.now(), note="turned back on", audit_id=record.id
+        )
+        if ended is None:
+            return None
+        span = human_duration(timer.due_at - timer.created_at)
+        by = safe_text(timer.actor_username)
+        notice = f"{ENABLED_MARK} {timer_label(timer)} is back on: the {span} disable by {by} ended."
+        return await self._finish(ended, "re-enabled", notice)
+
+    async def _skip(
+        self, timer: TimedDisable, snapshot: Mapping[str, Any], current: Mapping[str, Any] | None, why: str | None
+    ) -> Expiry | None:
+        if current is None:
+            details, note = "", why or "it changed"
+        else:
+            # Posted in a room others read: rooms are not named (one may be private).
+            changed = shown_changes(snapshot, current, sees=lambda entry: not entry.startswith("#"))
+            touch = last_touch(current)
+            who = ""
+            if touch.username or touch.at:
+                parts = [safe_text(touch.username)] if touch.username else []
+                if touch.at is not None:
+                    parts.append(ago(touch.at, self.clock.now()))
+                who = f" (by {', '.join(parts)})"
+            if changed:
+                note = "changed after the timed disable: " + ", ".join(sorted(changed))
+                details = f"it was changed after I disabled it{who}, so I left it as it is:\n" + bullet_list(
+                    f"{code(field)}: {code(was)} → {code(now)}" for field, (was, now) in sorted(changed.items())
+                )
+            else:
+                note = "saved again after the timed disable"
+                details = f"it was saved again after I disabled it{who}, so I left it as it is."
+        ended = await self.store.transition(timer, TimerEvent.CHANGED_BY_OTHERS, at=self.clock.now(), note=note)
+        if ended is None:
+            return None
+        record = await self._record(
+            timer, "re-enable-skipped", note, dict(snapshot), dict(current) if current else None
+        )
+        if current is None:
+            notice = f"⚠️ {timer_label(timer)} was due back on, but {safe_text(why or 'it changed')}."
+        else:
+            notice = f"⚠️ {timer_label(timer)} was due back on, but {details}"
+        log.info("timer.overridden", timer_id=timer.id, integration_id=timer.integration_id, audit_id=record.id)
+        return await self._finish(ended, "overridden", notice)
+
+    async def _fail(self, timer: TimedDisable, snapshot: Mapping[str, Any], error: BotError) -> Expiry | None:
+        why = _why(error)
+        ended = await self.store.transition(timer, TimerEvent.GAVE_UP, at=self.clock.now(), note=why)
+        if ended is None:
+            return None
+        await self._record(timer, "re-enable-failed", why, dict(snapshot), None)
+        notice = (
+            f"{DISABLED_MARK} I could not turn {timer_label(timer)} back on: {safe_text(why)}. It is still disabled; "
+            f"check it in Administration → Integrations (id {code(timer.integration_id)})."
+        )
+        log.error("timer.failed", timer_id=timer.id, integration_id=timer.integration_id, error=why)
+        return await self._finish(ended, "failed", notice)
+
+    async def _finish(self, ended: TimedDisable, kind: ExpiryKind, notice: str) -> Expiry:
+        log.info("timer.ended", timer_id=ended.id, integration_id=ended.integration_id, outcome=kind)
+        if ended.room_id is not None:
+            try:
+                await message_ids.post(
+                    self._rest,
+                    self._state.message_ids.timer_notice(ended.id, kind),
+                    ended.room_id,
+                    neutralize_mentions(notice),
+                    thread_id=ended.thread_id,
+                )
+            except BotError as exc:
+                log.error("timer.notice_failed", timer_id=ended.id, error=str(exc))
+        return Expiry(ended, kind, notice)
+
+    def _ended_reason(self, timer: TimedDisable) -> str:
+        return f"timed disable by {timer.actor_username} ended"
+
+    async def _record(
+        self,
+        timer: TimedDisable,
+        action: str,
+        reason: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> AuditRecord:
+        record = AuditRecord(
+            at=self.clock.now(),
+            actor_id=self.bot_user_id,
+            actor_username=self.bot_username,
+            integration_id=timer.integration_id,
+            integration_name=timer.integration_name,
+            integration_type=timer.integration_type,
+            action=action,
+            room_id=timer.room_id,
+            reason=reason,
+            before=before,
+            after=after,
+        )
+        stored = dataclasses.replace(record, id=await self._state.record(record))
+        if self._audit_room is not None:
+            self._audit_room.announce(stored)
+        return stored
+
+
+def _why(error: BotError) -> str:
+    if isinstance(error, ServerRejected) and error.error == NOT_AUTHORIZED:
+        return "my account may not read or change it any more (Rocket.Chat said not-authorized)"
+    if isinstance(error, ServerRejected):
+        return f"Rocket.Chat refused: {error.error}"
+    if isinstance(error, NotUpdatable):
+        return f"it cannot be written back without losing data ({error.reason})"
+    if isinstance(error, PermissionDenied):
+        return f"my account lacks {' or '.join(error.missing) or 'the rights'}"
+    if isinstance(error, VerificationFailed):
+        return "Rocket.Chat stored something different from what I sent (" + ", ".join(sorted(error.differences)) + ")"
+    return str(error)

@@ -1,0 +1,79 @@
+"""The incident toolkit, wired once: timed disables and their scheduler, the noisy-webhook
+window, the audit room, and room names. The runtime makes one at start, feeds it every streamed
+message (`observe`), starts it when ready and closes it at shutdown; commands reach the parts
+through `Services.incident`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from bot import logs
+from bot.clock import Clock
+from bot.config import Settings
+from bot.incident.audit_room import AuditRoom
+from bot.incident.noise import NoiseWindow
+from bot.incident.scheduler import Scheduler
+from bot.incident.timers import TimerService
+from bot.integrations.authz import RightsCache
+from bot.integrations.room_names import RoomDirectory
+from bot.integrations.service import IntegrationService
+from bot.rocketchat.messages import ChatMessage
+from bot.rocketchat.rest import RestClient
+from bot.state.store import StateStore
+from bot.state.timer_store import TimerStore
+
+log = logs.get_logger("integrations_bot.incident")
+
+
+class IncidentToolkit:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        rest: RestClient,
+        integrations: IntegrationService,
+        rights: RightsCache,
+        state: StateStore,
+        bot_user_id: str,
+        bot_username: str,
+        clock: Clock,
+    ) -> None:
+        self.settings = settings
+        self.rest = rest
+        self.clock = clock
+        self.rooms = RoomDirectory(rest)
+        self.audit_room = AuditRoom(rest, settings.bot_audit_room, self.rooms, ids=state.message_ids, now=clock.now)
+        self.timers = TimerService(
+            store=TimerStore(state),
+            state=state,
+            rest=rest,
+            integrations=integrations,
+            rights=rights,
+            bot_user_id=bot_user_id,
+            bot_username=bot_username,
+            clock=clock,
+            audit_room=self.audit_room,
+        )
+        self.scheduler = Scheduler(self.timers, clock)
+        self.timers.wake = self.scheduler.wake
+        self.noise = NoiseWindow(now=clock.now)
+        self._task: asyncio.Task[None] | None = None
+
+    def observe(self, message: ChatMessage) -> None:
+        """Every streamed message, before intake: webhook posts feed the noisy window."""
+        self.noise.observe(message)
+
+    def start(self) -> None:
+        """Start the scheduler (once): it re-arms every pending timed disable from the database."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.scheduler.run(), name="timed-disables")
+
+    async def aclose(self, grace: float = 2.0) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.audit_room.drain(grace)

@@ -1,0 +1,7 @@
+"""The integrations domain: the caller's rights as Rocket.Chat evaluates them (`authz`), finding an
+integration by name and changing it without losing a field (`service`, `locks`, `documents`), the
+fields people may change (`fields`, `fieldcheck`), rooms by id (`room_names`), "did you mean"
+(`similar`), and how an integration's type and state read (`wording`).
+
+May import: `bot.rocketchat` and the foundation modules of `bot`.
+"""

@@ -1,0 +1,680 @@
+"""Finding integrations by name and changing them without losing a field (contract §2.4, gotchas 1–6, 22).
+
+Theory of operation
+-------------------
+`PUT integrations.update` is a full replacement: every optional field the body omits is stored
+as null on a real server (`ignoreUndefined: false`, §2.4.4) — for outgoing webhooks that wipes
+trigger words (it then fires on *every* message), scripts, retry settings; for incoming ones on
+7.x servers alias/avatar/emoji/script. So every change is a read-modify-write of the whole
+integration:
+
+    resolve → may_update (caller) → re-read (integrations.get) → channel rules (caller)
+    → nothing to do? stop → build the complete body → PUT once → verify the stored result
+
+The re-read is skipped when the document was read from the server by this very command a
+moment ago (`resolve`, then `fresh=True`): a name is resolved through `integrations.list`,
+whose pages carry complete documents (token, script and all, contract §2.2), so a second
+read would return the same document one round trip later and narrow no race (Rocket.Chat has
+no conditional write; the verification below is what catches a write that did not stick).
+A document handed in from elsewhere (a timer, an audit row, an earlier command) is re-read.
+
+The stored result is verified on the document the PUT answers with: the update route re-reads
+the integration from the database after writing and returns it (§2.4.2 step 3, the same in
+every version read, legacy 7.x wiping update included), so it is the stored document, not an
+echo of the body.
+
+`build_update_body` is the safe recipe of §2.4.4: the stored `type` (the server dispatches on
+the body's type), the outgoing schema's exact whitelist (it is closed), `channel` as a comma
+string, arrays kept arrays, the outgoing `token` sent back, nulls passed where the schema allows
+them. When no lossless body exists (an outgoing webhook without a token or URLs, an incoming one
+without channels) it refuses with `NotUpdatable` and writes nothing.
+
+After the write, the stored document is compared with the intended one field by field. The only
+differences tolerated are the ones the server makes on *every* write of the same data (listed in
+`_normalised`) and server-managed fields (`_updatedAt`, `_updatedBy`, `userId`, the compiled
+script). Anything else is a `VerificationFailed` with the differences, secrets masked.
+
+A PUT that times out may or may not have landed; instead of blindly re-sending, the document is
+re-read: if it already holds the intended values the write landed; if it is untouched since our
+read the body is re-sent; if someone else changed it meanwhile nothing is re-sent.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import stamina
+
+from bot import logs
+from bot.errors import (
+    AmbiguousIntegration,
+    Candidate,
+    IntegrationNotFound,
+    NotUpdatable,
+    OutcomeUnknown,
+    PermissionDenied,
+    RateLimited,
+    ServerRejected,
+    Unavailable,
+    UserInputError,
+    VerificationFailed,
+)
+from bot.integrations.authz import (
+    CallerRights,
+    Decision,
+    Document,
+    may_list,
+    may_update,
+    may_view,
+    may_write,
+    room_meanings,
+    visible_in_list,
+)
+from bot.integrations.locks import IntegrationLocks, LocalIntegrationLocks
+from bot.integrations.similar import integration_suggestions
+from bot.normalize import name_key, spelled
+from bot.rocketchat.models import INCOMING, OUTGOING, Integration, UpdateOutcome
+from bot.rocketchat.rest import RestClient
+from bot.text import quote_name
+
+log = logs.get_logger(__name__)
+
+# Incoming branch of the update schema (open: `username` is an understood extra, §2.4.3 step 7).
+INCOMING_FIELDS: Final = (
+    "alias",
+    "avatar",
+    "emoji",
+    "script",
+    "scriptEngine",
+    "overrideDestinationChannelEnabled",
+    "skipTranspile",
+    "username",
+)
+# Outgoing branch: exactly the schema's properties except `target_url` (we identify by id).
+OUTGOING_FIELDS: Final = (
+    "username",
+    "event",
+    "targetRoom",
+    "urls",
+    "triggerWords",
+    "triggerWordAnywhere",
+    "token",
+    "skipTranspile",
+    "scriptEngine",
+    "script",
+    "runOnEdits",
+    "retryFailedCalls",
+    "retryCount",
+    "retryDelay",
+    "impersonateUser",
+    "alias",
+    "avatar",
+    "emoji",
+)
+COMMON_FIELDS: Final = ("name", "enabled", "scriptEnabled", "channel")
+# Keys the schema rejects as null (besides the required ones): omitted when stored as null.
+NON_NULLABLE: Final = frozenset({"scriptEngine", "username", "event"})
+
+_STRING_FIELDS: Final = frozenset(
+    {"name", "alias", "avatar", "emoji", "script", "scriptEngine", "username", "event", "targetRoom", "token"}
+    | {"retryDelay"}
+)
+_BOOL_FIELDS: Final = frozenset(
+    {"enabled", "scriptEnabled", "overrideDestinationChannelEnabled", "skipTranspile", "triggerWordAnywhere"}
+    | {"runOnEdits", "retryFailedCalls", "impersonateUser"}
+)
+_LIST_FIELDS: Final = frozenset({"urls", "triggerWords"})
+
+CHANNELLESS_EVENTS: Final = frozenset({"roomArchived", "roomCreated", "userCreated"})
+TRIGGER_WORD_EVENTS: Final = frozenset({"sendMessage"})
+DEFAULT_SCRIPT_ENGINE: Final = "isolated-vm"
+# Written by the server on every update, or derived by it: never compared.
+SERVER_MANAGED: Final = frozenset({"_updatedAt", "_updatedBy", "userId", "scriptCompiled", "scriptError"})
+_MISSING: Final = object()
+# What an integration `_id` looks like (§2.1): 24 hex characters (ObjectId, 6.x and later) or
+# 17 characters of Meteor's `Random.id` alphabet (very old ones). Matched loosely (any letters
+# and digits of those lengths); a query of another shape is looked up by id only when no name
+# matches (`IntegrationService.resolve`).
+_ID_SHAPE: Final = re.compile(r"[0-9A-Za-z]{17}|[0-9A-Za-z]{24}")
+
+
+def looks_like_id(query: str) -> bool:
+    """Whether `query` has the shape of an integration id (so resolving it tries the id first)."""
+    return _ID_SHAPE.fullmatch(query) is not None
+
+
+def normalize_kind(kind: str | None) -> str | None:
+    """`incoming`/`in`/`webhook-incoming` → `webhook-incoming` (same for outgoing); None stays None."""
+    if kind is None:
+        return None
+    word = kind.strip().lower()
+    if word in ("incoming", "in", INCOMING):
+        return INCOMING
+    if word in ("outgoing", "out", OUTGOING):
+        return OUTGOING
+    raise UserInputError(f"unknown integration kind {kind!r}: use incoming or outgoing")
+
+
+def updatable_fields(kind: str) -> frozenset[str]:
+    """The document fields a change may set for this type."""
+    extra = INCOMING_FIELDS if kind == INCOMING else OUTGOING_FIELDS if kind == OUTGOING else ()
+    return frozenset((*COMMON_FIELDS, *extra))
+
+
+# --- the body -----------------------------------------------------------------------------------
+
+
+def intended_document(doc: Mapping[str, Any] | Integration, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored document with `changes` applied: what the integration should look like after."""
+    current = Integration.of(doc)
+    allowed = updatable_fields(current.type)
+    refused = sorted(k for k in changes if k not in allowed)
+    if refused:
+        raise UserInputError(f"cannot change {', '.join(refused)} of {quote_name(current.name)}")
+    return {**current.to_dict(), **{k: v for k, v in changes.items()}}
+
+
+def build_update_body(doc: Mapping[str, Any] | Integration, changes: Mapping[str, Any]) -> dict[str, Any]:
+    """The complete `integrations.update` body that stores `doc` with `changes` and nothing else changed."""
+    current = Integration.of(doc)
+    intended = intended_document(current, changes)
+    kind = current.type
+
+    def refuse(reason: str) -> NotUpdatable:
+        return NotUpdatable(current.id, current.name, reason)
+
+    if kind not in (INCOMING, OUTGOING):
+        raise refuse(f"unknown integration type {kind!r}")
+    for key in (*COMMON_FIELDS, *(INCOMING_FIELDS if kind == INCOMING else OUTGOING_FIELDS)):
+        _check_type(key, intended.get(key), refuse)
+
+    name = intended.get("name")
+    if not isinstance(name, str):
+        raise refuse("it has no name")
+    body: dict[str, Any] = {
+        "type": kind,  # the stored type: the server dispatches on the body's (gotcha 5)
+        "integrationId": current.id,
+        "name": name,
+        "enabled": intended.get("enabled") is True,
+        # Stored null/absent: the server's own checks are `scriptEnabled === true`, so False is the same.
+        "scriptEnabled": intended.get("scriptEnabled") is True,
+        "channel": _channel_string(intended.get("channel"), refuse),
+    }
+    if kind == INCOMING:
+        if not body["channel"]:
+            raise refuse("it has no channel, and Rocket.Chat refuses an incoming webhook without one")
+        fields: tuple[str, ...] = INCOMING_FIELDS
+    else:
+        event = intended.get("event")
+        if not isinstance(event, str) or not event:
+            raise refuse("it has no event")
+        if not body["channel"] and event not in CHANNELLESS_EVENTS:
+            raise refuse(f"it has no channel, and Rocket.Chat refuses a {event} webhook without one")
+        if not isinstance(intended.get("username"), str) or not intended["username"].strip():
+            raise refuse("it has no post-as username")
+        token = intended.get("token")
+        if not isinstance(token, str) or not token.strip():
+            raise refuse(
+                "it has no token; Rocket.Chat refuses an outgoing update without one, and inventing one would change it"
+            )
+        if not _non_blank(intended.get("urls")):
+            raise refuse("it has no URL; Rocket.Chat refuses an outgoing update without one")
+        fields = OUTGOING_FIELDS
+    for key in fields:
+        if key not in intended:
+            continue
+        value = intended[key]
+        if value is None:
+            # Null where the schema allows it is sent back as null (same stored result). Two
+            # exceptions: non-nullable keys must be left out, and outgoing `runOnEdits` because
+            # the server turns a *present* null into false (`runOnEdits === true`).
+            if key in NON_NULLABLE or (kind == OUTGOING and key == "runOnEdits"):
+                continue
+            body[key] = None
+        elif key in _LIST_FIELDS:
+            body[key] = _non_blank(value)  # schema: items minLength 1; the server drops blanks too
+        else:
+            body[key] = value
+    return body
+
+
+def _check_type(key: str, value: Any, refuse: Any) -> None:
+    if value is None:
+        return
+    if key in _STRING_FIELDS:
+        ok = isinstance(value, str)
+    elif key in _BOOL_FIELDS:
+        ok = isinstance(value, bool)
+    elif key == "retryCount":
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif key in _LIST_FIELDS or key == "channel":
+        ok = isinstance(value, list) and all(isinstance(v, str) for v in value)
+    else:
+        ok = True
+    if not ok:
+        raise refuse(f"its stored {key} is not a {_type_word(key)}")
+
+
+def _type_word(key: str) -> str:
+    if key in _STRING_FIELDS:
+        return "text"
+    if key in _BOOL_FIELDS:
+        return "true/false value"
+    if key == "retryCount":
+        return "number"
+    return "list of texts"
+
+
+def _channel_string(channels: Any, refuse: Any) -> str:
+    """Stored array → the comma-separated string the update expects (gotcha 3)."""
+    if channels is None:
+        return ""
+    entries = [c.strip() for c in channels if c.strip()]
+    if any("," in entry for entry in entries):
+        raise refuse("a channel entry contains a comma, which the comma-separated form cannot carry")
+    return ",".join(entries)
+
+
+def _non_blank(values: Any) -> list[str]:
+    if not isinstance(values, list):
+        return []
+    return [v for v in values if isinstance(v, str) and v.strip()]
+
+
+# --- verification -------------------------------------------------------------------------------
+
+
+def _normalised(doc: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    """A document as any update of the same data stores it, for comparison.
+
+    Nulls and absent keys are the same. The rest mirrors what the server does on every write
+    (§2.1, §2.4.3, §2.4.5): `scriptEngine` defaults to isolated-vm, `skipTranspile` and
+    `scriptEnabled` are false unless true, blank URLs and trigger words are dropped, trigger
+    words are dropped for events that don't use them (an empty list means the same as none),
+    `runOnEdits` is made a strict boolean, retry settings are defaulted and lower-cased when
+    retries are on, and a channel-less event stores no channels.
+    """
+    out = {k: v for k, v in doc.items() if v is not None and k not in SERVER_MANAGED}
+    out.setdefault("scriptEngine", DEFAULT_SCRIPT_ENGINE)
+    out["skipTranspile"] = out.get("skipTranspile") is True
+    out["scriptEnabled"] = out.get("scriptEnabled") is True
+    channels = out.get("channel")
+    out["channel"] = (
+        [c.strip() for c in channels if isinstance(c, str) and c.strip()] if isinstance(channels, list) else []
+    )
+    if kind != OUTGOING:
+        return out
+    event = out.get("event")
+    if event in CHANNELLESS_EVENTS:
+        out["channel"] = []
+    if "urls" in out:
+        out["urls"] = _non_blank(out["urls"])
+    words = _non_blank(out.pop("triggerWords", None))
+    if words and event in TRIGGER_WORD_EVENTS:
+        out["triggerWords"] = words
+    if "runOnEdits" in out:
+        out["runOnEdits"] = out["runOnEdits"] is True
+    if out.get("retryFailedCalls"):
+        count = out.get("retryCount")
+        out["retryCount"] = int(count) if isinstance(count, int | float) and count > 0 else 4
+        delay = out.get("retryDelay")
+        out["retryDelay"] = delay.lower() if isinstance(delay, str) and delay.strip() else "powers-of-ten"
+    return out
+
+
+def differences(
+    before: Mapping[str, Any], intended: Mapping[str, Any], stored: Mapping[str, Any]
+) -> dict[str, tuple[str, str]]:
+    """Fields where `stored` differs from `intended`, as masked display strings.
+
+    `before` is the document the change started from; it is used for the one server-managed
+    field that still matters: a running script (enabled, compiled) whose text, engine and
+    switch did not change must still be compiled afterwards, or it silently stopped running.
+    """
+    kind = str(intended.get("type") or before.get("type") or "")
+    want, got = _normalised(intended, kind), _normalised(stored, kind)
+    found: dict[str, tuple[str, str]] = {}
+    for key in sorted(set(want) | set(got)):
+        a, b = want.get(key, _MISSING), got.get(key, _MISSING)
+        if a != b:
+            found[key] = (display(key, a), display(key, b))
+    script_kept = all(before.get(k) == intended.get(k) for k in ("script", "scriptEnabled", "scriptEngine"))
+    was_running = before.get("scriptEnabled") is True and bool(before.get("scriptCompiled"))
+    if script_kept and was_running and not stored.get("scriptCompiled"):
+        found["scriptCompiled"] = ("compiled script", "(absent)")
+    return found
+
+
+def display(key: str, value: Any) -> str:
+    """A value for humans and logs: tokens masked, URLs cut to their host, scripts summarised."""
+    if value is _MISSING or value is None:
+        return "(absent)"
+    if key == "token":
+        return "***"
+    if key == "script" and isinstance(value, str):
+        return f"<script, {len(value)} characters>"
+    if key in ("urls", "avatar") or (key == "url" and isinstance(value, str)):
+        values = value if isinstance(value, list) else [value]
+        shown = [_mask_url(v) if isinstance(v, str) else repr(v) for v in values]
+        return ", ".join(shown) if isinstance(value, list) else shown[0]
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _mask_url(url: str) -> str:
+    """Webhook URLs often carry a secret in the path or query: keep only scheme and host."""
+    parts = urlsplit(url)
+    if not parts.scheme or not parts.hostname:
+        return "***"
+    port = f":{parts.port}" if parts.port else ""
+    rest = "/…" if (parts.path.strip("/") or parts.query) else ""
+    return f"{parts.scheme}://{parts.hostname}{port}{rest}"
+
+
+# --- the service --------------------------------------------------------------------------------
+
+NOT_AUTHORIZED: Final = "not-authorized"
+
+
+async def read_integration(rest: RestClient, integration_id: str) -> dict[str, Any] | None:
+    """`integrations.get` with the bot's rights; None when it does not exist. Both "does not
+    exist" and "not-authorized" are a 400 without errorType (contract §2.3): only the text tells
+    them apart, and a refusal must not pass for a deletion (it raises `ServerRejected`)."""
+    try:
+        return await rest.integrations_get(integration_id)
+    except ServerRejected as exc:
+        if exc.status == 400 and exc.error_type is None and exc.error != NOT_AUTHORIZED:
+            return None
+        raise
+
+
+# How long a write whose answer was lost is chased (re-read, re-sent when provably not stored)
+# before the person is told the outcome can't be known. Far below any chat user's patience, far
+# above a typical blip (a restart behind a proxy, a burst of 5xx, a dropped connection).
+SETTLE_SECONDS: Final = 20.0
+
+
+class _Unsettled(Exception):
+    """Whether a write whose answer was lost was stored can't be told yet (see `_write`)."""
+
+
+class IntegrationService:
+    """Resolve, authorize, change and verify integrations through the bot's REST client."""
+
+    def __init__(self, rest: RestClient, *, locks: IntegrationLocks | None = None) -> None:
+        self._rest = rest
+        self._locks: IntegrationLocks = locks if locks is not None else LocalIntegrationLocks()
+
+    async def resolve(
+        self, query: str, *, kind: str | None = None, rights: CallerRights, thorough: bool = False
+    ) -> Integration:
+        """The one integration `query` names for this caller: an id, else an exact name.
+
+        By id: `integrations.get`, kept only if the caller could read it by id (§2.3). By name:
+        the server's case-insensitive *substring* search, paged fully, narrowed to names equal
+        after trimming (case-insensitively), to `kind`, and to what the caller's own list would
+        show (§2.2) — so nothing the caller cannot see is revealed, not even its existence.
+
+        Names are compared in their normal form (`bot.normalize.name_key`: what `normalize` does to
+        typed text, done to the stored name too), so names that only look alike (an invisible
+        character inside, full-width letters) are the same name and come out ambiguous, with their
+        ids. Among several such matches, the one spelled as typed (`spelled`), case included, is
+        meant when it is the only one (`"Deploy Bot"` among `deploy bot` and `Deploy Bot Legacy`).
+        The server's name search cannot see past an invisible character or a full-width letter,
+        so for a name that may be a disguised one (`thorough`, `bot.normalize.disguised`:
+        typically copied from chat) every integration is read instead.
+
+        A query shaped like an id (`looks_like_id`) is tried as an id first, as it always was;
+        any other query (`Guggy`, `hook-00042`) is looked up by name first, and by id only when
+        no name matches, which spares the by-id round trip that cannot succeed for ordinary
+        names. The returned document is complete and current (read by this call): pass it on
+        with `fresh=True`.
+        """
+        kind = normalize_kind(kind)
+        wanted = query.strip()
+        mark = self._locks.mark()  # before any read: `editing` may then write from this one
+        listing = may_list(rights)
+        if not listing.allowed:
+            raise PermissionDenied("look up integrations", listing.missing, detail=listing.reason)
+        if not wanted:
+            raise IntegrationNotFound(query, kind)
+        id_like = looks_like_id(wanted)
+        if id_like:
+            by_id = await self._by_id(wanted, kind, rights)
+            if by_id is not None:
+                return by_id.read_at(mark)
+        matches = await self._by_name(wanted, kind, rights, thorough=thorough)
+        exact = [d for d in matches if spelled(str(d.get("name"))) == spelled(wanted)]
+        if len(matches) > 1 and len(exact) == 1:
+            matches = exact
+        if not matches and not id_like and not any(ch.isspace() for ch in wanted):
+            by_id = await self._by_id(wanted, kind, rights)
+            if by_id is not None:
+                return by_id.read_at(mark)
+        if not matches:
+            raise IntegrationNotFound(query, kind)
+        if len(matches) > 1:
+            found = [Integration.of(d) for d in matches]
+            raise AmbiguousIntegration(wanted, [Candidate(i.id, i.name, i.type, i.enabled) for i in found])
+        return Integration.of(matches[0]).read_at(mark)
+
+    async def _by_id(self, wanted: str, kind: str | None, rights: CallerRights) -> Integration | None:
+        by_id = await self._get_or_none(wanted)
+        if by_id is not None and (kind is None or by_id.get("type") == kind) and may_view(rights, by_id):
+            return Integration.of(by_id)
+        return None
+
+    async def _by_name(
+        self, wanted: str, kind: str | None, rights: CallerRights, *, thorough: bool
+    ) -> list[dict[str, Any]]:
+        key = name_key(wanted)
+        matches: list[dict[str, Any]] = []
+        async for doc in self._rest.iter_integrations(name=None if thorough else wanted, type=kind):
+            name = doc.get("name")
+            if not isinstance(name, str) or name_key(name) != key:
+                continue
+            if kind is not None and doc.get("type") != kind:
+                continue
+            if visible_in_list(rights, doc):
+                matches.append(doc)
+        return matches
+
+    async def suggest(self, queries: Sequence[str], *, kind: str | None, rights: CallerRights) -> IntegrationNotFound:
+        """For "did you mean": `IntegrationNotFound` for the first of `queries` (the readings of what was
+        typed), with the closest names among every integration the caller's own list shows
+        (`bot.integrations.similar.integration_suggestions`), of either type. Only called once a name was not
+        found, so the full listing it reads costs nothing on the way to a found one."""
+        visible = [
+            Integration.of(doc)
+            async for doc in self._rest.iter_integrations()
+            if isinstance(doc.get("name"), str) and visible_in_list(rights, doc)
+        ]
+        kind = normalize_kind(kind)
+        suggestions = integration_suggestions(queries, visible, kind=kind)
+        return IntegrationNotFound(queries[0] if queries else "", kind, suggestions)
+
+    async def set_enabled(
+        self,
+        target: str | Integration | Mapping[str, Any],
+        enabled: bool,
+        *,
+        rights: CallerRights,
+        kind: str | None = None,
+    ) -> UpdateOutcome:
+        """Enable or disable; no write when it already is in that state (`changed=False`)."""
+        return await self.apply_changes(target, {"enabled": enabled}, rights=rights, kind=kind)
+
+    async def apply_changes(
+        self,
+        target: str | Integration | Mapping[str, Any],
+        changes: Mapping[str, Any],
+        *,
+        rights: CallerRights,
+        kind: str | None = None,
+    ) -> UpdateOutcome:
+        """Change fields of one integration losslessly, as the caller, and verify the result.
+
+        `target` is a query (id or name, resolved for the caller) or a document; `changes` maps
+        document field names to new values (document form: `channel` and `urls` as lists). The
+        read the body is built from and the write hold the integration's lock (`editing`).
+        """
+        found = await self.resolve(target, kind=kind, rights=rights) if isinstance(target, str) else target
+        async with self.editing(found) as edit:
+            return await edit.apply(changes, rights=rights)
+
+    @asynccontextmanager
+    async def editing(self, target: Integration | Mapping[str, Any]) -> AsyncIterator[Edit]:
+        """Hold `target`'s lock for one read-modify-write (bot/integrations/locks.py) and yield its document.
+
+        The document is `target` itself when it was read from the server (`read_mark`) and nobody
+        held the lock since; otherwise it is read again under the lock. Everything decided from
+        `Edit.current` (a comparison, a plan, a confirmation) and the write made by `Edit.apply`
+        are then one step no other writer in the bot can come between. Raises
+        `IntegrationNotFound` when it no longer exists, `ServerRejected` when the bot may not read it.
+        """
+        found = Integration.of(target)
+        async with self._locks.hold(found.id) as held:
+            if found.read_mark is not None and held.untouched_since(found.read_mark):
+                current = found
+            else:
+                mark = self._locks.mark()
+                raw = await read_integration(self._rest, found.id)
+                if raw is None:
+                    raise IntegrationNotFound(found.name, found.type)
+                current = Integration.of(raw).read_at(mark)
+            yield Edit(self, current)
+
+    async def may_write(self, rights: CallerRights, document: Document) -> Decision:
+        """`authz.may_write` with the rooms of `document`'s `#x` entries looked up now."""
+        decision = may_update(rights, document)
+        if not decision.allowed:
+            return decision
+        return may_write(rights, document, await room_meanings(self._rest, rights, document))
+
+    async def resumed(self) -> UpdateOutcome | None:
+        """For a command resumed after a crash: the outcome of its write that had already landed
+        (`bot.runtime.journal`), so the command audits and answers it instead of planning anew on a
+        document that already holds its change. None here: nothing is journaled."""
+        return None
+
+    async def _replayed(self, current: Integration, changes: Mapping[str, Any]) -> UpdateOutcome | None:
+        """The outcome of a write this command already made before it was interrupted, if any
+        (`bot.runtime.journal`); None to go on and write."""
+        return None
+
+    async def _change(self, current: Integration, changes: Mapping[str, Any], rights: CallerRights) -> UpdateOutcome:
+        """The read-modify-write itself, on `current` read under the lock (`Edit.apply`)."""
+        replayed = await self._replayed(current, changes)
+        if replayed is not None:
+            return replayed
+        self._authorize(rights, current, may_update(rights, current))
+        intended = intended_document(current, changes)
+        self._authorize(rights, current, await self.may_write(rights, intended))
+        if all(current.document.get(k, _MISSING) == v for k, v in changes.items()):
+            return UpdateOutcome(before=current, after=current, changed=False)
+        body = build_update_body(current, changes)
+        stored = await self._write(current, intended, body)
+        found_differences = differences(current.document, intended, stored)
+        after = Integration.of(stored)
+        logs.after_answer(
+            log,
+            "integration.updated",
+            integration_id=current.id,
+            integration_name=current.name,
+            integration_type=current.type,
+            actor_id=rights.user_id,
+            changes={k: (display(k, current.document.get(k)), display(k, v)) for k, v in changes.items()},
+            verified=not found_differences,
+        )
+        if found_differences:
+            raise VerificationFailed(current.id, found_differences)
+        return UpdateOutcome(before=current, after=after, changed=True)
+
+    @staticmethod
+    def _authorize(rights: CallerRights, doc: Integration, decision: Any) -> None:
+        if not decision.allowed:
+            raise PermissionDenied(f"change {quote_name(doc.name)}", decision.missing, detail=decision.reason)
+
+    async def _get_or_none(self, integration_id: str) -> dict[str, Any] | None:
+        """`integrations.get`, with "does not exist" (a 400 without errorType, §2.3) as None."""
+        try:
+            return await self._rest.integrations_get(integration_id)
+        except ServerRejected as exc:
+            if exc.status == 400 and exc.error_type is None:
+                return None
+            raise
+
+    async def _write(
+        self, current: Integration, intended: Mapping[str, Any], body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """Send the full body once; if its answer is lost, settle what happened before answering.
+
+        A lost answer (timeout, 5xx, dropped connection) says nothing about whether the update was
+        stored, so it is never blindly re-sent: the bot looks (`_settle`), and re-sends only when
+        the document is provably untouched. Looking is retried with backoff for up to
+        `SETTLE_SECONDS`, since an outage that swallowed the answer usually ends within seconds
+        and the person deserves a definite answer; only a Rocket.Chat that stays silent that long
+        gets "can't tell whether it was stored" (`OutcomeUnknown`).
+        """
+        try:
+            return await self._rest.integrations_update(body, retry=False)
+        except Unavailable:
+            log.warning("integration.write_outcome_unknown", integration_id=current.id)
+        try:
+            async for attempt in stamina.retry_context(
+                on=_Unsettled,
+                attempts=None,
+                timeout=SETTLE_SECONDS,
+                wait_initial=0.5,
+                wait_max=4.0,
+                wait_jitter=0.5,
+            ):
+                with attempt:
+                    return await self._settle(current, intended, body)
+        except _Unsettled as exc:
+            raise OutcomeUnknown(current.name, current.type) from exc.__cause__
+        raise AssertionError("unreachable: stamina either returns or re-raises")  # pragma: no cover
+
+    async def _settle(
+        self, current: Integration, intended: Mapping[str, Any], body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        """One look at a write whose answer was lost: the stored result if it landed (re-sending
+        the body once if it provably did not); `_Unsettled` while that can't be told."""
+        try:
+            now = await self._get_or_none(current.id)
+        except (Unavailable, RateLimited) as exc:
+            raise _Unsettled from exc
+        if now is None:
+            raise IntegrationNotFound(current.name, current.type)
+        if not differences(current.document, intended, now):
+            return now
+        if now.get("_updatedAt") != current.document.get("_updatedAt"):
+            # Someone else wrote in between: re-sending would overwrite their change.
+            raise VerificationFailed(current.id, differences(current.document, intended, now))
+        # Not stored, and nobody wrote since it was read: sending the same body again is safe.
+        try:
+            return await self._rest.integrations_update(body, retry=False)
+        except Unavailable as exc:  # this answer may be lost too: look again
+            log.warning("integration.write_outcome_unknown", integration_id=current.id, resent=True)
+            raise _Unsettled from exc
+
+
+class Edit:
+    """One integration held for a read-modify-write (`IntegrationService.editing`).
+
+    `current` is the document the write will be built from; `apply` writes `changes` on top of
+    it (rights checked, lossless, verified) and `current` becomes the stored result."""
+
+    def __init__(self, service: IntegrationService, current: Integration) -> None:
+        self._service = service
+        self.current = current
+
+    async def apply(self, changes: Mapping[str, Any], *, rights: CallerRights) -> UpdateOutcome:
+        outcome = await self._service._change(self.current, changes, rights)
+        self.current = outcome.after
+        return outcome

@@ -1,0 +1,253 @@
+"""Catch-up: commands posted while the bot was disconnected or restarting are found and run once.
+
+Theory of operation
+-------------------
+The realtime stream only delivers what happens while a session is subscribed. Whatever was
+posted during a drop or a restart is fetched over REST: `subscriptions.get` lists the rooms the
+bot is a member of (DMs included), and `chat.syncMessages` returns each room's messages updated
+since a per-room cursor. Every message found goes through the same admission path as a streamed
+one (intake → claim → run), so a message seen both ways is still run once: the claim in the
+state database decides.
+
+Cursors (`CursorBook`) are the newest `_updatedAt` seen per room, in the server's clock, stored
+in the state database. The one invariant that makes them safe: *a stored cursor never passes a
+message that was not yet admitted*. Hence:
+- a message advances its room's cursor only after its claim is committed;
+- from a drop (`Disconnected`) or the start of the process until a catch-up pass has completed
+  after the next `Connected`, cursor advances are held in memory and not stored. A pass reads
+  the stored cursors, so it starts where the last complete view ended; the stream covers
+  everything after `Connected` (the realtime client emits it once every subscription is ready),
+  and the pass covers everything before. A crash in between restarts from the stored cursors.
+Cursors are written in batches (`flush`): a cursor that lags only makes the next pass fetch
+messages again, which the claims turn away.
+
+How far back (`since`): a room's cursor, but never further back than `CATCHUP_HORIZON`; for a
+room without a cursor, the time the bot joined it (subscription `ts`); on a fresh state database
+(no cursors at all: first start, or a new file) only `BOT_STALE_COMMAND_AGE` back, so a new
+deployment does not answer history.
+
+Staleness (`freshness`), the same rule for every path (stream, catch-up, recovery), by the
+command's own timestamp:
+- younger than `BOT_STALE_COMMAND_AGE` (default 2 min): run;
+- older, but within `CATCHUP_HORIZON` (24 h): not run; the caller is told once (it is claimed
+  like any command);
+- older than the horizon: ignored silently, never claimed. Claims are kept for `CLAIM_RETENTION`
+  (7 days, longer than the horizon), so a re-delivery of an old command (a reaction, a thread
+  reply) can never find its claim pruned and run again.
+The age uses the bot's clock against the server's timestamps: keep the host's clock synced (NTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Final
+
+from bot import logs
+from bot.errors import RateLimited, ServerRejected, Unavailable
+from bot.rocketchat.ejson import decode_date
+from bot.rocketchat.message_ids import author_id, own_among
+from bot.rocketchat.messages import ChatMessage
+from bot.rocketchat.rest import RestClient
+from bot.runtime.metrics import Metrics
+from bot.runtime.staleness import CATCHUP_HORIZON
+from bot.state.store import StateStore
+
+log = logs.get_logger("integrations_bot.catchup")
+
+CLAIM_RETENTION: Final = timedelta(days=7)
+# Retry a failed pass after 1, 2, 4, ... seconds, at most this long.
+RETRY_MAX: Final = 30.0
+
+
+@dataclass(frozen=True)
+class Room:
+    """A room the bot is a member of, from `subscriptions.get`."""
+
+    id: str
+    type: str | None
+    name: str | None
+    joined: datetime | None
+
+    @classmethod
+    def from_subscription(cls, doc: Mapping[str, Any]) -> Room | None:
+        rid = doc.get("rid")
+        if not isinstance(rid, str) or not rid:
+            return None
+        kind, name = doc.get("t"), doc.get("name")
+        return cls(
+            rid,
+            kind if isinstance(kind, str) else None,
+            name if isinstance(name, str) else None,
+            decode_date(doc.get("ts")),
+        )
+
+    def meta(self) -> dict[str, Any]:
+        """The `__my_messages__` meta a streamed message of this room would carry."""
+        meta: dict[str, Any] = {"roomParticipant": True}
+        if self.type is not None:
+            meta["roomType"] = self.type
+        if self.name is not None and self.type != "d":
+            meta["roomName"] = self.name
+        return meta
+
+
+async def member_rooms(rest: RestClient) -> dict[str, Room]:
+    rooms: dict[str, Room] = {}
+    for doc in (await rest.subscriptions_get()).update:
+        room = Room.from_subscription(doc)
+        if room is not None and doc.get("archived") is not True:
+            rooms[room.id] = room
+    return rooms
+
+
+class CursorBook:
+    """Per-room cursors: buffered in memory, stored by `flush()`, held while a catch-up is due."""
+
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
+        self._pending: dict[str, datetime] = {}
+        self.held = True  # from the start of the process until the first catch-up completes
+
+    def seen(self, room_id: str, when: datetime) -> None:
+        """A message of this room was admitted (its claim, if any, is committed)."""
+        known = self._pending.get(room_id)
+        if known is None or when > known:
+            self._pending[room_id] = when
+
+    def hold(self) -> None:
+        self.held = True
+
+    async def release(self) -> None:
+        self.held = False
+        await self.flush()
+
+    async def flush(self) -> None:
+        if self.held or not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        for room_id, when in pending.items():
+            await self._state.advance_cursor(room_id, when)
+
+
+Admit = Callable[[ChatMessage, str], Awaitable[None]]
+BeforePass = Callable[[Mapping[str, Room]], Awaitable[None]]
+
+
+class CatchUp:
+    """The catch-up worker: `request()` on every `Connected`, `interrupted()` on every drop."""
+
+    def __init__(
+        self,
+        rest: RestClient,
+        state: StateStore,
+        cursors: CursorBook,
+        admit: Admit,
+        *,
+        clock: Callable[[], datetime],
+        stale_age: timedelta,
+        metrics: Metrics,
+        before_pass: BeforePass | None = None,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self._rest = rest
+        self._state = state
+        self.cursors = cursors
+        self._admit = admit
+        self._clock = clock
+        self._stale_age = stale_age
+        self._metrics = metrics
+        self._before_pass = before_pass
+        self._sleep = sleep
+        self._wanted = asyncio.Event()
+        self._generation = 0
+        self.passes = 0
+
+    def request(self) -> None:
+        """A session became ready: catch up on everything since the stored cursors."""
+        self._generation += 1
+        self._wanted.set()
+
+    def interrupted(self) -> None:
+        """The session dropped: stop storing cursors until a pass after the next `Connected`."""
+        self._generation += 1
+        self.cursors.hold()
+
+    async def run(self) -> None:
+        failures = 0
+        while True:
+            await self._wanted.wait()
+            self._wanted.clear()
+            generation = self._generation
+            try:
+                await self.pass_once()
+            except (Unavailable, RateLimited, ServerRejected) as exc:
+                failures += 1
+                delay = min(RETRY_MAX, 2.0 ** (failures - 1))
+                if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                    delay = max(delay, min(exc.retry_after, RETRY_MAX))
+                self._metrics.catchup_passes.labels(outcome="failed").inc()
+                log.warning("catchup.failed", error=str(exc), retry_in=delay)
+                await self._sleep(delay)
+                self._wanted.set()
+                continue
+            failures = 0
+            self.passes += 1
+            self._metrics.catchup_passes.labels(outcome="ok").inc()
+            if generation == self._generation:
+                await self.cursors.release()
+            else:
+                self._wanted.set()  # the session dropped or reconnected meanwhile: once more
+
+    async def pass_once(self) -> None:
+        """One pass over every member room; raises on a failure that should be retried."""
+        rooms = await member_rooms(self._rest)
+        if self._before_pass is not None:
+            await self._before_pass(rooms)
+        stored = await self._state.cursors()
+        now = self._clock()
+        found = 0
+        for room in rooms.values():
+            since = self.since(stored.get(room.id), room.joined, now, fresh_db=not stored)
+            try:
+                result = await self._rest.chat_sync_messages(room.id, since)
+            except ServerRejected as exc:
+                # e.g. removed from the room since subscriptions.get: nothing to catch up there
+                log.warning("catchup.room_skipped", room_id=room.id, error=str(exc))
+                continue
+            documents = result.get("updated") or []
+            # The bot's own messages of the window: only these can be answers (`_answered`).
+            mine = {str(doc.get("_id")): doc for doc in documents if author_id(doc) == self._rest.user_id}
+            messages = [ChatMessage.from_document(doc, room.meta()) for doc in documents]
+            for message in sorted((m for m in messages if m is not None), key=lambda m: (m.ts, m.id)):
+                if mine and self._answered(mine, message):
+                    # Answered already (by this bot, before its state file lost the claim: restored
+                    # from an older copy, say): the answer's ids are derived from the command's, so
+                    # it is in the same window; only the bot's own message in this room counts.
+                    log.info("catchup.already_answered", message_id=message.id, room_id=room.id)
+                    continue
+                found += 1
+                await self._admit(message, "catch-up")
+        log.info("catchup.done", rooms=len(rooms), messages=found)
+
+    def _answered(self, mine: Mapping[str, Mapping[str, Any]], message: ChatMessage) -> bool:
+        chain = self._state.message_ids.answer(message.id)
+        found = own_among(mine, chain, user_id=self._rest.user_id, room_id=message.room_id, thread_id=message.thread_id)
+        return found is not None
+
+    def since(self, cursor: datetime | None, joined: datetime | None, now: datetime, *, fresh_db: bool) -> datetime:
+        floor = now - (self._stale_age if fresh_db else max(CATCHUP_HORIZON, self._stale_age))
+        start = cursor if cursor is not None else joined
+        return max(floor, start) if start is not None else floor
+
+
+__all__ = [
+    "CATCHUP_HORIZON",
+    "CLAIM_RETENTION",
+    "CatchUp",
+    "CursorBook",
+    "Room",
+    "member_rooms",
+]

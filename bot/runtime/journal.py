@@ -1,0 +1,148 @@
+"""Write intents: a command's integration change is applied once, even when the bot dies mid-write.
+
+The problem
+-----------
+A command runs claim → resolve → read → PUT → verify → audit → reply → finish (a plain enable or
+disable answers first and records right after, commands/followups.py). A `kill -9` (or a
+shutdown past its grace period) between the PUT and the audit row leaves a claim that is still
+'claimed', an integration that may or may not have been changed, and perhaps a caller without
+an answer.
+Re-running the command blindly is wrong both ways: if the write landed, the re-run finds the
+integration "already disabled" (no audit row, a misleading answer); if a later change by someone
+else landed after ours, a re-run would overwrite it.
+
+The decision
+------------
+Just before each PUT, `JournaledIntegrationService` records a `WriteIntent` in the state
+database: the command's message id, the document it read and the document it intends. When a
+restart resumes an unfinished command (`CommandRun.recovering`), each write of it first judges
+its intent against the integration as it is now, read under the integration's lock (`judge`):
+
+- LANDED: the stored document already is the intended one. The write is not sent again; the
+  command gets the outcome it would have had (`changed=True`, before = the document read), so it
+  writes its audit row and answers exactly as if it had not been interrupted.
+- NOT_LANDED: the document is untouched since our read (same `_updatedAt`). Nothing happened;
+  the command continues normally and writes once.
+- SUPERSEDED: someone else changed the integration since our read. Nothing is re-sent (it could
+  overwrite their change); the command fails with `VerificationFailed`, whose answer asks the
+  caller to look at the integration.
+
+Intents are keyed by message id and integration id, written only inside a command (a
+`CommandRun` in the task's context), and deleted when the command's claim is finished.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from bot import logs
+from bot.errors import IntegrationNotFound, VerificationFailed
+from bot.integrations.service import IntegrationService, differences, intended_document
+from bot.rocketchat.models import Integration, UpdateOutcome
+from bot.rocketchat.rest import RestClient
+from bot.state.store import StateStore, WriteIntent
+
+log = logs.get_logger("integrations_bot.journal")
+
+
+@dataclass(frozen=True)
+class CommandRun:
+    """The command the current task is running (set by the runtime in each command's task)."""
+
+    message_id: str
+    recovering: bool = False
+
+
+current_command: ContextVar[CommandRun | None] = ContextVar("integrations_bot_command", default=None)
+
+
+class Judgement(enum.Enum):
+    LANDED = "landed"
+    NOT_LANDED = "not-landed"
+    SUPERSEDED = "superseded"
+
+
+def judge(intent: WriteIntent, now: Mapping[str, Any]) -> Judgement:
+    """What became of an intended write, from the integration as it is stored now."""
+    if not differences(intent.before, intent.intended, now):
+        return Judgement.LANDED
+    if now.get("_updatedAt") == intent.before.get("_updatedAt"):
+        return Judgement.NOT_LANDED
+    return Judgement.SUPERSEDED
+
+
+class JournaledIntegrationService(IntegrationService):
+    """`IntegrationService` that records each write's intent and, when resuming an interrupted
+    command, never sends a write that already landed (see the module docstring)."""
+
+    def __init__(self, rest: RestClient, state: StateStore, clock: Callable[[], datetime]) -> None:
+        super().__init__(rest)
+        self._state = state
+        self._clock = clock
+
+    async def landed(self, message_id: str) -> bool:
+        """Whether some write of this (interrupted) command reached the server."""
+        for intent in await self._state.intents(message_id):
+            now = await self._get_or_none(intent.integration_id)
+            if now is not None and judge(intent, now) is Judgement.LANDED:
+                return True
+        return False
+
+    async def unrecorded(self, message_id: str) -> bool:
+        """Whether a write of this (answered, interrupted) command landed without its audit row:
+        the book-keeping that runs after the answer did not happen (commands/followups.py)."""
+        return not await self._state.recorded(message_id) and await self.landed(message_id)
+
+    async def resumed(self) -> UpdateOutcome | None:
+        """When resuming an interrupted command: the outcome of a write of it that landed, judged
+        under the integration's lock (for commands such as `set` or `undo` that decide from the
+        document, which already holds the change, before writing). None otherwise."""
+        run = current_command.get()
+        if run is None or not run.recovering:
+            return None
+        for intent in await self._state.intents(run.message_id):
+            try:
+                async with self.editing({**intent.before, "_id": intent.integration_id}) as edit:
+                    if judge(intent, edit.current.document) is Judgement.LANDED:
+                        log.info("journal.replay", message_id=run.message_id, integration_id=intent.integration_id,
+                                 judgement=Judgement.LANDED.value)  # fmt: skip
+                        return UpdateOutcome(before=Integration.of(intent.before), after=edit.current, changed=True)
+            except IntegrationNotFound:
+                continue
+        return None
+
+    async def _replayed(self, current: Integration, changes: Mapping[str, Any]) -> UpdateOutcome | None:
+        """When resuming an interrupted command: what became of its write of this integration,
+        judged on `current` (read under the integration's lock, so nothing of the bot's can land
+        in between). None when there is nothing to replay and the command writes as usual."""
+        run = current_command.get()
+        if run is None or not run.recovering:
+            return None
+        intent = next((i for i in await self._state.intents(run.message_id) if i.integration_id == current.id), None)
+        if intent is None or intended_document(intent.before, changes) != intent.intended:
+            return None
+        verdict = judge(intent, current.document)
+        log.info("journal.replay", message_id=run.message_id, integration_id=current.id, judgement=verdict.value)
+        if verdict is Judgement.LANDED:
+            return UpdateOutcome(before=Integration.of(intent.before), after=current, changed=True)
+        if verdict is Judgement.SUPERSEDED:
+            raise VerificationFailed(current.id, differences(intent.before, intent.intended, current.document))
+        return None
+
+    async def _write(
+        self, current: Integration, intended: Mapping[str, Any], body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        run = current_command.get()
+        if run is not None:
+            await self._state.record_intent(
+                WriteIntent(run.message_id, current.id, self._clock(), current.to_dict(), dict(intended))
+            )
+        return await super()._write(current, intended, body)
+
+
+__all__ = ["CommandRun", "JournaledIntegrationService", "Judgement", "current_command", "judge"]

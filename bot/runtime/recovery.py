@@ -1,0 +1,155 @@
+"""What a restart does with commands a crash left unfinished (claims still 'claimed').
+
+A claim is 'claimed' from the moment a command is taken until its answer is stored. Finding one
+at start means the previous process died (kill -9, OOM, power) or was stopped past its grace
+period while running that command or retrying its answer. The command may have changed an
+integration or not, and its caller may have an answer or not. The decision, per command:
+
+1. the message is gone, its room is no longer one of the bot's, or it is not a command by the
+   current rules (chat in a group DM an older release took for one): close the claim, say nothing;
+2. the answer exists: `chat.getMessage` of an id of its chain (`MessageIds.answer`) is the bot's
+   own message in the command's room and thread (`message_ids.is_own`; a message anyone else
+   posted with that id does not count, nor does one elsewhere). It completed, except perhaps
+   for the book-keeping that runs right after the answer (commands/followups.py). If a write of
+   it landed and it has no audit row, *resume* it to finish that: the journal does not write
+   again, and the answer is the same message id (stored once). Otherwise close the claim;
+3. otherwise, if it is still fresh (younger than BOT_STALE_COMMAND_AGE), or if a write of it is
+   known to have landed: *resume* it. It runs again through the normal path, but with the write
+   journal in charge (`bot.runtime.journal`): a write that landed is not sent again (the command answers
+   as if it had not been interrupted, audit row included); a write that did not land is made
+   once; a write overtaken by someone else's change is not repeated;
+4. otherwise (stale, nothing written, or the message was edited since): do not run it; tell the
+   caller it was interrupted and not run again.
+
+Only claims that existed when the process started are considered (`orphans`), never claims this
+process made itself. The decisions are pure data (`Resume`, `Interrupted`, `Close`); the runtime
+carries them out. A REST failure stops the sweep; the rest is retried with the next catch-up pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from bot import logs
+from bot.errors import ServerRejected
+from bot.rocketchat.message_ids import MessageIds, is_own
+from bot.rocketchat.messages import ChatMessage
+from bot.rocketchat.rest import RestClient
+from bot.runtime.catchup import Room
+from bot.runtime.intake import Accepted, Intake
+from bot.runtime.journal import JournaledIntegrationService
+from bot.runtime.staleness import Freshness, freshness
+
+log = logs.get_logger("integrations_bot.recovery")
+
+
+@dataclass(frozen=True)
+class Resume:
+    accepted: Accepted
+
+
+@dataclass(frozen=True)
+class Interrupted:
+    message: ChatMessage
+    reason: str
+
+
+@dataclass(frozen=True)
+class Close:
+    message_id: str
+    outcome: str
+    ignored: bool = False
+
+
+Decision = Resume | Interrupted | Close
+
+
+class Recovery:
+    def __init__(
+        self,
+        orphans: list[str],
+        *,
+        rest: RestClient,
+        ids: MessageIds,
+        intake: Intake,
+        journal: JournaledIntegrationService,
+        clock: Callable[[], datetime],
+        stale_age: timedelta,
+    ) -> None:
+        self.remaining = list(orphans)
+        self._rest = rest
+        self._ids = ids
+        self._intake = intake
+        self._journal = journal
+        self._clock = clock
+        self._stale_age = stale_age
+
+    async def sweep(self, rooms: Mapping[str, Room], act: Callable[[Decision], Awaitable[None]]) -> None:
+        """Decide and act on each remaining orphan, oldest first. A REST failure propagates and
+        leaves the undecided ones in `remaining` for the next call."""
+        while self.remaining:
+            message_id = self.remaining[0]
+            decision = await self.decide(message_id, rooms)
+            log.info("recovery.decided", message_id=message_id, decision=type(decision).__name__.lower())
+            await act(decision)
+            self.remaining.pop(0)
+
+    async def decide(self, message_id: str, rooms: Mapping[str, Room]) -> Decision:
+        document = await self._get_message(message_id)
+        if document is None:
+            return Close(message_id, "recovered: message gone", ignored=True)
+        room = rooms.get(str(document.get("rid")))
+        if await self._answered_already(message_id, document):
+            return await self._answered(message_id, document, room)
+        if room is None:
+            return Close(message_id, "recovered: not in that room any more", ignored=True)
+        message = ChatMessage.from_document(document, room.meta())
+        if message is None:
+            return Close(message_id, "recovered: unreadable message", ignored=True)
+        await self._intake.prepare([message])  # a DM's members, as the intake needs them
+        accepted = self._intake.accept(message)
+        if accepted is None and message.edited_at is None:
+            return Close(message_id, "recovered: not a command", ignored=True)  # e.g. chat in a group DM
+        if accepted is None:
+            return Interrupted(message, "it was edited since")
+        if freshness(message.ts, self._clock(), self._stale_age) is Freshness.FRESH:
+            return Resume(accepted)
+        if await self._journal.landed(message_id):
+            return Resume(accepted)  # the journal answers it as done, without writing again
+        return Interrupted(message, "it is now too old to run safely")
+
+    async def _answered(self, message_id: str, document: dict[str, object], room: Room | None) -> Decision:
+        """Answered before the restart; resumed only to finish the book-keeping of a write that landed."""
+        closed = Close(message_id, "recovered: answered before the restart")
+        if room is None or not await self._journal.unrecorded(message_id):
+            return closed
+        message = ChatMessage.from_document(document, room.meta())
+        if message is not None:
+            await self._intake.prepare([message])
+        accepted = self._intake.accept(message) if message is not None else None
+        return Resume(accepted) if accepted is not None else closed
+
+    async def _answered_already(self, message_id: str, document: dict[str, object]) -> bool:
+        """Whether the bot's own answer is at an id of the command's chain, in its room and thread.
+        Every id of the chain is looked at, not only those up to the first free one: a message
+        that held an earlier id when the answer was posted may have been deleted since."""
+        room_id, tmid = document.get("rid"), document.get("tmid")
+        if not isinstance(room_id, str):
+            return False
+        thread_id = tmid if isinstance(tmid, str) and tmid else None
+        for candidate in self._ids.answer(message_id):
+            found = await self._get_message(candidate)
+            if found is not None and is_own(found, user_id=self._rest.user_id, room_id=room_id, thread_id=thread_id):
+                return True
+        return False
+
+    async def _get_message(self, message_id: str) -> dict[str, object] | None:
+        try:
+            return await self._rest.chat_get_message(message_id)
+        except ServerRejected:
+            return None  # not found (400 without errorType) or no longer readable by the bot
+
+
+__all__ = ["Close", "Decision", "Interrupted", "Recovery", "Resume"]

@@ -1,0 +1,51 @@
+"""How old a command may be and still run: the rules every path applies (stream, catch-up, recovery).
+
+A command found late (sent while the bot was offline, or left unfinished by a crash) may no
+longer be wanted: the incident may be over, someone may have fixed it by hand. So a command older
+than `BOT_STALE_COMMAND_AGE` is answered but not run (`stale_reply`), one older than the catch-up
+horizon is not even answered, and one a restart could not safely finish says so
+(`interrupted_reply`). The stream, a catch-up pass and recovery all ask `freshness` the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime, timedelta
+from typing import Final
+
+from bot.text import code, human_duration
+from commands.reply import Reply
+
+CATCHUP_HORIZON: Final = timedelta(hours=24)
+
+
+class Freshness(enum.Enum):
+    FRESH = "fresh"
+    STALE = "stale"
+    TOO_OLD = "too-old"
+
+
+def freshness(sent: datetime, now: datetime, stale_age: timedelta, horizon: timedelta = CATCHUP_HORIZON) -> Freshness:
+    age = now - sent
+    if age > max(horizon, stale_age):
+        return Freshness.TOO_OLD
+    if age > stale_age:
+        return Freshness.STALE
+    return Freshness.FRESH
+
+
+def stale_reply(sent: datetime, now: datetime, stale_age: timedelta) -> Reply:
+    return Reply(
+        f"⌛ I did not run this command: it was sent {human_duration(now - sent)} ago, while I was offline, "
+        f"and I only run commands younger than {human_duration(stale_age)} (things may have changed since). "
+        "Send it again if it is still needed.",
+        outcome="stale",
+    )
+
+
+def interrupted_reply(reason: str, prefix: str) -> Reply:
+    return Reply(
+        f"⌛ I was restarted while handling this command and did not run it again: {reason}. "
+        f"Check the integration with {code(prefix + ' show <name>')} and send the command again if it is still needed.",
+        outcome="interrupted",
+    )

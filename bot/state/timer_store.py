@@ -1,0 +1,180 @@
+"""Timed disables in the state database (the `timers` table of migration 3 in `bot/state/store.py`).
+
+Every transition is one compare-and-set UPDATE on the row's `revision`: the scheduler expiring a
+timer and a command ending it early may race, and exactly one of them wins; the loser gets None
+and does nothing further. At most one timed disable per integration is pending at a time (a
+partial unique index), so two `disable X for …` commands racing cannot both schedule one.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from bot.rocketchat.ejson import decode_date
+from bot.state.store import StateStore
+from bot.state.timer_states import PENDING, TimedDisable, TimerEvent, TimerState, next_state
+
+_COLUMNS: Final = (
+    "id, revision, state, integration_id, integration_name, integration_type, created_at, due_at, actor_id,"
+    " actor_username, reason, room_id, thread_id, message_id, audit_id, disabled_updated_at, disabled_json,"
+    " ended_at, end_note"
+)
+_PENDING_SQL: Final = "(" + ", ".join(f"'{state.value}'" for state in sorted(PENDING)) + ")"
+
+
+def _ts(when: datetime) -> float:
+    return when.timestamp()
+
+
+def _dt(value: Any) -> datetime | None:
+    return datetime.fromtimestamp(float(value), UTC) if value is not None else None
+
+
+def updated_at_of(document: Mapping[str, Any]) -> str | None:
+    """A document's `_updatedAt` as ISO text (REST gives ISO strings, DDP `{"$date": ms}`)."""
+    when = decode_date(document.get("_updatedAt"))
+    return when.isoformat() if when is not None else None
+
+
+@dataclass(frozen=True)
+class TimerDraft:
+    """What a `disable … for …` command knows before it writes anything."""
+
+    integration_id: str
+    integration_name: str
+    integration_type: str
+    created_at: datetime
+    due_at: datetime
+    actor_id: str
+    actor_username: str
+    reason: str | None = None
+    room_id: str | None = None
+    thread_id: str | None = None
+    message_id: str | None = None
+
+
+class TimerStore:
+    def __init__(self, state: StateStore) -> None:
+        self._state = state
+
+    async def schedule(self, draft: TimerDraft) -> TimedDisable | None:
+        """Record a timed disable in state `scheduled`; None when one is already pending for
+        this integration (the partial unique index refuses a second)."""
+        try:
+            cursor = self._state.db.execute(
+                "INSERT INTO timers (state, integration_id, integration_name, integration_type, created_at, due_at,"
+                " actor_id, actor_username, reason, room_id, thread_id, message_id)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    TimerState.SCHEDULED.value,
+                    draft.integration_id,
+                    draft.integration_name,
+                    draft.integration_type,
+                    _ts(draft.created_at),
+                    _ts(draft.due_at),
+                    draft.actor_id,
+                    draft.actor_username,
+                    draft.reason,
+                    draft.room_id,
+                    draft.thread_id,
+                    draft.message_id,
+                ),
+            )
+        except sqlite3.IntegrityError:
+            return None
+        found = await self.get(int(cursor.lastrowid or 0))
+        assert found is not None
+        return found
+
+    async def get(self, timer_id: int) -> TimedDisable | None:
+        rows = await self._select("WHERE id = ?", (timer_id,))
+        return rows[0] if rows else None
+
+    async def pending_for(self, integration_id: str) -> TimedDisable | None:
+        rows = await self._select(f"WHERE integration_id = ? AND state IN {_PENDING_SQL}", (integration_id,))
+        return rows[0] if rows else None
+
+    async def pending(self, state: TimerState | None = None) -> list[TimedDisable]:
+        """Pending timed disables (or only those in `state`), soonest due first."""
+        if state is not None:
+            return await self._select("WHERE state = ? ORDER BY due_at, id", (state.value,))
+        return await self._select(f"WHERE state IN {_PENDING_SQL} ORDER BY due_at, id", ())
+
+    async def ended(self, *, limit: int = 20) -> list[TimedDisable]:
+        """Finished timed disables, most recently ended first."""
+        return await self._select(
+            f"WHERE state NOT IN {_PENDING_SQL} ORDER BY ended_at DESC, id DESC LIMIT ?", (limit,)
+        )
+
+    async def transition(
+        self,
+        timer: TimedDisable,
+        event: TimerEvent,
+        *,
+        at: datetime,
+        note: str | None = None,
+        due_at: datetime | None = None,
+        document: Mapping[str, Any] | None = None,
+        audit_id: int | None = None,
+    ) -> TimedDisable | None:
+        """Apply `event` to the row as `timer` last saw it. None when the row moved on meanwhile
+        (another transition won); `IllegalTransition` when the table does not allow it."""
+        target = next_state(timer.state, event)
+        sets: dict[str, Any] = {"state": target.value}
+        if event in (TimerEvent.CONFIRMED, TimerEvent.REBASED):
+            if document is None:
+                raise ValueError(f"{event.value} needs the document the disable produced")
+            sets["disabled_json"] = json.dumps(dict(document))
+            sets["disabled_updated_at"] = updated_at_of(document)
+        if audit_id is not None:
+            sets["audit_id"] = audit_id
+        if event is TimerEvent.EXTENDED:
+            if due_at is None:
+                raise ValueError("extending needs the new due time")
+            sets["due_at"] = _ts(due_at)
+        if target not in PENDING:
+            sets["ended_at"] = _ts(at)
+            sets["end_note"] = note
+        assignments = ", ".join(f"{column} = ?" for column in sets)
+        cursor = self._state.db.execute(
+            f"UPDATE timers SET {assignments}, revision = revision + 1 WHERE id = ? AND revision = ?",  # noqa: S608
+            (*sets.values(), timer.id, timer.revision),
+        )
+        if cursor.rowcount != 1:
+            return None
+        return await self.get(timer.id)
+
+    async def _select(self, where: str, params: tuple[Any, ...]) -> list[TimedDisable]:
+        rows = self._state.db.execute(f"SELECT {_COLUMNS} FROM timers {where}", params).fetchall()  # noqa: S608
+        return [_timer(row) for row in rows]
+
+
+def _timer(row: Any) -> TimedDisable:
+    created, due = _dt(row[6]), _dt(row[7])
+    assert created is not None and due is not None
+    return TimedDisable(
+        id=int(row[0]),
+        revision=int(row[1]),
+        state=TimerState(row[2]),
+        integration_id=str(row[3]),
+        integration_name=str(row[4]),
+        integration_type=str(row[5]),
+        created_at=created,
+        due_at=due,
+        actor_id=str(row[8]),
+        actor_username=str(row[9]),
+        reason=row[10],
+        room_id=row[11],
+        thread_id=row[12],
+        message_id=row[13],
+        audit_id=int(row[14]) if row[14] is not None else None,
+        disabled_updated_at=row[15],
+        disabled_document=json.loads(row[16]) if row[16] else None,
+        ended_at=_dt(row[17]),
+        end_note=row[18],
+    )

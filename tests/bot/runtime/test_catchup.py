@@ -1,0 +1,348 @@
+"""Catch-up: the staleness rule, cursor handling, and a pass over the sandbox's rooms."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from reliability_support import World, call, world
+
+from bot.rocketchat.ejson import decode_date
+from bot.rocketchat.messages import ChatMessage
+from bot.rocketchat.rest import RestClient
+from bot.runtime.catchup import CLAIM_RETENTION, CatchUp, CursorBook, Room, member_rooms
+from bot.runtime.metrics import Metrics
+from bot.runtime.staleness import CATCHUP_HORIZON, Freshness, freshness, stale_reply
+from bot.state.store import StateStore
+
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
+TWO_MIN = timedelta(minutes=2)
+
+
+# --- the staleness rule ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("age", "expected"),
+    [
+        (timedelta(0), Freshness.FRESH),
+        (timedelta(seconds=119), Freshness.FRESH),
+        (TWO_MIN, Freshness.FRESH),
+        (TWO_MIN + timedelta(milliseconds=1), Freshness.STALE),
+        (timedelta(hours=23), Freshness.STALE),
+        (CATCHUP_HORIZON + timedelta(seconds=1), Freshness.TOO_OLD),
+        (timedelta(seconds=-30), Freshness.FRESH),  # the server's clock a little ahead of ours
+    ],
+)
+def test_freshness_by_age(age: timedelta, expected: Freshness) -> None:
+    assert freshness(NOW - age, NOW, TWO_MIN) is expected
+
+
+@given(
+    st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=3)),
+    st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=3)),
+    st.timedeltas(min_value=timedelta(seconds=1), max_value=timedelta(hours=30)),
+)
+def test_an_older_command_is_never_treated_better_than_a_younger_one(
+    younger: timedelta, extra: timedelta, stale_age: timedelta
+) -> None:
+    order = [Freshness.FRESH, Freshness.STALE, Freshness.TOO_OLD]
+    a = freshness(NOW - younger, NOW, stale_age)
+    b = freshness(NOW - younger - extra, NOW, stale_age)
+    assert order.index(a) <= order.index(b)
+
+
+def test_claims_outlive_the_horizon_so_an_old_redelivery_never_finds_its_claim_pruned() -> None:
+    assert CLAIM_RETENTION > CATCHUP_HORIZON
+
+
+def test_the_stale_answer_says_how_old_and_what_the_limit_is() -> None:
+    reply = stale_reply(NOW - timedelta(minutes=7), NOW, TWO_MIN)
+    assert reply.outcome == "stale"
+    assert "7 min ago" in reply.text and "2 min" in reply.text and "did not run" in reply.text
+
+
+def live_catchup(rest: RestClient, state: StateStore, admit: Admitted) -> CatchUp:
+    """A catch-up against a real sandbox, on the real clock."""
+    return CatchUp(
+        rest, state, CursorBook(state), admit, clock=lambda: datetime.now(UTC), stale_age=TWO_MIN, metrics=Metrics()
+    )
+
+
+# --- where a pass starts ----------------------------------------------------------------------------
+
+
+def catchup_for(state: Any = None, rest: Any = None, admit: Any = None) -> CatchUp:
+    async def ignore(_m: ChatMessage, _o: str) -> None:
+        return None
+
+    return CatchUp(
+        rest, state, CursorBook(state), admit or ignore, clock=lambda: NOW, stale_age=TWO_MIN, metrics=Metrics()
+    )
+
+
+def test_since_is_the_cursor_bounded_by_the_horizon() -> None:
+    catchup = catchup_for()
+    cursor = NOW - timedelta(minutes=30)
+    joined = NOW - timedelta(days=2)
+    assert catchup.since(cursor, joined, NOW, fresh_db=False) == cursor
+    assert catchup.since(NOW - timedelta(days=3), joined, NOW, fresh_db=False) == NOW - CATCHUP_HORIZON
+
+
+def test_since_for_a_room_without_cursor_is_when_the_bot_joined_it() -> None:
+    catchup = catchup_for()
+    joined = NOW - timedelta(hours=1)
+    assert catchup.since(None, joined, NOW, fresh_db=False) == joined
+    assert catchup.since(None, None, NOW, fresh_db=False) == NOW - CATCHUP_HORIZON
+
+
+def test_a_fresh_state_file_looks_back_only_the_stale_age() -> None:
+    """A first start (or a new state file) runs what was just sent and answers no history."""
+    catchup = catchup_for()
+    assert catchup.since(None, NOW - timedelta(days=30), NOW, fresh_db=True) == NOW - TWO_MIN
+
+
+# --- cursors -------------------------------------------------------------------------------------
+
+
+async def test_cursors_are_not_stored_while_held_and_only_move_forward(tmp_path: Path) -> None:
+    state = await StateStore.open(tmp_path / "s.db")
+    book = CursorBook(state)
+    assert book.held  # from the start until a catch-up pass completes
+    book.seen("R1", NOW)
+    book.seen("R1", NOW - timedelta(seconds=5))
+    await book.flush()
+    assert await state.cursors() == {}
+    await book.release()
+    assert await state.cursors() == {"R1": NOW}
+
+    book.hold()  # a drop: nothing stored until the next pass completes
+    book.seen("R1", NOW + timedelta(seconds=10))
+    book.seen("R2", NOW)
+    await book.flush()
+    assert await state.cursors() == {"R1": NOW}
+    await book.release()
+    assert await state.cursors() == {"R1": NOW + timedelta(seconds=10), "R2": NOW}
+
+    book.seen("R1", NOW - timedelta(hours=1))  # an old re-delivery never moves a cursor back
+    await book.flush()
+    assert (await state.cursors())["R1"] == NOW + timedelta(seconds=10)
+    await state.close()
+
+
+# --- a pass against the sandbox -------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sandbox_world() -> Iterator[World]:
+    with world() as w:
+        w.control.create_room("lobby", members=["admin", "alice"], owner="admin")
+        yield w
+
+
+class Admitted:
+    def __init__(self) -> None:
+        self.messages: list[tuple[ChatMessage, str]] = []
+
+    async def __call__(self, message: ChatMessage, origin: str) -> None:
+        self.messages.append((message, origin))
+
+    def texts(self) -> list[str]:
+        return [m.text for m, _ in self.messages]
+
+
+async def test_member_rooms_are_the_bots_subscriptions_dms_included(sandbox_world: World) -> None:
+    async with sandbox_world.rest() as rest:
+        rooms = await member_rooms(rest)
+    by_type: dict[str | None, set[str]] = {}
+    for room in rooms.values():
+        by_type.setdefault(room.type, set()).add(room.name or "")
+    assert {"general", "ops", "alerts"} <= by_type["c"]
+    assert "lobby" not in by_type["c"]  # a public channel the bot is not in
+    assert by_type["p"] == {"platform-team"}
+    assert len(by_type["d"]) == 3
+    assert all(room.joined is not None for room in rooms.values())
+
+
+async def test_a_pass_finds_what_was_posted_since_the_cursors_in_every_member_room(
+    sandbox_world: World, tmp_path: Path
+) -> None:
+    control = sandbox_world.control
+    state = await StateStore.open(tmp_path / "s.db")
+    admitted = Admitted()
+    async with sandbox_world.rest() as rest:
+        # Cursors at "now" for every room: only what comes after counts.
+        now = datetime.now(UTC)
+        for room in await member_rooms(rest):
+            await state.advance_cursor(room, now - timedelta(milliseconds=1))
+        parent = await call(control.post_message, "alice", "ops", "a thread starter")
+        posted = [
+            await call(control.post_message, "admin", "general", "!integration list"),
+            await call(control.post_message, "alice", "ops", "!integration help", tmid=parent["_id"]),
+            await call(control.post_message, "alice", "platform-team", "!integration list incoming"),
+            await call(control.post_message, "owen", sandbox_world.seed["rooms"]["dm:integrations-bot:owen"], "help"),
+            await call(control.post_message, "alice", "lobby", "!integration list"),  # not a member
+        ]
+        await live_catchup(rest, state, admitted).pass_once()
+    found = {m.id: m for m, origin in admitted.messages if origin == "catch-up"}
+    assert posted[4]["_id"] not in found
+    for message in posted[:4]:
+        assert message["_id"] in found, message["msg"]
+    assert parent["_id"] in found  # every message is admitted; the intake decides what is a command
+    dm = found[posted[3]["_id"]]
+    assert dm.room_type == "d" and dm.room_participant is True
+    assert found[posted[1]["_id"]].thread_id == parent["_id"]
+    assert found[posted[2]["_id"]].room_type == "p"
+    times = [m.ts for m, _ in admitted.messages]
+    per_room: dict[str, list[datetime]] = {}
+    for message, _ in admitted.messages:
+        per_room.setdefault(message.room_id, []).append(message.ts)
+    assert all(ts == sorted(ts) for ts in per_room.values()) and times
+    await state.close()
+
+
+async def test_a_command_already_answered_is_not_run_again_when_the_state_file_lost_its_claims(
+    sandbox_world: World, tmp_path: Path
+) -> None:
+    """The state file was restored from an older copy (its key, none of the recent claims): the
+    answers in the room, at ids derived from the commands' with that key, say what ran."""
+    control = sandbox_world.control
+    state = await StateStore.open(tmp_path / "restored.db")
+    admitted = Admitted()
+    answered = await call(control.post_message, "admin", "alerts", "!integration disable Guggy")
+    in_thread = await call(control.post_message, "admin", "alerts", "!integration help", tmid=answered["_id"])
+    for command, attempt in ((answered, 0), (in_thread, 2)):  # the last id of a chain counts as well
+        answer_id = state.message_ids.answer(command["_id"])[attempt]
+        tmid = command.get("tmid")
+        await call(control.post_message, "integrations-bot", "alerts", "Done.", tmid=tmid, message_id=answer_id)
+    unanswered = await call(control.post_message, "admin", "alerts", "!integration enable Guggy")
+    async with sandbox_world.rest() as rest:
+        await live_catchup(rest, state, admitted).pass_once()
+    ids = {m.id for m, _ in admitted.messages}
+    assert unanswered["_id"] in ids
+    assert answered["_id"] not in ids and in_thread["_id"] not in ids
+    await state.close()
+
+
+@pytest.mark.parametrize(
+    ("author", "room", "in_thread"),
+    [
+        ("owen", "alerts", False),  # a user posted fake answers with the command's answer ids
+        ("integrations-bot", "ops", False),  # the bot's messages with those ids, in another room
+        ("integrations-bot", "alerts", True),  # ... in the command's room, but in a thread
+    ],
+    ids=["by-a-user", "in-another-room", "in-another-thread"],
+)
+async def test_only_the_bots_own_answer_in_the_commands_room_and_thread_says_it_ran(
+    sandbox_world: World, tmp_path: Path, author: str, room: str, in_thread: bool
+) -> None:
+    control = sandbox_world.control
+    state = await StateStore.open(tmp_path / "s.db")
+    admitted = Admitted()
+    command = await call(control.post_message, "admin", "alerts", "!integration disable Guggy")
+    thread = (await call(control.post_message, "admin", room, "a thread"))["_id"] if in_thread else None
+    for answer_id in state.message_ids.answer(command["_id"]):
+        await call(control.post_message, author, room, "✅ Disabled Guggy.", tmid=thread, message_id=answer_id)
+    async with sandbox_world.rest() as rest:
+        await live_catchup(rest, state, admitted).pass_once()
+    assert command["_id"] in {m.id for m, _ in admitted.messages}
+    await state.close()
+
+
+async def test_a_failed_pass_is_retried_and_cursors_stay_held_until_one_completes(
+    sandbox_world: World, tmp_path: Path
+) -> None:
+    control = sandbox_world.control
+    state = await StateStore.open(tmp_path / "s.db")
+    sleeps: list[float] = []
+    admitted = Admitted()
+
+    async def no_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    async with sandbox_world.rest(max_attempts=1) as rest:
+        book = CursorBook(state)
+        catchup = CatchUp(
+            rest,
+            state,
+            book,
+            admitted,
+            clock=lambda: datetime.now(UTC),
+            stale_age=TWO_MIN,
+            metrics=Metrics(),
+            sleep=no_sleep,
+        )
+        message = await call(control.post_message, "admin", "general", "!integration help")
+        book.seen("GENERAL", decode_date(message["_updatedAt"]) or NOW)
+        await call(control.fail_next, "subscriptions.get", 2, "500")
+        worker = asyncio.create_task(catchup.run())
+        catchup.request()
+        for _ in range(500):
+            if catchup.passes:
+                break
+            await asyncio.sleep(0.01)
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert catchup.passes == 1
+    assert sleeps == [1.0, 2.0]  # backoff between the failed attempts
+    assert message["_id"] in [m.id for m, _ in admitted.messages]
+    assert "GENERAL" in await state.cursors()  # released after the pass completed
+    await state.close()
+
+
+async def test_a_drop_during_a_pass_keeps_cursors_held_and_runs_another_pass(
+    sandbox_world: World, tmp_path: Path
+) -> None:
+    state = await StateStore.open(tmp_path / "s.db")
+    book = CursorBook(state)
+    passes = 0
+    catchup: CatchUp
+
+    async def admit(message: ChatMessage, _origin: str) -> None:
+        book.seen(message.room_id, message.updated_at)
+
+    async def interrupt_first_pass(_rooms: Any) -> None:
+        nonlocal passes
+        passes += 1
+        if passes == 1:
+            catchup.interrupted()  # the session dropped while this pass ran
+            assert book.held
+
+    async with sandbox_world.rest() as rest:
+        catchup = CatchUp(
+            rest,
+            state,
+            book,
+            admit,
+            clock=lambda: datetime.now(UTC),
+            stale_age=timedelta(days=1),
+            metrics=Metrics(),
+            before_pass=interrupt_first_pass,
+        )
+        await call(sandbox_world.control.post_message, "admin", "general", "something to see")
+        worker = asyncio.create_task(catchup.run())
+        catchup.request()
+        for _ in range(500):
+            if catchup.passes >= 2:
+                break
+            await asyncio.sleep(0.01)
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert passes == 2 and not book.held
+    assert "GENERAL" in await state.cursors()
+    await state.close()
+
+
+def test_room_from_a_subscription_document() -> None:
+    room = Room.from_subscription({"rid": "R1", "t": "d", "name": "alice", "ts": "2026-11-24T12:00:00.000Z"})
+    assert room is not None and room.joined == NOW
+    assert room.meta() == {"roomParticipant": True, "roomType": "d"}  # DMs carry no roomName
+    assert Room.from_subscription({"t": "c"}) is None
+    channel = Room.from_subscription({"rid": "R2", "t": "c", "name": "ops"})
+    assert channel is not None and channel.meta()["roomName"] == "ops"

@@ -1,0 +1,108 @@
+"""The scheduling of claimed commands (bot/runtime/fairness.py): per-caller lanes, changes first, a bound."""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from bot.runtime.fairness import Job, Lanes
+
+
+def test_a_flood_runs_a_few_at_a_time_and_another_caller_starts_at_once() -> None:
+    lanes = Lanes(per_caller=2, queue=5, reads=16)
+    started = [lanes.submit("flooder", change=False)[1] for _ in range(10)]
+    assert [len(s) for s in started] == [1, 1, 0, 0, 0, 0, 0, 0, 0, 0]
+    job, now = lanes.submit("admin", change=True)
+    assert now == [job]
+    read, now = lanes.submit("alice", change=False)
+    assert now == [read]
+
+
+def test_changes_go_before_waiting_reads_of_the_same_caller() -> None:
+    lanes = Lanes(per_caller=1, queue=10, reads=16)
+    first, _ = lanes.submit("u", change=False)
+    reads = [lanes.submit("u", change=False)[0] for _ in range(3)]
+    change, now = lanes.submit("u", change=True)
+    assert now == []
+    assert lanes.done(first) == [change]
+    assert lanes.done(change) == [reads[0]]
+
+
+def test_reads_are_bounded_over_all_callers_and_changes_are_not() -> None:
+    lanes = Lanes(per_caller=2, queue=10, reads=3)
+    started = [job for n in range(5) for job in lanes.submit(f"reader{n}", change=False)[1]]
+    assert len(started) == 3
+    change, now = lanes.submit("admin", change=True)
+    assert now == [change]
+    # the next read slot goes to a caller who has not been served yet
+    assert [j.caller for j in lanes.done(started[0])] == ["reader3"]
+
+
+def test_beyond_the_queue_a_command_is_marked_overflow_and_a_change_takes_a_reads_place() -> None:
+    lanes = Lanes(per_caller=1, queue=2, reads=16)
+    running, _ = lanes.submit("u", change=False)
+    queued = [lanes.submit("u", change=False)[0] for _ in range(2)]
+    extra, _ = lanes.submit("u", change=False)
+    assert extra.overflow and not any(j.overflow for j in queued)
+    change, _ = lanes.submit("u", change=True)
+    assert not change.overflow and queued[1].overflow and not queued[0].overflow
+    order = []
+    job: Job | None = running
+    while job is not None:
+        following = lanes.done(job)
+        job = following[0] if following else None
+        if job is not None:
+            order.append(job)
+    assert order == [change, queued[0], queued[1], extra]
+
+
+def test_after_close_nothing_more_starts() -> None:
+    lanes = Lanes(per_caller=1, queue=5, reads=16)
+    running, _ = lanes.submit("u", change=False)
+    lanes.submit("u", change=True)
+    lanes.close()
+    assert lanes.done(running) == []
+    assert lanes.waiting == 1
+
+
+ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("submit"), st.sampled_from(["a", "b", "c", "d"]), st.booleans()),
+        st.tuples(st.just("done"), st.integers(min_value=0, max_value=50), st.just(False)),
+    ),
+    max_size=80,
+)
+
+
+@given(ops, st.integers(min_value=1, max_value=3), st.integers(min_value=0, max_value=4), st.integers(1, 4))
+def test_every_job_starts_once_within_the_bounds_changes_first_in_order(
+    steps: list[tuple[str, object, bool]], per_caller: int, queue: int, reads: int
+) -> None:
+    lanes = Lanes(per_caller=per_caller, queue=queue, reads=reads)
+    submitted: list[Job] = []
+    running: list[Job] = []
+    started: list[Job] = []
+
+    def start(jobs: list[Job]) -> None:
+        started.extend(jobs)
+        running.extend(jobs)
+        for caller in {j.caller for j in running}:
+            assert sum(1 for j in running if j.caller == caller) <= per_caller
+        assert sum(1 for j in running if j.runs_as_read) <= reads
+
+    for op, arg, change in steps:
+        if op == "submit":
+            job, now = lanes.submit(str(arg), change=change)
+            submitted.append(job)
+            start(now)
+        elif running:
+            start(lanes.done(running.pop(int(str(arg)) % len(running))))
+    while running:
+        start(lanes.done(running.pop(0)))
+    assert sorted(j.seq for j in started) == [j.seq for j in submitted]  # each exactly once
+    assert lanes.waiting == 0 and lanes.running == 0
+    for caller in {j.caller for j in submitted}:
+        mine = [j for j in started if j.caller == caller]
+        changes = [j.seq for j in mine if not j.runs_as_read]
+        reads_ = [j.seq for j in mine if j.runs_as_read]
+        assert changes == sorted(changes) and reads_ == sorted(reads_)  # each kind in arrival order

@@ -1,0 +1,257 @@
+"""What a restart decides for each command a crash left unfinished (against the sandbox)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability_support import World, call, world
+
+from bot.errors import Unavailable
+from bot.runtime.catchup import member_rooms
+from bot.runtime.direct_rooms import DirectRooms
+from bot.runtime.intake import Intake
+from bot.runtime.journal import JournaledIntegrationService
+from bot.runtime.recovery import Close, Decision, Interrupted, Recovery, Resume
+from bot.state.store import AuditRecord, StateStore, WriteIntent
+
+TWO_MIN = timedelta(minutes=2)
+
+
+@pytest.fixture(scope="module")
+def sandbox_world() -> Iterator[World]:
+    with world() as w:
+        w.control.create_room("lobby", members=["admin", "alice"], owner="admin")
+        yield w
+
+
+class Parts:
+    def __init__(self, w: World, state: StateStore, offset: timedelta = timedelta(0)) -> None:
+        self.world = w
+        self.state = state
+        self.rest = w.rest(max_attempts=1)
+        self.offset = offset
+        self.journal = JournaledIntegrationService(self.rest, state, self.clock)
+        bot = w.creds()
+        self.intake = Intake(
+            bot_user_id=bot["userId"],
+            bot_username=bot["username"],
+            prefixes=("!integration",),
+            direct_rooms=DirectRooms(self.rest),
+        )
+
+    def clock(self) -> datetime:
+        return datetime.now(UTC) + self.offset
+
+    def recovery(self, orphans: list[str]) -> Recovery:
+        return Recovery(
+            orphans,
+            rest=self.rest,
+            ids=self.state.message_ids,
+            intake=self.intake,
+            journal=self.journal,
+            clock=self.clock,
+            stale_age=TWO_MIN,
+        )
+
+    def answer_id(self, command: dict[str, Any], attempt: int = 0) -> str:
+        return self.state.message_ids.answer(command["_id"])[attempt]
+
+    async def decide(self, message_id: str) -> Decision:
+        return await self.recovery([message_id]).decide(message_id, await member_rooms(self.rest))
+
+
+@pytest.fixture
+async def parts(sandbox_world: World, tmp_path: Path) -> AsyncIterator[Callable[..., Parts]]:
+    state = await StateStore.open(tmp_path / "s.db")
+    made: list[Parts] = []
+
+    def make(offset: timedelta = timedelta(0)) -> Parts:
+        made.append(Parts(sandbox_world, state, offset))
+        return made[-1]
+
+    yield make
+    for p in made:
+        await p.rest.aclose()
+    await state.close()
+
+
+async def post(w: World, user: str, room: str, text: str) -> dict[str, Any]:
+    return await call(w.control.post_message, user, room, text)
+
+
+async def test_a_fresh_unfinished_command_is_resumed(sandbox_world: World, parts: Any) -> None:
+    command = await post(sandbox_world, "admin", "ops", "!integration list")
+    decision = await parts().decide(command["_id"])
+    assert isinstance(decision, Resume)
+    assert decision.accepted.invocation is not None and decision.accepted.invocation.command == "list"
+
+
+@pytest.mark.parametrize("attempt", [0, 2], ids=["first-id", "last-id-of-the-chain"])
+async def test_a_command_already_answered_is_only_closed(sandbox_world: World, parts: Any, attempt: int) -> None:
+    p = parts()
+    command = await post(sandbox_world, "admin", "ops", "!integration help")
+    answer_id = p.answer_id(command, attempt)
+    await call(sandbox_world.control.post_message, "integrations-bot", "ops", "the answer", message_id=answer_id)
+    decision = await p.decide(command["_id"])
+    assert decision == Close(command["_id"], "recovered: answered before the restart")
+
+
+@pytest.mark.parametrize(
+    ("author", "room", "in_thread"),
+    [
+        ("owen", "ops", False),  # a user posted a fake answer with the answer's id
+        ("integrations-bot", "alerts", False),  # the bot's message with that id, in another room
+        ("integrations-bot", "ops", True),  # ... in the right room, but in a thread
+    ],
+    ids=["by-a-user", "in-another-room", "in-another-thread"],
+)
+async def test_only_the_bots_own_answer_in_the_commands_room_and_thread_counts(
+    sandbox_world: World, parts: Any, author: str, room: str, in_thread: bool
+) -> None:
+    p = parts()
+    command = await post(sandbox_world, "admin", "ops", "!integration list")
+    thread = (await post(sandbox_world, "admin", room, "a thread"))["_id"] if in_thread else None
+    for attempt in range(3):
+        await call(
+            sandbox_world.control.post_message,
+            author,
+            room,
+            "✅ Done",
+            tmid=thread,
+            message_id=p.answer_id(command, attempt),
+        )
+    decision = await p.decide(command["_id"])
+    assert isinstance(decision, Resume) and decision.accepted.message.id == command["_id"]
+
+
+async def answered_after_a_landed_write(w: World, p: Parts, name: str) -> str:
+    """A `disable` whose write landed and whose answer was stored, then the process died."""
+    hook = await call(w.control.create_incoming_integration, name, channel="#ops")
+    command = await post(w, "admin", "ops", f"!integration disable {name}")
+    document = await p.rest.integrations_get(hook["_id"])
+    await p.state.record_intent(
+        WriteIntent(command["_id"], hook["_id"], p.clock(), document, {**document, "enabled": False})
+    )
+    await call(w.control.update_integration, hook["_id"], {"enabled": False})
+    await call(w.control.post_message, "integrations-bot", "ops", "Disabled", message_id=p.answer_id(command))
+    return str(command["_id"])
+
+
+async def test_an_answered_command_whose_audit_row_is_missing_is_resumed_to_record_it(
+    sandbox_world: World, parts: Any
+) -> None:
+    # The answer goes out before the audit row (commands/followups.py): a crash in between
+    # leaves a landed write, a stored answer and no row. Resuming replays the write (not sent
+    # again) and records the row; the answer is the same message id, so nothing new is shown.
+    p = parts(timedelta(minutes=5))  # even when stale: the write landed
+    message_id = await answered_after_a_landed_write(sandbox_world, p, "recovery-answered-unrecorded")
+    decision = await p.decide(message_id)
+    assert isinstance(decision, Resume)
+    assert decision.accepted.message.id == message_id
+
+
+async def test_an_answered_command_with_its_audit_row_is_only_closed(sandbox_world: World, parts: Any) -> None:
+    p = parts()
+    message_id = await answered_after_a_landed_write(sandbox_world, p, "recovery-answered-recorded")
+    await p.state.record(
+        AuditRecord(
+            at=p.clock(),
+            actor_id="u",
+            actor_username="admin",
+            integration_id="i",
+            integration_name="recovery-answered-recorded",
+            integration_type="webhook-incoming",
+            action="disable",
+            room_id="r",
+            message_id=message_id,
+        )
+    )
+    decision = await p.decide(message_id)
+    assert decision == Close(message_id, "recovered: answered before the restart")
+
+
+async def test_a_stale_command_that_wrote_nothing_is_not_run_again(sandbox_world: World, parts: Any) -> None:
+    command = await post(sandbox_world, "admin", "ops", "!integration disable Alertmanager")
+    decision = await parts(timedelta(minutes=5)).decide(command["_id"])
+    assert isinstance(decision, Interrupted) and "too old" in decision.reason
+    assert decision.message.id == command["_id"]
+
+
+async def test_a_stale_command_whose_write_landed_is_resumed_to_report_it(sandbox_world: World, parts: Any) -> None:
+    p = parts(timedelta(minutes=5))
+    hook = await call(sandbox_world.control.create_incoming_integration, "recovery-landed", channel="#ops")
+    command = await post(sandbox_world, "admin", "ops", "!integration disable recovery-landed")
+    document = await p.rest.integrations_get(hook["_id"])
+    await p.state.record_intent(
+        WriteIntent(command["_id"], hook["_id"], p.clock(), document, {**document, "enabled": False})
+    )
+    await call(sandbox_world.control.update_integration, hook["_id"], {"enabled": False})  # the PUT had landed
+    decision = await p.decide(command["_id"])
+    assert isinstance(decision, Resume)
+
+
+async def test_an_edited_command_is_not_run_again(sandbox_world: World, parts: Any) -> None:
+    command = await post(sandbox_world, "admin", "ops", "!integration disable Alertmanager")
+    await call(sandbox_world.control.edit_message, command["_id"], "!integration enable Alertmanager")
+    decision = await parts().decide(command["_id"])
+    assert isinstance(decision, Interrupted) and "edited" in decision.reason
+
+
+async def test_a_command_without_prefix_in_a_dm_with_the_bot_alone_is_resumed(sandbox_world: World, parts: Any) -> None:
+    # The restarted process has not met the DM yet: the sweep learns its members first.
+    dm = sandbox_world.seed["rooms"]["dm:admin:integrations-bot"]
+    command = await post(sandbox_world, "admin", dm, "list incoming")
+    decision = await parts().decide(command["_id"])
+    assert isinstance(decision, Resume) and decision.accepted.invocation is not None
+    assert (decision.accepted.invocation.command, decision.accepted.invocation.is_direct) == ("list", True)
+
+
+async def test_chat_in_a_group_dm_claimed_as_a_command_is_closed_silently(sandbox_world: World, parts: Any) -> None:
+    # Claimed by a release that took every DM for a one-to-one: by today's rules it is not a command.
+    group = sandbox_world.control.create_direct("admin", "alice", others=["integrations-bot"])["_id"]
+    chat = await post(sandbox_world, "admin", group, "disable Alertmanager, right alice?")
+    decision = await parts().decide(chat["_id"])
+    assert decision == Close(chat["_id"], "recovered: not a command", ignored=True)
+
+
+async def test_a_dm_whose_members_cannot_be_read_now_is_decided_later(sandbox_world: World, parts: Any) -> None:
+    dm = sandbox_world.seed["rooms"]["dm:admin:integrations-bot"]
+    command = await post(sandbox_world, "admin", dm, "list")
+    p = parts()
+    await call(sandbox_world.control.fail_next, "rooms.info", 1, "500")
+    with pytest.raises(Unavailable):
+        await p.decide(command["_id"])
+    assert isinstance(await p.decide(command["_id"]), Resume)
+
+
+async def test_gone_messages_and_foreign_rooms_are_closed_silently(sandbox_world: World, parts: Any) -> None:
+    p = parts()
+    assert await p.decide("NoSuchMessage1234") == Close("NoSuchMessage1234", "recovered: message gone", ignored=True)
+    elsewhere = await post(sandbox_world, "alice", "lobby", "!integration list")
+    decision = await p.decide(elsewhere["_id"])
+    assert isinstance(decision, Close) and decision.ignored
+
+
+async def test_a_sweep_interrupted_by_a_rest_failure_resumes_where_it_stopped(sandbox_world: World, parts: Any) -> None:
+    p = parts()
+    first = await post(sandbox_world, "admin", "ops", "!integration help")
+    second = await post(sandbox_world, "admin", "ops", "!integration list")
+    recovery = p.recovery([first["_id"], second["_id"]])
+    rooms = await member_rooms(p.rest)
+    acted: list[Decision] = []
+
+    async def act(decision: Decision) -> None:
+        acted.append(decision)
+        if len(acted) == 1:  # Rocket.Chat stops answering right after the first decision
+            await call(sandbox_world.control.fail_next, "chat.getMessage", 1, "500")
+
+    with pytest.raises(Unavailable):
+        await recovery.sweep(rooms, act)
+    assert recovery.remaining == [second["_id"]] and len(acted) == 1
+    await recovery.sweep(rooms, act)
+    assert recovery.remaining == []
+    assert [d.accepted.message.id for d in acted if isinstance(d, Resume)] == [first["_id"], second["_id"]]

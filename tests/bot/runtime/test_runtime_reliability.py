@@ -1,0 +1,247 @@
+"""The running bot (in-process) against the sandbox: catch-up at start and after drops, exactly once
+across re-deliveries, reconnects and restarts, answers retried until stored, fatal auth failures,
+and resuming a command a stop interrupted without applying it twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog
+from reliability_support import BOT, ShiftedClock, World, call, running_bot, settings_for, until, world
+
+from bot.errors import AuthFailed
+from bot.runtime import bot as runtime
+from bot.runtime.bot import Bot
+from bot.state.store import StateStore, read_message_ids
+
+REPLY_TIMEOUT = 15.0
+
+
+@pytest.fixture
+def w() -> Iterator[World]:
+    with world() as fresh:
+        yield fresh
+
+
+def answer_ids(tmp_path: Path, command: dict[str, Any]) -> tuple[str, ...]:
+    """The ids of the bot's answer to `command`, by the key in the bot's state file."""
+    return read_message_ids(tmp_path / "state.sqlite3").answer(command["_id"])
+
+
+async def answer_to(
+    w: World,
+    tmp_path: Path,
+    command: dict[str, Any],
+    timeout: float = REPLY_TIMEOUT,  # noqa: ASYNC109
+) -> dict[str, Any]:
+    wanted = answer_ids(tmp_path, command)
+    room = command["rid"]
+    return await call(
+        w.control.wait_for_message, room, lambda m: m["_id"] in wanted and m["u"]["username"] == BOT, timeout
+    )
+
+
+def bot_messages(w: World, room: str) -> list[dict[str, Any]]:
+    return [m for m in w.control.messages(room) if m["u"]["username"] == "integrations-bot"]
+
+
+def pending_answers(bot: Bot) -> float | None:
+    return bot.metrics.registry.get_sample_value("integrations_bot_replies_pending")
+
+
+async def audit_rows(tmp_path: Path, integration_id: str) -> list[Any]:
+    state = await StateStore.open(tmp_path / "state.sqlite3")
+    try:
+        return await state.history(integration_ids=[integration_id], limit=100)
+    finally:
+        await state.close()
+
+
+async def hook(w: World, name: str, room: str = "#ops") -> dict[str, Any]:
+    return await call(
+        w.control.create_incoming_integration, name, channel=room, alias="a-" + name, emoji=":ghost:", created_by="owen"
+    )
+
+
+async def test_commands_sent_while_the_bot_was_down_run_once_at_start_and_stale_ones_are_answered(
+    w: World, tmp_path: Path
+) -> None:
+    control = w.control
+    fresh_hook = await hook(w, "down-fresh")
+    stale_hook = await hook(w, "down-stale")
+    settings = settings_for(w, tmp_path)
+    async with running_bot(settings):
+        pass  # a first run: the state file now has cursors
+    fresh = await call(control.post_message, "admin", "ops", "!integration disable down-fresh")
+    dm = w.seed["rooms"]["dm:admin:integrations-bot"]
+    in_dm = await call(control.post_message, "admin", dm, "list incoming")
+
+    async with running_bot(settings):
+        answer = await answer_to(w, tmp_path, fresh)
+        assert "Disabled" in answer["msg"]
+        assert "integrations" in (await answer_to(w, tmp_path, in_dm))["msg"]
+    assert (await call(control.integration, fresh_hook["_id"]))["enabled"] is False
+
+    stale = await call(control.post_message, "admin", "ops", "!integration disable down-stale")
+    async with running_bot(settings, clock=ShiftedClock(timedelta(minutes=5))):  # five minutes later
+        answer = await answer_to(w, tmp_path, stale)
+        assert "did not run" in answer["msg"] and "5 min ago" in answer["msg"]
+    assert (await call(control.integration, stale_hook["_id"]))["enabled"] is True
+
+    before = len(bot_messages(w, "ops"))
+    async with running_bot(settings) as (bot, _):
+        await until(lambda: bot.catchup is not None and bot.catchup.passes >= 1, what="a catch-up pass")
+    assert len(bot_messages(w, "ops")) == before  # a restart answers nothing twice
+    assert [r.message_id for r in await audit_rows(tmp_path, fresh_hook["_id"])] == [fresh["_id"]]
+    assert await audit_rows(tmp_path, stale_hook["_id"]) == []
+
+
+async def test_a_command_sent_while_disconnected_is_run_once_after_the_reconnect(w: World, tmp_path: Path) -> None:
+    control = w.control
+    target = await hook(w, "while-away")
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        await call(control.refuse_connections, 30)
+        await call(control.drop_connections)
+        await until(lambda: not bot.probe().logged_in, what="the drop")
+        command = await call(control.post_message, "owen", "ops", "!integration disable while-away")
+        await call(control.react, command["_id"], ":eyes:", "alice")  # a re-delivery once it reconnects
+        await call(control.refuse_connections, 0)
+        answer = await answer_to(w, tmp_path, command, timeout=30)
+        assert "Disabled" in answer["msg"]
+        # Another drop: the next pass sees the command again, and does not run it again.
+        passes = bot.catchup.passes if bot.catchup else 0
+        await call(control.drop_connections)
+        await until(lambda: bot.catchup is not None and bot.catchup.passes > passes, timeout=20, what="a pass")
+    rows = await audit_rows(tmp_path, target["_id"])
+    assert [r.message_id for r in rows] == [command["_id"]]
+    assert [m["_id"] for m in bot_messages(w, "ops")].count(answer_ids(tmp_path, command)[0]) == 1
+    assert sum(1 for m in bot_messages(w, "ops")) == 1
+
+
+async def test_an_answer_that_cannot_be_posted_is_retried_until_it_is(w: World, tmp_path: Path) -> None:
+    control = w.control
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        await call(control.fail_next, "chat.sendMessage", 4, "500")  # more than one call's retries
+        command = await call(control.post_message, "admin", "general", "!integration help")
+        assert (await answer_to(w, tmp_path, command))["msg"]
+        await until(lambda: pending_answers(bot) == 0, what="no pending answer")
+    assert [m["_id"] for m in bot_messages(w, "general")] == [answer_ids(tmp_path, command)[0]]
+    state = await StateStore.open(tmp_path / "state.sqlite3")
+    assert await state.message_status(command["_id"]) == "done"
+    await state.close()
+
+
+async def test_a_command_stopped_mid_answer_is_resumed_at_the_next_start_without_a_second_write(
+    w: World, tmp_path: Path
+) -> None:
+    control = w.control
+    target = await hook(w, "interrupted")
+    settings = settings_for(w, tmp_path, bot_shutdown_grace=0.2)
+    async with running_bot(settings) as (bot, _):
+        await call(control.fail_next, "chat.sendMessage", 1000, "500")  # Rocket.Chat cannot store answers
+        command = await call(control.post_message, "owen", "ops", "!integration disable interrupted because flaky")
+        await until(lambda: pending_answers(bot) == 1, what="an answer waiting to be retried")
+    assert (await call(control.integration, target["_id"]))["enabled"] is False
+    assert bot_messages(w, "ops") == []
+    await call(control.clear_faults)
+    writes = control.counters().rest.get("integrations.update", 0)
+
+    async with running_bot(settings) as (bot, _):
+        answer = await answer_to(w, tmp_path, command)
+        assert "Disabled" in answer["msg"] and "flaky" in answer["msg"]
+    assert control.counters().rest.get("integrations.update", 0) == writes  # not written again
+    rows = await audit_rows(tmp_path, target["_id"])
+    assert [(r.message_id, r.reason, r.before["enabled"], r.after["enabled"]) for r in rows] == [
+        (command["_id"], "flaky", True, False)
+    ]
+
+
+async def test_a_refused_rest_token_stops_the_bot_once_with_exit_status_1(w: World, tmp_path: Path) -> None:
+    control = w.control
+    settings = settings_for(w, tmp_path)
+    with structlog.testing.capture_logs() as captured:
+        main = asyncio.create_task(runtime._main(settings))
+        await until(lambda: any(e["event"] == "bot.ready" for e in captured), timeout=15, what="ready")
+        # Revoked only once the start-up catch-up pass is over: revoked during it, the pass's own
+        # REST calls meet the 401 first and the bot stops before the command ever reaches it.
+        await until(lambda: any(e["event"] == "catchup.done" for e in captured), timeout=15, what="caught up")
+        w.server.store.revoke_all_tokens(w.creds()["userId"])
+        command = await call(control.post_message, "admin", "general", "!integration list")
+        code = await asyncio.wait_for(main, 20)
+    assert code == 1
+    assert [e["event"] for e in captured if e["log_level"] == "error" and e["event"].startswith("bot.")] == [
+        "bot.auth_failed"
+    ]
+    assert sum(1 for e in captured if e["event"] == "bot.auth_failed") == 1
+    assert not any(m["_id"] in answer_ids(tmp_path, command) for m in control.messages("general"))
+    # The command is not lost: it stays unfinished for the next start (with valid credentials).
+    state = await StateStore.open(tmp_path / "state.sqlite3")
+    assert await state.unfinished_messages() == [command["_id"]]
+    await state.close()
+
+
+async def test_a_refused_realtime_resume_stops_the_bot_instead_of_looping(w: World, tmp_path: Path) -> None:
+    control = w.control
+    bot = Bot(settings_for(w, tmp_path))
+    task = asyncio.create_task(bot.run())
+    await asyncio.wait_for(bot.ready.wait(), 15)
+    await until(lambda: bot.catchup is not None and bot.catchup.passes >= 1, what="the first pass")  # REST is idle
+    w.server.store.revoke_all_tokens(w.creds()["userId"])
+    logins = control.counters().ddp_methods.get("login", 0)
+    await call(control.drop_connections)
+    with pytest.raises(AuthFailed) as refused:
+        await asyncio.wait_for(task, 20)
+    assert refused.value.endpoint == "ddp:login"
+    assert control.counters().ddp_methods.get("login", 0) == logins + 1  # one refused attempt, no loop
+
+
+async def test_a_change_is_recorded_while_its_answer_waits_for_rocketchat(w: World, tmp_path: Path) -> None:
+    # The audit row follows the first attempt to answer, not the answer's eventual success.
+    control = w.control
+    target = await hook(w, "answer-outage")
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        await call(control.fail_next, "chat.sendMessage", 1000, "500")
+        command = await call(control.post_message, "owen", "ops", "!integration disable answer-outage because noisy")
+        await until(lambda: pending_answers(bot) == 1, what="an answer waiting to be retried")
+        rows = await audit_rows(tmp_path, target["_id"])
+        assert [(r.message_id, r.action, r.reason) for r in rows] == [(command["_id"], "disable", "noisy")]
+        await call(control.clear_faults)
+        assert "Disabled" in (await answer_to(w, tmp_path, command, timeout=60))["msg"]
+    assert len(await audit_rows(tmp_path, target["_id"])) == 1
+
+
+async def test_a_commands_log_lines_are_written_after_its_answer_is_handed_over(w: World, tmp_path: Path) -> None:
+    control = w.control
+    target = await hook(w, "slow-answer")
+    await call(control.record_requests, ["chat.sendMessage"])
+    await call(control.set_latency, 1.0, "chat.sendMessage")
+
+    def lines_of(command_id: str) -> list[str]:
+        return [e["event"] for e in captured if e.get("message_id") == command_id and e["event"] != "reply.retry"]
+
+    with structlog.testing.capture_logs() as captured:
+        async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+            # After the first catch-up pass: a pass still running could admit the command before
+            # the stream does, and its `catchup.command` line is written at admission, at once.
+            await until(lambda: bot.catchup is not None and bot.catchup.passes >= 1, what="the first pass")
+            command = await call(control.post_message, "owen", "ops", "!integration disable slow-answer")
+            wanted = answer_ids(tmp_path, command)
+
+            def answer_arrived() -> bool:
+                sent = control.recorded_requests("chat.sendMessage")
+                return any(body["message"].get("_id") in wanted for body in sent)
+
+            await until(answer_arrived, what="the answer at the server")
+            # The server holds the answer for a second: the write is done, its lines are not out.
+            assert not (await call(control.integration, target["_id"]))["enabled"]
+            assert lines_of(command["_id"]) == []
+            assert "Disabled" in (await answer_to(w, tmp_path, command))["msg"]
+            await until(lambda: "command" in lines_of(command["_id"]), what="the command's log line")
+    assert lines_of(command["_id"]) == ["integration.updated", "command"]
+    updated = next(e for e in captured if e["event"] == "integration.updated")
+    assert updated["integration_id"] == target["_id"] and updated["command"] == "disable"
