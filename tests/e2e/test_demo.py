@@ -6,31 +6,13 @@ than on the bot's exact wording, which belongs to the command modules and their 
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-SCRIPT = Path(sys.executable).with_name("integrations-bot")
+from demo_support import run_demo
 
 pytestmark = pytest.mark.e2e
-
-
-def run_demo(tmp_path: Path, lines: list[str], timeout: float = 15) -> subprocess.CompletedProcess[str]:
-    script = tmp_path / "demo-script.txt"
-    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return subprocess.run(
-        [str(SCRIPT), "demo", "--script", str(script), "--timeout", f"{timeout:g}"],
-        cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("ROCKETCHAT_", "BOT_"))},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def answers(transcript: str, room: str) -> list[str]:

@@ -17,14 +17,12 @@ the mention-safety example. The incident transcript of the README is the output 
 from __future__ import annotations
 
 import difflib
-import os
 import re
-import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from demo_support import run_demo
 
 from commands.table import COMMANDS
 
@@ -33,7 +31,6 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 INCIDENT_SCRIPT = ROOT / "docs" / "incident-demo.txt"
-SCRIPT = Path(sys.executable).with_name("integrations-bot")
 USERS = ("admin", "alice", "owen")
 ROOM = "ops"
 # Answers that say the example did not work: the reply's first characters or words in it.
@@ -96,18 +93,8 @@ def help_examples() -> list[Example]:
     ]
 
 
-def run_demo(tmp_path: Path, lines: list[str], name: str = "script.txt") -> str:
-    script = tmp_path / name
-    script.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    result = subprocess.run(
-        [str(SCRIPT), "demo", "--script", str(script), "--timeout", "15"],
-        cwd=tmp_path,
-        env={k: v for k, v in os.environ.items() if not k.startswith(("ROCKETCHAT_", "BOT_"))},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+def demo_transcript(tmp_path: Path, lines: list[str], name: str = "script.txt") -> str:
+    result = run_demo(tmp_path, lines, name=name)
     assert "the bot is ready" in result.stderr, result.stderr
     return result.stdout
 
@@ -121,7 +108,7 @@ def run_examples(tmp_path: Path, examples: list[Example]) -> list[Exchange]:
             lines.append(f":user {example.user}")
             user = example.user
         lines.append(example.text)
-    transcript = run_demo(tmp_path, lines)
+    transcript = demo_transcript(tmp_path, lines)
     blocks: list[str] = []
     for line in transcript.splitlines():
         if line.startswith(" ") and blocks:
@@ -192,7 +179,7 @@ def readme_incident_transcript() -> str:
 
 def test_the_readme_incident_flow_is_what_the_demo_prints(tmp_path: Path) -> None:
     script = [line for line in INCIDENT_SCRIPT.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
-    fresh = run_demo(tmp_path, script, "incident.txt")
+    fresh = demo_transcript(tmp_path, script, "incident.txt")
     documented = readme_incident_transcript()
     assert "noisy" in documented and "Grafana" in documented
     diff = "\n".join(
