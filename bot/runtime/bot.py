@@ -75,6 +75,7 @@ from bot.runtime.metrics import Metrics
 from bot.runtime.outbound import Delivery, ReplySender, buttons_attachment
 from bot.runtime.recovery import Close, Decision, Interrupted, Recovery, Resume
 from bot.runtime.staleness import Freshness, freshness, interrupted_reply, stale_reply
+from bot.state.owner import StateFileOwner
 from bot.state.store import StateStore
 from commands import replies
 from commands.context import BotIdentity, Services
@@ -130,6 +131,7 @@ class Bot:
         self._accepting = True
         self._deaf = False
         self._state_open = False
+        self._owner: StateFileOwner | None = None
         self._fatal: AuthFailed | None = None
         self._stop = asyncio.Event()
         self.ready = asyncio.Event()
@@ -142,6 +144,8 @@ class Bot:
         for secret in (settings.rocketchat_auth_token, settings.rocketchat_password):
             if secret is not None:
                 logs.register_secret(secret.get_secret_value())
+        # First: a second bot on this file stops here, before it claims, answers or arms anything.
+        self._owner = StateFileOwner.acquire(settings.bot_state_db)
         self.state = await StateStore.open(settings.bot_state_db, key_seed=_key_seed(settings))
         self._state_open = True
         # Before anything can claim a message: these are the previous process's unfinished commands.
@@ -680,6 +684,9 @@ class Bot:
         if self.state is not None and self._state_open:
             self._state_open = False
             await self.state.close()
+        if self._owner is not None:
+            self._owner.release()
+            self._owner = None
         log.info("bot.stopped")
 
 

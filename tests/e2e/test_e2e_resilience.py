@@ -121,3 +121,24 @@ def test_secrets_never_reach_chat_or_the_log(fresh_workspace: Workspace) -> None
         assert not any(secret in text for text in texts)
         assert secret not in workspace.bot.output
     assert "prepare_outgoing_request" not in "\n".join(texts)  # scripts are shown by presence only
+
+
+def test_a_second_bot_on_the_same_state_file_refuses_to_start_and_the_first_answers_once(
+    fresh_workspace: Workspace, tmp_path: Path
+) -> None:
+    """Was: a second copy started by mistake on the same file ran too (its own session, timers and
+    confirmations: a timed re-enable fired twice). Now it exits 2 with one line naming the first,
+    and the first goes on answering."""
+    workspace, control = fresh_workspace, fresh_workspace.control
+    second_dir = tmp_path / "second"
+    second_dir.mkdir()
+    second = BotProcess(dict(workspace.bot.env), second_dir)  # same settings, same BOT_STATE_DB
+    assert second.wait_exit(REPLY_TIMEOUT) == 2
+    errors = [entry for entry in second.logs() if entry.get("level") in ("error", "critical")]
+    assert len(errors) == 1 and errors[0]["event"] == "bot.config_error", second.output
+    assert f"in use by another integrations-bot (pid {workspace.bot.process.pid})" in errors[0]["error"]
+
+    hook = control.create_incoming_integration(unique_name("Once"), channel="#general")
+    command = workspace.chat.post("admin", "general", f"!integration disable {hook['_id']}")
+    reply = workspace.chat.reply_to(command)
+    assert "Disabled" in reply["msg"], reply["msg"]
