@@ -11,8 +11,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from bot.rocketchat.message_size import DEFAULT_LIMIT, fit
+from bot.rocketchat.models import Integration
 from bot.text import ZWSP, code, neutralize_mentions, quote_name, safe_markup, safe_text, single_line, verbatim
+from commands.show import describe
 from tests.bot.test_text import server_mentions
+from tests.commands.test_show_describe import NOW, outgoing_document
 from tests.markdown_oracle import MessageParser, formatting
 
 MARKUP = [
@@ -142,3 +146,30 @@ def test_verbatim_keeps_what_safe_text_would_change() -> None:
     assert verbatim("all_public_channels") == "`all_public_channels`"
     assert verbatim("ping @all") == "`ping ``@all`"
     assert verbatim("a`b") == "`a`\\``b`"
+
+
+# --- a long answer cut to the server's limit (bot/rocketchat/message_size.py) -------------------------
+
+
+def test_a_long_shown_value_cut_to_fit_renders_no_link(parser: MessageParser) -> None:
+    """Was: a stored value with a backtick, then a markdown link, then enough words that `show`'s
+    answer is longer than Message_MaxAllowedSize rendered the link in the bot's answer. `verbatim`
+    writes the backtick between code spans as `\\``; cutting the long line, `fit` counted that
+    escaped backtick as the start of a code span, so it cut at a space *inside* the next span and
+    left that span open: everything before the cut rendered as markdown."""
+    alias = "`[Log in again](https://evil.example/login) " + "please " * 800
+    answer = describe(Integration.of(outgoing_document(alias=alias)), NOW)
+    sent = fit(answer, DEFAULT_LIMIT)
+    assert sent != answer  # cut to the limit
+    assert formatting(parser.parse(sent)) <= {"INLINE_CODE"}, sent[:300]
+
+
+@settings(max_examples=200, deadline=None)  # a round trip to the node parser: timing is the machine's load
+@given(st.lists(values, min_size=1, max_size=6), st.integers(min_value=40, max_value=400))
+@example(["`[x](https://evil.example) a b c d e f g h"], 60)
+def test_a_line_of_verbatim_values_cut_to_fit_renders_nothing(
+    parser: MessageParser, parts: list[str], limit: int
+) -> None:
+    line = "• trigger words: " + ", ".join(verbatim(v) for v in parts) + " w" * limit
+    sent = fit(f"head\n{line}\ntail", limit)
+    assert formatting(parser.parse(sent)) <= {"INLINE_CODE"}, sent
