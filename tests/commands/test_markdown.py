@@ -93,7 +93,7 @@ def test_markup_the_bot_composes_is_kept(parser: MessageParser) -> None:
 
 VALUE_PARTS = [*MARKUP, "`", "``", "\\", "\\`", "!guggy", "/integration", "@here", " @all", ">@all", "#general"]
 values = st.lists(st.sampled_from(VALUE_PARTS) | st.text(max_size=3), max_size=12).map("".join) | st.text(max_size=30)
-_BIDI = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 
 
 def as_shown(value: str) -> str:
@@ -138,6 +138,13 @@ def test_a_verbatim_value_copies_back_exactly_and_pages_nobody(parser: MessagePa
     assert rendered_text(parser.parse(alone)) == BEFORE[before] + as_shown(value)
     assert rendered_text(parser.parse(twice)) == f"{BEFORE[before]}{as_shown(value)}, {as_shown(value)}"
     assert neutralize_mentions(shown) == shown  # the runtime's last pass over the reply keeps it
+
+
+def test_verbatim_drops_every_bidi_mark() -> None:
+    """Was: the Arabic letter mark (U+061C), a right-to-left mark like U+200F, was kept in the code
+    span while U+200E/U+200F were dropped; it reorders what follows it on the reader's screen."""
+    for mark in _BIDI:
+        assert verbatim(f"a{mark}b") == "`ab`", repr(mark)
 
 
 def test_verbatim_keeps_what_safe_text_would_change() -> None:
