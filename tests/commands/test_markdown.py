@@ -180,3 +180,23 @@ def test_a_line_of_verbatim_values_cut_to_fit_renders_nothing(
     line = "• trigger words: " + ", ".join(verbatim(v) for v in parts) + " w" * limit
     sent = fit(f"head\n{line}\ntail", limit)
     assert formatting(parser.parse(sent)) <= {"INLINE_CODE"}, sent
+
+
+def test_show_renders_no_link_for_an_avatar_or_a_webhook_address(parser: MessageParser) -> None:
+    """Was: `show` wrote the avatar's and the outgoing URLs' scheme and host as plain text
+    (`avatar: https://login-rocketchat.com/…`), which Rocket.Chat renders as a link in the bot's
+    answer; every other value is in a code span, as `set`'s preview shows these two."""
+    doc = outgoing_document(avatar="https://login-rocketchat.com/a.png", urls=["https://login-rocketchat.com/h"])
+    text = describe(Integration.of(doc), NOW)
+    assert formatting(parser.parse(text)) <= {"INLINE_CODE"}, text
+    assert "avatar: `https://login-rocketchat.com/…`" in text.splitlines()
+
+
+def test_show_does_not_crash_on_a_stored_address_with_a_bad_port() -> None:
+    """Was: an avatar or URL stored (through the API, which does not check them) with a port that
+    is no number, `http://evil.example:x/a.png`, made `show` crash ("Something went wrong") for
+    everyone who looked at that integration, and `set` and `history` with it."""
+    doc = outgoing_document(avatar="http://evil.example:x/a.png", urls=["https://hooks.example:99999/h"])
+    lines = describe(Integration.of(doc), NOW).splitlines()
+    assert "avatar: `http://evil.example:…/…`" in lines
+    assert "urls: `https://hooks.example:…/…`" in lines

@@ -313,3 +313,11 @@ async def test_a_double_tap_on_apply_is_not_answered_as_an_unknown_code(
     assert sorted([first.outcome, second.outcome]) == ["applying", "changed"], (first.text, second.text)
     assert "is being applied right now" in second.text + first.text
     assert h.writes() == 1
+
+
+async def test_an_address_whose_port_is_no_number_does_not_crash_the_preview(h: Harness) -> None:
+    """Was: `set … avatar=http://h:abc/a.png` answered "💥 Something went wrong on my side": cutting
+    the address to its host read its port, which raised. The preview shows it cut, port and all."""
+    reply = await h.say("owen", "ops", '!integration set "Jenkins builds" avatar=http://h:abc/a.png')
+    assert reply.outcome == "preview", reply.text
+    assert "• avatar: (none) → `http://h:…/…`" in reply.text.splitlines()
