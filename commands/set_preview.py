@@ -16,6 +16,8 @@ from bot.integrations.service import display
 from bot.text import code, neutralize_mentions, safe_text, single_line, verbatim
 
 _MASKED_AS_URL = frozenset({"urls", "avatar"})
+# Shown by presence only, as `show` does: a script often holds a key or a password.
+_SHOWN_BY_PRESENCE = frozenset({"script"})
 
 
 def value_text(key: str, value: Any) -> str:
@@ -32,11 +34,12 @@ def value_text(key: str, value: Any) -> str:
 
 
 def change_line(change: Change) -> str:
-    """One line: the key and the reason (`because`) flattened, the values shown exactly."""
+    """One line: the key and the reason (`because`) flattened, the values shown exactly; a token or
+    a script only as there or not (undo's lists name fields no command sets, the script among them)."""
     key = neutralize_mentions(single_line(change.key))
-    if change.secret:
-        had = not is_unset(change.before)
-        after = "changed (not shown)" if had else "set (not shown)"
+    if change.secret or change.key in _SHOWN_BY_PRESENCE:
+        had, has = not is_unset(change.before), not is_unset(change.after)
+        after = ("changed (not shown)" if had else "set (not shown)") if has else "none"
         return f"{key}: {'set' if had else 'none'} → {after}"
     line = f"{key}: {value_text(change.key, change.before)} → {value_text(change.key, change.after)}"
     return f"{line} ({safe_text(single_line(change.because))})" if change.because else line
