@@ -216,7 +216,7 @@ def _code_span(text: str, limit: int | None) -> str:
 
 _LINE_BREAK_CATEGORIES = frozenset({"Cc", "Zl", "Zp"})
 # Bidi controls would reorder the reply around the value (as in `single_line`).
-_BIDI_CONTROLS = frozenset("\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 
 
 def verbatim(value: str) -> str:

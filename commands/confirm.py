@@ -60,6 +60,12 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         )
     change = taken.change
     assert change is not None
+    if taken.status is Status.APPLYING:
+        return Reply(
+            f"That change ({code(change.code)}) to {replies.label(Integration.of(change.snapshot))} is being "
+            "applied right now: my answer to your first confirmation says how it went.",
+            outcome="applying",
+        )
     if taken.status is Status.APPLIED:
         assert taken.applied_at is not None
         return Reply(
@@ -67,17 +73,20 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             f"applied, {ago(taken.applied_at, now)}; nothing more to do.",
             outcome="applied",
         )
-    # Compared and written under the integration's lock: nothing of the bot's lands in between.
-    async with ctx.services.integrations.editing(change.snapshot) as edit:
-        if edit.current.document != dict(change.snapshot):
-            return Reply(
-                f"{replies.label(edit.current)} was changed by someone since the preview, so I changed "
-                f"nothing. {again}",
-                outcome="stale",
-            )
-        reply = await apply(ctx, edit, change.updates)
-    pending.applied(change, now=now)
-    return reply
+    try:
+        # Compared and written under the integration's lock: nothing of the bot's lands in between.
+        async with ctx.services.integrations.editing(change.snapshot) as edit:
+            if edit.current.document != dict(change.snapshot):
+                return Reply(
+                    f"{replies.label(edit.current)} was changed by someone since the preview, so I changed "
+                    f"nothing. {again}",
+                    outcome="stale",
+                )
+            reply = await apply(ctx, edit, change.updates)
+        pending.applied(change, now=now)
+        return reply
+    finally:
+        pending.release(change)
 
 
 COMMAND = Command(

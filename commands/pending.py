@@ -8,9 +8,12 @@ A pending change belongs to the caller AND the room that asked. `take` hands it 
 them and only before it expires; a foreign attempt leaves it in place (the owner may still
 confirm), an expired one is reported as expired for a while (`remember`) and then forgotten.
 Taking is synchronous, so two confirmations racing each other (a double click on the button)
-cannot both get it. A change that was applied (`applied`) is remembered as such for the same
-while, so its code confirmed again (the second click) is answered "already applied" rather than
-"unknown"; a change taken but not applied (stale, refused) is forgotten as before.
+cannot both get it. While a taken change is being written, its code confirmed again (a second
+click arriving meanwhile: a caller's commands run two at a time) is answered "being applied"
+(`Status.APPLYING`) rather than "unknown"; the confirmation hands it back with `release` once it
+is done, whatever happened. A change that was applied (`applied`) is remembered as such for the
+same while, so its code confirmed again (the second click) is answered "already applied" rather
+than "unknown"; a change taken but not applied (stale, refused) is forgotten as before.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ class Status(enum.Enum):
     EXPIRED = "expired"
     NOTHING = "nothing"  # `yes` without any pending change of the caller in this room
     APPLIED = "applied"  # taken and applied already (`PendingChanges.applied`)
+    APPLYING = "applying"  # taken by a confirmation that is writing it now
 
 
 @dataclass(frozen=True)
@@ -63,6 +67,8 @@ class PendingChanges:
         self._by_code: dict[str, PendingChange] = {}
         # Applied changes by code, with when: remembered for `remember` after they were applied.
         self._applied: dict[str, tuple[PendingChange, datetime]] = {}
+        # Taken by a confirmation still writing them (until `release`).
+        self._taken: dict[str, PendingChange] = {}
         self._remember = remember
         self._per_caller = per_caller
 
@@ -94,6 +100,11 @@ class PendingChanges:
         self._prune(now)
         wanted = code.strip().upper()
         change = self._by_code.get(wanted)
+        if change is None and wanted in self._taken:
+            busy = self._taken[wanted]
+            if busy.user_id != user_id or busy.room_id != room_id:
+                return Taken(Status.FOREIGN)
+            return Taken(Status.APPLYING, busy)
         if change is None and wanted in self._applied:
             done, at = self._applied[wanted]
             if done.user_id != user_id or done.room_id != room_id:
@@ -106,6 +117,7 @@ class PendingChanges:
         if now >= change.expires:
             return Taken(Status.EXPIRED)
         del self._by_code[change.code]
+        self._taken[change.code] = change
         return Taken(Status.OK, change)
 
     def take_latest(self, *, user_id: str, room_id: str, now: datetime) -> Taken:
@@ -119,12 +131,17 @@ class PendingChanges:
 
     def applied(self, change: PendingChange, *, now: datetime) -> None:
         """`change` (taken) was applied: its code confirmed again says so, for a while."""
+        self._taken.pop(change.code, None)
         self._applied[change.code] = (change, now)
+
+    def release(self, change: PendingChange) -> None:
+        """The confirmation that took `change` is done (applied or not): no longer "being applied"."""
+        self._taken.pop(change.code, None)
 
     def _new_code(self) -> str:
         while True:
             code = "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
-            if code not in self._by_code and code not in self._applied:
+            if code not in self._by_code and code not in self._applied and code not in self._taken:
                 return code
 
     def _prune(self, now: datetime) -> None:

@@ -13,9 +13,11 @@ from typing import Any
 
 from bot.integrations.fields import BY_KEY, Change, is_unset
 from bot.integrations.service import display
-from bot.text import bullet_list, code, safe_text, verbatim
+from bot.text import code, neutralize_mentions, safe_text, single_line, verbatim
 
 _MASKED_AS_URL = frozenset({"urls", "avatar"})
+# Shown by presence only, as `show` does: a script often holds a key or a password.
+_SHOWN_BY_PRESENCE = frozenset({"script"})
 
 
 def value_text(key: str, value: Any) -> str:
@@ -32,16 +34,22 @@ def value_text(key: str, value: Any) -> str:
 
 
 def change_line(change: Change) -> str:
-    if change.secret:
-        had = not is_unset(change.before)
-        after = "changed (not shown)" if had else "set (not shown)"
-        return f"{change.key}: {'set' if had else 'none'} → {after}"
-    line = f"{change.key}: {value_text(change.key, change.before)} → {value_text(change.key, change.after)}"
-    return f"{line} ({safe_text(change.because)})" if change.because else line
+    """One line: the key and the reason (`because`) flattened, the values shown exactly; a token or
+    a script only as there or not (undo's lists name fields no command sets, the script among them)."""
+    key = neutralize_mentions(single_line(change.key))
+    if change.secret or change.key in _SHOWN_BY_PRESENCE:
+        had, has = not is_unset(change.before), not is_unset(change.after)
+        after = ("changed (not shown)" if had else "set (not shown)") if has else "none"
+        return f"{key}: {'set' if had else 'none'} → {after}"
+    line = f"{key}: {value_text(change.key, change.before)} → {value_text(change.key, change.after)}"
+    return f"{line} ({safe_text(single_line(change.because))})" if change.because else line
 
 
 def change_lines(changes: Iterable[Change]) -> str:
-    return bullet_list(change_line(change) for change in changes)
+    """One `• ` line per change. Not `bullet_list`: its `single_line` would collapse the spaces and
+    drop the invisible characters `verbatim` keeps; each change line is one line already (values
+    in code spans or `verbatim`, the key and a reason flattened), and mention-safe."""
+    return "\n".join(f"• {change_line(change)}" for change in changes)
 
 
 def changes_between(before: Mapping[str, Any], updates: Mapping[str, Any]) -> list[Change]:

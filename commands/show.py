@@ -55,7 +55,7 @@ def describe(integration: Integration, now: Any) -> str:
         if replies.present(doc.get(key)):
             lines.append(f"{title}: {verbatim(str(doc[key]))}")
     if replies.present(doc.get("avatar")):
-        lines.append(f"avatar: {display('avatar', doc['avatar'])}")
+        lines.append(f"avatar: {code(display('avatar', doc['avatar']))}")
     if integration.is_outgoing:
         words = doc.get("triggerWords") or []
         if words:
@@ -63,7 +63,7 @@ def describe(integration: Integration, now: Any) -> str:
             lines.append("trigger words: " + ", ".join(verbatim(str(w)) for w in words) + anywhere)
         urls = doc.get("urls") or []
         if urls:
-            lines.append("urls: " + ", ".join(display("urls", [u]) for u in urls))
+            lines.append("urls: " + ", ".join(code(display("urls", [u])) for u in urls))
         if replies.present(doc.get("targetRoom")):
             lines.append(f"target room: {verbatim(str(doc['targetRoom']))}")
         if doc.get("retryFailedCalls"):

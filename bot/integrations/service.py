@@ -371,7 +371,10 @@ def _mask_url(url: str) -> str:
     parts = urlsplit(url)
     if not parts.scheme or not parts.hostname:
         return "***"
-    port = f":{parts.port}" if parts.port else ""
+    try:
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a number, or out of range: stored as anybody typed it (the API takes it)
+        port = ":…"
     rest = "/…" if (parts.path.strip("/") or parts.query) else ""
     return f"{parts.scheme}://{parts.hostname}{port}{rest}"
 

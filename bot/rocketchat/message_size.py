@@ -56,11 +56,14 @@ def _words_marker(count: int) -> str:
 
 
 def _cut_points(line: str) -> list[int]:
-    """Indexes of the spaces in `line` outside code spans: where it may be cut."""
+    """Indexes of the spaces in `line` outside code spans: where it may be cut. Outside a code
+    span a backslash before a backtick makes it a plain backtick (`bot.text.verbatim` writes a
+    stored backtick so, between its spans); inside one a backslash is plain and the backtick
+    ends the span, as Rocket.Chat's message parser reads them."""
     points: list[int] = []
     in_code = False
     for index, char in enumerate(line):
-        if char == "`":
+        if char == "`" and (in_code or line[index - 1 : index] != "\\"):
             in_code = not in_code
         elif char == " " and not in_code:
             points.append(index)

@@ -11,8 +11,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from bot.rocketchat.message_size import DEFAULT_LIMIT, fit
+from bot.rocketchat.models import Integration
 from bot.text import ZWSP, code, neutralize_mentions, quote_name, safe_markup, safe_text, single_line, verbatim
+from commands.show import describe
 from tests.bot.test_text import server_mentions
+from tests.commands.test_show_describe import NOW, outgoing_document
 from tests.markdown_oracle import MessageParser, formatting
 
 MARKUP = [
@@ -89,7 +93,7 @@ def test_markup_the_bot_composes_is_kept(parser: MessageParser) -> None:
 
 VALUE_PARTS = [*MARKUP, "`", "``", "\\", "\\`", "!guggy", "/integration", "@here", " @all", ">@all", "#general"]
 values = st.lists(st.sampled_from(VALUE_PARTS) | st.text(max_size=3), max_size=12).map("".join) | st.text(max_size=30)
-_BIDI = "\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+_BIDI = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 
 
 def as_shown(value: str) -> str:
@@ -136,9 +140,63 @@ def test_a_verbatim_value_copies_back_exactly_and_pages_nobody(parser: MessagePa
     assert neutralize_mentions(shown) == shown  # the runtime's last pass over the reply keeps it
 
 
+def test_verbatim_drops_every_bidi_mark() -> None:
+    """Was: the Arabic letter mark (U+061C), a right-to-left mark like U+200F, was kept in the code
+    span while U+200E/U+200F were dropped; it reorders what follows it on the reader's screen."""
+    for mark in _BIDI:
+        assert verbatim(f"a{mark}b") == "`ab`", repr(mark)
+
+
 def test_verbatim_keeps_what_safe_text_would_change() -> None:
     assert verbatim("!guggy") == "`!guggy`"
     assert verbatim("rocket.cat") == "`rocket.cat`"
     assert verbatim("all_public_channels") == "`all_public_channels`"
     assert verbatim("ping @all") == "`ping ``@all`"
     assert verbatim("a`b") == "`a`\\``b`"
+
+
+# --- a long answer cut to the server's limit (bot/rocketchat/message_size.py) -------------------------
+
+
+def test_a_long_shown_value_cut_to_fit_renders_no_link(parser: MessageParser) -> None:
+    """Was: a stored value with a backtick, then a markdown link, then enough words that `show`'s
+    answer is longer than Message_MaxAllowedSize rendered the link in the bot's answer. `verbatim`
+    writes the backtick between code spans as `\\``; cutting the long line, `fit` counted that
+    escaped backtick as the start of a code span, so it cut at a space *inside* the next span and
+    left that span open: everything before the cut rendered as markdown."""
+    alias = "`[Log in again](https://evil.example/login) " + "please " * 800
+    answer = describe(Integration.of(outgoing_document(alias=alias)), NOW)
+    sent = fit(answer, DEFAULT_LIMIT)
+    assert sent != answer  # cut to the limit
+    assert formatting(parser.parse(sent)) <= {"INLINE_CODE"}, sent[:300]
+
+
+@settings(max_examples=200, deadline=None)  # a round trip to the node parser: timing is the machine's load
+@given(st.lists(values, min_size=1, max_size=6), st.integers(min_value=40, max_value=400))
+@example(["`[x](https://evil.example) a b c d e f g h"], 60)
+def test_a_line_of_verbatim_values_cut_to_fit_renders_nothing(
+    parser: MessageParser, parts: list[str], limit: int
+) -> None:
+    line = "• trigger words: " + ", ".join(verbatim(v) for v in parts) + " w" * limit
+    sent = fit(f"head\n{line}\ntail", limit)
+    assert formatting(parser.parse(sent)) <= {"INLINE_CODE"}, sent
+
+
+def test_show_renders_no_link_for_an_avatar_or_a_webhook_address(parser: MessageParser) -> None:
+    """Was: `show` wrote the avatar's and the outgoing URLs' scheme and host as plain text
+    (`avatar: https://login-rocketchat.com/…`), which Rocket.Chat renders as a link in the bot's
+    answer; every other value is in a code span, as `set`'s preview shows these two."""
+    doc = outgoing_document(avatar="https://login-rocketchat.com/a.png", urls=["https://login-rocketchat.com/h"])
+    text = describe(Integration.of(doc), NOW)
+    assert formatting(parser.parse(text)) <= {"INLINE_CODE"}, text
+    assert "avatar: `https://login-rocketchat.com/…`" in text.splitlines()
+
+
+def test_show_does_not_crash_on_a_stored_address_with_a_bad_port() -> None:
+    """Was: an avatar or URL stored (through the API, which does not check them) with a port that
+    is no number, `http://evil.example:x/a.png`, made `show` crash ("Something went wrong") for
+    everyone who looked at that integration, and `set` and `history` with it."""
+    doc = outgoing_document(avatar="http://evil.example:x/a.png", urls=["https://hooks.example:99999/h"])
+    lines = describe(Integration.of(doc), NOW).splitlines()
+    assert "avatar: `http://evil.example:…/…`" in lines
+    assert "urls: `https://hooks.example:…/…`" in lines

@@ -48,6 +48,10 @@ def test_the_owner_takes_it_once_in_the_same_room_case_insensitively() -> None:
     taken = store.take(code.lower(), user_id="u1", room_id="r1", now=T0 + timedelta(seconds=5))
     assert taken.status is Status.OK
     assert taken.change is not None and taken.change.updates == {"alias": "x"}
+    # While its confirmation writes it, it is being applied (to its owner only); then it is gone.
+    assert store.take(code, user_id="u1", room_id="r1", now=T0).status is Status.APPLYING
+    assert store.take(code, user_id="u2", room_id="r1", now=T0).status is Status.FOREIGN
+    store.release(taken.change)
     assert store.take(code, user_id="u1", room_id="r1", now=T0).status is Status.UNKNOWN
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from set_harness import Harness
@@ -288,3 +290,34 @@ async def test_a_confirmation_that_wrote_nothing_is_not_called_applied(h: Harnes
     h.control.update_integration(gid, {"emoji": ":fire:"})
     assert (await h.say("admin", "ops", f"!integration confirm {code}")).outcome == "stale"
     assert (await h.say("admin", "ops", f"!integration confirm {code}")).outcome == "unknown-code"
+
+
+async def test_a_double_tap_on_apply_is_not_answered_as_an_unknown_code(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two taps on Apply arrive together (a caller's commands run two at a time): while the first
+    one is writing, the second was answered "I have no change waiting with that code … Run `set`
+    again", as if the change were lost, though it was being applied. It says so instead."""
+    made = h.control.create_incoming_integration("Double tap", channel="#general")
+    code = code_of(await h.say("admin", "ops", f"!integration set {made['_id']} alias=tapped-twice"))
+    rest, update = h.services.rest, h.services.rest.integrations_update
+
+    async def over_the_network(body: Any, *, retry: bool = True) -> dict[str, Any]:
+        await asyncio.sleep(0.05)  # a real server takes a moment: the second tap arrives meanwhile
+        return await update(body, retry=retry)
+
+    monkeypatch.setattr(rest, "integrations_update", over_the_network)
+    first, second = await asyncio.gather(
+        h.say("admin", "ops", f"!integration confirm {code}"), h.say("admin", "ops", f"!integration confirm {code}")
+    )
+    assert sorted([first.outcome, second.outcome]) == ["applying", "changed"], (first.text, second.text)
+    assert "is being applied right now" in second.text + first.text
+    assert h.writes() == 1
+
+
+async def test_an_address_whose_port_is_no_number_does_not_crash_the_preview(h: Harness) -> None:
+    """Was: `set … avatar=http://h:abc/a.png` answered "💥 Something went wrong on my side": cutting
+    the address to its host read its port, which raised. The preview shows it cut, port and all."""
+    reply = await h.say("owen", "ops", '!integration set "Jenkins builds" avatar=http://h:abc/a.png')
+    assert reply.outcome == "preview", reply.text
+    assert "• avatar: (none) → `http://h:…/…`" in reply.text.splitlines()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from bot.integrations.fields import Change
-from bot.text import ZWSP
+from bot.text import ZWSP, verbatim
 from commands.set_preview import change_line, change_lines, changes_between
 
 
@@ -51,3 +51,13 @@ def test_values_keep_every_character_as_show_prints_them() -> None:
     line = change_line(Change("alias", "a`b", "ping @all"))
     assert line == "alias: `a`\\``b` → `ping ``@all`"
     assert ZWSP not in line
+
+
+def test_a_preview_keeps_the_spacing_and_characters_show_prints() -> None:
+    """Was: the preview (and the applied change, and undo) went through `bullet_list`, whose
+    `single_line` collapsed two spaces into one and dropped invisible characters such as a word
+    joiner inside the code spans: the preview showed `Guggy bot` for a stored or typed
+    `Guggy  bot`, so what was confirmed (and copied back) was not what would be written."""
+    value = "Guggy  bot\u2060!"
+    shown = change_lines([Change("alias", "a  b", value), Change("channel", ["#ops"], ["#ops", "#alerts"])])
+    assert shown == f"• alias: {verbatim('a  b')} → {verbatim(value)}\n• channel: `#ops` → `#ops`, `#alerts`"

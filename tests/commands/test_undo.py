@@ -34,3 +34,19 @@ async def test_undo_of_a_token_change_never_shows_it(h: Harness) -> None:
     undone = await h.say("admin", "ops", "!integration undo")
     assert bullets(undone.text) == ["token: set → changed (not shown)"]
     assert "token-" not in undone.text
+
+
+async def test_undo_refused_because_the_script_changed_never_shows_the_script(h: Harness) -> None:
+    """Was (since undo writes its lists as `set` does): when someone edited the integration's script
+    after the caller's change, undo's refusal listed "what differs" with the whole script in a code
+    span, posted in the room the caller typed in; a script often holds an API key. `show` shows a
+    script by presence only; so does undo now, and `set`'s lines for any field no command sets."""
+    made = h.control.create_incoming_integration("Undo script probe", channel="#general")
+    await h.say("admin", "ops", f"!integration set {made['_id']} alias=probe --yes")
+    h.control.update_integration(
+        made["_id"], {"script": "const KEY = 'sk-live-4242';\nclass Script {}", "scriptEnabled": True}
+    )
+    refused = await h.say("admin", "ops", "!integration undo")
+    assert refused.outcome == "conflict", refused.text
+    assert "sk-live" not in refused.text and "Script" not in refused.text, refused.text
+    assert "• script: none → set (not shown)" in refused.text.splitlines(), refused.text

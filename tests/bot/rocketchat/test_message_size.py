@@ -61,13 +61,26 @@ def test_the_head_is_kept_and_every_line_is_accounted_for(text: str, limit: int)
         assert lines[0].startswith(first)
 
 
+def spans_closed(line: str) -> bool:
+    """Whether every code span opened in `line` is closed, as Rocket.Chat's message parser reads
+    backticks: outside a span one after a backslash is a plain backtick (`text.verbatim` writes a
+    stored backtick so), inside one a backslash is plain."""
+    in_code = False
+    for index, char in enumerate(line):
+        if char == "`" and (in_code or line[index - 1 : index] != "\\"):
+            in_code = not in_code
+    return not in_code
+
+
 @given(TEXTS, st.integers(min_value=60, max_value=600))
+@example("head\n" + "a \\` b " + " ".join(["w"] * 200) + "\ntail", 120)
+@example("head\n" + "\\``x y` " + " ".join(["w"] * 200) + "\ntail", 120)
 def test_no_code_span_or_neutralised_mention_is_cut_in_half(text: str, limit: int) -> None:
     fitted = fit(text, limit)
     for shown in fitted.split("\n"):
         kept = MORE_WORDS.sub("", shown)
         # every shown line is a whole input line or a prefix of one ending before a space outside code
-        assert kept.count("`") % 2 == 0 or kept in text.split("\n")
+        assert spans_closed(kept) or kept in text.split("\n")
     if neutralize_mentions(text) == text:
         assert neutralize_mentions(fitted) == fitted
 
