@@ -2,7 +2,9 @@
 
 Audit rows carry whole documents, so whether the caller may see a row is decided on the
 document (the caller's own `list` rule, `visible_in_list`); rows of integrations the caller
-cannot see are left out entirely. A room is named only when the caller is in it. With a name,
+cannot see are left out entirely. A room is named only when the caller is in it and it is a
+public channel (a private group's name is not told outside it: everyone in the answer's room
+reads it), or "here". With a name,
 the integration is found the usual way; an integration deleted since is found by the name its
 audit rows recorded.
 """

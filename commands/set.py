@@ -112,7 +112,13 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     # The plan is made on the document the write (with `--yes`) starts from, under the
     # integration's lock: `+x`/`-x` edit the list as stored at that moment, not as it was earlier.
     async with ctx.services.integrations.editing(found) as edit:
-        rooms = rights.room_ids_by_name or {}  # the rooms a refusal may suggest: the caller's own
+        # The rooms a refusal may suggest: the caller's own, and of those only names every reader of
+        # this answer may see: public channels, and the room the answer goes to.
+        rooms = {
+            name: rid
+            for name, rid in (rights.room_ids_by_name or {}).items()
+            if name in rights.channel_names or rid == ctx.message.room_id
+        }
         # Every problem in one answer: the values, the rules across fields, what does not exist.
         plan = draft_changes(edit.current.document, parsed.assignments, rooms=rooms.keys())
         if not plan.empty or plan.problems:

@@ -162,6 +162,9 @@ class CallerRights:
     room_ids_by_name: Mapping[str, str] | None = None
     active: bool = True
     user_type: str | None = None
+    # Public channels among `room_ids_by_name`: names anyone in a room may read in an answer (a
+    # private group's name is told only inside it: an answer is read by everyone in its room).
+    channel_names: frozenset[str] = frozenset()
 
     @classmethod
     def of(cls, user: UserInfo, table: PermissionTable) -> CallerRights:
@@ -169,15 +172,17 @@ class CallerRights:
             raise BotLacksPermission("view-full-other-user-info", "read the caller's roles (users.info)")
         roles = frozenset(user.roles)
         room_ids = by_name = None
+        channels: frozenset[str] = frozenset()
         if user.rooms is not None:
             room_ids = frozenset(r.rid for r in user.rooms)
             # Channels and groups only: a DM's subscription is named after the other user, a
             # livechat one after the visitor (who types that name), neither is the room's name.
             by_name = {r.name: r.rid for r in user.rooms if r.name and r.t in ("c", "p")}
+            channels = frozenset(r.name for r in user.rooms if r.name and r.t == "c")
         # Rocket.Chat refuses everything a deactivated account asks; an absent flag means active.
         active = user.active is not False
         permissions = table.permissions_of(roles) if active else frozenset()
-        return cls(user.id, user.username, roles, permissions, room_ids, by_name, active, user.type)
+        return cls(user.id, user.username, roles, permissions, room_ids, by_name, active, user.type, channels)
 
     def has(self, permission: str) -> bool:
         return permission in self.permissions

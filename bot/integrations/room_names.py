@@ -87,6 +87,9 @@ class RoomDirectory:
         if label is not None and label.type == "d":
             return "in a direct message"
         member = rights is None or (rights.room_ids is not None and room_id in rights.room_ids)
-        if label is not None and label.name and member:
+        # A private group is named only to trusted readers (the audit room): an answer is read by
+        # everyone in the room it is posted in, who need not be in that group.
+        told = rights is None or (label is not None and label.type != "p")
+        if label is not None and label.name and member and told:
             return f"in #{label.name}"
         return "in another room"

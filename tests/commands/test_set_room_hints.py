@@ -43,3 +43,15 @@ async def test_a_room_that_does_not_exist_is_answered_with_the_closest_rooms_the
     reply = await h.say("owen", "ops", '!integration set "Jenkins builds" channel=#platform-tem')
     assert "there is no room" in reply.text and "platform-team" not in reply.text, reply.text
     assert h.writes() == 0
+
+
+async def test_a_private_group_is_suggested_only_inside_it(h: Harness) -> None:
+    """Review finding: admin is in the private #platform-team, but a hint posted in #general is
+    read by everyone there, who need not be: a private group's name is suggested only inside it."""
+    reply = await h.say("admin", "general", "!integration set outgoing Guggy channel=#platform-tem")
+    assert "there is no room" in reply.text and "platform-team" not in plain(reply.text), reply.text
+    reply = await h.say("admin", "platform-team", "!integration set outgoing Guggy channel=#platform-tem")
+    assert "did you mean `#platform-team`?" in plain(reply.text), reply.text
+    reply = await h.say("admin", "general", "!integration set outgoing Guggy channel=#genral")
+    assert "did you mean `#general`?" in plain(reply.text), reply.text  # a public channel: anyone may read it
+    assert h.writes() == 0
