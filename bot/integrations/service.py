@@ -82,7 +82,7 @@ from bot.rocketchat.models import INCOMING, OUTGOING, Integration, UpdateOutcome
 from bot.rocketchat.rest import RestClient
 from bot.text import quote_name
 
-log = logs.get_logger(__name__)
+log = logs.get_logger("bot.integrations")  # the `logger` operators filter on: kept when the module moved
 
 # Incoming branch of the update schema (open: `username` is an understood extra, §2.4.3 step 7).
 INCOMING_FIELDS: Final = (

@@ -81,11 +81,11 @@ __all__ = [
     "websocket_url",
 ]
 
-log = logs.get_logger(__name__)
+log = logs.get_logger("bot.realtime")  # the `logger` operators filter on: kept when the module moved
 
 # websockets logs every frame at DEBUG, login frames included. Its logger here is pinned to INFO
 # so that running the application at DEBUG cannot put a token or password digest in the logs.
-_WIRE_LOGGER: Final = logging.getLogger("bot.rocketchat.realtime.wire")
+_WIRE_LOGGER: Final = logging.getLogger("bot.realtime.wire")
 _WIRE_LOGGER.setLevel(logging.INFO)
 
 _T = TypeVar("_T")

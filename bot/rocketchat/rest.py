@@ -60,7 +60,7 @@ from bot.rocketchat.models import (
     UserInfo,
 )
 
-log = logs.get_logger(__name__)
+log = logs.get_logger("bot.rest")  # the `logger` operators filter on: kept when the module moved
 
 MAX_PAGE_SIZE: Final = 100  # `API_Upper_Count_Limit` default; larger counts are capped server-side (§2.2)
 # Connections to one Rocket.Chat, all kept alive so a busy moment opens none anew. Few on
