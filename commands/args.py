@@ -576,7 +576,7 @@ class ArgHelp:
 
 
 TARGET_DETAILS = (
-    "Name an integration by its name or id; put a name with spaces in double quotes. "
+    "Name an integration by its name or id; a name with spaces needs no quotes (`Jenkins builds`). "
     "Add `incoming` or `outgoing` before it when both kinds share the name."
 )
 DISABLE_USAGE = "disable [incoming|outgoing] <name|id> [for <duration>] [because|-- <reason>]"

@@ -44,3 +44,13 @@ async def test_help_for_a_command_the_caller_may_not_run_names_the_permission(h:
 async def test_help_for_an_unknown_command_still_says_so(h: Harness) -> None:
     reply = await h.say("alice", "general", "!integration help frobnicate")
     assert reply.text.startswith("There is no command `frobnicate`")
+
+
+async def test_help_enable_and_show_say_a_name_with_spaces_needs_no_quotes_and_it_does_not(h: Harness) -> None:
+    """Was: "put a name with spaces in double quotes" in `help enable`/`help show`, while the
+    unquoted name works (the review of issue 13 item 5 left it)."""
+    for command in ("enable", "show"):
+        text = (await h.say("admin", "general", f"!integration help {command}")).text
+        assert "needs no quotes" in text and "put a name with spaces in double quotes" not in text, text
+    shown = await h.say("admin", "ops", "!integration show Jenkins builds")
+    assert "`Jenkins builds` · incoming webhook" in shown.text, shown.text
