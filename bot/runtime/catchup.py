@@ -136,6 +136,7 @@ class CursorBook:
         pending, self._pending = self._pending, {}
         for room_id, when in pending.items():
             await self._state.advance_cursor(room_id, when)
+        log.debug("catchup.cursors_stored", rooms={room_id: when.isoformat() for room_id, when in pending.items()})
 
 
 Admit = Callable[[ChatMessage, str], Awaitable[None]]
@@ -207,10 +208,13 @@ class CatchUp:
             self._metrics.catchup_passes.labels(outcome="ok").inc()
             if generation != self._generation:
                 self._wanted.set()  # the session dropped or reconnected meanwhile: once more
+                cursors = "held: the session dropped or reconnected during the pass, once more"
             elif connected:
                 await self.cursors.release()
-            # else: begun while disconnected; the cursors stay held until the pass that the next
-            # `Connected` requests has completed (see the module docstring).
+                cursors = "released"
+            else:  # held until the pass that the next `Connected` requests (module docstring)
+                cursors = "held: begun while disconnected"
+            log.info("catchup.cursors", cursors=cursors)
 
     async def pass_once(self) -> None:
         """One pass over every member room; raises on a failure that should be retried."""
