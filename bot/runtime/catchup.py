@@ -18,6 +18,12 @@ message that was not yet admitted*. Hence:
   the stored cursors, so it starts where the last complete view ended; the stream covers
   everything after `Connected` (the realtime client emits it once every subscription is ready),
   and the pass covers everything before. A crash in between restarts from the stored cursors.
+  Only a pass *begun* while connected (after a `Connected`, with no drop since) releases them.
+  A pass begun while disconnected (the one that follows a pass a drop interrupted, or a retry)
+  still runs what it finds, but what is posted after it read a room is on no stream: had it
+  released the cursors, the stream of the next session could move a room's stored cursor past
+  such a command (the periodic flush) before the next pass read the cursors, and that pass
+  would never fetch it (the chaos test's three commands of one room, never claimed).
 Cursors are written in batches (`flush`): a cursor that lags only makes the next pass fetch
 messages again, which the claims turn away.
 
@@ -130,6 +136,7 @@ class CursorBook:
         pending, self._pending = self._pending, {}
         for room_id, when in pending.items():
             await self._state.advance_cursor(room_id, when)
+        log.debug("catchup.cursors_stored", rooms={room_id: when.isoformat() for room_id, when in pending.items()})
 
 
 Admit = Callable[[ChatMessage, str], Awaitable[None]]
@@ -163,16 +170,19 @@ class CatchUp:
         self._sleep = sleep
         self._wanted = asyncio.Event()
         self._generation = 0
+        self._connected = False  # between a `Connected` and the next drop
         self.passes = 0
 
     def request(self) -> None:
         """A session became ready: catch up on everything since the stored cursors."""
         self._generation += 1
+        self._connected = True
         self._wanted.set()
 
     def interrupted(self) -> None:
         """The session dropped: stop storing cursors until a pass after the next `Connected`."""
         self._generation += 1
+        self._connected = False
         self.cursors.hold()
 
     async def run(self) -> None:
@@ -180,7 +190,7 @@ class CatchUp:
         while True:
             await self._wanted.wait()
             self._wanted.clear()
-            generation = self._generation
+            generation, connected = self._generation, self._connected
             try:
                 await self.pass_once()
             except (Unavailable, RateLimited, ServerRejected) as exc:
@@ -196,10 +206,15 @@ class CatchUp:
             failures = 0
             self.passes += 1
             self._metrics.catchup_passes.labels(outcome="ok").inc()
-            if generation == self._generation:
-                await self.cursors.release()
-            else:
+            if generation != self._generation:
                 self._wanted.set()  # the session dropped or reconnected meanwhile: once more
+                cursors = "held: the session dropped or reconnected during the pass, once more"
+            elif connected:
+                await self.cursors.release()
+                cursors = "released"
+            else:  # held until the pass that the next `Connected` requests (module docstring)
+                cursors = "held: begun while disconnected"
+            log.info("catchup.cursors", cursors=cursors)
 
     async def pass_once(self) -> None:
         """One pass over every member room; raises on a failure that should be retried."""

@@ -419,10 +419,12 @@ def unanswered_story(crowd: Crowd, state_db: Path, outputs: Iterable[str]) -> li
         claims = dict(db.execute("SELECT message_id, status FROM processed_messages").fetchall())
         cursors = dict(db.execute("SELECT room_id, last_seen FROM room_cursors").fetchall())
     story = []
+    posted_at = [_epoch(s.message["ts"]) for s in missing]
+    story.extend(timeline(logs, min(posted_at) - TIMELINE_MARGIN, max(posted_at) + TIMELINE_MARGIN))
     for sent in missing:
         message_id, room_id, ts = sent.message["_id"], sent.message["rid"], sent.message["ts"]
         cursor = cursors.get(room_id)
-        posted = datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+        posted = _epoch(ts)
         where = "none stored" if cursor is None else ("at or past it" if cursor >= posted else "before it")
         named = [n for n, text in enumerate(logs) if message_id in text]
         story.append(
@@ -430,6 +432,50 @@ def unanswered_story(crowd: Crowd, state_db: Path, outputs: Iterable[str]) -> li
             f"room cursor {where}, named in the logs of bots {named}"
         )
     return story
+
+
+# What a bot did with its session and its cursors: enough to tell how a command escaped both the
+# stream and the catch-up (`catchup.cursors_stored` names each room whose stored cursor moved).
+TIMELINE_EVENTS = frozenset(
+    {
+        "bot.starting",
+        "bot.ready",
+        "realtime.ready",
+        "realtime.disconnected",
+        "realtime.connect_failed",
+        "catchup.done",
+        "catchup.failed",
+        "catchup.room_skipped",
+        "catchup.cursors",
+        "catchup.cursors_stored",
+    }
+)
+TIMELINE_MARGIN = 20.0  # seconds either side of the unanswered commands
+
+
+def timeline(outputs: list[str], start: float, end: float) -> list[str]:
+    """The bots' session and catch-up events (TIMELINE_EVENTS) between `start` and `end` (epoch
+    seconds), in time order, one line each: `bot N at <time>: <event> <fields>`."""
+    lines: list[tuple[float, str]] = []
+    for number, output in enumerate(outputs):
+        for raw in output.splitlines():
+            try:
+                entry = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(entry, dict) or entry.get("event") not in TIMELINE_EVENTS:
+                continue
+            stamp = entry.get("timestamp")
+            when = _epoch(stamp) if isinstance(stamp, str) else None
+            if when is None or not start <= when <= end:
+                continue
+            fields = {k: v for k, v in entry.items() if k not in ("event", "timestamp", "level", "logger", "_name")}
+            lines.append((when, f"bot {number} at {stamp}: {entry['event']} {fields}"))
+    return [line for _, line in sorted(lines, key=lambda pair: pair[0])]
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
 def comparable(doc: dict[str, Any]) -> dict[str, Any]:

@@ -67,7 +67,9 @@ def test_chaos_every_command_is_applied_exactly_once_and_answered_once(tmp_path:
             person.join()
         control.clear_faults()
         unanswered = unanswered_story(crowd, tmp_path / "state.sqlite3", (bot.output for bot in bots))
-        assert crowd.answered() == total, f"unanswered after {ANSWER_TIMEOUT:g} s: {unanswered}; {disturber.done}"
+        assert crowd.answered() == total, (
+            f"unanswered after {ANSWER_TIMEOUT:g} s:\n" + "\n".join(unanswered) + f"\ndisturbances: {disturber.done}"
+        )
         assert disturber.kills == 2 and disturber.dropped >= 2, disturber.done
         assert bots[-1].terminate() == 0, bots[-1].output[-3000:]
 

@@ -255,6 +255,14 @@ async def test_only_the_bots_own_answer_in_the_commands_room_and_thread_says_it_
     await state.close()
 
 
+async def until_passes(catchup: CatchUp, count: int) -> None:
+    for _ in range(1000):
+        if catchup.passes >= count:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"only {catchup.passes} of {count} passes completed")
+
+
 async def test_a_failed_pass_is_retried_and_cursors_stay_held_until_one_completes(
     sandbox_world: World, tmp_path: Path
 ) -> None:
@@ -328,14 +336,80 @@ async def test_a_drop_during_a_pass_keeps_cursors_held_and_runs_another_pass(
         await call(sandbox_world.control.post_message, "admin", "general", "something to see")
         worker = asyncio.create_task(catchup.run())
         catchup.request()
-        for _ in range(500):
-            if catchup.passes >= 2:
-                break
-            await asyncio.sleep(0.01)
+        await until_passes(catchup, 2)
+        # The second pass began while still disconnected: it ran what it found, but the stream is
+        # not back, so the cursors stay held until a pass after the next `Connected`.
+        assert passes == 2 and book.held
+        assert await state.cursors() == {}
+        catchup.request()  # reconnected
+        await until_passes(catchup, 3)
         worker.cancel()
         await asyncio.gather(worker, return_exceptions=True)
-    assert passes == 2 and not book.held
+    assert passes == 3 and not book.held
     assert "GENERAL" in await state.cursors()
+    await state.close()
+
+
+async def test_a_pass_begun_while_disconnected_does_not_release_the_cursors_past_a_command_nobody_saw(
+    sandbox_world: World, tmp_path: Path
+) -> None:
+    """The chaos test's open failure (issue 12 §5: commands of one room, posted within 1.6 s, never
+    claimed, their room's cursor past them). The session drops during a pass; that pass ends and
+    another starts at once, still disconnected, and completes before the reconnect: it released
+    the cursors. A command posted after that pass read its room and before the new session was
+    subscribed is seen by neither. After the reconnect, the stream admits a later message of that
+    room and the periodic flush stores its cursor before the new pass reads the cursors (it first
+    lists the rooms over REST): the pass starts past the command, which nobody runs, ever."""
+    control = sandbox_world.control
+    state = await StateStore.open(tmp_path / "s.db")
+    book = CursorBook(state)
+    admitted = Admitted()
+    begun = 0
+    catchup: CatchUp
+
+    async def admit(message: ChatMessage, origin: str) -> None:
+        await admitted(message, origin)
+        book.seen(message.room_id, message.updated_at)  # as the runtime does, once claimed
+
+    async def before_pass(_rooms: Any) -> None:
+        nonlocal begun
+        begun += 1
+        if begun == 1:
+            catchup.interrupted()  # the session dropped while this pass ran
+        elif begun == 3:
+            # Reconnected. While this pass lists the rooms, the new session streams a later message
+            # of #general (admitted) and the runtime's periodic flush runs.
+            later = await call(control.post_message, "alice", "general", "a message after the reconnect")
+            message = ChatMessage.from_document(later, {"roomParticipant": True, "roomType": "c"})
+            assert message is not None
+            await admit(message, "stream")
+            await book.flush()
+
+    async with sandbox_world.rest() as rest:
+        now = datetime.now(UTC)
+        for room in await member_rooms(rest):  # the bot had been running: every room has a cursor
+            await state.advance_cursor(room, now - timedelta(milliseconds=1))
+        catchup = CatchUp(
+            rest,
+            state,
+            book,
+            admit,
+            clock=lambda: datetime.now(UTC),
+            stale_age=TWO_MIN,
+            metrics=Metrics(),
+            before_pass=before_pass,
+        )
+        await book.release()  # steady state: connected, caught up
+        worker = asyncio.create_task(catchup.run())
+        catchup.request()
+        await until_passes(catchup, 2)  # the interrupted pass, then one begun while disconnected
+        missed = await call(control.post_message, "admin", "general", "!integration help")  # stream down
+        catchup.request()  # the new session is ready
+        await until_passes(catchup, 3)
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert begun == 3
+    assert missed["_id"] in {m.id for m, _ in admitted.messages}, "the pass after the reconnect skipped it"
     await state.close()
 
 

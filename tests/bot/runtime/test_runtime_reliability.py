@@ -15,6 +15,7 @@ import structlog
 from reliability_support import BOT, ShiftedClock, World, call, running_bot, settings_for, until, world
 
 from bot.errors import AuthFailed
+from bot.rocketchat.realtime import RealtimeState
 from bot.runtime import bot as runtime
 from bot.runtime.bot import Bot
 from bot.state.store import StateStore, read_message_ids
@@ -121,6 +122,60 @@ async def test_a_command_sent_while_disconnected_is_run_once_after_the_reconnect
     assert [r.message_id for r in rows] == [command["_id"]]
     assert [m["_id"] for m in bot_messages(w, "ops")].count(answer_ids(tmp_path, command)[0]) == 1
     assert sum(1 for m in bot_messages(w, "ops")) == 1
+
+
+def disconnects(bot: Bot) -> float:
+    return bot.metrics.registry.get_sample_value("integrations_bot_realtime_disconnects_total") or 0.0
+
+
+async def test_a_command_missed_by_the_stream_is_run_when_a_pass_completed_while_disconnected(
+    w: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The chaos test's open failure (issue 12 section 5), forced: commands of one room never
+    claimed. A drop during a pass; the next pass begins at once, still disconnected, and completes
+    before the reconnect (held back here by a rate-limited login). A command posted then is on no
+    stream. After the reconnect, while the new pass lists the rooms, the stream admits a later
+    message of that room and the periodic flush runs: the cursor it stored must not let the pass
+    start past the command (it did: the command was never answered)."""
+    monkeypatch.setattr(runtime, "CURSOR_FLUSH_INTERVAL", 0.05)  # the periodic flush, often
+    control = w.control
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        assert bot.catchup is not None and bot.realtime is not None
+        catchup, realtime = bot.catchup, bot.realtime
+        await until(lambda: catchup.passes >= 1, what="the first pass")
+        begun: list[float] = []  # per pass: the drops the bot had seen when it began
+        completed: list[tuple[float, bool]] = []  # and whether it began connected, once completed
+        pass_once = catchup.pass_once
+
+        async def observed() -> None:
+            drops, connected = disconnects(bot), realtime.state is RealtimeState.READY
+            begun.append(drops)
+            await pass_once()
+            completed.append((drops, connected))
+
+        catchup.pass_once = observed  # type: ignore[method-assign]
+        await call(control.set_latency, 0.3, "chat.syncMessages")  # a pass takes seconds
+        base = disconnects(bot)
+        await call(control.drop_connections)
+        await until(lambda: disconnects(bot) == base + 1 and bot.probe().subscriptions_ready, what="the reconnect")
+        await until(lambda: begun, what="the pass after the reconnect")
+        await asyncio.sleep(0.3)
+        # The next reconnect's login is rate-limited (one failed session, then 6 s of waiting);
+        # the drop comes while that pass runs.
+        await call(control.fail_next, "ddp:login", 1, "429", retry_after=6.0)
+        await call(control.drop_connections)
+        await until(
+            lambda: any(drops == base + 3 and not connected for drops, connected in completed),
+            timeout=15,
+            what="a pass begun after the failed login, completed while disconnected",
+        )
+        assert not bot.probe().subscriptions_ready, "reconnected too early: the window was not forced"
+        missed = await call(control.post_message, "admin", "general", "!integration help")  # on no stream
+        await call(control.set_latency, 1.5, "subscriptions.get")  # the next pass lists the rooms slowly
+        await until(lambda: bot.probe().subscriptions_ready, timeout=20, what="the second reconnect")
+        await call(control.post_message, "alice", "general", "a later message, on the new session's stream")
+        answer = await answer_to(w, tmp_path, missed, timeout=20)
+        assert answer["msg"]
 
 
 async def test_an_answer_that_cannot_be_posted_is_retried_until_it_is(w: World, tmp_path: Path) -> None:
