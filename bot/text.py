@@ -118,6 +118,24 @@ def neutralize_command(text: str) -> str:
     return text
 
 
+def _dropped_by_single_line(char: str) -> bool:
+    """Controls and invisible formatting characters that `single_line` takes away."""
+    category = unicodedata.category(char)
+    return (category == "Cc" and not char.isspace()) or (category == "Cf" and char not in "\u200b\u200c\u200d")
+
+
+def _visible_after(text: str, index: int) -> str:
+    """The two characters after `text[index]` once `single_line` has dropped what it drops: a
+    marker pair split only by a control character (`|` ESC `|`) is a pair on one line."""
+    found: list[str] = []
+    for char in text[index + 1 :]:
+        if not _dropped_by_single_line(char):
+            found.append(char)
+            if len(found) == 2:
+                break
+    return "".join(found)
+
+
 def _breaks_after(char: str, rest: str) -> bool:
     """Whether markdown needs `char` to touch the start of `rest` (a zero-width space goes between)."""
     following = rest[:1]
@@ -151,7 +169,7 @@ def neutralize_markdown(text: str) -> str:
         if char == "." and text[max(0, index - 9) : index].lower() == "localhost":
             out.append(ZWSP)  # the parser links `localhost` when a dot follows it (`localhost.`)
         out.append(_LOOKALIKES.get(char, char))
-        if _breaks_after(char, text[index + 1 : index + 3]):
+        if _breaks_after(char, _visible_after(text, index)):
             out.append(ZWSP)
         # Still the start of a line after spaces and invisible characters (single_line may take
         # them away), but not after a zero-width space: that already keeps a marker off the start.

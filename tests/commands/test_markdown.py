@@ -58,6 +58,7 @@ def test_the_oracle_sees_what_the_issue_reports(parser: MessageParser) -> None:
 @example(" - [")  # a list once single_line takes the space away
 @example("\x1f>0")  # a quote once single_line drops the control character
 @example("restarted on localhost.")  # the parser links `localhost` before a dot
+@example("|\x1b||\x1b|")  # a spoiler once single_line drops the control characters between the bars
 def test_no_echo_renders_as_a_link_or_formatting(parser: MessageParser, text: str) -> None:
     echo = safe_text(text)
     assert formatting(parser.parse(echo)) == set()
