@@ -116,6 +116,16 @@ class CursorBook:
         self._state = state
         self._pending: dict[str, datetime] = {}
         self.held = True  # from the start of the process until the first catch-up completes
+        # Rooms a pass could not read (`catchup.room_skipped`): what was posted there since their
+        # stored cursor is on no stream and in no pass yet, so their cursors stay where they are
+        # until a pass reads them again, whatever the stream admits there meanwhile.
+        self.frozen: set[str] = set()
+
+    def freeze(self, room_id: str) -> None:
+        self.frozen.add(room_id)
+
+    def thaw(self, room_id: str) -> None:
+        self.frozen.discard(room_id)
 
     def seen(self, room_id: str, when: datetime) -> None:
         """A message of this room was admitted (its claim, if any, is committed)."""
@@ -133,7 +143,10 @@ class CursorBook:
     async def flush(self) -> None:
         if self.held or not self._pending:
             return
-        pending, self._pending = self._pending, {}
+        pending = {room_id: when for room_id, when in self._pending.items() if room_id not in self.frozen}
+        self._pending = {room_id: when for room_id, when in self._pending.items() if room_id in self.frozen}
+        if not pending:
+            return
         for room_id, when in pending.items():
             await self._state.advance_cursor(room_id, when)
         log.debug("catchup.cursors_stored", rooms={room_id: when.isoformat() for room_id, when in pending.items()})
@@ -231,7 +244,9 @@ class CatchUp:
             except ServerRejected as exc:
                 # e.g. removed from the room since subscriptions.get: nothing to catch up there
                 log.warning("catchup.room_skipped", room_id=room.id, error=str(exc))
+                self.cursors.freeze(room.id)
                 continue
+            self.cursors.thaw(room.id)
             documents = result.get("updated") or []
             # The bot's own messages of the window: only these can be answers (`_answered`).
             mine = {str(doc.get("_id")): doc for doc in documents if author_id(doc) == self._rest.user_id}

@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reliability_support import World, call, world
 
+from bot.errors import ServerRejected
 from bot.rocketchat.ejson import decode_date
 from bot.rocketchat.messages import ChatMessage
 from bot.rocketchat.rest import RestClient
@@ -420,3 +421,42 @@ def test_room_from_a_subscription_document() -> None:
     assert Room.from_subscription({"t": "c"}) is None
     channel = Room.from_subscription({"rid": "R2", "t": "c", "name": "ops"})
     assert channel is not None and channel.meta()["roomName"] == "ops"
+
+
+async def test_a_room_a_pass_could_not_read_keeps_its_cursor_until_a_pass_reads_it(
+    sandbox_world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was (found while hunting the chaos failure): a room whose `chat.syncMessages` was refused
+    (`catchup.room_skipped`) was skipped, yet the pass released every cursor; a later message of
+    that room on the stream then stored its cursor past the commands the pass never read, and no
+    later pass fetched them. Now that room's cursor stays until a pass reads the room again."""
+    control = sandbox_world.control
+    state = await StateStore.open(tmp_path / "s.db")
+    admitted = Admitted()
+    async with sandbox_world.rest(max_attempts=1) as rest:
+        book = CursorBook(state)
+        catchup = CatchUp(
+            rest, state, book, admitted, clock=lambda: datetime.now(UTC), stale_age=TWO_MIN, metrics=Metrics()
+        )
+        missed = await call(control.post_message, "alice", "ops", "!integration list")
+        room_id = missed["rid"]
+        sync = rest.chat_sync_messages
+
+        async def refused_once(room: str, since: datetime) -> Any:
+            if room == room_id:
+                monkeypatch.setattr(rest, "chat_sync_messages", sync)
+                raise ServerRejected("chat.syncMessages", 400, "error-not-allowed")
+            return await sync(room, since)
+
+        monkeypatch.setattr(rest, "chat_sync_messages", refused_once)
+        await catchup.pass_once()
+        assert missed["_id"] not in [m.id for m, _ in admitted.messages]  # skipped: refused
+        later = await call(control.post_message, "alice", "ops", "hello again")
+        book.seen(room_id, decode_date(later["_updatedAt"]) or NOW)  # the stream admits a later message
+        await book.release()
+        assert room_id not in await state.cursors()  # not stored past the command nobody read
+        await catchup.pass_once()  # the next pass (the next reconnect) reads the room again
+        await book.flush()
+    assert missed["_id"] in [m.id for m, _ in admitted.messages]
+    assert room_id in await state.cursors()  # and then the cursor moves on
+    await state.close()
