@@ -25,3 +25,14 @@ def run_demo(
         timeout=300,
         check=False,
     )
+
+
+def transcript_blocks(transcript: str) -> list[str]:
+    """The transcript's messages, each with its indented continuation lines."""
+    blocks: list[str] = []
+    for line in transcript.splitlines():
+        if line.startswith(" ") and blocks:
+            blocks[-1] += "\n" + line
+        else:
+            blocks.append(line)
+    return blocks

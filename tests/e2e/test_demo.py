@@ -10,19 +10,14 @@ import re
 from pathlib import Path
 
 import pytest
-from demo_support import run_demo
+from demo_support import run_demo, transcript_blocks
 
 pytestmark = pytest.mark.e2e
 
 
 def answers(transcript: str, room: str) -> list[str]:
     """The bot's messages in a room, each with its indented continuation lines."""
-    blocks: list[str] = []
-    for line in transcript.splitlines():
-        if line.startswith(" ") and blocks:
-            blocks[-1] += "\n" + line
-        else:
-            blocks.append(line)
+    blocks = transcript_blocks(transcript)
     bot = re.compile(rf"\[{re.escape(room)}\] (↳ )?integrations-bot: ")
     return [block for block in blocks if bot.match(block)]
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from demo_support import run_demo
+from demo_support import run_demo, transcript_blocks
 
 from commands.table import COMMANDS
 
@@ -109,12 +109,7 @@ def run_examples(tmp_path: Path, examples: list[Example]) -> list[Exchange]:
             user = example.user
         lines.append(example.text)
     transcript = demo_transcript(tmp_path, lines)
-    blocks: list[str] = []
-    for line in transcript.splitlines():
-        if line.startswith(" ") and blocks:
-            blocks[-1] += "\n" + line
-        else:
-            blocks.append(line)
+    blocks = transcript_blocks(transcript)
     exchanges: list[Exchange] = []
     pending = iter(examples)
     said = re.compile(rf"^\[#{ROOM}\] ({'|'.join(USERS)}): (.*)$", re.DOTALL)

@@ -69,10 +69,25 @@ def test_the_stale_answer_says_how_old_and_what_the_limit_is() -> None:
     assert "7 min ago" in reply.text and "2 min" in reply.text and "did not run" in reply.text
 
 
-def live_catchup(rest: RestClient, state: StateStore, admit: Admitted) -> CatchUp:
-    """A catch-up against a real sandbox, on the real clock."""
+def live_catchup(
+    rest: RestClient,
+    state: StateStore,
+    admit: Any,
+    *,
+    book: CursorBook | None = None,
+    stale_age: timedelta = TWO_MIN,
+    **options: Any,
+) -> CatchUp:
+    """A catch-up against a real sandbox, on the real clock (`options`: `sleep`, `before_pass`)."""
     return CatchUp(
-        rest, state, CursorBook(state), admit, clock=lambda: datetime.now(UTC), stale_age=TWO_MIN, metrics=Metrics()
+        rest,
+        state,
+        book or CursorBook(state),
+        admit,
+        clock=lambda: datetime.now(UTC),
+        stale_age=stale_age,
+        metrics=Metrics(),
+        **options,
     )
 
 
@@ -277,16 +292,7 @@ async def test_a_failed_pass_is_retried_and_cursors_stay_held_until_one_complete
 
     async with sandbox_world.rest(max_attempts=1) as rest:
         book = CursorBook(state)
-        catchup = CatchUp(
-            rest,
-            state,
-            book,
-            admitted,
-            clock=lambda: datetime.now(UTC),
-            stale_age=TWO_MIN,
-            metrics=Metrics(),
-            sleep=no_sleep,
-        )
+        catchup = live_catchup(rest, state, admitted, book=book, sleep=no_sleep)
         message = await call(control.post_message, "admin", "general", "!integration help")
         book.seen("GENERAL", decode_date(message["_updatedAt"]) or NOW)
         await call(control.fail_next, "subscriptions.get", 2, "500")
@@ -324,15 +330,8 @@ async def test_a_drop_during_a_pass_keeps_cursors_held_and_runs_another_pass(
             assert book.held
 
     async with sandbox_world.rest() as rest:
-        catchup = CatchUp(
-            rest,
-            state,
-            book,
-            admit,
-            clock=lambda: datetime.now(UTC),
-            stale_age=timedelta(days=1),
-            metrics=Metrics(),
-            before_pass=interrupt_first_pass,
+        catchup = live_catchup(
+            rest, state, admit, book=book, stale_age=timedelta(days=1), before_pass=interrupt_first_pass
         )
         await call(sandbox_world.control.post_message, "admin", "general", "something to see")
         worker = asyncio.create_task(catchup.run())
@@ -390,16 +389,7 @@ async def test_a_pass_begun_while_disconnected_does_not_release_the_cursors_past
         now = datetime.now(UTC)
         for room in await member_rooms(rest):  # the bot had been running: every room has a cursor
             await state.advance_cursor(room, now - timedelta(milliseconds=1))
-        catchup = CatchUp(
-            rest,
-            state,
-            book,
-            admit,
-            clock=lambda: datetime.now(UTC),
-            stale_age=TWO_MIN,
-            metrics=Metrics(),
-            before_pass=before_pass,
-        )
+        catchup = live_catchup(rest, state, admit, book=book, before_pass=before_pass)
         await book.release()  # steady state: connected, caught up
         worker = asyncio.create_task(catchup.run())
         catchup.request()
@@ -435,9 +425,7 @@ async def test_a_room_a_pass_could_not_read_keeps_its_cursor_until_a_pass_reads_
     admitted = Admitted()
     async with sandbox_world.rest(max_attempts=1) as rest:
         book = CursorBook(state)
-        catchup = CatchUp(
-            rest, state, book, admitted, clock=lambda: datetime.now(UTC), stale_age=TWO_MIN, metrics=Metrics()
-        )
+        catchup = live_catchup(rest, state, admitted, book=book)
         missed = await call(control.post_message, "alice", "ops", "!integration list")
         room_id = missed["rid"]
         sync = rest.chat_sync_messages
