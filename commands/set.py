@@ -25,6 +25,7 @@ from typing import Any
 from bot import logs
 from bot.errors import PermissionDenied, UserInputError
 from bot.integrations.authz import may_update
+from bot.integrations.change_lines import change_lines, changes_between
 from bot.integrations.documents import restore_changes
 from bot.integrations.fieldcheck import check_references
 from bot.integrations.fields import FIELDS, NOT_SETTABLE, Invalid, draft_changes, find_field
@@ -36,7 +37,6 @@ from commands.args import HELP, parse_set_args
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Button, Reply
-from commands.set_preview import change_lines, changes_between
 from commands.targets import resolve
 
 YES_FLAG = "--yes"

@@ -22,6 +22,7 @@ from typing import Any, Final
 from bot.errors import IntegrationNotFound, PermissionDenied, UsageError
 from bot.integrations import wording
 from bot.integrations.authz import CallerRights, may_list, may_update
+from bot.integrations.change_lines import change_lines, changes_between
 from bot.integrations.documents import changed_fields, hide_rooms, last_touch, restore_changes, saved_again
 from bot.rocketchat.models import UpdateOutcome
 from bot.state.store import AuditRecord
@@ -30,7 +31,6 @@ from commands import changes
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
-from commands.set_preview import change_lines, changes_between
 
 SCANNED: Final = 50
 

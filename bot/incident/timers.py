@@ -46,9 +46,11 @@ from bot.errors import (
 )
 from bot.incident.audit_room import AuditRoom
 from bot.integrations.authz import RightsCache
+from bot.integrations.change_lines import change_lines, changes_between
 from bot.integrations.documents import (
     NOT_AUTHORIZED,
     changed_fields,
+    hide_rooms,
     last_touch,
     read_integration,
     saved_again,
@@ -62,7 +64,7 @@ from bot.rocketchat.rest import RestClient
 from bot.state.store import AuditRecord, StateStore
 from bot.state.timer_states import TimedDisable, TimerEvent, TimerState
 from bot.state.timer_store import TimerDraft, TimerStore
-from bot.text import ago, bullet_list, code, human_duration, neutralize_mentions, quote_name, safe_text
+from bot.text import ago, code, human_duration, neutralize_mentions, quote_name, safe_text
 
 log = logs.get_logger("integrations_bot.timers")
 
@@ -78,6 +80,12 @@ class Expiry:
     timer: TimedDisable
     kind: ExpiryKind
     notice: str
+
+
+def _no_room(entry: str) -> bool:
+    """Whether a notice may show a channel entry: its readers are everyone in its room, so no
+    `#room` (one may be private); `@user` entries are shown."""
+    return not entry.startswith("#")
 
 
 def timer_label(timer: TimedDisable) -> str:
@@ -245,7 +253,7 @@ class TimerService:
             details, note = "", why or "it changed"
         else:
             # Posted in a room others read: rooms are not named (one may be private).
-            changed = shown_changes(snapshot, current, sees=lambda entry: not entry.startswith("#"))
+            changed = shown_changes(snapshot, current, sees=_no_room)
             touch = last_touch(current)
             who = ""
             if touch.username or touch.at:
@@ -255,8 +263,12 @@ class TimerService:
                 who = f" (by {', '.join(parts)})"
             if changed:
                 note = "changed after the timed disable: " + ", ".join(sorted(changed))
-                details = f"it was changed after I disabled it{who}, so I left it as it is:\n" + bullet_list(
-                    f"{code(field)}: {code(was)} → {code(now)}" for field, (was, now) in sorted(changed.items())
+                # Written as `set` and `undo` write a change (values exact, a token or a script
+                # never shown), every `#room` hidden: a notice is read by everyone in its room.
+                before = {key: hide_rooms(key, snapshot.get(key), _no_room) for key in changed}
+                after = {key: hide_rooms(key, current.get(key), _no_room) for key in before}
+                details = f"it was changed after I disabled it{who}, so I left it as it is:\n" + change_lines(
+                    changes_between(before, after)
                 )
             else:
                 note = "saved again after the timed disable"

@@ -297,3 +297,20 @@ async def test_a_timer_extended_while_its_re_enable_waited_for_the_lock_is_left_
     assert rig.doc(hook)["enabled"] is False and rig.notices() == []
     fresh = await rig.timers.pending_for(hook)
     assert fresh is not None and fresh.state is TimerState.ACTIVE and fresh.due_at == extended.due_at
+
+
+async def test_the_left_alone_notice_writes_changes_as_set_does(rig: Rig) -> None:
+    """Was: the notice wrote values as the audit's display strings (`@user` raw, quotes lost, an
+    emptied alias as ``), unlike `set` and `undo` (`(none)`, each value exact in a code span)."""
+    hook = new_hook(rig)
+    timer = await timed_disable(rig, hook)
+    await as_user(rig, "boss", hook, {"alias": "", "emoji": ":fire:", "channel": ["#ops", "@boss"]})
+
+    expiry = await rig.timers.expire(timer)
+
+    assert expiry is not None and expiry.kind == "overridden"
+    lines = expiry.notice.splitlines()
+    assert "• alias: `pager` → (none)" in lines, expiry.notice
+    assert "• emoji: `:bell:` → `:fire:`" in lines, expiry.notice
+    channel = next(line for line in lines if line.startswith("• channel:"))
+    assert "(a room not shown)" in channel and "boss" in channel and "#ops" not in channel, channel

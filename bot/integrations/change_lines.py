@@ -1,4 +1,5 @@
-"""How a field change reads in chat: `alias: `guggy` → `Guggy bot``, secrets never shown.
+"""How a field change reads in chat: `alias: `guggy` → `Guggy bot``, secrets never shown (in
+`set`'s preview and answer, `undo`, and the notice of a timed re-enable left alone).
 
 Only the fields that change are listed. Values are shown the way `show` shows them: webhook URLs
 and avatars cut to their host (they often carry a secret), a token only as set/changed, lists as

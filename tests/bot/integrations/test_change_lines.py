@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
+from bot.integrations.change_lines import change_line, change_lines, changes_between
 from bot.integrations.fields import Change
 from bot.text import ZWSP, verbatim
-from commands.set_preview import change_line, change_lines, changes_between
 
 
 def test_a_token_shows_only_whether_it_was_set() -> None:
