@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_MAX_DURATION",
     "DISABLE_STOP_WORDS",
     "HELP",
+    "MAX_DISABLE",
     "ArgHelp",
     "Assignment",
     "DisableArgs",
@@ -579,6 +580,8 @@ TARGET_DETAILS = (
     "Name an integration by its name or id; a name with spaces needs no quotes (`Jenkins builds`). "
     "Add `incoming` or `outgoing` before it when both kinds share the name."
 )
+# Where a help text names the longest timed disable: `help` puts the setting's value there.
+MAX_DISABLE = "{max_disable}"
 DISABLE_USAGE = "disable [incoming|outgoing] <name|id> [for <duration>] [because|-- <reason>]"
 EXTEND_USAGE = "extend [incoming|outgoing] <name|id> <duration>"
 SET_USAGE = "set <name|id> field=value ... | set <name|id> <field> <value...> | <field> +word -word"
@@ -590,7 +593,7 @@ HELP: dict[str, ArgHelp] = {
     "disable": ArgHelp(
         DISABLE_USAGE,
         "Name an integration by its name or id; add `incoming` or `outgoing` before it when both kinds share "
-        "the name. A duration (`for 30m`, `for 2 hours`, at most 7 d) re-enables it later; a reason follows "
+        "the name. A duration (`for 30m`, `for 2 hours`, at most {max_disable}) re-enables it later; a reason follows "
         "`because` or `--`, or simply the name. Without quotes, the longest run of first words that names an "
         "integration you can see is the name, and the words after it are the reason: "
         "`disable Jenkins builds failing since noon` switches off `Jenkins builds` with the reason "

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from bot.integrations.authz import INTEGRATION_PERMISSIONS
-from bot.text import bullet_list, code, quote_name
-from commands.args import parse_help_topic
+from bot.text import bullet_list, code, human_duration, quote_name
+from commands.args import MAX_DISABLE, parse_help_topic
 from commands.parser import Token
 from commands.registry import Command, CommandContext, Requirement
 from commands.reply import Reply
@@ -31,7 +31,11 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             return Reply(f"There is no command {quote_name(topic)} for you. Commands: {names}.", outcome="unknown")
         aliases = f" (also: {', '.join(command.aliases)})" if command.aliases else ""
         examples = bullet_list(code(f"{prefix} {e}") for e in command.examples)
-        text = f"{code(command.usage)}{aliases}\n{command.details or command.summary}"
+        # The longest timed disable is a setting (BOT_MAX_DISABLE): help says this server's.
+        details = (command.details or command.summary).replace(
+            MAX_DISABLE, human_duration(ctx.services.settings.bot_max_disable)
+        )
+        text = f"{code(command.usage)}{aliases}\n{details}"
         if command.examples:
             text += f"\nExamples:\n{examples}"
         if command not in offered:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from set_harness import Harness
 
 
@@ -54,3 +56,14 @@ async def test_help_enable_and_show_say_a_name_with_spaces_needs_no_quotes_and_i
         assert "needs no quotes" in text and "put a name with spaces in double quotes" not in text, text
     shown = await h.say("admin", "ops", "!integration show Jenkins builds")
     assert "`Jenkins builds` · incoming webhook" in shown.text, shown.text
+
+
+async def test_help_disable_names_this_servers_longest_timed_disable(h: Harness) -> None:
+    """Was: "at most 7 d" whatever BOT_MAX_DISABLE said; `disable … for` then refused what help offered."""
+    text = (await h.say("admin", "general", "!integration help disable")).text
+    assert "at most 7 d)" in text and "{max_disable}" not in text, text  # the default
+    h.services.settings = h.services.settings.model_copy(update={"bot_max_disable": timedelta(hours=12)})
+    text = (await h.say("admin", "general", "!integration help disable")).text
+    assert "at most 12 h)" in text, text
+    refused = await h.say("admin", "general", "!integration disable Grafana for 1d")
+    assert refused.outcome == "usage" and "12 h" in refused.text, refused.text
