@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from bot.normalize import normalize
+
 
 @dataclass(frozen=True)
 class Send:
@@ -138,10 +140,11 @@ def parse_line(line: str, *, script: bool = False) -> Action:
 
 
 def _flood(argument: str) -> Action:
+    argument = normalize(argument)  # a phone's curly quotes, as for chat commands
     name, _, last = argument.rpartition(" ")
     if not last.isdigit() or not name.strip():
         name, last = argument, ""
-    name = name.strip().strip("\"'`\u201c\u201d\u2018\u2019").strip()
+    name = name.strip().strip("\"'`").strip()
     if not name:
         return Invalid(f":flood needs an incoming webhook's name, e.g. :flood Grafana {FLOOD_DEFAULT}")
     count = int(last) if last else FLOOD_DEFAULT

@@ -19,6 +19,7 @@ import httpx
 
 from bot.demo.script_lines import FLOOD_DEFAULT, FLOOD_MAX
 from bot.errors import BotError
+from bot.normalize import name_key
 from sandbox.control import ControlError
 from sandbox.errors import MeteorError
 
@@ -78,13 +79,14 @@ def message_text(name: str, index: int) -> str:
 
 
 def find_incoming(documents: Sequence[Mapping[str, Any]], wanted: str) -> Mapping[str, Any]:
-    """The one incoming integration named `wanted` (case-insensitive) or with that id."""
-    key = wanted.strip().strip("\"'`").casefold()
+    """The one incoming integration named `wanted` or with that id; names compared as the bot
+    compares them (`name_key`: case, spacing and look-alike letters folded)."""
+    key = name_key(wanted)
     incoming = [d for d in documents if d.get("type") == "webhook-incoming"]
-    by_id = [d for d in incoming if str(d.get("_id")) == wanted.strip()]
-    found = by_id or [d for d in incoming if str(d.get("name") or "").casefold() == key]
+    by_id = [d for d in incoming if str(d.get("_id")) == wanted]
+    found = by_id or [d for d in incoming if name_key(str(d.get("name") or "")) == key]
     if not found:
-        others = [d for d in documents if str(d.get("name") or "").casefold() == key]
+        others = [d for d in documents if name_key(str(d.get("name") or "")) == key]
         if others:
             raise DemoTrafficError(f"`{wanted}` is an outgoing webhook: only incoming webhooks post into a room")
         raise DemoTrafficError(f"no incoming integration named `{wanted}`; :integrations lists them")

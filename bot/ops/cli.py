@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from bot.config import settings_help
+from bot.config import load_settings, settings_help
 from bot.errors import ConfigError
 from bot.ops.credentials_file import DEFAULT_USER, connection_settings
 
@@ -91,8 +91,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return healthcheck_main(args.env_file)
     try:
-        from bot.config import load_settings
-
         overrides = connection_settings(args.credentials_file, args.as_user) if args.credentials_file else None
         settings = load_settings(args.env_file, overrides)
         if args.command == "run":
