@@ -71,6 +71,12 @@ def _changes(before: Mapping[str, Any], after: Mapping[str, Any], keys: Iterable
     return change_lines(changes_between(shown_before, shown_after))
 
 
+async def _record(ctx: CommandContext, outcome: UpdateOutcome, last: AuditRecord) -> None:
+    """The undo's own audit row, naming the change it reverts."""
+    made = f"{last.at:%H:%M} UTC"
+    await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
+
+
 def _label(row: AuditRecord) -> str:
     return f"{quote_name(row.integration_name)} ({wording.kind_word(row.integration_type)})"
 
@@ -97,14 +103,10 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         )
     done = await ctx.services.integrations.resumed()  # resumed after a crash, its write stored
     if done is not None:
-        current, restore, outcome = (
-            done.before.document,
-            restore_changes(done.after.document, done.before.document),
-            done,
-        )
-        made = f"{last.at:%H:%M} UTC"
-        await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
-        return _undone(what, current, restore, outcome, rights)
+        current = done.before.document
+        restore = restore_changes(done.after.document, current)
+        await _record(ctx, done, last)
+        return _undone(what, current, restore, done, rights)
     try:
         # The comparison and the write hold the integration's lock: nothing of the bot's lands between.
         async with ctx.services.integrations.editing(last.after) as edit:
@@ -128,8 +130,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                 )
             outcome = await edit.apply(restore, rights=rights)
             # Recorded under the lock, so a timer of this integration firing next sees its row re-based.
-            made = f"{last.at:%H:%M} UTC"
-            await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
+            await _record(ctx, outcome, last)
     except IntegrationNotFound:
         return Reply(f"I can't undo {what}: the integration no longer exists.", outcome="not-found")
     return _undone(what, current, restore, outcome, rights)
