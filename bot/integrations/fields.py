@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 from bot.errors import UserInputError
 from bot.integrations.service import display
 from bot.integrations.similar import Measure, closest, either, rooms_like
+from bot.integrations.wording import kind_word
 from bot.rocketchat.models import INCOMING, OUTGOING, Integration
 
 __all__ = [
@@ -526,10 +527,6 @@ def _remove(working: list[str], item: str) -> bool:
     return False
 
 
-def _kind_word(kind: str) -> str:
-    return "incoming" if kind == INCOMING else "outgoing"
-
-
 # The rank of a problem about a field the caller did not type (a rule across fields): listed last.
 _AFTER_EVERY_TYPED_FIELD: Final = 1_000_000
 
@@ -576,9 +573,9 @@ class _Planner:
             return
         self.ranks.setdefault(spec.key, rank)
         if self.kind not in spec.kinds:
-            other = _kind_word(next(iter(spec.kinds)))
+            other = kind_word(next(iter(spec.kinds)))
             self.problem(
-                spec, f"only {other} webhooks have it, and {shown(self.current.name)} is {_kind_word(self.kind)}"
+                spec, f"only {other} webhooks have it, and {shown(self.current.name)} is {kind_word(self.kind)}"
             )
             return
         if spec.key not in self.asked:
