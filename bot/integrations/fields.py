@@ -69,6 +69,7 @@ __all__ = [
     "is_unset",
     "plan_changes",
     "refusal",
+    "rooms_hint",
     "shown",
 ]
 
@@ -156,6 +157,12 @@ def shown(text: str, limit: int = 40) -> str:
     if len(flat) > limit:
         flat = flat[: limit - 1] + "…"
     return f"`{flat}`" if flat else '""'
+
+
+def rooms_hint(word: str, rooms: Collection[str]) -> str:
+    """`#a` or `#b`: the rooms of `rooms` (the caller's) that `word` may mean, as a refusal shows
+    them (`bot.integrations.similar.rooms_like`); "" when none is close."""
+    return either([shown(f"#{room}") for room in rooms_like(word, rooms)])
 
 
 def _boolean(text: str, kind: str) -> bool:
@@ -560,8 +567,8 @@ class _Planner:
 
     def invalid(self, spec: FieldSpec, exc: Invalid) -> None:
         """A value `spec.parse` refused; a room typed without `#` gets the rooms it may mean."""
-        rooms = rooms_like(exc.bare_room, self.rooms) if exc.bare_room is not None else []
-        hint = f" (did you mean {either([shown(f'#{room}') for room in rooms])}?)" if rooms else ""
+        rooms = rooms_hint(exc.bare_room, self.rooms) if exc.bare_room is not None else ""
+        hint = f" (did you mean {rooms}?)" if rooms else ""
         self.problem(spec, f"{exc}{hint}")
 
     def assign(self, assignment: Assignment, rank: int = 0) -> None:
