@@ -199,7 +199,7 @@ def single_line(text: str) -> str:
         if char.isspace() or category in ("Zs", "Zl", "Zp"):
             if out and out[-1] != " ":
                 out.append(" ")
-        elif category == "Cc" or (category == "Cf" and char not in "\u200b\u200c\u200d"):
+        elif _dropped_by_single_line(char):
             continue
         else:
             out.append(char)

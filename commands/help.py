@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.integrations.authz import INTEGRATION_PERMISSIONS
+from bot.integrations.authz import INTEGRATION_PERMISSIONS, MANAGE_OWN_INCOMING, MANAGE_OWN_OUTGOING
 from bot.text import bullet_list, code, human_duration, quote_name
 from commands.args import MAX_DISABLE, parse_help_topic
 from commands.parser import Token
@@ -42,8 +42,8 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             needs = ", ".join(code(p) for p in INTEGRATION_PERMISSIONS)
             text += (
                 f"\n⛔ You can't run {code(command.name)}: it needs one of {needs}. "
-                f"Ask an admin for {code('manage-own-incoming-integrations')} or "
-                f"{code('manage-own-outgoing-integrations')} to manage the integrations you create."
+                f"Ask an admin for {code(MANAGE_OWN_INCOMING)} or "
+                f"{code(MANAGE_OWN_OUTGOING)} to manage the integrations you create."
             )
             return Reply(text, outcome="denied")
         return Reply(text)

@@ -53,6 +53,10 @@ class PendingChange:
     created: datetime
     expires: datetime
 
+    def asked_by(self, user_id: str, room_id: str) -> bool:
+        """Whether this caller asked for it in this room (only they may confirm it there)."""
+        return self.user_id == user_id and self.room_id == room_id
+
 
 @dataclass(frozen=True)
 class Taken:
@@ -100,19 +104,18 @@ class PendingChanges:
         self._prune(now)
         wanted = code.strip().upper()
         change = self._by_code.get(wanted)
-        if change is None and wanted in self._taken:
-            busy = self._taken[wanted]
-            if busy.user_id != user_id or busy.room_id != room_id:
-                return Taken(Status.FOREIGN)
-            return Taken(Status.APPLYING, busy)
-        if change is None and wanted in self._applied:
-            done, at = self._applied[wanted]
-            if done.user_id != user_id or done.room_id != room_id:
-                return Taken(Status.FOREIGN)
-            return Taken(Status.APPLIED, done, at)
         if change is None:
-            return Taken(Status.UNKNOWN)
-        if change.user_id != user_id or change.room_id != room_id:
+            # Taken already: being applied now, or applied (remembered for a while), or unknown.
+            at: datetime | None = None
+            if wanted in self._taken:
+                status, change = Status.APPLYING, self._taken[wanted]
+            elif wanted in self._applied:
+                status = Status.APPLIED
+                change, at = self._applied[wanted]
+            else:
+                return Taken(Status.UNKNOWN)
+            return Taken(status, change, at) if change.asked_by(user_id, room_id) else Taken(Status.FOREIGN)
+        if not change.asked_by(user_id, room_id):
             return Taken(Status.FOREIGN)
         if now >= change.expires:
             return Taken(Status.EXPIRED)
@@ -123,7 +126,7 @@ class PendingChanges:
     def take_latest(self, *, user_id: str, room_id: str, now: datetime) -> Taken:
         """`yes`: the caller's most recent change asked for in this room."""
         self._prune(now)
-        mine = [c for c in self._by_code.values() if c.user_id == user_id and c.room_id == room_id]
+        mine = [c for c in self._by_code.values() if c.asked_by(user_id, room_id)]
         if not mine:
             return Taken(Status.NOTHING)
         latest = max(mine, key=lambda c: c.created)

@@ -25,6 +25,11 @@ def _yes(value: Any) -> str:
     return "yes" if value is True else "no"
 
 
+def _stored(value: Any, missing: str) -> str:
+    """A stored value shown exactly (`verbatim`), or `missing` when it is not set."""
+    return verbatim(str(value)) if replies.present(value) else missing
+
+
 def _who_when(document: dict[str, Any], who: str, when: str, now: Any) -> str | None:
     person = document.get(who)
     name = person.get("username") if isinstance(person, dict) else None
@@ -47,8 +52,7 @@ def describe(integration: Integration, now: Any) -> str:
         f"id: {code(integration.id)}",
     ]
     if integration.is_outgoing:
-        event = doc.get("event")
-        lines.append(f"event: {verbatim(str(event)) if replies.present(event) else '—'}")
+        lines.append(f"event: {_stored(doc.get('event'), '—')}")
     if integration.channels:
         lines.append("channel: " + ", ".join(verbatim(c) for c in integration.channels))
     for key, title in (("username", "posts as"), ("alias", "alias"), ("emoji", "emoji")):
@@ -67,10 +71,8 @@ def describe(integration: Integration, now: Any) -> str:
         if replies.present(doc.get("targetRoom")):
             lines.append(f"target room: {verbatim(str(doc['targetRoom']))}")
         if doc.get("retryFailedCalls"):
-            count, delay = doc.get("retryCount"), doc.get("retryDelay")
-            shown_count = verbatim(str(count)) if replies.present(count) else "?"
-            shown_delay = verbatim(str(delay)) if replies.present(delay) else "?"
-            lines.append(f"retry failed calls: {shown_count} × {shown_delay}")
+            count, delay = _stored(doc.get("retryCount"), "?"), _stored(doc.get("retryDelay"), "?")
+            lines.append(f"retry failed calls: {count} × {delay}")
         else:
             lines.append("retry failed calls: no")
         lines.append(

@@ -15,15 +15,15 @@ the change with its command instead.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
 from bot.errors import IntegrationNotFound, PermissionDenied, UsageError
 from bot.integrations import wording
 from bot.integrations.authz import CallerRights, may_list, may_update
-from bot.integrations.change_lines import change_lines, changes_between
-from bot.integrations.documents import changed_fields, hide_rooms, last_touch, restore_changes, saved_again
+from bot.integrations.change_lines import room_safe_change_lines
+from bot.integrations.documents import changed_fields, last_touch, restore_changes, saved_again
 from bot.rocketchat.models import UpdateOutcome
 from bot.state.store import AuditRecord
 from bot.text import ago, code, quote_name, safe_text
@@ -52,7 +52,9 @@ def _conflict(
             parts.append(ago(touch.at, now))
         who = f" (last saved by {', '.join(parts)})"
     details = (
-        ":\n" + _changes(last.after, current, changed, rights) if changed else ", saved again without visible changes."
+        ":\n" + room_safe_change_lines(last.after, current, changed, rights.sees_room)
+        if changed
+        else ", saved again without visible changes."
     )
     return Reply(
         f"⚠️ I did not undo {what}: it was changed since{who}, and undoing now would overwrite that. "
@@ -61,14 +63,10 @@ def _conflict(
     )
 
 
-def _changes(before: Mapping[str, Any], after: Mapping[str, Any], keys: Iterable[str], rights: CallerRights) -> str:
-    """The fields `keys` from `before` to `after`, written as `set` writes them (`(none)` for an
-    empty value, each list entry in a code span, a token never shown), rooms the reader may not
-    see replaced."""
-    sees = rights.sees_room
-    shown_before = {key: hide_rooms(key, before.get(key), sees) for key in keys}
-    shown_after = {key: hide_rooms(key, after.get(key), sees) for key in shown_before}
-    return change_lines(changes_between(shown_before, shown_after))
+async def _record(ctx: CommandContext, outcome: UpdateOutcome, last: AuditRecord) -> None:
+    """The undo's own audit row, naming the change it reverts."""
+    made = f"{last.at:%H:%M} UTC"
+    await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
 
 
 def _label(row: AuditRecord) -> str:
@@ -97,14 +95,10 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         )
     done = await ctx.services.integrations.resumed()  # resumed after a crash, its write stored
     if done is not None:
-        current, restore, outcome = (
-            done.before.document,
-            restore_changes(done.after.document, done.before.document),
-            done,
-        )
-        made = f"{last.at:%H:%M} UTC"
-        await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
-        return _undone(what, current, restore, outcome, rights)
+        current = done.before.document
+        restore = restore_changes(done.after.document, current)
+        await _record(ctx, done, last)
+        return _undone(what, current, restore, done, rights)
     try:
         # The comparison and the write hold the integration's lock: nothing of the bot's lands between.
         async with ctx.services.integrations.editing(last.after) as edit:
@@ -128,8 +122,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                 )
             outcome = await edit.apply(restore, rights=rights)
             # Recorded under the lock, so a timer of this integration firing next sees its row re-based.
-            made = f"{last.at:%H:%M} UTC"
-            await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
+            await _record(ctx, outcome, last)
     except IntegrationNotFound:
         return Reply(f"I can't undo {what}: the integration no longer exists.", outcome="not-found")
     return _undone(what, current, restore, outcome, rights)
@@ -138,7 +131,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
 def _undone(
     what: str, current: Mapping[str, Any], restore: Mapping[str, Any], outcome: UpdateOutcome, rights: CallerRights
 ) -> Reply:
-    restored = _changes(current, restore, restore, rights)
+    restored = room_safe_change_lines(current, restore, restore, rights.sees_room)
     off = "\nIt stays disabled until someone enables it." if outcome.after.enabled is False else ""
     return Reply(f"↩️ Undid {what}:\n{restored}{off}", outcome="changed")
 

@@ -46,11 +46,10 @@ from bot.errors import (
 )
 from bot.incident.audit_room import AuditRoom
 from bot.integrations.authz import RightsCache
-from bot.integrations.change_lines import change_lines, changes_between
+from bot.integrations.change_lines import room_safe_change_lines
 from bot.integrations.documents import (
     NOT_AUTHORIZED,
     changed_fields,
-    hide_rooms,
     last_touch,
     read_integration,
     saved_again,
@@ -265,10 +264,8 @@ class TimerService:
                 note = "changed after the timed disable: " + ", ".join(sorted(changed))
                 # Written as `set` and `undo` write a change (values exact, a token or a script
                 # never shown), every `#room` hidden: a notice is read by everyone in its room.
-                before = {key: hide_rooms(key, snapshot.get(key), _no_room) for key in changed}
-                after = {key: hide_rooms(key, current.get(key), _no_room) for key in before}
-                details = f"it was changed after I disabled it{who}, so I left it as it is:\n" + change_lines(
-                    changes_between(before, after)
+                details = f"it was changed after I disabled it{who}, so I left it as it is:\n" + room_safe_change_lines(
+                    snapshot, current, changed, _no_room
                 )
             else:
                 note = "saved again after the timed disable"

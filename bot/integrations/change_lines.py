@@ -9,9 +9,10 @@ so a value copied from a preview, an applied change or an undo can be typed back
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from bot.integrations.documents import hide_rooms
 from bot.integrations.fields import BY_KEY, Change, is_unset
 from bot.integrations.service import display
 from bot.text import code, neutralize_mentions, safe_text, single_line, verbatim
@@ -58,3 +59,13 @@ def changes_between(before: Mapping[str, Any], updates: Mapping[str, Any]) -> li
     order = {key: index for index, key in enumerate(BY_KEY)}
     keys = sorted(updates, key=lambda key: order.get(key, len(order)))
     return [Change(key, before.get(key), updates[key]) for key in keys]
+
+
+def room_safe_change_lines(
+    before: Mapping[str, Any], after: Mapping[str, Any], keys: Iterable[str], sees: Callable[[str], bool]
+) -> str:
+    """`change_lines` for the fields `keys` from `before` to `after`, every room `sees` refuses
+    hidden (`bot.integrations.documents.hide_rooms`)."""
+    shown_before = {key: hide_rooms(key, before.get(key), sees) for key in keys}
+    shown_after = {key: hide_rooms(key, after.get(key), sees) for key in shown_before}
+    return change_lines(changes_between(shown_before, shown_after))

@@ -20,8 +20,7 @@ from __future__ import annotations
 from collections.abc import Collection
 
 from bot.errors import ServerRejected
-from bot.integrations.fields import Plan, Problem, Reference, refusal, shown
-from bot.integrations.similar import either, rooms_like
+from bot.integrations.fields import Plan, Problem, Reference, refusal, rooms_hint, shown
 from bot.rocketchat.models import UserInfo
 from bot.rocketchat.rest import RestClient
 
@@ -71,8 +70,8 @@ async def _check(
     if sigil == "#":
         if await _room_exists(rest, ident):
             return None, None
-        close = rooms_like(ident, rooms)
-        hint = f"; did you mean {either([shown(f'#{room}') for room in close])}?" if close else ""
+        close = rooms_hint(ident, rooms)
+        hint = f"; did you mean {close}?" if close else ""
         return f"{reference.key}: there is no room {shown(entry)} (by name or id){hint}", None
     if await _user(rest, username=ident) is not None or await _user(rest, user_id=ident) is not None:
         return None, None

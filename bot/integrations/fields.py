@@ -48,6 +48,7 @@ from urllib.parse import urlsplit
 from bot.errors import UserInputError
 from bot.integrations.service import display
 from bot.integrations.similar import Measure, closest, either, rooms_like
+from bot.integrations.wording import kind_word
 from bot.rocketchat.models import INCOMING, OUTGOING, Integration
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "is_unset",
     "plan_changes",
     "refusal",
+    "rooms_hint",
     "shown",
 ]
 
@@ -155,6 +157,12 @@ def shown(text: str, limit: int = 40) -> str:
     if len(flat) > limit:
         flat = flat[: limit - 1] + "…"
     return f"`{flat}`" if flat else '""'
+
+
+def rooms_hint(word: str, rooms: Collection[str]) -> str:
+    """`#a` or `#b`: the rooms of `rooms` (the caller's) that `word` may mean, as a refusal shows
+    them (`bot.integrations.similar.rooms_like`); "" when none is close."""
+    return either([shown(f"#{room}") for room in rooms_like(word, rooms)])
 
 
 def _boolean(text: str, kind: str) -> bool:
@@ -526,10 +534,6 @@ def _remove(working: list[str], item: str) -> bool:
     return False
 
 
-def _kind_word(kind: str) -> str:
-    return "incoming" if kind == INCOMING else "outgoing"
-
-
 # The rank of a problem about a field the caller did not type (a rule across fields): listed last.
 _AFTER_EVERY_TYPED_FIELD: Final = 1_000_000
 
@@ -563,8 +567,8 @@ class _Planner:
 
     def invalid(self, spec: FieldSpec, exc: Invalid) -> None:
         """A value `spec.parse` refused; a room typed without `#` gets the rooms it may mean."""
-        rooms = rooms_like(exc.bare_room, self.rooms) if exc.bare_room is not None else []
-        hint = f" (did you mean {either([shown(f'#{room}') for room in rooms])}?)" if rooms else ""
+        rooms = rooms_hint(exc.bare_room, self.rooms) if exc.bare_room is not None else ""
+        hint = f" (did you mean {rooms}?)" if rooms else ""
         self.problem(spec, f"{exc}{hint}")
 
     def assign(self, assignment: Assignment, rank: int = 0) -> None:
@@ -576,9 +580,9 @@ class _Planner:
             return
         self.ranks.setdefault(spec.key, rank)
         if self.kind not in spec.kinds:
-            other = _kind_word(next(iter(spec.kinds)))
+            other = kind_word(next(iter(spec.kinds)))
             self.problem(
-                spec, f"only {other} webhooks have it, and {shown(self.current.name)} is {_kind_word(self.kind)}"
+                spec, f"only {other} webhooks have it, and {shown(self.current.name)} is {kind_word(self.kind)}"
             )
             return
         if spec.key not in self.asked:
