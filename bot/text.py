@@ -128,7 +128,8 @@ def _visible_after(text: str, index: int) -> str:
     """The two characters after `text[index]` once `single_line` has dropped what it drops: a
     marker pair split only by a control character (`|` ESC `|`) is a pair on one line."""
     found: list[str] = []
-    for char in text[index + 1 :]:
+    for position in range(index + 1, len(text)):  # by index: no copy of the rest per character
+        char = text[position]
         if not _dropped_by_single_line(char):
             found.append(char)
             if len(found) == 2:
