@@ -21,7 +21,8 @@ into this tree at the client boundary, so command code never catches a library e
     │   │   └── MessageIdTaken      a message id the bot chose is held by someone else's message
     │   └── Unavailable             5xx, timeouts, connection errors (after retries)
     │       └── OutcomeUnknown      a write was sent, and whether it was stored can't be told
-    └── VerificationFailed          a write was stored differently than intended
+    ├── VerificationFailed          a write was stored differently than intended
+    └── StateUnavailable            the state database cannot be reached or refused a statement
 """
 
 from __future__ import annotations
@@ -190,3 +191,14 @@ class VerificationFailed(BotError):
         self.integration_id = integration_id
         self.differences = dict(differences)
         super().__init__(f"integration {integration_id}: stored result differs in {', '.join(sorted(differences))}")
+
+
+class StateUnavailable(BotError):
+    """The state database (a shared PostgreSQL, `BOT_STATE_URL`) cannot be reached, or failed a
+    statement: nothing that needs a record (a claim, a write intent, an audit row) may go on.
+    The message names the database's host and database, never its password."""
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.where = where
+        self.problem = problem
+        super().__init__(f"state database {where} unavailable: {problem}")

@@ -22,7 +22,6 @@ from bot.integrations.service import IntegrationService
 from bot.rocketchat.messages import ChatMessage
 from bot.rocketchat.rest import RestClient
 from bot.state.store import StateStore
-from bot.state.timer_store import TimerStore
 
 log = logs.get_logger("integrations_bot.incident")
 
@@ -46,7 +45,7 @@ class IncidentToolkit:
         self.rooms = RoomDirectory(rest)
         self.audit_room = AuditRoom(rest, settings.bot_audit_room, self.rooms, ids=state.message_ids, now=clock.now)
         self.timers = TimerService(
-            store=TimerStore(state),
+            store=state.timers,
             state=state,
             rest=rest,
             integrations=integrations,

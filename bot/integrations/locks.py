@@ -107,6 +107,11 @@ class LocalIntegrationLocks:
         entry = self._locks.get(integration_id)
         return entry is not None and entry.owner is not None
 
+    def holding(self, integration_id: str) -> bool:
+        """Whether the current task holds the integration's lock (taking it again re-enters)."""
+        entry = self._locks.get(integration_id)
+        return entry is not None and entry.owner is not None and entry.owner is asyncio.current_task()
+
     def hold(self, integration_id: str) -> AbstractAsyncContextManager[Held]:
         return self._hold(integration_id)
 

@@ -81,7 +81,7 @@ class JournaledIntegrationService(IntegrationService):
     command, never sends a write that already landed (see the module docstring)."""
 
     def __init__(self, rest: RestClient, state: StateStore, clock: Callable[[], datetime]) -> None:
-        super().__init__(rest)
+        super().__init__(rest, locks=state.locks)
         self._state = state
         self._clock = clock
 

@@ -1,4 +1,5 @@
-"""Timed disables in the state database (the `timers` table of migration 3 in `bot/state/store.py`).
+"""Timed disables in the state database (the `timers` table of migration 3, `bot/state/sqlite.py`
+and `bot/state/postgres.py`), on either backend.
 
 Every transition is one compare-and-set UPDATE on the row's `revision`: the scheduler expiring a
 timer and a command ending it early may race, and exactly one of them wins; the loser gets None
@@ -9,14 +10,13 @@ partial unique index), so two `disable X for …` commands racing cannot both sc
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from bot.rocketchat.ejson import decode_date
-from bot.state.store import StateStore
+from bot.state.database import Database
 from bot.state.timer_states import PENDING, TimedDisable, TimerEvent, TimerState, next_state
 
 _COLUMNS: Final = (
@@ -59,35 +59,34 @@ class TimerDraft:
 
 
 class TimerStore:
-    def __init__(self, state: StateStore) -> None:
-        self._state = state
+    def __init__(self, database: Database) -> None:
+        self._db = database
 
     async def schedule(self, draft: TimerDraft) -> TimedDisable | None:
         """Record a timed disable in state `scheduled`; None when one is already pending for
         this integration (the partial unique index refuses a second)."""
-        try:
-            cursor = self._state.db.execute(
-                "INSERT INTO timers (state, integration_id, integration_name, integration_type, created_at, due_at,"
-                " actor_id, actor_username, reason, room_id, thread_id, message_id)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    TimerState.SCHEDULED.value,
-                    draft.integration_id,
-                    draft.integration_name,
-                    draft.integration_type,
-                    _ts(draft.created_at),
-                    _ts(draft.due_at),
-                    draft.actor_id,
-                    draft.actor_username,
-                    draft.reason,
-                    draft.room_id,
-                    draft.thread_id,
-                    draft.message_id,
-                ),
-            )
-        except sqlite3.IntegrityError:
+        rows = await self._db.rows(
+            "INSERT INTO timers (state, integration_id, integration_name, integration_type, created_at, due_at,"
+            " actor_id, actor_username, reason, room_id, thread_id, message_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            (
+                TimerState.SCHEDULED.value,
+                draft.integration_id,
+                draft.integration_name,
+                draft.integration_type,
+                _ts(draft.created_at),
+                _ts(draft.due_at),
+                draft.actor_id,
+                draft.actor_username,
+                draft.reason,
+                draft.room_id,
+                draft.thread_id,
+                draft.message_id,
+            ),
+        )
+        if not rows:
             return None
-        found = await self.get(int(cursor.lastrowid or 0))
+        found = await self.get(int(rows[0][0]))
         assert found is not None
         return found
 
@@ -141,16 +140,16 @@ class TimerStore:
             sets["ended_at"] = _ts(at)
             sets["end_note"] = note
         assignments = ", ".join(f"{column} = ?" for column in sets)
-        cursor = self._state.db.execute(
+        changed = await self._db.count(
             f"UPDATE timers SET {assignments}, revision = revision + 1 WHERE id = ? AND revision = ?",  # noqa: S608
             (*sets.values(), timer.id, timer.revision),
         )
-        if cursor.rowcount != 1:
+        if changed != 1:
             return None
         return await self.get(timer.id)
 
     async def _select(self, where: str, params: tuple[Any, ...]) -> list[TimedDisable]:
-        rows = self._state.db.execute(f"SELECT {_COLUMNS} FROM timers {where}", params).fetchall()  # noqa: S608
+        rows = await self._db.rows(f"SELECT {_COLUMNS} FROM timers {where}", params)  # noqa: S608
         return [_timer(row) for row in rows]
 
 

@@ -25,7 +25,7 @@ from bot.rocketchat.models import UpdateOutcome
 from bot.rocketchat.rest import RestClient
 from bot.state.store import AuditRecord, StateStore
 from bot.state.timer_states import TimedDisable, TimerState
-from bot.state.timer_store import TimerDraft, TimerStore
+from bot.state.timer_store import TimerDraft
 from sandbox.config import SandboxConfig
 from sandbox.control import incoming_integration_document
 from sandbox.rest import create_rest_app
@@ -79,7 +79,7 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     state = await StateStore.open(tmp_path / "state.sqlite3")
     clock = ManualClock(START)
     timers = TimerService(
-        store=TimerStore(state),
+        store=state.timers,
         state=state,
         rest=rest,
         integrations=IntegrationService(rest),

@@ -54,14 +54,14 @@ def draft(integration_id: str = "i1", *, minutes: int = 30, message_id: str = "m
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[TimerStore]:
     state = await StateStore.open(tmp_path / "state.sqlite3")
-    yield TimerStore(state)
+    yield state.timers
     await state.close()
 
 
 async def test_a_timed_disable_goes_through_its_states_and_keeps_what_it_needs(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     state = await StateStore.open(path)
-    timers = TimerStore(state)
+    timers = state.timers
     scheduled = await timers.schedule(draft())
     assert scheduled is not None and scheduled.state is TimerState.SCHEDULED and scheduled.disabled_document is None
     active = await timers.transition(scheduled, TimerEvent.CONFIRMED, at=NOW, document=DISABLED, audit_id=7)
@@ -75,7 +75,7 @@ async def test_a_timed_disable_goes_through_its_states_and_keeps_what_it_needs(t
 
     # kill -9 / restart: everything is still there, in the same state.
     reopened_state = await StateStore.open(path)
-    reopened = TimerStore(reopened_state)
+    reopened = reopened_state.timers
     (pending,) = await reopened.pending()
     assert pending == extended
     assert (pending.reason, pending.room_id, pending.thread_id, pending.actor_username) == (
@@ -160,7 +160,7 @@ async def test_a_version_1_file_opens_with_its_data_intact(tmp_path: Path) -> No
     assert row.until is None and row.undoes is None
     assert await state.cursors() == {"GENERAL": NOW}
     # The new parts work on the upgraded file.
-    timers = TimerStore(state)
+    timers = state.timers
     assert await timers.schedule(draft()) is not None
     new_id = await state.record(
         AuditRecord(
@@ -176,10 +176,10 @@ async def test_a_version_1_file_opens_with_its_data_intact(tmp_path: Path) -> No
 async def test_migrating_twice_is_a_no_op(tmp_path: Path) -> None:
     path = tmp_path / "state.sqlite3"
     state = await StateStore.open(path)
-    timers = TimerStore(state)
+    timers = state.timers
     scheduled = await timers.schedule(draft())
     await state.close()
     again = await StateStore.open(path)
     assert await again.schema_version() == SCHEMA_VERSION
-    assert await TimerStore(again).pending() == [scheduled]
+    assert await again.timers.pending() == [scheduled]
     await again.close()

@@ -1,0 +1,74 @@
+"""The storage protocol: what a database must do for the state store (`bot/state/store.py`).
+
+The store's statements are written once, in the SQL both backends speak (`?` placeholders,
+`INSERT … ON CONFLICT DO NOTHING … RETURNING`, partial unique indexes); a backend runs them and
+supplies the few words that differ. Two backends implement it:
+
+- `bot/state/sqlite.py`: one file (`BOT_STATE_DB`), one process: the embedded default;
+- `bot/state/postgres.py`: a PostgreSQL server (`BOT_STATE_URL`) shared by several replicas.
+
+Each backend owns its schema and migrations (the DDL differs), numbered alike: version N means
+the same tables and columns on both, so code that needs version N works on either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from bot.integrations.locks import IntegrationLocks
+
+Row = tuple[Any, ...]
+
+
+class Database(Protocol):
+    @property
+    def kind(self) -> str:
+        """ "sqlite" or "postgresql"."""
+        ...
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may use this database at the same time (claims are then
+        leased, and only expired leases are taken over)."""
+        ...
+
+    @property
+    def greatest(self) -> str:
+        """The SQL function of the larger of two values (SQLite: MAX, PostgreSQL: GREATEST)."""
+        ...
+
+    @property
+    def skip_locked(self) -> str:
+        """What a sub-select that picks rows to take adds so that two processes never pick the
+        same row (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite, one writer: nothing)."""
+        ...
+
+    @property
+    def locks(self) -> IntegrationLocks:
+        """The per-integration write lock of everyone using this database."""
+        ...
+
+    def describe(self) -> str:
+        """Where the state lives, for logs and `check` (never a password)."""
+        ...
+
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        """Run one statement (its own transaction) and return its rows (none for a write
+        without RETURNING). Raises `StateUnavailable` when the database cannot be used."""
+        ...
+
+    async def count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        """Run one write statement; the number of rows it changed."""
+        ...
+
+    async def schema_version(self) -> int: ...
+
+    async def ping(self) -> None:
+        """Raise `StateUnavailable` unless the database answers now (for `/readyz`)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+__all__ = ["Database", "Row"]

@@ -1,0 +1,367 @@
+"""The PostgreSQL backend of the state store (`bot/state/store.py`): `BOT_STATE_URL`, shared by replicas.
+
+Several `integrations-bot run` processes use one database and keep every promise one process
+keeps (docs/architecture.md, "Several replicas"):
+- a command is claimed once (a primary key; `INSERT … ON CONFLICT DO NOTHING`), by whichever
+  replica's claim commits first; the claim carries its owner and a lease (`bot/state/store.py`);
+- a read-modify-write of one integration holds that integration's lock in the database for its
+  whole span (`SharedIntegrationLocks`: `pg_advisory_xact_lock` in a transaction of its own, so
+  it is released by COMMIT/ROLLBACK or by the server when the connection dies; never a
+  session-level lock, which a transaction-pooling PgBouncer would hand to the wrong client);
+- migrations run once, whoever starts first: under a transaction-level advisory lock, each
+  replica reads `schema_version` and applies what is missing; a newer schema is refused.
+
+Driver: psycopg 3 with psycopg-pool. Two pools: one for statements (each its own autocommit
+transaction: a claim, an audit row) and one for integration locks (a connection is held, idle in
+its transaction, while the bot reads and writes the integration over REST). Keeping them apart
+means a burst of held locks can never starve the statements their holders need. A connection is
+checked before it is handed out (one empty round trip), so after a database restart the first
+command does not fail on a connection the restart broke; prepared statements are off, so a
+transaction-pooling PgBouncer in front works.
+
+When the database cannot be reached, every statement raises `StateUnavailable` after at most
+`statement_timeout` seconds (waiting for a connection); the pools reconnect by themselves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
+from dataclasses import dataclass
+from typing import Any, Final
+
+import psycopg
+from psycopg import conninfo as pg_conninfo
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
+
+from bot import logs
+from bot.errors import ConfigError, StateUnavailable
+from bot.integrations.locks import Held, IntegrationLocks, LocalIntegrationLocks, ReadMark
+from bot.state.database import Row
+
+log = logs.get_logger("integrations_bot.state")
+
+# The schema this release writes; versions as in bot/state/sqlite.py (the PostgreSQL backend
+# begins at 6, the first version with owners and leases on claims). Entry N upgrades N-1 to N.
+FIRST_VERSION: Final = 6
+MIGRATIONS: Final[dict[int, str]] = {
+    6: """
+    CREATE TABLE processed_messages (
+        message_id  text PRIMARY KEY,
+        room_id     text NOT NULL,
+        message_ts  double precision NOT NULL,
+        claimed_at  double precision NOT NULL,
+        status      text NOT NULL CHECK (status IN ('claimed', 'done', 'ignored')),
+        outcome     text,
+        owner       text,
+        lease_until double precision
+    );
+    CREATE INDEX processed_messages_claimed_at ON processed_messages (claimed_at);
+    CREATE INDEX processed_messages_unfinished ON processed_messages (lease_until) WHERE status = 'claimed';
+    CREATE TABLE audit (
+        id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        at               double precision NOT NULL,
+        actor_id         text NOT NULL,
+        actor_username   text NOT NULL,
+        room_id          text,
+        message_id       text,
+        integration_id   text NOT NULL,
+        integration_name text NOT NULL,
+        integration_type text NOT NULL,
+        action           text NOT NULL,
+        reason           text,
+        before_json      text,
+        after_json       text,
+        until_at         double precision,
+        undoes           bigint
+    );
+    CREATE INDEX audit_integration ON audit (integration_id, at);
+    CREATE INDEX audit_actor ON audit (actor_id, at);
+    CREATE INDEX audit_at ON audit (at);
+    CREATE INDEX audit_message ON audit (message_id);
+    CREATE UNIQUE INDEX audit_once ON audit (message_id, integration_id, action) WHERE message_id IS NOT NULL;
+    CREATE TABLE room_cursors (
+        room_id   text PRIMARY KEY,
+        last_seen double precision NOT NULL
+    );
+    CREATE TABLE write_intents (
+        message_id     text NOT NULL,
+        integration_id text NOT NULL,
+        at             double precision NOT NULL,
+        before_json    text NOT NULL,
+        intended_json  text NOT NULL,
+        PRIMARY KEY (message_id, integration_id)
+    );
+    CREATE TABLE timers (
+        id                  bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        revision            integer NOT NULL DEFAULT 0,
+        state               text NOT NULL
+                            CHECK (state IN ('scheduled', 'active', 'expired', 'cancelled', 'overridden', 'failed')),
+        integration_id      text NOT NULL,
+        integration_name    text NOT NULL,
+        integration_type    text NOT NULL,
+        created_at          double precision NOT NULL,
+        due_at              double precision NOT NULL,
+        actor_id            text NOT NULL,
+        actor_username      text NOT NULL,
+        reason              text,
+        room_id             text,
+        thread_id           text,
+        message_id          text,
+        audit_id            bigint,
+        disabled_updated_at text,
+        disabled_json       text,
+        ended_at            double precision,
+        end_note            text
+    );
+    CREATE UNIQUE INDEX timers_one_pending ON timers (integration_id) WHERE state IN ('scheduled', 'active');
+    CREATE INDEX timers_state_due ON timers (state, due_at);
+    CREATE TABLE secrets (
+        name  text PRIMARY KEY,
+        value bytea NOT NULL
+    );
+    CREATE TABLE confirmations (
+        code           text PRIMARY KEY,
+        user_id        text NOT NULL,
+        room_id        text NOT NULL,
+        integration_id text NOT NULL,
+        snapshot_json  text NOT NULL,
+        updates_json   text NOT NULL,
+        created_at     double precision NOT NULL,
+        expires_at     double precision NOT NULL,
+        status         text NOT NULL CHECK (status IN ('waiting', 'applying', 'applied')),
+        applied_at     double precision
+    );
+    CREATE INDEX confirmations_caller ON confirmations (user_id, created_at)
+    """,
+}
+SCHEMA_VERSION: Final = max(MIGRATIONS)
+# Keys of the transaction-level advisory locks (a namespace of this bot's: hashtextextended of it).
+_MIGRATION_LOCK: Final = "integrations-bot:migrations"
+_INTEGRATION_LOCK: Final = "integrations-bot:integration:"
+# Connections per pool (per replica). Statements are short; locks are held across REST calls.
+STATEMENT_POOL: Final = 8
+LOCK_POOL: Final = 24
+
+
+def where_of(url: str) -> str:
+    """`user@host:port/db` of a URL: what logs and answers may show (never the password)."""
+    try:
+        parts = pg_conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "(an unreadable BOT_STATE_URL)"
+    host = parts.get("host") or "localhost"
+    port = parts.get("port") or "5432"
+    user = parts.get("user")
+    return f"{f'{user}@' if user else ''}{host}:{port}/{parts.get('dbname') or user or ''}"
+
+
+def _password_of(url: str) -> str | None:
+    with suppress(psycopg.ProgrammingError):
+        password = pg_conninfo.conninfo_to_dict(url).get("password")
+        return str(password) if password else None
+    return None
+
+
+def _dialect(sql: str, cache: dict[str, str] = {}) -> str:  # noqa: B006 (a cache on purpose)
+    """The store's SQL with psycopg's placeholders (`?` → `%s`); the statements hold no other `?` or `%`."""
+    translated = cache.get(sql)
+    if translated is None:
+        translated = cache[sql] = sql.replace("?", "%s")
+    return translated
+
+
+def _unavailable(where: str, exc: BaseException) -> StateUnavailable:
+    if isinstance(exc, PoolTimeout):
+        return StateUnavailable(where, "no connection to the database")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return StateUnavailable(where, first)
+
+
+# What "cannot use the database now" looks like; anything else (a constraint, a syntax error) is a bug.
+_DOWN: Final = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
+
+
+class PostgresDatabase:
+    """A PostgreSQL database behind two pools (see the module docstring)."""
+
+    kind = "postgresql"
+    shared = True
+    greatest = "GREATEST"
+    skip_locked = " FOR UPDATE SKIP LOCKED"
+
+    def __init__(self, url: str, *, statement_timeout: float = 5.0) -> None:
+        self.where = where_of(url)
+        logs.register_secret(_password_of(url))
+        options: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
+        common: dict[str, Any] = {
+            "kwargs": options,
+            "open": False,
+            "check": AsyncConnectionPool.check_connection,
+            "timeout": statement_timeout,
+            # Keep trying while the database is away (a restart, a fail-over): never give up.
+            "reconnect_timeout": 365 * 24 * 3600.0,
+        }
+        self._statements: AsyncConnectionPool = AsyncConnectionPool(
+            url, min_size=1, max_size=STATEMENT_POOL, name="state", **common
+        )
+        self._lock_pool: AsyncConnectionPool = AsyncConnectionPool(
+            url, min_size=1, max_size=LOCK_POOL, name="locks", **common
+        )
+        self._locks = SharedIntegrationLocks(self._lock_pool, self.where)
+
+    @classmethod
+    async def open(cls, url: str, *, connect_timeout: float = 10.0) -> PostgresDatabase:
+        """Connect and migrate. `StateUnavailable` when the server cannot be reached within
+        `connect_timeout`; `ConfigError` for a schema newer than this release."""
+        try:
+            pg_conninfo.conninfo_to_dict(url)
+        except psycopg.ProgrammingError as exc:
+            raise ConfigError(f"BOT_STATE_URL is not a PostgreSQL URL ({type(exc).__name__})") from None
+        database = cls(url)
+        try:
+            await database._open(within=connect_timeout)
+            await database._migrate()
+        except BaseException:
+            await database.close()
+            raise
+        return database
+
+    async def _open(self, *, within: float) -> None:
+        try:
+            await self._statements.open(wait=True, timeout=within)
+            await self._lock_pool.open(wait=True, timeout=within)
+        except _DOWN as exc:
+            raise _unavailable(self.where, exc) from None
+
+    async def _migrate(self) -> None:
+        try:
+            async with self._statements.connection() as conn, conn.transaction():
+                await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_MIGRATION_LOCK,))
+                await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
+                row = await (await conn.execute("SELECT max(version) FROM schema_version")).fetchone()
+                version = int(row[0]) if row is not None and row[0] is not None else 0
+                if version > SCHEMA_VERSION:
+                    raise ConfigError(
+                        f"BOT_STATE_URL: the database {self.where} has schema version {version}, newer than "
+                        f"this release supports ({SCHEMA_VERSION}); upgrade this replica to the release the others run"
+                    )
+                for number in sorted(n for n in MIGRATIONS if n > version):
+                    for statement in (s.strip() for s in MIGRATIONS[number].split(";")):
+                        if statement:
+                            await conn.execute(statement.encode())
+                    await conn.execute("DELETE FROM schema_version")
+                    await conn.execute("INSERT INTO schema_version (version) VALUES (%s)", (number,))
+                    log.info("state.migrated", where=self.where, version=number)
+        except _DOWN as exc:
+            raise _unavailable(self.where, exc) from None
+
+    @property
+    def locks(self) -> IntegrationLocks:
+        return self._locks
+
+    def describe(self) -> str:
+        return f"PostgreSQL {self.where}"
+
+    async def _execute(self, sql: str, params: Sequence[Any]) -> tuple[list[Row], int]:
+        try:
+            async with self._statements.connection() as conn:
+                cursor = await conn.execute(_dialect(sql), params if params else None)
+                rows = await cursor.fetchall() if cursor.description is not None else []
+                return [tuple(row) for row in rows], cursor.rowcount
+        except _DOWN as exc:
+            raise _unavailable(self.where, exc) from None
+
+    async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return (await self._execute(sql, params))[0]
+
+    async def count(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return (await self._execute(sql, params))[1]
+
+    async def schema_version(self) -> int:
+        rows = await self.rows("SELECT max(version) FROM schema_version")
+        return int(rows[0][0]) if rows and rows[0][0] is not None else 0
+
+    async def ping(self) -> None:
+        await self.rows("SELECT 1")
+
+    async def close(self) -> None:
+        await asyncio.gather(self._statements.close(), self._lock_pool.close(), return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class _SharedHeld:
+    integration_id: str
+
+    def untouched_since(self, mark: ReadMark) -> bool:
+        # Another replica may have written since any read this process made: always read again
+        # under the lock (one GET; see bot/integrations/locks.py).
+        return False
+
+
+class SharedIntegrationLocks:
+    """`IntegrationLocks` across every process on the database: an advisory lock per integration
+    id, taken inside a transaction held open for the lock's span. Within a process the local
+    locks come first (re-entrance, and one database connection per integration being changed,
+    not one per waiting task)."""
+
+    def __init__(
+        self, pool: AsyncConnectionPool, where: str, *, on_wait: Callable[[float], None] | None = None
+    ) -> None:
+        self._pool = pool
+        self._where = where
+        self._local = LocalIntegrationLocks()
+        self.on_wait = on_wait
+
+    def mark(self) -> ReadMark:
+        return self._local.mark()
+
+    def hold(self, integration_id: str) -> AbstractAsyncContextManager[Held]:
+        return self._hold(integration_id)
+
+    @asynccontextmanager
+    async def _hold(self, integration_id: str) -> AsyncIterator[Held]:
+        if self._local.holding(integration_id):  # re-entered by its holder: already held in the database
+            async with self._local.hold(integration_id) as held:
+                yield held
+            return
+        async with self._local.hold(integration_id):
+            started = time.monotonic()
+            try:
+                conn = await self._pool.getconn()
+            except _DOWN as exc:
+                raise _unavailable(self._where, exc) from None
+            try:
+                try:
+                    await conn.execute("BEGIN")
+                    await conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_INTEGRATION_LOCK + integration_id,)
+                    )
+                except _DOWN as exc:
+                    raise _unavailable(self._where, exc) from None
+                if self.on_wait is not None:
+                    self.on_wait(time.monotonic() - started)
+                yield _SharedHeld(integration_id)
+            finally:
+                # Ends the transaction, which releases the lock; a connection that broke meanwhile
+                # released it on the server already, and the pool discards it.
+                with suppress(*_DOWN):
+                    await conn.execute("ROLLBACK")
+                await self._pool.putconn(conn)
+
+
+def read_key(url: str, name: str) -> bytes:
+    """A secret of the store (the message-id key), read without changing anything (tools)."""
+    try:
+        with psycopg.connect(url, autocommit=True, connect_timeout=10) as conn:
+            row = conn.execute("SELECT value FROM secrets WHERE name = %s", (name,)).fetchone()
+    except psycopg.Error as exc:
+        raise ConfigError(f"BOT_STATE_URL: cannot read the message id key of {where_of(url)}: {exc}") from None
+    if row is None:
+        raise ConfigError(f"BOT_STATE_URL: {where_of(url)} has no message id key yet")
+    return bytes(row[0])
+
+
+__all__ = ["MIGRATIONS", "SCHEMA_VERSION", "PostgresDatabase", "SharedIntegrationLocks", "read_key", "where_of"]

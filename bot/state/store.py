@@ -1,0 +1,450 @@
+"""The bot's durable state, behind one class (`StateStore`) over a storage backend
+(`bot/state/database.py`): a SQLite file for one process, or a PostgreSQL shared by replicas.
+
+What lives here, and why it must survive restarts and `kill -9`:
+- processed message ids: a command is claimed before it runs, so neither a stream re-delivery,
+  a reconnect, a restart nor another replica runs it twice. A claim names its owner (the process
+  that runs it) and a lease the owner renews while it runs (`renew_claims`); a claim whose lease
+  ran out belongs to a process that died, and another takes it over (`take_over`) and decides,
+  with the write journal, whether the command's write landed (bot/runtime/recovery.py);
+- the audit trail: every change made through the bot, with the full document before and after,
+  so `history` and `undo` work and the audit room can be re-fed;
+- per-room cursors: the newest message time seen per room, so missed commands can be caught up;
+- write intents: a change about to be written for a command, so a crash mid-write is resolved
+  on restart without applying it twice;
+- timed disables (`bot/state/timer_store.py` owns that table): what to turn back on, when, and the
+  document the bot's disable produced, so a restart re-arms them and a manual change is noticed;
+- the key of the bot's message ids (`secrets`, bot/rocketchat/message_ids.py): made when the store
+  is first opened and kept, so an answer re-sent after a restart (or by another replica) has the
+  same id and is stored once. The bot derives it from its own secret credential (`key_seed`), so
+  a new store (the old one lost) gets the same key and a restart still recognises the answers
+  already in the rooms; without a seed it is random. Whoever reads the store can compute the
+  ids; keep it private (like the bot's credentials).
+
+Times are stored as seconds since the epoch (float) on both backends; leases compare the
+processes' own clocks, so keep the hosts' clocks synchronised (NTP), as staleness already needs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, Final
+
+from bot.errors import ConfigError
+from bot.integrations.locks import IntegrationLocks
+from bot.rocketchat.message_ids import KEY_BYTES, MessageIds, derive_key
+from bot.state.database import Database
+from bot.state.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteDatabase
+from bot.state.timer_store import TimerStore
+
+MESSAGE_ID_KEY: Final = "message-ids"
+# Messages claimed by one statement (4 parameters each, well below both backends' limits).
+CLAIM_BATCH: Final = 500
+# How long a claim stays its owner's without being renewed (the owner renews it every third of it).
+DEFAULT_LEASE: Final = timedelta(seconds=30)
+# Claims taken over by one statement.
+TAKEOVER_BATCH: Final = 100
+
+
+def read_message_ids(where: str | Path) -> MessageIds:
+    """The message ids of the bot whose state is `where` (a SQLite file, or a PostgreSQL URL), read
+    without changing anything: for tools beside a running bot (the end-to-end tests, the
+    benchmark) that look for its answers. Raises ConfigError when the store has no key yet."""
+    if isinstance(where, str) and where.startswith(("postgresql://", "postgres://")):
+        from bot.state.postgres import read_key
+
+        return MessageIds(read_key(where, MESSAGE_ID_KEY))
+    uri = Path(where).resolve().as_uri() + "?mode=ro"
+    try:
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as db:
+            row = db.execute("SELECT value FROM secrets WHERE name = ?", (MESSAGE_ID_KEY,)).fetchone()
+    except sqlite3.Error as exc:
+        raise ConfigError(f"BOT_STATE_DB: cannot read the message id key of {where}: {exc}") from None
+    if row is None:
+        raise ConfigError(f"BOT_STATE_DB: {where} has no message id key yet")
+    return MessageIds(bytes(row[0]))
+
+
+def _ts(when: datetime) -> float:
+    return when.timestamp()
+
+
+def _dt(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def replica_name() -> str:
+    """This process's name as a claim's owner: host, pid and a random part (a pid is reused)."""
+    return f"{socket.gethostname()}/{os.getpid()}/{secrets.token_hex(3)}"
+
+
+@dataclass(frozen=True)
+class AuditRecord:
+    """One change made through the bot. `before`/`after` are full integration documents."""
+
+    at: datetime
+    actor_id: str
+    actor_username: str
+    integration_id: str
+    integration_name: str
+    integration_type: str
+    action: str
+    room_id: str | None = None
+    message_id: str | None = None
+    reason: str | None = None
+    before: dict[str, Any] | None = None
+    after: dict[str, Any] | None = None
+    id: int | None = None
+    # A timed disable (or its extension): when the bot turns the integration back on.
+    until: datetime | None = None
+    # An undo: the id of the audit row it reverted.
+    undoes: int | None = None
+
+
+@dataclass(frozen=True)
+class WriteIntent:
+    """An integration write a command was about to send: the document read and the one intended."""
+
+    message_id: str
+    integration_id: str
+    at: datetime
+    before: dict[str, Any]
+    intended: dict[str, Any]
+
+
+_AUDIT_COLUMNS: Final = (
+    "id, at, actor_id, actor_username, room_id, message_id, integration_id, integration_name,"
+    " integration_type, action, reason, before_json, after_json, until_at, undoes"
+)
+
+
+class StateStore:
+    """The state, behind async methods. Open with `await StateStore.open(path)` (SQLite) or
+    `await StateStore.connect(url)` (PostgreSQL)."""
+
+    def __init__(self, database: Database, *, owner: str | None = None, lease: timedelta = DEFAULT_LEASE) -> None:
+        self.database = database
+        self.owner = owner if owner is not None else replica_name()
+        self.lease = lease
+        self.timers = TimerStore(database)
+        self._message_ids: MessageIds | None = None
+
+    @classmethod
+    async def open(cls, path: str | Path, *, key_seed: bytes | None = None, **options: Any) -> StateStore:
+        """Open (or create) a SQLite file. `key_seed`, a secret of the bot's (its token or
+        password), is what a new store's message-id key is derived from; None makes a random one."""
+        database = SqliteDatabase.open(path)
+        return await cls._ready(database, key_seed, **options)
+
+    @classmethod
+    async def connect(
+        cls, url: str, *, key_seed: bytes | None = None, connect_timeout: float = 10.0, **options: Any
+    ) -> StateStore:
+        """Connect to a PostgreSQL database (migrating it once, whoever starts first)."""
+        from bot.state.postgres import PostgresDatabase
+
+        database = await PostgresDatabase.open(url, connect_timeout=connect_timeout)
+        return await cls._ready(database, key_seed, **options)
+
+    @classmethod
+    async def _ready(cls, database: Database, key_seed: bytes | None, **options: Any) -> StateStore:
+        store = cls(database, **options)
+        try:
+            store._message_ids = MessageIds(await store._ensure_message_id_key(key_seed))
+        except BaseException:
+            await database.close()
+            raise
+        return store
+
+    @property
+    def path(self) -> Path | None:
+        """The SQLite file (None on PostgreSQL)."""
+        return self.database.path if isinstance(self.database, SqliteDatabase) else None
+
+    @property
+    def locks(self) -> IntegrationLocks:
+        return self.database.locks
+
+    @property
+    def shared(self) -> bool:
+        return self.database.shared
+
+    def describe(self) -> str:
+        return self.database.describe()
+
+    async def _ensure_message_id_key(self, seed: bytes | None) -> bytes:
+        select = "SELECT value FROM secrets WHERE name = ?"
+        rows = await self.database.rows(select, (MESSAGE_ID_KEY,))
+        if not rows:
+            # Insert unless present, then read again: of two processes opening a new store at
+            # once, the first makes the key and both use it.
+            await self.database.count(
+                "INSERT INTO secrets (name, value) VALUES (?, ?) ON CONFLICT DO NOTHING",
+                (MESSAGE_ID_KEY, derive_key(seed) if seed else secrets.token_bytes(KEY_BYTES)),
+            )
+            rows = await self.database.rows(select, (MESSAGE_ID_KEY,))
+        return bytes(rows[0][0])
+
+    @property
+    def message_ids(self) -> MessageIds:
+        """The ids of the bot's messages, under this store's key (bot/rocketchat/message_ids.py)."""
+        assert self._message_ids is not None, "opened with StateStore.open or StateStore.connect"
+        return self._message_ids
+
+    async def schema_version(self) -> int:
+        return await self.database.schema_version()
+
+    async def ping(self) -> None:
+        await self.database.ping()
+
+    async def close(self) -> None:
+        await self.database.close()
+
+    # --- processed messages --------------------------------------------------------------------
+
+    async def claim_message(self, message_id: str, room_id: str, message_ts: datetime, now: datetime) -> bool:
+        """Atomically mark a message as taken. False if it was seen before (re-delivery, restart,
+        another replica)."""
+        return message_id in await self.claim_messages([(message_id, room_id, message_ts)], now)
+
+    async def claim_messages(self, claims: Sequence[tuple[str, str, datetime]], now: datetime) -> set[str]:
+        """`claim_message` for many (message id, room id, message ts) at once: one statement and
+        one commit per `CLAIM_BATCH`, so a burst of commands is not claimed one commit at a time.
+        Returns the ids newly claimed (by this process, under a lease from `now`); an id listed
+        twice is claimed (and returned) once."""
+        taken: set[str] = set()
+        lease_until = _ts(now + self.lease)
+        for start in range(0, len(claims), CLAIM_BATCH):
+            chunk = claims[start : start + CLAIM_BATCH]
+            rows_sql = ", ".join(["(?, ?, ?, ?, 'claimed', ?, ?)"] * len(chunk))
+            rows = await self.database.rows(
+                "INSERT INTO processed_messages"  # noqa: S608
+                " (message_id, room_id, message_ts, claimed_at, status, owner, lease_until)"
+                f" VALUES {rows_sql} ON CONFLICT DO NOTHING RETURNING message_id",
+                [
+                    value
+                    for message_id, room_id, ts in chunk
+                    for value in (message_id, room_id, _ts(ts), _ts(now), self.owner, lease_until)
+                ],
+            )
+            taken.update(str(row[0]) for row in rows)
+        return taken
+
+    async def renew_claims(self, now: datetime) -> int:
+        """Extend the lease of every unfinished claim this process owns (called every third of
+        the lease while it runs). Returns how many it still owns."""
+        return await self.database.count(
+            "UPDATE processed_messages SET lease_until = ? WHERE owner = ? AND status = 'claimed'",
+            (_ts(now + self.lease), self.owner),
+        )
+
+    async def take_over(self, now: datetime, *, expired_only: bool | None = None) -> list[str]:
+        """Take the unfinished claims of processes that are gone, oldest first: those whose lease
+        ran out (on a shared database), or every claim not this process's own (`expired_only=False`:
+        a SQLite file, whose previous process is known to be gone). The claims become this
+        process's, under a fresh lease; two processes never take the same one."""
+        if expired_only is None:
+            expired_only = self.shared
+        condition = "(lease_until IS NULL OR lease_until < ?)" if expired_only else "(owner IS NULL OR owner != ?)"
+        taken: list[tuple[float, str]] = []
+        while True:
+            rows = await self.database.rows(
+                "UPDATE processed_messages SET owner = ?, lease_until = ? WHERE message_id IN"  # noqa: S608
+                f" (SELECT message_id FROM processed_messages WHERE status = 'claimed' AND {condition}"
+                f" ORDER BY claimed_at LIMIT ?{self.database.skip_locked}) RETURNING message_id, claimed_at",
+                (self.owner, _ts(now + self.lease), _ts(now) if expired_only else self.owner, TAKEOVER_BATCH),
+            )
+            taken.extend((float(row[1]), str(row[0])) for row in rows)
+            if len(rows) < TAKEOVER_BATCH:
+                return [message_id for _, message_id in sorted(taken)]
+
+    async def release_claims(self) -> int:
+        """A process stopping with commands unfinished: let another take them over at once."""
+        return await self.database.count(
+            "UPDATE processed_messages SET lease_until = 0 WHERE owner = ? AND status = 'claimed'", (self.owner,)
+        )
+
+    async def finish_message(self, message_id: str, outcome: str, *, ignored: bool = False) -> None:
+        await self.database.count(
+            "UPDATE processed_messages SET status = ?, outcome = ? WHERE message_id = ?",
+            ("ignored" if ignored else "done", outcome, message_id),
+        )
+
+    async def message_status(self, message_id: str) -> str | None:
+        rows = await self.database.rows("SELECT status FROM processed_messages WHERE message_id = ?", (message_id,))
+        return str(rows[0][0]) if rows else None
+
+    async def unfinished_messages(self) -> list[str]:
+        """Claimed but never finished (by anyone), oldest first."""
+        rows = await self.database.rows(
+            "SELECT message_id FROM processed_messages WHERE status = 'claimed' ORDER BY claimed_at"
+        )
+        return [str(row[0]) for row in rows]
+
+    async def prune_messages(self, older_than: datetime) -> int:
+        return await self.database.count(
+            "DELETE FROM processed_messages WHERE claimed_at < ? AND status != 'claimed'", (_ts(older_than),)
+        )
+
+    # --- room cursors --------------------------------------------------------------------------
+
+    async def advance_cursor(self, room_id: str, seen: datetime) -> None:
+        await self.advance_cursors({room_id: seen})
+
+    async def advance_cursors(self, seen: dict[str, datetime]) -> None:
+        """Move rooms' cursors forward (never back), in one statement."""
+        if not seen:
+            return
+        values = ", ".join(["(?, ?)"] * len(seen))
+        await self.database.count(
+            f"INSERT INTO room_cursors (room_id, last_seen) VALUES {values}"  # noqa: S608
+            " ON CONFLICT (room_id) DO UPDATE SET"
+            f" last_seen = {self.database.greatest}(room_cursors.last_seen, excluded.last_seen)",
+            [value for room_id, when in sorted(seen.items()) for value in (room_id, _ts(when))],
+        )
+
+    async def cursors(self) -> dict[str, datetime]:
+        rows = await self.database.rows("SELECT room_id, last_seen FROM room_cursors")
+        return {str(room): _dt(float(seen)) for room, seen in rows}
+
+    # --- write intents (bot.runtime.journal) ----------------------------------------------------------
+
+    async def record_intent(self, intent: WriteIntent) -> None:
+        """Remember a write before it is sent (replacing an earlier attempt's for the same pair)."""
+        await self.database.count(
+            "INSERT INTO write_intents (message_id, integration_id, at, before_json, intended_json)"
+            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, integration_id) DO UPDATE SET"
+            " at = excluded.at, before_json = excluded.before_json, intended_json = excluded.intended_json",
+            (
+                intent.message_id,
+                intent.integration_id,
+                _ts(intent.at),
+                json.dumps(intent.before),
+                json.dumps(intent.intended),
+            ),
+        )
+
+    async def intents(self, message_id: str) -> list[WriteIntent]:
+        rows = await self.database.rows(
+            "SELECT message_id, integration_id, at, before_json, intended_json FROM write_intents"
+            " WHERE message_id = ? ORDER BY at",
+            (message_id,),
+        )
+        return [
+            WriteIntent(str(row[0]), str(row[1]), _dt(float(row[2])), json.loads(row[3]), json.loads(row[4]))
+            for row in rows
+        ]
+
+    async def clear_intents(self, message_id: str) -> None:
+        await self.database.count("DELETE FROM write_intents WHERE message_id = ?", (message_id,))
+
+    async def prune_intents(self) -> int:
+        """Drop intents whose command is no longer unfinished (finished, or its claim pruned)."""
+        return await self.database.count(
+            "DELETE FROM write_intents WHERE message_id NOT IN"
+            " (SELECT message_id FROM processed_messages WHERE status = 'claimed')"
+        )
+
+    # --- audit ---------------------------------------------------------------------------------
+
+    async def record(self, record: AuditRecord) -> int:
+        """Append an audit row; returns its id. Idempotent per command: a command resumed after a
+        crash (bot.runtime.journal) that records the same action on the same integration again gets the
+        existing row's id instead of a second row (a unique index, migration 6)."""
+        rows = await self.database.rows(
+            "INSERT INTO audit (at, actor_id, actor_username, room_id, message_id, integration_id,"
+            " integration_name, integration_type, action, reason, before_json, after_json, until_at, undoes)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            (
+                _ts(record.at),
+                record.actor_id,
+                record.actor_username,
+                record.room_id,
+                record.message_id,
+                record.integration_id,
+                record.integration_name,
+                record.integration_type,
+                record.action,
+                record.reason,
+                json.dumps(record.before) if record.before is not None else None,
+                json.dumps(record.after) if record.after is not None else None,
+                _ts(record.until) if record.until is not None else None,
+                record.undoes,
+            ),
+        )
+        if not rows:  # this command recorded it already (resumed after a crash): that row's id
+            rows = await self.database.rows(
+                "SELECT id FROM audit WHERE message_id = ? AND integration_id = ? AND action = ? LIMIT 1",
+                (record.message_id, record.integration_id, record.action),
+            )
+        return int(rows[0][0])
+
+    async def recorded(self, message_id: str) -> bool:
+        """Whether the command `message_id` has an audit row (an index lookup, migration 4)."""
+        rows = await self.database.rows("SELECT 1 FROM audit WHERE message_id = ? LIMIT 1", (message_id,))
+        return bool(rows)
+
+    async def history(
+        self,
+        *,
+        limit: int = 20,
+        integration_ids: Sequence[str] | None = None,
+        actor_id: str | None = None,
+    ) -> list[AuditRecord]:
+        """Newest first."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        if integration_ids is not None:
+            if not integration_ids:
+                return []
+            clauses.append(f"integration_id IN ({', '.join('?' for _ in integration_ids)})")
+            params.extend(integration_ids)
+        if actor_id is not None:
+            clauses.append("actor_id = ?")
+            params.append(actor_id)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self.database.rows(
+            f"SELECT {_AUDIT_COLUMNS} FROM audit{where} ORDER BY at DESC, id DESC LIMIT ?",  # noqa: S608
+            (*params, limit),
+        )
+        return [_audit(row) for row in rows]
+
+
+def _audit(row: Sequence[Any]) -> AuditRecord:
+    return AuditRecord(
+        id=int(row[0]),
+        at=_dt(float(row[1])),
+        actor_id=str(row[2]),
+        actor_username=str(row[3]),
+        room_id=row[4],
+        message_id=row[5],
+        integration_id=str(row[6]),
+        integration_name=str(row[7]),
+        integration_type=str(row[8]),
+        action=str(row[9]),
+        reason=row[10],
+        before=json.loads(row[11]) if row[11] else None,
+        after=json.loads(row[12]) if row[12] else None,
+        until=_dt(float(row[13])) if row[13] is not None else None,
+        undoes=int(row[14]) if row[14] is not None else None,
+    )
+
+
+__all__ = [
+    "MIGRATIONS",
+    "SCHEMA_VERSION",
+    "AuditRecord",
+    "StateStore",
+    "WriteIntent",
+    "read_message_ids",
+    "replica_name",
+]
