@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     rocketchat_password: SecretStr | None = None
 
     bot_state_db: Path = Path("integrations-bot.sqlite3")
+    # postgresql://user:password@host:port/database: state shared by several replicas (unset: the file above)
+    bot_state_url: SecretStr | None = None
+    # How long a replica's claim on a command holds without being renewed (it renews every third).
+    bot_claim_lease: float = Field(default=30.0, ge=3, le=3600)
     bot_command_prefixes: str = "/integration,!integration"
     bot_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     bot_log_format: Literal["auto", "json", "console"] = "auto"
@@ -93,6 +97,17 @@ class Settings(BaseSettings):
         if any(not n or any(c.isspace() for c in n) for n in names):
             raise ValueError("must be a comma-separated list of usernames, e.g. deploy-bot,alertmanager")
         return ",".join(names)
+
+    @field_validator("bot_state_url")
+    @classmethod
+    def _check_state_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        text = value.get_secret_value().strip()
+        if urlsplit(text).scheme not in ("postgresql", "postgres"):
+            # The value may hold a password: never echo it.
+            raise ValueError("must be a PostgreSQL URL such as postgresql://bot:secret@db:5432/integrations_bot")
+        return SecretStr(text)
 
     @field_validator("bot_audit_room")
     @classmethod

@@ -9,7 +9,7 @@ reply's mentions once more before sending (defence in depth).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from bot.errors import (
     AmbiguousIntegration,
@@ -22,6 +22,7 @@ from bot.errors import (
     PermissionDenied,
     RateLimited,
     ServerRejected,
+    StateUnavailable,
     Suggestion,
     Unavailable,
     UnknownCommand,
@@ -70,6 +71,12 @@ def _command_guess(word: str, registry: Registry) -> str | None:
     by_word = {w.lower(): c.name for c in registry for w in c.words}
     close = closest([word.lower()], by_word, measure=Measure.WORD, limit=1)
     return by_word[close[0]] if close else None
+
+
+# The answer when the bot cannot record a command (its state database is unavailable): nothing ran.
+UNRECORDED: Final = (
+    "⏳ I can't record commands right now, so I did not run this one; nothing was changed. Try again in a minute."
+)
 
 
 def for_error(error: BotError, *, invocation: Invocation, registry: Registry) -> Reply:
@@ -153,6 +160,8 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
         )
     if isinstance(error, ServerRejected):
         return Reply(f"⚠️ Rocket.Chat refused: {safe_text(error.error)}. Nothing was changed.", outcome="rejected")
+    if isinstance(error, StateUnavailable):
+        return Reply(UNRECORDED, outcome="state-unavailable")
     if isinstance(error, ConfigError):
         return Reply(
             f"⚠️ I'm not set up fully: {safe_markup(str(error))}. Please tell an admin.", outcome="bot-misconfigured"

@@ -42,13 +42,22 @@ import contextlib
 import gc
 import signal
 from collections.abc import Callable, Coroutine, Mapping
-from datetime import UTC, datetime
-from typing import Any, Final
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, TypeVar
 
 from bot import logs
 from bot.clock import SystemClock
 from bot.config import Settings
-from bot.errors import AuthFailed, BotError, ConfigError, RateLimited, ServerRejected, Unavailable, UpstreamError
+from bot.errors import (
+    AuthFailed,
+    BotError,
+    ConfigError,
+    RateLimited,
+    ServerRejected,
+    StateUnavailable,
+    Unavailable,
+    UpstreamError,
+)
 from bot.incident.toolkit import IncidentToolkit
 from bot.integrations.authz import CallerRights, RightsCache
 from bot.rocketchat import message_size
@@ -65,7 +74,7 @@ from bot.rocketchat.realtime import (
     SubscriptionEnded,
 )
 from bot.rocketchat.rest import RequestRecord, RestClient
-from bot.runtime.catchup import CLAIM_RETENTION, CatchUp, CursorBook, Room
+from bot.runtime.catchup import CLAIM_RETENTION, CatchUp, CursorBook, Room, member_rooms
 from bot.runtime.direct_rooms import DirectRooms
 from bot.runtime.fairness import Job, Lanes, busy_reply
 from bot.runtime.health import HttpServer, Probe
@@ -76,6 +85,7 @@ from bot.runtime.outbound import Delivery, ReplySender, buttons_attachment
 from bot.runtime.recovery import Close, Decision, Interrupted, Recovery, Resume
 from bot.runtime.staleness import Freshness, freshness, interrupted_reply, stale_reply
 from bot.state.owner import StateFileOwner
+from bot.state.postgres import SharedIntegrationLocks
 from bot.state.store import StateStore
 from commands import replies
 from commands.context import BotIdentity, Services
@@ -87,6 +97,8 @@ from commands.table import build_registry
 log = logs.get_logger("integrations_bot.runtime")
 
 __all__ = ["Bot", "buttons_attachment", "main", "utcnow"]
+
+_T = TypeVar("_T")
 
 MESSAGES_STREAM: Final = "stream-room-messages"
 CURSOR_FLUSH_INTERVAL: Final = 2.0  # seconds between cursor writes (a lagging cursor is harmless)
@@ -131,6 +143,7 @@ class Bot:
         self._accepting = True
         self._deaf = False
         self._state_open = False
+        self._state_reachable = True  # the last statement (or the periodic check) worked
         self._owner: StateFileOwner | None = None
         self._fatal: AuthFailed | None = None
         self._stop = asyncio.Event()
@@ -144,12 +157,18 @@ class Bot:
         for secret in (settings.rocketchat_auth_token, settings.rocketchat_password):
             if secret is not None:
                 logs.register_secret(secret.get_secret_value())
-        # First: a second bot on this file stops here, before it claims, answers or arms anything.
-        self._owner = StateFileOwner.acquire(settings.bot_state_db)
-        self.state = await StateStore.open(settings.bot_state_db, key_seed=_key_seed(settings))
+        state = await self._open_state()
+        if state is None:
+            return False
+        self.state = state
         self._state_open = True
-        # Before anything can claim a message: these are the previous process's unfinished commands.
-        orphans = await self.state.unfinished_messages()
+        if isinstance(state.locks, SharedIntegrationLocks):
+            state.locks.on_wait = self.metrics.lock_wait_seconds.observe
+        # Before anything can claim a message: the unfinished commands of processes that are gone
+        # (a SQLite file: all its previous process left; a shared database: expired leases).
+        orphans = await self._until_stored(lambda: state.take_over(self.clock()))
+        if orphans is None:
+            return False
         if settings.bot_http_port is not None:
             self.http = HttpServer(self.probe, self.metrics)
             await self.http.start(settings.bot_http_host, settings.bot_http_port)
@@ -235,6 +254,35 @@ class Bot:
         log.info("bot.starting", bot_user_id=identity.user_id, bot_username=identity.username, unfinished=len(orphans))
         return True
 
+    async def _open_state(self) -> StateStore | None:
+        """The SQLite file (locked against a second bot first), or the shared PostgreSQL, tried
+        until it answers (it may be starting too). None if stopped first."""
+        settings = self.settings
+        lease = timedelta(seconds=settings.bot_claim_lease)
+        options: dict[str, Any] = {"key_seed": _key_seed(settings), "lease": lease}
+        if settings.bot_state_url is None:
+            # First: a second bot on this file stops here, before it claims, answers or arms anything.
+            self._owner = StateFileOwner.acquire(settings.bot_state_db)
+            return await StateStore.open(settings.bot_state_db, **options)
+        url = settings.bot_state_url.get_secret_value()
+        logs.register_secret(url)
+        return await self._until_stored(
+            lambda: StateStore.connect(url, connect_timeout=settings.bot_request_timeout, **options)
+        )
+
+    async def _until_stored(self, step: Callable[[], Coroutine[Any, Any, _T]]) -> _T | None:
+        """Run `step` until the state database answers. None if stopped first."""
+        delay = 1.0
+        while not self._stop.is_set():
+            try:
+                return await step()
+            except StateUnavailable as exc:
+                self._state_failed(exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            delay = min(START_RETRY_MAX, delay * 2)
+        return None
+
     async def _log_in(self, rest: RestClient, rights: RightsCache) -> UserInfo:
         settings = self.settings
         if rest.credentials is None:
@@ -285,6 +333,7 @@ class Bot:
                 asyncio.create_task(self._consume(), name="events"),
                 asyncio.create_task(self.catchup.run(), name="catch-up"),
                 asyncio.create_task(self._maintain(), name="maintenance"),
+                asyncio.create_task(self._keep_claims(), name="claims"),
             ]
             stop_task = asyncio.create_task(self._stop.wait(), name="stop")
             done, _ = await asyncio.wait({realtime_task, stop_task, *background}, return_when=asyncio.FIRST_COMPLETED)
@@ -414,9 +463,22 @@ class Bot:
                 continue
             wanted.append((accepted, age))
         if wanted:
-            claimed = await self.state.claim_messages(
-                [(a.message.id, a.message.room_id, a.message.ts) for a, _ in wanted], now
-            )
+            try:
+                claimed = await self.state.claim_messages(
+                    [(a.message.id, a.message.room_id, a.message.ts) for a, _ in wanted], now
+                )
+            except StateUnavailable as exc:
+                # Nothing runs unclaimed. Each fresh command is told so (a notice with ids of its
+                # own, so every replica's notice is stored once); cursors stay, so a pass once the
+                # database is back finds the commands whose notice could not be posted.
+                self._state_failed(exc)
+                for accepted, age in wanted:
+                    if age is Freshness.FRESH:
+                        self._spawn(self._unrecorded(accepted.message), f"unrecorded-{accepted.message.id}")
+                return
+            self._state_worked()
+            self.metrics.claims.labels(result="won").inc(len(claimed))
+            self.metrics.claims.labels(result="lost").inc(len(wanted) - len(claimed))
             for accepted, age in wanted:
                 if accepted.message.id in claimed:
                     claimed.discard(accepted.message.id)  # listed twice in this batch: run once
@@ -597,6 +659,66 @@ class Bot:
         await self.state.finish_message(message_id, outcome, ignored=ignored)
         await self.state.clear_intents(message_id)
 
+    async def _unrecorded(self, message: ChatMessage) -> None:
+        """Tell the author their command was not run: its claim could not be recorded. Another
+        bot's command gets no answer (its author can be looked up without the database)."""
+        assert self.sender is not None and self.services is not None and self.intake is not None
+        with contextlib.suppress(BotError):
+            author = await self.services.rights.get(message.user_id)
+            if self.intake.ignored_author(author) is not None:
+                return
+        reply = self._noted(message, None, Reply(replies.UNRECORDED, outcome="state-unavailable"))
+        assert self.state is not None
+        await self.sender.deliver(message, reply, ids=self.state.message_ids.unrecorded(message.id))
+
+    # --- the state database: leases, take-over, outages ---------------------------------------
+
+    def _state_failed(self, exc: StateUnavailable) -> None:
+        if self._state_reachable:
+            log.error("state.unavailable", error=str(exc), hint="commands are answered 'not run' until it is back")
+        self._state_reachable = False
+        self.metrics.state_up.set(0)
+
+    def _state_worked(self) -> None:
+        if not self._state_reachable:
+            self._state_reachable = True
+            self.metrics.state_up.set(1)
+            log.info("state.available_again")
+            if self.catchup is not None:
+                self.catchup.again()  # commands seen meanwhile: run or answered "not run" once
+
+    async def _keep_claims(self) -> None:
+        """Every third of the lease: renew this process's claims, check the database (readiness,
+        recovery after an outage), and on a shared database take over the claims of replicas
+        that died, deciding them like a restart does (`bot.runtime.recovery`)."""
+        assert self.state is not None
+        interval = self.settings.bot_claim_lease / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.state.renew_claims(self.clock())
+                await self.state.ping()
+                orphans = await self.state.take_over(self.clock()) if self.state.shared else []
+            except StateUnavailable as exc:
+                self._state_failed(exc)
+                continue
+            self._state_worked()
+            if orphans:
+                self.metrics.takeovers.inc(len(orphans))
+                log.info("claims.taken_over", commands=len(orphans))
+            if self.recovery is not None and (orphans or self.recovery.remaining):
+                self.recovery.add(orphans)
+                await self._recover_taken()
+
+    async def _recover_taken(self) -> None:
+        """Decide the claims taken over while running (between catch-up passes)."""
+        if self.rest is None or not self._accepting:
+            return
+        try:
+            await self._recover(await member_rooms(self.rest))
+        except (UpstreamError, StateUnavailable) as exc:
+            log.warning("recovery.later", error=str(exc))  # the rest: the next tick or catch-up pass
+
     # --- crash recovery (before each catch-up pass, until every orphan is decided) ---------------
 
     async def _recover(self, rooms: Mapping[str, Room]) -> None:
@@ -634,7 +756,7 @@ class Bot:
             logged_in=state in (RealtimeState.SUBSCRIBING, RealtimeState.READY),
             subscriptions_ready=state is RealtimeState.READY,
             message_stream=not self._deaf,
-            state_db_open=self._state_open,
+            state_db_open=self._state_open and self._state_reachable,
             permissions_loaded=self.services is not None and self.services.rights.table.loaded,
             stopping=not self._accepting,
         )
@@ -645,12 +767,15 @@ class Bot:
         loop = asyncio.get_running_loop()
         next_prune = loop.time()
         while True:
-            await self.cursors.flush()
-            if loop.time() >= next_prune:
-                pruned = await self.state.prune_messages(self.clock() - CLAIM_RETENTION)
-                await self.state.prune_intents()
-                log.info("state.pruned", claims=pruned)
-                next_prune = loop.time() + PRUNE_INTERVAL
+            try:
+                await self.cursors.flush()
+                if loop.time() >= next_prune:
+                    pruned = await self.state.prune_messages(self.clock() - CLAIM_RETENTION)
+                    await self.state.prune_intents()
+                    log.info("state.pruned", claims=pruned)
+                    next_prune = loop.time() + PRUNE_INTERVAL
+            except StateUnavailable as exc:
+                self._state_failed(exc)  # cursors stay buffered; tried again next time
             await asyncio.sleep(CURSOR_FLUSH_INTERVAL)
 
     # --- shutdown -------------------------------------------------------------------------------
@@ -676,7 +801,10 @@ class Bot:
         if self.realtime is not None:
             await self.realtime.close()
         if self.cursors is not None and self._state_open:
-            await self.cursors.flush()
+            with contextlib.suppress(StateUnavailable):
+                await self.cursors.flush()
+                if self.state is not None and self.state.shared:
+                    await self.state.release_claims()  # another replica takes them over at once
         if self.http is not None:
             await self.http.stop()
         if self.rest is not None:

@@ -52,7 +52,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from bot import logs
-from bot.errors import RateLimited, ServerRejected, Unavailable
+from bot.errors import RateLimited, ServerRejected, StateUnavailable, Unavailable
 from bot.rocketchat.ejson import decode_date
 from bot.rocketchat.message_ids import author_id, own_among
 from bot.rocketchat.messages import ChatMessage
@@ -192,6 +192,12 @@ class CatchUp:
         self._connected = True
         self._wanted.set()
 
+    def again(self) -> None:
+        """Pass once more (the state database is back after an outage: commands seen meanwhile
+        were neither claimed nor answered, or their notice could not be posted). Cursors are
+        released only as `run` decides: this changes nothing about the session."""
+        self._wanted.set()
+
     def interrupted(self) -> None:
         """The session dropped: stop storing cursors until a pass after the next `Connected`."""
         self._generation += 1
@@ -206,7 +212,7 @@ class CatchUp:
             generation, connected = self._generation, self._connected
             try:
                 await self.pass_once()
-            except (Unavailable, RateLimited, ServerRejected) as exc:
+            except (Unavailable, RateLimited, ServerRejected, StateUnavailable) as exc:
                 failures += 1
                 delay = min(RETRY_MAX, 2.0 ** (failures - 1))
                 if isinstance(exc, RateLimited) and exc.retry_after is not None:
@@ -263,7 +269,9 @@ class CatchUp:
         log.info("catchup.done", rooms=len(rooms), messages=found)
 
     def _answered(self, mine: Mapping[str, Mapping[str, Any]], message: ChatMessage) -> bool:
-        chain = self._state.message_ids.answer(message.id)
+        # The answer, or the notice that it was not run (its claim could not be recorded).
+        ids = self._state.message_ids
+        chain = ids.answer(message.id) + ids.unrecorded(message.id)
         found = own_among(mine, chain, user_id=self._rest.user_id, room_id=message.room_id, thread_id=message.thread_id)
         return found is not None
 

@@ -55,6 +55,27 @@ class Metrics:
             ["origin"],
             registry=r,
         )
+        self.claims = Counter(
+            f"{PREFIX}_claims",
+            "Commands this replica tried to claim: won (it runs them) or lost (seen before, or another replica's)",
+            ["result"],
+            registry=r,
+        )
+        self.takeovers = Counter(
+            f"{PREFIX}_claim_takeovers",
+            "Unfinished commands taken over from a process that died (its lease ran out) or a previous run",
+            registry=r,
+        )
+        self.state_up = Gauge(
+            f"{PREFIX}_state_up", "1 while the state database answers (0 during an outage)", registry=r
+        )
+        self.state_up.set(1)
+        self.lock_wait_seconds = Histogram(
+            f"{PREFIX}_integration_lock_wait_seconds",
+            "Time waited for an integration's lock in the shared database (another replica writing it)",
+            buckets=(0.001, 0.005, 0.02, 0.1, 0.5, 2.0, 10.0),
+            registry=r,
+        )
         self.realtime_connected = Gauge(
             f"{PREFIX}_realtime_connected", "1 while the realtime session is logged in and subscribed", registry=r
         )

@@ -21,13 +21,17 @@ integration or not, and its caller may have an answer or not. The decision, per 
 4. otherwise (stale, nothing written, or the message was edited since): do not run it; tell the
    caller it was interrupted and not run again.
 
-Only claims that existed when the process started are considered (`orphans`), never claims this
-process made itself. The decisions are pure data (`Resume`, `Interrupted`, `Close`); the runtime
-carries them out. A REST failure stops the sweep; the rest is retried with the next catch-up pass.
+Only claims taken over are considered (`orphans`), never claims this process made itself: at start
+(a SQLite file: every claim its previous process left; a shared PostgreSQL: claims whose lease ran
+out), and, on a shared database, every few seconds while running: the claims of a replica that
+died (kill -9, node loss) once their lease runs out (`StateStore.take_over`). The decisions are
+pure data (`Resume`, `Interrupted`, `Close`); the runtime carries them out. A REST failure stops
+the sweep; the rest is retried with the next catch-up pass (or the next take-over tick).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -79,6 +83,7 @@ class Recovery:
         stale_age: timedelta,
     ) -> None:
         self.remaining = list(orphans)
+        self._sweeping = asyncio.Lock()
         self._rest = rest
         self._ids = ids
         self._intake = intake
@@ -86,15 +91,20 @@ class Recovery:
         self._clock = clock
         self._stale_age = stale_age
 
+    def add(self, orphans: list[str]) -> None:
+        """Claims taken over from a replica that died (bot/state/store.py `take_over`)."""
+        self.remaining.extend(m for m in orphans if m not in self.remaining)
+
     async def sweep(self, rooms: Mapping[str, Room], act: Callable[[Decision], Awaitable[None]]) -> None:
-        """Decide and act on each remaining orphan, oldest first. A REST failure propagates and
-        leaves the undecided ones in `remaining` for the next call."""
-        while self.remaining:
-            message_id = self.remaining[0]
-            decision = await self.decide(message_id, rooms)
-            log.info("recovery.decided", message_id=message_id, decision=type(decision).__name__.lower())
-            await act(decision)
-            self.remaining.pop(0)
+        """Decide and act on each remaining orphan, oldest first, one sweep at a time. A REST
+        failure propagates and leaves the undecided ones in `remaining` for the next call."""
+        async with self._sweeping:
+            while self.remaining:
+                message_id = self.remaining[0]
+                decision = await self.decide(message_id, rooms)
+                log.info("recovery.decided", message_id=message_id, decision=type(decision).__name__.lower())
+                await act(decision)
+                self.remaining.pop(0)
 
     async def decide(self, message_id: str, rooms: Mapping[str, Room]) -> Decision:
         document = await self._get_message(message_id)
