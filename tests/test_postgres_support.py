@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -15,6 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from tests import postgres_support
 from tests.postgres_support import SETTINGS, PostgresError, PostgresServer, find_bindir
 from tests.session_support import REPO, run_session
 
@@ -100,6 +102,24 @@ def test_close_stops_the_server_and_removes_its_directory() -> None:
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=2).close()
     server.close()  # again: nothing to do
+
+
+def test_a_port_taken_before_the_server_could_bind_it_is_given_up_for_another(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        offered = iter([taken.getsockname()[1]])
+        free_port = postgres_support._free_port
+        monkeypatch.setattr(postgres_support, "_free_port", lambda: next(offered, None) or free_port())
+        server = PostgresServer()
+        try:
+            server.start()
+            assert server.running
+            assert server.port != taken.getsockname()[1]
+        finally:
+            server.close()
 
 
 def test_the_server_goes_down_with_a_pytest_process_killed_before_it_could_clean_up() -> None:
