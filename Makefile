@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 JSDIRS := tests/ddp_client_js tests/markdown_js
 PYTEST_WORKERS ?= 2
 
-.PHONY: all venv lint typecheck dockerlint test test-fast demo bench clean jsdeps
+.PHONY: all venv lint typecheck dockerlint test test-fast demo bench clean jsdeps postgres
 
 all: test
 
@@ -26,6 +26,27 @@ venv: $(STAMP)
 
 jsdeps: $(foreach dir,$(JSDIRS),$(if $(wildcard $(dir)/package.json),$(dir)/node_modules/.installed))
 
+# PostgreSQL server binaries for the tests, which start throwaway servers of their own
+# (tests/postgres_support.py): Debian's `postgresql` package, installed when no version is there.
+# The distribution's own cluster is not created, so there is nothing of it to start or stop.
+# PG_ROOT is where Debian puts them (tests/postgres_support.py looks there too).
+PG_ROOT ?= /usr/lib/postgresql
+SUDO    := $(if $(filter 0,$(shell id -u)),,sudo)
+APT     := $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get
+postgres:
+	@if ! ls $(PG_ROOT)/*/bin/initdb >/dev/null 2>&1; then \
+		echo "PostgreSQL server binaries not found under $(PG_ROOT): installing Debian's postgresql package"; \
+		$(APT) update -q && \
+		$(APT) install -y -q --no-install-recommends postgresql-common && \
+		$(SUDO) sed -ri 's/^#?[[:space:]]*create_main_cluster[[:space:]]*=.*/create_main_cluster = false/' \
+			/etc/postgresql-common/createcluster.conf && \
+		$(APT) install -y -q --no-install-recommends -o Dpkg::Options::=--force-confold postgresql \
+		|| exit 1; \
+	fi
+	@getent passwd postgres >/dev/null || { \
+		echo "no 'postgres' user: the tests run the server as that user when root (it comes with the postgresql package)" >&2; \
+		exit 1; }
+
 lint: venv
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -37,11 +58,11 @@ typecheck: venv
 dockerlint: venv
 	$(BIN)/hadolint Dockerfile
 
-test: venv jsdeps lint typecheck dockerlint
+test: venv jsdeps postgres lint typecheck dockerlint
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup
 
 # Unit tests only, no lint: the inner loop while developing.
-test-fast: venv
+test-fast: venv postgres
 	$(BIN)/pytest -n $(PYTEST_WORKERS) -m "not e2e and not slow"
 
 demo: venv

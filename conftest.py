@@ -7,6 +7,9 @@ would make tests/bot, tests/sandbox and tests/commands shadow the real packages.
 pytest captured for each test, and every bot process's output); a leak fails the session. See
 tests/secret_watch.py.
 
+`postgres`: the fixtures `postgres_server` (a real PostgreSQL server per pytest process) and
+`postgres_url` (a new empty database on it per test). See tests/postgres_support.py.
+
 `_logging_as_found`: logging is configured per process (`bot.logs.configure_logging`, as
 `integrations-bot run` and `check` do), and tests that exercise that configure the pytest process.
 Each test gets the configuration the one before it found, so no test depends on the order the
@@ -21,11 +24,13 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+from tests import postgres_support
 from tests.secret_watch import WATCH, SecretWatchPlugin
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(SecretWatchPlugin(WATCH), "secret-watch")
+    config.pluginmanager.register(postgres_support, "postgres")
 
 
 @pytest.fixture(autouse=True)
