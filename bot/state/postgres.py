@@ -194,6 +194,7 @@ class PostgresDatabase:
 
     def __init__(self, url: str, *, statement_timeout: float = 5.0) -> None:
         self.where = where_of(url)
+        self._url = url
         logs.register_secret(_password_of(url))
         options: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
         common: dict[str, Any] = {
@@ -234,7 +235,18 @@ class PostgresDatabase:
             await self._statements.open(wait=True, timeout=within)
             await self._lock_pool.open(wait=True, timeout=within)
         except _DOWN as exc:
-            raise _unavailable(self.where, exc) from None
+            raise await self._why_not(exc, within) from None
+
+    async def _why_not(self, exc: BaseException, within: float) -> StateUnavailable:
+        """The pool only says it timed out: one direct attempt tells the operator why (a wrong
+        password, an unknown database, a refused connection)."""
+        if isinstance(exc, PoolTimeout):
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._url, connect_timeout=max(1, int(within)))
+            except psycopg.Error as direct:
+                return _unavailable(self.where, direct)
+            await conn.close()
+        return _unavailable(self.where, exc)
 
     async def _migrate(self) -> None:
         try:
