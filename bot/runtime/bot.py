@@ -103,6 +103,7 @@ _T = TypeVar("_T")
 MESSAGES_STREAM: Final = "stream-room-messages"
 CURSOR_FLUSH_INTERVAL: Final = 2.0  # seconds between cursor writes (a lagging cursor is harmless)
 PRUNE_INTERVAL: Final = 3600.0  # seconds between prunes of old claims
+STATE_RETRY: Final = 1.0  # seconds between checks of the state database while it is unavailable
 START_RETRY_MAX: Final = 30.0  # seconds, the longest wait between start-up attempts
 
 
@@ -464,6 +465,10 @@ class Bot:
             wanted.append((accepted, age))
         if wanted:
             try:
+                if not self._state_reachable:
+                    # Known to be down (the check below every second says when it is back): do
+                    # not hold up the stream for a connection timeout per message.
+                    raise StateUnavailable(self.state.describe(), "not reachable at the last check")
                 claimed = await self.state.claim_messages(
                     [(a.message.id, a.message.room_id, a.message.ts) for a, _ in wanted], now
                 )
@@ -694,7 +699,8 @@ class Bot:
         assert self.state is not None
         interval = self.settings.bot_claim_lease / 3
         while True:
-            await asyncio.sleep(interval)
+            # During an outage, every second: commands are refused until this check succeeds.
+            await asyncio.sleep(interval if self._state_reachable else STATE_RETRY)
             try:
                 await self.state.renew_claims(self.clock())
                 await self.state.ping()
