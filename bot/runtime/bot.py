@@ -83,7 +83,7 @@ from bot.runtime.journal import CommandRun, JournaledIntegrationService, current
 from bot.runtime.metrics import Metrics
 from bot.runtime.outbound import Delivery, ReplySender, buttons_attachment
 from bot.runtime.recovery import Close, Decision, Interrupted, Recovery, Resume
-from bot.runtime.staleness import Freshness, freshness, interrupted_reply, stale_reply
+from bot.runtime.staleness import CATCHUP_HORIZON, Freshness, freshness, interrupted_reply, stale_reply
 from bot.state.owner import StateFileOwner
 from bot.state.postgres import SharedIntegrationLocks
 from bot.state.store import StateStore
@@ -145,6 +145,9 @@ class Bot:
         self._deaf = False
         self._state_open = False
         self._state_reachable = True  # the last statement (or the periodic check) worked
+        # Commands answered "not run" during a state outage (id → when): never run afterwards,
+        # even by a pass that finds them before the notice is stored.
+        self._not_run: dict[str, datetime] = {}
         self._owner: StateFileOwner | None = None
         self._fatal: AuthFailed | None = None
         self._stop = asyncio.Event()
@@ -456,7 +459,7 @@ class Bot:
         wanted: list[tuple[Accepted, Freshness]] = []
         for message in messages:
             accepted = self.intake.accept(message)
-            if accepted is None:
+            if accepted is None or message.id in self._not_run:
                 continue
             age = freshness(message.ts, now, self.settings.bot_stale_command_age)
             if age is Freshness.TOO_OLD:
@@ -479,6 +482,7 @@ class Bot:
                 self._state_failed(exc)
                 for accepted, age in wanted:
                     if age is Freshness.FRESH:
+                        self._not_run[accepted.message.id] = now
                         self._spawn(self._unrecorded(accepted.message), f"unrecorded-{accepted.message.id}")
                 return
             self._state_worked()
@@ -709,6 +713,9 @@ class Bot:
                 self._state_failed(exc)
                 continue
             self._state_worked()
+            horizon = self.clock() - CATCHUP_HORIZON
+            for message_id in [m for m, at in self._not_run.items() if at < horizon]:
+                del self._not_run[message_id]  # older than any pass looks back
             if orphans:
                 self.metrics.takeovers.inc(len(orphans))
                 log.info("claims.taken_over", commands=len(orphans))
