@@ -150,7 +150,7 @@ async def test_callers_without_rights_are_refused_before_any_preview(h: Harness,
     assert reply.outcome in ("denied", "not-found"), reply.text
     by_id = await h.say(user, "ops", f"!integration set {gid} alias=x")
     assert by_id.outcome in ("denied", "not-found")
-    assert len(h.services.pending) == 0
+    assert await h.services.pending.waiting() == 0
     assert h.writes() == 0
 
 
