@@ -14,7 +14,9 @@ verified, audited), under the same lock.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 
+from bot.errors import StateUnavailable
 from bot.rocketchat.models import Integration
 from bot.state.confirmations import Status
 from bot.text import ago, code, human_duration
@@ -82,10 +84,14 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                     outcome="stale",
                 )
             reply = await apply(ctx, edit, change.updates)
-        await pending.applied(change, now=now)
+        # The change is written and audited: that is the answer, even if the state database
+        # fails just now (the code then reads "being applied" for a while, then "expired").
+        with suppress(StateUnavailable):
+            await pending.applied(change, now=now)
         return reply
     finally:
-        await pending.release(change)
+        with suppress(StateUnavailable):
+            await pending.release(change)
 
 
 COMMAND = Command(
