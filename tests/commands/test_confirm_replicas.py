@@ -76,15 +76,21 @@ async def test_one_code_confirmed_through_two_replicas_at_once_is_applied_once(
     made = a.control.create_incoming_integration("Raced", channel="#general")
     code = code_of(await a.say("admin", "ops", f"!integration set {made['_id']} alias=raced"))
     rest, update = a.services.rest, a.services.rest.integrations_update
+    answered = asyncio.Event()
 
     async def over_the_network(body: Any, *, retry: bool = True) -> dict[str, Any]:
-        await asyncio.sleep(0.05)  # a real server takes a moment: the other confirmation arrives meanwhile
+        # The write lands only once the other confirmation is answered: it arrives meanwhile,
+        # however slowly either replica runs. (Were both to write, both would wait here and fail.)
+        await asyncio.wait_for(answered.wait(), timeout=30)
         return await update(body, retry=retry)
 
+    async def confirm(replica: Harness) -> Reply:
+        reply = await replica.say("admin", "ops", f"!integration confirm {code}")
+        answered.set()
+        return reply
+
     monkeypatch.setattr(rest, "integrations_update", over_the_network)
-    first, second = await asyncio.gather(
-        a.say("admin", "ops", f"!integration confirm {code}"), b.say("admin", "ops", f"!integration confirm {code}")
-    )
+    first, second = await asyncio.gather(confirm(a), confirm(b))
     assert sorted([first.outcome, second.outcome]) == ["applying", "changed"], (first.text, second.text)
     assert a.writes() == 1
     assert a.doc(made["_id"])["alias"] == "raced"
