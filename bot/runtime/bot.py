@@ -785,6 +785,7 @@ class Bot:
                 if loop.time() >= next_prune:
                     pruned = await self.state.prune_messages(self.clock() - CLAIM_RETENTION)
                     await self.state.prune_intents()
+                    await self.state.confirmations.prune(self.clock())
                     log.info("state.pruned", claims=pruned)
                     next_prune = loop.time() + PRUNE_INTERVAL
             except StateUnavailable as exc:
