@@ -331,9 +331,9 @@ class CatchUp:
         return wanted
 
     def _answered(self, mine: Mapping[str, Mapping[str, Any]], message: ChatMessage) -> bool:
-        # The answer, or the notice that it was not run (its claim could not be recorded).
-        ids = self._state.message_ids
-        chain = ids.answer(message.id) + ids.unrecorded(message.id)
+        # The answer (or the notice, at the same ids, that it was not run: its claim could not be
+        # recorded while the state database was unavailable).
+        chain = self._state.message_ids.answer(message.id)
         found = own_among(mine, chain, user_id=self._rest.user_id, room_id=message.room_id, thread_id=message.thread_id)
         return found is not None
 

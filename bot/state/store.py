@@ -33,7 +33,7 @@ import os
 import secrets
 import socket
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -241,13 +241,21 @@ class StateStore:
             taken.update(str(row[0]) for row in rows)
         return taken
 
-    async def renew_claims(self, now: datetime) -> int:
-        """Extend the lease of every unfinished claim this process owns (called every third of
-        the lease while it runs). Returns how many it still owns."""
-        return await self.database.count(
-            "UPDATE processed_messages SET lease_until = ? WHERE owner = ? AND status = 'claimed'",
-            (_ts(now + self.lease), self.owner),
-        )
+    async def renew_claims(self, now: datetime, message_ids: Collection[str]) -> int:
+        """Extend the lease of those of `message_ids` that are unfinished claims of this process
+        (its commands still running or waiting: called every third of the lease). A claim left
+        out (its command ended without finishing it) runs out and is taken over. Returns how
+        many were renewed."""
+        renewed = 0
+        ids = sorted(message_ids)
+        for start in range(0, len(ids), CLAIM_BATCH):
+            chunk = ids[start : start + CLAIM_BATCH]
+            renewed += await self.database.count(
+                "UPDATE processed_messages SET lease_until = ?"  # noqa: S608
+                f" WHERE owner = ? AND status = 'claimed' AND message_id IN ({', '.join('?' * len(chunk))})",
+                (_ts(now + self.lease), self.owner, *chunk),
+            )
+        return renewed
 
     async def take_over(self, now: datetime, *, expired_only: bool | None = None) -> list[str]:
         """Take the unfinished claims of processes that are gone, oldest first: those whose lease
