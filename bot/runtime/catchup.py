@@ -173,8 +173,12 @@ class CursorBook:
         self._pending = {room_id: when for room_id, when in self._pending.items() if room_id in self.frozen}
         if not pending:
             return
-        for room_id, when in pending.items():
-            await self._state.advance_cursor(room_id, when)
+        try:
+            await self._state.advance_cursors(pending)
+        except StateUnavailable:
+            for room_id, when in pending.items():  # stored by a later flush
+                self.seen(room_id, when)
+            raise
         log.debug("catchup.cursors_stored", rooms={room_id: when.isoformat() for room_id, when in pending.items()})
 
 
@@ -257,8 +261,11 @@ class CatchUp:
                 self._wanted.set()  # the session dropped or reconnected meanwhile: once more
                 cursors = "held: the session dropped or reconnected during the pass, once more"
             elif connected:
-                await self.cursors.release()
-                cursors = "released"
+                try:
+                    await self.cursors.release()
+                    cursors = "released"
+                except StateUnavailable as exc:  # released: the periodic flush stores them once it is back
+                    cursors = f"released, not stored yet ({exc})"
             else:  # held until the pass that the next `Connected` requests (module docstring)
                 cursors = "held: begun while disconnected"
             log.info("catchup.cursors", cursors=cursors)

@@ -536,14 +536,20 @@ class ReplicaDisturber(Disturber):
         self.database_restarts = 0
 
     def tick(self, total: int) -> None:
-        if self.database_restarts == 0 and self.crowd.answered() >= total // 2:
+        answered = self.crowd.answered()
+        # Early, while most commands are still to come: two kills, then the database restart
+        # (commands are answered fast while it is down, so the rest go quickly after it).
+        if self.kills < 2 and answered >= total * (self.kills + 1) * 15 // 100:
+            self.kill_and_restart()
+        elif self.kills == 2 and self.database_restarts == 0 and answered >= total * 45 // 100:
             self.restart_database()
             self.database_restarts += 1
             self.done.append("database restart")
-            return
-        super().tick(total)
+        else:  # the drops, refusals and bursts (its own kills come later than these: 1/3, 2/3)
+            super().tick(total)
 
     def kill_and_restart(self) -> None:
+        """Kill a live replica; a new one starts without being waited for (the others serve)."""
         victim = self.rng.choice(self.live)
         victim.process.kill()
         victim.wait_exit(20)
@@ -553,4 +559,3 @@ class ReplicaDisturber(Disturber):
         bot = start_bot(self.crowd, self.workdir / f"replica-{len(self.bots)}", **self.settings)
         self.bots.append(bot)
         self.live.append(bot)
-        bot.wait_ready()
