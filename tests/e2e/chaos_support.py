@@ -399,7 +399,7 @@ def verify(crowd: Crowd, state_db: Path | str) -> dict[str, int]:
     by_message = Counter(r["message_id"] for r in rows)
     for s in sent:
         count = by_message.get(s.message["_id"], 0)
-        assert count == (1 if s.verdict == "done" else 0), (s.message["msg"], s.verdict, count)
+        assert count == (1 if s.verdict == "done" else 0), (s.message["msg"], s.message["_id"], s.verdict, count)
     for row in rows:
         if row["message_id"] in {s.message["_id"] for s in sent}:
             command = next(s for s in sent if s.message["_id"] == row["message_id"])

@@ -23,6 +23,7 @@ from chaos_support import (
     ReplicaDisturber,
     build_crowd,
     leaked_secrets,
+    query,
     run_crowd,
     start_bot,
     unanswered_story,
@@ -39,9 +40,14 @@ COMMANDS = 20
 REPLICAS = 3
 SEED = 15
 ANSWER_TIMEOUT = 90.0
+SETTLE_TIMEOUT = 30.0  # far beyond a lease (3 s) and a take-over tick (1 s)
 # Seconds between the kill of the database and its start: longer than a statement waits for a
 # connection (5 s), so commands meanwhile are refused, not merely delayed.
 DATABASE_DOWN = 7.0
+
+
+def unfinished(url: str) -> list[str]:
+    return [str(row[0]) for row in query(url, "SELECT message_id FROM processed_messages WHERE status = 'claimed'")]
 
 
 @pytest.mark.timeout(300)
@@ -82,6 +88,12 @@ def test_chaos_with_three_replicas_every_command_is_applied_once_and_answered_on
             f"unanswered after {ANSWER_TIMEOUT:g} s:\n" + "\n".join(unanswered) + f"\ndisturbances: {disturber.done}"
         )
         assert disturber.kills == 2 and disturber.database_restarts == 1 and disturber.dropped >= 1, disturber.done
+        # A command whose audit row could not be written (the database went away right after its
+        # write) is settled by the recovery once its lease runs out: wait for every claim to close.
+        deadline = time.monotonic() + SETTLE_TIMEOUT
+        while (open_claims := unfinished(postgres_url)) and time.monotonic() < deadline:
+            time.sleep(TICK)
+        assert not open_claims, f"claims never settled: {open_claims}"
         for bot in disturber.live:
             assert bot.terminate() == 0, bot.output[-3000:]
 
@@ -93,9 +105,11 @@ def test_chaos_with_three_replicas_every_command_is_applied_once_and_answered_on
         won = [sum(1 for e in bot.logs() if e.get("event") == "command") for bot in bots[:REPLICAS]]
         assert sum(1 for n in won if n) >= 2, won
     finally:
-        for bot in bots:
+        for number, bot in enumerate(bots):
             if bot.process.poll() is None:
                 bot.process.kill()
                 bot.wait_exit(20)
+            # Kept in the test's directory, for whoever looks into a failure.
+            (tmp_path / f"replica-{number}.log").write_text(bot.output, encoding="utf-8")
         crowd.server.stop()
     assert not leaked_secrets((bot.output for bot in bots), crowd.secrets | {postgres_server.password})
