@@ -309,7 +309,9 @@ class PostgresDatabase:
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> tuple[list[Row], int]:
         try:
+            cancels = _cancels()
             async with self._statements.connection() as conn:
+                _still_running(cancels)
                 cursor = await conn.execute(_dialect(sql), params if params else None)
                 rows = await cursor.fetchall() if cursor.description is not None else []
                 return [tuple(row) for row in rows], cursor.rowcount
@@ -424,9 +426,14 @@ class SharedIntegrationLocks:
             return
         async with self._local.hold(integration_id) as local:
             started = time.monotonic()
-            conn = await self._connection(self._pool)
+            cancels = _cancels()
             commit = False
             try:
+                conn = await self._pool.getconn()
+            except _DOWN as exc:
+                raise _unavailable(self._where, exc) from None
+            try:
+                _still_running(cancels)
                 try:
                     await conn.execute("BEGIN")
                     cursor = await conn.execute(
@@ -463,7 +470,9 @@ class SharedIntegrationLocks:
 
     async def _mark_pending(self, integration_id: str) -> None:
         try:
+            cancels = _cancels()
             async with self._statements.connection() as conn:
+                _still_running(cancels)
                 await conn.execute(
                     "INSERT INTO integration_writes (integration_id, pending) VALUES (%s, true)"
                     " ON CONFLICT (integration_id) DO UPDATE SET pending = true",
@@ -472,11 +481,19 @@ class SharedIntegrationLocks:
         except _DOWN as exc:
             raise _unavailable(self._where, exc) from None
 
-    async def _connection(self, pool: AsyncConnectionPool) -> psycopg.AsyncConnection[Any]:
-        try:
-            return await pool.getconn()
-        except _DOWN as exc:
-            raise _unavailable(self._where, exc) from None
+
+def _cancels() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def _still_running(cancels_before: int) -> None:
+    """Raise `CancelledError` if the task was cancelled while it waited for a pooled connection.
+    psycopg_pool waits with `asyncio.wait_for`, which on Python 3.11 drops a cancellation that
+    arrives together with the connection (CPython gh-86296): the task would go on as if never
+    cancelled (a scheduler stopped at shutdown went back to sleep, and the shutdown hung)."""
+    if _cancels() > cancels_before:
+        raise asyncio.CancelledError
 
 
 def read_key(url: str, name: str) -> bytes:
