@@ -16,7 +16,9 @@ then for each size (100, 1,000, 10,000 integrations; the sandbox grows between s
    bot and for the floor;
 4. at 1,000 integrations: throughput, 1,000 commands from 100 operators stored in one batch,
    then the floor doing the same work with 100 concurrent workers;
-5. samples the bot's resident memory and stops it.
+5. samples the bot's resident memory and stops it;
+6. at 1,000 integrations, after that: the bot on PostgreSQL, as 1 and as 3 replicas, through the
+   same latency and throughput workloads (`bench.replicas`).
 
 Times: a command's latency is the server's stored `ts` of the bot's answer minus that of the
 command (microsecond precision, one clock). The driver picks the command's id, so it knows the

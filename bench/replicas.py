@@ -11,8 +11,10 @@ installs Debian's package like `make test` does) and, for each replica count (1,
    it, each in its own working directory, all with the same credentials and `BOT_STATE_URL`,
    and `BOT_HTTP_PORT` for their `/metrics`; waits for every replica's first catch-up pass;
 2. runs the SQLite bot's own workloads through them (`Run._rounds`: warm-up, then latency
-   rounds alternating with the floor; `Run._throughput`: 1,000 commands at once, then the floor
-   the same way), so each variant has floor rounds of its own, measured in the same minutes;
+   rounds alternating with the floor; `Run._cost`: REST calls per command; `Run._throughput`:
+   1,000 commands at once, then the floor the same way), so each variant has floor rounds of its
+   own, measured in the same minutes; over the latency rounds it takes the CPU time of each
+   replica and of the PostgreSQL server (postmaster and backends);
 3. checks that every command was run once and answered once: the replicas' claims won (from
    their `/metrics`, `integrations_bot_claims_total{result="won"}`) add up to the commands sent,
    none was taken over, every answer is at the first id of its chain and no command has a second
@@ -20,7 +22,8 @@ installs Debian's package like `make test` does) and, for each replica count (1,
 4. stops the replicas.
 
 Every replica receives every command on its own realtime session; the first claim in the
-database wins (`bot.state.store`), so the claims won per replica show how the work was shared.
+database wins (`bot.state.store`), so the claims won per replica (all of them, and those of the
+throughput burst) show how the work was shared.
 
 The server runs with the tests' settings (`tests.postgres_support.SETTINGS`): no fsync, as the
 SQLite bot's WAL with synchronous=NORMAL makes none per commit either; a production server
@@ -38,6 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
+import psutil
 
 from bench.processes import BotProcess
 from bench.stats import Summary
@@ -134,8 +138,8 @@ class Replicas:
             found.append(Claims.of(parse_metrics(response.text)))
         return found
 
-    def cpu_seconds(self) -> float:
-        return sum(bot.cpu_seconds() for bot in self.bots)
+    def cpu_seconds(self) -> list[float]:
+        return [bot.cpu_seconds() for bot in self.bots]
 
     def rss(self) -> list[int]:
         return [bot.rss() for bot in self.bots]
@@ -158,6 +162,22 @@ async def answered_once(api: SandboxApi, ids: MessageIds, commands: list[str]) -
         "answered_again": sum(i in stored for i in later),
         "not_run_notices": sum(i in stored for i in unrecorded),
     }
+
+
+def server_cpu_seconds(server: PostgresServer) -> float:
+    """CPU time (user + system) of the PostgreSQL server so far: the postmaster, its live
+    processes (a backend per pooled connection) and those it has reaped."""
+    pid = int((server.data / "postmaster.pid").read_text().split()[0])
+    postmaster = psutil.Process(pid)
+    own = postmaster.cpu_times()
+    total = own.user + own.system + own.children_user + own.children_system
+    for child in postmaster.children(recursive=True):
+        try:
+            times = child.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system
+    return float(total)
 
 
 def latency_json(stage: Stage) -> dict[str, Any]:
@@ -206,14 +226,20 @@ async def measure(
                 bot_targets = [integration_name(n) for n in range(config.targets)]
                 floor_targets = [integration_name(n) for n in range(config.targets, 2 * config.targets)]
                 await run._rounds(None, api, floor, operators, bot_targets, floor_targets, config.warmup_rounds)
-                cpu = replicas.cpu_seconds()
+                cpu, server_cpu = replicas.cpu_seconds(), server_cpu_seconds(server)
                 await run._rounds(stage, api, floor, operators, bot_targets, floor_targets, config.latency_rounds)
-                cpu_ms = 1000 * (replicas.cpu_seconds() - cpu) / max(1, config.latency_rounds)
+                per_round = 1000 / max(1, config.latency_rounds)
+                cpu_ms = [per_round * (b - a) for a, b in zip(cpu, replicas.cpu_seconds(), strict=True)]
+                server_cpu_ms = per_round * (server_cpu_seconds(server) - server_cpu)
                 rss = replicas.rss()
+                stage.cost = await run._cost(api, floor, operators, bot_targets, floor_targets)
+                before_burst = await replicas.claims()
                 stage.throughput = await run._throughput(api, floor, operators)
                 rss = [max(a, b) for a, b in zip(rss, replicas.rss(), strict=True)]
                 await asyncio.sleep(0.5)  # the last commands' book-keeping, before the claims are read
-                claims = [after - earlier for after, earlier in zip(await replicas.claims(), before, strict=True)]
+                after = await replicas.claims()
+                claims = [a - b for a, b in zip(after, before, strict=True)]
+                burst = [a - b for a, b in zip(after, before_burst, strict=True)]
                 answers = await answered_once(api, ids, run.sent)
             finally:
                 codes = await replicas.stop()
@@ -222,11 +248,16 @@ async def measure(
                 "replicas": count,
                 "ready_seconds": round(ready, 3),
                 "catchup_seconds": round(caught_up, 3),
-                "cpu_ms_per_command": round(cpu_ms, 3),  # all replicas together, per latency round
+                # CPU per latency round (one bot command, one floor command), per replica and of the
+                # PostgreSQL server; each bot also receives the floor's answers
+                "cpu_ms_per_command": [round(c, 3) for c in cpu_ms],
+                "postgres_cpu_ms_per_command": round(server_cpu_ms, 3),
                 "rss_mb": [round(r / 2**20, 1) for r in rss],
                 "latency": latency_json(stage),
+                "cost": stage.cost,
                 "throughput": stage.throughput,
                 "claims": [{"won": c.won, "lost": c.lost, "takeovers": c.takeovers} for c in claims],
+                "claims_won_in_burst": [c.won for c in burst],  # of the throughput stage's commands
                 "answers": answers,
             }
             variants.append(variant)
@@ -236,7 +267,12 @@ async def measure(
     return {
         "integrations": sqlite_stage.integrations,
         "postgresql": server.bindir.parent.name,
-        "sqlite": {"latency": latency_json(sqlite_stage), "throughput": sqlite_stage.throughput},
+        "sqlite": {
+            "latency": latency_json(sqlite_stage),
+            "cost": sqlite_stage.cost,
+            "cpu_ms_per_command": [sqlite_stage.bot_cpu_seconds * 1000 / max(1, config.latency_rounds)],
+            "throughput": sqlite_stage.throughput,
+        },
         "variants": variants,
     }
 
@@ -308,6 +344,13 @@ def table(results: dict[str, Any]) -> list[str]:
         ok = answers["answered"] == answers["commands"] and not answers["answered_again"]
         return f"{answers['answered']}/{answers['commands']}" + ("" if ok else " NOT ONCE")
 
+    def rest(column: dict[str, Any], key: str) -> str:
+        found = column.get("cost", {}).get(key)
+        return "-" if found is None else f"{found['rest_total']:g}"
+
+    def server(column: dict[str, Any]) -> str:
+        return f"{column['postgres_cpu_ms_per_command']:.1f}"
+
     def rate(column: dict[str, Any]) -> str:
         found = column["throughput"]
         return "-" if found is None else f"{found['bot_per_second']:.0f} ({found['ratio']:.2f})"
@@ -325,8 +368,25 @@ def table(results: dict[str, Any]) -> list[str]:
             "1",
             *("{p50:.2f} / {p99:.2f}".format(**c["latency"]["ratio"]) for _, c in columns),
         ],
+        [
+            "REST calls per disable / enable",
+            f"{rest(columns[0][1], 'floor disable')} / {rest(columns[0][1], 'floor enable')}",
+            *(f"{rest(c, 'bot disable')} / {rest(c, 'bot enable')}" for _, c in columns),
+        ],
+        [
+            "bot CPU per round (ms), per process",
+            "-",
+            *(" + ".join(f"{ms:.1f}" for ms in c["cpu_ms_per_command"]) for _, c in columns),
+        ],
+        ["PostgreSQL server CPU per round (ms)", "-", "-", *(server(c) for _, c in columns[1:])],
         ["throughput, commands/s (ratio)", f"{span(floor_rate, 0)} (1)", *(rate(c) for _, c in columns)],
-        ["claims won per replica", "-", "-", *(claims(c) for _, c in columns[1:])],
+        ["claims won per replica: all", "-", "-", *(claims(c) for _, c in columns[1:])],
+        [
+            "  of which in the burst",
+            "-",
+            "-",
+            *(" / ".join(str(n) for n in c["claims_won_in_burst"]) for _, c in columns[1:]),
+        ],
         ["answered exactly once", "-", "-", *(once(c) for _, c in columns[1:])],
     ]
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
