@@ -43,7 +43,7 @@ def variant(count: int, *, p50: float = 1.2, throughput: float = 1.1, **changes:
         "throughput": {"bot_per_second": 300.0 * throughput, "floor_per_second": 300.0, "ratio": throughput},
         "claims": [{"won": 300 // count, "lost": 300 - 300 // count, "takeovers": 0}] * count,
         "claims_won_in_burst": [100 // count] * count,
-        "answers": {"commands": 300, "answered": 300, "answered_again": 0, "not_run_notices": 0},
+        "answers": {"commands": 300, "answered": 300, "answered_again": 0},
     }
     found.update(changes)
     return found
@@ -55,7 +55,7 @@ def test_a_clean_variant_has_no_failures() -> None:
 
 def test_a_command_run_twice_or_answered_twice_is_a_failure() -> None:
     claims = [{"won": 101, "lost": 199, "takeovers": 0}] * 3
-    answers = {"commands": 300, "answered": 300, "answered_again": 1, "not_run_notices": 0}
+    answers = {"commands": 300, "answered": 300, "answered_again": 1}
     problems = check(variant(3, claims=claims, answers=answers), [0, -15, 0])
     assert problems == [
         "PostgreSQL×3: replica 1 exited with -15",
