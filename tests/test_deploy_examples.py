@@ -12,8 +12,9 @@ import re
 from pathlib import Path
 
 from bot.config import Settings
-from bot.runtime.health import Probe, create_app
+from bot.runtime.health import create_app
 from bot.runtime.metrics import Metrics
+from tests.bot.health_support import READY
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -63,15 +64,7 @@ def _image_port() -> int:
 
 
 def _served_paths() -> set[str]:
-    probe = Probe(
-        realtime="ready",
-        logged_in=True,
-        subscriptions_ready=True,
-        message_stream=True,
-        state_db_open=True,
-        permissions_loaded=True,
-        stopping=False,
-    )
+    probe = READY
     app = create_app(lambda: probe, Metrics())
     return {str(getattr(route, "path", "")) for route in app.routes}
 

@@ -5,10 +5,8 @@ on the database."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -17,33 +15,9 @@ from bot.state.confirmations import APPLYING_BOUND, CODE_ALPHABET, CODE_LENGTH, 
 from bot.state.store import StateStore
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-TTL = timedelta(minutes=2)
-
-# Opens one more StateStore on the test's database (another process, or another replica).
+# Opens one more StateStore on the test's state (tests/bot/state/conftest.py `open_store`).
 Opener = Callable[..., Awaitable[StateStore]]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    opened: list[StateStore] = []
-    if request.param == "postgresql":
-        url: str = request.getfixturevalue("postgres_url")
-
-        async def opener(**options: Any) -> StateStore:
-            opened.append(await StateStore.connect(url, **options))
-            return opened[-1]
-    else:
-        path = tmp_path / "state.sqlite3"
-
-        async def opener(**options: Any) -> StateStore:
-            opened.append(await StateStore.open(path, **options))
-            return opened[-1]
-
-    try:
-        yield opener
-    finally:
-        for state in opened:
-            await state.close()
+TTL = timedelta(minutes=2)
 
 
 @pytest.fixture

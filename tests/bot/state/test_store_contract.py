@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -28,28 +27,10 @@ LEASE = timedelta(seconds=30)
 Opener = Callable[..., Awaitable[StateStore]]
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def opened(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
-    """`await opened(owner=…)`: one more process's store on the same state; all closed afterwards."""
-    stores: list[StateStore] = []
-    if request.param == "sqlite":
-        where = str(tmp_path / "state.sqlite3")
-
-        async def open_one(**options: object) -> StateStore:
-            store = await StateStore.open(where, **options)  # type: ignore[arg-type]
-            stores.append(store)
-            return store
-    else:
-        where = request.getfixturevalue("postgres_url")
-
-        async def open_one(**options: object) -> StateStore:
-            store = await StateStore.connect(where, **options)  # type: ignore[arg-type]
-            stores.append(store)
-            return store
-
-    yield open_one
-    for store in stores:
-        await store.close()
+@pytest.fixture
+def opened(open_store: Opener) -> Opener:
+    """One more process's store on the same state (tests/bot/state/conftest.py)."""
+    return open_store
 
 
 def audit(n: int, *, integration: str = "i1", message: str | None = None, action: str = "disable") -> AuditRecord:
