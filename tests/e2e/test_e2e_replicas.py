@@ -1,0 +1,207 @@
+"""Issue 15, done-when 1: two or three real `integrations-bot run` processes, each in its own working
+directory, on one real PostgreSQL (`postgres_url`), as an operator runs replicas.
+
+- every command is applied once and answered once, whichever replica claims it;
+- a replica killed with SIGKILL while commands flow loses none of them (its claims are taken over
+  once their lease runs out, and decided with the write journal);
+- two people changing one integration at once through two different replicas both get their
+  change (the integration's lock is held in the database, across processes);
+
+Each test has its own sandbox, database and replicas (`replicas`, tests/e2e/replica_support.py).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from e2e_support import BOT_USERNAME, REPLY_TIMEOUT
+from replica_support import (
+    TAKEOVER_TIMEOUT,
+    People,
+    Person,
+    Replicas,
+    Step,
+    comparable,
+    owner_pid,
+    wait_until,
+)
+
+pytestmark = pytest.mark.e2e
+
+PREFIX = "!integration"
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, postgres_url: str) -> Iterator[Replicas]:
+    running = Replicas(tmp_path, postgres_url, http=True)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+# --- the scripts: (text, what the answer says, whether it changes the integration) -----------------
+
+
+def disable(_person: Person, hook: dict[str, Any]) -> tuple[str, str, bool]:
+    return f"{PREFIX} disable {hook['_id']} because replicas", "Disabled", True
+
+
+def enable(_person: Person, hook: dict[str, Any]) -> tuple[str, str, bool]:
+    return f"{PREFIX} enable {hook['_id']}", "Enabled", True
+
+
+def show(_person: Person, hook: dict[str, Any]) -> tuple[str, str, bool]:
+    return f"{PREFIX} show {hook['_id']}", f"id: `{hook['_id']}`", False
+
+
+def listing(_person: Person, hook: dict[str, Any]) -> tuple[str, str, bool]:
+    return f'{PREFIX} list "{hook["name"]}"', f"1 integration matching `{hook['name']}`", False
+
+
+def set_alias(person: Person, hook: dict[str, Any]) -> tuple[str, str, bool]:
+    return f'{PREFIX} set {hook["_id"]} alias="set by {person.name}" --yes', "✅ Changed", True
+
+
+def set_emoji(_person: Person, hook: dict[str, Any]) -> tuple[str, str, bool]:
+    return f"{PREFIX} set {hook['_id']} emoji=:tada: --yes", "✅ Changed", True
+
+
+# Alternating the person's incoming (even steps) and outgoing (odd steps) integration.
+MIXED: list[Step] = [disable, show, set_alias, disable, enable, listing, set_emoji, enable]
+
+
+def after_mixed(people: People) -> Any:
+    incoming = {p.incoming["_id"]: p for p in people.people}
+
+    def expected(original: dict[str, Any]) -> dict[str, Any]:
+        person = incoming.get(original["_id"])
+        if person is None:  # outgoing (disabled, then enabled) or seeded: as it was
+            return original
+        return {**original, "alias": f"set by {person.name}", "emoji": ":tada:"}
+
+    return expected
+
+
+# --- the tests ------------------------------------------------------------------------------------
+
+
+def test_three_replicas_apply_and_answer_every_command_once(replicas: Replicas) -> None:
+    replicas.start(3)
+    people = People.create(replicas, 6)
+    people.run(MIXED, timeout=REPLY_TIMEOUT)
+
+    people.check_answers()
+    people.check_applied_once()
+    people.check_documents(after_mixed(people))
+    claims = replicas.rows("SELECT status, count(*) FROM processed_messages GROUP BY status")
+    assert dict(claims) == {"done": len(people.sent)}, claims
+    owners = {owner_pid(replicas.claim_owner(s.message["_id"])) for s in people.sent}
+    assert owners <= {bot.process.pid for bot in replicas.bots}
+    # Stopped, their logs are complete: each command was run by exactly one replica, once.
+    replicas.close()
+    runs = {s.message["msg"]: replicas.command_runs(s.message["_id"]) for s in people.sent}
+    assert set(runs.values()) == {1}, runs
+
+
+def test_a_replica_killed_while_commands_flow_loses_none_of_them(replicas: Replicas) -> None:
+    first = replicas.start(3)
+    people = People.create(replicas, 6)
+    # A wide read-modify-write window, so the kill finds commands in flight.
+    replicas.control.set_latency(0.3, "integrations.update")
+    total = len(people.people) * len(MIXED)
+    cut: list[str] = []
+
+    def kill_one_in_flight() -> None:
+        wait_until(lambda: people.answered() >= total // 3, TAKEOVER_TIMEOUT, "the commands did not flow")
+
+        def victim_busy() -> bool:
+            cut[:] = replicas.unfinished_claims(first[0])
+            return bool(cut)
+
+        wait_until(victim_busy, TAKEOVER_TIMEOUT, "the first replica never had a command in flight")
+        replicas.kill(first[0])
+        replicas.start(1)  # and a fresh one joins, as a restarted pod would
+
+    people.run(MIXED, timeout=TAKEOVER_TIMEOUT, meanwhile=kill_one_in_flight)
+
+    assert cut, "the kill cut no command"
+    people.check_answers()
+    people.check_applied_once()
+    people.check_documents(after_mixed(people))
+    claims = replicas.rows("SELECT status, count(*) FROM processed_messages GROUP BY status")
+    assert dict(claims) == {"done": len(people.sent)}, claims
+    taken = [bot for bot in replicas.bots[1:] if any(e.get("event") == "claims.taken_over" for e in bot.logs())]
+    assert taken, "no replica took over the killed one's commands"
+    # Every command the killed replica had claimed was finished by another.
+    for message_id in cut:
+        assert owner_pid(replicas.claim_owner(message_id)) != first[0].process.pid, message_id
+
+
+def test_two_people_changing_one_integration_through_two_replicas_both_get_their_change(
+    tmp_path: Path, postgres_url: str
+) -> None:
+    """Which replica claims a command is a race; to make the two changes run on two replicas at the
+    same time, each replica is paused (SIGSTOP) while the other claims one: the first replica
+    claims the disable and is paused in the middle of its write (slow on purpose), holding the
+    integration's lock; the second, resumed, claims the `set` and must wait for that lock in the
+    database; the first resumes and finishes; then the second reads the disabled document and
+    writes its change on top. A pause is far shorter than the lease (10 s here), so no replica
+    takes over the other's claim meanwhile."""
+    replicas = Replicas(tmp_path, postgres_url, BOT_CLAIM_LEASE="10")
+    try:
+        one, two = replicas.start(2)
+        control = replicas.control
+        for user in ("racer-a", "racer-b"):
+            control.create_user(user, roles=["user", "admin"])
+        control.create_room("race", members=["racer-a", "racer-b", BOT_USERNAME], owner="admin")
+        hook = control.create_outgoing_integration(
+            "Contended relay",
+            channel="#race",
+            urls=["https://relay.example.org/contended"],
+            trigger_words=["!contended"],
+            token="contended-token-1",
+            alias="before",
+            emoji=":bell:",
+            retry_failed_calls=True,
+            retry_count=4,
+            retry_delay="powers-of-two",
+            run_on_edits=True,
+        )
+        control.set_latency(1.0, "integrations.update")
+        writes = control.counters().rest.get("integrations.update", 0)
+
+        os.kill(two.process.pid, signal.SIGSTOP)
+        try:
+            a = control.post_message("racer-a", "race", f"{PREFIX} disable {hook['_id']} because a")
+            wait_until(
+                lambda: control.counters().rest.get("integrations.update", 0) > writes,
+                REPLY_TIMEOUT,
+                "the first replica never wrote",
+            )
+            assert owner_pid(replicas.claim_owner(a["_id"])) == one.process.pid
+            os.kill(one.process.pid, signal.SIGSTOP)  # in the middle of its write, holding the lock
+        finally:
+            os.kill(two.process.pid, signal.SIGCONT)
+        try:
+            b = control.post_message("racer-b", "race", f'{PREFIX} set {hook["_id"]} alias="b was here" --yes')
+            wait_until(lambda: replicas.claim_owner(b["_id"]) is not None, REPLY_TIMEOUT, "nobody claimed the set")
+            assert owner_pid(replicas.claim_owner(b["_id"])) == two.process.pid
+            waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            wait_until(lambda: replicas.rows(waiting)[0][0] >= 1, REPLY_TIMEOUT, "the set never waited for the lock")
+        finally:
+            os.kill(one.process.pid, signal.SIGCONT)
+
+        assert "Disabled" in replicas.chat.reply_to(a)["msg"]
+        assert "✅ Changed" in replicas.chat.reply_to(b, timeout=3 * REPLY_TIMEOUT)["msg"]
+        stored = control.integration(hook["_id"])
+        assert comparable(stored) == comparable({**hook, "enabled": False, "alias": "b was here"})
+        assert replicas.audit_counts() == {a["_id"]: 1, b["_id"]: 1}
+        assert replicas.writes()[hook["_id"]] == 2
+    finally:
+        replicas.close()
