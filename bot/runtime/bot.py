@@ -536,7 +536,8 @@ class Bot:
 
     async def _command(self, accepted: Accepted, *, stale: bool = False, recovering: bool = False) -> None:
         message = accepted.message
-        current_command.set(CommandRun(message.id, recovering))
+        run = CommandRun(message.id, recovering)
+        current_command.set(run)
         self.metrics.commands_in_flight.inc()
         try:
             author: CallerRights | None = None
@@ -554,9 +555,22 @@ class Bot:
                     reply = await self._reply_for(accepted, stale=stale, rights=author)
                 else:  # the author could not be looked up: nothing runs, the caller is told why
                     reply = self._failed(accepted, unchecked)
+                if reply.outcome == replies.STATE_UNAVAILABLE and run.sent:
+                    self._recover_later(message.id, "the state database failed after its write was sent")
+                    return
                 await self._post(message, reply)
         finally:
             self.metrics.commands_in_flight.dec()
+
+    def _recover_later(self, message_id: str, why: str) -> None:
+        """A claimed command whose outcome cannot be recorded now (the state database went away):
+        decided by this process's recovery sweep once the database is back, as if a crash had cut
+        it (`bot.runtime.recovery`: the journal tells whether its write landed; its answer, audit
+        row and finished claim follow once). Answering "not run; nothing was changed" would be
+        wrong when the write had landed."""
+        log.warning("command.recover_later", message_id=message_id, why=why)
+        if self.recovery is not None:
+            self.recovery.add([message_id])
 
     def _changes(self, accepted: Accepted, stale: bool) -> bool:
         """Whether the command will change integrations (and so reads its caller's rights fresh)."""
@@ -648,11 +662,15 @@ class Bot:
             delivery = await self.sender.deliver(message, reply, then=afterwards)
         finally:
             await followups.run(reply.afterwards)  # no-op once run; a cancelled post still records
-        if delivery is Delivery.POSTED:
-            await self._finish(message.id, reply.outcome)
-        elif delivery is Delivery.REJECTED:
-            await self._finish(message.id, f"{reply.outcome}; reply rejected")
-        # AUTH_FAILED: the bot is stopping; the claim stays unfinished for the next start.
+        try:
+            if delivery is Delivery.POSTED:
+                await self._finish(message.id, reply.outcome)
+            elif delivery is Delivery.REJECTED:
+                await self._finish(message.id, f"{reply.outcome}; reply rejected")
+            # AUTH_FAILED: the bot is stopping; the claim stays unfinished for the next start.
+        except StateUnavailable as exc:
+            self._state_failed(exc)
+            self._recover_later(message.id, "its claim could not be finished")
 
     async def _finish(self, message_id: str, outcome: str, *, ignored: bool = False) -> None:
         assert self.state is not None
@@ -667,7 +685,7 @@ class Bot:
             author = await self.services.rights.get(message.user_id)
             if self.intake.ignored_author(author) is not None:
                 return
-        reply = self._noted(message, None, Reply(replies.UNRECORDED, outcome="state-unavailable"))
+        reply = self._noted(message, None, Reply(replies.UNRECORDED, outcome=replies.STATE_UNAVAILABLE))
         assert self.state is not None
         await self.sender.deliver(message, reply, ids=self.state.message_ids.unrecorded(message.id))
 

@@ -6,6 +6,8 @@ directory, on one real PostgreSQL (`postgres_url`), as an operator runs replicas
   once their lease runs out, and decided with the write journal);
 - two people changing one integration at once through two different replicas both get their
   change (the integration's lock is held in the database, across processes);
+- a PostgreSQL restart in the middle is survived by every replica: commands sent while it is down
+  are told they were not run (or run once afterwards), never run twice, never dropped.
 
 Each test has its own sandbox, database and replicas (`replicas`, tests/e2e/replica_support.py).
 """
@@ -30,6 +32,9 @@ from replica_support import (
     owner_pid,
     wait_until,
 )
+
+from commands import replies
+from tests.postgres_support import PostgresServer
 
 pytestmark = pytest.mark.e2e
 
@@ -205,3 +210,64 @@ def test_two_people_changing_one_integration_through_two_replicas_both_get_their
         assert replicas.writes()[hook["_id"]] == 2
     finally:
         replicas.close()
+
+
+def test_every_replica_survives_a_postgresql_restart(replicas: Replicas, postgres_server: PostgresServer) -> None:
+    bots = replicas.start(2)
+    people = People.create(replicas, 4)
+    control, chat = replicas.control, replicas.chat
+    before = [p.incoming for p in people.people]
+    for person in people.people[:2]:
+        assert "Disabled" in chat.command(person.name, person.room, disable(person, person.incoming)[0])["msg"]
+    for bot in bots:
+        assert replicas.readyz(bot) == 200
+
+    # One command in the middle of its write when the database goes away.
+    control.set_latency(1.0, "integrations.update")
+    writes = control.counters().rest.get("integrations.update", 0)
+    mid = people.people[2]
+    in_flight = control.post_message(mid.name, mid.room, set_alias(mid, mid.incoming)[0])
+    wait_until(lambda: control.counters().rest.get("integrations.update", 0) > writes, REPLY_TIMEOUT, "it never wrote")
+    marks = [bot.mark() for bot in bots]
+    postgres_server.stop()
+    control.set_latency(0.0, "integrations.update")
+    during = [control.post_message(p.name, p.room, disable(p, p.outgoing)[0]) for p in people.people]
+    for bot in bots:
+        replicas.wait_readyz(bot, 503)
+    for message in during:  # each is told it was not run (the notice of one replica or another)
+        notices = set(chat.notice_ids(message))
+        notice = control.wait_for_message(message["rid"], lambda m, w=notices: m["_id"] in w)
+        assert notice["msg"] == replies.UNRECORDED, notice["msg"]
+    postgres_server.start()
+
+    for bot, mark in zip(bots, marks, strict=True):
+        replicas.wait_readyz(bot, 200)
+        bot.wait_for_log("state.available_again", after=mark, timeout=TAKEOVER_TIMEOUT)
+        bot.wait_for_log("catchup.done", after=mark, timeout=TAKEOVER_TIMEOUT)
+    assert all(bot.process.poll() is None for bot in bots), "a replica exited"
+    # After it: commands work, on every integration.
+    after = [chat.command(p.name, p.room, enable(p, p.incoming)[0]) for p in people.people[:2]]
+    assert all("Enabled" in reply["msg"] for reply in after), [r["msg"] for r in after]
+
+    # The one in flight: answered once; what it says is what happened.
+    answers, notices = chat.bot_messages_about(in_flight)
+    if not answers and not notices:
+        chat.reply_to(in_flight, timeout=TAKEOVER_TIMEOUT)
+        answers, notices = chat.bot_messages_about(in_flight)
+    assert len(answers) + len(notices) == 1, (answers, notices)
+    stored = control.integration(mid.incoming["_id"])
+    if answers and "✅ Changed" in answers[0]["msg"]:
+        assert stored["alias"] == f"set by {mid.name}"
+    else:
+        assert stored["alias"] == mid.incoming["alias"], (answers or notices)[0]["msg"]
+    # Those sent while it was down: told "not run" and not run, never both, never twice.
+    audit = replicas.audit_counts()
+    for message, person in zip(during, people.people, strict=True):
+        answers, notices = chat.bot_messages_about(message)
+        assert (len(answers), len(notices)) == (0, 1), (message["msg"], answers, notices)
+        assert audit.get(message["_id"], 0) == 0
+        assert control.integration(person.outgoing["_id"])["enabled"] is True
+    for original in before:
+        now = control.integration(original["_id"])
+        want = {**original, "alias": now["alias"]}  # the in-flight set's alias, checked above
+        assert comparable(now) == comparable(want), original["name"]
