@@ -229,8 +229,14 @@ class CatchUp:
                 self._wanted.set()  # the session dropped or reconnected meanwhile: once more
                 cursors = "held: the session dropped or reconnected during the pass, once more"
             elif connected:
-                await self.cursors.release()
-                cursors = "released"
+                try:
+                    await self.cursors.release()
+                    cursors = "released"
+                except StateUnavailable as exc:
+                    # Released, not all stored: a lagging cursor only makes a later pass look
+                    # further back (claims keep that from running anything twice). The worker
+                    # must live on: it is what finds the commands of the outage afterwards.
+                    cursors = f"released, not all stored: {exc}"
             else:  # held until the pass that the next `Connected` requests (module docstring)
                 cursors = "held: begun while disconnected"
             log.info("catchup.cursors", cursors=cursors)
