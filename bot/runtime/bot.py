@@ -61,6 +61,7 @@ from bot.errors import (
 from bot.incident.toolkit import IncidentToolkit
 from bot.integrations.authz import CallerRights, RightsCache
 from bot.rocketchat import message_size
+from bot.rocketchat.message_ids import is_own
 from bot.rocketchat.messages import ChatMessage
 from bot.rocketchat.models import UserInfo
 from bot.rocketchat.realtime import (
@@ -482,7 +483,10 @@ class Bot:
             for accepted, age in wanted:
                 if accepted.message.id in claimed:
                     claimed.discard(accepted.message.id)  # listed twice in this batch: run once
-                    self._take(accepted, age, origin)
+                    if accepted.message.ts.timestamp() < self.state.server_started:
+                        self._spawn(self._take_unless_told(accepted, age, origin), f"told-{accepted.message.id}")
+                    else:
+                        self._take(accepted, age, origin)
                 else:
                     self.metrics.duplicates.labels(origin=origin).inc()
                     if origin == "catch-up":
@@ -502,6 +506,38 @@ class Bot:
             # A first delivery that already looks stale: most likely the host's clock is off.
             log.warning("command.stale_on_arrival", message_id=message.id, hint="is the host's clock synchronised?")
         self._schedule(accepted, stale=stale)
+
+    async def _take_unless_told(self, accepted: Accepted, age: Freshness, origin: str) -> None:
+        """A command posted before the database (re)started and claimed after: a replica whose
+        claim of it failed while the database was away may have told its author it was not run
+        (`_unrecorded`). Then it is not run now either: the author was told so, and may have sent
+        it again. Otherwise (or when that cannot be looked up) it takes its turn."""
+        message = accepted.message
+        try:
+            told = await self._told_unrecorded(message)
+        except UpstreamError as exc:
+            log.warning("command.unrecorded_lookup_failed", message_id=message.id, error=str(exc))
+            told = False
+        if not told:
+            self._take(accepted, age, origin)
+            return
+        log.info("command.told_unrecorded", message_id=message.id, room_id=message.room_id, origin=origin)
+        try:
+            await self._finish(message.id, "not run: its author was told so while the state database was away")
+        except StateUnavailable as exc:
+            self._state_failed(exc)
+
+    async def _told_unrecorded(self, message: ChatMessage) -> bool:
+        """Whether the bot's notice that `message` was not run is in its room and thread."""
+        assert self.rest is not None and self.state is not None
+        for candidate in self.state.message_ids.unrecorded(message.id):
+            try:
+                document = await self.rest.chat_get_message(candidate)
+            except ServerRejected:
+                continue  # not there
+            if is_own(document, user_id=self.rest.user_id, room_id=message.room_id, thread_id=message.thread_id):
+                return True
+        return False
 
     # --- turns: which claimed command runs next (bot/runtime/fairness.py) --------------------------------
 

@@ -264,10 +264,57 @@ def test_every_replica_survives_a_postgresql_restart(replicas: Replicas, postgre
     audit = replicas.audit_counts()
     for message, person in zip(during, people.people, strict=True):
         answers, notices = chat.bot_messages_about(message)
-        assert (len(answers), len(notices)) == (0, 1), (message["msg"], answers, notices)
+        story = [f"{bot.process.pid}: {e}" for bot in bots for e in bot.logs() if message["_id"] in str(e)]
+        assert (len(answers), len(notices)) == (0, 1), "\n".join(
+            [message["msg"], str((len(answers), len(notices))), *story]
+        )
         assert audit.get(message["_id"], 0) == 0
         assert control.integration(person.outgoing["_id"])["enabled"] is True
     for original in before:
         now = control.integration(original["_id"])
         want = {**original, "alias": now["alias"]}  # the in-flight set's alias, checked above
         assert comparable(now) == comparable(want), original["name"]
+
+
+def test_a_command_told_not_run_during_an_outage_is_not_run_by_a_replica_claiming_it_after(
+    replicas: Replicas, postgres_server: PostgresServer
+) -> None:
+    """Was: a replica whose claim of a command waited out the database restart claimed it once the
+    database was back and ran it, after another replica, whose claim had failed meanwhile, had
+    told the author "I did not run this one; nothing was changed" (seen in the test above, by
+    chance). Here the second replica is paused while the database is away (deterministic): it
+    reads the command once resumed, after the restart, and claims it. Now a command posted before
+    the database (re)started is looked up for that notice first, and not run when it has one."""
+    one, two = replicas.start(2)
+    control, chat = replicas.control, replicas.chat
+    control.create_user("pat", roles=["user", "admin"])
+    control.create_room("outage", members=["pat", BOT_USERNAME], owner="admin")
+    hook = control.create_incoming_integration("Outage hook", channel="#outage", alias="kept")
+    # Both replicas are past their start (the key of the answers' ids is read meanwhile).
+    assert hook["_id"] in chat.command("pat", "outage", f"{PREFIX} show {hook['_id']}")["msg"]
+    os.kill(two.process.pid, signal.SIGSTOP)
+    try:
+        postgres_server.stop()
+        command = control.post_message("pat", "outage", f"{PREFIX} disable {hook['_id']}")
+        notices = set(chat.notice_ids(command))
+        notice = control.wait_for_message("outage", lambda m: m["_id"] in notices, timeout=TAKEOVER_TIMEOUT)
+        assert notice["msg"] == replies.UNRECORDED
+        postgres_server.start()
+        replicas.wait_readyz(one, 200)
+    finally:
+        os.kill(two.process.pid, signal.SIGCONT)
+    # The paused replica reads the command now and claims it: decided, not run.
+    finished = "SELECT status FROM processed_messages WHERE message_id = %s"
+    wait_until(
+        lambda: [row[0] for row in replicas.rows(finished, (command["_id"],))] == ["done"],
+        TAKEOVER_TIMEOUT,
+        "the command's claim was never finished",
+    )
+    assert owner_pid(replicas.claim_owner(command["_id"])) == two.process.pid
+    # A barrier: a later command in the room is answered, so whatever came of the first has too.
+    later = chat.command("pat", "outage", f"{PREFIX} show {hook['_id']}")
+    assert hook["_id"] in later["msg"]
+    answers, notices_now = chat.bot_messages_about(command)
+    assert (len(answers), len(notices_now)) == (0, 1), [m["msg"] for m in answers]
+    assert control.integration(hook["_id"])["enabled"] is True
+    assert replicas.audit_counts().get(command["_id"], 0) == 0
