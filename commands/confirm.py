@@ -14,13 +14,15 @@ verified, audited), under the same lock.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 
+from bot.errors import StateUnavailable
 from bot.rocketchat.models import Integration
+from bot.state.confirmations import Status
 from bot.text import ago, code, human_duration
 from commands import replies
 from commands.args import HELP, parse_code
 from commands.parser import Token
-from commands.pending import Status
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.set import apply, resumed
@@ -35,17 +37,16 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     now = ctx.now()
     if args:
         asked = parse_code(args, command="confirm")
-        taken = pending.take(asked, user_id=message.user_id, room_id=message.room_id, now=now)
+        taken = await pending.take(asked, user_id=message.user_id, room_id=message.room_id, now=now)
     else:
-        taken = pending.take_latest(user_id=message.user_id, room_id=message.room_id, now=now)
+        taken = await pending.take_latest(user_id=message.user_id, room_id=message.room_id, now=now)
     timeout = human_duration(ctx.services.settings.bot_confirm_timeout)
     again = f"Run {code('set')} again to get a new preview."
     if taken.status is Status.NOTHING:
         return Reply("You have no change waiting for confirmation in this room; nothing was changed.", outcome="none")
     if taken.status is Status.UNKNOWN:
         return Reply(
-            f"I have no change waiting with that code (confirmations last {timeout} and are forgotten when I "
-            f"restart); nothing was changed. {again}",
+            f"I have no change waiting with that code (confirmations last {timeout}); nothing was changed. {again}",
             outcome="unknown-code",
         )
     if taken.status is Status.FOREIGN:
@@ -83,10 +84,14 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                     outcome="stale",
                 )
             reply = await apply(ctx, edit, change.updates)
-        pending.applied(change, now=now)
+        # The change is written and audited: that is the answer, even if the state database
+        # fails just now (the code then reads "being applied" for a while, then "expired").
+        with suppress(StateUnavailable):
+            await pending.applied(change, now=now)
         return reply
     finally:
-        pending.release(change)
+        with suppress(StateUnavailable):
+            await pending.release(change)
 
 
 COMMAND = Command(

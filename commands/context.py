@@ -8,7 +8,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 from commands.followups import Followups
-from commands.pending import PendingChanges
 
 if TYPE_CHECKING:
     from bot.config import Settings
@@ -16,6 +15,7 @@ if TYPE_CHECKING:
     from bot.integrations.authz import RightsCache
     from bot.integrations.service import IntegrationService
     from bot.rocketchat.rest import RestClient
+    from bot.state.confirmations import ConfirmationStore
     from bot.state.store import StateStore
     from commands.registry import Registry
 
@@ -36,13 +36,17 @@ class Services:
     identity: BotIdentity
     clock: Callable[[], datetime]
     registry: Registry | None = field(default=None, repr=False)
-    # Changes previewed by `set` and waiting for `confirm`/`yes` (in memory: a restart drops them).
-    pending: PendingChanges = field(default_factory=PendingChanges, repr=False)
     # Timed disables, the noisy-webhook window, the audit room (bot/incident/toolkit.py); None in tests
     # that do not need them (enable/disable then work without timers).
     incident: IncidentToolkit | None = field(default=None, repr=False)
     # Book-keeping that runs after answers are posted, and the wait for it (commands/followups.py).
     followups: Followups = field(default_factory=Followups, repr=False)
+
+    @property
+    def pending(self) -> ConfirmationStore:
+        """Changes previewed by `set` and waiting for `confirm`/`yes`: in the state store, so a
+        preview shown by one replica is confirmed through any, and a restart keeps them."""
+        return self.state.confirmations
 
     @property
     def prefix(self) -> str:

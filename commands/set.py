@@ -136,7 +136,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             return await apply(ctx, edit, plan.updates)
     settings = ctx.services.settings
     timeout = settings.bot_confirm_timeout
-    pending = ctx.services.pending.add(
+    pending = await ctx.services.pending.add(
         user_id=ctx.message.user_id,
         room_id=ctx.message.room_id,
         integration_id=current.id,

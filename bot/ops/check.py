@@ -2,9 +2,9 @@
 
 The checks run in the order an operator would fix things: the server answers, the credentials
 work, the bot account has the rights it needs, the server lets users reach the bot, the realtime
-API accepts the bot, the state file can be opened. A failure that makes the later server checks
-meaningless (unreachable server, refused credentials) skips them; the state file is checked
-whatever happens, so one run shows every local problem too.
+API accepts the bot, the state database (file or PostgreSQL) can be used. A failure that makes
+the later server checks meaningless (unreachable server, refused credentials) skips them; the state
+database is checked whatever happens, so one run shows every local problem too.
 
 Marks: ✔ fine, ! works but with a limitation (the line says which), ✘ the bot cannot work until
 this is fixed (the line says what to do). Exit status 0 when there is no ✘, else 1.
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Final, TextIO
 
 from bot.config import Settings
-from bot.errors import AuthFailed, ConfigError, ServerRejected, Unavailable, UpstreamError
+from bot.errors import AuthFailed, ConfigError, ServerRejected, StateUnavailable, Unavailable, UpstreamError
 from bot.integrations.authz import (
     MANAGE_INCOMING,
     MANAGE_OUTGOING,
@@ -307,6 +307,9 @@ class _Checks:
         self.add(Mark.OK, f"realtime API at {url}: logged in and subscribed to the bot's messages")
 
     async def state_db(self) -> None:
+        if self.settings.bot_state_url is not None:
+            await self._shared_state()
+            return
         path = self.settings.bot_state_db
         try:
             store = await StateStore.open(path)
@@ -324,7 +327,34 @@ class _Checks:
             version = await store.schema_version()
         finally:
             await store.close()
-        self.add(Mark.OK, f"state database {path.resolve()} opened (schema version {version})")
+        self.add(
+            Mark.OK,
+            f"state database {path.resolve()} opened (schema version {version}); one bot process per file: "
+            "set BOT_STATE_URL to run several replicas",
+        )
+
+    async def _shared_state(self) -> None:
+        """PostgreSQL (BOT_STATE_URL): reachable, migrated, and how many commands are unfinished."""
+        assert self.settings.bot_state_url is not None
+        url = self.settings.bot_state_url.get_secret_value()
+        try:
+            store = await StateStore.connect(url, connect_timeout=self.settings.bot_request_timeout)
+        except (StateUnavailable, ConfigError) as exc:
+            self.add(Mark.FAIL, f"BOT_STATE_URL: {exc}: check the URL, the password and that the server is up")
+            return
+        try:
+            version = await store.schema_version()
+            unfinished = len(await store.unfinished_messages())
+        except StateUnavailable as exc:
+            self.add(Mark.FAIL, f"BOT_STATE_URL: {exc}")
+            return
+        finally:
+            await store.close()
+        self.add(
+            Mark.OK,
+            f"state database {store.describe()} reachable (schema version {version}, shared by every replica; "
+            f"{unfinished} unfinished command(s))",
+        )
 
 
 def _kind_of(settings: Settings) -> str:

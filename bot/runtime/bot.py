@@ -84,7 +84,7 @@ from bot.runtime.journal import CommandRun, JournaledIntegrationService, current
 from bot.runtime.metrics import Metrics
 from bot.runtime.outbound import Delivery, ReplySender, buttons_attachment
 from bot.runtime.recovery import Close, Decision, Interrupted, Recovery, Resume
-from bot.runtime.staleness import Freshness, freshness, interrupted_reply, stale_reply
+from bot.runtime.staleness import CATCHUP_HORIZON, Freshness, freshness, interrupted_reply, stale_reply
 from bot.state.owner import StateFileOwner
 from bot.state.postgres import SharedIntegrationLocks
 from bot.state.store import StateStore
@@ -104,6 +104,7 @@ _T = TypeVar("_T")
 MESSAGES_STREAM: Final = "stream-room-messages"
 CURSOR_FLUSH_INTERVAL: Final = 2.0  # seconds between cursor writes (a lagging cursor is harmless)
 PRUNE_INTERVAL: Final = 3600.0  # seconds between prunes of old claims
+STATE_RETRY: Final = 1.0  # seconds between checks of the state database while it is unavailable
 START_RETRY_MAX: Final = 30.0  # seconds, the longest wait between start-up attempts
 
 
@@ -145,6 +146,9 @@ class Bot:
         self._deaf = False
         self._state_open = False
         self._state_reachable = True  # the last statement (or the periodic check) worked
+        # Commands answered "not run" during a state outage (id → when): never run afterwards,
+        # even by a pass that finds them before the notice is stored.
+        self._not_run: dict[str, datetime] = {}
         self._owner: StateFileOwner | None = None
         self._fatal: AuthFailed | None = None
         self._stop = asyncio.Event()
@@ -456,7 +460,7 @@ class Bot:
         wanted: list[tuple[Accepted, Freshness]] = []
         for message in messages:
             accepted = self.intake.accept(message)
-            if accepted is None:
+            if accepted is None or message.id in self._not_run:
                 continue
             age = freshness(message.ts, now, self.settings.bot_stale_command_age)
             if age is Freshness.TOO_OLD:
@@ -465,6 +469,10 @@ class Bot:
             wanted.append((accepted, age))
         if wanted:
             try:
+                if not self._state_reachable:
+                    # Known to be down (the check below every second says when it is back): do
+                    # not hold up the stream for a connection timeout per message.
+                    raise StateUnavailable(self.state.describe(), "not reachable at the last check")
                 claimed = await self.state.claim_messages(
                     [(a.message.id, a.message.room_id, a.message.ts) for a, _ in wanted], now
                 )
@@ -475,6 +483,7 @@ class Bot:
                 self._state_failed(exc)
                 for accepted, age in wanted:
                     if age is Freshness.FRESH:
+                        self._not_run[accepted.message.id] = now
                         self._spawn(self._unrecorded(accepted.message), f"unrecorded-{accepted.message.id}")
                 return
             self._state_worked()
@@ -748,7 +757,8 @@ class Bot:
         assert self.state is not None
         interval = self.settings.bot_claim_lease / 3
         while True:
-            await asyncio.sleep(interval)
+            # During an outage, every second: commands are refused until this check succeeds.
+            await asyncio.sleep(interval if self._state_reachable else STATE_RETRY)
             try:
                 await self.state.renew_claims(self.clock())
                 await self.state.ping()
@@ -757,6 +767,9 @@ class Bot:
                 self._state_failed(exc)
                 continue
             self._state_worked()
+            horizon = self.clock() - CATCHUP_HORIZON
+            for message_id in [m for m, at in self._not_run.items() if at < horizon]:
+                del self._not_run[message_id]  # older than any pass looks back
             if orphans:
                 self.metrics.takeovers.inc(len(orphans))
                 log.info("claims.taken_over", commands=len(orphans))
@@ -826,6 +839,7 @@ class Bot:
                 if loop.time() >= next_prune:
                     pruned = await self.state.prune_messages(self.clock() - CLAIM_RETENTION)
                     await self.state.prune_intents()
+                    await self.state.confirmations.prune(self.clock())
                     log.info("state.pruned", claims=pruned)
                     next_prune = loop.time() + PRUNE_INTERVAL
             except StateUnavailable as exc:

@@ -195,6 +195,7 @@ class PostgresDatabase:
 
     def __init__(self, url: str, *, statement_timeout: float = 5.0) -> None:
         self.where = where_of(url)
+        self._url = url
         logs.register_secret(_password_of(url))
         options: dict[str, Any] = {"autocommit": True, "prepare_threshold": None}
         common: dict[str, Any] = {
@@ -202,8 +203,11 @@ class PostgresDatabase:
             "open": False,
             "check": AsyncConnectionPool.check_connection,
             "timeout": statement_timeout,
-            # Keep trying while the database is away (a restart, a fail-over): never give up.
-            "reconnect_timeout": 365 * 24 * 3600.0,
+            # A background reconnection backs off exponentially (1, 2, 4, … s): kept up for a long
+            # outage, it would come back long after the database (measured: 19 s late after 40 s
+            # down). Given up after 5 s instead, the next statement asks for a fresh connection,
+            # so the bot is back within a second of the database (same measurement: 0.0 s).
+            "reconnect_timeout": 5.0,
         }
         self._statements: AsyncConnectionPool = AsyncConnectionPool(
             url, min_size=1, max_size=STATEMENT_POOL, name="state", **common
@@ -235,7 +239,18 @@ class PostgresDatabase:
             await self._statements.open(wait=True, timeout=within)
             await self._lock_pool.open(wait=True, timeout=within)
         except _DOWN as exc:
-            raise _unavailable(self.where, exc) from None
+            raise await self._why_not(exc, within) from None
+
+    async def _why_not(self, exc: BaseException, within: float) -> StateUnavailable:
+        """The pool only says it timed out: one direct attempt tells the operator why (a wrong
+        password, an unknown database, a refused connection)."""
+        if isinstance(exc, PoolTimeout):
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._url, connect_timeout=max(1, int(within)))
+            except psycopg.Error as direct:
+                return _unavailable(self.where, direct)
+            await conn.close()
+        return _unavailable(self.where, exc)
 
     async def _migrate(self) -> None:
         try:

@@ -8,6 +8,7 @@ can expire without waiting. Every REST call the bot makes is recorded by endpoin
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -26,6 +27,7 @@ from bot.rocketchat.rest import RequestRecord, RestClient
 from bot.state.store import StateStore
 from commands import replies
 from commands.context import BotIdentity, Services
+from commands.followups import Followups
 from commands.parser import Invocation, extract_invocation
 from commands.registry import Dispatcher
 from commands.reply import Reply
@@ -123,6 +125,18 @@ class Harness:
         )
         return services.incident
 
+    def replica(self, state: StateStore) -> Harness:
+        """Another bot process on the same workspace (the same REST client and clock) with its own
+        state store, on the database of this one's for a replica. Closing it is closing `state`."""
+        services = dataclasses.replace(
+            self.services,
+            state=state,
+            integrations=IntegrationService(self.services.rest, locks=state.locks),
+            followups=Followups(),
+            incident=None,
+        )
+        return dataclasses.replace(self, services=services, dispatcher=Dispatcher(self.dispatcher.registry, services))
+
     async def close(self) -> None:
         if self.services.incident is not None:
             await self.services.incident.aclose()
@@ -130,7 +144,10 @@ class Harness:
         await self.services.state.close()
 
 
-async def open_harness(*, update_mode: str = "8.x", confirm_timeout: timedelta = timedelta(minutes=2)) -> Harness:
+async def open_harness(
+    *, update_mode: str = "8.x", confirm_timeout: timedelta = timedelta(minutes=2), state: StateStore | None = None
+) -> Harness:
+    """The harness; its state is `state` (closed with it) or a new in-memory store."""
     store = Store()
     seeded = seed_demo(store)
     config = SandboxConfig(update_mode="legacy" if update_mode == "legacy" else "8.x")
@@ -158,11 +175,13 @@ async def open_harness(*, update_mode: str = "8.x", confirm_timeout: timedelta =
     )
     clock = Clock()
     registry = build_registry()
+    if state is None:
+        state = await StateStore.open(":memory:")
     services = Services(
         rest=rest,
-        integrations=IntegrationService(rest),
+        integrations=IntegrationService(rest, locks=state.locks),
         rights=rights,
-        state=await StateStore.open(":memory:"),
+        state=state,
         settings=settings,
         identity=BotIdentity(bot["userId"], BOT),
         clock=clock,

@@ -18,7 +18,6 @@ from set_harness import Harness, open_harness
 
 from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
 from commands import changes
-from commands.pending import PendingChanges
 
 
 class Killed(BaseException):
@@ -36,7 +35,7 @@ async def h() -> AsyncIterator[Harness]:
         await harness.close()
 
 
-async def _twice(h: Harness, monkeypatch: pytest.MonkeyPatch, text: str, *, restart: bool = False) -> Any:
+async def _twice(h: Harness, monkeypatch: pytest.MonkeyPatch, text: str) -> Any:
     message, invocation = h.message("admin", "ops", text)
     real = changes.record
 
@@ -51,8 +50,6 @@ async def _twice(h: Harness, monkeypatch: pytest.MonkeyPatch, text: str, *, rest
     finally:
         current_command.reset(token)
     monkeypatch.setattr(changes, "record", real)
-    if restart:
-        h.services.pending = PendingChanges()  # a new process: confirmations are kept in memory
     token = current_command.set(CommandRun(message.id, recovering=True))  # the restart resumes it
     try:
         return await h.dispatcher.dispatch(message, invocation)
@@ -87,6 +84,6 @@ async def test_a_resumed_confirm_whose_write_landed_is_answered_and_audited(
     hook = h.control.create_incoming_integration("Resumed confirm", channel="#general", alias="old")
     preview = await h.say("admin", "ops", f"!integration set {hook['_id']} alias=new")
     assert preview.outcome == "preview", preview.text
-    reply = await _twice(h, monkeypatch, "!integration yes", restart=True)
+    reply = await _twice(h, monkeypatch, "!integration yes")
     assert h.doc(hook["_id"])["alias"] == "new"  # the write landed
     assert "nothing was changed" not in reply.text, reply.text

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from set_harness import Harness
 
+from bot.errors import StateUnavailable
 from commands.reply import Reply
 
 SECRET = "n3w-0utgoing-t0ken-xyz"
@@ -150,7 +151,7 @@ async def test_callers_without_rights_are_refused_before_any_preview(h: Harness,
     assert reply.outcome in ("denied", "not-found"), reply.text
     by_id = await h.say(user, "ops", f"!integration set {gid} alias=x")
     assert by_id.outcome in ("denied", "not-found")
-    assert len(h.services.pending) == 0
+    assert await h.services.pending.waiting() == 0
     assert h.writes() == 0
 
 
@@ -321,3 +322,21 @@ async def test_an_address_whose_port_is_no_number_does_not_crash_the_preview(h: 
     reply = await h.say("owen", "ops", '!integration set "Jenkins builds" avatar=http://h:abc/a.png')
     assert reply.outcome == "preview", reply.text
     assert "• avatar: (none) → `http://h:…/…`" in reply.text.splitlines()
+
+
+async def test_a_confirmation_whose_change_is_written_says_so_when_the_state_database_fails_after_it(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The change is written and audited; the state database then fails to mark it applied. The
+    answer is still "changed", not "nothing was changed"."""
+    made = h.control.create_incoming_integration("Marked late", channel="#general")
+    code = code_of(await h.say("admin", "ops", f"!integration set {made['_id']} alias=marked"))
+
+    async def down(*args: Any, **kwargs: Any) -> None:
+        raise StateUnavailable("test-db", "connection refused")
+
+    monkeypatch.setattr(h.services.state.confirmations, "applied", down)
+    monkeypatch.setattr(h.services.state.confirmations, "release", down)
+    reply = await h.say("admin", "ops", f"!integration confirm {code}")
+    assert reply.outcome == "changed", reply.text
+    assert h.doc(made["_id"])["alias"] == "marked"

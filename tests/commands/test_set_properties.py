@@ -113,7 +113,7 @@ async def _example(target: str, parts: list[str], yes: bool, caller: str) -> Non
         else:
             assert h.writes() == 0
             assert h.doc(integration_id) == before
-        assert (len(h.services.pending) == 1) == (reply.outcome == "preview")
+        assert (await h.services.pending.waiting() == 1) == (reply.outcome == "preview")
         # Every value a user typed for a token field is secret: not in the reply, ever.
         assert "t0k3n-" not in reply.text
     finally:

@@ -30,6 +30,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from e2e_support import BotProcess, bot_environment
 
 from bot.rocketchat.message_ids import MessageIds
@@ -79,7 +80,7 @@ class Crowd:
     originals: dict[str, dict[str, Any]]
     sent: list[Sent] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    state_db: Path | None = None  # the bots' state file (`start_bot`)
+    state_db: Path | str | None = None  # the bots' state file, or their PostgreSQL URL (`start_bot`)
     _ids: MessageIds | None = None
 
     @property
@@ -94,6 +95,13 @@ class Crowd:
                 assert self.state_db is not None, "start_bot first"
                 self._ids = read_message_ids(self.state_db)
             return self._ids.answer(command_id)
+
+    def reply_ids(self, command_id: str) -> tuple[str, ...]:
+        """The ids of any reply to `command_id`: its answer, or the notice that it was not run
+        because its claim could not be recorded (the state database was unavailable)."""
+        self.answer_ids(command_id)
+        assert self._ids is not None
+        return self._ids.answer(command_id) + self._ids.unrecorded(command_id)
 
     def answered(self) -> int:
         with self.lock:
@@ -162,7 +170,10 @@ def build_crowd(users: int, *, rooms: int = 4, seed: int = 6) -> Crowd:
 
 
 def start_bot(crowd: Crowd, workdir: Path, **settings: str) -> BotProcess:
+    """A bot process in `workdir`: on its SQLite file there, or on `BOT_STATE_URL` if given (a
+    replica: every one on the same database)."""
     creds = crowd.seed["users"][BOT]
+    workdir.mkdir(parents=True, exist_ok=True)
     env = bot_environment(
         crowd.server.url,
         workdir,
@@ -170,7 +181,7 @@ def start_bot(crowd: Crowd, workdir: Path, **settings: str) -> BotProcess:
         ROCKETCHAT_AUTH_TOKEN=creds["authToken"],
         **settings,
     )
-    crowd.state_db = Path(env["BOT_STATE_DB"])
+    crowd.state_db = env.get("BOT_STATE_URL") or Path(env["BOT_STATE_DB"])
     return BotProcess(env, workdir)
 
 
@@ -188,7 +199,7 @@ def command_text(person: Person, integration: dict[str, Any], action: str, *, in
 def judge_answer(text: str, action: str) -> str:
     if ("Disabled" if action == "disable" else "Enabled") in text:
         return "done"
-    if "nothing was changed" in text and ("not answering" in text or "rate-limiting" in text):
+    if "nothing was changed" in text and any(w in text for w in ("not answering", "rate-limiting", "can't record")):
         return "not done"
     return f"unexpected: {text[:200]}"
 
@@ -209,7 +220,7 @@ def drive(crowd: Crowd, person: Person, commands: int, *, seed: int, answer_time
         sent = Sent(person.name, message, integration["_id"], action, thread)
         with crowd.lock:
             crowd.sent.append(sent)
-        wanted = crowd.answer_ids(message["_id"])
+        wanted = crowd.reply_ids(message["_id"])
         answer = control.wait_for_message(
             room, lambda m, w=wanted: m["_id"] in w and m["u"]["username"] == BOT, timeout=answer_timeout
         )
@@ -342,11 +353,17 @@ class Disturber:
 # --- checks ------------------------------------------------------------------------------------------
 
 
-def audit_rows(state_db: Path) -> list[dict[str, Any]]:
-    with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True) as db:
-        rows = db.execute(
-            "SELECT message_id, integration_id, action, before_json, after_json FROM audit ORDER BY id"
-        ).fetchall()
+def query(state: Path | str, sql: str) -> list[tuple[Any, ...]]:
+    """Rows of a read-only statement on the bots' state: a SQLite file or a PostgreSQL URL."""
+    if isinstance(state, str) and state.startswith("postgresql://"):
+        with psycopg.connect(state, autocommit=True) as conn:
+            return [tuple(row) for row in conn.execute(sql.encode()).fetchall()]
+    with sqlite3.connect(f"file:{state}?mode=ro", uri=True) as db:
+        return [tuple(row) for row in db.execute(sql).fetchall()]
+
+
+def audit_rows(state_db: Path | str) -> list[dict[str, Any]]:
+    rows = query(state_db, "SELECT message_id, integration_id, action, before_json, after_json FROM audit ORDER BY id")
     return [
         {
             "message_id": r[0],
@@ -359,7 +376,7 @@ def audit_rows(state_db: Path) -> list[dict[str, Any]]:
     ]
 
 
-def verify(crowd: Crowd, state_db: Path) -> dict[str, int]:
+def verify(crowd: Crowd, state_db: Path | str) -> dict[str, int]:
     """The checks of the module docstring; returns counts for the test's report."""
     control = crowd.control
     sent = list(crowd.sent)
@@ -369,7 +386,7 @@ def verify(crowd: Crowd, state_db: Path) -> dict[str, int]:
     # Exactly one answer per command, with an id of its chain, in its room and thread.
     rooms = {s.message["rid"] for s in sent}
     bot_messages = [m for room in rooms for m in control.messages(room) if m["u"]["username"] == BOT]
-    expected = {answer: s for s in sent for answer in crowd.answer_ids(s.message["_id"])}
+    expected = {answer: s for s in sent for answer in crowd.reply_ids(s.message["_id"])}
     assert {m["_id"] for m in bot_messages} <= set(expected), "the bot posted something that answers no command"
     answers = Counter(expected[m["_id"]].message["_id"] for m in bot_messages)
     assert set(answers) == {s.message["_id"] for s in sent}, "a command was not answered"
@@ -406,7 +423,7 @@ def verify(crowd: Crowd, state_db: Path) -> dict[str, int]:
     }
 
 
-def unanswered_story(crowd: Crowd, state_db: Path, outputs: Iterable[str]) -> list[str]:
+def unanswered_story(crowd: Crowd, state_db: Path | str, outputs: Iterable[str]) -> list[str]:
     """For each command without an answer, what tells whether the stream or the catch-up missed it:
     its claim in the state file, its room's stored cursor against its time (a cursor at or past an
     unclaimed command means a pass can never find it), and which bots' logs name it."""
@@ -415,9 +432,8 @@ def unanswered_story(crowd: Crowd, state_db: Path, outputs: Iterable[str]) -> li
     if not missing:
         return []
     logs = list(outputs)
-    with sqlite3.connect(f"file:{state_db}?mode=ro", uri=True) as db:
-        claims = dict(db.execute("SELECT message_id, status FROM processed_messages").fetchall())
-        cursors = dict(db.execute("SELECT room_id, last_seen FROM room_cursors").fetchall())
+    claims = dict(query(state_db, "SELECT message_id, status FROM processed_messages"))
+    cursors = dict(query(state_db, "SELECT room_id, last_seen FROM room_cursors"))
     story = []
     posted_at = [_epoch(s.message["ts"]) for s in missing]
     story.extend(timeline(logs, min(posted_at) - TIMELINE_MARGIN, max(posted_at) + TIMELINE_MARGIN))
@@ -497,3 +513,46 @@ def leaked_secrets(outputs: Iterable[str], secrets: Iterable[str]) -> list[str]:
     """The secrets (shown by their length only) that appear in any of the outputs."""
     text = "\n".join(outputs)
     return [f"<secret of {len(s)} characters>" for s in secrets if len(s) >= 6 and s in text]
+
+
+class ReplicaDisturber(Disturber):
+    """The disturbances of `Disturber` against several replicas on one PostgreSQL: each kill hits a
+    replica picked at random (a new one starts in a new working directory), and once half the
+    commands are answered the database itself is killed and started again (`restart_database`)."""
+
+    def __init__(
+        self,
+        crowd: Crowd,
+        bots: list[BotProcess],
+        workdir: Path,
+        *,
+        settings: dict[str, str],
+        restart_database: Callable[[], None],
+        seed: int,
+    ) -> None:
+        super().__init__(crowd, bots, workdir)
+        self.settings = settings
+        self.restart_database = restart_database
+        self.rng = random.Random(seed)
+        self.live = list(bots)
+        self.database_restarts = 0
+
+    def tick(self, total: int) -> None:
+        if self.database_restarts == 0 and self.crowd.answered() >= total // 2:
+            self.restart_database()
+            self.database_restarts += 1
+            self.done.append("database restart")
+            return
+        super().tick(total)
+
+    def kill_and_restart(self) -> None:
+        victim = self.rng.choice(self.live)
+        victim.process.kill()
+        victim.wait_exit(20)
+        self.live.remove(victim)
+        self.kills += 1
+        self.done.append(f"kill -9 replica {self.bots.index(victim)}")
+        bot = start_bot(self.crowd, self.workdir / f"replica-{len(self.bots)}", **self.settings)
+        self.bots.append(bot)
+        self.live.append(bot)
+        bot.wait_ready()

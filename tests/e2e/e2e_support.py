@@ -231,6 +231,8 @@ def bot_environment(url: str, workdir: Path, **settings: str) -> dict[str, str]:
         "BOT_STATE_DB": str(workdir / "state.sqlite3"),
         "BOT_LOG_FORMAT": "json",
     }
+    if "PYTHONPATH" in os.environ:  # a work tree beside the installed checkout runs its own code
+        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     env.update(settings)
     return env
 

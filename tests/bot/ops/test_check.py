@@ -8,8 +8,10 @@ import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from pydantic import SecretStr
 
 from bot.config import Settings
 from bot.ops import check
@@ -238,3 +240,34 @@ def test_check_in_the_repository_root_leaves_no_untracked_file(
         [git, "status", "--porcelain", "--untracked-files=all"], check=True, capture_output=True, text=True
     ).stdout.splitlines()
     assert status_lines == ["?? .gitignore"]
+
+
+def test_a_shared_postgresql_is_checked_instead_of_the_file(
+    sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], postgres_url: str
+) -> None:
+    bot = make_bot(sandbox, NEEDED + RECOMMENDED)
+    settings = token_settings(sandbox, bot, tmp_path).model_copy(update={"bot_state_url": SecretStr(postgres_url)})
+    status, lines, err = run(settings, capsys)
+
+    assert status == 0
+    found = line(lines, "state database", "PostgreSQL", "reachable", "schema version 6", "0 unfinished")
+    assert found.startswith("✔")
+    assert not (tmp_path / "state.sqlite3").exists()
+    password = str(urlsplit(postgres_url).password)
+    assert password not in "\n".join(lines) + err
+
+
+def test_a_wrong_database_password_is_a_problem_that_names_the_variable_not_the_password(
+    sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str], postgres_url: str
+) -> None:
+    bot = make_bot(sandbox, NEEDED + RECOMMENDED)
+    password = str(urlsplit(postgres_url).password)
+    wrong = postgres_url.replace(f":{password}@", f":{password}-wrong@", 1)
+    settings = token_settings(sandbox, bot, tmp_path).model_copy(update={"bot_state_url": SecretStr(wrong)})
+    status, lines, err = run(settings, capsys)
+
+    assert status == 1
+    problem = line(lines, "BOT_STATE_URL")
+    assert problem.startswith("✘") and "password authentication failed" in problem
+    assert password not in "\n".join(lines) + err
+    assert "Traceback" not in err

@@ -1,0 +1,271 @@
+"""The storage protocol's one test suite, run on both backends: a SQLite file and a real PostgreSQL.
+
+Each test opens stores the way processes do: `opened()` is one more process on the same state
+(on SQLite, run one after the other, as the file lock demands; on PostgreSQL, at the same time,
+as replicas are). What one backend promises, the other must too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from bot.errors import ConfigError, StateUnavailable
+from bot.state.store import AuditRecord, StateStore, WriteIntent
+from bot.state.timer_states import TimerEvent, TimerState
+from bot.state.timer_store import TimerDraft
+from tests.postgres_support import PostgresServer
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+LEASE = timedelta(seconds=30)
+
+Opener = Callable[..., Awaitable[StateStore]]
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def opened(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Opener]:
+    """`await opened(owner=…)`: one more process's store on the same state; all closed afterwards."""
+    stores: list[StateStore] = []
+    if request.param == "sqlite":
+        where = str(tmp_path / "state.sqlite3")
+
+        async def open_one(**options: object) -> StateStore:
+            store = await StateStore.open(where, **options)  # type: ignore[arg-type]
+            stores.append(store)
+            return store
+    else:
+        where = request.getfixturevalue("postgres_url")
+
+        async def open_one(**options: object) -> StateStore:
+            store = await StateStore.connect(where, **options)  # type: ignore[arg-type]
+            stores.append(store)
+            return store
+
+    yield open_one
+    for store in stores:
+        await store.close()
+
+
+def audit(n: int, *, integration: str = "i1", message: str | None = None, action: str = "disable") -> AuditRecord:
+    return AuditRecord(
+        at=NOW + timedelta(seconds=n),
+        actor_id="u1",
+        actor_username="alice",
+        integration_id=integration,
+        integration_name=f"hook {integration}",
+        integration_type="webhook-incoming",
+        action=action,
+        room_id="GENERAL",
+        message_id=message,
+        reason=f"reason {n}",
+        before={"enabled": True, "n": n},
+        after={"enabled": False, "n": n},
+        until=NOW + timedelta(hours=1) if n % 2 else None,
+    )
+
+
+async def test_a_message_is_claimed_by_one_process_only(opened: Opener) -> None:
+    first = await opened(owner="a")
+    assert await first.claim_message("m1", "GENERAL", NOW, NOW) is True
+    assert await first.claim_message("m1", "GENERAL", NOW, NOW) is False
+    second = await opened(owner="b")
+    assert await second.claim_message("m1", "GENERAL", NOW, NOW) is False
+    assert await second.message_status("m1") == "claimed"
+    await second.finish_message("m1", "ok")
+    assert await first.message_status("m1") == "done"
+    assert await first.unfinished_messages() == []
+
+
+async def test_a_burst_is_claimed_once_each_even_listed_twice(opened: Opener) -> None:
+    store = await opened()
+    burst = [(f"m{n}", "GENERAL", NOW) for n in range(1200)]  # more than one statement's worth
+    assert await store.claim_messages([("m0", "GENERAL", NOW)], NOW) == {"m0"}
+    taken = await store.claim_messages([*burst, ("m7", "GENERAL", NOW)], NOW)
+    assert taken == {f"m{n}" for n in range(1, 1200)}
+    assert await store.claim_messages(burst[:3], NOW) == set()
+
+
+async def test_replicas_racing_for_the_same_commands_each_win_a_disjoint_share(opened: Opener) -> None:
+    stores = [await opened(owner=f"r{n}") for n in range(3)]
+    commands = [(f"m{n}", "GENERAL", NOW) for n in range(300)]
+    won = await asyncio.gather(*(s.claim_messages(commands, NOW) for s in stores))
+    assert sum(len(w) for w in won) == 300
+    assert set().union(*won) == {m for m, _, _ in commands}
+
+
+async def test_a_dead_owners_claims_are_taken_over_after_its_lease_and_only_once(opened: Opener) -> None:
+    dead = await opened(owner="dead", lease=LEASE)
+    await dead.claim_messages([("m1", "R", NOW), ("m2", "R", NOW + timedelta(seconds=1))], NOW)
+    await dead.claim_messages([("m3", "R", NOW)], NOW + timedelta(seconds=20))
+    await dead.finish_message("m2", "ok")
+    alive = [await opened(owner="a", lease=LEASE), await opened(owner="b", lease=LEASE)]
+    # Within the lease: nobody takes them (the owner may still be running them).
+    assert await alive[0].take_over(NOW + timedelta(seconds=10), expired_only=True) == []
+    later = NOW + timedelta(seconds=31)
+    taken = await asyncio.gather(*(s.take_over(later, expired_only=True) for s in alive))
+    assert sorted(taken[0] + taken[1]) == ["m1"]  # m2 is finished, m3's lease runs until +50 s
+    # Renewed by its new owner, it is not taken again; m3 expires later.
+    winner = alive[0] if taken[0] else alive[1]
+    assert await winner.renew_claims(later + timedelta(seconds=25)) == 1
+    assert await alive[0].take_over(later + timedelta(seconds=30), expired_only=True) == ["m3"]
+
+
+async def test_a_stopping_process_releases_its_claims_for_the_others(opened: Opener) -> None:
+    stopping = await opened(owner="stopping", lease=LEASE)
+    await stopping.claim_messages([("m1", "R", NOW)], NOW)
+    assert await stopping.release_claims() == 1
+    other = await opened(owner="other", lease=LEASE)
+    assert await other.take_over(NOW + timedelta(seconds=1), expired_only=True) == ["m1"]
+
+
+async def test_a_restart_on_one_file_takes_every_claim_its_predecessor_left(opened: Opener) -> None:
+    before = await opened(owner="before")
+    await before.claim_messages([("m2", "R", NOW)], NOW + timedelta(seconds=1))
+    await before.claim_messages([("m1", "R", NOW)], NOW)
+    after = await opened(owner="after")
+    # Not expired yet, but the process before is known to be gone (the file lock says so).
+    assert await after.take_over(NOW + timedelta(seconds=2), expired_only=False) == ["m1", "m2"]
+    assert await after.take_over(NOW + timedelta(seconds=2), expired_only=False) == []
+
+
+async def test_prune_keeps_unfinished_claims(opened: Opener) -> None:
+    store = await opened()
+    await store.claim_messages([("old-done", "R", NOW), ("old-open", "R", NOW)], NOW)
+    await store.finish_message("old-done", "ok")
+    assert await store.prune_messages(NOW + timedelta(days=8)) == 1
+    assert await store.message_status("old-open") == "claimed"
+    assert await store.message_status("old-done") is None
+
+
+async def test_cursors_only_move_forward(opened: Opener) -> None:
+    store = await opened()
+    await store.advance_cursors({"a": NOW, "b": NOW})
+    await store.advance_cursor("a", NOW - timedelta(minutes=1))
+    await store.advance_cursor("b", NOW + timedelta(minutes=1))
+    assert await store.cursors() == {"a": NOW, "b": NOW + timedelta(minutes=1)}
+
+
+async def test_write_intents_are_replaced_cleared_and_pruned(opened: Opener) -> None:
+    store = await opened()
+    await store.claim_messages([("m1", "R", NOW), ("m2", "R", NOW)], NOW)
+    first = WriteIntent("m1", "i1", NOW, {"enabled": True}, {"enabled": False})
+    await store.record_intent(first)
+    again = WriteIntent("m1", "i1", NOW + timedelta(seconds=1), {"enabled": True}, {"enabled": False, "x": 1})
+    await store.record_intent(again)
+    await store.record_intent(WriteIntent("m2", "i2", NOW, {}, {"a": "ü ✓"}))
+    assert await store.intents("m1") == [again]
+    await store.finish_message("m2", "ok")
+    assert await store.prune_intents() == 1
+    assert await store.intents("m2") == []
+    await store.clear_intents("m1")
+    assert await store.intents("m1") == []
+
+
+async def test_the_audit_trail_keeps_one_row_per_command_and_reads_newest_first(opened: Opener) -> None:
+    store = await opened()
+    ids = [await store.record(audit(n, integration=f"i{n % 2}", message=f"m{n}")) for n in range(4)]
+    assert len(set(ids)) == 4
+    # The same command recording the same action again (resumed after a crash): the same row.
+    assert await store.record(audit(9, integration="i0", message="m0")) == ids[0]
+    # Rows without a command (timer re-enables) are never merged.
+    assert len({await store.record(audit(5, integration="i9")), await store.record(audit(5, integration="i9"))}) == 2
+    assert await store.recorded("m3") is True
+    assert await store.recorded("nope") is False
+    rows = await store.history(integration_ids=["i1"], limit=10)
+    assert [r.message_id for r in rows] == ["m3", "m1"]
+    assert rows[0] == dataclasses.replace(audit(3, integration="i1", message="m3"), id=ids[3])
+    assert await store.history(integration_ids=[]) == []
+    assert len(await store.history(actor_id="u1", limit=3)) == 3
+
+
+async def test_every_process_gets_the_same_message_id_key(opened: Opener) -> None:
+    first = await opened(key_seed=b"the bot's token")
+    second = await opened(key_seed=b"another seed is ignored: the key exists")
+    assert first.message_ids.answer("m1") == second.message_ids.answer("m1")
+
+
+async def test_one_pending_timer_per_integration_and_one_winner_per_transition(opened: Opener) -> None:
+    a, b = await opened(owner="a"), await opened(owner="b")
+    draft = TimerDraft("i1", "Guggy", "webhook-incoming", NOW, NOW + timedelta(minutes=30), "u1", "alice")
+    scheduled = await a.timers.schedule(draft)
+    assert scheduled is not None and scheduled.state is TimerState.SCHEDULED
+    assert await b.timers.schedule(draft) is None
+    document = {"_id": "i1", "enabled": False, "_updatedAt": "2026-12-06T12:00:01.000Z"}
+    results = await asyncio.gather(
+        a.timers.transition(scheduled, TimerEvent.CONFIRMED, at=NOW, document=document),
+        b.timers.transition(scheduled, TimerEvent.ABORTED, at=NOW),
+    )
+    assert sum(r is not None for r in results) == 1
+    assert (await b.timers.pending_for("i1") is None) == (results[1] is not None)
+
+
+async def test_the_integration_lock_lets_one_writer_at_a_time(opened: Opener) -> None:
+    stores = [await opened(owner="a"), await opened(owner="b")]
+    inside: list[str] = []
+    overlaps: list[int] = []
+
+    async def write(store: StateStore, name: str) -> None:
+        async with store.locks.hold("i1"):
+            inside.append(name)
+            overlaps.append(len(inside))
+            await asyncio.sleep(0.05)
+            inside.remove(name)
+
+    if stores[0].shared:
+        await asyncio.gather(*(write(s, f"w{n}") for n, s in enumerate(stores * 2)))
+    else:  # one process per file: its tasks
+        await asyncio.gather(*(write(stores[0], f"w{n}") for n in range(4)))
+    assert overlaps == [1, 1, 1, 1]
+
+
+# --- PostgreSQL only: what only a server can do ----------------------------------------------------
+
+
+async def test_replicas_starting_at_once_migrate_once(postgres_url: str) -> None:
+    stores = await asyncio.gather(*(StateStore.connect(postgres_url) for _ in range(4)))
+    try:
+        assert {await s.schema_version() for s in stores} == {6}
+        assert len({s.message_ids.answer("m") for s in stores}) == 1
+    finally:
+        await asyncio.gather(*(s.close() for s in stores))
+
+
+async def test_a_database_from_a_newer_release_is_refused_clearly(postgres_url: str) -> None:
+    store = await StateStore.connect(postgres_url)
+    await store.database.count("UPDATE schema_version SET version = 99")
+    await store.close()
+    with pytest.raises(ConfigError, match=r"schema version 99, newer than this release supports \(6\)"):
+        await StateStore.connect(postgres_url)
+
+
+async def test_an_unreachable_database_is_unavailable_then_usable_again(
+    postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    store = await StateStore.connect(postgres_url)
+    try:
+        assert await store.claim_message("before", "R", NOW, NOW) is True
+        postgres_server.stop()
+        with pytest.raises(StateUnavailable) as caught:
+            await store.claim_message("during", "R", NOW, NOW)
+        assert postgres_server.password not in str(caught.value)
+        postgres_server.start()
+        # The pools reconnect by themselves: no new store, no restart of the bot.
+        assert await store.claim_message("after", "R", NOW, NOW) is True
+        assert await store.message_status("before") == "claimed"
+        assert await store.message_status("during") is None
+    finally:
+        await store.close()
+
+
+async def test_a_wrong_password_or_host_is_unavailable_not_a_crash(postgres_url: str) -> None:
+    parts = urlsplit(postgres_url)
+    wrong = postgres_url.replace(f":{parts.password}@", f":{parts.password}x@", 1)
+    with pytest.raises(StateUnavailable, match="password authentication failed") as caught:
+        await StateStore.connect(wrong, connect_timeout=2)
+    assert str(parts.password) not in str(caught.value)

@@ -1,0 +1,98 @@
+"""Chaos with three replicas on one real PostgreSQL: 12 people × 12 commands while the server
+misbehaves (the disturbances of tests/e2e/test_chaos.py), two replicas picked at random are
+killed with SIGKILL (a new one starts each time, in a working directory of its own), and the
+database is killed and started again half-way. Afterwards every command was applied exactly once
+and answered exactly once (`chaos_support.verify`: one reply per command across all replicas, one
+audit row per command done, every integration's fields intact).
+
+What a command sent while the database is down gets: the notice that it was not run ("I can't
+record commands right now … nothing was changed"), posted once whatever the number of replicas
+(its ids are derived from the command's), and it is never run afterwards; the people count it as
+"not done", and `verify` checks it changed nothing. A killed replica's unfinished commands are
+taken over by another once their lease (BOT_CLAIM_LEASE, 3 s here) runs out.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+from chaos_support import (
+    DISTURBANCES,
+    TICK,
+    ReplicaDisturber,
+    build_crowd,
+    leaked_secrets,
+    run_crowd,
+    start_bot,
+    unanswered_story,
+    verify,
+)
+from e2e_support import BotProcess
+
+from tests.postgres_support import PostgresServer
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("e2e-chaos-replicas")]
+
+USERS = 12
+COMMANDS = 12
+REPLICAS = 3
+SEED = 15
+ANSWER_TIMEOUT = 90.0
+DATABASE_DOWN = 1.5  # seconds between the kill of the database and its start
+
+
+@pytest.mark.timeout(300)
+def test_chaos_with_three_replicas_every_command_is_applied_once_and_answered_once(
+    tmp_path: Path, postgres_url: str, postgres_server: PostgresServer
+) -> None:
+    crowd = build_crowd(USERS, seed=SEED)
+    settings = {"BOT_STATE_URL": postgres_url, "BOT_CLAIM_LEASE": "3", "BOT_LOG_LEVEL": "DEBUG"}
+    bots: list[BotProcess] = []
+
+    def restart_database() -> None:
+        postgres_server.kill()
+        time.sleep(DATABASE_DOWN)
+        postgres_server.start()
+
+    try:
+        control = crowd.control
+        control.set_latency(0.05)
+        control.set_latency(0.2, "integrations.update")
+        bots.extend(start_bot(crowd, tmp_path / f"replica-{n}", **settings) for n in range(REPLICAS))
+        for bot in bots:
+            bot.wait_ready()
+        total = USERS * COMMANDS
+        people = run_crowd(crowd, COMMANDS, seed=SEED, answer_timeout=ANSWER_TIMEOUT)
+        disturber = ReplicaDisturber(
+            crowd, bots, tmp_path, settings=settings, restart_database=restart_database, seed=SEED
+        )
+        while any(person.is_alive() for person in people) or disturber.step < len(DISTURBANCES):
+            disturber.tick(total)
+            time.sleep(TICK)
+        for person in people:
+            person.join()
+        control.clear_faults()
+        unanswered = unanswered_story(crowd, postgres_url, (bot.output for bot in bots))
+        assert crowd.answered() == total, (
+            f"unanswered after {ANSWER_TIMEOUT:g} s:\n" + "\n".join(unanswered) + f"\ndisturbances: {disturber.done}"
+        )
+        assert disturber.kills == 2 and disturber.database_restarts == 1, disturber.done
+        for bot in disturber.live:
+            assert bot.terminate() == 0, bot.output[-3000:]
+
+        counts = verify(crowd, postgres_url)
+        assert counts["commands"] == total and counts["done"] + counts["not done"] == total, (counts, disturber.done)
+        # Every replica took part, and the work survived the kills and the database restart.
+        events = [e.get("event") for bot in bots for e in bot.logs()]
+        assert "state.unavailable" in events and "state.available_again" in events
+        won = [sum(1 for e in bot.logs() if e.get("event") == "command") for bot in bots[:REPLICAS]]
+        assert sum(1 for n in won if n) >= 2, won
+    finally:
+        for bot in bots:
+            if bot.process.poll() is None:
+                bot.process.kill()
+                bot.wait_exit(20)
+        crowd.server.stop()
+    assert not leaked_secrets((bot.output for bot in bots), crowd.secrets | {postgres_server.password})
