@@ -219,12 +219,9 @@ def _parse_log(line: str) -> dict[str, Any]:
 
 
 def bot_environment(url: str, workdir: Path, **settings: str) -> dict[str, str]:
-    """Only what the bot needs: its settings, plus PATH/HOME for the interpreter, and PYTHONPATH
-    naming this checkout, so the bot runs the code under test even when the console script was
-    installed (editable) from another checkout, such as a git worktree's main one."""
+    """Only what the bot needs: its settings, plus PATH/HOME for the interpreter."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(REPO),
         "HOME": str(workdir),
         "LANG": "C.UTF-8",
         "ROCKETCHAT_URL": url,
