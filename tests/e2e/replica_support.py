@@ -21,13 +21,16 @@ of commands one after the other (waiting for each answer), all people at once (o
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import threading
 import time
 import urllib.error
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,6 +150,16 @@ class Replicas:
         """SIGKILL: no draining, no released claims; whatever it was doing is cut."""
         bot.process.kill()
         bot.wait_exit(START_TIMEOUT)
+
+    @contextmanager
+    def paused(self, bot: BotProcess) -> Iterator[None]:
+        """SIGSTOP `bot` for the block (SIGCONT after): whatever the others claim meanwhile is
+        theirs. Keep it far shorter than the lease while the paused one holds claims."""
+        os.kill(bot.process.pid, signal.SIGSTOP)
+        try:
+            yield
+        finally:
+            os.kill(bot.process.pid, signal.SIGCONT)
 
     def close(self) -> None:
         """SIGTERM every replica still running (each must exit 0), check the bodies, stop the sandbox."""

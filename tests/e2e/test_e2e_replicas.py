@@ -15,6 +15,7 @@ Each test has its own sandbox, database and replicas (`replicas`, tests/e2e/repl
 from __future__ import annotations
 
 import os
+import re
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -318,3 +319,32 @@ def test_a_command_told_not_run_during_an_outage_is_not_run_by_a_replica_claimin
     assert (len(answers), len(notices_now)) == (0, 1), [m["msg"] for m in answers]
     assert control.integration(hook["_id"])["enabled"] is True
     assert replicas.audit_counts().get(command["_id"], 0) == 0
+
+
+def test_a_set_previewed_through_one_replica_is_confirmed_through_another(replicas: Replicas) -> None:
+    """The preview is answered by the first replica (the second paused), the `confirm` run by the
+    second (the first paused): the change is applied once, as previewed, and each is answered once."""
+    one, two = replicas.start(2)
+    control, chat = replicas.control, replicas.chat
+    control.create_user("sam", roles=["user", "admin"])
+    control.create_room("confirming", members=["sam", BOT_USERNAME], owner="admin")
+    hook = control.create_incoming_integration("Confirmed hook", channel="#confirming", alias="old", emoji=":bell:")
+    with replicas.paused(two):
+        preview = chat.post("sam", "confirming", f'{PREFIX} set {hook["_id"]} alias="new alias"')
+        shown = chat.reply_to(preview)["msg"]
+    code = re.search(r"confirm ([A-Z0-9]{4})", shown)
+    assert code is not None, shown
+    assert control.integration(hook["_id"])["alias"] == "old"  # a preview changes nothing
+    with replicas.paused(one):
+        confirm = chat.post("sam", "confirming", f"{PREFIX} confirm {code.group(1)}")
+        applied = chat.reply_to(confirm)["msg"]
+    assert applied.startswith("✅ Changed"), applied
+    assert owner_pid(replicas.claim_owner(preview["_id"])) == one.process.pid
+    assert owner_pid(replicas.claim_owner(confirm["_id"])) == two.process.pid
+    assert comparable(control.integration(hook["_id"])) == comparable({**hook, "alias": "new alias"})
+    assert replicas.writes()[hook["_id"]] == 1
+    # Each answered once (a barrier first: both replicas have read both commands by then).
+    chat.command("sam", "confirming", f"{PREFIX} show {hook['_id']}")
+    for message in (preview, confirm):
+        answers, notices = chat.bot_messages_about(message)
+        assert (len(answers), len(notices)) == (1, 0), message["msg"]
