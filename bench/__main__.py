@@ -28,6 +28,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throughput-users", type=int, default=BenchConfig.throughput_users)
     parser.add_argument("--throughput-size", type=int, default=BenchConfig.throughput_size)
     parser.add_argument("--targets", type=int, default=BenchConfig.targets)
+    parser.add_argument(
+        "--catchup-rooms", type=int, default=BenchConfig.catchup_rooms, help="rooms for the catch-up figure (0: none)"
+    )
+    parser.add_argument("--catchup-active", type=int, default=BenchConfig.catchup_active)
     args = parser.parse_args(argv)
     config = BenchConfig(
         sizes=tuple(int(s) for s in args.sizes.split(",")),
@@ -40,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
         throughput_users=args.throughput_users,
         throughput_size=args.throughput_size,
         targets=args.targets,
+        catchup_rooms=args.catchup_rooms,
+        catchup_active=args.catchup_active,
     )
 
     def log(text: str) -> None:

@@ -6,9 +6,8 @@ The driver starts `bench.sandbox_process` once (10,000 users, 1,000 rooms, 100 i
 then for each size (100, 1,000, 10,000 integrations; the sandbox grows between stages):
 
 1. starts the real `integrations-bot run` (fresh state file) and times spawn → `bot.ready`,
-   then waits for the catch-up pass the bot starts once connected (one `chat.syncMessages` per
-   room it is in: 1,000 calls in this workspace, ~3 s during which commands wait behind it)
-   and reports its duration separately: the latency figures are for a warm bot;
+   then waits for the catch-up pass the bot starts once connected and reports its duration
+   separately: the latency figures are for a warm bot;
 2. warms up, then measures latency: rounds of one bot command and one floor command, each
    toggling an integration by name (`disable` when it is enabled, `enable` when not), with a
    short pause after each so that every command meets an idle system;
@@ -17,6 +16,14 @@ then for each size (100, 1,000, 10,000 integrations; the sandbox grows between s
 4. at 1,000 integrations: throughput, 1,000 commands from 100 operators stored in one batch,
    then the floor doing the same work with 100 concurrent workers;
 5. samples the bot's resident memory and stops it.
+
+Then, once (`_catchup`), the catch-up figure: the sandbox gives the bot direct messages with
+plain users until it is in 10,000 rooms; a new bot starts and finishes its first pass; the
+sandbox drops its connection and holds its next login back 1 s, during which 10 commands are
+stored in 10 rooms (5 command rooms, 5 DMs), on no stream; the bot reconnects, catches up and
+answers them. The figure is the REST calls of that pass (`subscriptions.get`, `rooms.get`,
+`chat.syncMessages`, from the sandbox's counters, reset just before the drop) and its time, from
+the bot's `realtime.reconnected` line to its `catchup.done` line.
 
 Times: a command's latency is the server's stored `ts` of the bot's answer minus that of the
 command (microsecond precision, one clock). The driver picks the command's id, so it knows the
@@ -45,7 +52,7 @@ import httpx
 import psutil
 
 from bench.floor import FloorClient, message_id
-from bench.processes import BotProcess, SandboxProcess
+from bench.processes import CAUGHT_UP_EVENT, RECONNECTED_EVENT, BotProcess, SandboxProcess
 from bench.stats import Summary
 from bench.workspace import COMMAND_ROOMS, WorkspaceSpec, integration_name
 from bot.rocketchat.message_ids import MessageIds
@@ -70,6 +77,12 @@ class BenchConfig:
     targets: int = 30  # integrations per client toggled in the latency rounds
     pause: float = 0.005  # seconds of quiet after each latency command
     timeout: float = 120.0
+    catchup_rooms: int = 10_000  # rooms the bot is in for the catch-up figure (0: no figure)
+    catchup_active: int = 10  # of which this many get a command during the drop
+
+
+# What a catch-up pass asks (`bot.runtime.catchup`).
+CATCHUP_ENDPOINTS = ("subscriptions.get", "rooms.get", "chat.syncMessages")
 
 
 class BenchFailed(RuntimeError):
@@ -115,6 +128,11 @@ class SandboxApi:
             raise BenchFailed(f"{missing} of {len(answers)} answers never arrived within {timeout:g} s")
         return [float(m["ts"]) for m in answer["messages"]], found
 
+    async def post(self, messages: Sequence[tuple[str, str, str, str]]) -> None:
+        """Store messages (id, user id, room id, text) in one batch, without waiting for answers."""
+        batch = [{"_id": i, "user": u, "room": r, "text": t} for i, u, r, t in messages]
+        await self._call("/_bench/post", messages=batch)
+
     async def wait(self, ids: Sequence[str], timeout: float) -> dict[str, tuple[float, str]]:  # noqa: ASYNC109
         """Stored time and text of each id; raises if any is missing after `timeout` seconds."""
         answer = await self._call("/_bench/wait", ids=list(ids), timeout=timeout)
@@ -131,6 +149,15 @@ class SandboxApi:
 
     async def reset_counters(self) -> None:
         await self._call("/_sandbox/reset_counters")
+
+    async def direct_rooms(self, total: int, active: int) -> dict[str, Any]:
+        return dict(await self._call("/_bench/direct_rooms", total=total, active=active))
+
+    async def set_latency(self, seconds: float, endpoint: str) -> None:
+        await self._call("/_sandbox/set_latency", seconds=seconds, endpoint=endpoint)
+
+    async def drop_connections(self) -> None:
+        await self._call("/_sandbox/drop_connections")
 
 
 @dataclass
@@ -191,6 +218,7 @@ class Run:
         rooms = credentials["command_rooms"]
         operators = [Operator(o["userId"], rooms[n % len(rooms)]) for n, o in enumerate(credentials["operators"])]
         stages: list[Stage] = []
+        catchup: dict[str, Any] | None = None
         try:
             for size in sorted(config.sizes):
                 stage = Stage(size)
@@ -199,11 +227,59 @@ class Run:
                 await self._stage(stage, api, floor, credentials, operators)
                 stages.append(stage)
             sandbox_rss = sandbox.rss()
+            if config.catchup_rooms:
+                catchup = await self._catchup(api, credentials, operators)
         finally:
             await floor.aclose()
             await api.aclose()
             await sandbox.stop()
-        return self._results(stages, credentials, sandbox_rss)
+        return self._results(stages, credentials, sandbox_rss, catchup)
+
+    # --- catch-up after a reconnect ----------------------------------------------------------------
+
+    async def _catchup(self, api: SandboxApi, credentials: dict[str, Any], operators: list[Operator]) -> dict[str, Any]:
+        """REST calls and time of the catch-up pass after a reconnect (module docstring)."""
+        config = self.config
+        self.log(f"--- catch-up: {config.catchup_rooms:,} rooms, {config.catchup_active} with a command")
+        channels = min(COMMAND_ROOMS, config.catchup_active // 2)
+        grown = await api.direct_rooms(config.catchup_rooms, config.catchup_active - channels)
+        typists = [(o.user_id, o.room_id) for o in operators[:channels]]
+        typists += [(str(dm["userId"]), str(dm["room"])) for dm in grown["dms"]]
+        bot_credentials = credentials["bot"]
+        bot = BotProcess(
+            self.workdir / "bot-catchup", credentials["url"], bot_credentials["userId"], bot_credentials["authToken"]
+        )
+        await bot.start()
+        self._ids = read_message_ids(bot.env["BOT_STATE_DB"])
+        try:
+            await bot.wait_caught_up(config.timeout)
+            await asyncio.sleep(0.5)  # the first pass's commands are long answered: a quiet bot
+            await api.set_latency(1.0, "ddp:login")  # the commands below land while it is away
+            await api.reset_counters()
+            await api.drop_connections()
+            ids = [message_id() for _ in typists]
+            await api.post([(i, user, room, f"{PREFIX} help") for i, (user, room) in zip(ids, typists, strict=True)])
+            await api.set_latency(0, "ddp:login")
+            await api.wait([self.reply_id(i) for i in ids], config.timeout)
+            done = await bot.wait_for_nth(CAUGHT_UP_EVENT, 2, config.timeout)
+            counters = await api.counters()
+            reconnected = bot.times_of(RECONNECTED_EVENT)
+            passes = len(bot.times_of(CAUGHT_UP_EVENT)) - 1
+        finally:
+            code = await bot.stop()
+            if code != 0:
+                self.failures.append(f"the bot exited with {code} after the catch-up figure")
+        calls = {k: v for k, v in sorted(counters.rest.items()) if k in CATCHUP_ENDPOINTS}
+        if passes != 1 or len(reconnected) != 1:
+            self.failures.append(f"catch-up figure: {len(reconnected)} reconnects, {passes} passes (expected 1, 1)")
+        return {
+            "rooms": int(grown["rooms"]),
+            "active": len(typists),
+            "grow_seconds": round(float(grown["seconds"]), 2),
+            "calls": sum(calls.values()),
+            "rest": calls,
+            "pass_seconds": round(done - reconnected[0], 3) if reconnected else None,
+        }
 
     async def _stage(
         self,
@@ -400,9 +476,15 @@ class Run:
 
     # --- results ----------------------------------------------------------------------------------
 
-    def _results(self, stages: list[Stage], credentials: dict[str, Any], sandbox_rss: int) -> dict[str, Any]:
+    def _results(
+        self, stages: list[Stage], credentials: dict[str, Any], sandbox_rss: int, catchup: dict[str, Any] | None
+    ) -> dict[str, Any]:
         config = self.config
         rows = [stage_json(s) for s in stages]
+        found = targets(rows)
+        if catchup is not None:
+            name = f"catch-up calls per reconnect at {catchup['rooms']} rooms with {catchup['active']} active"
+            found.append({"target": name, "value": catchup["calls"], "limit": 15, "met": catchup["calls"] <= 15})
         return {
             "generated": datetime.now(UTC).isoformat(timespec="seconds"),
             "machine": machine(),
@@ -421,7 +503,8 @@ class Run:
             "sandbox_seed_seconds": round(float(credentials["seed_seconds"]), 2),
             "sandbox_rss_mb": round(sandbox_rss / 2**20, 1),
             "stages": rows,
-            "targets": targets(rows),
+            "catchup": catchup,
+            "targets": found,
             "failures": self.failures,
         }
 

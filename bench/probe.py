@@ -8,6 +8,7 @@ an epoch float (microseconds, the server's own clock), and the routes below let 
                         store them, in one go; with `wait`, answer once those ids are stored too
     POST /_bench/wait   {"ids": [...], "timeout": s}              stored times (and texts) of those ids
     POST /_bench/grow   {"integrations": n, "rooms": r}           add integrations up to n
+    POST /_bench/direct_rooms {"total": n, "active": k}         DMs with the bot until it is in n rooms
 
 They sit *outside* the sandbox's fault/counter middleware, so they never show up in the REST
 call counts, and they need the control secret like `/_sandbox/...`.
@@ -36,7 +37,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from bench.workspace import grow_integrations
+from bench.workspace import grow_direct_rooms, grow_integrations
 from sandbox.control import SECRET_HEADER
 from sandbox.errors import MeteorError
 from sandbox.store import Event, MessageEvent, Store
@@ -116,6 +117,7 @@ class BenchApp:
                 Route("/_bench/post", self._post, methods=["POST"]),
                 Route("/_bench/wait", self._wait, methods=["POST"]),
                 Route("/_bench/grow", self._grow, methods=["POST"]),
+                Route("/_bench/direct_rooms", self._direct_rooms, methods=["POST"]),
             ]
         )
 
@@ -174,6 +176,14 @@ class BenchApp:
         started = time.perf_counter()
         total = await run_in_threadpool(grow_integrations, self.store, int(body["integrations"]), self._rooms)
         return JSONResponse({"integrations": total, "seconds": time.perf_counter() - started})
+
+    async def _direct_rooms(self, request: Request) -> JSONResponse:
+        body = await self._arguments(request)
+        if isinstance(body, JSONResponse):
+            return body
+        started = time.perf_counter()
+        grown = await run_in_threadpool(grow_direct_rooms, self.store, int(body["total"]), int(body["active"]))
+        return JSONResponse({**grown, "seconds": time.perf_counter() - started})
 
 
 def _found(found: dict[str, tuple[float, str]]) -> dict[str, Any]:

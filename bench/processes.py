@@ -16,8 +16,10 @@ from typing import Any
 import psutil
 
 _BIN = Path(sys.executable).parent
+_REPO = Path(__file__).resolve().parents[1]
 READY_EVENT = b'"bot.ready"'
 CAUGHT_UP_EVENT = b'"catchup.done"'
+RECONNECTED_EVENT = b'"realtime.reconnected"'
 
 
 class ProcessFailed(RuntimeError):
@@ -88,10 +90,11 @@ class BotProcess:
     stderr (JSON log lines) goes straight into `<workdir>/bot.log`. It used to be a pipe that
     the driver drained and copied: then every log line the bot wrote woke the driver, which took
     a core from the bot or the sandbox exactly while a command was being timed (2 cores, 3
-    processes). Now the driver reads the file only while it waits for start-up events:
-    `bot.ready` ends the start-up, the first `catchup.done` the catch-up pass that follows it
-    (one `chat.syncMessages` per room the bot is in). Their times are the lines' own
-    timestamps, so how often the file is looked at does not change them.
+    processes). Now the driver reads the file only while it waits for events: `bot.ready` ends
+    the start-up, the first `catchup.done` the catch-up pass that follows it (`chat.syncMessages`
+    for each room with activity since its cursor), and the catch-up figure waits for later ones.
+    Their times are the lines' own timestamps, so how often the file is looked at does not change
+    them.
     """
 
     def __init__(self, workdir: Path, url: str, user_id: str, auth_token: str) -> None:
@@ -104,11 +107,15 @@ class BotProcess:
             "BOT_STATE_DB": str(workdir / "bot-state.sqlite3"),
             "BOT_LOG_FORMAT": "json",
             "BOT_LOG_LEVEL": "INFO",
+            # This checkout's code, whichever checkout the console script was installed from.
+            "PYTHONPATH": os.pathsep.join(filter(None, (str(_REPO), os.environ.get("PYTHONPATH")))),
         }
         self.log_path = workdir / "bot.log"
         self.process: asyncio.subprocess.Process | None = None
         self._read_up_to = 0  # bytes of the log already looked at
-        self._found: dict[bytes, float] = {}  # start-up event -> its line's timestamp (epoch seconds)
+        # event -> the timestamps (epoch seconds) of the lines carrying it, in order
+        events = (READY_EVENT, CAUGHT_UP_EVENT, RECONNECTED_EVENT)
+        self._seen: dict[bytes, list[float]] = {event: [] for event in events}
 
     async def start(self, timeout: float = 60.0) -> float:  # noqa: ASYNC109
         """Start the bot; returns the seconds from spawning the process to its `bot.ready` line."""
@@ -133,14 +140,24 @@ class BotProcess:
 
     async def wait_caught_up(self, timeout: float = 120.0) -> float:  # noqa: ASYNC109
         """Wait for the first catch-up pass to end; returns its seconds after `bot.ready`."""
-        return await self._wait_for(CAUGHT_UP_EVENT, timeout) - self._found[READY_EVENT]
+        return await self._wait_for(CAUGHT_UP_EVENT, timeout) - self._seen[READY_EVENT][0]
 
-    async def _wait_for(self, event: bytes, timeout: float) -> float:  # noqa: ASYNC109
+    async def wait_for_nth(self, event: bytes, count: int, timeout: float = 120.0) -> float:  # noqa: ASYNC109
+        """Wait for the `count`-th line carrying `event` (`READY_EVENT`, `CAUGHT_UP_EVENT` or
+        `RECONNECTED_EVENT`); returns its timestamp."""
+        return await self._wait_for(event, timeout, count)
+
+    def times_of(self, event: bytes) -> list[float]:
+        """The timestamps of the lines carrying `event` seen so far."""
+        self._scan()
+        return list(self._seen.get(event, []))
+
+    async def _wait_for(self, event: bytes, timeout: float, count: int = 1) -> float:  # noqa: ASYNC109
         deadline = time.monotonic() + timeout
         while True:
             self._scan()
-            if event in self._found:
-                return self._found[event]
+            if len(self._seen[event]) >= count:
+                return self._seen[event][count - 1]
             if self.process is None or self.process.returncode is not None:
                 code = None if self.process is None else self.process.returncode
                 raise ProcessFailed(f"the bot exited ({code}) before {event.decode()}:\n" + self.tail())
@@ -149,16 +166,16 @@ class BotProcess:
             await asyncio.sleep(0.005)
 
     def _scan(self) -> None:
-        """Look at the complete lines written since the last look for the start-up events."""
+        """Look at the complete lines written since the last look for the events."""
         with self.log_path.open("rb") as log:
             log.seek(self._read_up_to)
             chunk = log.read()
         complete = chunk.rfind(b"\n") + 1
         self._read_up_to += complete
         for line in chunk[:complete].splitlines():
-            for event in (READY_EVENT, CAUGHT_UP_EVENT):
-                if event in line and event not in self._found:
-                    self._found[event] = _line_time(line)
+            for event, times in self._seen.items():
+                if event in line:
+                    times.append(_line_time(line))
 
     def tail(self, lines: int = 30) -> str:
         """The last lines of the bot's log, for error messages."""

@@ -83,6 +83,14 @@ def table(results: dict[str, Any]) -> str:
                 f"floor {found['floor_seconds']:.2f} s ({found['floor_per_second']:.0f}/s), "
                 f"ratio {found['ratio']:.2f}"
             )
+    catchup = results.get("catchup")
+    if catchup is not None:
+        endpoints = ", ".join(f"{k} {v:g}" for k, v in catchup["rest"].items())
+        seconds = "?" if catchup["pass_seconds"] is None else f"{catchup['pass_seconds']:.2f}"
+        out.append(
+            f"catch-up after a reconnect, bot in {catchup['rooms']:,} rooms, {catchup['active']} with a command: "
+            f"{catchup['calls']} REST calls ({endpoints}), pass {seconds} s"
+        )
     out.append("")
     out.append("targets:")
     for target in results["targets"]:

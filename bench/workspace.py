@@ -12,6 +12,8 @@ Who is who:
 * `user-00000` …: plain users, each in `ROOMS_PER_USER` random rooms (so `users.info` answers
   and room fan-out have realistic sizes);
 * rooms `room-0000` …: public channels; the first `COMMAND_ROOMS` are where commands are typed;
+* for the catch-up figure only, at the end of a run: direct messages between the bot and plain
+  users (`grow_direct_rooms`), until the bot is in 10,000 rooms;
 * integrations `hook-00000` …: two incoming for every outgoing one, with scripts, aliases,
   trigger words and retry settings. Zero-padded names, so no name is a substring of another
   (`integrations.list?name=` is a substring search and the bot pages through every match).
@@ -157,3 +159,31 @@ def _integration(store: Store, number: int, rooms: int) -> dict[str, Any]:
         script_enabled=bool(number % 2),
         token=secrets.token_urlsafe(36),
     )
+
+
+def grow_direct_rooms(store: Store, total: int, active: int) -> dict[str, Any]:
+    """Direct messages between the bot and plain users until the bot is in `total` rooms (or every
+    plain user has one); returns how many rooms the bot is in and, for the first `active` DMs, the
+    room and the user who can type there."""
+    with store.lock:
+        bot = store.find_user(BOT_USERNAME)
+        assert bot is not None, "seed_workspace first"
+        have = len(store.user_subscriptions(bot._id))
+        plain = sorted(u for u in (user.username for user in store.users.values()) if u.startswith("user-"))
+        dms: list[dict[str, str]] = []
+        for username in plain:
+            if have >= total and len(dms) >= active:
+                break
+            user = store.find_user(username)
+            assert user is not None
+            fresh = not store.is_member(_direct_id(bot._id, user._id), bot._id)
+            room = store.create_direct(BOT_USERNAME, username)
+            have += 1 if fresh else 0
+            if len(dms) < active:
+                dms.append({"room": room["_id"], "userId": user._id})
+        return {"rooms": len(store.user_subscriptions(bot._id)), "dms": dms}
+
+
+def _direct_id(a: str, b: str) -> str:
+    """A two-person DM's id: both user ids, sorted and joined (`createDirectRoom`)."""
+    return "".join(sorted((a, b)))

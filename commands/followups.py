@@ -31,6 +31,7 @@ from typing import Any
 import structlog
 
 from bot import logs
+from bot.errors import StateUnavailable
 
 log = logs.get_logger("integrations_bot.commands")
 
@@ -43,15 +44,22 @@ class FollowUp:
     work: Callable[[], Awaitable[object]]
     log_context: dict[str, Any] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    failed: bool = False
 
     async def run(self) -> None:
-        """Run once; a failure is logged, not raised (the answer is already given)."""
+        """Run once; a failure is logged, not raised (the answer is already given), and noted in
+        `failed`: the runtime then leaves the command's claim unfinished, for the recovery to
+        settle once the cause is gone (a state database outage: the audit row is written then)."""
         if self.done.is_set():
             return
         with structlog.contextvars.bound_contextvars(**self.log_context):
             try:
                 await self.work()
+            except StateUnavailable as exc:
+                self.failed = True
+                log.warning("command.followup_postponed", integration_id=self.integration_id, error=str(exc))
             except Exception:
+                self.failed = True
                 log.exception("command.followup_failed", integration_id=self.integration_id)
             finally:
                 self.done.set()

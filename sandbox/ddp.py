@@ -713,11 +713,10 @@ class DDPSession:
     def _rooms_get(self, params: tuple[Any, ...]) -> Any:
         if self.user_id is None:
             return []
-        rooms = self.store.user_rooms(self.user_id)
         since = self._since(params)
         if since is None:
-            return rooms
-        return {"update": [r for r in rooms if r["_updatedAt"] > since], "remove": []}
+            return self.store.user_rooms(self.user_id)
+        return {"update": self.store.user_rooms(self.user_id, updated_after=since), "remove": []}
 
     def _subscriptions_get(self, params: tuple[Any, ...]) -> Any:
         if self.user_id is None:

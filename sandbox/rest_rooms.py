@@ -280,11 +280,11 @@ async def rooms_get(call: Call) -> Any:
     since = _since(
         call.query, "error-updatedSince-param-invalid", 'The "updatedSince" query parameter must be a valid date.'
     )
-    rooms = call.store.user_rooms(call.me._id)
-    if since is not None:
-        rooms = [room for room in rooms if room["_updatedAt"] > since]
-    # Rooms are never deleted in the sandbox, so `remove` (deleted rooms) stays empty.
-    return {"update": rooms, "remove": []}
+    # Rocket.Chat (`roomsGetMethod`): the rooms of the caller's subscriptions, with `updatedSince`
+    # those whose `_updatedAt` is later. A new message always writes its room; an edit only when it
+    # is the room's last message. Rooms are never deleted in the sandbox, so `remove` (deleted rooms,
+    # from the trash) stays empty.
+    return {"update": call.store.user_rooms(call.me._id, updated_after=since), "remove": []}
 
 
 async def subscriptions_get(call: Call) -> Any:

@@ -661,9 +661,14 @@ class Store:
         with self.lock:
             return [copied(s) for s in self._user_subs.get(user_id, {}).values()]
 
-    def user_rooms(self, user_id: str) -> list[dict[str, Any]]:
+    def user_rooms(self, user_id: str, *, updated_after: datetime | None = None) -> list[dict[str, Any]]:
+        """The rooms the user is subscribed to; with `updated_after`, only those whose `_updatedAt`
+        is later (`findBySubscriptionUserIdUpdatedAfter`: `$gt`). Only those are copied."""
         with self.lock:
-            return [copied(self.rooms[rid]) for rid in self._user_subs.get(user_id, {})]
+            rooms = (self.rooms[rid] for rid in self._user_subs.get(user_id, {}))
+            if updated_after is not None:
+                rooms = (room for room in rooms if room["_updatedAt"] > updated_after)
+            return [copied(room) for room in rooms]
 
     def room_members(self, room_id: str) -> list[str]:
         with self.lock:
@@ -874,11 +879,15 @@ class Store:
             return copied(self._system_message(room, kind, text, author))
 
     def _insert(self, room: dict[str, Any], message: dict[str, Any]) -> None:
+        """Store a new message and update its room as Rocket.Chat's `afterSaveMessage` does: every
+        new message counts in `msgs` and writes the room, so the room's `_updatedAt` is read from
+        the clock after the message's (never older; `rooms.get?updatedSince=` finds the room); a
+        reply shown only in its thread leaves `lastMessage`/`lm` alone (`notifyUsersOnMessage`)."""
         self.messages.setdefault(room["_id"], []).append(message)
         self._message_index[message["_id"]] = message
         room["msgs"] = int(room.get("msgs", 0)) + 1
-        room["_updatedAt"] = message["ts"]
-        if not message.get("t"):
+        room["_updatedAt"] = max(self.clock(), message["_updatedAt"])
+        if not message.get("t") and (not message.get("tmid") or message.get("tshow")):
             room["lastMessage"] = message
             room["lm"] = message["ts"]
         shared = copied(room)  # events are read-only: one copy for both
@@ -907,6 +916,12 @@ class Store:
                 md=[{"type": "PARAGRAPH", "value": [{"type": "PLAIN_TEXT", "value": text}]}],
             )
             room = self.rooms[message["rid"]]
+            last = room.get("lastMessage")
+            if isinstance(last, dict) and last.get("_id") == message["_id"]:
+                # Only an edit of the room's last message writes the room (`setLastMessageById`);
+                # editing an older message leaves the room's `_updatedAt` as it was.
+                room["lastMessage"] = message
+                room["_updatedAt"] = max(self.clock(), now)
             self._emit(MessageEvent(copied(message), copied(room), inserted=False))
             return copied(message)
 

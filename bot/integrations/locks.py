@@ -53,9 +53,19 @@ class Held(Protocol):
     @property
     def integration_id(self) -> str: ...
 
-    def untouched_since(self, mark: ReadMark) -> bool:
+    def untouched_since(self, mark: ReadMark, updated_at: str | None = None) -> bool:
         """Whether no other holder released this integration's lock after `mark` was taken
-        (so a document whose read began at `mark` is still the latest the bot wrote or saw)."""
+        (so a document whose read began at `mark` is still the latest the bot wrote or saw).
+        `updated_at`: that document's `_updatedAt`, which a lock shared by several processes
+        compares with the last write the bot made through any of them."""
+        ...
+
+    async def writing(self) -> None:
+        """A write of this integration is about to be sent (before it is sent)."""
+        ...
+
+    def written(self, updated_at: str | None) -> None:
+        """The write was stored and verified; `updated_at` is the stored document's `_updatedAt`."""
         ...
 
 
@@ -66,6 +76,10 @@ class IntegrationLocks(Protocol):
 
     def hold(self, integration_id: str) -> AbstractAsyncContextManager[Held]:
         """Hold the integration's lock for the block; waits while another task holds it."""
+        ...
+
+    def held(self, integration_id: str) -> Held | None:
+        """The current task's hold of the integration's lock (None if it holds none)."""
         ...
 
 
@@ -85,8 +99,14 @@ class _LocalHeld:
     # trust an earlier read then (a re-read under the lock costs one GET).
     _reentered: bool = False
 
-    def untouched_since(self, mark: ReadMark) -> bool:
+    def untouched_since(self, mark: ReadMark, updated_at: str | None = None) -> bool:
         return not self._reentered and self._released.get(self.integration_id, 0) <= mark
+
+    async def writing(self) -> None:
+        return None  # one process: its own lock says everything
+
+    def written(self, updated_at: str | None) -> None:
+        return None
 
 
 class LocalIntegrationLocks:
@@ -102,10 +122,15 @@ class LocalIntegrationLocks:
     def mark(self) -> ReadMark:
         return self._clock
 
-    def held(self, integration_id: str) -> bool:
+    def locked(self, integration_id: str) -> bool:
         """Whether some task holds the integration's lock right now (for tests and diagnostics)."""
         entry = self._locks.get(integration_id)
         return entry is not None and entry.owner is not None
+
+    def held(self, integration_id: str) -> Held | None:
+        if not self.holding(integration_id):
+            return None
+        return _LocalHeld(integration_id, self._released, _reentered=True)
 
     def holding(self, integration_id: str) -> bool:
         """Whether the current task holds the integration's lock (taking it again re-enters)."""

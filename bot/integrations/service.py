@@ -542,7 +542,9 @@ class IntegrationService:
         """
         found = Integration.of(target)
         async with self._locks.hold(found.id) as held:
-            if found.read_mark is not None and held.untouched_since(found.read_mark):
+            updated_at = found.document.get("_updatedAt")
+            stamp = updated_at if isinstance(updated_at, str) else None
+            if found.read_mark is not None and held.untouched_since(found.read_mark, stamp):
                 current = found
             else:
                 mark = self._locks.mark()
@@ -581,9 +583,15 @@ class IntegrationService:
         if all(current.document.get(k, _MISSING) == v for k, v in changes.items()):
             return UpdateOutcome(before=current, after=current, changed=False)
         body = build_update_body(current, changes)
+        held = self._locks.held(current.id)
+        if held is not None:
+            await held.writing()
         stored = await self._write(current, intended, body)
         found_differences = differences(current.document, intended, stored)
         after = Integration.of(stored)
+        if held is not None and not found_differences:
+            stamp = stored.get("_updatedAt")
+            held.written(stamp if isinstance(stamp, str) else None)
         logs.after_answer(
             log,
             "integration.updated",

@@ -83,7 +83,6 @@ class Purpose(StrEnum):
     ANSWER = "answer"
     AUDIT_LINE = "audit-line"
     TIMER_NOTICE = "timer-notice"
-    UNRECORDED = "unrecorded"
 
 
 def meteor_id(digest: bytes) -> str:
@@ -128,12 +127,6 @@ class MessageIds:
     def audit_line(self, audit_id: int) -> tuple[str, ...]:
         """The ids of the audit room's line for audit row `audit_id`."""
         return self.chain(Purpose.AUDIT_LINE, audit_id)
-
-    def unrecorded(self, command_id: str) -> tuple[str, ...]:
-        """The ids of the notice that the command `command_id` was not run because its claim could
-        not be recorded (the state database was unavailable). Not the answer's: a replica that did
-        record and run it still posts its answer."""
-        return self.chain(Purpose.UNRECORDED, command_id)
 
     def timer_notice(self, timer_id: int, kind: str) -> tuple[str, ...]:
         """The ids of the notice that timed disable `timer_id` ended (`kind`: how)."""

@@ -104,6 +104,8 @@ _T = TypeVar("_T")
 MESSAGES_STREAM: Final = "stream-room-messages"
 CURSOR_FLUSH_INTERVAL: Final = 2.0  # seconds between cursor writes (a lagging cursor is harmless)
 PRUNE_INTERVAL: Final = 3600.0  # seconds between prunes of old claims
+TROUBLE_CLAIM: Final = 1.0  # seconds: a claim slower than this may have raced a replica that gave up
+TROUBLE_MEMORY: Final = 60.0  # seconds after an outage during which claims are treated as in trouble
 STATE_RETRY: Final = 1.0  # seconds between checks of the state database while it is unavailable
 START_RETRY_MAX: Final = 30.0  # seconds, the longest wait between start-up attempts
 
@@ -149,6 +151,12 @@ class Bot:
         # Commands answered "not run" during a state outage (id → when): never run afterwards,
         # even by a pass that finds them before the notice is stored.
         self._not_run: dict[str, datetime] = {}
+        # Commands claimed in trouble (the claim was slow, or the database failed lately): another
+        # replica may have answered them "not run" meanwhile; looked up before they run.
+        self._troubled: set[str] = set()
+        # Claims of this process whose command has not ended its turn: the only leases renewed.
+        self._running: set[str] = set()
+        self._last_outage: float | None = None  # loop time of the last StateUnavailable
         self._owner: StateFileOwner | None = None
         self._fatal: AuthFailed | None = None
         self._stop = asyncio.Event()
@@ -473,9 +481,12 @@ class Bot:
                     # Known to be down (the check below every second says when it is back): do
                     # not hold up the stream for a connection timeout per message.
                     raise StateUnavailable(self.state.describe(), "not reachable at the last check")
+                started = asyncio.get_running_loop().time()
                 claimed = await self.state.claim_messages(
                     [(a.message.id, a.message.room_id, a.message.ts) for a, _ in wanted], now
                 )
+                if self._in_trouble(since=started):
+                    self._troubled.update(claimed)
             except StateUnavailable as exc:
                 # Nothing runs unclaimed. Each fresh command is told so (a notice with ids of its
                 # own, so every replica's notice is stored once); cursors stay, so a pass once the
@@ -492,10 +503,7 @@ class Bot:
             for accepted, age in wanted:
                 if accepted.message.id in claimed:
                     claimed.discard(accepted.message.id)  # listed twice in this batch: run once
-                    if accepted.message.ts.timestamp() < self.state.server_started:
-                        self._spawn(self._take_unless_told(accepted, age, origin), f"told-{accepted.message.id}")
-                    else:
-                        self._take(accepted, age, origin)
+                    self._take(accepted, age, origin)
                 else:
                     self.metrics.duplicates.labels(origin=origin).inc()
                     if origin == "catch-up":
@@ -516,41 +524,10 @@ class Bot:
             log.warning("command.stale_on_arrival", message_id=message.id, hint="is the host's clock synchronised?")
         self._schedule(accepted, stale=stale)
 
-    async def _take_unless_told(self, accepted: Accepted, age: Freshness, origin: str) -> None:
-        """A command posted before the database (re)started and claimed after: a replica whose
-        claim of it failed while the database was away may have told its author it was not run
-        (`_unrecorded`). Then it is not run now either: the author was told so, and may have sent
-        it again. Otherwise (or when that cannot be looked up) it takes its turn."""
-        message = accepted.message
-        try:
-            told = await self._told_unrecorded(message)
-        except UpstreamError as exc:
-            log.warning("command.unrecorded_lookup_failed", message_id=message.id, error=str(exc))
-            told = False
-        if not told:
-            self._take(accepted, age, origin)
-            return
-        log.info("command.told_unrecorded", message_id=message.id, room_id=message.room_id, origin=origin)
-        try:
-            await self._finish(message.id, "not run: its author was told so while the state database was away")
-        except StateUnavailable as exc:
-            self._state_failed(exc)
-
-    async def _told_unrecorded(self, message: ChatMessage) -> bool:
-        """Whether the bot's notice that `message` was not run is in its room and thread."""
-        assert self.rest is not None and self.state is not None
-        for candidate in self.state.message_ids.unrecorded(message.id):
-            try:
-                document = await self.rest.chat_get_message(candidate)
-            except ServerRejected:
-                continue  # not there
-            if is_own(document, user_id=self.rest.user_id, room_id=message.room_id, thread_id=message.thread_id):
-                return True
-        return False
-
     # --- turns: which claimed command runs next (bot/runtime/fairness.py) --------------------------------
 
     def _schedule(self, accepted: Accepted, *, stale: bool = False, recovering: bool = False) -> None:
+        self._running.add(accepted.message.id)  # its claim's lease is renewed until its turn ends
         invocation = accepted.invocation
         command = self.registry.find(invocation.command) if invocation is not None and invocation.command else None
         change = command is not None and command.changes_integrations and not stale
@@ -564,6 +541,7 @@ class Bot:
             self._spawn(self._turn(job, accepted, stale, recovering), f"command-{accepted.message.id}")
 
     async def _turn(self, job: Job, accepted: Accepted, stale: bool, recovering: bool) -> None:
+        self._running.add(accepted.message.id)
         try:
             if job.overflow:
                 message = accepted.message
@@ -575,6 +553,7 @@ class Bot:
             else:
                 await self._command(accepted, stale=stale, recovering=recovering)
         finally:
+            self._running.discard(accepted.message.id)
             self._start(self.lanes.done(job))
 
     # --- one command ----------------------------------------------------------------------------
@@ -585,6 +564,10 @@ class Bot:
         current_command.set(run)
         self.metrics.commands_in_flight.inc()
         try:
+            if message.id in self._troubled:
+                self._troubled.discard(message.id)
+                if await self._answered_not_run(message):
+                    return
             author: CallerRights | None = None
             try:
                 author = await self._from_ignored_bot(
@@ -601,21 +584,15 @@ class Bot:
                 else:  # the author could not be looked up: nothing runs, the caller is told why
                     reply = self._failed(accepted, unchecked)
                 if reply.outcome == replies.STATE_UNAVAILABLE and run.sent:
-                    self._recover_later(message.id, "the state database failed after its write was sent")
+                    # "Nothing was changed" would be wrong: its write was sent (and may well have
+                    # landed) before the database failed. Not answered now: its claim, no longer
+                    # renewed, is taken over after its lease, and the recovery decides it with the
+                    # journal (a landed write is answered as done, with its audit row).
+                    log.warning("command.unsettled", message_id=message.id, hint="written, then the state failed")
                     return
                 await self._post(message, reply)
         finally:
             self.metrics.commands_in_flight.dec()
-
-    def _recover_later(self, message_id: str, why: str) -> None:
-        """A claimed command whose outcome cannot be recorded now (the state database went away):
-        decided by this process's recovery sweep once the database is back, as if a crash had cut
-        it (`bot.runtime.recovery`: the journal tells whether its write landed; its answer, audit
-        row and finished claim follow once). Answering "not run; nothing was changed" would be
-        wrong when the write had landed."""
-        log.warning("command.recover_later", message_id=message_id, why=why)
-        if self.recovery is not None:
-            self.recovery.add([message_id])
 
     def _changes(self, accepted: Accepted, stale: bool) -> bool:
         """Whether the command will change integrations (and so reads its caller's rights fresh)."""
@@ -707,36 +684,75 @@ class Bot:
             delivery = await self.sender.deliver(message, reply, then=afterwards)
         finally:
             await followups.run(reply.afterwards)  # no-op once run; a cancelled post still records
-        try:
-            if delivery is Delivery.POSTED:
-                await self._finish(message.id, reply.outcome)
-            elif delivery is Delivery.REJECTED:
-                await self._finish(message.id, f"{reply.outcome}; reply rejected")
-            # AUTH_FAILED: the bot is stopping; the claim stays unfinished for the next start.
-        except StateUnavailable as exc:
-            self._state_failed(exc)
-            self._recover_later(message.id, "its claim could not be finished")
+        if any(followup.failed for followup in reply.afterwards):
+            # Its book-keeping (the audit row) is missing: the claim stays unfinished and, no
+            # longer renewed, is taken over once its lease runs out; the recovery then finds
+            # the answer and the landed write, and records what is missing (bot.runtime.recovery).
+            log.warning("command.unsettled", message_id=message.id, hint="settled by the recovery after its lease")
+            return
+        if delivery is Delivery.POSTED:
+            await self._finish(message.id, reply.outcome)
+        elif delivery is Delivery.REJECTED:
+            await self._finish(message.id, f"{reply.outcome}; reply rejected")
+        # AUTH_FAILED: the bot is stopping; the claim stays unfinished for the next start.
 
     async def _finish(self, message_id: str, outcome: str, *, ignored: bool = False) -> None:
+        """Close the claim. When the database fails here, the claim stays unfinished and, no longer
+        renewed, is settled by the recovery after its lease (the answer is found: closed)."""
         assert self.state is not None
-        await self.state.finish_message(message_id, outcome, ignored=ignored)
-        await self.state.clear_intents(message_id)
+        try:
+            await self.state.finish_message(message_id, outcome, ignored=ignored)
+            await self.state.clear_intents(message_id)
+        except StateUnavailable as exc:
+            self._state_failed(exc)
+            log.warning("command.unsettled", message_id=message_id, hint="settled by the recovery after its lease")
 
     async def _unrecorded(self, message: ChatMessage) -> None:
         """Tell the author their command was not run: its claim could not be recorded. Another
-        bot's command gets no answer (its author can be looked up without the database)."""
+        bot's command gets no answer (its author can be looked up without the database).
+
+        The notice takes the ids of the command's answer, so it *is* the answer: posted by every
+        replica that could not claim the command, it is stored once; a pass once the database is
+        back finds it and leaves the command alone (`CatchUp._answered`); and a replica that did
+        claim the command in that trouble looks for it before running (`_answered_not_run`)."""
         assert self.sender is not None and self.services is not None and self.intake is not None
         with contextlib.suppress(BotError):
             author = await self.services.rights.get(message.user_id)
             if self.intake.ignored_author(author) is not None:
                 return
-        reply = self._noted(message, None, Reply(replies.UNRECORDED, outcome=replies.STATE_UNAVAILABLE))
-        assert self.state is not None
-        await self.sender.deliver(message, reply, ids=self.state.message_ids.unrecorded(message.id))
+        reply = self._noted(message, None, Reply(replies.UNRECORDED, outcome="state-unavailable"))
+        await self.sender.deliver(message, reply)
+
+    def _in_trouble(self, *, since: float) -> bool:
+        """Whether a claim begun at `since` (loop time) may have raced a replica that could not
+        claim: it took more than a moment, or this replica met an outage lately."""
+        now = asyncio.get_running_loop().time()
+        recent = self._last_outage is not None and now - self._last_outage < TROUBLE_MEMORY
+        return now - since > TROUBLE_CLAIM or recent
+
+    async def _answered_not_run(self, message: ChatMessage) -> bool:
+        """A command claimed in trouble: already answered "not run" by a replica that could not
+        claim it (the bot's own message at an id of its answer)? Then it is closed, not run."""
+        assert self.rest is not None and self.state is not None
+        thread = message.thread_id
+        for candidate in self.state.message_ids.answer(message.id):
+            try:
+                found = await self.rest.chat_get_message(candidate)
+            except ServerRejected:
+                return False  # not found: the first free id of its answer, so no notice
+            except UpstreamError:
+                return False  # cannot tell: run it (the notice, if any, came from a failure)
+            if is_own(found, user_id=self.rest.user_id, room_id=message.room_id, thread_id=thread):
+                with contextlib.suppress(StateUnavailable):  # else a take-over closes it the same way
+                    await self._finish(message.id, "not run: answered 'cannot record' during a state outage")
+                log.info("command.not_run_after_outage", message_id=message.id, room_id=message.room_id)
+                return True
+        return False
 
     # --- the state database: leases, take-over, outages ---------------------------------------
 
     def _state_failed(self, exc: StateUnavailable) -> None:
+        self._last_outage = asyncio.get_running_loop().time()
         if self._state_reachable:
             log.error("state.unavailable", error=str(exc), hint="commands are answered 'not run' until it is back")
         self._state_reachable = False
@@ -751,18 +767,20 @@ class Bot:
                 self.catchup.again()  # commands seen meanwhile: run or answered "not run" once
 
     async def _keep_claims(self) -> None:
-        """Every third of the lease: renew this process's claims, check the database (readiness,
-        recovery after an outage), and on a shared database take over the claims of replicas
-        that died, deciding them like a restart does (`bot.runtime.recovery`)."""
+        """Every third of the lease: renew the claims of this process's commands still running,
+        check the database (readiness, recovery after an outage), and take over expired claims
+        (a replica that died; a command of this process that ended without settling its claim,
+        the database failing meanwhile), deciding them like a restart does (`bot.runtime.recovery`)."""
         assert self.state is not None
         interval = self.settings.bot_claim_lease / 3
         while True:
             # During an outage, every second: commands are refused until this check succeeds.
             await asyncio.sleep(interval if self._state_reachable else STATE_RETRY)
             try:
-                await self.state.renew_claims(self.clock())
+                await self.state.renew_claims(self.clock(), self._running)
                 await self.state.ping()
-                orphans = await self.state.take_over(self.clock()) if self.state.shared else []
+                # Expired: another replica's that died, or this process's own that ended unsettled.
+                orphans = await self.state.take_over(self.clock(), expired_only=True)
             except StateUnavailable as exc:
                 self._state_failed(exc)
                 continue
@@ -808,11 +826,15 @@ class Bot:
         """Tell the caller the command was not run again; another bot's command gets no answer. (An
         author who cannot be looked up is told too: the answer runs nothing.)"""
         assert self.services is not None
-        with contextlib.suppress(BotError):
-            if await self._from_ignored_bot(decision.message) is None:
-                return
-        reply = interrupted_reply(decision.reason, self.services.prefix)
-        await self._post(decision.message, self._noted(decision.message, None, reply))
+        self._running.add(decision.message.id)
+        try:
+            with contextlib.suppress(BotError):
+                if await self._from_ignored_bot(decision.message) is None:
+                    return
+            reply = interrupted_reply(decision.reason, self.services.prefix)
+            await self._post(decision.message, self._noted(decision.message, None, reply))
+        finally:
+            self._running.discard(decision.message.id)
 
     # --- health, housekeeping -------------------------------------------------------------------
 

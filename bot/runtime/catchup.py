@@ -3,11 +3,37 @@
 Theory of operation
 -------------------
 The realtime stream only delivers what happens while a session is subscribed. Whatever was
-posted during a drop or a restart is fetched over REST: `subscriptions.get` lists the rooms the
-bot is a member of (DMs included), and `chat.syncMessages` returns each room's messages updated
-since a per-room cursor. Every message found goes through the same admission path as a streamed
-one (intake → claim → run), so a message seen both ways is still run once: the claim in the
-state database decides.
+posted during a drop or a restart is fetched over REST, asking only the rooms that had activity:
+1. `subscriptions.get` lists the rooms the bot is a member of (DMs included) and when it joined
+   each one;
+2. `rooms.get?updatedSince=<the oldest start of any room>` returns those of them written since
+   (Rocket.Chat's `findBySubscriptionUserIdUpdatedAfter`: the caller's subscribed rooms whose
+   `_updatedAt` is later, `$gt`);
+3. `chat.syncMessages` returns the messages updated since the room's start, for each room read.
+Every message found goes through the same admission path as a streamed one (intake → claim →
+run), so a message seen both ways is still run once: the claim in the state database decides.
+A bot in 10,000 rooms of which 10 had activity makes 12 calls per reconnect, not 10,001.
+
+Which rooms are read: those whose `_updatedAt` is later than their start (below) and than the
+room's `_updatedAt` when this process last read it (`_written`), plus the rooms a pass could not
+read (`frozen`). Why that loses no command (Rocket.Chat's `afterSaveMessage`,
+`notifyUsersOnMessage`): every new message writes its room after the message is stored (`msgs`,
+and `lastMessage`/`lm` unless it is a reply shown only in its thread), and every write of a room
+sets its `_updatedAt` to the server's clock. So a message posted after a room's start leaves the
+room's `_updatedAt` after that start, and a message posted after this process read the room
+leaves it after the `_updatedAt` the read saw; a room with neither was read up to its newest
+message already (the read saw every message stored before its `rooms.get`) or had nothing since
+its start. What a room's `_updatedAt` does not show: an edit (only an edit of the room's last
+message writes the room), a reaction or a thread counter on an older message. Those are
+re-deliveries of a message the bot has already judged (the cursor invariant below), and an
+edited message never runs anyway (`bot.runtime.intake`), so skipping them loses nothing.
+Why the second condition: the room is written a moment *after* its newest message, so its
+`_updatedAt` is usually newer than the cursor that message left; without it every room the bot
+has read or heard on the stream would look active again at the next reconnect. Those times are
+kept in memory: after a restart the first pass reads each room written since its cursor once.
+If `rooms.get` is refused, the pass reads every member room as before. Assumes the server's clock
+does not go back (several Rocket.Chat instances whose clocks disagree can hide a room's newest
+write, as they can already hide a message from a cursor).
 
 Cursors (`CursorBook`) are the newest `_updatedAt` seen per room, in the server's clock, stored
 in the state database. The one invariant that makes them safe: *a stored cursor never passes a
@@ -147,8 +173,12 @@ class CursorBook:
         self._pending = {room_id: when for room_id, when in self._pending.items() if room_id in self.frozen}
         if not pending:
             return
-        for room_id, when in pending.items():
-            await self._state.advance_cursor(room_id, when)
+        try:
+            await self._state.advance_cursors(pending)
+        except StateUnavailable:
+            for room_id, when in pending.items():  # stored by a later flush
+                self.seen(room_id, when)
+            raise
         log.debug("catchup.cursors_stored", rooms={room_id: when.isoformat() for room_id, when in pending.items()})
 
 
@@ -184,6 +214,8 @@ class CatchUp:
         self._wanted = asyncio.Event()
         self._generation = 0
         self._connected = False  # between a `Connected` and the next drop
+        # Per room, its `_updatedAt` when a pass of this process last read it (module docstring).
+        self._written: dict[str, datetime] = {}
         self.passes = 0
 
     def request(self) -> None:
@@ -232,27 +264,28 @@ class CatchUp:
                 try:
                     await self.cursors.release()
                     cursors = "released"
-                except StateUnavailable as exc:
-                    # Released, not all stored: a lagging cursor only makes a later pass look
-                    # further back (claims keep that from running anything twice). The worker
-                    # must live on: it is what finds the commands of the outage afterwards.
-                    cursors = f"released, not all stored: {exc}"
+                except StateUnavailable as exc:  # released: the periodic flush stores them once it is back
+                    cursors = f"released, not stored yet ({exc})"
             else:  # held until the pass that the next `Connected` requests (module docstring)
                 cursors = "held: begun while disconnected"
             log.info("catchup.cursors", cursors=cursors)
 
     async def pass_once(self) -> None:
-        """One pass over every member room; raises on a failure that should be retried."""
+        """One pass over the member rooms with activity; raises on a failure that should be retried."""
         rooms = await member_rooms(self._rest)
         if self._before_pass is not None:
             await self._before_pass(rooms)
         stored = await self._state.cursors()
         now = self._clock()
+        starts = {
+            room.id: self.since(stored.get(room.id), room.joined, now, fresh_db=not stored) for room in rooms.values()
+        }
         found = 0
-        for room in rooms.values():
-            since = self.since(stored.get(room.id), room.joined, now, fresh_db=not stored)
+        wanted = await self._active(rooms, starts)
+        for room_id, written in wanted.items():
+            room = rooms[room_id]
             try:
-                result = await self._rest.chat_sync_messages(room.id, since)
+                result = await self._rest.chat_sync_messages(room.id, starts[room.id])
             except ServerRejected as exc:
                 # e.g. removed from the room since subscriptions.get: nothing to catch up there
                 log.warning("catchup.room_skipped", room_id=room.id, error=str(exc))
@@ -272,12 +305,42 @@ class CatchUp:
                     continue
                 found += 1
                 await self._admit(message, "catch-up")
-        log.info("catchup.done", rooms=len(rooms), messages=found)
+            if written is not None:  # every message stored before it is admitted now
+                self._written[room.id] = written
+        log.info("catchup.done", rooms=len(rooms), read=len(wanted), messages=found)
+
+    async def _active(self, rooms: Mapping[str, Room], starts: Mapping[str, datetime]) -> dict[str, datetime | None]:
+        """The member rooms to read (module docstring), in `rooms` order, each with its `_updatedAt`
+        as `rooms.get` gave it (None: not known)."""
+        if not rooms:
+            return {}
+        try:
+            delta = await self._rest.rooms_get(min(starts.values()))
+        except ServerRejected as exc:
+            log.warning("catchup.rooms_get_refused", error=str(exc), reading="every member room")
+            return dict.fromkeys(rooms)
+        written: dict[str, datetime | None] = {}
+        for doc in delta.update:
+            room_id = doc.get("_id")
+            if isinstance(room_id, str) and room_id in rooms:
+                written[room_id] = decode_date(doc.get("_updatedAt"))
+        wanted: dict[str, datetime | None] = {}
+        for room_id in rooms:
+            when = written.get(room_id)
+            if room_id in self.cursors.frozen:
+                wanted[room_id] = when  # not read since a pass skipped it: read it whatever it says
+            elif room_id not in written:
+                continue  # not written since the oldest start, so not since its own
+            elif when is None:
+                wanted[room_id] = None  # no readable `_updatedAt`: read it to be safe
+            elif when > starts[room_id] and (room_id not in self._written or when > self._written[room_id]):
+                wanted[room_id] = when
+        return wanted
 
     def _answered(self, mine: Mapping[str, Mapping[str, Any]], message: ChatMessage) -> bool:
-        # The answer, or the notice that it was not run (its claim could not be recorded).
-        ids = self._state.message_ids
-        chain = ids.answer(message.id) + ids.unrecorded(message.id)
+        # The answer (or the notice, at the same ids, that it was not run: its claim could not be
+        # recorded while the state database was unavailable).
+        chain = self._state.message_ids.answer(message.id)
         found = own_among(mine, chain, user_id=self._rest.user_id, room_id=message.room_id, thread_id=message.thread_id)
         return found is not None
 

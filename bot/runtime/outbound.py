@@ -77,18 +77,13 @@ class ReplySender:
         self._retry_max = retry_max
 
     async def deliver(
-        self,
-        message: ChatMessage,
-        reply: Reply,
-        *,
-        then: Callable[[], Awaitable[None]] | None = None,
-        ids: tuple[str, ...] | None = None,
+        self, message: ChatMessage, reply: Reply, *, then: Callable[[], Awaitable[None]] | None = None
     ) -> Delivery:
         """Post `reply` in the command's room and thread; returns once it is stored or refused.
 
         `then` runs once, right after the first attempt, whatever its result: book-keeping that
         should neither hold up the answer nor wait for an outage to end (commands/followups.py).
-        It must not raise. `ids`: another chain than the answer's (`MessageIds.unrecorded`)."""
+        It must not raise."""
         delay = self._retry_initial
         waiting = False
         try:
@@ -97,7 +92,7 @@ class ReplySender:
                     try:
                         await message_ids.post(
                             self._rest,
-                            ids if ids is not None else self._ids.answer(message.id),
+                            self._ids.answer(message.id),
                             message.room_id,
                             neutralize_mentions(reply.text),
                             thread_id=message.thread_id,

@@ -45,14 +45,6 @@ class Database(Protocol):
         ...
 
     @property
-    def started_at(self) -> str:
-        """An SQL expression: when the database server last started, in seconds since the epoch
-        (PostgreSQL: its postmaster's start; SQLite, one process: 0). A claim returns it, so a
-        replica knows when a command was posted before the database came back (see
-        `StateStore.server_started`)."""
-        ...
-
-    @property
     def locks(self) -> IntegrationLocks:
         """The per-integration write lock of everyone using this database."""
         ...

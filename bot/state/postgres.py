@@ -27,9 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
-from dataclasses import dataclass
 from typing import Any, Final
 
 import psycopg
@@ -39,6 +38,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from bot import logs
 from bot.errors import ConfigError, StateUnavailable
 from bot.integrations.locks import Held, IntegrationLocks, LocalIntegrationLocks, ReadMark
+from bot.rocketchat.ejson import decode_date
 from bot.state.database import Row
 
 log = logs.get_logger("integrations_bot.state")
@@ -136,6 +136,13 @@ MIGRATIONS: Final[dict[int, str]] = {
     );
     CREATE INDEX confirmations_caller ON confirmations (user_id, created_at)
     """,
+    7: """
+    CREATE TABLE integration_writes (
+        integration_id text PRIMARY KEY,
+        pending        boolean NOT NULL,
+        updated_at     text
+    )
+    """,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 # Keys of the transaction-level advisory locks (a namespace of this bot's: hashtextextended of it).
@@ -191,7 +198,6 @@ class PostgresDatabase:
     shared = True
     greatest = "GREATEST"
     skip_locked = " FOR UPDATE SKIP LOCKED"
-    started_at = "extract(epoch FROM pg_postmaster_start_time())"
 
     def __init__(self, url: str, *, statement_timeout: float = 5.0) -> None:
         self.where = where_of(url)
@@ -215,7 +221,7 @@ class PostgresDatabase:
         self._lock_pool: AsyncConnectionPool = AsyncConnectionPool(
             url, min_size=1, max_size=LOCK_POOL, name="locks", **common
         )
-        self._locks = SharedIntegrationLocks(self._lock_pool, self.where)
+        self._locks = SharedIntegrationLocks(self._lock_pool, self._statements, self.where)
 
     @classmethod
     async def open(cls, url: str, *, connect_timeout: float = 10.0) -> PostgresDatabase:
@@ -307,32 +313,85 @@ class PostgresDatabase:
         await asyncio.gather(self._statements.close(), self._lock_pool.close(), return_exceptions=True)
 
 
-@dataclass(frozen=True)
 class _SharedHeld:
-    integration_id: str
+    """A hold of an integration's shared lock, and what it tells about the bot's last write."""
 
-    def untouched_since(self, mark: ReadMark) -> bool:
-        # Another replica may have written since any read this process made: always read again
-        # under the lock (one GET; see bot/integrations/locks.py).
-        return False
+    def __init__(
+        self,
+        integration_id: str,
+        local: Held,
+        last: tuple[bool, str | None] | None,
+        mark_pending: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.integration_id = integration_id
+        self._local = local
+        self._mark_pending = mark_pending
+        self._last = last  # (pending, updated_at) of the bot's last write through any replica
+        self.wrote = False
+        self.verified: str | None = None
+
+    def untouched_since(self, mark: ReadMark, updated_at: str | None = None) -> bool:
+        """A read is trusted when no holder of this process released since it began, and it
+        already shows the bot's last write through any replica: its `_updatedAt` is at or after
+        that write's (recorded by its holder, under this lock, once verified). A write that was
+        sent and never verified (its holder died, the answer was lost) leaves `pending`: every
+        later read is made again under the lock, as it always was (one GET)."""
+        if not self._local.untouched_since(mark) or updated_at is None:
+            return False
+        if self._last is None:
+            return True  # the bot never wrote it
+        pending, last = self._last
+        if pending or last is None:
+            return False
+        seen, written = decode_date(updated_at), decode_date(last)
+        return seen is not None and written is not None and seen >= written
+
+    async def writing(self) -> None:
+        """Committed before the write is sent: a holder that dies after sending it leaves `pending`."""
+        await self._mark_pending(self.integration_id)
+        self.wrote = True
+        self.verified = None
+
+    def written(self, updated_at: str | None) -> None:
+        self.verified = updated_at
 
 
 class SharedIntegrationLocks:
     """`IntegrationLocks` across every process on the database: an advisory lock per integration
     id, taken inside a transaction held open for the lock's span. Within a process the local
     locks come first (re-entrance, and one database connection per integration being changed,
-    not one per waiting task)."""
+    not one per waiting task).
+
+    The lock's statement also reads `integration_writes`: what the bot last wrote to this
+    integration through any replica, so that a document read before the lock can be trusted
+    when it already shows that write (`_SharedHeld.untouched_since`), sparing the re-read. A
+    holder about to write marks the row pending first, in a statement of its own (committed before
+    the write is sent); once the write is verified, the release records its `_updatedAt` and
+    clears `pending` in the lock's transaction."""
 
     def __init__(
-        self, pool: AsyncConnectionPool, where: str, *, on_wait: Callable[[float], None] | None = None
+        self,
+        pool: AsyncConnectionPool,
+        statements: AsyncConnectionPool,
+        where: str,
+        *,
+        on_wait: Callable[[float], None] | None = None,
     ) -> None:
         self._pool = pool
+        self._statements = statements
         self._where = where
         self._local = LocalIntegrationLocks()
+        self._holders: dict[str, tuple[asyncio.Task[Any] | None, _SharedHeld]] = {}
         self.on_wait = on_wait
 
     def mark(self) -> ReadMark:
         return self._local.mark()
+
+    def held(self, integration_id: str) -> Held | None:
+        holder = self._holders.get(integration_id)
+        if holder is None or holder[0] is not asyncio.current_task():
+            return None
+        return holder[1]
 
     def hold(self, integration_id: str) -> AbstractAsyncContextManager[Held]:
         return self._hold(integration_id)
@@ -343,29 +402,61 @@ class SharedIntegrationLocks:
             async with self._local.hold(integration_id) as held:
                 yield held
             return
-        async with self._local.hold(integration_id):
+        async with self._local.hold(integration_id) as local:
             started = time.monotonic()
-            try:
-                conn = await self._pool.getconn()
-            except _DOWN as exc:
-                raise _unavailable(self._where, exc) from None
+            conn = await self._connection(self._pool)
+            commit = False
             try:
                 try:
                     await conn.execute("BEGIN")
-                    await conn.execute(
-                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_INTEGRATION_LOCK + integration_id,)
+                    cursor = await conn.execute(
+                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)),"
+                        " (SELECT ARRAY[pending::text, updated_at] FROM integration_writes WHERE integration_id = %s)",
+                        (_INTEGRATION_LOCK + integration_id, integration_id),
                     )
+                    row = await cursor.fetchone()
                 except _DOWN as exc:
                     raise _unavailable(self._where, exc) from None
                 if self.on_wait is not None:
                     self.on_wait(time.monotonic() - started)
-                yield _SharedHeld(integration_id)
+                last = row[1] if row is not None else None
+                state = (last[0] == "true", last[1]) if last else None
+                held = _SharedHeld(integration_id, local, state, self._mark_pending)
+                self._holders[integration_id] = (asyncio.current_task(), held)
+                try:
+                    yield held
+                finally:
+                    del self._holders[integration_id]
+                if held.wrote and held.verified is not None:
+                    with suppress(*_DOWN):
+                        await conn.execute(
+                            "UPDATE integration_writes SET pending = false, updated_at = %s WHERE integration_id = %s",
+                            (held.verified, integration_id),
+                        )
+                        commit = True
             finally:
                 # Ends the transaction, which releases the lock; a connection that broke meanwhile
                 # released it on the server already, and the pool discards it.
                 with suppress(*_DOWN):
-                    await conn.execute("ROLLBACK")
+                    await conn.execute("COMMIT" if commit else "ROLLBACK")
                 await self._pool.putconn(conn)
+
+    async def _mark_pending(self, integration_id: str) -> None:
+        try:
+            async with self._statements.connection() as conn:
+                await conn.execute(
+                    "INSERT INTO integration_writes (integration_id, pending) VALUES (%s, true)"
+                    " ON CONFLICT (integration_id) DO UPDATE SET pending = true",
+                    (integration_id,),
+                )
+        except _DOWN as exc:
+            raise _unavailable(self._where, exc) from None
+
+    async def _connection(self, pool: AsyncConnectionPool) -> psycopg.AsyncConnection[Any]:
+        try:
+            return await pool.getconn()
+        except _DOWN as exc:
+            raise _unavailable(self._where, exc) from None
 
 
 def read_key(url: str, name: str) -> bytes:

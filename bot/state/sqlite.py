@@ -146,6 +146,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX confirmations_caller ON confirmations (user_id, created_at)
     """,
+    # 7: what the bot last wrote to each integration (used by several replicas on PostgreSQL to
+    # trust a read made before the integration's lock; kept alike here, unused by one process)
+    """
+    CREATE TABLE integration_writes (
+        integration_id TEXT PRIMARY KEY,
+        pending        INTEGER NOT NULL,
+        updated_at     TEXT
+    )
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -157,7 +166,6 @@ class SqliteDatabase:
     shared = False
     greatest = "MAX"
     skip_locked = ""
-    started_at = "0"
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection

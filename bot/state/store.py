@@ -33,7 +33,7 @@ import os
 import secrets
 import socket
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -139,8 +139,6 @@ class StateStore:
         self.timers = TimerStore(database)
         self.confirmations = ConfirmationStore(database)
         self._message_ids: MessageIds | None = None
-        # When the database server last started (seconds since the epoch), as the last claim saw it.
-        self.server_started = 0.0
 
     @classmethod
     async def open(cls, path: str | Path, *, key_seed: bytes | None = None, **options: Any) -> StateStore:
@@ -224,9 +222,7 @@ class StateStore:
         """`claim_message` for many (message id, room id, message ts) at once: one statement and
         one commit per `CLAIM_BATCH`, so a burst of commands is not claimed one commit at a time.
         Returns the ids newly claimed (by this process, under a lease from `now`); an id listed
-        twice is claimed (and returned) once. Notes when the database server last started
-        (`server_started`): a command posted before that may have been told, by a replica whose
-        claim failed while the database was away, that it was not run."""
+        twice is claimed (and returned) once."""
         taken: set[str] = set()
         lease_until = _ts(now + self.lease)
         for start in range(0, len(claims), CLAIM_BATCH):
@@ -235,7 +231,7 @@ class StateStore:
             rows = await self.database.rows(
                 "INSERT INTO processed_messages"  # noqa: S608
                 " (message_id, room_id, message_ts, claimed_at, status, owner, lease_until)"
-                f" VALUES {rows_sql} ON CONFLICT DO NOTHING RETURNING message_id, {self.database.started_at}",
+                f" VALUES {rows_sql} ON CONFLICT DO NOTHING RETURNING message_id",
                 [
                     value
                     for message_id, room_id, ts in chunk
@@ -243,16 +239,23 @@ class StateStore:
                 ],
             )
             taken.update(str(row[0]) for row in rows)
-            self.server_started = max([self.server_started, *(float(row[1]) for row in rows)])
         return taken
 
-    async def renew_claims(self, now: datetime) -> int:
-        """Extend the lease of every unfinished claim this process owns (called every third of
-        the lease while it runs). Returns how many it still owns."""
-        return await self.database.count(
-            "UPDATE processed_messages SET lease_until = ? WHERE owner = ? AND status = 'claimed'",
-            (_ts(now + self.lease), self.owner),
-        )
+    async def renew_claims(self, now: datetime, message_ids: Collection[str]) -> int:
+        """Extend the lease of those of `message_ids` that are unfinished claims of this process
+        (its commands still running or waiting: called every third of the lease). A claim left
+        out (its command ended without finishing it) runs out and is taken over. Returns how
+        many were renewed."""
+        renewed = 0
+        ids = sorted(message_ids)
+        for start in range(0, len(ids), CLAIM_BATCH):
+            chunk = ids[start : start + CLAIM_BATCH]
+            renewed += await self.database.count(
+                "UPDATE processed_messages SET lease_until = ?"  # noqa: S608
+                f" WHERE owner = ? AND status = 'claimed' AND message_id IN ({', '.join('?' * len(chunk))})",
+                (_ts(now + self.lease), self.owner, *chunk),
+            )
+        return renewed
 
     async def take_over(self, now: datetime, *, expired_only: bool | None = None) -> list[str]:
         """Take the unfinished claims of processes that are gone, oldest first: those whose lease

@@ -219,17 +219,18 @@ def _parse_log(line: str) -> dict[str, Any]:
 
 
 def bot_environment(url: str, workdir: Path, **settings: str) -> dict[str, str]:
-    """Only what the bot needs: its settings, plus PATH/HOME for the interpreter."""
+    """Only what the bot needs: its settings, plus PATH/HOME for the interpreter, and this
+    checkout first on the import path: the console script may have been installed (editable)
+    from another checkout (a git worktree sharing the virtualenv), whose code it would run."""
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(REPO),
         "HOME": str(workdir),
         "LANG": "C.UTF-8",
         "ROCKETCHAT_URL": url,
         "BOT_STATE_DB": str(workdir / "state.sqlite3"),
         "BOT_LOG_FORMAT": "json",
     }
-    if "PYTHONPATH" in os.environ:  # a work tree beside the installed checkout runs its own code
-        env["PYTHONPATH"] = os.environ["PYTHONPATH"]
     env.update(settings)
     return env
 

@@ -79,15 +79,15 @@ class ReplicaChat(Chat):
     def answer_ids(self, message: dict[str, Any]) -> tuple[str, ...]:
         return self.ids.answer(message["_id"])
 
-    def notice_ids(self, message: dict[str, Any]) -> tuple[str, ...]:
-        """The ids of the notice "I can't record commands right now … not run" for `message`."""
-        return self.ids.unrecorded(message["_id"])
-
-    def bot_messages_about(self, message: dict[str, Any]) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-        """The bot's answers to `message` and its notices that it was not run, as stored now."""
-        answers, notices = set(self.answer_ids(message)), set(self.notice_ids(message))
-        mine = [m for m in self.control.messages(message["rid"]) if m["u"]["username"] == BOT_USERNAME]
-        return [m for m in mine if m["_id"] in answers], [m for m in mine if m["_id"] in notices]
+    def answers_to(self, message: dict[str, Any]) -> list[dict[str, Any]]:
+        """The bot's messages at the ids of `message`'s answer, as stored now (the notice that it
+        was not run, "I can't record commands right now …", takes those ids too)."""
+        answers = set(self.answer_ids(message))
+        return [
+            m
+            for m in self.control.messages(message["rid"])
+            if m["_id"] in answers and m["u"]["username"] == BOT_USERNAME
+        ]
 
 
 class Replicas:

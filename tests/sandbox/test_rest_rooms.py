@@ -349,6 +349,41 @@ def test_updated_since_returns_changes_and_removed_subscriptions(chat: Chat) -> 
     assert set(subs["remove"][0]) == {"_id", "_deletedAt"}
 
 
+def _room(chat: Chat, room_id: str, since: str | None = None) -> dict[str, Any] | None:
+    query = {"updatedSince": since} if since is not None else None
+    rooms = chat.world.get(chat.alice, "rooms.get", query).json()["update"]
+    return next((room for room in rooms if room["_id"] == room_id), None)
+
+
+def test_every_new_message_writes_its_room_after_the_message_thread_replies_too(chat: Chat) -> None:
+    """`afterSaveMessage` writes the room after the message is stored (`_updatedAt` is set on every
+    write): the room's `_updatedAt` is never older than its newest message's, for a reply shown only
+    in its thread as well, which leaves `lastMessage` and `lm` alone."""
+    parent = chat.send(chat.alice, chat.general, "parent")
+    room = _room(chat, chat.general)
+    assert room is not None and room["_updatedAt"] > parent["_updatedAt"]  # written a moment later
+    assert room["lm"] == parent["ts"] and room["lastMessage"]["_id"] == parent["_id"]
+    reply = chat.send(chat.alice, chat.general, "in the thread only", tmid=parent["_id"])
+    after = _room(chat, chat.general, parent["_updatedAt"])
+    assert after is not None and after["_updatedAt"] > reply["_updatedAt"]
+    assert after["lm"] == parent["ts"] and after["lastMessage"]["_id"] == parent["_id"]
+    assert after["msgs"] == room["msgs"] + 1
+    assert _room(chat, chat.general, after["_updatedAt"]) is None  # `$gt`: not again at its own time
+
+
+def test_an_edit_writes_the_room_only_when_it_edits_the_rooms_last_message(chat: Chat) -> None:
+    store = chat.world.store
+    older = chat.send(chat.alice, chat.general, "older")
+    last = chat.send(chat.alice, chat.general, "last")
+    room = _room(chat, chat.general)
+    assert room is not None
+    store.edit_message(older["_id"], "older, edited")
+    assert _room(chat, chat.general, room["_updatedAt"]) is None  # the room was not written
+    store.edit_message(last["_id"], "last, edited")
+    edited = _room(chat, chat.general, room["_updatedAt"])
+    assert edited is not None and edited["lastMessage"]["msg"] == "last, edited"
+
+
 def test_invalid_updated_since(chat: Chat) -> None:
     assert error_of(chat.world.get(chat.alice, "rooms.get", {"updatedSince": "soon"}))["error"] == (
         'The "updatedSince" query parameter must be a valid date. [error-updatedSince-param-invalid]'

@@ -33,18 +33,18 @@ async def test_holders_of_one_integration_take_turns_and_other_integrations_do_n
     await asyncio.sleep(0)
     tasks += [asyncio.create_task(second()), asyncio.create_task(other())]
     await asyncio.sleep(0.01)
-    assert events == ["first in", "other in"] and locks.held("a")
+    assert events == ["first in", "other in"] and locks.locked("a")
     release.set()
     await asyncio.gather(*tasks)
     assert events == ["first in", "other in", "first out", "second in"]
-    assert not locks.held("a") and locks._locks == {}  # nothing kept once nobody holds or waits
+    assert not locks.locked("a") and locks._locks == {}  # nothing kept once nobody holds or waits
 
 
 async def test_the_holder_may_take_it_again_without_deadlock() -> None:
     locks = LocalIntegrationLocks()
     async with locks.hold("a"), locks.hold("a"):
-        assert locks.held("a")
-    assert not locks.held("a")
+        assert locks.locked("a")
+    assert not locks.locked("a")
 
 
 async def test_a_read_is_untouched_only_if_nobody_released_the_lock_after_its_mark() -> None:
@@ -87,7 +87,7 @@ async def test_a_waiter_cancelled_while_waiting_leaves_the_lock_usable() -> None
         with pytest.raises(asyncio.CancelledError):
             await waiter
     async with locks.hold("a"):
-        assert locks.held("a")
+        assert locks.locked("a")
     assert locks._locks == {}
 
 

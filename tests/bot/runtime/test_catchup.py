@@ -16,6 +16,7 @@ from reliability_support import World, call, world
 from bot.errors import ServerRejected, StateUnavailable
 from bot.rocketchat.ejson import decode_date
 from bot.rocketchat.messages import ChatMessage
+from bot.rocketchat.models import Delta
 from bot.rocketchat.rest import RestClient
 from bot.runtime.catchup import CLAIM_RETENTION, CatchUp, CursorBook, Room, member_rooms
 from bot.runtime.metrics import Metrics
@@ -491,4 +492,113 @@ async def test_the_worker_lives_on_when_the_state_database_fails_as_cursors_are_
         await asyncio.gather(worker, return_exceptions=True)
     assert catchup.passes == 2
     assert second["_id"] in [m.id for m, _ in admitted.messages]
+    await state.close()
+
+
+# --- which rooms a pass reads --------------------------------------------------------------------------
+
+
+async def test_a_pass_asks_only_the_rooms_with_activity_a_dozen_calls_in_two_thousand_rooms(tmp_path: Path) -> None:
+    """Was: every pass asked `chat.syncMessages` for every member room (2,007 calls here, one per
+    room, on every reconnect). Now one `rooms.get?updatedSince=` tells which rooms were written."""
+    calls: list[str] = []
+    with world() as w:
+        store = w.server.store
+        bulk = [store.create_room(f"bulk-{i}", members=["integrations-bot", "alice"])["_id"] for i in range(2000)]
+        state = await StateStore.open(tmp_path / "s.db")
+        admitted = Admitted()
+        async with w.rest(on_request=lambda record: calls.append(record.endpoint)) as rest:
+            catchup = live_catchup(rest, state, admitted)
+            await catchup.pass_once()  # after the start
+            first = len(calls)
+            calls.clear()
+            # The drop: ten rooms get a command each (one in a thread), nobody hears them.
+            starter = await call(w.control.post_message, "alice", bulk[0], "a thread starter, heard on the stream")
+            await catchup.pass_once()  # the starter's room was written since: read once more
+            calls.clear()
+            posted = [
+                await call(w.control.post_message, "alice", bulk[0], "!integration list", tmid=starter["_id"]),
+                *[await call(w.control.post_message, "alice", room, "!integration list") for room in bulk[1:10]],
+            ]
+            await catchup.pass_once()  # after the reconnect
+        await state.close()
+    assert first < 20, first
+    assert sorted(calls) == ["chat.syncMessages"] * 10 + ["rooms.get", "subscriptions.get"]
+    found = {m.id for m, _ in admitted.messages}
+    assert {m["_id"] for m in posted} <= found
+
+
+class ScriptedServer:
+    """What `CatchUp` asks of the REST client, answered from a script: one member room `R`."""
+
+    user_id = "BOT"
+
+    def __init__(self, joined: datetime) -> None:
+        self.joined = joined
+        self.written = joined  # the room's `_updatedAt`
+        self.refuse_rooms_get = False
+        self.calls: list[str] = []
+
+    async def subscriptions_get(self) -> Delta:
+        self.calls.append("subscriptions.get")
+        return Delta(update=({"rid": "R", "t": "c", "name": "r", "ts": self.joined.isoformat()},))
+
+    async def rooms_get(self, updated_since: datetime) -> Delta:
+        self.calls.append("rooms.get")
+        if self.refuse_rooms_get:
+            raise ServerRejected("rooms.get", 400, "error-updatedSince-param-invalid")
+        written = self.written > updated_since
+        return Delta(update=({"_id": "R", "t": "c", "_updatedAt": self.written.isoformat()},) if written else ())
+
+    async def chat_sync_messages(self, room_id: str, since: datetime) -> dict[str, Any]:
+        self.calls.append("chat.syncMessages")
+        return {"updated": [], "deleted": []}
+
+
+async def scripted_pass(server: ScriptedServer, state: StateStore, catchup: CatchUp | None = None) -> CatchUp:
+    catchup = catchup or catchup_for(state, server)
+    server.calls.clear()
+    await catchup.pass_once()
+    return catchup
+
+
+async def test_a_room_written_only_just_after_its_cursor_is_read_once_then_only_when_written_again(
+    tmp_path: Path,
+) -> None:
+    """Rocket.Chat writes a room a moment after its newest message, so the room's `_updatedAt` is a
+    little newer than the cursor that message left: read once, then not again until written."""
+    state = await StateStore.open(tmp_path / "s.db")
+    server = ScriptedServer(joined=NOW - timedelta(days=2))
+    cursor = NOW - timedelta(minutes=5)
+    await state.advance_cursor("R", cursor)
+    server.written = cursor + timedelta(milliseconds=3)
+    catchup = await scripted_pass(server, state)
+    assert server.calls == ["subscriptions.get", "rooms.get", "chat.syncMessages"]  # not read by this process yet
+    await scripted_pass(server, state, catchup)
+    assert server.calls == ["subscriptions.get", "rooms.get"]
+    server.written += timedelta(seconds=1)  # a message during a drop
+    await scripted_pass(server, state, catchup)
+    assert server.calls == ["subscriptions.get", "rooms.get", "chat.syncMessages"]
+    await state.close()
+
+
+async def test_a_room_without_a_cursor_is_read_only_when_written_after_the_bot_joined(tmp_path: Path) -> None:
+    state = await StateStore.open(tmp_path / "s.db")
+    await state.advance_cursor("ELSEWHERE", NOW - timedelta(minutes=1))  # not a fresh state file
+    server = ScriptedServer(joined=NOW - timedelta(hours=1))
+    server.written = server.joined - timedelta(minutes=1)  # history from before the bot came
+    await scripted_pass(server, state)
+    assert server.calls == ["subscriptions.get", "rooms.get"]
+    server.written = server.joined + timedelta(minutes=1)
+    await scripted_pass(server, state)
+    assert server.calls == ["subscriptions.get", "rooms.get", "chat.syncMessages"]
+    await state.close()
+
+
+async def test_when_rooms_get_is_refused_every_member_room_is_read(tmp_path: Path) -> None:
+    state = await StateStore.open(tmp_path / "s.db")
+    server = ScriptedServer(joined=NOW - timedelta(hours=1))
+    server.refuse_rooms_get = True
+    await scripted_pass(server, state)
+    assert server.calls == ["subscriptions.get", "rooms.get", "chat.syncMessages"]
     await state.close()

@@ -154,7 +154,8 @@ async def test_a_command_missed_by_the_stream_is_run_when_a_pass_completed_while
             completed.append((drops, connected))
 
         catchup.pass_once = observed  # type: ignore[method-assign]
-        await call(control.set_latency, 0.3, "chat.syncMessages")  # a pass takes seconds
+        # A pass takes a while: every pass asks `rooms.get` once (it reads only rooms with activity).
+        await call(control.set_latency, 1.0, "rooms.get")
         base = disconnects(bot)
         await call(control.drop_connections)
         await until(lambda: disconnects(bot) == base + 1 and bot.probe().subscriptions_ready, what="the reconnect")

@@ -112,8 +112,18 @@ async def test_a_dead_owners_claims_are_taken_over_after_its_lease_and_only_once
     assert sorted(taken[0] + taken[1]) == ["m1"]  # m2 is finished, m3's lease runs until +50 s
     # Renewed by its new owner, it is not taken again; m3 expires later.
     winner = alive[0] if taken[0] else alive[1]
-    assert await winner.renew_claims(later + timedelta(seconds=25)) == 1
+    assert await winner.renew_claims(later + timedelta(seconds=25), ["m1", "m3"]) == 1  # m3 is not its own
     assert await alive[0].take_over(later + timedelta(seconds=30), expired_only=True) == ["m3"]
+
+
+async def test_only_the_claims_still_running_are_renewed(opened: Opener) -> None:
+    owner = await opened(owner="owner", lease=LEASE)
+    await owner.claim_messages([("running", "R", NOW), ("ended unfinished", "R", NOW)], NOW)
+    later = NOW + timedelta(seconds=20)
+    assert await owner.renew_claims(later, {"running", "finished elsewhere"}) == 1
+    other = await opened(owner="other", lease=LEASE)
+    # The command that ended without finishing its claim is settled by whoever takes it over.
+    assert await other.take_over(NOW + timedelta(seconds=31), expired_only=True) == ["ended unfinished"]
 
 
 async def test_a_stopping_process_releases_its_claims_for_the_others(opened: Opener) -> None:
@@ -230,7 +240,7 @@ async def test_the_integration_lock_lets_one_writer_at_a_time(opened: Opener) ->
 async def test_replicas_starting_at_once_migrate_once(postgres_url: str) -> None:
     stores = await asyncio.gather(*(StateStore.connect(postgres_url) for _ in range(4)))
     try:
-        assert {await s.schema_version() for s in stores} == {6}
+        assert {await s.schema_version() for s in stores} == {7}
         assert len({s.message_ids.answer("m") for s in stores}) == 1
     finally:
         await asyncio.gather(*(s.close() for s in stores))
@@ -240,7 +250,7 @@ async def test_a_database_from_a_newer_release_is_refused_clearly(postgres_url: 
     store = await StateStore.connect(postgres_url)
     await store.database.count("UPDATE schema_version SET version = 99")
     await store.close()
-    with pytest.raises(ConfigError, match=r"schema version 99, newer than this release supports \(6\)"):
+    with pytest.raises(ConfigError, match=r"schema version 99, newer than this release supports \(7\)"):
         await StateStore.connect(postgres_url)
 
 

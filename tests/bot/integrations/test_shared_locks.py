@@ -1,0 +1,72 @@
+"""Two replicas' IntegrationServices on one PostgreSQL (`SharedIntegrationLocks`): a document read
+before the lock is trusted only when it already shows the bot's last write through any replica,
+so the read-modify-write of one replica never overwrites another's change, and a read that is
+current costs no second read."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from test_integrations_service import ALL, FakeRocketChat, incoming, rights
+
+from bot.integrations.service import IntegrationService
+from bot.rocketchat.rest import RestClient
+from bot.state.store import StateStore
+
+
+@pytest.fixture
+async def stores(postgres_url: str) -> AsyncIterator[tuple[StateStore, StateStore]]:
+    a, b = await StateStore.connect(postgres_url), await StateStore.connect(postgres_url)
+    yield a, b
+    await a.close()
+    await b.close()
+
+
+def replica(server: FakeRocketChat, store: StateStore) -> IntegrationService:
+    rest = RestClient(
+        "https://chat.example.org", user_id="bot", auth_token="bot-token", transport=httpx.MockTransport(server)
+    )
+    return IntegrationService(rest, locks=store.locks)
+
+
+async def test_a_read_made_before_another_replicas_write_is_read_again(stores: tuple[StateStore, StateStore]) -> None:
+    server = FakeRocketChat(incoming("a", "Guggy", enabled=True))
+    one, two = replica(server, stores[0]), replica(server, stores[1])
+    seen_by_two = await two.resolve("Guggy", rights=rights(*ALL))  # read before one's write
+    await one.apply_changes(await one.resolve("Guggy", rights=rights(*ALL)), {"alias": "new"}, rights=rights(*ALL))
+    gets = len(server.endpoint_calls("integrations.get"))
+    outcome = await two.set_enabled(seen_by_two, False, rights=rights(*ALL))
+    # Written from a fresh read: the alias the other replica wrote is kept.
+    assert outcome.changed and server.docs["a"]["alias"] == "new" and server.docs["a"]["enabled"] is False
+    assert len(server.endpoint_calls("integrations.get")) == gets + 1
+
+
+async def test_a_read_that_shows_the_last_write_is_trusted_without_a_second_read(
+    stores: tuple[StateStore, StateStore],
+) -> None:
+    server = FakeRocketChat(incoming("a", "Guggy", enabled=True))
+    one, two = replica(server, stores[0]), replica(server, stores[1])
+    await one.apply_changes(await one.resolve("Guggy", rights=rights(*ALL)), {"alias": "new"}, rights=rights(*ALL))
+    outcome = await two.set_enabled("Guggy", False, rights=rights(*ALL))  # read after it: current
+    assert outcome.changed and server.docs["a"]["alias"] == "new"
+    assert server.endpoint_calls("integrations.get") == []
+
+
+async def test_a_write_never_verified_makes_every_later_read_be_made_again(
+    stores: tuple[StateStore, StateStore],
+) -> None:
+    server = FakeRocketChat(incoming("a", "Guggy", enabled=True))
+    one, two = replica(server, stores[0]), replica(server, stores[1])
+
+    def stored_but_answered_wrongly(body: dict[str, object]) -> httpx.Response:
+        server.store_body(body)
+        return httpx.Response(200, json={"integration": {**server.docs["a"], "alias": "garbled"}, "success": True})
+
+    server.on_update = stored_but_answered_wrongly
+    with pytest.raises(Exception, match="differs"):
+        await one.apply_changes(await one.resolve("Guggy", rights=rights(*ALL)), {"alias": "x"}, rights=rights(*ALL))
+    server.on_update = server.store_body
+    await two.set_enabled("Guggy", False, rights=rights(*ALL))
+    assert len(server.endpoint_calls("integrations.get")) == 1  # pending: not trusted
