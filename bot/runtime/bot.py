@@ -487,6 +487,13 @@ class Bot:
                 )
                 if self._in_trouble(since=started):
                     self._troubled.update(claimed)
+                else:  # posted before the database (re)started: in trouble too, however fast this claim was
+                    restarted = self.state.server_started
+                    self._troubled.update(
+                        a.message.id
+                        for a, _ in wanted
+                        if a.message.id in claimed and a.message.ts.timestamp() < restarted
+                    )
             except StateUnavailable as exc:
                 # Nothing runs unclaimed. Each fresh command is told so (a notice with ids of its
                 # own, so every replica's notice is stored once); cursors stay, so a pass once the
