@@ -26,8 +26,8 @@ venv: $(STAMP)
 
 jsdeps: $(foreach dir,$(JSDIRS),$(if $(wildcard $(dir)/package.json),$(dir)/node_modules/.installed))
 
-# PostgreSQL server binaries for the tests, which start throwaway servers of their own
-# (tests/postgres_support.py): Debian's `postgresql` package, installed when no version is there.
+# PostgreSQL server binaries for the tests and the benchmark, which start throwaway servers of their
+# own (tests/postgres_support.py): Debian's `postgresql` package, installed when no version is there.
 # The distribution's own cluster is not created, so there is nothing of it to start or stop.
 # PG_ROOT is where Debian puts them (tests/postgres_support.py looks there too).
 PG_ROOT ?= /usr/lib/postgresql
@@ -68,7 +68,7 @@ test-fast: venv postgres
 demo: venv
 	$(BIN)/integrations-bot demo
 
-bench: venv
+bench: venv postgres
 	$(BIN)/python -m bench
 
 clean:

@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throughput", type=int, default=BenchConfig.throughput_commands, help="commands at once")
     parser.add_argument("--throughput-users", type=int, default=BenchConfig.throughput_users)
     parser.add_argument("--throughput-size", type=int, default=BenchConfig.throughput_size)
+    parser.add_argument(
+        "--replicas",
+        default=",".join(map(str, BenchConfig.replica_counts)),
+        help="PostgreSQL replica counts at the throughput size, comma-separated (empty: none)",
+    )
     parser.add_argument("--targets", type=int, default=BenchConfig.targets)
     parser.add_argument(
         "--catchup-rooms", type=int, default=BenchConfig.catchup_rooms, help="rooms for the catch-up figure (0: none)"
@@ -43,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         throughput_commands=args.throughput,
         throughput_users=args.throughput_users,
         throughput_size=args.throughput_size,
+        replica_counts=tuple(int(n) for n in args.replicas.split(",") if n.strip()),
         targets=args.targets,
         catchup_rooms=args.catchup_rooms,
         catchup_active=args.catchup_active,

@@ -15,7 +15,9 @@ then for each size (100, 1,000, 10,000 integrations; the sandbox grows between s
    bot and for the floor;
 4. at 1,000 integrations: throughput, 1,000 commands from 100 operators stored in one batch,
    then the floor doing the same work with 100 concurrent workers;
-5. samples the bot's resident memory and stops it.
+5. samples the bot's resident memory and stops it;
+6. at 1,000 integrations, after that: the bot on PostgreSQL, as 1 and as 3 replicas, through the
+   same latency and throughput workloads (`bench.replicas`).
 
 Then, once (`_catchup`), the catch-up figure: the sandbox gives the bot direct messages with
 plain users until it is in 10,000 rooms; a new bot starts and finishes its first pass; the
@@ -51,6 +53,7 @@ from typing import Any
 import httpx
 import psutil
 
+from bench import replicas
 from bench.floor import FloorClient, message_id
 from bench.processes import CAUGHT_UP_EVENT, RECONNECTED_EVENT, BotProcess, SandboxProcess
 from bench.stats import Summary
@@ -74,6 +77,7 @@ class BenchConfig:
     throughput_commands: int = 1_000
     throughput_users: int = 100
     throughput_size: int = 1_000  # the stage at which throughput is measured
+    replica_counts: tuple[int, ...] = (1, 3)  # bots on PostgreSQL, at the throughput size (bench.replicas)
     targets: int = 30  # integrations per client toggled in the latency rounds
     pause: float = 0.005  # seconds of quiet after each latency command
     timeout: float = 120.0
@@ -141,6 +145,10 @@ class SandboxApi:
             raise BenchFailed(f"{len(ids) - len(found)} of {len(ids)} answers never arrived within {timeout:g} s")
         return found
 
+    async def stored(self, ids: Sequence[str]) -> set[str]:
+        """Those of `ids` stored by now, without waiting."""
+        return set((await self._call("/_bench/wait", ids=list(ids), timeout=0))["times"])
+
     async def grow(self, integrations: int) -> float:
         return float((await self._call("/_bench/grow", integrations=integrations))["seconds"])
 
@@ -203,6 +211,8 @@ class Run:
         self.toggles = Toggles()
         self.failures: list[str] = []
         self._ids: MessageIds | None = None  # the running bot's (`_stage`)
+        self.sent: list[str] = []  # ids of the bot commands posted (bench.replicas checks their answers)
+        self.replicas: dict[str, Any] | None = None  # bench.replicas.measure's figures
 
     # --- the whole run --------------------------------------------------------------------------
 
@@ -225,6 +235,8 @@ class Run:
                 stage.grow_seconds = await api.grow(size)
                 self.log(f"--- {size} integrations")
                 await self._stage(stage, api, floor, credentials, operators)
+                if size == config.throughput_size and config.replica_counts:
+                    self.replicas = await replicas.measure(self, api, floor, credentials, operators, sqlite_stage=stage)
                 stages.append(stage)
             sandbox_rss = sandbox.rss()
             if config.catchup_rooms:
@@ -326,6 +338,7 @@ class Run:
     async def bot_command(self, api: SandboxApi, operator: Operator, name: str) -> tuple[str, float]:
         action = self.toggles.next_action(name)
         command_id = message_id()
+        self.sent.append(command_id)
         answer = self.reply_id(command_id)
         text = f"{PREFIX} {action} {name}"
         [command_ts], found = await api.post_and_wait(
@@ -428,6 +441,7 @@ class Run:
         batch = [(users[k % len(users)], name, self.toggles.next_action(name)) for k, name in enumerate(names)]
         await asyncio.sleep(0.5)
         ids = [message_id() for _ in batch]
+        self.sent.extend(ids)
         messages = [
             (i, u.user_id, u.room_id, f"{PREFIX} {action} {name}")
             for i, (u, name, action) in zip(ids, batch, strict=True)
@@ -603,4 +617,5 @@ def machine() -> dict[str, Any]:
 
 async def run_bench(config: BenchConfig, log: Any = print) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="integrations-bot-bench-") as workdir:
-        return await Run(config, Path(workdir), log).run()
+        run = Run(config, Path(workdir), log)
+        return replicas.add_to(await run.run(), run.replicas)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from bench import replicas
+
 
 def _ms(summary: dict[str, Any]) -> str:
     return f"{summary['p50_ms']:.1f} / {summary['p90_ms']:.1f} / {summary['p99_ms']:.1f}"
@@ -74,6 +76,7 @@ def table(results: dict[str, Any]) -> str:
         cost = stage["cost"]["bot disable"]
         endpoints = ", ".join(f"{k} {v:g}" for k, v in cost["rest"].items())
         out.append(f"per disable at {stage['integrations']:,} integrations: {endpoints}")
+    out.extend([*replicas.table(results), ""])
     for stage in stages:
         found = stage["throughput"]
         if found is not None:

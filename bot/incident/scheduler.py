@@ -6,6 +6,13 @@ every one that is due, and sleeps on the clock until the next due time or until 
 timer was scheduled, extended or ended). One whose time passed while the bot was down is
 therefore due at once.
 
+Several replicas on one database (PostgreSQL) each run this loop. A replica is woken only by its
+own commands, so with `poll` set it also looks at the database every `poll` (one indexed query of
+the active timers): a timer set or extended through another replica is armed here within one poll,
+and fires here if that replica is gone. When two replicas fire the same due timer, the integration's
+shared lock and the row's compare-and-set decide: the first one turns it back on, records and
+announces it; the second finds the row ended (see `bot.incident.timers`).
+
 Retries only on named errors: `Unavailable` and `RateLimited` (Rocket.Chat is down or busy) put
 that timer aside for a growing delay (or the server's retry-after); any other exception is a bug,
 logged with its traceback and retried after the longest delay, so one bad row cannot spin the
@@ -49,10 +56,20 @@ class RetryPolicy:
 
 
 class Scheduler:
-    def __init__(self, source: TimerSource, clock: Clock, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        source: TimerSource,
+        clock: Clock,
+        *,
+        retry: RetryPolicy | None = None,
+        poll: timedelta | None = None,
+    ) -> None:
+        """`poll`: look at the source at least this often (other processes change it too); None
+        when this process is the only one that changes it (it wakes the scheduler itself)."""
         self._source = source
         self._clock = clock
         self._retry = retry or RetryPolicy()
+        self._poll = poll
         self._wake = asyncio.Event()
         self._recover_after: datetime | None = None
         self._attempts: dict[int, int] = {}
@@ -77,6 +94,9 @@ class Scheduler:
         next_at = await self.run_due()
         if self._recover_after is not None:
             next_at = self._recover_after if next_at is None else min(next_at, self._recover_after)
+        if self._poll is not None:
+            poll_at = self._clock.now() + self._poll
+            next_at = poll_at if next_at is None else min(next_at, poll_at)
         return next_at
 
     async def run_due(self) -> datetime | None:

@@ -17,6 +17,18 @@ the document the bot's disable produced (`bot.integrations.documents`):
 - Rocket.Chat refuses the write for good (e.g. its channel was deleted) → `failed`, said so too.
 Transient failures (`Unavailable`, `RateLimited`) propagate: the scheduler retries later.
 
+Several replicas (PostgreSQL): every replica's scheduler arms every timer (it polls the store), so
+two may fire the same one. `expire` makes that safe without a lease of its own: the comparison,
+the write, the audit row and the row's compare-and-set ending all hold the integration's lock,
+which is shared through the database, and the row is read again under it; the second replica to
+get the lock finds the row ended and does nothing (no write, no audit row, no notice). A replica
+that dies mid-way leaves the row `active` (the lock goes with its transaction): the next one reads
+the integration, sees the bot's re-enable landed (enabled, nothing else changed, saved by the bot)
+and only records it. The audit row of an ending is keyed by the timer (`_ending_key`), so one
+recorded just before a death is not recorded twice; the notice's id is derived from the timer, so
+it is not posted twice either. A timer extended or ended through another replica is read again
+under the lock too: a scheduler holding the old row finds it ended or due later and leaves it.
+
 Changes made through the bot to an integration with an active timer go through
 `follow_change` (from `commands/changes.py`): switched on → the timer ends (`cancelled`); still
 off (e.g. `set` while snoozed) → the timer takes the new document as its reference (`rebased`),
@@ -45,7 +57,7 @@ from bot.errors import (
     VerificationFailed,
 )
 from bot.incident.audit_room import AuditRoom
-from bot.integrations.authz import RightsCache
+from bot.integrations.authz import CallerRights, RightsCache
 from bot.integrations.change_lines import room_safe_change_lines
 from bot.integrations.documents import (
     NOT_AUTHORIZED,
@@ -55,10 +67,10 @@ from bot.integrations.documents import (
     saved_again,
     shown_changes,
 )
-from bot.integrations.service import IntegrationService
+from bot.integrations.service import Edit, IntegrationService
 from bot.integrations.wording import DISABLED_MARK, ENABLED_MARK, kind_word
 from bot.rocketchat import message_ids
-from bot.rocketchat.models import Integration, UpdateOutcome
+from bot.rocketchat.models import Integration
 from bot.rocketchat.rest import RestClient
 from bot.state.store import AuditRecord, StateStore
 from bot.state.timer_states import TimedDisable, TimerEvent, TimerState
@@ -189,51 +201,71 @@ class TimerService:
 
     async def expire(self, timer: TimedDisable) -> Expiry | None:
         """Turn a due integration back on, carefully (see the module docstring). None when the
-        timer is no longer active (ended meanwhile). Raises `Unavailable`/`RateLimited`."""
+        timer is no longer active (ended meanwhile, or ended by another replica). Raises
+        `Unavailable`/`RateLimited`."""
         fresh = await self.store.get(timer.id)
         if fresh is None or fresh.state is not TimerState.ACTIVE:
             return None
         snapshot = fresh.disabled_document or {}
-        outcome: UpdateOutcome | None = None
         try:
             rights = await self._rights.get(self.bot_user_id)
-            # The comparison and the write hold the integration's lock (bot/integrations/locks.py): a command
-            # changing it at the same moment waits, and is then judged against what this wrote.
-            # The endings (audit row, notice) come after the lock is released.
+            # The comparison, the write, the audit row and the row's ending hold the integration's
+            # lock (bot/integrations/locks.py; shared by every replica on PostgreSQL): a command
+            # changing it at the same moment waits, and is then judged against what this wrote; a
+            # second replica firing the same timer waits, then finds it ended. Only the notice is
+            # posted after the lock is released.
             async with self._integrations.editing({**snapshot, "_id": fresh.integration_id}) as edit:
                 # Read again under the lock: a change the bot made meanwhile re-based the row
                 # (`follow_change`) or ended it, and must not pass for somebody else's change.
                 again = await self.store.get(timer.id)
                 if again is None or again.state is not TimerState.ACTIVE or again.due_at > timer.due_at:
                     return None  # ended, or extended meanwhile (the scheduler re-arms it)
-                fresh, snapshot = again, again.disabled_document or {}
-                current = edit.current
-                changed = changed_fields(snapshot, current.document)
-                touched = bool(changed) or saved_again(snapshot, current.document)
-                if not touched:
-                    outcome = await edit.apply({"enabled": True}, rights=rights)
+                ending = await self._settle(again, edit, rights)
         except (Unavailable, RateLimited):
             raise
-        except IntegrationNotFound:
-            return await self._skip(fresh, snapshot, None, "it was deleted meanwhile")
+        except IntegrationNotFound:  # reading it, before anything was decided
+            ending = await self._skip(fresh, snapshot, None, "it was deleted meanwhile")
         except BotError as exc:
-            return await self._fail(fresh, snapshot, exc)
-        if outcome is not None and outcome.changed:
-            return await self._re_enabled(fresh, outcome.before, outcome.after)
+            ending = await self._fail(fresh, snapshot, exc)
+        return None if ending is None else await self._post_notice(ending)
+
+    async def _settle(
+        self,
+        timer: TimedDisable,
+        edit: Edit,
+        rights: CallerRights,
+    ) -> Expiry | None:
+        """Decide and end `timer` (as read under the integration's lock) on what `edit` read."""
+        current = edit.current
+        snapshot = timer.disabled_document or {}
+        changed = changed_fields(snapshot, current.document)
+        if not changed and not saved_again(snapshot, current.document):
+            try:
+                outcome = await edit.apply({"enabled": True}, rights=rights)
+            except (Unavailable, RateLimited):
+                raise  # the write may have landed: the next round tells by the document
+            except IntegrationNotFound:
+                return await self._skip(timer, snapshot, None, "it was deleted meanwhile")
+            except BotError as exc:
+                return await self._fail(timer, snapshot, exc)
+            if outcome.changed:
+                return await self._re_enabled(timer, outcome.before, outcome.after)
         if (
             current.enabled
             and set(changed) == {"enabled"}
             and saved_again(snapshot, current.document)
             and last_touch(current.document).user_id == self.bot_user_id
         ):
-            # The bot's own re-enable was stored, then the bot stopped before recording it.
-            return await self._re_enabled(fresh, Integration.of(snapshot), current)
-        return await self._skip(fresh, snapshot, current.document, None)
+            # The bot's own re-enable was stored, then the bot (or the replica that fired it)
+            # stopped before recording it: record it now, once.
+            return await self._re_enabled(timer, Integration.of(snapshot), current)
+        return await self._skip(timer, snapshot, current.document, None)
 
     # --- endings --------------------------------------------------------------------------------
 
     async def _re_enabled(self, timer: TimedDisable, before: Integration, after: Integration) -> Expiry | None:
         # Recorded before the transition: the write happened, whatever happens to the row next.
+        # A second attempt (after a crash between the two) gets the same row (`_ending_key`).
         record = await self._record(timer, "re-enable", self._ended_reason(timer), before.document, after.document)
         ended = await self.store.transition(
             timer, TimerEvent.RE_ENABLED, at=self.clock.now(), note="turned back on", audit_id=record.id
@@ -243,7 +275,7 @@ class TimerService:
         span = human_duration(timer.due_at - timer.created_at)
         by = safe_text(timer.actor_username)
         notice = f"{ENABLED_MARK} {timer_label(timer)} is back on: the {span} disable by {by} ended."
-        return await self._finish(ended, "re-enabled", notice)
+        return self._ended(ended, "re-enabled", notice)
 
     async def _skip(
         self, timer: TimedDisable, snapshot: Mapping[str, Any], current: Mapping[str, Any] | None, why: str | None
@@ -281,7 +313,7 @@ class TimerService:
         else:
             notice = f"⚠️ {timer_label(timer)} was due back on, but {details}"
         log.info("timer.overridden", timer_id=timer.id, integration_id=timer.integration_id, audit_id=record.id)
-        return await self._finish(ended, "overridden", notice)
+        return self._ended(ended, "overridden", notice)
 
     async def _fail(self, timer: TimedDisable, snapshot: Mapping[str, Any], error: BotError) -> Expiry | None:
         why = _why(error)
@@ -294,10 +326,16 @@ class TimerService:
             f"check it in Administration → Integrations (id {code(timer.integration_id)})."
         )
         log.error("timer.failed", timer_id=timer.id, integration_id=timer.integration_id, error=why)
-        return await self._finish(ended, "failed", notice)
+        return self._ended(ended, "failed", notice)
 
-    async def _finish(self, ended: TimedDisable, kind: ExpiryKind, notice: str) -> Expiry:
+    def _ended(self, ended: TimedDisable, kind: ExpiryKind, notice: str) -> Expiry:
         log.info("timer.ended", timer_id=ended.id, integration_id=ended.integration_id, outcome=kind)
+        return Expiry(ended, kind, notice)
+
+    async def _post_notice(self, expiry: Expiry) -> Expiry:
+        """The notice in the room/thread the disable came from; posted by whoever won the row's
+        ending (its id is derived from the timer and the ending, so a retry never posts twice)."""
+        ended, kind, notice = expiry.timer, expiry.kind, expiry.notice
         if ended.room_id is not None:
             try:
                 await message_ids.post(
@@ -309,7 +347,7 @@ class TimerService:
                 )
             except BotError as exc:
                 log.error("timer.notice_failed", timer_id=ended.id, error=str(exc))
-        return Expiry(ended, kind, notice)
+        return expiry
 
     def _ended_reason(self, timer: TimedDisable) -> str:
         return f"timed disable by {timer.actor_username} ended"
@@ -331,6 +369,7 @@ class TimerService:
             integration_type=timer.integration_type,
             action=action,
             room_id=timer.room_id,
+            message_id=_ending_key(timer),
             reason=reason,
             before=before,
             after=after,
@@ -339,6 +378,13 @@ class TimerService:
         if self._audit_room is not None:
             self._audit_room.announce(stored)
         return stored
+
+
+def _ending_key(timer: TimedDisable) -> str:
+    """What an ending's audit row is keyed by in place of a command's message id (the audit
+    table's `audit_once` index): recording the same ending of the same timer again (a replica
+    finishing a re-enable another one wrote before it died) returns the first row, never a second."""
+    return f"timer-{timer.id}"
 
 
 def _why(error: BotError) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from datetime import timedelta
+from typing import Final
 
 from bot import logs
 from bot.clock import Clock
@@ -24,6 +26,10 @@ from bot.rocketchat.rest import RestClient
 from bot.state.store import StateStore
 
 log = logs.get_logger("integrations_bot.incident")
+
+# How often each replica looks for timers set, extended or ended through the others (a state
+# shared by several processes only): a timer set elsewhere is armed here within this much.
+SHARED_POLL: Final = timedelta(seconds=5)
 
 
 class IncidentToolkit:
@@ -55,7 +61,7 @@ class IncidentToolkit:
             clock=clock,
             audit_room=self.audit_room,
         )
-        self.scheduler = Scheduler(self.timers, clock)
+        self.scheduler = Scheduler(self.timers, clock, poll=SHARED_POLL if state.shared else None)
         self.timers.wake = self.scheduler.wake
         self.noise = NoiseWindow(now=clock.now)
         self._task: asyncio.Task[None] | None = None

@@ -86,7 +86,6 @@ from bot.runtime.outbound import Delivery, ReplySender, buttons_attachment
 from bot.runtime.recovery import Close, Decision, Interrupted, Recovery, Resume
 from bot.runtime.staleness import CATCHUP_HORIZON, Freshness, freshness, interrupted_reply, stale_reply
 from bot.state.owner import StateFileOwner
-from bot.state.postgres import SharedIntegrationLocks
 from bot.state.store import StateStore
 from commands import replies
 from commands.context import BotIdentity, Services
@@ -175,8 +174,12 @@ class Bot:
             return False
         self.state = state
         self._state_open = True
-        if isinstance(state.locks, SharedIntegrationLocks):
-            state.locks.on_wait = self.metrics.lock_wait_seconds.observe
+        if state.shared:
+            # Imported only here: psycopg and its pool are ~10 MB of a SQLite bot's memory otherwise.
+            from bot.state.postgres import SharedIntegrationLocks
+
+            if isinstance(state.locks, SharedIntegrationLocks):
+                state.locks.on_wait = self.metrics.lock_wait_seconds.observe
         # Before anything can claim a message: the unfinished commands of processes that are gone
         # (a SQLite file: all its previous process left; a shared database: expired leases).
         orphans = await self._until_stored(lambda: state.take_over(self.clock()))

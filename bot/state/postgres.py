@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any, Final
@@ -187,6 +188,24 @@ def _unavailable(where: str, exc: BaseException) -> StateUnavailable:
     return StateUnavailable(where, first)
 
 
+# A connection handed back this recently is handed out again without the check's round trip (half
+# the cost of a statement; measured by the benchmark). One that broke within that second (the
+# database restarted) fails its statement: that command is answered "not run", and the pool
+# replaces the connection.
+FRESH: Final = 1.0
+_returned: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
+
+
+async def _note_returned(conn: psycopg.AsyncConnection[Any]) -> None:
+    _returned[conn] = time.monotonic()
+
+
+async def _check_unless_fresh(conn: psycopg.AsyncConnection[Any]) -> None:
+    returned = _returned.get(conn)
+    if returned is None or time.monotonic() - returned > FRESH:
+        await AsyncConnectionPool.check_connection(conn)
+
+
 # What "cannot use the database now" looks like; anything else (a constraint, a syntax error) is a bug.
 _DOWN: Final = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
@@ -208,7 +227,8 @@ class PostgresDatabase:
         common: dict[str, Any] = {
             "kwargs": options,
             "open": False,
-            "check": AsyncConnectionPool.check_connection,
+            "check": _check_unless_fresh,
+            "reset": _note_returned,
             "timeout": statement_timeout,
             # A background reconnection backs off exponentially (1, 2, 4, … s): kept up for a long
             # outage, it would come back long after the database (measured: 19 s late after 40 s
@@ -290,7 +310,9 @@ class PostgresDatabase:
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> tuple[list[Row], int]:
         try:
+            cancels = _cancels()
             async with self._statements.connection() as conn:
+                _still_running(cancels)
                 cursor = await conn.execute(_dialect(sql), params if params else None)
                 rows = await cursor.fetchall() if cursor.description is not None else []
                 return [tuple(row) for row in rows], cursor.rowcount
@@ -405,9 +427,14 @@ class SharedIntegrationLocks:
             return
         async with self._local.hold(integration_id) as local:
             started = time.monotonic()
-            conn = await self._connection(self._pool)
+            cancels = _cancels()
             commit = False
             try:
+                conn = await self._pool.getconn()
+            except _DOWN as exc:
+                raise _unavailable(self._where, exc) from None
+            try:
+                _still_running(cancels)
                 try:
                     await conn.execute("BEGIN")
                     cursor = await conn.execute(
@@ -444,7 +471,9 @@ class SharedIntegrationLocks:
 
     async def _mark_pending(self, integration_id: str) -> None:
         try:
+            cancels = _cancels()
             async with self._statements.connection() as conn:
+                _still_running(cancels)
                 await conn.execute(
                     "INSERT INTO integration_writes (integration_id, pending) VALUES (%s, true)"
                     " ON CONFLICT (integration_id) DO UPDATE SET pending = true",
@@ -453,11 +482,19 @@ class SharedIntegrationLocks:
         except _DOWN as exc:
             raise _unavailable(self._where, exc) from None
 
-    async def _connection(self, pool: AsyncConnectionPool) -> psycopg.AsyncConnection[Any]:
-        try:
-            return await pool.getconn()
-        except _DOWN as exc:
-            raise _unavailable(self._where, exc) from None
+
+def _cancels() -> int:
+    task = asyncio.current_task()
+    return task.cancelling() if task is not None else 0
+
+
+def _still_running(cancels_before: int) -> None:
+    """Raise `CancelledError` if the task was cancelled while it waited for a pooled connection.
+    psycopg_pool waits with `asyncio.wait_for`, which on Python 3.11 drops a cancellation that
+    arrives together with the connection (CPython gh-86296): the task would go on as if never
+    cancelled (a scheduler stopped at shutdown went back to sleep, and the shutdown hung)."""
+    if _cancels() > cancels_before:
+        raise asyncio.CancelledError
 
 
 def read_key(url: str, name: str) -> bytes:

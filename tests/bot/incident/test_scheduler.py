@@ -114,6 +114,24 @@ async def test_the_loop_sleeps_until_due_and_wakes_for_a_new_timer() -> None:
             await task
 
 
+async def test_with_a_poll_a_timer_another_process_set_is_armed_without_a_wake() -> None:
+    # Several replicas: a timer set through another one never wakes this scheduler.
+    source, clock, _ = rig()
+    scheduler = Scheduler(source, clock, poll=timedelta(seconds=5))
+    assert await scheduler.run_once() == START + timedelta(seconds=5)  # nothing due: look again soon
+    source.timers[1] = timer(1, timedelta(minutes=30))  # set elsewhere: no wake()
+    clock.advance(timedelta(seconds=5))
+    assert await scheduler.run_once() == START + timedelta(seconds=10)  # seen; polled until due
+    clock.set(START + timedelta(minutes=30))
+    await scheduler.run_once()
+    assert source.expired == [(1, START + timedelta(minutes=30))]
+
+
+async def test_without_a_poll_an_idle_scheduler_waits_for_a_wake() -> None:
+    _source, _clock, scheduler = rig()
+    assert await scheduler.run_once() is None
+
+
 async def test_unavailable_is_retried_later_with_growing_delays() -> None:
     source, clock, scheduler = rig(timer(1, timedelta(0)))
     source.failures[1] = [Unavailable("integrations.get", "down"), Unavailable("integrations.get", "down")]
