@@ -341,3 +341,40 @@ def test_a_set_previewed_through_one_replica_is_confirmed_through_another(replic
     chat.command("sam", "confirming", f"{PREFIX} show {hook['_id']}")
     for message in (preview, confirm):
         assert len(chat.answers_to(message)) == 1, message["msg"]
+
+
+def test_a_timed_disable_outlives_both_replicas_and_is_reenabled_once_by_the_fresh_ones(replicas: Replicas) -> None:
+    """Set through one of two replicas, both killed with SIGKILL before it is due: the two replicas
+    started afterwards find it in the database and exactly one of them turns the integration back
+    on, not before it was due, with one write, one audit row and one notice."""
+    first = replicas.start(2)
+    control, chat = replicas.control, replicas.chat
+    control.create_user("tim", roles=["user", "admin"])
+    control.create_room("timed", members=["tim", BOT_USERNAME], owner="admin")
+    hook = control.create_incoming_integration("Timed hook", channel="#timed", alias="kept", emoji=":bell:")
+    disabled = chat.command("tim", "timed", f"{PREFIX} disable {hook['_id']} for 3s because a timed test")["msg"]
+    assert "Disabled" in disabled, disabled
+    (due,) = [row[0] for row in replicas.rows("SELECT due_at FROM timers WHERE integration_id = %s", (hook["_id"],))]
+    for bot in first:
+        replicas.kill(bot)
+    replicas.start(2)
+
+    label = f"`{hook['name']}`"
+    notice = control.wait_for_message(
+        "timed",
+        lambda m: m["u"]["username"] == BOT_USERNAME and label in m["msg"] and "back on" in m["msg"],
+        timeout=TAKEOVER_TIMEOUT,
+    )
+    stored = control.integration(hook["_id"])
+    assert comparable(stored) == comparable(hook)  # on again, nothing else changed
+    ended = "SELECT state, ended_at FROM timers WHERE integration_id = %s"
+    wait_until(lambda: replicas.rows(ended, (hook["_id"],))[0][0] == "expired", REPLY_TIMEOUT, "the timer never ended")
+    ((_state, ended_at),) = replicas.rows(ended, (hook["_id"],))
+    assert ended_at >= due  # not before it was due
+    # Once: a barrier (a later command answered) and then one write, one row, one notice.
+    chat.command("tim", "timed", f"{PREFIX} show {hook['_id']}")
+    assert replicas.writes()[hook["_id"]] == 2  # the disable and the re-enable
+    actions = [row[0] for row in replicas.rows("SELECT action FROM audit WHERE integration_id = %s", (hook["_id"],))]
+    assert sorted(actions) == sorted(["disable", "re-enable"]), actions
+    notices = [m for m in control.messages("timed") if m["u"]["username"] == BOT_USERNAME and "back on" in m["msg"]]
+    assert [m["_id"] for m in notices] == [notice["_id"]]
