@@ -7,7 +7,9 @@ directory, on one real PostgreSQL (`postgres_url`), as an operator runs replicas
 - two people changing one integration at once through two different replicas both get their
   change (the integration's lock is held in the database, across processes);
 - a PostgreSQL restart in the middle is survived by every replica: commands sent while it is down
-  are told they were not run (or run once afterwards), never run twice, never dropped.
+  are told they were not run (or run once afterwards), never run twice, never dropped;
+- a `set` previewed through one replica is confirmed through another;
+- a timed disable outlives both replicas that saw it set and is re-enabled once by fresh ones.
 
 Each test has its own sandbox, database and replicas (`replicas`, tests/e2e/replica_support.py).
 """
