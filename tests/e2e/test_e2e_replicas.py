@@ -240,6 +240,8 @@ def test_every_replica_survives_a_postgresql_restart(replicas: Replicas, postgre
         replicas.wait_readyz(bot, 503)
     for message in during:  # each is told it was not run (the notice of one replica or another)
         assert chat.reply_to(message)["msg"] == replies.UNRECORDED
+    for bot, mark in zip(bots, marks, strict=True):  # the timers' poll met the outage too, and lives on
+        bot.wait_for_log("scheduler.state_unavailable", after=mark, timeout=TAKEOVER_TIMEOUT)
     postgres_server.start()
 
     for bot, mark in zip(bots, marks, strict=True):
