@@ -305,11 +305,16 @@ def test_a_command_told_not_run_during_an_outage_is_not_run_by_a_replica_claimin
         os.kill(two.process.pid, signal.SIGCONT)
     # The paused replica reads the command now and claims it: decided, not run.
     finished = "SELECT status FROM processed_messages WHERE message_id = %s"
-    wait_until(
-        lambda: [row[0] for row in replicas.rows(finished, (command["_id"],))] == ["done"],
-        TAKEOVER_TIMEOUT,
-        "the command's claim was never finished",
-    )
+    try:
+        wait_until(
+            lambda: [row[0] for row in replicas.rows(finished, (command["_id"],))] == ["done"],
+            TAKEOVER_TIMEOUT,
+            "the command's claim was never finished",
+        )
+    except TimeoutError:
+        claim = replicas.rows("SELECT status, owner FROM processed_messages WHERE message_id = %s", (command["_id"],))
+        story = [f"{bot.process.pid}: {e}" for bot in (one, two) for e in bot.logs() if _tells(e, command["_id"])]
+        raise AssertionError("\n".join([f"claim {claim}", *story])) from None
     assert owner_pid(replicas.claim_owner(command["_id"])) == two.process.pid
     # A barrier: a later command in the room is answered, so whatever came of the first has too.
     later = chat.command("pat", "outage", f"{PREFIX} show {hook['_id']}")
@@ -317,6 +322,12 @@ def test_a_command_told_not_run_during_an_outage_is_not_run_by_a_replica_claimin
     assert [m["msg"] for m in chat.answers_to(command)] == [replies.UNRECORDED]
     assert control.integration(hook["_id"])["enabled"] is True
     assert replicas.audit_counts().get(command["_id"], 0) == 0
+
+
+def _tells(entry: dict[str, Any], message_id: str) -> bool:
+    """A log entry that helps tell what became of a command after an outage."""
+    event = str(entry.get("event", ""))
+    return message_id in str(entry) or event.startswith(("realtime.", "catchup.", "state.", "recovery.", "claims."))
 
 
 def test_a_set_previewed_through_one_replica_is_confirmed_through_another(replicas: Replicas) -> None:
