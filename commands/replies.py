@@ -74,6 +74,8 @@ def _command_guess(word: str, registry: Registry) -> str | None:
 
 
 # The answer when the bot cannot record a command (its state database is unavailable): nothing ran.
+# The outcome of a command answered UNRECORDED (the state database could not be reached).
+STATE_UNAVAILABLE: Final = "state-unavailable"
 UNRECORDED: Final = (
     "⏳ I can't record commands right now, so I did not run this one; nothing was changed. Try again in a minute."
 )
@@ -161,7 +163,7 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
     if isinstance(error, ServerRejected):
         return Reply(f"⚠️ Rocket.Chat refused: {safe_text(error.error)}. Nothing was changed.", outcome="rejected")
     if isinstance(error, StateUnavailable):
-        return Reply(UNRECORDED, outcome="state-unavailable")
+        return Reply(UNRECORDED, outcome=STATE_UNAVAILABLE)
     if isinstance(error, ConfigError):
         return Reply(
             f"⚠️ I'm not set up fully: {safe_markup(str(error))}. Please tell an admin.", outcome="bot-misconfigured"

@@ -13,10 +13,11 @@ and fires here if that replica is gone. When two replicas fire the same due time
 shared lock and the row's compare-and-set decide: the first one turns it back on, records and
 announces it; the second finds the row ended (see `bot.incident.timers`).
 
-Retries only on named errors: `Unavailable` and `RateLimited` (Rocket.Chat is down or busy) put
-that timer aside for a growing delay (or the server's retry-after); any other exception is a bug,
-logged with its traceback and retried after the longest delay, so one bad row cannot spin the
-loop or stop the others.
+Retries only on named errors: `Unavailable` and `RateLimited` (Rocket.Chat is down or busy) and
+`StateUnavailable` (the state database is away) put that timer aside for a growing delay (or the
+server's retry-after); any other exception is a bug, logged with its traceback and retried after
+the longest delay, so one bad row cannot spin the loop or stop the others. The database away while
+the timers are read is looked at again after the first retry delay: the loop never ends on it.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 
 from bot import logs
 from bot.clock import Clock
-from bot.errors import RateLimited, Unavailable, UpstreamError
+from bot.errors import RateLimited, StateUnavailable, Unavailable, UpstreamError
 from bot.state.timer_states import TimedDisable
 
 log = logs.get_logger("integrations_bot.scheduler")
@@ -102,7 +103,11 @@ class Scheduler:
     async def run_due(self) -> datetime | None:
         """Handle every timer due now; return when the next one (or the next retry) is due."""
         next_at: datetime | None = None
-        timers = await self._source.active()
+        try:
+            timers = await self._source.active()
+        except StateUnavailable as exc:  # the database is away: look again soon, the timers keep
+            log.warning("scheduler.state_unavailable", error=str(exc))
+            return self._clock.now() + self._retry.first
         live = {timer.id for timer in timers}
         for gone in [key for key in self._not_before if key not in live]:
             self._not_before.pop(gone, None)
@@ -123,7 +128,7 @@ class Scheduler:
             return
         try:
             left = await self._source.recover()
-        except UpstreamError as exc:
+        except (UpstreamError, StateUnavailable) as exc:
             self._recover_after = self._clock.now() + self._retry.first
             log.warning("scheduler.recover_failed", error=str(exc))
             return
@@ -133,7 +138,7 @@ class Scheduler:
         """Expire one timer; the time to retry it when that failed, else None."""
         try:
             await self._source.expire(timer)
-        except (Unavailable, RateLimited) as exc:
+        except (Unavailable, RateLimited, StateUnavailable) as exc:
             attempt = self._attempts.get(timer.id, 0) + 1
             delay = self._retry.delay(attempt)
             if isinstance(exc, RateLimited) and exc.retry_after is not None:

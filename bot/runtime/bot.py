@@ -490,6 +490,13 @@ class Bot:
                 )
                 if self._in_trouble(since=started):
                     self._troubled.update(claimed)
+                else:  # posted before the database (re)started: in trouble too, however fast this claim was
+                    restarted = self.state.server_started
+                    self._troubled.update(
+                        a.message.id
+                        for a, _ in wanted
+                        if a.message.id in claimed and a.message.ts.timestamp() < restarted
+                    )
             except StateUnavailable as exc:
                 # Nothing runs unclaimed. Each fresh command is told so (a notice with ids of its
                 # own, so every replica's notice is stored once); cursors stay, so a pass once the
@@ -563,7 +570,8 @@ class Bot:
 
     async def _command(self, accepted: Accepted, *, stale: bool = False, recovering: bool = False) -> None:
         message = accepted.message
-        current_command.set(CommandRun(message.id, recovering))
+        run = CommandRun(message.id, recovering)
+        current_command.set(run)
         self.metrics.commands_in_flight.inc()
         try:
             if message.id in self._troubled:
@@ -585,6 +593,13 @@ class Bot:
                     reply = await self._reply_for(accepted, stale=stale, rights=author)
                 else:  # the author could not be looked up: nothing runs, the caller is told why
                     reply = self._failed(accepted, unchecked)
+                if reply.outcome == replies.STATE_UNAVAILABLE and run.sent:
+                    # "Nothing was changed" would be wrong: its write was sent (and may well have
+                    # landed) before the database failed. Not answered now: its claim, no longer
+                    # renewed, is taken over after its lease, and the recovery decides it with the
+                    # journal (a landed write is answered as done, with its audit row).
+                    log.warning("command.unsettled", message_id=message.id, hint="written, then the state failed")
+                    return
                 await self._post(message, reply)
         finally:
             self.metrics.commands_in_flight.dec()

@@ -36,7 +36,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -52,10 +52,13 @@ log = logs.get_logger("integrations_bot.journal")
 
 @dataclass(frozen=True)
 class CommandRun:
-    """The command the current task is running (set by the runtime in each command's task)."""
+    """The command the current task is running (set by the runtime in each command's task).
+    `sent`: the integrations it has sent a write for (its intent recorded first), so the runtime
+    knows that a later failure may have come after a change had landed."""
 
     message_id: str
     recovering: bool = False
+    sent: list[str] = field(default_factory=list)
 
 
 current_command: ContextVar[CommandRun | None] = ContextVar("integrations_bot_command", default=None)
@@ -142,6 +145,7 @@ class JournaledIntegrationService(IntegrationService):
             await self._state.record_intent(
                 WriteIntent(run.message_id, current.id, self._clock(), current.to_dict(), dict(intended))
             )
+            run.sent.append(current.id)
         return await super()._write(current, intended, body)
 
 

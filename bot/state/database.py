@@ -45,6 +45,13 @@ class Database(Protocol):
         ...
 
     @property
+    def started_at(self) -> str:
+        """An SQL expression: when the database server last started, in seconds since the epoch
+        (PostgreSQL: its postmaster's start; SQLite, one process: 0). A claim returns it
+        (`StateStore.server_started`)."""
+        ...
+
+    @property
     def locks(self) -> IntegrationLocks:
         """The per-integration write lock of everyone using this database."""
         ...

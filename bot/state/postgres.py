@@ -217,6 +217,7 @@ class PostgresDatabase:
     shared = True
     greatest = "GREATEST"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    started_at = "extract(epoch FROM pg_postmaster_start_time())"
 
     def __init__(self, url: str, *, statement_timeout: float = 5.0) -> None:
         self.where = where_of(url)

@@ -166,6 +166,7 @@ class SqliteDatabase:
     shared = False
     greatest = "MAX"
     skip_locked = ""
+    started_at = "0"
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection

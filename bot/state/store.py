@@ -139,6 +139,8 @@ class StateStore:
         self.timers = TimerStore(database)
         self.confirmations = ConfirmationStore(database)
         self._message_ids: MessageIds | None = None
+        # When the database server last started (seconds since the epoch), as the last claim saw it.
+        self.server_started = 0.0
 
     @classmethod
     async def open(cls, path: str | Path, *, key_seed: bytes | None = None, **options: Any) -> StateStore:
@@ -222,7 +224,9 @@ class StateStore:
         """`claim_message` for many (message id, room id, message ts) at once: one statement and
         one commit per `CLAIM_BATCH`, so a burst of commands is not claimed one commit at a time.
         Returns the ids newly claimed (by this process, under a lease from `now`); an id listed
-        twice is claimed (and returned) once."""
+        twice is claimed (and returned) once. Notes when the database server last started
+        (`server_started`): a command posted before that may have been answered "not run" by a
+        replica whose claim failed while the database was away."""
         taken: set[str] = set()
         lease_until = _ts(now + self.lease)
         for start in range(0, len(claims), CLAIM_BATCH):
@@ -231,7 +235,7 @@ class StateStore:
             rows = await self.database.rows(
                 "INSERT INTO processed_messages"  # noqa: S608
                 " (message_id, room_id, message_ts, claimed_at, status, owner, lease_until)"
-                f" VALUES {rows_sql} ON CONFLICT DO NOTHING RETURNING message_id",
+                f" VALUES {rows_sql} ON CONFLICT DO NOTHING RETURNING message_id, {self.database.started_at}",
                 [
                     value
                     for message_id, room_id, ts in chunk
@@ -239,6 +243,7 @@ class StateStore:
                 ],
             )
             taken.update(str(row[0]) for row in rows)
+            self.server_started = max([self.server_started, *(float(row[1]) for row in rows)])
         return taken
 
     async def renew_claims(self, now: datetime, message_ids: Collection[str]) -> int:

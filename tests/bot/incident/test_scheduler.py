@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from bot.clock import ManualClock, SystemClock
-from bot.errors import RateLimited, Unavailable
+from bot.errors import RateLimited, StateUnavailable, Unavailable
 from bot.incident.scheduler import RetryPolicy, Scheduler
 from bot.state.timer_states import TimedDisable, TimerState
 
@@ -196,3 +196,46 @@ async def test_the_system_clock_returns_at_the_due_time_or_when_woken() -> None:
     assert not waiter.done()
     wake.set()
     await asyncio.wait_for(waiter, 2)
+
+
+class OutageSource(MemorySource):
+    """A source whose database is away for the next `down` reads (recover and active)."""
+
+    def __init__(self, *timers: TimedDisable) -> None:
+        super().__init__(*timers)
+        self.down = 0
+
+    async def recover(self) -> int:
+        if self.down:
+            raise StateUnavailable("test database", "connection refused")
+        return await super().recover()
+
+    async def active(self) -> list[TimedDisable]:
+        if self.down:
+            self.down -= 1
+            raise StateUnavailable("test database", "connection refused")
+        return await super().active()
+
+
+async def test_the_state_database_away_delays_the_round_and_never_ends_the_loop() -> None:
+    """Was: a StateUnavailable from the timers' table ended the scheduler's task: that replica
+    never fired a timer again, and exited 1 when stopped (seen at a PostgreSQL restart)."""
+    clock = ManualClock(START)
+    source = OutageSource(timer(1, timedelta(0)))
+    source.clock = clock
+    scheduler = Scheduler(source, clock, retry=RetryPolicy(first=timedelta(seconds=5)), poll=timedelta(seconds=5))
+    source.down = 1
+    assert await scheduler.run_once() == START + timedelta(seconds=5)  # looked at again soon
+    assert source.expired == []
+    clock.advance(timedelta(seconds=5))
+    await scheduler.run_once()
+    assert source.expired == [(1, START + timedelta(seconds=5))]
+
+
+async def test_the_state_database_away_while_expiring_is_retried_like_rocketchat_away() -> None:
+    source, clock, scheduler = rig(timer(1, timedelta(0)))
+    source.failures[1] = [StateUnavailable("test database", "connection refused")]
+    assert await scheduler.run_once() == START + timedelta(seconds=5)  # the first delay, not the longest
+    clock.advance(timedelta(seconds=5))
+    await scheduler.run_once()
+    assert source.expired == [(1, START + timedelta(seconds=5))]

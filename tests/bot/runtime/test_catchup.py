@@ -13,7 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from reliability_support import World, call, world
 
-from bot.errors import ServerRejected
+from bot.errors import ServerRejected, StateUnavailable
 from bot.rocketchat.ejson import decode_date
 from bot.rocketchat.messages import ChatMessage
 from bot.rocketchat.models import Delta
@@ -448,6 +448,50 @@ async def test_a_room_a_pass_could_not_read_keeps_its_cursor_until_a_pass_reads_
         await book.flush()
     assert missed["_id"] in [m.id for m, _ in admitted.messages]
     assert room_id in await state.cursors()  # and then the cursor moves on
+    await state.close()
+
+
+async def test_the_worker_lives_on_when_the_state_database_fails_as_cursors_are_released(
+    sandbox_world: World, tmp_path: Path
+) -> None:
+    """Was: the database going away just as a pass released its cursors ended the catch-up worker,
+    and with it the bot (a replica exited with status 1 at a PostgreSQL restart)."""
+    control = sandbox_world.control
+    state = await StateStore.open(tmp_path / "s.db")
+    admitted = Admitted()
+    original = state.advance_cursors
+    failures: list[str] = []
+
+    async def advance_cursors(seen: dict[str, datetime]) -> None:
+        if not failures:
+            failures.append("down")
+            raise StateUnavailable("test database", "connection lost")
+        await original(seen)
+
+    state.advance_cursors = advance_cursors  # type: ignore[method-assign]
+    async with sandbox_world.rest(max_attempts=1) as rest:
+        book = CursorBook(state)
+        catchup = live_catchup(rest, state, admitted, book=book)
+        first = await call(control.post_message, "admin", "general", "!integration help")
+        book.seen("GENERAL", decode_date(first["_updatedAt"]) or NOW)
+        worker = asyncio.create_task(catchup.run())
+        catchup.request()
+        for _ in range(500):
+            if catchup.passes == 1:
+                break
+            await asyncio.sleep(0.01)
+        assert catchup.passes == 1 and failures == ["down"]
+        second = await call(control.post_message, "admin", "general", "!integration list")
+        catchup.request()  # the next pass (the database is back)
+        for _ in range(500):
+            if catchup.passes == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert not worker.done(), worker
+        worker.cancel()
+        await asyncio.gather(worker, return_exceptions=True)
+    assert catchup.passes == 2
+    assert second["_id"] in [m.id for m, _ in admitted.messages]
     await state.close()
 
 

@@ -14,7 +14,7 @@ import pytest
 import structlog
 from reliability_support import BOT, ShiftedClock, World, call, running_bot, settings_for, until, world
 
-from bot.errors import AuthFailed
+from bot.errors import AuthFailed, StateUnavailable
 from bot.rocketchat.realtime import RealtimeState
 from bot.runtime import bot as runtime
 from bot.runtime.bot import Bot
@@ -301,3 +301,54 @@ async def test_a_commands_log_lines_are_written_after_its_answer_is_handed_over(
     assert lines_of(command["_id"]) == ["integration.updated", "command"]
     updated = next(e for e in captured if e["event"] == "integration.updated")
     assert updated["integration_id"] == target["_id"] and updated["command"] == "disable"
+
+
+def fail_once(store: StateStore, method: str) -> list[str]:
+    """Make `store.<method>` raise StateUnavailable at its first call (the database going away
+    right then); returns the calls seen so far, by the first argument."""
+    original = getattr(store, method)
+    calls: list[str] = []
+
+    async def flaky(*args: Any, **kwargs: Any) -> Any:
+        calls.append(str(args[0]))
+        if len(calls) == 1:
+            raise StateUnavailable("test database", "connection lost")
+        return await original(*args, **kwargs)
+
+    setattr(store, method, flaky)
+    return calls
+
+
+async def test_a_change_whose_audit_row_cannot_be_stored_is_not_answered_not_run(w: World, tmp_path: Path) -> None:
+    """Was: the database failed after the write had landed (here: at the audit row), and the caller
+    was told "I did not run this one; nothing was changed" although the integration had changed.
+    Now the command is left to the recovery sweep once the database answers: the journal finds
+    the write landed, so it is answered as changed, with its audit row, and not written again."""
+    control = w.control
+    target = await hook(w, "audit-outage")
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)) as (bot, _):
+        assert bot.state is not None
+        fail_once(bot.state, "record")
+        command = await call(control.post_message, "owen", "ops", '!integration set audit-outage alias="after" --yes')
+        answer = await answer_to(w, tmp_path, command)
+        assert answer["msg"].startswith("✅ Changed"), answer["msg"]
+        await until(lambda: len(bot_messages(w, "ops")) == 1, what="one answer")
+    assert (await call(control.integration, target["_id"]))["alias"] == "after"
+    assert control.counters().rest.get("integrations.update", 0) == 1
+    rows = await audit_rows(tmp_path, target["_id"])
+    assert [(r.message_id, r.after["alias"]) for r in rows if r.after] == [(command["_id"], "after")]
+
+
+async def test_a_claim_that_cannot_be_finished_after_the_answer_is_finished_later(w: World, tmp_path: Path) -> None:
+    """Was: the database failing as an answered command's claim was finished raised out of the
+    command's task, and the claim stayed 'claimed' for good (its owner renewing its lease)."""
+    control = w.control
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)) as (bot, _):
+        state = bot.state
+        assert state is not None
+        calls = fail_once(state, "finish_message")
+        command = await call(control.post_message, "admin", "general", "!integration help")
+        await answer_to(w, tmp_path, command)
+        await until(lambda: len(calls) >= 2, what="the claim finished once the database answered")
+        assert await state.message_status(command["_id"]) == "done"
+    assert len([m for m in bot_messages(w, "general") if m["_id"] in answer_ids(tmp_path, command)]) == 1
