@@ -105,6 +105,7 @@ CURSOR_FLUSH_INTERVAL: Final = 2.0  # seconds between cursor writes (a lagging c
 PRUNE_INTERVAL: Final = 3600.0  # seconds between prunes of old claims
 TROUBLE_CLAIM: Final = 1.0  # seconds: a claim slower than this may have raced a replica that gave up
 TROUBLE_MEMORY: Final = 60.0  # seconds after an outage during which claims are treated as in trouble
+NOTICE_GRACE: Final = 3.0  # seconds a "not run" notice waits for another replica's answer
 STATE_RETRY: Final = 1.0  # seconds between checks of the state database while it is unavailable
 START_RETRY_MAX: Final = 30.0  # seconds, the longest wait between start-up attempts
 
@@ -480,14 +481,8 @@ class Bot:
             wanted.append((accepted, age))
         if wanted:
             try:
-                if not self._state_reachable:
-                    # Known to be down (the check below every second says when it is back): do
-                    # not hold up the stream for a connection timeout per message.
-                    raise StateUnavailable(self.state.describe(), "not reachable at the last check")
                 started = asyncio.get_running_loop().time()
-                claimed = await self.state.claim_messages(
-                    [(a.message.id, a.message.room_id, a.message.ts) for a, _ in wanted], now
-                )
+                claimed = await self._claim([(a.message.id, a.message.room_id, a.message.ts) for a, _ in wanted], now)
                 if self._in_trouble(since=started):
                     self._troubled.update(claimed)
                 else:  # posted before the database (re)started: in trouble too, however fast this claim was
@@ -717,6 +712,19 @@ class Bot:
             self._state_failed(exc)
             log.warning("command.unsettled", message_id=message_id, hint="settled by the recovery after its lease")
 
+    async def _claim(self, claims: list[tuple[str, str, datetime]], now: datetime) -> set[str]:
+        """`StateStore.claim_messages`, tried a second time when it fails: the first failure may be a
+        connection the database's restart broke (the pool then replaces it), and a command must not
+        be answered "not run" while another replica, whose connection was fine, runs it. Safe to
+        repeat: a claim that went through the first time, its answer lost, is not returned, is
+        this replica's, unrenewed, and is taken over once its lease runs out (then run, or answered)."""
+        assert self.state is not None
+        try:
+            return await self.state.claim_messages(claims, now)
+        except StateUnavailable as exc:
+            log.info("state.claim_retried", error=str(exc))
+            return await self.state.claim_messages(claims, now)
+
     async def _unrecorded(self, message: ChatMessage) -> None:
         """Tell the author their command was not run: its claim could not be recorded. Another
         bot's command gets no answer (its author can be looked up without the database).
@@ -730,6 +738,12 @@ class Bot:
             author = await self.services.rights.get(message.user_id)
             if self.intake.ignored_author(author) is not None:
                 return
+        # Another replica may have claimed it just before the database went away, and be running
+        # it: its answer comes within moments. Give it that long, and stay silent if it came.
+        await asyncio.sleep(NOTICE_GRACE)
+        if await self._answered_by_bot(message):
+            log.info("command.not_run_answered_elsewhere", message_id=message.id)
+            return
         reply = self._noted(message, None, Reply(replies.UNRECORDED, outcome="state-unavailable"))
         await self.sender.deliver(message, reply)
 
@@ -743,19 +757,24 @@ class Bot:
     async def _answered_not_run(self, message: ChatMessage) -> bool:
         """A command claimed in trouble: already answered "not run" by a replica that could not
         claim it (the bot's own message at an id of its answer)? Then it is closed, not run."""
+        if not await self._answered_by_bot(message):
+            return False
+        with contextlib.suppress(StateUnavailable):  # else a take-over closes it the same way
+            await self._finish(message.id, "not run: answered 'cannot record' during a state outage")
+        log.info("command.not_run_after_outage", message_id=message.id, room_id=message.room_id)
+        return True
+
+    async def _answered_by_bot(self, message: ChatMessage) -> bool:
+        """Whether the bot's own message stands at an id of the command's answer (looked up)."""
         assert self.rest is not None and self.state is not None
-        thread = message.thread_id
         for candidate in self.state.message_ids.answer(message.id):
             try:
                 found = await self.rest.chat_get_message(candidate)
             except ServerRejected:
-                return False  # not found: the first free id of its answer, so no notice
+                return False  # not found: the first free id of its answer, so nothing posted yet
             except UpstreamError:
-                return False  # cannot tell: run it (the notice, if any, came from a failure)
-            if is_own(found, user_id=self.rest.user_id, room_id=message.room_id, thread_id=thread):
-                with contextlib.suppress(StateUnavailable):  # else a take-over closes it the same way
-                    await self._finish(message.id, "not run: answered 'cannot record' during a state outage")
-                log.info("command.not_run_after_outage", message_id=message.id, room_id=message.room_id)
+                return False  # cannot tell
+            if is_own(found, user_id=self.rest.user_id, room_id=message.room_id, thread_id=message.thread_id):
                 return True
         return False
 
