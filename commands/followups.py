@@ -64,6 +64,16 @@ class FollowUp:
             finally:
                 self.done.set()
 
+    async def again(self) -> bool:
+        """Run a follow-up that failed once more (its work is idempotent: the audit row is unique
+        per command, the audit room's line has an id of its own); True once it has succeeded."""
+        if not self.failed:
+            return True
+        self.failed = False
+        self.done.clear()
+        await self.run()
+        return not self.failed
+
 
 class Followups:
     """The follow-ups registered and not yet run, by integration id."""

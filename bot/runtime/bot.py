@@ -89,6 +89,7 @@ from bot.state.owner import StateFileOwner
 from bot.state.store import StateStore
 from commands import replies
 from commands.context import BotIdentity, Services
+from commands.followups import FollowUp
 from commands.parser import Invocation
 from commands.registry import Dispatcher, Registry, new_correlation_id
 from commands.reply import Reply
@@ -156,6 +157,9 @@ class Bot:
         self._troubled: set[str] = set()
         # Claims of this process whose command has not ended its turn: the only leases renewed.
         self._running: set[str] = set()
+        # Commands answered while the database was away, whose record or claim waits for it
+        # (message id → the outcome to close the claim with, the follow-ups still to run).
+        self._unsettled: dict[str, tuple[str, tuple[FollowUp, ...]]] = {}
         self._last_outage: float | None = None  # loop time of the last StateUnavailable
         self._owner: StateFileOwner | None = None
         self._fatal: AuthFailed | None = None
@@ -689,28 +693,44 @@ class Bot:
             delivery = await self.sender.deliver(message, reply, then=afterwards)
         finally:
             await followups.run(reply.afterwards)  # no-op once run; a cancelled post still records
-        if any(followup.failed for followup in reply.afterwards):
-            # Its book-keeping (the audit row) is missing: the claim stays unfinished and, no
-            # longer renewed, is taken over once its lease runs out; the recovery then finds
-            # the answer and the landed write, and records what is missing (bot.runtime.recovery).
-            log.warning("command.unsettled", message_id=message.id, hint="settled by the recovery after its lease")
+        if delivery is Delivery.AUTH_FAILED:
+            return  # the bot is stopping; the claim stays unfinished for the next start
+        outcome = reply.outcome if delivery is Delivery.POSTED else f"{reply.outcome}; reply rejected"
+        failed = tuple(followup for followup in reply.afterwards if followup.failed)
+        if failed:
+            # Its book-keeping (the audit row) is missing, the database away: done again by this
+            # process once the database answers (`_settle`), its claim renewed meanwhile.
+            self._unsettled[message.id] = (outcome, failed)
+            log.warning(
+                "command.unsettled", message_id=message.id, hint="its record is written once the database is back"
+            )
             return
-        if delivery is Delivery.POSTED:
-            await self._finish(message.id, reply.outcome)
-        elif delivery is Delivery.REJECTED:
-            await self._finish(message.id, f"{reply.outcome}; reply rejected")
-        # AUTH_FAILED: the bot is stopping; the claim stays unfinished for the next start.
+        await self._finish(message.id, outcome)
 
     async def _finish(self, message_id: str, outcome: str, *, ignored: bool = False) -> None:
-        """Close the claim. When the database fails here, the claim stays unfinished and, no longer
-        renewed, is settled by the recovery after its lease (the answer is found: closed)."""
+        """Close the claim. When the database fails here, it is closed again by `_settle`."""
         assert self.state is not None
         try:
             await self.state.finish_message(message_id, outcome, ignored=ignored)
             await self.state.clear_intents(message_id)
+            self._unsettled.pop(message_id, None)
         except StateUnavailable as exc:
             self._state_failed(exc)
-            log.warning("command.unsettled", message_id=message_id, hint="settled by the recovery after its lease")
+            self._unsettled.setdefault(message_id, ("done; closed after a state outage", ()))
+            log.warning("command.unsettled", message_id=message_id, hint="closed once the database is back")
+
+    async def _settle(self) -> None:
+        """The commands answered while the database was away: their book-keeping, then their claim.
+        (A process killed meanwhile leaves them to the recovery of another: their leases run out.)"""
+        for message_id, (outcome, failed) in list(self._unsettled.items()):
+            results = [await followup.again() for followup in failed]
+            if all(results):
+                await self._finish(message_id, outcome)
+            else:
+                self._unsettled[message_id] = (
+                    outcome,
+                    tuple(f for f, ok in zip(failed, results, strict=True) if not ok),
+                )
 
     async def _claim(self, claims: list[tuple[str, str, datetime]], now: datetime) -> set[str]:
         """`StateStore.claim_messages`, tried a second time when it fails: the first failure may be a
@@ -806,7 +826,7 @@ class Bot:
             # During an outage, every second: commands are refused until this check succeeds.
             await asyncio.sleep(interval if self._state_reachable else STATE_RETRY)
             try:
-                await self.state.renew_claims(self.clock(), self._running)
+                await self.state.renew_claims(self.clock(), self._running | self._unsettled.keys())
                 await self.state.ping()
                 # Expired: another replica's that died, or this process's own that ended unsettled.
                 orphans = await self.state.take_over(self.clock(), expired_only=True)
@@ -814,6 +834,8 @@ class Bot:
                 self._state_failed(exc)
                 continue
             self._state_worked()
+            if self._unsettled:
+                await self._settle()
             horizon = self.clock() - CATCHUP_HORIZON
             for message_id in [m for m, at in self._not_run.items() if at < horizon]:
                 del self._not_run[message_id]  # older than any pass looks back

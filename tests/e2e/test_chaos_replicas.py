@@ -89,7 +89,7 @@ def test_chaos_with_three_replicas_every_command_is_applied_once_and_answered_on
         )
         assert disturber.kills == 2 and disturber.database_restarts == 1 and disturber.dropped >= 1, disturber.done
         # A command whose audit row could not be written (the database went away right after its
-        # write) is settled by the recovery once its lease runs out: wait for every claim to close.
+        # write) is recorded once the database is back: wait for every claim to close.
         deadline = time.monotonic() + SETTLE_TIMEOUT
         while (open_claims := unfinished(postgres_url)) and time.monotonic() < deadline:
             time.sleep(TICK)
