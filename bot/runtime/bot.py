@@ -106,7 +106,10 @@ CURSOR_FLUSH_INTERVAL: Final = 2.0  # seconds between cursor writes (a lagging c
 PRUNE_INTERVAL: Final = 3600.0  # seconds between prunes of old claims
 TROUBLE_CLAIM: Final = 1.0  # seconds: a claim slower than this may have raced a replica that gave up
 TROUBLE_MEMORY: Final = 60.0  # seconds after an outage during which claims are treated as in trouble
-NOTICE_GRACE: Final = 3.0  # seconds a "not run" notice waits for another replica's answer
+# Seconds a command waits for the state database before it is answered "not run" (a fail-over,
+# a restart usually takes less; meanwhile it is simply late). Commands waiting at most, in memory.
+NOTICE_AFTER: Final = 10.0
+WAITING_CLAIMS_MAX: Final = 10_000
 STATE_RETRY: Final = 1.0  # seconds between checks of the state database while it is unavailable
 START_RETRY_MAX: Final = 30.0  # seconds, the longest wait between start-up attempts
 
@@ -152,6 +155,9 @@ class Bot:
         # Commands answered "not run" during a state outage (id → when): never run afterwards,
         # even by a pass that finds them before the notice is stored.
         self._not_run: dict[str, datetime] = {}
+        # Commands whose claim failed (the database away): id → (command, freshness, origin, loop
+        # time of the failure). Claimed again every second until it works (`_claim_waiting`).
+        self._waiting_claims: dict[str, tuple[Accepted, Freshness, str, float]] = {}
         # Commands claimed in trouble (the claim was slow, or the database failed lately): another
         # replica may have answered them "not run" meanwhile; looked up before they run.
         self._troubled: set[str] = set()
@@ -476,7 +482,7 @@ class Bot:
         wanted: list[tuple[Accepted, Freshness]] = []
         for message in messages:
             accepted = self.intake.accept(message)
-            if accepted is None or message.id in self._not_run:
+            if accepted is None or message.id in self._not_run or message.id in self._waiting_claims:
                 continue
             age = freshness(message.ts, now, self.settings.bot_stale_command_age)
             if age is Freshness.TOO_OLD:
@@ -497,14 +503,13 @@ class Bot:
                         if a.message.id in claimed and a.message.ts.timestamp() < restarted
                     )
             except StateUnavailable as exc:
-                # Nothing runs unclaimed. Each fresh command is told so (a notice with ids of its
-                # own, so every replica's notice is stored once); cursors stay, so a pass once the
-                # database is back finds the commands whose notice could not be posted.
+                # Nothing runs unclaimed: the commands wait for the database (`_claim_waiting`),
+                # and are answered "not run" only if it stays away. Cursors stay where they are.
                 self._state_failed(exc)
+                started = asyncio.get_running_loop().time()
                 for accepted, age in wanted:
-                    if age is Freshness.FRESH:
-                        self._not_run[accepted.message.id] = now
-                        self._spawn(self._unrecorded(accepted.message), f"unrecorded-{accepted.message.id}")
+                    if len(self._waiting_claims) < WAITING_CLAIMS_MAX:
+                        self._waiting_claims.setdefault(accepted.message.id, (accepted, age, origin, started))
                 return
             self._state_worked()
             self.metrics.claims.labels(result="won").inc(len(claimed))
@@ -758,9 +763,7 @@ class Bot:
             author = await self.services.rights.get(message.user_id)
             if self.intake.ignored_author(author) is not None:
                 return
-        # Another replica may have claimed it just before the database went away, and be running
-        # it: its answer comes within moments. Give it that long, and stay silent if it came.
-        await asyncio.sleep(NOTICE_GRACE)
+        # Another replica whose database was reachable may have claimed and answered it.
         if await self._answered_by_bot(message):
             log.info("command.not_run_answered_elsewhere", message_id=message.id)
             return
@@ -823,8 +826,11 @@ class Bot:
         assert self.state is not None
         interval = self.settings.bot_claim_lease / 3
         while True:
-            # During an outage, every second: commands are refused until this check succeeds.
-            await asyncio.sleep(interval if self._state_reachable else STATE_RETRY)
+            # During an outage, every second: commands wait for their claim until it works.
+            waiting = not self._state_reachable or self._waiting_claims
+            await asyncio.sleep(STATE_RETRY if waiting else interval)
+            if self._waiting_claims:
+                await self._claim_waiting()
             try:
                 await self.state.renew_claims(self.clock(), self._running | self._unsettled.keys())
                 await self.state.ping()
@@ -845,6 +851,38 @@ class Bot:
             if self.recovery is not None and (orphans or self.recovery.remaining):
                 self.recovery.add(orphans)
                 await self._recover_taken()
+
+    async def _claim_waiting(self) -> None:
+        """Claim the commands whose claim failed, now. Those claimed run (late), unless they were
+        answered "not run" meanwhile (their claim is then closed); those another replica claimed
+        are its. Still failing: each fresh one waiting longer than NOTICE_AFTER is answered "not
+        run" (once) and keeps waiting, so that once the database is back it is closed, not run."""
+        assert self.state is not None
+        items = list(self._waiting_claims.values())
+        now, since = self.clock(), asyncio.get_running_loop().time()
+        try:
+            claimed = await self.state.claim_messages(
+                [(a.message.id, a.message.room_id, a.message.ts) for a, *_ in items], now
+            )
+        except StateUnavailable as exc:
+            self._state_failed(exc)
+            for accepted, age, _, failed_at in items:
+                message = accepted.message
+                if age is Freshness.FRESH and since - failed_at >= NOTICE_AFTER and message.id not in self._not_run:
+                    self._not_run[message.id] = now
+                    self._spawn(self._unrecorded(message), f"unrecorded-{message.id}")
+            return
+        self._state_worked()
+        for accepted, _, origin, _ in items:
+            message = accepted.message
+            del self._waiting_claims[message.id]
+            if message.id not in claimed:
+                self.metrics.duplicates.labels(origin=origin).inc()
+            elif message.id in self._not_run:
+                await self._finish(message.id, "not run: answered 'cannot record' during a state outage")
+            else:
+                self._troubled.add(message.id)  # another replica may have given up on it
+                self._take(accepted, freshness(message.ts, now, self.settings.bot_stale_command_age), origin)
 
     async def _recover_taken(self) -> None:
         """Decide the claims taken over while running (between catch-up passes)."""

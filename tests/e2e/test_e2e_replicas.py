@@ -239,7 +239,7 @@ def test_every_replica_survives_a_postgresql_restart(replicas: Replicas, postgre
     for bot in bots:
         replicas.wait_readyz(bot, 503)
     for message in during:  # each is told it was not run (the notice of one replica or another)
-        assert chat.reply_to(message)["msg"] == replies.UNRECORDED
+        assert chat.reply_to(message, timeout=TAKEOVER_TIMEOUT)["msg"] == replies.UNRECORDED
     for bot, mark in zip(bots, marks, strict=True):  # the timers' poll met the outage too, and lives on
         bot.wait_for_log("scheduler.state_unavailable", after=mark, timeout=TAKEOVER_TIMEOUT)
     postgres_server.start()
