@@ -1,15 +1,15 @@
 """Chaos with three replicas on one real PostgreSQL: 15 people × 20 commands while the server
 misbehaves (the disturbances of tests/e2e/test_chaos.py), two replicas picked at random are
 killed with SIGKILL (a new one starts each time, in a working directory of its own), and the
-database is killed and started again half-way, down for 7 s. Afterwards every command was applied exactly once
-and answered exactly once (`chaos_support.verify`: one reply per command across all replicas, one
-audit row per command done, every integration's fields intact).
+database is killed and started again half-way, down for 7 s. Afterwards every command was
+applied exactly once and answered exactly once (`chaos_support.verify`: one reply per command
+across all replicas, one audit row per command done, every integration's fields intact).
 
-What a command sent while the database is down gets: the notice that it was not run ("I can't
-record commands right now … nothing was changed"), posted once whatever the number of replicas
-(its ids are derived from the command's), and it is never run afterwards; the people count it as
-"not done", and `verify` checks it changed nothing. A killed replica's unfinished commands are
-taken over by another once their lease (BOT_CLAIM_LEASE, 3 s here) runs out.
+While the database is down (7 s), commands wait for their claim and run late, once it is back
+(a command told "not run", after 10 s, is covered by tests/e2e/test_e2e_replicas.py); a
+command answered just before it went away gets its audit row once it is back. A killed
+replica's unfinished commands are taken over by another once their lease (BOT_CLAIM_LEASE, 3 s
+here) runs out.
 """
 
 from __future__ import annotations
