@@ -592,6 +592,8 @@ class IntegrationService:
         if held is not None and not found_differences:
             stamp = stored.get("_updatedAt")
             held.written(stamp if isinstance(stamp, str) else None)
+        if not found_differences:
+            await self._verified(current, stored)
         logs.after_answer(
             log,
             "integration.updated",
@@ -605,6 +607,9 @@ class IntegrationService:
         if found_differences:
             raise VerificationFailed(current.id, found_differences)
         return UpdateOutcome(before=current, after=after, changed=True)
+
+    async def _verified(self, current: Integration, stored: Mapping[str, Any]) -> None:
+        """A write of `current` was stored as intended (`stored`): a hook for the journal."""
 
     @staticmethod
     def _authorize(rights: CallerRights, doc: Integration, decision: Any) -> None:

@@ -71,8 +71,9 @@ class Judgement(enum.Enum):
 
 
 def judge(intent: WriteIntent, now: Mapping[str, Any]) -> Judgement:
-    """What became of an intended write, from the integration as it is stored now."""
-    if not differences(intent.before, intent.intended, now):
+    """What became of an intended write: landed if it was verified before the interruption,
+    otherwise judged from the integration as it is stored now."""
+    if intent.verified is not None or not differences(intent.before, intent.intended, now):
         return Judgement.LANDED
     if now.get("_updatedAt") == intent.before.get("_updatedAt"):
         return Judgement.NOT_LANDED
@@ -91,6 +92,8 @@ class JournaledIntegrationService(IntegrationService):
     async def landed(self, message_id: str) -> bool:
         """Whether some write of this (interrupted) command reached the server."""
         for intent in await self._state.intents(message_id):
+            if intent.verified is not None:
+                return True
             now = await self._get_or_none(intent.integration_id)
             if now is not None and judge(intent, now) is Judgement.LANDED:
                 return True
@@ -114,7 +117,8 @@ class JournaledIntegrationService(IntegrationService):
                     if judge(intent, edit.current.document) is Judgement.LANDED:
                         log.info("journal.replay", message_id=run.message_id, integration_id=intent.integration_id,
                                  judgement=Judgement.LANDED.value)  # fmt: skip
-                        return UpdateOutcome(before=Integration.of(intent.before), after=edit.current, changed=True)
+                        after = Integration.of(intent.verified) if intent.verified is not None else edit.current
+                        return UpdateOutcome(before=Integration.of(intent.before), after=after, changed=True)
             except IntegrationNotFound:
                 continue
         return None
@@ -132,10 +136,19 @@ class JournaledIntegrationService(IntegrationService):
         verdict = judge(intent, current.document)
         log.info("journal.replay", message_id=run.message_id, integration_id=current.id, judgement=verdict.value)
         if verdict is Judgement.LANDED:
-            return UpdateOutcome(before=Integration.of(intent.before), after=current, changed=True)
+            after = Integration.of(intent.verified) if intent.verified is not None else current
+            return UpdateOutcome(before=Integration.of(intent.before), after=after, changed=True)
         if verdict is Judgement.SUPERSEDED:
             raise VerificationFailed(current.id, differences(intent.before, intent.intended, current.document))
         return None
+
+    async def _verified(self, current: Integration, stored: Mapping[str, Any]) -> None:
+        """Mark the intent verified before anything is answered: a command interrupted after this
+        is known to have written, even once the integration has been changed again (the audit row
+        it then lacks is written by its recovery, with this document as `after`)."""
+        run = current_command.get()
+        if run is not None:
+            await self._state.verified_intent(run.message_id, current.id, dict(stored))
 
     async def _write(
         self, current: Integration, intended: Mapping[str, Any], body: Mapping[str, Any]

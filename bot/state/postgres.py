@@ -142,7 +142,8 @@ MIGRATIONS: Final[dict[int, str]] = {
         integration_id text PRIMARY KEY,
         pending        boolean NOT NULL,
         updated_at     text
-    )
+    );
+    ALTER TABLE write_intents ADD COLUMN verified_json text
     """,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)

@@ -148,12 +148,15 @@ MIGRATIONS: tuple[str, ...] = (
     """,
     # 7: what the bot last wrote to each integration (used by several replicas on PostgreSQL to
     # trust a read made before the integration's lock; kept alike here, unused by one process)
+    # and the document a command's write was verified as, so a command interrupted after it is
+    # known to have written even once the integration has changed again (bot/runtime/journal.py)
     """
     CREATE TABLE integration_writes (
         integration_id TEXT PRIMARY KEY,
         pending        INTEGER NOT NULL,
         updated_at     TEXT
-    )
+    );
+    ALTER TABLE write_intents ADD COLUMN verified_json TEXT
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -120,6 +120,8 @@ class WriteIntent:
     at: datetime
     before: dict[str, Any]
     intended: dict[str, Any]
+    # The document the write was verified as (None until then): it landed, whatever came after.
+    verified: dict[str, Any] | None = None
 
 
 _AUDIT_COLUMNS: Final = (
@@ -338,7 +340,8 @@ class StateStore:
         await self.database.count(
             "INSERT INTO write_intents (message_id, integration_id, at, before_json, intended_json)"
             " VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, integration_id) DO UPDATE SET"
-            " at = excluded.at, before_json = excluded.before_json, intended_json = excluded.intended_json",
+            " at = excluded.at, before_json = excluded.before_json, intended_json = excluded.intended_json,"
+            " verified_json = NULL",
             (
                 intent.message_id,
                 intent.integration_id,
@@ -350,14 +353,28 @@ class StateStore:
 
     async def intents(self, message_id: str) -> list[WriteIntent]:
         rows = await self.database.rows(
-            "SELECT message_id, integration_id, at, before_json, intended_json FROM write_intents"
+            "SELECT message_id, integration_id, at, before_json, intended_json, verified_json FROM write_intents"
             " WHERE message_id = ? ORDER BY at",
             (message_id,),
         )
         return [
-            WriteIntent(str(row[0]), str(row[1]), _dt(float(row[2])), json.loads(row[3]), json.loads(row[4]))
+            WriteIntent(
+                str(row[0]),
+                str(row[1]),
+                _dt(float(row[2])),
+                json.loads(row[3]),
+                json.loads(row[4]),
+                json.loads(row[5]) if row[5] else None,
+            )
             for row in rows
         ]
+
+    async def verified_intent(self, message_id: str, integration_id: str, stored: dict[str, Any]) -> None:
+        """The command's write of the integration was stored and verified as `stored`."""
+        await self.database.count(
+            "UPDATE write_intents SET verified_json = ? WHERE message_id = ? AND integration_id = ?",
+            (json.dumps(stored), message_id, integration_id),
+        )
 
     async def clear_intents(self, message_id: str) -> None:
         await self.database.count("DELETE FROM write_intents WHERE message_id = ?", (message_id,))

@@ -180,3 +180,23 @@ async def test_without_a_command_context_nothing_is_journaled(sandbox_world: Wor
     with sqlite3.connect(state.path) as db:
         rows = db.execute("SELECT count(*) FROM write_intents WHERE integration_id = ?", (hook["_id"],)).fetchone()
     assert rows == (0,)
+
+
+async def test_a_verified_write_is_known_to_have_landed_after_the_integration_changed_again(
+    sandbox_world: World, parts: Any
+) -> None:
+    """Was: a command killed after its answer and before its audit row, whose integration someone
+    changed meanwhile (the person's next command, run by another replica), was judged "superseded"
+    by its recovery: it was closed without its audit row. Its intent now says it was verified."""
+    service, state, rights = parts
+    hook = await fresh_hook(sandbox_world, "journal-verified")
+    await disable_as(service, rights, "cmd-v", hook["_id"], recovering=False)  # then "the process died"
+    [stored] = await state.intents("cmd-v")
+    assert stored.verified is not None and stored.verified["enabled"] is False
+    await call(sandbox_world.control.update_integration, hook["_id"], {"enabled": True, "alias": "changed since"})
+    assert await service.landed("cmd-v") and await service.unrecorded("cmd-v")
+    before = updates(sandbox_world)
+    again = await disable_as(service, rights, "cmd-v", hook["_id"], recovering=True)
+    assert updates(sandbox_world) == before  # not written again over the newer change
+    assert again.changed and again.before.enabled is True and again.after.enabled is False
+    assert again.after.document["alias"] == "keep-me"  # the document it wrote, for its audit row
