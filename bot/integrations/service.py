@@ -41,6 +41,7 @@ read the body is re-sent; if someone else changed it meanwhile nothing is re-sen
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -584,8 +585,10 @@ class IntegrationService:
             return UpdateOutcome(before=current, after=current, changed=False)
         body = build_update_body(current, changes)
         held = self._locks.held(current.id)
-        if held is not None:
-            await held.writing()
+        if held is not None:  # both before the write, at once (two statements, one wait)
+            await asyncio.gather(held.writing(), self._before_write(current, intended))
+        else:
+            await self._before_write(current, intended)
         stored = await self._write(current, intended, body)
         found_differences = differences(current.document, intended, stored)
         after = Integration.of(stored)
@@ -607,6 +610,9 @@ class IntegrationService:
         if found_differences:
             raise VerificationFailed(current.id, found_differences)
         return UpdateOutcome(before=current, after=after, changed=True)
+
+    async def _before_write(self, current: Integration, intended: Mapping[str, Any]) -> None:
+        """A write of `current` as `intended` is about to be sent: a hook for the journal."""
 
     async def _verified(self, current: Integration, stored: Mapping[str, Any]) -> None:
         """A write of `current` was stored as intended (`stored`): a hook for the journal."""

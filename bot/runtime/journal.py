@@ -150,15 +150,19 @@ class JournaledIntegrationService(IntegrationService):
         if run is not None:
             await self._state.verified_intent(run.message_id, current.id, dict(stored))
 
-    async def _write(
-        self, current: Integration, intended: Mapping[str, Any], body: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    async def _before_write(self, current: Integration, intended: Mapping[str, Any]) -> None:
         run = current_command.get()
         if run is not None:
             await self._state.record_intent(
                 WriteIntent(run.message_id, current.id, self._clock(), current.to_dict(), dict(intended))
             )
-            run.sent.append(current.id)
+
+    async def _write(
+        self, current: Integration, intended: Mapping[str, Any], body: Mapping[str, Any]
+    ) -> dict[str, Any]:
+        run = current_command.get()
+        if run is not None:
+            run.sent.append(current.id)  # its intent is recorded (`_before_write`)
         return await super()._write(current, intended, body)
 
 

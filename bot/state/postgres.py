@@ -429,7 +429,7 @@ class SharedIntegrationLocks:
         async with self._local.hold(integration_id) as local:
             started = time.monotonic()
             cancels = _cancels()
-            commit = False
+            record: str | None = None
             try:
                 conn = await self._pool.getconn()
             except _DOWN as exc:
@@ -437,12 +437,14 @@ class SharedIntegrationLocks:
             try:
                 _still_running(cancels)
                 try:
-                    await conn.execute("BEGIN")
-                    cursor = await conn.execute(
-                        "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)),"
-                        " (SELECT ARRAY[pending::text, updated_at] FROM integration_writes WHERE integration_id = %s)",
-                        (_INTEGRATION_LOCK + integration_id, integration_id),
-                    )
+                    async with conn.pipeline():  # BEGIN and the lock in one round trip
+                        await conn.execute("BEGIN")
+                        cursor = await conn.execute(
+                            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)),"
+                            " (SELECT ARRAY[pending::text, updated_at] FROM integration_writes"
+                            " WHERE integration_id = %s)",
+                            (_INTEGRATION_LOCK + integration_id, integration_id),
+                        )
                     row = await cursor.fetchone()
                 except _DOWN as exc:
                     raise _unavailable(self._where, exc) from None
@@ -456,18 +458,21 @@ class SharedIntegrationLocks:
                     yield held
                 finally:
                     del self._holders[integration_id]
-                if held.wrote and held.verified is not None:
-                    with suppress(*_DOWN):
-                        await conn.execute(
-                            "UPDATE integration_writes SET pending = false, updated_at = %s WHERE integration_id = %s",
-                            (held.verified, integration_id),
-                        )
-                        commit = True
+                if held.wrote:
+                    record = held.verified
             finally:
-                # Ends the transaction, which releases the lock; a connection that broke meanwhile
-                # released it on the server already, and the pool discards it.
+                # Ends the transaction, which releases the lock (with the verified write's record,
+                # in one round trip); a connection that broke meanwhile released it on the server
+                # already, and the pool discards it.
                 with suppress(*_DOWN):
-                    await conn.execute("COMMIT" if commit else "ROLLBACK")
+                    async with conn.pipeline():
+                        if record is not None:
+                            await conn.execute(
+                                "UPDATE integration_writes SET pending = false, updated_at = %s"
+                                " WHERE integration_id = %s",
+                                (record, integration_id),
+                            )
+                        await conn.execute("COMMIT" if record is not None else "ROLLBACK")
                 await self._pool.putconn(conn)
 
     async def _mark_pending(self, integration_id: str) -> None:
