@@ -197,10 +197,6 @@ FRESH: Final = 1.0
 _returned: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
 
 
-async def _note_returned(conn: psycopg.AsyncConnection[Any]) -> None:
-    _returned[conn] = time.monotonic()
-
-
 async def _check_unless_fresh(conn: psycopg.AsyncConnection[Any]) -> None:
     returned = _returned.get(conn)
     if returned is None or time.monotonic() - returned > FRESH:
@@ -229,7 +225,6 @@ class PostgresDatabase:
             "kwargs": options,
             "open": False,
             "check": _check_unless_fresh,
-            "reset": _note_returned,
             "timeout": statement_timeout,
             # A background reconnection backs off exponentially (1, 2, 4, … s): kept up for a long
             # outage, it would come back long after the database (measured: 19 s late after 40 s
@@ -316,6 +311,7 @@ class PostgresDatabase:
                 _still_running(cancels)
                 cursor = await conn.execute(_dialect(sql), params if params else None)
                 rows = await cursor.fetchall() if cursor.description is not None else []
+                _returned[conn] = time.monotonic()  # worked just now: no check when handed out soon
                 return [tuple(row) for row in rows], cursor.rowcount
         except _DOWN as exc:
             raise _unavailable(self.where, exc) from None
@@ -473,6 +469,7 @@ class SharedIntegrationLocks:
                                 (record, integration_id),
                             )
                         await conn.execute("COMMIT" if record is not None else "ROLLBACK")
+                    _returned[conn] = time.monotonic()
                 await self._pool.putconn(conn)
 
     async def _mark_pending(self, integration_id: str) -> None:
@@ -485,6 +482,7 @@ class SharedIntegrationLocks:
                     " ON CONFLICT (integration_id) DO UPDATE SET pending = true",
                     (integration_id,),
                 )
+                _returned[conn] = time.monotonic()
         except _DOWN as exc:
             raise _unavailable(self._where, exc) from None
 
