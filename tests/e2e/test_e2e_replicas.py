@@ -284,9 +284,11 @@ def test_a_command_told_not_run_during_an_outage_is_not_run_by_a_replica_claimin
     """Was: a replica whose claim of a command waited out the database restart claimed it once the
     database was back and ran it, after another replica, whose claim had failed meanwhile, had
     told the author "I did not run this one; nothing was changed" (seen in the test above, by
-    chance). Here the second replica is paused while the database is away (deterministic): it
-    reads the command once resumed, after the restart, and claims it. Now a command posted before
-    the database (re)started is looked up for that notice first, and not run when it has one."""
+    chance). Here the second replica is paused while the database is away (deterministic), and the
+    first, which told the author, is killed before the database is back (else it would claim and
+    close the command itself): the second reads the command once resumed, after the restart, and
+    claims it. A command posted before the database (re)started, or claimed soon after an outage,
+    is looked up for that notice first, and not run when it has one."""
     one, two = replicas.start(2)
     control, chat = replicas.control, replicas.chat
     control.create_user("pat", roles=["user", "admin"])
@@ -299,8 +301,11 @@ def test_a_command_told_not_run_during_an_outage_is_not_run_by_a_replica_claimin
         postgres_server.stop()
         command = control.post_message("pat", "outage", f"{PREFIX} disable {hook['_id']}")
         assert chat.reply_to(command, timeout=TAKEOVER_TIMEOUT)["msg"] == replies.UNRECORDED
+        # The replica that told it would claim it once the database is back and close it; gone,
+        # it leaves the command to the paused one, which never saw the outage.
+        one.process.kill()
+        one.wait_exit(20)
         postgres_server.start()
-        replicas.wait_readyz(one, 200)
     finally:
         os.kill(two.process.pid, signal.SIGCONT)
     # The paused replica reads the command now and claims it: decided, not run.
