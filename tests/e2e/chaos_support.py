@@ -101,6 +101,40 @@ class Crowd:
             return sum(1 for s in self.sent if s.answer is not None)
 
 
+def own_integrations(
+    control: SandboxControl, label: str, index: int, room: str, owner: str, *, token: str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A person's two integrations in `room`: an incoming webhook and an outgoing one, each with
+    every optional field set (script, trigger words, retry settings, alias, emoji, avatar, token),
+    so a lossy write would show."""
+    incoming = control.create_incoming_integration(
+        f"{label} hook {index:02d}",
+        channel=f"#{room}",
+        created_by=owner,
+        alias=f"hook-{index}",
+        emoji=":bell:",
+        avatar=f"https://example.org/{index}.png",
+        script=SCRIPT,
+        script_enabled=True,
+    )
+    outgoing = control.create_outgoing_integration(
+        f"{label} relay {index:02d}",
+        channel=f"#{room}",
+        urls=[f"https://relay.example.org/{index}"],
+        created_by=owner,
+        trigger_words=[f"!relay{index}", "!all"],
+        token=token,
+        alias=f"relay-{index}",
+        emoji=":satellite:",
+        retry_failed_calls=True,
+        retry_count=3,
+        retry_delay="exponential",
+        run_on_edits=True,
+        target_room=f"#{room}",
+    )
+    return incoming, outgoing
+
+
 def build_crowd(users: int, *, rooms: int = 4, seed: int = 6) -> Crowd:
     """A started sandbox with the demo workspace and `users` people (see the module docstring)."""
     server = SandboxServer()
@@ -126,30 +160,8 @@ def build_crowd(users: int, *, rooms: int = 4, seed: int = 6) -> Crowd:
     people: list[Person] = []
     for i, c in enumerate(credentials):
         channel = channels[i % rooms]
-        incoming = control.create_incoming_integration(
-            f"Crowd hook {i:02d}",
-            channel=f"#{channel}",
-            created_by=c.username,
-            alias=f"hook-{i}",
-            emoji=":bell:",
-            avatar=f"https://example.org/{i}.png",
-            script=SCRIPT,
-            script_enabled=True,
-        )
-        outgoing = control.create_outgoing_integration(
-            f"Crowd relay {i:02d}",
-            channel=f"#{channel}",
-            urls=[f"https://relay.example.org/{i}"],
-            created_by=c.username,
-            trigger_words=[f"!relay{i}", "!all"],
-            token=f"outgoing-token-{i:02d}-{rng.randrange(10**12)}",
-            alias=f"relay-{i}",
-            emoji=":satellite:",
-            retry_failed_calls=True,
-            retry_count=3,
-            retry_delay="exponential",
-            run_on_edits=True,
-            target_room=f"#{channel}",
+        incoming, outgoing = own_integrations(
+            control, "Crowd", i, channel, c.username, token=f"outgoing-token-{i:02d}-{rng.randrange(10**12)}"
         )
         secrets.update((incoming["token"], outgoing["token"]))
         dm = control.create_direct(c.username, BOT)["_id"]

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from chaos_support import own_integrations
 from e2e_support import BOT_USERNAME, START_TIMEOUT, BodyChecker, BotProcess, Chat, bot_environment, start_sandbox
 
 from bot.rocketchat.message_ids import MessageIds
@@ -49,7 +50,6 @@ LEASE = 3.0  # BOT_CLAIM_LEASE, seconds: the shortest the bot allows; a take-ove
 TAKEOVER_TIMEOUT = 30.0
 # Written by the server on every update (or derived by it): never compared.
 SERVER_MANAGED = ("_updatedAt", "_updatedBy", "scriptError")
-SCRIPT = "class Script {\n  process_incoming_request({ request }) { return { content: request.content }; }\n}\n"
 
 
 def _free_port() -> int:
@@ -279,30 +279,8 @@ class People:
         people = []
         for index, name in enumerate(names):
             room = f"replicas-{index % rooms}"
-            incoming = control.create_incoming_integration(
-                f"Replica hook {index:02d}",
-                channel=f"#{room}",
-                created_by=name,
-                alias=f"hook-{index}",
-                emoji=":bell:",
-                avatar=f"https://example.org/{index}.png",
-                script=SCRIPT,
-                script_enabled=True,
-            )
-            outgoing = control.create_outgoing_integration(
-                f"Replica relay {index:02d}",
-                channel=f"#{room}",
-                urls=[f"https://relay.example.org/{index}"],
-                created_by=name,
-                trigger_words=[f"!relay{index}", "!all"],
-                token=f"replica-token-{index:02d}",
-                alias=f"relay-{index}",
-                emoji=":satellite:",
-                retry_failed_calls=True,
-                retry_count=3,
-                retry_delay="exponential",
-                run_on_edits=True,
-                target_room=f"#{room}",
+            incoming, outgoing = own_integrations(
+                control, "Replica", index, room, name, token=f"replica-token-{index:02d}"
             )
             thread = control.post_message(name, room, f"thread of {name}")["_id"]
             people.append(Person(name, room, thread, incoming, outgoing))
