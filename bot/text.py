@@ -70,7 +70,9 @@ _BACKTICK_LOOKALIKE = "ˋ"
 _ASTERISK_LOOKALIKE = "∗"
 # Characters whose pairs make emphasis, code or KaTeX: no invisible mark between them stops the
 # parser, a look-alike does.
-_LOOKALIKES = {"`": _BACKTICK_LOOKALIKE, "*": _ASTERISK_LOOKALIKE, "_": "ˍ", "~": "∼", "$": "＄"}
+# `|` too: in `<src|label>` the parser links any src with a dot in it, zero-width spaces or not
+# (`<​.​www|[>` is a link), and a lookalike bar is the one way to keep it text.
+_LOOKALIKES = {"`": _BACKTICK_LOOKALIKE, "*": _ASTERISK_LOOKALIKE, "_": "ˍ", "~": "∼", "$": "＄", "|": "∣"}
 # A line starting with one of these may be a quote or a list (ordered, unordered, tasks).
 _BLOCK_STARTS = frozenset(">-+0123456789")
 _LINE_BREAKS = "\n\r"

@@ -352,10 +352,10 @@ class _SharedHeld:
 
     def untouched_since(self, mark: ReadMark, updated_at: str | None = None) -> bool:
         """A read is trusted when no holder of this process released since it began, and it
-        already shows the bot's last write through any replica: its `_updatedAt` is at or after
-        that write's (recorded by its holder, under this lock, once verified). A write that was
-        sent and never verified (its holder died, the answer was lost) leaves `pending`: every
-        later read is made again under the lock, as it always was (one GET)."""
+        already shows the bot's last write through any replica: its `_updatedAt` is that write's
+        (recorded by its holder, under this lock, once verified). A write that was sent and never
+        verified (its holder died, the answer was lost) leaves `pending`: every later read is
+        made again under the lock, as it always was (one GET)."""
         if not self._local.untouched_since(mark) or updated_at is None:
             return False
         if self._last is None:
@@ -363,8 +363,10 @@ class _SharedHeld:
         pending, last = self._last
         if pending or last is None:
             return False
+        # The very write (equal stamps): a later stamp could come from another Rocket.Chat
+        # instance whose clock runs ahead, and is read again rather than trusted.
         seen, written = decode_date(updated_at), decode_date(last)
-        return seen is not None and written is not None and seen >= written
+        return seen is not None and written is not None and seen == written
 
     async def writing(self) -> None:
         """Committed before the write is sent: a holder that dies after sending it leaves `pending`."""
@@ -433,15 +435,22 @@ class SharedIntegrationLocks:
             try:
                 _still_running(cancels)
                 try:
-                    async with conn.pipeline():  # BEGIN and the lock in one round trip
+                    # One round trip, three statements: the read must be a statement of its own,
+                    # after the lock's (a statement's snapshot is taken when it starts, so a read
+                    # in the lock's statement would miss what the last holder committed while this
+                    # one waited, and trust a read older than that holder's write).
+                    async with conn.pipeline():
                         await conn.execute("BEGIN")
-                        cursor = await conn.execute(
-                            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0)),"
-                            " (SELECT ARRAY[pending::text, updated_at] FROM integration_writes"
-                            " WHERE integration_id = %s)",
-                            (_INTEGRATION_LOCK + integration_id, integration_id),
+                        await conn.execute(
+                            "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                            (_INTEGRATION_LOCK + integration_id,),
                         )
-                    row = await cursor.fetchone()
+                        cursor = await conn.execute(
+                            "SELECT ARRAY[pending::text, updated_at] FROM integration_writes WHERE integration_id = %s",
+                            (integration_id,),
+                        )
+                    found = await cursor.fetchone()
+                    row = (None, found[0] if found is not None else None)
                 except _DOWN as exc:
                     raise _unavailable(self._where, exc) from None
                 if self.on_wait is not None:

@@ -290,11 +290,15 @@ class StateStore:
             "UPDATE processed_messages SET lease_until = 0 WHERE owner = ? AND status = 'claimed'", (self.owner,)
         )
 
-    async def finish_message(self, message_id: str, outcome: str, *, ignored: bool = False) -> None:
-        await self.database.count(
-            "UPDATE processed_messages SET status = ?, outcome = ? WHERE message_id = ?",
-            ("ignored" if ignored else "done", outcome, message_id),
+    async def finish_message(self, message_id: str, outcome: str, *, ignored: bool = False) -> bool:
+        """Close this process's claim. False when the claim is not (or no longer) this process's:
+        a replica paused past its lease, whose claim another took over, must not close it while
+        that one runs the command."""
+        changed = await self.database.count(
+            "UPDATE processed_messages SET status = ?, outcome = ? WHERE message_id = ? AND owner = ?",
+            ("ignored" if ignored else "done", outcome, message_id, self.owner),
         )
+        return changed == 1
 
     async def message_status(self, message_id: str) -> str | None:
         rows = await self.database.rows("SELECT status FROM processed_messages WHERE message_id = ?", (message_id,))

@@ -31,7 +31,9 @@ user_texts = st.lists(pieces, max_size=20).map("".join) | st.text(max_size=40)
 
 # Look-alikes and invisible marks the neutralising may use: reading the echo back through them
 # gives the user's text.
-READ_BACK = str.maketrans({"ˋ": "`", "∗": "*", "ˍ": "_", "∼": "~", "＄": "$", "／": "/", "！": "!", ZWSP: None})
+READ_BACK = str.maketrans(
+    {"ˋ": "`", "∗": "*", "ˍ": "_", "∼": "~", "＄": "$", "∣": "|", "／": "/", "！": "!", ZWSP: None}
+)
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +61,7 @@ def test_the_oracle_sees_what_the_issue_reports(parser: MessageParser) -> None:
 @example("\x1f>0")  # a quote once single_line drops the control character
 @example("restarted on localhost.")  # the parser links `localhost` before a dot
 @example("|\x1b||\x1b|")  # a spoiler once single_line drops the control characters between the bars
+@example("<t:1630360800>[|www.<t:1630360800>")  # reversed: `<.www|[>`, a link whatever comes after `<`
 def test_no_echo_renders_as_a_link_or_formatting(parser: MessageParser, text: str) -> None:
     echo = safe_text(text)
     assert formatting(parser.parse(echo)) == set()

@@ -5,6 +5,7 @@ current costs no second read."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import httpx
@@ -70,3 +71,38 @@ async def test_a_write_never_verified_makes_every_later_read_be_made_again(
     server.on_update = server.store_body
     await two.set_enabled("Guggy", False, rights=rights(*ALL))
     assert len(server.endpoint_calls("integrations.get")) == 1  # pending: not trusted
+
+
+async def test_a_holder_sees_the_write_committed_while_it_waited_for_the_lock(
+    stores: tuple[StateStore, StateStore],
+) -> None:
+    """Was: the lock and the read of the bot's last write were one statement, whose snapshot is
+    taken before the lock wait: a replica waiting while another wrote saw the old record, trusted
+    its older read and wrote over the other's change (found by reading the code; shown here)."""
+    one, two = stores
+    await one.database.count(
+        "INSERT INTO integration_writes (integration_id, pending, updated_at) VALUES (?, false, ?)",
+        ("i1", "2026-01-01T00:00:00.000Z"),
+    )
+    holding, go = asyncio.Event(), asyncio.Event()
+    seen: list[bool] = []
+
+    async def first() -> None:
+        async with one.locks.hold("i1") as held:
+            holding.set()
+            await go.wait()
+            await held.writing()
+            held.written("2026-01-01T00:00:05.000Z")
+
+    async def second() -> None:
+        async with two.locks.hold("i1") as held:
+            # A document read before the lock, showing the write before the first holder's.
+            seen.append(held.untouched_since(two.locks.mark(), "2026-01-01T00:00:00.000Z"))
+
+    writer = asyncio.create_task(first())
+    await holding.wait()
+    waiter = asyncio.create_task(second())
+    await asyncio.sleep(0.3)  # the second replica is waiting for the lock now
+    go.set()
+    await asyncio.gather(writer, waiter)
+    assert seen == [False]

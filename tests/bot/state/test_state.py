@@ -42,6 +42,7 @@ async def test_a_message_is_claimed_once_even_across_reopen(tmp_path: Path) -> N
     assert await reopened.claim_message("m1", "GENERAL", NOW, NOW) is False
     assert await reopened.message_status("m1") == "claimed"
     assert await reopened.unfinished_messages() == ["m1"]
+    assert await reopened.take_over(NOW, expired_only=False) == ["m1"]  # as a restart does first
     await reopened.finish_message("m1", "ok")
     assert await reopened.message_status("m1") == "done"
     assert await reopened.unfinished_messages() == []

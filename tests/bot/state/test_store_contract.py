@@ -58,7 +58,10 @@ async def test_a_message_is_claimed_by_one_process_only(opened: Opener) -> None:
     second = await opened(owner="b")
     assert await second.claim_message("m1", "GENERAL", NOW, NOW) is False
     assert await second.message_status("m1") == "claimed"
-    await second.finish_message("m1", "ok")
+    # Only its owner closes a claim (a replica whose claim was taken over must not).
+    assert await second.finish_message("m1", "ok") is False
+    assert await first.message_status("m1") == "claimed"
+    assert await first.finish_message("m1", "ok") is True
     assert await first.message_status("m1") == "done"
     assert await first.unfinished_messages() == []
 
