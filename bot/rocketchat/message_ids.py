@@ -57,7 +57,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Final
 
 from bot import logs
-from bot.errors import MessageIdTaken
+from bot.errors import MessageIdTaken, ServerRejected
 
 if TYPE_CHECKING:
     from bot.rocketchat.rest import RestClient
@@ -168,6 +168,21 @@ def own_among(
     return None
 
 
+async def own_at(rest: RestClient, chain: Sequence[str], *, room_id: str, thread_id: str | None) -> bool:
+    """Whether the bot's own message (`is_own`) stands at an id of `chain`, looked up on the
+    server. Every id is looked at, not only those up to the first free one: a message that held
+    an earlier id when the bot posted may have been deleted since. Errors other than "not found"
+    propagate (the caller decides what "cannot tell" means)."""
+    for candidate in chain:
+        try:
+            found = await rest.chat_get_message(candidate)
+        except ServerRejected:
+            continue  # not found, or not readable by the bot: not its answer
+        if is_own(found, user_id=rest.user_id, room_id=room_id, thread_id=thread_id):
+            return True
+    return False
+
+
 async def post(
     rest: RestClient,
     chain: Sequence[str],
@@ -206,6 +221,7 @@ __all__ = [
     "is_own",
     "meteor_id",
     "own_among",
+    "own_at",
     "post",
     "random_id",
 ]

@@ -61,7 +61,7 @@ from bot.errors import (
 from bot.incident.toolkit import IncidentToolkit
 from bot.integrations.authz import CallerRights, RightsCache
 from bot.rocketchat import message_size
-from bot.rocketchat.message_ids import is_own
+from bot.rocketchat.message_ids import own_at
 from bot.rocketchat.messages import ChatMessage
 from bot.rocketchat.models import UserInfo
 from bot.rocketchat.realtime import (
@@ -790,16 +790,11 @@ class Bot:
     async def _answered_by_bot(self, message: ChatMessage) -> bool:
         """Whether the bot's own message stands at an id of the command's answer (looked up)."""
         assert self.rest is not None and self.state is not None
-        for candidate in self.state.message_ids.answer(message.id):
-            try:
-                found = await self.rest.chat_get_message(candidate)
-            except ServerRejected:
-                return False  # not found: the first free id of its answer, so nothing posted yet
-            except UpstreamError:
-                return False  # cannot tell
-            if is_own(found, user_id=self.rest.user_id, room_id=message.room_id, thread_id=message.thread_id):
-                return True
-        return False
+        chain = self.state.message_ids.answer(message.id)
+        try:
+            return await own_at(self.rest, chain, room_id=message.room_id, thread_id=message.thread_id)
+        except UpstreamError:
+            return False  # cannot tell
 
     # --- the state database: leases, take-over, outages ---------------------------------------
 

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 
 from bot import logs
 from bot.errors import ServerRejected
-from bot.rocketchat.message_ids import MessageIds, is_own
+from bot.rocketchat.message_ids import MessageIds, own_at
 from bot.rocketchat.messages import ChatMessage
 from bot.rocketchat.rest import RestClient
 from bot.runtime.catchup import Room
@@ -149,11 +149,7 @@ class Recovery:
         if not isinstance(room_id, str):
             return False
         thread_id = tmid if isinstance(tmid, str) and tmid else None
-        for candidate in self._ids.answer(message_id):
-            found = await self._get_message(candidate)
-            if found is not None and is_own(found, user_id=self._rest.user_id, room_id=room_id, thread_id=thread_id):
-                return True
-        return False
+        return await own_at(self._rest, self._ids.answer(message_id), room_id=room_id, thread_id=thread_id)
 
     async def _get_message(self, message_id: str) -> dict[str, object] | None:
         try:
