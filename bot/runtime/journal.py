@@ -148,7 +148,8 @@ class JournaledIntegrationService(IntegrationService):
         it then lacks is written by its recovery, with this document as `after`)."""
         run = current_command.get()
         if run is not None:
-            await self._state.verified_intent(run.message_id, current.id, dict(stored))
+            held = self._locks.held(current.id)
+            await self._state.verified_intent(run.message_id, current.id, dict(stored), held=held)
 
     async def _before_write(self, current: Integration, intended: Mapping[str, Any]) -> None:
         run = current_command.get()

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bot.errors import ConfigError
-from bot.integrations.locks import IntegrationLocks
+from bot.integrations.locks import Held, IntegrationLocks
 from bot.rocketchat.message_ids import KEY_BYTES, MessageIds, derive_key
 from bot.state.confirmations import ConfirmationStore
 from bot.state.database import Database
@@ -291,12 +291,23 @@ class StateStore:
         )
 
     async def finish_message(self, message_id: str, outcome: str, *, ignored: bool = False) -> bool:
-        """Close this process's claim. False when the claim is not (or no longer) this process's:
-        a replica paused past its lease, whose claim another took over, must not close it while
-        that one runs the command."""
-        changed = await self.database.count(
-            "UPDATE processed_messages SET status = ?, outcome = ? WHERE message_id = ? AND owner = ?",
-            ("ignored" if ignored else "done", outcome, message_id, self.owner),
+        """Close this process's claim, and drop its write intents (in one round trip). False when
+        the claim is not (or no longer) this process's: a replica paused past its lease, whose
+        claim another took over, must not close it while that one runs the command."""
+        changed, _cleared = await self.database.batch(
+            [
+                (
+                    "UPDATE processed_messages SET status = ?, outcome = ? WHERE message_id = ? AND owner = ?",
+                    ("ignored" if ignored else "done", outcome, message_id, self.owner),
+                ),
+                # Its journal has served, once it is closed by this process (never under the
+                # feet of a replica that took it over).
+                (
+                    "DELETE FROM write_intents WHERE message_id = ? AND EXISTS (SELECT 1 FROM processed_messages"
+                    " WHERE message_id = ? AND owner = ? AND status != 'claimed')",
+                    (message_id, message_id, self.owner),
+                ),
+            ]
         )
         return changed == 1
 
@@ -373,15 +384,16 @@ class StateStore:
             for row in rows
         ]
 
-    async def verified_intent(self, message_id: str, integration_id: str, stored: dict[str, Any]) -> None:
-        """The command's write of the integration was stored and verified as `stored`."""
-        await self.database.count(
-            "UPDATE write_intents SET verified_json = ? WHERE message_id = ? AND integration_id = ?",
-            (json.dumps(stored), message_id, integration_id),
-        )
-
-    async def clear_intents(self, message_id: str) -> None:
-        await self.database.count("DELETE FROM write_intents WHERE message_id = ?", (message_id,))
+    async def verified_intent(
+        self, message_id: str, integration_id: str, stored: dict[str, Any], *, held: Held | None = None
+    ) -> None:
+        """The command's write of the integration was stored and verified as `stored`. Under a
+        lock `held` in the database, the mark is committed with the lock's release (one round
+        trip fewer, and still before the command answers)."""
+        sql = "UPDATE write_intents SET verified_json = ? WHERE message_id = ? AND integration_id = ?"
+        params = (json.dumps(stored), message_id, integration_id)
+        if held is None or not held.commit_with(sql, params):
+            await self.database.count(sql, params)
 
     async def prune_intents(self) -> int:
         """Drop intents whose command is no longer unfinished (finished, or its claim pruned)."""
