@@ -717,7 +717,6 @@ class Bot:
         assert self.state is not None
         try:
             await self.state.finish_message(message_id, outcome, ignored=ignored)
-            await self.state.clear_intents(message_id)
             self._unsettled.pop(message_id, None)
         except StateUnavailable as exc:
             self._state_failed(exc)

@@ -46,10 +46,10 @@ async def test_intents_are_stored_per_message_and_cleared(tmp_path: Path) -> Non
     assert await state.intents("m2") == []
     assert await state.claim_message("m1", "R", NOW, NOW)
     assert await state.prune_intents() == 0  # its command is still unfinished
-    await state.finish_message("m1", "ok")
+    await state.finish_message("m1", "ok")  # drops its intents
+    assert await state.intents("m1") == []
+    await state.record_intent(intent(DOC, DOC))  # no unfinished command holds it
     assert await state.prune_intents() == 1
-    await state.record_intent(intent(DOC, DOC))
-    await state.clear_intents("m1")
     assert await state.intents("m1") == []
     await state.close()
 
