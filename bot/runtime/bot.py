@@ -597,6 +597,15 @@ class Bot:
                     reply = await self._reply_for(accepted, stale=stale, rights=author)
                 else:  # the author could not be looked up: nothing runs, the caller is told why
                     reply = self._failed(accepted, unchecked)
+                if reply.outcome == replies.TAKEN_OVER:
+                    # Paused past its claim's lease, this process lost the command to another,
+                    # which runs and answers it: stopped before writing, it says nothing.
+                    log.warning(
+                        "command.taken_over",
+                        message_id=message.id,
+                        hint="another replica took it over when this one's lease ran out; that one answers it",
+                    )
+                    return
                 if reply.outcome == replies.STATE_UNAVAILABLE and run.sent:
                     # "Nothing was changed" would be wrong: its write was sent (and may well have
                     # landed) before the database failed. Not answered now: its claim, no longer

@@ -350,11 +350,15 @@ class StateStore:
 
     # --- write intents (bot.runtime.journal) ----------------------------------------------------------
 
-    async def record_intent(self, intent: WriteIntent) -> None:
-        """Remember a write before it is sent (replacing an earlier attempt's for the same pair)."""
-        await self.database.count(
+    async def record_intent(self, intent: WriteIntent) -> bool:
+        """Remember a write before it is sent (replacing an earlier attempt's for the same pair),
+        if this process still holds the command's claim; False (nothing recorded, nothing may be
+        written) when another process took the claim over meanwhile."""
+        recorded = await self.database.count(
             "INSERT INTO write_intents (message_id, integration_id, at, before_json, intended_json)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, integration_id) DO UPDATE SET"
+            " SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM processed_messages"
+            " WHERE message_id = ? AND owner = ? AND status = 'claimed')"
+            " ON CONFLICT (message_id, integration_id) DO UPDATE SET"
             " at = excluded.at, before_json = excluded.before_json, intended_json = excluded.intended_json,"
             " verified_json = NULL",
             (
@@ -363,8 +367,11 @@ class StateStore:
                 _ts(intent.at),
                 json.dumps(intent.before),
                 json.dumps(intent.intended),
+                intent.message_id,
+                self.owner,
             ),
         )
+        return recorded == 1
 
     async def intents(self, message_id: str) -> list[WriteIntent]:
         rows = await self.database.rows(

@@ -162,8 +162,14 @@ async def test_write_intents_are_replaced_and_dropped_when_their_command_finishe
     other = await opened(owner="b")
     assert await other.finish_message("m1", "ok") is False
     assert await other.intents("m1") == [again]
-    # What no unfinished command holds any more (its claim pruned, or never made) is pruned.
-    await other.record_intent(WriteIntent("m3", "i3", NOW, {}, {}))
+    # Nothing is recorded for a command whose claim is another process's (nothing may be written).
+    assert await other.record_intent(WriteIntent("m1", "i9", NOW, {}, {})) is False
+    assert await other.intents("m1") == [again]
+    # What no unfinished command holds any more (closed by an older release, which kept its
+    # intents) is pruned.
+    await store.claim_messages([("m3", "R", NOW)], NOW)
+    assert await store.record_intent(WriteIntent("m3", "i3", NOW, {}, {})) is True
+    await store.database.count("UPDATE processed_messages SET status = 'done' WHERE message_id = 'm3'")
     assert await other.prune_intents() == 1
     assert await other.intents("m1") == [again]
 
