@@ -42,6 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from sandbox.docsort import SortSpec, sort_documents
 from sandbox.errors import MeteorError
@@ -94,16 +95,21 @@ class CallOutcome:
 
 
 def _fetch_error(url: str, code: str) -> dict[str, Any]:
-    """node-fetch's `FetchError` as MongoDB stores it (its own enumerable fields)."""
+    """node-fetch's `FetchError` as MongoDB stores it (its own enumerable fields); the reason is
+    Node's system error text (the address is the host here: the sandbox resolves nothing)."""
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname or "", parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError:
+        host, port = "", 80
     reasons = {
-        "ECONNREFUSED": "connect ECONNREFUSED",
-        "ENOTFOUND": "getaddrinfo ENOTFOUND",
-        "ETIMEDOUT": "connect ETIMEDOUT",
+        "ECONNREFUSED": f"connect ECONNREFUSED {host}:{port}",
+        "ENOTFOUND": f"getaddrinfo ENOTFOUND {host}",
+        "ETIMEDOUT": f"connect ETIMEDOUT {host}:{port}",
         "ECONNRESET": "socket hang up",
     }
-    reason = reasons.get(code, code)
     return {
-        "message": f"request to {url} failed, reason: {reason}",
+        "message": f"request to {url} failed, reason: {reasons.get(code, code)}",
         "type": "system",
         "errno": code,
         "code": code,
