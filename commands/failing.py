@@ -34,7 +34,7 @@ from commands.reply import Button, Reply
 
 DEFAULT_SPAN: Final = timedelta(minutes=60)
 MAX_SPAN: Final = timedelta(days=7)
-MAX_CHECKED: Final = 50  # webhooks whose history one command reads
+MAX_CHECKED: Final = 100  # webhooks whose history one command reads (enabled ones first)
 MAX_ENTRIES: Final = 300  # history entries read per webhook (3 pages)
 CONCURRENCY: Final = 4  # history reads in flight at once (the REST client has few connections)
 SHOWN: Final = 10
@@ -85,8 +85,8 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     lines = [_line(t, now) for t in failing[:SHOWN]]
     more = f"\n… and {plural(len(failing) - SHOWN, 'more webhook')}." if len(failing) > SHOWN else ""
     header = (
-        f"Outgoing webhooks with failed calls in the last {window} "
-        f"({len(failing)} of the {plural(len(checked), 'outgoing webhook')} you can see):"
+        f"{len(failing)} of {plural(len(checked), 'outgoing webhook')} you can see had failed calls "
+        f"in the last {window}:"
     )
     buttons = await _buttons(ctx, rights, failing[:SHOWN], window)
     return Reply(f"{header}\n{bullet_list(lines)}{more}{notes}", buttons=buttons)
@@ -124,8 +124,16 @@ def _safe(reason: str, entry: Mapping[str, Any], document: Mapping[str, Any]) ->
 def _line(tally: Tally, now: datetime) -> str:
     at_least = "at least " if tally.truncated else ""
     counts = f"{at_least}{tally.failed} of {plural(tally.calls, 'call')} failed"
-    when = f"last {ago(tally.last_at, now)}" if tally.last_at is not None else "last"
+    when = f"last {_minutes_ago(tally.last_at, now)}" if tally.last_at is not None else "last"
     return f"{replies.one_line(tally.integration, with_id=True)} · {counts} · {when}: {code(tally.last_error)}"
+
+
+def _minutes_ago(when: datetime, now: datetime) -> str:
+    """`4 min ago`, `1 h 5 min ago`, `just now`: whole minutes (seconds would be noise here)."""
+    delta = now - when
+    if delta < timedelta(minutes=1):
+        return ago(when, now)
+    return f"{human_duration(timedelta(minutes=delta // timedelta(minutes=1)))} ago"
 
 
 def _notes(visible: int, unreadable: int) -> str:
