@@ -49,7 +49,7 @@ _URL: Final = re.compile(r"""(?i)\b[a-z][a-z0-9+.\-]{0,15}://[^\s"'<>`\])}]*""")
 _USERINFO: Final = re.compile(r"""[^\s"'<>/@:]+:[^\s"'<>@]*@(?=[A-Za-z0-9\[])""")
 _CREDENTIAL_PAIR: Final = re.compile(
     r"""(?i)\b((?:access[_-]?|api[_-]?|auth[_-]?|refresh[_-]?|id[_-]?)?(?:token|key|secret|password|passwd|pwd|pass|"""
-    r"""sig|signature|auth|authorization|credentials?|session|code))(["']?\s*[=:]\s*["']?)([^\s&"',;]+)"""
+    r"""sig|signature|auth|authorization|credentials?|session))(["']?\s*[=:]\s*["']?)([^\s&"',;]+)"""
 )
 _AUTH_HEADER: Final = re.compile(
     r"""(?i)\b((?:proxy-)?authorization["']?\s*[=:]\s*)["']?[^\s"',;]+(?:\s+[^\s"',;]+)?"""
