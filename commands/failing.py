@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Final
@@ -98,20 +99,22 @@ async def _tally(ctx: CommandContext, gate: asyncio.Semaphore, integration: Inte
     reached_end = False
     async with gate:
         try:
-            async for entry in ctx.services.rest.iter_history(integration.id, limit=MAX_ENTRIES):
-                when = entry_time(entry)
-                if when is not None and when < since:
-                    reached_end = True
-                    break
-                calls += 1
-                found = verdict(entry)
-                if found.failed:
-                    failed += 1
-                    if not last_error:  # newest first: the first failure is the last one
-                        last_error = _safe(found.reason, entry, integration.document)
-                        last_at = when
-            else:
-                reached_end = calls < MAX_ENTRIES
+            # Closed at once when the window ends before the history does (no page left pending).
+            async with aclosing(ctx.services.rest.iter_history(integration.id, limit=MAX_ENTRIES)) as entries:
+                async for entry in entries:
+                    when = entry_time(entry)
+                    if when is not None and when < since:
+                        reached_end = True
+                        break
+                    calls += 1
+                    found = verdict(entry)
+                    if found.failed:
+                        failed += 1
+                        if not last_error:  # newest first: the first failure is the last one
+                            last_error = _safe(found.reason, entry, integration.document)
+                            last_at = when
+                else:
+                    reached_end = calls < MAX_ENTRIES
         except UpstreamError as exc:
             return Tally(integration, error=exc)
     return Tally(integration, calls, failed, last_error, last_at, truncated=not reached_end)

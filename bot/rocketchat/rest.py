@@ -36,7 +36,7 @@ import importlib.util
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeVar
@@ -423,7 +423,7 @@ class RestClient:
 
     async def iter_history(
         self, integration_id: str, *, limit: int, page_size: int = MAX_PAGE_SIZE
-    ) -> AsyncIterator[dict[str, Any]]:
+    ) -> AsyncGenerator[dict[str, Any], None]:
         """The newest `limit` history entries at most, newest first (stops early when the
         caller stops iterating, e.g. at the first entry older than its window)."""
         offset = 0
