@@ -108,3 +108,17 @@ async def test_nothing_failing_is_a_short_answer(h: Harness) -> None:
     reply = await h.say("admin", "ops", "!integration failing")
     assert reply.outcome == "empty"
     assert reply.text.startswith("No failed calls in the last 1 h from the "), reply.text
+
+
+async def test_history_is_read_page_by_page_up_to_a_cap(h: Harness) -> None:
+    long = _outgoing(h, "Busy hook", created_by="admin")
+    capped = _outgoing(h, "Very busy hook", created_by="admin")
+    for n in range(150):
+        h.control.record_outgoing_call(long, status=500, body=f"n{n}", at=_ago(h, 50 - n * 0.3))
+    for n in range(310):
+        h.control.record_outgoing_call(capped, status=500, body=f"n{n}", at=_ago(h, 40 - n * 0.1))
+    reply = await h.say("admin", "ops", "!integration failing")
+    busy = next(line for line in reply.text.splitlines() if "`Busy hook`" in line)
+    very = next(line for line in reply.text.splitlines() if "`Very busy hook`" in line)
+    assert "150 of 150 calls failed" in busy and "n149" in busy, busy  # two pages, the newest last error
+    assert "at least 300 of 300 calls failed" in very, very
