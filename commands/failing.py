@@ -74,7 +74,9 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     checked = visible[:MAX_CHECKED]
     now = ctx.now()
     gate = asyncio.Semaphore(CONCURRENCY)
-    tallies = await asyncio.gather(*(_tally(ctx, gate, i, now - span) for i in checked))
+    async with asyncio.TaskGroup() as group:  # a crash in one read cancels the others
+        tasks = [group.create_task(_tally(ctx, gate, i, now - span)) for i in checked]
+    tallies = [task.result() for task in tasks]
     unreadable = [t for t in tallies if t.error is not None]
     if unreadable and len(unreadable) == len(tallies) and unreadable[0].error is not None:
         raise unreadable[0].error  # nothing could be read: not "nothing failed"

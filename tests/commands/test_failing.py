@@ -4,8 +4,12 @@ the error line, the buttons, and the refusals."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from set_harness import Harness
+
+from bot.errors import Unavailable
+from bot.rocketchat.models import HistoryPage
 
 TOKEN = "tok-Zq8w3PZ8sL2d1Xy0abcd"
 PASSWORD = "pa55-w0rd-x9"
@@ -122,3 +126,25 @@ async def test_history_is_read_page_by_page_up_to_a_cap(h: Harness) -> None:
     very = next(line for line in reply.text.splitlines() if "`Very busy hook`" in line)
     assert "150 of 150 calls failed" in busy and "n149" in busy, busy  # two pages, the newest last error
     assert "at least 300 of 300 calls failed" in very, very
+
+
+async def test_an_unreadable_history_is_said_and_all_unreadable_is_an_error(h: Harness) -> None:
+    readable = _outgoing(h, "Readable", created_by="admin")
+    broken = _outgoing(h, "Broken", created_by="admin")
+    h.control.record_outgoing_call(readable, status=500, body="down", at=_ago(h, 2))
+    rest = h.services.rest
+    original = rest.integrations_history
+    refused: set[str] = {broken}
+
+    async def flaky(integration_id: str, **kwargs: Any) -> HistoryPage:
+        if integration_id in refused:
+            raise Unavailable("integrations.history", "integrations.history: Rocket.Chat is unavailable (503)")
+        return await original(integration_id, **kwargs)
+
+    rest.integrations_history = flaky  # type: ignore[method-assign]
+    some = await h.say("admin", "ops", "!integration failing")
+    assert "Readable" in some.text and "(The history of 1 webhook could not be read just now.)" in some.text
+    refused.add(readable)
+    refused.update(str(d["_id"]) for d in h.control.integrations() if d["type"] == "webhook-outgoing")
+    none = await h.say("admin", "ops", "!integration failing")
+    assert none.outcome == "unavailable" and "Rocket.Chat is not answering" in none.text, none.text
