@@ -16,10 +16,13 @@ import structlog
 from reliability_support import BOT, ShiftedClock, World, call, running_bot, settings_for, until, world
 
 from bot.errors import AuthFailed, StateUnavailable
+from bot.integrations import wording
+from bot.rocketchat.message_ids import random_id
 from bot.rocketchat.realtime import RealtimeState
 from bot.runtime import bot as runtime
 from bot.runtime.bot import Bot
 from bot.state.store import StateStore, read_message_ids
+from commands import replies
 
 REPLY_TIMEOUT = 15.0
 
@@ -400,3 +403,27 @@ def bot_claim_status(tmp_path: Path, message_id: str) -> str | None:
     with sqlite3.connect(tmp_path / "state.sqlite3") as db:
         row = db.execute("SELECT status FROM processed_messages WHERE message_id = ?", (message_id,)).fetchone()
     return str(row[0]) if row else None
+
+
+async def test_an_answer_that_finds_a_not_run_notice_at_its_id_is_written_over_it(w: World, tmp_path: Path) -> None:
+    """Was: a replica cut off from the shared database told the author "I did not run this one;
+    nothing was changed" (at the ids of the command's answer) while another replica, slower than
+    the notice's wait, ran the command: its answer found the notice at its id, took it for its
+    own, and the author was left told that nothing had changed. The answer now replaces it."""
+    control = w.control
+    target = await hook(w, "notice-replaced")
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        assert bot.state is not None
+        command_id = random_id()
+        notice = await call(
+            control.post_message, BOT, "ops", replies.UNRECORDED, message_id=bot.state.message_ids.answer(command_id)[0]
+        )
+        await call(control.post_message, "owen", "ops", "!integration disable notice-replaced", message_id=command_id)
+        edited = await until(
+            lambda: [m for m in bot_messages(w, "ops") if m["_id"] == notice["_id"] and "Disabled" in m["msg"]],
+            what="the notice replaced by the answer",
+        )
+    assert edited[0]["msg"].startswith(f"{wording.DISABLED_MARK} Disabled"), edited[0]["msg"]
+    assert "editedAt" in edited[0]
+    assert [m["_id"] for m in bot_messages(w, "ops")] == [notice["_id"]]
+    assert (await call(control.integration, target["_id"]))["enabled"] is False
