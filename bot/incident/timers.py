@@ -54,6 +54,7 @@ from bot.errors import (
     RateLimited,
     ServerRejected,
     Unavailable,
+    UserInputError,
     VerificationFailed,
 )
 from bot.incident.audit_room import AuditRoom
@@ -173,6 +174,66 @@ class TimerService:
             await self.end_early(timer, note)
         else:
             await self.store.transition(timer, TimerEvent.REBASED, at=self.clock.now(), document=document)
+
+    async def disable_by_bot(
+        self, document: Mapping[str, Any], *, until: datetime, reason: str, room_id: str | None, key: str
+    ) -> TimedDisable | None:
+        """A timed disable made by the bot itself (the flood guard), exactly as `disable X for …`
+        makes one (commands/disable.py) but with the bot as actor: a `scheduled` row, the lossless
+        write under the integration's lock with the bot's rights, the audit row (keyed by `key`, so
+        it is recorded once), `active`. The scheduler then re-enables it when due, and `snoozed`,
+        `extend`, `enable` and `undo` treat it as any other. None when nothing was written: it is
+        already disabled, or a timed disable of it is pending. Raises `BotError` when refused."""
+        rights = await self._rights.get(self.bot_user_id)
+        async with self._integrations.editing(document) as edit:
+            current = edit.current
+            if not current.enabled or await self.store.pending_for(current.id) is not None:
+                return None
+            now = self.clock.now()
+            timer = await self.store.schedule(
+                TimerDraft(
+                    integration_id=current.id,
+                    integration_name=current.name,
+                    integration_type=current.type,
+                    created_at=now,
+                    due_at=until,
+                    actor_id=self.bot_user_id,
+                    actor_username=self.bot_username,
+                    reason=reason,
+                    room_id=room_id,
+                )
+            )
+            if timer is None:
+                return None
+            try:
+                outcome = await edit.apply({"enabled": False}, rights=rights)
+            except (PermissionDenied, UserInputError):
+                await self.abort(timer, "the disable was refused")  # nothing was written
+                raise
+            if not outcome.changed:
+                await self.abort(timer, "it was already disabled")
+                return None
+            record = AuditRecord(
+                at=now,
+                actor_id=self.bot_user_id,
+                actor_username=self.bot_username,
+                integration_id=current.id,
+                integration_name=outcome.before.name,
+                integration_type=outcome.before.type,
+                action="disable",
+                room_id=room_id,
+                message_id=key,
+                reason=reason,
+                before=outcome.before.to_dict(),
+                after=outcome.after.to_dict(),
+                until=until,
+            )
+            stored = dataclasses.replace(record, id=await self._state.record(record))
+            confirmed = await self.confirm(timer, outcome.after.document, stored.id)
+        if self._audit_room is not None:
+            self._audit_room.announce(stored)
+        log.info("timer.disabled_by_bot", timer_id=timer.id, integration_id=current.id, reason=reason)
+        return confirmed
 
     # --- for the scheduler ----------------------------------------------------------------------
 
