@@ -57,7 +57,7 @@ COMMAND = Command(
         "The flood guard posts a notice when an integration floods a room; `quiet` silences further ones "
         "about that integration in this room until midnight UTC. You must be allowed to change it."
     ),
-    examples=("quiet Guggy",),
+    examples=("quiet Grafana", "quiet incoming Guggy"),
     handler=run,
     action="silence flood notices about {kind}integrations",
 )

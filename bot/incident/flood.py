@@ -21,10 +21,12 @@ flood: the key is muted locally for `quiet` (no further work for it, whatever th
 5. the notice, in the room, at an id derived from the key and the claim's time (a retry stores
    it once), with buttons that post normal commands as whoever taps them.
 
-What the notice shows: the integration's name only (no id in the text, no channels, no owner).
-Its readers are the room's members, who already read the integration's messages; the buttons
-carry its id, which grants nothing by itself: a tapped button is a command checked against the
-tapper's own rights, like any other.
+What the notice shows: the integration as the room already sees it, its messages' signature
+(its alias, else the user it posts as; contract §5.1), not its name: the name is not on its
+messages, and only those who may view integrations learn it (`noisy` does not name an
+integration to whoever can't see it either). No channels, no owner. The buttons carry its id
+(a command needs one name it exactly), which grants nothing by itself: a tapped button is a
+command checked against the tapper's own rights, and a refusal names nothing.
 
 Memory is bounded: at most `max_keys` rings and mutes (least recently used dropped first), each
 ring at most `threshold` times, at most MAX_HANDLING floods handled at once.
@@ -45,7 +47,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.errors import BotError, StateUnavailable
 from bot.incident.noise import WebhookPost
-from bot.incident.timers import TimerService
+from bot.incident.timers import TimerService, webhook_label
 from bot.integrations.room_names import RoomDirectory
 from bot.integrations.service import read_integration
 from bot.rocketchat import message_ids
@@ -53,7 +55,7 @@ from bot.rocketchat.message_ids import MessageIds, Purpose
 from bot.rocketchat.models import Integration
 from bot.rocketchat.rest import RestClient
 from bot.state.flood_store import FloodStore
-from bot.text import human_duration, human_until, neutralize_mentions, quote_name
+from bot.text import human_duration, human_until, neutralize_mentions
 
 log = logs.get_logger("integrations_bot.flood")
 
@@ -227,8 +229,8 @@ class FloodGuard:
     ) -> tuple[str, list[tuple[str, str]]]:
         """The notice's text and buttons (text, command)."""
         settings = self.settings
-        name, window = quote_name(integration.name), within(settings.bot_flood_window)
-        head = f"{MARK} {name} posted {flood.count} messages here {window}"
+        label, window = webhook_label(integration.document), within(settings.bot_flood_window)
+        head = f"{MARK} {label} posted {flood.count} messages here {window}"
         if disabled_until is not None:
             text = f"{head}, so I disabled it {human_until(disabled_until, flood.at)} ({REASON})."
             return text, [("Re-enable now", f"{self._prefix} enable {integration.id}")]

@@ -76,11 +76,12 @@ class IncidentToolkit:
         )
         self._task: asyncio.Task[None] | None = None
 
-    def observe(self, message: ChatMessage) -> None:
-        """Every streamed message, before intake: webhook posts feed the noisy window, and those
-        new to it (not a re-delivery) the flood guard's count (O(1), no I/O)."""
+    def observe(self, message: ChatMessage, *, live: bool = True) -> None:
+        """Every message, before intake: webhook posts feed the noisy window, and those streamed
+        (`live`) and new to it (not a re-delivery) the flood guard's count (O(1), no I/O). What a
+        catch-up pass finds after a restart or a reconnect is history, not a flood going on."""
         post = post_of(message)
-        if post is not None and self.noise.add(post):
+        if post is not None and self.noise.add(post) and live:
             self.flood.observe(post, message.user_id)
 
     def start(self) -> None:

@@ -470,8 +470,9 @@ class Bot:
         committed, so a stored cursor never passes a command that was not taken."""
         assert self.intake is not None and self.cursors is not None and self.state is not None
         if self.incident is not None:
+            live = origin == "stream"  # a catch-up pass's finds feed `noisy`, not the flood guard
             for message in messages:
-                self.incident.observe(message)  # webhook posts feed `noisy` before intake drops them
+                self.incident.observe(message, live=live)  # webhook posts feed `noisy` before intake drops them
         if not self._accepting:
             return
         try:

@@ -234,7 +234,7 @@ async def test_a_database_from_a_newer_release_is_refused_clearly(postgres_url: 
     store = await StateStore.connect(postgres_url)
     await store.database.count("UPDATE schema_version SET version = 99")
     await store.close()
-    with pytest.raises(ConfigError, match=r"schema version 99, newer than this release supports \(7\)"):
+    with pytest.raises(ConfigError, match=r"schema version 99, newer than this release supports \(9\)"):
         await StateStore.connect(postgres_url)
 
 
