@@ -112,6 +112,7 @@ NOTICE_AFTER: Final = 10.0
 WAITING_CLAIMS_MAX: Final = 10_000
 STATE_RETRY: Final = 1.0  # seconds between checks of the state database while it is unavailable
 START_RETRY_MAX: Final = 30.0  # seconds, the longest wait between start-up attempts
+FLOOD_ROWS_KEPT: Final = timedelta(days=1)  # flood notices' rows kept this long after their quiet period
 
 
 def _key_seed(settings: Settings) -> bytes | None:
@@ -947,6 +948,7 @@ class Bot:
                     pruned = await self.state.prune_messages(self.clock() - CLAIM_RETENTION)
                     await self.state.prune_intents()
                     await self.state.confirmations.prune(self.clock())
+                    await self.state.floods.prune(self.clock() - FLOOD_ROWS_KEPT)
                     log.info("state.pruned", claims=pruned)
                     next_prune = loop.time() + PRUNE_INTERVAL
             except StateUnavailable as exc:
