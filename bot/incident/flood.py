@@ -181,6 +181,9 @@ class FloodGuard:
         except (BotError, StateUnavailable) as exc:
             outcome = "failed"
             log.warning("flood.failed", integration_id=flood.integration_id, room_id=flood.room_id, error=str(exc))
+        except Exception:  # a bug must not end as an unretrieved task exception
+            outcome = "failed"
+            log.exception("flood.crashed", integration_id=flood.integration_id, room_id=flood.room_id)
         log.info("flood.seen", integration_id=flood.integration_id, room_id=flood.room_id, outcome=outcome)
         return outcome
 
