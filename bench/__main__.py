@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
         "--catchup-rooms", type=int, default=BenchConfig.catchup_rooms, help="rooms for the catch-up figure (0: none)"
     )
     parser.add_argument("--catchup-active", type=int, default=BenchConfig.catchup_active)
+    parser.add_argument("--storm-rate", type=int, default=BenchConfig.storm_rate, help="webhook messages/s (0: none)")
+    parser.add_argument("--storm-rounds", type=int, default=BenchConfig.storm_rounds)
+    parser.add_argument("--storm-seconds", type=float, default=BenchConfig.storm_seconds)
     args = parser.parse_args(argv)
     config = BenchConfig(
         sizes=tuple(int(s) for s in args.sizes.split(",")),
@@ -52,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
         targets=args.targets,
         catchup_rooms=args.catchup_rooms,
         catchup_active=args.catchup_active,
+        storm_rate=args.storm_rate,
+        storm_rounds=args.storm_rounds,
+        storm_seconds=args.storm_seconds,
     )
 
     def log(text: str) -> None:

@@ -53,7 +53,7 @@ from typing import Any
 import httpx
 import psutil
 
-from bench import replicas
+from bench import replicas, storm
 from bench.floor import FloorClient, message_id
 from bench.processes import CAUGHT_UP_EVENT, RECONNECTED_EVENT, BotProcess, SandboxProcess
 from bench.stats import Summary
@@ -83,6 +83,10 @@ class BenchConfig:
     timeout: float = 120.0
     catchup_rooms: int = 10_000  # rooms the bot is in for the catch-up figure (0: no figure)
     catchup_active: int = 10  # of which this many get a command during the drop
+    storm_rate: int = 200  # webhook messages per second into the bot's rooms (bench.storm; 0: no storm)
+    storm_rounds: int = 200  # commands timed, half quiet, half during the storm
+    storm_seconds: float = 5.0  # seconds of quiet and of storm over which the bot's CPU is taken
+    storm_warmup: float = 3.0  # seconds of storm before anything is measured (the flood notices)
 
 
 # What a catch-up pass asks (`bot.runtime.catchup`).
@@ -104,6 +108,9 @@ class SandboxApi:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+
+    async def call(self, path: str, **arguments: Any) -> Any:
+        return await self._call(path, **arguments)
 
     async def _call(self, path: str, **arguments: Any) -> Any:
         response = await self._http.post(path, json=arguments)
@@ -213,6 +220,7 @@ class Run:
         self._ids: MessageIds | None = None  # the running bot's (`_stage`)
         self.sent: list[str] = []  # ids of the bot commands posted (bench.replicas checks their answers)
         self.replicas: dict[str, Any] | None = None  # bench.replicas.measure's figures
+        self.storm: dict[str, Any] | None = None  # bench.storm.measure's figures
 
     # --- the whole run --------------------------------------------------------------------------
 
@@ -238,6 +246,8 @@ class Run:
                 if size == config.throughput_size and config.replica_counts:
                     self.replicas = await replicas.measure(self, api, floor, credentials, operators, sqlite_stage=stage)
                 stages.append(stage)
+            if config.storm_rate:
+                self.storm = await storm.measure(self, api, credentials, operators)
             sandbox_rss = sandbox.rss()
             if config.catchup_rooms:
                 catchup = await self._catchup(api, credentials, operators)
@@ -518,7 +528,8 @@ class Run:
             "sandbox_rss_mb": round(sandbox_rss / 2**20, 1),
             "stages": rows,
             "catchup": catchup,
-            "targets": found,
+            "storm": self.storm,
+            "targets": [*found, *storm.targets(self.storm)],
             "failures": self.failures,
         }
 

@@ -118,6 +118,7 @@ class BenchApp:
                 Route("/_bench/wait", self._wait, methods=["POST"]),
                 Route("/_bench/grow", self._grow, methods=["POST"]),
                 Route("/_bench/direct_rooms", self._direct_rooms, methods=["POST"]),
+                Route("/_bench/webhook", self._webhook, methods=["POST"]),
             ]
         )
 
@@ -177,6 +178,14 @@ class BenchApp:
         total = await run_in_threadpool(grow_integrations, self.store, int(body["integrations"]), self._rooms)
         return JSONResponse({"integrations": total, "seconds": time.perf_counter() - started})
 
+    async def _webhook(self, request: Request) -> JSONResponse:
+        body = await self._arguments(request)
+        if isinstance(body, JSONResponse):
+            return body
+        names, rooms = [str(n) for n in body["names"]], [str(r) for r in body["rooms"]]
+        # On the server loop, like the messages of `/_bench/post`: a batch is stored at once.
+        return JSONResponse({"posted": _webhook_posts(self.store, names, rooms, int(body["count"]))})
+
     async def _direct_rooms(self, request: Request) -> JSONResponse:
         body = await self._arguments(request)
         if isinstance(body, JSONResponse):
@@ -184,6 +193,25 @@ class BenchApp:
         started = time.perf_counter()
         grown = await run_in_threadpool(grow_direct_rooms, self.store, int(body["total"]), int(body["active"]))
         return JSONResponse({**grown, "seconds": time.perf_counter() - started})
+
+
+def _webhook_posts(store: Store, names: list[str], rooms: list[str], count: int) -> int:
+    """`count` messages as the enabled incoming webhooks named `names` post them (`bot.i`, their
+    post-as user), round-robin over every (webhook, room) pair; returns how many were stored."""
+    with store.lock:
+        wanted = set(names)
+        hooks = [
+            i
+            for i, doc in store.integrations.items()
+            if doc.get("name") in wanted and doc.get("type") == "webhook-incoming" and doc.get("enabled") is True
+        ]
+    pairs = [(hook, room) for hook in sorted(hooks) for room in rooms]
+    posted = 0
+    for number in range(count if pairs else 0):
+        hook, room = pairs[number % len(pairs)]
+        store.post_webhook_message(hook, f"storm message {number}", room_id=room)
+        posted += 1
+    return posted
 
 
 def _found(found: dict[str, tuple[float, str]]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench import replicas
+from bench import replicas, storm
 
 
 def _ms(summary: dict[str, Any]) -> str:
@@ -86,6 +86,7 @@ def table(results: dict[str, Any]) -> str:
                 f"floor {found['floor_seconds']:.2f} s ({found['floor_per_second']:.0f}/s), "
                 f"ratio {found['ratio']:.2f}"
             )
+    out.extend(storm.table(results))
     catchup = results.get("catchup")
     if catchup is not None:
         endpoints = ", ".join(f"{k} {v:g}" for k, v in catchup["rest"].items())

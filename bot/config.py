@@ -72,6 +72,16 @@ class Settings(BaseSettings):
     bot_caller_queue: int = Field(default=20, ge=0, le=10_000)
     # Usernames of bot accounts (type `bot` or the `bot` role) whose commands are run; other bots are ignored.
     bot_allowed_bots: str = ""
+    # The flood guard (bot/incident/flood.py): a notice when one integration posts at least
+    # THRESHOLD messages within WINDOW into one room (0: off); at most one per integration and
+    # room per QUIET; ACTION=disable also switches it off for DISABLE_FOR.
+    bot_flood_threshold: int = Field(default=20, ge=0, le=100_000)
+    bot_flood_window: Duration = timedelta(seconds=60)
+    bot_flood_quiet: Duration = timedelta(minutes=30)
+    bot_flood_action: Literal["notify", "disable"] = "notify"
+    bot_flood_disable_for: Duration = timedelta(hours=1)
+    # Rooms (names or ids, comma-separated) whose webhook messages are not watched.
+    bot_flood_ignore_rooms: str = ""
 
     @field_validator("rocketchat_url")
     @classmethod
@@ -97,6 +107,21 @@ class Settings(BaseSettings):
         if any(not n or any(c.isspace() for c in n) for n in names):
             raise ValueError("must be a comma-separated list of usernames, e.g. deploy-bot,alertmanager")
         return ",".join(names)
+
+    @field_validator("bot_flood_window", "bot_flood_quiet", "bot_flood_disable_for")
+    @classmethod
+    def _check_flood_span(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=1) or value > timedelta(days=7):
+            raise ValueError("must be between 1s and 7d, e.g. 60s, 30m, 1h")
+        return value
+
+    @field_validator("bot_flood_ignore_rooms")
+    @classmethod
+    def _check_ignore_rooms(cls, value: str) -> str:
+        rooms = [r.strip() for r in value.split(",") if r.strip()]
+        if any(any(c.isspace() for c in r) for r in rooms):
+            raise ValueError("must be a comma-separated list of room names or ids, e.g. #alerts,ops-noise")
+        return ",".join(rooms)
 
     @field_validator("bot_state_url")
     @classmethod
@@ -143,6 +168,10 @@ class Settings(BaseSettings):
     def allowed_bots(self) -> frozenset[str]:
         """BOT_ALLOWED_BOTS, lower-cased: Rocket.Chat usernames are unique regardless of case."""
         return frozenset(n.lower() for n in self.bot_allowed_bots.split(",") if n)
+
+    @property
+    def flood_ignore_rooms(self) -> tuple[str, ...]:
+        return tuple(r for r in self.bot_flood_ignore_rooms.split(",") if r)
 
     @property
     def rest_url(self) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from commands import confirm, disable, enable, extend, failing, history, noisy, show, snoozed, undo
+from commands import confirm, disable, enable, extend, failing, history, noisy, quiet, show, snoozed, undo
 from commands import help as help_command
 from commands import list as list_command
 from commands import set as set_command
@@ -22,6 +22,7 @@ COMMANDS: tuple[Command, ...] = (
     undo.COMMAND,
     noisy.COMMAND,
     failing.COMMAND,
+    quiet.COMMAND,
 )
 
 

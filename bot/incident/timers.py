@@ -54,6 +54,7 @@ from bot.errors import (
     RateLimited,
     ServerRejected,
     Unavailable,
+    UserInputError,
     VerificationFailed,
 )
 from bot.incident.audit_room import AuditRoom
@@ -68,7 +69,7 @@ from bot.integrations.documents import (
     shown_changes,
 )
 from bot.integrations.service import Edit, IntegrationService
-from bot.integrations.wording import DISABLED_MARK, ENABLED_MARK, kind_word
+from bot.integrations.wording import DISABLED_MARK, ENABLED_MARK, kind_word, poster_label
 from bot.rocketchat import message_ids
 from bot.rocketchat.models import Integration
 from bot.rocketchat.rest import RestClient
@@ -101,6 +102,11 @@ def _no_room(entry: str) -> bool:
 
 def timer_label(timer: TimedDisable) -> str:
     return f"{quote_name(timer.integration_name)} ({kind_word(timer.integration_type)})"
+
+
+def webhook_label(document: Mapping[str, Any]) -> str:
+    """An integration as a room sees it (bot/integrations/wording.py `poster_label`)."""
+    return f"{quote_name(poster_label(document))} (a webhook)"
 
 
 class TimerService:
@@ -173,6 +179,66 @@ class TimerService:
             await self.end_early(timer, note)
         else:
             await self.store.transition(timer, TimerEvent.REBASED, at=self.clock.now(), document=document)
+
+    async def disable_by_bot(
+        self, document: Mapping[str, Any], *, until: datetime, reason: str, room_id: str | None, key: str
+    ) -> TimedDisable | None:
+        """A timed disable made by the bot itself (the flood guard), exactly as `disable X for …`
+        makes one (commands/disable.py) but with the bot as actor: a `scheduled` row, the lossless
+        write under the integration's lock with the bot's rights, the audit row (keyed by `key`, so
+        it is recorded once), `active`. The scheduler then re-enables it when due, and `snoozed`,
+        `extend`, `enable` and `undo` treat it as any other. None when nothing was written: it is
+        already disabled, or a timed disable of it is pending. Raises `BotError` when refused."""
+        rights = await self._rights.get(self.bot_user_id)
+        async with self._integrations.editing(document) as edit:
+            current = edit.current
+            if not current.enabled or await self.store.pending_for(current.id) is not None:
+                return None
+            now = self.clock.now()
+            timer = await self.store.schedule(
+                TimerDraft(
+                    integration_id=current.id,
+                    integration_name=current.name,
+                    integration_type=current.type,
+                    created_at=now,
+                    due_at=until,
+                    actor_id=self.bot_user_id,
+                    actor_username=self.bot_username,
+                    reason=reason,
+                    room_id=room_id,
+                )
+            )
+            if timer is None:
+                return None
+            try:
+                outcome = await edit.apply({"enabled": False}, rights=rights)
+            except (PermissionDenied, UserInputError):
+                await self.abort(timer, "the disable was refused")  # nothing was written
+                raise
+            if not outcome.changed:
+                await self.abort(timer, "it was already disabled")
+                return None
+            record = AuditRecord(
+                at=now,
+                actor_id=self.bot_user_id,
+                actor_username=self.bot_username,
+                integration_id=current.id,
+                integration_name=outcome.before.name,
+                integration_type=outcome.before.type,
+                action="disable",
+                room_id=room_id,
+                message_id=key,
+                reason=reason,
+                before=outcome.before.to_dict(),
+                after=outcome.after.to_dict(),
+                until=until,
+            )
+            stored = dataclasses.replace(record, id=await self._state.record(record))
+            confirmed = await self.confirm(timer, outcome.after.document, stored.id)
+        if self._audit_room is not None:
+            self._audit_room.announce(stored)
+        log.info("timer.disabled_by_bot", timer_id=timer.id, integration_id=current.id, reason=reason)
+        return confirmed
 
     # --- for the scheduler ----------------------------------------------------------------------
 
@@ -274,7 +340,7 @@ class TimerService:
             return None
         span = human_duration(timer.due_at - timer.created_at)
         by = safe_text(timer.actor_username)
-        notice = f"{ENABLED_MARK} {timer_label(timer)} is back on: the {span} disable by {by} ended."
+        notice = f"{ENABLED_MARK} {self._label(timer, after.document)} is back on: the {span} disable by {by} ended."
         return self._ended(ended, "re-enabled", notice)
 
     async def _skip(
@@ -309,9 +375,9 @@ class TimerService:
             timer, "re-enable-skipped", note, dict(snapshot), dict(current) if current else None
         )
         if current is None:
-            notice = f"⚠️ {timer_label(timer)} was due back on, but {safe_text(why or 'it changed')}."
+            notice = f"⚠️ {self._label(timer, snapshot)} was due back on, but {safe_text(why or 'it changed')}."
         else:
-            notice = f"⚠️ {timer_label(timer)} was due back on, but {details}"
+            notice = f"⚠️ {self._label(timer, snapshot)} was due back on, but {details}"
         log.info("timer.overridden", timer_id=timer.id, integration_id=timer.integration_id, audit_id=record.id)
         return self._ended(ended, "overridden", notice)
 
@@ -322,11 +388,20 @@ class TimerService:
             return None
         await self._record(timer, "re-enable-failed", why, dict(snapshot), None)
         notice = (
-            f"{DISABLED_MARK} I could not turn {timer_label(timer)} back on: {safe_text(why)}. It is still disabled; "
+            f"{DISABLED_MARK} I could not turn {self._label(timer, snapshot)} back on: {safe_text(why)}. "
+            "It is still disabled; "
             f"check it in Administration → Integrations (id {code(timer.integration_id)})."
         )
         log.error("timer.failed", timer_id=timer.id, integration_id=timer.integration_id, error=why)
         return self._ended(ended, "failed", notice)
+
+    def _label(self, timer: TimedDisable, document: Mapping[str, Any]) -> str:
+        """The integration in a notice: by name, as whoever asked for the disable saw it; a
+        disable the bot made itself (the flood guard) was asked for by nobody, and its room may
+        not know the name: there it is named as its messages are signed."""
+        if timer.actor_id == self.bot_user_id:
+            return webhook_label(document)
+        return timer_label(timer)
 
     def _ended(self, ended: TimedDisable, kind: ExpiryKind, notice: str) -> Expiry:
         log.info("timer.ended", timer_id=ended.id, integration_id=ended.integration_id, outcome=kind)

@@ -15,7 +15,8 @@ from bot import logs
 from bot.clock import Clock
 from bot.config import Settings
 from bot.incident.audit_room import AuditRoom
-from bot.incident.noise import NoiseWindow
+from bot.incident.flood import FloodGuard
+from bot.incident.noise import NoiseWindow, post_of
 from bot.incident.scheduler import Scheduler
 from bot.incident.timers import TimerService
 from bot.integrations.authz import RightsCache
@@ -64,11 +65,24 @@ class IncidentToolkit:
         self.scheduler = Scheduler(self.timers, clock, poll=SHARED_POLL if state.shared else None)
         self.timers.wake = self.scheduler.wake
         self.noise = NoiseWindow(now=clock.now)
+        self.flood = FloodGuard(
+            settings=settings,
+            rest=rest,
+            store=state.floods,
+            timers=self.timers,
+            rooms=self.rooms,
+            ids=lambda: state.message_ids,
+            clock=clock,
+        )
         self._task: asyncio.Task[None] | None = None
 
-    def observe(self, message: ChatMessage) -> None:
-        """Every streamed message, before intake: webhook posts feed the noisy window."""
-        self.noise.observe(message)
+    def observe(self, message: ChatMessage, *, live: bool = True) -> None:
+        """Every message, before intake: webhook posts feed the noisy window, and those streamed
+        (`live`) and new to it (not a re-delivery) the flood guard's count (O(1), no I/O). What a
+        catch-up pass finds after a restart or a reconnect is history, not a flood going on."""
+        post = post_of(message)
+        if post is not None and self.noise.add(post) and live:
+            self.flood.observe(post, message.user_id)
 
     def start(self) -> None:
         """Start the scheduler (once): it re-arms every pending timed disable from the database."""
@@ -81,4 +95,5 @@ class IncidentToolkit:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        await self.flood.aclose()
         await self.audit_room.drain(grace)

@@ -83,6 +83,7 @@ class Purpose(StrEnum):
     ANSWER = "answer"
     AUDIT_LINE = "audit-line"
     TIMER_NOTICE = "timer-notice"
+    FLOOD_NOTICE = "flood-notice"
 
 
 def meteor_id(digest: bytes) -> str:

@@ -112,6 +112,7 @@ NOTICE_AFTER: Final = 10.0
 WAITING_CLAIMS_MAX: Final = 10_000
 STATE_RETRY: Final = 1.0  # seconds between checks of the state database while it is unavailable
 START_RETRY_MAX: Final = 30.0  # seconds, the longest wait between start-up attempts
+FLOOD_ROWS_KEPT: Final = timedelta(days=1)  # flood notices' rows kept this long after their quiet period
 
 
 def _key_seed(settings: Settings) -> bytes | None:
@@ -470,8 +471,9 @@ class Bot:
         committed, so a stored cursor never passes a command that was not taken."""
         assert self.intake is not None and self.cursors is not None and self.state is not None
         if self.incident is not None:
+            live = origin == "stream"  # a catch-up pass's finds feed `noisy`, not the flood guard
             for message in messages:
-                self.incident.observe(message)  # webhook posts feed `noisy` before intake drops them
+                self.incident.observe(message, live=live)  # webhook posts feed `noisy` before intake drops them
         if not self._accepting:
             return
         try:
@@ -967,6 +969,7 @@ class Bot:
                     pruned = await self.state.prune_messages(self.clock() - CLAIM_RETENTION)
                     await self.state.prune_intents()
                     await self.state.confirmations.prune(self.clock())
+                    await self.state.floods.prune(self.clock() - FLOOD_ROWS_KEPT)
                     log.info("state.pruned", claims=pruned)
                     next_prune = loop.time() + PRUNE_INTERVAL
             except StateUnavailable as exc:

@@ -146,6 +146,18 @@ MIGRATIONS: Final[dict[int, str]] = {
     );
     ALTER TABLE write_intents ADD COLUMN verified_json text
     """,
+    8: "",  # reserved (another change's migration takes this number; empty on this branch)
+    9: """
+    CREATE TABLE flood_notices (
+        integration_id text NOT NULL,
+        room_id        text NOT NULL,
+        noticed_at     double precision,
+        quiet_until    double precision NOT NULL,
+        quieted_by     text,
+        PRIMARY KEY (integration_id, room_id)
+    );
+    CREATE INDEX flood_notices_quiet ON flood_notices (quiet_until)
+    """,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 # Keys of the transaction-level advisory locks (a namespace of this bot's: hashtextextended of it).

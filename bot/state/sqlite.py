@@ -158,6 +158,21 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE write_intents ADD COLUMN verified_json TEXT
     """,
+    # 8: reserved (another change's migration takes this number; empty on this branch)
+    "",
+    # 9: the flood guard's notices and quiet periods, one row per integration and room
+    # (bot/state/flood_store.py): whoever moves `quiet_until` on posts the one notice
+    """
+    CREATE TABLE flood_notices (
+        integration_id TEXT NOT NULL,
+        room_id        TEXT NOT NULL,
+        noticed_at     REAL,
+        quiet_until    REAL NOT NULL,
+        quieted_by     TEXT,
+        PRIMARY KEY (integration_id, room_id)
+    );
+    CREATE INDEX flood_notices_quiet ON flood_notices (quiet_until)
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -44,6 +44,7 @@ from bot.integrations.locks import Held, IntegrationLocks
 from bot.rocketchat.message_ids import KEY_BYTES, MessageIds, derive_key
 from bot.state.confirmations import ConfirmationStore
 from bot.state.database import Database
+from bot.state.flood_store import FloodStore
 from bot.state.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteDatabase
 from bot.state.timer_store import TimerStore
 
@@ -140,6 +141,7 @@ class StateStore:
         self.lease = lease
         self.timers = TimerStore(database)
         self.confirmations = ConfirmationStore(database)
+        self.floods = FloodStore(database)
         self._message_ids: MessageIds | None = None
         # When the database server last started (seconds since the epoch), as the last claim saw it.
         self.server_started = 0.0

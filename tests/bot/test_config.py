@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from datetime import timedelta
+
 import pytest
 
 from bot.config import Settings, load_settings
@@ -41,3 +44,40 @@ def test_a_username_with_a_space_is_one_line_naming_the_setting(monkeypatch: pyt
     assert str(caught.value) == (
         "BOT_ALLOWED_BOTS: must be a comma-separated list of usernames, e.g. deploy-bot,alertmanager"
     )
+
+
+def test_the_flood_guard_defaults_and_forms(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in [k for k in os.environ if k.startswith("BOT_FLOOD_")]:
+        monkeypatch.delenv(key)
+    defaults = settings(monkeypatch)
+    assert (defaults.bot_flood_threshold, defaults.bot_flood_action) == (20, "notify")
+    assert (defaults.bot_flood_window, defaults.bot_flood_quiet, defaults.bot_flood_disable_for) == (
+        timedelta(seconds=60),
+        timedelta(minutes=30),
+        timedelta(hours=1),
+    )
+    assert defaults.flood_ignore_rooms == ()
+    chosen = settings(
+        monkeypatch,
+        BOT_FLOOD_THRESHOLD="0",
+        BOT_FLOOD_WINDOW="2m",
+        BOT_FLOOD_ACTION="disable",
+        BOT_FLOOD_IGNORE_ROOMS=" #alerts , GENERAL,,",
+    )
+    assert chosen.bot_flood_threshold == 0 and chosen.bot_flood_window == timedelta(minutes=2)
+    assert chosen.bot_flood_action == "disable" and chosen.flood_ignore_rooms == ("#alerts", "GENERAL")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("BOT_FLOOD_THRESHOLD", "-1"),
+        ("BOT_FLOOD_WINDOW", "0s"),
+        ("BOT_FLOOD_QUIET", "8d"),
+        ("BOT_FLOOD_ACTION", "delete"),
+        ("BOT_FLOOD_IGNORE_ROOMS", "two words"),
+    ],
+)
+def test_a_wrong_flood_setting_is_one_line_naming_it(monkeypatch: pytest.MonkeyPatch, name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=rf"^{name}: "):
+        settings(monkeypatch, **{name: value})

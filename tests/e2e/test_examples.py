@@ -205,3 +205,36 @@ def test_the_readme_failing_transcript_is_what_the_demo_prints(tmp_path: Path) -
         difflib.unified_diff(_normalised(documented), _normalised(fresh), "README.md", "demo", lineterm="")
     )
     assert not diff, f"README's `failing` transcript differs from the demo's output; the demo printed:\n{fresh}\n{diff}"
+
+
+FLOOD_SCRIPT = ROOT / "docs" / "flood-demo.txt"
+
+
+def _without_webhook_lines(lines: list[str]) -> list[str]:
+    """The webhook's own messages (and the README's `…` for them) left out, the rest in sorted
+    order: where the bot's notice falls among them, and whether before or after the next line of
+    the script is typed on a busy machine, depends on timing, not on the bot; what it says does."""
+    kept = [line for line in lines if line != "…" and not re.match(r"^\[#\w+\] Grafana \(integration\): ", line)]
+    # "until midnight, in 46 min 56 s" or "in 2 h": how long until midnight depends on the hour.
+    return sorted(re.sub(r"in N (?:d|h|min|s)(?: N (?:d|h|min|s))?\.", "in <duration>.", line) for line in kept)
+
+
+def test_the_readme_flood_guard_transcript_is_what_the_demo_prints(tmp_path: Path) -> None:
+    script = [line for line in FLOOD_SCRIPT.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    fresh = demo_transcript(tmp_path, script, "flood.txt")
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```\n", text.index("### Flood guard")) + 4
+    documented = text[start : text.index("```\n", start)]
+    assert "🌊" in documented and "quiet Grafana" in documented
+    diff = "\n".join(
+        difflib.unified_diff(
+            _without_webhook_lines(_normalised(documented)),
+            _without_webhook_lines(_normalised(fresh)),
+            "README.md",
+            "demo",
+            lineterm="",
+        )
+    )
+    assert not diff, (
+        f"README's flood guard transcript differs from the demo's output; the demo printed:\n{fresh}\n{diff}"
+    )
