@@ -22,7 +22,7 @@ from bot.state.timer_states import TimerState
 from bot.state.timer_store import TimerDraft
 from bot.text import code, human_until, quote_name, safe_text
 from commands import changes, replies
-from commands.args import HELP, parse_disable_args
+from commands.args import HELP, Target, parse_disable_args
 from commands.incident import extend_button, reenable_button, require_change, toolkit
 from commands.parser import Token
 from commands.registry import Command, CommandContext
@@ -38,6 +38,13 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     if parsed.duration is not None:
         return await _timed(ctx, found, reason, parsed.duration)
     return await _plain(ctx, found, reason)
+
+
+def first_lookup(args: Sequence[Token]) -> Target:
+    """The reading `resolve_reading` tries first: the longest name the words can mean."""
+    parsed = parse_disable_args(args)
+    queries = [parsed.target.query, *(query for query, _ in parsed.alternatives)]
+    return Target(parsed.target.kind, max(queries, key=len))
 
 
 def _why(reason: str | None) -> str:
@@ -180,4 +187,5 @@ COMMAND = Command(
     aliases=("off", "snooze"),
     changes_integrations=True,
     action="disable {kind}integrations",
+    first_lookup=first_lookup,
 )

@@ -10,7 +10,7 @@ from bot.integrations import wording
 from bot.state.timer_states import TimerState
 from bot.text import human_until, safe_text
 from commands import changes, replies
-from commands.args import HELP, parse_target
+from commands.args import HELP, Target, parse_target
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
@@ -24,6 +24,10 @@ def background(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     task = asyncio.ensure_future(coroutine)
     task.add_done_callback(lambda done: done.cancelled() or done.exception())
     return task
+
+
+def first_lookup(args: Sequence[Token]) -> Target:
+    return parse_target(args, command="enable", usage=HELP["enable"].usage)
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
@@ -77,4 +81,5 @@ COMMAND = Command(
     aliases=("on",),
     changes_integrations=True,
     action="enable {kind}integrations",
+    first_lookup=first_lookup,
 )

@@ -26,6 +26,7 @@ from commands.reply import Reply
 if TYPE_CHECKING:
     from bot.integrations.authz import CallerRights
     from bot.rocketchat.messages import ChatMessage
+    from commands.args import Target
     from commands.context import Services
     from commands.followups import FollowUp
     from commands.parser import Invocation, Token
@@ -93,6 +94,9 @@ class Command:
     # What a caller without the rights is refused, "You can't <action>"; `{kind}` is "incoming "
     # or "outgoing " when the command named one, else empty (commands/targets.py).
     action: str = "look up {kind}integrations"
+    # The integration the command looks up first, from its arguments (a `UsageError` when they
+    # name none): read while the runtime reads the caller's rights (`commands.targets.prefetch`).
+    first_lookup: Callable[[Sequence[Token]], Target] | None = None
 
     def refused(self, kind: str | None = None) -> str:
         return self.action.format(kind=f"{kind} " if kind else "")

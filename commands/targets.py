@@ -5,12 +5,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from bot.errors import IntegrationNotFound, PermissionDenied
+from bot.errors import BotError, IntegrationNotFound, PermissionDenied
 from bot.integrations.authz import TYPE_PERMISSIONS, CallerRights, may_list
+from bot.integrations.service import IntegrationService
 from bot.normalize import disguised
 from bot.rocketchat.models import INCOMING, OUTGOING, Integration
 from commands.args import Kind, Target
-from commands.registry import CommandContext
+from commands.parser import Invocation
+from commands.registry import Command, CommandContext
 
 T = TypeVar("T")
 
@@ -30,6 +32,20 @@ def require_lookup(ctx: CommandContext, rights: CallerRights, kind: Kind | None)
     needed = TYPE_PERMISSIONS[INCOMING if kind == "incoming" else OUTGOING]
     if not any(rights.has(permission) for permission in needed):
         raise PermissionDenied(action, needed)
+
+
+def prefetch(integrations: IntegrationService, command: Command, invocation: Invocation) -> None:
+    """Begin the read of the integration `command` looks up first (`Command.first_lookup`) now,
+    while the runtime reads the caller's rights: the two REST calls overlap. What was read is
+    used by this command's `resolve` under the caller's rights, or not at all."""
+    if command.first_lookup is None:
+        return
+    try:
+        target = command.first_lookup(invocation.args)
+    except BotError:
+        return  # the command answers its own usage error
+    if not disguised(invocation.raw, target.query):  # read thoroughly by `_resolve`: nothing to begin
+        integrations.prefetch(target.query, kind=KIND_TYPES[target.kind])
 
 
 async def resolve(ctx: CommandContext, target: Target) -> Integration:

@@ -46,6 +46,8 @@ import json
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -76,7 +78,7 @@ from bot.integrations.authz import (
     room_meanings,
     visible_in_list,
 )
-from bot.integrations.locks import IntegrationLocks, LocalIntegrationLocks
+from bot.integrations.locks import IntegrationLocks, LocalIntegrationLocks, ReadMark
 from bot.integrations.similar import integration_suggestions
 from bot.normalize import name_key, spelled
 from bot.rocketchat.models import INCOMING, OUTGOING, Integration, UpdateOutcome
@@ -407,6 +409,26 @@ class _Unsettled(Exception):
     """Whether a write whose answer was lost was stored can't be told yet (see `_write`)."""
 
 
+@dataclass(frozen=True)
+class _Prefetch:
+    """A read begun by `IntegrationService.prefetch` for the `resolve` of the same command."""
+
+    query: str
+    kind: str | None
+    mark: ReadMark  # taken before the read began: what `editing` trusts it by
+    read: asyncio.Task[Any]  # the document by id (or None), or the documents of that name
+
+
+# The current command's prefetched read (one per command: a task's context is its own).
+_prefetched: ContextVar[_Prefetch | None] = ContextVar("prefetched", default=None)
+
+
+def _quietly(task: asyncio.Task[Any]) -> None:
+    """Retrieve a prefetch's outcome: one nobody asked for is not reported as lost."""
+    if not task.cancelled():
+        task.exception()
+
+
 class IntegrationService:
     """Resolve, authorize, change and verify integrations through the bot's REST client."""
 
@@ -441,7 +463,9 @@ class IntegrationService:
         """
         kind = normalize_kind(kind)
         wanted = query.strip()
-        mark = self._locks.mark()  # before any read: `editing` may then write from this one
+        prefetched = self._take_prefetched(wanted, kind, thorough=thorough)
+        # Before any read: `editing` may then write from this one.
+        mark = prefetched.mark if prefetched is not None else self._locks.mark()
         listing = may_list(rights)
         if not listing.allowed:
             raise PermissionDenied("look up integrations", listing.missing, detail=listing.reason)
@@ -449,10 +473,14 @@ class IntegrationService:
             raise IntegrationNotFound(query, kind)
         id_like = looks_like_id(wanted)
         if id_like:
-            by_id = await self._by_id(wanted, kind, rights)
+            document = await (prefetched.read if prefetched is not None else self._get_or_none(wanted))
+            by_id = self._visible_by_id(document, kind, rights)
             if by_id is not None:
                 return by_id.read_at(mark)
-        matches = await self._by_name(wanted, kind, rights, thorough=thorough)
+        if prefetched is not None and not id_like:
+            matches = self._visible_named(await prefetched.read, kind, rights)
+        else:
+            matches = await self._by_name(wanted, kind, rights, thorough=thorough)
         exact = [d for d in matches if spelled(str(d.get("name"))) == spelled(wanted)]
         if len(matches) > 1 and len(exact) == 1:
             matches = exact
@@ -467,26 +495,65 @@ class IntegrationService:
             raise AmbiguousIntegration(wanted, [Candidate(i.id, i.name, i.type, i.enabled) for i in found])
         return Integration.of(matches[0]).read_at(mark)
 
+    def prefetch(self, query: str, *, kind: str | None = None) -> None:
+        """Begin now, in the background, the first read `resolve(query, kind=kind)` of this
+        command will make (by id for an id-like query, else by name), while the runtime reads the
+        caller's rights: the two reads overlap instead of following each other. Nothing is
+        decided here, and nothing the caller may not see is revealed: `resolve` applies the
+        caller's rights to what was read, as to its own reads. Read trust is unchanged: the mark
+        is taken before the read begins. A name `resolve` reads thoroughly, or another query,
+        leaves the prefetch unused."""
+        wanted = query.strip()
+        if not wanted:
+            return
+        kind = normalize_kind(kind)
+        mark = self._locks.mark()
+        read = self._get_or_none(wanted) if looks_like_id(wanted) else self._named(wanted, kind, thorough=False)
+        task = asyncio.ensure_future(read)
+        task.add_done_callback(_quietly)
+        _prefetched.set(_Prefetch(wanted, kind, mark, task))
+
+    @staticmethod
+    def _take_prefetched(wanted: str, kind: str | None, *, thorough: bool) -> _Prefetch | None:
+        found = _prefetched.get()
+        if found is None:
+            return None
+        _prefetched.set(None)  # used once: a later resolve of the command reads afresh
+        if found.query != wanted or found.kind != kind or (thorough and not looks_like_id(wanted)):
+            found.read.cancel()
+            return None
+        return found
+
     async def _by_id(self, wanted: str, kind: str | None, rights: CallerRights) -> Integration | None:
-        by_id = await self._get_or_none(wanted)
-        if by_id is not None and (kind is None or by_id.get("type") == kind) and may_view(rights, by_id):
-            return Integration.of(by_id)
+        return self._visible_by_id(await self._get_or_none(wanted), kind, rights)
+
+    @staticmethod
+    def _visible_by_id(doc: dict[str, Any] | None, kind: str | None, rights: CallerRights) -> Integration | None:
+        if doc is not None and (kind is None or doc.get("type") == kind) and may_view(rights, doc):
+            return Integration.of(doc)
         return None
 
     async def _by_name(
         self, wanted: str, kind: str | None, rights: CallerRights, *, thorough: bool
     ) -> list[dict[str, Any]]:
+        return self._visible_named(await self._named(wanted, kind, thorough=thorough), kind, rights)
+
+    async def _named(self, wanted: str, kind: str | None, *, thorough: bool) -> list[dict[str, Any]]:
+        """Every integration whose name is `wanted` in its normal form (of `kind`), read in full."""
         key = name_key(wanted)
-        matches: list[dict[str, Any]] = []
+        found: list[dict[str, Any]] = []
         async for doc in self._rest.iter_integrations(name=None if thorough else wanted, type=kind):
             name = doc.get("name")
             if not isinstance(name, str) or name_key(name) != key:
                 continue
             if kind is not None and doc.get("type") != kind:
                 continue
-            if visible_in_list(rights, doc):
-                matches.append(doc)
-        return matches
+            found.append(doc)
+        return found
+
+    @staticmethod
+    def _visible_named(docs: list[dict[str, Any]], kind: str | None, rights: CallerRights) -> list[dict[str, Any]]:
+        return [doc for doc in docs if visible_in_list(rights, doc)]
 
     async def suggest(self, queries: Sequence[str], *, kind: str | None, rights: CallerRights) -> IntegrationNotFound:
         """For "did you mean": `IntegrationNotFound` for the first of `queries` (the readings of what was

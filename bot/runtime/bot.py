@@ -87,7 +87,7 @@ from bot.runtime.recovery import Close, Decision, Interrupted, Recovery, Resume
 from bot.runtime.staleness import CATCHUP_HORIZON, Freshness, freshness, interrupted_reply, stale_reply
 from bot.state.owner import StateFileOwner
 from bot.state.store import StateStore
-from commands import replies
+from commands import replies, targets
 from commands.context import BotIdentity, Services
 from commands.followups import FollowUp
 from commands.parser import Invocation
@@ -585,10 +585,11 @@ class Bot:
                 if await self._answered_not_run(message):
                     return
             author: CallerRights | None = None
+            fresh = self._changes(accepted, stale)
+            if fresh:  # its first lookup, read while the author's rights are
+                self._prefetch(accepted)
             try:
-                author = await self._from_ignored_bot(
-                    message, recovering=recovering, fresh=self._changes(accepted, stale)
-                )
+                author = await self._from_ignored_bot(message, recovering=recovering, fresh=fresh)
                 if author is None:
                     return
                 unchecked = None
@@ -618,6 +619,12 @@ class Bot:
                 await self._post(message, reply)
         finally:
             self.metrics.commands_in_flight.dec()
+
+    def _prefetch(self, accepted: Accepted) -> None:
+        invocation = accepted.invocation
+        command = self.registry.find(invocation.command) if invocation is not None and invocation.command else None
+        if command is not None and invocation is not None and self.services is not None:
+            targets.prefetch(self.services.integrations, command, invocation)
 
     def _changes(self, accepted: Accepted, stale: bool) -> bool:
         """Whether the command will change integrations (and so reads its caller's rights fresh)."""

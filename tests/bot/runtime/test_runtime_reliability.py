@@ -372,14 +372,17 @@ async def test_a_command_claimed_in_trouble_is_not_run_while_its_answer_cannot_b
         assert bot.state is not None
         ready = asyncio.Event()
         original = bot.state.claim_messages
+        refused: list[object] = []
 
         async def away_until_ready(*args: Any, **kwargs: Any) -> Any:
             if not ready.is_set():
+                refused.append(args)
                 raise StateUnavailable("test database", "connection lost")
             return await original(*args, **kwargs)
 
         bot.state.claim_messages = away_until_ready  # type: ignore[method-assign]
         command = await call(control.post_message, "owen", "ops", "!integration disable troubled-lookup")
+        await until(lambda: refused, what="the command's claim refused")
         # Meanwhile another replica, which could not claim it either, told the author so.
         notice = await call(
             control.post_message,
