@@ -25,19 +25,23 @@ from bot.text import human_duration, quote_name
 from commands.parser import TRAILING_PUNCTUATION, Token, normalize
 
 __all__ = [
+    "BULK_USAGE",
     "DEFAULT_MAX_DURATION",
     "DISABLE_STOP_WORDS",
     "HELP",
     "MAX_DISABLE",
     "ArgHelp",
     "Assignment",
+    "BulkArgs",
     "DisableArgs",
     "ExtendArgs",
     "Kind",
     "ListFilter",
     "SetArgs",
     "Target",
+    "is_bulk",
     "parse_assignments",
+    "parse_bulk_args",
     "parse_code",
     "parse_disable_args",
     "parse_duration",
@@ -399,6 +403,89 @@ def parse_disable_args(
                 alternatives.append((query, _join_reason(" ".join(words[cut:]), reason)))
     final = Target(target.kind, target.query, (), target.words)
     return DisableArgs(final, duration, primary_reason, tuple(alternatives))
+
+
+# --- bulk disable -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BulkArgs:
+    """`disable all in #room …` (`room` is the bare room name or id, without `#`) or
+    `disable all matching "glob" …` (`glob`): exactly one of the two is set."""
+
+    room: str | None = None
+    glob: str | None = None
+    kind: Kind | None = None
+    duration: timedelta | None = None
+    reason: str | None = None
+
+    @property
+    def selector(self) -> str:
+        """The selector as the bot repeats it (`in #alerts`, `matching "jenkins*"`)."""
+        return f"in #{self.room}" if self.room is not None else f'matching "{self.glob}"'
+
+
+BULK_USAGE = (
+    "disable all in #room [incoming|outgoing] [for <duration>] [because <reason>] | "
+    'disable all matching "name*" [incoming|outgoing] [for <duration>] [because <reason>]'
+)
+
+
+def is_bulk(tokens: Sequence[Token]) -> bool:
+    """Whether `disable` was given the bulk form: an unquoted `all` followed by `in` or `matching`
+    (an integration named like that is quoted: `disable "all in"`)."""
+    return len(tokens) >= 2 and tokens[0].is_word("all") and tokens[1].is_word("in", "matching")
+
+
+def parse_bulk_args(
+    tokens: Sequence[Token], *, command: str = "disable", maximum: timedelta = DEFAULT_MAX_DURATION
+) -> BulkArgs:
+    """See `BulkArgs`; `tokens` pass `is_bulk`. After the room or glob: an optional kind, then the
+    same `for <duration>` and `because|-- <reason>` as a single disable (a reason may also simply
+    follow)."""
+    tokens = _split_double_dash(tokens)
+    if len(tokens) < 3:
+        what = (
+            "which room? e.g. `disable all in #alerts`"
+            if tokens[1].is_word("in")
+            else ('which names? e.g. `disable all matching "jenkins*"`')
+        )
+        raise UsageError(command, f"{what}. Usage: {BULK_USAGE}")
+    selector = tokens[2]
+    room = glob = None
+    if tokens[1].is_word("in"):
+        room = selector.value.strip().removeprefix("#").strip()
+        if not room or any(char.isspace() for char in room):
+            raise UsageError(
+                command, f"name one room, e.g. `disable all in #alerts` (got {quote_name(selector.value)})"
+            )
+    else:
+        glob = selector.value.strip()
+        if not glob:
+            raise UsageError(command, 'the pattern is empty; e.g. `disable all matching "jenkins*"`')
+    rest = list(tokens[3:])
+    kind: Kind | None = None
+    if rest and not rest[0].quoted and rest[0].value.lower() in KIND_WORDS:
+        kind = KIND_WORDS[rest[0].value.lower()]
+        rest = rest[1:]
+    duration: timedelta | None = None
+    reason: str | None = None
+    while rest:
+        head = rest[0]
+        if head.is_word("for"):
+            if duration is not None:
+                raise UsageError(command, "give one duration only")
+            duration, used = _take_duration(rest[1:], command=command, maximum=maximum)
+            rest = rest[1 + used :]
+        elif head.is_word("because", "--"):
+            reason = _words(rest[1:]) or None
+            if reason is None:
+                raise UsageError(command, f"add the reason after {head.value}, e.g. `disable all in #alerts -- noisy`")
+            rest = []
+        else:
+            reason = _words(rest)
+            rest = []
+    return BulkArgs(room, glob, kind, duration, reason)
 
 
 # --- extend -------------------------------------------------------------------------------------
