@@ -18,9 +18,9 @@ from contextlib import suppress
 
 from bot.errors import StateUnavailable
 from bot.rocketchat.models import Integration
-from bot.state.confirmations import Status
+from bot.state.confirmations import Status, Taken
 from bot.text import ago, code, human_duration
-from commands import replies
+from commands import bulk, replies
 from commands.args import HELP, parse_code
 from commands.parser import Token
 from commands.registry import Command, CommandContext
@@ -61,6 +61,8 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         )
     change = taken.change
     assert change is not None
+    if change.bulk:
+        return await _bulk(ctx, taken)
     if taken.status is Status.APPLYING:
         return Reply(
             f"That change ({code(change.code)}) to {replies.label(Integration.of(change.snapshot))} is being "
@@ -92,6 +94,25 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     finally:
         with suppress(StateUnavailable):
             await pending.release(change)
+
+
+async def _bulk(ctx: CommandContext, taken: Taken) -> Reply:
+    change = taken.change
+    assert change is not None
+    if taken.status is Status.APPLYING:
+        return Reply(
+            f"That change ({code(change.code)}) is being applied right now: my answer to your first confirmation "
+            "says how it went.",
+            outcome="applying",
+        )
+    if taken.status is Status.APPLIED:
+        assert taken.applied_at is not None
+        return Reply(
+            f"That change ({code(change.code)}) was already applied, {ago(taken.applied_at, ctx.now())}; "
+            "nothing more to do.",
+            outcome="applied",
+        )
+    return await bulk.confirmed(ctx, change)
 
 
 COMMAND = Command(

@@ -1,0 +1,272 @@
+"""`disable all in #room …` and `disable all matching "name*" …`: many integrations at once, always
+previewed (`confirm <code>`, `yes`, the button) unless `--yes` is in the command.
+
+Selection, for the caller:
+- `in #x`: the room the caller means is resolved first — a room of theirs named `x`, else one of
+  theirs whose id is `x`, else a public channel named (then: with the id) `x`. Rocket.Chat resolves
+  a `#x` channel entry by id OR name, so an integration matches when one of its `#` entries is that
+  room's name or its id; the preview says which room (and id) it took.
+- `matching "glob"`: a case-insensitive glob (`*`, `?`) on names, in the normal form names are
+  compared in (`bot.normalize.name_glob`).
+Of what matches, only integrations the caller's own `list` shows AND that they may change (the
+same rule a single disable applies, channel membership included) are candidates; the others are
+only counted — never named, never given by id. Candidates already off are listed as such and left
+alone. More than `BOT_BULK_MAX` to switch off is refused (narrow it with `incoming`/`outgoing`).
+
+The preview is stored like `set`'s (`bot.state.confirmations`, under `BULK_TARGET`), so any
+replica confirms it. Applying switches each previewed member off exactly as a single `disable`
+does (commands/disabling.py: lossless, verified, audited; with `for`, its own timer row); a
+member that fails is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import suppress
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from bot.errors import BotError, StateUnavailable, UserInputError
+from bot.integrations.authz import CallerRights, room_entries, visible_in_list
+from bot.integrations.service import intended_document
+from bot.normalize import name_glob
+from bot.rocketchat.models import Integration
+from bot.state.confirmations import BULK_TARGET, PendingChange
+from bot.text import bullet_list, code, human_duration, plural, quote_name, safe_text
+from commands import replies
+from commands.args import BulkArgs, parse_bulk_args
+from commands.disabling import plain, timed
+from commands.parser import Token
+from commands.registry import CommandContext
+from commands.reply import Button, Reply
+from commands.set import split_yes
+from commands.targets import KIND_TYPES, require_lookup
+
+# How many names a list in a preview or an answer shows before "… and N more".
+SHOWN = 25
+
+
+@dataclass(frozen=True)
+class Room:
+    room_id: str
+    name: str | None
+
+    @property
+    def entries(self) -> frozenset[str]:
+        """The bare `x` of the `#x` channel entries that post into this room."""
+        return frozenset({self.room_id} | ({self.name} if self.name else set()))
+
+    def described(self) -> str:
+        shown = f"#{self.name}" if self.name else "that room"
+        return f"{quote_name(shown)} (room id {code(self.room_id)})"
+
+
+@dataclass
+class Selection:
+    """What a bulk selector matched, for one caller."""
+
+    to_switch: list[Integration] = field(default_factory=list)
+    already_off: list[Integration] = field(default_factory=list)
+    not_allowed: int = 0  # matching, but not the caller's to change (or not even to see)
+
+
+async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    tokens, confirmed = split_yes(args)
+    settings = ctx.services.settings
+    parsed = parse_bulk_args(tokens, maximum=settings.bot_max_disable)
+    rights = await ctx.rights()
+    require_lookup(ctx, rights, parsed.kind)
+    room = await resolve_room(ctx, rights, parsed.room) if parsed.room is not None else None
+    selection = await select(ctx, rights, parsed, room)
+    if not selection.to_switch:
+        none = f"no {_noun(parsed)}s {_what(parsed, room)} that you may change are on"
+        return Reply(f"Nothing to switch off: {none}.{_left_alone(selection)}", outcome="unchanged")
+    maximum = settings.bot_bulk_max
+    if len(selection.to_switch) > maximum:
+        raise UserInputError(
+            f"{_counted(len(selection.to_switch), parsed, room)} are on; I switch off at most {maximum} per command "
+            "(BOT_BULK_MAX). Narrow it with `incoming`/`outgoing` or a closer pattern. Nothing was changed."
+        )
+    if confirmed:
+        return await apply(ctx, parsed, room, selection.to_switch)
+    timeout = settings.bot_confirm_timeout
+    pending = await ctx.services.pending.add(
+        user_id=ctx.message.user_id,
+        room_id=ctx.message.room_id,
+        integration_id=BULK_TARGET,
+        snapshot={"members": [member.document for member in selection.to_switch]},
+        updates=_stored_args(parsed, room),
+        now=ctx.now(),
+        ttl=timeout,
+    )
+    prefix = ctx.services.prefix
+    confirm = f"{prefix} confirm {pending.code}"
+    yes = "yes" if ctx.invocation.is_direct else f"{prefix} yes"
+    count = plural(len(selection.to_switch), _noun(parsed))
+    text = (
+        f"🔌 Switch off {_counted(len(selection.to_switch), parsed, room)}{_for(parsed.duration)}?"
+        f"{_why(parsed.reason)}\n"
+        f"{_names(selection.to_switch)}{_left_alone(selection)}\n"
+        f"To apply it, reply {code(confirm)} (or {code(yes)}) within {human_duration(timeout)}."
+    )
+    return Reply(text, buttons=(Button(f"Switch off {count}", confirm),), outcome="preview")
+
+
+async def resolve_room(ctx: CommandContext, rights: CallerRights, wanted: str) -> Room:
+    """The room the caller means by `#wanted` (see the module docstring); `UserInputError` when
+    there is none they could mean (a private group they are not in is never found)."""
+    by_name = rights.room_ids_by_name or {}
+    if wanted in by_name:
+        return Room(by_name[wanted], wanted)
+    if rights.room_ids is not None and wanted in rights.room_ids:
+        names = [name for name, rid in by_name.items() if rid == wanted]
+        return Room(wanted, names[0] if names else None)
+    rest = ctx.services.rest
+    for lookup in ({"room_name": wanted}, {"room_id": wanted}):
+        try:
+            found = await rest.rooms_info(**lookup)
+        except BotError:
+            continue
+        room_id, name = found.get("_id"), found.get("name")
+        if found.get("t") == "c" and isinstance(room_id, str):
+            return Room(room_id, name if isinstance(name, str) else None)
+    raise UserInputError(
+        f"I can't find a room {quote_name('#' + wanted)} that you are in (or a public channel of that name). "
+        "Nothing was changed."
+    )
+
+
+async def select(ctx: CommandContext, rights: CallerRights, parsed: BulkArgs, room: Room | None) -> Selection:
+    """Every integration the selector matches, sorted into the caller's candidates and the rest."""
+    matches = name_glob(parsed.glob) if parsed.glob is not None else None
+    chosen = Selection()
+    integrations = ctx.services.integrations
+    async for document in ctx.services.rest.iter_integrations(type=KIND_TYPES[parsed.kind]):
+        if room is not None and not room.entries.intersection(room_entries(document)):
+            continue
+        name = document.get("name")
+        if matches is not None and not (isinstance(name, str) and matches(name)):
+            continue
+        if not visible_in_list(rights, document):
+            chosen.not_allowed += 1
+            continue
+        integration = Integration.of(document)
+        decision = await integrations.may_write(rights, intended_document(integration, {"enabled": False}))
+        if not decision.allowed:
+            chosen.not_allowed += 1
+        elif integration.enabled:
+            chosen.to_switch.append(integration)
+        else:
+            chosen.already_off.append(integration)
+    return chosen
+
+
+async def confirmed(ctx: CommandContext, change: PendingChange) -> Reply:
+    """`confirm`/`yes` for a stored bulk preview (taken by the caller): apply it."""
+    parsed, room = _loaded_args(change.updates)
+    members = [Integration.of(doc) for doc in change.snapshot.get("members", ()) if isinstance(doc, Mapping)]
+    try:
+        reply = await apply(ctx, parsed, room, members)
+        with suppress(StateUnavailable):
+            await ctx.services.pending.applied(change, now=ctx.now())
+        return reply
+    finally:
+        with suppress(StateUnavailable):
+            await ctx.services.pending.release(change)
+
+
+async def apply(ctx: CommandContext, parsed: BulkArgs, room: Room | None, members: Sequence[Integration]) -> Reply:
+    """Switch each member off as a single `disable` would; a failing member never stops the others."""
+    done: list[Integration] = []
+    unchanged: list[Integration] = []
+    failed: list[str] = []
+    for member in members:
+        try:
+            if parsed.duration is not None:
+                answer = await timed(ctx, member, parsed.reason, parsed.duration)
+            else:
+                answer = await plain(ctx, member, parsed.reason)
+        except BotError as exc:
+            registry = ctx.services.registry
+            why = replies.for_error(exc, invocation=ctx.invocation, registry=registry).text if registry else str(exc)
+            failed.append(f"{replies.label(member)}: {why.splitlines()[0]}")
+            continue
+        (done if answer.outcome == "changed" else unchanged).append(member)
+    lines = [f"🔌 Switched off {len(done)} of {_counted(len(members), parsed, room)}{_for(parsed.duration)}."]
+    if parsed.reason:
+        lines.append(f"Reason: {safe_text(parsed.reason)}")
+    if done:
+        lines.append("Switched off:\n" + _names(done))
+    if unchanged:
+        lines.append("Left as they were (already off, or changed meanwhile):\n" + _names(unchanged))
+    if failed:
+        lines.append("Failed (nothing changed on these):\n" + bullet_list(failed, limit=SHOWN))
+    outcome = "changed" if done else ("failed" if failed else "unchanged")
+    return Reply("\n".join(lines), outcome=outcome)
+
+
+def _noun(parsed: BulkArgs) -> str:
+    return f"{parsed.kind} integration" if parsed.kind else "integration"
+
+
+def _what(parsed: BulkArgs, room: Room | None) -> str:
+    if room is not None:
+        return f"posting into {room.described()}"
+    return f"with names matching {quote_name(parsed.glob or '')}"
+
+
+def _counted(count: int, parsed: BulkArgs, room: Room | None) -> str:
+    return f"{plural(count, _noun(parsed))} {_what(parsed, room)}"
+
+
+def _for(duration: timedelta | None) -> str:
+    return f" for {human_duration(duration)}" if duration is not None else ""
+
+
+def _why(reason: str | None) -> str:
+    return f"\nReason: {safe_text(reason)}" if reason else ""
+
+
+def _names(integrations: Sequence[Integration]) -> str:
+    return bullet_list((replies.label(i) for i in integrations), limit=SHOWN)
+
+
+def _left_alone(selection: Selection) -> str:
+    parts = []
+    if selection.already_off:
+        parts.append("\nAlready off (left alone):\n" + _names(selection.already_off))
+    if selection.not_allowed:
+        count = plural(selection.not_allowed, "more matching integration")
+        parts.append(f"\n{count} that you may not change {'is' if selection.not_allowed == 1 else 'are'} left out.")
+    return "".join(parts)
+
+
+def _stored_args(parsed: BulkArgs, room: Room | None) -> dict[str, Any]:
+    return {
+        "bulk": {
+            "room": parsed.room,
+            "glob": parsed.glob,
+            "kind": parsed.kind,
+            "seconds": parsed.duration.total_seconds() if parsed.duration is not None else None,
+            "reason": parsed.reason,
+            "room_id": room.room_id if room is not None else None,
+            "room_name": room.name if room is not None else None,
+        }
+    }
+
+
+def _loaded_args(updates: Mapping[str, Any]) -> tuple[BulkArgs, Room | None]:
+    stored = updates.get("bulk") or {}
+    seconds = stored.get("seconds")
+    kind = stored.get("kind")
+    parsed = BulkArgs(
+        room=stored.get("room"),
+        glob=stored.get("glob"),
+        kind=kind if kind in ("incoming", "outgoing") else None,
+        duration=timedelta(seconds=float(seconds)) if seconds is not None else None,
+        reason=stored.get("reason"),
+    )
+    room_id = stored.get("room_id")
+    room = Room(str(room_id), stored.get("room_name")) if room_id is not None else None
+    return parsed, room

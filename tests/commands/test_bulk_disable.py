@@ -1,0 +1,168 @@
+"""`disable all in #room` / `disable all matching "glob"`: selection, preview, confirmation, apply,
+through the real command layer on the sandbox REST app (tests/commands/set_harness.py)."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+from set_harness import Harness
+
+from bot.config import Settings
+from commands.reply import Reply
+
+
+def ids(h: Harness, label: str) -> str:
+    return str(h.seeded["integrations"][label]["id"])
+
+
+def code_of(reply: Reply) -> str:
+    found = re.search(r"confirm ([A-Z0-9]{4})", reply.text)
+    assert found is not None, reply.text
+    return found.group(1)
+
+
+def section(reply: Reply, title: str) -> list[str]:
+    """The bullet lines after the line starting with `title`."""
+    lines = reply.text.splitlines()
+    starts = [i for i, line in enumerate(lines) if line.startswith(title)]
+    if not starts:
+        return []
+    out = []
+    for line in lines[starts[0] + 1 :]:
+        if not line.startswith("• "):
+            break
+        out.append(line[2:])
+    return out
+
+
+def section_before_already(reply: Reply) -> list[str]:
+    out = []
+    for line in reply.text.splitlines()[1:]:
+        if line.startswith("Already off") or not line.startswith(("• ", "Reason")):
+            if out:
+                break
+            continue
+        if line.startswith("• "):
+            out.append(line[2:])
+    return out
+
+
+# `scriptCompiled` is what the server compiles from `script` on every save (not sent by the bot).
+SERVER_MANAGED = ("_updatedAt", "_updatedBy", "scriptCompiled")
+
+
+def stable(document: dict[str, object]) -> dict[str, object]:
+    """As any save of the same data leaves it (tests/e2e/incident_support.py `stable`)."""
+    return {
+        k: v
+        for k, v in document.items()
+        if k not in SERVER_MANAGED and v is not None and not (k == "skipTranspile" and v is False)
+    }
+
+
+def enabled(h: Harness, label: str) -> bool:
+    return bool(h.doc(ids(h, label))["enabled"])
+
+
+async def test_the_preview_of_a_room_lists_what_would_switch_off_and_writes_nothing(h: Harness) -> None:
+    reply = await h.say("admin", "ops", "!integration disable all in #alerts because paging storm")
+    assert reply.outcome == "preview", reply.text
+    assert f"(room id `{h.room('alerts')}`)" in reply.text
+    assert sorted(section_before_already(reply)) == ["`Deploy announcer` (outgoing)", "`Grafana` (incoming)"]
+    assert section(reply, "Already off") == ["`Alertmanager` (incoming)"]
+    assert "left out" not in reply.text
+    assert "Reason: paging storm" in reply.text
+    assert reply.buttons[0].command == f"!integration confirm {code_of(reply)}"
+    assert h.writes() == 0
+
+
+async def test_yes_switches_exactly_the_previewed_ones_off_losslessly_and_audits_each(h: Harness) -> None:
+    before = {label: h.doc(ids(h, label)) for label in ("grafana", "deploy-announcer", "jenkins-builds")}
+    await h.say("admin", "ops", "!integration disable all in #alerts -- paging storm")
+    applied = await h.say("admin", "ops", "!integration yes")
+    assert applied.outcome == "changed", applied.text
+    assert applied.text.startswith("🔌 Switched off 2 of 2 integrations posting into `#alerts`")
+    assert sorted(section(applied, "Switched off:")) == ["`Deploy announcer` (outgoing)", "`Grafana` (incoming)"]
+    for label in ("grafana", "deploy-announcer"):
+        after = h.doc(ids(h, label))
+        assert after["enabled"] is False
+        assert stable({**after, "enabled": True}) == stable(before[label])
+    assert h.doc(ids(h, "jenkins-builds")) == before["jenkins-builds"]
+    rows = await h.services.state.history(limit=10)
+    assert sorted(r.integration_name for r in rows if r.action == "disable") == ["Deploy announcer", "Grafana"]
+    assert {r.reason for r in rows if r.action == "disable"} == {"paging storm"}
+    again = await h.say("admin", "ops", "!integration yes")
+    assert again.outcome == "none"
+
+
+async def test_a_manage_own_caller_gets_only_their_own_and_a_count_of_the_others(h: Harness) -> None:
+    reply = await h.say("owen", "alerts", "!integration disable all in #alerts --yes")
+    assert reply.outcome == "changed", reply.text
+    assert section(reply, "Switched off:") == ["`Deploy announcer` (outgoing)"]
+    assert not enabled(h, "deploy-announcer")
+    assert enabled(h, "grafana")
+    preview = await h.say("owen", "alerts", "!integration disable all in #alerts")
+    assert preview.outcome == "unchanged"
+    assert "2 more matching integrations that you may not change are left out" in preview.text
+    for hidden in ("Grafana", "Alertmanager", ids(h, "grafana"), ids(h, "alertmanager")):
+        assert hidden not in preview.text and hidden not in reply.text
+
+
+async def test_a_glob_with_phone_quotes_matches_names_case_insensitively(h: Harness) -> None:
+    reply = await h.say("admin", "ops", "!integration disable all matching “GUGG*” outgoing")
+    assert reply.outcome == "preview", reply.text
+    assert section_before_already(reply) == ["`Guggy` (outgoing)"]
+    assert "old-guggy" not in reply.text  # `GUGG*` is anchored: `old-guggy` does not match
+    applied = await h.say("admin", "ops", f"!integration confirm {code_of(reply)}")
+    assert applied.outcome == "changed"
+    assert not enabled(h, "guggy-outgoing")
+    assert enabled(h, "guggy-incoming")
+
+
+async def test_a_glob_lists_matching_ones_already_off_separately(h: Harness) -> None:
+    reply = await h.say("admin", "ops", '!integration disable all matching "*guggy"')
+    assert sorted(section_before_already(reply)) == ["`Guggy` (incoming)", "`Guggy` (outgoing)"]
+    assert section(reply, "Already off") == ["`old-guggy` (outgoing)"]
+
+
+async def test_a_room_named_after_another_rooms_id_is_resolved_as_the_caller_means_it(h: Harness) -> None:
+    alerts = h.room("alerts")
+    # A hostile user names a public room after #alerts' id; admin is not a member of it.
+    h.control.create_room(alerts, members=["alice", "integrations-bot"], owner="alice")
+    reply = await h.say("admin", "ops", f"!integration disable all in #{alerts}")
+    assert reply.outcome == "preview", reply.text
+    # admin is in #alerts (whose id that is), so that room is meant, and its integrations are listed.
+    assert f"(room id `{alerts}`)" in reply.text
+    assert sorted(section_before_already(reply)) == ["`Deploy announcer` (outgoing)", "`Grafana` (incoming)"]
+
+
+async def test_a_private_group_the_caller_is_not_in_is_not_found(h: Harness) -> None:
+    reply = await h.say("owen", "ops", "!integration disable all in #platform-team")
+    assert reply.outcome == "input"
+    assert "can't find a room" in reply.text
+    assert h.writes() == 0
+
+
+async def test_more_than_the_maximum_is_refused_before_anything_is_written(h: Harness) -> None:
+    h.services.settings = Settings.model_validate({**h.services.settings.model_dump(), "bot_bulk_max": 1})
+    reply = await h.say("admin", "ops", "!integration disable all in #alerts --yes")
+    assert reply.outcome == "input", reply.text
+    assert "at most 1 per command" in reply.text
+    assert h.writes() == 0
+
+
+async def test_another_user_cannot_confirm_a_bulk_preview(h: Harness) -> None:
+    preview = await h.say("admin", "ops", "!integration disable all in #alerts")
+    stolen = await h.say("alice", "ops", f"!integration confirm {code_of(preview)}")
+    assert stolen.outcome == "foreign"
+    assert enabled(h, "grafana")
+
+
+async def test_a_timed_bulk_disable_gives_each_member_its_timer(h: Harness) -> None:
+    toolkit = h.with_incident_toolkit()
+    reply = await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
+    assert reply.outcome == "changed", reply.text
+    active = await toolkit.timers.active()
+    assert sorted(t.integration_name for t in active) == ["Deploy announcer", "Grafana"]
+    assert {t.due_at for t in active} == {h.clock.now + timedelta(minutes=30)}
