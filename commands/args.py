@@ -42,6 +42,8 @@ __all__ = [
     "is_bulk",
     "parse_assignments",
     "parse_bulk_args",
+    "parse_bulk_enable",
+    "parse_bulk_extend",
     "parse_code",
     "parse_disable_args",
     "parse_duration",
@@ -437,18 +439,13 @@ def is_bulk(tokens: Sequence[Token]) -> bool:
     return len(tokens) >= 2 and tokens[0].is_word("all") and tokens[1].is_word("in", "matching")
 
 
-def parse_bulk_args(
-    tokens: Sequence[Token], *, command: str = "disable", maximum: timedelta = DEFAULT_MAX_DURATION
-) -> BulkArgs:
-    """See `BulkArgs`; `tokens` pass `is_bulk`. After the room or glob: an optional kind, then the
-    same `for <duration>` and `because|-- <reason>` as a single disable (a reason may also simply
-    follow)."""
-    tokens = _split_double_dash(tokens)
+def _bulk_selector(tokens: Sequence[Token], *, command: str) -> tuple[BulkArgs, list[Token]]:
+    """`all in #room [kind]` / `all matching "glob" [kind]`: the selector, and the tokens after it."""
     if len(tokens) < 3:
         what = (
-            "which room? e.g. `disable all in #alerts`"
+            f"which room? e.g. `{command} all in #alerts`"
             if tokens[1].is_word("in")
-            else ('which names? e.g. `disable all matching "jenkins*"`')
+            else f'which names? e.g. `{command} all matching "jenkins*"`'
         )
         raise UsageError(command, f"{what}. Usage: {BULK_USAGE}")
     selector = tokens[2]
@@ -457,17 +454,27 @@ def parse_bulk_args(
         room = selector.value.strip().removeprefix("#").strip()
         if not room or any(char.isspace() for char in room):
             raise UsageError(
-                command, f"name one room, e.g. `disable all in #alerts` (got {quote_name(selector.value)})"
+                command, f"name one room, e.g. `{command} all in #alerts` (got {quote_name(selector.value)})"
             )
     else:
         glob = selector.value.strip()
         if not glob:
-            raise UsageError(command, 'the pattern is empty; e.g. `disable all matching "jenkins*"`')
+            raise UsageError(command, f'the pattern is empty; e.g. `{command} all matching "jenkins*"`')
     rest = list(tokens[3:])
     kind: Kind | None = None
     if rest and not rest[0].quoted and rest[0].value.lower() in KIND_WORDS:
         kind = KIND_WORDS[rest[0].value.lower()]
         rest = rest[1:]
+    return BulkArgs(room, glob, kind), rest
+
+
+def parse_bulk_args(
+    tokens: Sequence[Token], *, command: str = "disable", maximum: timedelta = DEFAULT_MAX_DURATION
+) -> BulkArgs:
+    """See `BulkArgs`; `tokens` pass `is_bulk`. After the room or glob: an optional kind, then the
+    same `for <duration>` and `because|-- <reason>` as a single disable (a reason may also simply
+    follow)."""
+    selected, rest = _bulk_selector(_split_double_dash(tokens), command=command)
     duration: timedelta | None = None
     reason: str | None = None
     while rest:
@@ -485,7 +492,28 @@ def parse_bulk_args(
         else:
             reason = _words(rest)
             rest = []
-    return BulkArgs(room, glob, kind, duration, reason)
+    return BulkArgs(selected.room, selected.glob, selected.kind, duration, reason)
+
+
+def parse_bulk_enable(tokens: Sequence[Token], *, command: str = "enable") -> BulkArgs:
+    """`enable all in #room [kind]` / `enable all matching "glob" [kind]`: nothing after it."""
+    selected, rest = _bulk_selector(tokens, command=command)
+    if rest:
+        raise UsageError(command, f"unexpected {quote_name(_words(rest))}; usage: `{command} all in #room`")
+    return selected
+
+
+def parse_bulk_extend(
+    tokens: Sequence[Token], *, command: str = "extend", maximum: timedelta = DEFAULT_MAX_DURATION
+) -> BulkArgs:
+    """`extend all in #room [kind] [by|for] <duration>` (or `all matching "glob"`)."""
+    selected, rest = _bulk_selector(tokens, command=command)
+    if rest and rest[0].is_word("by", "for"):
+        rest = rest[1:]
+    if not rest or any(token.quoted for token in rest):
+        raise UsageError(command, f"for how long? e.g. `{command} all in #alerts 1h`")
+    duration = parse_duration(_words(rest), command=command, maximum=maximum)
+    return BulkArgs(selected.room, selected.glob, selected.kind, duration)
 
 
 # --- extend -------------------------------------------------------------------------------------

@@ -27,16 +27,20 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from bot.errors import BotError, StateUnavailable, UserInputError
+from bot.errors import BotError, StateUnavailable, UsageError, UserInputError
 from bot.integrations.authz import CallerRights, room_entries, visible_in_list
 from bot.integrations.service import intended_document
+from bot.integrations.wording import ENABLED_MARK
 from bot.normalize import name_glob
 from bot.rocketchat.models import Integration
 from bot.state.confirmations import BULK_TARGET, PendingChange
-from bot.text import bullet_list, code, human_duration, plural, quote_name, safe_text
-from commands import replies
-from commands.args import BulkArgs, parse_bulk_args
+from bot.state.group_store import BulkGroup, GroupDraft
+from bot.state.timer_states import TimedDisable, TimerState
+from bot.text import bullet_list, code, human_duration, human_until, plural, quote_name, safe_text
+from commands import changes, replies
+from commands.args import BulkArgs, parse_bulk_args, parse_bulk_enable, parse_bulk_extend
 from commands.disabling import plain, timed
+from commands.incident import may_see, toolkit
 from commands.parser import Token
 from commands.registry import CommandContext
 from commands.reply import Button, Reply
@@ -177,23 +181,43 @@ async def confirmed(ctx: CommandContext, change: PendingChange) -> Reply:
 
 
 async def apply(ctx: CommandContext, parsed: BulkArgs, room: Room | None, members: Sequence[Integration]) -> Reply:
-    """Switch each member off as a single `disable` would; a failing member never stops the others."""
+    """Switch each member off as a single `disable` would; a failing member never stops the others.
+    The members are one group (bot/state/group_store.py): one entry in `history` and `snoozed`,
+    back on together, and `undo`, `extend`/`enable all …` act on all of them."""
+    now = ctx.now()
+    due = now + parsed.duration if parsed.duration is not None else None
+    message = ctx.message
+    group = await ctx.services.state.groups.create(
+        GroupDraft(
+            created_at=now,
+            actor_id=message.user_id,
+            actor_username=message.username,
+            selector=_selector(parsed, room),
+            message_id=message.id,
+            target_room_id=room.room_id if room is not None else None,
+            glob=parsed.glob,
+            kind=parsed.kind,
+            reason=parsed.reason,
+            due_at=due,
+            room_id=message.room_id,
+            thread_id=message.thread_id,
+        )
+    )
     done: list[Integration] = []
     unchanged: list[Integration] = []
     failed: list[str] = []
     for member in members:
         try:
             if parsed.duration is not None:
-                answer = await timed(ctx, member, parsed.reason, parsed.duration)
+                answer = await timed(ctx, member, parsed.reason, parsed.duration, group_id=group.id, due=due)
             else:
-                answer = await plain(ctx, member, parsed.reason)
+                answer = await plain(ctx, member, parsed.reason, group_id=group.id)
         except BotError as exc:
-            registry = ctx.services.registry
-            why = replies.for_error(exc, invocation=ctx.invocation, registry=registry).text if registry else str(exc)
-            failed.append(f"{replies.label(member)}: {why.splitlines()[0]}")
+            failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
             continue
         (done if answer.outcome == "changed" else unchanged).append(member)
-    lines = [f"🔌 Switched off {len(done)} of {_counted(len(members), parsed, room)}{_for(parsed.duration)}."]
+    until = f" {human_until(due, now)}" if due is not None else ""
+    lines = [f"🔌 Switched off {len(done)} of {_counted(len(members), parsed, room)}{until}."]
     if parsed.reason:
         lines.append(f"Reason: {safe_text(parsed.reason)}")
     if done:
@@ -203,7 +227,221 @@ async def apply(ctx: CommandContext, parsed: BulkArgs, room: Room | None, member
     if failed:
         lines.append("Failed (nothing changed on these):\n" + bullet_list(failed, limit=SHOWN))
     outcome = "changed" if done else ("failed" if failed else "unchanged")
-    return Reply("\n".join(lines), outcome=outcome)
+    buttons = _group_buttons(ctx, parsed) if done and due is not None else ()
+    return Reply("\n".join(lines), buttons=buttons, outcome=outcome)
+
+
+def _left_as_they_are(count: int) -> str:
+    one = count == 1
+    return f"{plural(count, 'more member')} {'is' if one else 'are'} left as {'it is' if one else 'they are'}"
+
+
+def _problem(ctx: CommandContext, exc: BotError) -> str:
+    registry = ctx.services.registry
+    why = replies.for_error(exc, invocation=ctx.invocation, registry=registry).text if registry else str(exc)
+    return why.splitlines()[0]
+
+
+def _selector(parsed: BulkArgs, room: Room | None) -> str:
+    if room is not None:
+        return f"in #{room.name or room.room_id}"
+    return parsed.selector
+
+
+def _typed(parsed: BulkArgs) -> str | None:
+    """The selector as a command names it again (for buttons); None when it cannot be re-typed."""
+    if parsed.room is not None:
+        return f"in #{parsed.room}"
+    if parsed.glob is not None and '"' not in parsed.glob:
+        return f'matching "{parsed.glob}"'
+    return None
+
+
+def _group_buttons(ctx: CommandContext, parsed: BulkArgs) -> tuple[Button, ...]:
+    typed = _typed(parsed)
+    if typed is None:
+        return ()
+    kind = f" {parsed.kind}" if parsed.kind else ""
+    prefix = ctx.services.prefix
+    return (
+        Button("Re-enable all now", f"{prefix} enable all {typed}{kind}"),
+        Button("Extend all 1 h", f"{prefix} extend all {typed}{kind} 1h"),
+    )
+
+
+# --- groups as other commands show them (`snoozed`, `history`) ----------------------------------
+
+
+def shown_selector(group: BulkGroup, rights: CallerRights, *, here: str) -> str:
+    """`in #alerts` / `matching "jenkins*"` for this reader: a room is named only when it is the
+    room being talked in or a public channel the caller is in (an answer is read by everyone in
+    its room; a private group's name stays inside it)."""
+    if group.target_room_id is None:
+        return f"matching {quote_name(group.glob or '')}"
+    name = group.selector.removeprefix("in #")
+    by_name = rights.room_ids_by_name or {}
+    if group.target_room_id == here or (by_name.get(name) == group.target_room_id and name in rights.channel_names):
+        return f"in {quote_name('#' + name)}"
+    return "in another room"
+
+
+def group_buttons(ctx: CommandContext, group: BulkGroup) -> tuple[Button, ...]:
+    """The buttons of a running group: re-enable its members now, or keep them off an hour longer."""
+    if '"' in (group.glob or "") or (group.target_room_id is not None and " " in group.selector.removeprefix("in ")):
+        return ()
+    kind = f" {group.kind}" if group.kind else ""
+    prefix = ctx.services.prefix
+    return (
+        Button("Re-enable all now", f"{prefix} enable all {group.selector}{kind}"),
+        Button("Extend all 1 h", f"{prefix} extend all {group.selector}{kind} 1h"),
+    )
+
+
+# --- acting on a group: `enable all …`, `extend all …` ------------------------------------------
+
+
+async def _selected_groups(ctx: CommandContext, parsed: BulkArgs) -> tuple[Room | None, list[BulkGroup]]:
+    rights = await ctx.rights()
+    require_lookup(ctx, rights, parsed.kind)
+    await ctx.services.followups.settled()  # the audit rows and timers of answers already given
+    room = await resolve_room(ctx, rights, parsed.room) if parsed.room is not None else None
+    groups = ctx.services.state.groups
+    if room is not None:
+        return room, await groups.recent(target_room_id=room.room_id)
+    return None, await groups.recent(glob=parsed.glob)
+
+
+async def _running(ctx: CommandContext, parsed: BulkArgs, groups: Sequence[BulkGroup]) -> list[TimedDisable]:
+    """The members of `groups` whose timed disable is running (of the kind named, if any)."""
+    timers = toolkit(ctx).timers.store
+    wanted = KIND_TYPES[parsed.kind]
+    found: dict[str, TimedDisable] = {}
+    for group in groups:
+        for timer in await timers.in_group(group.id):
+            if timer.state is TimerState.ACTIVE and (wanted is None or timer.integration_type == wanted):
+                found.setdefault(timer.integration_id, timer)
+    return list(found.values())
+
+
+def _member_document(timer: TimedDisable) -> dict[str, Any]:
+    document = dict(timer.disabled_document or {})
+    document.setdefault("_id", timer.integration_id)
+    document.setdefault("name", timer.integration_name)
+    document.setdefault("type", timer.integration_type)
+    return document
+
+
+async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    """`enable all in #room` / `enable all matching "x*"`: end the running bulk disables of that
+    selector now, each member switched on as a single `enable` would (rights checked, lossless)."""
+    parsed = parse_bulk_enable(args)
+    room, groups = await _selected_groups(ctx, parsed)
+    running = await _running(ctx, parsed, groups)
+    what = _what(parsed, room)
+    if not running:
+        return Reply(
+            f"Nothing to switch back on: no timed {code('disable all')} {what} is running.", outcome="unchanged"
+        )
+    rights = await ctx.rights()
+    incident = toolkit(ctx)
+    done: list[Integration] = []
+    unchanged: list[Integration] = []
+    failed: list[str] = []
+    hidden = 0
+    for timer in running:
+        document = _member_document(timer)
+        if not may_see(rights, document):
+            hidden += 1
+            continue
+        member = Integration.of(document)
+        try:
+            outcome = await ctx.services.integrations.set_enabled(member, True, rights=rights)
+        except BotError as exc:
+            failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
+            continue
+        if outcome.changed:
+            # The member's timer ends with this audit row (`TimerService.follow_change`).
+            await changes.record(ctx, outcome, "enable", group_id=timer.group_id)
+            done.append(outcome.after)
+        else:
+            await incident.timers.end_early(timer, f"already enabled; dropped by {ctx.message.username}")
+            unchanged.append(outcome.after)
+    lines = [f"{ENABLED_MARK} Switched on {len(done)} of {_counted(len(running) - hidden, parsed, room)}."]
+    if done:
+        lines.append("Switched on (their timed disable is cancelled):\n" + _names(done))
+    if unchanged:
+        lines.append("Already on (their timed disable is dropped):\n" + _names(unchanged))
+    if failed:
+        lines.append("Failed (still off, still timed):\n" + bullet_list(failed, limit=SHOWN))
+    if hidden:
+        lines.append(f"{_left_as_they_are(hidden)} (you can't see {'it' if hidden == 1 else 'them'}).")
+    outcome_word = "changed" if done or unchanged else "failed" if failed else "unchanged"
+    return Reply("\n".join(lines), outcome=outcome_word)
+
+
+async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    """`extend all in #room 1h`: every running member of the selector's bulk disables stays off
+    longer (from its current end), as `extend` does for one."""
+    maximum = ctx.services.settings.bot_max_disable
+    parsed = parse_bulk_extend(args, maximum=maximum)
+    assert parsed.duration is not None
+    room, groups = await _selected_groups(ctx, parsed)
+    running = await _running(ctx, parsed, groups)
+    what = _what(parsed, room)
+    if not running:
+        return Reply(f"Nothing to extend: no timed {code('disable all')} {what} is running.", outcome="unchanged")
+    rights = await ctx.rights()
+    timers = toolkit(ctx).timers
+    now = ctx.now()
+    dues = {timer.integration_id: max(timer.due_at, now) + parsed.duration for timer in running}
+    if max(dues.values()) - now > maximum:
+        raise UsageError(
+            "extend",
+            f"that would keep them off {human_until(max(dues.values()), now).removeprefix('until ')}, "
+            f"longer than the {human_duration(maximum)} allowed",
+        )
+    done: list[Integration] = []
+    failed: list[str] = []
+    not_allowed = 0
+    for timer in running:
+        document = _member_document(timer)
+        member = Integration.of(document)
+        if not may_see(rights, document) or not (await ctx.services.integrations.may_write(rights, member)).allowed:
+            not_allowed += 1
+            continue
+        due = dues[timer.integration_id]
+        try:
+            async with ctx.services.integrations.editing(member) as edit:
+                pending = await timers.pending_for(timer.integration_id)
+                if pending is None or pending.id != timer.id or pending.state is not TimerState.ACTIVE:
+                    failed.append(f"{replies.label(member)}: its timed disable ended meanwhile")
+                    continue
+                if await timers.extend(pending, due) is None:
+                    failed.append(f"{replies.label(member)}: its timed disable changed meanwhile")
+                    continue
+                await changes.note(ctx, edit.current, "extend", until=due, group_id=timer.group_id)
+                done.append(edit.current)
+        except BotError as exc:
+            failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
+    for group_id in {timer.group_id for timer in running if timer.group_id is not None}:
+        latest = max(dues[t.integration_id] for t in running if t.group_id == group_id)
+        await ctx.services.state.groups.set_due(group_id, latest)
+    until = human_until(max(dues[i.id] for i in done), now) if done else ""
+    lines = [
+        f"⏰ Extended {len(done)} of {_counted(len(running), parsed, room)} by {human_duration(parsed.duration)}"
+        + (f": off {until}." if done else ".")
+    ]
+    if done:
+        lines.append(_names(done))
+    if failed:
+        lines.append("Not extended:\n" + bullet_list(failed, limit=SHOWN))
+    if not_allowed:
+        lines.append(f"{_left_as_they_are(not_allowed)} (you may not change {'it' if not_allowed == 1 else 'them'}).")
+    return Reply(
+        "\n".join(lines),
+        buttons=_group_buttons(ctx, parsed) if done else (),
+        outcome="changed" if done else "unchanged",
+    )
 
 
 def _noun(parsed: BulkArgs) -> str:

@@ -21,16 +21,16 @@ def _why(reason: str | None) -> str:
     return f"\nReason: {safe_text(reason)}" if reason else ""
 
 
-async def plain(ctx: CommandContext, found: Integration, reason: str | None) -> Reply:
+async def plain(ctx: CommandContext, found: Integration, reason: str | None, *, group_id: int | None = None) -> Reply:
     # `found` was just read by `resolve_reading` (a complete document): no second read, unless
     # someone wrote it since. The timer is ended under the same lock as the write (a re-enable
     # firing now waits, then finds the timer ended).
     async with ctx.services.integrations.editing(found) as edit:
         outcome = await edit.apply({"enabled": False}, rights=await ctx.rights())
         if not outcome.changed:
-            return await _keep_disabled(ctx, outcome.after, reason)
+            return await _keep_disabled(ctx, outcome.after, reason, group_id=group_id)
     # Recorded once the answer is on its way (commands/followups.py).
-    ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "disable", reason=reason))
+    ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "disable", reason=reason, group_id=group_id))
     undo = code(f"{ctx.services.prefix} enable {outcome.after.id}")
     return Reply(
         f"{wording.DISABLED_MARK} Disabled {replies.label(outcome.after)}.{_why(reason)}\nTo turn it back on: {undo}",
@@ -39,14 +39,16 @@ async def plain(ctx: CommandContext, found: Integration, reason: str | None) -> 
     )
 
 
-async def _keep_disabled(ctx: CommandContext, current: Integration, reason: str | None) -> Reply:
+async def _keep_disabled(
+    ctx: CommandContext, current: Integration, reason: str | None, *, group_id: int | None = None
+) -> Reply:
     """Already disabled: a running timed disable becomes permanent (called under the lock)."""
     incident = ctx.services.incident
     pending = await incident.timers.pending_for(current.id) if incident is not None else None
     if incident is not None and pending is not None and pending.state is TimerState.ACTIVE:
         note = f"made permanent by {ctx.message.username}"
         if await incident.timers.end_early(pending, note) is not None:
-            await changes.note(ctx, current, "keep-disabled", reason=reason)
+            await changes.note(ctx, current, "keep-disabled", reason=reason, group_id=group_id)
             return Reply(
                 f"{wording.DISABLED_MARK} {replies.label(current)} stays disabled: I won't turn it back on "
                 f"(it was due {human_until(pending.due_at, ctx.now())}).{_why(reason)}",
@@ -56,7 +58,15 @@ async def _keep_disabled(ctx: CommandContext, current: Integration, reason: str 
     return Reply(f"{replies.label(current)} is already disabled; nothing changed.", outcome="unchanged")
 
 
-async def timed(ctx: CommandContext, found: Integration, reason: str | None, duration: timedelta) -> Reply:
+async def timed(
+    ctx: CommandContext,
+    found: Integration,
+    reason: str | None,
+    duration: timedelta,
+    *,
+    group_id: int | None = None,
+    due: datetime | None = None,
+) -> Reply:
     """The timer row and the write are decided on the integration as it is under its lock: a
     re-enable of the same integration firing now either finished before (the row is gone, the
     integration is on) or waits until this is done (and then finds the new end)."""
@@ -64,7 +74,7 @@ async def timed(ctx: CommandContext, found: Integration, reason: str | None, dur
     rights = await ctx.rights()
     await require_change(ctx, rights, found)
     now = ctx.now()
-    due = now + duration
+    due = due if due is not None else now + duration
     buttons = (reenable_button(ctx, found.id), extend_button(ctx, found.id))
     async with ctx.services.integrations.editing(found) as edit:
         current = edit.current
@@ -81,7 +91,7 @@ async def timed(ctx: CommandContext, found: Integration, reason: str | None, dur
             retimed = await timers.extend(pending, due)
             if retimed is None:
                 raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
-            await changes.note(ctx, current, "retime", reason=reason, until=due)
+            await changes.note(ctx, current, "retime", reason=reason, until=due, group_id=group_id)
             return Reply(
                 f"⏰ {replies.label(current)} was already disabled {human_until(pending.due_at, now)}; "
                 f"now {human_until(due, now)}.{_why(reason)}",
@@ -97,7 +107,7 @@ async def timed(ctx: CommandContext, found: Integration, reason: str | None, dur
                 outcome="unchanged",
             )
         else:
-            scheduled = await timers.schedule(_draft(ctx, current, reason, now, due))
+            scheduled = await timers.schedule(_draft(ctx, current, reason, now, due, group_id=group_id))
             if scheduled is None:
                 raise UserInputError(
                     f"a timed disable of {quote_name(found.name)} is being set up right now; try again in a moment"
@@ -116,7 +126,7 @@ async def timed(ctx: CommandContext, found: Integration, reason: str | None, dur
                 await timers.abort(timer, "it was already disabled")
             return Reply(f"{replies.label(outcome.after)} is already disabled; nothing changed.", outcome="unchanged")
         # The audit row re-bases a running timer on this disable (`TimerService.follow_change`).
-        audit_id = await changes.record(ctx, outcome, "disable", reason=reason, until=due)
+        audit_id = await changes.record(ctx, outcome, "disable", reason=reason, until=due, group_id=group_id)
         if rebase:
             rebased = await timers.pending_for(found.id)
             if rebased is None or await timers.extend(rebased, due) is None:
@@ -130,7 +140,9 @@ async def timed(ctx: CommandContext, found: Integration, reason: str | None, dur
     )
 
 
-def _draft(ctx: CommandContext, found: Integration, reason: str | None, now: datetime, due: datetime) -> TimerDraft:
+def _draft(
+    ctx: CommandContext, found: Integration, reason: str | None, now: datetime, due: datetime, *, group_id: int | None
+) -> TimerDraft:
     message = ctx.message
     return TimerDraft(
         integration_id=found.id,
@@ -144,4 +156,5 @@ def _draft(ctx: CommandContext, found: Integration, reason: str | None, now: dat
         room_id=message.room_id,
         thread_id=message.thread_id,
         message_id=message.id,
+        group_id=group_id,
     )

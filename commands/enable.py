@@ -7,8 +7,8 @@ from collections.abc import Sequence
 from bot.integrations import wording
 from bot.state.timer_states import TimerState
 from bot.text import human_until, safe_text
-from commands import changes, replies
-from commands.args import HELP, parse_target
+from commands import bulk, changes, replies
+from commands.args import HELP, is_bulk, parse_target
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
@@ -16,6 +16,8 @@ from commands.targets import resolve
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    if is_bulk(args):
+        return await bulk.enable_all(ctx, args)
     target = parse_target(args, command="enable", usage=HELP["enable"].usage)
     if target.rest:
         extra = " ".join(t.value for t in target.rest)

@@ -166,3 +166,130 @@ async def test_a_timed_bulk_disable_gives_each_member_its_timer(h: Harness) -> N
     active = await toolkit.timers.active()
     assert sorted(t.integration_name for t in active) == ["Deploy announcer", "Grafana"]
     assert {t.due_at for t in active} == {h.clock.now + timedelta(minutes=30)}
+
+
+# --- the group: snoozed, history, undo, extend all, enable all -----------------------------------
+
+
+async def _timed_group(h: Harness, text: str = "!integration disable all in #alerts for 30m -- paging storm") -> Reply:
+    h.with_incident_toolkit()
+    reply = await h.say("admin", "ops", f"{text} --yes")
+    assert reply.outcome == "changed", reply.text
+    return reply
+
+
+async def test_a_timed_group_is_one_row_in_snoozed_with_its_members(h: Harness) -> None:
+    reply = await _timed_group(h)
+    assert {b.text: b.command for b in reply.buttons} == {
+        "Re-enable all now": "!integration enable all in #alerts",
+        "Extend all 1 h": "!integration extend all in #alerts 1h",
+    }
+    snoozed = await h.say("admin", "ops", "!integration snoozed")
+    lines = [line for line in snoozed.text.splitlines() if line.startswith("• ")]
+    assert len(lines) == 1, snoozed.text
+    (line,) = lines
+    assert "2 integrations in `#alerts`" in line
+    assert "`Grafana` (incoming)" in line and "`Deploy announcer` (outgoing)" in line
+    assert "by admin" in line and "paging storm" in line
+    assert snoozed.buttons[0].command == "!integration enable all in #alerts"
+
+
+async def test_snoozed_names_only_the_members_the_reader_can_see(h: Harness) -> None:
+    await _timed_group(h)
+    snoozed = await h.say("owen", "alerts", "!integration snoozed")
+    (line,) = [line for line in snoozed.text.splitlines() if line.startswith("• ")]
+    assert "1 integration in `#alerts`" in line and "Deploy announcer" in line
+    assert "Grafana" not in snoozed.text
+
+
+async def test_the_group_is_one_entry_in_history(h: Harness) -> None:
+    await _timed_group(h)
+    history = await h.say("admin", "ops", "!integration history")
+    lines = [line for line in history.text.splitlines() if line.startswith("• ")]
+    assert len(lines) == 1, history.text
+    assert "admin disabled 2 integrations in `#alerts` (" in lines[0]
+    assert "until" in lines[0] and "paging storm" in lines[0]
+
+
+async def test_extend_all_moves_every_member_and_the_group(h: Harness) -> None:
+    await _timed_group(h)
+    toolkit = h.services.incident
+    assert toolkit is not None
+    reply = await h.say("admin", "ops", "!integration extend all in #alerts 1h")
+    assert reply.outcome == "changed", reply.text
+    assert reply.text.startswith("⏰ Extended 2 of 2 integrations posting into")
+    due = h.clock.now + timedelta(minutes=90)
+    assert {t.due_at for t in await toolkit.timers.active()} == {due}
+    (group_id,) = {t.group_id for t in await toolkit.timers.active()}
+    assert group_id is not None
+    group = await h.services.state.groups.get(group_id)
+    assert group is not None and group.due_at == due
+
+
+async def test_extend_all_refuses_beyond_the_maximum_and_changes_nothing(h: Harness) -> None:
+    await _timed_group(h)
+    toolkit = h.services.incident
+    assert toolkit is not None
+    before = {t.due_at for t in await toolkit.timers.active()}
+    reply = await h.say("admin", "ops", "!integration extend all in #alerts 7d")
+    assert reply.outcome == "usage", reply.text
+    assert {t.due_at for t in await toolkit.timers.active()} == before
+
+
+async def test_enable_all_switches_the_group_back_on_and_ends_its_timers(h: Harness) -> None:
+    await _timed_group(h)
+    toolkit = h.services.incident
+    assert toolkit is not None
+    reply = await h.say("admin", "ops", "!integration enable all in #alerts")
+    assert reply.outcome == "changed", reply.text
+    assert sorted(section(reply, "Switched on")) == ["`Deploy announcer` (outgoing)", "`Grafana` (incoming)"]
+    assert enabled(h, "grafana") and enabled(h, "deploy-announcer")
+    assert not enabled(h, "alertmanager")  # off before the group, not a member
+    assert await toolkit.timers.active() == []
+    again = await h.say("admin", "ops", "!integration enable all in #alerts")
+    assert again.outcome == "unchanged" and "no timed" in again.text
+
+
+async def test_enable_all_by_a_manage_own_caller_leaves_the_others_off(h: Harness) -> None:
+    await _timed_group(h)
+    reply = await h.say("owen", "alerts", "!integration enable all in #alerts")
+    assert section(reply, "Switched on") == ["`Deploy announcer` (outgoing)"], reply.text
+    assert "1 more member is left as it is (you can't see it)" in reply.text
+    assert "Grafana" not in reply.text
+    assert not enabled(h, "grafana")
+
+
+async def test_undo_reverts_every_member_of_the_callers_last_bulk_disable(h: Harness) -> None:
+    await _timed_group(h)
+    toolkit = h.services.incident
+    assert toolkit is not None
+    reply = await h.say("admin", "ops", "!integration undo")
+    assert reply.outcome == "changed", reply.text
+    assert "for 2 of 2 integrations" in reply.text
+    assert enabled(h, "grafana") and enabled(h, "deploy-announcer")
+    assert await toolkit.timers.active() == []
+    history = await h.say("admin", "ops", "!integration history")
+    assert "admin undid a change of 2 integrations in `#alerts`" in history.text
+
+
+async def test_undo_after_a_bulk_disable_and_a_later_set_reverts_the_set_only(h: Harness) -> None:
+    await h.say("admin", "ops", "!integration disable all in #alerts --yes")
+    await h.say("admin", "ops", f"!integration set {ids(h, 'grafana')} alias=changed --yes")
+    await h.say("owen", "ops", "!integration history")  # someone else's command in between changes nothing
+    reply = await h.say("admin", "ops", "!integration undo")
+    # The last change of admin is the `set`: undo reverts that one alone.
+    assert "set" in reply.text and h.doc(ids(h, "grafana"))["alias"] == "Grafana"
+    h.control.update_integration(ids(h, "deploy-announcer"), {"alias": "by hand"})
+    reply = await h.say("admin", "ops", "!integration undo")
+    assert reply.outcome == "unchanged", reply.text  # an undo is not undone
+
+
+async def test_a_group_member_changed_by_hand_is_left_alone_by_the_group_undo(h: Harness) -> None:
+    await h.say("admin", "ops", "!integration disable all in #alerts --yes")
+    h.control.update_integration(ids(h, "deploy-announcer"), {"alias": "by hand"})
+    reply = await h.say("admin", "ops", "!integration undo")
+    assert reply.outcome == "changed", reply.text
+    assert "for 1 of 2 integrations" in reply.text
+    (left,) = section(reply, "Left as they are")
+    assert "Deploy announcer" in left and "changed since" in left
+    assert enabled(h, "grafana") and not enabled(h, "deploy-announcer")

@@ -80,8 +80,14 @@ def test_a_timed_bulk_disable_after_yes_switches_exactly_those_and_back_on_when_
     assert not enabled(world, mine) and not enabled(world, owens)
     assert enabled(world, other) and not enabled(world, off)
 
+    snoozed = world.command("admin", "snoozed")["msg"]
+    (line,) = [line for line in snoozed.splitlines() if line.startswith("• ") and where in line]
+    assert "2 integrations in" in line and mine["name"] in line and owens["name"] in line, snoozed
+
+    notice = world.notice(lambda m: "back on" in m and mine["name"] in m)["msg"]
+    assert notice.startswith("🟢 2 integrations are back on: the 3 s bulk disable by admin ended"), notice
+    assert owens["name"] in notice
     for original in (mine, owens):
-        world.notice(lambda m, name=original["name"]: "is back on" in m and name in m)
         back = world.control.integration(original["_id"])
         assert stable(back) == stable(original)  # losslessly back on
     assert not enabled(world, off)  # it was off before: the bot did not switch it on
@@ -101,9 +107,12 @@ def test_the_button_confirms_and_a_restart_in_between_keeps_the_timers(world: Wo
     wait_past(started + timedelta(seconds=1))
     assert not enabled(world, first) and not enabled(world, second)
     world.start()
+    notice = world.notice(lambda m: "back on" in m and first["name"] in m)["msg"]
+    assert second["name"] in notice and "2 integrations are back on" in notice, notice
     for original in (first, second):
-        world.notice(lambda m, name=original["name"]: "is back on" in m and name in m)
         assert stable(world.control.integration(original["_id"])) == stable(original)
+    history = world.command("admin", f"history {first['_id']}")["msg"]
+    assert "turned" in history and "back on" in history
 
 
 def test_a_manage_own_caller_switches_only_their_own_and_sees_only_a_count(world: World) -> None:
@@ -151,3 +160,33 @@ def test_a_glob_typed_with_phone_quotes(world: World) -> None:
     assert "Switched off 2 of 2" in applied, applied
     assert not enabled(world, builds) and not enabled(world, deploys)
     assert enabled(world, bystander)
+
+
+def test_extend_all_enable_all_and_history_act_on_the_group(world: World) -> None:
+    where = room(world)
+    first, second = hook(world, where), hook(world, where)
+    applied = world.command("admin", f"disable all in #{where} for 1h because deploy freeze --yes")
+    assert set(buttons(applied)) == {"Re-enable all now", "Extend all 1 h"}, applied["msg"]
+    extended = world.chat.command("admin", ROOM, buttons(applied)["Extend all 1 h"])["msg"]
+    assert extended.startswith("⏰ Extended 2 of 2 integrations"), extended
+    history = world.command("admin", "history")["msg"]
+    assert f"admin extended the disable of 2 integrations in `#{where}`" in history, history
+    assert f"admin disabled 2 integrations in `#{where}`" in history
+    enabled_back = world.chat.command("admin", ROOM, buttons(applied)["Re-enable all now"])["msg"]
+    assert "Switched on 2 of 2" in enabled_back, enabled_back
+    for original in (first, second):
+        assert stable(world.control.integration(original["_id"])) == stable(original)
+    snoozed = world.command("admin", "snoozed")["msg"]
+    assert where not in snoozed
+
+
+def test_undo_reverts_the_whole_bulk_disable(world: World) -> None:
+    where = room(world)
+    first, second = hook(world, where), hook(world, where)
+    world.command("owen", f"disable all in #{where} --yes")  # owen may change none of them
+    assert enabled(world, first) and enabled(world, second)
+    world.command("admin", f"disable all in #{where} --yes")
+    undone = world.command("admin", "undo")["msg"]
+    assert "for 2 of 2 integrations" in undone, undone
+    for original in (first, second):
+        assert stable(world.control.integration(original["_id"])) == stable(original)
