@@ -703,7 +703,9 @@ SET_USAGE = "set <name|id> field=value ... | set <name|id> <field> <value...> | 
 
 HELP: dict[str, ArgHelp] = {
     "enable": ArgHelp(
-        "enable [incoming|outgoing] <name|id>", TARGET_DETAILS, ("enable Alertmanager", 'enable "Jenkins builds"')
+        "enable [incoming|outgoing] <name|id>",
+        TARGET_DETAILS + ' `enable all in #room` (or `all matching "name*"`) ends a `disable all … for …` now.',
+        ("enable Alertmanager", 'enable "Jenkins builds"'),
     ),
     "disable": ArgHelp(
         DISABLE_USAGE,
@@ -713,12 +715,16 @@ HELP: dict[str, ArgHelp] = {
         "integration you can see is the name, and the words after it are the reason: "
         "`disable Jenkins builds failing since noon` switches off `Jenkins builds` with the reason "
         "`failing since noon`. Put a name in double quotes when it contains `for`, `because` or `--`, or "
-        'when it is the start of a longer name (`disable "Noisy" hook is flapping` when `Noisy hook` exists too).',
+        'when it is the start of a longer name (`disable "Noisy" hook is flapping` when `Noisy hook` exists too). '
+        "Many at once, after a preview: `disable all in #room` (every integration posting into that room) or "
+        '`disable all matching "name*"` (names matching a pattern), with the same kind, duration and reason; '
+        "`--yes` skips the preview.",
         (
             "disable Grafana",
             'disable "Jenkins builds" for 30m because flapping',
             "disable outgoing Guggy -- spam",
             "disable Grafana spamming the channel",
+            "disable all in #alerts for 30m because paging storm",
         ),
     ),
     "list": ArgHelp(
@@ -730,7 +736,8 @@ HELP: dict[str, ArgHelp] = {
     "help": ArgHelp("help [command]", "Shows the commands you may run, or details about one.", ("help disable",)),
     "extend": ArgHelp(
         EXTEND_USAGE,
-        "Extends a timed disable by the duration.",
+        "Extends a timed disable by the duration; `extend all in #room 1h` extends every member of a "
+        "`disable all … for …`.",
         ('extend "Jenkins builds" 1h', "extend Jenkins builds 30m"),
     ),
     "history": ArgHelp("history [name|id]", "Recent changes made through the bot.", ("history", "history Grafana")),

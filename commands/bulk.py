@@ -31,7 +31,7 @@ from bot.errors import BotError, StateUnavailable, UsageError, UserInputError
 from bot.integrations.authz import CallerRights, room_entries, visible_in_list
 from bot.integrations.service import intended_document
 from bot.integrations.wording import ENABLED_MARK
-from bot.normalize import name_glob
+from bot.normalize import name_glob, name_key
 from bot.rocketchat.models import Integration
 from bot.state.confirmations import BULK_TARGET, PendingChange
 from bot.state.group_store import BulkGroup, GroupDraft
@@ -93,7 +93,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             "(BOT_BULK_MAX). Narrow it with `incoming`/`outgoing` or a closer pattern. Nothing was changed."
         )
     if confirmed:
-        return await apply(ctx, parsed, room, selection.to_switch)
+        return await apply(ctx, parsed, room, selection.to_switch, left_alone=_left_alone(selection))
     timeout = settings.bot_confirm_timeout
     pending = await ctx.services.pending.add(
         user_id=ctx.message.user_id,
@@ -163,7 +163,13 @@ async def select(ctx: CommandContext, rights: CallerRights, parsed: BulkArgs, ro
             chosen.to_switch.append(integration)
         else:
             chosen.already_off.append(integration)
+    chosen.to_switch.sort(key=_order)
+    chosen.already_off.sort(key=_order)
     return chosen
+
+
+def _order(integration: Integration) -> tuple[str, str, str]:
+    return name_key(integration.name), integration.type, integration.id
 
 
 async def confirmed(ctx: CommandContext, change: PendingChange) -> Reply:
@@ -180,7 +186,9 @@ async def confirmed(ctx: CommandContext, change: PendingChange) -> Reply:
             await ctx.services.pending.release(change)
 
 
-async def apply(ctx: CommandContext, parsed: BulkArgs, room: Room | None, members: Sequence[Integration]) -> Reply:
+async def apply(
+    ctx: CommandContext, parsed: BulkArgs, room: Room | None, members: Sequence[Integration], *, left_alone: str = ""
+) -> Reply:
     """Switch each member off as a single `disable` would; a failing member never stops the others.
     The members are one group (bot/state/group_store.py): one entry in `history` and `snoozed`,
     back on together, and `undo`, `extend`/`enable all …` act on all of them."""
@@ -228,7 +236,7 @@ async def apply(ctx: CommandContext, parsed: BulkArgs, room: Room | None, member
         lines.append("Failed (nothing changed on these):\n" + bullet_list(failed, limit=SHOWN))
     outcome = "changed" if done else ("failed" if failed else "unchanged")
     buttons = _group_buttons(ctx, parsed) if done and due is not None else ()
-    return Reply("\n".join(lines), buttons=buttons, outcome=outcome)
+    return Reply("\n".join(lines) + left_alone, buttons=buttons, outcome=outcome)
 
 
 def _left_as_they_are(count: int) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from bot.errors import PermissionDenied, UsageError
 from bot.integrations import wording
 from bot.integrations.authz import CallerRights, may_list
+from bot.normalize import name_key
 from bot.rocketchat.models import Integration
 from bot.state.group_store import BulkGroup
 from bot.state.timer_states import TimedDisable
@@ -87,8 +88,9 @@ async def _group_line(ctx: CommandContext, group: BulkGroup, timers: list[TimedD
     now = ctx.now()
     due = min(t.due_at for t in timers)
     when = human_until(due, now) if due > now else f"was due {ago(due, now)}, retrying"
+    ordered = sorted(timers, key=lambda t: (name_key(t.integration_name), t.integration_id))
     names = ", ".join(
-        replies.label(Integration.of(t.disabled_document)) for t in timers[:MAX_MEMBERS] if t.disabled_document
+        replies.label(Integration.of(t.disabled_document)) for t in ordered[:MAX_MEMBERS] if t.disabled_document
     )
     names += f" and {len(timers) - MAX_MEMBERS} more" if len(timers) > MAX_MEMBERS else ""
     what = f"{plural(len(timers), 'integration')} {bulk.shown_selector(group, rights, here=ctx.message.room_id)}"

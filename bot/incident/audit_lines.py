@@ -11,6 +11,7 @@ from typing import Final
 
 from bot.integrations.documents import changed_fields
 from bot.integrations.wording import kind_word
+from bot.normalize import name_key
 from bot.state.store import AuditRecord
 from bot.text import ago, human_until, quote_name, safe_text, single_line, truncate
 
@@ -70,7 +71,8 @@ def history_line(record: AuditRecord, *, now: datetime, where: str | None) -> st
 def group_history_line(records: list[AuditRecord], selector: str, *, now: datetime, where: str | None) -> str:
     """`5 min ago · alice disabled 2 integrations in #alerts (`A` (incoming), `B` (outgoing)) until …`:
     the same action on the members of one bulk disable, as one line (`records` newest first)."""
-    shown = ", ".join(label(record) for record in records[:GROUP_NAMES])
+    ordered = sorted(records, key=lambda record: (name_key(record.integration_name), record.integration_id))
+    shown = ", ".join(label(record) for record in ordered[:GROUP_NAMES])
     more = f" and {len(records) - GROUP_NAMES} more" if len(records) > GROUP_NAMES else ""
     count = f"{len(records)} integration{'s' if len(records) != 1 else ''}"
     place = f" · {where}" if where else ""
