@@ -93,6 +93,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             "(BOT_BULK_MAX). Narrow it with `incoming`/`outgoing` or a closer pattern. Nothing was changed."
         )
     if confirmed:
+        await _resumed_members(ctx, selection)
         return await apply(ctx, parsed, room, selection.to_switch, left_alone=_left_alone(selection))
     timeout = settings.bot_confirm_timeout
     pending = await ctx.services.pending.add(
@@ -115,6 +116,17 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         f"To apply it, reply {code(confirm)} (or {code(yes)}) within {human_duration(timeout)}."
     )
     return Reply(text, buttons=(Button(f"Switch off {count}", confirm),), outcome="preview")
+
+
+async def _resumed_members(ctx: CommandContext, selection: Selection) -> None:
+    """This very `--yes` command resumed after a crash: the members it had started switching off
+    (a write intent of this message, bot/runtime/journal.py) are members still, though now off."""
+    if await ctx.services.state.groups.for_message(ctx.message.id) is None:
+        return
+    started = {intent.integration_id for intent in await ctx.services.state.intents(ctx.message.id)}
+    again = [i for i in selection.already_off if i.id in started]
+    selection.already_off = [i for i in selection.already_off if i.id not in started]
+    selection.to_switch = sorted([*selection.to_switch, *again], key=_order)
 
 
 async def resolve_room(ctx: CommandContext, rights: CallerRights, wanted: str) -> Room:
@@ -211,6 +223,7 @@ async def apply(
             thread_id=message.thread_id,
         )
     )
+    due = group.due_at if group.due_at is not None else due  # resumed: the end it was given first
     done: list[Integration] = []
     unchanged: list[Integration] = []
     failed: list[str] = []

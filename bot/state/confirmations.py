@@ -202,11 +202,14 @@ class ConfirmationStore:
             return Taken(Status.FOREIGN)
         return Taken(Status.EXPIRED)
 
-    async def take_latest(self, *, user_id: str, room_id: str, now: datetime) -> Taken:
-        """`yes`: the caller's most recent change asked for in this room and not yet taken."""
+    async def take_latest(self, *, user_id: str, room_id: str, now: datetime, resuming: bool = False) -> Taken:
+        """`yes`: the caller's most recent change asked for in this room and not yet taken; with
+        `resuming` (this very `yes` is being resumed after a crash) also one being applied, which
+        is then answered `Status.APPLYING` with its change, for the resumed command to finish."""
+        taken = " OR status = 'applying'" if resuming else ""
         rows = await self._db.rows(
-            "SELECT code FROM confirmations WHERE user_id = ? AND room_id = ? AND expires_at > ?"
-            " AND (status = 'waiting' OR (status = 'applying' AND applied_at <= ?))"
+            "SELECT code FROM confirmations WHERE user_id = ? AND room_id = ? AND expires_at > ?"  # noqa: S608
+            f" AND (status = 'waiting' OR (status = 'applying' AND applied_at <= ?){taken})"
             " ORDER BY created_at DESC, code DESC LIMIT 1",
             (user_id, room_id, _ts(now - self._remember), _ts(now - self._applying_for)),
         )
