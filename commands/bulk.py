@@ -354,23 +354,26 @@ def _member_document(timer: TimedDisable) -> dict[str, Any]:
 
 async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     """`enable all in #room` / `enable all matching "x*"`: end the running bulk disables of that
-    selector now, each member switched on as a single `enable` would (rights checked, lossless)."""
+    selector now (or, with none running, switch on again what the latest one, without a duration,
+    switched off), each member switched on as a single `enable` would (rights checked, lossless)."""
     parsed = parse_bulk_enable(args)
     room, groups = await _selected_groups(ctx, parsed)
-    running = await _running(ctx, parsed, groups)
+    members: list[tuple[dict[str, Any], TimedDisable | None, int | None]] = [
+        (_member_document(timer), timer, timer.group_id) for timer in await _running(ctx, parsed, groups)
+    ]
+    timed_ones = bool(members)
+    if not members and groups and groups[0].due_at is None:
+        members = await _untimed_members(ctx, parsed, groups[0])
     what = _what(parsed, room)
-    if not running:
-        return Reply(
-            f"Nothing to switch back on: no timed {code('disable all')} {what} is running.", outcome="unchanged"
-        )
+    if not members:
+        return Reply(f"Nothing to switch back on: no {code('disable all')} {what} is running.", outcome="unchanged")
     rights = await ctx.rights()
-    incident = toolkit(ctx)
+    incident = ctx.services.incident
     done: list[Integration] = []
     unchanged: list[Integration] = []
     failed: list[str] = []
     hidden = 0
-    for timer in running:
-        document = _member_document(timer)
+    for document, timer, group_id in members:
         if not may_see(rights, document):
             hidden += 1
             continue
@@ -381,23 +384,39 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
             continue
         if outcome.changed:
-            # The member's timer ends with this audit row (`TimerService.follow_change`).
-            await changes.record(ctx, outcome, "enable", group_id=timer.group_id)
+            # A member's timer ends with this audit row (`TimerService.follow_change`).
+            await changes.record(ctx, outcome, "enable", group_id=group_id)
             done.append(outcome.after)
         else:
-            await incident.timers.end_early(timer, f"already enabled; dropped by {ctx.message.username}")
+            if timer is not None and incident is not None:
+                await incident.timers.end_early(timer, f"already enabled; dropped by {ctx.message.username}")
             unchanged.append(outcome.after)
-    lines = [f"{ENABLED_MARK} Switched on {len(done)} of {_counted(len(running) - hidden, parsed, room)}."]
+    lines = [f"{ENABLED_MARK} Switched on {len(done)} of {_counted(len(members) - hidden, parsed, room)}."]
     if done:
-        lines.append("Switched on (their timed disable is cancelled):\n" + _names(done))
+        cancelled = " (their timed disable is cancelled)" if timed_ones else ""
+        lines.append(f"Switched on{cancelled}:\n" + _names(done))
     if unchanged:
-        lines.append("Already on (their timed disable is dropped):\n" + _names(unchanged))
+        dropped = " (their timed disable is dropped)" if timed_ones else ""
+        lines.append(f"Already on{dropped}:\n" + _names(unchanged))
     if failed:
-        lines.append("Failed (still off, still timed):\n" + bullet_list(failed, limit=SHOWN))
+        lines.append("Failed (still off):\n" + bullet_list(failed, limit=SHOWN))
     if hidden:
         lines.append(f"{_left_as_they_are(hidden)} (you can't see {'it' if hidden == 1 else 'them'}).")
     outcome_word = "changed" if done or unchanged else "failed" if failed else "unchanged"
     return Reply("\n".join(lines), outcome=outcome_word)
+
+
+async def _untimed_members(
+    ctx: CommandContext, parsed: BulkArgs, group: BulkGroup
+) -> list[tuple[dict[str, Any], TimedDisable | None, int | None]]:
+    """What a bulk disable without a duration switched off (its members' audit rows), of the kind named."""
+    rows = await ctx.services.state.history(group_id=group.id, limit=ctx.services.settings.bot_bulk_max * 4)
+    wanted = KIND_TYPES[parsed.kind]
+    found: dict[str, dict[str, Any]] = {}
+    for row in reversed(rows):  # oldest first: a member's own disable
+        if row.action == "disable" and row.after is not None and (wanted is None or row.integration_type == wanted):
+            found.setdefault(row.integration_id, row.after)
+    return [(document, None, group.id) for document in found.values()]
 
 
 async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:

@@ -247,7 +247,7 @@ async def test_enable_all_switches_the_group_back_on_and_ends_its_timers(h: Harn
     assert not enabled(h, "alertmanager")  # off before the group, not a member
     assert await toolkit.timers.active() == []
     again = await h.say("admin", "ops", "!integration enable all in #alerts")
-    assert again.outcome == "unchanged" and "no timed" in again.text
+    assert again.outcome == "unchanged" and "Nothing to switch back on" in again.text
 
 
 async def test_enable_all_by_a_manage_own_caller_leaves_the_others_off(h: Harness) -> None:
@@ -293,3 +293,27 @@ async def test_a_group_member_changed_by_hand_is_left_alone_by_the_group_undo(h:
     (left,) = section(reply, "Left as they are")
     assert "Deploy announcer" in left and "changed since" in left
     assert enabled(h, "grafana") and not enabled(h, "deploy-announcer")
+
+
+async def test_enable_all_after_a_bulk_disable_without_a_duration_switches_its_members_on(h: Harness) -> None:
+    h.with_incident_toolkit()
+    await h.say("admin", "ops", "!integration disable all in #alerts --yes")
+    await h.say("admin", "ops", f"!integration enable {ids(h, 'grafana')}")
+    reply = await h.say("admin", "ops", "!integration enable all in #alerts")
+    assert reply.outcome == "changed", reply.text
+    assert section(reply, "Switched on:") == ["`Deploy announcer` (outgoing)"]
+    assert section(reply, "Already on:") == ["`Grafana` (incoming)"]
+    assert enabled(h, "deploy-announcer") and enabled(h, "grafana")
+    assert not enabled(h, "alertmanager")  # it was off before: not a member
+    history = await h.say("admin", "ops", "!integration history")
+    assert "admin enabled `Deploy announcer` (outgoing)" in history.text
+
+
+async def test_a_channel_entry_naming_the_room_by_id_is_matched_too(h: Harness) -> None:
+    by_id = h.control.create_incoming_integration("By id", channel=f"#{h.room('alerts')}", created_by="admin")
+    elsewhere = h.control.create_incoming_integration("Elsewhere", channel="#ops", created_by="admin")
+    reply = await h.say("admin", "ops", "!integration disable all in #alerts incoming --yes")
+    assert sorted(section(reply, "Switched off:")) == ["`By id` (incoming)", "`Grafana` (incoming)"], reply.text
+    assert h.doc(by_id["_id"])["enabled"] is False
+    assert h.doc(elsewhere["_id"])["enabled"] is True
+    assert enabled(h, "deploy-announcer")  # outgoing: not asked for

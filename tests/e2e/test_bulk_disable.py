@@ -190,3 +190,18 @@ def test_undo_reverts_the_whole_bulk_disable(world: World) -> None:
     assert "for 2 of 2 integrations" in undone, undone
     for original in (first, second):
         assert stable(world.control.integration(original["_id"])) == stable(original)
+
+
+def test_a_member_changed_by_hand_is_left_off_and_told_apart_from_the_group(world: World) -> None:
+    where = room(world)
+    kept, touched = hook(world, where), hook(world, where)
+    world.command("admin", f"disable all in #{where} for 3s -- maintenance --yes")
+    world.manual_update(touched["_id"], {"alias": "changed by hand"})  # still disabled
+    by_hand = world.control.integration(touched["_id"])
+    alone = world.notice(lambda m: "was due back on" in m and touched["name"] in m)["msg"]
+    assert "changed after I disabled it" in alone and "alias" in alone
+    together = world.notice(lambda m: "back on: the" in m and kept["name"] in m)["msg"]
+    assert together.startswith("🟢 1 integration is back on"), together
+    assert touched["name"] not in together
+    assert stable(world.control.integration(kept["_id"])) == stable(kept)
+    assert world.control.integration(touched["_id"]) == by_hand  # not overwritten
