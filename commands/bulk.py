@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from bot.errors import BotError, StateUnavailable, UsageError, UserInputError
+from bot.errors import BotError, ServerRejected, StateUnavailable, UsageError, UserInputError
 from bot.integrations.authz import CallerRights, room_entries, visible_in_list
 from bot.integrations.service import intended_document
 from bot.integrations.wording import ENABLED_MARK
@@ -142,7 +142,7 @@ async def resolve_room(ctx: CommandContext, rights: CallerRights, wanted: str) -
     for lookup in ({"room_name": wanted}, {"room_id": wanted}):
         try:
             found = await rest.rooms_info(**lookup)
-        except BotError:
+        except ServerRejected:  # no such room, or one the bot may not open: not one to name here
             continue
         room_id, name = found.get("_id"), found.get("name")
         if found.get("t") == "c" and isinstance(room_id, str):

@@ -14,7 +14,7 @@ from test_args_properties import reason_words, written_durations
 
 from bot.errors import UsageError
 from bot.normalize import name_glob, name_key
-from commands.args import is_bulk, parse_bulk_args, parse_disable_args
+from commands.args import is_bulk, parse_bulk_args, parse_bulk_enable, parse_bulk_extend, parse_disable_args
 from commands.parser import Token, tokenize
 
 
@@ -121,11 +121,46 @@ def test_any_bulk_arguments_parse_or_are_a_usage_error(tokens: list[Token]) -> N
     try:
         parsed = parse_bulk_args(tokens)
     except UsageError as exc:
-        problem = exc.problem
+        assert exc.problem  # noqa: PT017
     else:
-        problem = ""
         assert (parsed.room is None) != (parsed.glob is None)
-    assert problem or parsed is not None
+
+
+@given(
+    st.lists(
+        st.sampled_from([Token("all"), Token("in"), Token("matching"), Token("by"), Token("1h"), Token("#x")]),
+        max_size=8,
+    )
+    | st.text(max_size=60).map(lambda t: [Token(w) for w in t.split()])
+)
+def test_enable_all_and_extend_all_parse_or_are_a_usage_error(tokens: list[Token]) -> None:
+    if not is_bulk(tokens):
+        return
+    for convert in (parse_bulk_enable, parse_bulk_extend):
+        try:
+            parsed = convert(tokens)
+        except UsageError as exc:
+            assert exc.problem  # noqa: PT017
+        else:
+            assert (parsed.room is None) != (parsed.glob is None)
+
+
+@given(room=room_names, kind=st.sampled_from(["", " incoming", " out"]), by=st.sampled_from(["", " by", " for"]))
+@example(room="alerts", kind="", by="")
+def test_generated_extend_all_commands_parse_to_what_was_meant(room: str, kind: str, by: str) -> None:
+    parsed = parse_bulk_extend(tokenize(f"all in #{room}{kind}{by} 1 hour 30 min"))
+    assert parsed.room == room
+    assert parsed.kind == {"": None, " incoming": "incoming", " out": "outgoing"}[kind]
+    assert parsed.duration == timedelta(minutes=90)
+    enabled = parse_bulk_enable(tokenize(f"all in #{room}{kind}"))
+    assert (enabled.room, enabled.kind, enabled.duration) == (room, parsed.kind, None)
+
+
+def test_enable_all_takes_nothing_after_the_selector() -> None:
+    with pytest.raises(UsageError, match="unexpected"):
+        parse_bulk_enable(tokenize("all in #alerts for 30m"))
+    with pytest.raises(UsageError, match="for how long"):
+        parse_bulk_extend(tokenize("all in #alerts"))
 
 
 # --- the glob -----------------------------------------------------------------------------------
