@@ -21,7 +21,7 @@ member that fails is reported and the others go on.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -55,6 +55,9 @@ SHOWN = 25
 class Room:
     room_id: str
     name: str | None
+    # Entries (bare `x`) that may also mean another room: another room is named like this room's
+    # id, or has this room's name as its id (Rocket.Chat reads `#x` as an id or a name).
+    ambiguous: frozenset[str] = frozenset()
 
     @property
     def entries(self) -> frozenset[str]:
@@ -62,8 +65,7 @@ class Room:
         return frozenset({self.room_id} | ({self.name} if self.name else set()))
 
     def described(self) -> str:
-        shown = f"#{self.name}" if self.name else "that room"
-        return f"{quote_name(shown)} (room id {code(self.room_id)})"
+        return quote_name(f"#{self.name}") if self.name else f"the room with id {code(self.room_id)}"
 
 
 @dataclass
@@ -73,6 +75,8 @@ class Selection:
     to_switch: list[Integration] = field(default_factory=list)
     already_off: list[Integration] = field(default_factory=list)
     not_allowed: int = 0  # matching, but not the caller's to change (or not even to see)
+    # Candidates whose only entries naming the room may also mean another room (`Room.ambiguous`).
+    ambiguous: set[str] = field(default_factory=set)
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
@@ -112,7 +116,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     text = (
         f"🔌 Switch off {_counted(len(selection.to_switch), parsed, room)}{_for(parsed.duration)}?"
         f"{_why(parsed.reason)}\n"
-        f"{_names(selection.to_switch)}{_left_alone(selection)}\n"
+        f"{_matched(room)}{_names(selection.to_switch, selection.ambiguous)}{_left_alone(selection)}\n"
         f"To apply it, reply {code(confirm)} (or {code(yes)}) within {human_duration(timeout)}."
     )
     return Reply(text, buttons=(Button(f"Switch off {count}", confirm),), outcome="preview")
@@ -130,8 +134,29 @@ async def _resumed_members(ctx: CommandContext, selection: Selection) -> None:
 
 
 async def resolve_room(ctx: CommandContext, rights: CallerRights, wanted: str) -> Room:
-    """The room the caller means by `#wanted` (see the module docstring); `UserInputError` when
-    there is none they could mean (a private group they are not in is never found)."""
+    """The room the caller means by `#wanted` (see the module docstring), with the entries that may
+    also mean another room; `UserInputError` when there is none they could mean (a private group
+    they are not in is never found)."""
+    room = await _meant_room(ctx, rights, wanted)
+    ambiguous: set[str] = set()
+    rest = ctx.services.rest
+    lookups = [(room.room_id, {"room_name": room.room_id})]
+    if room.name:
+        lookups.append((room.name, {"room_id": room.name}))
+    for entry, lookup in lookups:
+        try:
+            other = await rest.rooms_info(**lookup)
+        except ServerRejected as exc:
+            if exc.error_type == "error-room-not-found":
+                continue
+            ambiguous.add(entry)  # it exists, but the bot may not open it: it may be another room
+            continue
+        if other.get("_id") != room.room_id:
+            ambiguous.add(entry)
+    return Room(room.room_id, room.name, frozenset(ambiguous))
+
+
+async def _meant_room(ctx: CommandContext, rights: CallerRights, wanted: str) -> Room:
     by_name = rights.room_ids_by_name or {}
     if wanted in by_name:
         return Room(by_name[wanted], wanted)
@@ -173,6 +198,8 @@ async def select(ctx: CommandContext, rights: CallerRights, parsed: BulkArgs, ro
             chosen.not_allowed += 1
         elif integration.enabled:
             chosen.to_switch.append(integration)
+            if room is not None and room.entries.intersection(room_entries(document)) <= room.ambiguous:
+                chosen.ambiguous.add(integration.id)
         else:
             chosen.already_off.append(integration)
     chosen.to_switch.sort(key=_order)
@@ -506,8 +533,23 @@ def _why(reason: str | None) -> str:
     return f"\nReason: {safe_text(reason)}" if reason else ""
 
 
-def _names(integrations: Sequence[Integration]) -> str:
-    return bullet_list((replies.label(i) for i in integrations), limit=SHOWN)
+def _names(integrations: Sequence[Integration], ambiguous: Collection[str] = ()) -> str:
+    return bullet_list(
+        (replies.label(i) + (_MAY_BE_ELSEWHERE if i.id in ambiguous else "") for i in integrations), limit=SHOWN
+    )
+
+
+_MAY_BE_ELSEWHERE = " ⚠️ its channel entry may also mean another room"
+
+
+def _matched(room: Room | None) -> str:
+    """For a room: which channel entries count as posting into it (Rocket.Chat reads `#x` as a
+    room's id or its name, so both do)."""
+    if room is None:
+        return ""
+    entries = " or ".join(code(f"#{entry}") for entry in sorted(room.entries, key=lambda e: e != room.name))
+    how = "Rocket.Chat reads `#x` as a name or an id"
+    return f"(the room with id {code(room.room_id)}: channel entries {entries}; {how})\n"
 
 
 def _left_alone(selection: Selection) -> str:

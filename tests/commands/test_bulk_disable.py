@@ -68,7 +68,7 @@ def enabled(h: Harness, label: str) -> bool:
 async def test_the_preview_of_a_room_lists_what_would_switch_off_and_writes_nothing(h: Harness) -> None:
     reply = await h.say("admin", "ops", "!integration disable all in #alerts because paging storm")
     assert reply.outcome == "preview", reply.text
-    assert f"(room id `{h.room('alerts')}`)" in reply.text
+    assert f"(the room with id `{h.room('alerts')}`: channel entries `#alerts` or `#{h.room('alerts')}`;" in reply.text
     assert sorted(section_before_already(reply)) == ["`Deploy announcer` (outgoing)", "`Grafana` (incoming)"]
     assert section(reply, "Already off") == ["`Alertmanager` (incoming)"]
     assert "left out" not in reply.text
@@ -133,8 +133,20 @@ async def test_a_room_named_after_another_rooms_id_is_resolved_as_the_caller_mea
     reply = await h.say("admin", "ops", f"!integration disable all in #{alerts}")
     assert reply.outcome == "preview", reply.text
     # admin is in #alerts (whose id that is), so that room is meant, and its integrations are listed.
-    assert f"(room id `{alerts}`)" in reply.text
+    assert f"(the room with id `{alerts}`:" in reply.text
     assert sorted(section_before_already(reply)) == ["`Deploy announcer` (outgoing)", "`Grafana` (incoming)"]
+    assert f"channel entries `#alerts` or `#{alerts}`; " in reply.text
+
+
+async def test_an_entry_that_may_also_mean_the_hostile_room_is_flagged_in_the_preview(h: Harness) -> None:
+    alerts = h.room("alerts")
+    h.control.create_room(alerts, members=["alice", "integrations-bot"], owner="alice")
+    by_id = h.control.create_incoming_integration("By id", channel=f"#{alerts}", created_by="admin")
+    reply = await h.say("admin", "ops", "!integration disable all in #alerts incoming")
+    lines = section_before_already(reply)
+    assert "`By id` (incoming) ⚠️ its channel entry may also mean another room" in lines, reply.text
+    assert "`Grafana` (incoming)" in lines  # `#alerts` names no other room
+    assert h.doc(by_id["_id"])["enabled"] is True
 
 
 async def test_a_private_group_the_caller_is_not_in_is_not_found(h: Harness) -> None:

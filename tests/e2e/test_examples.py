@@ -162,7 +162,8 @@ def _normalised(transcript: str) -> list[str]:
     """What varies between runs (ids, clock times, durations, zero-width spaces) made equal."""
     text = transcript.replace("\u200b", "")
     text = re.sub(r"\b[0-9a-f]{24}\b", "<id>", text)
-    text = re.sub(r"room id `[^`]+`", "room id <room>", text)  # a room's id differs in every run
+    text = re.sub(r"with id `([^`]+)`", "with id <room>", text)  # a room's id differs in every run
+    text = re.sub(r"`#[23456789A-HJ-NP-Za-km-z]{17}`", "`#<room>`", text)  # also as a channel entry
     text = re.sub(r"\bconfirm [A-Z0-9]{4}\b", "confirm <code>", text)  # so does a confirmation code
     # A time on another day carries its date ("until 7 Dec 00:32 UTC"): run late in the evening,
     # the demo's 30 min + 1 h cross midnight, and the README's transcript was made earlier.
