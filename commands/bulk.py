@@ -275,7 +275,9 @@ async def apply(
     if failed:
         lines.append("Failed (nothing changed on these):\n" + bullet_list(failed, limit=SHOWN))
     outcome = "changed" if done else ("failed" if failed else "unchanged")
-    buttons = _group_buttons(ctx, parsed) if done and due is not None else ()
+    buttons = _group_buttons(ctx, parsed) if done else ()
+    if due is None:
+        buttons = buttons[:1]  # nothing timed to extend
     return Reply("\n".join(lines) + left_alone, buttons=buttons, outcome=outcome)
 
 

@@ -92,6 +92,9 @@ async def test_yes_switches_exactly_the_previewed_ones_off_losslessly_and_audits
     rows = await h.services.state.history(limit=10)
     assert sorted(r.integration_name for r in rows if r.action == "disable") == ["Deploy announcer", "Grafana"]
     assert {r.reason for r in rows if r.action == "disable"} == {"paging storm"}
+    assert [(b.text, b.command) for b in applied.buttons] == [
+        ("Re-enable all now", "!integration enable all in #alerts")
+    ]
     again = await h.say("admin", "ops", "!integration yes")
     assert again.outcome == "none"
 
