@@ -5,7 +5,8 @@ Selection, for the caller:
 - `in #x`: the room the caller means is resolved first — a room of theirs named `x`, else one of
   theirs whose id is `x`, else a public channel named (then: with the id) `x`. Rocket.Chat resolves
   a `#x` channel entry by id OR name, so an integration matches when one of its `#` entries is that
-  room's name or its id; the preview says which room (and id) it took.
+  room's name or its id; the preview says which room (and id) it took, and marks a member whose
+  entry may also mean another room (a room named after this room's id, `Room.ambiguous`).
 - `matching "glob"`: a case-insensitive glob (`*`, `?`) on names, in the normal form names are
   compared in (`bot.normalize.name_glob`).
 Of what matches, only integrations the caller's own `list` shows AND that they may change (the
@@ -15,8 +16,15 @@ alone. More than `BOT_BULK_MAX` to switch off is refused (narrow it with `incomi
 
 The preview is stored like `set`'s (`bot.state.confirmations`, under `BULK_TARGET`), so any
 replica confirms it. Applying switches each previewed member off exactly as a single `disable`
-does (commands/disabling.py: lossless, verified, audited; with `for`, its own timer row); a
-member that fails is reported and the others go on.
+does (commands/disabling.py: lossless, verified, audited; with `for`, its own timer row), each
+read again under its lock and with the caller's rights checked again; a member that fails is
+reported and the others go on.
+
+The members are one group (a `bulk_groups` row, bot/state/group_store.py; their timers and audit
+rows carry its id): `snoozed` and `history` show the group as one entry, the scheduler re-enables
+each member carefully as today and tells the room once when none is pending any more
+(bot/incident/timers.py), `undo` reverts every member's change (commands/undo.py), and
+`enable all …` / `extend all …` (here) act on the running members of the selector's groups.
 """
 
 from __future__ import annotations
