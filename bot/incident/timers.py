@@ -154,7 +154,9 @@ class TimerService:
         return confirmed
 
     async def abort(self, timer: TimedDisable, note: str) -> None:
-        await self.store.transition(timer, TimerEvent.ABORTED, at=self.clock.now(), note=note)
+        aborted = await self.store.transition(timer, TimerEvent.ABORTED, at=self.clock.now(), note=note)
+        if aborted is not None and aborted.group_id is not None:
+            await self._group_notice(aborted.group_id, aborted)  # the others may all be back on
 
     async def extend(self, timer: TimedDisable, due_at: datetime) -> TimedDisable | None:
         extended = await self.store.transition(timer, TimerEvent.EXTENDED, at=self.clock.now(), due_at=due_at)
@@ -197,7 +199,7 @@ class TimerService:
                 log.info("timer.recovered", timer_id=timer.id, integration_id=timer.integration_id)
             else:
                 note = "the disable did not happen (the bot stopped while writing it)"
-                await self.store.transition(timer, TimerEvent.ABORTED, at=self.clock.now(), note=note)
+                await self.abort(timer, note)
                 log.info("timer.abandoned", timer_id=timer.id, integration_id=timer.integration_id)
         return left
 

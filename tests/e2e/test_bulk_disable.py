@@ -205,3 +205,26 @@ def test_a_member_changed_by_hand_is_left_off_and_told_apart_from_the_group(worl
     assert touched["name"] not in together
     assert stable(world.control.integration(kept["_id"])) == stable(kept)
     assert world.control.integration(touched["_id"]) == by_hand  # not overwritten
+
+
+def test_a_member_whose_writes_answer_500_is_reported_and_the_group_still_comes_back(world: World) -> None:
+    where = room(world)
+    good, broken = hook(world, where), hook(world, where)
+    # Every write of one integration is answered 500: the bot cannot tell whether it was stored,
+    # so it looks, re-sends only what provably did not land, and finally says it can't tell.
+    world.control.fail_next("integrations.update", 1000, "500", concerning=broken["_id"])
+    try:
+        reply = world.chat.command(
+            "admin", ROOM, f"{PREFIX} disable all in #{where} for 2s -- flaky --yes", timeout=90
+        )["msg"]
+    finally:
+        world.control.clear_faults()
+    assert "Switched off 1 of 2 integrations" in reply, reply
+    assert bullets_after(reply, "Switched off:") == [f"`{good['name']}` (incoming)"]
+    (failure,) = bullets_after(reply, "Failed")
+    assert broken["name"] in failure and "can't tell whether the change was stored" in failure, failure
+    assert enabled(world, broken)  # none of its writes was stored
+    notice = world.notice(lambda m: "back on: the" in m and good["name"] in m)["msg"]
+    assert notice.startswith("🟢 1 integration is back on"), notice
+    assert broken["name"] not in notice
+    assert stable(world.control.integration(good["_id"])) == stable(good)
