@@ -122,11 +122,12 @@ async def _bulk(ctx: CommandContext, taken: Taken, *, resuming: bool) -> Reply:
 
 COMMAND = Command(
     name="confirm",
-    summary="apply a change you asked for with set",
+    summary="apply a change you asked for with set or disable all",
     usage=HELP["confirm"].usage,
     details=(
-        "Applies the change `set` showed you, with its code. `yes` (or `confirm` without a code) applies your "
-        "latest one in this room. Only you can confirm your change, in the room where you asked, before it expires."
+        "Applies the change `set` or `disable all` showed you, with its code. `yes` (or `confirm` without a code) "
+        "applies your latest one in this room. Only you can confirm your change, in the room where you asked, "
+        "before it expires."
     ),
     examples=HELP["confirm"].examples,
     handler=run,
