@@ -202,3 +202,13 @@ class StateUnavailable(BotError):
         self.where = where
         self.problem = problem
         super().__init__(f"state database {where} unavailable: {problem}")
+
+
+class ClaimTakenOver(BotError):
+    """This process no longer holds the command's claim: another took it over when its lease ran
+    out (this one was paused, or cut off from the database, for longer than the lease). That one
+    runs and answers the command; this one stops before writing anything."""
+
+    def __init__(self, message_id: str) -> None:
+        self.message_id = message_id
+        super().__init__(f"command {message_id} was taken over by another process")

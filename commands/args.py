@@ -744,6 +744,13 @@ HELP: dict[str, ArgHelp] = {
     "noisy": ArgHelp(
         "noisy [minutes]", "Integrations that posted most in the last minutes (default 60).", ("noisy", "noisy 15")
     ),
+    "failing": ArgHelp(
+        "failing [minutes]",
+        "Outgoing webhooks you can see whose calls failed in the last minutes (default 60; `failing 15`, "
+        "`failing 2h`): how many of their calls failed, the last error, and a button to disable each one "
+        "you may change.",
+        ("failing", "failing 15", "failing 2h"),
+    ),
     "set": ArgHelp(
         SET_USAGE,
         'Changes fields. `field="a b"` for values with spaces; `+word`/`-word` add to or remove from a list '

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from bot.errors import BotError, ServerRejected, StateUnavailable, UsageError, UserInputError
+from bot.errors import BotError, ClaimTakenOver, ServerRejected, StateUnavailable, UsageError, UserInputError
 from bot.integrations.authz import CallerRights, room_entries, visible_in_list
 from bot.integrations.service import intended_document
 from bot.integrations.wording import ENABLED_MARK
@@ -57,6 +57,9 @@ from commands.targets import KIND_TYPES, require_lookup
 
 # How many names a list in a preview or an answer shows before "… and N more".
 SHOWN = 25
+# Errors about the whole command rather than one member (the state database is away, or another
+# process took the command over): the loop over members stops and the command ends with them.
+WHOLE_COMMAND = (ClaimTakenOver, StateUnavailable)
 
 
 @dataclass(frozen=True)
@@ -268,6 +271,8 @@ async def apply(
                 answer = await timed(ctx, member, parsed.reason, parsed.duration, group_id=group.id, due=due)
             else:
                 answer = await plain(ctx, member, parsed.reason, group_id=group.id)
+        except WHOLE_COMMAND:
+            raise  # about the whole command, not this member: it stops here
         except BotError as exc:
             failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
             continue
@@ -297,7 +302,7 @@ def _left_as_they_are(count: int) -> str:
 def _problem(ctx: CommandContext, exc: BotError) -> str:
     registry = ctx.services.registry
     why = replies.for_error(exc, invocation=ctx.invocation, registry=registry).text if registry else str(exc)
-    return why.splitlines()[0]
+    return next(iter(why.splitlines()), "") or type(exc).__name__
 
 
 def _selector(parsed: BulkArgs, room: Room | None) -> str:
@@ -417,6 +422,8 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         member = Integration.of(document)
         try:
             outcome = await ctx.services.integrations.set_enabled(member, True, rights=rights)
+        except WHOLE_COMMAND:
+            raise  # about the whole command, not this member: it stops here
         except BotError as exc:
             failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
             continue
@@ -498,6 +505,8 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                     continue
                 await changes.note(ctx, edit.current, "extend", until=due, group_id=timer.group_id)
                 done.append(edit.current)
+        except WHOLE_COMMAND:
+            raise  # about the whole command, not this member: it stops here
         except BotError as exc:
             failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
     for group_id in {timer.group_id for timer in running if timer.group_id is not None}:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import asyncio
+from collections.abc import Coroutine, Sequence
+from typing import Any, TypeVar
 
 from bot.integrations import wording
 from bot.state.timer_states import TimerState
@@ -13,6 +15,15 @@ from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import resolve
+
+T = TypeVar("T")
+
+
+def background(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+    """A task whose failure is not reported as never retrieved when it is cancelled unawaited."""
+    task = asyncio.ensure_future(coroutine)
+    task.add_done_callback(lambda done: done.cancelled() or done.exception())
+    return task
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
@@ -29,10 +40,17 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     incident = ctx.services.incident
     # A timed disable ends here: `changes.record` cancels it when the integration is switched on.
     # (`resolve` waited for earlier commands' book-keeping about it: their timers are current.)
-    pending = await incident.timers.pending_for(found.id) if incident is not None else None
+    # Looked up while the write goes on (on a shared database, one round trip less to wait for).
+    lookup = background(incident.timers.pending_for(found.id)) if incident is not None else None
+    try:
+        # `found` was just read by `resolve` (a complete document): no second read.
+        outcome = await ctx.services.integrations.set_enabled(found, True, rights=await ctx.rights())
+    except BaseException:
+        if lookup is not None:
+            lookup.cancel()
+        raise
+    pending = await lookup if lookup is not None else None
     timed = pending is not None and pending.state is TimerState.ACTIVE
-    # `found` was just read by `resolve` (a complete document): no second read.
-    outcome = await ctx.services.integrations.set_enabled(found, True, rights=await ctx.rights())
     if not outcome.changed:
         if incident is not None and pending is not None and timed:
             # Switched on by someone outside the bot: the timer has nothing left to do.

@@ -15,6 +15,7 @@ from bot.errors import (
     AmbiguousIntegration,
     AuthFailed,
     BotError,
+    ClaimTakenOver,
     ConfigError,
     IntegrationNotFound,
     NotUpdatable,
@@ -79,6 +80,11 @@ STATE_UNAVAILABLE: Final = "state-unavailable"
 UNRECORDED: Final = (
     "⏳ I can't record commands right now, so I did not run this one; nothing was changed. Try again in a minute."
 )
+
+
+# The outcome of a command this process stopped because another took it over (its claim's lease
+# ran out while this one was paused): not answered here; the other process answers it.
+TAKEN_OVER: Final = "taken-over"
 
 
 def for_error(error: BotError, *, invocation: Invocation, registry: Registry) -> Reply:
@@ -164,6 +170,8 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
         return Reply(f"⚠️ Rocket.Chat refused: {safe_text(error.error)}. Nothing was changed.", outcome="rejected")
     if isinstance(error, StateUnavailable):
         return Reply(UNRECORDED, outcome=STATE_UNAVAILABLE)
+    if isinstance(error, ClaimTakenOver):
+        return Reply("", outcome=TAKEN_OVER)
     if isinstance(error, ConfigError):
         return Reply(
             f"⚠️ I'm not set up fully: {safe_markup(str(error))}. Please tell an admin.", outcome="bot-misconfigured"

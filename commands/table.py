@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from commands import confirm, disable, enable, extend, history, noisy, show, snoozed, undo
+from commands import confirm, disable, enable, extend, failing, history, noisy, show, snoozed, undo
 from commands import help as help_command
 from commands import list as list_command
 from commands import set as set_command
@@ -21,6 +21,7 @@ COMMANDS: tuple[Command, ...] = (
     history.COMMAND,
     undo.COMMAND,
     noisy.COMMAND,
+    failing.COMMAND,
 )
 
 

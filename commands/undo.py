@@ -28,6 +28,7 @@ from bot.rocketchat.models import UpdateOutcome
 from bot.state.store import AuditRecord
 from bot.text import ago, bullet_list, code, quote_name, safe_text
 from commands import bulk, changes, replies
+from commands.bulk import WHOLE_COMMAND
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
@@ -155,10 +156,12 @@ async def _undo_group(ctx: CommandContext, rights: CallerRights, last: AuditReco
         member = _label(row)
         try:
             answer = await _undo_one(ctx, rights, row, f"your {code(row.action)} of {member}", now)
+        except WHOLE_COMMAND:
+            raise  # about the whole command, not this member: it stops here
         except BotError as exc:
             registry = ctx.services.registry
             text = replies.for_error(exc, invocation=ctx.invocation, registry=registry).text if registry else str(exc)
-            left.append(f"{member}: {text.splitlines()[0]}")
+            left.append(f"{member}: {next(iter(text.splitlines()), '') or type(exc).__name__}")
             continue
         if answer.outcome == "changed":
             done.append(member)

@@ -40,6 +40,7 @@ from sandbox.config import SandboxConfig
 from sandbox.errors import MeteorError, SandboxError
 from sandbox.faults import Counters, FailMode, Faults
 from sandbox.ids import meteor_id, object_id, parse_date, to_rest
+from sandbox.integration_history import CallOutcome, call_data, record_outgoing_call
 from sandbox.store import DeleteMessageEvent, Event, MessageEvent, Store, User
 
 SECRET_HEADER: Final = "X-Sandbox-Secret"  # noqa: S105 - a header name, not a secret
@@ -635,6 +636,53 @@ class SandboxControl:
         if self.store.delete_integration(integration_id) is None:
             raise NotFound(f"no integration {integration_id!r}")
 
+    # --- outgoing webhook call history (sandbox/integration_history.py) -----------------------
+
+    def record_outgoing_call(
+        self,
+        integration_id: str,
+        *,
+        status: int | None = None,
+        body: str = "",
+        error_code: str | None = None,
+        at: str | None = None,
+        url: str | None = None,
+        message_id: str | None = None,
+    ) -> dict[str, Any]:
+        """Record that the outgoing webhook called its URL: answered `status` with `body`, or
+        got no answer (`status` None; `error_code` e.g. ECONNREFUSED). `at` (ISO) is when the
+        call finished (default now); `message_id` the message that triggered it (its payload
+        then carries that message, room and trigger word). Returns the stored entry."""
+        if self.store.get_integration(integration_id) is None:
+            raise NotFound(f"no integration {integration_id!r}")
+        if status is not None and not (isinstance(status, int) and 100 <= status <= 599):
+            raise ValueError("status must be an HTTP status code or null")
+        when = parse_date(at) if at is not None else None
+        if at is not None and when is None:
+            raise ValueError(f"not a date: {at!r}")
+        data = None
+        if message_id is not None:
+            message = self.store.get_message(message_id)
+            if message is None:
+                raise NotFound(f"no message {message_id!r}")
+            room = self.store.find_room(str(message["rid"])) or {"_id": message["rid"]}
+            integration = self.store.get_integration(integration_id) or {}
+            data = call_data(integration, message=message, room=room, site_url=str(self.store.get_setting("Site_Url")))
+        outcome = CallOutcome(status=status, body=body, error_code=error_code)
+        return _rest(record_outgoing_call(self.store, integration_id, outcome, at=when, url=url, data=data))
+
+    def insert_integration_history(self, entry: dict[str, Any]) -> dict[str, Any]:
+        """Store a history document exactly as given (ISO `_createdAt`/`_updatedAt` become
+        dates): for shapes older servers wrote."""
+        return _rest(self.store.insert_integration_history(_from_rest_dates(entry)))
+
+    def integration_history(self, integration_id: str) -> list[dict[str, Any]]:
+        """Every stored history entry of the integration, oldest first."""
+        return [_rest(e) for e in self.store.find_integration_history(integration_id)]
+
+    def clear_integration_history(self, integration_id: str) -> int:
+        return self.store.clear_integration_history(integration_id)
+
     # --- settings and behaviour switches -------------------------------------------------------
 
     def set_setting(self, setting: str, value: Any) -> None:
@@ -747,6 +795,10 @@ HTTP_OPERATIONS: Final[frozenset[str]] = frozenset(
         "integration",
         "integrations",
         "delete_integration",
+        "record_outgoing_call",
+        "insert_integration_history",
+        "integration_history",
+        "clear_integration_history",
         "set_setting",
         "setting",
         "configure",
@@ -1121,6 +1173,40 @@ class SandboxClient:
 
     def delete_integration(self, integration_id: str) -> None:
         self._call("delete_integration", integration_id=integration_id)
+
+    # outgoing webhook call history
+    def record_outgoing_call(
+        self,
+        integration_id: str,
+        *,
+        status: int | None = None,
+        body: str = "",
+        error_code: str | None = None,
+        at: str | None = None,
+        url: str | None = None,
+        message_id: str | None = None,
+    ) -> dict[str, Any]:
+        return dict(
+            self._call(
+                "record_outgoing_call",
+                integration_id=integration_id,
+                status=status,
+                body=body,
+                error_code=error_code,
+                at=at,
+                url=url,
+                message_id=message_id,
+            )
+        )
+
+    def insert_integration_history(self, entry: dict[str, Any]) -> dict[str, Any]:
+        return dict(self._call("insert_integration_history", entry=entry))
+
+    def integration_history(self, integration_id: str) -> list[dict[str, Any]]:
+        return list(self._call("integration_history", integration_id=integration_id))
+
+    def clear_integration_history(self, integration_id: str) -> int:
+        return int(self._call("clear_integration_history", integration_id=integration_id))
 
     # settings and switches
     def set_setting(self, setting: str, value: Any) -> None:

@@ -260,6 +260,9 @@ class Endpoint:
     prefix: str = "/api/v1"
     rate_limited: bool = True
     envelope: bool = True  # False: the handler's dict is the whole body (no `success` added)
+    # The coercion of this route's own validator on a "legacy" server, when it is not the plain
+    # `new Ajv()` (e.g. rest-typings 6.x/7.x compiled `isIntegrationsHistoryProps` with coerceTypes).
+    legacy_coercion: Coercion | None = None
 
     @property
     def path(self) -> str:
@@ -275,9 +278,9 @@ class RestApi:
         self.limiter = RateLimiter(clock_ms or wall_clock_ms)
         self.trash = Trash(store)
 
-    def _coercion(self, method: str) -> Coercion:
+    def _coercion(self, method: str, endpoint: Endpoint | None = None) -> Coercion:
         if self.config.update_mode != "8.x":
-            return "none"
+            return endpoint.legacy_coercion if endpoint is not None and endpoint.legacy_coercion else "none"
         return "array" if method in ("GET", "HEAD") else "scalar"
 
     def routes(self, endpoints: Iterable[Endpoint]) -> list[BaseRoute]:
@@ -319,7 +322,7 @@ class RestApi:
         body = await body_params(request) if request.method not in ("GET", "HEAD") else {}
         is_get = request.method in ("GET", "HEAD")
         if endpoint.typed and endpoint.schema is not None:
-            outcome = validate(endpoint.schema, query if is_get else body, self._coercion(request.method))
+            outcome = validate(endpoint.schema, query if is_get else body, self._coercion(request.method, endpoint))
             if not outcome.ok:
                 error_type = "error-invalid-params" if is_get else "invalid-params"
                 return json_response(400, {"success": False, "errorType": error_type, "error": outcome.text})
@@ -337,7 +340,7 @@ class RestApi:
                 if not decision.allowed:
                     raise decision.error()
             if not endpoint.typed and endpoint.schema is not None:
-                outcome = validate(endpoint.schema, query if is_get else body, self._coercion(request.method))
+                outcome = validate(endpoint.schema, query if is_get else body, self._coercion(request.method, endpoint))
                 if not outcome.ok:
                     raise MeteorError("invalid-params", outcome.text)
                 query, body = (outcome.data, body) if is_get else (query, outcome.data)

@@ -241,6 +241,7 @@ class Store:
         self.messages: dict[str, list[dict[str, Any]]] = {}  # rid -> messages in ts order
         self._message_index: dict[str, dict[str, Any]] = {}  # _id -> message (same object)
         self.integrations: dict[str, dict[str, Any]] = {}
+        self.integration_history: dict[str, dict[str, Any]] = {}  # _id -> entry, in insertion order
         # Indexes over the dicts above, kept by the methods that change them (a workspace of
         # 10,000 users and 1,000 rooms must not be scanned on every message or lookup).
         self._users_by_name: dict[str, User] = {}
@@ -993,9 +994,14 @@ class Store:
             return copied(doc)
 
     def delete_integration(self, integration_id: str) -> dict[str, Any] | None:
+        """Remove the document and, as `deleteOutgoingIntegration` does
+        (`IntegrationHistory.removeByIntegrationId`), its call history."""
         with self.lock:
             self._integration_names.changed()
-            return self.integrations.pop(integration_id, None)
+            found = self.integrations.pop(integration_id, None)
+            if found is not None:
+                self.clear_integration_history(integration_id)
+            return found
 
     def list_integrations(self) -> list[dict[str, Any]]:
         with self.lock:
@@ -1011,6 +1017,36 @@ class Store:
             else:
                 found = list(self.integrations.values())
             return [copied(d) for d in found if kind is None or d.get("type") == kind]
+
+    # --- integration history (`rocketchat_integration_history`; semantics in sandbox.integration_history)
+
+    def insert_integration_history(self, entry: dict[str, Any]) -> dict[str, Any]:
+        with self.lock:
+            doc = copied(entry)
+            doc.setdefault("_id", meteor_id())
+            self.integration_history[doc["_id"]] = doc
+            return copied(doc)
+
+    def find_integration_history(self, integration_id: str) -> list[dict[str, Any]]:
+        """Copies of the entries whose `integration._id` is `integration_id`, in insertion order."""
+        with self.lock:
+            return [
+                copied(doc)
+                for doc in self.integration_history.values()
+                if isinstance(doc.get("integration"), dict) and doc["integration"].get("_id") == integration_id
+            ]
+
+    def clear_integration_history(self, integration_id: str) -> int:
+        """`IntegrationHistory.removeByIntegrationId`: how many entries were removed."""
+        with self.lock:
+            gone = [
+                key
+                for key, doc in self.integration_history.items()
+                if isinstance(doc.get("integration"), dict) and doc["integration"].get("_id") == integration_id
+            ]
+            for key in gone:
+                del self.integration_history[key]
+            return len(gone)
 
     # --- settings -------------------------------------------------------------------------------
 

@@ -517,6 +517,19 @@ INLINE_SCHEMAS: Final[dict[str, dict[str, Any]]] = {
             },
         ]
     },
+    # rest-typings v1/integrations/IntegrationsHistoryProps
+    "integrations.history": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string", "nullable": False, "minLength": 1},
+            "offset": {"type": "number", "nullable": True},
+            "count": {"type": "number", "nullable": True},
+            "sort": {"type": "string", "nullable": True},
+            "query": {"type": "string", "nullable": True},
+        },
+        "required": ["id"],
+        "additionalProperties": False,
+    },
     # rest-typings v1/chat (ChatSyncMessagesSchema, newest form with the cursor parameters)
     "chat.syncMessages": {
         "type": "object",

@@ -52,7 +52,7 @@ from bot.demo.chat import (
 )
 from bot.demo.render import banner
 from bot.demo.script_lines import help_lines
-from bot.demo.traffic import DemoTrafficError, startup_traffic
+from bot.demo.traffic import DemoTrafficError, startup_calls, startup_traffic
 from sandbox.control import SandboxClient
 
 STARTUP_TIMEOUT: Final = 30.0  # seconds for the sandbox's credentials and for the bot's ready event
@@ -332,9 +332,11 @@ def _start_traffic(workspace: Workspace, progress: Callable[[str], None]) -> Non
     with SandboxClient(workspace.control_url, workspace.control_secret) as control:
         try:
             done = startup_traffic(control)
+            failed = startup_calls(control)
         except DemoTrafficError as exc:
             raise DemoError(f"cannot post the demo's webhook traffic: {exc}") from None
     progress("webhook traffic: " + "; ".join(item.describe().replace("`", "") for item in done))
+    progress(f"outgoing webhook calls: {failed} failed in the last hour (`failing` lists them)")
 
 
 def _chat(

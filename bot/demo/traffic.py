@@ -1,4 +1,5 @@
-"""Webhook traffic in the demo workspace: the burst it starts with, and `:flood NAME [N]`.
+"""Webhook traffic in the demo workspace: the burst it starts with, and `:flood NAME [N]`; and the
+outgoing webhooks' recent calls, some of them failed, which `failing` reports.
 
 The README's incident flow begins with `noisy`, which counts what integrations posted in a room
 lately; a workspace where no webhook ever posted would answer "No integration posted here". So
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final, Protocol
 
 import httpx
@@ -26,6 +28,19 @@ from sandbox.errors import MeteorError
 # (integration name, messages) posted before the bot starts; the README's `noisy 60` shows them.
 STARTUP_TRAFFIC: Final[tuple[tuple[str, int], ...]] = (("Grafana", 38), ("Jenkins builds", 4))
 
+# Calls of outgoing webhooks recorded before the bot starts (`failing` shows the failed ones):
+# (integration name, minutes ago, HTTP status or None for no answer, body or error code).
+STARTUP_CALLS: Final[tuple[tuple[str, int, int | None, str], ...]] = (
+    ("Deploy announcer", 42, 200, '{"id": "deploy-1841"}'),
+    ("Deploy announcer", 31, 200, '{"id": "deploy-1842"}'),
+    ("Deploy announcer", 17, 502, "Bad Gateway"),
+    ("Deploy announcer", 9, 200, '{"id": "deploy-1843"}'),
+    ("Deploy announcer", 4, 500, "deploy queue unavailable"),
+    ("Guggy", 25, None, "ENOTFOUND"),
+    ("Guggy", 12, None, "ENOTFOUND"),
+    ("Guggy", 3, None, "ENOTFOUND"),
+)
+
 _TEXTS: Final[Mapping[str, tuple[str, ...]]] = {
     "grafana": (
         "[FIRING:1] HighErrorRate api-gateway: 5xx rate {n}.2% (threshold 2%)",
@@ -37,7 +52,17 @@ _TEXTS: Final[Mapping[str, tuple[str, ...]]] = {
 }
 
 
-__all__ = ["FLOOD_DEFAULT", "FLOOD_MAX", "STARTUP_TRAFFIC", "DemoTrafficError", "Flooded", "flood", "startup_traffic"]
+__all__ = [
+    "FLOOD_DEFAULT",
+    "FLOOD_MAX",
+    "STARTUP_CALLS",
+    "STARTUP_TRAFFIC",
+    "DemoTrafficError",
+    "Flooded",
+    "flood",
+    "startup_calls",
+    "startup_traffic",
+]
 
 
 class DemoTrafficError(BotError):
@@ -124,3 +149,42 @@ def flood(control: WebhookPoster, wanted: str, count: int) -> Flooded:
 def startup_traffic(control: WebhookPoster) -> list[Flooded]:
     """The burst the demo starts with (`STARTUP_TRAFFIC`)."""
     return [flood(control, name, count) for name, count in STARTUP_TRAFFIC]
+
+
+class CallRecorder(Protocol):
+    """The control-API calls `startup_calls` needs (a `SandboxClient`, or `SandboxControl` in tests)."""
+
+    def integrations(self) -> list[dict[str, Any]]: ...
+
+    def record_outgoing_call(
+        self,
+        integration_id: str,
+        *,
+        status: int | None = None,
+        body: str = "",
+        error_code: str | None = None,
+        at: str | None = None,
+        url: str | None = None,
+        message_id: str | None = None,
+    ) -> dict[str, Any]: ...
+
+
+def startup_calls(control: CallRecorder, *, now: datetime | None = None) -> int:
+    """Record `STARTUP_CALLS` as the outgoing webhooks' history, as Rocket.Chat records a call
+    that finished (sandbox/integration_history.py); returns how many calls failed."""
+    current = now or datetime.now(UTC)
+    try:
+        outgoing = [d for d in control.integrations() if d.get("type") == "webhook-outgoing"]
+        failed = 0
+        for name, minutes, status, detail in STARTUP_CALLS:
+            key = name_key(name)
+            for document in (d for d in outgoing if name_key(str(d.get("name") or "")) == key):
+                at = (current - timedelta(minutes=minutes)).isoformat()
+                if status is None:
+                    control.record_outgoing_call(str(document["_id"]), error_code=detail, at=at)
+                else:
+                    control.record_outgoing_call(str(document["_id"]), status=status, body=detail, at=at)
+                failed += status is None or not 200 <= status < 300
+    except (ControlError, MeteorError, httpx.HTTPError) as exc:
+        raise DemoTrafficError(f"cannot record the outgoing webhooks' calls: {exc}") from None
+    return failed

@@ -39,10 +39,10 @@ earlier read: its holder may have written since); another task always waits.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 ReadMark = int
 
@@ -66,6 +66,12 @@ class Held(Protocol):
 
     def written(self, updated_at: str | None) -> None:
         """The write was stored and verified; `updated_at` is the stored document's `_updatedAt`."""
+        ...
+
+    def commit_with(self, sql: str, params: Sequence[Any]) -> bool:
+        """Have a statement of the state store committed with the lock's release, in the same
+        round trip (before the holder's block ends, so before any answer), if this lock can:
+        True. False when it cannot (a process's own lock): the caller runs it itself."""
         ...
 
 
@@ -107,6 +113,9 @@ class _LocalHeld:
 
     def written(self, updated_at: str | None) -> None:
         return None
+
+    def commit_with(self, sql: str, params: Sequence[Any]) -> bool:
+        return False
 
 
 class LocalIntegrationLocks:

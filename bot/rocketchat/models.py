@@ -116,6 +116,15 @@ class IntegrationPage(_Frozen):
     total: int = 0
 
 
+class HistoryPage(_Frozen):
+    """One page of `integrations.history` (an outgoing webhook's calls, newest first). Entries
+    may carry the webhook's token (`data.token`) and URLs with credentials: never repeat them."""
+
+    entries: tuple[dict[str, Any], ...] = Field(default=(), repr=False)
+    offset: int = 0
+    total: int = 0
+
+
 class Integration(_Frozen):
     """A read-only view over one stored integration document.
 

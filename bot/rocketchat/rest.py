@@ -36,7 +36,7 @@ import importlib.util
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final, Literal, TypeVar
@@ -52,6 +52,7 @@ from bot.rocketchat.message_ids import is_own
 from bot.rocketchat.models import (
     Credentials,
     Delta,
+    HistoryPage,
     IntegrationPage,
     PermissionDoc,
     PermissionsSnapshot,
@@ -402,6 +403,38 @@ class RestClient:
             if not page.integrations or not fresh or (page.total and offset >= page.total):
                 return
 
+    async def integrations_history(
+        self, integration_id: str, *, offset: int = 0, count: int = MAX_PAGE_SIZE
+    ) -> HistoryPage:
+        """One page of an outgoing webhook's call history, newest first (the server's default
+        order, `_updatedAt` descending). Entries can hold the webhook's token and URLs with
+        credentials: never log or repeat them."""
+        params: dict[str, str | int] = {
+            "id": integration_id,
+            "offset": max(0, offset),
+            "count": min(max(1, count), MAX_PAGE_SIZE),
+        }
+        answer = await self._call("GET", "integrations.history", params=params)
+        body = answer.body
+        entries = tuple(d for d in body.get("history") or [] if isinstance(d, dict))
+        return HistoryPage(
+            entries=entries, offset=int(body.get("offset") or params["offset"]), total=int(body.get("total") or 0)
+        )
+
+    async def iter_history(
+        self, integration_id: str, *, limit: int, page_size: int = MAX_PAGE_SIZE
+    ) -> AsyncGenerator[dict[str, Any], None]:
+        """The newest `limit` history entries at most, newest first (stops early when the
+        caller stops iterating, e.g. at the first entry older than its window)."""
+        offset = 0
+        while offset < limit:
+            page = await self.integrations_history(integration_id, offset=offset, count=min(page_size, limit - offset))
+            for entry in page.entries:
+                yield entry
+            offset += len(page.entries)
+            if not page.entries or (page.total and offset >= page.total):
+                return
+
     async def integrations_get(self, integration_id: str) -> dict[str, Any]:
         answer = await self._call("GET", "integrations.get", params={"integrationId": integration_id})
         return self._document(answer.body, "integration", "integrations.get")
@@ -465,6 +498,13 @@ class RestClient:
                 return stored
             raise MessageIdTaken("chat.sendMessage", message_id) from None
         return self._document(answer.body, "message", "chat.sendMessage")
+
+    async def chat_update(self, room_id: str, message_id: str, text: str) -> dict[str, Any]:
+        """`POST chat.update`: replace the text of a message of the bot's (an edit, shown as one);
+        returns the stored message. Safe to retry: the same text again changes nothing more."""
+        body = {"roomId": room_id, "msgId": message_id, "text": message_size.fit(text, self.message_limit)}
+        answer = await self._call("POST", "chat.update", json_body=body)
+        return self._document(answer.body, "message", "chat.update")
 
     async def chat_sync_messages(self, room_id: str, last_update: datetime | str) -> dict[str, Any]:
         """`GET chat.syncMessages`: `{"updated": [...], "deleted": [...]}` since `last_update`."""

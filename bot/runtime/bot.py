@@ -597,6 +597,15 @@ class Bot:
                     reply = await self._reply_for(accepted, stale=stale, rights=author)
                 else:  # the author could not be looked up: nothing runs, the caller is told why
                     reply = self._failed(accepted, unchecked)
+                if reply.outcome == replies.TAKEN_OVER:
+                    # Paused past its claim's lease, this process lost the command to another,
+                    # which runs and answers it: stopped before writing, it says nothing.
+                    log.warning(
+                        "command.taken_over",
+                        message_id=message.id,
+                        hint="another replica took it over when this one's lease ran out; that one answers it",
+                    )
+                    return
                 if reply.outcome == replies.STATE_UNAVAILABLE and run.sent:
                     # "Nothing was changed" would be wrong: its write was sent (and may well have
                     # landed) before the database failed. Not answered now: its claim, no longer
@@ -717,7 +726,6 @@ class Bot:
         assert self.state is not None
         try:
             await self.state.finish_message(message_id, outcome, ignored=ignored)
-            await self.state.clear_intents(message_id)
             self._unsettled.pop(message_id, None)
         except StateUnavailable as exc:
             self._state_failed(exc)
@@ -763,7 +771,8 @@ class Bot:
             author = await self.services.rights.get(message.user_id)
             if self.intake.ignored_author(author) is not None:
                 return
-        # Another replica whose database was reachable may have claimed and answered it.
+        # Another replica whose database was reachable may have claimed and answered it. (If that
+        # cannot be told, the notice is posted: at the answer's ids, it is stored only if free.)
         if await self._answered_by_bot(message):
             log.info("command.not_run_answered_elsewhere", message_id=message.id)
             return
@@ -779,22 +788,34 @@ class Bot:
 
     async def _answered_not_run(self, message: ChatMessage) -> bool:
         """A command claimed in trouble: already answered "not run" by a replica that could not
-        claim it (the bot's own message at an id of its answer)? Then it is closed, not run."""
-        if not await self._answered_by_bot(message):
+        claim it (the bot's own message at an id of its answer)? Then it is closed, not run.
+        When that cannot be looked up (Rocket.Chat erring), it is not run now either: its claim,
+        no longer renewed, runs out and the recovery decides it once Rocket.Chat answers."""
+        answered = await self._answered_by_bot(message)
+        if answered is None:
+            log.warning(
+                "command.deferred",
+                message_id=message.id,
+                room_id=message.room_id,
+                hint="its answer could not be looked up; the recovery decides it once Rocket.Chat answers",
+            )
+            return True
+        if not answered:
             return False
         with contextlib.suppress(StateUnavailable):  # else a take-over closes it the same way
             await self._finish(message.id, "not run: answered 'cannot record' during a state outage")
         log.info("command.not_run_after_outage", message_id=message.id, room_id=message.room_id)
         return True
 
-    async def _answered_by_bot(self, message: ChatMessage) -> bool:
-        """Whether the bot's own message stands at an id of the command's answer (looked up)."""
+    async def _answered_by_bot(self, message: ChatMessage) -> bool | None:
+        """Whether the bot's own message stands at an id of the command's answer (looked up);
+        None when that cannot be told (Rocket.Chat erring)."""
         assert self.rest is not None and self.state is not None
         chain = self.state.message_ids.answer(message.id)
         try:
             return await own_at(self.rest, chain, room_id=message.room_id, thread_id=message.thread_id)
         except UpstreamError:
-            return False  # cannot tell
+            return None
 
     # --- the state database: leases, take-over, outages ---------------------------------------
 

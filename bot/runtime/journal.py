@@ -41,7 +41,7 @@ from datetime import datetime
 from typing import Any
 
 from bot import logs
-from bot.errors import IntegrationNotFound, VerificationFailed
+from bot.errors import ClaimTakenOver, IntegrationNotFound, VerificationFailed
 from bot.integrations.service import IntegrationService, differences, intended_document
 from bot.rocketchat.models import Integration, UpdateOutcome
 from bot.rocketchat.rest import RestClient
@@ -148,14 +148,17 @@ class JournaledIntegrationService(IntegrationService):
         it then lacks is written by its recovery, with this document as `after`)."""
         run = current_command.get()
         if run is not None:
-            await self._state.verified_intent(run.message_id, current.id, dict(stored))
+            held = self._locks.held(current.id)
+            await self._state.verified_intent(run.message_id, current.id, dict(stored), held=held)
 
     async def _before_write(self, current: Integration, intended: Mapping[str, Any]) -> None:
+        """Journal the write, or stop the command when its claim is no longer this process's (a
+        replica paused past its lease: the one that took the command over runs it)."""
         run = current_command.get()
         if run is not None:
-            await self._state.record_intent(
-                WriteIntent(run.message_id, current.id, self._clock(), current.to_dict(), dict(intended))
-            )
+            intent = WriteIntent(run.message_id, current.id, self._clock(), current.to_dict(), dict(intended))
+            if not await self._state.record_intent(intent):
+                raise ClaimTakenOver(run.message_id)
 
     async def _write(
         self, current: Integration, intended: Mapping[str, Any], body: Mapping[str, Any]

@@ -16,6 +16,13 @@ because Rocket.Chat is slow, rate-limiting or briefly down:
 - a refusal (`ServerRejected`: the room is gone, the bot may not post there) is final: logged,
   and the claim is finished with that outcome;
 - `AuthFailed` is left to the runtime, which stops the bot (the claim stays unfinished).
+
+One stored message is replaced rather than kept: the "I can't record commands right now, so I did
+not run this one" notice (`replies.UNRECORDED`), which a replica cut off from the shared database
+posts at the ids of a command's answer while another replica, which could claim the command, may
+be running it (slower than the notice's wait). The real answer, finding the notice at its id, is
+written over it (`chat.update`, shown as an edit): the author is never left told that nothing
+changed when it did. (Its buttons are not carried by an edit.)
 """
 
 from __future__ import annotations
@@ -33,11 +40,13 @@ from bot.rocketchat.messages import ChatMessage
 from bot.rocketchat.rest import RestClient
 from bot.runtime.metrics import Metrics
 from bot.text import neutralize_mentions
+from commands.replies import UNRECORDED
 from commands.reply import Reply
 
 log = logs.get_logger("integrations_bot.outbound")
 
 RETRY_INITIAL: Final = 1.0
+UNRECORDED_TEXT: Final = neutralize_mentions(UNRECORDED)
 RETRY_MAX: Final = 30.0
 
 
@@ -89,12 +98,13 @@ class ReplySender:
         try:
             while True:
                 try:
+                    text = neutralize_mentions(reply.text)
                     try:
-                        await message_ids.post(
+                        stored = await message_ids.post(
                             self._rest,
                             self._ids.answer(message.id),
                             message.room_id,
-                            neutralize_mentions(reply.text),
+                            text,
                             thread_id=message.thread_id,
                             attachments=buttons_attachment(reply),
                         )
@@ -102,6 +112,8 @@ class ReplySender:
                         if then is not None:
                             first, then = then, None
                             await first()
+                    if stored.get("msg") == UNRECORDED_TEXT and text != UNRECORDED_TEXT:
+                        await self._replace_notice(message, stored, text)
                     return Delivery.POSTED
                 except (Unavailable, RateLimited) as exc:
                     if isinstance(exc, RateLimited) and exc.retry_after is not None:
@@ -120,6 +132,20 @@ class ReplySender:
         finally:
             if waiting:
                 self._metrics.replies_pending.dec()
+
+    async def _replace_notice(self, message: ChatMessage, notice: dict[str, Any], text: str) -> None:
+        """Write the command's answer over the "not run" notice found at its id (see the module
+        docstring). A refusal (editing switched off on the server) leaves the notice, logged."""
+        try:
+            await self._rest.chat_update(message.room_id, str(notice["_id"]), text)
+        except ServerRejected as exc:
+            log.error("reply.notice_not_replaced", message_id=message.id, error=str(exc))
+            return
+        log.warning(
+            "reply.notice_replaced",
+            message_id=message.id,
+            hint="another replica, cut off from the database, had answered it 'not run' while this one ran it",
+        )
 
 
 __all__ = ["Delivery", "ReplySender", "buttons_attachment"]

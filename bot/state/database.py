@@ -69,6 +69,11 @@ class Database(Protocol):
         """Run one write statement; the number of rows it changed."""
         ...
 
+    async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        """Run write statements in order, in one round trip (each its own transaction, as with
+        `count`); the rows each changed."""
+        ...
+
     async def schema_version(self) -> int: ...
 
     async def ping(self) -> None:

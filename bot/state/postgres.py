@@ -26,6 +26,7 @@ When the database cannot be reached, every statement raises `StateUnavailable` a
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -353,6 +354,18 @@ class PostgresDatabase:
     async def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         return (await self._execute(sql, params))[0]
 
+    async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        try:
+            cancels = _cancels()
+            async with self._statements.connection() as conn:
+                _still_running(cancels)
+                async with conn.pipeline():
+                    cursors = [await conn.execute(_dialect(sql), params or None) for sql, params in statements]
+                _returned[conn] = time.monotonic()
+                return [cursor.rowcount for cursor in cursors]
+        except _DOWN as exc:
+            raise _unavailable(self.where, exc) from None
+
     async def count(self, sql: str, params: Sequence[Any] = ()) -> int:
         return (await self._execute(sql, params))[1]
 
@@ -383,6 +396,8 @@ class _SharedHeld:
         self._last = last  # (pending, updated_at) of the bot's last write through any replica
         self.wrote = False
         self.verified: str | None = None
+        # Statements of the store committed with the release (`commit_with`), in order.
+        self.deferred: list[tuple[str, Sequence[Any]]] = []
 
     def untouched_since(self, mark: ReadMark, updated_at: str | None = None) -> bool:
         """A read is trusted when no holder of this process released since it began, and it
@@ -411,6 +426,10 @@ class _SharedHeld:
     def written(self, updated_at: str | None) -> None:
         self.verified = updated_at
 
+    def commit_with(self, sql: str, params: Sequence[Any]) -> bool:
+        self.deferred.append((_dialect(sql), params))
+        return True
+
 
 class SharedIntegrationLocks:
     """`IntegrationLocks` across every process on the database: an advisory lock per integration
@@ -423,7 +442,10 @@ class SharedIntegrationLocks:
     when it already shows that write (`_SharedHeld.untouched_since`), sparing the re-read. A
     holder about to write marks the row pending first, in a statement of its own (committed before
     the write is sent); once the write is verified, the release records its `_updatedAt` and
-    clears `pending` in the lock's transaction."""
+    clears `pending` in the lock's transaction, together with the statements the holder asked
+    to have committed with it (`commit_with`: the journal's verified mark), in one round trip. If
+    that transaction is lost with its connection, those statements are run on their own before
+    the holder's block ends, so they are stored before any answer, as if run where asked."""
 
     def __init__(
         self,
@@ -462,6 +484,7 @@ class SharedIntegrationLocks:
             started = time.monotonic()
             cancels = _cancels()
             record: str | None = None
+            deferred: list[tuple[str, Sequence[Any]]] = []
             try:
                 conn = await self._pool.getconn()
             except _DOWN as exc:
@@ -492,6 +515,7 @@ class SharedIntegrationLocks:
                 last = row[1] if row is not None else None
                 state = (last[0] == "true", last[1]) if last else None
                 held = _SharedHeld(integration_id, local, state, self._mark_pending)
+                deferred = held.deferred  # filled by the holder (`commit_with`), also when it fails
                 self._holders[integration_id] = (asyncio.current_task(), held)
                 try:
                     yield held
@@ -500,20 +524,41 @@ class SharedIntegrationLocks:
                 if held.wrote:
                     record = held.verified
             finally:
-                # Ends the transaction, which releases the lock (with the verified write's record,
-                # in one round trip); a connection that broke meanwhile released it on the server
-                # already, and the pool discards it.
+                # Ends the transaction, which releases the lock (with the verified write's record
+                # and the deferred statements, in one round trip); a connection that broke
+                # meanwhile released it on the server already, and the pool discards it.
+                committed = False
                 with suppress(*_DOWN):
                     async with conn.pipeline():
+                        for sql, params in deferred:
+                            await conn.execute(sql, params if params else None)
                         if record is not None:
                             await conn.execute(
                                 "UPDATE integration_writes SET pending = false, updated_at = %s"
                                 " WHERE integration_id = %s",
                                 (record, integration_id),
                             )
-                        await conn.execute("COMMIT" if record is not None else "ROLLBACK")
+                        await conn.execute("COMMIT" if record is not None or deferred else "ROLLBACK")
+                    committed = True
                     _returned[conn] = time.monotonic()
                 await self._pool.putconn(conn)
+                if deferred and not committed:
+                    await self._run_alone(deferred, quietly=sys.exc_info()[1] is not None)
+
+    async def _run_alone(self, statements: Sequence[tuple[str, Sequence[Any]]], *, quietly: bool) -> None:
+        """The deferred statements of a release whose transaction was lost, each on its own;
+        `StateUnavailable` if they cannot be stored either (unless the block is already failing:
+        its own error is the one to tell)."""
+        try:
+            async with self._statements.connection() as conn:
+                async with conn.pipeline():
+                    for sql, params in statements:
+                        await conn.execute(sql, params if params else None)
+                _returned[conn] = time.monotonic()
+        except _DOWN as exc:
+            if not quietly:
+                raise _unavailable(self._where, exc) from None
+            log.warning("state.deferred_lost", where=self._where, statements=len(statements))
 
     async def _mark_pending(self, integration_id: str) -> None:
         try:

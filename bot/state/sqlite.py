@@ -274,6 +274,9 @@ class SqliteDatabase:
     async def count(self, sql: str, params: Sequence[Any] = ()) -> int:
         return self._db.execute(sql, params).rowcount
 
+    async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        return [self._db.execute(sql, params).rowcount for sql, params in statements]
+
     async def schema_version(self) -> int:
         return self._version()
 

@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from bot.errors import ConfigError
-from bot.integrations.locks import IntegrationLocks
+from bot.integrations.locks import Held, IntegrationLocks
 from bot.rocketchat.message_ids import KEY_BYTES, MessageIds, derive_key
 from bot.state.confirmations import ConfirmationStore
 from bot.state.database import Database
@@ -295,12 +295,23 @@ class StateStore:
         )
 
     async def finish_message(self, message_id: str, outcome: str, *, ignored: bool = False) -> bool:
-        """Close this process's claim. False when the claim is not (or no longer) this process's:
-        a replica paused past its lease, whose claim another took over, must not close it while
-        that one runs the command."""
-        changed = await self.database.count(
-            "UPDATE processed_messages SET status = ?, outcome = ? WHERE message_id = ? AND owner = ?",
-            ("ignored" if ignored else "done", outcome, message_id, self.owner),
+        """Close this process's claim, and drop its write intents (in one round trip). False when
+        the claim is not (or no longer) this process's: a replica paused past its lease, whose
+        claim another took over, must not close it while that one runs the command."""
+        changed, _cleared = await self.database.batch(
+            [
+                (
+                    "UPDATE processed_messages SET status = ?, outcome = ? WHERE message_id = ? AND owner = ?",
+                    ("ignored" if ignored else "done", outcome, message_id, self.owner),
+                ),
+                # Its journal has served, once it is closed by this process (never under the
+                # feet of a replica that took it over).
+                (
+                    "DELETE FROM write_intents WHERE message_id = ? AND EXISTS (SELECT 1 FROM processed_messages"
+                    " WHERE message_id = ? AND owner = ? AND status != 'claimed')",
+                    (message_id, message_id, self.owner),
+                ),
+            ]
         )
         return changed == 1
 
@@ -343,11 +354,15 @@ class StateStore:
 
     # --- write intents (bot.runtime.journal) ----------------------------------------------------------
 
-    async def record_intent(self, intent: WriteIntent) -> None:
-        """Remember a write before it is sent (replacing an earlier attempt's for the same pair)."""
-        await self.database.count(
+    async def record_intent(self, intent: WriteIntent) -> bool:
+        """Remember a write before it is sent (replacing an earlier attempt's for the same pair),
+        if this process still holds the command's claim; False (nothing recorded, nothing may be
+        written) when another process took the claim over meanwhile."""
+        recorded = await self.database.count(
             "INSERT INTO write_intents (message_id, integration_id, at, before_json, intended_json)"
-            " VALUES (?, ?, ?, ?, ?) ON CONFLICT (message_id, integration_id) DO UPDATE SET"
+            " SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM processed_messages"
+            " WHERE message_id = ? AND owner = ? AND status = 'claimed')"
+            " ON CONFLICT (message_id, integration_id) DO UPDATE SET"
             " at = excluded.at, before_json = excluded.before_json, intended_json = excluded.intended_json,"
             " verified_json = NULL",
             (
@@ -356,8 +371,11 @@ class StateStore:
                 _ts(intent.at),
                 json.dumps(intent.before),
                 json.dumps(intent.intended),
+                intent.message_id,
+                self.owner,
             ),
         )
+        return recorded == 1
 
     async def intents(self, message_id: str) -> list[WriteIntent]:
         rows = await self.database.rows(
@@ -377,15 +395,16 @@ class StateStore:
             for row in rows
         ]
 
-    async def verified_intent(self, message_id: str, integration_id: str, stored: dict[str, Any]) -> None:
-        """The command's write of the integration was stored and verified as `stored`."""
-        await self.database.count(
-            "UPDATE write_intents SET verified_json = ? WHERE message_id = ? AND integration_id = ?",
-            (json.dumps(stored), message_id, integration_id),
-        )
-
-    async def clear_intents(self, message_id: str) -> None:
-        await self.database.count("DELETE FROM write_intents WHERE message_id = ?", (message_id,))
+    async def verified_intent(
+        self, message_id: str, integration_id: str, stored: dict[str, Any], *, held: Held | None = None
+    ) -> None:
+        """The command's write of the integration was stored and verified as `stored`. Under a
+        lock `held` in the database, the mark is committed with the lock's release (one round
+        trip fewer, and still before the command answers)."""
+        sql = "UPDATE write_intents SET verified_json = ? WHERE message_id = ? AND integration_id = ?"
+        params = (json.dumps(stored), message_id, integration_id)
+        if held is None or not held.commit_with(sql, params):
+            await self.database.count(sql, params)
 
     async def prune_intents(self) -> int:
         """Drop intents whose command is no longer unfinished (finished, or its claim pruned)."""

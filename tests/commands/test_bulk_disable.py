@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from set_harness import Harness
 
 from bot.config import Settings
+from bot.errors import ClaimTakenOver
 from commands.reply import Reply
 
 
@@ -332,3 +335,26 @@ async def test_a_channel_entry_naming_the_room_by_id_is_matched_too(h: Harness) 
     assert h.doc(by_id["_id"])["enabled"] is False
     assert h.doc(elsewhere["_id"])["enabled"] is True
     assert enabled(h, "deploy-announcer")  # outgoing: not asked for
+
+
+async def test_a_command_taken_over_midway_stops_before_the_next_member(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process took the command over (this one was paused past its claim's lease): it
+    writes no further member and answers nothing; the other one carries on (a resumed command)."""
+    service = h.services.integrations
+    real = service._before_write
+    calls = 0
+
+    async def before_write(current: Any, intended: Any) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise ClaimTakenOver("m1")
+        await real(current, intended)
+
+    monkeypatch.setattr(service, "_before_write", before_write)
+    reply = await h.say("admin", "ops", "!integration disable all in #alerts --yes")
+    assert reply.outcome == "taken-over", reply.text
+    assert reply.text == ""
+    assert h.writes() == 1

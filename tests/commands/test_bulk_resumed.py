@@ -42,6 +42,8 @@ async def _twice(h: Harness, monkeypatch: pytest.MonkeyPatch, text: str) -> Any:
     monkeypatch.setattr(changes, "record", killed)
     # A killed process runs no `finally`: its taken confirmation is not released either.
     monkeypatch.setattr(confirmations, "release", nothing)
+    now = h.clock()
+    assert await h.services.state.claim_message(message.id, message.room_id, now, now)  # as the runtime does
     token = current_command.set(CommandRun(message.id, recovering=False))
     try:
         with pytest.raises(Killed):

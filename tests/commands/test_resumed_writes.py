@@ -43,6 +43,8 @@ async def _twice(h: Harness, monkeypatch: pytest.MonkeyPatch, text: str) -> Any:
         raise Killed
 
     monkeypatch.setattr(changes, "record", killed)
+    now = h.clock()
+    assert await h.services.state.claim_message(message.id, message.room_id, now, now)  # as the runtime does
     token = current_command.set(CommandRun(message.id, recovering=False))
     try:
         with pytest.raises(Killed):

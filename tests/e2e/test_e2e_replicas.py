@@ -21,6 +21,7 @@ import os
 import re
 import signal
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -331,6 +332,57 @@ def test_a_command_told_not_run_during_an_outage_is_not_run_by_a_replica_claimin
     assert [m["msg"] for m in chat.answers_to(command)] == [replies.UNRECORDED]
     assert control.integration(hook["_id"])["enabled"] is True
     assert replicas.audit_counts().get(command["_id"], 0) == 0
+
+
+def test_a_replica_paused_past_its_lease_mid_command_writes_nothing_once_another_took_it_over(
+    replicas: Replicas,
+) -> None:
+    """Was: a replica stopped (SIGSTOP, a long GC pause, a frozen VM) while it held a command and
+    the integration's lock lost the claim to another once its lease ran out; resumed, it went on
+    and wrote the command anyway, while the other, which had taken it over, ran it too. Its write
+    intent is now recorded only under a claim it still holds: it stops before writing, says
+    nothing, and lets the integration go to the replica that owns the command."""
+    one, two = replicas.start(2)
+    control, chat = replicas.control, replicas.chat
+    control.create_user("kim", roles=["user", "admin"])
+    control.create_room("fenced", members=["kim", BOT_USERNAME], owner="admin")
+    hook = control.create_incoming_integration("Fenced hook", channel="#fenced", alias="kept")
+    assert "✅ Changed" in chat.command("kim", "fenced", f"{PREFIX} set {hook['_id']} alias=first --yes")["msg"]
+    # Changed since by someone else: the next command's read is made again under the lock (slowly).
+    later = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
+    control.update_integration(hook["_id"], {"alias": "theirs", "_updatedAt": later})
+    writes = replicas.writes()[hook["_id"]]
+    control.set_latency(1.5, "integrations.get")
+    held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+    os.kill(two.process.pid, signal.SIGSTOP)
+    try:
+        command = control.post_message("kim", "fenced", f"{PREFIX} set {hook['_id']} alias=fenced --yes")
+        wait_until(lambda: replicas.rows(held)[0][0] == 1, 10, "the command never took the integration's lock")
+        assert owner_pid(replicas.claim_owner(command["_id"])) == one.process.pid
+        os.kill(one.process.pid, signal.SIGSTOP)  # holding the claim and the lock, past its lease
+    finally:
+        os.kill(two.process.pid, signal.SIGCONT)
+    try:
+        control.clear_faults()
+        wait_until(
+            lambda: owner_pid(replicas.claim_owner(command["_id"])) == two.process.pid,
+            TAKEOVER_TIMEOUT,
+            "the paused replica's claim was never taken over",
+        )
+    finally:
+        os.kill(one.process.pid, signal.SIGCONT)
+    # Resumed, `one` has its read and is about to write: it stops; `two` gets the lock and runs it.
+    one.wait_for_log("command.taken_over", where=lambda e: e.get("message_id") == command["_id"])
+    answer = chat.reply_to(command, timeout=TAKEOVER_TIMEOUT)
+    assert answer["msg"].startswith("✅ Changed"), answer["msg"]
+    assert "`theirs` → `fenced`" in answer["msg"]
+    barrier = chat.command("kim", "fenced", f"{PREFIX} show {hook['_id']}")  # both have moved on
+    assert "fenced" in barrier["msg"]
+    assert replicas.writes()[hook["_id"]] == writes + 1
+    assert [m["_id"] for m in chat.answers_to(command)] == [answer["_id"]]
+    assert control.integration(hook["_id"])["alias"] == "fenced"
+    assert replicas.audit_counts()[command["_id"]] == 1
+    assert [e["outcome"] for e in one.command_events(command["_id"])] == ["taken-over"]
 
 
 def _tells(entry: dict[str, Any], message_id: str) -> bool:

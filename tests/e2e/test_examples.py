@@ -200,3 +200,24 @@ def test_the_readme_bulk_disable_flow_is_what_the_demo_prints(tmp_path: Path) ->
         difflib.unified_diff(_normalised(documented), _normalised(fresh), "README.md", "demo", lineterm="")
     )
     assert not diff, f"README's bulk disable flow differs from the demo's output; the demo printed:\n{fresh}\n{diff}"
+
+
+def readme_failing_transcript() -> str:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("```\n", text.index("### Failing outgoing webhooks")) + 4
+    return text[start : text.index("```\n", start)]
+
+
+def test_the_readme_failing_transcript_is_what_the_demo_prints(tmp_path: Path) -> None:
+    documented = readme_failing_transcript()
+    typed = [
+        line.split(": ", 1)[1] if line.startswith("[#") else line
+        for line in documented.splitlines()
+        if line.startswith((":", "[#ops] admin: ", "[#ops] owen: "))
+    ]
+    assert typed == [":room ops", "!integration failing", ":user owen", "!integration failing"], typed
+    fresh = demo_transcript(tmp_path, typed, "failing.txt")
+    diff = "\n".join(
+        difflib.unified_diff(_normalised(documented), _normalised(fresh), "README.md", "demo", lineterm="")
+    )
+    assert not diff, f"README's `failing` transcript differs from the demo's output; the demo printed:\n{fresh}\n{diff}"

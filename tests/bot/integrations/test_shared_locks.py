@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import httpx
+import psycopg
 import pytest
 from test_integrations_service import ALL, FakeRocketChat, incoming, rights
 
 from bot.integrations.service import IntegrationService
 from bot.rocketchat.rest import RestClient
-from bot.state.store import StateStore
+from bot.state.store import StateStore, WriteIntent
 
 
 @pytest.fixture
@@ -106,3 +108,44 @@ async def test_a_holder_sees_the_write_committed_while_it_waited_for_the_lock(
     go.set()
     await asyncio.gather(writer, waiter)
     assert seen == [False]
+
+
+# --- the journal's verified mark, committed with the lock's release -------------------------------
+
+NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
+
+
+async def _journaled_write(store: StateStore, message_id: str) -> None:
+    await store.claim_messages([(message_id, "R", NOW)], NOW)
+    await store.record_intent(WriteIntent(message_id, "i1", NOW, {"enabled": True}, {"enabled": False}))
+
+
+async def test_a_verified_mark_is_stored_when_the_lock_is_released(stores: tuple[StateStore, StateStore]) -> None:
+    one, two = stores
+    await _journaled_write(one, "m1")
+    async with one.locks.hold("i1") as held:
+        await held.writing()
+        await one.verified_intent("m1", "i1", {"enabled": False, "_updatedAt": "t1"}, held=held)
+        held.written("t1")
+    # Stored by the time the holder's block ended (before any answer), seen by every replica.
+    [intent] = await two.intents("m1")
+    assert intent.verified == {"enabled": False, "_updatedAt": "t1"}
+
+
+async def test_a_verified_mark_survives_the_loss_of_the_locks_connection(
+    stores: tuple[StateStore, StateStore], postgres_url: str
+) -> None:
+    one, two = stores
+    await _journaled_write(one, "m2")
+    async with one.locks.hold("i1") as held:
+        await held.writing()
+        await one.verified_intent("m2", "i1", {"enabled": False, "_updatedAt": "t2"}, held=held)
+        held.written("t2")
+        # The lock's connection dies (a proxy restarts, a backend is terminated) before the release.
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+            cursor = await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            )
+            assert [row[0] for row in await cursor.fetchall()] == [True]
+    [intent] = await two.intents("m2")
+    assert intent.verified == {"enabled": False, "_updatedAt": "t2"}

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from reliability_support import World, call, world
 
-from bot.errors import VerificationFailed
+from bot.errors import ClaimTakenOver, VerificationFailed
 from bot.integrations.authz import CallerRights, RightsCache
 from bot.rocketchat.models import Integration
 from bot.runtime.journal import CommandRun, JournaledIntegrationService, Judgement, current_command, judge
@@ -39,17 +39,16 @@ def test_judge_an_intent_by_the_document_as_it_is_now() -> None:
 
 async def test_intents_are_stored_per_message_and_cleared(tmp_path: Path) -> None:
     state = await StateStore.open(tmp_path / "s.db")
-    await state.record_intent(intent(DOC, {**DOC, "enabled": False}))
-    await state.record_intent(intent(DOC, {**DOC, "enabled": True}))  # a retry replaces the first
+    assert await state.claim_message("m1", "R", NOW, NOW)
+    assert await state.record_intent(intent(DOC, {**DOC, "enabled": False}))
+    assert await state.record_intent(intent(DOC, {**DOC, "enabled": True}))  # a retry replaces the first
     stored = await state.intents("m1")
     assert len(stored) == 1 and stored[0].intended["enabled"] is True and stored[0].before == DOC
     assert await state.intents("m2") == []
-    assert await state.claim_message("m1", "R", NOW, NOW)
     assert await state.prune_intents() == 0  # its command is still unfinished
-    await state.finish_message("m1", "ok")
-    assert await state.prune_intents() == 1
-    await state.record_intent(intent(DOC, DOC))
-    await state.clear_intents("m1")
+    await state.finish_message("m1", "ok")  # drops its intents
+    assert await state.intents("m1") == []
+    assert not await state.record_intent(intent(DOC, DOC))  # no claim of this process's: no write either
     assert await state.intents("m1") == []
     await state.close()
 
@@ -106,9 +105,21 @@ async def fresh_hook(w: World, name: str) -> dict[str, Any]:
     return await call(w.control.create_incoming_integration, name, channel="#general", alias="keep-me", emoji=":ghost:")
 
 
+async def claimed(state: StateStore, message_id: str) -> None:
+    """The command's claim, as the runtime makes it before running it (kept when already made)."""
+    await state.claim_message(message_id, "R", NOW, NOW)
+
+
 async def disable_as(
-    service: JournaledIntegrationService, rights: CallerRights, message_id: str, target: Any, *, recovering: bool
+    service: JournaledIntegrationService,
+    state: StateStore,
+    rights: CallerRights,
+    message_id: str,
+    target: Any,
+    *,
+    recovering: bool,
 ) -> Any:
+    await claimed(state, message_id)
     token = current_command.set(CommandRun(message_id, recovering))
     try:
         return await service.set_enabled(target, False, rights=rights)
@@ -119,7 +130,7 @@ async def disable_as(
 async def test_a_write_records_its_intent_first(sandbox_world: World, parts: Any) -> None:
     service, state, rights = parts
     hook = await fresh_hook(sandbox_world, "journal-intent")
-    outcome = await disable_as(service, rights, "cmd-1", hook["_id"], recovering=False)
+    outcome = await disable_as(service, state, rights, "cmd-1", hook["_id"], recovering=False)
     assert outcome.changed and outcome.after.enabled is False
     [stored] = await state.intents("cmd-1")
     assert stored.integration_id == hook["_id"]
@@ -128,12 +139,12 @@ async def test_a_write_records_its_intent_first(sandbox_world: World, parts: Any
 
 
 async def test_a_resumed_command_whose_write_landed_does_not_write_again(sandbox_world: World, parts: Any) -> None:
-    service, _state, rights = parts
+    service, state, rights = parts
     hook = await fresh_hook(sandbox_world, "journal-landed")
-    await disable_as(service, rights, "cmd-2", hook["_id"], recovering=False)  # then "the process died"
+    await disable_as(service, state, rights, "cmd-2", hook["_id"], recovering=False)  # then "the process died"
     assert await service.landed("cmd-2")
     before = updates(sandbox_world)
-    again = await disable_as(service, rights, "cmd-2", "journal-landed", recovering=True)
+    again = await disable_as(service, state, rights, "cmd-2", "journal-landed", recovering=True)
     assert updates(sandbox_world) == before
     # The command sees the change it made, not "already disabled": it answers and audits as usual.
     assert again.changed and again.before.enabled is True and again.after.enabled is False
@@ -147,10 +158,11 @@ async def test_a_resumed_command_whose_write_never_landed_writes_once(sandbox_wo
     async with sandbox_world.rest() as rest:
         document = await rest.integrations_get(hook["_id"])
     intended = {**document, "enabled": False}
+    await claimed(state, "cmd-3")
     await state.record_intent(WriteIntent("cmd-3", hook["_id"], NOW, document, intended))  # died mid-PUT
     assert not await service.landed("cmd-3")
     before = updates(sandbox_world)
-    outcome = await disable_as(service, rights, "cmd-3", Integration.of(document), recovering=True)
+    outcome = await disable_as(service, state, rights, "cmd-3", Integration.of(document), recovering=True)
     assert updates(sandbox_world) == before + 1
     assert outcome.changed and outcome.after.enabled is False
 
@@ -160,16 +172,34 @@ async def test_a_resumed_command_overtaken_by_someone_else_changes_nothing(sandb
     hook = await fresh_hook(sandbox_world, "journal-superseded")
     async with sandbox_world.rest() as rest:
         document = await rest.integrations_get(hook["_id"])
+    await claimed(state, "cmd-4")
     await state.record_intent(WriteIntent("cmd-4", hook["_id"], NOW, document, {**document, "enabled": False}))
     later = (datetime.now(UTC) + timedelta(seconds=5)).isoformat()
     await call(sandbox_world.control.update_integration, hook["_id"], {"alias": "theirs", "_updatedAt": later})
     before = updates(sandbox_world)
     with pytest.raises(VerificationFailed) as caught:
-        await disable_as(service, rights, "cmd-4", hook["_id"], recovering=True)
+        await disable_as(service, state, rights, "cmd-4", hook["_id"], recovering=True)
     assert "enabled" in caught.value.differences
     assert updates(sandbox_world) == before
     stored = await call(sandbox_world.control.integration, hook["_id"])
     assert stored["enabled"] is True and stored["alias"] == "theirs"
+
+
+async def test_a_command_taken_over_by_another_process_writes_nothing(sandbox_world: World, parts: Any) -> None:
+    """Was: a replica paused past its claim's lease went on with the command once resumed and
+    wrote it, while the replica that had taken the claim over ran it too."""
+    service, state, rights = parts
+    hook = await fresh_hook(sandbox_world, "journal-taken-over")
+    await claimed(state, "cmd-t")
+    # Another replica took the claim over (its lease ran out while this process was paused).
+    await state.database.count("UPDATE processed_messages SET owner = 'host/2/other' WHERE message_id = 'cmd-t'")
+    before = updates(sandbox_world)
+    with pytest.raises(ClaimTakenOver):
+        await disable_as(service, state, rights, "cmd-t", hook["_id"], recovering=False)
+    assert updates(sandbox_world) == before
+    assert await state.intents("cmd-t") == []
+    stored = await call(sandbox_world.control.integration, hook["_id"])
+    assert stored["enabled"] is True
 
 
 async def test_without_a_command_context_nothing_is_journaled(sandbox_world: World, parts: Any) -> None:
@@ -190,13 +220,13 @@ async def test_a_verified_write_is_known_to_have_landed_after_the_integration_ch
     by its recovery: it was closed without its audit row. Its intent now says it was verified."""
     service, state, rights = parts
     hook = await fresh_hook(sandbox_world, "journal-verified")
-    await disable_as(service, rights, "cmd-v", hook["_id"], recovering=False)  # then "the process died"
+    await disable_as(service, state, rights, "cmd-v", hook["_id"], recovering=False)  # then "the process died"
     [stored] = await state.intents("cmd-v")
     assert stored.verified is not None and stored.verified["enabled"] is False
     await call(sandbox_world.control.update_integration, hook["_id"], {"enabled": True, "alias": "changed since"})
     assert await service.landed("cmd-v") and await service.unrecorded("cmd-v")
     before = updates(sandbox_world)
-    again = await disable_as(service, rights, "cmd-v", hook["_id"], recovering=True)
+    again = await disable_as(service, state, rights, "cmd-v", hook["_id"], recovering=True)
     assert updates(sandbox_world) == before  # not written again over the newer change
     assert again.changed and again.before.enabled is True and again.after.enabled is False
     assert again.after.document["alias"] == "keep-me"  # the document it wrote, for its audit row

@@ -133,6 +133,7 @@ async def answered_after_a_landed_write(w: World, p: Parts, name: str) -> str:
     hook = await call(w.control.create_incoming_integration, name, channel="#ops")
     command = await post(w, "admin", "ops", f"!integration disable {name}")
     document = await p.rest.integrations_get(hook["_id"])
+    await p.state.claim_message(command["_id"], command["rid"], p.clock(), p.clock())  # by the process that died
     await p.state.record_intent(
         WriteIntent(command["_id"], hook["_id"], p.clock(), document, {**document, "enabled": False})
     )
@@ -186,6 +187,7 @@ async def test_a_stale_command_whose_write_landed_is_resumed_to_report_it(sandbo
     hook = await call(sandbox_world.control.create_incoming_integration, "recovery-landed", channel="#ops")
     command = await post(sandbox_world, "admin", "ops", "!integration disable recovery-landed")
     document = await p.rest.integrations_get(hook["_id"])
+    await p.state.claim_message(command["_id"], command["rid"], p.clock(), p.clock())  # by the process that died
     await p.state.record_intent(
         WriteIntent(command["_id"], hook["_id"], p.clock(), document, {**document, "enabled": False})
     )

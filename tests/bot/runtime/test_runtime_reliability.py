@@ -5,6 +5,7 @@ and resuming a command a stop interrupted without applying it twice."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -15,10 +16,13 @@ import structlog
 from reliability_support import BOT, ShiftedClock, World, call, running_bot, settings_for, until, world
 
 from bot.errors import AuthFailed, StateUnavailable
+from bot.integrations import wording
+from bot.rocketchat.message_ids import random_id
 from bot.rocketchat.realtime import RealtimeState
 from bot.runtime import bot as runtime
 from bot.runtime.bot import Bot
 from bot.state.store import StateStore, read_message_ids
+from commands import replies
 
 REPLY_TIMEOUT = 15.0
 
@@ -352,3 +356,74 @@ async def test_a_claim_that_cannot_be_finished_after_the_answer_is_finished_late
         await until(lambda: len(calls) >= 2, what="the claim finished once the database answered")
         assert await state.message_status(command["_id"]) == "done"
     assert len([m for m in bot_messages(w, "general") if m["_id"] in answer_ids(tmp_path, command)]) == 1
+
+
+async def test_a_command_claimed_in_trouble_is_not_run_while_its_answer_cannot_be_looked_up(
+    w: World, tmp_path: Path
+) -> None:
+    """Was: a command claimed after its claim had failed (the database away, while another replica
+    may have answered it "I did not run this one; nothing was changed") looked for that answer
+    first, and when the look-up itself failed (Rocket.Chat erring) ran anyway: a command its author
+    was told had changed nothing changed the integration. Now it is not run then: its claim, no
+    longer renewed, is decided by the recovery once Rocket.Chat answers (closed, not run)."""
+    control = w.control
+    target = await hook(w, "troubled-lookup")
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)) as (bot, _):
+        assert bot.state is not None
+        ready = asyncio.Event()
+        original = bot.state.claim_messages
+
+        async def away_until_ready(*args: Any, **kwargs: Any) -> Any:
+            if not ready.is_set():
+                raise StateUnavailable("test database", "connection lost")
+            return await original(*args, **kwargs)
+
+        bot.state.claim_messages = away_until_ready  # type: ignore[method-assign]
+        command = await call(control.post_message, "owen", "ops", "!integration disable troubled-lookup")
+        # Meanwhile another replica, which could not claim it either, told the author so.
+        notice = await call(
+            control.post_message,
+            BOT,
+            "ops",
+            "⏳ I can't record commands right now, so I did not run this one; nothing was changed.",
+            message_id=answer_ids(tmp_path, command)[0],
+        )
+        control.fail_next("chat.getMessage", times=1000)  # and Rocket.Chat errs when asked for it
+        ready.set()
+        await until(lambda: control.counters().rest.get("chat.getMessage", 0) > 0, what="the answer looked up")
+        control.clear_faults()
+        decided = lambda: bot_claim_status(tmp_path, command["_id"]) == "done"  # noqa: E731
+        await until(decided, what="the command decided by the recovery", timeout=30)
+    assert (await call(control.integration, target["_id"]))["enabled"] is True
+    assert control.counters().rest.get("integrations.update", 0) == 0
+    assert [m["_id"] for m in bot_messages(w, "ops")] == [notice["_id"]]
+
+
+def bot_claim_status(tmp_path: Path, message_id: str) -> str | None:
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        row = db.execute("SELECT status FROM processed_messages WHERE message_id = ?", (message_id,)).fetchone()
+    return str(row[0]) if row else None
+
+
+async def test_an_answer_that_finds_a_not_run_notice_at_its_id_is_written_over_it(w: World, tmp_path: Path) -> None:
+    """Was: a replica cut off from the shared database told the author "I did not run this one;
+    nothing was changed" (at the ids of the command's answer) while another replica, slower than
+    the notice's wait, ran the command: its answer found the notice at its id, took it for its
+    own, and the author was left told that nothing had changed. The answer now replaces it."""
+    control = w.control
+    target = await hook(w, "notice-replaced")
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        assert bot.state is not None
+        command_id = random_id()
+        notice = await call(
+            control.post_message, BOT, "ops", replies.UNRECORDED, message_id=bot.state.message_ids.answer(command_id)[0]
+        )
+        await call(control.post_message, "owen", "ops", "!integration disable notice-replaced", message_id=command_id)
+        edited = await until(
+            lambda: [m for m in bot_messages(w, "ops") if m["_id"] == notice["_id"] and "Disabled" in m["msg"]],
+            what="the notice replaced by the answer",
+        )
+    assert edited[0]["msg"].startswith(f"{wording.DISABLED_MARK} Disabled"), edited[0]["msg"]
+    assert "editedAt" in edited[0]
+    assert [m["_id"] for m in bot_messages(w, "ops")] == [notice["_id"]]
+    assert (await call(control.integration, target["_id"]))["enabled"] is False

@@ -145,8 +145,8 @@ async def test_cursors_only_move_forward(opened: Opener) -> None:
     assert await store.cursors() == {"a": NOW, "b": NOW + timedelta(minutes=1)}
 
 
-async def test_write_intents_are_replaced_cleared_and_pruned(opened: Opener) -> None:
-    store = await opened()
+async def test_write_intents_are_replaced_and_dropped_when_their_command_finishes(opened: Opener) -> None:
+    store = await opened(owner="a")
     await store.claim_messages([("m1", "R", NOW), ("m2", "R", NOW)], NOW)
     first = WriteIntent("m1", "i1", NOW, {"enabled": True}, {"enabled": False})
     await store.record_intent(first)
@@ -154,11 +154,24 @@ async def test_write_intents_are_replaced_cleared_and_pruned(opened: Opener) -> 
     await store.record_intent(again)
     await store.record_intent(WriteIntent("m2", "i2", NOW, {}, {"a": "ü ✓"}))
     assert await store.intents("m1") == [again]
-    await store.finish_message("m2", "ok")
-    assert await store.prune_intents() == 1
+    # Finished by its owner, a command's journal has served: dropped with the claim's close.
+    assert await store.finish_message("m2", "ok") is True
     assert await store.intents("m2") == []
-    await store.clear_intents("m1")
-    assert await store.intents("m1") == []
+    assert await store.intents("m1") == [again]
+    # A replica whose claim was taken over closes nothing, and leaves the journal to the new owner.
+    other = await opened(owner="b")
+    assert await other.finish_message("m1", "ok") is False
+    assert await other.intents("m1") == [again]
+    # Nothing is recorded for a command whose claim is another process's (nothing may be written).
+    assert await other.record_intent(WriteIntent("m1", "i9", NOW, {}, {})) is False
+    assert await other.intents("m1") == [again]
+    # What no unfinished command holds any more (closed by an older release, which kept its
+    # intents) is pruned.
+    await store.claim_messages([("m3", "R", NOW)], NOW)
+    assert await store.record_intent(WriteIntent("m3", "i3", NOW, {}, {})) is True
+    await store.database.count("UPDATE processed_messages SET status = 'done' WHERE message_id = 'm3'")
+    assert await other.prune_intents() == 1
+    assert await other.intents("m1") == [again]
 
 
 async def test_the_audit_trail_keeps_one_row_per_command_and_reads_newest_first(opened: Opener) -> None:

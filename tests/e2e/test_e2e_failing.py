@@ -1,0 +1,73 @@
+"""Issue 16 part 3 end to end: `failing` through the real bot process on the sandbox lists the
+outgoing webhooks whose recent calls failed, as far as the caller may see them, never with a token
+or a credential, and its button disables the webhook as whoever taps it.
+
+Calls are recorded through the sandbox's control API as Rocket.Chat's trigger handler leaves them
+(sandbox/integration_history.py); the bot reads them back through `integrations.history`."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from e2e_support import Workspace, unique_name
+from incident_support import buttons
+
+pytestmark = pytest.mark.e2e
+
+ROOM = "ops"
+TOKEN = "e2e-outgoing-token-Qm81zV0pLk"
+PASSWORD = "e2e-pa55word-Zt4"
+URL = f"https://relay:{PASSWORD}@relay.example.net/hooks/SECRETPATHx9?signature=SIGVALUE42"
+
+
+def _ago(minutes: int) -> str:
+    return (datetime.now(UTC) - timedelta(minutes=minutes)).isoformat()
+
+
+def test_failing_lists_what_the_caller_may_see_and_never_a_secret(fresh_workspace: Workspace) -> None:
+    workspace = fresh_workspace
+    control, chat = workspace.control, workspace.chat
+    control.create_role("own-outgoing-only", permissions=["manage-own-outgoing-integrations"])
+    control.create_user("olga", roles=["user", "own-outgoing-only"])
+    control.add_member(ROOM, "olga")
+    admins = control.create_outgoing_integration(
+        unique_name("Pager relay"), channel=f"#{ROOM}", urls=[URL], token=TOKEN, created_by="admin"
+    )
+    olgas = control.create_outgoing_integration(
+        unique_name("Olga hook"), channel=f"#{ROOM}", urls=[URL], token=TOKEN, created_by="olga"
+    )
+    quiet = control.create_outgoing_integration(
+        unique_name("Quiet hook"), channel=f"#{ROOM}", urls=[URL], token=TOKEN, created_by="olga"
+    )
+    control.record_outgoing_call(admins["_id"], error_code="ECONNREFUSED", at=_ago(7))
+    control.record_outgoing_call(olgas["_id"], status=200, body="ok", at=_ago(20))
+    control.record_outgoing_call(olgas["_id"], status=500, body=f"bad token {TOKEN} at {URL}", at=_ago(6))
+    control.record_outgoing_call(quiet["_id"], status=200, body="ok", at=_ago(5))
+    control.record_outgoing_call(olgas["_id"], status=503, body="old failure", at=_ago(120))  # outside the hour
+
+    answer = chat.command("admin", ROOM, "!integration failing")
+    text = answer["msg"]
+    assert admins["name"] in text and olgas["name"] in text and quiet["name"] not in text, text
+    olga_line = next(line for line in text.splitlines() if olgas["name"] in line)
+    assert "1 of 2 calls failed" in olga_line and "HTTP 500: bad token" in olga_line, text
+    assert "connect ECONNREFUSED relay.example.net:443" in text, text
+    shown = text + " ".join(buttons(answer).values())
+    for secret in (TOKEN, PASSWORD, "SECRETPATHx9", "SIGVALUE42", "relay:"):
+        assert secret not in shown, shown
+
+    mine = chat.command("olga", ROOM, "!integration failing")
+    assert olgas["name"] in mine["msg"], mine["msg"]
+    assert admins["name"] not in mine["msg"] and admins["_id"] not in mine["msg"], mine["msg"]
+    assert all(admins["_id"] not in command for command in buttons(mine).values())
+
+    refused = chat.command("alice", ROOM, "!integration failing")
+    assert "manage-own-outgoing-integrations" in refused["msg"] and olgas["name"] not in refused["msg"]
+
+    tap = next(command for label, command in buttons(mine).items() if label.startswith("Disable"))
+    assert olgas["_id"] in tap
+    disabled = chat.command("olga", ROOM, tap)
+    assert "Disabled" in disabled["msg"], disabled["msg"]
+    assert control.integration(olgas["_id"])["enabled"] is False
+    assert control.integration(admins["_id"])["enabled"] is True
+    assert TOKEN not in workspace.bot.output and PASSWORD not in workspace.bot.output
