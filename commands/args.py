@@ -440,14 +440,15 @@ def is_bulk(tokens: Sequence[Token]) -> bool:
 
 
 def _bulk_selector(tokens: Sequence[Token], *, command: str) -> tuple[BulkArgs, list[Token]]:
-    """`all in #room [kind]` / `all matching "glob" [kind]`: the selector, and the tokens after it."""
+    """`all in #room [kind]` / `all matching "glob" [kind]`: the selector, and the tokens after it.
+    Problems name the command as `<command> all`, so the answer shows no single command's usage."""
     if len(tokens) < 3:
         what = (
             f"which room? e.g. `{command} all in #alerts`"
             if tokens[1].is_word("in")
             else f'which names? e.g. `{command} all matching "jenkins*"`'
         )
-        raise UsageError(command, f"{what}. Usage: {BULK_USAGE}")
+        raise UsageError(f"{command} all", f"{what}. Usage: {BULK_USAGE}")
     selector = tokens[2]
     room = glob = None
     if tokens[1].is_word("in"):
@@ -459,7 +460,7 @@ def _bulk_selector(tokens: Sequence[Token], *, command: str) -> tuple[BulkArgs, 
     else:
         glob = selector.value.strip()
         if not glob:
-            raise UsageError(command, f'the pattern is empty; e.g. `{command} all matching "jenkins*"`')
+            raise UsageError(f"{command} all", f'the pattern is empty; e.g. `{command} all matching "jenkins*"`')
     rest = list(tokens[3:])
     kind: Kind | None = None
     if rest and not rest[0].quoted and rest[0].value.lower() in KIND_WORDS:
@@ -481,13 +482,15 @@ def parse_bulk_args(
         head = rest[0]
         if head.is_word("for"):
             if duration is not None:
-                raise UsageError(command, "give one duration only")
-            duration, used = _take_duration(rest[1:], command=command, maximum=maximum)
+                raise UsageError(f"{command} all", "give one duration only")
+            duration, used = _take_duration(rest[1:], command=f"{command} all", maximum=maximum)
             rest = rest[1 + used :]
         elif head.is_word("because", "--"):
             reason = _words(rest[1:]) or None
             if reason is None:
-                raise UsageError(command, f"add the reason after {head.value}, e.g. `disable all in #alerts -- noisy`")
+                raise UsageError(
+                    f"{command} all", f"add the reason after {head.value}, e.g. `disable all in #alerts -- noisy`"
+                )
             rest = []
         else:
             reason = _words(rest)
@@ -499,7 +502,7 @@ def parse_bulk_enable(tokens: Sequence[Token], *, command: str = "enable") -> Bu
     """`enable all in #room [kind]` / `enable all matching "glob" [kind]`: nothing after it."""
     selected, rest = _bulk_selector(tokens, command=command)
     if rest:
-        raise UsageError(command, f"unexpected {quote_name(_words(rest))}; usage: `{command} all in #room`")
+        raise UsageError(f"{command} all", f"unexpected {quote_name(_words(rest))}; usage: `{command} all in #room`")
     return selected
 
 
@@ -511,8 +514,8 @@ def parse_bulk_extend(
     if rest and rest[0].is_word("by", "for"):
         rest = rest[1:]
     if not rest or any(token.quoted for token in rest):
-        raise UsageError(command, f"for how long? e.g. `{command} all in #alerts 1h`")
-    duration = parse_duration(_words(rest), command=command, maximum=maximum)
+        raise UsageError(f"{command} all", f"for how long? e.g. `{command} all in #alerts 1h`")
+    duration = parse_duration(_words(rest), command=f"{command} all", maximum=maximum)
     return BulkArgs(selected.room, selected.glob, selected.kind, duration)
 
 
