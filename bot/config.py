@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     bot_http_port: int | None = Field(default=None, ge=0, le=65535)
     bot_stale_command_age: Duration = timedelta(minutes=2)
     bot_confirm_timeout: Duration = timedelta(minutes=2)
+    # The most integrations one `disable all in #room` / `disable all matching "x*"` may change.
+    bot_bulk_max: int = Field(default=50, ge=1, le=500)
     bot_shutdown_grace: float = Field(default=10.0, ge=0, le=300)
     bot_caller_concurrency: int = Field(default=2, ge=1, le=100)
     bot_caller_queue: int = Field(default=20, ge=0, le=10_000)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 
 _DOUBLE_QUOTES = "“”„‟″«»〝〞＂"
 _SINGLE_QUOTES = "‘’‚‛′‹›＇"
@@ -111,4 +112,35 @@ def name_key(name: str) -> str:
     return spelled(name).casefold()
 
 
-__all__ = ["disguised", "has_invisible", "name_key", "normalize", "spelled"]
+def name_glob(pattern: str) -> Callable[[str], bool]:
+    """A case-insensitive glob on names, compared in their normal form (`name_key`, applied to the
+    pattern and to each name, so look-alikes and phone punctuation match as they do for one name):
+    `*` stands for any run of characters, `?` for one; everything else is literal (no `[...]`).
+
+    Matched with the two-pointer wildcard algorithm (at most len(name) × len(pattern) steps), not
+    a regular expression: a hostile `*a*a*a*a*b` cannot make it backtrack for long."""
+    wanted = name_key(pattern)
+
+    def matches(name: str) -> bool:
+        text = name_key(name)
+        p = t = 0
+        star = -1  # position in the pattern just after the last `*`
+        mark = 0  # where in the text that `*` started matching
+        while t < len(text):
+            if p < len(wanted) and wanted[p] == "*":
+                star, mark = p + 1, t
+                p += 1
+            elif p < len(wanted) and (wanted[p] == "?" or wanted[p] == text[t]):
+                p += 1
+                t += 1
+            elif star != -1:
+                mark += 1
+                p, t = star, mark
+            else:
+                return False
+        return all(char == "*" for char in wanted[p:])
+
+    return matches
+
+
+__all__ = ["disguised", "has_invisible", "name_glob", "name_key", "normalize", "spelled"]

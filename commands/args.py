@@ -25,19 +25,25 @@ from bot.text import human_duration, quote_name
 from commands.parser import TRAILING_PUNCTUATION, Token, normalize
 
 __all__ = [
+    "BULK_USAGE",
     "DEFAULT_MAX_DURATION",
     "DISABLE_STOP_WORDS",
     "HELP",
     "MAX_DISABLE",
     "ArgHelp",
     "Assignment",
+    "BulkArgs",
     "DisableArgs",
     "ExtendArgs",
     "Kind",
     "ListFilter",
     "SetArgs",
     "Target",
+    "is_bulk",
     "parse_assignments",
+    "parse_bulk_args",
+    "parse_bulk_enable",
+    "parse_bulk_extend",
     "parse_code",
     "parse_disable_args",
     "parse_duration",
@@ -401,6 +407,118 @@ def parse_disable_args(
     return DisableArgs(final, duration, primary_reason, tuple(alternatives))
 
 
+# --- bulk disable -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BulkArgs:
+    """`disable all in #room …` (`room` is the bare room name or id, without `#`) or
+    `disable all matching "glob" …` (`glob`): exactly one of the two is set."""
+
+    room: str | None = None
+    glob: str | None = None
+    kind: Kind | None = None
+    duration: timedelta | None = None
+    reason: str | None = None
+
+    @property
+    def selector(self) -> str:
+        """The selector as the bot repeats it (`in #alerts`, `matching "jenkins*"`)."""
+        return f"in #{self.room}" if self.room is not None else f'matching "{self.glob}"'
+
+
+BULK_USAGE = (
+    "disable all in #room [incoming|outgoing] [for <duration>] [because <reason>] | "
+    'disable all matching "name*" [incoming|outgoing] [for <duration>] [because <reason>]'
+)
+
+
+def is_bulk(tokens: Sequence[Token]) -> bool:
+    """Whether `disable` was given the bulk form: an unquoted `all` followed by `in` or `matching`
+    (an integration named like that is quoted: `disable "all in"`)."""
+    return len(tokens) >= 2 and tokens[0].is_word("all") and tokens[1].is_word("in", "matching")
+
+
+def _bulk_selector(tokens: Sequence[Token], *, command: str) -> tuple[BulkArgs, list[Token]]:
+    """`all in #room [kind]` / `all matching "glob" [kind]`: the selector, and the tokens after it.
+    Problems name the command as `<command> all`, so the answer shows no single command's usage."""
+    if len(tokens) < 3:
+        what = (
+            f"which room? e.g. `{command} all in #alerts`"
+            if tokens[1].is_word("in")
+            else f'which names? e.g. `{command} all matching "jenkins*"`'
+        )
+        raise UsageError(f"{command} all", f"{what}. Usage: {BULK_USAGE}")
+    selector = tokens[2]
+    room = glob = None
+    if tokens[1].is_word("in"):
+        room = selector.value.strip().removeprefix("#").strip()
+        if not room or any(char.isspace() for char in room):
+            raise UsageError(
+                command, f"name one room, e.g. `{command} all in #alerts` (got {quote_name(selector.value)})"
+            )
+    else:
+        glob = selector.value.strip()
+        if not glob:
+            raise UsageError(f"{command} all", f'the pattern is empty; e.g. `{command} all matching "jenkins*"`')
+    rest = list(tokens[3:])
+    kind: Kind | None = None
+    if rest and not rest[0].quoted and rest[0].value.lower() in KIND_WORDS:
+        kind = KIND_WORDS[rest[0].value.lower()]
+        rest = rest[1:]
+    return BulkArgs(room, glob, kind), rest
+
+
+def parse_bulk_args(
+    tokens: Sequence[Token], *, command: str = "disable", maximum: timedelta = DEFAULT_MAX_DURATION
+) -> BulkArgs:
+    """See `BulkArgs`; `tokens` pass `is_bulk`. After the room or glob: an optional kind, then the
+    same `for <duration>` and `because|-- <reason>` as a single disable (a reason may also simply
+    follow)."""
+    selected, rest = _bulk_selector(_split_double_dash(tokens), command=command)
+    duration: timedelta | None = None
+    reason: str | None = None
+    while rest:
+        head = rest[0]
+        if head.is_word("for"):
+            if duration is not None:
+                raise UsageError(f"{command} all", "give one duration only")
+            duration, used = _take_duration(rest[1:], command=f"{command} all", maximum=maximum)
+            rest = rest[1 + used :]
+        elif head.is_word("because", "--"):
+            reason = _words(rest[1:]) or None
+            if reason is None:
+                raise UsageError(
+                    f"{command} all", f"add the reason after {head.value}, e.g. `disable all in #alerts -- noisy`"
+                )
+            rest = []
+        else:
+            reason = _words(rest)
+            rest = []
+    return BulkArgs(selected.room, selected.glob, selected.kind, duration, reason)
+
+
+def parse_bulk_enable(tokens: Sequence[Token], *, command: str = "enable") -> BulkArgs:
+    """`enable all in #room [kind]` / `enable all matching "glob" [kind]`: nothing after it."""
+    selected, rest = _bulk_selector(tokens, command=command)
+    if rest:
+        raise UsageError(f"{command} all", f"unexpected {quote_name(_words(rest))}; usage: `{command} all in #room`")
+    return selected
+
+
+def parse_bulk_extend(
+    tokens: Sequence[Token], *, command: str = "extend", maximum: timedelta = DEFAULT_MAX_DURATION
+) -> BulkArgs:
+    """`extend all in #room [kind] [by|for] <duration>` (or `all matching "glob"`)."""
+    selected, rest = _bulk_selector(tokens, command=command)
+    if rest and rest[0].is_word("by", "for"):
+        rest = rest[1:]
+    if not rest or any(token.quoted for token in rest):
+        raise UsageError(f"{command} all", f"for how long? e.g. `{command} all in #alerts 1h`")
+    duration = parse_duration(_words(rest), command=f"{command} all", maximum=maximum)
+    return BulkArgs(selected.room, selected.glob, selected.kind, duration)
+
+
 # --- extend -------------------------------------------------------------------------------------
 
 
@@ -588,7 +706,9 @@ SET_USAGE = "set <name|id> field=value ... | set <name|id> <field> <value...> | 
 
 HELP: dict[str, ArgHelp] = {
     "enable": ArgHelp(
-        "enable [incoming|outgoing] <name|id>", TARGET_DETAILS, ("enable Alertmanager", 'enable "Jenkins builds"')
+        "enable [incoming|outgoing] <name|id>",
+        TARGET_DETAILS + ' `enable all in #room` (or `all matching "name*"`) ends a `disable all … for …` now.',
+        ("enable Alertmanager", 'enable "Jenkins builds"'),
     ),
     "disable": ArgHelp(
         DISABLE_USAGE,
@@ -598,12 +718,16 @@ HELP: dict[str, ArgHelp] = {
         "integration you can see is the name, and the words after it are the reason: "
         "`disable Jenkins builds failing since noon` switches off `Jenkins builds` with the reason "
         "`failing since noon`. Put a name in double quotes when it contains `for`, `because` or `--`, or "
-        'when it is the start of a longer name (`disable "Noisy" hook is flapping` when `Noisy hook` exists too).',
+        'when it is the start of a longer name (`disable "Noisy" hook is flapping` when `Noisy hook` exists too). '
+        "Many at once, after a preview: `disable all in #room` (every integration posting into that room) or "
+        '`disable all matching "name*"` (names matching a pattern), with the same kind, duration and reason; '
+        "`--yes` skips the preview.",
         (
             "disable Grafana",
             'disable "Jenkins builds" for 30m because flapping',
             "disable outgoing Guggy -- spam",
             "disable Grafana spamming the channel",
+            "disable all in #alerts for 30m because paging storm",
         ),
     ),
     "list": ArgHelp(
@@ -615,7 +739,8 @@ HELP: dict[str, ArgHelp] = {
     "help": ArgHelp("help [command]", "Shows the commands you may run, or details about one.", ("help disable",)),
     "extend": ArgHelp(
         EXTEND_USAGE,
-        "Extends a timed disable by the duration.",
+        "Extends a timed disable by the duration; `extend all in #room 1h` extends every member of a "
+        "`disable all … for …`.",
         ('extend "Jenkins builds" 1h', "extend Jenkins builds 30m"),
     ),
     "history": ArgHelp("history [name|id]", "Recent changes made through the bot.", ("history", "history Grafana")),

@@ -24,6 +24,7 @@ async def record(
     reason: str | None = None,
     until: datetime | None = None,
     undoes: int | None = None,
+    group_id: int | None = None,
 ) -> int:
     message = ctx.message
     entry = AuditRecord(
@@ -41,6 +42,7 @@ async def record(
         after=outcome.after.to_dict(),
         until=until,
         undoes=undoes,
+        group_id=group_id,
     )
     audit_id = await ctx.services.state.record(entry)
     incident = ctx.services.incident
@@ -59,6 +61,7 @@ async def note(
     *,
     reason: str | None = None,
     until: datetime | None = None,
+    group_id: int | None = None,
 ) -> int:
     """An audit row for an action that changed no document (the current one is kept as `after`,
     so `history` can tell who may see it; `undo` skips rows without a `before`)."""
@@ -76,6 +79,7 @@ async def note(
         reason=reason,
         after=integration.to_dict(),
         until=until,
+        group_id=group_id,
     )
     audit_id = await ctx.services.state.record(entry)
     if ctx.services.incident is not None:

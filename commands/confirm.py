@@ -18,9 +18,9 @@ from contextlib import suppress
 
 from bot.errors import StateUnavailable
 from bot.rocketchat.models import Integration
-from bot.state.confirmations import Status
+from bot.state.confirmations import Status, Taken
 from bot.text import ago, code, human_duration
-from commands import replies
+from commands import bulk, replies
 from commands.args import HELP, parse_code
 from commands.parser import Token
 from commands.registry import Command, CommandContext
@@ -29,7 +29,10 @@ from commands.set import apply, resumed
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
-    done = await resumed(ctx)  # resumed after a crash, its write stored: the preview is long gone
+    # A bulk confirmation resumed after a crash carries on with its group (commands/bulk.py);
+    # a `set` one resumed with its write stored is answered from that write (the preview is gone).
+    resuming_bulk = await ctx.services.state.groups.for_message(ctx.message.id) is not None
+    done = None if resuming_bulk else await resumed(ctx)
     if done is not None:
         return done
     message = ctx.message
@@ -39,7 +42,9 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         asked = parse_code(args, command="confirm")
         taken = await pending.take(asked, user_id=message.user_id, room_id=message.room_id, now=now)
     else:
-        taken = await pending.take_latest(user_id=message.user_id, room_id=message.room_id, now=now)
+        taken = await pending.take_latest(
+            user_id=message.user_id, room_id=message.room_id, now=now, resuming=resuming_bulk
+        )
     timeout = human_duration(ctx.services.settings.bot_confirm_timeout)
     again = f"Run {code('set')} again to get a new preview."
     if taken.status is Status.NOTHING:
@@ -61,6 +66,8 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         )
     change = taken.change
     assert change is not None
+    if change.bulk:
+        return await _bulk(ctx, taken, resuming=resuming_bulk)
     if taken.status is Status.APPLYING:
         return Reply(
             f"That change ({code(change.code)}) to {replies.label(Integration.of(change.snapshot))} is being "
@@ -94,13 +101,33 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             await pending.release(change)
 
 
+async def _bulk(ctx: CommandContext, taken: Taken, *, resuming: bool) -> Reply:
+    change = taken.change
+    assert change is not None
+    if taken.status is Status.APPLYING and not resuming:
+        return Reply(
+            f"That change ({code(change.code)}) is being applied right now: my answer to your first confirmation "
+            "says how it went.",
+            outcome="applying",
+        )
+    if taken.status is Status.APPLIED:
+        assert taken.applied_at is not None
+        return Reply(
+            f"That change ({code(change.code)}) was already applied, {ago(taken.applied_at, ctx.now())}; "
+            "nothing more to do.",
+            outcome="applied",
+        )
+    return await bulk.confirmed(ctx, change)
+
+
 COMMAND = Command(
     name="confirm",
-    summary="apply a change you asked for with set",
+    summary="apply a change you asked for with set or disable all",
     usage=HELP["confirm"].usage,
     details=(
-        "Applies the change `set` showed you, with its code. `yes` (or `confirm` without a code) applies your "
-        "latest one in this room. Only you can confirm your change, in the room where you asked, before it expires."
+        "Applies the change `set` or `disable all` showed you, with its code. `yes` (or `confirm` without a code) "
+        "applies your latest one in this room. Only you can confirm your change, in the room where you asked, "
+        "before it expires."
     ),
     examples=HELP["confirm"].examples,
     handler=run,

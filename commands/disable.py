@@ -13,17 +13,11 @@ the next start (bot/incident/timers.py). Decisions for the cases in between:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timedelta
 
-from bot.errors import PermissionDenied, UserInputError
-from bot.integrations import wording
-from bot.rocketchat.models import Integration
-from bot.state.timer_states import TimerState
-from bot.state.timer_store import TimerDraft
-from bot.text import code, human_until, quote_name, safe_text
-from commands import changes, replies
-from commands.args import HELP, Target, parse_disable_args
-from commands.incident import extend_button, reenable_button, require_change, toolkit
+from bot.errors import UsageError
+from commands import bulk
+from commands.args import HELP, Target, is_bulk, parse_disable_args
+from commands.disabling import plain, timed
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
@@ -31,150 +25,25 @@ from commands.targets import resolve_reading
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    if is_bulk(args):
+        return await bulk.run(ctx, args)
     settings = ctx.services.settings
     parsed = parse_disable_args(args, maximum=settings.bot_max_disable)
     readings = [(parsed.target.query, parsed.reason), *parsed.alternatives]
     found, reason = await resolve_reading(ctx, parsed.target, readings)
     if parsed.duration is not None:
-        return await _timed(ctx, found, reason, parsed.duration)
-    return await _plain(ctx, found, reason)
+        return await timed(ctx, found, reason, parsed.duration)
+    return await plain(ctx, found, reason)
 
 
 def first_lookup(args: Sequence[Token]) -> Target:
-    """The reading `resolve_reading` tries first: the longest name the words can mean."""
+    """The reading `resolve_reading` tries first: the longest name the words can mean (a bulk
+    disable looks up no one integration: a `UsageError`, so nothing is read ahead)."""
+    if is_bulk(args):
+        raise UsageError("disable", "a bulk disable looks up no single integration")
     parsed = parse_disable_args(args)
     queries = [parsed.target.query, *(query for query, _ in parsed.alternatives)]
     return Target(parsed.target.kind, max(queries, key=len))
-
-
-def _why(reason: str | None) -> str:
-    return f"\nReason: {safe_text(reason)}" if reason else ""
-
-
-async def _plain(ctx: CommandContext, found: Integration, reason: str | None) -> Reply:
-    # `found` was just read by `resolve_reading` (a complete document): no second read, unless
-    # someone wrote it since. The timer is ended under the same lock as the write (a re-enable
-    # firing now waits, then finds the timer ended).
-    async with ctx.services.integrations.editing(found) as edit:
-        outcome = await edit.apply({"enabled": False}, rights=await ctx.rights())
-        if not outcome.changed:
-            return await _keep_disabled(ctx, outcome.after, reason)
-    # Recorded once the answer is on its way (commands/followups.py).
-    ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "disable", reason=reason))
-    undo = code(f"{ctx.services.prefix} enable {outcome.after.id}")
-    return Reply(
-        f"{wording.DISABLED_MARK} Disabled {replies.label(outcome.after)}.{_why(reason)}\nTo turn it back on: {undo}",
-        buttons=(reenable_button(ctx, outcome.after.id),),
-        outcome="changed",
-    )
-
-
-async def _keep_disabled(ctx: CommandContext, current: Integration, reason: str | None) -> Reply:
-    """Already disabled: a running timed disable becomes permanent (called under the lock)."""
-    incident = ctx.services.incident
-    pending = await incident.timers.pending_for(current.id) if incident is not None else None
-    if incident is not None and pending is not None and pending.state is TimerState.ACTIVE:
-        note = f"made permanent by {ctx.message.username}"
-        if await incident.timers.end_early(pending, note) is not None:
-            await changes.note(ctx, current, "keep-disabled", reason=reason)
-            return Reply(
-                f"{wording.DISABLED_MARK} {replies.label(current)} stays disabled: I won't turn it back on "
-                f"(it was due {human_until(pending.due_at, ctx.now())}).{_why(reason)}",
-                buttons=(reenable_button(ctx, current.id),),
-                outcome="changed",
-            )
-    return Reply(f"{replies.label(current)} is already disabled; nothing changed.", outcome="unchanged")
-
-
-async def _timed(ctx: CommandContext, found: Integration, reason: str | None, duration: timedelta) -> Reply:
-    """The timer row and the write are decided on the integration as it is under its lock: a
-    re-enable of the same integration firing now either finished before (the row is gone, the
-    integration is on) or waits until this is done (and then finds the new end)."""
-    timers = toolkit(ctx).timers
-    rights = await ctx.rights()
-    await require_change(ctx, rights, found)
-    now = ctx.now()
-    due = now + duration
-    buttons = (reenable_button(ctx, found.id), extend_button(ctx, found.id))
-    async with ctx.services.integrations.editing(found) as edit:
-        current = edit.current
-        pending = await timers.pending_for(found.id)
-        rebase = False
-        if pending is not None and pending.state is TimerState.SCHEDULED and pending.message_id == ctx.message.id:
-            timer = pending  # this very command, resumed after a restart: carry on with its row
-            due = pending.due_at
-        elif pending is not None and pending.state is TimerState.SCHEDULED:
-            raise UserInputError(
-                f"a timed disable of {quote_name(found.name)} is being set up right now; try again in a moment"
-            )
-        elif pending is not None and not current.enabled:
-            retimed = await timers.extend(pending, due)
-            if retimed is None:
-                raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
-            await changes.note(ctx, current, "retime", reason=reason, until=due)
-            return Reply(
-                f"⏰ {replies.label(current)} was already disabled {human_until(pending.due_at, now)}; "
-                f"now {human_until(due, now)}.{_why(reason)}",
-                buttons=buttons,
-                outcome="changed",
-            )
-        elif pending is not None:
-            timer, rebase = pending, True  # switched on since, outside the bot: off again, new end
-        elif not current.enabled:
-            return Reply(
-                f"{replies.label(current)} is already disabled, and not by me, so nothing changed and I won't turn "
-                f"it on later. To switch it off for a while: enable it, then {code('disable … for …')}.",
-                outcome="unchanged",
-            )
-        else:
-            scheduled = await timers.schedule(_draft(ctx, current, reason, now, due))
-            if scheduled is None:
-                raise UserInputError(
-                    f"a timed disable of {quote_name(found.name)} is being set up right now; try again in a moment"
-                )
-            timer = scheduled
-        try:
-            outcome = await edit.apply({"enabled": False}, rights=rights)
-        except (PermissionDenied, UserInputError):
-            # Refused before anything was written. (Any other failure may have written: the row
-            # stays `scheduled` and is settled from the stored state once this command is over.)
-            if not rebase:
-                await timers.abort(timer, "the disable was refused")
-            raise
-        if not outcome.changed:
-            if not rebase:
-                await timers.abort(timer, "it was already disabled")
-            return Reply(f"{replies.label(outcome.after)} is already disabled; nothing changed.", outcome="unchanged")
-        # The audit row re-bases a running timer on this disable (`TimerService.follow_change`).
-        audit_id = await changes.record(ctx, outcome, "disable", reason=reason, until=due)
-        if rebase:
-            rebased = await timers.pending_for(found.id)
-            if rebased is None or await timers.extend(rebased, due) is None:
-                raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
-        else:
-            await timers.confirm(timer, outcome.after.document, audit_id)
-    return Reply(
-        f"{wording.DISABLED_MARK} Disabled {replies.label(outcome.after)} {human_until(due, ctx.now())}.{_why(reason)}",
-        buttons=buttons,
-        outcome="changed",
-    )
-
-
-def _draft(ctx: CommandContext, found: Integration, reason: str | None, now: datetime, due: datetime) -> TimerDraft:
-    message = ctx.message
-    return TimerDraft(
-        integration_id=found.id,
-        integration_name=found.name,
-        integration_type=found.type,
-        created_at=now,
-        due_at=due,
-        actor_id=message.user_id,
-        actor_username=message.username,
-        reason=reason,
-        room_id=message.room_id,
-        thread_id=message.thread_id,
-        message_id=message.id,
-    )
 
 
 COMMAND = Command(

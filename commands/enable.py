@@ -6,11 +6,12 @@ import asyncio
 from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
+from bot.errors import UsageError
 from bot.integrations import wording
 from bot.state.timer_states import TimerState
 from bot.text import human_until, safe_text
-from commands import changes, replies
-from commands.args import HELP, Target, parse_target
+from commands import bulk, changes, replies
+from commands.args import HELP, Target, is_bulk, parse_target
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
@@ -27,10 +28,14 @@ def background(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
 
 
 def first_lookup(args: Sequence[Token]) -> Target:
+    if is_bulk(args):
+        raise UsageError("enable", "`enable all` looks up no single integration")
     return parse_target(args, command="enable", usage=HELP["enable"].usage)
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    if is_bulk(args):
+        return await bulk.enable_all(ctx, args)
     target = parse_target(args, command="enable", usage=HELP["enable"].usage)
     if target.rest:
         extra = " ".join(t.value for t in target.rest)

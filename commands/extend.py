@@ -13,8 +13,8 @@ from datetime import timedelta
 from bot.errors import UsageError, UserInputError
 from bot.state.timer_states import TimerState
 from bot.text import code, human_duration, human_until, quote_name
-from commands import changes, replies
-from commands.args import HELP, parse_extend_args
+from commands import bulk, changes, replies
+from commands.args import HELP, is_bulk, parse_extend_args
 from commands.incident import extend_button, reenable_button, require_change, toolkit
 from commands.parser import Token
 from commands.registry import Command, CommandContext
@@ -25,6 +25,8 @@ BUTTON_SPAN = timedelta(hours=1)
 
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
+    if is_bulk(args):
+        return await bulk.extend_all(ctx, args)
     maximum = ctx.services.settings.bot_max_disable
     parsed = parse_extend_args(args, maximum=maximum)
     found = await resolve(ctx, parsed.target)

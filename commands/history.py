@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from typing import Final
 
 from bot.errors import IntegrationNotFound, PermissionDenied
-from bot.incident.audit_lines import history_line
+from bot.incident.audit_lines import group_history_line, history_line
 from bot.integrations.authz import may_list
 from bot.state.store import AuditRecord
 from bot.text import bullet_list, code, quote_name
+from commands import bulk
 from commands.args import HELP, parse_optional_target
 from commands.incident import may_see, record_document, toolkit
 from commands.parser import Token
@@ -66,17 +67,42 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         return Reply(
             f"No changes{where} through me that you can see. {code('help')} shows what I can do.", outcome="empty"
         )
-    return Reply(f"{title} (newest first):\n{bullet_list(await _lines(ctx, rows[:SHOWN]))}")
+    return Reply(f"{title} (newest first):\n{bullet_list(await _lines(ctx, _entries(rows)[:SHOWN]))}")
 
 
-async def _lines(ctx: CommandContext, rows: list[AuditRecord]) -> list[str]:
+def _entries(rows: list[AuditRecord]) -> list[list[AuditRecord]]:
+    """The rows, with the same action on the members of one bulk disable gathered into one entry
+    (at the place of its newest row)."""
+    entries: list[list[AuditRecord]] = []
+    grouped: dict[tuple[int, str], list[AuditRecord]] = {}
+    for row in rows:
+        if row.group_id is None:
+            entries.append([row])
+            continue
+        key = (row.group_id, row.action)
+        if key not in grouped:
+            grouped[key] = []
+            entries.append(grouped[key])
+        grouped[key].append(row)
+    return entries
+
+
+async def _lines(ctx: CommandContext, entries: list[list[AuditRecord]]) -> list[str]:
     rooms = toolkit(ctx).rooms
     rights = await ctx.rights()
     now = ctx.now()
+    ids = sorted({entry[0].group_id for entry in entries if entry[0].group_id is not None and len(entry) > 1})
+    groups = await ctx.services.state.groups.many(ids)
     out = []
-    for row in rows:
+    for entry in entries:
+        row = entry[0]
         where = await rooms.where(row.room_id, rights=rights, here=ctx.message.room_id)
-        out.append(history_line(row, now=now, where=where))
+        group = groups.get(row.group_id) if row.group_id is not None else None
+        if group is not None and len(entry) > 1:
+            selector = bulk.shown_selector(group, rights, here=ctx.message.room_id)
+            out.append(group_history_line(entry, selector, now=now, where=where))
+        else:
+            out.append(history_line(row, now=now, where=where))
     return out
 
 

@@ -19,15 +19,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from bot.errors import IntegrationNotFound, PermissionDenied, UsageError
+from bot.errors import BotError, IntegrationNotFound, PermissionDenied, UsageError
 from bot.integrations import wording
 from bot.integrations.authz import CallerRights, may_list, may_update
 from bot.integrations.change_lines import room_safe_change_lines
 from bot.integrations.documents import changed_fields, last_touch, restore_changes, saved_again
 from bot.rocketchat.models import UpdateOutcome
 from bot.state.store import AuditRecord
-from bot.text import ago, code, quote_name, safe_text
-from commands import changes
+from bot.text import ago, bullet_list, code, quote_name, safe_text
+from commands import bulk, changes, replies
+from commands.bulk import WHOLE_COMMAND
 from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
@@ -66,7 +67,9 @@ def _conflict(
 async def _record(ctx: CommandContext, outcome: UpdateOutcome, last: AuditRecord) -> None:
     """The undo's own audit row, naming the change it reverts."""
     made = f"{last.at:%H:%M} UTC"
-    await changes.record(ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id)
+    await changes.record(
+        ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id, group_id=last.group_id
+    )
 
 
 def _label(row: AuditRecord) -> str:
@@ -93,12 +96,20 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             "Run the command again to redo the change.",
             outcome="unchanged",
         )
+    if last.group_id is not None:
+        return await _undo_group(ctx, rights, last, now)
     done = await ctx.services.integrations.resumed()  # resumed after a crash, its write stored
     if done is not None:
         current = done.before.document
         restore = restore_changes(done.after.document, current)
         await _record(ctx, done, last)
         return _undone(what, current, restore, done, rights)
+    return await _undo_one(ctx, rights, last, what, now)
+
+
+async def _undo_one(ctx: CommandContext, rights: CallerRights, last: AuditRecord, what: str, now: datetime) -> Reply:
+    """Revert the change `last` made, unless the integration changed since."""
+    assert last.before is not None and last.after is not None
     try:
         # The comparison and the write hold the integration's lock: nothing of the bot's lands between.
         async with ctx.services.integrations.editing(last.after) as edit:
@@ -126,6 +137,45 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     except IntegrationNotFound:
         return Reply(f"I can't undo {what}: the integration no longer exists.", outcome="not-found")
     return _undone(what, current, restore, outcome, rights)
+
+
+async def _undo_group(ctx: CommandContext, rights: CallerRights, last: AuditRecord, now: datetime) -> Reply:
+    """The caller's last change was a bulk disable (`disable all …`): every member's change of
+    that command is reverted as a single undo would revert it (each checked on its own: a member
+    changed since is left as it is and said so); one failing member never stops the others."""
+    assert last.group_id is not None
+    rows = await ctx.services.state.history(
+        group_id=last.group_id, actor_id=ctx.message.user_id, limit=ctx.services.settings.bot_bulk_max * 4
+    )
+    members = [r for r in rows if r.action == last.action and r.before is not None and r.after is not None]
+    group = await ctx.services.state.groups.get(last.group_id)
+    selector = f" {bulk.shown_selector(group, rights, here=ctx.message.room_id)}" if group is not None else ""
+    done: list[str] = []
+    left: list[str] = []
+    for row in reversed(members):  # in the order they were changed
+        member = _label(row)
+        try:
+            answer = await _undo_one(ctx, rights, row, f"your {code(row.action)} of {member}", now)
+        except WHOLE_COMMAND:
+            raise  # about the whole command, not this member: it stops here
+        except BotError as exc:
+            registry = ctx.services.registry
+            text = replies.for_error(exc, invocation=ctx.invocation, registry=registry).text if registry else str(exc)
+            left.append(f"{member}: {next(iter(text.splitlines()), '') or type(exc).__name__}")
+            continue
+        if answer.outcome == "changed":
+            done.append(member)
+        else:
+            left.append(f"{member}: {answer.text.splitlines()[0]}")
+    lines = [
+        f"↩️ Undid your {code(last.action + ' all')}{selector} ({ago(last.at, now)}) "
+        f"for {len(done)} of {len(members)} integration{'s' if len(members) != 1 else ''}."
+    ]
+    if done:
+        lines.append(bullet_list(done))
+    if left:
+        lines.append("Left as they are:\n" + bullet_list(left))
+    return Reply("\n".join(lines), outcome="changed" if done else "conflict")
 
 
 def _undone(

@@ -716,11 +716,19 @@ class SandboxControl:
     # --- faults and counters --------------------------------------------------------------------
 
     def fail_next(
-        self, endpoint: str, times: int = 1, mode: FailMode = "500", *, retry_after: float = 1.0, hang: float = 30.0
+        self,
+        endpoint: str,
+        times: int = 1,
+        mode: FailMode = "500",
+        *,
+        retry_after: float = 1.0,
+        hang: float = 30.0,
+        concerning: str | None = None,
     ) -> None:
         """Fail the next `times` calls of a REST endpoint (`integrations.update`) or DDP method
-        (`ddp:login`) with `"500"`, `"429"` or `"timeout"` (see sandbox.faults)."""
-        self.faults.fail_next(endpoint, times, mode, retry_after=retry_after, hang=hang)
+        (`ddp:login`) with `"500"`, `"429"` or `"timeout"` (see sandbox.faults); with `concerning`,
+        only the REST calls whose query string or body contains that text (an integration's id)."""
+        self.faults.fail_next(endpoint, times, mode, retry_after=retry_after, hang=hang, concerning=concerning)
 
     def set_latency(self, seconds: float, endpoint: str | None = None) -> None:
         self.faults.set_latency(seconds, endpoint)
@@ -1216,9 +1224,24 @@ class SandboxClient:
 
     # faults and counters
     def fail_next(
-        self, endpoint: str, times: int = 1, mode: FailMode = "500", *, retry_after: float = 1.0, hang: float = 30.0
+        self,
+        endpoint: str,
+        times: int = 1,
+        mode: FailMode = "500",
+        *,
+        retry_after: float = 1.0,
+        hang: float = 30.0,
+        concerning: str | None = None,
     ) -> None:
-        self._call("fail_next", endpoint=endpoint, times=times, mode=mode, retry_after=retry_after, hang=hang)
+        self._call(
+            "fail_next",
+            endpoint=endpoint,
+            times=times,
+            mode=mode,
+            retry_after=retry_after,
+            hang=hang,
+            concerning=concerning,
+        )
 
     def set_latency(self, seconds: float, endpoint: str | None = None) -> None:
         self._call("set_latency", seconds=seconds, endpoint=endpoint)

@@ -16,6 +16,9 @@ What the faults look like on the wire:
 * `timeout`: the request is never answered. The server holds it until the client gives up
   (disconnects) or `hang` seconds pass, then drops the TCP connection without a response.
 * latency: sleep before the request is handled (global, plus per endpoint).
+* a failure may concern one object only (`concerning`): it then answers only the requests whose
+  query string or body mentions that text (an integration's id), e.g. to make one integration's
+  writes fail while others succeed.
 * request recording (off by default, for tests): the JSON bodies of chosen REST endpoints are
   kept as the server received them (`record_requests`, `recorded_requests`), e.g. to check every
   body a client sends against Rocket.Chat's request schemas.
@@ -109,6 +112,10 @@ class Counters:
 class _Rule:
     remaining: int
     failure: Failure
+    concerning: str | None = None
+
+    def applies(self, mentions: str | None) -> bool:
+        return self.concerning is None or (mentions is not None and self.concerning in mentions)
 
 
 class Faults:
@@ -132,15 +139,26 @@ class Faults:
     # --- configuration ------------------------------------------------------------------------
 
     def fail_next(
-        self, endpoint: str, times: int = 1, mode: FailMode = "500", *, retry_after: float = 1.0, hang: float = 30.0
+        self,
+        endpoint: str,
+        times: int = 1,
+        mode: FailMode = "500",
+        *,
+        retry_after: float = 1.0,
+        hang: float = 30.0,
+        concerning: str | None = None,
     ) -> None:
-        """Answer the next `times` calls of `endpoint` with the fault `mode` (queued after earlier rules)."""
+        """Answer the next `times` calls of `endpoint` with the fault `mode` (queued after earlier
+        rules); with `concerning`, only calls whose query string or body contains that text."""
         if mode not in FAIL_MODES:
             raise ValueError(f"unknown fault mode {mode!r}")
         if times < 1 or retry_after < 0 or hang < 0:
             raise ValueError("times must be >= 1, retry_after and hang >= 0")
+        if concerning is not None and not concerning:
+            raise ValueError("concerning must not be empty")
+        rule = _Rule(times, Failure(mode, retry_after, hang), concerning)
         with self._lock:
-            self._rules.setdefault(endpoint, []).append(_Rule(times, Failure(mode, retry_after, hang)))
+            self._rules.setdefault(endpoint, []).append(rule)
 
     def set_latency(self, seconds: float, endpoint: str | None = None) -> None:
         """Delay every call (endpoint None) or one endpoint's calls; both add up. 0 removes it."""
@@ -194,15 +212,25 @@ class Faults:
         with self._lock:
             return self._monotonic() < self._refuse_until
 
-    def take_failure(self, endpoint: str) -> Failure | None:
+    def selective(self, endpoint: str) -> bool:
+        """Whether a pending failure of `endpoint` concerns one object only (the middleware then
+        reads the request's body to tell)."""
+        with self._lock:
+            return any(rule.concerning is not None for rule in self._rules.get(endpoint, ()))
+
+    def take_failure(self, endpoint: str, mentions: str | None = None) -> Failure | None:
+        """The failure for this call, if any: the first pending rule of `endpoint` that applies
+        (`mentions`: the call's query string and body, for rules `concerning` one object)."""
         with self._lock:
             rules = self._rules.get(endpoint)
             if not rules:
                 return None
-            rule = rules[0]
+            rule = next((rule for rule in rules if rule.applies(mentions)), None)
+            if rule is None:
+                return None
             rule.remaining -= 1
             if rule.remaining == 0:
-                rules.pop(0)
+                rules.remove(rule)
                 if not rules:
                     del self._rules[endpoint]
             return rule.failure
@@ -308,15 +336,17 @@ class FaultMiddleware:
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         name = endpoint_name(str(scope["path"]))
         self.faults.count_rest(name)
-        if self.faults.recording(name):
-            receive = await self._record_body(name, receive)
+        mentions: str | None = None
+        if self.faults.recording(name) or self.faults.selective(name):
+            receive, body = await self._read_body(name, receive)
+            mentions = bytes(scope.get("query_string", b"")).decode("utf-8", errors="replace") + "\n" + body
         if self.faults.refusing():
             await unavailable_response()(scope, receive, send)
             return
         delay = self.faults.latency(name)
         if delay > 0:
             await asyncio.sleep(delay)
-        failure = self.faults.take_failure(name)
+        failure = self.faults.take_failure(name, mentions)
         if failure is None:
             await self.app(scope, receive, send)
         elif failure.mode == "500":
@@ -326,8 +356,9 @@ class FaultMiddleware:
         else:
             await self._hang(scope, receive, send, failure.hang)
 
-    async def _record_body(self, name: str, receive: Receive) -> Receive:
-        """Read the whole body, keep a copy, and hand the app the same messages again."""
+    async def _read_body(self, name: str, receive: Receive) -> tuple[Receive, str]:
+        """Read the whole body, keep a copy if `name` is recorded, and hand the app the same
+        messages again; also the body as text."""
         messages: list[Message] = []
         body = bytearray()
         while True:
@@ -338,8 +369,8 @@ class FaultMiddleware:
             body += message.get("body", b"")
             if not message.get("more_body", False):
                 break
-        if body:
-            text = bytes(body).decode("utf-8", errors="replace")
+        text = bytes(body).decode("utf-8", errors="replace")
+        if text and self.faults.recording(name):
             try:
                 self.faults.record_request(name, json.loads(text))
             except ValueError:
@@ -348,7 +379,7 @@ class FaultMiddleware:
         async def replay() -> Message:
             return messages.pop(0) if messages else await receive()
 
-        return replay
+        return replay, text
 
     async def _hang(self, scope: Scope, receive: Receive, send: Send, limit: float) -> None:
         async def until_disconnect() -> None:

@@ -11,6 +11,7 @@ from typing import Final
 
 from bot.integrations.documents import changed_fields
 from bot.integrations.wording import kind_word
+from bot.normalize import name_key
 from bot.state.store import AuditRecord
 from bot.text import ago, human_until, quote_name, safe_text, single_line, truncate
 
@@ -28,6 +29,8 @@ _PHRASES: Final[dict[str, tuple[str, str]]] = {
     "set": ("✏️", "changed {fields}{label}"),
 }
 REASON_LIMIT: Final = 120
+# How many members of a bulk disable one history line names.
+GROUP_NAMES: Final = 8
 
 
 def label(record: AuditRecord) -> str:
@@ -44,11 +47,12 @@ def _fields(record: AuditRecord) -> str:
     return f"{safe_text(shown)} of "
 
 
-def sentence(record: AuditRecord, *, now: datetime, actor: bool = True) -> str:
-    """`alice disabled `Guggy` (incoming) until 14:35 UTC, in 20 min — flapping`."""
+def sentence(record: AuditRecord, *, now: datetime, actor: bool = True, named: str | None = None) -> str:
+    """`alice disabled `Guggy` (incoming) until 14:35 UTC, in 20 min — flapping`; `named` stands
+    for the integration's label (a bulk disable's members: `2 integrations in #alerts (…)`)."""
     unknown = safe_text(record.action).replace("{", "(").replace("}", ")")
     _mark, phrase = _PHRASES.get(record.action, ("•", f"{unknown} {{label}}"))
-    text = phrase.format(label=label(record), fields=_fields(record))
+    text = phrase.format(label=named if named is not None else label(record), fields=_fields(record))
     if record.until is not None and record.action in ("disable", "extend", "retime"):
         text += f" {human_until(record.until, now)}"
     if actor:
@@ -62,6 +66,18 @@ def history_line(record: AuditRecord, *, now: datetime, where: str | None) -> st
     """`5 min ago · alice disabled … — flapping · in #ops`."""
     place = f" · {where}" if where else ""
     return f"{ago(record.at, now)} · {sentence(record, now=now)}{place}"
+
+
+def group_history_line(records: list[AuditRecord], selector: str, *, now: datetime, where: str | None) -> str:
+    """`5 min ago · alice disabled 2 integrations in #alerts (`A` (incoming), `B` (outgoing)) until …`:
+    the same action on the members of one bulk disable, as one line (`records` newest first)."""
+    ordered = sorted(records, key=lambda record: (name_key(record.integration_name), record.integration_id))
+    shown = ", ".join(label(record) for record in ordered[:GROUP_NAMES])
+    more = f" and {len(records) - GROUP_NAMES} more" if len(records) > GROUP_NAMES else ""
+    count = f"{len(records)} integration{'s' if len(records) != 1 else ''}"
+    place = f" · {where}" if where else ""
+    first = records[0]
+    return f"{ago(first.at, now)} · {sentence(first, now=now, named=f'{count} {selector} ({shown}{more})')}{place}"
 
 
 def audit_room_line(record: AuditRecord, *, now: datetime, where: str | None) -> str:

@@ -81,6 +81,8 @@ from bot.text import ago, code, human_duration, neutralize_mentions, quote_name,
 log = logs.get_logger("integrations_bot.timers")
 
 ExpiryKind = Literal["re-enabled", "overridden", "failed"]
+# How many members a bulk disable's "back on" notice names.
+GROUP_NOTICE_NAMES: Final = 10
 # A `scheduled` row older than this belongs to no running command any more.
 ORPHAN_AGE: Final = timedelta(minutes=10)
 
@@ -158,7 +160,9 @@ class TimerService:
         return confirmed
 
     async def abort(self, timer: TimedDisable, note: str) -> None:
-        await self.store.transition(timer, TimerEvent.ABORTED, at=self.clock.now(), note=note)
+        aborted = await self.store.transition(timer, TimerEvent.ABORTED, at=self.clock.now(), note=note)
+        if aborted is not None and aborted.group_id is not None:
+            await self._group_notice(aborted.group_id, aborted)  # the others may all be back on
 
     async def extend(self, timer: TimedDisable, due_at: datetime) -> TimedDisable | None:
         extended = await self.store.transition(timer, TimerEvent.EXTENDED, at=self.clock.now(), due_at=due_at)
@@ -261,7 +265,7 @@ class TimerService:
                 log.info("timer.recovered", timer_id=timer.id, integration_id=timer.integration_id)
             else:
                 note = "the disable did not happen (the bot stopped while writing it)"
-                await self.store.transition(timer, TimerEvent.ABORTED, at=self.clock.now(), note=note)
+                await self.abort(timer, note)
                 log.info("timer.abandoned", timer_id=timer.id, integration_id=timer.integration_id)
         return left
 
@@ -409,8 +413,21 @@ class TimerService:
 
     async def _post_notice(self, expiry: Expiry) -> Expiry:
         """The notice in the room/thread the disable came from; posted by whoever won the row's
-        ending (its id is derived from the timer and the ending, so a retry never posts twice)."""
+        ending (its id is derived from the timer and the ending, so a retry never posts twice).
+
+        Members of a bulk disable that came back on are told together: one notice for the group,
+        once none of its members is pending any more (see `_group_notice`). A member left off
+        (changed by someone, or refused) is told on its own, as a single one is."""
         ended, kind, notice = expiry.timer, expiry.kind, expiry.notice
+        if ended.group_id is not None:
+            if kind != "re-enabled":
+                await self._post_one(ended, kind, notice)
+            await self._group_notice(ended.group_id, ended)
+            return expiry
+        await self._post_one(ended, kind, notice)
+        return expiry
+
+    async def _post_one(self, ended: TimedDisable, kind: ExpiryKind, notice: str) -> None:
         if ended.room_id is not None:
             try:
                 await message_ids.post(
@@ -422,7 +439,33 @@ class TimerService:
                 )
             except BotError as exc:
                 log.error("timer.notice_failed", timer_id=ended.id, error=str(exc))
-        return expiry
+
+    async def _group_notice(self, group_id: int, last: TimedDisable) -> None:
+        """When no member of the group is pending any more: one notice naming the members that came
+        back on. Two replicas ending the last two members at once may both get here: the notice's
+        id is derived from the group, so it is posted once."""
+        members = await self.store.in_group(group_id)
+        if any(member.pending for member in members) or last.room_id is None:
+            return
+        back = [member for member in members if member.state is TimerState.EXPIRED]
+        if not back:
+            return
+        span = human_duration(last.due_at - last.created_at)
+        names = ", ".join(timer_label(member) for member in back[:GROUP_NOTICE_NAMES])
+        more = f" and {len(back) - GROUP_NOTICE_NAMES} more" if len(back) > GROUP_NOTICE_NAMES else ""
+        count = f"{len(back)} integration{'s are' if len(back) != 1 else ' is'}"
+        by = safe_text(last.actor_username)
+        notice = f"{ENABLED_MARK} {count} back on: the {span} bulk disable by {by} ended: {names}{more}."
+        try:
+            await message_ids.post(
+                self._rest,
+                self._state.message_ids.group_notice(group_id),
+                last.room_id,
+                neutralize_mentions(notice),
+                thread_id=last.thread_id,
+            )
+        except BotError as exc:
+            log.error("timer.group_notice_failed", group_id=group_id, error=str(exc))
 
     def _ended_reason(self, timer: TimedDisable) -> str:
         return f"timed disable by {timer.actor_username} ended"
@@ -448,6 +491,7 @@ class TimerService:
             reason=reason,
             before=before,
             after=after,
+            group_id=timer.group_id,
         )
         stored = dataclasses.replace(record, id=await self._state.record(record))
         if self._audit_room is not None:

@@ -133,6 +133,10 @@ class MessageIds:
         """The ids of the notice that timed disable `timer_id` ended (`kind`: how)."""
         return self.chain(Purpose.TIMER_NOTICE, timer_id, kind)
 
+    def group_notice(self, group_id: int) -> tuple[str, ...]:
+        """The ids of the notice that the members of bulk disable `group_id` are back on."""
+        return self.chain(Purpose.TIMER_NOTICE, "group", group_id)
+
 
 def author_id(document: object) -> str | None:
     """The user id of a message document's author (`u._id`), if it has one."""

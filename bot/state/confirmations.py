@@ -47,6 +47,9 @@ from bot.state.database import Database
 # No 0/O, 1/I/L: codes are read off a phone screen and typed again.
 CODE_ALPHABET: Final = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 CODE_LENGTH: Final = 4
+# The `integration_id` of a stored bulk preview (`disable all …`, commands/bulk.py): its snapshot
+# holds the members' documents, its updates what the command asked for. Never an integration id.
+BULK_TARGET: Final = "*bulk*"
 # How long a taken change counts as being applied (its confirmation's process may have died).
 APPLYING_BOUND: Final = timedelta(minutes=5)
 # Codes drawn before giving up on finding a free one (31^4 codes; only a full table collides).
@@ -81,6 +84,11 @@ class PendingChange:
     expires: datetime
     # When it was taken (for the confirmation that took it: `release` deletes only that take).
     taken_at: datetime | None = None
+
+    @property
+    def bulk(self) -> bool:
+        """Whether this is a bulk preview (`BULK_TARGET`) rather than one integration's change."""
+        return self.integration_id == BULK_TARGET
 
     def asked_by(self, user_id: str, room_id: str) -> bool:
         """Whether this caller asked for it in this room (only they may confirm it there)."""
@@ -194,11 +202,14 @@ class ConfirmationStore:
             return Taken(Status.FOREIGN)
         return Taken(Status.EXPIRED)
 
-    async def take_latest(self, *, user_id: str, room_id: str, now: datetime) -> Taken:
-        """`yes`: the caller's most recent change asked for in this room and not yet taken."""
+    async def take_latest(self, *, user_id: str, room_id: str, now: datetime, resuming: bool = False) -> Taken:
+        """`yes`: the caller's most recent change asked for in this room and not yet taken; with
+        `resuming` (this very `yes` is being resumed after a crash) also one being applied, which
+        is then answered `Status.APPLYING` with its change, for the resumed command to finish."""
+        taken = " OR status = 'applying'" if resuming else ""
         rows = await self._db.rows(
-            "SELECT code FROM confirmations WHERE user_id = ? AND room_id = ? AND expires_at > ?"
-            " AND (status = 'waiting' OR (status = 'applying' AND applied_at <= ?))"
+            "SELECT code FROM confirmations WHERE user_id = ? AND room_id = ? AND expires_at > ?"  # noqa: S608
+            f" AND (status = 'waiting' OR (status = 'applying' AND applied_at <= ?){taken})"
             " ORDER BY created_at DESC, code DESC LIMIT 1",
             (user_id, room_id, _ts(now - self._remember), _ts(now - self._applying_for)),
         )
@@ -255,6 +266,7 @@ def _change(row: Sequence[Any]) -> PendingChange:
 
 __all__ = [
     "APPLYING_BOUND",
+    "BULK_TARGET",
     "CODE_ALPHABET",
     "CODE_LENGTH",
     "ConfirmationStore",

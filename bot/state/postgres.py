@@ -146,7 +146,29 @@ MIGRATIONS: Final[dict[int, str]] = {
     );
     ALTER TABLE write_intents ADD COLUMN verified_json text
     """,
-    8: "",  # reserved (another change's migration takes this number; empty on this branch)
+    8: """
+    CREATE TABLE bulk_groups (
+        id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        created_at     double precision NOT NULL,
+        actor_id       text NOT NULL,
+        actor_username text NOT NULL,
+        selector       text NOT NULL,
+        target_room_id text,
+        glob           text,
+        kind           text,
+        reason         text,
+        due_at         double precision,
+        room_id        text,
+        thread_id      text,
+        message_id     text NOT NULL
+    );
+    CREATE UNIQUE INDEX bulk_groups_message ON bulk_groups (message_id);
+    CREATE INDEX bulk_groups_actor ON bulk_groups (actor_id, created_at);
+    ALTER TABLE timers ADD COLUMN group_id bigint;
+    CREATE INDEX timers_group ON timers (group_id) WHERE group_id IS NOT NULL;
+    ALTER TABLE audit ADD COLUMN group_id bigint;
+    CREATE INDEX audit_group ON audit (group_id) WHERE group_id IS NOT NULL
+    """,
     9: """
     CREATE TABLE flood_notices (
         integration_id text NOT NULL,

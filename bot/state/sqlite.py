@@ -158,8 +158,31 @@ MIGRATIONS: tuple[str, ...] = (
     );
     ALTER TABLE write_intents ADD COLUMN verified_json TEXT
     """,
-    # 8: reserved (another change's migration takes this number; empty on this branch)
-    "",
+    # 8: bulk disables (`disable all in #room`, `disable all matching "x*"`; bot/state/group_store.py):
+    # one row per command, its members' timers and audit rows point at it
+    """
+    CREATE TABLE bulk_groups (
+        id             INTEGER PRIMARY KEY AUTOINCREMENT,
+        created_at     REAL NOT NULL,
+        actor_id       TEXT NOT NULL,
+        actor_username TEXT NOT NULL,
+        selector       TEXT NOT NULL,
+        target_room_id TEXT,
+        glob           TEXT,
+        kind           TEXT,
+        reason         TEXT,
+        due_at         REAL,
+        room_id        TEXT,
+        thread_id      TEXT,
+        message_id     TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX bulk_groups_message ON bulk_groups (message_id);
+    CREATE INDEX bulk_groups_actor ON bulk_groups (actor_id, created_at);
+    ALTER TABLE timers ADD COLUMN group_id INTEGER;
+    CREATE INDEX timers_group ON timers (group_id) WHERE group_id IS NOT NULL;
+    ALTER TABLE audit ADD COLUMN group_id INTEGER;
+    CREATE INDEX audit_group ON audit (group_id) WHERE group_id IS NOT NULL
+    """,
     # 9: the flood guard's notices and quiet periods, one row per integration and room
     # (bot/state/flood_store.py): whoever moves `quiet_until` on posts the one notice
     """

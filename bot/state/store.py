@@ -45,6 +45,7 @@ from bot.rocketchat.message_ids import KEY_BYTES, MessageIds, derive_key
 from bot.state.confirmations import ConfirmationStore
 from bot.state.database import Database
 from bot.state.flood_store import FloodStore
+from bot.state.group_store import GroupStore
 from bot.state.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteDatabase
 from bot.state.timer_store import TimerStore
 
@@ -110,6 +111,8 @@ class AuditRecord:
     until: datetime | None = None
     # An undo: the id of the audit row it reverted.
     undoes: int | None = None
+    # A member's change in a bulk disable (bot/state/group_store.py).
+    group_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -127,7 +130,7 @@ class WriteIntent:
 
 _AUDIT_COLUMNS: Final = (
     "id, at, actor_id, actor_username, room_id, message_id, integration_id, integration_name,"
-    " integration_type, action, reason, before_json, after_json, until_at, undoes"
+    " integration_type, action, reason, before_json, after_json, until_at, undoes, group_id"
 )
 
 
@@ -142,6 +145,7 @@ class StateStore:
         self.timers = TimerStore(database)
         self.confirmations = ConfirmationStore(database)
         self.floods = FloodStore(database)
+        self.groups = GroupStore(database)
         self._message_ids: MessageIds | None = None
         # When the database server last started (seconds since the epoch), as the last claim saw it.
         self.server_started = 0.0
@@ -419,8 +423,9 @@ class StateStore:
         existing row's id instead of a second row (a unique index, migration 6)."""
         rows = await self.database.rows(
             "INSERT INTO audit (at, actor_id, actor_username, room_id, message_id, integration_id,"
-            " integration_name, integration_type, action, reason, before_json, after_json, until_at, undoes)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            " integration_name, integration_type, action, reason, before_json, after_json, until_at, undoes,"
+            " group_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
             (
                 _ts(record.at),
                 record.actor_id,
@@ -436,6 +441,7 @@ class StateStore:
                 json.dumps(record.after) if record.after is not None else None,
                 _ts(record.until) if record.until is not None else None,
                 record.undoes,
+                record.group_id,
             ),
         )
         if not rows:  # this command recorded it already (resumed after a crash): that row's id
@@ -456,10 +462,14 @@ class StateStore:
         limit: int = 20,
         integration_ids: Sequence[str] | None = None,
         actor_id: str | None = None,
+        group_id: int | None = None,
     ) -> list[AuditRecord]:
         """Newest first."""
         clauses: list[str] = []
         params: list[Any] = []
+        if group_id is not None:
+            clauses.append("group_id = ?")
+            params.append(group_id)
         if integration_ids is not None:
             if not integration_ids:
                 return []
@@ -493,6 +503,7 @@ def _audit(row: Sequence[Any]) -> AuditRecord:
         after=json.loads(row[12]) if row[12] else None,
         until=_dt(float(row[13])) if row[13] is not None else None,
         undoes=int(row[14]) if row[14] is not None else None,
+        group_id=int(row[15]) if row[15] is not None else None,
     )
 
 

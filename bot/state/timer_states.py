@@ -107,6 +107,8 @@ class TimedDisable:
     disabled_document: dict[str, Any] | None = None
     ended_at: datetime | None = None
     end_note: str | None = None
+    # A member of a bulk disable (bot/state/group_store.py).
+    group_id: int | None = None
 
     @property
     def pending(self) -> bool:

@@ -22,7 +22,7 @@ from bot.state.timer_states import PENDING, TimedDisable, TimerEvent, TimerState
 _COLUMNS: Final = (
     "id, revision, state, integration_id, integration_name, integration_type, created_at, due_at, actor_id,"
     " actor_username, reason, room_id, thread_id, message_id, audit_id, disabled_updated_at, disabled_json,"
-    " ended_at, end_note"
+    " ended_at, end_note, group_id"
 )
 _PENDING_SQL: Final = "(" + ", ".join(f"'{state.value}'" for state in sorted(PENDING)) + ")"
 
@@ -56,6 +56,8 @@ class TimerDraft:
     room_id: str | None = None
     thread_id: str | None = None
     message_id: str | None = None
+    # A member of a bulk disable (bot/state/group_store.py).
+    group_id: int | None = None
 
 
 class TimerStore:
@@ -67,8 +69,8 @@ class TimerStore:
         this integration (the partial unique index refuses a second)."""
         rows = await self._db.rows(
             "INSERT INTO timers (state, integration_id, integration_name, integration_type, created_at, due_at,"
-            " actor_id, actor_username, reason, room_id, thread_id, message_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+            " actor_id, actor_username, reason, room_id, thread_id, message_id, group_id)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
             (
                 TimerState.SCHEDULED.value,
                 draft.integration_id,
@@ -82,6 +84,7 @@ class TimerStore:
                 draft.room_id,
                 draft.thread_id,
                 draft.message_id,
+                draft.group_id,
             ),
         )
         if not rows:
@@ -103,6 +106,10 @@ class TimerStore:
         if state is not None:
             return await self._select("WHERE state = ? ORDER BY due_at, id", (state.value,))
         return await self._select(f"WHERE state IN {_PENDING_SQL} ORDER BY due_at, id", ())
+
+    async def in_group(self, group_id: int) -> list[TimedDisable]:
+        """Every timer of a bulk disable's members (pending or not), oldest first."""
+        return await self._select("WHERE group_id = ? ORDER BY id", (group_id,))
 
     async def ended(self, *, limit: int = 20) -> list[TimedDisable]:
         """Finished timed disables, most recently ended first."""
@@ -176,4 +183,5 @@ def _timer(row: Any) -> TimedDisable:
         disabled_document=json.loads(row[16]) if row[16] else None,
         ended_at=_dt(row[17]),
         end_note=row[18],
+        group_id=int(row[19]) if row[19] is not None else None,
     )

@@ -94,3 +94,32 @@ async def test_one_code_confirmed_through_two_replicas_at_once_is_applied_once(
     assert sorted([first.outcome, second.outcome]) == ["applying", "changed"], (first.text, second.text)
     assert a.writes() == 1
     assert a.doc(made["_id"])["alias"] == "raced"
+
+
+async def test_a_bulk_preview_from_one_replica_is_confirmed_through_another_once(
+    replicas: tuple[Harness, Harness], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = replicas
+    code = code_of(await a.say("admin", "ops", "!integration disable all in #alerts"))
+    assert a.writes() == 0
+    assert (await b.say("owen", "ops", f"!integration confirm {code}")).outcome == "foreign"
+    rest, update = a.services.rest, a.services.rest.integrations_update
+    answered = asyncio.Event()
+
+    async def over_the_network(body: Any, *, retry: bool = True) -> dict[str, Any]:
+        await asyncio.wait_for(answered.wait(), timeout=30)  # the other confirmation arrives meanwhile
+        return await update(body, retry=retry)
+
+    async def confirm(replica: Harness) -> Reply:
+        reply = await replica.say("admin", "ops", f"!integration confirm {code}")
+        answered.set()
+        return reply
+
+    monkeypatch.setattr(rest, "integrations_update", over_the_network)
+    first, second = await asyncio.gather(confirm(b), confirm(a))
+    assert sorted([first.outcome, second.outcome]) == ["applying", "changed"], (first.text, second.text)
+    assert a.writes() == 2  # the two members of #alerts that were on, each once
+    rows = [r for r in await a.services.state.history() if r.action == "disable"]
+    assert sorted(r.integration_name for r in rows) == ["Deploy announcer", "Grafana"]
+    again = await a.say("admin", "ops", f"!integration confirm {code}")
+    assert again.outcome == "applied"

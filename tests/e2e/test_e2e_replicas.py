@@ -9,7 +9,8 @@ directory, on one real PostgreSQL (`postgres_url`), as an operator runs replicas
 - a PostgreSQL restart in the middle is survived by every replica: commands sent while it is down
   are told they were not run (or run once afterwards), never run twice, never dropped;
 - a `set` previewed through one replica is confirmed through another;
-- a timed disable outlives both replicas that saw it set and is re-enabled once by fresh ones.
+- a timed disable outlives both replicas that saw it set and is re-enabled once by fresh ones;
+- a bulk disable previewed through one replica and confirmed through another comes back once.
 
 Each test has its own sandbox, database and replicas (`replicas`, tests/e2e/replica_support.py).
 """
@@ -452,4 +453,45 @@ def test_a_timed_disable_outlives_both_replicas_and_is_reenabled_once_by_the_fre
     actions = [row[0] for row in replicas.rows("SELECT action FROM audit WHERE integration_id = %s", (hook["_id"],))]
     assert sorted(actions) == sorted(["disable", "re-enable"]), actions
     notices = [m for m in control.messages("timed") if m["u"]["username"] == BOT_USERNAME and "back on" in m["msg"]]
+    assert [m["_id"] for m in notices] == [notice["_id"]]
+
+
+def test_a_bulk_disable_previewed_through_one_replica_and_confirmed_through_another_comes_back_once(
+    replicas: Replicas,
+) -> None:
+    """`disable all in #room for 3s` previewed by one replica, `yes` run by the other: each member
+    is switched off once, and back on once when due (whichever replica fires it), with one notice
+    for the group."""
+    one, two = replicas.start(2)
+    control, chat = replicas.control, replicas.chat
+    control.create_user("bea", roles=["user", "admin"])
+    control.create_room("bulk", members=["bea", BOT_USERNAME], owner="admin")
+    control.create_room("bulk-target", members=["bea", BOT_USERNAME], owner="admin")
+    hooks = [
+        control.create_incoming_integration(f"Bulk hook {n}", channel="#bulk-target", alias="kept", emoji=":bell:")
+        for n in range(3)
+    ]
+    with replicas.paused(two):
+        preview = chat.post("bea", "bulk", f"{PREFIX} disable all in #bulk-target for 3s because replicas")
+        shown = chat.reply_to(preview)["msg"]
+    assert "Switch off 3 integrations" in shown, shown
+    with replicas.paused(one):
+        confirm = chat.post("bea", "bulk", f"{PREFIX} yes")
+        applied = chat.reply_to(confirm)["msg"]
+    assert "Switched off 3 of 3" in applied, applied
+    assert owner_pid(replicas.claim_owner(confirm["_id"])) == two.process.pid
+
+    notice = control.wait_for_message(
+        "bulk",
+        lambda m: m["u"]["username"] == BOT_USERNAME and "3 integrations are back on" in m["msg"],
+        timeout=TAKEOVER_TIMEOUT,
+    )
+    for hook in hooks:
+        assert comparable(control.integration(hook["_id"])) == comparable(hook)
+    ended = "SELECT count(*) FROM timers WHERE group_id IS NOT NULL AND state = 'expired'"
+    wait_until(lambda: replicas.rows(ended)[0][0] == 3, REPLY_TIMEOUT, "the members' timers never ended")
+    chat.command("bea", "bulk", f"{PREFIX} show {hooks[0]['_id']}")  # a barrier: both replicas are past it
+    for hook in hooks:
+        assert replicas.writes()[hook["_id"]] == 2  # off once, on once
+    notices = [m for m in control.messages("bulk") if m["u"]["username"] == BOT_USERNAME and "back on" in m["msg"]]
     assert [m["_id"] for m in notices] == [notice["_id"]]

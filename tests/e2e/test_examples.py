@@ -31,6 +31,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
 INCIDENT_SCRIPT = ROOT / "docs" / "incident-demo.txt"
+BULK_SCRIPT = ROOT / "docs" / "bulk-demo.txt"
 USERS = ("admin", "alice", "owen")
 ROOM = "ops"
 # Answers that say the example did not work: the reply's first characters or words in it.
@@ -161,6 +162,9 @@ def _normalised(transcript: str) -> list[str]:
     """What varies between runs (ids, clock times, durations, zero-width spaces) made equal."""
     text = transcript.replace("\u200b", "")
     text = re.sub(r"\b[0-9a-f]{24}\b", "<id>", text)
+    text = re.sub(r"with id `([^`]+)`", "with id <room>", text)  # a room's id differs in every run
+    text = re.sub(r"`#[23456789A-HJ-NP-Za-km-z]{17}`", "`#<room>`", text)  # also as a channel entry
+    text = re.sub(r"\bconfirm [A-Z0-9]{4}\b", "confirm <code>", text)  # so does a confirmation code
     # A time on another day carries its date ("until 7 Dec 00:32 UTC"): run late in the evening,
     # the demo's 30 min + 1 h cross midnight, and the README's transcript was made earlier.
     text = re.sub(r"\b\d{1,2} (?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) (?=\d{1,2}:\d{2} UTC)", "", text)
@@ -169,9 +173,10 @@ def _normalised(transcript: str) -> list[str]:
     return [line.rstrip() for line in text.strip().splitlines()]
 
 
-def readme_incident_transcript() -> str:
+def readme_incident_transcript(after: str = "A real flow, as it looks in the demo") -> str:
+    """The README's transcript block that follows the text `after`."""
     text = README.read_text(encoding="utf-8")
-    start = text.index("```\n", text.index("A real flow, as it looks in the demo")) + 4
+    start = text.index("```\n", text.index(after)) + 4
     return text[start : text.index("```\n", start)]
 
 
@@ -184,6 +189,17 @@ def test_the_readme_incident_flow_is_what_the_demo_prints(tmp_path: Path) -> Non
         difflib.unified_diff(_normalised(documented), _normalised(fresh), "README.md", "demo", lineterm="")
     )
     assert not diff, f"README's incident flow differs from the demo's output; the demo printed:\n{fresh}\n{diff}"
+
+
+def test_the_readme_bulk_disable_flow_is_what_the_demo_prints(tmp_path: Path) -> None:
+    script = [line for line in BULK_SCRIPT.read_text(encoding="utf-8").splitlines() if not line.startswith("#")]
+    fresh = demo_transcript(tmp_path, script, "bulk.txt")
+    documented = readme_incident_transcript("integrations-bot demo --script docs/bulk-demo.txt")
+    assert "disable all in #alerts" in documented and "Switched off 2 of 2" in documented
+    diff = "\n".join(
+        difflib.unified_diff(_normalised(documented), _normalised(fresh), "README.md", "demo", lineterm="")
+    )
+    assert not diff, f"README's bulk disable flow differs from the demo's output; the demo printed:\n{fresh}\n{diff}"
 
 
 def readme_failing_transcript() -> str:

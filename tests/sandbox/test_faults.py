@@ -64,6 +64,8 @@ def test_bad_fault_arguments_are_refused() -> None:
         faults.fail_next("x", 0)
     with pytest.raises(ValueError, match="latency"):
         faults.set_latency(-1)
+    with pytest.raises(ValueError, match="concerning"):
+        faults.fail_next("x", 1, concerning="")
 
 
 def test_latency_global_plus_per_endpoint_and_removal() -> None:
@@ -139,6 +141,21 @@ async def test_500_fault_then_normal_again(faults: Faults, client: httpx.AsyncCl
     response = await client.put("/api/v1/integrations.update", json={})
     assert response.status_code == 200 and response.json()["success"] is True
     assert faults.counters().rest == {"integrations.update": 2}
+
+
+async def test_a_fault_concerning_one_integration_spares_the_others(faults: Faults, client: httpx.AsyncClient) -> None:
+    faults.fail_next("integrations.update", 2, concerning="hook-b")
+    faults.fail_next("integrations.get", 1, concerning="hook-b")
+    statuses = [
+        (await client.put("/api/v1/integrations.update", json={"integrationId": hook})).status_code
+        for hook in ("hook-a", "hook-b", "hook-a", "hook-b", "hook-b")
+    ]
+    assert statuses == [200, 500, 200, 500, 200]
+    gets = [
+        (await client.get("/api/v1/integrations.get", params={"integrationId": hook})).status_code
+        for hook in ("hook-a", "hook-b", "hook-b")
+    ]
+    assert gets == [200, 500, 200]
 
 
 async def test_429_fault_has_the_rate_limiter_body_and_headers(faults: Faults, client: httpx.AsyncClient) -> None:

@@ -112,6 +112,18 @@ async def test_yes_takes_the_callers_latest_in_this_room(store: ConfirmationStor
     assert (await store.take_latest(user_id="u3", room_id="r1", now=T0)).status is Status.NOTHING
 
 
+async def test_a_resumed_yes_finds_the_change_it_was_applying_and_nobody_else_does(store: ConfirmationStore) -> None:
+    code = await add(store, at=T0)
+    first = await store.take_latest(user_id="u1", room_id="r1", now=T0 + timedelta(seconds=1))
+    assert first.status is Status.OK  # taken; the process then dies while applying it
+    later = T0 + timedelta(seconds=2)
+    assert (await store.take_latest(user_id="u1", room_id="r1", now=later)).status is Status.NOTHING
+    resumed = await store.take_latest(user_id="u1", room_id="r1", now=later, resuming=True)
+    assert resumed.status is Status.APPLYING and resumed.change is not None and resumed.change.code == code
+    other = await store.take_latest(user_id="u2", room_id="r1", now=later, resuming=True)
+    assert other.status is Status.NOTHING
+
+
 async def test_yes_on_an_expired_latest_says_expired(store: ConfirmationStore) -> None:
     await add(store)
     assert (await store.take_latest(user_id="u1", room_id="r1", now=T0 + TTL)).status is Status.EXPIRED

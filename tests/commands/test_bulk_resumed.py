@@ -1,0 +1,97 @@
+"""A bulk disable interrupted after a member's write landed (kill -9), then resumed by the restart:
+it carries on with the same group, records each member once, and answers what it did."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from set_harness import Harness, open_harness
+
+from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
+from commands import changes
+
+
+class Killed(BaseException):
+    """Stands for kill -9 right after the first member's write landed, before its audit row."""
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    harness = await open_harness()
+    services = harness.services
+    services.integrations = JournaledIntegrationService(services.rest, services.state, harness.clock)
+    harness.with_incident_toolkit()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+async def _twice(h: Harness, monkeypatch: pytest.MonkeyPatch, text: str) -> Any:
+    message, invocation = h.message("admin", "ops", text)
+
+    async def killed(*args: Any, **kwargs: Any) -> int:
+        raise Killed
+
+    async def nothing(*args: Any, **kwargs: Any) -> None:
+        return None
+
+    confirmations = h.services.state.confirmations
+    monkeypatch.setattr(changes, "record", killed)
+    # A killed process runs no `finally`: its taken confirmation is not released either.
+    monkeypatch.setattr(confirmations, "release", nothing)
+    now = h.clock()
+    assert await h.services.state.claim_message(message.id, message.room_id, now, now)  # as the runtime does
+    token = current_command.set(CommandRun(message.id, recovering=False))
+    try:
+        with pytest.raises(Killed):
+            await h.dispatcher.dispatch(message, invocation)
+    finally:
+        current_command.reset(token)
+    monkeypatch.undo()  # `record` and `release` as they are
+    token = current_command.set(CommandRun(message.id, recovering=True))  # the restart resumes it
+    try:
+        return await h.dispatcher.dispatch(message, invocation)
+    finally:
+        current_command.reset(token)
+
+
+def ids(h: Harness, label: str) -> str:
+    return str(h.seeded["integrations"][label]["id"])
+
+
+async def _members_off_once(h: Harness) -> None:
+    assert h.doc(ids(h, "grafana"))["enabled"] is False
+    assert h.doc(ids(h, "deploy-announcer"))["enabled"] is False
+    rows = [r for r in await h.services.state.history() if r.action == "disable"]
+    assert sorted(r.integration_name for r in rows) == ["Deploy announcer", "Grafana"]
+    assert len({r.group_id for r in rows}) == 1
+    toolkit = h.services.incident
+    assert toolkit is not None
+    await toolkit.timers.recover()  # what the restart does first: settles rows left `scheduled`
+    active = await toolkit.timers.active()
+    assert sorted(t.integration_name for t in active) == ["Deploy announcer", "Grafana"]
+    assert len({t.due_at for t in active}) == 1
+
+
+async def test_a_resumed_bulk_disable_with_yes_finishes_and_answers_every_member(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reply = await _twice(h, monkeypatch, "!integration disable all in #alerts for 30m --yes")
+    assert reply.outcome == "changed", reply.text
+    assert "Switched off 2 of 2" in reply.text
+    await _members_off_once(h)
+
+
+async def test_a_resumed_bulk_confirmation_carries_on_instead_of_waiting_for_itself(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    preview = await h.say("admin", "ops", "!integration disable all in #alerts for 30m")
+    assert preview.outcome == "preview"
+    reply = await _twice(h, monkeypatch, "!integration yes")
+    assert reply.outcome == "changed", reply.text
+    assert "Switched off 2 of 2" in reply.text
+    assert not [r for r in await h.services.state.history() if r.action == "set"]
+    await _members_off_once(h)
