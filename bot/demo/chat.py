@@ -35,6 +35,7 @@ from typing import Any, Final, TextIO
 
 import httpx
 
+from bot.config import Settings
 from bot.demo.render import (
     Change,
     RoomRef,
@@ -58,13 +59,14 @@ from bot.demo.script_lines import (
     help_lines,
     parse_line,
 )
-from bot.demo.traffic import DemoTrafficError, flood
+from bot.demo.traffic import DemoTrafficError, Flooded, flood
 from bot.errors import BotError
 from sandbox.control import ControlError, NotFound, SandboxClient
 
 BOT_USERNAME: Final = "integrations-bot"
 DEFAULT_USER: Final = "admin"  # sees everything, so a first `list` shows the workspace
 DEFAULT_ROOM: Final = "general"
+FLOOD_NOTICE_AT: Final[int] = Settings.model_fields["bot_flood_threshold"].default
 QUIET_AFTER_ANSWER: Final = 0.5  # seconds without news after an answer before the next script line
 HISTORY_ON_ENTER: Final = 3  # messages shown when entering a room interactively
 _ID_ALPHABET: Final = "23456789ABCDEFGHJKLMNPQRSTWXYZabcdefghijkmnopqrstuvwxyz"  # Meteor's Random.id
@@ -291,6 +293,7 @@ class ChatSession:
         self.room: RoomRef | None = None
         self.thread_id: str | None = None
         self._last_sent: dict[str, dict[str, Any]] = {}  # room id -> the last message sent there
+        self.flooded: Flooded | None = None  # what the last `:flood` did
 
     # state changes
 
@@ -373,6 +376,7 @@ class ChatSession:
                 except DemoTrafficError as exc:
                     raise DemoError(str(exc)) from None
                 self.out(f"== {flooded.describe()}")
+                self.flooded = flooded
             case Invalid(problem=problem):
                 raise DemoError(problem)
             case _:
@@ -435,11 +439,27 @@ def run_script(session: ChatSession, lines: Iterable[str], *, timeout: float, qu
             else:
                 session.out(raw.strip())
                 session.apply(action)
+                if isinstance(action, Flood) and _notice_due(session):
+                    # The bot's flood notice comes while the webhook's messages arrive: shown before
+                    # the script's next line, however busy the machine (a script is a transcript).
+                    _await_answer(session, {}, timeout, quiet)
         except DemoError as exc:
             session.out(f"!! {exc}")
             failures += 1
     _drain(session)
     return 1 if failures else 0
+
+
+def _notice_due(session: ChatSession) -> bool:
+    """Whether the last `:flood` posted enough into the room being watched for the bot's flood
+    guard to notice it (the demo's bot runs with the default `BOT_FLOOD_THRESHOLD`)."""
+    flooded, room = session.flooded, session.room
+    return (
+        flooded is not None
+        and room is not None
+        and flooded.room == room.label
+        and 0 < FLOOD_NOTICE_AT <= flooded.posted
+    )
 
 
 def _drain(session: ChatSession) -> None:
