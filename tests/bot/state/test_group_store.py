@@ -48,7 +48,7 @@ def member(integration_id: str, group_id: int) -> TimerDraft:
 
 async def test_a_group_is_one_row_per_command_and_keeps_everything(open_store: Opener) -> None:
     state = await open_store()
-    assert await state.schema_version() == SCHEMA_VERSION == 8
+    assert await state.schema_version() == SCHEMA_VERSION >= 8
     first = await state.groups.create(group_draft())
     again = await state.groups.create(group_draft(reason="another reading"))  # the same command, resumed
     assert again == first
