@@ -94,6 +94,14 @@ class Followups:
             finally:
                 self._forget(followup)
 
+    def abandon(self, followups: tuple[FollowUp, ...]) -> None:
+        """Forget `followups` without running them: their command was stopped and another process
+        settles it (one that took it over, or the recovery: `StateStore.record` keeps one audit row
+        per command and integration). Whoever waits for them (`settled`) goes on."""
+        for followup in followups:
+            followup.done.set()
+            self._forget(followup)
+
     async def settled(self, integration_id: str | None = None) -> None:
         """Wait for the follow-ups pending now: of one integration, or all of them. Those
         registered later are not waited for, so a busy bot never starves the caller."""

@@ -469,6 +469,12 @@ class RightsCache:
         # Shielded: one waiter being cancelled (its command stopped) must not cancel the others'.
         return await asyncio.shield(fetching)
 
+    def known(self, user_id: str) -> CallerRights | None:
+        """The caller's rights as cached now (None when not, or no longer): no read, no decision
+        that changes anything may rest on them (`get(fresh=True)` for that)."""
+        entry = self._entries.get(user_id)
+        return entry.rights if entry is not None and self._clock() < entry.expires else None
+
     def _fetched(self, key: tuple[str, int, int], done: asyncio.Future[CallerRights]) -> None:
         if self._fetching.get(key) is done:
             del self._fetching[key]

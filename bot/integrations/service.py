@@ -514,6 +514,14 @@ class IntegrationService:
         _prefetched.set(_Prefetch(wanted, kind, mark, task))
 
     @staticmethod
+    def drop_prefetch() -> None:
+        """The command is over: a prefetched read it did not use is stopped and forgotten."""
+        found = _prefetched.get()
+        if found is not None:
+            _prefetched.set(None)
+            found.read.cancel()
+
+    @staticmethod
     def _take_prefetched(wanted: str, kind: str | None, *, thorough: bool) -> _Prefetch | None:
         found = _prefetched.get()
         if found is None:

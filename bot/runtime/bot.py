@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
 import signal
 from collections.abc import Callable, Coroutine, Mapping
@@ -59,7 +60,7 @@ from bot.errors import (
     UpstreamError,
 )
 from bot.incident.toolkit import IncidentToolkit
-from bot.integrations.authz import CallerRights, RightsCache
+from bot.integrations.authz import CallerRights, RightsCache, may_list
 from bot.rocketchat import message_size
 from bot.rocketchat.message_ids import own_at
 from bot.rocketchat.messages import ChatMessage
@@ -456,7 +457,9 @@ class Bot:
             self._stop.set()
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> None:
-        task = asyncio.create_task(coroutine, name=name)
+        # A context of its own: nothing of the task that spawned it (a command's prefetched read,
+        # its journal run, its log bindings) leaks into the next command.
+        task = asyncio.create_task(coroutine, name=name, context=contextvars.Context())
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -575,6 +578,7 @@ class Bot:
     # --- one command ----------------------------------------------------------------------------
 
     async def _command(self, accepted: Accepted, *, stale: bool = False, recovering: bool = False) -> None:
+        assert self.services is not None
         message = accepted.message
         run = CommandRun(message.id, recovering)
         current_command.set(run)
@@ -602,7 +606,10 @@ class Bot:
                     reply = self._failed(accepted, unchecked)
                 if reply.outcome == replies.TAKEN_OVER:
                     # Paused past its claim's lease, this process lost the command to another,
-                    # which runs and answers it: stopped before writing, it says nothing.
+                    # which runs and answers it: stopped before writing, it says nothing (the
+                    # book-keeping of what it did before, e.g. a bulk disable's first members, is
+                    # the other's: replayed through the journal).
+                    self.services.followups.abandon(reply.afterwards)
                     log.warning(
                         "command.taken_over",
                         message_id=message.id,
@@ -614,17 +621,25 @@ class Bot:
                     # landed) before the database failed. Not answered now: its claim, no longer
                     # renewed, is taken over after its lease, and the recovery decides it with the
                     # journal (a landed write is answered as done, with its audit row).
+                    self.services.followups.abandon(reply.afterwards)  # the recovery records them
                     log.warning("command.unsettled", message_id=message.id, hint="written, then the state failed")
                     return
                 await self._post(message, reply)
         finally:
+            self.services.integrations.drop_prefetch()
             self.metrics.commands_in_flight.dec()
 
     def _prefetch(self, accepted: Accepted) -> None:
-        invocation = accepted.invocation
+        """Begin the command's first lookup while its author's rights are read fresh: only for
+        an author whose rights, as cached, already let them look integrations up (nothing is
+        read for anyone else before their rights are known)."""
+        assert self.services is not None
+        invocation, message = accepted.invocation, accepted.message
         command = self.registry.find(invocation.command) if invocation is not None and invocation.command else None
-        if command is not None and invocation is not None and self.services is not None:
-            targets.prefetch(self.services.integrations, command, invocation)
+        known = self.services.rights.known(message.user_id)
+        if command is None or invocation is None or known is None or not may_list(known).allowed:
+            return
+        targets.prefetch(self.services.integrations, command, invocation)
 
     def _changes(self, accepted: Accepted, stale: bool) -> bool:
         """Whether the command will change integrations (and so reads its caller's rights fresh)."""

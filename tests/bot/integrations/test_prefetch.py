@@ -6,13 +6,23 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from test_integrations_service import ALL, FakeRocketChat, incoming, rights, service_for
 
-from bot.errors import IntegrationNotFound
+from bot.config import Settings
+from bot.errors import IntegrationNotFound, Unavailable
 from bot.integrations.authz import MANAGE_OWN_INCOMING
 from bot.integrations.service import IntegrationService
+from bot.rocketchat.messages import ChatMessage
+from bot.runtime.bot import Bot
+from bot.runtime.intake import Accepted
+from commands.parser import extract_invocation
+from commands.reply import Reply
 
 
 async def read_done(server: FakeRocketChat, endpoint: str, count: int) -> None:
@@ -68,3 +78,86 @@ async def test_a_write_made_between_the_prefetch_and_the_change_is_kept() -> Non
     assert outcome.changed
     assert server.docs["a"]["alias"] == "new" and server.docs["a"]["enabled"] is False
     assert len(server.endpoint_calls("integrations.get")) == 1  # read again under the lock
+
+
+# --- through the runtime: one command's prefetch is its own ---------------------------------------
+
+
+def _accepted(message_id: str, text: str) -> Accepted:
+    now = datetime.now(UTC)
+    message = ChatMessage(id=message_id, room_id="r", text=text, ts=now, updated_at=now, user_id="u1", username="alice")
+    return Accepted(message, extract_invocation(text, bot_username="integrations-bot"))
+
+
+async def test_a_prefetch_its_command_did_not_use_is_not_used_by_the_next_command(tmp_path: Path) -> None:
+    """Was: a command that stopped before its lookup (its author could not be read, a usage
+    error, refused) left its prefetched read in its task's context, which the next command of the
+    same person inherited (spawned from there): that command trusted the old read and wrote it
+    back whole, undoing a change made meanwhile in the admin UI."""
+    server = FakeRocketChat(incoming("a", "Guggy", alias="old", enabled=True))
+    service = service_for(server)
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        rocketchat_url="https://chat.example.org",
+        bot_state_db=tmp_path / "s.sqlite3",
+        bot_caller_concurrency=1,
+        rocketchat_user_id="bot",
+        rocketchat_auth_token="tok",
+    )
+    bot = Bot(settings)
+    known = SimpleNamespace(known=lambda _user_id: rights(*ALL))
+    bot.services = SimpleNamespace(integrations=service, rights=known)  # type: ignore[assignment]
+    posted: list[str] = []
+
+    async def post(message: ChatMessage, reply: Reply) -> None:
+        posted.append(message.id)
+
+    async def author(message: ChatMessage, **_: Any) -> Any:
+        if message.id == "A":  # its prefetch is read; the admin switches Guggy off; its author can't be read
+            await read_done(server, "integrations.list", 1)
+            server.docs["a"]["enabled"] = False
+            server.docs["a"]["_updatedAt"] = "2025-06-01T00:00:00.000Z"
+            raise Unavailable("users.info", "down")
+        return rights(*ALL)
+
+    async def reply_for(accepted: Accepted, **_: Any) -> Reply:  # B: a `set` of the same name
+        found = await service.resolve("Guggy", rights=rights(*ALL))
+        await service.apply_changes(found, {"alias": "new"}, rights=rights(*ALL))
+        return Reply("ok", outcome="changed")
+
+    bot._from_ignored_bot = author  # type: ignore[method-assign]
+    bot._post = post  # type: ignore[method-assign]
+    bot._reply_for = reply_for  # type: ignore[method-assign]
+    bot._schedule(_accepted("A", "!integration disable Guggy"))
+    bot._schedule(_accepted("B", "!integration set Guggy alias=new"))  # waits behind A
+    for _ in range(500):
+        if len(posted) == 2:
+            break
+        await asyncio.sleep(0.01)
+    assert posted == ["A", "B"]
+    assert server.docs["a"]["alias"] == "new"
+    assert server.docs["a"]["enabled"] is False  # the admin's change is kept
+
+
+@pytest.mark.parametrize("cached", ["no rights cached", "no integration rights"])
+async def test_nothing_is_read_ahead_for_a_caller_not_known_to_be_allowed_to_look(tmp_path: Path, cached: str) -> None:
+    """Was: the lookup was read ahead for anyone, before their rights were known: a caller with no
+    integration rights at all (or another bot's ignored account) could make the bot page through
+    integrations by name."""
+    server = FakeRocketChat(incoming("a", "Guggy"))
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        rocketchat_url="https://chat.example.org",
+        bot_state_db=tmp_path / "s.sqlite3",
+        rocketchat_user_id="bot",
+        rocketchat_auth_token="tok",
+    )
+    bot = Bot(settings)
+    rights_now = None if cached == "no rights cached" else rights()
+    bot.services = SimpleNamespace(  # type: ignore[assignment]
+        integrations=service_for(server), rights=SimpleNamespace(known=lambda _user_id: rights_now)
+    )
+    bot._prefetch(_accepted("A", "!integration disable Guggy"))
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert server.requests == []
