@@ -26,7 +26,6 @@ When the database cannot be reached, every statement raises `StateUnavailable` a
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -351,6 +350,7 @@ class PostgresDatabase:
         return f"PostgreSQL {self.where}"
 
     async def _execute(self, sql: str, params: Sequence[Any]) -> tuple[list[Row], int]:
+        await self._locks.flush_deferred()
         try:
             cancels = _cancels()
             async with self._statements.connection() as conn:
@@ -366,6 +366,7 @@ class PostgresDatabase:
         return (await self._execute(sql, params))[0]
 
     async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        await self._locks.flush_deferred()
         try:
             cancels = _cancels()
             async with self._statements.connection() as conn:
@@ -496,6 +497,7 @@ class SharedIntegrationLocks:
             cancels = _cancels()
             record: str | None = None
             deferred: list[tuple[str, Sequence[Any]]] = []
+            failed = False  # the holder's block (or taking the lock) raised
             try:
                 conn = await self._pool.getconn()
             except _DOWN as exc:
@@ -534,34 +536,57 @@ class SharedIntegrationLocks:
                     del self._holders[integration_id]
                 if held.wrote:
                     record = held.verified
+            except BaseException:
+                failed = True
+                raise
             finally:
                 # Ends the transaction, which releases the lock (with the verified write's record
                 # and the deferred statements, in one round trip); a connection that broke
                 # meanwhile released it on the server already, and the pool discards it.
                 committed = False
-                with suppress(*_DOWN):
-                    async with conn.pipeline():
-                        for sql, params in deferred:
-                            await conn.execute(sql, params if params else None)
-                        if record is not None:
-                            await conn.execute(
-                                "UPDATE integration_writes SET pending = false, updated_at = %s"
-                                " WHERE integration_id = %s",
-                                (record, integration_id),
-                            )
-                        await conn.execute("COMMIT" if record is not None or deferred else "ROLLBACK")
-                    committed = True
-                    _returned[conn] = time.monotonic()
-                await self._pool.putconn(conn)
+                try:
+                    with suppress(*_DOWN):
+                        async with conn.pipeline():
+                            for sql, params in deferred:
+                                await conn.execute(sql, params if params else None)
+                            if record is not None:
+                                await conn.execute(
+                                    "UPDATE integration_writes SET pending = false, updated_at = %s"
+                                    " WHERE integration_id = %s",
+                                    (record, integration_id),
+                                )
+                            await conn.execute("COMMIT" if record is not None or deferred else "ROLLBACK")
+                        committed = True
+                        _returned[conn] = time.monotonic()
+                finally:
+                    if not committed:
+                        # Cut short (cancelled, an error): its transaction may still hold the lock.
+                        # Closed, the server ends it; the pool discards a closed connection.
+                        with suppress(Exception):
+                            await conn.close()
+                    await self._pool.putconn(conn)
                 if deferred and not committed:
-                    await self._run_alone(deferred, quietly=sys.exc_info()[1] is not None)
+                    await self._run_alone(deferred, quietly=failed)
+
+    async def flush_deferred(self) -> None:
+        """Run now, each on its own, the statements deferred to the release of the current task's
+        holds: a state write the holder makes under the lock (an audit row, a timer) is never
+        stored before them (the journal's verified mark must not come after the audit row)."""
+        task = asyncio.current_task()
+        for holder, held in list(self._holders.values()):
+            if holder is task and held.deferred:
+                statements = list(held.deferred)
+                held.deferred.clear()
+                await self._run_alone(statements, quietly=False)
 
     async def _run_alone(self, statements: Sequence[tuple[str, Sequence[Any]]], *, quietly: bool) -> None:
         """The deferred statements of a release whose transaction was lost, each on its own;
         `StateUnavailable` if they cannot be stored either (unless the block is already failing:
         its own error is the one to tell)."""
         try:
+            cancels = _cancels()
             async with self._statements.connection() as conn:
+                _still_running(cancels)
                 async with conn.pipeline():
                     for sql, params in statements:
                         await conn.execute(sql, params if params else None)

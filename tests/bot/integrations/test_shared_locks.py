@@ -16,7 +16,7 @@ from test_integrations_service import ALL, FakeRocketChat, incoming, rights
 
 from bot.integrations.service import IntegrationService
 from bot.rocketchat.rest import RestClient
-from bot.state.store import StateStore, WriteIntent
+from bot.state.store import AuditRecord, StateStore, WriteIntent
 
 
 @pytest.fixture
@@ -149,3 +149,33 @@ async def test_a_verified_mark_survives_the_loss_of_the_locks_connection(
             assert [row[0] for row in await cursor.fetchall()] == [True]
     [intent] = await two.intents("m2")
     assert intent.verified == {"enabled": False, "_updatedAt": "t2"}
+
+
+async def test_a_verified_mark_is_stored_before_anything_else_the_holder_records(
+    stores: tuple[StateStore, StateStore],
+) -> None:
+    """Was: the mark waited for the lock's release even when the holder recorded more under the
+    lock first (a timed disable's audit row and timer): a kill between that audit row and the
+    release left a written, audited change whose journal said "never verified", judged
+    "superseded" once someone changed the integration before the recovery came."""
+    one, two = stores
+    await _journaled_write(one, "m3")
+    async with one.locks.hold("i1") as held:
+        await held.writing()
+        await one.verified_intent("m3", "i1", {"enabled": False, "_updatedAt": "t3"}, held=held)
+        held.written("t3")
+        await one.record(
+            AuditRecord(
+                at=NOW,
+                actor_id="u",
+                actor_username="alice",
+                integration_id="i1",
+                integration_name="Hook",
+                integration_type="webhook-incoming",
+                action="disable",
+                message_id="m3",
+            )
+        )
+        # Still holding the lock: the audit row is stored, and so is the mark (before it).
+        [intent] = await two.intents("m3")
+        assert intent.verified == {"enabled": False, "_updatedAt": "t3"}
