@@ -32,6 +32,9 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     # A bulk confirmation resumed after a crash carries on with its group (commands/bulk.py);
     # a `set` one resumed with its write stored is answered from that write (the preview is gone).
     resuming_bulk = await ctx.services.state.groups.for_message(ctx.message.id) is not None
+    # Resumed (after a crash, or taken over from a replica that stopped with it after taking the
+    # code): a change found "being applied" is this very command's to apply.
+    resuming = ctx.services.integrations.resuming()
     done = None if resuming_bulk else await resumed(ctx)
     if done is not None:
         return done
@@ -43,7 +46,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         taken = await pending.take(asked, user_id=message.user_id, room_id=message.room_id, now=now)
     else:
         taken = await pending.take_latest(
-            user_id=message.user_id, room_id=message.room_id, now=now, resuming=resuming_bulk
+            user_id=message.user_id, room_id=message.room_id, now=now, resuming=resuming_bulk or resuming
         )
     timeout = human_duration(ctx.services.settings.bot_confirm_timeout)
     again = f"Run {code('set')} again to get a new preview."
@@ -68,7 +71,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     assert change is not None
     if change.bulk:
         return await _bulk(ctx, taken, resuming=resuming_bulk)
-    if taken.status is Status.APPLYING:
+    if taken.status is Status.APPLYING and not resuming:
         return Reply(
             f"That change ({code(change.code)}) to {replies.label(Integration.of(change.snapshot))} is being "
             "applied right now: my answer to your first confirmation says how it went.",

@@ -637,6 +637,11 @@ class IntegrationService:
             return decision
         return may_write(rights, document, await room_meanings(self._rest, rights, document))
 
+    def resuming(self) -> bool:
+        """Whether the current command is being resumed (after a crash, or taken over from a
+        replica that stopped with it): what it had begun is its own to finish. False here."""
+        return False
+
     async def resumed(self) -> UpdateOutcome | None:
         """For a command resumed after a crash: the outcome of its write that had already landed
         (`bot.runtime.journal`), so the command audits and answers it instead of planning anew on a

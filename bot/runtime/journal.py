@@ -104,6 +104,10 @@ class JournaledIntegrationService(IntegrationService):
         the book-keeping that runs after the answer did not happen (commands/followups.py)."""
         return not await self._state.recorded(message_id) and await self.landed(message_id)
 
+    def resuming(self) -> bool:
+        run = current_command.get()
+        return run is not None and run.recovering
+
     async def resumed(self) -> UpdateOutcome | None:
         """When resuming an interrupted command: the outcome of a write of it that landed, judged
         under the integration's lock (for commands such as `set` or `undo` that decide from the

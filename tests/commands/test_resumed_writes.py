@@ -10,6 +10,7 @@ had no audit row. They now ask `IntegrationService.resumed` first.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import pytest
 from set_harness import Harness, open_harness
 
 from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
+from bot.state.confirmations import Status
 from commands import changes
 
 
@@ -89,3 +91,31 @@ async def test_a_resumed_confirm_whose_write_landed_is_answered_and_audited(
     reply = await _twice(h, monkeypatch, "!integration yes")
     assert h.doc(hook["_id"])["alias"] == "new"  # the write landed
     assert "nothing was changed" not in reply.text, reply.text
+
+
+@pytest.mark.parametrize("how", ["confirm CODE", "yes"])
+async def test_a_confirmation_taken_over_before_its_write_is_applied_by_the_replica_that_took_it_over(
+    h: Harness, how: str
+) -> None:
+    """Was: a replica stopped (paused past its lease, or killed) after taking the confirmation's
+    code and before writing lost the command to another; the other, resuming it, found the change
+    "being applied right now" (or, for `yes`, no change waiting) and answered so, and the change the
+    person confirmed was never made. The command resumed now applies it."""
+    hook = h.control.create_incoming_integration("Taken over confirm", channel="#general", alias="old")
+    preview = await h.say("admin", "ops", f"!integration set {hook['_id']} alias=new")
+    found = re.search(r"confirm ([A-Z0-9]{4})", preview.text)
+    assert found is not None, preview.text
+    text = f"!integration confirm {found.group(1)}" if how == "confirm CODE" else "!integration yes"
+    message, invocation = h.message("admin", "ops", text)
+    now = h.clock()
+    assert await h.services.state.claim_message(message.id, message.room_id, now, now)
+    # The first replica took the code, then stopped before writing.
+    taken = await h.services.pending.take(found.group(1), user_id=message.user_id, room_id=message.room_id, now=now)
+    assert taken.status is Status.OK
+    token = current_command.set(CommandRun(message.id, recovering=True))  # the one that took it over
+    try:
+        reply = await h.dispatcher.dispatch(message, invocation)
+    finally:
+        current_command.reset(token)
+    assert reply.outcome == "changed", reply.text
+    assert h.doc(hook["_id"])["alias"] == "new"
