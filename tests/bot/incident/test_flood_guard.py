@@ -8,7 +8,10 @@ import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from bot.config import Settings
+from bot.incident import flood
 from bot.incident.flood import Flood, FloodGuard
 from bot.incident.noise import WebhookPost
 from bot.integrations.room_names import RoomDirectory
@@ -142,3 +145,22 @@ async def test_forged_messages_can_neither_get_a_webhook_disabled_nor_hide_its_f
     send(poster, 19)  # its own 20th message in the window
     assert await outcomes(flood_guard) == ["disabled"]
     assert rig.doc(hook)["enabled"] is False and len(rig.notices()) == 1
+
+
+async def test_a_flood_dropped_while_too_many_are_in_hand_is_counted_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: a flood dropped because MAX_HANDLING were in hand stayed muted for the quiet period,
+    so forged floods keeping the guard busy could hide a real one."""
+    hook = new_hook(rig)
+    poster = str(rig.doc(hook)["userId"])
+    flood_guard = guard(rig)
+    posts = (WebhookPost(f"m{n}", rig.room_id, hook, rig.clock.now()) for n in range(1000))
+    monkeypatch.setattr(flood, "MAX_HANDLING", 0)
+    for _ in range(20):
+        flood_guard.observe(next(posts), poster)
+    assert await outcomes(flood_guard) == []  # dropped
+    monkeypatch.setattr(flood, "MAX_HANDLING", 64)
+    for _ in range(20):
+        flood_guard.observe(next(posts), poster)
+    assert await outcomes(flood_guard) == ["noticed"]
