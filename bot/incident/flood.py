@@ -4,15 +4,21 @@ Theory of operation
 -------------------
 Every streamed webhook message (`bot.i`, contract §5.1) that the noisy window takes as new (a
 re-delivery of an edited or reacted-to message is not new) reaches `FloodCounter.count`, which
-is O(1) and does no I/O: per integration and room, a ring of the arrival times of the last
-`threshold` messages. When the ring is full and its oldest entry is within `window`, that is a
-flood: the key is muted locally for `quiet` (no further work for it, whatever the storm) and
-`FloodGuard` handles it in a task of its own, off the message path:
+is O(1) and does no I/O: per integration, room and author, a ring of the arrival times of the
+last `threshold` messages. The author is in the key because anyone can put any `bot.i` on a
+message (DDP `sendMessage`, contract §4.7), while a real webhook message is posted as the
+integration's `userId`: forged messages make a count of their own, which can complete, or mute,
+only itself, never the integration's. Once the integration has been read, its user is known for
+KNOWN_FOR: messages of another author are not counted at all (no REST call for them), and its
+own counts are kept apart from those not verified yet. When the ring is full and its oldest
+entry is within `window`, that is a flood: this count alone is muted locally for `quiet` (no
+further work for it, whatever the storm) and `FloodGuard` handles it in a task of its own, off
+the message path:
 
 1. the room is one of BOT_FLOOD_IGNORE_ROOMS (a name or an id) → nothing (muted for a day);
-2. the integration is read once (the only REST call, the name for the notice); a message whose
-   author is not the user the integration posts as was not posted by it (a bot account can set
-   any `bot` field, contract §5.1) → nothing;
+2. the integration is read once (the only REST call, the name for the notice) and the user it
+   posts as is learnt; a flood whose author is not that user was not posted by it → nothing
+   (only the forger's own count stays muted);
 3. the shared store decides (`FloodStore.claim`, an upsert on (integration, room)): only the
    process that moves the quiet period on posts the notice, so several replicas, each seeing
    every message, post one; a "quiet for today" (`quiet` command) holds it too;
@@ -28,8 +34,11 @@ integration to whoever can't see it either). No channels, no owner. The buttons 
 (a command needs one name it exactly), which grants nothing by itself: a tapped button is a
 command checked against the tapper's own rights, and a refusal names nothing.
 
-Memory is bounded: at most `max_keys` rings and mutes (least recently used dropped first), each
-ring at most `threshold` times, at most MAX_HANDLING floods handled at once.
+Memory is bounded: at most `max_keys` verified counts and `max_keys` others (least recently
+used dropped first), of which at most PER_AUTHOR per author (one user's many forged keys push
+out their own first: pushing out others' takes max_keys / PER_AUTHOR accounts), each ring at
+most `threshold` times; at most `max_keys` known users; at most MAX_HANDLING floods handled at
+once (a flood beyond that is counted again, not muted unreported).
 """
 
 from __future__ import annotations
@@ -39,7 +48,7 @@ import contextlib
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from bot import logs
@@ -60,10 +69,17 @@ from bot.text import human_duration, human_until, neutralize_mentions
 log = logs.get_logger("integrations_bot.flood")
 
 MAX_KEYS: Final = 10_000
+# Counts of messages whose author is not yet known to be the integration's user: at most this
+# many per author (anyone can put any `bot.i` on a message, contract §4.7).
+PER_AUTHOR: Final = 256
+# How long the user an integration posts as, once read, is taken as known without asking again.
+KNOWN_FOR: Final = timedelta(minutes=10)
 MAX_HANDLING: Final = 64
 IGNORED_FOR: Final = timedelta(days=1)
 REASON: Final = "flood guard"
 MARK: Final = "🌊"
+
+Key = tuple[str, str, str]  # integration id, room id, author id
 
 
 @dataclass(frozen=True)
@@ -74,51 +90,138 @@ class Flood:
     count: int
     at: datetime
 
+    @property
+    def key(self) -> Key:
+        return (self.integration_id, self.room_id, self.author_id)
+
+
+class _Count:
+    __slots__ = ("muted", "ring")
+
+    def __init__(self, threshold: int) -> None:
+        self.ring: deque[datetime] = deque(maxlen=threshold)
+        self.muted: datetime | None = None
+
 
 class FloodCounter:
-    """Counting only: pure, O(1) per message, bounded. `threshold` 0 counts nothing."""
+    """Counting only: pure, O(1) per message, bounded. `threshold` 0 counts nothing.
 
-    def __init__(self, *, threshold: int, window: timedelta, quiet: timedelta, max_keys: int = MAX_KEYS) -> None:
+    A count is per integration, room and author: messages forged by someone else (any `bot.i`
+    can be set on a message) count apart and can only ever complete, or mute, their own count.
+    Once the user an integration posts as is known (`learn`, after the guard read it), a message
+    of another author is not counted at all, and the integration's own counts are kept apart
+    ("verified"), out of reach of anyone else's. Counts not verified yet are bounded per author
+    (`per_author`), so one user's many forged keys push out only their own."""
+
+    def __init__(
+        self,
+        *,
+        threshold: int,
+        window: timedelta,
+        quiet: timedelta,
+        max_keys: int = MAX_KEYS,
+        per_author: int = PER_AUTHOR,
+        known_for: timedelta = KNOWN_FOR,
+    ) -> None:
         self.threshold = threshold
         self.window = window
         self.quiet = quiet
         self.max_keys = max_keys
-        self._rings: OrderedDict[tuple[str, str], deque[datetime]] = OrderedDict()
-        self._muted: OrderedDict[tuple[str, str], datetime] = OrderedDict()
+        self.per_author = per_author
+        self.known_for = known_for
+        self._verified: OrderedDict[Key, _Count] = OrderedDict()
+        self._unverified: OrderedDict[Key, _Count] = OrderedDict()
+        self._by_author: dict[str, OrderedDict[Key, None]] = {}
+        # integration id → (the user it posts as, None when there is no such integration; until when known)
+        self._posters: OrderedDict[str, tuple[str | None, datetime]] = OrderedDict()
 
     def __len__(self) -> int:
-        return len(self._rings) + len(self._muted)
+        return len(self._verified) + len(self._unverified)
 
     def count(self, post: WebhookPost, author_id: str, now: datetime) -> Flood | None:
         """One new webhook message; a `Flood` when it makes `threshold` within `window`."""
         if self.threshold <= 0 or post.ts < now - self.window:
             return None  # off, or an old message a catch-up pass found
-        key = (post.integration_id, post.room_id)
-        muted = self._muted.get(key)
-        if muted is not None:
-            if muted > now:
+        known, poster = self._poster(post.integration_id, now)
+        if known and poster != author_id:
+            return None  # not posted by it (or no such integration): no count, no mute
+        key = (post.integration_id, post.room_id, author_id)
+        entry = self._verified_entry(key) if known else self._unverified_entry(key)
+        if entry.muted is not None:
+            if entry.muted > now:
                 return None
-            del self._muted[key]
-        ring = self._rings.get(key)
-        if ring is None:
-            ring = self._rings[key] = deque(maxlen=self.threshold)
-            if len(self._rings) > self.max_keys:
-                self._rings.popitem(last=False)
-        else:
-            self._rings.move_to_end(key)
+            entry.muted = None
+        ring = entry.ring
         ring.append(now)
         if len(ring) < self.threshold or ring[0] < now - self.window:
             return None
-        del self._rings[key]
-        self.mute(key, now + self.quiet)
+        ring.clear()
+        # Only this author's count is muted: the guard handles this flood, whatever the storm.
+        entry.muted = now + self.quiet
         return Flood(post.integration_id, post.room_id, author_id, self.threshold, now)
 
-    def mute(self, key: tuple[str, str], until: datetime) -> None:
+    def learn(self, integration_id: str, poster: str | None, now: datetime) -> None:
+        """The user `integration_id` posts as (None: no such integration), as just read."""
+        self._posters[integration_id] = (poster, now + self.known_for)
+        self._posters.move_to_end(integration_id)
+        if len(self._posters) > self.max_keys:
+            self._posters.popitem(last=False)
+
+    def mute(self, key: Key, until: datetime) -> None:
         """No flood reported for `key` before `until` (without asking anyone)."""
-        self._muted[key] = until
-        self._muted.move_to_end(key)
-        if len(self._muted) > self.max_keys:
-            self._muted.popitem(last=False)
+        entry = self._verified.get(key) or self._unverified.get(key)
+        if entry is not None:
+            entry.muted = until
+
+    def unmute(self, key: Key) -> None:
+        """`key` may report a flood again (when its flood could not be handled)."""
+        self.mute(key, datetime.min.replace(tzinfo=UTC))
+
+    def _poster(self, integration_id: str, now: datetime) -> tuple[bool, str | None]:
+        entry = self._posters.get(integration_id)
+        if entry is None:
+            return False, None
+        poster, until = entry
+        if until <= now:
+            del self._posters[integration_id]
+            return False, None
+        return True, poster
+
+    def _verified_entry(self, key: Key) -> _Count:
+        entry = self._verified.get(key)
+        if entry is not None:
+            self._verified.move_to_end(key)
+            return entry
+        entry = self._drop_unverified(key) or _Count(self.threshold)
+        self._verified[key] = entry
+        if len(self._verified) > self.max_keys:
+            self._verified.popitem(last=False)
+        return entry
+
+    def _unverified_entry(self, key: Key) -> _Count:
+        author = key[2]
+        mine = self._by_author.setdefault(author, OrderedDict())
+        entry = self._unverified.get(key)
+        if entry is not None:
+            self._unverified.move_to_end(key)
+            mine.move_to_end(key)
+            return entry
+        entry = self._unverified[key] = _Count(self.threshold)
+        mine[key] = None
+        if len(mine) > self.per_author:
+            self._drop_unverified(next(iter(mine)))  # the author's own least recently used
+        if len(self._unverified) > self.max_keys:
+            self._drop_unverified(next(iter(self._unverified)))
+        return entry
+
+    def _drop_unverified(self, key: Key) -> _Count | None:
+        entry = self._unverified.pop(key, None)
+        mine = self._by_author.get(key[2])
+        if mine is not None:
+            mine.pop(key, None)
+            if not mine:
+                del self._by_author[key[2]]
+        return entry
 
 
 def within(window: timedelta) -> str:
@@ -168,6 +271,8 @@ class FloodGuard:
         if flood is None:
             return
         if len(self._tasks) >= MAX_HANDLING:
+            # Not handled: counted again from the next message rather than muted unreported.
+            self.counter.unmute(flood.key)
             log.warning("flood.dropped", integration_id=flood.integration_id, room_id=flood.room_id)
             return
         task = asyncio.create_task(self.handle(flood), name=f"flood-{flood.integration_id}")
@@ -188,15 +293,17 @@ class FloodGuard:
         return outcome
 
     async def _handle(self, flood: Flood) -> str:
-        key = (flood.integration_id, flood.room_id)
         if await self._ignored(flood.room_id):
-            self.counter.mute(key, flood.at + IGNORED_FOR)
+            self.counter.mute(flood.key, flood.at + IGNORED_FOR)
             return "ignored room"
         document = await read_integration(self._rest, flood.integration_id)
+        poster = document.get("userId") if document is not None else None
+        # Known from now on: another author's messages for it are not even counted.
+        self.counter.learn(flood.integration_id, poster if isinstance(poster, str) else None, flood.at)
         if document is None:
             return "not an integration"
         integration = Integration.of(document)
-        if document.get("userId") != flood.author_id:
+        if poster != flood.author_id:
             return "not posted by it"
         settings = self.settings
         quiet_until = flood.at + settings.bot_flood_quiet

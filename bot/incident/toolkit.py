@@ -78,7 +78,8 @@ class IncidentToolkit:
 
     def observe(self, message: ChatMessage, *, live: bool = True) -> None:
         """Every message, before intake: webhook posts feed the noisy window, and those streamed
-        (`live`) and new to it (not a re-delivery) the flood guard's count (O(1), no I/O). What a
+        (`live`) and new to it (not a re-delivery) the flood guard's count (O(1), no I/O), with
+        its author: anyone can set `bot.i`, only the integration's own user counts for it. What a
         catch-up pass finds after a restart or a reconnect is history, not a flood going on."""
         post = post_of(message)
         if post is not None and self.noise.add(post) and live:

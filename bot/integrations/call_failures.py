@@ -21,7 +21,9 @@ What the bot may repeat of an entry: the entries carry the webhook's token (`dat
 `httpCallData`, the copy of the integration) and its URLs, which often hold credentials
 (`user:pass@`), tokens in the query or a secret path (`/services/T0/B0/XXXX`). `safe_error_line`
 masks every known secret value first (the tokens, the stored URLs verbatim), then every URL it can
-find down to `scheme://host/…` (as `show` does), then `key=value` pairs and `Basic`/`Bearer`
+find down to `scheme://host/…` (as `show` does, a bracketed IPv6 host included), then
+`name=value`, `name: value` and `"name": "value"` pairs whose name ends in a credential word
+(`client_secret`, `X-Api-Key`; a quoted value whole, spaces and all) and `Basic`/`Bearer`
 credentials, and only then cuts the text to one short line, so truncation can never expose the
 tail of a secret that masking would have caught.
 """
@@ -43,18 +45,39 @@ LINE_LIMIT: Final = 140
 SUCCESS_STATUSES: Final = range(200, 300)
 _MIN_SECRET: Final = 4  # shorter values would mask ordinary words
 
-# Anything that looks like a URL (scheme://...) up to whitespace or a closing quote/bracket.
-_URL: Final = re.compile(r"""(?i)\b[a-z][a-z0-9+.\-]{0,15}://[^\s"'<>`\])}]*""")
+# Anything that looks like a URL (scheme://...) up to whitespace or a closing quote/bracket; a
+# bracketed IPv6 host (`http://[::1]:8080/…`) is part of it.
+_URL: Final = re.compile(r"""(?i)\b[a-z][a-z0-9+.\-]{0,15}://(?:\[[^\s"'<>`\]]*\]|[^\s"'<>`\])}])*""")
 # `user:password@host` without a scheme (some errors print hosts that way).
 _USERINFO: Final = re.compile(r"""[^\s"'<>/@:]+:[^\s"'<>@]*@(?=[A-Za-z0-9\[])""")
+# `name=value`, `name: value`, `"name": "value"` where the name ends in a credential word, whatever
+# comes before it (`client_secret`, `github_token`, `X-Api-Key`, `privateKey`); a quoted value is
+# masked whole, spaces and all (an unclosed quote: to the end).
 _CREDENTIAL_PAIR: Final = re.compile(
-    r"""(?i)\b((?:access[_-]?|api[_-]?|auth[_-]?|refresh[_-]?|id[_-]?)?(?:token|key|secret|password|passwd|pwd|pass|"""
-    r"""sig|signature|auth|authorization|credentials?|session))(["']?\s*[=:]\s*["']?)([^\s&"',;]+)"""
+    r"""(?i)(?<![A-Za-z0-9])([\w-]*?(?:token|key|secret|password|passwd|pwd|pass|sig|signature|auth|"""
+    r"""authorization|credentials?|session|cookie))(["']?\s*[=:]\s*)("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|"""
+    r"""[^\s&"',;]+)"""
 )
+# An Authorization header's value: a quoted value whole, else its scheme and credential.
 _AUTH_HEADER: Final = re.compile(
-    r"""(?i)\b((?:proxy-)?authorization["']?\s*[=:]\s*)["']?[^\s"',;]+(?:\s+[^\s"',;]+)?"""
+    r"""(?i)\b((?:proxy-)?authorization["']?\s*[=:]\s*)(?:"(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|"""
+    r"""[^\s"',;]+(?:\s+[^\s"',;]+)?)"""
 )
 _AUTH_SCHEME: Final = re.compile(r"(?i)\b(basic|bearer|digest)\s+[A-Za-z0-9+/=._~\-]{4,}")
+# A string under a key containing one of these is a secret (`apiKey`, `x-api-key`, `credentials`…).
+_SECRET_KEY_WORDS: Final = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "pwd",
+    "auth",
+    "key",
+    "credential",
+    "cookie",
+    "session",
+    "signature",
+)
 _STATUS_STEP: Final = re.compile(r"after-process-http-status-(\d{3})$")
 _RETRY_STEP: Final = re.compile(r"going-to-retry-(\d+)$")
 
@@ -69,6 +92,8 @@ def mask_url(url: str) -> str:
         return MASK
     if not parts.scheme or not host:
         return MASK
+    if ":" in host:
+        host = f"[{host}]"  # IPv6, bracketed as in the URL
     rest = "/…" if (parts.path.strip("/") or parts.query or parts.fragment) else ""
     return f"{parts.scheme}://{host}{port}{rest}"
 
@@ -82,10 +107,24 @@ def safe_error_line(text: str, secrets: Iterable[str] = (), *, limit: int = LINE
     cleaned = _mask_known(single_line(cleaned), ordered)  # joins what invisible characters split
     cleaned = _URL.sub(lambda m: mask_url(m.group(0)), cleaned)
     cleaned = _USERINFO.sub(f"{MASK}@", cleaned)
-    cleaned = _AUTH_HEADER.sub(lambda m: f"{m.group(1)}{MASK}", cleaned)
+    cleaned = _AUTH_HEADER.sub(_masked_header, cleaned)
     cleaned = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} {MASK}", cleaned)
-    cleaned = _CREDENTIAL_PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}{MASK}", cleaned)
+    cleaned = _CREDENTIAL_PAIR.sub(_masked_pair, cleaned)
     return truncate(cleaned, limit)
+
+
+def _quoted_mask(value: str) -> str:
+    quote = value[0] if value[0] in "\"'" else ""
+    return f"{quote}{MASK}{quote}"
+
+
+def _masked_header(match: re.Match[str]) -> str:
+    return f"{match.group(1)}{_quoted_mask(match.group(0)[match.end(1) - match.start() :])}"
+
+
+def _masked_pair(match: re.Match[str]) -> str:
+    name, separator, value = match.groups()
+    return f"{name}{separator}{_quoted_mask(value)}"
 
 
 def _mask_known(text: str, secrets: Iterable[str]) -> str:
@@ -99,7 +138,7 @@ def _mask_known(text: str, secrets: Iterable[str]) -> str:
 
 def entry_secrets(entry: Mapping[str, Any], integration: Mapping[str, Any] | None = None) -> list[str]:
     """Values in a history entry (and the integration) never to repeat: every string under a key
-    that names a token/secret/password, and every stored URL verbatim."""
+    that names a token/secret/password/key/credential, and every stored URL verbatim."""
     found: list[str] = []
 
     def walk(value: Any, key: str, depth: int) -> None:
@@ -122,7 +161,7 @@ def entry_secrets(entry: Mapping[str, Any], integration: Mapping[str, Any] | Non
 
 def _secret_key(key: str) -> bool:
     lowered = key.lower()
-    return any(word in lowered for word in ("token", "secret", "password", "passwd", "auth"))
+    return any(word in lowered for word in _SECRET_KEY_WORDS)
 
 
 @dataclass(frozen=True)

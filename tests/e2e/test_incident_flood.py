@@ -5,12 +5,14 @@ rooms and people's own floods get nothing. With BOT_FLOOD_ACTION=disable: one lo
 disable by the bot ("flood guard"), turned back on when due.
 
 The messages go through the sandbox's webhook path (`bot: {i: <id>}`, posted as the integration's
-user). Whether the bot handled a flood, and how, is read from its `flood.seen` log events; the
+user); forged ones through DDP `sendMessage`, which lets any user set `bot` on a message
+(contract §4.7). Whether the bot handled a flood, and how, is read from its `flood.seen` log events; the
 tests wait for them (and for the notices), never sleep, except to let a quiet period pass.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -30,6 +32,7 @@ from incident_support import (
 )
 
 from bot.rocketchat.ejson import decode_date
+from tests.sandbox.ddp_test_client import DDPClient
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-incident-flood")]
 
@@ -223,3 +226,45 @@ def test_flood_action_disable_is_one_lossless_timed_disable_reenabled_when_due(d
     assert f"disable by {BOT_USERNAME} ended" in back["msg"]
     assert stable(world.control.integration(hook["_id"])) == stable(hook)
     assert [e["outcome"] for e in flood_events(world, hook)] == ["disabled"]
+
+
+def forge(world: World, user: str, room: str, integration: dict[str, Any], count: int) -> None:
+    """`count` messages posted by `user` over DDP with the integration's id in `bot.i`."""
+
+    async def send() -> None:
+        async with DDPClient.open(world.server.url) as client:
+            await client.connect()
+            await client.login(world.token(user))
+            for n in range(count):
+                message = {"rid": world.control.room_id(room), "msg": f"forged {n}", "bot": {"i": integration["_id"]}}
+                frame = await client.call("sendMessage", message)
+                assert frame.get("result", {}).get("bot") == {"i": integration["_id"]}, frame
+
+    asyncio.run(send())
+
+
+def test_forged_messages_neither_get_a_webhook_disabled_nor_hide_its_real_flood(disabling: World) -> None:
+    """Was: 19 messages alice forged with Grafana's id in `bot.i`, plus one genuine Grafana
+    message, made a flood that passed the author check (the last author was Grafana's user), and
+    the bot disabled Grafana; 20 forged ones muted Grafana's count, so its real storm right after
+    got no notice for the quiet period."""
+    world = disabling
+    room = new_room(world)
+    hook = webhook(world, room)
+    forge(world, "alice", room, hook, 19)
+    world.control.post_webhook_message(hook["_id"], "genuine 0", room=room)
+    settle(world, room)
+    mark = world.bot.mark()
+    forge(world, "alice", room, hook, 1)  # alice's 20th: a flood of her own, rejected
+    handled(world, hook, "not posted by it", after=mark)
+    forge(world, "alice", room, hook, 30)  # not counted any more
+    settle(world, room)
+    assert world.control.integration(hook["_id"])["enabled"] is True
+    assert notices(world, room) == []
+
+    flood(world, hook, room, 19)  # with the genuine one above: 20 of its own in the window
+    notice = flooded(world, hook, room)
+    assert "so I disabled it until" in notice["msg"] and "flood guard" in notice["msg"], notice["msg"]
+    assert world.control.integration(hook["_id"])["enabled"] is False
+    handled(world, hook, "disabled")  # logged once the notice is posted
+    assert [e["outcome"] for e in flood_events(world, hook)] == ["not posted by it", "disabled"]

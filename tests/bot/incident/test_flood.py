@@ -72,14 +72,84 @@ def test_threshold_zero_is_off_and_old_messages_from_a_catch_up_do_not_count() -
 
 
 @settings(max_examples=50, deadline=None)
-@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 300)), min_size=1, max_size=400))
-def test_memory_stays_bounded_whatever_the_storm(keys: list[tuple[int, int]]) -> None:
-    guard = counter(threshold=3, max_keys=16)
-    for n, (integration, room) in enumerate(keys):
+@given(st.lists(st.tuples(st.integers(0, 300), st.integers(0, 300), st.integers(0, 5)), min_size=1, max_size=400))
+def test_memory_stays_bounded_whatever_the_storm(keys: list[tuple[int, int, int]]) -> None:
+    guard = FloodCounter(threshold=3, window=WINDOW, quiet=QUIET, max_keys=16, per_author=4)
+    for n, (integration, room, author) in enumerate(keys):
         at = T0 + timedelta(milliseconds=n)
-        guard.count(post(n, at, integration=f"i{integration}", room=f"r{room}"), "u", at)
-        assert len(guard._rings) <= 16 and len(guard._muted) <= 16
-        assert all(len(ring) <= 3 for ring in guard._rings.values())
+        if n % 7 == 0:
+            guard.learn(f"i{integration}", f"u{author}", at)
+        guard.count(post(n, at, integration=f"i{integration}", room=f"r{room}"), f"u{author}", at)
+        assert len(guard._verified) <= 16 and len(guard._unverified) <= 16 and len(guard._posters) <= 16
+        assert all(len(keys) <= 4 for keys in guard._by_author.values())
+        assert sum(map(len, guard._by_author.values())) == len(guard._unverified)
+        assert all(len(entry.ring) <= 3 for entry in [*guard._verified.values(), *guard._unverified.values()])
+
+
+def test_forged_messages_do_not_complete_the_integrations_count() -> None:
+    """Was: 19 messages forged by alice with Grafana's `bot.i` plus one genuine Grafana message
+    made a flood reported with Grafana's user as its author, so the guard's author check passed
+    (and BOT_FLOOD_ACTION=disable switched Grafana off)."""
+    guard = counter()
+    for n in range(19):
+        assert guard.count(post(n, T0, integration="grafana", room="alerts"), "alice", T0) is None
+    assert guard.count(post(99, T0, integration="grafana", room="alerts"), "grafana-user", T0) is None
+    genuine = [post(100 + n, T0, integration="grafana", room="alerts") for n in range(19)]
+    floods = [guard.count(p, "grafana-user", T0) for p in genuine]
+    assert [f is not None for f in floods] == [False] * 18 + [True]  # its own 20th message
+
+
+def test_a_forged_flood_mutes_only_the_forger_not_a_real_storm() -> None:
+    """Was: 20 forged messages muted Grafana's (integration, room) for the quiet period before the
+    author check rejected them, so a real storm right after went unreported for 30 minutes."""
+    guard = counter()
+    forged = [guard.count(post(n, T0, integration="grafana", room="alerts"), "alice", T0) for n in range(20)]
+    assert forged[-1] is not None and forged[-1].author_id == "alice"  # the guard rejects it
+    later = T0 + timedelta(seconds=5)
+    real = [
+        guard.count(post(100 + n, later, integration="grafana", room="alerts"), "grafana-user", later)
+        for n in range(500)
+    ]
+    reported = [f for f in real if f is not None]
+    assert len(reported) == 1 and reported[0].author_id == "grafana-user" and real[19] is reported[0]
+    # The forger's own count stays muted: no more work for it.
+    assert guard.count(post(999, later, integration="grafana", room="alerts"), "alice", later) is None
+
+
+def test_once_the_integrations_user_is_known_other_authors_are_not_counted() -> None:
+    guard = counter(threshold=3)
+    guard.learn("grafana", "grafana-user", T0)
+    guard.learn("gone", None, T0)  # no such integration
+    for n in range(50):
+        assert guard.count(post(n, T0, integration="grafana"), "alice", T0) is None
+        assert guard.count(post(n, T0, integration="gone"), "alice", T0) is None
+    assert len(guard) == 0
+    assert [guard.count(post(n, T0, integration="grafana"), "grafana-user", T0) is not None for n in range(3)] == [
+        False,
+        False,
+        True,
+    ]
+    # Known for a while only (its user may change): then counted, and checked, again.
+    later = T0 + timedelta(minutes=11)
+    assert [guard.count(post(n, later, integration="gone"), "alice", later) is not None for n in range(3)] == [
+        False,
+        False,
+        True,
+    ]
+
+
+def test_one_authors_many_keys_do_not_push_out_anyone_elses_count() -> None:
+    """Was: 10,000 forged keys (random `bot.i`) pushed every genuine count out of the LRU."""
+    guard = FloodCounter(threshold=3, window=WINDOW, quiet=QUIET, max_keys=100, per_author=10)
+    guard.learn("grafana", "grafana-user", T0)
+    assert guard.count(post(1, T0, integration="grafana"), "grafana-user", T0) is None  # verified
+    assert guard.count(post(2, T0, integration="pager"), "pager-user", T0) is None  # not yet
+    for n in range(5000):
+        guard.count(post(n, T0, integration=f"forged-{n}", room=f"r{n % 7}"), "mallory", T0)
+    assert len(guard._by_author["mallory"]) == 10
+    for name in ("grafana", "pager"):
+        hits = [guard.count(post(n, T0, integration=name), f"{name}-user", T0) is not None for n in range(2)]
+        assert hits == [False, True], name  # their counts were kept
 
 
 def test_the_window_reads_as_people_say_it() -> None:

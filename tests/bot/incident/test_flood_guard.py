@@ -4,11 +4,16 @@ disable by the bot, re-enabled when due), on the timer service's rig (`rig`: tes
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from typing import Any
 
+import pytest
+
 from bot.config import Settings
+from bot.incident import flood
 from bot.incident.flood import Flood, FloodGuard
+from bot.incident.noise import WebhookPost
 from bot.integrations.room_names import RoomDirectory
 from bot.state.timer_states import TimerState
 from tests.bot.incident.test_timer_service import Rig, new_hook
@@ -108,3 +113,54 @@ async def test_no_second_disable_while_one_is_pending(rig: Rig) -> None:
     second = Flood(hook, elsewhere["_id"], str(rig.doc(hook)["userId"]), 20, rig.clock.now())
     assert await guard(rig, bot_flood_action="disable").handle(second) == "noticed"  # told, not disabled again
     assert len(await rig.timers.active()) == 1 and len(await rig.state.history()) == 1
+
+
+async def outcomes(flood_guard: FloodGuard) -> list[str]:
+    """What the floods `observe` handed on came to (each handled in a task of its own)."""
+    return list(await asyncio.gather(*flood_guard._tasks))
+
+
+async def test_forged_messages_can_neither_get_a_webhook_disabled_nor_hide_its_flood(rig: Rig) -> None:
+    """Was: anyone could put the webhook's id in `bot.i` on their own messages (DDP sendMessage):
+    19 forged ones and the webhook's next genuine message made a flood that passed the author
+    check, so BOT_FLOOD_ACTION=disable switched it off; and 20 forged ones muted its count, so
+    a real storm right after got no notice for the quiet period."""
+    hook = new_hook(rig)
+    poster = str(rig.doc(hook)["userId"])
+    flood_guard = guard(rig, bot_flood_action="disable")
+    sent = iter(range(10_000))
+
+    def send(author: str, count: int) -> None:
+        for _ in range(count):
+            flood_guard.observe(WebhookPost(f"m{next(sent)}", rig.room_id, hook, rig.clock.now()), author)
+
+    send(rig.bot_id, 19)
+    send(poster, 1)
+    assert await outcomes(flood_guard) == []
+    send(rig.bot_id, 1)  # the forger's 20th: a flood of its own, rejected
+    assert await outcomes(flood_guard) == ["not posted by it"]
+    send(rig.bot_id, 100)  # the webhook's user is known now: not even counted
+    assert await outcomes(flood_guard) == []
+    assert rig.doc(hook)["enabled"] is True and rig.notices() == []
+    send(poster, 19)  # its own 20th message in the window
+    assert await outcomes(flood_guard) == ["disabled"]
+    assert rig.doc(hook)["enabled"] is False and len(rig.notices()) == 1
+
+
+async def test_a_flood_dropped_while_too_many_are_in_hand_is_counted_again(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Was: a flood dropped because MAX_HANDLING were in hand stayed muted for the quiet period,
+    so forged floods keeping the guard busy could hide a real one."""
+    hook = new_hook(rig)
+    poster = str(rig.doc(hook)["userId"])
+    flood_guard = guard(rig)
+    posts = (WebhookPost(f"m{n}", rig.room_id, hook, rig.clock.now()) for n in range(1000))
+    monkeypatch.setattr(flood, "MAX_HANDLING", 0)
+    for _ in range(20):
+        flood_guard.observe(next(posts), poster)
+    assert await outcomes(flood_guard) == []  # dropped
+    monkeypatch.setattr(flood, "MAX_HANDLING", 64)
+    for _ in range(20):
+        flood_guard.observe(next(posts), poster)
+    assert await outcomes(flood_guard) == ["noticed"]

@@ -68,6 +68,19 @@ def test_urls_keep_only_scheme_and_host() -> None:
     assert mask_url("https://u:p@h.example:8443/a/b?token=x#f") == "https://h.example:8443/…"
     assert mask_url("http://h.example") == "http://h.example"
     assert mask_url("http://[::1") == "***"
+    assert mask_url("http://[::1]:8080/hook/SECRETPATH") == "http://[::1]:8080/…"
+
+
+def test_the_reviewed_leaks_are_masked() -> None:
+    """Was: each of these kept its secret in the `failing` line."""
+    ipv6 = safe_error_line("request to http://[::1]:8080/hook/SECRETPATH failed")
+    assert ipv6 == "request to http://[::1]:8080/… failed"
+    assert safe_error_line("client_secret=SECRETX github_token=SECRETY") == "client_secret=*** github_token=***"
+    assert safe_error_line('HTTP 401: {"client_secret": "SECRETX"}') == 'HTTP 401: {"client_secret": "***"}'
+    assert safe_error_line("sent X-Api-Key: SECRETX, api_key=SECRETY") == "sent X-Api-Key: ***, api_key=***"
+    assert safe_error_line("PASSWORD: 'hunter 22' rejected") == "PASSWORD: '***' rejected"
+    headers = {"httpCallData": {"headers": {"X-Api-Key": "k3yk3yk3y", "apiKey": "SECRETZZ"}}}
+    assert set(entry_secrets(headers)) == {"k3yk3yk3y", "SECRETZZ"}
 
 
 _SAFE_CHARS = string.ascii_letters + string.digits
@@ -79,7 +92,11 @@ filler = st.text(alphabet=string.ascii_letters + " ,.:;()[]\"'\n\t-", max_size=4
 @given(
     user=url_chars,
     password=secret_text,
-    host=st.from_regex(r"[a-z]{1,10}(\.[a-z]{2,5}){1,2}", fullmatch=True),
+    host=st.one_of(
+        st.from_regex(r"[a-z]{1,10}(\.[a-z]{2,5}){1,2}", fullmatch=True),
+        # Was: `http://[::1]:8080/hook/SECRETPATH` became `***]:8080/hook/SECRETPATH`.
+        st.from_regex(r"\[[0-9a-f]{0,4}(:[0-9a-f]{0,4}){2,7}\](:[0-9]{1,5})?", fullmatch=True),
+    ),
     path_secret=secret_text,
     query_secret=secret_text,
     before=filler,
@@ -114,15 +131,62 @@ def test_a_known_token_never_survives_even_cut_short(token: str, before: str, af
     assert len(line) <= limit and "\n" not in line
 
 
+credential_words = st.sampled_from(
+    ["token", "password", "api-key", "apikey", "api_key", "Key", "secret", "Secret", "Authorization", "credentials"]
+)
+# What may come before the word: `client_secret`, `github_token`, `X-Api-Key`, `privateKey`, `app.token`.
+name_prefixes = st.sampled_from(["", "client_", "github_", "access_", "X-Api-", "x-", "private", "app.", "MY_APP_"])
+
+
 @given(
-    key=st.sampled_from(["token", "password", "api-key", "secret", "Authorization", "access_token"]),
-    sep=st.sampled_from(["=", ": ", ":", '="']),
+    prefix=name_prefixes,
+    key=credential_words,
+    sep=st.sampled_from(["=", ": ", ":", " = "]),
+    quote=st.sampled_from(["", '"', "'"]),
+    words=st.lists(secret_text, min_size=1, max_size=3),
+    before=filler,
+)
+def test_key_value_credentials_are_masked(
+    prefix: str, key: str, sep: str, quote: str, words: list[str], before: str
+) -> None:
+    """Was: `client_secret=X`, `github_token=X` and `X-Api-Key: X` kept X (a prefix before the
+    word defeated the match), and `PASSWORD: 'hunter 22'` became `'*** 22'`."""
+    value = " ".join(words) if quote else words[0]  # a quoted value may hold spaces
+    assume(not any(word in before for word in words))
+    line = safe_error_line(f"{before} {prefix}{key}{sep}{quote}{value}{quote} rest", limit=1000)
+    assert not any(word in line for word in words), line
+    assert f"{prefix}{key}" in line  # the name stays: the reader learns what was masked
+
+
+@given(
+    prefix=name_prefixes,
+    key=credential_words,
+    words=st.lists(secret_text, min_size=1, max_size=3),
+    before=filler,
+    compact=st.booleans(),
+)
+def test_json_credentials_are_masked_whole(prefix: str, key: str, words: list[str], before: str, compact: bool) -> None:
+    """Was: `{"client_secret": "X"}` kept X."""
+    assume(not any(word in before for word in words))
+    document = {"error": "invalid_client", f"{prefix}{key}": " ".join(words)}
+    body = json.dumps(document, separators=(",", ":") if compact else None)
+    line = safe_error_line(f"{before} HTTP 401: {body}", limit=1000)
+    assert not any(word in line for word in words), line
+    assert "invalid_client" in line
+
+
+@given(
+    prefix=st.sampled_from(["", "X-", "x-", "client_", "private", "Proxy-"]),
+    key=st.sampled_from(["Api-Key", "apiKey", "api_key", "key", "Credential", "credentials", "Cookie", "Session-Id"]),
     value=secret_text,
     before=filler,
 )
-def test_key_value_credentials_are_masked(key: str, sep: str, value: str, before: str) -> None:
+def test_header_and_key_values_of_an_entry_are_never_repeated(prefix: str, key: str, value: str, before: str) -> None:
+    """Was: `entry_secrets` took only keys naming a token/secret/password/auth, so the value of
+    an `X-Api-Key` header echoed back in an error body was shown."""
     assume(value not in before)
-    line = safe_error_line(f"{before} {key}{sep}{value} rest", limit=1000)
+    entry = {"httpCallData": {"headers": {f"{prefix}{key}": value}}, "httpError": {"message": "x"}}
+    line = safe_error_line(f"{before} rejected {value}", entry_secrets(entry), limit=1000)
     assert value not in line, line
 
 
