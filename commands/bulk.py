@@ -10,9 +10,11 @@ Selection, for the caller:
 - `matching "glob"`: a case-insensitive glob (`*`, `?`) on names, in the normal form names are
   compared in (`bot.normalize.name_glob`).
 Of what matches, only integrations the caller's own `list` shows AND that they may change (the
-same rule a single disable applies, channel membership included) are candidates; the others are
-only counted — never named, never given by id. Candidates already off are listed as such and left
-alone. More than `BOT_BULK_MAX` to switch off is refused (narrow it with `incoming`/`outgoing`).
+same rule a single disable applies, channel membership included) are candidates. Those the caller
+sees but may not change are only counted (never named, never given by id); those the caller cannot
+see are not even counted (a count of them would answer guesses at hidden names, a glob at a time).
+Candidates already off are listed as such and left alone. More than `BOT_BULK_MAX` to switch off
+is refused (narrow it with `incoming`/`outgoing`).
 
 The preview is stored like `set`'s (`bot.state.confirmations`, under `BULK_TARGET`), so any
 replica confirms it. Applying switches each previewed member off exactly as a single `disable`
@@ -85,7 +87,9 @@ class Selection:
 
     to_switch: list[Integration] = field(default_factory=list)
     already_off: list[Integration] = field(default_factory=list)
-    not_allowed: int = 0  # matching, but not the caller's to change (or not even to see)
+    # Matching and in the caller's `list`, but not theirs to change. What the caller cannot see is
+    # not counted at all (a count would tell them whether a hidden name matches their guess).
+    not_allowed: int = 0
     # Candidates whose only entries naming the room may also mean another room (`Room.ambiguous`).
     ambiguous: set[str] = field(default_factory=set)
 
@@ -201,8 +205,7 @@ async def select(ctx: CommandContext, rights: CallerRights, parsed: BulkArgs, ro
         if matches is not None and not (isinstance(name, str) and matches(name)):
             continue
         if not visible_in_list(rights, document):
-            chosen.not_allowed += 1
-            continue
+            continue  # not even counted: the caller may not learn that it exists
         integration = Integration.of(document)
         decision = await integrations.may_write(rights, intended_document(integration, {"enabled": False}))
         if not decision.allowed:
