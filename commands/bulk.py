@@ -403,25 +403,25 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     switched off), each member switched on as a single `enable` would (rights checked, lossless)."""
     parsed = parse_bulk_enable(args)
     room, groups = await _selected_groups(ctx, parsed)
+    rights = await ctx.rights()
+    # Members the caller cannot see are left out before anything is counted: the answer is the
+    # same as if they were not members at all.
     members: list[tuple[dict[str, Any], TimedDisable | None, int | None]] = [
-        (_member_document(timer), timer, timer.group_id) for timer in await _running(ctx, parsed, groups)
+        (document, timer, timer.group_id)
+        for timer in await _running(ctx, parsed, groups)
+        if may_see(rights, document := _member_document(timer))
     ]
     timed_ones = bool(members)
     if not members and groups and groups[0].due_at is None:
-        members = await _untimed_members(ctx, parsed, groups[0])
+        members = [member for member in await _untimed_members(ctx, parsed, groups[0]) if may_see(rights, member[0])]
     what = _what(parsed, room)
     if not members:
         return Reply(f"Nothing to switch back on: no {code('disable all')} {what} is running.", outcome="unchanged")
-    rights = await ctx.rights()
     incident = ctx.services.incident
     done: list[Integration] = []
     unchanged: list[Integration] = []
     failed: list[str] = []
-    hidden = 0
     for document, timer, group_id in members:
-        if not may_see(rights, document):
-            hidden += 1
-            continue
         member = Integration.of(document)
         try:
             outcome = await ctx.services.integrations.set_enabled(member, True, rights=rights)
@@ -438,7 +438,7 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             if timer is not None and incident is not None:
                 await incident.timers.end_early(timer, f"already enabled; dropped by {ctx.message.username}")
             unchanged.append(outcome.after)
-    lines = [f"{ENABLED_MARK} Switched on {len(done)} of {_counted(len(members) - hidden, parsed, room)}."]
+    lines = [f"{ENABLED_MARK} Switched on {len(done)} of {_counted(len(members), parsed, room)}."]
     if done:
         cancelled = " (their timed disable is cancelled)" if timed_ones else ""
         lines.append(f"Switched on{cancelled}:\n" + _names(done))
@@ -447,8 +447,6 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         lines.append(f"Already on{dropped}:\n" + _names(unchanged))
     if failed:
         lines.append("Failed (still off):\n" + bullet_list(failed, limit=SHOWN))
-    if hidden:
-        lines.append(f"{_left_as_they_are(hidden)} (you can't see {'it' if hidden == 1 else 'them'}).")
     outcome_word = "changed" if done or unchanged else "failed" if failed else "unchanged"
     return Reply("\n".join(lines), outcome=outcome_word)
 
@@ -473,11 +471,12 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     parsed = parse_bulk_extend(args, maximum=maximum)
     assert parsed.duration is not None
     room, groups = await _selected_groups(ctx, parsed)
-    running = await _running(ctx, parsed, groups)
+    rights = await ctx.rights()
+    # Members the caller cannot see are left out before anything is counted or compared.
+    running = [timer for timer in await _running(ctx, parsed, groups) if may_see(rights, _member_document(timer))]
     what = _what(parsed, room)
     if not running:
         return Reply(f"Nothing to extend: no timed {code('disable all')} {what} is running.", outcome="unchanged")
-    rights = await ctx.rights()
     timers = toolkit(ctx).timers
     now = ctx.now()
     dues = {timer.integration_id: max(timer.due_at, now) + parsed.duration for timer in running}
@@ -493,7 +492,7 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     for timer in running:
         document = _member_document(timer)
         member = Integration.of(document)
-        if not may_see(rights, document) or not (await ctx.services.integrations.may_write(rights, member)).allowed:
+        if not (await ctx.services.integrations.may_write(rights, member)).allowed:
             not_allowed += 1
             continue
         due = dues[timer.integration_id]

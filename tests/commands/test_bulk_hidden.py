@@ -44,3 +44,42 @@ async def test_what_the_caller_sees_but_may_not_change_is_still_counted(h: Harne
     reply = await h.say("owen", "ops", '!integration disable all matching "owen private*"')
     assert reply.outcome == "unchanged", reply.text
     assert "1 more matching integration that you may not change is left out" in reply.text
+
+
+async def _admins_timed_group(h: Harness, room: str = "alerts") -> None:
+    h.with_incident_toolkit()
+    reply = await h.say("admin", "ops", f"!integration disable all in #{room} for 30m --yes")
+    assert reply.outcome == "changed", reply.text
+
+
+async def test_enable_all_does_not_count_members_the_caller_cannot_see(h: Harness) -> None:
+    """Was: `enable all` answered owen "1 more member is left as it is (you can't see it)": how
+    many of admin's hidden integrations a group holds."""
+    await _admins_timed_group(h)
+    reply = await h.say("owen", "alerts", "!integration enable all in #alerts")
+    assert reply.outcome == "changed", reply.text
+    assert reply.text.startswith("🟢 Switched on 1 of 1 integration posting into"), reply.text
+    assert "can't see" not in reply.text and "more member" not in reply.text
+    assert not h.doc(ids(h, "grafana"))["enabled"]
+
+
+async def test_a_group_of_hidden_members_only_is_as_no_group_to_enable_all_and_extend_all(h: Harness) -> None:
+    """Was: a group whose members owen cannot see answered "Switched on 0 of 0 … 2 more members
+    are left as they are" instead of the answer for no group at all."""
+    await _admins_timed_group(h, "general")  # admin's Guggy hooks only: owen sees none of them
+    enable = await h.say("owen", "ops", "!integration enable all in #general")
+    assert enable.outcome == "unchanged", enable.text
+    assert enable.text.startswith("Nothing to switch back on: no `disable all`"), enable.text
+    extend = await h.say("owen", "ops", "!integration extend all in #general 1h")
+    assert extend.outcome == "unchanged", extend.text
+    assert extend.text.startswith("Nothing to extend: no timed `disable all`"), extend.text
+
+
+async def test_extend_all_does_not_count_members_the_caller_cannot_see(h: Harness) -> None:
+    """Was: `extend all` answered owen "1 more member is left as it is (you may not change it)" for
+    admin's hidden Grafana."""
+    await _admins_timed_group(h)
+    reply = await h.say("owen", "alerts", "!integration extend all in #alerts 1h")
+    assert reply.outcome == "changed", reply.text
+    assert reply.text.startswith("⏰ Extended 1 of 1 integration posting into"), reply.text
+    assert "more member" not in reply.text and "Grafana" not in reply.text
