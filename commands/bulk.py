@@ -39,12 +39,14 @@ from typing import Any
 
 from bot.errors import BotError, ClaimTakenOver, ServerRejected, StateUnavailable, UsageError, UserInputError
 from bot.integrations.authz import CallerRights, room_entries, visible_in_list
+from bot.integrations.documents import changed_fields, saved_again
 from bot.integrations.service import intended_document
 from bot.integrations.wording import ENABLED_MARK
 from bot.normalize import name_glob, name_key
-from bot.rocketchat.models import Integration
+from bot.rocketchat.models import Integration, UpdateOutcome
 from bot.state.confirmations import BULK_TARGET, PendingChange
 from bot.state.group_store import BulkGroup, GroupDraft
+from bot.state.store import AuditRecord
 from bot.state.timer_states import TimedDisable, TimerState
 from bot.text import bullet_list, code, human_duration, human_until, plural, quote_name, safe_text
 from commands import changes, replies
@@ -400,7 +402,8 @@ def _member_document(timer: TimedDisable) -> dict[str, Any]:
 async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     """`enable all in #room` / `enable all matching "x*"`: end the running bulk disables of that
     selector now (or, with none running, switch on again what the latest one, without a duration,
-    switched off), each member switched on as a single `enable` would (rights checked, lossless)."""
+    switched off and no later command changed: `_enable_untimed`), each member switched on as a
+    single `enable` would (rights checked, lossless)."""
     parsed = parse_bulk_enable(args)
     room, groups = await _selected_groups(ctx, parsed)
     rights = await ctx.rights()
@@ -421,16 +424,25 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     done: list[Integration] = []
     unchanged: list[Integration] = []
     failed: list[str] = []
+    changed_since: list[Integration] = []
     for document, timer, group_id in members:
         member = Integration.of(document)
         try:
-            outcome = await ctx.services.integrations.set_enabled(member, True, rights=rights)
+            if timer is None:
+                outcome, untouched = await _enable_untimed(ctx, rights, document, group_id)
+                if not untouched:
+                    changed_since.append(outcome.after)
+                    continue
+            else:
+                outcome = await ctx.services.integrations.set_enabled(member, True, rights=rights)
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
         except BotError as exc:
             failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
             continue
-        if outcome.changed:
+        if timer is None:
+            (done if outcome.changed else unchanged).append(outcome.after)  # recorded under its lock
+        elif outcome.changed:
             # A member's timer ends with this audit row (`TimerService.follow_change`).
             await changes.record(ctx, outcome, "enable", group_id=group_id)
             done.append(outcome.after)
@@ -445,10 +457,34 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     if unchanged:
         dropped = " (their timed disable is dropped)" if timed_ones else ""
         lines.append(f"Already on{dropped}:\n" + _names(unchanged))
+    if changed_since:
+        lines.append("Left off (changed since the group switched them off):\n" + _names(changed_since))
     if failed:
         lines.append("Failed (still off):\n" + bullet_list(failed, limit=SHOWN))
-    outcome_word = "changed" if done or unchanged else "failed" if failed else "unchanged"
+    outcome_word = (
+        "changed" if done or unchanged else "failed" if failed else "conflict" if changed_since else "unchanged"
+    )
     return Reply("\n".join(lines), outcome=outcome_word)
+
+
+async def _enable_untimed(
+    ctx: CommandContext, rights: CallerRights, disabled: Mapping[str, Any], group_id: int | None
+) -> tuple[UpdateOutcome, bool]:
+    """Switch on a member of a group without a duration, only if it is still as the group's
+    disable left it (`disabled`, that audit row's document), as `undo` compares: anything changed
+    or saved since (a deliberate later disable, say) is left as it is. Compared, written and
+    recorded under the member's lock. Returns the outcome (no write when it is already on or was
+    changed since) and whether it was untouched since."""
+    async with ctx.services.integrations.editing(disabled) as edit:
+        current = edit.current
+        if current.enabled:
+            return UpdateOutcome(before=current, after=current, changed=False), True
+        if changed_fields(disabled, current.document) or saved_again(disabled, current.document):
+            return UpdateOutcome(before=current, after=current, changed=False), False
+        outcome = await edit.apply({"enabled": True}, rights=rights)
+        if outcome.changed:
+            await changes.record(ctx, outcome, "enable", group_id=group_id)
+        return outcome, True
 
 
 async def _untimed_members(
@@ -457,11 +493,16 @@ async def _untimed_members(
     """What a bulk disable without a duration switched off (its members' audit rows), of the kind named."""
     rows = await ctx.services.state.history(group_id=group.id, limit=ctx.services.settings.bot_bulk_max * 4)
     wanted = KIND_TYPES[parsed.kind]
-    found: dict[str, dict[str, Any]] = {}
-    for row in reversed(rows):  # oldest first: a member's own disable
-        if row.action == "disable" and row.after is not None and (wanted is None or row.integration_type == wanted):
-            found.setdefault(row.integration_id, row.after)
-    return [(document, None, group.id) for document in found.values()]
+    latest: dict[str, AuditRecord] = {}
+    for row in rows:  # newest first: a member's latest row of this group
+        latest.setdefault(row.integration_id, row)
+    # A member the group already switched on again (`enable all`, `undo`) is used up: only those
+    # whose latest row of the group is still its own disable are members to switch on.
+    return [
+        (row.after, None, group.id)
+        for row in reversed(latest.values())
+        if row.action == "disable" and row.after is not None and (wanted is None or row.integration_type == wanted)
+    ]
 
 
 async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
