@@ -536,18 +536,30 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         if not (await ctx.services.integrations.may_write(rights, member)).allowed:
             not_allowed += 1
             continue
-        due = dues[timer.integration_id]
         try:
+            # Decided on the member and its timer as they are under its lock (as `extend` does):
+            # the new end counts from the timer's end now, so a longer one set meanwhile is kept.
             async with ctx.services.integrations.editing(member) as edit:
                 pending = await timers.pending_for(timer.integration_id)
                 if pending is None or pending.id != timer.id or pending.state is not TimerState.ACTIVE:
                     failed.append(f"{replies.label(member)}: its timed disable ended meanwhile")
+                    continue
+                if edit.current.enabled:
+                    failed.append(f"{replies.label(member)}: it is on again")
+                    continue
+                due = max(pending.due_at, ctx.now()) + parsed.duration
+                if due - now > maximum:
+                    failed.append(
+                        f"{replies.label(member)}: that would keep it off longer than the {human_duration(maximum)} "
+                        "allowed"
+                    )
                     continue
                 if await timers.extend(pending, due) is None:
                     failed.append(f"{replies.label(member)}: its timed disable changed meanwhile")
                     continue
                 await changes.note(ctx, edit.current, "extend", until=due, group_id=timer.group_id)
                 done.append(edit.current)
+                dues[timer.integration_id] = due
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
         except BotError as exc:

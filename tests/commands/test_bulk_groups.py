@@ -3,7 +3,11 @@ it, decided under the member's lock on what it is now."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from set_harness import Harness
+
+from bot.state.timer_states import TimedDisable
 
 
 def ids(h: Harness, label: str) -> str:
@@ -48,3 +52,46 @@ async def test_an_untimed_member_changed_since_the_group_is_left_off(h: Harness)
     assert left[:1] == ["• `Deploy announcer` (outgoing)"], reply.text
     assert enabled(h, "grafana")
     assert not enabled(h, "deploy-announcer")
+
+
+async def test_extend_all_never_shortens_a_longer_end_set_meanwhile(h: Harness) -> None:
+    """Was: `extend all` computed each member's new end from the timer it read before taking the
+    member's lock, and applied it to the fresh row: someone's `extend Grafana 3h` landing in
+    between was cut back to 30 min + 1 h."""
+    toolkit = h.with_incident_toolkit()
+    await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
+    timers = toolkit.timers
+    original = timers.pending_for
+    raced: list[str] = []
+
+    async def racing(integration_id: str) -> TimedDisable | None:
+        current = await original(integration_id)
+        if not raced and current is not None and current.integration_name == "Grafana":
+            raced.append(integration_id)  # another user's `extend Grafana 3h`, just before the lock
+            await timers.extend(current, h.clock.now + timedelta(hours=3))
+            current = await original(integration_id)
+        return current
+
+    timers.pending_for = racing  # type: ignore[method-assign]
+    try:
+        reply = await h.say("admin", "ops", "!integration extend all in #alerts 1h")
+    finally:
+        timers.pending_for = original  # type: ignore[method-assign]
+    assert raced and reply.outcome == "changed", reply.text
+    dues = {t.integration_name: t.due_at - h.clock.now for t in await timers.active()}
+    assert dues == {"Grafana": timedelta(hours=4), "Deploy announcer": timedelta(minutes=90)}
+
+
+async def test_extend_all_skips_a_member_switched_on_meanwhile(h: Harness) -> None:
+    """Was: `extend all` extended a member's timer without looking at the member: one switched on
+    by hand meanwhile (its timer not yet settled) got a later end, as single `extend` refuses."""
+    toolkit = h.with_incident_toolkit()
+    await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
+    h.control.update_integration(ids(h, "grafana"), {"enabled": True})  # by hand, in Rocket.Chat
+    before = {t.integration_name: t.due_at for t in await toolkit.timers.active()}
+    reply = await h.say("admin", "ops", "!integration extend all in #alerts 1h")
+    after = {t.integration_name: t.due_at for t in await toolkit.timers.active()}
+    assert after.get("Grafana") in (None, before["Grafana"]), reply.text
+    assert after["Deploy announcer"] == h.clock.now + timedelta(minutes=90)
+    not_extended = reply.text.split("Not extended:")[1]
+    assert "`Grafana` (incoming)" in not_extended and "on again" in not_extended, reply.text
