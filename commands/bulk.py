@@ -350,12 +350,19 @@ def shown_selector(group: BulkGroup, rights: CallerRights, *, here: str) -> str:
     by_name = rights.room_ids_by_name or {}
     if group.target_room_id == here or (by_name.get(name) == group.target_room_id and name in rights.channel_names):
         return f"in {quote_name('#' + name)}"
-    return "in another room"
+    return _ANOTHER_ROOM
 
 
-def group_buttons(ctx: CommandContext, group: BulkGroup) -> tuple[Button, ...]:
-    """The buttons of a running group: re-enable its members now, or keep them off an hour longer."""
+_ANOTHER_ROOM = "in another room"
+
+
+def group_buttons(ctx: CommandContext, group: BulkGroup, rights: CallerRights) -> tuple[Button, ...]:
+    """The buttons of a running group: re-enable its members now, or keep them off an hour longer.
+    None when the answer does not name the group's room for this reader (`shown_selector`): a
+    button's command is read by everyone in the room, and would name it."""
     if '"' in (group.glob or "") or (group.target_room_id is not None and " " in group.selector.removeprefix("in ")):
+        return ()
+    if group.target_room_id is not None and shown_selector(group, rights, here=ctx.message.room_id) == _ANOTHER_ROOM:
         return ()
     kind = f" {group.kind}" if group.kind else ""
     prefix = ctx.services.prefix

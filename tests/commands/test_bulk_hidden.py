@@ -83,3 +83,17 @@ async def test_extend_all_does_not_count_members_the_caller_cannot_see(h: Harnes
     assert reply.outcome == "changed", reply.text
     assert reply.text.startswith("⏰ Extended 1 of 1 integration posting into"), reply.text
     assert "more member" not in reply.text and "Grafana" not in reply.text
+
+
+async def test_snoozed_buttons_do_not_name_a_private_group_to_a_non_member(h: Harness) -> None:
+    """Was: `snoozed` said "in another room" for a group in the private #platform-team, but its
+    "Re-enable all now" button read `enable all in #platform-team` to owen, who is not in it."""
+    h.with_incident_toolkit()
+    h.control.create_incoming_integration("Owen private hook", channel="#platform-team", created_by="owen")
+    await h.say("admin", "platform-team", "!integration disable all in #platform-team for 1h --yes")
+    seen = await h.say("owen", "ops", "!integration snoozed")
+    assert "in another room" in seen.text, seen.text
+    assert "platform-team" not in seen.text
+    assert not any("platform-team" in button.command for button in seen.buttons), seen.buttons
+    member = await h.say("admin", "platform-team", "!integration snoozed")  # a member still gets it
+    assert any(b.command == "!integration enable all in #platform-team" for b in member.buttons), member.buttons
