@@ -34,7 +34,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.errors import BotError, ClaimTakenOver, ServerRejected, StateUnavailable, UsageError, UserInputError
@@ -527,22 +527,26 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         return Reply(f"Nothing to extend: no timed {code('disable all')} {what} is running.", outcome="unchanged")
     timers = toolkit(ctx).timers
     now = ctx.now()
-    dues = {timer.integration_id: max(timer.due_at, now) + parsed.duration for timer in running}
-    if max(dues.values()) - now > maximum:
+    allowed: list[TimedDisable] = []
+    for timer in running:
+        if (await ctx.services.integrations.may_write(rights, Integration.of(_member_document(timer)))).allowed:
+            allowed.append(timer)
+    not_allowed = len(running) - len(allowed)
+    # Only the members this command would extend are measured against the maximum: a refusal
+    # tells nothing about the end of one the caller may not change.
+    latest = max((max(timer.due_at, now) + parsed.duration for timer in allowed), default=None)
+    if latest is not None and latest - now > maximum:
         raise UsageError(
             "extend",
-            f"that would keep them off {human_until(max(dues.values()), now).removeprefix('until ')}, "
+            f"that would keep them off {human_until(latest, now).removeprefix('until ')}, "
             f"longer than the {human_duration(maximum)} allowed",
         )
     done: list[Integration] = []
+    dues: dict[str, datetime] = {}  # the new end of each member extended
+    extended_groups: dict[int, datetime] = {}
     failed: list[str] = []
-    not_allowed = 0
-    for timer in running:
-        document = _member_document(timer)
-        member = Integration.of(document)
-        if not (await ctx.services.integrations.may_write(rights, member)).allowed:
-            not_allowed += 1
-            continue
+    for timer in allowed:
+        member = Integration.of(_member_document(timer))
         try:
             # Decided on the member and its timer as they are under its lock (as `extend` does):
             # the new end counts from the timer's end now, so a longer one set meanwhile is kept.
@@ -567,13 +571,18 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                 await changes.note(ctx, edit.current, "extend", until=due, group_id=timer.group_id)
                 done.append(edit.current)
                 dues[timer.integration_id] = due
+                if timer.group_id is not None:
+                    extended_groups[timer.group_id] = max(due, extended_groups.get(timer.group_id, due))
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
         except BotError as exc:
             failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
-    for group_id in {timer.group_id for timer in running if timer.group_id is not None}:
-        latest = max(dues[t.integration_id] for t in running if t.group_id == group_id)
-        await ctx.services.state.groups.set_due(group_id, latest)
+    # A group's end moves to the latest end of the members actually extended (never earlier than
+    # it was): a member refused or left alone does not set it.
+    group_dues = {group.id: group.due_at for group in groups}
+    for group_id, due in extended_groups.items():
+        before = group_dues.get(group_id)
+        await ctx.services.state.groups.set_due(group_id, max(due, before) if before is not None else due)
     until = human_until(max(dues[i.id] for i in done), now) if done else ""
     lines = [
         f"⏰ Extended {len(done)} of {_counted(len(running), parsed, room)} by {human_duration(parsed.duration)}"

@@ -95,3 +95,38 @@ async def test_extend_all_skips_a_member_switched_on_meanwhile(h: Harness) -> No
     assert after["Deploy announcer"] == h.clock.now + timedelta(minutes=90)
     not_extended = reply.text.split("Not extended:")[1]
     assert "`Grafana` (incoming)" in not_extended and "on again" in not_extended, reply.text
+
+
+async def test_the_group_end_follows_only_the_members_extended(h: Harness) -> None:
+    """Was: `extend all` set the group's end from every running member, extended or not: a member
+    left out (switched on meanwhile, with a long end of its own) moved the group's end to a time
+    no member is off until."""
+    toolkit = h.with_incident_toolkit()
+    await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
+    longer = await h.say("admin", "ops", f"!integration extend {ids(h, 'grafana')} 3h")
+    assert longer.outcome == "changed", longer.text
+    h.control.update_integration(ids(h, "grafana"), {"enabled": True})  # by hand: not extended below
+    reply = await h.say("admin", "ops", "!integration extend all in #alerts 1h")
+    assert reply.text.startswith("⏰ Extended 1 of 2"), reply.text
+    (group_id,) = {t.group_id for t in await toolkit.timers.active()}
+    assert group_id is not None
+    group = await h.services.state.groups.get(group_id)
+    assert group is not None and group.due_at == h.clock.now + timedelta(minutes=90)
+
+
+async def test_a_member_the_caller_may_not_change_does_not_make_extend_all_refuse(h: Harness) -> None:
+    """Was: the maximum check of `extend all` counted members the caller may not change, so owen's
+    `extend all` was refused for the end of one he may not change (and the refusal told that end)."""
+    h.with_incident_toolkit()
+    made = h.control.create_incoming_integration("Owen private hook", channel="#platform-team", created_by="owen")
+    h.control.create_incoming_integration("Owen public hook", channel="#ops", created_by="owen")
+    group = await h.say("admin", "ops", '!integration disable all matching "owen*" for 30m --yes')
+    assert group.text.startswith("🔌 Switched off 2 of 2"), group.text
+    private = str(made["_id"])
+    longer = await h.say("admin", "ops", f"!integration extend {private} 6d")
+    assert longer.outcome == "changed", longer.text
+    reply = await h.say("owen", "ops", '!integration extend all matching "owen*" 1d')
+    assert reply.outcome == "changed", reply.text
+    assert reply.text.startswith("⏰ Extended 1 of 2"), reply.text
+    assert "1 more member is left as it is (you may not change it)" in reply.text
+    assert "6 d" not in reply.text and "Owen private hook" not in reply.text
