@@ -537,7 +537,7 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     latest = max((max(timer.due_at, now) + parsed.duration for timer in allowed), default=None)
     if latest is not None and latest - now > maximum:
         raise UsageError(
-            "extend",
+            "extend all",
             f"that would keep them off {human_until(latest, now).removeprefix('until ')}, "
             f"longer than the {human_duration(maximum)} allowed",
         )

@@ -130,3 +130,13 @@ async def test_a_member_the_caller_may_not_change_does_not_make_extend_all_refus
     assert reply.text.startswith("⏰ Extended 1 of 2"), reply.text
     assert "1 more member is left as it is (you may not change it)" in reply.text
     assert "6 d" not in reply.text and "Owen private hook" not in reply.text
+
+
+async def test_extend_all_beyond_the_maximum_shows_the_bulk_usage(h: Harness) -> None:
+    """Was: `extend all in #alerts 7d` over the maximum answered with the single `extend` usage."""
+    h.with_incident_toolkit()
+    await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
+    reply = await h.say("admin", "ops", "!integration extend all in #alerts 7d")
+    assert reply.outcome == "usage", reply.text
+    assert "longer than the 7 d allowed" in reply.text
+    assert "Usage:" not in reply.text, reply.text  # not the single `extend <name|id> …` usage
