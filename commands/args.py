@@ -455,7 +455,7 @@ def _bulk_selector(tokens: Sequence[Token], *, command: str) -> tuple[BulkArgs, 
         room = selector.value.strip().removeprefix("#").strip()
         if not room or any(char.isspace() for char in room):
             raise UsageError(
-                command, f"name one room, e.g. `{command} all in #alerts` (got {quote_name(selector.value)})"
+                f"{command} all", f"name one room, e.g. `{command} all in #alerts` (got {quote_name(selector.value)})"
             )
     else:
         glob = selector.value.strip()
@@ -466,6 +466,12 @@ def _bulk_selector(tokens: Sequence[Token], *, command: str) -> tuple[BulkArgs, 
     if rest and not rest[0].quoted and rest[0].value.lower() in KIND_WORDS:
         kind = KIND_WORDS[rest[0].value.lower()]
         rest = rest[1:]
+        if rest and not rest[0].quoted and rest[0].value.lower() in KIND_WORDS.keys() - {"in", "out"}:
+            # `incoming outgoing`: not incoming ones only with the reason "outgoing".
+            raise UsageError(
+                f"{command} all",
+                "name one kind (`incoming` or `outgoing`), or none for both; put `because` before a reason like that",
+            )
     return BulkArgs(room, glob, kind), rest
 
 

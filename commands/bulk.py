@@ -10,9 +10,11 @@ Selection, for the caller:
 - `matching "glob"`: a case-insensitive glob (`*`, `?`) on names, in the normal form names are
   compared in (`bot.normalize.name_glob`).
 Of what matches, only integrations the caller's own `list` shows AND that they may change (the
-same rule a single disable applies, channel membership included) are candidates; the others are
-only counted — never named, never given by id. Candidates already off are listed as such and left
-alone. More than `BOT_BULK_MAX` to switch off is refused (narrow it with `incoming`/`outgoing`).
+same rule a single disable applies, channel membership included) are candidates. Those the caller
+sees but may not change are only counted (never named, never given by id); those the caller cannot
+see are not even counted (a count of them would answer guesses at hidden names, a glob at a time).
+Candidates already off are listed as such and left alone. More than `BOT_BULK_MAX` to switch off
+is refused (narrow it with `incoming`/`outgoing`).
 
 The preview is stored like `set`'s (`bot.state.confirmations`, under `BULK_TARGET`), so any
 replica confirms it. Applying switches each previewed member off exactly as a single `disable`
@@ -32,17 +34,19 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from bot.errors import BotError, ClaimTakenOver, ServerRejected, StateUnavailable, UsageError, UserInputError
 from bot.integrations.authz import CallerRights, room_entries, visible_in_list
+from bot.integrations.documents import changed_fields, saved_again
 from bot.integrations.service import intended_document
 from bot.integrations.wording import ENABLED_MARK
 from bot.normalize import name_glob, name_key
-from bot.rocketchat.models import Integration
+from bot.rocketchat.models import Integration, UpdateOutcome
 from bot.state.confirmations import BULK_TARGET, PendingChange
 from bot.state.group_store import BulkGroup, GroupDraft
+from bot.state.store import AuditRecord
 from bot.state.timer_states import TimedDisable, TimerState
 from bot.text import bullet_list, code, human_duration, human_until, plural, quote_name, safe_text
 from commands import changes, replies
@@ -85,7 +89,9 @@ class Selection:
 
     to_switch: list[Integration] = field(default_factory=list)
     already_off: list[Integration] = field(default_factory=list)
-    not_allowed: int = 0  # matching, but not the caller's to change (or not even to see)
+    # Matching and in the caller's `list`, but not theirs to change. What the caller cannot see is
+    # not counted at all (a count would tell them whether a hidden name matches their guess).
+    not_allowed: int = 0
     # Candidates whose only entries naming the room may also mean another room (`Room.ambiguous`).
     ambiguous: set[str] = field(default_factory=set)
 
@@ -201,8 +207,7 @@ async def select(ctx: CommandContext, rights: CallerRights, parsed: BulkArgs, ro
         if matches is not None and not (isinstance(name, str) and matches(name)):
             continue
         if not visible_in_list(rights, document):
-            chosen.not_allowed += 1
-            continue
+            continue  # not even counted: the caller may not learn that it exists
         integration = Integration.of(document)
         decision = await integrations.may_write(rights, intended_document(integration, {"enabled": False}))
         if not decision.allowed:
@@ -345,12 +350,19 @@ def shown_selector(group: BulkGroup, rights: CallerRights, *, here: str) -> str:
     by_name = rights.room_ids_by_name or {}
     if group.target_room_id == here or (by_name.get(name) == group.target_room_id and name in rights.channel_names):
         return f"in {quote_name('#' + name)}"
-    return "in another room"
+    return _ANOTHER_ROOM
 
 
-def group_buttons(ctx: CommandContext, group: BulkGroup) -> tuple[Button, ...]:
-    """The buttons of a running group: re-enable its members now, or keep them off an hour longer."""
+_ANOTHER_ROOM = "in another room"
+
+
+def group_buttons(ctx: CommandContext, group: BulkGroup, rights: CallerRights) -> tuple[Button, ...]:
+    """The buttons of a running group: re-enable its members now, or keep them off an hour longer.
+    None when the answer does not name the group's room for this reader (`shown_selector`): a
+    button's command is read by everyone in the room, and would name it."""
     if '"' in (group.glob or "") or (group.target_room_id is not None and " " in group.selector.removeprefix("in ")):
+        return ()
+    if group.target_room_id is not None and shown_selector(group, rights, here=ctx.message.room_id) == _ANOTHER_ROOM:
         return ()
     kind = f" {group.kind}" if group.kind else ""
     prefix = ctx.services.prefix
@@ -397,37 +409,47 @@ def _member_document(timer: TimedDisable) -> dict[str, Any]:
 async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     """`enable all in #room` / `enable all matching "x*"`: end the running bulk disables of that
     selector now (or, with none running, switch on again what the latest one, without a duration,
-    switched off), each member switched on as a single `enable` would (rights checked, lossless)."""
+    switched off and no later command changed: `_enable_untimed`), each member switched on as a
+    single `enable` would (rights checked, lossless)."""
     parsed = parse_bulk_enable(args)
     room, groups = await _selected_groups(ctx, parsed)
+    rights = await ctx.rights()
+    # Members the caller cannot see are left out before anything is counted: the answer is the
+    # same as if they were not members at all.
     members: list[tuple[dict[str, Any], TimedDisable | None, int | None]] = [
-        (_member_document(timer), timer, timer.group_id) for timer in await _running(ctx, parsed, groups)
+        (document, timer, timer.group_id)
+        for timer in await _running(ctx, parsed, groups)
+        if may_see(rights, document := _member_document(timer))
     ]
     timed_ones = bool(members)
     if not members and groups and groups[0].due_at is None:
-        members = await _untimed_members(ctx, parsed, groups[0])
+        members = [member for member in await _untimed_members(ctx, parsed, groups[0]) if may_see(rights, member[0])]
     what = _what(parsed, room)
     if not members:
         return Reply(f"Nothing to switch back on: no {code('disable all')} {what} is running.", outcome="unchanged")
-    rights = await ctx.rights()
     incident = ctx.services.incident
     done: list[Integration] = []
     unchanged: list[Integration] = []
     failed: list[str] = []
-    hidden = 0
+    changed_since: list[Integration] = []
     for document, timer, group_id in members:
-        if not may_see(rights, document):
-            hidden += 1
-            continue
         member = Integration.of(document)
         try:
-            outcome = await ctx.services.integrations.set_enabled(member, True, rights=rights)
+            if timer is None:
+                outcome, untouched = await _enable_untimed(ctx, rights, document, group_id)
+                if not untouched:
+                    changed_since.append(outcome.after)
+                    continue
+            else:
+                outcome = await ctx.services.integrations.set_enabled(member, True, rights=rights)
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
         except BotError as exc:
             failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
             continue
-        if outcome.changed:
+        if timer is None:
+            (done if outcome.changed else unchanged).append(outcome.after)  # recorded under its lock
+        elif outcome.changed:
             # A member's timer ends with this audit row (`TimerService.follow_change`).
             await changes.record(ctx, outcome, "enable", group_id=group_id)
             done.append(outcome.after)
@@ -435,19 +457,41 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             if timer is not None and incident is not None:
                 await incident.timers.end_early(timer, f"already enabled; dropped by {ctx.message.username}")
             unchanged.append(outcome.after)
-    lines = [f"{ENABLED_MARK} Switched on {len(done)} of {_counted(len(members) - hidden, parsed, room)}."]
+    lines = [f"{ENABLED_MARK} Switched on {len(done)} of {_counted(len(members), parsed, room)}."]
     if done:
         cancelled = " (their timed disable is cancelled)" if timed_ones else ""
         lines.append(f"Switched on{cancelled}:\n" + _names(done))
     if unchanged:
         dropped = " (their timed disable is dropped)" if timed_ones else ""
         lines.append(f"Already on{dropped}:\n" + _names(unchanged))
+    if changed_since:
+        lines.append("Left off (changed since the group switched them off):\n" + _names(changed_since))
     if failed:
         lines.append("Failed (still off):\n" + bullet_list(failed, limit=SHOWN))
-    if hidden:
-        lines.append(f"{_left_as_they_are(hidden)} (you can't see {'it' if hidden == 1 else 'them'}).")
-    outcome_word = "changed" if done or unchanged else "failed" if failed else "unchanged"
+    outcome_word = (
+        "changed" if done or unchanged else "failed" if failed else "conflict" if changed_since else "unchanged"
+    )
     return Reply("\n".join(lines), outcome=outcome_word)
+
+
+async def _enable_untimed(
+    ctx: CommandContext, rights: CallerRights, disabled: Mapping[str, Any], group_id: int | None
+) -> tuple[UpdateOutcome, bool]:
+    """Switch on a member of a group without a duration, only if it is still as the group's
+    disable left it (`disabled`, that audit row's document), as `undo` compares: anything changed
+    or saved since (a deliberate later disable, say) is left as it is. Compared, written and
+    recorded under the member's lock. Returns the outcome (no write when it is already on or was
+    changed since) and whether it was untouched since."""
+    async with ctx.services.integrations.editing(disabled) as edit:
+        current = edit.current
+        if current.enabled:
+            return UpdateOutcome(before=current, after=current, changed=False), True
+        if changed_fields(disabled, current.document) or saved_again(disabled, current.document):
+            return UpdateOutcome(before=current, after=current, changed=False), False
+        outcome = await edit.apply({"enabled": True}, rights=rights)
+        if outcome.changed:
+            await changes.record(ctx, outcome, "enable", group_id=group_id)
+        return outcome, True
 
 
 async def _untimed_members(
@@ -456,11 +500,16 @@ async def _untimed_members(
     """What a bulk disable without a duration switched off (its members' audit rows), of the kind named."""
     rows = await ctx.services.state.history(group_id=group.id, limit=ctx.services.settings.bot_bulk_max * 4)
     wanted = KIND_TYPES[parsed.kind]
-    found: dict[str, dict[str, Any]] = {}
-    for row in reversed(rows):  # oldest first: a member's own disable
-        if row.action == "disable" and row.after is not None and (wanted is None or row.integration_type == wanted):
-            found.setdefault(row.integration_id, row.after)
-    return [(document, None, group.id) for document in found.values()]
+    latest: dict[str, AuditRecord] = {}
+    for row in rows:  # newest first: a member's latest row of this group
+        latest.setdefault(row.integration_id, row)
+    # A member the group already switched on again (`enable all`, `undo`) is used up: only those
+    # whose latest row of the group is still its own disable are members to switch on.
+    return [
+        (row.after, None, group.id)
+        for row in reversed(latest.values())
+        if row.action == "disable" and row.after is not None and (wanted is None or row.integration_type == wanted)
+    ]
 
 
 async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
@@ -470,48 +519,70 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     parsed = parse_bulk_extend(args, maximum=maximum)
     assert parsed.duration is not None
     room, groups = await _selected_groups(ctx, parsed)
-    running = await _running(ctx, parsed, groups)
+    rights = await ctx.rights()
+    # Members the caller cannot see are left out before anything is counted or compared.
+    running = [timer for timer in await _running(ctx, parsed, groups) if may_see(rights, _member_document(timer))]
     what = _what(parsed, room)
     if not running:
         return Reply(f"Nothing to extend: no timed {code('disable all')} {what} is running.", outcome="unchanged")
-    rights = await ctx.rights()
     timers = toolkit(ctx).timers
     now = ctx.now()
-    dues = {timer.integration_id: max(timer.due_at, now) + parsed.duration for timer in running}
-    if max(dues.values()) - now > maximum:
+    allowed: list[TimedDisable] = []
+    for timer in running:
+        if (await ctx.services.integrations.may_write(rights, Integration.of(_member_document(timer)))).allowed:
+            allowed.append(timer)
+    not_allowed = len(running) - len(allowed)
+    # Only the members this command would extend are measured against the maximum: a refusal
+    # tells nothing about the end of one the caller may not change.
+    latest = max((max(timer.due_at, now) + parsed.duration for timer in allowed), default=None)
+    if latest is not None and latest - now > maximum:
         raise UsageError(
-            "extend",
-            f"that would keep them off {human_until(max(dues.values()), now).removeprefix('until ')}, "
+            "extend all",
+            f"that would keep them off {human_until(latest, now).removeprefix('until ')}, "
             f"longer than the {human_duration(maximum)} allowed",
         )
     done: list[Integration] = []
+    dues: dict[str, datetime] = {}  # the new end of each member extended
+    extended_groups: dict[int, datetime] = {}
     failed: list[str] = []
-    not_allowed = 0
-    for timer in running:
-        document = _member_document(timer)
-        member = Integration.of(document)
-        if not may_see(rights, document) or not (await ctx.services.integrations.may_write(rights, member)).allowed:
-            not_allowed += 1
-            continue
-        due = dues[timer.integration_id]
+    for timer in allowed:
+        member = Integration.of(_member_document(timer))
         try:
+            # Decided on the member and its timer as they are under its lock (as `extend` does):
+            # the new end counts from the timer's end now, so a longer one set meanwhile is kept.
             async with ctx.services.integrations.editing(member) as edit:
                 pending = await timers.pending_for(timer.integration_id)
                 if pending is None or pending.id != timer.id or pending.state is not TimerState.ACTIVE:
                     failed.append(f"{replies.label(member)}: its timed disable ended meanwhile")
+                    continue
+                if edit.current.enabled:
+                    failed.append(f"{replies.label(member)}: it is on again")
+                    continue
+                due = max(pending.due_at, ctx.now()) + parsed.duration
+                if due - now > maximum:
+                    failed.append(
+                        f"{replies.label(member)}: that would keep it off longer than the {human_duration(maximum)} "
+                        "allowed"
+                    )
                     continue
                 if await timers.extend(pending, due) is None:
                     failed.append(f"{replies.label(member)}: its timed disable changed meanwhile")
                     continue
                 await changes.note(ctx, edit.current, "extend", until=due, group_id=timer.group_id)
                 done.append(edit.current)
+                dues[timer.integration_id] = due
+                if timer.group_id is not None:
+                    extended_groups[timer.group_id] = max(due, extended_groups.get(timer.group_id, due))
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
         except BotError as exc:
             failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
-    for group_id in {timer.group_id for timer in running if timer.group_id is not None}:
-        latest = max(dues[t.integration_id] for t in running if t.group_id == group_id)
-        await ctx.services.state.groups.set_due(group_id, latest)
+    # A group's end moves to the latest end of the members actually extended (never earlier than
+    # it was): a member refused or left alone does not set it.
+    group_dues = {group.id: group.due_at for group in groups}
+    for group_id, due in extended_groups.items():
+        before = group_dues.get(group_id)
+        await ctx.services.state.groups.set_due(group_id, max(due, before) if before is not None else due)
     until = human_until(max(dues[i.id] for i in done), now) if done else ""
     lines = [
         f"⏰ Extended {len(done)} of {_counted(len(running), parsed, room)} by {human_duration(parsed.duration)}"

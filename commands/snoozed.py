@@ -62,7 +62,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             group = groups[timer.group_id]
             lines.append(await _group_line(ctx, group, members[group.id], rights))
             if len(buttons) < MAX_BUTTONS:
-                buttons.extend(bulk.group_buttons(ctx, group)[:1])
+                buttons.extend(bulk.group_buttons(ctx, group, rights)[:1])
             continue
         assert timer.disabled_document is not None
         integration = Integration.of(timer.disabled_document)

@@ -24,6 +24,10 @@ _COLUMNS: Final = (
 )
 
 
+_UPPER: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+_ASCII_LOWER: Final = str.maketrans(_UPPER, _UPPER.lower())
+
+
 def _ts(when: datetime) -> float:
     return when.timestamp()
 
@@ -105,14 +109,23 @@ class GroupStore:
     async def recent(
         self, *, target_room_id: str | None = None, glob: str | None = None, limit: int = 20
     ) -> list[BulkGroup]:
-        """Newest first: groups of that room (by id) or that pattern (as typed, case-insensitively)."""
+        """Newest first: groups of that room (by id) or that pattern (as typed, ASCII letters in any
+        case). Filtered in SQL: any number of other patterns' groups never pushes one out of reach."""
         if target_room_id is not None:
             return await self._select(
                 "WHERE target_room_id = ? ORDER BY created_at DESC, id DESC LIMIT ?", (target_room_id, limit)
             )
-        rows = await self._select("WHERE glob IS NOT NULL ORDER BY created_at DESC, id DESC LIMIT ?", (limit * 10,))
-        wanted = (glob or "").casefold()
-        return [group for group in rows if (group.glob or "").casefold() == wanted][:limit]
+        return await self._select(
+            f"WHERE glob IS NOT NULL AND {self._ascii_lower('glob')} = ? ORDER BY created_at DESC, id DESC LIMIT ?",
+            ((glob or "").translate(_ASCII_LOWER), limit),
+        )
+
+    def _ascii_lower(self, column: str) -> str:
+        """`column` with A-Z folded to a-z and nothing else, the same on both backends (SQLite's
+        `lower` folds ASCII only; PostgreSQL's folds by locale, so `translate` there)."""
+        if self._db.kind == "postgresql":
+            return f"translate({column}, '{_UPPER}', '{_UPPER.lower()}')"
+        return f"lower({column})"
 
     async def _select(self, where: str, params: tuple[Any, ...]) -> list[BulkGroup]:
         rows = await self._db.rows(f"SELECT {_COLUMNS} FROM bulk_groups {where}", params)  # noqa: S608

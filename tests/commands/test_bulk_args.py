@@ -206,3 +206,28 @@ def test_a_hostile_pattern_does_not_backtrack_for_long() -> None:
     started = time.monotonic()
     assert not name_glob("*a" * 30 + "*b")("a" * 5000)
     assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("command", ["disable", "enable", "extend"])
+def test_an_empty_room_names_the_bulk_command(command: str) -> None:
+    """Was: `disable all in #` answered with the single `disable` usage (the problem named
+    `disable`, not `disable all`)."""
+    tail = [Token("1h")] if command == "extend" else []
+    parse = {"disable": parse_bulk_args, "enable": parse_bulk_enable, "extend": parse_bulk_extend}[command]
+    with pytest.raises(UsageError) as raised:
+        parse([Token("all"), Token("in"), Token("#"), *tail])
+    assert raised.value.command == f"{command} all"
+
+
+@pytest.mark.parametrize("second", ["outgoing", "incoming", "webhook-outgoing", "OUTGOING"])
+def test_two_kinds_are_refused_not_taken_as_a_reason(second: str) -> None:
+    """Was: `disable all in #alerts incoming outgoing` switched off the incoming ones only, with
+    the reason "outgoing"."""
+    tokens = [Token(w) for w in ("all", "in", "#alerts", "incoming", second)]
+    with pytest.raises(UsageError) as raised:
+        parse_bulk_args(tokens)
+    assert raised.value.command == "disable all"
+    assert "one kind" in raised.value.problem
+    reason = parse_bulk_args([*tokens[:4], Token("because"), Token(second)])
+    assert (reason.kind, reason.reason) == ("incoming", second)
+    assert parse_bulk_args([*tokens[:4], Token("in"), Token("a")]).reason == "in a"

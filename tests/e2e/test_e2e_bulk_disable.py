@@ -115,7 +115,7 @@ def test_the_button_confirms_and_a_restart_in_between_keeps_the_timers(world: Wo
     assert "turned" in history and "back on" in history
 
 
-def test_a_manage_own_caller_switches_only_their_own_and_sees_only_a_count(world: World) -> None:
+def test_a_manage_own_caller_switches_only_their_own_and_learns_nothing_of_the_others(world: World) -> None:
     where = room(world)
     owens = hook(world, where, created_by="owen")
     admins = [hook(world, where), hook(world, where, enabled=False)]
@@ -124,7 +124,7 @@ def test_a_manage_own_caller_switches_only_their_own_and_sees_only_a_count(world
     assert not enabled(world, owens)
     assert enabled(world, admins[0])
     again = world.command("owen", f"disable all in #{where}")["msg"]
-    assert "2 more matching integrations that you may not change are left out" in again, again
+    assert "Nothing to switch off" in again and "may not change" not in again, again
     for hidden in admins:
         assert hidden["name"] not in reply + again and hidden["_id"] not in reply + again
 
@@ -228,3 +228,34 @@ def test_a_member_whose_writes_answer_500_is_reported_and_the_group_still_comes_
     assert notice.startswith("🟢 1 integration is back on"), notice
     assert broken["name"] not in notice
     assert stable(world.control.integration(good["_id"])) == stable(good)
+
+
+def test_a_glob_does_not_tell_owen_whether_a_hidden_name_matches(world: World) -> None:
+    """Was: the preview counted matching integrations owen cannot see, so `disable all matching
+    "<guess>"` answered yes (1 more … you may not change) or no (nothing) to any guess at the name
+    of admin's hidden webhook."""
+    where = room(world)
+    hidden = hook(world, where)
+    right = world.command("owen", f'disable all matching "{hidden["name"]}"')["msg"]
+    wrong = world.command("owen", f'disable all matching "{hidden["name"]}x"')["msg"]
+    assert right.replace(hidden["name"], "?") == wrong.replace(hidden["name"] + "x", "?"), (right, wrong)
+    in_room = world.command("owen", f"disable all in #{where}")["msg"]
+    assert "may not change" not in right + in_room and hidden["_id"] not in right + in_room, in_room
+    assert enabled(world, hidden)
+
+
+def test_an_old_re_enable_button_does_not_undo_a_deliberate_later_disable(world: World) -> None:
+    """Was: after a `disable all` without a duration had been switched back on, owen switched his
+    hook off on purpose; the bulk answer's old "Re-enable all now" button switched it on again."""
+    where = room(world)
+    owens, admins = hook(world, where, created_by="owen"), hook(world, where)
+    applied = world.command("admin", f"disable all in #{where} --yes")
+    button = buttons(applied)["Re-enable all now"]
+    first = world.chat.command("admin", ROOM, button)["msg"]
+    assert "Switched on 2 of 2" in first, first
+    off = world.command("owen", f"disable {owens['_id']} because leaking secrets")["msg"]
+    assert "Disabled" in off, off
+    again = world.chat.command("admin", ROOM, button)["msg"]
+    assert again.startswith("Nothing to switch back on"), again
+    assert not enabled(world, owens)
+    assert enabled(world, admins)

@@ -116,3 +116,19 @@ async def test_another_replica_sees_the_group(open_store: Opener) -> None:
     await first.close()
     second = await open_store()
     assert await second.groups.for_message("m1") == group
+
+
+async def test_a_pattern_group_stays_in_reach_behind_any_number_of_other_patterns(open_store: Opener) -> None:
+    """Was: `recent(glob=…)` read the newest 200 pattern groups and filtered them in Python, so
+    someone repeating `disable all matching "own*" --yes` 200 times pushed an admin's
+    `matching "jenkins*"` group out of `enable all`'s and `extend all`'s reach."""
+    state = await open_store()
+    admins = await state.groups.create(group_draft("admin", target_room_id=None, glob="Jenkins*"))
+    for n in range(210):
+        draft = group_draft(f"flood{n}", target_room_id=None, glob="own*", created_at=NOW + timedelta(seconds=n + 1))
+        await state.groups.create(draft)
+    assert [g.id for g in await state.groups.recent(glob="jenkins*")] == [admins.id]
+    assert [g.id for g in await state.groups.recent(glob="JENKINS*")] == [admins.id]
+    assert len(await state.groups.recent(glob="OWN*", limit=5)) == 5
+    assert await state.groups.recent(glob="jenkins") == []
+    assert await state.groups.recent(glob="Jenkins%") == [] and await state.groups.recent(glob="_enkins*") == []
