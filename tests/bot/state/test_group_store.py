@@ -4,13 +4,17 @@ members' timers and audit rows linked to it, and what `extend`/`enable all in` l
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 
 from bot.state.group_store import GroupDraft
-from bot.state.store import SCHEMA_VERSION, AuditRecord
+from bot.state.store import SCHEMA_VERSION, AuditRecord, StateStore
 from bot.state.timer_states import TimerState
 from bot.state.timer_store import TimerDraft
-from conftest import Opener
+
+# The `open_store` fixture's opener (tests/bot/state/conftest.py), named here: a module named
+# `conftest` is not importable reliably when several test directories run in one session.
+Opener = Callable[..., Awaitable[StateStore]]
 
 NOW = datetime(2026, 12, 6, 23, 0, tzinfo=UTC)
 
