@@ -96,6 +96,7 @@ from commands.registry import Dispatcher, Registry, new_correlation_id
 from commands.reply import Reply
 from commands.table import build_registry
 
+CLAIMS_TASK: Final = "claims"  # the task that renews, checks and takes over claims (`_keep_claims`)
 log = logs.get_logger("integrations_bot.runtime")
 
 __all__ = ["Bot", "buttons_attachment", "main", "utcnow"]
@@ -362,7 +363,7 @@ class Bot:
                 asyncio.create_task(self._consume(), name="events"),
                 asyncio.create_task(self.catchup.run(), name="catch-up"),
                 asyncio.create_task(self._maintain(), name="maintenance"),
-                asyncio.create_task(self._keep_claims(), name="claims"),
+                asyncio.create_task(self._keep_claims(), name=CLAIMS_TASK),
             ]
             stop_task = asyncio.create_task(self._stop.wait(), name="stop")
             done, _ = await asyncio.wait({realtime_task, stop_task, *background}, return_when=asyncio.FIRST_COMPLETED)
@@ -869,13 +870,14 @@ class Bot:
             # During an outage, every second: commands wait for their claim until it works.
             waiting = not self._state_reachable or self._waiting_claims
             await asyncio.sleep(STATE_RETRY if waiting else interval)
-            if self._waiting_claims:
+            if self._waiting_claims and self._accepting:
                 await self._claim_waiting()
             try:
                 await self.state.renew_claims(self.clock(), self._running | self._unsettled.keys())
                 await self.state.ping()
-                # Expired: another replica's that died, or this process's own that ended unsettled.
-                orphans = await self.state.take_over(self.clock(), expired_only=True)
+                # Expired: another replica's that died, or this process's own that ended unsettled
+                # (none while stopping: what this process would take, it could not run).
+                orphans = await self.state.take_over(self.clock(), expired_only=True) if self._accepting else []
             except StateUnavailable as exc:
                 self._state_failed(exc)
                 continue
@@ -1005,9 +1007,13 @@ class Bot:
         self.lanes.close()
         if self._waiting:
             log.info("bot.not_started", waiting=len(self._waiting))  # claimed: resumed at the next start
-        for task in background or ():
+        # The claims' keeper goes on through the drain: the commands still running keep their
+        # claims (another replica would take them over once their lease ran out).
+        keeper = [task for task in background or () if task.get_name() == CLAIMS_TASK]
+        others = [task for task in background or () if task not in keeper]
+        for task in others:
             task.cancel()
-        await asyncio.gather(*(background or ()), return_exceptions=True)
+        await asyncio.gather(*others, return_exceptions=True)
         if self._tasks:
             log.info("bot.draining", in_flight=len(self._tasks))
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.bot_shutdown_grace)
@@ -1016,6 +1022,9 @@ class Bot:
             if pending:
                 log.warning("bot.drain_timeout", cancelled=len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
+        for task in keeper:
+            task.cancel()
+        await asyncio.gather(*keeper, return_exceptions=True)
         if self.incident is not None:
             await self.incident.aclose()
         if self.realtime is not None:

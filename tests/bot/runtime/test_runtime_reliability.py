@@ -430,3 +430,30 @@ async def test_an_answer_that_finds_a_not_run_notice_at_its_id_is_written_over_i
     assert "editedAt" in edited[0]
     assert [m["_id"] for m in bot_messages(w, "ops")] == [notice["_id"]]
     assert (await call(control.integration, target["_id"]))["enabled"] is False
+
+
+def claim_lease(tmp_path: Path, message_id: str) -> float | None:
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        row = db.execute("SELECT lease_until FROM processed_messages WHERE message_id = ?", (message_id,)).fetchone()
+    return float(row[0]) if row and row[0] is not None else None
+
+
+async def test_a_command_still_running_while_the_bot_drains_keeps_its_claim_renewed(w: World, tmp_path: Path) -> None:
+    """Was: stopping (SIGTERM) cancelled the renewal of claims before the drain: a command still
+    running then lost its lease after `BOT_CLAIM_LEASE` and another replica could take it over and
+    start it again (stopped before its write since, but run twice up to there). Its claim is now
+    renewed until the drain ends, and the command finishes and is answered."""
+    control = w.control
+    target = await hook(w, "draining")
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3, bot_shutdown_grace=10)) as (bot, task):
+        control.set_latency(4.0, "integrations.update")  # the write is in flight when the stop comes
+        command = await call(control.post_message, "owen", "ops", "!integration disable draining")
+        await until(lambda: bot_claim_status(tmp_path, command["_id"]) == "claimed", what="the command claimed")
+        leased = claim_lease(tmp_path, command["_id"])
+        assert leased is not None
+        bot.stop()
+        renewed = lambda: (claim_lease(tmp_path, command["_id"]) or 0.0) > leased + 0.5  # noqa: E731
+        await until(renewed, timeout=8, what="the claim renewed while the bot drains")
+        await asyncio.wait_for(asyncio.shield(task), 15)
+    assert bot_claim_status(tmp_path, command["_id"]) == "done"
+    assert (await call(control.integration, target["_id"]))["enabled"] is False
