@@ -113,6 +113,17 @@ class TimerStore:
         rows = await self._select(f"WHERE integration_id = ? AND state IN {_PENDING_SQL}", (integration_id,))
         return rows[0] if rows else None
 
+    async def has_extension_by(self, message_id: str) -> bool:
+        """Whether the command `message_id` extended a timed disable that is still pending (the
+        recovery of a stale command asks: it did something, so it is resumed to say so)."""
+        needle = json.dumps(message_id)
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = await self._select(
+            f"WHERE state IN {_PENDING_SQL} AND extensions_json LIKE ? ESCAPE '\\'",
+            (pattern,),
+        )
+        return any(timer.extended_by(message_id) is not None for timer in rows)
+
     async def pending(self, state: TimerState | None = None) -> list[TimedDisable]:
         """Pending timed disables (or only those in `state`), soonest due first."""
         if state is not None:

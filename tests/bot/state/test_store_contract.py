@@ -243,6 +243,28 @@ async def test_an_extension_records_the_command_that_set_the_end_in_the_same_tra
     assert plain is not None and plain.extensions == read.extensions
 
 
+@pytest.mark.parametrize("message_id", ["m-1", 'a%b_c\\d"e', "AbC"], ids=["plain", "like-wildcards", "case"])
+async def test_whether_a_command_extended_a_running_timer_is_found_by_its_message_id(
+    opened: Opener, message_id: str
+) -> None:
+    """Message ids are chosen by users: one made of LIKE's wildcards, quotes or backslashes, or
+    differing only in case, matches no other command's extension."""
+    a, b = await opened(owner="a"), await opened(owner="b")
+    draft = TimerDraft("i1", "Guggy", "webhook-incoming", NOW, NOW + timedelta(minutes=30), "u1", "alice")
+    timer = await a.timers.schedule(draft)
+    assert timer is not None
+    timer = await a.timers.transition(timer, TimerEvent.CONFIRMED, at=NOW, document={"enabled": False})
+    assert timer is not None and not await b.timers.has_extension_by(message_id)
+    lookalikes = ["m-1x", 'aXbYc\\d"e', "abc", "ABC"]
+    timer = await a.timers.transition(
+        timer, TimerEvent.EXTENDED, at=NOW, due_at=NOW + timedelta(hours=1), by=message_id
+    )
+    assert timer is not None and await b.timers.has_extension_by(message_id)
+    assert [m for m in lookalikes if m != message_id and await b.timers.has_extension_by(m)] == []
+    ended = await a.timers.transition(timer, TimerEvent.ENDED_EARLY, at=NOW, note="enabled")
+    assert ended is not None and not await b.timers.has_extension_by(message_id)  # only running ones count
+
+
 async def test_a_timer_remembers_its_latest_extensions(opened: Opener) -> None:
     store = await opened()
     draft = TimerDraft("i1", "Guggy", "webhook-incoming", NOW, NOW + timedelta(minutes=30), "u1", "alice")
