@@ -534,7 +534,11 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     not_allowed = len(running) - len(allowed)
     # Only the members this command would extend are measured against the maximum: a refusal
     # tells nothing about the end of one the caller may not change.
-    latest = max((max(timer.due_at, now) + parsed.duration for timer in allowed), default=None)
+    # A member this very command extended already (resumed after a crash) counts with the end it set.
+    latest = max(
+        (timer.extended_by(ctx.message.id) or max(timer.due_at, now) + parsed.duration for timer in allowed),
+        default=None,
+    )
     if latest is not None and latest - now > maximum:
         raise UsageError(
             "extend all",
@@ -558,14 +562,17 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                 if edit.current.enabled:
                     failed.append(f"{replies.label(member)}: it is on again")
                     continue
-                due = max(pending.due_at, ctx.now()) + parsed.duration
-                if due - now > maximum:
+                # Extended by this very command already (resumed after a crash before the
+                # member's audit row): not again (bot/state/timer_store.py).
+                done_by_this = pending.extended_by(ctx.message.id)
+                due = done_by_this or max(pending.due_at, ctx.now()) + parsed.duration
+                if done_by_this is None and due - now > maximum:
                     failed.append(
                         f"{replies.label(member)}: that would keep it off longer than the {human_duration(maximum)} "
                         "allowed"
                     )
                     continue
-                if await timers.extend(pending, due) is None:
+                if done_by_this is None and await timers.extend(pending, due, by=ctx.message.id) is None:
                     failed.append(f"{replies.label(member)}: its timed disable changed meanwhile")
                     continue
                 await changes.note(ctx, edit.current, "extend", until=due, group_id=timer.group_id)

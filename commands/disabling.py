@@ -87,8 +87,17 @@ async def timed(
             raise UserInputError(
                 f"a timed disable of {quote_name(found.name)} is being set up right now; try again in a moment"
             )
+        elif pending is not None and not current.enabled and (done := pending.extended_by(ctx.message.id)):
+            # This command re-timed it already and was resumed (a crash before its audit row): the
+            # end it set stays (re-timing again would count from now), the audit row is recorded once.
+            await changes.note(ctx, current, "retime", reason=reason, until=done, group_id=group_id)
+            return Reply(
+                f"⏰ {replies.label(current)} is disabled {human_until(done, now)}.{_why(reason)}",
+                buttons=buttons,
+                outcome="changed",
+            )
         elif pending is not None and not current.enabled:
-            retimed = await timers.extend(pending, due)
+            retimed = await timers.extend(pending, due, by=ctx.message.id)
             if retimed is None:
                 raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
             await changes.note(ctx, current, "retime", reason=reason, until=due, group_id=group_id)
@@ -129,7 +138,10 @@ async def timed(
         audit_id = await changes.record(ctx, outcome, "disable", reason=reason, until=due, group_id=group_id)
         if rebase:
             rebased = await timers.pending_for(found.id)
-            if rebased is None or await timers.extend(rebased, due) is None:
+            done = rebased.extended_by(ctx.message.id) if rebased is not None else None
+            if done is not None:
+                due = done  # resumed after this very command set the end: kept as it set it
+            elif rebased is None or await timers.extend(rebased, due, by=ctx.message.id) is None:
                 raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
         else:
             await timers.confirm(timer, outcome.after.document, audit_id)

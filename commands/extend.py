@@ -2,7 +2,8 @@
 
 The new end may be at most BOT_MAX_DISABLE from now. An overdue timer (Rocket.Chat was down when
 it was due and the bot is retrying) is extended from now. Extending writes nothing to
-Rocket.Chat; it is one audit row.
+Rocket.Chat; it is one audit row. The timer row records which command set its end (bot/state/timer_store.py),
+so a command resumed after a crash between the two answers as done instead of extending again.
 """
 
 from __future__ import annotations
@@ -45,16 +46,22 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                 outcome="unchanged",
             )
         now = ctx.now()
-        due = max(pending.due_at, now) + parsed.duration
-        if due - now > maximum:
-            raise UsageError(
-                "extend",
-                f"that would keep it off {human_until(due, now).removeprefix('until ')}, "
-                f"longer than the {human_duration(maximum)} allowed",
-            )
-        extended = await timers.extend(pending, due)
-        if extended is None:
-            raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
+        done = pending.extended_by(ctx.message.id)
+        if done is not None:
+            # This command extended it already, then stopped before its audit row (kill -9) and was
+            # resumed: not again; the audit row is recorded once (one per command and action).
+            due = done
+        else:
+            due = max(pending.due_at, now) + parsed.duration
+            if due - now > maximum:
+                raise UsageError(
+                    "extend",
+                    f"that would keep it off {human_until(due, now).removeprefix('until ')}, "
+                    f"longer than the {human_duration(maximum)} allowed",
+                )
+            extended = await timers.extend(pending, due, by=ctx.message.id)
+            if extended is None:
+                raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
         await changes.note(ctx, current, "extend", until=due)
     return Reply(
         f"⏰ {replies.label(current)} stays disabled {human_until(due, now)} "

@@ -164,8 +164,10 @@ class TimerService:
         if aborted is not None and aborted.group_id is not None:
             await self._group_notice(aborted.group_id, aborted)  # the others may all be back on
 
-    async def extend(self, timer: TimedDisable, due_at: datetime) -> TimedDisable | None:
-        extended = await self.store.transition(timer, TimerEvent.EXTENDED, at=self.clock.now(), due_at=due_at)
+    async def extend(self, timer: TimedDisable, due_at: datetime, *, by: str | None = None) -> TimedDisable | None:
+        """A new end; `by`: the message id of the command asking, recorded with it on the row in the
+        same statement (`TimedDisable.extended_by`), so that command, resumed, does not extend again."""
+        extended = await self.store.transition(timer, TimerEvent.EXTENDED, at=self.clock.now(), due_at=due_at, by=by)
         self.wake()
         return extended
 

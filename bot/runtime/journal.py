@@ -27,6 +27,11 @@ its intent against the integration as it is now, read under the integration's lo
   overwrite their change); the command fails with `VerificationFailed`, whose answer asks the
   caller to look at the integration.
 
+Commands that change only a timed disable's end (`extend`, `extend all`, a re-timing `disable X
+for …`) write no document, so they have no intent: the timer row records the message id of each
+command that moved its end, and the end it set, in the same UPDATE (bot/state/timer_store.py). A
+resumed one finds its extension there and answers as done (`landed` counts it too).
+
 Intents are keyed by message id and integration id, written only inside a command (a
 `CommandRun` in the task's context), and deleted when the command's claim is finished.
 """
@@ -90,14 +95,16 @@ class JournaledIntegrationService(IntegrationService):
         self._clock = clock
 
     async def landed(self, message_id: str) -> bool:
-        """Whether some write of this (interrupted) command reached the server."""
+        """Whether some write of this (interrupted) command reached the server, or it moved the end
+        of a timed disable that is still running (`extend` writes no document: the timer row names
+        the commands that extended it, bot/state/timer_store.py); resumed, it answers as done."""
         for intent in await self._state.intents(message_id):
             if intent.verified is not None:
                 return True
             now = await self._get_or_none(intent.integration_id)
             if now is not None and judge(intent, now) is Judgement.LANDED:
                 return True
-        return False
+        return await self._state.timers.has_extension_by(message_id)
 
     async def unrecorded(self, message_id: str) -> bool:
         """Whether a write of this (answered, interrupted) command landed without its audit row:

@@ -179,6 +179,9 @@ MIGRATIONS: Final[dict[int, str]] = {
     );
     CREATE INDEX flood_notices_quiet ON flood_notices (quiet_until)
     """,
+    10: """
+    ALTER TABLE timers ADD COLUMN extensions_json text
+    """,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 # Keys of the transaction-level advisory locks (a namespace of this bot's: hashtextextended of it).

@@ -196,6 +196,12 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX flood_notices_quiet ON flood_notices (quiet_until)
     """,
+    # 10: which commands extended (or re-timed) a timed disable, and the end each one set, written
+    # in the same UPDATE as the new end (bot/state/timer_store.py): a command resumed after a crash
+    # between that UPDATE and its audit row finds its extension there and does not extend again
+    """
+    ALTER TABLE timers ADD COLUMN extensions_json TEXT
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

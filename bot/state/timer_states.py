@@ -109,6 +109,13 @@ class TimedDisable:
     end_note: str | None = None
     # A member of a bulk disable (bot/state/group_store.py).
     group_id: int | None = None
+    # The latest extensions (re-timings included): (message id of the command, the end it set),
+    # oldest first (bot/state/timer_store.py).
+    extensions: tuple[tuple[str, datetime], ...] = ()
+
+    def extended_by(self, message_id: str) -> datetime | None:
+        """The end the command `message_id` extended this timer to, if it did (see `extensions`)."""
+        return next((due for by, due in reversed(self.extensions) if by == message_id), None)
 
     @property
     def pending(self) -> bool:

@@ -5,6 +5,15 @@ Every transition is one compare-and-set UPDATE on the row's `revision`: the sche
 timer and a command ending it early may race, and exactly one of them wins; the loser gets None
 and does nothing further. At most one timed disable per integration is pending at a time (a
 partial unique index), so two `disable X for …` commands racing cannot both schedule one.
+
+An extension (`extend`, `extend all`, a `disable X for …` that re-times a running one) records,
+in the same UPDATE as the new end, which command set it and to what (`extensions_json`, migration
+10): the command writes no Rocket.Chat document, so the write journal (bot/runtime/journal.py)
+knows nothing of it, and a command resumed after a crash between this UPDATE and its audit row
+would otherwise extend a second time. It finds its own extension on the row instead
+(`TimedDisable.extended_by`). The latest `EXTENSIONS_KEPT` are kept, so another command extending
+the same timer meanwhile (someone clicking "Extend 1 h" while the first one got no answer) does not
+hide the first one's.
 """
 
 from __future__ import annotations
@@ -22,8 +31,11 @@ from bot.state.timer_states import PENDING, TimedDisable, TimerEvent, TimerState
 _COLUMNS: Final = (
     "id, revision, state, integration_id, integration_name, integration_type, created_at, due_at, actor_id,"
     " actor_username, reason, room_id, thread_id, message_id, audit_id, disabled_updated_at, disabled_json,"
-    " ended_at, end_note, group_id"
+    " ended_at, end_note, group_id, extensions_json"
 )
+# How many extensions a timer remembers (the latest ones): far more than can happen while a command
+# waits to be resumed.
+EXTENSIONS_KEPT: Final = 32
 _PENDING_SQL: Final = "(" + ", ".join(f"'{state.value}'" for state in sorted(PENDING)) + ")"
 
 
@@ -101,6 +113,17 @@ class TimerStore:
         rows = await self._select(f"WHERE integration_id = ? AND state IN {_PENDING_SQL}", (integration_id,))
         return rows[0] if rows else None
 
+    async def has_extension_by(self, message_id: str) -> bool:
+        """Whether the command `message_id` extended a timed disable that is still pending (the
+        recovery of a stale command asks: it did something, so it is resumed to say so)."""
+        needle = json.dumps(message_id)
+        pattern = "%" + needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        rows = await self._select(
+            f"WHERE state IN {_PENDING_SQL} AND extensions_json LIKE ? ESCAPE '\\'",
+            (pattern,),
+        )
+        return any(timer.extended_by(message_id) is not None for timer in rows)
+
     async def pending(self, state: TimerState | None = None) -> list[TimedDisable]:
         """Pending timed disables (or only those in `state`), soonest due first."""
         if state is not None:
@@ -127,9 +150,11 @@ class TimerStore:
         due_at: datetime | None = None,
         document: Mapping[str, Any] | None = None,
         audit_id: int | None = None,
+        by: str | None = None,
     ) -> TimedDisable | None:
         """Apply `event` to the row as `timer` last saw it. None when the row moved on meanwhile
-        (another transition won); `IllegalTransition` when the table does not allow it."""
+        (another transition won); `IllegalTransition` when the table does not allow it. An
+        extension made for a command names it (`by`, its message id): recorded with the new end."""
         target = next_state(timer.state, event)
         sets: dict[str, Any] = {"state": target.value}
         if event in (TimerEvent.CONFIRMED, TimerEvent.REBASED):
@@ -143,6 +168,11 @@ class TimerStore:
             if due_at is None:
                 raise ValueError("extending needs the new due time")
             sets["due_at"] = _ts(due_at)
+            if by is not None:
+                # Computed from the row as read: the compare-and-set on `revision` makes it exact.
+                kept = [(message_id, due) for message_id, due in timer.extensions if message_id != by]
+                kept = [*kept, (by, due_at)][-EXTENSIONS_KEPT:]
+                sets["extensions_json"] = json.dumps([[message_id, _ts(due)] for message_id, due in kept])
         if target not in PENDING:
             sets["ended_at"] = _ts(at)
             sets["end_note"] = note
@@ -184,4 +214,11 @@ def _timer(row: Any) -> TimedDisable:
         ended_at=_dt(row[17]),
         end_note=row[18],
         group_id=int(row[19]) if row[19] is not None else None,
+        extensions=_extensions(row[20]),
     )
+
+
+def _extensions(value: Any) -> tuple[tuple[str, datetime], ...]:
+    if not value:
+        return ()
+    return tuple((str(message_id), datetime.fromtimestamp(float(due), UTC)) for message_id, due in json.loads(value))

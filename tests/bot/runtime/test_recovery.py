@@ -17,6 +17,8 @@ from bot.runtime.intake import Intake
 from bot.runtime.journal import JournaledIntegrationService
 from bot.runtime.recovery import Close, Decision, Interrupted, Recovery, Resume
 from bot.state.store import AuditRecord, StateStore, WriteIntent
+from bot.state.timer_states import TimerEvent
+from bot.state.timer_store import TimerDraft
 
 TWO_MIN = timedelta(minutes=2)
 
@@ -194,6 +196,26 @@ async def test_a_stale_command_whose_write_landed_is_resumed_to_report_it(sandbo
     await call(sandbox_world.control.update_integration, hook["_id"], {"enabled": False})  # the PUT had landed
     decision = await p.decide(command["_id"])
     assert isinstance(decision, Resume)
+
+
+async def test_a_stale_extend_that_moved_a_timers_end_is_resumed_to_report_it(sandbox_world: World, parts: Any) -> None:
+    """`extend` writes no document (no write intent): the timer row names it. Told "not run again",
+    the caller would extend a second time by hand."""
+    p = parts(timedelta(minutes=5))
+    command = await post(sandbox_world, "admin", "ops", "!integration extend recovery-extended 1h")
+    await p.state.claim_message(command["_id"], command["rid"], p.clock(), p.clock())  # by the process that died
+    now = p.clock()
+    draft = TimerDraft("i-ext", "recovery-extended", "webhook-incoming", now, now + timedelta(minutes=30), "u", "admin")
+    timer = await p.state.timers.schedule(draft)
+    assert timer is not None
+    timer = await p.state.timers.transition(timer, TimerEvent.CONFIRMED, at=now, document={"enabled": False})
+    assert timer is not None
+    assert isinstance(await p.decide(command["_id"]), Interrupted)  # nothing done yet
+    extended = await p.state.timers.transition(
+        timer, TimerEvent.EXTENDED, at=now, due_at=now + timedelta(minutes=90), by=command["_id"]
+    )
+    assert extended is not None
+    assert isinstance(await p.decide(command["_id"]), Resume)
 
 
 async def test_an_edited_command_is_not_run_again(sandbox_world: World, parts: Any) -> None:

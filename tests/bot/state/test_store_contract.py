@@ -18,7 +18,7 @@ import pytest
 from bot.errors import ConfigError, StateUnavailable
 from bot.state.store import AuditRecord, StateStore, WriteIntent
 from bot.state.timer_states import TimerEvent, TimerState
-from bot.state.timer_store import TimerDraft
+from bot.state.timer_store import EXTENSIONS_KEPT, TimerDraft
 from tests.postgres_support import PostgresServer
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -212,6 +212,76 @@ async def test_one_pending_timer_per_integration_and_one_winner_per_transition(o
     assert (await b.timers.pending_for("i1") is None) == (results[1] is not None)
 
 
+async def test_an_extension_records_the_command_that_set_the_end_in_the_same_transition(opened: Opener) -> None:
+    """A command that extends a timer leaves its message id and the end it set on the row, so the
+    same command resumed elsewhere (another replica, a restarted process) finds it done; an
+    extension that loses the compare-and-set records nothing."""
+    a, b = await opened(owner="a"), await opened(owner="b")
+    draft = TimerDraft("i1", "Guggy", "webhook-incoming", NOW, NOW + timedelta(minutes=30), "u1", "alice")
+    scheduled = await a.timers.schedule(draft)
+    assert scheduled is not None
+    document = {"_id": "i1", "enabled": False, "_updatedAt": "2026-12-06T12:00:01.000Z"}
+    active = await a.timers.transition(scheduled, TimerEvent.CONFIRMED, at=NOW, document=document)
+    assert active is not None and active.extended_by("m-extend") is None
+    one_hour, two_hours = NOW + timedelta(hours=1), NOW + timedelta(hours=2)
+    extended = await a.timers.transition(active, TimerEvent.EXTENDED, at=NOW, due_at=one_hour, by="m-extend")
+    assert extended is not None and extended.due_at == one_hour
+    # The loser of a race (it read the row before that extension) neither moves the end nor records itself.
+    assert await b.timers.transition(active, TimerEvent.EXTENDED, at=NOW, due_at=two_hours, by="m-late") is None
+    seen = await b.timers.pending_for("i1")
+    assert seen is not None and seen.due_at == one_hour
+    assert seen.extended_by("m-extend") == one_hour and seen.extended_by("m-late") is None
+    # Someone else extends it meanwhile (a click on "Extend 1 h"): the first command's is still found.
+    again = await b.timers.transition(seen, TimerEvent.EXTENDED, at=NOW, due_at=two_hours, by="m-click")
+    assert again is not None
+    read = await a.timers.get(again.id)
+    assert read is not None and read.extended_by("m-extend") == one_hour and read.extended_by("m-click") == two_hours
+    # A transition of another kind keeps them; an extension without a command (none today) adds none.
+    rebased = await a.timers.transition(read, TimerEvent.REBASED, at=NOW, document=document)
+    assert rebased is not None and rebased.extensions == read.extensions
+    plain = await a.timers.transition(rebased, TimerEvent.EXTENDED, at=NOW, due_at=NOW + timedelta(hours=3))
+    assert plain is not None and plain.extensions == read.extensions
+
+
+@pytest.mark.parametrize("message_id", ["m-1", 'a%b_c\\d"e', "AbC"], ids=["plain", "like-wildcards", "case"])
+async def test_whether_a_command_extended_a_running_timer_is_found_by_its_message_id(
+    opened: Opener, message_id: str
+) -> None:
+    """Message ids are chosen by users: one made of LIKE's wildcards, quotes or backslashes, or
+    differing only in case, matches no other command's extension."""
+    a, b = await opened(owner="a"), await opened(owner="b")
+    draft = TimerDraft("i1", "Guggy", "webhook-incoming", NOW, NOW + timedelta(minutes=30), "u1", "alice")
+    timer = await a.timers.schedule(draft)
+    assert timer is not None
+    timer = await a.timers.transition(timer, TimerEvent.CONFIRMED, at=NOW, document={"enabled": False})
+    assert timer is not None and not await b.timers.has_extension_by(message_id)
+    lookalikes = ["m-1x", 'aXbYc\\d"e', "abc", "ABC"]
+    timer = await a.timers.transition(
+        timer, TimerEvent.EXTENDED, at=NOW, due_at=NOW + timedelta(hours=1), by=message_id
+    )
+    assert timer is not None and await b.timers.has_extension_by(message_id)
+    assert [m for m in lookalikes if m != message_id and await b.timers.has_extension_by(m)] == []
+    ended = await a.timers.transition(timer, TimerEvent.ENDED_EARLY, at=NOW, note="enabled")
+    assert ended is not None and not await b.timers.has_extension_by(message_id)  # only running ones count
+
+
+async def test_a_timer_remembers_its_latest_extensions(opened: Opener) -> None:
+    store = await opened()
+    draft = TimerDraft("i1", "Guggy", "webhook-incoming", NOW, NOW + timedelta(minutes=30), "u1", "alice")
+    timer = await store.timers.schedule(draft)
+    assert timer is not None
+    timer = await store.timers.transition(timer, TimerEvent.CONFIRMED, at=NOW, document={"enabled": False})
+    count = EXTENSIONS_KEPT + 5
+    for n in range(count):
+        assert timer is not None
+        due = NOW + timedelta(minutes=31 + n)
+        timer = await store.timers.transition(timer, TimerEvent.EXTENDED, at=NOW, due_at=due, by=f"m{n}")
+    assert timer is not None and len(timer.extensions) == EXTENSIONS_KEPT
+    assert timer.extended_by("m4") is None  # the oldest ones are forgotten
+    assert timer.extended_by("m5") == NOW + timedelta(minutes=36)
+    assert timer.extended_by(f"m{count - 1}") == timer.due_at
+
+
 async def test_the_integration_lock_lets_one_writer_at_a_time(opened: Opener) -> None:
     stores = [await opened(owner="a"), await opened(owner="b")]
     inside: list[str] = []
@@ -237,7 +307,7 @@ async def test_the_integration_lock_lets_one_writer_at_a_time(opened: Opener) ->
 async def test_replicas_starting_at_once_migrate_once(postgres_url: str) -> None:
     stores = await asyncio.gather(*(StateStore.connect(postgres_url) for _ in range(4)))
     try:
-        assert {await s.schema_version() for s in stores} == {9}
+        assert {await s.schema_version() for s in stores} == {10}
         assert len({s.message_ids.answer("m") for s in stores}) == 1
     finally:
         await asyncio.gather(*(s.close() for s in stores))
@@ -247,7 +317,7 @@ async def test_a_database_from_a_newer_release_is_refused_clearly(postgres_url: 
     store = await StateStore.connect(postgres_url)
     await store.database.count("UPDATE schema_version SET version = 99")
     await store.close()
-    with pytest.raises(ConfigError, match=r"schema version 99, newer than this release supports \(9\)"):
+    with pytest.raises(ConfigError, match=r"schema version 99, newer than this release supports \(10\)"):
         await StateStore.connect(postgres_url)
 
 

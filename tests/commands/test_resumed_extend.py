@@ -1,0 +1,169 @@
+"""`extend`, `extend all` and a re-timing `disable X for …` interrupted (kill -9) after the timer's
+end moved and before the audit row, then resumed: the end moves once, the audit row exists once.
+
+These commands write nothing to Rocket.Chat, so the write journal (bot/runtime/journal.py) cannot
+tell that they already acted; the timer row records which command set its end
+(bot/state/timer_store.py, `TimedDisable.extended_by`). The kill is a BaseException raised by the
+audit row's recording (`changes.note`), which comes right after the timer's UPDATE; the process's
+state (the in-memory store) is kept, as a file or a database keeps it across a restart. The
+resumed run comes some minutes later, as a restart or a replica's take-over does: an extension
+counted again would show as a later end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from set_harness import Harness, open_harness
+
+from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
+from bot.state.timer_states import TimedDisable
+from commands import changes
+from commands.reply import Reply
+
+LATER = timedelta(minutes=7)  # from the kill to the resumed run
+
+
+class Killed(BaseException):
+    """Stands for kill -9 between the timer's new end and the audit row."""
+
+
+@pytest.fixture
+async def h() -> AsyncIterator[Harness]:
+    harness = await open_harness()
+    services = harness.services
+    services.integrations = JournaledIntegrationService(services.rest, services.state, harness.clock)
+    harness.with_incident_toolkit()
+    try:
+        yield harness
+    finally:
+        await harness.close()
+
+
+def ids(h: Harness, label: str) -> str:
+    return str(h.seeded["integrations"][label]["id"])
+
+
+async def _timer(h: Harness, integration_id: str) -> TimedDisable:
+    toolkit = h.services.incident
+    assert toolkit is not None
+    timer = await toolkit.timers.pending_for(integration_id)
+    assert timer is not None
+    return timer
+
+
+async def _killed_then_resumed(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, text: str, *, audited_first: int = 0, between: Any = None
+) -> Reply:
+    """Run `text` until its audit row number `audited_first + 1` (the kill), then, LATER, resume it."""
+    message, invocation = h.message("admin", "ops", text)
+    real = changes.note
+    noted = 0
+
+    async def note(*args: Any, **kwargs: Any) -> int:
+        nonlocal noted
+        noted += 1
+        if noted > audited_first:
+            raise Killed
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(changes, "note", note)
+    now = h.clock()
+    assert await h.services.state.claim_message(message.id, message.room_id, now, now)  # as the runtime does
+    token = current_command.set(CommandRun(message.id, recovering=False))
+    try:
+        with pytest.raises(Killed):
+            await h.dispatcher.dispatch(message, invocation)
+    finally:
+        current_command.reset(token)
+    monkeypatch.setattr(changes, "note", real)
+    h.clock.advance(LATER)
+    if between is not None:
+        await between()
+    token = current_command.set(CommandRun(message.id, recovering=True))  # the restart resumes it
+    try:
+        return await h.dispatcher.dispatch(message, invocation)
+    finally:
+        current_command.reset(token)
+
+
+async def _rows(h: Harness, action: str) -> list[tuple[str, datetime | None]]:
+    return sorted((r.integration_name, r.until) for r in await h.services.state.history() if r.action == action)
+
+
+async def test_a_resumed_extend_extends_once_and_records_it_once(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    hook = ids(h, "grafana")
+    assert (await h.say("admin", "ops", f"!integration disable {hook} for 30m")).outcome == "changed"
+    before = (await _timer(h, hook)).due_at
+    reply = await _killed_then_resumed(h, monkeypatch, f"!integration extend {hook} 1h")
+    assert reply.outcome == "changed", reply.text
+    assert "stays disabled" in reply.text
+    due = (await _timer(h, hook)).due_at
+    assert due == before + timedelta(hours=1)  # not 2 h, nor 1 h from the resumed run's "now"
+    assert await _rows(h, "extend") == [("Grafana", due)]
+
+
+async def test_a_command_extended_by_someone_else_meanwhile_is_still_found_done(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The caller got no answer and clicked "Extend 1 h" (a new command) before the first one was
+    resumed: both count once, the resumed one does not add a third hour."""
+    hook = ids(h, "grafana")
+    assert (await h.say("admin", "ops", f"!integration disable {hook} for 30m")).outcome == "changed"
+    before = (await _timer(h, hook)).due_at
+
+    async def click() -> None:
+        assert (await h.say("admin", "ops", f"!integration extend {hook} 1h")).outcome == "changed"
+
+    reply = await _killed_then_resumed(h, monkeypatch, f"!integration extend {hook} 1h", between=click)
+    assert reply.outcome == "changed", reply.text
+    due = (await _timer(h, hook)).due_at
+    assert due == before + timedelta(hours=2)
+    assert [name for name, _ in await _rows(h, "extend")] == ["Grafana", "Grafana"]
+
+
+async def test_a_resumed_extend_all_extends_each_member_once(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Killed after the first member's audit row, with the second member's end moved and unrecorded."""
+    reply = await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
+    assert reply.outcome == "changed", reply.text
+    members = [ids(h, "grafana"), ids(h, "deploy-announcer")]
+    before = {m: (await _timer(h, m)).due_at for m in members}
+    reply = await _killed_then_resumed(h, monkeypatch, "!integration extend all in #alerts 1h", audited_first=1)
+    assert reply.outcome == "changed", reply.text
+    assert "Extended 2 of 2" in reply.text
+    after = {m: (await _timer(h, m)).due_at for m in members}
+    assert after == {m: due + timedelta(hours=1) for m, due in before.items()}
+    assert await _rows(h, "extend") == sorted([("Grafana", after[members[0]]), ("Deploy announcer", after[members[1]])])
+    groups = await h.services.state.groups.recent(target_room_id=h.room("alerts"))
+    assert groups[0].due_at == max(after.values())
+
+
+async def test_a_resumed_extend_all_near_the_maximum_is_not_refused_for_its_own_extension(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Counted from the end it already set, the resumed run would exceed BOT_MAX_DISABLE and refuse
+    the whole command, although it extended the members."""
+    maximum = h.services.settings.bot_max_disable
+    reply = await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
+    assert reply.outcome == "changed", reply.text
+    span = maximum - timedelta(hours=1)
+    text = f"!integration extend all in #alerts {int(span.total_seconds() // 60)}m"
+    reply = await _killed_then_resumed(h, monkeypatch, text, audited_first=1)
+    assert reply.outcome == "changed", reply.text
+    assert len(await _rows(h, "extend")) == 2
+
+
+async def test_a_resumed_retiming_disable_keeps_the_end_it_set(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`disable X for 2h` on a timed-disabled X sets the end from now: resumed, it would set it again
+    from the resumed run's now (LATER more). It keeps the end it set and records it once."""
+    hook = ids(h, "grafana")
+    assert (await h.say("admin", "ops", f"!integration disable {hook} for 30m")).outcome == "changed"
+    first = h.clock()
+    reply = await _killed_then_resumed(h, monkeypatch, f"!integration disable {hook} for 2h")
+    assert reply.outcome == "changed", reply.text
+    due = (await _timer(h, hook)).due_at
+    assert due == first + timedelta(hours=2)
+    assert await _rows(h, "retime") == [("Grafana", due)]
