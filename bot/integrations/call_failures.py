@@ -21,11 +21,22 @@ What the bot may repeat of an entry: the entries carry the webhook's token (`dat
 `httpCallData`, the copy of the integration) and its URLs, which often hold credentials
 (`user:pass@`), tokens in the query or a secret path (`/services/T0/B0/XXXX`). `safe_error_line`
 masks every known secret value first (the tokens, the stored URLs verbatim), then every URL it can
-find down to `scheme://host/…` (as `show` does, a bracketed IPv6 host included), then
-`name=value`, `name: value` and `"name": "value"` pairs whose name ends in a credential word
-(`client_secret`, `X-Api-Key`; a quoted value whole, spaces and all) and `Basic`/`Bearer`
-credentials, and only then cuts the text to one short line, so truncation can never expose the
-tail of a secret that masking would have caught.
+find down to `scheme://host/…` (as `show` does, a bracketed IPv6 host included; a `)` or `]` inside
+a URL does not end it), URLs without a scheme down to `host[:port]/…` (`hooks.example.com/services/
+…`; a bare `host` or `host:port` stays), `user:pass@` (a password with a space or two included),
+then `name=value`, `name: value` and `"name": "value"` pairs whose name ends in a credential word
+(`client_secret`, `X-Api-Key`; a quoted value whole, spaces and all; `%3D`/`%3A` count as `=`/`:`),
+`Basic`/`Bearer` credentials, a value right after a credential word that does not read as a word
+(`Invalid token abc123…`, but `token expired`), JSON Web Tokens, keys known by their prefix
+(`ghp_`, `xoxb-`, `sk_live_`, `AKIA`…) and long opaque runs of key characters, and only then cuts
+the text to one short line, so truncation can never expose the tail of a secret that masking would
+have caught.
+
+These heuristics cannot know every secret: a value that reads as a word (`token hunter`, lower-case
+letters only, under 16 characters) after a credential word with only a space between is shown, as
+is a short unprefixed key nothing names. Every pattern starts only where its run of characters
+starts and the heuristics read at most `_SCAN_LIMIT` characters (the cut drops the word it goes
+through), so a hostile body costs bounded time.
 """
 
 from __future__ import annotations
