@@ -21,11 +21,22 @@ What the bot may repeat of an entry: the entries carry the webhook's token (`dat
 `httpCallData`, the copy of the integration) and its URLs, which often hold credentials
 (`user:pass@`), tokens in the query or a secret path (`/services/T0/B0/XXXX`). `safe_error_line`
 masks every known secret value first (the tokens, the stored URLs verbatim), then every URL it can
-find down to `scheme://host/…` (as `show` does, a bracketed IPv6 host included), then
-`name=value`, `name: value` and `"name": "value"` pairs whose name ends in a credential word
-(`client_secret`, `X-Api-Key`; a quoted value whole, spaces and all) and `Basic`/`Bearer`
-credentials, and only then cuts the text to one short line, so truncation can never expose the
-tail of a secret that masking would have caught.
+find down to `scheme://host/…` (as `show` does, a bracketed IPv6 host included; a `)` or `]` inside
+a URL does not end it), URLs without a scheme down to `host[:port]/…` (`hooks.example.com/services/
+…`; a bare `host` or `host:port` stays), `user:pass@` (a password with a space or two included),
+then `name=value`, `name: value` and `"name": "value"` pairs whose name ends in a credential word
+(`client_secret`, `X-Api-Key`; a quoted value whole, spaces and all; `%3D`/`%3A` count as `=`/`:`),
+`Basic`/`Bearer` credentials, a value right after a credential word that does not read as a word
+(`Invalid token abc123…`, but `token expired`), JSON Web Tokens, keys known by their prefix
+(`ghp_`, `xoxb-`, `sk_live_`, `AKIA`…) and long opaque runs of key characters, and only then cuts
+the text to one short line, so truncation can never expose the tail of a secret that masking would
+have caught.
+
+These heuristics cannot know every secret: a value that reads as a word (`token hunter`, lower-case
+letters only, under 16 characters) after a credential word with only a space between is shown, as
+is a short unprefixed key nothing names. Every pattern starts only where its run of characters
+starts and the heuristics read at most `_SCAN_LIMIT` characters (the cut drops the word it goes
+through), so a hostile body costs bounded time.
 """
 
 from __future__ import annotations
@@ -44,18 +55,42 @@ MASK: Final = "***"
 LINE_LIMIT: Final = 140
 SUCCESS_STATUSES: Final = range(200, 300)
 _MIN_SECRET: Final = 4  # shorter values would mask ordinary words
+# The heuristics read at most this much of a long text (a response body): bounded work per line.
+_SCAN_LIMIT: Final = 4000
 
-# Anything that looks like a URL (scheme://...) up to whitespace or a closing quote/bracket; a
-# bracketed IPv6 host (`http://[::1]:8080/…`) is part of it.
-_URL: Final = re.compile(r"""(?i)\b[a-z][a-z0-9+.\-]{0,15}://(?:\[[^\s"'<>`\]]*\]|[^\s"'<>`\])}])*""")
-# `user:password@host` without a scheme (some errors print hosts that way).
-_USERINFO: Final = re.compile(r"""[^\s"'<>/@:]+:[^\s"'<>@]*@(?=[A-Za-z0-9\[])""")
+# Anything that looks like a URL (scheme://...) up to whitespace, a quote or an angle bracket:
+# closing brackets inside it are part of it (`http://host/a)/SECRET`, `http://host]/SECRET`), and
+# only those at its very end are given back (`(see http://host/path)`); see `_shortened_url`.
+_URL: Final = re.compile(r"""(?i)\b[a-z][a-z0-9+.\-]{0,15}://[^\s"'<>`]*""")
+_TRAILING: Final = ")]}.,;:!?"
+_HOST_THEN_CLOSER: Final = re.compile(r"""([^:]+://(?:\[[^\]/]*\][^/?#)\]}]*|[^\[/?#)\]}][^/?#)\]}]*))([)\]}]+)(.+)""")
+# `user:password@host` without a scheme (some errors print hosts that way); the password may hold
+# a few spaces (`user:pa ss@host`) and `@`s (the last `@` before the host ends it, as in a URL);
+# after a second `:` (`user:pa:ss@host`) it is masked from there on (`user:***@host`), which keeps
+# the search linear.
+_USERINFO: Final = re.compile(
+    r"""(?<![^\s"'<>/@:])[^\s"'<>/@:]+:(?=[^\s@])[^\s"'<>:]*(?:\s[^\s"'<>:]+){0,2}@(?=[A-Za-z0-9\[])"""
+)
+# A URL without a scheme: a host name with a dot and a top-level label (or an IPv4 address, or a
+# bracketed IPv6 one), an optional port, then a path, query or fragment (`hooks.example.com/services/
+# T0/B0/X`, `ECONNREFUSED example.org:8443/api/key/abc`); closing brackets between host and path
+# are tolerated. A bare `host` or `host:port` (`getaddrinfo ENOTFOUND host`) is not a URL.
+_HOST: Final = (
+    r"""(?:(?:[A-Za-z0-9](?:[A-Za-z0-9\-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z][A-Za-z0-9\-]{0,61}"""
+    r"""|\d{1,3}(?:\.\d{1,3}){3}|\[[0-9A-Fa-f:.]+\])"""
+)
+_HOST_ONLY: Final = re.compile(_HOST)
+# It starts only where a dotted run starts (so the search stays linear); dots or hyphens before the
+# host (`...hooks.example.com/x`) are kept as they are.
+_BARE_URL: Final = re.compile(rf"""(?<![A-Za-z0-9.\-])([.\-]*)({_HOST}(?::\d{{1,5}})?)[)\]}}]*[/?#][^\s"'<>`]*""")
 # `name=value`, `name: value`, `"name": "value"` where the name ends in a credential word, whatever
-# comes before it (`client_secret`, `github_token`, `X-Api-Key`, `privateKey`); a quoted value is
+# comes before it (`client_secret`, `github_token`, `X-Api-Key`, `privateKey`: the name starts where
+# the run of name characters does, so the search stays linear); a quoted value is
 # masked whole, spaces and all (an unclosed quote: to the end).
 _CREDENTIAL_PAIR: Final = re.compile(
-    r"""(?i)(?<![A-Za-z0-9])([\w-]*?(?:token|key|secret|password|passwd|pwd|pass|sig|signature|auth|"""
-    r"""authorization|credentials?|session|cookie))(["']?\s*[=:]\s*)("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|"""
+    r"""(?i)(?<![\w-])([\w-]*?(?:token|key|secret|password|passwd|pwd|pass|sig|signature|auth|"""
+    r"""authorization|credentials?|session|cookie))((?:["']|%22)?\s*(?:[=:]|%3[ADad]|%253[ADad])\s*)"""
+    r"""("(?:[^"\\]|\\.)*"?|'(?:[^'\\]|\\.)*'?|"""
     r"""[^\s&"',;]+)"""
 )
 # An Authorization header's value: a quoted value whole, else its scheme and credential.
@@ -64,6 +99,29 @@ _AUTH_HEADER: Final = re.compile(
     r"""[^\s"',;]+(?:\s+[^\s"',;]+)?)"""
 )
 _AUTH_SCHEME: Final = re.compile(r"(?i)\b(basic|bearer|digest)\s+[A-Za-z0-9+/=._~\-]{4,}")
+# A credential word followed by its value with only a space between (`Invalid token abc123def`,
+# `bad api key sk_live_…`): the value is masked when it does not read as a word (`_looks_secret`),
+# so `token expired` and `api key missing` stay as they are. The name of a pair masked already
+# (`key client_token: ***`) is no value.
+_WORD_VALUE: Final = re.compile(
+    r"""(?i)(?<![\w-])((?:[\w-]*?(?:token|key|secret|password|passwd|pwd|passphrase|signature|"""
+    r"""credentials?))\s+)(["']?)([A-Za-z0-9+/_.~\-]*[A-Za-z0-9+/_~\-](?:={1,2}(?=[\s)\]},;.]|$))?)\2"""
+    r"""(?![A-Za-z0-9+/_~\-*=…]|\.\w)(?!["']?\s*(?:[=:]|%3[ADad])\s*["']?\*\*\*)"""
+)
+# A JSON Web Token (header and payload are base64url JSON, so both start `eyJ`), signed or not.
+_JWT: Final = re.compile(r"""eyJ[\w-]{4,}\.eyJ[\w-]{2,}(?:\.[\w-]*)?""")
+# Tokens whose prefix says what they are: GitHub, Slack, Stripe, OpenAI-style, GitLab, AWS access
+# key ids, Google API keys.
+_PREFIXED_TOKEN: Final = re.compile(
+    r"""(?<![A-Za-z0-9])(?:gh[pousr]_[A-Za-z0-9]{16,}|github_pat_\w{16,}|xox[abposre]-[A-Za-z0-9-]{8,}|"""
+    r"""(?:sk|rk|pk)_(?:live|test)_\w{8,}|sk-[\w-]{16,}|glpat-[\w-]{16,}|(?:AKIA|ASIA)[A-Z0-9]{16}|"""
+    r"""AIza[\w-]{30,})(?![\w-])"""
+)
+# Any other long run of key characters (see `_opaque`).
+_LONG_RUN: Final = re.compile(r"""(?<![\w-])[\w-]{20,}(?![\w-])""", re.ASCII)
+_OPAQUE_MIN: Final = 32  # at least this long, and not made of short words (`failed-and-not-configured-…`)
+_MIXED_MIN: Final = 20  # at least this long with upper case, lower case and digits all in it
+_WORD_PART_MAX: Final = 12
 # A string under a key containing one of these is a secret (`apiKey`, `x-api-key`, `credentials`…).
 _SECRET_KEY_WORDS: Final = (
     "token",
@@ -105,12 +163,117 @@ def safe_error_line(text: str, secrets: Iterable[str] = (), *, limit: int = LINE
     ordered = sorted(known, key=len, reverse=True)
     cleaned = _mask_known(text, ordered)
     cleaned = _mask_known(single_line(cleaned), ordered)  # joins what invisible characters split
-    cleaned = _URL.sub(lambda m: mask_url(m.group(0)), cleaned)
+    cleaned = _bounded(cleaned, max(_SCAN_LIMIT, 4 * limit))
+    cleaned = _URL.sub(_shortened_url, cleaned)
     cleaned = _USERINFO.sub(f"{MASK}@", cleaned)
+    cleaned = _BARE_URL.sub(_shortened_bare_url, cleaned)
     cleaned = _AUTH_HEADER.sub(_masked_header, cleaned)
     cleaned = _AUTH_SCHEME.sub(lambda m: f"{m.group(1)} {MASK}", cleaned)
     cleaned = _CREDENTIAL_PAIR.sub(_masked_pair, cleaned)
+    cleaned = _mask_word_values(cleaned)
+    cleaned = _JWT.sub(MASK, cleaned)
+    cleaned = _PREFIXED_TOKEN.sub(MASK, cleaned)
+    cleaned = _LONG_RUN.sub(lambda m: MASK if _opaque(m.group(0)) else m.group(0), cleaned)
     return truncate(cleaned, limit)
+
+
+def _bounded(text: str, scan: int) -> str:
+    """`text` cut to `scan` characters before the heuristics read it, without the word the cut
+    went through (a secret cut in two would no longer look like one)."""
+    if len(text) <= scan:
+        return text
+    end = scan
+    while end and not text[end - 1].isspace() and not text[end].isspace():
+        end -= 1  # back to the start of the word the cut goes through
+    return text[:end] + "…"
+
+
+def _split_trailing(text: str) -> tuple[str, str]:
+    """(`text` without the closing brackets and punctuation at its end, those characters)."""
+    kept = text.rstrip(_TRAILING)
+    return kept, text[len(kept) :]
+
+
+def _shortened_url(match: re.Match[str]) -> str:
+    """`scheme://host[:port]/…`; a closing bracket right after the host (`[http://h.example]/x`)
+    ends the host, and whatever follows it is a path."""
+    url, trailing = _split_trailing(match.group(0))
+    split = _HOST_THEN_CLOSER.match(url)
+    if split is None:
+        return mask_url(url) + trailing
+    head, closers, rest = split.groups()
+    return f"{mask_url(head)}{closers}{'/…' if rest.startswith('/') else '…'}{trailing}"
+
+
+def _shortened_bare_url(match: re.Match[str]) -> str:
+    """`host[:port]/…` for a URL without a scheme; a lone `host/` is left as it is."""
+    url, trailing = _split_trailing(match.group(0))
+    lead, authority = match.group(1), match.group(2)
+    rest = url[len(lead) + len(authority) :]
+    if not rest.lstrip(")]}").strip("/"):
+        return match.group(0)
+    closers = rest[: len(rest) - len(rest.lstrip(")]}"))]
+    return f"{lead}{authority}{closers}/…{trailing}"
+
+
+def _looks_secret(value: str) -> bool:
+    """Whether a value found after a credential word is no word: it holds a digit (but is no short
+    number such as a status), an underscore, mixed case past its first letter (`aBcD`; `ENOTFOUND`
+    and `Expired` read as words), one of `+/=~`, or is long; a host name and words or short numbers
+    joined by `-` (`after-process-http-status-500`) are no secret."""
+    if value.isdigit():
+        return len(value) >= 6
+    if _HOST_ONLY.fullmatch(value.rstrip("/")):
+        return False  # `key example.com`, `token 10.0.0.7`: a host is no secret
+    parts = value.split("-")
+    if len(parts) > 1 and all(_word_or_number(part) for part in parts) and not value.replace("-", "").isdigit():
+        return False  # `after-process-http-status-500`, `re-issued`: words joined
+    return (
+        any(c.isdigit() for c in value)
+        or "_" in value
+        or (any(c.isupper() for c in value[1:]) and any(c.islower() for c in value))
+        or (len(value) >= 16 and "." not in value)  # a long host name is no secret
+        or any(c in "+/=~" for c in value)
+    )
+
+
+def _mask_word_values(text: str) -> str:
+    """Each value after a credential word masked (`_WORD_VALUE`) when it looks secret. A value that
+    reads as a word may itself be a credential word (`KEY token 00000000`), so the search goes on
+    right after the name, not after the value."""
+    out: list[str] = []
+    pos = 0
+    while (match := _WORD_VALUE.search(text, pos)) is not None:
+        if _looks_secret(match.group(3)):
+            out.append(f"{text[pos : match.start(3)]}{MASK}")
+            pos = match.end(3)
+        else:
+            out.append(text[pos : match.end(1)])
+            pos = match.end(1)
+    out.append(text[pos:])
+    return "".join(out)
+
+
+def _word_or_number(part: str) -> bool:
+    lowered = part.lower()
+    word = part.isalpha() and len(part) <= _WORD_PART_MAX and (part == lowered or part[1:] == lowered[1:])
+    return word or (part.isdigit() and len(part) <= 5)
+
+
+def _opaque(run: str) -> bool:
+    """Whether a run of `[A-Za-z0-9_-]` looks like a key rather than words joined by `-`/`_`:
+    at least `_OPAQUE_MIN` long with a digit, mixed case or a part longer than a word, or at least
+    `_MIXED_MIN` long with upper case, lower case and digits all in it."""
+    has_digit = any(c.isdigit() for c in run)
+    has_upper = any(c.isupper() for c in run)
+    has_lower = any(c.islower() for c in run)
+    if len(run) >= _MIXED_MIN and has_digit and has_upper and has_lower:
+        return True
+    if len(run) < _OPAQUE_MIN:
+        return False
+    parts = [p for p in re.split(r"[-_]", run) if p]
+    wordy = all(p.isalpha() and len(p) <= _WORD_PART_MAX for p in parts)
+    return has_digit or (has_upper and has_lower and not wordy) or not wordy
 
 
 def _quoted_mask(value: str) -> str:

@@ -71,3 +71,37 @@ def test_failing_lists_what_the_caller_may_see_and_never_a_secret(fresh_workspac
     assert control.integration(olgas["_id"])["enabled"] is False
     assert control.integration(admins["_id"])["enabled"] is True
     assert TOKEN not in workspace.bot.output and PASSWORD not in workspace.bot.output
+
+
+# Secrets nothing names, each in the body a webhook's URL answered with, and what `failing` shows.
+UNNAMED = {
+    "POST hooks.example.com/services/T00/B00/UNNAMEDPATH1 failed": "POST hooks.example.com/… failed",
+    "Invalid token ab12cd34ef56UNNAMED2": "Invalid token ***",
+    "jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJVTk5BTUVEMyJ9.c2lnbmF0dXJl expired": "jwt *** expired",
+    "key ghp_16C7e42F292c6912E7710c838347Ae178B4a revoked": "key *** revoked",
+    "sent token%3DUNNAMED5secret": "sent token%3D***",
+    "proxy user:pa ss@proxy.example:3128 refused": "proxy ***@proxy.example:3128 refused",
+    "deploy queue unavailable": "deploy queue unavailable",
+}
+
+
+def test_failing_masks_secrets_that_nothing_names(fresh_workspace: Workspace) -> None:
+    """Error text can carry keys the entry does not know (a scheme-less URL, a token the far end
+    echoes, a JWT): the line masks them by their look and leaves ordinary text alone."""
+    control, chat = fresh_workspace.control, fresh_workspace.chat
+    hooks = {}
+    for body in UNNAMED:
+        hook = control.create_outgoing_integration(
+            unique_name("Echo hook"), channel=f"#{ROOM}", urls=[URL], token=TOKEN, created_by="admin"
+        )
+        control.record_outgoing_call(hook["_id"], status=500, body=body, at=_ago(3))
+        hooks[hook["name"]] = body
+
+    answer = chat.command("admin", ROOM, "!integration failing")
+    text = answer["msg"]
+    for name, body in hooks.items():
+        line = next(line for line in text.splitlines() if f"`{name}`" in line)
+        assert line.endswith(f"`HTTP 500: {UNNAMED[body]}`"), line
+    shown = text + " ".join(buttons(answer).values())
+    for secret in ("UNNAMEDPATH1", "UNNAMED2", "eyJ", "ghp_", "UNNAMED5", "pa ss", TOKEN, PASSWORD):
+        assert secret not in shown, shown
