@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
 from bot.errors import UsageError
 from bot.integrations import wording
 from bot.state.timer_states import TimerState
+from bot.tasks import background
 from bot.text import human_until, safe_text
 from commands import bulk, changes, replies
 from commands.args import HELP, Target, is_bulk, parse_target
@@ -16,15 +15,6 @@ from commands.parser import Token
 from commands.registry import Command, CommandContext
 from commands.reply import Reply
 from commands.targets import resolve
-
-T = TypeVar("T")
-
-
-def background(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-    """A task whose failure is not reported as never retrieved when it is cancelled unawaited."""
-    task = asyncio.ensure_future(coroutine)
-    task.add_done_callback(lambda done: done.cancelled() or done.exception())
-    return task
 
 
 def first_lookup(args: Sequence[Token]) -> Target:

@@ -83,6 +83,7 @@ from bot.integrations.similar import integration_suggestions
 from bot.normalize import name_key, spelled
 from bot.rocketchat.models import INCOMING, OUTGOING, Integration, UpdateOutcome
 from bot.rocketchat.rest import RestClient
+from bot.tasks import background
 from bot.text import quote_name
 
 log = logs.get_logger("bot.integrations")  # the `logger` operators filter on: kept when the module moved
@@ -423,12 +424,6 @@ class _Prefetch:
 _prefetched: ContextVar[_Prefetch | None] = ContextVar("prefetched", default=None)
 
 
-def _quietly(task: asyncio.Task[Any]) -> None:
-    """Retrieve a prefetch's outcome: one nobody asked for is not reported as lost."""
-    if not task.cancelled():
-        task.exception()
-
-
 class IntegrationService:
     """Resolve, authorize, change and verify integrations through the bot's REST client."""
 
@@ -509,9 +504,7 @@ class IntegrationService:
         kind = normalize_kind(kind)
         mark = self._locks.mark()
         read = self._get_or_none(wanted) if looks_like_id(wanted) else self._named(wanted, kind, thorough=False)
-        task = asyncio.ensure_future(read)
-        task.add_done_callback(_quietly)
-        _prefetched.set(_Prefetch(wanted, kind, mark, task))
+        _prefetched.set(_Prefetch(wanted, kind, mark, background(read)))
 
     @staticmethod
     def drop_prefetch() -> None:

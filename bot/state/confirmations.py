@@ -39,10 +39,12 @@ import json
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Final
 
 from bot.state.database import Database
+from bot.state.database import read_time as _dt
+from bot.state.database import stored_time as _ts
 
 # No 0/O, 1/I/L: codes are read off a phone screen and typed again.
 CODE_ALPHABET: Final = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -101,14 +103,6 @@ class Taken:
     change: PendingChange | None = None
     # For `Status.APPLIED`: when it was applied.
     applied_at: datetime | None = None
-
-
-def _ts(when: datetime) -> float:
-    return when.timestamp()
-
-
-def _dt(value: Any) -> datetime:
-    return datetime.fromtimestamp(float(value), UTC)
 
 
 def new_code() -> str:

@@ -14,11 +14,27 @@ the same tables and columns on both, so code that needs version N works on eithe
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from bot.integrations.locks import IntegrationLocks
 
 Row = tuple[Any, ...]
+
+
+def stored_time(when: datetime) -> float:
+    """How every store keeps a time, on both backends: seconds since the epoch (a float)."""
+    return when.timestamp()
+
+
+def read_time(value: Any) -> datetime:
+    """A time as `stored_time` kept it (UTC)."""
+    return datetime.fromtimestamp(float(value), UTC)
+
+
+def read_time_or_none(value: Any) -> datetime | None:
+    """`read_time` of a column that may be empty."""
+    return read_time(value) if value is not None else None
 
 
 class Database(Protocol):

@@ -12,13 +12,10 @@ makes the one disable).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
 from bot.state.database import Database
-
-
-def _dt(value: object) -> datetime:
-    return datetime.fromtimestamp(float(value), UTC)  # type: ignore[arg-type]
+from bot.state.database import read_time as _dt
 
 
 @dataclass(frozen=True)

@@ -13,10 +13,12 @@ each member exactly as for a single timed disable. `snoozed`, `history`, `undo`,
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from bot.state.database import Database
+from bot.state.database import read_time_or_none as _dt
+from bot.state.database import stored_time as _ts
 
 _COLUMNS: Final = (
     "id, created_at, actor_id, actor_username, selector, target_room_id, glob, kind, reason, due_at,"
@@ -26,14 +28,6 @@ _COLUMNS: Final = (
 
 _UPPER: Final = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 _ASCII_LOWER: Final = str.maketrans(_UPPER, _UPPER.lower())
-
-
-def _ts(when: datetime) -> float:
-    return when.timestamp()
-
-
-def _dt(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(float(value), UTC) if value is not None else None
 
 
 @dataclass(frozen=True)

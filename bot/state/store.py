@@ -35,7 +35,7 @@ import socket
 import sqlite3
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
 
@@ -44,6 +44,8 @@ from bot.integrations.locks import Held, IntegrationLocks
 from bot.rocketchat.message_ids import KEY_BYTES, MessageIds, derive_key
 from bot.state.confirmations import ConfirmationStore
 from bot.state.database import Database
+from bot.state.database import read_time as _dt
+from bot.state.database import stored_time as _ts
 from bot.state.flood_store import FloodStore
 from bot.state.group_store import GroupStore
 from bot.state.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteDatabase
@@ -75,14 +77,6 @@ def read_message_ids(where: str | Path) -> MessageIds:
     if row is None:
         raise ConfigError(f"BOT_STATE_DB: {where} has no message id key yet")
     return MessageIds(bytes(row[0]))
-
-
-def _ts(when: datetime) -> float:
-    return when.timestamp()
-
-
-def _dt(value: float) -> datetime:
-    return datetime.fromtimestamp(value, UTC)
 
 
 def replica_name() -> str:

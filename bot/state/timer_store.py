@@ -26,6 +26,8 @@ from typing import Any, Final
 
 from bot.rocketchat.ejson import decode_date
 from bot.state.database import Database
+from bot.state.database import read_time_or_none as _dt
+from bot.state.database import stored_time as _ts
 from bot.state.timer_states import PENDING, TimedDisable, TimerEvent, TimerState, next_state
 
 _COLUMNS: Final = (
@@ -37,14 +39,6 @@ _COLUMNS: Final = (
 # waits to be resumed.
 EXTENSIONS_KEPT: Final = 32
 _PENDING_SQL: Final = "(" + ", ".join(f"'{state.value}'" for state in sorted(PENDING)) + ")"
-
-
-def _ts(when: datetime) -> float:
-    return when.timestamp()
-
-
-def _dt(value: Any) -> datetime | None:
-    return datetime.fromtimestamp(float(value), UTC) if value is not None else None
 
 
 def updated_at_of(document: Mapping[str, Any]) -> str | None:
