@@ -82,7 +82,7 @@ class Settings(BaseSettings):
     bot_flood_quiet: Duration = timedelta(minutes=30)
     bot_flood_action: Literal["notify", "disable"] = "notify"
     bot_flood_disable_for: Duration = timedelta(hours=1)
-    # Rooms (names or ids, comma-separated) whose webhook messages are not watched.
+    # Rooms (names or ids, comma-separated) where the flood guard posts no notice and disables nothing.
     bot_flood_ignore_rooms: str = ""
 
     @field_validator("rocketchat_url")

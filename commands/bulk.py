@@ -51,7 +51,7 @@ from bot.state.timer_states import TimedDisable, TimerState
 from bot.text import bullet_list, code, human_duration, human_until, plural, quote_name, safe_text
 from commands import changes, replies
 from commands.args import BulkArgs, parse_bulk_args, parse_bulk_enable, parse_bulk_extend
-from commands.disabling import plain, timed
+from commands.disabling import plain, timed, why
 from commands.incident import may_see, toolkit
 from commands.parser import Token
 from commands.registry import CommandContext
@@ -64,6 +64,8 @@ SHOWN = 25
 # Errors about the whole command rather than one member (the state database is away, or another
 # process took the command over): the loop over members stops and the command ends with them.
 WHOLE_COMMAND = (ClaimTakenOver, StateUnavailable)
+# The audit rows read for one group: four per member at the largest BOT_BULK_MAX (500).
+GROUP_ROWS = 4 * 500
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     count = plural(len(selection.to_switch), _noun(parsed))
     text = (
         f"🔌 Switch off {_counted(len(selection.to_switch), parsed, room)}{_for(parsed.duration)}?"
-        f"{_why(parsed.reason)}\n"
+        f"{why(parsed.reason)}\n"
         f"{_matched(room)}{_names(selection.to_switch, selection.ambiguous)}{_left_alone(selection)}\n"
         f"To apply it, reply {code(confirm)} (or {code(yes)}) within {human_duration(timeout)}."
     )
@@ -454,7 +456,7 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             await changes.record(ctx, outcome, "enable", group_id=group_id)
             done.append(outcome.after)
         else:
-            if timer is not None and incident is not None:
+            if incident is not None:
                 await incident.timers.end_early(timer, f"already enabled; dropped by {ctx.message.username}")
             unchanged.append(outcome.after)
     lines = [f"{ENABLED_MARK} Switched on {len(done)} of {_counted(len(members), parsed, room)}."]
@@ -498,7 +500,8 @@ async def _untimed_members(
     ctx: CommandContext, parsed: BulkArgs, group: BulkGroup
 ) -> list[tuple[dict[str, Any], TimedDisable | None, int | None]]:
     """What a bulk disable without a duration switched off (its members' audit rows), of the kind named."""
-    rows = await ctx.services.state.history(group_id=group.id, limit=ctx.services.settings.bot_bulk_max * 4)
+    # Every row of the group, whatever BOT_BULK_MAX is now (it may have been higher when it was made).
+    rows = await ctx.services.state.history(group_id=group.id, limit=GROUP_ROWS)
     wanted = KIND_TYPES[parsed.kind]
     latest: dict[str, AuditRecord] = {}
     for row in rows:  # newest first: a member's latest row of this group
@@ -565,7 +568,7 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                 # Extended by this very command already (resumed after a crash before the
                 # member's audit row): not again (bot/state/timer_store.py).
                 done_by_this = pending.extended_by(ctx.message.id)
-                due = done_by_this or max(pending.due_at, ctx.now()) + parsed.duration
+                due = done_by_this or max(pending.due_at, now) + parsed.duration
                 if done_by_this is None and due - now > maximum:
                     failed.append(
                         f"{replies.label(member)}: that would keep it off longer than the {human_duration(maximum)} "
@@ -624,10 +627,6 @@ def _counted(count: int, parsed: BulkArgs, room: Room | None) -> str:
 
 def _for(duration: timedelta | None) -> str:
     return f" for {human_duration(duration)}" if duration is not None else ""
-
-
-def _why(reason: str | None) -> str:
-    return f"\nReason: {safe_text(reason)}" if reason else ""
 
 
 def _names(integrations: Sequence[Integration], ambiguous: Collection[str] = ()) -> str:

@@ -17,7 +17,8 @@ from commands.registry import CommandContext
 from commands.reply import Reply
 
 
-def _why(reason: str | None) -> str:
+def why(reason: str | None) -> str:
+    """The reason line of an answer (nothing without a reason)."""
     return f"\nReason: {safe_text(reason)}" if reason else ""
 
 
@@ -33,7 +34,7 @@ async def plain(ctx: CommandContext, found: Integration, reason: str | None, *, 
     ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "disable", reason=reason, group_id=group_id))
     undo = code(f"{ctx.services.prefix} enable {outcome.after.id}")
     return Reply(
-        f"{wording.DISABLED_MARK} Disabled {replies.label(outcome.after)}.{_why(reason)}\nTo turn it back on: {undo}",
+        f"{wording.DISABLED_MARK} Disabled {replies.label(outcome.after)}.{why(reason)}\nTo turn it back on: {undo}",
         buttons=(reenable_button(ctx, outcome.after.id),),
         outcome="changed",
     )
@@ -51,7 +52,7 @@ async def _keep_disabled(
             await changes.note(ctx, current, "keep-disabled", reason=reason, group_id=group_id)
             return Reply(
                 f"{wording.DISABLED_MARK} {replies.label(current)} stays disabled: I won't turn it back on "
-                f"(it was due {human_until(pending.due_at, ctx.now())}).{_why(reason)}",
+                f"(it was due {human_until(pending.due_at, ctx.now())}).{why(reason)}",
                 buttons=(reenable_button(ctx, current.id),),
                 outcome="changed",
             )
@@ -92,7 +93,7 @@ async def timed(
             # end it set stays (re-timing again would count from now), the audit row is recorded once.
             await changes.note(ctx, current, "retime", reason=reason, until=done, group_id=group_id)
             return Reply(
-                f"⏰ {replies.label(current)} is disabled {human_until(done, now)}.{_why(reason)}",
+                f"⏰ {replies.label(current)} is disabled {human_until(done, now)}.{why(reason)}",
                 buttons=buttons,
                 outcome="changed",
             )
@@ -103,7 +104,7 @@ async def timed(
             await changes.note(ctx, current, "retime", reason=reason, until=due, group_id=group_id)
             return Reply(
                 f"⏰ {replies.label(current)} was already disabled {human_until(pending.due_at, now)}; "
-                f"now {human_until(due, now)}.{_why(reason)}",
+                f"now {human_until(due, now)}.{why(reason)}",
                 buttons=buttons,
                 outcome="changed",
             )
@@ -146,7 +147,7 @@ async def timed(
         else:
             await timers.confirm(timer, outcome.after.document, audit_id)
     return Reply(
-        f"{wording.DISABLED_MARK} Disabled {replies.label(outcome.after)} {human_until(due, ctx.now())}.{_why(reason)}",
+        f"{wording.DISABLED_MARK} Disabled {replies.label(outcome.after)} {human_until(due, ctx.now())}.{why(reason)}",
         buttons=buttons,
         outcome="changed",
     )
