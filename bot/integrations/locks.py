@@ -60,8 +60,11 @@ class Held(Protocol):
         compares with the last write the bot made through any of them."""
         ...
 
-    async def writing(self) -> None:
-        """A write of this integration is about to be sent (before it is sent)."""
+    async def writing(self, *, journaled: bool = False) -> None:
+        """A write of this integration is about to be sent (before it is sent). `journaled`: the
+        holder's command has recorded (or is recording) a write intent for it, which a lock shared
+        by several processes counts as "a write may be in flight" (see `IntegrationLocks.hold`),
+        so nothing else needs to be stored first."""
         ...
 
     def written(self, updated_at: str | None) -> None:
@@ -80,8 +83,11 @@ class IntegrationLocks(Protocol):
         """A mark to take just before reading an integration (see `Held.untouched_since`)."""
         ...
 
-    def hold(self, integration_id: str) -> AbstractAsyncContextManager[Held]:
-        """Hold the integration's lock for the block; waits while another task holds it."""
+    def hold(self, integration_id: str, *, writer: str | None = None) -> AbstractAsyncContextManager[Held]:
+        """Hold the integration's lock for the block; waits while another task holds it.
+        `writer`: the message id of the command holding it, whose own write intents do not make
+        its reads untrusted (every other command's unverified intent does: its write may have
+        landed unrecorded)."""
         ...
 
     def held(self, integration_id: str) -> Held | None:
@@ -108,7 +114,7 @@ class _LocalHeld:
     def untouched_since(self, mark: ReadMark, updated_at: str | None = None) -> bool:
         return not self._reentered and self._released.get(self.integration_id, 0) <= mark
 
-    async def writing(self) -> None:
+    async def writing(self, *, journaled: bool = False) -> None:
         return None  # one process: its own lock says everything
 
     def written(self, updated_at: str | None) -> None:
@@ -146,7 +152,7 @@ class LocalIntegrationLocks:
         entry = self._locks.get(integration_id)
         return entry is not None and entry.owner is not None and entry.owner is asyncio.current_task()
 
-    def hold(self, integration_id: str) -> AbstractAsyncContextManager[Held]:
+    def hold(self, integration_id: str, *, writer: str | None = None) -> AbstractAsyncContextManager[Held]:
         return self._hold(integration_id)
 
     @asynccontextmanager

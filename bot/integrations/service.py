@@ -420,6 +420,15 @@ class _Prefetch:
     read: asyncio.Task[Any]  # the document by id (or None), or the documents of that name
 
 
+@dataclass(frozen=True)
+class _EarlyIntent:
+    """A write's intent being journaled while the integration's lock is taken (`apply_changes`)."""
+
+    before: Integration  # the document it was built from: used only if the lock trusts that very read
+    intended: dict[str, Any]
+    task: asyncio.Task[None]
+
+
 # The current command's prefetched read (one per command: a task's context is its own).
 _prefetched: ContextVar[_Prefetch | None] = ContextVar("prefetched", default=None)
 
@@ -595,9 +604,34 @@ class IntegrationService:
         document field names to new values (document form: `channel` and `urls` as lists). The
         read the body is built from and the write hold the integration's lock (`editing`).
         """
-        found = await self.resolve(target, kind=kind, rights=rights) if isinstance(target, str) else target
-        async with self.editing(found) as edit:
-            return await edit.apply(changes, rights=rights)
+        found = Integration.of(
+            await self.resolve(target, kind=kind, rights=rights) if isinstance(target, str) else target
+        )
+        early = self._journal_early(found, changes, rights)
+        try:
+            async with self.editing(found) as edit:
+                edit.early = early
+                return await edit.apply(changes, rights=rights)
+        finally:
+            if early is not None:  # never left running past the command (nor stored after its claim closes)
+                await asyncio.wait([early.task])
+
+    def _journal_early(
+        self, found: Integration, changes: Mapping[str, Any], rights: CallerRights
+    ) -> _EarlyIntent | None:
+        """Begin journaling the write of `changes` to `found` while its lock is being taken, when
+        `found` was read before the lock (so it is likely to be trusted under it), the caller may
+        change it and it would change: the intent's statement and the lock's then cost one wait
+        instead of two. Used by `_change` only if the document under the lock is `found` itself;
+        otherwise it journals again from what it read. None when nothing is journaled."""
+        if found.read_mark is None or not self._journals(early=True):
+            return None
+        if all(found.document.get(k, _MISSING) == v for k, v in changes.items()):
+            return None
+        if not may_update(rights, found).allowed:
+            return None
+        intended = intended_document(found, changes)
+        return _EarlyIntent(found, intended, background(self._before_write(found, intended)))
 
     @asynccontextmanager
     async def editing(self, target: Integration | Mapping[str, Any]) -> AsyncIterator[Edit]:
@@ -610,7 +644,7 @@ class IntegrationService:
         `IntegrationNotFound` when it no longer exists, `ServerRejected` when the bot may not read it.
         """
         found = Integration.of(target)
-        async with self._locks.hold(found.id) as held:
+        async with self._locks.hold(found.id, writer=self._writer()) as held:
             updated_at = found.document.get("_updatedAt")
             stamp = updated_at if isinstance(updated_at, str) else None
             if found.read_mark is not None and held.untouched_since(found.read_mark, stamp):
@@ -630,6 +664,18 @@ class IntegrationService:
             return decision
         return may_write(rights, document, await room_meanings(self._rest, rights, document))
 
+    def _writer(self) -> str | None:
+        """The message id of the command whose write intents stand for its writes
+        (`IntegrationLocks.hold`); None here: nothing is journaled."""
+        return None
+
+    def _journals(self, *, early: bool = False) -> bool:
+        """Whether a write made now is journaled (`_before_write` records an intent, which stands
+        for "a write may be in flight" to every other holder of the lock). `early`: whether it
+        may be journaled before the lock is held (not for a command being resumed: its earlier
+        intent is what it is judged by). False here."""
+        return False
+
     def resuming(self) -> bool:
         """Whether the current command is being resumed (after a crash, or taken over from a
         replica that stopped with it): what it had begun is its own to finish. False here."""
@@ -646,7 +692,13 @@ class IntegrationService:
         (`bot.runtime.journal`); None to go on and write."""
         return None
 
-    async def _change(self, current: Integration, changes: Mapping[str, Any], rights: CallerRights) -> UpdateOutcome:
+    async def _change(
+        self,
+        current: Integration,
+        changes: Mapping[str, Any],
+        rights: CallerRights,
+        early: _EarlyIntent | None = None,
+    ) -> UpdateOutcome:
         """The read-modify-write itself, on `current` read under the lock (`Edit.apply`)."""
         replayed = await self._replayed(current, changes)
         if replayed is not None:
@@ -658,10 +710,18 @@ class IntegrationService:
             return UpdateOutcome(before=current, after=current, changed=False)
         body = build_update_body(current, changes)
         held = self._locks.held(current.id)
-        if held is not None:  # both before the write, at once (two statements, one wait)
-            await asyncio.gather(held.writing(), self._before_write(current, intended))
+        journaled = self._journals()
+        if early is not None and early.before is current and early.intended == intended:
+            await early.task  # begun with the lock: usually stored by now
+            if held is not None:
+                await held.writing(journaled=journaled)
         else:
-            await self._before_write(current, intended)
+            if early is not None:  # journaled from another read: replaced below, never raced
+                await asyncio.wait([early.task])
+            if held is not None:  # both before the write, at once (at most two statements, one wait)
+                await asyncio.gather(held.writing(journaled=journaled), self._before_write(current, intended))
+            else:
+                await self._before_write(current, intended)
         stored = await self._write(current, intended, body)
         found_differences = differences(current.document, intended, stored)
         after = Integration.of(stored)
@@ -768,8 +828,10 @@ class Edit:
     def __init__(self, service: IntegrationService, current: Integration) -> None:
         self._service = service
         self.current = current
+        self.early: _EarlyIntent | None = None  # the write's intent, begun with the lock (`apply_changes`)
 
     async def apply(self, changes: Mapping[str, Any], *, rights: CallerRights) -> UpdateOutcome:
-        outcome = await self._service._change(self.current, changes, rights)
+        early, self.early = self.early, None  # for the first write only
+        outcome = await self._service._change(self.current, changes, rights, early)
         self.current = outcome.after
         return outcome

@@ -115,6 +115,17 @@ class JournaledIntegrationService(IntegrationService):
         run = current_command.get()
         return run is not None and run.recovering
 
+    def _writer(self) -> str | None:
+        """A command's own intents do not make its reads untrusted (every other command's do:
+        `IntegrationLocks.hold`); a resumed command's earlier run counts as another's, whose
+        write may have landed."""
+        run = current_command.get()
+        return run.message_id if run is not None and not run.recovering else None
+
+    def _journals(self, *, early: bool = False) -> bool:
+        run = current_command.get()
+        return run is not None and not (early and run.recovering)
+
     async def resumed(self) -> UpdateOutcome | None:
         """When resuming an interrupted command: the outcome of a write of it that landed, judged
         under the integration's lock (for commands such as `set` or `undo` that decide from the

@@ -187,6 +187,11 @@ SCHEMA_VERSION: Final = max(MIGRATIONS)
 # Keys of the transaction-level advisory locks (a namespace of this bot's: hashtextextended of it).
 _MIGRATION_LOCK: Final = "integrations-bot:migrations"
 _INTEGRATION_LOCK: Final = "integrations-bot:integration:"
+# The release of a lock whose holder's write was verified: what the bot last wrote, through any replica.
+_RECORD_WRITE: Final = (
+    "INSERT INTO integration_writes (integration_id, pending, updated_at) VALUES (%s, false, %s)"
+    " ON CONFLICT (integration_id) DO UPDATE SET pending = false, updated_at = excluded.updated_at"
+)
 # Connections per pool (per replica). Statements are short; locks are held across REST calls.
 STATEMENT_POOL: Final = 8
 LOCK_POOL: Final = 24
@@ -404,11 +409,15 @@ class _SharedHeld:
         local: Held,
         last: tuple[bool, str | None] | None,
         mark_pending: Callable[[str], Awaitable[None]],
+        *,
+        intents_pending: bool = False,
     ) -> None:
         self.integration_id = integration_id
         self._local = local
         self._mark_pending = mark_pending
         self._last = last  # (pending, updated_at) of the bot's last write through any replica
+        # Another command's write intent for it, not verified: its write may have landed unrecorded.
+        self._intents_pending = intents_pending
         self.wrote = False
         self.verified: str | None = None
         # Statements of the store committed with the release (`commit_with`), in order.
@@ -419,8 +428,12 @@ class _SharedHeld:
         already shows the bot's last write through any replica: its `_updatedAt` is that write's
         (recorded by its holder, under this lock, once verified). A write that was sent and never
         verified (its holder died, the answer was lost) leaves `pending`: every later read is
-        made again under the lock, as it always was (one GET)."""
-        if not self._local.untouched_since(mark) or updated_at is None:
+        made again under the lock, as it always was (one GET). So does another command's write
+        intent that is not verified: a command journals its write before sending it and marks
+        the intent verified in the release of this lock, so an unverified one is a write that may
+        have landed unrecorded (its holder died), or one about to be made by a command waiting for
+        this lock (a re-read it costs, never a lost update)."""
+        if not self._local.untouched_since(mark) or updated_at is None or self._intents_pending:
             return False
         if self._last is None:
             return True  # the bot never wrote it
@@ -432,9 +445,12 @@ class _SharedHeld:
         seen, written = decode_date(updated_at), decode_date(last)
         return seen is not None and written is not None and seen == written
 
-    async def writing(self) -> None:
-        """Committed before the write is sent: a holder that dies after sending it leaves `pending`."""
-        await self._mark_pending(self.integration_id)
+    async def writing(self, *, journaled: bool = False) -> None:
+        """Committed before the write is sent: a holder that dies after sending it leaves `pending`
+        (or, `journaled`, its command's unverified write intent, which every other holder's lock
+        read counts: no statement of its own then)."""
+        if not journaled:
+            await self._mark_pending(self.integration_id)
         self.wrote = True
         self.verified = None
 
@@ -454,13 +470,18 @@ class SharedIntegrationLocks:
 
     The lock's statement also reads `integration_writes`: what the bot last wrote to this
     integration through any replica, so that a document read before the lock can be trusted
-    when it already shows that write (`_SharedHeld.untouched_since`), sparing the re-read. A
-    holder about to write marks the row pending first, in a statement of its own (committed before
-    the write is sent); once the write is verified, the release records its `_updatedAt` and
+    when it already shows that write (`_SharedHeld.untouched_since`), sparing the re-read; and
+    whether another command has an unverified write intent for it. A holder about to write
+    must leave a trace committed before the write is sent: a command's is its write intent
+    (`writing(journaled=True)`: journaled by the command, begun while the lock was being taken
+    when it could be, so one wait for both), anything else's is the row's `pending` mark, in a
+    statement of its own. Once the write is verified, the release records its `_updatedAt` and
     clears `pending` in the lock's transaction, together with the statements the holder asked
     to have committed with it (`commit_with`: the journal's verified mark), in one round trip. If
-    that transaction is lost with its connection, those statements are run on their own before
-    the holder's block ends, so they are stored before any answer, as if run where asked."""
+    that transaction is lost with its connection, those statements (the record included: the
+    verified mark alone would clear the trace while the record still showed the write before)
+    are run on their own before the holder's block ends, so they are stored before any answer,
+    as if run where asked."""
 
     def __init__(
         self,
@@ -486,11 +507,11 @@ class SharedIntegrationLocks:
             return None
         return holder[1]
 
-    def hold(self, integration_id: str) -> AbstractAsyncContextManager[Held]:
-        return self._hold(integration_id)
+    def hold(self, integration_id: str, *, writer: str | None = None) -> AbstractAsyncContextManager[Held]:
+        return self._hold(integration_id, writer)
 
     @asynccontextmanager
-    async def _hold(self, integration_id: str) -> AsyncIterator[Held]:
+    async def _hold(self, integration_id: str, writer: str | None) -> AsyncIterator[Held]:
         if self._local.holding(integration_id):  # re-entered by its holder: already held in the database
             async with self._local.hold(integration_id) as held:
                 yield held
@@ -519,18 +540,20 @@ class SharedIntegrationLocks:
                             (_INTEGRATION_LOCK + integration_id,),
                         )
                         cursor = await conn.execute(
-                            "SELECT ARRAY[pending::text, updated_at] FROM integration_writes WHERE integration_id = %s",
-                            (integration_id,),
+                            "SELECT (SELECT ARRAY[pending::text, updated_at] FROM integration_writes"
+                            " WHERE integration_id = %s), EXISTS (SELECT 1 FROM write_intents"
+                            " WHERE integration_id = %s AND verified_json IS NULL AND message_id IS DISTINCT FROM %s)",
+                            (integration_id, integration_id, writer),
                         )
                     found = await cursor.fetchone()
-                    row = (None, found[0] if found is not None else None)
                 except _DOWN as exc:
                     raise _unavailable(self._where, exc) from None
                 if self.on_wait is not None:
                     self.on_wait(time.monotonic() - started)
-                last = row[1] if row is not None else None
+                last = found[0] if found is not None else None
                 state = (last[0] == "true", last[1]) if last else None
-                held = _SharedHeld(integration_id, local, state, self._mark_pending)
+                intents_pending = bool(found[1]) if found is not None else True
+                held = _SharedHeld(integration_id, local, state, self._mark_pending, intents_pending=intents_pending)
                 deferred = held.deferred  # filled by the holder (`commit_with`), also when it fails
                 self._holders[integration_id] = (asyncio.current_task(), held)
                 try:
@@ -547,18 +570,16 @@ class SharedIntegrationLocks:
                 # and the deferred statements, in one round trip); a connection that broke
                 # meanwhile released it on the server already, and the pool discards it.
                 committed = False
+                if record is not None:
+                    # An upsert: a journaled write marked nothing pending before it was sent (its
+                    # intent did), so this may be the integration's first row.
+                    deferred.append((_RECORD_WRITE, (integration_id, record)))
                 try:
                     with suppress(*_DOWN):
                         async with conn.pipeline():
                             for sql, params in deferred:
                                 await conn.execute(sql, params if params else None)
-                            if record is not None:
-                                await conn.execute(
-                                    "UPDATE integration_writes SET pending = false, updated_at = %s"
-                                    " WHERE integration_id = %s",
-                                    (record, integration_id),
-                                )
-                            await conn.execute("COMMIT" if record is not None or deferred else "ROLLBACK")
+                            await conn.execute("COMMIT" if deferred else "ROLLBACK")
                         committed = True
                         _returned[conn] = time.monotonic()
                 finally:

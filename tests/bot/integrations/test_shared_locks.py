@@ -16,6 +16,7 @@ from test_integrations_service import ALL, FakeRocketChat, incoming, rights
 
 from bot.integrations.service import IntegrationService
 from bot.rocketchat.rest import RestClient
+from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.state.store import AuditRecord, StateStore, WriteIntent
 
 
@@ -179,3 +180,101 @@ async def test_a_verified_mark_is_stored_before_anything_else_the_holder_records
         # Still holding the lock: the audit row is stored, and so is the mark (before it).
         [intent] = await two.intents("m3")
         assert intent.verified == {"enabled": False, "_updatedAt": "t3"}
+
+
+# --- a command's write intent stands for "a write may be in flight" ----------------------------
+
+
+async def test_another_commands_unverified_intent_makes_a_read_be_made_again(
+    stores: tuple[StateStore, StateStore],
+) -> None:
+    """A journaled write marks nothing pending of its own: its intent, stored before the write is
+    sent and marked verified in the lock's release, is what every other holder goes by."""
+    one, two = stores
+    await _journaled_write(one, "m4")  # its holder died after sending: the intent was never verified
+    async with two.locks.hold("i1", writer="m5") as held:
+        assert not held.untouched_since(two.locks.mark(), "t0")
+    async with one.locks.hold("i1", writer="m4") as held:  # its own intent: no reason to distrust
+        assert held.untouched_since(one.locks.mark(), "t0")
+
+
+async def test_a_journaled_write_is_recorded_when_the_lock_is_released(stores: tuple[StateStore, StateStore]) -> None:
+    one, two = stores
+    await _journaled_write(one, "m6")
+    async with one.locks.hold("i1", writer="m6") as held:
+        await held.writing(journaled=True)
+        await one.verified_intent("m6", "i1", {"enabled": False, "_updatedAt": "t6"}, held=held)
+        held.written("2026-01-01T00:00:06.000Z")
+    assert await two.database.rows(
+        "SELECT pending, updated_at FROM integration_writes WHERE integration_id = 'i1'"
+    ) == [(False, "2026-01-01T00:00:06.000Z")]
+    async with two.locks.hold("i1", writer="m7") as held:
+        assert held.untouched_since(two.locks.mark(), "2026-01-01T00:00:06.000Z")  # shows that write
+        assert not held.untouched_since(two.locks.mark(), "2026-01-01T00:00:00.000Z")  # older than it
+
+
+async def test_a_journaled_writes_record_survives_the_loss_of_the_locks_connection(
+    stores: tuple[StateStore, StateStore], postgres_url: str
+) -> None:
+    """The verified mark and the record of the write are stored together even when the lock's
+    connection is lost: the mark alone would clear the intent that stood for the write while the
+    record still showed the write before it, and a read older than this write would be trusted."""
+    one, two = stores
+    await one.database.count(
+        "INSERT INTO integration_writes (integration_id, pending, updated_at) VALUES (?, false, ?)",
+        ("i1", "2026-01-01T00:00:00.000Z"),
+    )
+    await _journaled_write(one, "m8")
+    async with one.locks.hold("i1", writer="m8") as held:
+        await held.writing(journaled=True)
+        await one.verified_intent("m8", "i1", {"enabled": False, "_updatedAt": "t8"}, held=held)
+        held.written("2026-01-01T00:00:08.000Z")
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+            cursor = await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            )
+            assert [row[0] for row in await cursor.fetchall()] == [True]
+    async with two.locks.hold("i1", writer="m9") as held:
+        assert not held.untouched_since(two.locks.mark(), "2026-01-01T00:00:00.000Z")
+
+
+async def test_a_commands_intent_is_stored_while_it_waits_for_the_lock(stores: tuple[StateStore, StateStore]) -> None:
+    """The intent's statement and the lock's are one wait, not two: the intent of a command that
+    read its integration before the lock is stored while the lock is being taken. When the lock
+    then shows that someone wrote meanwhile, it reads again and journals from that read: no
+    change is lost and the journal describes the write actually sent."""
+    server = FakeRocketChat(incoming("a", "Guggy", enabled=True))
+    one = replica(server, stores[0])
+    store = stores[1]
+    rest = RestClient(
+        "https://chat.example.org", user_id="bot", auth_token="bot-token", transport=httpx.MockTransport(server)
+    )
+    two = JournaledIntegrationService(rest, store, lambda: NOW)
+    await store.claim_messages([("m10", "R", NOW)], NOW)
+    found = await two.resolve("Guggy", rights=rights(*ALL))  # read before the lock
+    holding, go = asyncio.Event(), asyncio.Event()
+
+    async def other_replica() -> None:
+        async with one.editing(await one.resolve("Guggy", rights=rights(*ALL))) as edit:
+            holding.set()
+            await go.wait()
+            await edit.apply({"alias": "new"}, rights=rights(*ALL))
+
+    async def command() -> bool:
+        current_command.set(CommandRun("m10"))
+        return (await two.set_enabled(found, False, rights=rights(*ALL))).changed
+
+    writer = asyncio.create_task(other_replica())
+    await holding.wait()
+    running = asyncio.create_task(command())
+    for _ in range(500):  # up to 5 s
+        if await store.intents("m10"):
+            break
+        await asyncio.sleep(0.01)
+    [early] = await store.intents("m10")  # journaled from the read before the lock
+    assert early.before.get("alias") != "new" and not running.done()  # still waiting for the lock
+    go.set()
+    assert await running and await writer is None
+    assert server.docs["a"]["alias"] == "new" and server.docs["a"]["enabled"] is False
+    [intent] = await store.intents("m10")
+    assert intent.before["alias"] == "new" and intent.verified is not None
