@@ -26,8 +26,9 @@ async def plain(ctx: CommandContext, found: Integration, reason: str | None, *, 
     # `found` was just read by `resolve_reading` (a complete document): no second read, unless
     # someone wrote it since. The timer is ended under the same lock as the write (a re-enable
     # firing now waits, then finds the timer ended).
-    async with ctx.services.integrations.editing(found) as edit:
-        outcome = await edit.apply({"enabled": False}, rights=await ctx.rights())
+    rights = await ctx.rights()
+    async with ctx.services.integrations.editing(found, planned={"enabled": False}, rights=rights) as edit:
+        outcome = await edit.apply({"enabled": False}, rights=rights)
         if not outcome.changed:
             return await _keep_disabled(ctx, outcome.after, reason, group_id=group_id)
     # Recorded once the answer is on its way (commands/followups.py).
@@ -77,7 +78,7 @@ async def timed(
     now = ctx.now()
     due = due if due is not None else now + duration
     buttons = (reenable_button(ctx, found.id), extend_button(ctx, found.id))
-    async with ctx.services.integrations.editing(found) as edit:
+    async with ctx.services.integrations.editing(found, planned={"enabled": False}, rights=rights) as edit:
         current = edit.current
         pending = await timers.pending_for(found.id)
         rebase = False

@@ -604,17 +604,9 @@ class IntegrationService:
         document field names to new values (document form: `channel` and `urls` as lists). The
         read the body is built from and the write hold the integration's lock (`editing`).
         """
-        found = Integration.of(
-            await self.resolve(target, kind=kind, rights=rights) if isinstance(target, str) else target
-        )
-        early = self._journal_early(found, changes, rights)
-        try:
-            async with self.editing(found) as edit:
-                edit.early = early
-                return await edit.apply(changes, rights=rights)
-        finally:
-            if early is not None:  # never left running past the command (nor stored after its claim closes)
-                await asyncio.wait([early.task])
+        found = await self.resolve(target, kind=kind, rights=rights) if isinstance(target, str) else target
+        async with self.editing(found, planned=changes, rights=rights) as edit:
+            return await edit.apply(changes, rights=rights)
 
     def _journal_early(
         self, found: Integration, changes: Mapping[str, Any], rights: CallerRights
@@ -634,7 +626,13 @@ class IntegrationService:
         return _EarlyIntent(found, intended, background(self._before_write(found, intended)))
 
     @asynccontextmanager
-    async def editing(self, target: Integration | Mapping[str, Any]) -> AsyncIterator[Edit]:
+    async def editing(
+        self,
+        target: Integration | Mapping[str, Any],
+        *,
+        planned: Mapping[str, Any] | None = None,
+        rights: CallerRights | None = None,
+    ) -> AsyncIterator[Edit]:
         """Hold `target`'s lock for one read-modify-write (bot/integrations/locks.py) and yield its document.
 
         The document is `target` itself when it was read from the server (`read_mark`) and nobody
@@ -642,20 +640,30 @@ class IntegrationService:
         `Edit.current` (a comparison, a plan, a confirmation) and the write made by `Edit.apply`
         are then one step no other writer in the bot can come between. Raises
         `IntegrationNotFound` when it no longer exists, `ServerRejected` when the bot may not read it.
+
+        `planned` (with the caller's `rights`): the changes the holder means to apply first; their
+        write is journaled while the lock is being taken (`_journal_early`).
         """
         found = Integration.of(target)
-        async with self._locks.hold(found.id, writer=self._writer()) as held:
-            updated_at = found.document.get("_updatedAt")
-            stamp = updated_at if isinstance(updated_at, str) else None
-            if found.read_mark is not None and held.untouched_since(found.read_mark, stamp):
-                current = found
-            else:
-                mark = self._locks.mark()
-                raw = await read_integration(self._rest, found.id)
-                if raw is None:
-                    raise IntegrationNotFound(found.name, found.type)
-                current = Integration.of(raw).read_at(mark)
-            yield Edit(self, current)
+        early = self._journal_early(found, planned, rights) if planned is not None and rights is not None else None
+        try:
+            async with self._locks.hold(found.id, writer=self._writer()) as held:
+                updated_at = found.document.get("_updatedAt")
+                stamp = updated_at if isinstance(updated_at, str) else None
+                if found.read_mark is not None and held.untouched_since(found.read_mark, stamp):
+                    current = found
+                else:
+                    mark = self._locks.mark()
+                    raw = await read_integration(self._rest, found.id)
+                    if raw is None:
+                        raise IntegrationNotFound(found.name, found.type)
+                    current = Integration.of(raw).read_at(mark)
+                edit = Edit(self, current)
+                edit.early = early
+                yield edit
+        finally:
+            if early is not None:  # never left running past the edit (nor stored after its claim closes)
+                await asyncio.wait([early.task])
 
     async def may_write(self, rights: CallerRights, document: Document) -> Decision:
         """`authz.may_write` with the rooms of `document`'s `#x` entries looked up now."""
