@@ -47,6 +47,7 @@ from bot import logs
 from bot.errors import BotLacksPermission, ServerRejected
 from bot.rocketchat.models import INCOMING, OUTGOING, Integration, PermissionsSnapshot, UserInfo
 from bot.rocketchat.rest import RestClient
+from bot.tasks import background
 
 log = logs.get_logger("bot.authz")  # the `logger` operators filter on: kept when the module moved
 
@@ -413,6 +414,21 @@ class _Entry:
     expires: float
 
 
+@dataclass(frozen=True)
+class _FreshRead:
+    """The latest `users.info` read fresh for a caller (`RightsCache.get(fresh=True)`)."""
+
+    key: tuple[str, int, int]  # the user and the invalidation generations it began under
+    began: float
+    read: asyncio.Task[CallerRights]
+
+
+# A fresh read of a caller's rights is shared by their other commands that arrived before it
+# began, for at most this many seconds (a command that waited longer in its lane reads again).
+SHARED_READ_AGE: Final = 1.0
+FRESH_READS_KEPT: Final = 256  # callers whose latest fresh read is remembered before old ones are dropped
+
+
 class RightsCache:
     """Callers' rights with a short TTL, dropped as soon as Rocket.Chat announces a change.
 
@@ -444,22 +460,35 @@ class RightsCache:
         self._generation = 0
         self._user_generation: dict[str, int] = {}
         self._fetching: dict[tuple[str, int, int], asyncio.Future[CallerRights]] = {}
+        self._fresh: dict[str, _FreshRead] = {}
 
     async def load_permissions(self) -> None:
         """(Re)load the whole permission table, e.g. at start and after a realtime reconnect."""
         self.table.replace(await self._rest.permissions_list_all())
         self.invalidate_all()
 
-    async def get(self, user_id: str, *, fresh: bool = False) -> CallerRights:
+    def moment(self) -> float:
+        """Now, on this cache's clock: what a command notes when it arrives (`get(since=…)`)."""
+        return self._clock()
+
+    async def get(self, user_id: str, *, fresh: bool = False, since: float | None = None) -> CallerRights:
         """The caller's rights; `fresh=True` reads them from Rocket.Chat now (and caches that),
-        for a command about to change something: a room left or a role cut a moment ago counts."""
+        for a command about to change something: a room left or a role cut a moment ago counts.
+
+        `since` (with `fresh`): when the command arrived (`moment()`). A read for the same caller
+        begun at or after that moment, and at most `SHARED_READ_AGE` seconds ago, is as fresh as
+        one begun now and is shared instead (done or in flight, under the same invalidation
+        generations): a burst of commands from one person reads their rights once, not once per
+        command, and each command is still judged on rights read after it was sent."""
         if not self.table.loaded:
             await self.load_permissions()
         entry = self._entries.get(user_id)
         if entry is not None and self._clock() < entry.expires and not fresh:
             return entry.rights
         key = (user_id, self._generation, self._user_generation.get(user_id, 0))
-        if self._ttl <= 0 or fresh:
+        if fresh:
+            return await self._fresh_read(key, since)
+        if self._ttl <= 0:
             return await self._fetch(key)
         fetching = self._fetching.get(key)
         if fetching is None:
@@ -468,6 +497,24 @@ class RightsCache:
             fetching.add_done_callback(lambda done: self._fetched(key, done))
         # Shielded: one waiter being cancelled (its command stopped) must not cancel the others'.
         return await asyncio.shield(fetching)
+
+    async def _fresh_read(self, key: tuple[str, int, int], since: float | None) -> CallerRights:
+        now = self._clock()
+        latest = self._fresh.get(key[0])
+        if (
+            since is not None
+            and latest is not None
+            and latest.key == key
+            and latest.began >= max(since, now - SHARED_READ_AGE)
+            and not (latest.read.done() and (latest.read.cancelled() or latest.read.exception() is not None))
+        ):
+            return await asyncio.shield(latest.read)
+        read = background(self._fetch(key))
+        if len(self._fresh) >= FRESH_READS_KEPT:  # forget the reads too old to be shared
+            self._fresh = {user: r for user, r in self._fresh.items() if r.began >= now - SHARED_READ_AGE}
+        self._fresh[key[0]] = _FreshRead(key, now, read)
+        # Shielded: one waiter being cancelled (its command stopped) must not cancel the others'.
+        return await asyncio.shield(read)
 
     def known(self, user_id: str) -> CallerRights | None:
         """The caller's rights as cached now (None when not, or no longer): no read, no decision

@@ -20,6 +20,7 @@ from bot.integrations.authz import (
     MANAGE_OUTGOING,
     MANAGE_OWN_INCOMING,
     MANAGE_OWN_OUTGOING,
+    SHARED_READ_AGE,
     CallerRights,
     PermissionTable,
     RightsCache,
@@ -481,6 +482,63 @@ async def test_a_lookup_started_after_a_role_change_does_not_join_an_earlier_one
     assert not (await before).has(MANAGE_INCOMING)
     assert (await after).has(MANAGE_INCOMING)
     assert (await cache.get(ME)).has(MANAGE_INCOMING)  # and what is cached is the newer answer
+
+
+async def test_commands_that_arrived_before_a_fresh_read_began_share_it() -> None:
+    """Ten commands of one caller in a burst: each is judged on rights read after it arrived,
+    and one read serves them all (ten `users.info` before)."""
+    server, now = FakeServer(), [100.0]
+    cache = cache_for(server, now)
+    await cache.load_permissions()
+    arrived = cache.moment()
+    now[0] += 0.01
+    found = await asyncio.gather(*(cache.get(ME, fresh=True, since=arrived) for _ in range(10)))
+    now[0] += 0.5
+    found.append(await cache.get(ME, fresh=True, since=arrived))  # done, still recent: shared
+    assert server.calls.count("users.info") == 1
+    assert all(rights == found[0] for rights in found)
+
+
+async def test_a_fresh_read_begun_before_a_command_arrived_or_too_long_ago_is_not_shared() -> None:
+    server, now = FakeServer(), [100.0]
+    cache = cache_for(server, now)
+    await cache.load_permissions()
+    await cache.get(ME, fresh=True, since=cache.moment())
+    now[0] += 0.1
+    server.roles[ME] = ["user", "admin"]  # a role given after that read (no event for it)
+    arrived = cache.moment()
+    assert (await cache.get(ME, fresh=True, since=arrived)).has(MANAGE_INCOMING)  # read again
+    assert server.calls.count("users.info") == 2
+    server.roles[ME] = ["user"]  # taken away again, announced by no event either
+    now[0] += SHARED_READ_AGE + 0.1  # a command that arrived before the last read, but ran long after it
+    assert not (await cache.get(ME, fresh=True, since=arrived)).has(MANAGE_INCOMING)
+    assert server.calls.count("users.info") == 3
+    assert not (await cache.get(ME, fresh=True)).has(MANAGE_INCOMING)  # no arrival: always its own read
+    assert server.calls.count("users.info") == 4
+
+
+async def test_a_fresh_read_is_not_shared_across_a_role_change() -> None:
+    server, now = FakeServer(), [100.0]
+    cache = cache_for(server, now)
+    await cache.load_permissions()
+    arrived = cache.moment()
+    assert not (await cache.get(ME, fresh=True, since=arrived)).has(MANAGE_INCOMING)
+    server.roles[ME] = ["user", "admin"]
+    cache.on_roles_change([{"type": "added", "_id": "admin", "u": {"_id": ME, "username": "caller"}}])
+    assert (await cache.get(ME, fresh=True, since=arrived)).has(MANAGE_INCOMING)
+
+
+async def test_a_failed_fresh_read_is_not_shared() -> None:
+    server, now = FakeServer(), [100.0]
+    cache = cache_for(server, now)
+    await cache.load_permissions()
+    arrived = cache.moment()
+    server.roles[ME] = None  # users.info without roles: the bot cannot judge
+    with pytest.raises(BotLacksPermission):
+        await cache.get(ME, fresh=True, since=arrived)
+    server.roles[ME] = ["user"]
+    assert (await cache.get(ME, fresh=True, since=arrived)).roles == {"user"}
+    assert server.calls.count("users.info") == 2
 
 
 async def test_cache_raises_when_the_bot_cannot_see_roles() -> None:
