@@ -128,6 +128,18 @@ _AUDIT_COLUMNS: Final = (
 )
 
 
+# A command's write intent not verified stands for "a write may have landed unrecorded" to every
+# holder of the integration's lock (bot/state/postgres.py, `SharedIntegrationLocks`); when the
+# intent is dropped (its command closed), that trace moves to the integration's `pending` mark,
+# which only a later verified write clears. (An intent whose write was never sent costs one
+# re-read of that integration, once.)
+_PENDING_FROM_INTENTS: Final = (
+    "INSERT INTO integration_writes (integration_id, pending)"
+    " SELECT DISTINCT integration_id, true FROM write_intents WHERE verified_json IS NULL"
+)
+_UPSERT_PENDING: Final = " ON CONFLICT (integration_id) DO UPDATE SET pending = true"
+
+
 class StateStore:
     """The state, behind async methods. Open with `await StateStore.open(path)` (SQLite) or
     `await StateStore.connect(url)` (PostgreSQL)."""
@@ -294,17 +306,24 @@ class StateStore:
         """Close this process's claim, and drop its write intents (in one round trip). False when
         the claim is not (or no longer) this process's: a replica paused past its lease, whose
         claim another took over, must not close it while that one runs the command."""
-        changed, _cleared = await self.database.batch(
+        closed_here = (
+            " EXISTS (SELECT 1 FROM processed_messages WHERE message_id = ? AND owner = ? AND status != 'claimed')"
+        )
+        changed, _marked, _cleared = await self.database.batch(
             [
                 (
                     "UPDATE processed_messages SET status = ?, outcome = ? WHERE message_id = ? AND owner = ?",
                     ("ignored" if ignored else "done", outcome, message_id, self.owner),
                 ),
                 # Its journal has served, once it is closed by this process (never under the
-                # feet of a replica that took it over).
+                # feet of a replica that took it over); a write it never verified leaves its
+                # trace on the integration (`_PENDING_FROM_INTENTS`).
                 (
-                    "DELETE FROM write_intents WHERE message_id = ? AND EXISTS (SELECT 1 FROM processed_messages"
-                    " WHERE message_id = ? AND owner = ? AND status != 'claimed')",
+                    _PENDING_FROM_INTENTS + " AND message_id = ? AND" + closed_here + _UPSERT_PENDING,
+                    (message_id,) * 2 + (self.owner,),
+                ),
+                (
+                    "DELETE FROM write_intents WHERE message_id = ? AND" + closed_here,  # noqa: S608 (constants)
                     (message_id, message_id, self.owner),
                 ),
             ]
@@ -404,10 +423,14 @@ class StateStore:
 
     async def prune_intents(self) -> int:
         """Drop intents whose command is no longer unfinished (finished, or its claim pruned)."""
-        return await self.database.count(
-            "DELETE FROM write_intents WHERE message_id NOT IN"
-            " (SELECT message_id FROM processed_messages WHERE status = 'claimed')"
+        unfinished = " message_id NOT IN (SELECT message_id FROM processed_messages WHERE status = 'claimed')"
+        _marked, dropped = await self.database.batch(
+            [
+                (_PENDING_FROM_INTENTS + " AND" + unfinished + _UPSERT_PENDING, ()),
+                ("DELETE FROM write_intents WHERE" + unfinished, ()),  # noqa: S608 (constants)
+            ]
         )
+        return dropped
 
     # --- audit ---------------------------------------------------------------------------------
 

@@ -278,3 +278,23 @@ async def test_a_commands_intent_is_stored_while_it_waits_for_the_lock(stores: t
     assert server.docs["a"]["alias"] == "new" and server.docs["a"]["enabled"] is False
     [intent] = await store.intents("m10")
     assert intent.before["alias"] == "new" and intent.verified is not None
+
+
+async def test_a_write_never_verified_leaves_its_trace_once_its_command_is_closed(
+    stores: tuple[StateStore, StateStore],
+) -> None:
+    """Its intent stood for it while the command ran; closing the command drops the intent, and
+    the integration's pending mark takes its place: a read older than that write is still read
+    again by every replica (the write was sent and may have landed)."""
+    one, two = stores
+    await one.database.count(
+        "INSERT INTO integration_writes (integration_id, pending, updated_at) VALUES (?, false, ?)",
+        ("i1", "2026-01-01T00:00:00.000Z"),
+    )
+    await _journaled_write(one, "m11")
+    async with one.locks.hold("i1", writer="m11") as held:
+        await held.writing(journaled=True)  # sent; the answer did not match (never verified)
+    assert await one.finish_message("m11", "failed: verification")
+    assert await one.intents("m11") == []
+    async with two.locks.hold("i1", writer="m12") as held:
+        assert not held.untouched_since(two.locks.mark(), "2026-01-01T00:00:00.000Z")
