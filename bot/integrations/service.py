@@ -70,6 +70,7 @@ from bot.integrations.authz import (
     CallerRights,
     Decision,
     Document,
+    RoomMemo,
     may_list,
     may_update,
     may_view,
@@ -611,12 +612,14 @@ class IntegrationService:
                 current = Integration.of(raw).read_at(mark)
             yield Edit(self, current)
 
-    async def may_write(self, rights: CallerRights, document: Document) -> Decision:
-        """`authz.may_write` with the rooms of `document`'s `#x` entries looked up now."""
+    async def may_write(self, rights: CallerRights, document: Document, *, memo: RoomMemo | None = None) -> Decision:
+        """`authz.may_write` with the rooms of `document`'s `#x` entries looked up now, or taken
+        from `memo` when this command looked them up already (`authz.RoomMemo`: for a check made
+        once per command, such as a bulk preview; the check of a write passes none)."""
         decision = may_update(rights, document)
         if not decision.allowed:
             return decision
-        return may_write(rights, document, await room_meanings(self._rest, rights, document))
+        return may_write(rights, document, await room_meanings(self._rest, rights, document, memo))
 
     def resuming(self) -> bool:
         """Whether the current command is being resumed (after a crash, or taken over from a
