@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.errors import BotError, ClaimTakenOver, ServerRejected, StateUnavailable, UsageError, UserInputError
-from bot.integrations.authz import CallerRights, room_entries, visible_in_list
+from bot.integrations.authz import CallerRights, RoomMemo, room_entries, visible_in_list
 from bot.integrations.documents import changed_fields, saved_again
 from bot.integrations.service import intended_document
 from bot.integrations.wording import ENABLED_MARK
@@ -202,6 +202,9 @@ async def select(ctx: CommandContext, rights: CallerRights, parsed: BulkArgs, ro
     matches = name_glob(parsed.glob) if parsed.glob is not None else None
     chosen = Selection()
     integrations = ctx.services.integrations
+    # Many members carry the same `#room` entry: each distinct entry is looked up once for the
+    # whole selection. Applying checks each member again, rooms looked up anew, under its lock.
+    memo = RoomMemo(rights)
     async for document in ctx.services.rest.iter_integrations(type=KIND_TYPES[parsed.kind]):
         if room is not None and not room.entries.intersection(room_entries(document)):
             continue
@@ -211,7 +214,7 @@ async def select(ctx: CommandContext, rights: CallerRights, parsed: BulkArgs, ro
         if not visible_in_list(rights, document):
             continue  # not even counted: the caller may not learn that it exists
         integration = Integration.of(document)
-        decision = await integrations.may_write(rights, intended_document(integration, {"enabled": False}))
+        decision = await integrations.may_write(rights, intended_document(integration, {"enabled": False}), memo=memo)
         if not decision.allowed:
             chosen.not_allowed += 1
         elif integration.enabled:

@@ -307,9 +307,39 @@ def room_entries(doc: Document) -> list[str]:
 _ROOM_EXISTS: Final = frozenset({"not-allowed", "Not Allowed", "error-room-archived"})
 
 
-async def room_meanings(rest: RestClient, rights: CallerRights, doc: Document) -> dict[str, RoomMeaning]:
+class RoomMemo:
+    """What the `#x` entries met so far mean, for one command of one caller: `room_meanings`
+    looks each distinct entry up once however many integrations carry it (a preview of
+    `disable all in #room` over 50 members of one room asks `rooms.info` twice, not 100 times).
+
+    Only for a check made once per command (a preview, a selection): a check that must see the
+    rooms as they are at the moment of a write (under the integration's lock) passes none. The
+    meaning of `#x` depends on the caller (`room_ids_by_name`), so a memo serves the rights it was
+    made for and no others. Failed lookups are not remembered: the next entry asks again."""
+
+    def __init__(self, rights: CallerRights) -> None:
+        self.rights = rights
+        self._meanings: dict[str, RoomMeaning] = {}
+
+    def get(self, rights: CallerRights, entry: str) -> RoomMeaning | None:
+        self._check(rights)
+        return self._meanings.get(entry)
+
+    def put(self, rights: CallerRights, entry: str, meaning: RoomMeaning) -> None:
+        self._check(rights)
+        self._meanings[entry] = meaning
+
+    def _check(self, rights: CallerRights) -> None:
+        if rights is not self.rights:
+            raise ValueError("a RoomMemo serves the rights it was made for only")
+
+
+async def room_meanings(
+    rest: RestClient, rights: CallerRights, doc: Document, memo: RoomMemo | None = None
+) -> dict[str, RoomMeaning]:
     """What each `#x` entry of `doc` can mean, looked up now with the bot's account (only when the
-    membership rule applies to this caller; otherwise nothing is looked up).
+    membership rule applies to this caller; otherwise nothing is looked up), or taken from `memo`
+    when this command looked that entry up already (`RoomMemo`).
 
     `rooms.info` by id and by name, as Rocket.Chat resolves `x` both ways. A room the bot may not
     open still exists (`not-allowed`, or archived): by id its id is `x`; by name its id is known
@@ -320,6 +350,10 @@ async def room_meanings(rest: RestClient, rights: CallerRights, doc: Document) -
         return {}
     meanings: dict[str, RoomMeaning] = {}
     for name in dict.fromkeys(room_entries(doc)):
+        known = memo.get(rights, name) if memo is not None else None
+        if known is not None:
+            meanings[name] = known
+            continue
         ids: set[str] = set()
         unidentified = False
         for lookup in ({"room_id": name}, {"room_name": name}):
@@ -343,6 +377,8 @@ async def room_meanings(rest: RestClient, rights: CallerRights, doc: Document) -
             else:
                 unidentified = True
         meanings[name] = RoomMeaning(frozenset(ids), unidentified)
+        if memo is not None:
+            memo.put(rights, name, meanings[name])
     return meanings
 
 

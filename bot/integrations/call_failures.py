@@ -141,7 +141,10 @@ _RETRY_STEP: Final = re.compile(r"going-to-retry-(\d+)$")
 
 
 def mask_url(url: str) -> str:
-    """`scheme://host[:port]/…`: no credentials, no path, no query (`show` shows URLs the same way)."""
+    """`scheme://host[:port]/…`: no credentials, no path, no query, no fragment; `***` when `url`
+    is no URL with a host or its port is no number (what looks like a port may be the start of a
+    password cut short). The one masker of every URL the bot shows: `show`, `set`'s previews, change
+    lines, verification errors and `failing`."""
     try:
         parts = urlsplit(url)
         host = parts.hostname

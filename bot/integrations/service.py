@@ -49,7 +49,6 @@ from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any, Final
-from urllib.parse import urlsplit
 
 import stamina
 
@@ -71,6 +70,7 @@ from bot.integrations.authz import (
     CallerRights,
     Decision,
     Document,
+    RoomMemo,
     may_list,
     may_update,
     may_view,
@@ -78,6 +78,7 @@ from bot.integrations.authz import (
     room_meanings,
     visible_in_list,
 )
+from bot.integrations.call_failures import MASK, mask_url
 from bot.integrations.locks import IntegrationLocks, LocalIntegrationLocks, ReadMark
 from bot.integrations.similar import integration_suggestions
 from bot.normalize import name_key, spelled
@@ -355,32 +356,20 @@ def differences(
 
 
 def display(key: str, value: Any) -> str:
-    """A value for humans and logs: tokens masked, URLs cut to their host, scripts summarised."""
+    """A value for humans and logs: tokens masked, URLs cut to `scheme://host[:port]/…`
+    (`call_failures.mask_url`, the one URL masker), scripts summarised."""
     if value is _MISSING or value is None:
         return "(absent)"
     if key == "token":
-        return "***"
+        return MASK
     if key == "script" and isinstance(value, str):
         return f"<script, {len(value)} characters>"
     if key in ("urls", "avatar") or (key == "url" and isinstance(value, str)):
         values = value if isinstance(value, list) else [value]
-        shown = [_mask_url(v) if isinstance(v, str) else repr(v) for v in values]
+        shown = [mask_url(v) if isinstance(v, str) else repr(v) for v in values]
         return ", ".join(shown) if isinstance(value, list) else shown[0]
     text = json.dumps(value, ensure_ascii=False, default=str)
     return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _mask_url(url: str) -> str:
-    """Webhook URLs often carry a secret in the path or query: keep only scheme and host."""
-    parts = urlsplit(url)
-    if not parts.scheme or not parts.hostname:
-        return "***"
-    try:
-        port = f":{parts.port}" if parts.port else ""
-    except ValueError:  # not a number, or out of range: stored as anybody typed it (the API takes it)
-        port = ":…"
-    rest = "/…" if (parts.path.strip("/") or parts.query) else ""
-    return f"{parts.scheme}://{parts.hostname}{port}{rest}"
 
 
 # --- the service --------------------------------------------------------------------------------
@@ -665,12 +654,14 @@ class IntegrationService:
             if early is not None:  # never left running past the edit (nor stored after its claim closes)
                 await asyncio.wait([early.task])
 
-    async def may_write(self, rights: CallerRights, document: Document) -> Decision:
-        """`authz.may_write` with the rooms of `document`'s `#x` entries looked up now."""
+    async def may_write(self, rights: CallerRights, document: Document, *, memo: RoomMemo | None = None) -> Decision:
+        """`authz.may_write` with the rooms of `document`'s `#x` entries looked up now, or taken
+        from `memo` when this command looked them up already (`authz.RoomMemo`: for a check made
+        once per command, such as a bulk preview; the check of a write passes none)."""
         decision = may_update(rights, document)
         if not decision.allowed:
             return decision
-        return may_write(rights, document, await room_meanings(self._rest, rights, document))
+        return may_write(rights, document, await room_meanings(self._rest, rights, document, memo))
 
     def _writer(self) -> str | None:
         """The message id of the command whose write intents stand for its writes

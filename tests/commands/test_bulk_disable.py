@@ -359,3 +359,52 @@ async def test_a_command_taken_over_midway_stops_before_the_next_member(
     assert reply.outcome == "taken-over", reply.text
     assert reply.text == ""
     assert h.writes() == 1
+
+
+def room_lookups(h: Harness) -> int:
+    return sum(1 for call in h.calls if call.endpoint == "rooms.info")
+
+
+async def test_the_preview_looks_each_channel_entry_up_once_however_many_members_use_it(h: Harness) -> None:
+    """Was: every member's right to be changed looked its `#room` entry up again (`rooms.info` by
+    id and by name), so a preview over 50 members of one room sent about 100 identical GETs. Now
+    each distinct entry is looked up once per command: the count does not grow with the members."""
+    room = h.control.create_room("pager-duty", members=["owen", "integrations-bot"], owner="owen")
+    h.control.create_incoming_integration("Pager 0", channel="#pager-duty", created_by="owen")
+    h.calls.clear()
+    one = await h.say("owen", "ops", "!integration disable all in #pager-duty")
+    assert one.outcome == "preview", one.text
+    with_one = room_lookups(h)
+    for index in range(1, 8):
+        h.control.create_incoming_integration(f"Pager {index}", channel="#pager-duty", created_by="owen")
+    h.calls.clear()
+    eight = await h.say("owen", "ops", "!integration disable all in #pager-duty")
+    assert eight.outcome == "preview", eight.text
+    assert "Switch off 8 integrations" in eight.text, eight.text
+    assert room_lookups(h) == with_one
+    # A second entry meaning the same room (`#<its id>`) is one more entry to look up, once.
+    for index in range(3):
+        h.control.create_incoming_integration(f"Pager by id {index}", channel=f"#{room['_id']}", created_by="owen")
+    h.calls.clear()
+    both = await h.say("owen", "ops", "!integration disable all in #pager-duty")
+    assert "Switch off 11 integrations" in both.text, both.text
+    assert room_lookups(h) == with_one + 2  # by id and by name, for the one new entry
+
+
+async def test_a_room_that_comes_to_mean_another_one_after_the_preview_is_caught_when_applying(h: Harness) -> None:
+    """The preview looks each entry up once; applying looks again for every member, under its
+    lock: a private room created after the preview with the id `pager-duty` (Rocket.Chat reads
+    `#pager-duty` as an id or a name) makes every member one the caller may no longer change."""
+    h.control.create_room("pager-duty", members=["owen", "integrations-bot"], owner="owen")
+    made = [
+        h.control.create_incoming_integration(f"Pager {index}", channel="#pager-duty", created_by="owen")
+        for index in range(3)
+    ]
+    preview = await h.say("owen", "ops", "!integration disable all in #pager-duty")
+    assert "Switch off 3 integrations" in preview.text, preview.text
+    h.control.create_room("hidden-pager", room_type="p", members=["alice"], owner="alice", room_id="pager-duty")
+    applied = await h.say("owen", "ops", "!integration yes")
+    assert applied.text.startswith("🔌 Switched off 0 of 3"), applied.text
+    assert len(section(applied, "Failed (nothing changed on these):")) == 3, applied.text
+    assert all(h.doc(hook["_id"])["enabled"] for hook in made)
+    assert h.writes() == 0

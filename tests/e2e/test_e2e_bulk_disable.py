@@ -259,3 +259,17 @@ def test_an_old_re_enable_button_does_not_undo_a_deliberate_later_disable(world:
     assert again.startswith("Nothing to switch back on"), again
     assert not enabled(world, owens)
     assert enabled(world, admins)
+
+
+def test_a_preview_over_many_members_of_one_room_looks_the_room_up_once(world: World) -> None:
+    """owen (own integrations only: the membership rule applies to him) previews twelve of his
+    webhooks posting into one room. The `#room` entry is looked up once for the command (by id and
+    by name, next to the lookups that find the room he means), not once per member (24 and more)."""
+    where = room(world)
+    made = [hook(world, where, created_by="owen") for _ in range(12)]
+    before = world.control.counters().rest.get("rooms.info", 0)
+    preview = world.command("owen", f"disable all in #{where}")["msg"]
+    lookups = world.control.counters().rest.get("rooms.info", 0) - before
+    assert "Switch off 12 integrations posting into" in preview, preview
+    assert lookups < len(made), lookups  # a few for the command, none per member
+    assert all(enabled(world, i) for i in made)

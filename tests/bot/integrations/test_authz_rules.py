@@ -25,6 +25,7 @@ from bot.integrations.authz import (
     PermissionTable,
     RightsCache,
     RoomMeaning,
+    RoomMemo,
     channel_rule,
     may_list,
     may_update,
@@ -317,6 +318,34 @@ async def test_room_meanings_looks_every_entry_up_by_id_and_by_name() -> None:
     server.calls.clear()
     both = rights_with(MANAGE_INCOMING, MANAGE_OWN_INCOMING, rooms=[])
     assert await room_meanings(rest, both, document) == {} and server.calls == []
+
+
+async def test_a_memo_gives_each_entry_the_meaning_a_fresh_lookup_gives_looking_it_up_once() -> None:
+    """`RoomMemo` (one per command, e.g. a bulk preview): the same meanings as looked up per
+    document, the hidden, look-alike and unidentified rooms included, each entry asked once."""
+    server = RoomsServer(
+        [{"_id": "PRIV1d", "name": "secret", "t": "p"}, {"_id": "R-fake", "name": "PRIV1d", "t": "c"},
+         {"_id": "R-ops", "name": "ops", "t": "c"}, {"_id": "R-hid", "name": "hidden", "t": "p"}],
+        hidden={"PRIV1d", "R-hid"},
+    )  # fmt: skip
+    rest = RestClient("https://chat.example.org", user_id="bot", auth_token="t", transport=httpx.MockTransport(server))
+    caller = rights_with(MANAGE_OWN_INCOMING, rooms=[OPS])
+    documents = [
+        doc(creator=ME, channel=["#PRIV1d", "#ops"]),
+        doc(creator=ME, channel=["#ops", "#hidden"]),
+        doc(creator=ME, channel=["#hidden", "#nowhere", "#PRIV1d"]),
+        doc(creator=ME, channel=["#ops"]),
+    ]
+    fresh = [await room_meanings(rest, caller, d) for d in documents]
+    server.calls.clear()
+    memo = RoomMemo(caller)
+    assert [await room_meanings(rest, caller, d, memo) for d in documents] == fresh
+    asked = [tuple(call.items()) for call in server.calls]
+    assert len(asked) == 2 * 4 and len(set(asked)) == len(asked)  # 4 entries, by id and by name, once each
+    # The meaning of `#x` depends on the caller's rooms: a memo serves only the rights it was made for.
+    other = rights_with(MANAGE_OWN_INCOMING, rooms=[])
+    with pytest.raises(ValueError, match="RoomMemo"):
+        await room_meanings(rest, other, documents[0], memo)
 
 
 @settings(max_examples=300)
