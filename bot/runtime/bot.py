@@ -14,7 +14,8 @@ as a DDP `{resume}` login and subscribe to:
 Every message, streamed or found by a catch-up pass (`bot.runtime.catchup`), goes through one admission
 path, in order: `Intake` (a cheap synchronous filter; a new DM's members are looked up first) →
 staleness (`bot.runtime.staleness`) → a claim in the state database (so a re-delivery, a reconnect or
-a restart never runs it twice) → the room's cursor. A claimed command waits its turn in its
+a restart never runs it twice; a change's reads begin while it is in flight, `bot.runtime.read_ahead`)
+→ the room's cursor. A claimed command waits its turn in its
 caller's lane (`bot.runtime.fairness`: a few at a time per caller, changes before reads, a flood beyond
 the lane's bound answered "busy"), then runs in its own task: its author is checked (another bot
 account not in BOT_ALLOWED_BOTS: the claim is closed as ignored, nothing runs, no answer), then the
