@@ -131,13 +131,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _first_delivery(accepted: Accepted, origin: str) -> bool:
-    """A message as the stream delivers it when it is posted: not a re-delivery (an edit, a
-    reaction), which this replica has most likely claimed already."""
-    message = accepted.message
-    return origin == "stream" and message.updated_at == message.ts
-
-
 class Bot:
     def __init__(
         self, settings: Settings, *, clock: Callable[[], datetime] = utcnow, metrics: Metrics | None = None
@@ -509,10 +502,15 @@ class Bot:
                 continue
             wanted.append((accepted, age))
         if wanted:
+            # Seen on the stream for the first time (not a re-delivery of a command claimed already).
+            first: set[str] = set()
+            if origin == "stream":
+                first = {a.message.id for a, _ in wanted if self.read_ahead.first_sight(a.message.id)}
+                self.read_ahead.sighted(a.message.id for a, _ in wanted)
             # Begun before the claim, which they do not wait for; cancelled unless handed to a turn.
-            early = self._read_ahead(wanted, origin)
+            early = self._read_ahead(wanted, first)
             try:
-                if not await self._claim_all(wanted, origin, now, early):
+                if not await self._claim_all(wanted, origin, now, early, first):
                     return  # the commands wait for the database (`_claim_waiting`); cursors stay where they are
             finally:
                 for reads in early.values():
@@ -522,11 +520,17 @@ class Bot:
                 self.cursors.seen(message.room_id, message.updated_at)
 
     async def _claim_all(
-        self, wanted: list[tuple[Accepted, Freshness]], origin: str, now: datetime, early: dict[str, EarlyReads]
+        self,
+        wanted: list[tuple[Accepted, Freshness]],
+        origin: str,
+        now: datetime,
+        early: dict[str, EarlyReads],
+        first: set[str],
     ) -> bool:
         """Claim the admitted commands (one statement) and take those won into their callers'
         lanes, with the reads begun for them (`early`: what is left in it is not run). False
-        when the database failed: the commands wait for it."""
+        when the database failed: the commands wait for it. `first`: the ids seen for the
+        first time on the stream (one of them lost: another replica claimed it)."""
         assert self.state is not None
         try:
             started = asyncio.get_running_loop().time()
@@ -550,7 +554,7 @@ class Bot:
         self._state_worked()
         self.metrics.claims.labels(result="won").inc(len(claimed))
         self.metrics.claims.labels(result="lost").inc(len(wanted) - len(claimed))
-        if any(_first_delivery(a, origin) and a.message.id not in claimed for a, _ in wanted):
+        if first - claimed:
             # Another replica claimed a command this one saw first-hand: they race for commands,
             # and reads begun before the claim would mostly be thrown away (bot/runtime/read_ahead.py).
             self.read_ahead.lost()
@@ -564,14 +568,14 @@ class Bot:
                     self.metrics.catchup_commands.labels(result="duplicate").inc()
         return True
 
-    def _read_ahead(self, wanted: list[tuple[Accepted, Freshness]], origin: str) -> dict[str, EarlyReads]:
+    def _read_ahead(self, wanted: list[tuple[Accepted, Freshness]], first: set[str]) -> dict[str, EarlyReads]:
         """Begin now, before their claim, the reads the fresh commands that change integrations
         need at their turn (bot/runtime/read_ahead.py): their authors' rights, and the lookup
-        `_prefetch` would begin. Only for commands first seen on the stream (re-deliveries and
-        catch-up finds were mostly claimed already), only while this replica has been winning
-        claims, and no more per caller than can start their turn at once (a flood is read at
-        its own pace, in its lane, as before)."""
-        if origin != "stream" or not self._state_reachable or not self.read_ahead.active():
+        `_prefetch` would begin. Only for commands seen on the stream for the first time, `first`
+        (re-deliveries and catch-up finds were mostly claimed already), only while this replica
+        has been winning claims, and no more per caller than can start their turn at once (a
+        flood is read at its own pace, in its lane, as before)."""
+        if not first or not self._state_reachable or not self.read_ahead.active():
             return {}
         assert self.services is not None
         rights = self.services.rights
@@ -580,7 +584,7 @@ class Bot:
         slots: dict[str, int] = {}
         for accepted, age in wanted:
             message = accepted.message
-            if age is not Freshness.FRESH or not _first_delivery(accepted, origin) or message.id in early:
+            if age is not Freshness.FRESH or message.id not in first or message.id in early:
                 continue
             if not self._changes(accepted, stale=False):
                 continue
@@ -598,8 +602,10 @@ class Bot:
         """A claimed command: into its caller's lane (`bot.runtime.fairness`), with the reads
         begun for it at admission, if any (kept for its turn)."""
         message = accepted.message
-        if early is not None:
+        if early is not None and self._accepting:
             self.read_ahead.hold(message.id, early)
+        elif early is not None:
+            early.cancel()  # stopping: it will not start here
         stale = age is Freshness.STALE
         if origin == "catch-up":
             self.metrics.catchup_commands.labels(result="stale" if stale else "run").inc()

@@ -21,6 +21,11 @@ The rules, which keep the rights a change is decided on exactly as strict as wit
   for every command then read only for the commands they run, as without this: each reading for
   every command would multiply the `users.info` and `integrations.list` calls Rocket.Chat serves
   by the number of replicas.
+- Only for a command seen on the stream for the first time (by this process: the last
+  `SIGHTINGS_KEPT` ids are remembered), and only such a command's lost claim counts: a
+  re-delivery (an edit, a reaction, a thread reply, a URL preview: the same id) was most likely
+  claimed by this replica already. (`_updatedAt` cannot tell: Rocket.Chat sets it a few
+  milliseconds after `ts` even on the first delivery.)
 - Reads begun for a command that is then not run (its claim lost or failed, too old, answered
   "busy", the bot stopping) are cancelled and forgotten; so are those still unused
   `RIGHTS_MAX_AGE` after they began.
@@ -29,7 +34,8 @@ The rules, which keep the rights a change is decided on exactly as strict as wit
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
@@ -37,6 +43,7 @@ from bot.integrations.authz import CallerRights
 from bot.integrations.service import Prefetch
 
 PAUSE_AFTER_LOSS: Final = 60.0  # seconds after a lost claim during which nothing is read ahead
+SIGHTINGS_KEPT: Final = 4096  # ids of the last commands seen on the stream (re-deliveries told apart)
 RIGHTS_MAX_AGE: Final = 1.0  # seconds: rights read ahead serve a turn that starts within this of their read
 
 
@@ -66,6 +73,19 @@ class ReadAhead:
     def __init__(self) -> None:
         self._lost_at: float | None = None  # loop time of the last claim lost to another replica
         self._held: dict[str, EarlyReads] = {}
+        self._sighted: OrderedDict[str, None] = OrderedDict()  # the last SIGHTINGS_KEPT ids, oldest first
+
+    def first_sight(self, message_id: str) -> bool:
+        """Whether this process has not seen the command on the stream before (`sighted`)."""
+        return message_id not in self._sighted
+
+    def sighted(self, message_ids: Iterable[str]) -> None:
+        """Commands seen on the stream: their re-deliveries are not first sights."""
+        for message_id in message_ids:
+            self._sighted[message_id] = None
+            self._sighted.move_to_end(message_id)
+        while len(self._sighted) > SIGHTINGS_KEPT:
+            self._sighted.popitem(last=False)
 
     @property
     def held(self) -> int:
@@ -121,4 +141,4 @@ class ReadAhead:
             self.drop(message_id)
 
 
-__all__ = ["PAUSE_AFTER_LOSS", "RIGHTS_MAX_AGE", "EarlyReads", "ReadAhead"]
+__all__ = ["PAUSE_AFTER_LOSS", "RIGHTS_MAX_AGE", "SIGHTINGS_KEPT", "EarlyReads", "ReadAhead"]

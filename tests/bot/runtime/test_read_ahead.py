@@ -49,7 +49,8 @@ class HeldClaim:
         self.entered = asyncio.Event()
         self.release = asyncio.Event()
         self.failing = outcome == "failed"
-        self.begun: dict[str, EarlyReads | None] = {}
+        self.begun: dict[str, EarlyReads | None] = {}  # at the first admission of each
+        self.admissions: list[tuple[str, EarlyReads | None]] = []  # every admission, re-deliveries included
         state = bot.state
         original = state.claim_messages
 
@@ -70,11 +71,12 @@ class HeldClaim:
         state.claim_messages = claim  # type: ignore[method-assign]
         begin = bot._read_ahead
 
-        def observed(wanted: list[tuple[Accepted, Freshness]], origin: str) -> dict[str, EarlyReads]:
-            began = begin(wanted, origin)
+        def observed(wanted: list[tuple[Accepted, Freshness]], first: set[str]) -> dict[str, EarlyReads]:
+            began = begin(wanted, first)
             for accepted, _ in wanted:
                 if accepted.message.id in self.ids:
                     self.begun.setdefault(accepted.message.id, began.get(accepted.message.id))
+                    self.admissions.append((accepted.message.id, began.get(accepted.message.id)))
             return began
 
         bot._read_ahead = observed  # type: ignore[method-assign]
@@ -202,6 +204,31 @@ async def test_a_lost_claim_cancels_the_reads_and_nothing_is_read_ahead_for_a_wh
         assert "Disabled" in await answer_to(w, tmp_path, command3)
         assert not await enabled(w, again)
     assert not await enabled(w, later)
+
+
+def duplicates(bot: Bot) -> float:
+    found = bot.metrics.registry.get_sample_value("integrations_bot_duplicate_deliveries_total", {"origin": "stream"})
+    return found or 0.0
+
+
+async def test_a_re_delivery_is_not_read_ahead_and_its_lost_claim_does_not_pause_reading_ahead(
+    w: World, tmp_path: Path
+) -> None:
+    target = await hook(w, "re-delivered")
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        held = HeldClaim(bot)
+        command = await held.post(w, "admin", "!integration disable re-delivered")
+        held.release.set()
+        assert "Disabled" in await answer_to(w, tmp_path, command)
+        assert held.begun[command["_id"]] is not None
+        assert duplicates(bot) == 0
+        await call(w.control.react, command["_id"], ":eyes:", "alice")  # the same message, delivered again
+        await until(lambda: duplicates(bot) == 1, what="the re-delivery seen, its claim lost")
+        # Read ahead at its first admission only (later ones: the re-delivery, a catch-up pass's find).
+        mine = [began for message_id, began in held.admissions if message_id == command["_id"]]
+        assert len(mine) >= 2 and mine[0] is held.begun[command["_id"]] and mine[1:] == [None] * (len(mine) - 1)
+        assert bot.read_ahead.active()
+    assert not await enabled(w, target)
 
 
 async def test_a_failed_claim_cancels_the_reads_and_the_command_runs_once_claimed(w: World, tmp_path: Path) -> None:
@@ -370,3 +397,13 @@ async def test_a_lost_claim_pauses_reading_ahead(monkeypatch: pytest.MonkeyPatch
     ahead.lost()
     assert not ahead.active()
     await until(ahead.active, what="the pause over")
+
+
+def test_the_last_commands_seen_are_remembered_to_tell_re_deliveries(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(read_ahead, "SIGHTINGS_KEPT", 3)
+    ahead = ReadAhead()
+    assert ahead.first_sight("a")
+    ahead.sighted(["a", "b", "c"])
+    assert not ahead.first_sight("a")
+    ahead.sighted(["a", "d"])  # "a" seen again: kept; "b", the oldest, forgotten
+    assert [ahead.first_sight(m) for m in "abcd"] == [False, True, False, False]
