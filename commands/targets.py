@@ -7,7 +7,7 @@ from typing import TypeVar
 
 from bot.errors import BotError, IntegrationNotFound, PermissionDenied
 from bot.integrations.authz import TYPE_PERMISSIONS, CallerRights, may_list
-from bot.integrations.service import IntegrationService
+from bot.integrations.service import IntegrationService, Prefetch
 from bot.normalize import disguised
 from bot.rocketchat.models import INCOMING, OUTGOING, Integration
 from commands.args import Kind, Target
@@ -38,14 +38,23 @@ def prefetch(integrations: IntegrationService, command: Command, invocation: Inv
     """Begin the read of the integration `command` looks up first (`Command.first_lookup`) now,
     while the runtime reads the caller's rights: the two REST calls overlap. What was read is
     used by this command's `resolve` under the caller's rights, or not at all."""
+    begun = begin_prefetch(integrations, command, invocation)
+    if begun is not None:
+        integrations.adopt_prefetch(begun)
+
+
+def begin_prefetch(integrations: IntegrationService, command: Command, invocation: Invocation) -> Prefetch | None:
+    """`prefetch`'s read, not yet the current command's (`IntegrationService.begin_prefetch`):
+    begun before the command has a task of its own, adopted in it later, else cancelled."""
     if command.first_lookup is None:
-        return
+        return None
     try:
         target = command.first_lookup(invocation.args)
     except BotError:
-        return  # the command answers its own usage error
-    if not disguised(invocation.raw, target.query):  # read thoroughly by `_resolve`: nothing to begin
-        integrations.prefetch(target.query, kind=KIND_TYPES[target.kind])
+        return None  # the command answers its own usage error
+    if disguised(invocation.raw, target.query):  # read thoroughly by `_resolve`: nothing to begin
+        return None
+    return integrations.begin_prefetch(target.query, kind=KIND_TYPES[target.kind])
 
 
 async def resolve(ctx: CommandContext, target: Target) -> Integration:

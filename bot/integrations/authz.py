@@ -558,6 +558,11 @@ class RightsCache:
         entry = self._entries.get(user_id)
         return entry.rights if entry is not None and self._clock() < entry.expires else None
 
+    def stamp(self, user_id: str) -> tuple[int, int]:
+        """Where the announced changes stand for `user_id`: a later stamp differs once Rocket.Chat
+        announced a change of their roles or of the permissions (rights read before it are old)."""
+        return self._generation, self._user_generation.get(user_id, 0)
+
     def _fetched(self, key: tuple[str, int, int], done: asyncio.Future[CallerRights]) -> None:
         if self._fetching.get(key) is done:
             del self._fetching[key]

@@ -400,8 +400,9 @@ class _Unsettled(Exception):
 
 
 @dataclass(frozen=True)
-class _Prefetch:
-    """A read begun by `IntegrationService.prefetch` for the `resolve` of the same command."""
+class Prefetch:
+    """A read begun by `IntegrationService.prefetch` (or `begin_prefetch`) for the `resolve` of
+    the same command."""
 
     query: str
     kind: str | None
@@ -419,7 +420,7 @@ class _EarlyIntent:
 
 
 # The current command's prefetched read (one per command: a task's context is its own).
-_prefetched: ContextVar[_Prefetch | None] = ContextVar("prefetched", default=None)
+_prefetched: ContextVar[Prefetch | None] = ContextVar("prefetched", default=None)
 
 
 class IntegrationService:
@@ -496,13 +497,29 @@ class IntegrationService:
         caller's rights to what was read, as to its own reads. Read trust is unchanged: the mark
         is taken before the read begins. A name `resolve` reads thoroughly, or another query,
         leaves the prefetch unused."""
+        begun = self.begin_prefetch(query, kind=kind)
+        if begun is not None:
+            self.adopt_prefetch(begun)
+
+    def begin_prefetch(self, query: str, *, kind: str | None = None) -> Prefetch | None:
+        """`prefetch`'s read, begun now but not yet the current command's: for a command that
+        has no task of its own yet (the runtime begins it while the command's claim is in
+        flight). `adopt_prefetch` hands it to the command, in its task; unadopted, whoever
+        began it cancels `read`. None when there is nothing to read."""
         wanted = query.strip()
         if not wanted:
-            return
+            return None
         kind = normalize_kind(kind)
-        mark = self._locks.mark()
+        mark = self._locks.mark()  # before the read begins, however late it is adopted
         read = self._get_or_none(wanted) if looks_like_id(wanted) else self._named(wanted, kind, thorough=False)
-        _prefetched.set(_Prefetch(wanted, kind, mark, background(read)))
+        return Prefetch(wanted, kind, mark, background(read))
+
+    @staticmethod
+    def adopt_prefetch(prefetched: Prefetch) -> None:
+        """Make a read begun by `begin_prefetch` the current command's (its `resolve` uses it,
+        `drop_prefetch` stops it), in place of any it had."""
+        IntegrationService.drop_prefetch()
+        _prefetched.set(prefetched)
 
     @staticmethod
     def drop_prefetch() -> None:
@@ -513,7 +530,7 @@ class IntegrationService:
             found.read.cancel()
 
     @staticmethod
-    def _take_prefetched(wanted: str, kind: str | None, *, thorough: bool) -> _Prefetch | None:
+    def _take_prefetched(wanted: str, kind: str | None, *, thorough: bool) -> Prefetch | None:
         found = _prefetched.get()
         if found is None:
             return None

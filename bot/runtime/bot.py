@@ -14,7 +14,8 @@ as a DDP `{resume}` login and subscribe to:
 Every message, streamed or found by a catch-up pass (`bot.runtime.catchup`), goes through one admission
 path, in order: `Intake` (a cheap synchronous filter; a new DM's members are looked up first) →
 staleness (`bot.runtime.staleness`) → a claim in the state database (so a re-delivery, a reconnect or
-a restart never runs it twice) → the room's cursor. A claimed command waits its turn in its
+a restart never runs it twice; a change's reads begin while it is in flight, `bot.runtime.read_ahead`)
+→ the room's cursor. A claimed command waits its turn in its
 caller's lane (`bot.runtime.fairness`: a few at a time per caller, changes before reads, a flood beyond
 the lane's bound answered "busy"), then runs in its own task: its author is checked (another bot
 account not in BOT_ALLOWED_BOTS: the claim is closed as ignored, nothing runs, no answer), then the
@@ -61,6 +62,7 @@ from bot.errors import (
 )
 from bot.incident.toolkit import IncidentToolkit
 from bot.integrations.authz import CallerRights, RightsCache, may_list
+from bot.integrations.service import Prefetch
 from bot.rocketchat import message_size
 from bot.rocketchat.message_ids import own_at
 from bot.rocketchat.messages import ChatMessage
@@ -84,10 +86,12 @@ from bot.runtime.intake import Accepted, Intake
 from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.runtime.metrics import Metrics
 from bot.runtime.outbound import Delivery, ReplySender, buttons_attachment
+from bot.runtime.read_ahead import EarlyReads, ReadAhead
 from bot.runtime.recovery import Close, Decision, Interrupted, Recovery, Resume
 from bot.runtime.staleness import CATCHUP_HORIZON, Freshness, freshness, interrupted_reply, stale_reply
 from bot.state.owner import StateFileOwner
 from bot.state.store import StateStore
+from bot.tasks import background
 from commands import replies, targets
 from commands.context import BotIdentity, Services
 from commands.followups import FollowUp
@@ -151,6 +155,8 @@ class Bot:
         self._tasks: set[asyncio.Task[None]] = set()
         self.lanes = Lanes(per_caller=settings.bot_caller_concurrency, queue=settings.bot_caller_queue)
         self._waiting: dict[Job, tuple[Accepted, bool, bool]] = {}  # job → (command, stale, recovering)
+        # Reads begun at admission, before the claim, for the commands' turns (bot/runtime/read_ahead.py).
+        self.read_ahead = ReadAhead()
         self._accepting = True
         self._deaf = False
         self._state_open = False
@@ -496,45 +502,110 @@ class Bot:
                 continue
             wanted.append((accepted, age))
         if wanted:
+            # Seen on the stream for the first time (not a re-delivery of a command claimed already).
+            first: set[str] = set()
+            if origin == "stream":
+                first = {a.message.id for a, _ in wanted if self.read_ahead.first_sight(a.message.id)}
+                self.read_ahead.sighted(a.message.id for a, _ in wanted)
+            # Begun before the claim, which they do not wait for; cancelled unless handed to a turn.
+            early = self._read_ahead(wanted, first)
             try:
-                started = asyncio.get_running_loop().time()
-                claimed = await self._claim([(a.message.id, a.message.room_id, a.message.ts) for a, _ in wanted], now)
-                if self._in_trouble(since=started):
-                    self._troubled.update(claimed)
-                else:  # posted before the database (re)started: in trouble too, however fast this claim was
-                    restarted = self.state.server_started
-                    self._troubled.update(
-                        a.message.id
-                        for a, _ in wanted
-                        if a.message.id in claimed and a.message.ts.timestamp() < restarted
-                    )
-            except StateUnavailable as exc:
-                # Nothing runs unclaimed: the commands wait for the database (`_claim_waiting`),
-                # and are answered "not run" only if it stays away. Cursors stay where they are.
-                self._state_failed(exc)
-                started = asyncio.get_running_loop().time()
-                for accepted, age in wanted:
-                    if len(self._waiting_claims) < WAITING_CLAIMS_MAX:
-                        self._waiting_claims.setdefault(accepted.message.id, (accepted, age, origin, started))
-                return
-            self._state_worked()
-            self.metrics.claims.labels(result="won").inc(len(claimed))
-            self.metrics.claims.labels(result="lost").inc(len(wanted) - len(claimed))
-            for accepted, age in wanted:
-                if accepted.message.id in claimed:
-                    claimed.discard(accepted.message.id)  # listed twice in this batch: run once
-                    self._take(accepted, age, origin)
-                else:
-                    self.metrics.duplicates.labels(origin=origin).inc()
-                    if origin == "catch-up":
-                        self.metrics.catchup_commands.labels(result="duplicate").inc()
+                if not await self._claim_all(wanted, origin, now, early, first):
+                    return  # the commands wait for the database (`_claim_waiting`); cursors stay where they are
+            finally:
+                for reads in early.values():
+                    reads.cancel()
         for message in messages:
             if message.room_participant is True:
                 self.cursors.seen(message.room_id, message.updated_at)
 
-    def _take(self, accepted: Accepted, age: Freshness, origin: str) -> None:
-        """A claimed command: into its caller's lane (`bot.runtime.fairness`)."""
+    async def _claim_all(
+        self,
+        wanted: list[tuple[Accepted, Freshness]],
+        origin: str,
+        now: datetime,
+        early: dict[str, EarlyReads],
+        first: set[str],
+    ) -> bool:
+        """Claim the admitted commands (one statement) and take those won into their callers'
+        lanes, with the reads begun for them (`early`: what is left in it is not run). False
+        when the database failed: the commands wait for it. `first`: the ids seen for the
+        first time on the stream (one of them lost: another replica claimed it)."""
+        assert self.state is not None
+        try:
+            started = asyncio.get_running_loop().time()
+            claimed = await self._claim([(a.message.id, a.message.room_id, a.message.ts) for a, _ in wanted], now)
+            if self._in_trouble(since=started):
+                self._troubled.update(claimed)
+            else:  # posted before the database (re)started: in trouble too, however fast this claim was
+                restarted = self.state.server_started
+                self._troubled.update(
+                    a.message.id for a, _ in wanted if a.message.id in claimed and a.message.ts.timestamp() < restarted
+                )
+        except StateUnavailable as exc:
+            # Nothing runs unclaimed: the commands wait for the database (`_claim_waiting`),
+            # and are answered "not run" only if it stays away. Cursors stay where they are.
+            self._state_failed(exc)
+            started = asyncio.get_running_loop().time()
+            for accepted, age in wanted:
+                if len(self._waiting_claims) < WAITING_CLAIMS_MAX:
+                    self._waiting_claims.setdefault(accepted.message.id, (accepted, age, origin, started))
+            return False
+        self._state_worked()
+        self.metrics.claims.labels(result="won").inc(len(claimed))
+        self.metrics.claims.labels(result="lost").inc(len(wanted) - len(claimed))
+        if first - claimed:
+            # Another replica claimed a command this one saw first-hand: they race for commands,
+            # and reads begun before the claim would mostly be thrown away (bot/runtime/read_ahead.py).
+            self.read_ahead.lost()
+        for accepted, age in wanted:
+            if accepted.message.id in claimed:
+                claimed.discard(accepted.message.id)  # listed twice in this batch: run once
+                self._take(accepted, age, origin, early.pop(accepted.message.id, None))
+            else:
+                self.metrics.duplicates.labels(origin=origin).inc()
+                if origin == "catch-up":
+                    self.metrics.catchup_commands.labels(result="duplicate").inc()
+        return True
+
+    def _read_ahead(self, wanted: list[tuple[Accepted, Freshness]], first: set[str]) -> dict[str, EarlyReads]:
+        """Begin now, before their claim, the reads the fresh commands that change integrations
+        need at their turn (bot/runtime/read_ahead.py): their authors' rights, and the lookup
+        `_prefetch` would begin. Only for commands seen on the stream for the first time, `first`
+        (re-deliveries and catch-up finds were mostly claimed already), only while this replica
+        has been winning claims, and no more per caller than can start their turn at once (a
+        flood is read at its own pace, in its lane, as before)."""
+        if not first or not self._state_reachable or not self.read_ahead.active():
+            return {}
+        assert self.services is not None
+        rights = self.services.rights
+        loop = asyncio.get_running_loop()
+        early: dict[str, EarlyReads] = {}
+        slots: dict[str, int] = {}
+        for accepted, age in wanted:
+            message = accepted.message
+            if age is not Freshness.FRESH or message.id not in first or message.id in early:
+                continue
+            if not self._changes(accepted, stale=False):
+                continue
+            free = slots.setdefault(message.user_id, self.lanes.free(message.user_id))
+            if free <= 0:
+                continue
+            slots[message.user_id] = free - 1
+            started, stamp = loop.time(), rights.stamp(message.user_id)
+            # A fresh read is a fetch of its own (never shared), so cancelling it cancels nothing else.
+            read = background(rights.get(message.user_id, fresh=True))
+            early[message.id] = EarlyReads(started, stamp, read, self._lookup_ahead(accepted))
+        return early
+
+    def _take(self, accepted: Accepted, age: Freshness, origin: str, early: EarlyReads | None = None) -> None:
+        """A claimed command: into its caller's lane (`bot.runtime.fairness`), with the reads
+        begun for it at admission, if any (kept for its turn)."""
         message = accepted.message
+        if early is not None and self._accepting:
+            self.read_ahead.hold(message.id, early)
+        elif early is not None:
+            early.cancel()  # stopping: it will not start here
         stale = age is Freshness.STALE
         if origin == "catch-up":
             self.metrics.catchup_commands.labels(result="stale" if stale else "run").inc()
@@ -573,6 +644,7 @@ class Bot:
             else:
                 await self._command(accepted, stale=stale, recovering=recovering)
         finally:
+            self.read_ahead.drop(accepted.message.id)  # not run (answered "busy", say): its reads are not needed
             self._running.discard(accepted.message.id)
             self._start(self.lanes.done(job))
 
@@ -584,6 +656,7 @@ class Bot:
         run = CommandRun(message.id, recovering)
         current_command.set(run)
         self.metrics.commands_in_flight.inc()
+        early: EarlyReads | None = None
         try:
             if message.id in self._troubled:
                 self._troubled.discard(message.id)
@@ -591,10 +664,21 @@ class Bot:
                     return
             author: CallerRights | None = None
             fresh = self._changes(accepted, stale)
+            # Its reads begun at admission (bot/runtime/read_ahead.py), if still young enough.
+            rights = self.services.rights
+            early = self.read_ahead.take(message.id, lambda: rights.stamp(message.user_id))
             if fresh:  # its first lookup, read while the author's rights are
-                self._prefetch(accepted)
+                if early is not None and early.lookup is not None:
+                    self.services.integrations.adopt_prefetch(early.lookup)
+                else:
+                    self._prefetch(accepted)
             try:
-                author = await self._from_ignored_bot(message, recovering=recovering, fresh=fresh)
+                author = await self._from_ignored_bot(
+                    message,
+                    recovering=recovering,
+                    fresh=fresh,
+                    read=early.rights if early is not None and fresh else None,
+                )
                 if author is None:
                     return
                 unchecked = None
@@ -627,20 +711,30 @@ class Bot:
                     return
                 await self._post(message, reply)
         finally:
+            self.read_ahead.drop(message.id)
+            if early is not None:
+                early.cancel()  # a no-op once used
             self.services.integrations.drop_prefetch()
             self.metrics.commands_in_flight.dec()
 
     def _prefetch(self, accepted: Accepted) -> None:
-        """Begin the command's first lookup while its author's rights are read fresh: only for
-        an author whose rights, as cached, already let them look integrations up (nothing is
-        read for anyone else before their rights are known)."""
+        """Begin the command's first lookup while its author's rights are read fresh (see `_lookup_ahead`)."""
+        assert self.services is not None
+        lookup = self._lookup_ahead(accepted)
+        if lookup is not None:
+            self.services.integrations.adopt_prefetch(lookup)
+
+    def _lookup_ahead(self, accepted: Accepted) -> Prefetch | None:
+        """The command's first lookup, begun now (not yet the command's: `adopt_prefetch`): only
+        for an author whose rights, as cached, already let them look integrations up (nothing
+        is read for anyone else before their rights are known)."""
         assert self.services is not None
         invocation, message = accepted.invocation, accepted.message
         command = self.registry.find(invocation.command) if invocation is not None and invocation.command else None
         known = self.services.rights.known(message.user_id)
         if command is None or invocation is None or known is None or not may_list(known).allowed:
-            return
-        targets.prefetch(self.services.integrations, command, invocation)
+            return None
+        return targets.begin_prefetch(self.services.integrations, command, invocation)
 
     def _changes(self, accepted: Accepted, stale: bool) -> bool:
         """Whether the command will change integrations (and so reads its caller's rights fresh)."""
@@ -649,7 +743,12 @@ class Bot:
         return command is not None and command.changes_integrations and not stale
 
     async def _from_ignored_bot(
-        self, message: ChatMessage, *, recovering: bool = False, fresh: bool = False
+        self,
+        message: ChatMessage,
+        *,
+        recovering: bool = False,
+        fresh: bool = False,
+        read: asyncio.Task[CallerRights] | None = None,
     ) -> CallerRights | None:
         """None when the author is another bot account whose commands are ignored
         (`Intake.ignored_author`): the claim is then closed as ignored (a restart does not redo
@@ -661,9 +760,10 @@ class Bot:
         (`users.info` type and roles), taken from the rights cache, which that read fills: no call
         of its own while the author's rights are cached. A failed lookup raises: the command then
         answers the error and runs nothing. A command resumed after a crash whose write had landed
-        was obeyed by the process that wrote it: it is finished, not ignored."""
+        was obeyed by the process that wrote it: it is finished, not ignored. `read`: that
+        fresh read, begun at the command's admission (bot/runtime/read_ahead.py), failing as it would."""
         assert self.intake is not None and self.services is not None
-        author = await self.services.rights.get(message.user_id, fresh=fresh)
+        author = await (read if read is not None else self.services.rights.get(message.user_id, fresh=fresh))
         why = self.intake.ignored_author(author)
         if why is None or (recovering and self.journal is not None and await self.journal.landed(message.id)):
             return author
@@ -1005,6 +1105,7 @@ class Bot:
     async def shutdown(self, background: list[asyncio.Task[None]] | None = None) -> None:
         self._accepting = False
         self.lanes.close()
+        self.read_ahead.clear()  # the reads of commands that will not start here
         if self._waiting:
             log.info("bot.not_started", waiting=len(self._waiting))  # claimed: resumed at the next start
         # The claims' keeper goes on through the drain: the commands still running keep their

@@ -88,6 +88,17 @@ class Lanes:
     def running(self) -> int:
         return sum(lane.running for lane in self._lanes.values())
 
+    def free(self, caller: str) -> int:
+        """How many changes of `caller`, submitted now one after the other, would each start at
+        once (not as an overflow answer): their caller's free slots, none if such a change would
+        be marked overflow."""
+        if self._closed:
+            return 0
+        lane = self._lanes.get(caller, _Lane())
+        if lane.waiting >= self.queue and not any(not job.overflow for job in lane.reads):
+            return 0  # as `submit` marks it
+        return max(0, self.per_caller - lane.running - len(lane.changes))
+
     def submit(self, caller: str, *, change: bool) -> tuple[Job, list[Job]]:
         """A newly claimed command of `caller`: its job, and the jobs to start now."""
         job = Job(caller, change, next(self._seq))

@@ -106,3 +106,22 @@ def test_every_job_starts_once_within_the_bounds_changes_first_in_order(
         changes = [j.seq for j in mine if not j.runs_as_read]
         reads_ = [j.seq for j in mine if j.runs_as_read]
         assert changes == sorted(changes) and reads_ == sorted(reads_)  # each kind in arrival order
+
+
+@given(ops, st.integers(min_value=1, max_value=3), st.integers(min_value=0, max_value=4), st.integers(1, 4))
+def test_free_counts_the_changes_that_would_start_at_once(
+    steps: list[tuple[str, object, bool]], per_caller: int, queue: int, reads: int
+) -> None:
+    lanes = Lanes(per_caller=per_caller, queue=queue, reads=reads)
+    running: list[Job] = []
+    for op, arg, change in steps:
+        if op == "submit":
+            running.extend(lanes.submit(str(arg), change=change)[1])
+        elif running:
+            running.extend(lanes.done(running.pop(int(str(arg)) % len(running))))
+    free = lanes.free("a")
+    for _ in range(free):
+        job, now = lanes.submit("a", change=True)
+        assert job in now and not job.overflow
+    job, now = lanes.submit("a", change=True)
+    assert job not in now or job.overflow
