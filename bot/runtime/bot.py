@@ -157,6 +157,9 @@ class Bot:
         self._waiting: dict[Job, tuple[Accepted, bool, bool]] = {}  # job → (command, stale, recovering)
         # Reads begun at admission, before the claim, for the commands' turns (bot/runtime/read_ahead.py).
         self.read_ahead = ReadAhead()
+        # When each claimed command waiting for or in its turn arrived (`RightsCache.moment`): its
+        # author's rights read fresh since then may serve it (a burst of theirs reads them once).
+        self._arrivals: dict[str, float] = {}
         self._accepting = True
         self._deaf = False
         self._state_open = False
@@ -507,10 +510,14 @@ class Bot:
             if origin == "stream":
                 first = {a.message.id for a, _ in wanted if self.read_ahead.first_sight(a.message.id)}
                 self.read_ahead.sighted(a.message.id for a, _ in wanted)
+            # When they arrived, on the rights cache's clock: a fresh read of their author's
+            # rights begun since then is as good as one begun at their turn (`RightsCache.get`).
+            assert self.services is not None
+            arrived = self.services.rights.moment()
             # Begun before the claim, which they do not wait for; cancelled unless handed to a turn.
-            early = self._read_ahead(wanted, first)
+            early = self._read_ahead(wanted, first, arrived)
             try:
-                if not await self._claim_all(wanted, origin, now, early, first):
+                if not await self._claim_all(wanted, origin, now, early, first, arrived=arrived):
                     return  # the commands wait for the database (`_claim_waiting`); cursors stay where they are
             finally:
                 for reads in early.values():
@@ -526,6 +533,8 @@ class Bot:
         now: datetime,
         early: dict[str, EarlyReads],
         first: set[str],
+        *,
+        arrived: float | None = None,
     ) -> bool:
         """Claim the admitted commands (one statement) and take those won into their callers'
         lanes, with the reads begun for them (`early`: what is left in it is not run). False
@@ -561,14 +570,16 @@ class Bot:
         for accepted, age in wanted:
             if accepted.message.id in claimed:
                 claimed.discard(accepted.message.id)  # listed twice in this batch: run once
-                self._take(accepted, age, origin, early.pop(accepted.message.id, None))
+                self._take(accepted, age, origin, early.pop(accepted.message.id, None), arrived)
             else:
                 self.metrics.duplicates.labels(origin=origin).inc()
                 if origin == "catch-up":
                     self.metrics.catchup_commands.labels(result="duplicate").inc()
         return True
 
-    def _read_ahead(self, wanted: list[tuple[Accepted, Freshness]], first: set[str]) -> dict[str, EarlyReads]:
+    def _read_ahead(
+        self, wanted: list[tuple[Accepted, Freshness]], first: set[str], arrived: float
+    ) -> dict[str, EarlyReads]:
         """Begin now, before their claim, the reads the fresh commands that change integrations
         need at their turn (bot/runtime/read_ahead.py): their authors' rights, and the lookup
         `_prefetch` would begin. Only for commands seen on the stream for the first time, `first`
@@ -593,15 +604,25 @@ class Bot:
                 continue
             slots[message.user_id] = free - 1
             started, stamp = loop.time(), rights.stamp(message.user_id)
-            # A fresh read is a fetch of its own (never shared), so cancelling it cancels nothing else.
-            read = background(rights.get(message.user_id, fresh=True))
+            # Shared only by commands of the same author that arrived with it (`RightsCache.get`);
+            # cancelling it here cancels no one else's wait for that read.
+            read = background(rights.get(message.user_id, fresh=True, since=arrived))
             early[message.id] = EarlyReads(started, stamp, read, self._lookup_ahead(accepted))
         return early
 
-    def _take(self, accepted: Accepted, age: Freshness, origin: str, early: EarlyReads | None = None) -> None:
+    def _take(
+        self,
+        accepted: Accepted,
+        age: Freshness,
+        origin: str,
+        early: EarlyReads | None = None,
+        arrived: float | None = None,
+    ) -> None:
         """A claimed command: into its caller's lane (`bot.runtime.fairness`), with the reads
-        begun for it at admission, if any (kept for its turn)."""
+        begun for it at admission, if any (kept for its turn), and when it arrived."""
         message = accepted.message
+        if arrived is not None and self._accepting:
+            self._arrivals[message.id] = arrived
         if early is not None and self._accepting:
             self.read_ahead.hold(message.id, early)
         elif early is not None:
@@ -645,6 +666,7 @@ class Bot:
                 await self._command(accepted, stale=stale, recovering=recovering)
         finally:
             self.read_ahead.drop(accepted.message.id)  # not run (answered "busy", say): its reads are not needed
+            self._arrivals.pop(accepted.message.id, None)
             self._running.discard(accepted.message.id)
             self._start(self.lanes.done(job))
 
@@ -763,7 +785,10 @@ class Bot:
         was obeyed by the process that wrote it: it is finished, not ignored. `read`: that
         fresh read, begun at the command's admission (bot/runtime/read_ahead.py), failing as it would."""
         assert self.intake is not None and self.services is not None
-        author = await (read if read is not None else self.services.rights.get(message.user_id, fresh=fresh))
+        since = self._arrivals.get(message.id)
+        author = await (
+            read if read is not None else self.services.rights.get(message.user_id, fresh=fresh, since=since)
+        )
         why = self.intake.ignored_author(author)
         if why is None or (recovering and self.journal is not None and await self.journal.landed(message.id)):
             return author

@@ -39,12 +39,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Final
 
-from bot.integrations.authz import CallerRights
+from bot.integrations.authz import SHARED_READ_AGE, CallerRights
 from bot.integrations.service import Prefetch
 
 PAUSE_AFTER_LOSS: Final = 60.0  # seconds after a lost claim during which nothing is read ahead
 SIGHTINGS_KEPT: Final = 4096  # ids of the last commands seen on the stream (re-deliveries told apart)
-RIGHTS_MAX_AGE: Final = 1.0  # seconds: rights read ahead serve a turn that starts within this of their read
+# Seconds: rights read ahead serve a turn that starts within this of their read (the bound of any
+# fresh read shared by a command, `RightsCache.get`).
+RIGHTS_MAX_AGE: Final = SHARED_READ_AGE
 
 
 @dataclass(eq=False)

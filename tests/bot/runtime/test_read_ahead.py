@@ -17,6 +17,7 @@ import pytest
 from reliability_support import BOT, World, call, running_bot, settings_for, until, world
 
 from bot.errors import StateUnavailable, UpstreamError
+from bot.integrations import authz
 from bot.integrations.authz import CallerRights
 from bot.rocketchat.message_ids import random_id
 from bot.runtime import read_ahead
@@ -71,8 +72,10 @@ class HeldClaim:
         state.claim_messages = claim  # type: ignore[method-assign]
         begin = bot._read_ahead
 
-        def observed(wanted: list[tuple[Accepted, Freshness]], first: set[str]) -> dict[str, EarlyReads]:
-            began = begin(wanted, first)
+        def observed(
+            wanted: list[tuple[Accepted, Freshness]], first: set[str], arrived: float
+        ) -> dict[str, EarlyReads]:
+            began = begin(wanted, first, arrived)
             for accepted, _ in wanted:
                 if accepted.message.id in self.ids:
                     self.begun.setdefault(accepted.message.id, began.get(accepted.message.id))
@@ -255,6 +258,7 @@ async def test_a_turn_that_starts_too_late_reads_the_rights_again_and_honours_a_
     w: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(read_ahead, "RIGHTS_MAX_AGE", 0.3)
+    monkeypatch.setattr(authz, "SHARED_READ_AGE", 0.3)  # the same bound for a read shared at the turn
     kept = await hook(w, "kept-late", created_by="owen")
     late = await hook(w, "late", created_by="owen")
     async with running_bot(settings_for(w, tmp_path)) as (bot, _):
@@ -407,3 +411,25 @@ def test_the_last_commands_seen_are_remembered_to_tell_re_deliveries(monkeypatch
     assert not ahead.first_sight("a")
     ahead.sighted(["a", "d"])  # "a" seen again: kept; "b", the oldest, forgotten
     assert [ahead.first_sight(m) for m in "abcd"] == [False, True, False, False]
+
+
+async def test_a_burst_from_one_caller_shares_a_fresh_read_of_their_rights(w: World, tmp_path: Path) -> None:
+    """Commands of one person queued together: each is judged on rights read after it arrived,
+    and a read begun for one of them after the others arrived serves those too (four commands,
+    two `users.info` here: one read ahead for the first, one for the three queued behind it)."""
+    hooks = [await hook(w, f"burst-{i}", created_by="owen") for i in range(4)]
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        held = HeldClaim(bot)
+        await warmed(w, tmp_path, held, "owen")
+        first = await held.post(w, "owen", "!integration disable burst-0")
+        await asyncio.wait_for(held.entered.wait(), TIMEOUT)  # its claim held: the others queue behind it
+        queued = []
+        for i in range(1, 4):
+            queued.append(await call(w.control.post_message, "owen", "ops", f"!integration disable burst-{i}"))
+        assert bot.realtime is not None
+        await until(lambda: bot.realtime is not None and bot.realtime._events.qsize() >= 3, what="all queued")
+        held.release.set()
+        for command in [first, *queued]:
+            assert "Disabled" in await answer_to(w, tmp_path, command)
+        assert await count(w, "users.info") == 2
+    assert [await enabled(w, h) for h in hooks] == [False] * 4
