@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     bot_state_url: SecretStr | None = None
     # How long a replica's claim on a command holds without being renewed (it renews every third).
     bot_claim_lease: float = Field(default=30.0, ge=3, le=3600)
+    # PostgreSQL: let the driver prepare the statements it runs often (false behind a PgBouncer in
+    # transaction pooling mode older than 1.21, or one without `max_prepared_statements`).
+    bot_state_prepare: bool = True
     bot_command_prefixes: str = "/integration,!integration"
     bot_log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     bot_log_format: Literal["auto", "json", "console"] = "auto"

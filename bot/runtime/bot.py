@@ -306,7 +306,9 @@ class Bot:
         url = settings.bot_state_url.get_secret_value()
         logs.register_secret(url)
         return await self._until_stored(
-            lambda: StateStore.connect(url, connect_timeout=settings.bot_request_timeout, **options)
+            lambda: StateStore.connect(
+                url, connect_timeout=settings.bot_request_timeout, prepare=settings.bot_state_prepare, **options
+            )
         )
 
     async def _until_stored(self, step: Callable[[], Coroutine[Any, Any, _T]]) -> _T | None:

@@ -165,12 +165,19 @@ class StateStore:
 
     @classmethod
     async def connect(
-        cls, url: str, *, key_seed: bytes | None = None, connect_timeout: float = 10.0, **options: Any
+        cls,
+        url: str,
+        *,
+        key_seed: bytes | None = None,
+        connect_timeout: float = 10.0,
+        prepare: bool = True,
+        **options: Any,
     ) -> StateStore:
-        """Connect to a PostgreSQL database (migrating it once, whoever starts first)."""
+        """Connect to a PostgreSQL database (migrating it once, whoever starts first). `prepare`:
+        whether the driver may prepare the statements it runs often (`BOT_STATE_PREPARE`)."""
         from bot.state.postgres import PostgresDatabase
 
-        database = await PostgresDatabase.open(url, connect_timeout=connect_timeout)
+        database = await PostgresDatabase.open(url, connect_timeout=connect_timeout, prepare=prepare)
         return await cls._ready(database, key_seed, **options)
 
     @classmethod
