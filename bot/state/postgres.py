@@ -606,6 +606,11 @@ class SharedIntegrationLocks:
             if holder is task and held.deferred:
                 statements = list(held.deferred)
                 held.deferred.clear()
+                if held.wrote and held.verified is not None:
+                    # The record first: the verified mark alone would clear the intent that stands
+                    # for the write while the record still showed the write before it (a kill
+                    # before the release, and a read older than this write would be trusted).
+                    statements.insert(0, (_RECORD_WRITE, (held.integration_id, held.verified)))
                 await self._run_alone(statements, quietly=False)
 
     async def _run_alone(self, statements: Sequence[tuple[str, Sequence[Any]]], *, quietly: bool) -> None:
