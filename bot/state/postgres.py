@@ -195,6 +195,13 @@ _RECORD_WRITE: Final = (
     "INSERT INTO integration_writes (integration_id, pending, updated_at) VALUES (%s, false, %s)"
     " ON CONFLICT (integration_id) DO UPDATE SET pending = false, updated_at = excluded.updated_at"
 )
+# What stands for that record when it cannot be stored in the lock's transaction (run before the
+# release, or after a release that was lost): outside the lock, another replica may have written
+# and recorded a later write meanwhile, which the record of this one must not replace.
+_MARK_PENDING: Final = (
+    "INSERT INTO integration_writes (integration_id, pending) VALUES (%s, true)"
+    " ON CONFLICT (integration_id) DO UPDATE SET pending = true"
+)
 # Runs of one statement on one connection before the driver prepares it (psycopg's default).
 PREPARE_THRESHOLD: Final = 5
 # Connections per pool (per replica). Statements are short; locks are held across REST calls.
@@ -483,10 +490,12 @@ class SharedIntegrationLocks:
     statement of its own. Once the write is verified, the release records its `_updatedAt` and
     clears `pending` in the lock's transaction, together with the statements the holder asked
     to have committed with it (`commit_with`: the journal's verified mark), in one round trip. If
-    that transaction is lost with its connection, those statements (the record included: the
-    verified mark alone would clear the trace while the record still showed the write before)
-    are run on their own before the holder's block ends, so they are stored before any answer,
-    as if run where asked."""
+    that transaction is lost with its connection, those statements are run on their own before
+    the holder's block ends, so they are stored before any answer, as if run where asked; the
+    record becomes the `pending` mark then, stored first (the verified mark alone would clear the
+    trace while the record still showed the write before; and the lock is free by then: another
+    replica may have recorded a later write, which this record must not replace). So it does
+    when the holder stores something else under the lock (`flush_deferred`)."""
 
     def __init__(
         self,
@@ -595,7 +604,11 @@ class SharedIntegrationLocks:
                             await conn.close()
                     await self._pool.putconn(conn)
                 if deferred and not committed:
-                    await self._run_alone(deferred, quietly=failed)
+                    # The lock is free already: the record becomes the pending mark (first).
+                    alone = [statement for statement in deferred if statement[0] != _RECORD_WRITE]
+                    if record is not None:
+                        alone.insert(0, (_MARK_PENDING, (integration_id,)))
+                    await self._run_alone(alone, quietly=failed)
 
     async def flush_deferred(self) -> None:
         """Run now, each on its own, the statements deferred to the release of the current task's
@@ -606,11 +619,12 @@ class SharedIntegrationLocks:
             if holder is task and held.deferred:
                 statements = list(held.deferred)
                 held.deferred.clear()
-                if held.wrote and held.verified is not None:
-                    # The record first: the verified mark alone would clear the intent that stands
-                    # for the write while the record still showed the write before it (a kill
-                    # before the release, and a read older than this write would be trusted).
-                    statements.insert(0, (_RECORD_WRITE, (held.integration_id, held.verified)))
+                if held.wrote:
+                    # The pending mark first: the verified mark alone would clear the intent that
+                    # stands for the write while the record still showed the write before it (a
+                    # kill before the release, and a read older than this write would be trusted).
+                    # The record itself is stored by the release, in the lock's transaction.
+                    statements.insert(0, (_MARK_PENDING, (held.integration_id,)))
                 await self._run_alone(statements, quietly=False)
 
     async def _run_alone(self, statements: Sequence[tuple[str, Sequence[Any]]], *, quietly: bool) -> None:
@@ -635,11 +649,7 @@ class SharedIntegrationLocks:
             cancels = _cancels()
             async with self._statements.connection() as conn:
                 _still_running(cancels)
-                await conn.execute(
-                    "INSERT INTO integration_writes (integration_id, pending) VALUES (%s, true)"
-                    " ON CONFLICT (integration_id) DO UPDATE SET pending = true",
-                    (integration_id,),
-                )
+                await conn.execute(_MARK_PENDING, (integration_id,))
                 _returned[conn] = time.monotonic()
         except _DOWN as exc:
             raise _unavailable(self._where, exc) from None

@@ -216,9 +216,10 @@ async def test_a_journaled_write_is_recorded_when_the_lock_is_released(stores: t
 async def test_a_journaled_writes_record_survives_the_loss_of_the_locks_connection(
     stores: tuple[StateStore, StateStore], postgres_url: str
 ) -> None:
-    """The verified mark and the record of the write are stored together even when the lock's
-    connection is lost: the mark alone would clear the intent that stood for the write while the
-    record still showed the write before it, and a read older than this write would be trusted."""
+    """The verified mark is stored with a trace of the write even when the lock's connection is
+    lost (the pending mark: test_shared_locks_races.py says why not the record): the mark alone
+    would clear the intent that stood for the write while the record still showed the write
+    before it, and a read older than this write would be trusted."""
     one, two = stores
     await one.database.count(
         "INSERT INTO integration_writes (integration_id, pending, updated_at) VALUES (?, false, ?)",

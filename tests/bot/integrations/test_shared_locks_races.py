@@ -230,3 +230,57 @@ async def test_a_command_killed_while_it_waited_for_the_lock_is_run_when_resumed
     except VerificationFailed as exc:
         raise AssertionError("the resumed command refused to write") from exc
     assert server.docs["a"]["enabled"] is False and server.docs["a"]["alias"] == "new"
+
+
+async def test_a_release_stored_late_never_records_its_write_over_a_later_one(
+    stores: tuple[StateStore, StateStore], postgres_url: str
+) -> None:
+    """Replica one's release is lost with its connection: the lock is free at once, its statements
+    are stored on their own a moment later. Replica two writes meanwhile (one's unverified intent
+    made it read again) and records its write. One's late statements must not record one's write
+    (T1) over two's (T2): a document read between the two writes, showing T1, would be trusted
+    and written back over two's change.
+    Was: the late statements recorded T1 (found by reading the code; shown here)."""
+    one, two = stores
+    await one.database.count(
+        "INSERT INTO integration_writes (integration_id, pending, updated_at) VALUES (?, false, ?)", ("i1", T0)
+    )
+    await _journaled_write(one, "m45")
+    await _journaled_write(two, "m46")
+    t2 = "2026-01-01T00:00:02.000Z"
+    async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+        # Holds one's late statements back (its verified mark waits for this row) until two is done.
+        await admin.execute("BEGIN")
+        await admin.execute("SELECT 1 FROM write_intents WHERE message_id = 'm45' FOR UPDATE")
+
+        async def first() -> None:
+            async with one.locks.hold("i1", writer="m45") as held:
+                await held.writing(journaled=True)
+                await one.verified_intent("m45", "i1", {"enabled": False, "_updatedAt": T1}, held=held)
+                held.written(T1)
+                await _kill_the_locks_connection(postgres_url)  # a proxy restarts, say
+
+        async def second() -> None:
+            async with two.locks.hold("i1", writer="m46") as held:
+                assert not held.untouched_since(two.locks.mark(), T0)  # one's intent: read again
+                await held.writing(journaled=True)
+                await two.verified_intent("m46", "i1", {"enabled": False, "alias": "x", "_updatedAt": t2}, held=held)
+                held.written(t2)
+
+        async def waiting(count: int, done: asyncio.Task[None] | None = None) -> None:
+            for _ in range(500):  # up to 5 s: until that many statements wait for a row
+                cursor = await admin.execute("SELECT count(*) FROM pg_locks WHERE NOT granted")
+                row = await cursor.fetchone()
+                if (row is not None and row[0] >= count) or (done is not None and done.done()):
+                    return
+                await asyncio.sleep(0.01)
+            raise AssertionError("nothing came to wait")
+
+        late = asyncio.create_task(first())
+        await waiting(1)  # one's late statements
+        other = asyncio.create_task(second())
+        await waiting(2, other)  # two's release, done or waiting for one's late statements
+        await admin.execute("ROLLBACK")
+        await asyncio.gather(late, other)
+    async with two.locks.hold("i1", writer="m47") as held:
+        assert not held.untouched_since(two.locks.mark(), T1)  # read between the two writes
