@@ -62,6 +62,7 @@ from bot.errors import (
     PermissionDenied,
     RateLimited,
     ServerRejected,
+    StateUnavailable,
     Unavailable,
     UserInputError,
     VerificationFailed,
@@ -652,6 +653,7 @@ class IntegrationService:
         """
         found = Integration.of(target)
         early = self._journal_early(found, planned, rights) if planned is not None and rights is not None else None
+        edit: Edit | None = None
         try:
             async with self._locks.hold(found.id, writer=self._writer()) as held:
                 updated_at = found.document.get("_updatedAt")
@@ -669,7 +671,10 @@ class IntegrationService:
                 yield edit
         finally:
             if early is not None:  # never left running past the edit (nor stored after its claim closes)
-                await asyncio.wait([early.task])
+                if edit is None or edit.early is not None:  # no write was made with it
+                    await self._drop_early(early)
+                else:
+                    await asyncio.wait([early.task])
 
     async def may_write(self, rights: CallerRights, document: Document, *, memo: RoomMemo | None = None) -> Decision:
         """`authz.may_write` with the rooms of `document`'s `#x` entries looked up now, or taken
@@ -719,10 +724,17 @@ class IntegrationService:
         replayed = await self._replayed(current, changes)
         if replayed is not None:
             return replayed
-        self._authorize(rights, current, may_update(rights, current))
-        intended = intended_document(current, changes)
-        self._authorize(rights, current, await self.may_write(rights, intended))
+        try:
+            self._authorize(rights, current, may_update(rights, current))
+            intended = intended_document(current, changes)
+            self._authorize(rights, current, await self.may_write(rights, intended))
+        except Exception:  # refused (or the rooms could not be looked up): nothing is sent
+            if early is not None:
+                await self._drop_early(early)
+            raise
         if all(current.document.get(k, _MISSING) == v for k, v in changes.items()):
+            if early is not None:
+                await self._drop_early(early)
             return UpdateOutcome(before=current, after=current, changed=False)
         body = build_update_body(current, changes)
         held = self._locks.held(current.id)
@@ -762,6 +774,21 @@ class IntegrationService:
 
     async def _before_write(self, current: Integration, intended: Mapping[str, Any]) -> None:
         """A write of `current` as `intended` is about to be sent: a hook for the journal."""
+
+    async def _drop_early(self, early: _EarlyIntent) -> None:
+        """`early`'s write is not sent after all (nothing to change, refused, or the holder wrote
+        nothing): its intent, once stored, is dropped, so that it never stands for a write of the
+        command (a resumed command would take the integration in that state for its own write,
+        or for someone else's change overtaking it)."""
+        await asyncio.wait([early.task])
+        if not early.task.cancelled() and early.task.exception() is None:
+            try:
+                await self._unsent(early.before.id)
+            except StateUnavailable:  # kept: it costs a re-read, and the command tells its own error
+                log.warning("integration.early_intent_kept", integration_id=early.before.id)
+
+    async def _unsent(self, integration_id: str) -> None:
+        """The current command's intent for this integration stands for no write: a hook for the journal."""
 
     async def _verified(self, current: Integration, stored: Mapping[str, Any]) -> None:
         """A write of `current` was stored as intended (`stored`): a hook for the journal."""

@@ -33,7 +33,10 @@ command that moved its end, and the end it set, in the same UPDATE (bot/state/ti
 resumed one finds its extension there and answers as done (`landed` counts it too).
 
 Intents are keyed by message id and integration id, written only inside a command (a
-`CommandRun` in the task's context), and deleted when the command's claim is finished.
+`CommandRun` in the task's context), and deleted when the command's claim is finished. One
+stored while the integration's lock was being taken (`IntegrationService.editing`, `planned`)
+is dropped again when no write is made with it (nothing to change, refused, stopped while
+waiting): otherwise a resumed command would judge it as a write that may have been sent.
 """
 
 from __future__ import annotations
@@ -181,6 +184,12 @@ class JournaledIntegrationService(IntegrationService):
             intent = WriteIntent(run.message_id, current.id, self._clock(), current.to_dict(), dict(intended))
             if not await self._state.record_intent(intent):
                 raise ClaimTakenOver(run.message_id)
+
+    async def _unsent(self, integration_id: str) -> None:
+        run = current_command.get()
+        if run is not None:
+            held = self._locks.held(integration_id)
+            await self._state.drop_intent(run.message_id, integration_id, held=held)
 
     async def _write(
         self, current: Integration, intended: Mapping[str, Any], body: Mapping[str, Any]

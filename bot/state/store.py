@@ -428,6 +428,15 @@ class StateStore:
         if held is None or not held.commit_with(sql, params):
             await self.database.count(sql, params)
 
+    async def drop_intent(self, message_id: str, integration_id: str, *, held: Held | None = None) -> None:
+        """The command's intent for the integration, stored before its lock was held, stands for
+        no write (none was sent): dropped, unless a write of it was verified. Under a lock `held`
+        in the database, with the lock's release."""
+        sql = "DELETE FROM write_intents WHERE message_id = ? AND integration_id = ? AND verified_json IS NULL"
+        params = (message_id, integration_id)
+        if held is None or not held.commit_with(sql, params):
+            await self.database.count(sql, params)
+
     async def prune_intents(self) -> int:
         """Drop intents whose command is no longer unfinished (finished, or its claim pruned)."""
         unfinished = " message_id NOT IN (SELECT message_id FROM processed_messages WHERE status = 'claimed')"
