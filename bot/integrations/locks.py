@@ -83,11 +83,15 @@ class IntegrationLocks(Protocol):
         """A mark to take just before reading an integration (see `Held.untouched_since`)."""
         ...
 
-    def hold(self, integration_id: str, *, writer: str | None = None) -> AbstractAsyncContextManager[Held]:
+    def hold(
+        self, integration_id: str, *, writer: str | None = None, owner: str | None = None
+    ) -> AbstractAsyncContextManager[Held]:
         """Hold the integration's lock for the block; waits while another task holds it.
         `writer`: the message id of the command holding it, whose own write intents do not make
         its reads untrusted (every other command's unverified intent does: its write may have
-        landed unrecorded)."""
+        landed unrecorded). `owner`: this process's name on that command's claim; a lock shared
+        by several processes then refuses the holder's write (`Held.writing` raises
+        `ClaimTakenOver`) when the claim was no longer this process's as the lock was taken."""
         ...
 
     def held(self, integration_id: str) -> Held | None:
@@ -152,7 +156,9 @@ class LocalIntegrationLocks:
         entry = self._locks.get(integration_id)
         return entry is not None and entry.owner is not None and entry.owner is asyncio.current_task()
 
-    def hold(self, integration_id: str, *, writer: str | None = None) -> AbstractAsyncContextManager[Held]:
+    def hold(
+        self, integration_id: str, *, writer: str | None = None, owner: str | None = None
+    ) -> AbstractAsyncContextManager[Held]:
         return self._hold(integration_id)
 
     @asynccontextmanager

@@ -655,7 +655,9 @@ class IntegrationService:
         early = self._journal_early(found, planned, rights) if planned is not None and rights is not None else None
         edit: Edit | None = None
         try:
-            async with self._locks.hold(found.id, writer=self._writer()) as held:
+            writer = self._writer()
+            owner = self._owner() if writer is not None else None
+            async with self._locks.hold(found.id, writer=writer, owner=owner) as held:
                 updated_at = found.document.get("_updatedAt")
                 stamp = updated_at if isinstance(updated_at, str) else None
                 if found.read_mark is not None and held.untouched_since(found.read_mark, stamp):
@@ -688,6 +690,10 @@ class IntegrationService:
     def _writer(self) -> str | None:
         """The message id of the command whose write intents stand for its writes
         (`IntegrationLocks.hold`); None here: nothing is journaled."""
+        return None
+
+    def _owner(self) -> str | None:
+        """This process's name on the claim of the `_writer` command; None here."""
         return None
 
     def _journals(self, *, early: bool = False) -> bool:

@@ -125,6 +125,9 @@ class JournaledIntegrationService(IntegrationService):
         run = current_command.get()
         return run.message_id if run is not None and not run.recovering else None
 
+    def _owner(self) -> str | None:
+        return self._state.owner
+
     def _journals(self, *, early: bool = False) -> bool:
         run = current_command.get()
         return run is not None and not (early and run.recovering)

@@ -40,7 +40,7 @@ from psycopg import conninfo as pg_conninfo
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bot import logs
-from bot.errors import ConfigError, StateUnavailable
+from bot.errors import ClaimTakenOver, ConfigError, StateUnavailable
 from bot.integrations.locks import Held, IntegrationLocks, LocalIntegrationLocks, ReadMark
 from bot.rocketchat.ejson import decode_date
 from bot.state.database import Row
@@ -423,6 +423,7 @@ class _SharedHeld:
         mark_pending: Callable[[str], Awaitable[None]],
         *,
         intents_pending: bool = False,
+        lost_claim: str | None = None,
     ) -> None:
         self.integration_id = integration_id
         self._local = local
@@ -430,6 +431,8 @@ class _SharedHeld:
         self._last = last  # (pending, updated_at) of the bot's last write through any replica
         # Another command's write intent for it, not verified: its write may have landed unrecorded.
         self._intents_pending = intents_pending
+        # The holder's command, when its claim was no longer this process's as the lock was taken.
+        self._lost_claim = lost_claim
         self.wrote = False
         self.verified: str | None = None
         # Statements of the store committed with the release (`commit_with`), in order.
@@ -461,6 +464,10 @@ class _SharedHeld:
         """Committed before the write is sent: a holder that dies after sending it leaves `pending`
         (or, `journaled`, its command's unverified write intent, which every other holder's lock
         read counts: no statement of its own then)."""
+        if self._lost_claim is not None:
+            # Paused past its lease (while it waited for the lock, say) and taken over: the
+            # intent it stored before then must not carry its write (the other process runs it).
+            raise ClaimTakenOver(self._lost_claim)
         if not journaled:
             await self._mark_pending(self.integration_id)
         self.wrote = True
@@ -521,11 +528,13 @@ class SharedIntegrationLocks:
             return None
         return holder[1]
 
-    def hold(self, integration_id: str, *, writer: str | None = None) -> AbstractAsyncContextManager[Held]:
-        return self._hold(integration_id, writer)
+    def hold(
+        self, integration_id: str, *, writer: str | None = None, owner: str | None = None
+    ) -> AbstractAsyncContextManager[Held]:
+        return self._hold(integration_id, writer, owner)
 
     @asynccontextmanager
-    async def _hold(self, integration_id: str, writer: str | None) -> AsyncIterator[Held]:
+    async def _hold(self, integration_id: str, writer: str | None, owner: str | None) -> AsyncIterator[Held]:
         if self._local.holding(integration_id):  # re-entered by its holder: already held in the database
             async with self._local.hold(integration_id) as held:
                 yield held
@@ -556,8 +565,10 @@ class SharedIntegrationLocks:
                         cursor = await conn.execute(
                             "SELECT (SELECT ARRAY[pending::text, updated_at] FROM integration_writes"
                             " WHERE integration_id = %s), EXISTS (SELECT 1 FROM write_intents"
-                            " WHERE integration_id = %s AND verified_json IS NULL AND message_id IS DISTINCT FROM %s)",
-                            (integration_id, integration_id, writer),
+                            " WHERE integration_id = %s AND verified_json IS NULL AND message_id IS DISTINCT FROM %s),"
+                            " %s::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM processed_messages"
+                            " WHERE message_id = %s AND owner = %s AND status = 'claimed')",
+                            (integration_id, integration_id, writer, owner, writer, owner),
                         )
                     found = await cursor.fetchone()
                 except _DOWN as exc:
@@ -567,7 +578,15 @@ class SharedIntegrationLocks:
                 last = found[0] if found is not None else None
                 state = (last[0] == "true", last[1]) if last else None
                 intents_pending = bool(found[1]) if found is not None else True
-                held = _SharedHeld(integration_id, local, state, self._mark_pending, intents_pending=intents_pending)
+                lost_claim = writer if writer is not None and found is not None and found[2] else None
+                held = _SharedHeld(
+                    integration_id,
+                    local,
+                    state,
+                    self._mark_pending,
+                    intents_pending=intents_pending,
+                    lost_claim=lost_claim,
+                )
                 deferred = held.deferred  # filled by the holder (`commit_with`), also when it fails
                 self._holders[integration_id] = (asyncio.current_task(), held)
                 try:

@@ -430,10 +430,14 @@ class StateStore:
 
     async def drop_intent(self, message_id: str, integration_id: str, *, held: Held | None = None) -> None:
         """The command's intent for the integration, stored before its lock was held, stands for
-        no write (none was sent): dropped, unless a write of it was verified. Under a lock `held`
-        in the database, with the lock's release."""
-        sql = "DELETE FROM write_intents WHERE message_id = ? AND integration_id = ? AND verified_json IS NULL"
-        params = (message_id, integration_id)
+        no write (none was sent): dropped, unless a write of it was verified, or the claim is no
+        longer this process's (the intent may be that of the process that took it over). Under a
+        lock `held` in the database, with the lock's release."""
+        sql = (
+            "DELETE FROM write_intents WHERE message_id = ? AND integration_id = ? AND verified_json IS NULL"
+            " AND EXISTS (SELECT 1 FROM processed_messages WHERE message_id = ? AND owner = ? AND status = 'claimed')"
+        )
+        params = (message_id, integration_id, message_id, self.owner)
         if held is None or not held.commit_with(sql, params):
             await self.database.count(sql, params)
 
