@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from datetime import timedelta
+from pathlib import Path
 
 import httpx
 import psycopg
@@ -305,3 +306,37 @@ async def test_a_release_stored_late_never_records_its_write_over_a_later_one(
         await asyncio.gather(late, other)
     async with two.locks.hold("i1", writer="m47") as held:
         assert not held.untouched_since(two.locks.mark(), T1)  # read between the two writes
+
+
+async def test_on_sqlite_an_early_intent_of_a_write_never_sent_is_dropped(tmp_path: Path) -> None:
+    """One process on SQLite: the same, with two commands of one process (one waits for the
+    other's lock)."""
+    store = await StateStore.open(tmp_path / "state.db")
+    try:
+        server = FakeRocketChat(incoming("a", "Guggy", enabled=True))
+        service = journaled(server, store)
+        await store.claim_messages([("m50", "R", NOW), ("m51", "R", NOW)], NOW)
+        found = await service.resolve("Guggy", rights=rights(*ALL))  # read before the lock
+        holding, go = asyncio.Event(), asyncio.Event()
+
+        async def first() -> None:
+            current_command.set(CommandRun("m50"))
+            async with service.editing(await service.resolve("Guggy", rights=rights(*ALL))) as edit:
+                holding.set()
+                await go.wait()
+                await edit.apply({"enabled": False}, rights=rights(*ALL))
+
+        async def second() -> bool:
+            current_command.set(CommandRun("m51"))
+            return (await service.set_enabled(found, False, rights=rights(*ALL))).changed
+
+        writer = asyncio.create_task(first())
+        await holding.wait()
+        running = asyncio.create_task(second())
+        await _wait_for_intent(store, "m51")
+        go.set()
+        await writer
+        assert await running is False
+        assert not await service.landed("m51") and await service.landed("m50")
+    finally:
+        await store.close()
