@@ -725,13 +725,16 @@ class Bot:
                         hint="another replica took it over when this one's lease ran out; that one answers it",
                     )
                     return
-                if reply.outcome == replies.STATE_UNAVAILABLE and run.sent:
+                if reply.outcome == replies.STATE_UNAVAILABLE and (run.sent or run.recovering):
                     # "Nothing was changed" would be wrong: its write was sent (and may well have
-                    # landed) before the database failed. Not answered now: its claim, no longer
-                    # renewed, is taken over after its lease, and the recovery decides it with the
-                    # journal (a landed write is answered as done, with its audit row).
+                    # landed) before the database failed, by this run or, for a command resumed
+                    # after a crash, by the run that died (its journal could not be read). Not
+                    # answered now: its claim, no longer renewed, is taken over after its lease,
+                    # and the recovery decides it with the journal (a landed write is answered as
+                    # done, with its audit row).
                     self.services.followups.abandon(reply.afterwards)  # the recovery records them
-                    log.warning("command.unsettled", message_id=message.id, hint="written, then the state failed")
+                    hint = "written, then the state failed" if run.sent else "resumed, and the state failed"
+                    log.warning("command.unsettled", message_id=message.id, hint=hint)
                     return
                 await self._post(message, reply)
         finally:
