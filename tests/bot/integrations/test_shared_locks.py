@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import httpx
 import psycopg
@@ -15,6 +16,7 @@ import pytest
 from test_integrations_service import ALL, FakeRocketChat, incoming, rights
 
 from bot.integrations.service import IntegrationService
+from bot.rocketchat.models import Integration
 from bot.rocketchat.rest import RestClient
 from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.state.store import AuditRecord, StateStore, WriteIntent
@@ -33,6 +35,36 @@ def replica(server: FakeRocketChat, store: StateStore) -> IntegrationService:
         "https://chat.example.org", user_id="bot", auth_token="bot-token", transport=httpx.MockTransport(server)
     )
     return IntegrationService(rest, locks=store.locks)
+
+
+async def edit_held(
+    service: IntegrationService, changes: dict[str, Any], *, message_id: str | None = None
+) -> tuple[asyncio.Task[None], asyncio.Event]:
+    """`service` (as command `message_id`, if given) holds Guggy's lock until the returned event is
+    set, then applies `changes`: its task and that event, once the lock is held."""
+    holding, go = asyncio.Event(), asyncio.Event()
+
+    async def hold() -> None:
+        if message_id is not None:
+            current_command.set(CommandRun(message_id))
+        async with service.editing(await service.resolve("Guggy", rights=rights(*ALL))) as edit:
+            holding.set()
+            await go.wait()
+            await edit.apply(changes, rights=rights(*ALL))
+
+    task = asyncio.create_task(hold())
+    await holding.wait()
+    return task, go
+
+
+def disabling(service: IntegrationService, found: Integration, message_id: str) -> asyncio.Task[bool]:
+    """Command `message_id` disabling `found` (read before the lock) through `service`: whether it wrote."""
+
+    async def command() -> bool:
+        current_command.set(CommandRun(message_id))
+        return (await service.set_enabled(found, False, rights=rights(*ALL))).changed
+
+    return asyncio.create_task(command())
 
 
 async def test_a_read_made_before_another_replicas_write_is_read_again(stores: tuple[StateStore, StateStore]) -> None:
@@ -253,21 +285,8 @@ async def test_a_commands_intent_is_stored_while_it_waits_for_the_lock(stores: t
     two = JournaledIntegrationService(rest, store, lambda: NOW)
     await store.claim_messages([("m10", "R", NOW)], NOW)
     found = await two.resolve("Guggy", rights=rights(*ALL))  # read before the lock
-    holding, go = asyncio.Event(), asyncio.Event()
-
-    async def other_replica() -> None:
-        async with one.editing(await one.resolve("Guggy", rights=rights(*ALL))) as edit:
-            holding.set()
-            await go.wait()
-            await edit.apply({"alias": "new"}, rights=rights(*ALL))
-
-    async def command() -> bool:
-        current_command.set(CommandRun("m10"))
-        return (await two.set_enabled(found, False, rights=rights(*ALL))).changed
-
-    writer = asyncio.create_task(other_replica())
-    await holding.wait()
-    running = asyncio.create_task(command())
+    writer, go = await edit_held(one, {"alias": "new"})
+    running = disabling(two, found, "m10")
     for _ in range(500):  # up to 5 s
         if await store.intents("m10"):
             break

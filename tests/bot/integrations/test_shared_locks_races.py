@@ -14,7 +14,7 @@ import httpx
 import psycopg
 import pytest
 from test_integrations_service import ALL, FakeRocketChat, incoming, rights
-from test_shared_locks import NOW, _journaled_write, replica, stores
+from test_shared_locks import NOW, _journaled_write, disabling, edit_held, replica, stores
 
 from bot.errors import ClaimTakenOver, VerificationFailed
 from bot.rocketchat.rest import RestClient
@@ -150,21 +150,8 @@ async def test_an_early_intent_of_a_write_never_sent_is_not_taken_for_a_landed_w
     two = journaled(server, store)
     await store.claim_messages([("m43", "R", NOW)], NOW)
     found = await two.resolve("Guggy", rights=rights(*ALL))  # read before the lock
-    holding, go = asyncio.Event(), asyncio.Event()
-
-    async def other_replica() -> None:
-        async with one.editing(await one.resolve("Guggy", rights=rights(*ALL))) as edit:
-            holding.set()
-            await go.wait()
-            await edit.apply({"enabled": False}, rights=rights(*ALL))
-
-    async def command() -> bool:
-        current_command.set(CommandRun("m43"))
-        return (await two.set_enabled(found, False, rights=rights(*ALL))).changed
-
-    writer = asyncio.create_task(other_replica())
-    await holding.wait()
-    running = asyncio.create_task(command())
+    writer, go = await edit_held(one, {"enabled": False})
+    running = disabling(two, found, "m43")
     await _wait_for_intent(store, "m43")
     go.set()
     await writer
@@ -188,21 +175,8 @@ async def test_a_command_stopped_while_it_waited_for_the_lock_is_run_when_resume
     two = journaled(server, store)
     await store.claim_messages([("m44", "R", NOW)], NOW)
     found = await two.resolve("Guggy", rights=rights(*ALL))  # read before the lock
-    holding, go = asyncio.Event(), asyncio.Event()
-
-    async def other_replica() -> None:
-        async with one.editing(await one.resolve("Guggy", rights=rights(*ALL))) as edit:
-            holding.set()
-            await go.wait()
-            await edit.apply({"alias": "new"}, rights=rights(*ALL))
-
-    async def command() -> bool:
-        current_command.set(CommandRun("m44"))
-        return (await two.set_enabled(found, False, rights=rights(*ALL))).changed
-
-    writer = asyncio.create_task(other_replica())
-    await holding.wait()
-    running = asyncio.create_task(command())
+    writer, go = await edit_held(one, {"alias": "new"})
+    running = disabling(two, found, "m44")
     await _wait_for_intent(store, "m44")
     running.cancel()  # stopped while it waits for the lock
     with contextlib.suppress(asyncio.CancelledError):
@@ -319,22 +293,8 @@ async def test_on_sqlite_an_early_intent_of_a_write_never_sent_is_dropped(tmp_pa
         service = journaled(server, store)
         await store.claim_messages([("m50", "R", NOW), ("m51", "R", NOW)], NOW)
         found = await service.resolve("Guggy", rights=rights(*ALL))  # read before the lock
-        holding, go = asyncio.Event(), asyncio.Event()
-
-        async def first() -> None:
-            current_command.set(CommandRun("m50"))
-            async with service.editing(await service.resolve("Guggy", rights=rights(*ALL))) as edit:
-                holding.set()
-                await go.wait()
-                await edit.apply({"enabled": False}, rights=rights(*ALL))
-
-        async def second() -> bool:
-            current_command.set(CommandRun("m51"))
-            return (await service.set_enabled(found, False, rights=rights(*ALL))).changed
-
-        writer = asyncio.create_task(first())
-        await holding.wait()
-        running = asyncio.create_task(second())
+        writer, go = await edit_held(service, {"enabled": False}, message_id="m50")
+        running = disabling(service, found, "m51")
         await _wait_for_intent(store, "m51")
         go.set()
         await writer
