@@ -411,6 +411,11 @@ class Prefetch:
     read: asyncio.Task[Any]  # the document by id (or None), or the documents of that name
 
 
+def _unchanged(doc: Integration, changes: Mapping[str, Any]) -> bool:
+    """Whether `doc` already holds every value of `changes` (a write would change nothing)."""
+    return all(doc.document.get(k, _MISSING) == v for k, v in changes.items())
+
+
 @dataclass(frozen=True)
 class _EarlyIntent:
     """A write's intent being journaled while the integration's lock is taken (`apply_changes`)."""
@@ -625,7 +630,7 @@ class IntegrationService:
         otherwise it journals again from what it read. None when nothing is journaled."""
         if found.read_mark is None or not self._journals(early=True):
             return None
-        if all(found.document.get(k, _MISSING) == v for k, v in changes.items()):
+        if _unchanged(found, changes):
             return None
         if not may_update(rights, found).allowed:
             return None
@@ -668,8 +673,7 @@ class IntegrationService:
                     if raw is None:
                         raise IntegrationNotFound(found.name, found.type)
                     current = Integration.of(raw).read_at(mark)
-                edit = Edit(self, current)
-                edit.early = early
+                edit = Edit(self, current, early)
                 yield edit
         finally:
             if early is not None:  # never left running past the edit (nor stored after its claim closes)
@@ -738,7 +742,7 @@ class IntegrationService:
             if early is not None:
                 await self._drop_early(early)
             raise
-        if all(current.document.get(k, _MISSING) == v for k, v in changes.items()):
+        if _unchanged(current, changes):
             if early is not None:
                 await self._drop_early(early)
             return UpdateOutcome(before=current, after=current, changed=False)
@@ -874,10 +878,10 @@ class Edit:
     `current` is the document the write will be built from; `apply` writes `changes` on top of
     it (rights checked, lossless, verified) and `current` becomes the stored result."""
 
-    def __init__(self, service: IntegrationService, current: Integration) -> None:
+    def __init__(self, service: IntegrationService, current: Integration, early: _EarlyIntent | None = None) -> None:
         self._service = service
         self.current = current
-        self.early: _EarlyIntent | None = None  # the write's intent, begun with the lock (`apply_changes`)
+        self.early = early  # the first write's intent, begun with the lock (`editing`'s `planned`)
 
     async def apply(self, changes: Mapping[str, Any], *, rights: CallerRights) -> UpdateOutcome:
         early, self.early = self.early, None  # for the first write only
