@@ -52,7 +52,7 @@ from bot.text import bullet_list, code, human_duration, human_until, plural, quo
 from commands import changes, replies
 from commands.args import BulkArgs, parse_bulk_args, parse_bulk_enable, parse_bulk_extend
 from commands.disabling import plain, timed, why
-from commands.incident import may_see, toolkit
+from commands.incident import command, may_see, toolkit
 from commands.parser import Token
 from commands.registry import CommandContext
 from commands.reply import Button, Reply
@@ -334,11 +334,15 @@ def _group_buttons(ctx: CommandContext, parsed: BulkArgs) -> tuple[Button, ...]:
     typed = _typed(parsed)
     if typed is None:
         return ()
-    kind = f" {parsed.kind}" if parsed.kind else ""
-    prefix = ctx.services.prefix
+    return _all_buttons(ctx, typed, parsed.kind)
+
+
+def _all_buttons(ctx: CommandContext, selector: str, kind: str | None) -> tuple[Button, ...]:
+    """`enable all …` now and `extend all … 1h` for the selector as typed (`in #alerts`, `matching "x*"`)."""
+    typed = f"{selector} {kind}" if kind else selector
     return (
-        Button("Re-enable all now", f"{prefix} enable all {typed}{kind}"),
-        Button("Extend all 1 h", f"{prefix} extend all {typed}{kind} 1h"),
+        Button("Re-enable all now", command(ctx, "enable", "all", typed)),
+        Button("Extend all 1 h", command(ctx, "extend", "all", typed, "1h")),
     )
 
 
@@ -369,12 +373,7 @@ def group_buttons(ctx: CommandContext, group: BulkGroup, rights: CallerRights) -
         return ()
     if group.target_room_id is not None and shown_selector(group, rights, here=ctx.message.room_id) == _ANOTHER_ROOM:
         return ()
-    kind = f" {group.kind}" if group.kind else ""
-    prefix = ctx.services.prefix
-    return (
-        Button("Re-enable all now", f"{prefix} enable all {group.selector}{kind}"),
-        Button("Extend all 1 h", f"{prefix} extend all {group.selector}{kind} 1h"),
-    )
+    return _all_buttons(ctx, group.selector, group.kind)
 
 
 # --- acting on a group: `enable all …`, `extend all …` ------------------------------------------
