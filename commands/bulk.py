@@ -284,7 +284,7 @@ async def apply(
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
         except BotError as exc:
-            failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
+            failed.append(f"{replies.label(member)}: {problem(ctx, exc)}")
             continue
         (done if answer.outcome == "changed" else unchanged).append(member)
     until = f" {human_until(due, now)}" if due is not None else ""
@@ -309,7 +309,8 @@ def _left_as_they_are(count: int) -> str:
     return f"{plural(count, 'more member')} {'is' if one else 'are'} left as {'it is' if one else 'they are'}"
 
 
-def _problem(ctx: CommandContext, exc: BotError) -> str:
+def problem(ctx: CommandContext, exc: BotError) -> str:
+    """What went wrong for one member, on one line (the first of the answer the error would get)."""
     registry = ctx.services.registry
     why = replies.for_error(exc, invocation=ctx.invocation, registry=registry).text if registry else str(exc)
     return next(iter(why.splitlines()), "") or type(exc).__name__
@@ -449,7 +450,7 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
         except BotError as exc:
-            failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
+            failed.append(f"{replies.label(member)}: {problem(ctx, exc)}")
             continue
         if timer is None:
             (done if outcome.changed else unchanged).append(outcome.after)  # recorded under its lock
@@ -590,7 +591,7 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
         except BotError as exc:
-            failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
+            failed.append(f"{replies.label(member)}: {problem(ctx, exc)}")
     # A group's end moves to the latest end of the members actually extended (never earlier than
     # it was): a member refused or left alone does not set it.
     group_dues = {group.id: group.due_at for group in groups}
