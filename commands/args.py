@@ -475,12 +475,11 @@ def _bulk_selector(tokens: Sequence[Token], *, command: str) -> tuple[BulkArgs, 
     return BulkArgs(room, glob, kind), rest
 
 
-def parse_bulk_args(
-    tokens: Sequence[Token], *, command: str = "disable", maximum: timedelta = DEFAULT_MAX_DURATION
-) -> BulkArgs:
+def parse_bulk_args(tokens: Sequence[Token], *, maximum: timedelta = DEFAULT_MAX_DURATION) -> BulkArgs:
     """See `BulkArgs`; `tokens` pass `is_bulk`. After the room or glob: an optional kind, then the
     same `for <duration>` and `because|-- <reason>` as a single disable (a reason may also simply
     follow)."""
+    command = "disable"
     selected, rest = _bulk_selector(_split_double_dash(tokens), command=command)
     duration: timedelta | None = None
     reason: str | None = None
@@ -504,18 +503,18 @@ def parse_bulk_args(
     return BulkArgs(selected.room, selected.glob, selected.kind, duration, reason)
 
 
-def parse_bulk_enable(tokens: Sequence[Token], *, command: str = "enable") -> BulkArgs:
+def parse_bulk_enable(tokens: Sequence[Token]) -> BulkArgs:
     """`enable all in #room [kind]` / `enable all matching "glob" [kind]`: nothing after it."""
+    command = "enable"
     selected, rest = _bulk_selector(tokens, command=command)
     if rest:
         raise UsageError(f"{command} all", f"unexpected {quote_name(_words(rest))}; usage: `{command} all in #room`")
     return selected
 
 
-def parse_bulk_extend(
-    tokens: Sequence[Token], *, command: str = "extend", maximum: timedelta = DEFAULT_MAX_DURATION
-) -> BulkArgs:
+def parse_bulk_extend(tokens: Sequence[Token], *, maximum: timedelta = DEFAULT_MAX_DURATION) -> BulkArgs:
     """`extend all in #room [kind] [by|for] <duration>` (or `all matching "glob"`)."""
+    command = "extend"
     selected, rest = _bulk_selector(tokens, command=command)
     if rest and rest[0].is_word("by", "for"):
         rest = rest[1:]

@@ -52,7 +52,7 @@ from bot.text import bullet_list, code, human_duration, human_until, plural, quo
 from commands import changes, replies
 from commands.args import BulkArgs, parse_bulk_args, parse_bulk_enable, parse_bulk_extend
 from commands.disabling import plain, timed, why
-from commands.incident import may_see, toolkit
+from commands.incident import command, may_see, toolkit
 from commands.parser import Token
 from commands.registry import CommandContext
 from commands.reply import Button, Reply
@@ -284,7 +284,7 @@ async def apply(
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
         except BotError as exc:
-            failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
+            failed.append(f"{replies.label(member)}: {problem(ctx, exc)}")
             continue
         (done if answer.outcome == "changed" else unchanged).append(member)
     until = f" {human_until(due, now)}" if due is not None else ""
@@ -309,7 +309,8 @@ def _left_as_they_are(count: int) -> str:
     return f"{plural(count, 'more member')} {'is' if one else 'are'} left as {'it is' if one else 'they are'}"
 
 
-def _problem(ctx: CommandContext, exc: BotError) -> str:
+def problem(ctx: CommandContext, exc: BotError) -> str:
+    """What went wrong for one member, on one line (the first of the answer the error would get)."""
     registry = ctx.services.registry
     why = replies.for_error(exc, invocation=ctx.invocation, registry=registry).text if registry else str(exc)
     return next(iter(why.splitlines()), "") or type(exc).__name__
@@ -334,11 +335,15 @@ def _group_buttons(ctx: CommandContext, parsed: BulkArgs) -> tuple[Button, ...]:
     typed = _typed(parsed)
     if typed is None:
         return ()
-    kind = f" {parsed.kind}" if parsed.kind else ""
-    prefix = ctx.services.prefix
+    return _all_buttons(ctx, typed, parsed.kind)
+
+
+def _all_buttons(ctx: CommandContext, selector: str, kind: str | None) -> tuple[Button, ...]:
+    """`enable all …` now and `extend all … 1h` for the selector as typed (`in #alerts`, `matching "x*"`)."""
+    typed = f"{selector} {kind}" if kind else selector
     return (
-        Button("Re-enable all now", f"{prefix} enable all {typed}{kind}"),
-        Button("Extend all 1 h", f"{prefix} extend all {typed}{kind} 1h"),
+        Button("Re-enable all now", command(ctx, "enable", "all", typed)),
+        Button("Extend all 1 h", command(ctx, "extend", "all", typed, "1h")),
     )
 
 
@@ -369,12 +374,7 @@ def group_buttons(ctx: CommandContext, group: BulkGroup, rights: CallerRights) -
         return ()
     if group.target_room_id is not None and shown_selector(group, rights, here=ctx.message.room_id) == _ANOTHER_ROOM:
         return ()
-    kind = f" {group.kind}" if group.kind else ""
-    prefix = ctx.services.prefix
-    return (
-        Button("Re-enable all now", f"{prefix} enable all {group.selector}{kind}"),
-        Button("Extend all 1 h", f"{prefix} extend all {group.selector}{kind} 1h"),
-    )
+    return _all_buttons(ctx, group.selector, group.kind)
 
 
 # --- acting on a group: `enable all …`, `extend all …` ------------------------------------------
@@ -450,7 +450,7 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
         except BotError as exc:
-            failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
+            failed.append(f"{replies.label(member)}: {problem(ctx, exc)}")
             continue
         if timer is None:
             (done if outcome.changed else unchanged).append(outcome.after)  # recorded under its lock
@@ -534,8 +534,10 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     timers = toolkit(ctx).timers
     now = ctx.now()
     allowed: list[TimedDisable] = []
+    memo = RoomMemo(rights)  # a `#room` entry many members carry is looked up once (as `select` does)
     for timer in running:
-        if (await ctx.services.integrations.may_write(rights, Integration.of(_member_document(timer)))).allowed:
+        member = Integration.of(_member_document(timer))
+        if (await ctx.services.integrations.may_write(rights, member, memo=memo)).allowed:
             allowed.append(timer)
     not_allowed = len(running) - len(allowed)
     # Only the members this command would extend are measured against the maximum: a refusal
@@ -589,7 +591,7 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
         except BotError as exc:
-            failed.append(f"{replies.label(member)}: {_problem(ctx, exc)}")
+            failed.append(f"{replies.label(member)}: {problem(ctx, exc)}")
     # A group's end moves to the latest end of the members actually extended (never earlier than
     # it was): a member refused or left alone does not set it.
     group_dues = {group.id: group.due_at for group in groups}

@@ -8,7 +8,7 @@ from bot.errors import UsageError
 from bot.integrations import wording
 from bot.state.timer_states import TimerState
 from bot.tasks import background
-from bot.text import human_until, safe_text
+from bot.text import human_until
 from commands import bulk, changes, replies
 from commands.args import HELP, Target, is_bulk, parse_target
 from commands.parser import Token
@@ -27,12 +27,8 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     if is_bulk(args):
         return await bulk.enable_all(ctx, args)
     target = parse_target(args, command="enable", usage=HELP["enable"].usage)
-    if target.rest:
-        extra = " ".join(t.value for t in target.rest)
-        return Reply(
-            f"⚠️ `enable` takes only a name; quote names with spaces. I did not understand: {safe_text(extra)}",
-            outcome="usage",
-        )
+    if (extra := replies.only_a_name("enable", target.rest)) is not None:
+        return extra
     found = await resolve(ctx, target)
     incident = ctx.services.incident
     # A timed disable ends here: `changes.record` cancels it when the integration is switched on.

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any, Final
 
 from bot.errors import PermissionDenied, UpstreamError
-from bot.integrations.authz import MANAGE_OUTGOING, MANAGE_OWN_OUTGOING, CallerRights, visible_in_list
+from bot.integrations.authz import MANAGE_OUTGOING, MANAGE_OWN_OUTGOING, CallerRights, RoomMemo, visible_in_list
 from bot.integrations.call_failures import entry_secrets, entry_time, safe_error_line, verdict
 from bot.normalize import name_key
 from bot.rocketchat.models import OUTGOING, Integration
@@ -154,11 +154,14 @@ async def _buttons(
     ctx: CommandContext, rights: CallerRights, failing: Sequence[Tally], window: str
 ) -> tuple[Button, ...]:
     buttons: list[Button] = []
+    memo = RoomMemo(rights)  # a `#room` entry several webhooks carry is looked up once
     for tally in failing:
+        if len(buttons) >= MAX_BUTTONS:
+            break
         integration = tally.integration
-        if len(buttons) >= MAX_BUTTONS or not integration.enabled:
+        if not integration.enabled:
             continue
-        if not (await ctx.services.integrations.may_write(rights, integration)).allowed:
+        if not (await ctx.services.integrations.may_write(rights, integration, memo=memo)).allowed:
             continue
         reason = f"failing: {plural(tally.failed, 'failed call')} in {window}"
         buttons.append(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, time, timedelta
 from typing import Final
 
-from bot.text import human_until, safe_text
+from bot.text import human_until
 from commands import replies
 from commands.args import parse_target
 from commands.incident import require_change
@@ -33,12 +33,8 @@ def end_of_day(now: datetime) -> datetime:
 
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     target = parse_target(args, command="quiet", usage=USAGE)
-    if target.rest:
-        extra = " ".join(t.value for t in target.rest)
-        return Reply(
-            f"⚠️ `quiet` takes only a name; quote names with spaces. I did not understand: {safe_text(extra)}",
-            outcome="usage",
-        )
+    if (extra := replies.only_a_name("quiet", target.rest)) is not None:
+        return extra
     found = await resolve(ctx, target)
     await require_change(ctx, await ctx.rights(), found)
     now = ctx.now()

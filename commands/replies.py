@@ -39,13 +39,26 @@ from bot.text import bullet_list, code, plural, quote_name, safe_markup, safe_te
 from commands.reply import Reply
 
 if TYPE_CHECKING:
-    from commands.parser import Invocation
+    from collections.abc import Sequence
+
+    from commands.parser import Invocation, Token
     from commands.registry import Registry
 
 
 def label(integration: Integration) -> str:
     """`Guggy` (incoming): the name as code (mention-safe) and the type."""
     return f"{quote_name(integration.name)} ({kind_word(integration.type)})"
+
+
+def only_a_name(command: str, rest: Sequence[Token]) -> Reply | None:
+    """The answer to words left after the one name a command takes (`enable`, `quiet`); None when none are."""
+    if not rest:
+        return None
+    extra = " ".join(t.value for t in rest)
+    return Reply(
+        f"⚠️ `{command}` takes only a name; quote names with spaces. I did not understand: {safe_text(extra)}",
+        outcome="usage",
+    )
 
 
 def one_line(integration: Integration, *, with_id: bool = False) -> str:

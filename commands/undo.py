@@ -27,7 +27,7 @@ from bot.integrations.documents import changed_fields, last_touch, restore_chang
 from bot.rocketchat.models import UpdateOutcome
 from bot.state.store import AuditRecord
 from bot.text import ago, bullet_list, code, quote_name, safe_text
-from commands import bulk, changes, replies
+from commands import bulk, changes
 from commands.bulk import WHOLE_COMMAND
 from commands.parser import Token
 from commands.registry import Command, CommandContext
@@ -159,9 +159,7 @@ async def _undo_group(ctx: CommandContext, rights: CallerRights, last: AuditReco
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
         except BotError as exc:
-            registry = ctx.services.registry
-            text = replies.for_error(exc, invocation=ctx.invocation, registry=registry).text if registry else str(exc)
-            left.append(f"{member}: {next(iter(text.splitlines()), '') or type(exc).__name__}")
+            left.append(f"{member}: {bulk.problem(ctx, exc)}")
             continue
         if answer.outcome == "changed":
             done.append(member)

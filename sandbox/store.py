@@ -1030,20 +1030,12 @@ class Store:
     def find_integration_history(self, integration_id: str) -> list[dict[str, Any]]:
         """Copies of the entries whose `integration._id` is `integration_id`, in insertion order."""
         with self.lock:
-            return [
-                copied(doc)
-                for doc in self.integration_history.values()
-                if isinstance(doc.get("integration"), dict) and doc["integration"].get("_id") == integration_id
-            ]
+            return [copied(doc) for doc in self.integration_history.values() if _history_of(doc, integration_id)]
 
     def clear_integration_history(self, integration_id: str) -> int:
         """`IntegrationHistory.removeByIntegrationId`: how many entries were removed."""
         with self.lock:
-            gone = [
-                key
-                for key, doc in self.integration_history.items()
-                if isinstance(doc.get("integration"), dict) and doc["integration"].get("_id") == integration_id
-            ]
+            gone = [key for key, doc in self.integration_history.items() if _history_of(doc, integration_id)]
             for key in gone:
                 del self.integration_history[key]
             return len(gone)
@@ -1063,3 +1055,9 @@ class Store:
     def token_expires(self, when: datetime, days: int = 90) -> datetime:
         """`Accounts_LoginExpiration` default of 90 days (contract §4.4)."""
         return when + timedelta(days=days)
+
+
+def _history_of(entry: dict[str, Any], integration_id: str) -> bool:
+    """Whether a call history entry is about that integration (its `integration._id`)."""
+    integration = entry.get("integration")
+    return isinstance(integration, dict) and integration.get("_id") == integration_id

@@ -152,7 +152,8 @@ def startup_traffic(control: WebhookPoster) -> list[Flooded]:
 
 
 class CallRecorder(Protocol):
-    """The control-API calls `startup_calls` needs (a `SandboxClient`, or `SandboxControl` in tests)."""
+    """The control-API calls `startup_calls` needs (a `SandboxClient`, or `SandboxControl` in tests):
+    only the arguments it passes (`SandboxControl.record_outgoing_call` describes them all)."""
 
     def integrations(self) -> list[dict[str, Any]]: ...
 
@@ -160,12 +161,10 @@ class CallRecorder(Protocol):
         self,
         integration_id: str,
         *,
-        status: int | None = None,
-        body: str = "",
-        error_code: str | None = None,
-        at: str | None = None,
-        url: str | None = None,
-        message_id: str | None = None,
+        status: int | None = ...,
+        body: str = ...,
+        error_code: str | None = ...,
+        at: str | None = ...,
     ) -> dict[str, Any]: ...
 
 

@@ -36,3 +36,12 @@ async def test_someone_who_cannot_change_it_cannot_silence_it_and_learns_nothing
         assert reply.outcome != "changed" and "Secret pager" not in reply.text, reply.text
         assert "can't" in reply.text or "can’t" in reply.text, reply.text
     assert await h.services.state.floods.quiet_until(hook["_id"], h.room("general")) is None
+
+
+async def test_words_after_the_name_are_refused_and_nothing_is_silenced(h: Harness) -> None:
+    hook = h.control.create_incoming_integration("Pager", channel="#general", created_by="admin")
+    for command in ("quiet", "enable"):
+        reply = await h.say("admin", "general", f'!integration {command} "Pager" for today')
+        assert reply.outcome == "usage", reply.text
+        assert f"`{command}` takes only a name" in reply.text and "for today" in reply.text, reply.text
+    assert await h.services.state.floods.quiet_until(hook["_id"], h.room("general")) is None
