@@ -175,6 +175,11 @@ def updatable_fields(kind: str) -> frozenset[str]:
 # --- the body -----------------------------------------------------------------------------------
 
 
+def _unchanged(found: Integration, changes: Mapping[str, Any]) -> bool:
+    """Whether `found` already has every value of `changes` (a write would change nothing)."""
+    return all(found.document.get(k, _MISSING) == v for k, v in changes.items())
+
+
 def intended_document(doc: Mapping[str, Any] | Integration, changes: Mapping[str, Any]) -> dict[str, Any]:
     """The stored document with `changes` applied: what the integration should look like after."""
     current = Integration.of(doc)
@@ -625,7 +630,7 @@ class IntegrationService:
         otherwise it journals again from what it read. None when nothing is journaled."""
         if found.read_mark is None or not self._journals(early=True):
             return None
-        if all(found.document.get(k, _MISSING) == v for k, v in changes.items()):
+        if _unchanged(found, changes):
             return None
         if not may_update(rights, found).allowed:
             return None
@@ -738,7 +743,7 @@ class IntegrationService:
             if early is not None:
                 await self._drop_early(early)
             raise
-        if all(current.document.get(k, _MISSING) == v for k, v in changes.items()):
+        if _unchanged(current, changes):
             if early is not None:
                 await self._drop_early(early)
             return UpdateOutcome(before=current, after=current, changed=False)
