@@ -95,7 +95,7 @@ class Command:
     # or "outgoing " when the command named one, else empty (commands/targets.py).
     action: str = "look up {kind}integrations"
     # The integration the command looks up first, from its arguments (a `UsageError` when they
-    # name none): read while the runtime reads the caller's rights (`commands.targets.prefetch`).
+    # name none): read while the runtime reads the caller's rights (`commands.targets.begin_prefetch`).
     first_lookup: Callable[[Sequence[Token]], Target] | None = None
 
     def refused(self, kind: str | None = None) -> str:

@@ -34,18 +34,12 @@ def require_lookup(ctx: CommandContext, rights: CallerRights, kind: Kind | None)
         raise PermissionDenied(action, needed)
 
 
-def prefetch(integrations: IntegrationService, command: Command, invocation: Invocation) -> None:
-    """Begin the read of the integration `command` looks up first (`Command.first_lookup`) now,
-    while the runtime reads the caller's rights: the two REST calls overlap. What was read is
-    used by this command's `resolve` under the caller's rights, or not at all."""
-    begun = begin_prefetch(integrations, command, invocation)
-    if begun is not None:
-        integrations.adopt_prefetch(begun)
-
-
 def begin_prefetch(integrations: IntegrationService, command: Command, invocation: Invocation) -> Prefetch | None:
-    """`prefetch`'s read, not yet the current command's (`IntegrationService.begin_prefetch`):
-    begun before the command has a task of its own, adopted in it later, else cancelled."""
+    """Begin the read of the integration `command` looks up first (`Command.first_lookup`) now,
+    while the runtime reads the caller's rights: the two REST calls overlap. Not yet the current
+    command's (`IntegrationService.begin_prefetch`): the runtime begins it before the command has
+    a task of its own, adopts it in it later, else cancels it. What was read is used by this
+    command's `resolve` under the caller's rights, or not at all."""
     if command.first_lookup is None:
         return None
     try:

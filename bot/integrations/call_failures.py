@@ -45,10 +45,11 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from bot.rocketchat.ejson import decode_date
 from bot.text import single_line, truncate
 
 MASK: Final = "***"
@@ -401,15 +402,10 @@ def verdict(entry: Mapping[str, Any]) -> CallVerdict:
 
 
 def entry_time(entry: Mapping[str, Any]) -> datetime | None:
-    """When the entry was last written (`_updatedAt`, else `_createdAt`), from REST's ISO form."""
+    """When the entry was last written (`_updatedAt`, else `_createdAt`), from REST's ISO form
+    or EJSON's `{"$date": ms}` (`decode_date`)."""
     for key in ("_updatedAt", "_createdAt"):
-        value = entry.get(key)
-        if isinstance(value, str):
-            try:
-                parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-            except ValueError:
-                continue
-            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-        if isinstance(value, Mapping) and isinstance(value.get("$date"), int | float):
-            return datetime.fromtimestamp(value["$date"] / 1000, UTC)
+        when = decode_date(entry.get(key))
+        if when is not None:
+            return when
     return None

@@ -175,6 +175,11 @@ def updatable_fields(kind: str) -> frozenset[str]:
 # --- the body -----------------------------------------------------------------------------------
 
 
+def _unchanged(found: Integration, changes: Mapping[str, Any]) -> bool:
+    """Whether `found` already has every value of `changes` (a write would change nothing)."""
+    return all(found.document.get(k, _MISSING) == v for k, v in changes.items())
+
+
 def intended_document(doc: Mapping[str, Any] | Integration, changes: Mapping[str, Any]) -> dict[str, Any]:
     """The stored document with `changes` applied: what the integration should look like after."""
     current = Integration.of(doc)
@@ -478,7 +483,7 @@ class IntegrationService:
             if by_id is not None:
                 return by_id.read_at(mark)
         if prefetched is not None and not id_like:
-            matches = self._visible_named(await prefetched.read, kind, rights)
+            matches = self._visible_named(await prefetched.read, rights)
         else:
             matches = await self._by_name(wanted, kind, rights, thorough=thorough)
         exact = [d for d in matches if spelled(str(d.get("name"))) == spelled(wanted)]
@@ -558,7 +563,7 @@ class IntegrationService:
     async def _by_name(
         self, wanted: str, kind: str | None, rights: CallerRights, *, thorough: bool
     ) -> list[dict[str, Any]]:
-        return self._visible_named(await self._named(wanted, kind, thorough=thorough), kind, rights)
+        return self._visible_named(await self._named(wanted, kind, thorough=thorough), rights)
 
     async def _named(self, wanted: str, kind: str | None, *, thorough: bool) -> list[dict[str, Any]]:
         """Every integration whose name is `wanted` in its normal form (of `kind`), read in full."""
@@ -574,7 +579,7 @@ class IntegrationService:
         return found
 
     @staticmethod
-    def _visible_named(docs: list[dict[str, Any]], kind: str | None, rights: CallerRights) -> list[dict[str, Any]]:
+    def _visible_named(docs: list[dict[str, Any]], rights: CallerRights) -> list[dict[str, Any]]:
         return [doc for doc in docs if visible_in_list(rights, doc)]
 
     async def suggest(self, queries: Sequence[str], *, kind: str | None, rights: CallerRights) -> IntegrationNotFound:

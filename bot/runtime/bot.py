@@ -536,7 +536,7 @@ class Bot:
         early: dict[str, EarlyReads],
         first: set[str],
         *,
-        arrived: float | None = None,
+        arrived: float,
     ) -> bool:
         """Claim the admitted commands (one statement) and take those won into their callers'
         lanes, with the reads begun for them (`early`: what is left in it is not run). False
@@ -737,8 +737,7 @@ class Bot:
                     log.warning("command.unsettled", message_id=message.id, hint=hint)
                     return
                 await self._post(message, reply)
-        finally:
-            self.read_ahead.drop(message.id)
+        finally:  # reads still held for it (it returned before taking them) are dropped by `_turn`
             if early is not None:
                 early.cancel()  # a no-op once used
             self.services.integrations.drop_prefetch()

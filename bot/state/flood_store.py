@@ -16,6 +16,7 @@ from datetime import datetime
 
 from bot.state.database import Database
 from bot.state.database import read_time as _dt
+from bot.state.database import stored_time as _ts
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class FloodStore:
             " VALUES (?, ?, ?, ?, NULL) ON CONFLICT (integration_id, room_id) DO UPDATE SET"
             " noticed_at = excluded.noticed_at, quiet_until = excluded.quiet_until, quieted_by = NULL"
             " WHERE flood_notices.quiet_until <= ? RETURNING integration_id",
-            (integration_id, room_id, now.timestamp(), until.timestamp(), now.timestamp()),
+            (integration_id, room_id, _ts(now), _ts(until), _ts(now)),
         )
         return bool(rows)
 
@@ -55,7 +56,7 @@ class FloodStore:
             " quieted_by = CASE WHEN flood_notices.quiet_until < excluded.quiet_until"
             " THEN excluded.quieted_by ELSE flood_notices.quieted_by END"
             " RETURNING quiet_until, quieted_by",
-            (integration_id, room_id, until.timestamp(), by),
+            (integration_id, room_id, _ts(until), by),
         )
         return Quiet(_dt(rows[0][0]), rows[0][1])
 
@@ -68,4 +69,4 @@ class FloodStore:
 
     async def prune(self, before: datetime) -> int:
         """Forget rows whose quiet period ended before `before`."""
-        return await self._db.count("DELETE FROM flood_notices WHERE quiet_until < ?", (before.timestamp(),))
+        return await self._db.count("DELETE FROM flood_notices WHERE quiet_until < ?", (_ts(before),))

@@ -21,11 +21,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Final
 
 from bot.rocketchat.ejson import decode_date
-from bot.state.database import Database
+from bot.state.database import Database, read_time
 from bot.state.database import read_time_or_none as _dt
 from bot.state.database import stored_time as _ts
 from bot.state.timer_states import PENDING, TimedDisable, TimerEvent, TimerState, next_state
@@ -215,4 +215,4 @@ def _timer(row: Any) -> TimedDisable:
 def _extensions(value: Any) -> tuple[tuple[str, datetime], ...]:
     if not value:
         return ()
-    return tuple((str(message_id), datetime.fromtimestamp(float(due), UTC)) for message_id, due in json.loads(value))
+    return tuple((str(message_id), read_time(due)) for message_id, due in json.loads(value))
