@@ -546,8 +546,14 @@ class RightsCache:
         ):
             return await asyncio.shield(latest.read)
         read = background(self._fetch(key))
-        if len(self._fresh) >= FRESH_READS_KEPT:  # forget the reads too old to be shared
-            self._fresh = {user: r for user, r in self._fresh.items() if r.began >= now - SHARED_READ_AGE}
+        # Kept in the order they began (a caller's new read moves to the end), so the reads too old
+        # to be shared are dropped from the front, each once, rather than the whole map rebuilt.
+        self._fresh.pop(key[0], None)
+        while len(self._fresh) >= FRESH_READS_KEPT:
+            oldest = next(iter(self._fresh))
+            if self._fresh[oldest].began >= now - SHARED_READ_AGE:
+                break
+            del self._fresh[oldest]
         self._fresh[key[0]] = _FreshRead(key, now, read)
         # Shielded: one waiter being cancelled (its command stopped) must not cancel the others'.
         return await asyncio.shield(read)

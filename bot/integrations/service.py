@@ -416,11 +416,6 @@ class Prefetch:
     read: asyncio.Task[Any]  # the document by id (or None), or the documents of that name
 
 
-def _unchanged(doc: Integration, changes: Mapping[str, Any]) -> bool:
-    """Whether `doc` already holds every value of `changes` (a write would change nothing)."""
-    return all(doc.document.get(k, _MISSING) == v for k, v in changes.items())
-
-
 @dataclass(frozen=True)
 class _EarlyIntent:
     """A write's intent being journaled while the integration's lock is taken (`apply_changes`)."""

@@ -647,7 +647,8 @@ class SharedIntegrationLocks:
                 await self._run_alone(statements, quietly=False)
 
     async def _run_alone(self, statements: Sequence[tuple[str, Sequence[Any]]], *, quietly: bool) -> None:
-        """The deferred statements of a release whose transaction was lost, each on its own;
+        """Statements committed outside the lock's transaction (deferred ones whose release was lost,
+        a pending mark), each on its own;
         `StateUnavailable` if they cannot be stored either (unless the block is already failing:
         its own error is the one to tell)."""
         try:
@@ -664,14 +665,7 @@ class SharedIntegrationLocks:
             log.warning("state.deferred_lost", where=self._where, statements=len(statements))
 
     async def _mark_pending(self, integration_id: str) -> None:
-        try:
-            cancels = _cancels()
-            async with self._statements.connection() as conn:
-                _still_running(cancels)
-                await conn.execute(_MARK_PENDING, (integration_id,))
-                _returned[conn] = time.monotonic()
-        except _DOWN as exc:
-            raise _unavailable(self._where, exc) from None
+        await self._run_alone([(_MARK_PENDING, (integration_id,))], quietly=False)
 
 
 def _cancels() -> int:
