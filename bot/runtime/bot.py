@@ -82,6 +82,7 @@ from bot.runtime.catchup import CLAIM_RETENTION, CatchUp, CursorBook, Room, memb
 from bot.runtime.direct_rooms import DirectRooms
 from bot.runtime.fairness import Job, Lanes, busy_reply
 from bot.runtime.health import HttpServer, Probe
+from bot.runtime.homes import ALIVE, BACKUP_DELAY, HEARTBEAT, Deferred, Homes
 from bot.runtime.intake import Accepted, Intake
 from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.runtime.metrics import Metrics
@@ -100,6 +101,7 @@ from commands.registry import Dispatcher, Registry, new_correlation_id
 from commands.reply import Reply
 from commands.table import build_registry
 
+HOMES_TICK: Final = 0.25  # seconds between looks at the commands left to their home (`_keep_homes`)
 CLAIMS_TASK: Final = "claims"  # the task that renews, checks and takes over claims (`_keep_claims`)
 log = logs.get_logger("integrations_bot.runtime")
 
@@ -170,6 +172,11 @@ class Bot:
         # Commands whose claim failed (the database away): id → (command, freshness, origin, loop
         # time of the failure). Claimed again every second until it works (`_claim_waiting`).
         self._waiting_claims: dict[str, tuple[Accepted, Freshness, str, float]] = {}
+        # Whose callers' commands this replica claims first (bot/runtime/homes.py), and the commands
+        # it leaves to another replica, the caller's home: by id, and by the id of their answer.
+        self.homes: Homes | None = None
+        self._left: dict[str, Deferred] = {}
+        self._left_answers: dict[str, str] = {}
         # Commands claimed in trouble (the claim was slow, or the database failed lately): another
         # replica may have answered them "not run" meanwhile; looked up before they run.
         self._troubled: set[str] = set()
@@ -375,6 +382,7 @@ class Bot:
                 asyncio.create_task(self.catchup.run(), name="catch-up"),
                 asyncio.create_task(self._maintain(), name="maintenance"),
                 asyncio.create_task(self._keep_claims(), name=CLAIMS_TASK),
+                asyncio.create_task(self._keep_homes(), name="homes"),
             ]
             stop_task = asyncio.create_task(self._stop.wait(), name="stop")
             done, _ = await asyncio.wait({realtime_task, stop_task, *background}, return_when=asyncio.FIRST_COMPLETED)
@@ -491,6 +499,10 @@ class Bot:
                 self.incident.observe(message, live=live)  # webhook posts feed `noisy` before intake drops them
         if not self._accepting:
             return
+        if self._left_answers:
+            for message in messages:
+                if message.id in self._left_answers:
+                    self._home_answered(message.id)
         try:
             await self.intake.prepare(messages)  # a new DM's members: is it the author and the bot alone?
         except UpstreamError as exc:
@@ -501,11 +513,15 @@ class Bot:
             accepted = self.intake.accept(message)
             if accepted is None or message.id in self._not_run or message.id in self._waiting_claims:
                 continue
+            if message.id in self._left:
+                continue
             age = freshness(message.ts, now, self.settings.bot_stale_command_age)
             if age is Freshness.TOO_OLD:
                 log.info("command.too_old", message_id=message.id, room_id=message.room_id, origin=origin)
                 continue
             wanted.append((accepted, age))
+        if wanted and origin == "stream":
+            wanted = self._leave_to_homes(wanted)
         if wanted:
             # Seen on the stream for the first time (not a re-delivery of a command claimed already).
             first: set[str] = set()
@@ -519,7 +535,7 @@ class Bot:
             # Begun before the claim, which they do not wait for; cancelled unless handed to a turn.
             early = self._read_ahead(wanted, first, arrived)
             try:
-                if not await self._claim_all(wanted, origin, now, early, first, arrived=arrived):
+                if await self._claim_all(wanted, origin, now, early, first, arrived=arrived) is None:
                     return  # the commands wait for the database (`_claim_waiting`); cursors stay where they are
             finally:
                 for reads in early.values():
@@ -537,10 +553,10 @@ class Bot:
         first: set[str],
         *,
         arrived: float,
-    ) -> bool:
+    ) -> int | None:
         """Claim the admitted commands (one statement) and take those won into their callers'
-        lanes, with the reads begun for them (`early`: what is left in it is not run). False
-        when the database failed: the commands wait for it. `first`: the ids seen for the
+        lanes, with the reads begun for them (`early`: what is left in it is not run); how many
+        were won. None when the database failed: the commands wait for it. `first`: the ids seen for the
         first time on the stream (one of them lost: another replica claimed it)."""
         assert self.state is not None
         try:
@@ -561,13 +577,16 @@ class Bot:
             for accepted, age in wanted:
                 if len(self._waiting_claims) < WAITING_CLAIMS_MAX:
                     self._waiting_claims.setdefault(accepted.message.id, (accepted, age, origin, started))
-            return False
+            return None
         self._state_worked()
-        self.metrics.claims.labels(result="won").inc(len(claimed))
+        won = len(claimed)
+        self.metrics.claims.labels(result="won").inc(won)
         self.metrics.claims.labels(result="lost").inc(len(wanted) - len(claimed))
-        if first - claimed:
+        if first - claimed and (self.homes is None or not self.homes.shared()):
             # Another replica claimed a command this one saw first-hand: they race for commands,
             # and reads begun before the claim would mostly be thrown away (bot/runtime/read_ahead.py).
+            # Not so while the replicas share their callers (bot/runtime/homes.py): a claim lost
+            # then is one of the moments their lists disagree (a replica came or went).
             self.read_ahead.lost()
         for accepted, age in wanted:
             if accepted.message.id in claimed:
@@ -577,7 +596,92 @@ class Bot:
                 self.metrics.duplicates.labels(origin=origin).inc()
                 if origin == "catch-up":
                     self.metrics.catchup_commands.labels(result="duplicate").inc()
-        return True
+        return won
+
+    # --- homes: which replica claims a caller's commands first (bot/runtime/homes.py) ---------------
+
+    def _leave_to_homes(self, wanted: list[tuple[Accepted, Freshness]]) -> list[tuple[Accepted, Freshness]]:
+        """The commands this replica claims now: its own callers'. The others' are left to their
+        home for `BACKUP_DELAY` (`_claim_left`), their rooms' cursors kept where they are."""
+        if self.homes is None or not self.homes.shared():
+            return wanted
+        assert self.state is not None and self.cursors is not None
+        due = asyncio.get_running_loop().time() + BACKUP_DELAY
+        now: list[tuple[Accepted, Freshness]] = []
+        for accepted, age in wanted:
+            message = accepted.message
+            if self.homes.mine(message.user_id) or len(self._left) >= WAITING_CLAIMS_MAX:
+                now.append((accepted, age))
+                continue
+            answer = self.state.message_ids.answer(message.id)[0]
+            self._left[message.id] = Deferred(accepted, due, answer)
+            self._left_answers[answer] = message.id
+            self.cursors.keep(message.room_id, message.id)
+        return now
+
+    def _home_answered(self, answer_id: str) -> None:
+        left = self._left.pop(self._left_answers.pop(answer_id), None)
+        if left is None:
+            return  # being claimed here (`_claim_left`), which lets it go
+        self._let_go(left)
+        self.metrics.left_to_home.labels(result="answered").inc()
+
+    def _let_go(self, left: Deferred, *, seen: bool = True) -> None:
+        assert self.cursors is not None
+        message = left.accepted.message
+        self._left_answers.pop(left.answer_id, None)
+        if seen and message.room_participant is True:
+            self.cursors.seen(message.room_id, message.updated_at)
+        self.cursors.let_go(message.room_id, message.id)
+
+    async def _keep_homes(self) -> None:
+        """Every `HEARTBEAT`: say this replica runs and read who else does (on a shared database).
+        Every `HOMES_TICK`: claim the commands left to a home whose answer has not come by their
+        `BACKUP_DELAY` (one statement for all of them); those claimed here run (their home died
+        or is far behind), the others are the home's. Nothing is claimed here while stopping."""
+        assert self.state is not None
+        self.homes = Homes(self.state.owner)
+        self.metrics.replicas_alive.set(1)
+        loop = asyncio.get_running_loop()
+        next_look = loop.time()
+        while True:
+            if self.state.shared and loop.time() >= next_look:
+                next_look = loop.time() + HEARTBEAT
+                try:
+                    self.homes.update(await self.state.replicas(ALIVE))
+                    self.metrics.replicas_alive.set(len(self.homes.alive))
+                except StateUnavailable as exc:
+                    self._state_failed(exc)
+            if self._left:
+                await self._claim_left(loop.time())
+            await asyncio.sleep(HOMES_TICK)
+
+    async def _claim_left(self, at: float) -> None:
+        due = [left for left in self._left.values() if left.due <= at]
+        if not due or not self._accepting:
+            return
+        for left in due:
+            del self._left[left.accepted.message.id]
+        now = self.clock()
+        wanted: list[tuple[Accepted, Freshness]] = [
+            (left.accepted, age)
+            for left in due
+            if (age := freshness(left.accepted.message.ts, now, self.settings.bot_stale_command_age))
+            is not Freshness.TOO_OLD
+        ]
+        won: int | None = 0
+        if wanted:
+            assert self.services is not None
+            won = await self._claim_all(wanted, "stream", now, {}, set(), arrived=self.services.rights.moment())
+        if won is not None:
+            self.metrics.left_to_home.labels(result="claimed").inc(won)
+            self.metrics.left_to_home.labels(result="lost").inc(len(wanted) - won)
+            if won:
+                log.info("homes.claimed_for_home", commands=won, hint="their home replica did not claim them")
+        for left in due:
+            # Claimed (here or elsewhere): their rooms' cursors may pass them. Waiting for the
+            # database (`_claim_waiting`), they are treated as any command whose claim failed.
+            self._let_go(left, seen=won is not None)
 
     def _read_ahead(
         self, wanted: list[tuple[Accepted, Freshness]], first: set[str], arrived: float
@@ -1133,6 +1237,10 @@ class Bot:
 
     async def shutdown(self, background: list[asyncio.Task[None]] | None = None) -> None:
         self._accepting = False
+        leaving: asyncio.Task[None] | None = None
+        if self.state is not None and self._state_open and self.state.shared:
+            # The others stop leaving this replica's callers' commands to it (at their next look).
+            leaving = asyncio.create_task(self.state.leave(), name="leave")
         self.lanes.close()
         self.read_ahead.clear()  # the reads of commands that will not start here
         if self._waiting:
@@ -1155,6 +1263,8 @@ class Bot:
         for task in keeper:
             task.cancel()
         await asyncio.gather(*keeper, return_exceptions=True)
+        if leaving is not None:
+            await asyncio.gather(leaving, return_exceptions=True)
         if self.incident is not None:
             await self.incident.aclose()
         if self.realtime is not None:

@@ -146,6 +146,19 @@ class CursorBook:
         # stored cursor is on no stream and in no pass yet, so their cursors stay where they are
         # until a pass reads them again, whatever the stream admits there meanwhile.
         self.frozen: set[str] = set()
+        # Rooms with a command another replica was left to claim (bot/runtime/homes.py): what was
+        # admitted there since is stored once that command's claim is known to be committed.
+        self._kept: dict[str, set[str]] = {}
+
+    def keep(self, room_id: str, message_id: str) -> None:
+        self._kept.setdefault(room_id, set()).add(message_id)
+
+    def let_go(self, room_id: str, message_id: str) -> None:
+        kept = self._kept.get(room_id)
+        if kept is not None:
+            kept.discard(message_id)
+            if not kept:
+                del self._kept[room_id]
 
     def freeze(self, room_id: str) -> None:
         self.frozen.add(room_id)
@@ -169,8 +182,9 @@ class CursorBook:
     async def flush(self) -> None:
         if self.held or not self._pending:
             return
-        pending = {room_id: when for room_id, when in self._pending.items() if room_id not in self.frozen}
-        self._pending = {room_id: when for room_id, when in self._pending.items() if room_id in self.frozen}
+        stay = self.frozen | self._kept.keys()
+        pending = {room_id: when for room_id, when in self._pending.items() if room_id not in stay}
+        self._pending = {room_id: when for room_id, when in self._pending.items() if room_id in stay}
         if not pending:
             return
         try:

@@ -61,6 +61,16 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.left_to_home = Counter(
+            f"{PREFIX}_commands_left_to_home",
+            "Commands of another replica's caller (bot/runtime/homes.py): answered there (answered), or"
+            " claimed here after the delay (claimed: the home did not), or found claimed then (lost)",
+            ["result"],
+            registry=r,
+        )
+        self.replicas_alive = Gauge(
+            f"{PREFIX}_replicas_alive", "Replicas on the shared database as this one last read them", registry=r
+        )
         self.takeovers = Counter(
             f"{PREFIX}_claim_takeovers",
             "Unfinished commands taken over from a process that died (its lease ran out) or a previous run",

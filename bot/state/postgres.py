@@ -185,6 +185,12 @@ MIGRATIONS: Final[dict[int, str]] = {
     10: """
     ALTER TABLE timers ADD COLUMN extensions_json text
     """,
+    11: """
+    CREATE TABLE replicas (
+        owner   text PRIMARY KEY,
+        seen_at double precision NOT NULL
+    )
+    """,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 # Keys of the transaction-level advisory locks (a namespace of this bot's: hashtextextended of it).

@@ -202,6 +202,15 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE timers ADD COLUMN extensions_json TEXT
     """,
+    # 11: the replicas running on a shared database, each with when it last said so
+    # (bot/runtime/homes.py); a file is one process's, so this table stays empty here, and both
+    # backends keep one numbering of versions
+    """
+    CREATE TABLE replicas (
+        owner   TEXT PRIMARY KEY,
+        seen_at REAL NOT NULL
+    )
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

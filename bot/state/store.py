@@ -309,6 +309,28 @@ class StateStore:
             "UPDATE processed_messages SET lease_until = 0 WHERE owner = ? AND status = 'claimed'", (self.owner,)
         )
 
+    async def replicas(self, alive: float) -> list[str]:
+        """Say that this replica runs, and list the replicas that said so within `alive` seconds
+        (this one first), on the database server's clock, so that hosts whose clocks disagree
+        still agree on who is alive. Replicas gone for an hour are forgotten. A file's store is one
+        process's: this one, without a statement."""
+        if not self.shared:
+            return [self.owner]
+        rows = await self.database.rows(
+            "WITH now AS (SELECT extract(epoch FROM clock_timestamp()) AS at),"
+            " seen AS (INSERT INTO replicas (owner, seen_at) SELECT ?, at FROM now"
+            " ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at),"
+            " gone AS (DELETE FROM replicas WHERE seen_at < (SELECT at FROM now) - 3600)"
+            " SELECT owner FROM replicas WHERE seen_at >= (SELECT at FROM now) - ? AND owner != ?",
+            (self.owner, alive, self.owner),
+        )
+        return [self.owner, *sorted(str(row[0]) for row in rows)]
+
+    async def leave(self) -> None:
+        """This replica stops: the others stop counting on it at their next look."""
+        if self.shared:
+            await self.database.count("DELETE FROM replicas WHERE owner = ?", (self.owner,))
+
     async def finish_message(self, message_id: str, outcome: str, *, ignored: bool = False) -> bool:
         """Close this process's claim, and drop its write intents (in one round trip). False when
         the claim is not (or no longer) this process's: a replica paused past its lease, whose

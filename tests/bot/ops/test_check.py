@@ -250,7 +250,7 @@ def test_a_shared_postgresql_is_checked_instead_of_the_file(
     status, lines, err = run(settings, capsys)
 
     assert status == 0
-    found = line(lines, "state database", "PostgreSQL", "reachable", "schema version 10", "0 unfinished")
+    found = line(lines, "state database", "PostgreSQL", "reachable", "schema version 11", "0 unfinished")
     assert found.startswith("✔")
     assert not (tmp_path / "state.sqlite3").exists()
     password = str(urlsplit(postgres_url).password)

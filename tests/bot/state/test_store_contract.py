@@ -307,7 +307,7 @@ async def test_the_integration_lock_lets_one_writer_at_a_time(opened: Opener) ->
 async def test_replicas_starting_at_once_migrate_once(postgres_url: str) -> None:
     stores = await asyncio.gather(*(StateStore.connect(postgres_url) for _ in range(4)))
     try:
-        assert {await s.schema_version() for s in stores} == {10}
+        assert {await s.schema_version() for s in stores} == {11}
         assert len({s.message_ids.answer("m") for s in stores}) == 1
     finally:
         await asyncio.gather(*(s.close() for s in stores))
@@ -317,7 +317,7 @@ async def test_a_database_from_a_newer_release_is_refused_clearly(postgres_url: 
     store = await StateStore.connect(postgres_url)
     await store.database.count("UPDATE schema_version SET version = 99")
     await store.close()
-    with pytest.raises(ConfigError, match=r"schema version 99, newer than this release supports \(10\)"):
+    with pytest.raises(ConfigError, match=r"schema version 99, newer than this release supports \(11\)"):
         await StateStore.connect(postgres_url)
 
 
