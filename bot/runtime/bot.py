@@ -648,8 +648,11 @@ class Bot:
             if self.state.shared and loop.time() >= next_look:
                 next_look = loop.time() + HEARTBEAT
                 try:
+                    before = self.homes.alive
                     self.homes.update(await self.state.replicas(ALIVE))
                     self.metrics.replicas_alive.set(len(self.homes.alive))
+                    if self.homes.alive != before:
+                        log.info("homes.replicas", alive=len(self.homes.alive))
                 except StateUnavailable as exc:
                     self._state_failed(exc)
             if self._left:

@@ -110,6 +110,24 @@ async def test_only_the_claims_still_running_are_renewed(opened: Opener) -> None
     assert await other.take_over(NOW + timedelta(seconds=31), expired_only=True) == ["ended unfinished"]
 
 
+async def test_replicas_say_they_run_and_leave_and_a_silent_one_drops_off_the_list(opened: Opener) -> None:
+    a, b = await opened(owner="a"), await opened(owner="b")
+    if not a.shared:  # a file is one process's: only this one, and nothing stored
+        assert await a.replicas(6.0) == ["a"]
+        await a.leave()
+        assert await b.replicas(6.0) == ["b"]
+        return
+    assert await a.replicas(6.0) == ["a"]
+    assert await b.replicas(6.0) == ["b", "a"]  # this one first, then the others
+    assert await a.replicas(6.0) == ["a", "b"]
+    await b.leave()
+    assert await a.replicas(6.0) == ["a"]
+    await b.replicas(6.0)
+    await asyncio.sleep(0.3)
+    assert await a.replicas(0.2) == ["a"]  # b said nothing for longer than that
+    assert await b.replicas(6.0) == ["b", "a"]
+
+
 async def test_a_stopping_process_releases_its_claims_for_the_others(opened: Opener) -> None:
     stopping = await opened(owner="stopping", lease=LEASE)
     await stopping.claim_messages([("m1", "R", NOW)], NOW)
