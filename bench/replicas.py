@@ -21,9 +21,10 @@ installs Debian's package like `make test` does) and, for each replica count (1,
    answer (a later id of the chain);
 4. stops the replicas.
 
-Every replica receives every command on its own realtime session; the first claim in the
-database wins (`bot.state.store`), so the claims won per replica (all of them, and those of the
-throughput burst) show how the work was shared.
+Every replica receives every command on its own realtime session; each caller's home replica
+claims theirs first (`bot.runtime.homes`) and the claim in the database decides
+(`bot.state.store`), so the claims won per replica (all of them, and those of the throughput
+burst) show how the work was shared.
 
 The server runs with the tests' settings (`tests.postgres_support.SETTINGS`): no fsync, as the
 SQLite bot's WAL with synchronous=NORMAL makes none per commit either; a production server
