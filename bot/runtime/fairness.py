@@ -95,15 +95,16 @@ class Lanes:
         if self._closed:
             return 0
         lane = self._lanes.get(caller, _Lane())
-        if lane.waiting >= self.queue and not any(not job.overflow for job in lane.reads):
+        slots = max(0, self.per_caller - lane.running - len(lane.changes))
+        if not slots or (self._full(lane) and not any(not job.overflow for job in lane.reads)):
             return 0  # as `submit` marks it
-        return max(0, self.per_caller - lane.running - len(lane.changes))
+        return slots
 
     def submit(self, caller: str, *, change: bool) -> tuple[Job, list[Job]]:
         """A newly claimed command of `caller`: its job, and the jobs to start now."""
         job = Job(caller, change, next(self._seq))
         lane = self._lanes.setdefault(caller, _Lane())
-        if lane.waiting >= self.queue:
+        if self._full(lane):
             newest = next((j for j in reversed(lane.reads) if not j.overflow), None)
             if change and newest is not None:
                 newest.overflow = True  # the change takes its place in the queue
@@ -115,6 +116,11 @@ class Lanes:
         else:
             lane.changes.append(job)
         return job, self._startable()
+
+    def _full(self, lane: _Lane) -> bool:
+        """Whether one more command of this lane would wait beyond the queue: it has no free slot
+        (those ahead of it take them) and `queue` commands wait already."""
+        return lane.waiting >= self.queue and lane.running + lane.waiting >= self.per_caller
 
     def done(self, job: Job) -> list[Job]:
         """`job` finished (or failed): the jobs to start now."""

@@ -125,3 +125,20 @@ def test_free_counts_the_changes_that_would_start_at_once(
         assert job in now and not job.overflow
     job, now = lanes.submit("a", change=True)
     assert job not in now or job.overflow
+
+
+def test_with_no_queue_a_command_runs_when_its_caller_has_a_free_slot_and_only_a_waiting_one_is_busy() -> None:
+    """Was: `BOT_CALLER_QUEUE=0` (accepted, documented as "commands of one person that may wait")
+    answered every command "busy", even one that could have run at once."""
+    lanes = Lanes(per_caller=2, queue=0, reads=16)
+    first, now = lanes.submit("u", change=True)
+    second, later = lanes.submit("u", change=False)
+    assert now == [first] and later == [second] and not first.overflow and not second.overflow
+    assert lanes.free("u") == 0
+    third, _ = lanes.submit("u", change=True)
+    assert third.overflow  # it would have had to wait
+    assert lanes.done(first) == [third]  # its turn: answered "busy" (`Bot._turn`)
+    lanes.done(third)
+    assert lanes.free("u") == 1
+    fourth, now = lanes.submit("u", change=True)
+    assert now == [fourth] and not fourth.overflow
