@@ -197,6 +197,7 @@ def _emoji(text: str, kind: str) -> str:
 def _is_http_url(value: str) -> bool:
     try:
         parts = urlsplit(value)
+        parts.port  # noqa: B018 (read to check it: a port that is no number from 0 to 65535 raises)
         return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in value)
     except ValueError:  # e.g. an invalid port or IPv6 literal
         return False

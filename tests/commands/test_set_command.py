@@ -316,13 +316,14 @@ async def test_a_double_tap_on_apply_is_not_answered_as_an_unknown_code(
     assert h.writes() == 1
 
 
-async def test_an_address_whose_port_is_no_number_does_not_crash_the_preview(h: Harness) -> None:
-    """Was: `set … avatar=http://h:abc/a.png` answered "💥 Something went wrong on my side": cutting
-    the address to its host read its port, which raised. The preview shows it as `show` and
-    `failing` show an address they cannot read: `***`."""
+async def test_an_address_whose_port_is_no_number_is_refused_clearly(h: Harness) -> None:
+    """Was: `set … avatar=http://h:abc/a.png` answered "💥 Something went wrong on my side"
+    (cutting the address to its host read its port, which raised); then it was previewed as
+    `***`, ready to be stored. It is no address: refused, and nothing is previewed."""
     reply = await h.say("owen", "ops", '!integration set "Jenkins builds" avatar=http://h:abc/a.png')
-    assert reply.outcome == "preview", reply.text
-    assert "• avatar: (none) → `***`" in reply.text.splitlines()
+    assert reply.outcome != "preview", reply.text
+    assert "an avatar is an http(s) image address" in reply.text
+    assert h.writes() == 0
 
 
 async def test_a_confirmation_whose_change_is_written_says_so_when_the_state_database_fails_after_it(

@@ -222,7 +222,17 @@ def test_a_mistyped_field_name_is_guessed_in_backticks_like_every_suggestion() -
     assert "Did you mean `retryCount`?" in str(caught.value)
 
 
-@pytest.mark.parametrize("url", ["ftp://files.test/x", "files.test/hook", "https:///no-host", "http://[bad-v6/x"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://files.test/x",
+        "files.test/hook",
+        "https:///no-host",
+        "http://[bad-v6/x",
+        "https://hooks.test:443x/in",  # a port that is not a number (was accepted)
+        "https://hooks.test:99999/in",  # a port out of range (was accepted)
+    ],
+)
 def test_urls_must_be_http_addresses_and_are_not_echoed(url: str) -> None:
     text = refusal(outgoing(), A("urls", url))
     assert "urls: each URL must be an http(s) address" in text
