@@ -89,7 +89,14 @@ from bot.runtime.metrics import Metrics
 from bot.runtime.outbound import Delivery, ReplySender, buttons_attachment
 from bot.runtime.read_ahead import EarlyReads, ReadAhead
 from bot.runtime.recovery import Close, Decision, Interrupted, Recovery, Resume
-from bot.runtime.staleness import CATCHUP_HORIZON, Freshness, freshness, interrupted_reply, stale_reply
+from bot.runtime.staleness import (
+    CATCHUP_HORIZON,
+    Freshness,
+    first_delivery,
+    freshness,
+    interrupted_reply,
+    stale_reply,
+)
 from bot.state.owner import StateFileOwner
 from bot.state.store import StateStore
 from bot.tasks import background
@@ -740,7 +747,7 @@ class Bot:
         if origin == "catch-up":
             self.metrics.catchup_commands.labels(result="stale" if stale else "run").inc()
             log.info("catchup.command", message_id=message.id, room_id=message.room_id, stale=stale)
-        elif stale and message.updated_at == message.ts:
+        elif stale and first_delivery(message):
             # A first delivery that already looks stale: most likely the host's clock is off.
             log.warning("command.stale_on_arrival", message_id=message.id, hint="is the host's clock synchronised?")
         self._schedule(accepted, stale=stale)

@@ -13,6 +13,7 @@ import enum
 from datetime import datetime, timedelta
 from typing import Final
 
+from bot.rocketchat.messages import ChatMessage
 from bot.text import code, human_duration
 from commands.reply import Reply
 
@@ -32,6 +33,17 @@ def freshness(sent: datetime, now: datetime, stale_age: timedelta, horizon: time
     if age > stale_age:
         return Freshness.STALE
     return Freshness.FRESH
+
+
+# How much later than its `ts` a message's `_updatedAt` may be on its first delivery (Rocket.Chat
+# stamps both as it stores the message, a few ms apart). A re-delivery after a reaction, a thread
+# reply or an edit carries a later one.
+FIRST_DELIVERY_SPAN: Final = timedelta(seconds=2)
+
+
+def first_delivery(message: ChatMessage) -> bool:
+    """Whether `message` looks as it did when it was posted: never edited, nothing added since."""
+    return message.edited_at is None and message.updated_at - message.ts <= FIRST_DELIVERY_SPAN
 
 
 def stale_reply(sent: datetime, now: datetime, stale_age: timedelta) -> Reply:

@@ -20,7 +20,7 @@ from bot.rocketchat.models import Delta
 from bot.rocketchat.rest import RestClient
 from bot.runtime.catchup import CLAIM_RETENTION, CatchUp, CursorBook, Room, member_rooms
 from bot.runtime.metrics import Metrics
-from bot.runtime.staleness import CATCHUP_HORIZON, Freshness, freshness, stale_reply
+from bot.runtime.staleness import CATCHUP_HORIZON, Freshness, first_delivery, freshness, stale_reply
 from bot.state.store import StateStore
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
@@ -602,3 +602,25 @@ async def test_when_rooms_get_is_refused_every_member_room_is_read(tmp_path: Pat
     await scripted_pass(server, state)
     assert server.calls == ["subscriptions.get", "rooms.get", "chat.syncMessages"]
     await state.close()
+
+
+def _delivered(**extra: Any) -> Any:
+    """The contract's example of a new message's event (ts …123, `_updatedAt` …150), and `extra`."""
+    document = {
+        "_id": "k2Hb7Pq9Z8mXyW3Lt",
+        "rid": "GENERAL",
+        "msg": "/integration disable Guggy",
+        "ts": {"$date": 1717600000123},
+        "u": {"_id": "aBcD1234", "username": "alice"},
+        "_updatedAt": {"$date": 1717600000150},
+        **extra,
+    }
+    return ChatMessage.from_stream_args([document, {"roomParticipant": True, "roomType": "c"}])
+
+
+def test_a_first_delivery_is_told_from_a_re_delivery_as_rocket_chat_stamps_them() -> None:
+    """Was `_updatedAt == ts`, which a real server's first delivery never has (stamped ms apart):
+    a bot whose host clock is off, finding every new command stale, never said why."""
+    assert first_delivery(_delivered())
+    assert not first_delivery(_delivered(editedAt={"$date": 1717600100000}, _updatedAt={"$date": 1717600100000}))
+    assert not first_delivery(_delivered(_updatedAt={"$date": 1717600600000}))  # a reaction 10 min later
