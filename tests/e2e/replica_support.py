@@ -220,6 +220,16 @@ class Replicas:
         return sum(len(bot.command_events(message_id)) for bot in self.bots)
 
 
+@contextmanager
+def running(root: Path, state_url: str, **options: Any) -> Iterator[Replicas]:
+    """`Replicas(root, state_url, **options)` for a test's span, closed (and checked) after it."""
+    replicas = Replicas(root, state_url, **options)
+    try:
+        yield replicas
+    finally:
+        replicas.close()
+
+
 def owner_pid(owner: str | None) -> int | None:
     return int(owner.split("/")[1]) if owner else None
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from e2e_support import BOT_USERNAME, REPLY_TIMEOUT
-from replica_support import TAKEOVER_TIMEOUT, Replicas, wait_until
+from replica_support import TAKEOVER_TIMEOUT, Replicas, running, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -28,11 +28,8 @@ WAITING_ON_AUDIT = "SELECT pid FROM pg_locks WHERE relation = 'audit'::regclass 
 
 @pytest.fixture
 def replicas(tmp_path: Path, postgres_url: str) -> Iterator[Replicas]:
-    running = Replicas(tmp_path, postgres_url)
-    try:
-        yield running
-    finally:
-        running.close()
+    with running(tmp_path, postgres_url) as replicas:
+        yield replicas
 
 
 def test_an_extend_killed_before_its_audit_row_is_resumed_without_extending_again(replicas: Replicas) -> None:

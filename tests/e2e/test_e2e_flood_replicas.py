@@ -10,18 +10,15 @@ from typing import Any
 
 import pytest
 from e2e_support import BOT_USERNAME, unique_name
-from replica_support import Replicas, wait_until
+from replica_support import Replicas, running, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-flood-replicas")]
 
 
 @pytest.fixture
 def replicas(tmp_path: Path, postgres_url: str) -> Iterator[Replicas]:
-    running = Replicas(tmp_path, postgres_url, BOT_FLOOD_ACTION="disable", BOT_FLOOD_DISABLE_FOR="1h")
-    try:
-        yield running
-    finally:
-        running.close()
+    with running(tmp_path, postgres_url, BOT_FLOOD_ACTION="disable", BOT_FLOOD_DISABLE_FOR="1h") as replicas:
+        yield replicas
 
 
 def flood_outcomes(replicas: Replicas, integration: dict[str, Any]) -> list[str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from e2e_support import REPLY_TIMEOUT, BotProcess
-from replica_support import People, Replicas, owner_pid, wait_until
+from replica_support import People, Replicas, owner_pid, running, wait_until
 
 from bot.runtime.homes import Homes
 from tests.e2e.test_e2e_replicas import MIXED, after_mixed
@@ -22,11 +22,8 @@ PREFIX = "!integration"
 
 @pytest.fixture
 def replicas(tmp_path: Path, postgres_url: str) -> Iterator[Replicas]:
-    running = Replicas(tmp_path, postgres_url)
-    try:
-        yield running
-    finally:
-        running.close()
+    with running(tmp_path, postgres_url) as replicas:
+        yield replicas
 
 
 def listed(replicas: Replicas, count: int) -> Homes:

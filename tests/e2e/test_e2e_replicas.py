@@ -35,6 +35,7 @@ from replica_support import (
     Step,
     comparable,
     owner_pid,
+    running,
     wait_until,
 )
 
@@ -49,11 +50,8 @@ UNSETTLED = "SELECT count(*) FROM processed_messages WHERE status = 'claimed'"
 
 @pytest.fixture
 def replicas(tmp_path: Path, postgres_url: str) -> Iterator[Replicas]:
-    running = Replicas(tmp_path, postgres_url, http=True)
-    try:
-        yield running
-    finally:
-        running.close()
+    with running(tmp_path, postgres_url, http=True) as replicas:
+        yield replicas
 
 
 # --- the scripts: (text, what the answer says, whether it changes the integration) -----------------
