@@ -795,7 +795,8 @@ class IntegrationService:
         command (a resumed command would take the integration in that state for its own write,
         or for someone else's change overtaking it)."""
         await asyncio.wait([early.task])
-        if not early.task.cancelled() and early.task.exception() is None:
+        # Also when storing it failed: a statement whose connection was lost may have committed.
+        if not early.task.cancelled() and isinstance(early.task.exception(), StateUnavailable | None):
             try:
                 await self._unsent(early.before.id)
             except StateUnavailable:  # kept: it costs a re-read, and the command tells its own error

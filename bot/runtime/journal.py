@@ -52,6 +52,7 @@ from bot import logs
 from bot.errors import ClaimTakenOver, IntegrationNotFound, VerificationFailed
 from bot.integrations.service import IntegrationService, differences, intended_document
 from bot.rocketchat.models import Integration, UpdateOutcome
+from bot.rocketchat.ejson import decode_date
 from bot.rocketchat.rest import RestClient
 from bot.state.store import StateStore, WriteIntent
 
@@ -78,14 +79,28 @@ class Judgement(enum.Enum):
     SUPERSEDED = "superseded"
 
 
-def judge(intent: WriteIntent, now: Mapping[str, Any]) -> Judgement:
+def judge(intent: WriteIntent, now: Mapping[str, Any], recorded: str | None = None) -> Judgement:
     """What became of an intended write: landed if it was verified before the interruption,
-    otherwise judged from the integration as it is stored now."""
-    if intent.verified is not None or not differences(intent.before, intent.intended, now):
+    otherwise judged from the integration as it is stored now. `recorded`: the `_updatedAt` of the
+    last verified write recorded under the integration's lock (`StateStore.recorded_write`). A
+    document that is that write's is not this intent's, which was never verified (a verified mark
+    and its record are stored together): someone else made the same change (the person again,
+    say, after this one failed before its write was sent), and nothing of this one is to report."""
+    if intent.verified is not None:
+        return Judgement.LANDED
+    if not differences(intent.before, intent.intended, now):
+        stamp = now.get("_updatedAt")
+        if recorded is not None and isinstance(stamp, str) and _same_time(stamp, recorded):
+            return Judgement.NOT_LANDED
         return Judgement.LANDED
     if now.get("_updatedAt") == intent.before.get("_updatedAt"):
         return Judgement.NOT_LANDED
     return Judgement.SUPERSEDED
+
+
+def _same_time(one: str, other: str) -> bool:
+    first, second = decode_date(one), decode_date(other)
+    return first is not None and first == second
 
 
 class JournaledIntegrationService(IntegrationService):
@@ -105,7 +120,7 @@ class JournaledIntegrationService(IntegrationService):
             if intent.verified is not None:
                 return True
             now = await self._get_or_none(intent.integration_id)
-            if now is not None and judge(intent, now) is Judgement.LANDED:
+            if now is not None and await self._judge(intent, now) is Judgement.LANDED:
                 return True
         return await self._state.timers.has_extension_by(message_id)
 
@@ -113,6 +128,10 @@ class JournaledIntegrationService(IntegrationService):
         """Whether a write of this (answered, interrupted) command landed without its audit row:
         the book-keeping that runs after the answer did not happen (commands/followups.py)."""
         return not await self._state.recorded(message_id) and await self.landed(message_id)
+
+    async def _judge(self, intent: WriteIntent, now: Mapping[str, Any]) -> Judgement:
+        recorded = None if intent.verified is not None else await self._state.recorded_write(intent.integration_id)
+        return judge(intent, now, recorded)
 
     def resuming(self) -> bool:
         run = current_command.get()
@@ -142,7 +161,7 @@ class JournaledIntegrationService(IntegrationService):
         for intent in await self._state.intents(run.message_id):
             try:
                 async with self.editing({**intent.before, "_id": intent.integration_id}) as edit:
-                    if judge(intent, edit.current.document) is Judgement.LANDED:
+                    if await self._judge(intent, edit.current.document) is Judgement.LANDED:
                         log.info("journal.replay", message_id=run.message_id, integration_id=intent.integration_id,
                                  judgement=Judgement.LANDED.value)  # fmt: skip
                         after = Integration.of(intent.verified) if intent.verified is not None else edit.current
@@ -161,7 +180,7 @@ class JournaledIntegrationService(IntegrationService):
         intent = next((i for i in await self._state.intents(run.message_id) if i.integration_id == current.id), None)
         if intent is None or intended_document(intent.before, changes) != intent.intended:
             return None
-        verdict = judge(intent, current.document)
+        verdict = await self._judge(intent, current.document)
         log.info("journal.replay", message_id=run.message_id, integration_id=current.id, judgement=verdict.value)
         if verdict is Judgement.LANDED:
             after = Integration.of(intent.verified) if intent.verified is not None else current

@@ -439,6 +439,14 @@ class StateStore:
             for row in rows
         ]
 
+    async def recorded_write(self, integration_id: str) -> str | None:
+        """The `_updatedAt` of the last verified write of this integration recorded under its lock
+        through any replica (`integration_writes`), None when none is, or one may be pending."""
+        rows = await self.database.rows(
+            "SELECT updated_at FROM integration_writes WHERE integration_id = ? AND NOT pending", (integration_id,)
+        )
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
     async def verified_intent(
         self, message_id: str, integration_id: str, stored: dict[str, Any], *, held: Held | None = None
     ) -> None:

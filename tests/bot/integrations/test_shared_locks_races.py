@@ -302,3 +302,35 @@ async def test_on_sqlite_an_early_intent_of_a_write_never_sent_is_dropped(tmp_pa
         assert not await service.landed("m51") and await service.landed("m50")
     finally:
         await store.close()
+
+
+async def test_an_intent_never_sent_is_not_taken_for_the_same_change_made_by_someone_else(
+    stores: tuple[StateStore, StateStore],
+) -> None:
+    """Replica two's `disable` stores its intent, then fails before its write is sent (the database
+    restarting: its lock's connection is lost, and so is the statement that would drop the
+    intent); it answers "not run". Its claim runs out meanwhile. The person sends `disable` again,
+    through replica one, which disables the integration. Resumed, two's command found the
+    integration as it intended and took one's write for its own: it answered "Disabled" over its
+    "not run" and audited a second disable (found by the three-replica chaos test). One's verified
+    write is recorded under the lock with its `_updatedAt`: an intent not verified cannot be the
+    write that produced that document. Resumed, the command is run as new: already disabled."""
+    server = FakeRocketChat(incoming("a", "Guggy", enabled=True))
+    one = replica(server, stores[0])
+    store = stores[1]
+    two = journaled(server, store)
+    await store.claim_messages([("m49", "R", NOW)], NOW)
+    found = await two.resolve("Guggy", rights=rights(*ALL))
+
+    async def failed_before_its_write() -> None:
+        current_command.set(CommandRun("m49"))
+        early = two._journal_early(found, {"enabled": False}, rights(*ALL))
+        assert early is not None
+        await early.task  # stored; the lock and the drop then fail with the database
+
+    await asyncio.create_task(failed_before_its_write())
+    assert (await one.set_enabled("Guggy", False, rights=rights(*ALL))).changed
+    writes = len(server.endpoint_calls("integrations.update"))
+    assert not await two.landed("m49")
+    assert await _resumed(two, "m49") is False  # already disabled: nothing of its own to report
+    assert len(server.endpoint_calls("integrations.update")) == writes
