@@ -51,8 +51,8 @@ from typing import Any
 from bot import logs
 from bot.errors import ClaimTakenOver, IntegrationNotFound, VerificationFailed
 from bot.integrations.service import IntegrationService, differences, intended_document
-from bot.rocketchat.models import Integration, UpdateOutcome
 from bot.rocketchat.ejson import decode_date
+from bot.rocketchat.models import Integration, UpdateOutcome
 from bot.rocketchat.rest import RestClient
 from bot.state.store import StateStore, WriteIntent
 
