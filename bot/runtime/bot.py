@@ -126,6 +126,9 @@ TROUBLE_MEMORY: Final = 60.0  # seconds after an outage during which claims are 
 NOTICE_AFTER: Final = 10.0
 WAITING_CLAIMS_MAX: Final = 10_000
 STATE_RETRY: Final = 1.0  # seconds between checks of the state database while it is unavailable
+# Seconds after the database server started during which no replica takes over expired claims:
+# their owners, which retry every STATE_RETRY while it is away, renew (or close) them first.
+RESTART_SETTLE: Final = 5 * STATE_RETRY
 START_RETRY_MAX: Final = 30.0  # seconds, the longest wait between start-up attempts
 FLOOD_ROWS_KEPT: Final = timedelta(days=1)  # flood notices' rows kept this long after their quiet period
 
@@ -1120,7 +1123,11 @@ class Bot:
                 await self.state.ping()
                 # Expired: another replica's that died, or this process's own that ended unsettled
                 # (none while stopping: what this process would take, it could not run).
-                orphans = await self.state.take_over(self.clock(), expired_only=True) if self._accepting else []
+                orphans = (
+                    await self.state.take_over(self.clock(), expired_only=True, settled=RESTART_SETTLE)
+                    if self._accepting
+                    else []
+                )
             except StateUnavailable as exc:
                 self._state_failed(exc)
                 continue

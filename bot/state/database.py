@@ -68,6 +68,12 @@ class Database(Protocol):
         ...
 
     @property
+    def uptime(self) -> str:
+        """An SQL expression: seconds since the database server last started, on its own clock
+        (PostgreSQL; SQLite, one process: a number larger than any grace period)."""
+        ...
+
+    @property
     def locks(self) -> IntegrationLocks:
         """The per-integration write lock of everyone using this database."""
         ...

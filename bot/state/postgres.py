@@ -275,6 +275,7 @@ class PostgresDatabase:
     greatest = "GREATEST"
     skip_locked = " FOR UPDATE SKIP LOCKED"
     started_at = "extract(epoch FROM pg_postmaster_start_time())"
+    uptime = "extract(epoch FROM now() - pg_postmaster_start_time())"
 
     def __init__(self, url: str, *, statement_timeout: float = 5.0, prepare: bool = True) -> None:
         self.where = where_of(url)

@@ -223,6 +223,7 @@ class SqliteDatabase:
     greatest = "MAX"
     skip_locked = ""
     started_at = "0"
+    uptime = "1e15"
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         self._db = connection

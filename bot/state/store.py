@@ -283,14 +283,22 @@ class StateStore:
             )
         return renewed
 
-    async def take_over(self, now: datetime, *, expired_only: bool | None = None) -> list[str]:
+    async def take_over(self, now: datetime, *, expired_only: bool | None = None, settled: float = 0.0) -> list[str]:
         """Take the unfinished claims of processes that are gone, oldest first: those whose lease
         ran out (on a shared database), or every claim not this process's own (`expired_only=False`:
         a SQLite file, whose previous process is known to be gone). The claims become this
-        process's, under a fresh lease; two processes never take the same one."""
+        process's, under a fresh lease; two processes never take the same one. `settled`: take no
+        expired claim while the database server has been up for less than that many seconds.
+        Every lease runs out while the database is away; its owners, alive, renew theirs as soon as
+        it is back, and one that answered a command "not run" meanwhile closes it, so those are
+        not theirs to lose to whoever looks first."""
         if expired_only is None:
             expired_only = self.shared
-        condition = "(lease_until IS NULL OR lease_until < ?)" if expired_only else "(owner IS NULL OR owner != ?)"
+        condition = (
+            f"(lease_until IS NULL OR lease_until < ?) AND {self.database.uptime} >= {float(settled)!r}"
+            if expired_only
+            else "(owner IS NULL OR owner != ?)"
+        )
         taken: list[tuple[float, str]] = []
         while True:
             rows = await self.database.rows(

@@ -100,6 +100,19 @@ async def test_a_dead_owners_claims_are_taken_over_after_its_lease_and_only_once
     assert await alive[0].take_over(later + timedelta(seconds=30), expired_only=True) == ["m3"]
 
 
+async def test_no_expired_claim_is_taken_over_while_the_database_has_just_started(opened: Opener) -> None:
+    """Every lease runs out while the database is away; the replicas that hold them renew them as
+    soon as it is back, and must not lose them first to whichever replica looks first (one that
+    answered its command "not run" during the outage would see it run by another)."""
+    dead = await opened(owner="dead", lease=LEASE)
+    await dead.claim_messages([("m1", "R", NOW)], NOW)
+    other = await opened(owner="other", lease=LEASE)
+    later = NOW + timedelta(seconds=31)
+    if other.shared:  # up for less than a billion seconds: a replica waits
+        assert await other.take_over(later, expired_only=True, settled=1e9) == []
+    assert await other.take_over(later, expired_only=True, settled=0.5) == ["m1"]
+
+
 async def test_only_the_claims_still_running_are_renewed(opened: Opener) -> None:
     owner = await opened(owner="owner", lease=LEASE)
     await owner.claim_messages([("running", "R", NOW), ("ended unfinished", "R", NOW)], NOW)
