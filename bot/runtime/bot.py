@@ -574,9 +574,12 @@ class Bot:
             # and are answered "not run" only if it stays away. Cursors stay where they are.
             self._state_failed(exc)
             started = asyncio.get_running_loop().time()
+            assert self.cursors is not None
             for accepted, age in wanted:
                 if len(self._waiting_claims) < WAITING_CLAIMS_MAX:
                     self._waiting_claims.setdefault(accepted.message.id, (accepted, age, origin, started))
+                    # What its room admits meanwhile is stored once it is claimed (`_claim_waiting`).
+                    self.cursors.keep(accepted.message.room_id, accepted.message.id)
             return None
         self._state_worked()
         won = len(claimed)
@@ -683,8 +686,12 @@ class Bot:
                 log.info("homes.claimed_for_home", commands=won, hint="their home replica did not claim them")
         for left in due:
             # Claimed (here or elsewhere): their rooms' cursors may pass them. Waiting for the
-            # database (`_claim_waiting`), they are treated as any command whose claim failed.
-            self._let_go(left, seen=won is not None)
+            # database (`_claim_waiting`), they are treated as any command whose claim failed:
+            # their rooms stay kept until the claim is committed.
+            if won is not None or left.accepted.message.id not in self._waiting_claims:
+                self._let_go(left, seen=won is not None)
+            else:
+                self._left_answers.pop(left.answer_id, None)
 
     def _read_ahead(
         self, wanted: list[tuple[Accepted, Freshness]], first: set[str], arrived: float
@@ -1151,9 +1158,11 @@ class Bot:
                     self._spawn(self._unrecorded(message), f"unrecorded-{message.id}")
             return
         self._state_worked()
+        assert self.cursors is not None
         for accepted, _, origin, _ in items:
             message = accepted.message
             del self._waiting_claims[message.id]
+            self.cursors.let_go(message.room_id, message.id)
             if message.id not in claimed:
                 self.metrics.duplicates.labels(origin=origin).inc()
             elif message.id in self._not_run:

@@ -1,0 +1,154 @@
+"""The runtime's side of homes (bot/runtime/homes.py), in-process: the commands a replica leaves to
+their caller's home, claimed by it after the backup delay, keep the promises every command keeps:
+a stored cursor never passes a command not claimed yet."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from bot.config import Settings
+from bot.errors import StateUnavailable
+from bot.rocketchat.messages import ChatMessage
+from bot.runtime.bot import Bot
+from bot.runtime.catchup import CursorBook
+from bot.runtime.homes import BACKUP_DELAY, Homes
+from bot.runtime.intake import Accepted
+from bot.state.store import StateStore
+from commands.parser import extract_invocation
+
+OTHER = "another-replica"
+
+
+@dataclass
+class Harness:
+    bot: Bot
+    state: StateStore
+    taken: list[str] = field(default_factory=list)
+    failing: list[bool] = field(default_factory=lambda: [False])
+    sent: int = 0
+
+    def caller(self, *, mine: bool) -> str:
+        """A caller whose home is this replica (`mine`) or the other one."""
+        assert self.bot.homes is not None
+        return next(u for u in (f"user-{n}" for n in range(1000)) if self.bot.homes.mine(u) is mine)
+
+    def command(self, user_id: str, room_id: str = "room") -> ChatMessage:
+        self.sent += 1
+        at = datetime.now(UTC) + timedelta(milliseconds=self.sent)
+        return ChatMessage(
+            id=f"cmd-{self.sent}",
+            room_id=room_id,
+            text="!integration list",
+            ts=at,
+            updated_at=at,
+            user_id=user_id,
+            username=user_id,
+            room_participant=True,
+        )
+
+    async def claim_due(self) -> None:
+        """What `_keep_homes` does once the backup delay has passed."""
+        await self.bot._claim_left(asyncio.get_running_loop().time() + BACKUP_DELAY + 1)
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        rocketchat_url="https://chat.example.org",
+        bot_state_db=tmp_path / "s.sqlite3",
+        rocketchat_user_id="bot",
+        rocketchat_auth_token="tok",
+    )
+    state = await StateStore.open(tmp_path / "s.sqlite3")
+    bot = Bot(settings)
+    h = Harness(bot, state)
+    bot.state = state
+    bot.cursors = CursorBook(state)
+    bot.cursors.held = False
+    bot.homes = Homes(state.owner)
+    bot.homes.update([state.owner, OTHER])
+
+    async def prepare(_messages: Any) -> None:
+        return None
+
+    bot.intake = SimpleNamespace(  # type: ignore[assignment]
+        prepare=prepare,
+        accept=lambda m: Accepted(m, extract_invocation(m.text, bot_username="bot")) if m.text[0] == "!" else None,
+    )
+    bot.services = SimpleNamespace(rights=SimpleNamespace(moment=lambda: 0.0))  # type: ignore[assignment]
+    bot._read_ahead = lambda *_: {}  # type: ignore[method-assign,assignment]
+    bot._take = lambda accepted, *_: h.taken.append(accepted.message.id)  # type: ignore[method-assign,assignment]
+    claim = bot._claim
+
+    async def failing_claim(*args: Any) -> set[str]:
+        if h.failing[0]:
+            raise StateUnavailable("test", "the database restarted")
+        return await claim(*args)
+
+    bot._claim = failing_claim  # type: ignore[method-assign]
+    try:
+        yield h
+    finally:
+        await state.close()
+
+
+async def test_a_cursor_is_not_stored_past_a_left_command_whose_backup_claim_failed(h: Harness) -> None:
+    """Was: the command left to its home advanced its room's cursor as it was admitted; once its
+    backup claim failed (the database away), the room was let go, and the next flush stored the
+    cursor past a command claimed by nobody (lost if this replica died before claiming it)."""
+    left = h.command(h.caller(mine=False))
+    await h.bot._admit_all([left], "stream")
+    assert left.id in h.bot._left
+    h.failing[0] = True
+    await h.claim_due()
+    assert left.id in h.bot._waiting_claims
+    h.failing[0] = False  # the database is back: a flush may come before the claim is retried
+    await h.bot.cursors.flush()  # type: ignore[union-attr]
+    stored = (await h.state.cursors()).get("room")
+    assert stored is None or stored < left.updated_at
+    await h.bot._claim_waiting()
+    assert h.taken == [left.id]
+    await h.bot.cursors.flush()  # type: ignore[union-attr]
+    assert (await h.state.cursors())["room"] == left.updated_at
+
+
+async def test_a_cursor_is_not_stored_past_a_command_waiting_for_its_claim(h: Harness) -> None:
+    """A command whose claim failed, then another message of its room admitted: the room's
+    cursor stays before the command until its claim is committed."""
+    h.bot.homes = None  # one replica
+    waiting = h.command("someone")
+    h.failing[0] = True
+    await h.bot._admit_all([waiting], "stream")
+    assert waiting.id in h.bot._waiting_claims
+    chatter = h.command("someone").model_copy(update={"text": "thanks"})
+    await h.bot._admit_all([chatter], "stream")
+    h.failing[0] = False
+    await h.bot.cursors.flush()  # type: ignore[union-attr]
+    stored = (await h.state.cursors()).get("room")
+    assert stored is None or stored < waiting.updated_at
+    await h.bot._claim_waiting()
+    assert h.taken == [waiting.id]
+    await h.bot.cursors.flush()  # type: ignore[union-attr]
+    assert (await h.state.cursors())["room"] == chatter.updated_at
+
+
+async def test_a_left_command_is_forgotten_when_its_answer_comes(h: Harness) -> None:
+    left = h.command(h.caller(mine=False))
+    await h.bot._admit_all([left], "stream")
+    assert h.state is not None
+    answer = h.command("bot").model_copy(update={"id": h.state.message_ids.answer(left.id)[0], "text": "Done"})
+    await h.bot._admit_all([answer], "stream")
+    assert not h.bot._left and not h.bot._left_answers
+    await h.claim_due()
+    assert h.taken == []
+    await h.bot.cursors.flush()  # type: ignore[union-attr]
+    assert (await h.state.cursors())["room"] == answer.updated_at
