@@ -177,6 +177,7 @@ class Bot:
         self.homes: Homes | None = None
         self._left: dict[str, Deferred] = {}
         self._left_answers: dict[str, str] = {}
+        self._left_callers: dict[str, int] = {}  # caller → how many of their commands are in `_left`
         # Commands claimed in trouble (the claim was slow, or the database failed lately): another
         # replica may have answered them "not run" meanwhile; looked up before they run.
         self._troubled: set[str] = set()
@@ -605,25 +606,38 @@ class Bot:
 
     def _leave_to_homes(self, wanted: list[tuple[Accepted, Freshness]]) -> list[tuple[Accepted, Freshness]]:
         """The commands this replica claims now: its own callers'. The others' are left to their
-        home for `BACKUP_DELAY` (`_claim_left`), their rooms' cursors kept where they are."""
-        if self.homes is None or not self.homes.shared():
+        home for `BACKUP_DELAY` (`_claim_left`), their rooms' cursors kept where they are.
+        A caller with a command left here already (their home just went away, or this replica just
+        became it) has the next ones left too, so that theirs are claimed in the order sent."""
+        if self.homes is None or (not self._left_callers and not self.homes.shared()):
             return wanted
         assert self.state is not None and self.cursors is not None
         due = asyncio.get_running_loop().time() + BACKUP_DELAY
         now: list[tuple[Accepted, Freshness]] = []
         for accepted, age in wanted:
             message = accepted.message
-            if self.homes.mine(message.user_id) or len(self._left) >= WAITING_CLAIMS_MAX:
+            mine = message.user_id not in self._left_callers and self.homes.mine(message.user_id)
+            if mine or len(self._left) >= WAITING_CLAIMS_MAX:
                 now.append((accepted, age))
                 continue
             answer = self.state.message_ids.answer(message.id)[0]
             self._left[message.id] = Deferred(accepted, due, answer)
             self._left_answers[answer] = message.id
+            self._left_callers[message.user_id] = self._left_callers.get(message.user_id, 0) + 1
             self.cursors.keep(message.room_id, message.id)
         return now
 
+    def _forget_left(self, message_id: str) -> Deferred | None:
+        left = self._left.pop(message_id, None)
+        if left is not None:
+            caller = left.accepted.message.user_id
+            count = self._left_callers.pop(caller, 1) - 1
+            if count:
+                self._left_callers[caller] = count
+        return left
+
     def _home_answered(self, answer_id: str) -> None:
-        left = self._left.pop(self._left_answers.pop(answer_id), None)
+        left = self._forget_left(self._left_answers.pop(answer_id))
         if left is None:
             return  # being claimed here (`_claim_left`), which lets it go
         self._let_go(left)
@@ -667,7 +681,7 @@ class Bot:
         if not due or not self._accepting:
             return
         for left in due:
-            del self._left[left.accepted.message.id]
+            self._forget_left(left.accepted.message.id)
         now = self.clock()
         wanted: list[tuple[Accepted, Freshness]] = [
             (left.accepted, age)

@@ -1,6 +1,7 @@
 """The runtime's side of homes (bot/runtime/homes.py), in-process: the commands a replica leaves to
 their caller's home, claimed by it after the backup delay, keep the promises every command keeps:
-a stored cursor never passes a command not claimed yet."""
+a stored cursor never passes a command not claimed yet, and one caller's commands are claimed in
+the order they were sent."""
 
 from __future__ import annotations
 
@@ -141,13 +142,29 @@ async def test_a_cursor_is_not_stored_past_a_command_waiting_for_its_claim(h: Ha
     assert (await h.state.cursors())["room"] == chatter.updated_at
 
 
+async def test_a_callers_commands_are_claimed_in_order_when_their_home_goes_away(h: Harness) -> None:
+    """Was: a command left to a home that then dropped off the list waited for its backup delay,
+    while the same caller's next one, sent after it, was claimed (and run) at once."""
+    caller = h.caller(mine=False)
+    first = h.command(caller)
+    await h.bot._admit_all([first], "stream")
+    assert first.id in h.bot._left
+    assert h.bot.homes is not None
+    h.bot.homes.update([h.state.owner])  # the home stopped saying it runs
+    second = h.command(caller)
+    await h.bot._admit_all([second], "stream")
+    await h.claim_due()
+    assert h.taken == [first.id, second.id]
+    assert not h.bot._left and not h.bot._left_answers and not h.bot._left_callers
+
+
 async def test_a_left_command_is_forgotten_when_its_answer_comes(h: Harness) -> None:
     left = h.command(h.caller(mine=False))
     await h.bot._admit_all([left], "stream")
     assert h.state is not None
     answer = h.command("bot").model_copy(update={"id": h.state.message_ids.answer(left.id)[0], "text": "Done"})
     await h.bot._admit_all([answer], "stream")
-    assert not h.bot._left and not h.bot._left_answers
+    assert not h.bot._left and not h.bot._left_answers and not h.bot._left_callers
     await h.claim_due()
     assert h.taken == []
     await h.bot.cursors.flush()  # type: ignore[union-attr]
