@@ -177,6 +177,7 @@ class Bot:
         self.homes: Homes | None = None
         self._left: dict[str, Deferred] = {}
         self._left_answers: dict[str, str] = {}
+        self._look: asyncio.Future[list[str]] | None = None  # the last read of the list (`_keep_homes`)
         self._left_callers: dict[str, int] = {}  # caller → how many of their commands are in `_left`
         # Commands claimed in trouble (the claim was slow, or the database failed lately): another
         # replica may have answered them "not run" meanwhile; looked up before they run.
@@ -666,7 +667,9 @@ class Bot:
                 next_look = loop.time() + HEARTBEAT
                 try:
                     before = self.homes.alive
-                    self.homes.update(await self.state.replicas(ALIVE))
+                    # Shielded: stopping waits for a look in flight before leaving the list.
+                    self._look = asyncio.ensure_future(self.state.replicas(ALIVE))
+                    self.homes.update(await asyncio.shield(self._look))
                     self.metrics.replicas_alive.set(len(self.homes.alive))
                     if self.homes.alive != before:
                         log.info("homes.replicas", alive=len(self.homes.alive))
@@ -1263,10 +1266,6 @@ class Bot:
 
     async def shutdown(self, background: list[asyncio.Task[None]] | None = None) -> None:
         self._accepting = False
-        leaving: asyncio.Task[None] | None = None
-        if self.state is not None and self._state_open and self.state.shared:
-            # The others stop leaving this replica's callers' commands to it (at their next look).
-            leaving = asyncio.create_task(self.state.leave(), name="leave")
         self.lanes.close()
         self.read_ahead.clear()  # the reads of commands that will not start here
         if self._waiting:
@@ -1278,6 +1277,13 @@ class Bot:
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
+        leaving: asyncio.Task[None] | None = None
+        if self.state is not None and self._state_open and self.state.shared:
+            # The others stop leaving this replica's callers' commands to it (at their next look).
+            # Only once its last look (`_keep_homes`) is over: one in flight would put it back.
+            if self._look is not None:
+                await asyncio.gather(self._look, return_exceptions=True)
+            leaving = asyncio.create_task(self.state.leave(), name="leave")
         if self._tasks:
             log.info("bot.draining", in_flight=len(self._tasks))
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.bot_shutdown_grace)

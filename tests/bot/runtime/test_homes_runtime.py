@@ -169,3 +169,44 @@ async def test_a_left_command_is_forgotten_when_its_answer_comes(h: Harness) -> 
     assert h.taken == []
     await h.bot.cursors.flush()  # type: ignore[union-attr]
     assert (await h.state.cursors())["room"] == answer.updated_at
+
+
+async def test_a_stopping_replica_is_off_the_list_even_with_its_last_look_in_flight(tmp_path: Path) -> None:
+    """Was: `leave` ran beside the heartbeat still in flight, which the server commits whatever the
+    client does: the row came back, and the others left the stopped replica's callers' commands to
+    it (a backup delay each) until it aged off their lists."""
+    listed: set[str] = {"other"}
+    in_flight = asyncio.Event()
+
+    async def replicas(alive: float) -> list[str]:
+        in_flight.set()
+        try:
+            await asyncio.sleep(0.2)
+        finally:
+            listed.add("me")  # the server had it: committed, though the client was cancelled
+        return sorted(listed)
+
+    async def leave() -> None:
+        listed.discard("me")
+
+    async def nothing() -> None:
+        return None
+
+    state = SimpleNamespace(
+        owner="me", shared=True, replicas=replicas, leave=leave, release_claims=nothing, close=nothing
+    )
+    settings = Settings(  # type: ignore[call-arg]
+        _env_file=None,
+        rocketchat_url="https://chat.example.org",
+        bot_state_db=tmp_path / "s.sqlite3",
+        rocketchat_user_id="bot",
+        rocketchat_auth_token="tok",
+    )
+    bot = Bot(settings)
+    bot.state = state  # type: ignore[assignment]
+    bot.cursors = CursorBook(state)  # type: ignore[arg-type]
+    bot._state_open = True
+    homes = asyncio.create_task(bot._keep_homes(), name="homes")
+    await asyncio.wait_for(in_flight.wait(), timeout=5)
+    await bot.shutdown([homes])
+    assert listed == {"other"}
