@@ -178,7 +178,8 @@ class Bot:
         self._left: dict[str, Deferred] = {}
         self._left_answers: dict[str, str] = {}
         self._look: asyncio.Future[list[str]] | None = None  # the last read of the list (`_keep_homes`)
-        self._left_callers: dict[str, int] = {}  # caller → how many of their commands are in `_left`
+        # Caller → how many of their commands are in `_left`, and the latest one's `due`.
+        self._left_callers: dict[str, tuple[int, float]] = {}
         # Commands claimed in trouble (the claim was slow, or the database failed lately): another
         # replica may have answered them "not run" meanwhile; looked up before they run.
         self._troubled: set[str] = set()
@@ -609,7 +610,8 @@ class Bot:
         """The commands this replica claims now: its own callers'. The others' are left to their
         home for `BACKUP_DELAY` (`_claim_left`), their rooms' cursors kept where they are.
         A caller with a command left here already (their home just went away, or this replica just
-        became it) has the next ones left too, so that theirs are claimed in the order sent."""
+        became it) has the next ones left too, so that theirs are claimed in the order sent: with
+        those, when this replica is their home now."""
         if self.homes is None or (not self._left_callers and not self.homes.shared()):
             return wanted
         assert self.state is not None and self.cursors is not None
@@ -617,14 +619,16 @@ class Bot:
         now: list[tuple[Accepted, Freshness]] = []
         for accepted, age in wanted:
             message = accepted.message
-            mine = message.user_id not in self._left_callers and self.homes.mine(message.user_id)
-            if mine or len(self._left) >= WAITING_CLAIMS_MAX:
+            mine = self.homes.mine(message.user_id)
+            earlier = self._left_callers.get(message.user_id)
+            if (mine and earlier is None) or len(self._left) >= WAITING_CLAIMS_MAX:
                 now.append((accepted, age))
                 continue
+            when = earlier[1] if mine and earlier is not None else due
             answer = self.state.message_ids.answer(message.id)[0]
-            self._left[message.id] = Deferred(accepted, due, answer)
+            self._left[message.id] = Deferred(accepted, when, answer)
             self._left_answers[answer] = message.id
-            self._left_callers[message.user_id] = self._left_callers.get(message.user_id, 0) + 1
+            self._left_callers[message.user_id] = ((earlier[0] if earlier else 0) + 1, when)
             self.cursors.keep(message.room_id, message.id)
         return now
 
@@ -632,9 +636,9 @@ class Bot:
         left = self._left.pop(message_id, None)
         if left is not None:
             caller = left.accepted.message.user_id
-            count = self._left_callers.pop(caller, 1) - 1
-            if count:
-                self._left_callers[caller] = count
+            count, when = self._left_callers.pop(caller, (1, left.due))
+            if count > 1:
+                self._left_callers[caller] = (count - 1, when)
         return left
 
     def _home_answered(self, answer_id: str) -> None:

@@ -153,9 +153,14 @@ async def test_a_callers_commands_are_claimed_in_order_when_their_home_goes_away
     h.bot.homes.update([h.state.owner])  # the home stopped saying it runs
     second = h.command(caller)
     await h.bot._admit_all([second], "stream")
+    # Not later than the first: claimed with it.
+    assert h.bot._left[second.id].due == h.bot._left[first.id].due
     await h.claim_due()
     assert h.taken == [first.id, second.id]
     assert not h.bot._left and not h.bot._left_answers and not h.bot._left_callers
+    third = h.command(caller)  # nothing of theirs left here any more: claimed at once
+    await h.bot._admit_all([third], "stream")
+    assert h.taken == [first.id, second.id, third.id]
 
 
 async def test_a_left_command_is_forgotten_when_its_answer_comes(h: Harness) -> None:
