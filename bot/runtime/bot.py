@@ -632,19 +632,17 @@ class Bot:
             self.cursors.keep(message.room_id, message.id)
         return now
 
-    def _forget_left(self, message_id: str) -> Deferred | None:
-        left = self._left.pop(message_id, None)
-        if left is not None:
-            caller = left.accepted.message.user_id
-            count, when = self._left_callers.pop(caller, (1, left.due))
-            if count > 1:
-                self._left_callers[caller] = (count - 1, when)
-        return left
+    def _uncount(self, left: Deferred) -> None:
+        caller = left.accepted.message.user_id
+        count, when = self._left_callers.pop(caller, (1, left.due))
+        if count > 1:
+            self._left_callers[caller] = (count - 1, when)
 
     def _home_answered(self, answer_id: str) -> None:
-        left = self._forget_left(self._left_answers.pop(answer_id))
+        left = self._left.pop(self._left_answers.pop(answer_id), None)
         if left is None:
             return  # being claimed here (`_claim_left`), which lets it go
+        self._uncount(left)
         self._let_go(left)
         self.metrics.left_to_home.labels(result="answered").inc()
 
@@ -688,7 +686,8 @@ class Bot:
         if not due or not self._accepting:
             return
         for left in due:
-            self._forget_left(left.accepted.message.id)
+            # Their callers stay counted until the claim is over: their next commands wait for it.
+            del self._left[left.accepted.message.id]
         now = self.clock()
         wanted: list[tuple[Accepted, Freshness]] = [
             (left.accepted, age)
@@ -706,6 +705,7 @@ class Bot:
             if won:
                 log.info("homes.claimed_for_home", commands=won, hint="their home replica did not claim them")
         for left in due:
+            self._uncount(left)
             # Claimed (here or elsewhere): their rooms' cursors may pass them. Waiting for the
             # database (`_claim_waiting`), they are treated as any command whose claim failed:
             # their rooms stay kept until the claim is committed.

@@ -34,6 +34,9 @@ class Harness:
     state: StateStore
     taken: list[str] = field(default_factory=list)
     failing: list[bool] = field(default_factory=lambda: [False])
+    # When set, the next claim waits for it (a slow statement); `claiming` is set meanwhile.
+    gate: asyncio.Event | None = None
+    claiming: asyncio.Event = field(default_factory=asyncio.Event)
     sent: int = 0
 
     def caller(self, *, mine: bool) -> str:
@@ -91,6 +94,10 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
     claim = bot._claim
 
     async def failing_claim(*args: Any) -> set[str]:
+        if h.gate is not None:
+            gate, h.gate = h.gate, None
+            h.claiming.set()
+            await gate.wait()
         if h.failing[0]:
             raise StateUnavailable("test", "the database restarted")
         return await claim(*args)
@@ -161,6 +168,26 @@ async def test_a_callers_commands_are_claimed_in_order_when_their_home_goes_away
     third = h.command(caller)  # nothing of theirs left here any more: claimed at once
     await h.bot._admit_all([third], "stream")
     assert h.taken == [first.id, second.id, third.id]
+
+
+async def test_a_callers_next_command_is_not_claimed_before_the_backup_claim_in_flight(h: Harness) -> None:
+    """The backup claim of a caller's command is slow; meanwhile their next one arrives, at their
+    home: it is claimed after it, not beside it."""
+    caller = h.caller(mine=False)
+    first = h.command(caller)
+    await h.bot._admit_all([first], "stream")
+    assert h.bot.homes is not None
+    h.bot.homes.update([h.state.owner])
+    h.gate = gate = asyncio.Event()
+    claiming = asyncio.create_task(h.claim_due())
+    await asyncio.wait_for(h.claiming.wait(), timeout=5)
+    second = h.command(caller)
+    await h.bot._admit_all([second], "stream")
+    gate.set()
+    await claiming
+    await h.claim_due()
+    assert h.taken == [first.id, second.id]
+    assert not h.bot._left and not h.bot._left_answers and not h.bot._left_callers
 
 
 async def test_a_left_command_is_forgotten_when_its_answer_comes(h: Harness) -> None:
