@@ -1268,6 +1268,12 @@ class Bot:
 
     # --- shutdown -------------------------------------------------------------------------------
 
+    async def _leave(self, look: asyncio.Future[list[str]] | None) -> None:
+        assert self.state is not None
+        if look is not None:
+            await asyncio.gather(look, return_exceptions=True)
+        await self.state.leave()
+
     async def shutdown(self, background: list[asyncio.Task[None]] | None = None) -> None:
         self._accepting = False
         self.lanes.close()
@@ -1285,9 +1291,7 @@ class Bot:
         if self.state is not None and self._state_open and self.state.shared:
             # The others stop leaving this replica's callers' commands to it (at their next look).
             # Only once its last look (`_keep_homes`) is over: one in flight would put it back.
-            if self._look is not None:
-                await asyncio.gather(self._look, return_exceptions=True)
-            leaving = asyncio.create_task(self.state.leave(), name="leave")
+            leaving = asyncio.create_task(self._leave(self._look), name="leave")
         if self._tasks:
             log.info("bot.draining", in_flight=len(self._tasks))
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.bot_shutdown_grace)
