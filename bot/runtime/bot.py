@@ -619,6 +619,8 @@ class Bot:
         now: list[tuple[Accepted, Freshness]] = []
         for accepted, age in wanted:
             message = accepted.message
+            if message.id in self._left:
+                continue  # listed twice in this batch (a re-delivery with it)
             mine = self.homes.mine(message.user_id)
             earlier = self._left_callers.get(message.user_id)
             if (mine and earlier is None) or len(self._left) >= WAITING_CLAIMS_MAX:

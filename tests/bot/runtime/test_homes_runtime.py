@@ -242,3 +242,16 @@ async def test_a_stopping_replica_is_off_the_list_even_with_its_last_look_in_fli
     await asyncio.wait_for(in_flight.wait(), timeout=5)
     await bot.shutdown([homes])
     assert listed == {"other"}
+
+
+async def test_a_command_listed_twice_in_a_batch_is_left_once(h: Harness) -> None:
+    """A command and its re-delivery in one batch: once claimed, nothing of its caller's is
+    counted as left here any more (their next command, at their home now, is claimed at once)."""
+    caller = h.caller(mine=False)
+    left = h.command(caller)
+    await h.bot._admit_all(
+        [left, left.model_copy(update={"updated_at": left.updated_at + timedelta(seconds=1)})], "stream"
+    )
+    await h.claim_due()
+    assert h.taken == [left.id]
+    assert not h.bot._left and not h.bot._left_answers and not h.bot._left_callers
