@@ -588,11 +588,13 @@ class Bot:
         won = len(claimed)
         self.metrics.claims.labels(result="won").inc(won)
         self.metrics.claims.labels(result="lost").inc(len(wanted) - len(claimed))
-        if first - claimed and (self.homes is None or not self.homes.shared()):
+        lost = first - claimed
+        if lost and (self.homes is None or not self.homes.shared() or self._behind(wanted, lost, now)):
             # Another replica claimed a command this one saw first-hand: they race for commands,
             # and reads begun before the claim would mostly be thrown away (bot/runtime/read_ahead.py).
             # Not so while the replicas share their callers (bot/runtime/homes.py): a claim lost
-            # then is one of the moments their lists disagree (a replica came or went).
+            # then is one of the moments their lists disagree (a replica came or went), unless
+            # this replica heard it after the others' backup claims were due (it is behind).
             self.read_ahead.lost()
         for accepted, age in wanted:
             if accepted.message.id in claimed:
@@ -605,6 +607,12 @@ class Bot:
         return won
 
     # --- homes: which replica claims a caller's commands first (bot/runtime/homes.py) ---------------
+
+    @staticmethod
+    def _behind(wanted: list[tuple[Accepted, Freshness]], lost: set[str], now: datetime) -> bool:
+        """Whether a command lost was admitted here later than `BACKUP_DELAY` after it was posted."""
+        late = now - timedelta(seconds=BACKUP_DELAY)
+        return any(a.message.ts < late for a, _ in wanted if a.message.id in lost)
 
     def _leave_to_homes(self, wanted: list[tuple[Accepted, Freshness]]) -> list[tuple[Accepted, Freshness]]:
         """The commands this replica claims now: its own callers'. The others' are left to their

@@ -255,3 +255,26 @@ async def test_a_command_listed_twice_in_a_batch_is_left_once(h: Harness) -> Non
     await h.claim_due()
     assert h.taken == [left.id]
     assert not h.bot._left and not h.bot._left_answers and not h.bot._left_callers
+
+
+@pytest.mark.parametrize("behind", [False, True])
+async def test_a_home_behind_by_more_than_the_backup_delay_stops_reading_ahead(h: Harness, behind: bool) -> None:
+    """A home that loses its callers' commands to the others' backup claims (it heard them more
+    than `BACKUP_DELAY` after they were posted: it is behind) stops reading ahead for a while, as
+    a replica racing for commands does: each of those reads is thrown away, on the replica that is
+    behind already. A loss on time is a moment the lists disagreed: reads ahead go on."""
+    caller = h.caller(mine=True)
+    command = h.command(caller)
+    if behind:
+        posted = datetime.now(UTC) - timedelta(seconds=BACKUP_DELAY + 2)
+        command = command.model_copy(update={"ts": posted, "updated_at": posted})
+    # Another replica claimed it first (its backup claim, or a moment the lists disagreed).
+    other = await StateStore.open(h.bot.settings.bot_state_db)
+    try:
+        assert await other.claim_messages([(command.id, command.room_id, command.ts)], datetime.now(UTC))
+    finally:
+        await other.close()
+    assert h.bot.read_ahead.active()
+    await h.bot._admit_all([command], "stream")
+    assert h.taken == []
+    assert h.bot.read_ahead.active() is not behind
