@@ -187,6 +187,9 @@ class Bot:
         self.homes: Homes | None = None
         self._left: dict[str, Deferred] = {}
         self._left_answers: dict[str, str] = {}
+        self._look: asyncio.Future[list[str]] | None = None  # the last read of the list (`_keep_homes`)
+        # Caller → how many of their commands are in `_left`, and the latest one's `due`.
+        self._left_callers: dict[str, tuple[int, float]] = {}
         # Commands claimed in trouble (the claim was slow, or the database failed lately): another
         # replica may have answered them "not run" meanwhile; looked up before they run.
         self._troubled: set[str] = set()
@@ -584,19 +587,24 @@ class Bot:
             # and are answered "not run" only if it stays away. Cursors stay where they are.
             self._state_failed(exc)
             started = asyncio.get_running_loop().time()
+            assert self.cursors is not None
             for accepted, age in wanted:
                 if len(self._waiting_claims) < WAITING_CLAIMS_MAX:
                     self._waiting_claims.setdefault(accepted.message.id, (accepted, age, origin, started))
+                    # What its room admits meanwhile is stored once it is claimed (`_claim_waiting`).
+                    self.cursors.keep(accepted.message.room_id, accepted.message.id)
             return None
         self._state_worked()
         won = len(claimed)
         self.metrics.claims.labels(result="won").inc(won)
         self.metrics.claims.labels(result="lost").inc(len(wanted) - len(claimed))
-        if first - claimed and (self.homes is None or not self.homes.shared()):
+        lost = first - claimed
+        if lost and (self.homes is None or not self.homes.shared() or self._behind(wanted, lost, now)):
             # Another replica claimed a command this one saw first-hand: they race for commands,
             # and reads begun before the claim would mostly be thrown away (bot/runtime/read_ahead.py).
             # Not so while the replicas share their callers (bot/runtime/homes.py): a claim lost
-            # then is one of the moments their lists disagree (a replica came or went).
+            # then is one of the moments their lists disagree (a replica came or went), unless
+            # this replica heard it after the others' backup claims were due (it is behind).
             self.read_ahead.lost()
         for accepted, age in wanted:
             if accepted.message.id in claimed:
@@ -610,29 +618,51 @@ class Bot:
 
     # --- homes: which replica claims a caller's commands first (bot/runtime/homes.py) ---------------
 
+    @staticmethod
+    def _behind(wanted: list[tuple[Accepted, Freshness]], lost: set[str], now: datetime) -> bool:
+        """Whether a command lost was admitted here later than `BACKUP_DELAY` after it was posted."""
+        late = now - timedelta(seconds=BACKUP_DELAY)
+        return any(a.message.ts < late for a, _ in wanted if a.message.id in lost)
+
     def _leave_to_homes(self, wanted: list[tuple[Accepted, Freshness]]) -> list[tuple[Accepted, Freshness]]:
         """The commands this replica claims now: its own callers'. The others' are left to their
-        home for `BACKUP_DELAY` (`_claim_left`), their rooms' cursors kept where they are."""
-        if self.homes is None or not self.homes.shared():
+        home for `BACKUP_DELAY` (`_claim_left`), their rooms' cursors kept where they are.
+        A caller with a command left here already (their home just went away, or this replica just
+        became it) has the next ones left too, so that theirs are claimed in the order sent: with
+        those, when this replica is their home now."""
+        if self.homes is None or (not self._left_callers and not self.homes.shared()):
             return wanted
         assert self.state is not None and self.cursors is not None
         due = asyncio.get_running_loop().time() + BACKUP_DELAY
         now: list[tuple[Accepted, Freshness]] = []
         for accepted, age in wanted:
             message = accepted.message
-            if self.homes.mine(message.user_id) or len(self._left) >= WAITING_CLAIMS_MAX:
+            if message.id in self._left:
+                continue  # listed twice in this batch (a re-delivery with it)
+            mine = self.homes.mine(message.user_id)
+            earlier = self._left_callers.get(message.user_id)
+            if (mine and earlier is None) or len(self._left) >= WAITING_CLAIMS_MAX:
                 now.append((accepted, age))
                 continue
+            when = earlier[1] if mine and earlier is not None else due
             answer = self.state.message_ids.answer(message.id)[0]
-            self._left[message.id] = Deferred(accepted, due, answer)
+            self._left[message.id] = Deferred(accepted, when, answer)
             self._left_answers[answer] = message.id
+            self._left_callers[message.user_id] = ((earlier[0] if earlier else 0) + 1, when)
             self.cursors.keep(message.room_id, message.id)
         return now
+
+    def _uncount(self, left: Deferred) -> None:
+        caller = left.accepted.message.user_id
+        count, when = self._left_callers.pop(caller, (1, left.due))
+        if count > 1:
+            self._left_callers[caller] = (count - 1, when)
 
     def _home_answered(self, answer_id: str) -> None:
         left = self._left.pop(self._left_answers.pop(answer_id), None)
         if left is None:
             return  # being claimed here (`_claim_left`), which lets it go
+        self._uncount(left)
         self._let_go(left)
         self.metrics.left_to_home.labels(result="answered").inc()
 
@@ -659,7 +689,9 @@ class Bot:
                 next_look = loop.time() + HEARTBEAT
                 try:
                     before = self.homes.alive
-                    self.homes.update(await self.state.replicas(ALIVE))
+                    # Shielded: stopping waits for a look in flight before leaving the list.
+                    self._look = asyncio.ensure_future(self.state.replicas(ALIVE))
+                    self.homes.update(await asyncio.shield(self._look))
                     self.metrics.replicas_alive.set(len(self.homes.alive))
                     if self.homes.alive != before:
                         log.info("homes.replicas", alive=len(self.homes.alive))
@@ -674,6 +706,7 @@ class Bot:
         if not due or not self._accepting:
             return
         for left in due:
+            # Their callers stay counted until the claim is over: their next commands wait for it.
             del self._left[left.accepted.message.id]
         now = self.clock()
         wanted: list[tuple[Accepted, Freshness]] = [
@@ -692,9 +725,14 @@ class Bot:
             if won:
                 log.info("homes.claimed_for_home", commands=won, hint="their home replica did not claim them")
         for left in due:
+            self._uncount(left)
             # Claimed (here or elsewhere): their rooms' cursors may pass them. Waiting for the
-            # database (`_claim_waiting`), they are treated as any command whose claim failed.
-            self._let_go(left, seen=won is not None)
+            # database (`_claim_waiting`), they are treated as any command whose claim failed:
+            # their rooms stay kept until the claim is committed.
+            if won is not None or left.accepted.message.id not in self._waiting_claims:
+                self._let_go(left, seen=won is not None)
+            else:
+                self._left_answers.pop(left.answer_id, None)
 
     def _read_ahead(
         self, wanted: list[tuple[Accepted, Freshness]], first: set[str], arrived: float
@@ -1165,9 +1203,11 @@ class Bot:
                     self._spawn(self._unrecorded(message), f"unrecorded-{message.id}")
             return
         self._state_worked()
+        assert self.cursors is not None
         for accepted, _, origin, _ in items:
             message = accepted.message
             del self._waiting_claims[message.id]
+            self.cursors.let_go(message.room_id, message.id)
             if message.id not in claimed:
                 self.metrics.duplicates.labels(origin=origin).inc()
             elif message.id in self._not_run:
@@ -1252,12 +1292,14 @@ class Bot:
 
     # --- shutdown -------------------------------------------------------------------------------
 
+    async def _leave(self, look: asyncio.Future[list[str]] | None) -> None:
+        assert self.state is not None
+        if look is not None:
+            await asyncio.gather(look, return_exceptions=True)
+        await self.state.leave()
+
     async def shutdown(self, background: list[asyncio.Task[None]] | None = None) -> None:
         self._accepting = False
-        leaving: asyncio.Task[None] | None = None
-        if self.state is not None and self._state_open and self.state.shared:
-            # The others stop leaving this replica's callers' commands to it (at their next look).
-            leaving = asyncio.create_task(self.state.leave(), name="leave")
         self.lanes.close()
         self.read_ahead.clear()  # the reads of commands that will not start here
         if self._waiting:
@@ -1269,6 +1311,11 @@ class Bot:
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
+        leaving: asyncio.Task[None] | None = None
+        if self.state is not None and self._state_open and self.state.shared:
+            # The others stop leaving this replica's callers' commands to it (at their next look).
+            # Only once its last look (`_keep_homes`) is over: one in flight would put it back.
+            leaving = asyncio.create_task(self._leave(self._look), name="leave")
         if self._tasks:
             log.info("bot.draining", in_flight=len(self._tasks))
             _, pending = await asyncio.wait(set(self._tasks), timeout=self.settings.bot_shutdown_grace)

@@ -146,8 +146,9 @@ class CursorBook:
         # stored cursor is on no stream and in no pass yet, so their cursors stay where they are
         # until a pass reads them again, whatever the stream admits there meanwhile.
         self.frozen: set[str] = set()
-        # Rooms with a command another replica was left to claim (bot/runtime/homes.py): what was
-        # admitted there since is stored once that command's claim is known to be committed.
+        # Rooms with a command another replica was left to claim (bot/runtime/homes.py), or whose
+        # claim failed and waits for the database (`Bot._claim_waiting`): what was admitted there
+        # since is stored once that command's claim is known to be committed.
         self._kept: dict[str, set[str]] = {}
 
     def keep(self, room_id: str, message_id: str) -> None:
