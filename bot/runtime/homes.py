@@ -17,8 +17,8 @@ home has it, and runs the command if the home died before claiming it. Nothing h
 runs a command: the claim still does, so replicas whose lists disagree for a moment (one just
 started or stopped) at worst both claim at once, as before, or claim a second late.
 
-A replica that is not in its own list yet (before its first look, or the database away) claims
-everything at once, as a lone replica does.
+A replica that is not in its own list yet (before its first look) claims everything at once, as a
+lone replica does. One whose look fails (the database away) keeps the list it last read.
 """
 
 from __future__ import annotations
