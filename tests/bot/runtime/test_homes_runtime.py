@@ -109,6 +109,19 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
         await state.close()
 
 
+async def _cursor_kept_until_claimed(h: Harness, command: ChatMessage, *, then: ChatMessage) -> None:
+    """The database is back: a flush before the claim is retried stores no cursor past `command`;
+    once it is claimed, the room's cursor is `then`'s."""
+    h.failing[0] = False
+    await h.bot.cursors.flush()  # type: ignore[union-attr]
+    stored = (await h.state.cursors()).get("room")
+    assert stored is None or stored < command.updated_at
+    await h.bot._claim_waiting()
+    assert h.taken == [command.id]
+    await h.bot.cursors.flush()  # type: ignore[union-attr]
+    assert (await h.state.cursors())["room"] == then.updated_at
+
+
 async def test_a_cursor_is_not_stored_past_a_left_command_whose_backup_claim_failed(h: Harness) -> None:
     """Was: the command left to its home advanced its room's cursor as it was admitted; once its
     backup claim failed (the database away), the room was let go, and the next flush stored the
@@ -119,14 +132,7 @@ async def test_a_cursor_is_not_stored_past_a_left_command_whose_backup_claim_fai
     h.failing[0] = True
     await h.claim_due()
     assert left.id in h.bot._waiting_claims
-    h.failing[0] = False  # the database is back: a flush may come before the claim is retried
-    await h.bot.cursors.flush()  # type: ignore[union-attr]
-    stored = (await h.state.cursors()).get("room")
-    assert stored is None or stored < left.updated_at
-    await h.bot._claim_waiting()
-    assert h.taken == [left.id]
-    await h.bot.cursors.flush()  # type: ignore[union-attr]
-    assert (await h.state.cursors())["room"] == left.updated_at
+    await _cursor_kept_until_claimed(h, left, then=left)
 
 
 async def test_a_cursor_is_not_stored_past_a_command_waiting_for_its_claim(h: Harness) -> None:
@@ -139,14 +145,7 @@ async def test_a_cursor_is_not_stored_past_a_command_waiting_for_its_claim(h: Ha
     assert waiting.id in h.bot._waiting_claims
     chatter = h.command("someone").model_copy(update={"text": "thanks"})
     await h.bot._admit_all([chatter], "stream")
-    h.failing[0] = False
-    await h.bot.cursors.flush()  # type: ignore[union-attr]
-    stored = (await h.state.cursors()).get("room")
-    assert stored is None or stored < waiting.updated_at
-    await h.bot._claim_waiting()
-    assert h.taken == [waiting.id]
-    await h.bot.cursors.flush()  # type: ignore[union-attr]
-    assert (await h.state.cursors())["room"] == chatter.updated_at
+    await _cursor_kept_until_claimed(h, waiting, then=chatter)
 
 
 async def test_a_callers_commands_are_claimed_in_order_when_their_home_goes_away(h: Harness) -> None:
