@@ -95,6 +95,9 @@ def test_every_job_starts_once_within_the_bounds_changes_first_in_order(
             job, now = lanes.submit(str(arg), change=change)
             submitted.append(job)
             start(now)
+            # At most `queue` commands of one caller wait to run (others are answered "busy").
+            waiting = [j for j in submitted if j.caller == job.caller and not j.overflow and j not in started]
+            assert len(waiting) <= queue
         elif running:
             start(lanes.done(running.pop(int(str(arg)) % len(running))))
     while running:
