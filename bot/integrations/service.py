@@ -659,11 +659,12 @@ class IntegrationService:
         found = Integration.of(target)
         early = self._journal_early(found, planned, rights) if planned is not None and rights is not None else None
         edit: Edit | None = None
-        if early is not None:
-            # Let the intent's statement be sent before the lock's: both then wait at once (its
-            # building, a few hundred µs of this thread, would otherwise follow the lock's sending).
-            await asyncio.sleep(0)
         try:
+            if early is not None:
+                # Let the intent's statement be sent before the lock's: both then wait at once (its
+                # building, a few hundred µs of this thread, would otherwise follow the lock's
+                # sending). Inside the `try`: cancelled here, the intent is still dropped.
+                await asyncio.sleep(0)
             writer = self._writer()
             owner = self._owner() if writer is not None else None
             async with self._locks.hold(found.id, writer=writer, owner=owner) as held:

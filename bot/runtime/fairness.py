@@ -96,7 +96,7 @@ class Lanes:
             return 0
         lane = self._lanes.get(caller, _Lane())
         slots = max(0, self.per_caller - lane.running - len(lane.changes))
-        if not slots or (self._full(lane) and not any(not job.overflow for job in lane.reads)):
+        if not slots or (self._full(lane, change=True) and not any(not job.overflow for job in lane.reads)):
             return 0  # as `submit` marks it
         return slots
 
@@ -104,7 +104,7 @@ class Lanes:
         """A newly claimed command of `caller`: its job, and the jobs to start now."""
         job = Job(caller, change, next(self._seq))
         lane = self._lanes.setdefault(caller, _Lane())
-        if self._full(lane):
+        if self._full(lane, change=change):
             newest = next((j for j in reversed(lane.reads) if not j.overflow), None)
             if change and newest is not None:
                 newest.overflow = True  # the change takes its place in the queue
@@ -117,10 +117,16 @@ class Lanes:
             lane.changes.append(job)
         return job, self._startable()
 
-    def _full(self, lane: _Lane) -> bool:
-        """Whether one more command of this lane would wait beyond the queue: it has no free slot
-        (those ahead of it take them) and `queue` commands wait already."""
-        return lane.waiting >= self.queue and lane.running + lane.waiting >= self.per_caller
+    def _full(self, lane: _Lane, *, change: bool) -> bool:
+        """Whether one more command of this lane would wait beyond the queue: `queue` commands wait
+        already and it would wait too. A change waits only when its caller has no free slot (the
+        changes ahead of it take them; reads do not hold it); a read also when those ahead of it
+        take them, or when every read slot is taken (a read that could start would have)."""
+        if lane.waiting < self.queue:
+            return False
+        if change:
+            return lane.running + len(lane.changes) >= self.per_caller
+        return lane.running + lane.waiting >= self.per_caller or self._reads_running >= self.reads
 
     def done(self, job: Job) -> list[Job]:
         """`job` finished (or failed): the jobs to start now."""

@@ -288,14 +288,18 @@ class StateStore:
         ran out (on a shared database), or every claim not this process's own (`expired_only=False`:
         a SQLite file, whose previous process is known to be gone). The claims become this
         process's, under a fresh lease; two processes never take the same one. `settled`: take no
-        expired claim while the database server has been up for less than that many seconds.
+        expired claim while the database server has been up for less than that many seconds (by
+        its own clock; not when that clock went back since it started).
         Every lease runs out while the database is away; its owners, alive, renew theirs as soon as
         it is back, and one that answered a command "not run" meanwhile closes it, so those are
         not theirs to lose to whoever looks first."""
         if expired_only is None:
             expired_only = self.shared
+        # A negative uptime is no restart just now: the server's clock was stepped back since it
+        # started (its start time is ahead of its clock), and would hold take-overs back that long.
+        uptime = self.database.uptime
         condition = (
-            f"(lease_until IS NULL OR lease_until < ?) AND {self.database.uptime} >= {float(settled)!r}"
+            f"(lease_until IS NULL OR lease_until < ?) AND ({uptime} >= {float(settled)!r} OR {uptime} < 0)"
             if expired_only
             else "(owner IS NULL OR owner != ?)"
         )

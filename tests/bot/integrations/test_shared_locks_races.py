@@ -334,3 +334,38 @@ async def test_an_intent_never_sent_is_not_taken_for_the_same_change_made_by_som
     assert not await two.landed("m49")
     assert await _resumed(two, "m49") is False  # already disabled: nothing of its own to report
     assert len(server.endpoint_calls("integrations.update")) == writes
+
+
+async def test_a_command_cancelled_as_it_begins_its_edit_leaves_no_intent(tmp_path: Path) -> None:
+    """A command stopped (shutdown, `stop`) right as its edit begins, before the lock is asked
+    for: the intent begun with the lock (`planned`) is for a write never sent, and must not be
+    left stored (a resumed command would judge it as a write that may have landed, and every
+    other holder would take it for one).
+    Was: the edit yielded once before its clean-up was in place; cancelled there, the intent was
+    stored after the command had stopped, and never dropped (found by reading the code)."""
+    store = await StateStore.open(tmp_path / "state.db")
+    try:
+        server = FakeRocketChat(incoming("a", "Guggy", enabled=True))
+        service = journaled(server, store)
+        await store.claim_messages([("m61", "R", NOW)], NOW)
+        found = await service.resolve("Guggy", rights=rights(*ALL))  # read before the lock
+        entered = asyncio.Event()
+
+        async def command() -> None:
+            current_command.set(CommandRun("m61"))
+            async with service.editing(found, planned={"enabled": False}, rights=rights(*ALL)):
+                entered.set()
+
+        task = asyncio.create_task(command())
+        await asyncio.sleep(0)  # the command runs up to its first wait, inside `editing`
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not entered.is_set()
+        others = asyncio.all_tasks() - {asyncio.current_task()}
+        if others:  # whatever the command left running (its intent's statement) ends first
+            await asyncio.wait(others, timeout=5)
+        assert await store.intents("m61") == []
+        assert not await service.landed("m61")
+    finally:
+        await store.close()

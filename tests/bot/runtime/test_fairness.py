@@ -95,6 +95,9 @@ def test_every_job_starts_once_within_the_bounds_changes_first_in_order(
             job, now = lanes.submit(str(arg), change=change)
             submitted.append(job)
             start(now)
+            # At most `queue` commands of one caller wait to run (others are answered "busy").
+            waiting = [j for j in submitted if j.caller == job.caller and not j.overflow and j not in started]
+            assert len(waiting) <= queue
         elif running:
             start(lanes.done(running.pop(int(str(arg)) % len(running))))
     while running:
@@ -142,3 +145,31 @@ def test_with_no_queue_a_command_runs_when_its_caller_has_a_free_slot_and_only_a
     assert lanes.free("u") == 1
     fourth, now = lanes.submit("u", change=True)
     assert now == [fourth] and not fourth.overflow
+
+
+def test_with_no_queue_a_read_that_would_wait_for_the_read_slots_is_busy_and_a_change_is_not() -> None:
+    """`BOT_CALLER_QUEUE=0`: none of one person's commands waits. With every read slot taken by
+    others, a read of a caller with a free slot of their own would still wait: it is answered
+    "busy" when its turn comes, as one beyond their own slots is. A change is not held by the
+    read slots: it runs at once, and takes no waiting command's place.
+    Was: such reads waited, as many as the caller's slots (with "busy" answers to their next
+    commands claiming "commands of yours running" while none ran), and a change arriving then
+    turned one of them into a "busy" answer although it needed no place."""
+    lanes = Lanes(per_caller=2, queue=0, reads=1)
+    lanes.submit("other", change=False)  # the one read slot
+    read, now = lanes.submit("u", change=False)
+    assert now == [] and read.overflow
+    change, now = lanes.submit("u", change=True)
+    assert now == [change] and not change.overflow
+    assert lanes.free("u") == 1
+
+
+def test_a_change_that_runs_at_once_takes_no_waiting_reads_place() -> None:
+    lanes = Lanes(per_caller=2, queue=1, reads=1)
+    lanes.submit("other", change=False)  # the one read slot
+    first, now = lanes.submit("u", change=True)
+    assert now == [first]
+    read, now = lanes.submit("u", change=False)
+    assert now == [] and not read.overflow  # waits for a read slot: the one command it may queue
+    change, now = lanes.submit("u", change=True)
+    assert now == [change] and not read.overflow  # its second slot: it needed no place in the queue

@@ -110,7 +110,26 @@ async def test_no_expired_claim_is_taken_over_while_the_database_has_just_starte
     later = NOW + timedelta(seconds=31)
     if other.shared:  # up for less than a billion seconds: a replica waits
         assert await other.take_over(later, expired_only=True, settled=1e9) == []
-    assert await other.take_over(later, expired_only=True, settled=0.5) == ["m1"]
+    # Up for as long as it has been by now (the tests' own server may have started a moment ago).
+    [[uptime]] = await other.database.rows(f"SELECT {other.database.uptime}", ())
+    assert await other.take_over(later, expired_only=True, settled=float(uptime)) == ["m1"]
+
+
+async def test_expired_claims_are_taken_over_when_the_database_servers_clock_went_back_since_it_started(
+    opened: Opener, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's clock was stepped back after it started (a host synchronising its clock late
+    after boot): its start time is then ahead of its clock, and its uptime stays negative for as
+    long as the step. That is no restart just now: a dead replica's commands are taken over as
+    usual, not held back for the size of the step.
+    Was: an uptime below the settling time, negative included, held every take-over back."""
+    dead = await opened(owner="dead", lease=LEASE)
+    await dead.claim_messages([("m1", "R", NOW)], NOW)
+    other = await opened(owner="other", lease=LEASE)
+    # What `extract(epoch FROM now() - pg_postmaster_start_time())` gives an hour after such a step.
+    monkeypatch.setattr(other.database, "uptime", "(-3600.0)")
+    later = NOW + timedelta(seconds=31)
+    assert await other.take_over(later, expired_only=True, settled=5.0) == ["m1"]
 
 
 async def test_only_the_claims_still_running_are_renewed(opened: Opener) -> None:
