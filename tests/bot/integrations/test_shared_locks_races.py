@@ -17,6 +17,7 @@ from test_integrations_service import ALL, FakeRocketChat, incoming, rights
 from test_shared_locks import NOW, _journaled_write, disabling, edit_held, replica, stores
 
 from bot.errors import ClaimTakenOver, VerificationFailed
+from bot.rocketchat.models import Integration
 from bot.rocketchat.rest import RestClient
 from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.state.store import AuditRecord, StateStore
@@ -41,6 +42,19 @@ async def _kill_the_locks_connection(postgres_url: str) -> None:
             "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' AND granted"
         )
         assert [row[0] for row in await cursor.fetchall()] == [True]
+
+
+async def _intent_left_behind(service: JournaledIntegrationService, found: Integration, message_id: str) -> None:
+    """The early intent of command `message_id`'s disable of `found`, as `editing` begins it, and
+    nothing after it: its command goes no further (killed, or failing with the database)."""
+
+    async def begun() -> None:
+        current_command.set(CommandRun(message_id))
+        early = service._journal_early(found, {"enabled": False}, rights(*ALL))
+        assert early is not None
+        await early.task
+
+    await asyncio.create_task(begun())
 
 
 async def _wait_for_intent(store: StateStore, message_id: str) -> None:
@@ -215,13 +229,7 @@ async def test_a_command_killed_while_it_waited_for_the_lock_writes_nothing_when
     await store.claim_messages([("m48", "R", NOW)], NOW)
     found = await two.resolve("Guggy", rights=rights(*ALL))  # read before the lock
 
-    async def killed_while_waiting() -> None:
-        current_command.set(CommandRun("m48"))
-        early = two._journal_early(found, {"enabled": False}, rights(*ALL))  # what `editing` begins
-        assert early is not None
-        await early.task  # stored; then the process dies waiting for the lock
-
-    await asyncio.create_task(killed_while_waiting())
+    await _intent_left_behind(two, found, "m48")  # stored; then the process dies waiting for the lock
     await one.apply_changes("Guggy", {"alias": "new"}, rights=rights(*ALL))
     writes = len(server.endpoint_calls("integrations.update"))
     with pytest.raises(AssertionError, match="refused to write"):
@@ -322,13 +330,7 @@ async def test_an_intent_never_sent_is_not_taken_for_the_same_change_made_by_som
     await store.claim_messages([("m49", "R", NOW)], NOW)
     found = await two.resolve("Guggy", rights=rights(*ALL))
 
-    async def failed_before_its_write() -> None:
-        current_command.set(CommandRun("m49"))
-        early = two._journal_early(found, {"enabled": False}, rights(*ALL))
-        assert early is not None
-        await early.task  # stored; the lock and the drop then fail with the database
-
-    await asyncio.create_task(failed_before_its_write())
+    await _intent_left_behind(two, found, "m49")  # stored; the lock and the drop then fail with the database
     assert (await one.set_enabled("Guggy", False, rights=rights(*ALL))).changed
     writes = len(server.endpoint_calls("integrations.update"))
     assert not await two.landed("m49")
