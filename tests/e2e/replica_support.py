@@ -360,7 +360,20 @@ class People:
             assert (m["rid"], m.get("tmid")) == (command.message["rid"], command.message.get("tmid"))
 
     def check_applied_once(self) -> None:
-        """Each change has one audit row and one write reached the server; a read has neither."""
+        """Each change has one audit row and one write reached the server; a read has neither.
+        Checked once every command's claim is closed: a command's audit row and the close of its
+        claim are its book-keeping after the answer (commands/followups.py), which the last answers
+        seen may still be doing (seen in CI under load)."""
+        ids = [s.message["_id"] for s in self.sent]
+        wait_until(
+            lambda: (
+                not self.replicas.rows(
+                    "SELECT 1 FROM processed_messages WHERE message_id = ANY(%s) AND status = 'claimed'", (ids,)
+                )
+            ),
+            TAKEOVER_TIMEOUT,
+            "a command's claim was never closed",
+        )
         audit, writes = self.replicas.audit_counts(), self.replicas.writes()
         for s in self.sent:
             assert audit.get(s.message["_id"], 0) == (1 if s.integration_id else 0), (s.message["msg"], audit)
