@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from settings_support import offline_settings
 from test_integrations_service import ALL, FakeRocketChat, incoming, rights, service_for
 
 from bot.config import Settings
@@ -145,13 +146,7 @@ async def test_nothing_is_read_ahead_for_a_caller_not_known_to_be_allowed_to_loo
     integration rights at all (or another bot's ignored account) could make the bot page through
     integrations by name."""
     server = FakeRocketChat(incoming("a", "Guggy"))
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        rocketchat_url="https://chat.example.org",
-        bot_state_db=tmp_path / "s.sqlite3",
-        rocketchat_user_id="bot",
-        rocketchat_auth_token="tok",
-    )
+    settings = offline_settings(tmp_path)
     bot = Bot(settings)
     rights_now = None if cached == "no rights cached" else rights()
     bot.services = SimpleNamespace(  # type: ignore[assignment]

@@ -14,8 +14,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from settings_support import offline_settings
 
-from bot.config import Settings
 from bot.errors import StateUnavailable
 from bot.rocketchat.messages import ChatMessage
 from bot.runtime.bot import Bot
@@ -65,13 +65,7 @@ class Harness:
 
 @pytest.fixture
 async def h(tmp_path: Path) -> AsyncIterator[Harness]:
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        rocketchat_url="https://chat.example.org",
-        bot_state_db=tmp_path / "s.sqlite3",
-        rocketchat_user_id="bot",
-        rocketchat_auth_token="tok",
-    )
+    settings = offline_settings(tmp_path)
     state = await StateStore.open(tmp_path / "s.sqlite3")
     bot = Bot(settings)
     h = Harness(bot, state)
@@ -226,13 +220,7 @@ async def test_a_stopping_replica_is_off_the_list_even_with_its_last_look_in_fli
     state = SimpleNamespace(
         owner="me", shared=True, replicas=replicas, leave=leave, release_claims=nothing, close=nothing
     )
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        rocketchat_url="https://chat.example.org",
-        bot_state_db=tmp_path / "s.sqlite3",
-        rocketchat_user_id="bot",
-        rocketchat_auth_token="tok",
-    )
+    settings = offline_settings(tmp_path)
     bot = Bot(settings)
     bot.state = state  # type: ignore[assignment]
     bot.cursors = CursorBook(state)  # type: ignore[arg-type]

@@ -10,8 +10,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from settings_support import offline_settings
 
-from bot.config import Settings
 from bot.errors import ClaimTakenOver, StateUnavailable
 from bot.rocketchat.messages import ChatMessage
 from bot.runtime.bot import Bot
@@ -41,13 +41,7 @@ async def test_the_book_keeping_of_a_stopped_command_does_not_hold_up_later_comm
 
     registry = Registry([Command(name="boom", summary="", usage="", handler=handler, changes_integrations=True)])
     followups = Followups()
-    settings = Settings(  # type: ignore[call-arg]
-        _env_file=None,
-        rocketchat_url="https://chat.example.org",
-        bot_state_db=tmp_path / "s.sqlite3",
-        rocketchat_user_id="bot",
-        rocketchat_auth_token="tok",
-    )
+    settings = offline_settings(tmp_path)
     bot = Bot(settings)
     bot.registry = registry
     services = SimpleNamespace(
