@@ -18,9 +18,15 @@ def background(coroutine: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
     return task
 
 
-def _retrieve(task: asyncio.Task[Any]) -> None:
+def observed(future: asyncio.Future[T]) -> asyncio.Future[T]:
+    """`background` for a future that is not a task of its own (an `asyncio.shield`)."""
+    future.add_done_callback(_retrieve)
+    return future
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
     if not task.cancelled():
         task.exception()
 
 
-__all__ = ["background"]
+__all__ = ["background", "observed"]

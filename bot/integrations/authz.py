@@ -47,7 +47,7 @@ from bot import logs
 from bot.errors import BotLacksPermission, ServerRejected
 from bot.rocketchat.models import INCOMING, OUTGOING, Integration, PermissionsSnapshot, UserInfo
 from bot.rocketchat.rest import RestClient
-from bot.tasks import background
+from bot.tasks import background, observed
 
 log = logs.get_logger("bot.authz")  # the `logger` operators filter on: kept when the module moved
 
@@ -521,9 +521,10 @@ class RightsCache:
         entry = self._entries.get(user_id)
         if entry is not None and self._clock() < entry.expires and not fresh:
             return entry.rights
-        key = (user_id, self._generation, self._user_generation.get(user_id, 0))
+        key = self._key(user_id)
         if fresh:
-            return await self._fresh_read(key, since)
+            # Shielded: one waiter being cancelled (its command stopped) must not cancel the others'.
+            return await asyncio.shield(self._fresh_read(key, since))
         if self._ttl <= 0:
             return await self._fetch(key)
         fetching = self._fetching.get(key)
@@ -534,7 +535,20 @@ class RightsCache:
         # Shielded: one waiter being cancelled (its command stopped) must not cancel the others'.
         return await asyncio.shield(fetching)
 
-    async def _fresh_read(self, key: tuple[str, int, int], since: float | None) -> CallerRights:
+    def begin_fresh(self, user_id: str, since: float) -> asyncio.Future[CallerRights]:
+        """`get(user_id, fresh=True, since=since)`, begun now with no task of its own in between:
+        its request goes out at the loop's next turn (the reads ahead of a claim, sent before the
+        claim's statement: bot/runtime/read_ahead.py). Cancelling the future returned cancels no
+        one else's wait for that read."""
+        if not self.table.loaded:
+            return background(self.get(user_id, fresh=True, since=since))
+        return observed(asyncio.shield(self._fresh_read(self._key(user_id), since)))
+
+    def _key(self, user_id: str) -> tuple[str, int, int]:
+        return user_id, self._generation, self._user_generation.get(user_id, 0)
+
+    def _fresh_read(self, key: tuple[str, int, int], since: float | None) -> asyncio.Task[CallerRights]:
+        """The read a fresh `get` waits for: one begun since `since` and recently enough, or a new one."""
         now = self._clock()
         latest = self._fresh.get(key[0])
         if (
@@ -544,7 +558,7 @@ class RightsCache:
             and latest.began >= max(since, now - SHARED_READ_AGE)
             and not (latest.read.done() and (latest.read.cancelled() or latest.read.exception() is not None))
         ):
-            return await asyncio.shield(latest.read)
+            return latest.read
         read = background(self._fetch(key))
         # Kept in the order they began (a caller's new read moves to the end), so the reads too old
         # to be shared are dropped from the front, each once, rather than the whole map rebuilt.
@@ -555,8 +569,7 @@ class RightsCache:
                 break
             del self._fresh[oldest]
         self._fresh[key[0]] = _FreshRead(key, now, read)
-        # Shielded: one waiter being cancelled (its command stopped) must not cancel the others'.
-        return await asyncio.shield(read)
+        return read
 
     def known(self, user_id: str) -> CallerRights | None:
         """The caller's rights as cached now (None when not, or no longer): no read, no decision

@@ -55,7 +55,7 @@ class EarlyReads:
 
     started: float  # loop time, before either read began
     stamp: tuple[int, int]  # `RightsCache.stamp` of the caller then
-    rights: asyncio.Task[CallerRights]  # a fresh read of its own, shared with nothing else
+    rights: asyncio.Future[CallerRights]  # `RightsCache.begin_fresh`: cancelled, no one else's wait is
     lookup: Prefetch | None  # the integration it names, or None (rights not known as allowing it)
     _expiry: asyncio.TimerHandle | None = field(default=None, repr=False)
 

@@ -157,6 +157,38 @@ async def test_the_rights_and_the_lookup_are_requested_before_the_claim_is_commi
     assert not await enabled(w, target)
 
 
+async def test_the_reads_ahead_are_sent_before_the_claim_is(w: World, tmp_path: Path) -> None:
+    """The claim's statement takes a few hundred µs of the bot to build and send: the reads,
+    which take longer to come back, go out first (measured: they began 0.3–0.5 ms sooner)."""
+    await hook(w, "first-out")
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        held = HeldClaim(bot)
+        await warmed(w, tmp_path, held, "admin")
+        assert bot.rest is not None and bot.state is not None
+        events: list[str] = []
+        http = bot.rest._http
+        send = http.send
+        claim = bot.state.claim_messages
+
+        async def sending(request: Any, **options: Any) -> Any:
+            events.append(request.url.path.rsplit("/", 1)[-1])
+            return await send(request, **options)
+
+        async def claiming(claims: list[tuple[str, str, datetime]], now: datetime) -> set[str]:
+            events.append("claim")
+            return await claim(claims, now)
+
+        http.send = sending  # type: ignore[method-assign]
+        bot.state.claim_messages = claiming  # type: ignore[method-assign]
+        command = await held.post(w, "admin", "!integration disable first-out")
+        held.release.set()
+        assert "Disabled" in await answer_to(w, tmp_path, command)
+        assert held.begun[command["_id"]] is not None
+        assert "claim" in events
+        before_claim = set(events[: events.index("claim")])
+        assert {"users.info", "integrations.list"} <= before_claim, events
+
+
 async def test_a_lost_claim_cancels_the_reads_and_nothing_is_read_ahead_for_a_while(
     w: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
