@@ -455,8 +455,9 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         if timer is None:
             (done if outcome.changed else unchanged).append(outcome.after)  # recorded under its lock
         elif outcome.changed:
-            # A member's timer ends with this audit row (`TimerService.follow_change`).
-            await changes.record(ctx, outcome, "enable", group_id=group_id)
+            # A member's timer ends with this audit row (`TimerService.follow_change`): that timer,
+            # not one set since by someone else (the member's lock is free again here).
+            await changes.record(ctx, outcome, "enable", group_id=group_id, timer=timer)
             done.append(outcome.after)
         else:
             if incident is not None:

@@ -9,11 +9,36 @@ action (extend, keep disabled) that changes no document.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
 
+from bot.incident.timers import LOOK
+from bot.integrations.authz import CallerRights
+from bot.integrations.service import Edit
 from bot.rocketchat.models import Integration, UpdateOutcome
 from bot.state.store import AuditRecord
+from bot.state.timer_states import TimedDisable
+from bot.tasks import background
 from commands.registry import CommandContext
+
+
+async def apply_seeing_timer(
+    ctx: CommandContext, edit: Edit, updates: Mapping[str, Any], rights: CallerRights
+) -> tuple[UpdateOutcome, TimedDisable | None]:
+    """`edit.apply(updates)`, and the integration's timed disable pending under the same lock (looked
+    up at once with the write): the timer the change follows when it is recorded after the answer
+    (`record(timer=…)`). One that another command sets once the lock is free (through another
+    replica, while this answer is on its way) is not this change's."""
+    incident = ctx.services.incident
+    lookup = background(incident.timers.pending_for(edit.current.id)) if incident is not None else None
+    try:
+        outcome = await edit.apply(updates, rights=rights)
+        return outcome, await lookup if lookup is not None else None
+    except BaseException:
+        if lookup is not None:
+            lookup.cancel()
+        raise
 
 
 async def record(
@@ -25,7 +50,11 @@ async def record(
     until: datetime | None = None,
     undoes: int | None = None,
     group_id: int | None = None,
+    timer: TimedDisable | str | None = LOOK,
 ) -> int:
+    """The audit row of a change; its timed disable follows it (`TimerService.follow_change`):
+    `timer` is the one pending when it was written, looked up under the integration's lock, for a
+    record made once the lock is free (after the answer); by default the one pending now."""
     message = ctx.message
     entry = AuditRecord(
         at=ctx.now(),
@@ -48,7 +77,7 @@ async def record(
     incident = ctx.services.incident
     if incident is not None:
         await incident.timers.follow_change(
-            outcome.after.id, outcome.after.document, f"ended early: {action} by {message.username}"
+            outcome.after.id, outcome.after.document, f"ended early: {action} by {message.username}", seen=timer
         )
         incident.audit_room.announce(dataclasses.replace(entry, id=audit_id))
     return audit_id

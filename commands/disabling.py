@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from bot.errors import PermissionDenied, UserInputError
 from bot.integrations import wording
 from bot.rocketchat.models import Integration
-from bot.state.timer_states import TimerState
+from bot.state.timer_states import TimedDisable, TimerState
 from bot.state.timer_store import TimerDraft
 from bot.text import code, human_until, quote_name, safe_text
 from commands import changes, replies
@@ -28,11 +28,14 @@ async def plain(ctx: CommandContext, found: Integration, reason: str | None, *, 
     # firing now waits, then finds the timer ended).
     rights = await ctx.rights()
     async with ctx.services.integrations.editing(found, planned={"enabled": False}, rights=rights) as edit:
-        outcome = await edit.apply({"enabled": False}, rights=rights)
+        outcome, pending = await changes.apply_seeing_timer(ctx, edit, {"enabled": False}, rights)
         if not outcome.changed:
-            return await _keep_disabled(ctx, outcome.after, reason, group_id=group_id)
-    # Recorded once the answer is on its way (commands/followups.py).
-    ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "disable", reason=reason, group_id=group_id))
+            return await _keep_disabled(ctx, outcome.after, reason, pending, group_id=group_id)
+    # Recorded once the answer is on its way (commands/followups.py), with the timer seen under the lock.
+    ctx.defer(
+        outcome.after.id,
+        lambda: changes.record(ctx, outcome, "disable", reason=reason, group_id=group_id, timer=pending),
+    )
     undo = code(f"{ctx.services.prefix} enable {outcome.after.id}")
     return Reply(
         f"{wording.DISABLED_MARK} Disabled {replies.label(outcome.after)}.{why(reason)}\nTo turn it back on: {undo}",
@@ -42,11 +45,16 @@ async def plain(ctx: CommandContext, found: Integration, reason: str | None, *, 
 
 
 async def _keep_disabled(
-    ctx: CommandContext, current: Integration, reason: str | None, *, group_id: int | None = None
+    ctx: CommandContext,
+    current: Integration,
+    reason: str | None,
+    pending: TimedDisable | None,
+    *,
+    group_id: int | None = None,
 ) -> Reply:
-    """Already disabled: a running timed disable becomes permanent (called under the lock)."""
+    """Already disabled: a running timed disable (`pending`, seen under the lock) becomes permanent
+    (called under the lock)."""
     incident = ctx.services.incident
-    pending = await incident.timers.pending_for(current.id) if incident is not None else None
     if incident is not None and pending is not None and pending.state is TimerState.ACTIVE:
         note = f"made permanent by {ctx.message.username}"
         if await incident.timers.end_early(pending, note) is not None:

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from bot.errors import UsageError
 from bot.integrations import wording
 from bot.state.timer_states import TimerState
-from bot.tasks import background
 from bot.text import human_until
 from commands import bulk, changes, replies
 from commands.args import HELP, Target, is_bulk, parse_target
@@ -31,18 +30,11 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         return extra
     found = await resolve(ctx, target)
     incident = ctx.services.incident
-    # A timed disable ends here: `changes.record` cancels it when the integration is switched on.
-    # (`resolve` waited for earlier commands' book-keeping about it: their timers are current.)
-    # Looked up while the write goes on (on a shared database, one round trip less to wait for).
-    lookup = background(incident.timers.pending_for(found.id)) if incident is not None else None
-    try:
-        # `found` was just read by `resolve` (a complete document): no second read.
-        outcome = await ctx.services.integrations.set_enabled(found, True, rights=await ctx.rights())
-    except BaseException:
-        if lookup is not None:
-            lookup.cancel()
-        raise
-    pending = await lookup if lookup is not None else None
+    rights = await ctx.rights()
+    # `found` was just read by `resolve` (a complete document): no second read.
+    async with ctx.services.integrations.editing(found, planned={"enabled": True}, rights=rights) as edit:
+        # Its timed disable as pending under the lock: the one this enable ends (`changes.record`).
+        outcome, pending = await changes.apply_seeing_timer(ctx, edit, {"enabled": True}, rights)
     timed = pending is not None and pending.state is TimerState.ACTIVE
     if not outcome.changed:
         if incident is not None and pending is not None and timed:
@@ -55,7 +47,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             )
         return Reply(f"{replies.label(outcome.after)} is already enabled; nothing changed.", outcome="unchanged")
     # Recorded (and the timer ended) once the answer is on its way (commands/followups.py).
-    ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "enable"))
+    ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "enable", timer=pending))
     ended = ""
     if pending is not None and timed:
         ended = f" Its timed disable ({human_until(pending.due_at, ctx.now())}) is cancelled."

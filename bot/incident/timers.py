@@ -111,6 +111,10 @@ def webhook_label(document: Mapping[str, Any]) -> str:
     return f"{quote_name(poster_label(document))} (a webhook)"
 
 
+# `TimerService.follow_change`: the timer to follow is the one pending now (its caller holds the lock).
+LOOK: Final = "look"
+
+
 class TimerService:
     def __init__(
         self,
@@ -176,15 +180,28 @@ class TimerService:
         self.wake()
         return ended
 
-    async def follow_change(self, integration_id: str, document: Mapping[str, Any], note: str) -> None:
-        """The bot itself just changed this integration (for a command): keep its timer right."""
-        timer = await self.store.pending_for(integration_id)
-        if timer is None or timer.state is not TimerState.ACTIVE:
-            return  # a `scheduled` one belongs to the command that is writing right now
-        if document.get("enabled") is True:
-            await self.end_early(timer, note)
-        else:
-            await self.store.transition(timer, TimerEvent.REBASED, at=self.clock.now(), document=document)
+    async def follow_change(
+        self, integration_id: str, document: Mapping[str, Any], note: str, *, seen: TimedDisable | str | None = LOOK
+    ) -> None:
+        """The bot itself just changed this integration (for a command): keep its timer right.
+
+        The timer followed is the one pending when the change was written. `seen`: that one, looked
+        up under the integration's lock, for book-keeping that runs once the lock is free (after
+        the answer): meanwhile another command, through another replica, may have set a timer of
+        its own, which this change must not end or re-base. By default (`LOOK`) the one pending
+        now, for a caller that still holds the lock."""
+        timer = await self.store.pending_for(integration_id) if isinstance(seen, str) else seen
+        while timer is not None and timer.state is TimerState.ACTIVE:  # a `scheduled` one: its command's
+            if document.get("enabled") is True:
+                followed = await self.end_early(timer, note)
+            else:
+                at = self.clock.now()
+                followed = await self.store.transition(timer, TimerEvent.REBASED, at=at, document=document)
+            if followed is not None or isinstance(seen, str):
+                return
+            # That timer moved on since it was seen (extended, say): still pending, it is followed as it is now.
+            now = await self.store.pending_for(integration_id)
+            timer = now if now is not None and now.id == timer.id and now.revision != timer.revision else None
 
     async def disable_by_bot(
         self, document: Mapping[str, Any], *, until: datetime, reason: str, room_id: str | None, key: str

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from e2e_support import REPLY_TIMEOUT, BotProcess
+from e2e_support import BOT_USERNAME, REPLY_TIMEOUT, BotProcess
 from replica_support import People, Replicas, owner_pid, running, wait_until
 
 from bot.runtime.homes import Homes
@@ -74,3 +74,44 @@ def test_a_killed_homes_callers_are_answered_by_another_replica_after_the_backup
     assert owner_pid(replicas.claim_owner(message["_id"])) == second.process.pid
     assert any(e.get("event") == "homes.claimed_for_home" for e in second.logs())
     assert not replicas.control.integration(person.incoming["_id"])["enabled"]
+
+
+def test_an_enable_answered_slowly_on_one_replica_leaves_a_timed_disable_set_after_it_on_another(
+    replicas: Replicas,
+) -> None:
+    """Two people at one integration through their two homes: ann switches it on; while her answer
+    is on its way (slow on purpose) her lock is free, and bo's `disable … for 1h` on the other
+    replica sets its timer and switches it off. The book-keeping of ann's enable, after her answer,
+    must not take bo's timer for the one her enable ended: it is bo's, set after her change."""
+    replicas.start(2)
+    control, chat = replicas.control, replicas.chat
+    names = [f"racer{n}" for n in range(16)]
+    for name in names:
+        control.create_user(name, roles=["user", "admin"])
+    control.create_room("timers", members=[*names, BOT_USERNAME], owner="admin")
+    homes = listed(replicas, 2)
+    home = {name: homes.home_of(control.user(name)["_id"]) for name in names}
+    ann = names[0]
+    bo = next((name for name in names if home[name] != home[ann]), None)
+    assert bo is not None, (home, homes.alive)
+    hook = control.create_incoming_integration("Raced timer", channel="#timers", enabled=False)
+    timers = "SELECT state FROM timers WHERE integration_id = %s"
+
+    control.set_latency(2.0, "chat.sendMessage")  # every answer takes 2 s to be stored
+    enable = control.post_message(ann, "timers", f"{PREFIX} enable {hook['_id']}")
+    wait_until(lambda: control.integration(hook["_id"])["enabled"], REPLY_TIMEOUT, "ann's enable never wrote")
+    timed = control.post_message(bo, "timers", f"{PREFIX} disable {hook['_id']} for 1h")
+    wait_until(
+        lambda: [row[0] for row in replicas.rows(timers, (hook["_id"],))] == ["active"],
+        REPLY_TIMEOUT,
+        "bo's timed disable never became active",
+    )
+    assert "Enabled" in chat.reply_to(enable)["msg"]
+    assert "Disabled" in chat.reply_to(timed)["msg"]
+    control.clear_faults()
+    # Ann's book-keeping is over (her claim is closed only after it).
+    closed = "SELECT status FROM processed_messages WHERE message_id = %s"
+    wait_until(lambda: replicas.rows(closed, (enable["_id"],)) == [("done",)], REPLY_TIMEOUT, "ann's claim is open")
+    assert [row[0] for row in replicas.rows(timers, (hook["_id"],))] == ["active"]
+    assert not control.integration(hook["_id"])["enabled"]
+    assert owner_pid(replicas.claim_owner(enable["_id"])) != owner_pid(replicas.claim_owner(timed["_id"]))

@@ -242,6 +242,31 @@ async def test_switching_it_on_through_the_bot_cancels_the_timer(rig: Rig) -> No
     assert rig.notices() == []
 
 
+async def test_an_enable_recorded_after_its_answer_leaves_a_timer_set_after_its_write(rig: Rig) -> None:
+    """Seen under its lock, there was no timer; by the time its book-keeping runs (after the answer,
+    the lock free), another command (through another replica) disabled it for a while: that
+    timer is not this enable's to end."""
+    hook = new_hook(rig)
+    enabled = await as_user(rig, "boss", hook, {"enabled": True})
+    seen = await rig.timers.pending_for(hook)
+    later = await timed_disable(rig, hook)
+    await rig.timers.follow_change(hook, enabled.after.document, "ended early: enable by boss", seen=seen)
+    kept = await rig.timers.store.get(later.id)
+    assert kept is not None and kept.state is TimerState.ACTIVE and kept.revision == later.revision
+
+
+async def test_a_timer_seen_under_the_lock_is_followed_even_once_it_moved_on(rig: Rig) -> None:
+    """The timer pending when the enable was written, extended since: still that timer, it ends."""
+    hook = new_hook(rig)
+    timer = await timed_disable(rig, hook)
+    enabled = await as_user(rig, "boss", hook, {"enabled": True})
+    extended = await rig.timers.extend(timer, timer.due_at + timedelta(hours=1))
+    assert extended is not None
+    await rig.timers.follow_change(hook, enabled.after.document, "ended early: enable by boss", seen=timer)
+    ended = await rig.timers.store.get(timer.id)
+    assert ended is not None and ended.state is TimerState.CANCELLED
+
+
 async def test_recover_settles_half_set_up_timers_from_what_is_stored(rig: Rig) -> None:
     landed, not_landed, running = new_hook(rig), new_hook(rig), new_hook(rig)
 
