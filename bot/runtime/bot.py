@@ -82,7 +82,7 @@ from bot.runtime.catchup import CLAIM_RETENTION, CatchUp, CursorBook, Room, memb
 from bot.runtime.direct_rooms import DirectRooms
 from bot.runtime.fairness import Job, Lanes, busy_reply
 from bot.runtime.health import HttpServer, Probe
-from bot.runtime.homes import ALIVE, BACKUP_DELAY, HEARTBEAT, Deferred, Homes
+from bot.runtime.homes import ALIVE, BACKUP_DELAY, HEARTBEAT, Deferred, Homes, Left
 from bot.runtime.intake import Accepted, Intake
 from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.runtime.metrics import Metrics
@@ -182,13 +182,10 @@ class Bot:
         # time of the failure). Claimed again every second until it works (`_claim_waiting`).
         self._waiting_claims: dict[str, tuple[Accepted, Freshness, str, float]] = {}
         # Whose callers' commands this replica claims first (bot/runtime/homes.py), and the commands
-        # it leaves to another replica, the caller's home: by id, and by the id of their answer.
+        # it leaves to another replica, the caller's home.
         self.homes: Homes | None = None
-        self._left: dict[str, Deferred] = {}
-        self._left_answers: dict[str, str] = {}
+        self._left = Left(WAITING_CLAIMS_MAX)
         self._look: asyncio.Future[list[str]] | None = None  # the last read of the list (`_keep_homes`)
-        # Caller → how many of their commands are in `_left`, and the latest one's `due`.
-        self._left_callers: dict[str, tuple[int, float]] = {}
         # Commands claimed in trouble (the claim was slow, or the database failed lately): another
         # replica may have answered them "not run" meanwhile; looked up before they run.
         self._troubled: set[str] = set()
@@ -511,9 +508,9 @@ class Bot:
                 self.incident.observe(message, live=live)  # webhook posts feed `noisy` before intake drops them
         if not self._accepting:
             return
-        if self._left_answers:
+        if not self._left.quiet():
             for message in messages:
-                if message.id in self._left_answers:
+                if self._left.expects(message.id):
                     self._home_answered(message.id)
         try:
             await self.intake.prepare(messages)  # a new DM's members: is it the author and the bot alone?
@@ -634,46 +631,33 @@ class Bot:
         A caller with a command left here already (their home just went away, or this replica just
         became it) has the next ones left too, so that theirs are claimed in the order sent: with
         those, when this replica is their home now."""
-        if self.homes is None or (not self._left_callers and not self.homes.shared()):
+        if self.homes is None or (self._left.quiet() and not self.homes.shared()):
             return wanted
         assert self.state is not None and self.cursors is not None
         due = asyncio.get_running_loop().time() + BACKUP_DELAY
+        answer_of = self.state.message_ids.answer
         now: list[tuple[Accepted, Freshness]] = []
         for accepted, age in wanted:
             message = accepted.message
             if message.id in self._left:
                 continue  # listed twice in this batch (a re-delivery with it)
             mine = self.homes.mine(message.user_id)
-            earlier = self._left_callers.get(message.user_id)
-            if (mine and earlier is None) or len(self._left) >= WAITING_CLAIMS_MAX:
+            if self._left.leave(accepted, mine=mine, due=due, answer_of=lambda i: answer_of(i)[0]):
+                self.cursors.keep(message.room_id, message.id)
+            else:
                 now.append((accepted, age))
-                continue
-            when = earlier[1] if mine and earlier is not None else due
-            answer = self.state.message_ids.answer(message.id)[0]
-            self._left[message.id] = Deferred(accepted, when, answer)
-            self._left_answers[answer] = message.id
-            self._left_callers[message.user_id] = ((earlier[0] if earlier else 0) + 1, when)
-            self.cursors.keep(message.room_id, message.id)
         return now
 
-    def _uncount(self, left: Deferred) -> None:
-        caller = left.accepted.message.user_id
-        count, when = self._left_callers.pop(caller, (1, left.due))
-        if count > 1:
-            self._left_callers[caller] = (count - 1, when)
-
     def _home_answered(self, answer_id: str) -> None:
-        left = self._left.pop(self._left_answers.pop(answer_id), None)
+        left = self._left.answered(answer_id)
         if left is None:
             return  # being claimed here (`_claim_left`), which lets it go
-        self._uncount(left)
         self._let_go(left)
         self.metrics.left_to_home.labels(result="answered").inc()
 
     def _let_go(self, left: Deferred, *, seen: bool = True) -> None:
         assert self.cursors is not None
         message = left.accepted.message
-        self._left_answers.pop(left.answer_id, None)
         if seen and message.room_participant is True:
             self.cursors.seen(message.room_id, message.updated_at)
         self.cursors.let_go(message.room_id, message.id)
@@ -701,17 +685,16 @@ class Bot:
                         log.info("homes.replicas", alive=len(self.homes.alive))
                 except StateUnavailable as exc:
                     self._state_failed(exc)
-            if self._left:
+            if len(self._left):
                 await self._claim_left(loop.time())
             await asyncio.sleep(HOMES_TICK)
 
     async def _claim_left(self, at: float) -> None:
-        due = [left for left in self._left.values() if left.due <= at]
-        if not due or not self._accepting:
+        if not self._accepting:
             return
-        for left in due:
-            # Their callers stay counted until the claim is over: their next commands wait for it.
-            del self._left[left.accepted.message.id]
+        due = self._left.due(at)  # their callers stay counted until the claim is over
+        if not due:
+            return
         now = self.clock()
         wanted: list[tuple[Accepted, Freshness]] = [
             (left.accepted, age)
@@ -729,14 +712,12 @@ class Bot:
             if won:
                 log.info("homes.claimed_for_home", commands=won, hint="their home replica did not claim them")
         for left in due:
-            self._uncount(left)
+            self._left.release(left)
             # Claimed (here or elsewhere): their rooms' cursors may pass them. Waiting for the
             # database (`_claim_waiting`), they are treated as any command whose claim failed:
             # their rooms stay kept until the claim is committed.
             if won is not None or left.accepted.message.id not in self._waiting_claims:
                 self._let_go(left, seen=won is not None)
-            else:
-                self._left_answers.pop(left.answer_id, None)
 
     def _read_ahead(
         self, wanted: list[tuple[Accepted, Freshness]], first: set[str], arrived: float

@@ -24,7 +24,7 @@ lone replica does. One whose look fails (the database away) keeps the list it la
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -80,4 +80,80 @@ class Deferred:
     answer_id: str
 
 
-__all__ = ["ALIVE", "BACKUP_DELAY", "HEARTBEAT", "Deferred", "Homes"]
+class Left:
+    """The commands this replica left to their callers' homes (sans I/O: the runtime claims, keeps
+    and lets go of their rooms' cursors). A caller with a command here has the next ones left too,
+    due with it, so that a caller's commands are claimed in the order sent; a caller stays counted
+    until the claim of their due ones is over (`release`), so their next commands wait for it."""
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._commands: dict[str, Deferred] = {}
+        self._answers: dict[str, str] = {}  # answer id → command id
+        self._callers: dict[str, tuple[int, float]] = {}  # caller → commands here, the latest one's due
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._commands
+
+    def __len__(self) -> int:
+        return len(self._commands)
+
+    def __getitem__(self, message_id: str) -> Deferred:
+        return self._commands[message_id]
+
+    def quiet(self) -> bool:
+        """Nothing left here and no claim of left commands in flight."""
+        return not self._callers
+
+    def empty(self) -> bool:
+        """Nothing left, counted or expected: all forgotten."""
+        return not self._commands and not self._answers and not self._callers
+
+    def expects(self, answer_id: str) -> bool:
+        return answer_id in self._answers
+
+    def leave(self, accepted: Accepted, *, mine: bool, due: float, answer_of: Callable[[str], str]) -> bool:
+        """Keep `accepted` for its home (or, `mine`, behind its caller's commands left already);
+        False when it is to be claimed now: this replica's caller with nothing left, or too many left."""
+        caller = accepted.message.user_id
+        earlier = self._callers.get(caller)
+        if (mine and earlier is None) or len(self._commands) >= self._limit:
+            return False
+        when = earlier[1] if mine and earlier is not None else due
+        answer_id = answer_of(accepted.message.id)
+        self._commands[accepted.message.id] = Deferred(accepted, when, answer_id)
+        self._answers[answer_id] = accepted.message.id
+        self._callers[caller] = ((earlier[0] if earlier else 0) + 1, when)
+        return True
+
+    def answered(self, answer_id: str) -> Deferred | None:
+        """Its home answered: forgotten (None when it is being claimed here already)."""
+        left = self._commands.pop(self._answers.pop(answer_id, ""), None)
+        if left is not None:
+            self._uncount(left)
+        return left
+
+    def due(self, at: float) -> list[Deferred]:
+        """Those whose answer has not come by `at`, out of the waiting list (their callers stay
+        counted, their answers expected, until `release`)."""
+        due = [left for left in self._commands.values() if left.due <= at]
+        for left in due:
+            del self._commands[left.accepted.message.id]
+        return due
+
+    def release(self, left: Deferred) -> None:
+        """The claim of a due command is over (won, lost, or waiting for the database)."""
+        self._uncount(left)
+        self.forget_answer(left)
+
+    def forget_answer(self, left: Deferred) -> None:
+        self._answers.pop(left.answer_id, None)
+
+    def _uncount(self, left: Deferred) -> None:
+        caller = left.accepted.message.user_id
+        count, when = self._callers.pop(caller, (1, left.due))
+        if count > 1:
+            self._callers[caller] = (count - 1, when)
+
+
+__all__ = ["ALIVE", "BACKUP_DELAY", "HEARTBEAT", "Deferred", "Homes", "Left"]

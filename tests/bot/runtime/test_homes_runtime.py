@@ -157,7 +157,7 @@ async def test_a_callers_commands_are_claimed_in_order_when_their_home_goes_away
     assert h.bot._left[second.id].due == h.bot._left[first.id].due
     await h.claim_due()
     assert h.taken == [first.id, second.id]
-    assert not h.bot._left and not h.bot._left_answers and not h.bot._left_callers
+    assert h.bot._left.empty()
     third = h.command(caller)  # nothing of theirs left here any more: claimed at once
     await h.bot._admit_all([third], "stream")
     assert h.taken == [first.id, second.id, third.id]
@@ -180,7 +180,7 @@ async def test_a_callers_next_command_is_not_claimed_before_the_backup_claim_in_
     await claiming
     await h.claim_due()
     assert h.taken == [first.id, second.id]
-    assert not h.bot._left and not h.bot._left_answers and not h.bot._left_callers
+    assert h.bot._left.empty()
 
 
 async def test_a_left_command_is_forgotten_when_its_answer_comes(h: Harness) -> None:
@@ -189,7 +189,7 @@ async def test_a_left_command_is_forgotten_when_its_answer_comes(h: Harness) -> 
     assert h.state is not None
     answer = h.command("bot").model_copy(update={"id": h.state.message_ids.answer(left.id)[0], "text": "Done"})
     await h.bot._admit_all([answer], "stream")
-    assert not h.bot._left and not h.bot._left_answers and not h.bot._left_callers
+    assert h.bot._left.empty()
     await h.claim_due()
     assert h.taken == []
     await h.bot.cursors.flush()  # type: ignore[union-attr]
@@ -241,7 +241,7 @@ async def test_a_command_listed_twice_in_a_batch_is_left_once(h: Harness) -> Non
     )
     await h.claim_due()
     assert h.taken == [left.id]
-    assert not h.bot._left and not h.bot._left_answers and not h.bot._left_callers
+    assert h.bot._left.empty()
 
 
 @pytest.mark.parametrize("behind", [False, True])
