@@ -138,6 +138,22 @@ _PENDING_FROM_INTENTS: Final = (
     " SELECT DISTINCT integration_id, true FROM write_intents WHERE verified_json IS NULL"
 )
 _UPSERT_PENDING: Final = " ON CONFLICT (integration_id) DO UPDATE SET pending = true"
+# The command (`message_id = ?`) is still claimed by this process (`owner = ?`): not taken over.
+_CLAIM_IS_MINE: Final = (
+    " EXISTS (SELECT 1 FROM processed_messages WHERE message_id = ? AND owner = ? AND status = 'claimed')"
+)
+# A write intent, stored only while the command's claim is this process's (`record_intent`).
+_RECORD_INTENT: Final = (
+    "INSERT INTO write_intents (message_id, integration_id, at, before_json, intended_json)"
+    " SELECT ?, ?, ?, ?, ? WHERE" + _CLAIM_IS_MINE + " ON CONFLICT (message_id, integration_id) DO UPDATE SET"
+    " at = excluded.at, before_json = excluded.before_json, intended_json = excluded.intended_json,"
+    " verified_json = NULL"
+)
+# An intent whose write was never sent, dropped while the claim is this process's (`drop_intent`).
+_DROP_UNSENT_INTENT: Final = (
+    "DELETE FROM write_intents WHERE message_id = ? AND integration_id = ? AND verified_json IS NULL"  # noqa: S608 (constants)
+    " AND" + _CLAIM_IS_MINE
+)
 
 
 class StateStore:
@@ -415,12 +431,7 @@ class StateStore:
         if this process still holds the command's claim; False (nothing recorded, nothing may be
         written) when another process took the claim over meanwhile."""
         recorded = await self.database.count(
-            "INSERT INTO write_intents (message_id, integration_id, at, before_json, intended_json)"
-            " SELECT ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM processed_messages"
-            " WHERE message_id = ? AND owner = ? AND status = 'claimed')"
-            " ON CONFLICT (message_id, integration_id) DO UPDATE SET"
-            " at = excluded.at, before_json = excluded.before_json, intended_json = excluded.intended_json,"
-            " verified_json = NULL",
+            _RECORD_INTENT,
             (
                 intent.message_id,
                 intent.integration_id,
@@ -475,10 +486,7 @@ class StateStore:
         no write (none was sent): dropped, unless a write of it was verified, or the claim is no
         longer this process's (the intent may be that of the process that took it over). Under a
         lock `held` in the database, with the lock's release."""
-        sql = (
-            "DELETE FROM write_intents WHERE message_id = ? AND integration_id = ? AND verified_json IS NULL"
-            " AND EXISTS (SELECT 1 FROM processed_messages WHERE message_id = ? AND owner = ? AND status = 'claimed')"
-        )
+        sql = _DROP_UNSENT_INTENT
         params = (message_id, integration_id, message_id, self.owner)
         if held is None or not held.commit_with(sql, params):
             await self.database.count(sql, params)
