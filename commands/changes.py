@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+from bot.errors import StateUnavailable
 from bot.incident.timers import LOOK
 from bot.integrations.authz import CallerRights
 from bot.integrations.service import Edit
@@ -25,20 +26,29 @@ from commands.registry import CommandContext
 
 async def apply_seeing_timer(
     ctx: CommandContext, edit: Edit, updates: Mapping[str, Any], rights: CallerRights
-) -> tuple[UpdateOutcome, TimedDisable | None]:
+) -> tuple[UpdateOutcome, TimedDisable | str | None]:
     """`edit.apply(updates)`, and the integration's timed disable pending under the same lock (looked
     up at once with the write): the timer the change follows when it is recorded after the answer
     (`record(timer=…)`). One that another command sets once the lock is free (through another
-    replica, while this answer is on its way) is not this change's."""
+    replica, while this answer is on its way) is not this change's. When that lookup fails (the
+    state database stumbling), `LOOK`: the record looks again, and the write, made, is answered."""
     incident = ctx.services.incident
     lookup = background(incident.timers.pending_for(edit.current.id)) if incident is not None else None
     try:
         outcome = await edit.apply(updates, rights=rights)
-        return outcome, await lookup if lookup is not None else None
     except BaseException:
         if lookup is not None:
             lookup.cancel()
         raise
+    try:
+        return outcome, await lookup if lookup is not None else None
+    except StateUnavailable:
+        return outcome, LOOK
+
+
+def seen_timer(seen: TimedDisable | str | None) -> TimedDisable | None:
+    """The timer `apply_seeing_timer` saw, None when none was or it could not look."""
+    return None if isinstance(seen, str) else seen
 
 
 async def record(

@@ -28,13 +28,13 @@ async def plain(ctx: CommandContext, found: Integration, reason: str | None, *, 
     # firing now waits, then finds the timer ended).
     rights = await ctx.rights()
     async with ctx.services.integrations.editing(found, planned={"enabled": False}, rights=rights) as edit:
-        outcome, pending = await changes.apply_seeing_timer(ctx, edit, {"enabled": False}, rights)
+        outcome, seen = await changes.apply_seeing_timer(ctx, edit, {"enabled": False}, rights)
         if not outcome.changed:
-            return await _keep_disabled(ctx, outcome.after, reason, pending, group_id=group_id)
+            return await _keep_disabled(ctx, outcome.after, reason, seen, group_id=group_id)
     # Recorded once the answer is on its way (commands/followups.py), with the timer seen under the lock.
     ctx.defer(
         outcome.after.id,
-        lambda: changes.record(ctx, outcome, "disable", reason=reason, group_id=group_id, timer=pending),
+        lambda: changes.record(ctx, outcome, "disable", reason=reason, group_id=group_id, timer=seen),
     )
     undo = code(f"{ctx.services.prefix} enable {outcome.after.id}")
     return Reply(
@@ -48,13 +48,17 @@ async def _keep_disabled(
     ctx: CommandContext,
     current: Integration,
     reason: str | None,
-    pending: TimedDisable | None,
+    seen: TimedDisable | str | None,
     *,
     group_id: int | None = None,
 ) -> Reply:
-    """Already disabled: a running timed disable (`pending`, seen under the lock) becomes permanent
-    (called under the lock)."""
+    """Already disabled: a running timed disable (`seen` under the lock, or looked up again now when
+    that failed) becomes permanent (called under the lock)."""
     incident = ctx.services.incident
+    if isinstance(seen, str):  # `LOOK`
+        pending = await incident.timers.pending_for(current.id) if incident is not None else None
+    else:
+        pending = seen
     if incident is not None and pending is not None and pending.state is TimerState.ACTIVE:
         note = f"made permanent by {ctx.message.username}"
         if await incident.timers.end_early(pending, note) is not None:

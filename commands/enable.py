@@ -34,7 +34,8 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     # `found` was just read by `resolve` (a complete document): no second read.
     async with ctx.services.integrations.editing(found, planned={"enabled": True}, rights=rights) as edit:
         # Its timed disable as pending under the lock: the one this enable ends (`changes.record`).
-        outcome, pending = await changes.apply_seeing_timer(ctx, edit, {"enabled": True}, rights)
+        outcome, seen = await changes.apply_seeing_timer(ctx, edit, {"enabled": True}, rights)
+    pending = changes.seen_timer(seen)
     timed = pending is not None and pending.state is TimerState.ACTIVE
     if not outcome.changed:
         if incident is not None and pending is not None and timed:
@@ -47,7 +48,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             )
         return Reply(f"{replies.label(outcome.after)} is already enabled; nothing changed.", outcome="unchanged")
     # Recorded (and the timer ended) once the answer is on its way (commands/followups.py).
-    ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "enable", timer=pending))
+    ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "enable", timer=seen))
     ended = ""
     if pending is not None and timed:
         ended = f" Its timed disable ({human_until(pending.due_at, ctx.now())}) is cancelled."
