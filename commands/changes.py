@@ -51,10 +51,12 @@ async def record(
     undoes: int | None = None,
     group_id: int | None = None,
     timer: TimedDisable | str | None = LOOK,
+    ends_timer: bool = False,
 ) -> int:
     """The audit row of a change; its timed disable follows it (`TimerService.follow_change`):
     `timer` is the one pending when it was written, looked up under the integration's lock, for a
-    record made once the lock is free (after the answer); by default the one pending now."""
+    record made once the lock is free (after the answer); by default the one pending now.
+    `ends_timer`: the change ends it even though the integration stays off (a permanent disable)."""
     message = ctx.message
     entry = AuditRecord(
         at=ctx.now(),
@@ -77,7 +79,11 @@ async def record(
     incident = ctx.services.incident
     if incident is not None:
         await incident.timers.follow_change(
-            outcome.after.id, outcome.after.document, f"ended early: {action} by {message.username}", seen=timer
+            outcome.after.id,
+            outcome.after.document,
+            f"ended early: {action} by {message.username}",
+            seen=timer,
+            end=ends_timer,
         )
         incident.audit_room.announce(dataclasses.replace(entry, id=audit_id))
     return audit_id

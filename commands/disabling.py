@@ -31,10 +31,16 @@ async def plain(ctx: CommandContext, found: Integration, reason: str | None, *, 
         outcome, pending = await changes.apply_seeing_timer(ctx, edit, {"enabled": False}, rights)
         if not outcome.changed:
             return await _keep_disabled(ctx, outcome.after, reason, pending, group_id=group_id)
-    # Recorded once the answer is on its way (commands/followups.py), with the timer seen under the lock.
+    # Recorded once the answer is on its way (commands/followups.py), with the timer seen under the
+    # lock. A disable without a duration is for good: a timer still running (the integration was
+    # switched on since, by hand or by an enable whose own book-keeping is still to come) ends, as
+    # it does when the integration is already off (`_keep_disabled`), never re-based to switch
+    # this disable back on when it is due.
     ctx.defer(
         outcome.after.id,
-        lambda: changes.record(ctx, outcome, "disable", reason=reason, group_id=group_id, timer=pending),
+        lambda: changes.record(
+            ctx, outcome, "disable", reason=reason, group_id=group_id, timer=pending, ends_timer=True
+        ),
     )
     undo = code(f"{ctx.services.prefix} enable {outcome.after.id}")
     return Reply(
