@@ -12,7 +12,9 @@ re-based since.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from set_harness import Harness, open_harness
@@ -136,3 +138,96 @@ async def test_a_plain_disable_of_one_switched_on_by_hand_while_timed_is_for_goo
     assert ended is not None and ended.state is TimerState.CANCELLED
     assert await due_back_on(h, timer) is None
     assert h.doc(x)["enabled"] is False
+
+
+def seeded(h: Harness, label: str) -> str:
+    return str(h.seeded["integrations"][label]["id"])
+
+
+async def test_an_enable_all_ends_a_members_timer_extended_between_its_selection_and_its_write(h: Harness) -> None:
+    """The members are selected from their timers as read first; someone's `extend Grafana 1h`
+    lands before Grafana's turn. Its timer as pending under its lock is the one its enable ends
+    (an ending follows only the timer as it was seen: the one read first had moved on)."""
+    timers = toolkit(h).timers
+    await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
+    grafana = seeded(h, "grafana")
+    original = timers.store.in_group
+
+    async def extended_meanwhile(group_id: int) -> list[TimedDisable]:
+        members = await original(group_id)
+        running = await timers.pending_for(grafana)
+        assert running is not None
+        await timers.extend(running, running.due_at + timedelta(hours=1))
+        return members
+
+    timers.store.in_group = extended_meanwhile  # type: ignore[method-assign]
+    try:
+        reply = await h.say("admin", "ops", "!integration enable all in #alerts")
+    finally:
+        timers.store.in_group = original  # type: ignore[method-assign]
+    assert reply.outcome == "changed", reply.text
+    assert h.doc(grafana)["enabled"] is True
+    assert await pending(h, grafana) is None
+
+
+async def test_an_enable_all_leaves_a_member_whose_group_timer_ended_and_another_was_set(h: Harness) -> None:
+    """Between the selection and Grafana's turn, bo switched it on and off again for 2 h (through
+    another replica, say). Was: `enable all` switched it on, against bo's later disable, and left
+    bo's timer running on an integration that was on. It is no longer the group's to switch on."""
+    timers = toolkit(h).timers
+    await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
+    grafana = seeded(h, "grafana")
+    original = timers.store.in_group
+    done: list[bool] = []
+
+    async def retimed_meanwhile(group_id: int) -> list[TimedDisable]:
+        members = await original(group_id)
+        if not done:
+            done.append(True)
+            assert (await h.say("bo", "ops", f"!integration enable {grafana}")).outcome == "changed"
+            assert (await h.say("bo", "ops", f"!integration disable {grafana} for 2h")).outcome == "changed"
+        return members
+
+    timers.store.in_group = retimed_meanwhile  # type: ignore[method-assign]
+    try:
+        reply = await h.say("admin", "ops", "!integration enable all in #alerts")
+    finally:
+        timers.store.in_group = original  # type: ignore[method-assign]
+    assert "Left off" in reply.text and "`Grafana`" in reply.text.split("Left off")[1], reply.text
+    assert h.doc(grafana)["enabled"] is False
+    bos = await pending(h, grafana)
+    assert bos is not None and bos.actor_username == "bo" and bos.state is TimerState.ACTIVE
+
+
+async def test_an_enable_of_one_already_on_says_it_dropped_the_timer_only_if_it_did(
+    h: Harness, other: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Switched on by hand while timed: `enable` drops the timer. Was: dropped once the lock was
+    free: bo's `disable … for 2h` through another replica could take that row over first; the drop
+    then failed, and the answer still said it was dropped."""
+    x = hook(h, "Already on")
+    assert (await h.say("admin", "ops", f"!integration disable {x} for 1h")).outcome == "changed"
+    seen = await pending(h, x)
+    assert seen is not None
+    h.control.update_integration(x, {"enabled": True})  # by hand, in Rocket.Chat
+    service = h.services.integrations
+    editing = service.editing
+    raced: list[Reply] = []
+
+    @asynccontextmanager
+    async def then_bo(*args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        async with editing(*args, **kwargs) as edit:
+            yield edit
+        if not raced:  # the lock is free: bo's command through the other replica
+            raced.append(await other.say("bo", "ops", f"!integration disable {x} for 2h"))
+
+    monkeypatch.setattr(service, "editing", then_bo)
+    reply = await h.say("admin", "ops", f"!integration enable {x}")
+    monkeypatch.undo()
+    assert raced and raced[0].outcome == "changed", raced
+    ended = await toolkit(h).timers.store.get(seen.id)
+    assert ended is not None
+    assert ("dropped its timed disable" in reply.text) == (ended.state is TimerState.CANCELLED), (reply.text, ended)
+    assert h.doc(x)["enabled"] is False
+    bos = await pending(h, x)
+    assert bos is not None and bos.state is TimerState.ACTIVE and bos.due_at == h.clock.now + timedelta(hours=2)
