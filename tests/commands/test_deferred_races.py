@@ -20,8 +20,9 @@ import pytest
 from set_harness import Harness, open_harness
 
 from bot.incident.toolkit import IncidentToolkit
-from bot.runtime.journal import JournaledIntegrationService
+from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.state.timer_states import TimedDisable, TimerState
+from commands import changes
 from commands.reply import Reply
 
 
@@ -231,3 +232,127 @@ async def test_an_enable_of_one_already_on_says_it_dropped_the_timer_only_if_it_
     assert h.doc(x)["enabled"] is False
     bos = await pending(h, x)
     assert bos is not None and bos.state is TimerState.ACTIVE and bos.due_at == h.clock.now + timedelta(hours=2)
+
+
+async def _interrupted(h: Harness, monkeypatch: pytest.MonkeyPatch, text: str) -> tuple[Any, Any]:
+    """`text` run until its write landed, then killed before its audit row (a `set`/`undo`, which
+    record under the lock) or before its book-keeping after the answer (an `enable`)."""
+    message, invocation = h.message("admin", "ops", text)
+    real = changes.record
+
+    async def killed(*args: Any, **kwargs: Any) -> int:
+        raise Killed
+
+    monkeypatch.setattr(changes, "record", killed)
+    now = h.clock()
+    assert await h.services.state.claim_message(message.id, message.room_id, now, now)  # as the runtime does
+    token = current_command.set(CommandRun(message.id, recovering=False))
+    try:
+        try:
+            reply = await h.dispatcher.dispatch(message, invocation)
+        except Killed:
+            pass
+        else:
+            h.services.followups.abandon(reply.afterwards)  # the process died before running them
+    finally:
+        current_command.reset(token)
+        monkeypatch.setattr(changes, "record", real)
+    return message, invocation
+
+
+async def _resume(h: Harness, message: Any, invocation: Any) -> Reply:
+    token = current_command.set(CommandRun(message.id, recovering=True))  # the restart resumes it
+    try:
+        reply = await h.dispatcher.dispatch(message, invocation)
+    finally:
+        current_command.reset(token)
+    await h.services.followups.run(reply.afterwards)
+    return reply
+
+
+async def _timed_by_bo_meanwhile(h: Harness, x: str) -> TimedDisable:
+    """While the command waits to be resumed: bo switches it on, then off for 2 h."""
+    assert (await h.say("bo", "ops", f"!integration enable {x}")).outcome == "changed"
+    assert (await h.say("bo", "ops", f"!integration disable {x} for 2h")).outcome == "changed"
+    timer = await pending(h, x)
+    assert timer is not None and timer.state is TimerState.ACTIVE
+    return timer
+
+
+async def _kept(h: Harness, x: str, bos: TimedDisable) -> None:
+    now = await toolkit(h).timers.store.get(bos.id)
+    assert now is not None and now.state is TimerState.ACTIVE
+    reference = now.disabled_document or {}
+    assert reference.get("_updatedAt") == h.doc(x)["_updatedAt"], "re-based on a document older than bo's"
+    assert await due_back_on(h, now) == "re-enabled"  # bo was told: back on in 2 h
+    assert h.doc(x)["enabled"] is True
+
+
+async def test_a_resumed_set_leaves_a_timed_disable_set_since_by_someone_else(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ann's `set … --yes` on a snoozed integration wrote, then the process died before its audit
+    row. Before it was resumed, bo switched it on and off again for 2 h. Was: the resumed set
+    re-based bo's timer on the document ann's set had produced (older than bo's), and when due the
+    bot took bo's own disable for somebody else's change and left it off for good."""
+    x = hook(h, "Resumed set")
+    assert (await h.say("admin", "ops", f"!integration disable {x} for 1h")).outcome == "changed"
+    message, invocation = await _interrupted(h, monkeypatch, f"!integration set {x} alias=new --yes")
+    assert h.doc(x)["alias"] == "new"
+    bos = await _timed_by_bo_meanwhile(h, x)
+    reply = await _resume(h, message, invocation)
+    assert reply.outcome == "changed", reply.text
+    assert [r.action for r in await h.services.state.history(integration_ids=[x])][:1] == ["set"]
+    await _kept(h, x, bos)
+
+
+async def test_a_resumed_set_still_re_bases_its_own_timer(h: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nobody changed it meanwhile: the resumed set's audit row re-bases the timer that was pending
+    when it wrote, as it would have without the crash (else the bot takes the set for somebody
+    else's change when it is due)."""
+    x = hook(h, "Resumed own")
+    assert (await h.say("admin", "ops", f"!integration disable {x} for 1h")).outcome == "changed"
+    message, invocation = await _interrupted(h, monkeypatch, f"!integration set {x} alias=new --yes")
+    reply = await _resume(h, message, invocation)
+    assert reply.outcome == "changed", reply.text
+    timer = await pending(h, x)
+    assert timer is not None and (timer.disabled_document or {}).get("_updatedAt") == h.doc(x)["_updatedAt"]
+    assert await due_back_on(h, timer) == "re-enabled"
+    assert h.doc(x)["alias"] == "new" and h.doc(x)["enabled"] is True
+
+
+async def test_a_resumed_enable_leaves_a_timed_disable_set_since_by_someone_else(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ann's enable was answered; the process died before its book-keeping. bo switched it off for
+    2 h before it was resumed. Was: the resumed enable ended the timer pending at its resumption,
+    bo's: it stayed off for good."""
+    x = hook(h, "Resumed enable")
+    assert (await h.say("admin", "ops", f"!integration disable {x} for 1h")).outcome == "changed"
+    message, invocation = await _interrupted(h, monkeypatch, f"!integration enable {x}")
+    assert h.doc(x)["enabled"] is True
+    assert (await h.say("bo", "ops", f"!integration disable {x} for 2h")).outcome == "changed"
+    bos = await pending(h, x)
+    assert bos is not None
+    reply = await _resume(h, message, invocation)
+    assert reply.outcome == "changed", reply.text
+    ann = h.control.user("admin")["_id"]
+    assert [r.action for r in await h.services.state.history(integration_ids=[x], actor_id=ann)][:1] == ["enable"]
+    await _kept(h, x, bos)
+
+
+async def test_a_resumed_undo_leaves_a_timed_disable_set_since_by_someone_else(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ann undid her `set` on a snoozed integration; the process died before the undo's audit row;
+    bo switched it on and off for 2 h before it was resumed. Was: the resumed undo re-based bo's
+    timer on the undo's (older) document: left off for good when due."""
+    x = hook(h, "Resumed undo")
+    assert (await h.say("admin", "ops", f"!integration disable {x} for 1h")).outcome == "changed"
+    assert (await h.say("admin", "ops", f"!integration set {x} alias=new --yes")).outcome == "changed"
+    message, invocation = await _interrupted(h, monkeypatch, "!integration undo")
+    assert h.doc(x)["alias"] == "old"
+    bos = await _timed_by_bo_meanwhile(h, x)
+    reply = await _resume(h, message, invocation)
+    assert reply.outcome == "changed", reply.text
+    await _kept(h, x, bos)
