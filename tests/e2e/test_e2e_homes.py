@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from e2e_support import BOT_USERNAME, REPLY_TIMEOUT, BotProcess
-from replica_support import People, Replicas, owner_pid, running, wait_until
+from replica_support import TAKEOVER_TIMEOUT, People, Replicas, owner_pid, running, wait_until
 
 from bot.runtime.homes import Homes
 from tests.e2e.test_e2e_replicas import MIXED, after_mixed
@@ -152,3 +152,34 @@ def test_an_enable_ending_a_timed_disable_leaves_it_to_a_timed_disable_set_after
     assert replicas.rows(timers, (hook["_id"],)) == [("active", True)]  # bo's end: in 2 h
     assert not control.integration(hook["_id"])["enabled"]
     assert owner_pid(replicas.claim_owner(enable["_id"])) != owner_pid(replicas.claim_owner(timed["_id"]))
+
+
+def test_an_enable_resumed_after_a_kill_leaves_a_timed_disable_set_meanwhile_on_another_replica(
+    replicas: Replicas,
+) -> None:
+    """ann's enable of a timed-disabled integration has written; its replica is killed (-9) before
+    the answer and the book-keeping (ending that timer). While her command waits to be taken over,
+    bo's `disable … for 2h` on the other replica takes the row over (off again, a new end). The
+    resumed enable replays its write without sending it: the timer pending now is bo's, not the
+    one her write ended, and must be left running."""
+    ann, bo = two_homes(replicas)
+    control, chat = replicas.control, replicas.chat
+    hook = control.create_incoming_integration("Raced resumed", channel="#timers")
+    timers = "SELECT state, due_at - created_at > 5400 FROM timers WHERE integration_id = %s"
+    first = control.post_message(ann, "timers", f"{PREFIX} disable {hook['_id']} for 1h")
+    assert "Disabled" in chat.reply_to(first)["msg"]
+
+    control.set_latency(30.0, "chat.sendMessage")  # ann's answer hangs: killed before it
+    enable = control.post_message(ann, "timers", f"{PREFIX} enable {hook['_id']}")
+    wait_until(lambda: control.integration(hook["_id"])["enabled"], REPLY_TIMEOUT, "ann's enable never wrote")
+    owner = owner_pid(replicas.claim_owner(enable["_id"]))
+    killed = next(bot for bot in replicas.alive() if bot.process.pid == owner)
+    replicas.kill(killed)
+    control.clear_faults()
+    timed = control.post_message(bo, "timers", f"{PREFIX} disable {hook['_id']} for 2h")
+    assert "Disabled" in chat.reply_to(timed)["msg"]
+    assert "Enabled" in chat.reply_to(enable, timeout=TAKEOVER_TIMEOUT)["msg"]  # resumed by the other
+    closed = "SELECT status FROM processed_messages WHERE message_id = %s"
+    wait_until(lambda: replicas.rows(closed, (enable["_id"],)) == [("done",)], REPLY_TIMEOUT, "ann's claim is open")
+    assert replicas.rows(timers, (hook["_id"],)) == [("active", True)]  # bo's end: in 2 h
+    assert not control.integration(hook["_id"])["enabled"]
