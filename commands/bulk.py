@@ -446,8 +446,8 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                     continue
             else:
                 outcome, running = await _enable_timed(ctx, rights, member, timer)
-                if running is None:
-                    changed_since.append(outcome.after)
+                if running is None:  # its timer of the group ended meanwhile: on already, or left off
+                    (unchanged if outcome.after.enabled else changed_since).append(outcome.after)
                     continue
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
@@ -486,8 +486,9 @@ async def _enable_timed(
     """Switch on a member whose timed disable of the group (`timer`, read before its lock) was
     running, as a single `enable` does: its timer as pending under the member's lock is looked up
     with the write, and dropped there when it was on already. A member whose timer of the group
-    ended meanwhile (and perhaps another was set since, through another replica) is left as it is:
-    the second value is then None, else the timer seen under the lock (the one its audit row ends)."""
+    ended meanwhile (switched on, or on and off again for a while, through another replica) is left
+    as it is: the second value is then None, else the timer seen under the lock (the one its audit
+    row ends)."""
     timers = toolkit(ctx).timers
     async with ctx.services.integrations.editing(member, planned={"enabled": True}, rights=rights) as edit:
         pending = await timers.pending_for(member.id)

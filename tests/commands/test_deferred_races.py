@@ -356,3 +356,29 @@ async def test_a_resumed_undo_leaves_a_timed_disable_set_since_by_someone_else(
     reply = await _resume(h, message, invocation)
     assert reply.outcome == "changed", reply.text
     await _kept(h, x, bos)
+
+
+async def test_an_enable_all_counts_a_member_switched_on_meanwhile_as_already_on(h: Harness) -> None:
+    """Between the selection and Grafana's turn, bo switched it on (its group timer ended): on
+    already, not "left off"."""
+    timers = toolkit(h).timers
+    await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
+    grafana = seeded(h, "grafana")
+    original = timers.store.in_group
+    done: list[bool] = []
+
+    async def enabled_meanwhile(group_id: int) -> list[TimedDisable]:
+        members = await original(group_id)
+        if not done:
+            done.append(True)
+            assert (await h.say("bo", "ops", f"!integration enable {grafana}")).outcome == "changed"
+        return members
+
+    timers.store.in_group = enabled_meanwhile  # type: ignore[method-assign]
+    try:
+        reply = await h.say("admin", "ops", "!integration enable all in #alerts")
+    finally:
+        timers.store.in_group = original  # type: ignore[method-assign]
+    assert "Left off" not in reply.text and "`Grafana`" in reply.text.split("Already on")[1], reply.text
+    assert h.doc(grafana)["enabled"] is True
+    assert await pending(h, grafana) is None
