@@ -287,6 +287,10 @@ async def apply(
             failed.append(f"{replies.label(member)}: {problem(ctx, exc)}")
             continue
         (done if answer.outcome == "changed" else unchanged).append(member)
+    # A member switched off for good is a member by its audit row alone (`_untimed_members`: what
+    # `enable all …` switches back on, through any replica): recorded before the answer, not after
+    # it as a single disable's is; the runtime's own run of them is then a no-op.
+    await ctx.services.followups.run(tuple(ctx.deferred))
     until = f" {human_until(due, now)}" if due is not None else ""
     lines = [f"🔌 Switched off {len(done)} of {_counted(len(members), parsed, room)}{until}."]
     if parsed.reason:

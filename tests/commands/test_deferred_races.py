@@ -382,3 +382,19 @@ async def test_an_enable_all_counts_a_member_switched_on_meanwhile_as_already_on
     assert "Left off" not in reply.text and "`Grafana`" in reply.text.split("Already on")[1], reply.text
     assert h.doc(grafana)["enabled"] is True
     assert await pending(h, grafana) is None
+
+
+async def test_an_enable_all_through_another_replica_right_after_a_disable_all_answered_finds_every_member(
+    h: Harness, other: Harness
+) -> None:
+    """ann's `disable all in #alerts` (no duration) is answered; bo, who read the answer, says
+    `enable all in #alerts` through another replica. The members of such a group are known by their
+    audit rows alone. Was: recorded after the answer, they were not there yet: "Nothing to switch
+    back on", and the integrations stayed off."""
+    off = await answered(h, "admin", "!integration disable all in #alerts --yes")
+    assert off.outcome == "changed", off.text
+    on = await other.say("bo", "ops", "!integration enable all in #alerts")
+    await h.services.followups.run(off.afterwards)
+    assert on.outcome == "changed", on.text
+    assert h.doc(seeded(h, "grafana"))["enabled"] is True
+    assert h.doc(seeded(h, "deploy-announcer"))["enabled"] is True
