@@ -157,7 +157,14 @@ async def timed(
             done = rebased.extended_by(ctx.message.id) if rebased is not None else None
             if done is not None:
                 due = done  # resumed after this very command set the end: kept as it set it
-            elif rebased is None or await timers.extend(rebased, due, by=ctx.message.id) is None:
+            elif rebased is None:
+                # Ended meanwhile, by book-keeping that holds no lock (an enable's, after its answer,
+                # through another replica): this disable is written, so it gets a timer of its own.
+                draft = _draft(ctx, outcome.after, reason, now, due, group_id=group_id)
+                fresh = await timers.schedule(draft)
+                if fresh is None or await timers.confirm(fresh, outcome.after.document, audit_id) is None:
+                    raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
+            elif await timers.extend(rebased, due, by=ctx.message.id) is None:
                 raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
         else:
             await timers.confirm(timer, outcome.after.document, audit_id)

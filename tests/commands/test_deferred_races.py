@@ -398,3 +398,37 @@ async def test_an_enable_all_through_another_replica_right_after_a_disable_all_a
     assert on.outcome == "changed", on.text
     assert h.doc(seeded(h, "grafana"))["enabled"] is True
     assert h.doc(seeded(h, "deploy-announcer"))["enabled"] is True
+
+
+async def test_a_timed_disable_taking_a_timer_over_still_gets_one_if_that_timer_ends_under_it(
+    h: Harness, other: Harness
+) -> None:
+    """bo's `disable … for 2h` through another replica finds it on with ann's timer still pending
+    (her enable's book-keeping to come) and takes that row over; ann's book-keeping, which holds no
+    lock, ends the row while bo's command is writing. Was: bo's disable was written, then the
+    command answered "the timed disable changed meanwhile; try again" and it stayed off for good
+    (a second try: "already disabled, and not by me")."""
+    x = hook(h, "Ended under it")
+    assert (await h.say("admin", "ops", f"!integration disable {x} for 1h")).outcome == "changed"
+    enable = await answered(h, "admin", f"!integration enable {x}")
+    timers = toolkit(other).timers
+    original = timers.pending_for
+    ended: list[bool] = []
+
+    async def then_anns_bookkeeping(integration_id: str) -> TimedDisable | None:
+        seen = await original(integration_id)
+        if not ended:
+            ended.append(True)
+            await h.services.followups.run(enable.afterwards)
+        return seen
+
+    timers.pending_for = then_anns_bookkeeping  # type: ignore[method-assign]
+    try:
+        timed = await other.say("bo", "ops", f"!integration disable {x} for 2h")
+    finally:
+        timers.pending_for = original  # type: ignore[method-assign]
+    assert ended and timed.outcome == "changed" and "in 2 h" in timed.text, timed.text
+    assert h.doc(x)["enabled"] is False
+    bos = await pending(h, x)
+    assert bos is not None and bos.state is TimerState.ACTIVE and bos.due_at == h.clock.now + timedelta(hours=2)
+    assert await due_back_on(h, bos) == "re-enabled"
