@@ -287,6 +287,10 @@ async def apply(
             failed.append(f"{replies.label(member)}: {problem(ctx, exc)}")
             continue
         (done if answer.outcome == "changed" else unchanged).append(member)
+    # A member switched off for good is a member by its audit row alone (`_untimed_members`: what
+    # `enable all …` switches back on, through any replica): recorded before the answer, not after
+    # it as a single disable's is; the runtime's own run of them is then a no-op.
+    await ctx.services.followups.run(tuple(ctx.deferred))
     until = f" {human_until(due, now)}" if due is not None else ""
     lines = [f"🔌 Switched off {len(done)} of {_counted(len(members), parsed, room)}{until}."]
     if parsed.reason:
@@ -432,7 +436,6 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     what = _what(parsed, room)
     if not members:
         return Reply(f"Nothing to switch back on: no {code('disable all')} {what} is running.", outcome="unchanged")
-    incident = ctx.services.incident
     done: list[Integration] = []
     unchanged: list[Integration] = []
     failed: list[str] = []
@@ -446,7 +449,10 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                     changed_since.append(outcome.after)
                     continue
             else:
-                outcome = await ctx.services.integrations.set_enabled(member, True, rights=rights)
+                outcome, running = await _enable_timed(ctx, rights, member, timer)
+                if running is None:  # its timer of the group ended meanwhile: on already, or left off
+                    (unchanged if outcome.after.enabled else changed_since).append(outcome.after)
+                    continue
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
         except BotError as exc:
@@ -455,14 +461,12 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         if timer is None:
             (done if outcome.changed else unchanged).append(outcome.after)  # recorded under its lock
         elif outcome.changed:
-            # A member's timer ends with this audit row (`TimerService.follow_change`): that timer,
-            # not one set since by someone else (the member's lock is free again here).
-            await changes.record(ctx, outcome, "enable", group_id=group_id, timer=timer)
+            # A member's timer ends with this audit row (`TimerService.follow_change`): the one seen
+            # under its lock, not one set since by someone else (the member's lock is free again here).
+            await changes.record(ctx, outcome, "enable", group_id=group_id, timer=running)
             done.append(outcome.after)
         else:
-            if incident is not None:
-                await incident.timers.end_early(timer, f"already enabled; dropped by {ctx.message.username}")
-            unchanged.append(outcome.after)
+            unchanged.append(outcome.after)  # its timer dropped under its lock (`_enable_timed`)
     lines = [f"{ENABLED_MARK} Switched on {len(done)} of {_counted(len(members), parsed, room)}."]
     if done:
         cancelled = " (their timed disable is cancelled)" if timed_ones else ""
@@ -478,6 +482,26 @@ async def enable_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         "changed" if done or unchanged else "failed" if failed else "conflict" if changed_since else "unchanged"
     )
     return Reply("\n".join(lines), outcome=outcome_word)
+
+
+async def _enable_timed(
+    ctx: CommandContext, rights: CallerRights, member: Integration, timer: TimedDisable
+) -> tuple[UpdateOutcome, TimedDisable | None]:
+    """Switch on a member whose timed disable of the group (`timer`, read before its lock) was
+    running, as a single `enable` does: its timer as pending under the member's lock is looked up
+    with the write, and dropped there when it was on already. A member whose timer of the group
+    ended meanwhile (switched on, or on and off again for a while, through another replica) is left
+    as it is: the second value is then None, else the timer seen under the lock (the one its audit
+    row ends)."""
+    timers = toolkit(ctx).timers
+    async with ctx.services.integrations.editing(member, planned={"enabled": True}, rights=rights) as edit:
+        pending = await timers.pending_for(member.id)
+        if pending is None or pending.id != timer.id or pending.state is not TimerState.ACTIVE:
+            return UpdateOutcome(before=edit.current, after=edit.current, changed=False), None
+        outcome = await edit.apply({"enabled": True}, rights=rights)
+        if not outcome.changed:
+            await timers.end_early(pending, f"already enabled; dropped by {ctx.message.username}")
+        return outcome, pending
 
 
 async def _enable_untimed(

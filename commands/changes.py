@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from bot.errors import StateUnavailable
+from bot.errors import IntegrationNotFound, StateUnavailable
 from bot.incident.timers import LOOK
 from bot.integrations.authz import CallerRights
 from bot.integrations.service import Edit
@@ -33,7 +33,8 @@ async def apply_seeing_timer(
     replica, while this answer is on its way) is not this change's. When that lookup fails (the
     state database stumbling), `LOOK`: the record looks again, and the write, made, is answered."""
     incident = ctx.services.incident
-    lookup = background(incident.timers.pending_for(edit.current.id)) if incident is not None else None
+    held = edit.current
+    lookup = background(incident.timers.pending_for(held.id)) if incident is not None else None
     try:
         outcome = await edit.apply(updates, rights=rights)
     except BaseException:
@@ -41,14 +42,27 @@ async def apply_seeing_timer(
             lookup.cancel()
         raise
     try:
-        return outcome, await lookup if lookup is not None else None
+        pending: TimedDisable | str | None = await lookup if lookup is not None else None
     except StateUnavailable:
-        return outcome, LOOK
+        pending = LOOK
+    return outcome, pending if _written_last(held, outcome) else None
 
 
 def seen_timer(seen: TimedDisable | str | None) -> TimedDisable | None:
     """The timer `apply_seeing_timer` saw, None when none was or it could not look."""
     return None if isinstance(seen, str) else seen
+
+
+def _stamp(integration: Integration) -> object:
+    return integration.document.get("_updatedAt")
+
+
+def _written_last(held: Integration, outcome: UpdateOutcome) -> bool:
+    """Whether the change of `outcome` is the last write of the integration `held` (read under the
+    lock): a write made now, or one a command resumed after a crash had made before it (replayed by
+    the journal, bot/runtime/journal.py) that nobody changed since. Changed since, the timer pending
+    now was set or followed by whoever changed it: not the one pending when this change was written."""
+    return _stamp(held) in (_stamp(outcome.before), _stamp(outcome.after))
 
 
 async def record(
@@ -61,10 +75,12 @@ async def record(
     undoes: int | None = None,
     group_id: int | None = None,
     timer: TimedDisable | str | None = LOOK,
+    ends_timer: bool = False,
 ) -> int:
     """The audit row of a change; its timed disable follows it (`TimerService.follow_change`):
     `timer` is the one pending when it was written, looked up under the integration's lock, for a
-    record made once the lock is free (after the answer); by default the one pending now."""
+    record made once the lock is free (after the answer); by default the one pending now.
+    `ends_timer`: the change ends it even though the integration stays off (a permanent disable)."""
     message = ctx.message
     entry = AuditRecord(
         at=ctx.now(),
@@ -87,10 +103,36 @@ async def record(
     incident = ctx.services.incident
     if incident is not None:
         await incident.timers.follow_change(
-            outcome.after.id, outcome.after.document, f"ended early: {action} by {message.username}", seen=timer
+            outcome.after.id,
+            outcome.after.document,
+            f"ended early: {action} by {message.username}",
+            seen=timer,
+            end=ends_timer,
         )
         incident.audit_room.announce(dataclasses.replace(entry, id=audit_id))
     return audit_id
+
+
+async def record_resumed(
+    ctx: CommandContext,
+    outcome: UpdateOutcome,
+    action: str,
+    *,
+    reason: str | None = None,
+    undoes: int | None = None,
+    group_id: int | None = None,
+) -> int:
+    """`record` for a change that a command resumed after a crash had written before it (the
+    journal's `IntegrationService.resumed`), as the command would have recorded it: under the
+    integration's lock. Its timer is followed only if nobody wrote the integration since: whoever
+    did followed the timer pending then with their own change, and the one pending now may be
+    theirs (a `disable … for` set through another replica while this command waited to be resumed)."""
+    try:
+        async with ctx.services.integrations.editing(outcome.after) as edit:
+            timer = LOOK if _stamp(edit.current) == _stamp(outcome.after) else None
+            return await record(ctx, outcome, action, reason=reason, undoes=undoes, group_id=group_id, timer=timer)
+    except IntegrationNotFound:  # deleted since: nothing of it to follow
+        return await record(ctx, outcome, action, reason=reason, undoes=undoes, group_id=group_id, timer=None)
 
 
 async def note(

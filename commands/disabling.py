@@ -31,10 +31,14 @@ async def plain(ctx: CommandContext, found: Integration, reason: str | None, *, 
         outcome, seen = await changes.apply_seeing_timer(ctx, edit, {"enabled": False}, rights)
         if not outcome.changed:
             return await _keep_disabled(ctx, outcome.after, reason, seen, group_id=group_id)
-    # Recorded once the answer is on its way (commands/followups.py), with the timer seen under the lock.
+    # Recorded once the answer is on its way (commands/followups.py), with the timer seen under the
+    # lock. A disable without a duration is for good: a timer still running (the integration was
+    # switched on since, by hand or by an enable whose own book-keeping is still to come) ends, as
+    # it does when the integration is already off (`_keep_disabled`), never re-based to switch
+    # this disable back on when it is due.
     ctx.defer(
         outcome.after.id,
-        lambda: changes.record(ctx, outcome, "disable", reason=reason, group_id=group_id, timer=seen),
+        lambda: changes.record(ctx, outcome, "disable", reason=reason, group_id=group_id, timer=seen, ends_timer=True),
     )
     undo = code(f"{ctx.services.prefix} enable {outcome.after.id}")
     return Reply(
@@ -155,7 +159,14 @@ async def timed(
             done = rebased.extended_by(ctx.message.id) if rebased is not None else None
             if done is not None:
                 due = done  # resumed after this very command set the end: kept as it set it
-            elif rebased is None or await timers.extend(rebased, due, by=ctx.message.id) is None:
+            elif rebased is None:
+                # Ended meanwhile, by book-keeping that holds no lock (an enable's, after its answer,
+                # through another replica): this disable is written, so it gets a timer of its own.
+                draft = _draft(ctx, outcome.after, reason, now, due, group_id=group_id)
+                fresh = await timers.schedule(draft)
+                if fresh is None or await timers.confirm(fresh, outcome.after.document, audit_id) is None:
+                    raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
+            elif await timers.extend(rebased, due, by=ctx.message.id) is None:
                 raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
         else:
             await timers.confirm(timer, outcome.after.document, audit_id)

@@ -31,16 +31,19 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     found = await resolve(ctx, target)
     incident = ctx.services.incident
     rights = await ctx.rights()
+    dropped = None
     # `found` was just read by `resolve` (a complete document): no second read.
     async with ctx.services.integrations.editing(found, planned={"enabled": True}, rights=rights) as edit:
         # Its timed disable as pending under the lock: the one this enable ends (`changes.record`).
         outcome, seen = await changes.apply_seeing_timer(ctx, edit, {"enabled": True}, rights)
-    pending = changes.seen_timer(seen)
+        pending = changes.seen_timer(seen)
+        if incident is not None and not outcome.changed and pending is not None and pending.state is TimerState.ACTIVE:
+            # Switched on by someone outside the bot: the timer has nothing left to do. Ended under
+            # the lock: once it is free, a `disable … for` through another replica may take it over.
+            dropped = await incident.timers.end_early(pending, f"already enabled; dropped by {ctx.message.username}")
     timed = pending is not None and pending.state is TimerState.ACTIVE
     if not outcome.changed:
-        if incident is not None and pending is not None and timed:
-            # Switched on by someone outside the bot: the timer has nothing left to do.
-            await incident.timers.end_early(pending, f"already enabled; dropped by {ctx.message.username}")
+        if pending is not None and dropped is not None:
             return Reply(
                 f"{replies.label(outcome.after)} is already enabled; nothing changed. I dropped its timed disable "
                 f"(it was due {human_until(pending.due_at, ctx.now())}).",

@@ -76,12 +76,18 @@ async def resumed(ctx: CommandContext) -> Reply | None:
     done = await ctx.services.integrations.resumed()
     if done is None:
         return None
-    return await applied(ctx, done, restore_changes(done.after.document, done.before.document))
+    await changes.record_resumed(ctx, done, "set")
+    return answer(ctx, done, restore_changes(done.after.document, done.before.document))
 
 
 async def applied(ctx: CommandContext, outcome: UpdateOutcome, updates: Mapping[str, Any]) -> Reply:
-    """Audit a write of `updates` that is stored, and say so."""
+    """Audit a write of `updates` that is stored (under the integration's lock), and say so."""
     await changes.record(ctx, outcome, "set")
+    return answer(ctx, outcome, updates)
+
+
+def answer(ctx: CommandContext, outcome: UpdateOutcome, updates: Mapping[str, Any]) -> Reply:
+    """What a stored write of `updates` is answered with."""
     lines = change_lines(changes_between(outcome.before.document, updates))
     registry = ctx.services.registry
     undo = ""

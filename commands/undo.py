@@ -64,10 +64,12 @@ def _conflict(
     )
 
 
-async def _record(ctx: CommandContext, outcome: UpdateOutcome, last: AuditRecord) -> None:
-    """The undo's own audit row, naming the change it reverts."""
+async def _record(ctx: CommandContext, outcome: UpdateOutcome, last: AuditRecord, *, resumed: bool = False) -> None:
+    """The undo's own audit row, naming the change it reverts (`resumed`: its write was made before
+    a crash, `changes.record_resumed`)."""
     made = f"{last.at:%H:%M} UTC"
-    await changes.record(
+    record = changes.record_resumed if resumed else changes.record
+    await record(
         ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id, group_id=last.group_id
     )
 
@@ -102,7 +104,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     if done is not None:
         current = done.before.document
         restore = restore_changes(done.after.document, current)
-        await _record(ctx, done, last)
+        await _record(ctx, done, last, resumed=True)
         return _undone(what, current, restore, done, rights)
     return await _undo_one(ctx, rights, last, what, now)
 

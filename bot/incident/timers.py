@@ -181,27 +181,46 @@ class TimerService:
         return ended
 
     async def follow_change(
-        self, integration_id: str, document: Mapping[str, Any], note: str, *, seen: TimedDisable | str | None = LOOK
+        self,
+        integration_id: str,
+        document: Mapping[str, Any],
+        note: str,
+        *,
+        seen: TimedDisable | str | None = LOOK,
+        end: bool = False,
     ) -> None:
         """The bot itself just changed this integration (for a command): keep its timer right.
+        Switched on (or `end`: a permanent disable), the timer ends; still off, it is re-based.
 
         The timer followed is the one pending when the change was written. `seen`: that one, looked
         up under the integration's lock, for book-keeping that runs once the lock is free (after
         the answer): meanwhile another command, through another replica, may have set a timer of
         its own, which this change must not end or re-base. By default (`LOOK`) the one pending
-        now, for a caller that still holds the lock."""
+        now, for a caller that still holds the lock.
+
+        A timer seen that moved on since was moved by a command that came after this change (every
+        move holds the lock this change held): an ending is then not this change's to make (a
+        `disable … for` that found the integration on took that row over with an end of its own; an
+        `extend` kept it off longer). Only a re-base follows a timer that was merely extended since
+        (its reference is still the one seen): this change's document is the newer one."""
         timer = await self.store.pending_for(integration_id) if isinstance(seen, str) else seen
         while timer is not None and timer.state is TimerState.ACTIVE:  # a `scheduled` one: its command's
-            if document.get("enabled") is True:
-                followed = await self.end_early(timer, note)
-            else:
-                at = self.clock.now()
-                followed = await self.store.transition(timer, TimerEvent.REBASED, at=at, document=document)
-            if followed is not None or isinstance(seen, str):
+            if end or document.get("enabled") is True:
+                await self.end_early(timer, note)
                 return
-            # That timer moved on since it was seen (extended, say): still pending, it is followed as it is now.
+            at = self.clock.now()
+            if await self.store.transition(timer, TimerEvent.REBASED, at=at, document=document) is not None:
+                return
+            if isinstance(seen, str):
+                return
             now = await self.store.pending_for(integration_id)
-            timer = now if now is not None and now.id == timer.id and now.revision != timer.revision else None
+            extended = (
+                now is not None
+                and now.id == timer.id
+                and now.revision != timer.revision
+                and now.disabled_updated_at == timer.disabled_updated_at
+            )
+            timer = now if extended else None
 
     async def disable_by_bot(
         self, document: Mapping[str, Any], *, until: datetime, reason: str, room_id: str | None, key: str

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from e2e_support import BOT_USERNAME, REPLY_TIMEOUT, BotProcess
-from replica_support import People, Replicas, owner_pid, running, wait_until
+from replica_support import TAKEOVER_TIMEOUT, People, Replicas, owner_pid, running, wait_until
 
 from bot.runtime.homes import Homes
 from tests.e2e.test_e2e_replicas import MIXED, after_mixed
@@ -76,15 +76,10 @@ def test_a_killed_homes_callers_are_answered_by_another_replica_after_the_backup
     assert not replicas.control.integration(person.incoming["_id"])["enabled"]
 
 
-def test_an_enable_answered_slowly_on_one_replica_leaves_a_timed_disable_set_after_it_on_another(
-    replicas: Replicas,
-) -> None:
-    """Two people at one integration through their two homes: ann switches it on; while her answer
-    is on its way (slow on purpose) her lock is free, and bo's `disable … for 1h` on the other
-    replica sets its timer and switches it off. The book-keeping of ann's enable, after her answer,
-    must not take bo's timer for the one her enable ended: it is bo's, set after her change."""
+def two_homes(replicas: Replicas) -> tuple[str, str]:
+    """Two replicas, and two admins of the room `timers` whose homes differ (ann's and bo's)."""
     replicas.start(2)
-    control, chat = replicas.control, replicas.chat
+    control = replicas.control
     names = [f"racer{n}" for n in range(16)]
     for name in names:
         control.create_user(name, roles=["user", "admin"])
@@ -94,6 +89,18 @@ def test_an_enable_answered_slowly_on_one_replica_leaves_a_timed_disable_set_aft
     ann = names[0]
     bo = next((name for name in names if home[name] != home[ann]), None)
     assert bo is not None, (home, homes.alive)
+    return ann, bo
+
+
+def test_an_enable_answered_slowly_on_one_replica_leaves_a_timed_disable_set_after_it_on_another(
+    replicas: Replicas,
+) -> None:
+    """Two people at one integration through their two homes: ann switches it on; while her answer
+    is on its way (slow on purpose) her lock is free, and bo's `disable … for 1h` on the other
+    replica sets its timer and switches it off. The book-keeping of ann's enable, after her answer,
+    must not take bo's timer for the one her enable ended: it is bo's, set after her change."""
+    ann, bo = two_homes(replicas)
+    control, chat = replicas.control, replicas.chat
     hook = control.create_incoming_integration("Raced timer", channel="#timers", enabled=False)
     timers = "SELECT state FROM timers WHERE integration_id = %s"
 
@@ -115,3 +122,64 @@ def test_an_enable_answered_slowly_on_one_replica_leaves_a_timed_disable_set_aft
     assert [row[0] for row in replicas.rows(timers, (hook["_id"],))] == ["active"]
     assert not control.integration(hook["_id"])["enabled"]
     assert owner_pid(replicas.claim_owner(enable["_id"])) != owner_pid(replicas.claim_owner(timed["_id"]))
+
+
+def test_an_enable_ending_a_timed_disable_leaves_it_to_a_timed_disable_set_after_it_on_another_replica(
+    replicas: Replicas,
+) -> None:
+    """As above, with a timed disable running when ann switches it on (ending it early is her
+    book-keeping, after her slow answer): bo's `disable … for 2h` on the other replica finds it on
+    with that timer still pending and takes the row over (off again, a new end). Ann's book-keeping
+    must not end the row it finds moved on: it is bo's now."""
+    ann, bo = two_homes(replicas)
+    control, chat = replicas.control, replicas.chat
+    hook = control.create_incoming_integration("Raced taken over", channel="#timers")
+    timers = "SELECT state, due_at - created_at > 5400 FROM timers WHERE integration_id = %s"
+    first = control.post_message(ann, "timers", f"{PREFIX} disable {hook['_id']} for 1h")
+    assert "Disabled" in chat.reply_to(first)["msg"]
+    assert replicas.rows(timers, (hook["_id"],)) == [("active", False)]
+
+    control.set_latency(2.0, "chat.sendMessage")  # every answer takes 2 s to be stored
+    enable = control.post_message(ann, "timers", f"{PREFIX} enable {hook['_id']}")
+    wait_until(lambda: control.integration(hook["_id"])["enabled"], REPLY_TIMEOUT, "ann's enable never wrote")
+    timed = control.post_message(bo, "timers", f"{PREFIX} disable {hook['_id']} for 2h")
+    assert "Enabled" in chat.reply_to(enable)["msg"]
+    assert "Disabled" in chat.reply_to(timed)["msg"]
+    control.clear_faults()
+    closed = "SELECT status FROM processed_messages WHERE message_id = %s"
+    for message in (enable, timed):  # both book-keepings are over (a claim is closed only after it)
+        wait_until(lambda m=message: replicas.rows(closed, (m["_id"],)) == [("done",)], REPLY_TIMEOUT, "claim open")
+    assert replicas.rows(timers, (hook["_id"],)) == [("active", True)]  # bo's end: in 2 h
+    assert not control.integration(hook["_id"])["enabled"]
+    assert owner_pid(replicas.claim_owner(enable["_id"])) != owner_pid(replicas.claim_owner(timed["_id"]))
+
+
+def test_an_enable_resumed_after_a_kill_leaves_a_timed_disable_set_meanwhile_on_another_replica(
+    replicas: Replicas,
+) -> None:
+    """ann's enable of a timed-disabled integration has written; its replica is killed (-9) before
+    the answer and the book-keeping (ending that timer). While her command waits to be taken over,
+    bo's `disable … for 2h` on the other replica takes the row over (off again, a new end). The
+    resumed enable replays its write without sending it: the timer pending now is bo's, not the
+    one her write ended, and must be left running."""
+    ann, bo = two_homes(replicas)
+    control, chat = replicas.control, replicas.chat
+    hook = control.create_incoming_integration("Raced resumed", channel="#timers")
+    timers = "SELECT state, due_at - created_at > 5400 FROM timers WHERE integration_id = %s"
+    first = control.post_message(ann, "timers", f"{PREFIX} disable {hook['_id']} for 1h")
+    assert "Disabled" in chat.reply_to(first)["msg"]
+
+    control.set_latency(30.0, "chat.sendMessage")  # ann's answer hangs: killed before it
+    enable = control.post_message(ann, "timers", f"{PREFIX} enable {hook['_id']}")
+    wait_until(lambda: control.integration(hook["_id"])["enabled"], REPLY_TIMEOUT, "ann's enable never wrote")
+    owner = owner_pid(replicas.claim_owner(enable["_id"]))
+    killed = next(bot for bot in replicas.alive() if bot.process.pid == owner)
+    replicas.kill(killed)
+    control.clear_faults()
+    timed = control.post_message(bo, "timers", f"{PREFIX} disable {hook['_id']} for 2h")
+    assert "Disabled" in chat.reply_to(timed)["msg"]
+    assert "Enabled" in chat.reply_to(enable, timeout=TAKEOVER_TIMEOUT)["msg"]  # resumed by the other
+    closed = "SELECT status FROM processed_messages WHERE message_id = %s"
+    wait_until(lambda: replicas.rows(closed, (enable["_id"],)) == [("done",)], REPLY_TIMEOUT, "ann's claim is open")
+    assert replicas.rows(timers, (hook["_id"],)) == [("active", True)]  # bo's end: in 2 h
+    assert not control.integration(hook["_id"])["enabled"]

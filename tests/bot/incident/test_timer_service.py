@@ -255,16 +255,45 @@ async def test_an_enable_recorded_after_its_answer_leaves_a_timer_set_after_its_
     assert kept is not None and kept.state is TimerState.ACTIVE and kept.revision == later.revision
 
 
-async def test_a_timer_seen_under_the_lock_is_followed_even_once_it_moved_on(rig: Rig) -> None:
-    """The timer pending when the enable was written, extended since: still that timer, it ends."""
+async def test_an_ending_recorded_after_its_answer_leaves_the_timer_it_saw_if_it_moved_on_since(rig: Rig) -> None:
+    """The timer pending when the enable was written, moved on since: every move holds the lock the
+    enable held, so it was made after the enable, by a command that saw it on (e.g. a `disable … for`
+    through another replica took the row over, off again with an end of its own): not the enable's
+    to end. (Was: followed as it is now, and ended: off for good, its new end never came.)"""
     hook = new_hook(rig)
     timer = await timed_disable(rig, hook)
     enabled = await as_user(rig, "boss", hook, {"enabled": True})
+    off_again = await as_user(rig, "boss", hook, {"enabled": False})
+    await rig.timers.follow_change(hook, off_again.after.document, "ended early: disable by boss")  # re-based
+    rebased = await rig.timers.store.get(timer.id)
+    assert rebased is not None
+    taken_over = await rig.timers.extend(rebased, timer.due_at + timedelta(hours=1))
+    assert taken_over is not None
+    await rig.timers.follow_change(hook, enabled.after.document, "ended early: enable by boss", seen=timer)
+    kept = await rig.timers.store.get(timer.id)
+    assert kept is not None and kept.state is TimerState.ACTIVE and kept.revision == taken_over.revision
+
+
+async def test_a_re_base_recorded_after_its_answer_follows_the_timer_it_saw_extended_since(rig: Rig) -> None:
+    """Still off after the change: a timer only extended since (its reference still the one seen)
+    takes this change's newer document; one re-based since on a newer change is left with that one."""
+    hook = new_hook(rig)
+    timer = await timed_disable(rig, hook)
+    edited = await as_user(rig, "boss", hook, {"emoji": ":zzz:"})
     extended = await rig.timers.extend(timer, timer.due_at + timedelta(hours=1))
     assert extended is not None
-    await rig.timers.follow_change(hook, enabled.after.document, "ended early: enable by boss", seen=timer)
-    ended = await rig.timers.store.get(timer.id)
-    assert ended is not None and ended.state is TimerState.CANCELLED
+    await rig.timers.follow_change(hook, edited.after.document, "set by boss", seen=timer)
+    rebased = await rig.timers.store.get(timer.id)
+    assert rebased is not None and rebased.state is TimerState.ACTIVE
+    assert rebased.disabled_document == edited.after.document and rebased.due_at == extended.due_at
+
+    newer = await as_user(rig, "boss", hook, {"emoji": ":sleeping:"})
+    await rig.timers.follow_change(hook, newer.after.document, "set by boss")  # under its lock
+    await rig.timers.follow_change(hook, edited.after.document, "set by boss", seen=rebased)
+    kept = await rig.timers.store.get(timer.id)
+    assert kept is not None and kept.disabled_document == newer.after.document
+    expiry = await rig.timers.expire(kept)
+    assert expiry is not None and expiry.kind == "re-enabled"
 
 
 async def test_recover_settles_half_set_up_timers_from_what_is_stored(rig: Rig) -> None:
