@@ -24,6 +24,7 @@ from bot.integrations.authz import RightsCache
 from bot.integrations.service import IntegrationService
 from bot.rocketchat.messages import ChatMessage
 from bot.rocketchat.rest import RequestRecord, RestClient
+from bot.runtime.journal import JournaledIntegrationService
 from bot.state.store import StateStore
 from commands import replies
 from commands.context import BotIdentity, Services
@@ -142,6 +143,16 @@ class Harness:
             await self.services.incident.aclose()
         await self.services.rest.aclose()
         await self.services.state.close()
+
+
+async def open_journaled_harness() -> Harness:
+    """The harness with the write journal in charge of its writes (as the runtime runs commands,
+    bot/runtime/journal.py) and the incident toolkit: for commands interrupted and resumed."""
+    harness = await open_harness()
+    services = harness.services
+    services.integrations = JournaledIntegrationService(services.rest, services.state, harness.clock)
+    harness.with_incident_toolkit()
+    return harness
 
 
 async def open_harness(

@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from set_harness import Harness, open_harness
+from set_harness import Harness, open_journaled_harness
 
-from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
+from bot.runtime.journal import CommandRun, current_command
 from commands import changes
 
 
@@ -19,10 +19,7 @@ class Killed(BaseException):
 
 @pytest.fixture
 async def h() -> AsyncIterator[Harness]:
-    harness = await open_harness()
-    services = harness.services
-    services.integrations = JournaledIntegrationService(services.rest, services.state, harness.clock)
-    harness.with_incident_toolkit()
+    harness = await open_journaled_harness()
     try:
         yield harness
     finally:

@@ -17,10 +17,10 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from set_harness import Harness, open_harness
+from set_harness import Harness, open_journaled_harness
 
 from bot.incident.toolkit import IncidentToolkit
-from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
+from bot.runtime.journal import CommandRun, current_command
 from bot.state.timer_states import TimedDisable, TimerState
 from commands import changes
 from commands.reply import Reply
@@ -32,10 +32,7 @@ class Killed(BaseException):
 
 @pytest.fixture
 async def h() -> AsyncIterator[Harness]:
-    harness = await open_harness()
-    services = harness.services
-    services.integrations = JournaledIntegrationService(services.rest, services.state, harness.clock)
-    harness.with_incident_toolkit()
+    harness = await open_journaled_harness()
     harness.control.create_user("bo", roles=["user", "admin"])
     harness.seeded["users"]["bo"] = {"userId": harness.control.user("bo")["_id"]}
     try:
