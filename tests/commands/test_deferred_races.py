@@ -537,3 +537,43 @@ async def test_a_resumed_set_whose_integration_cannot_be_read_again_is_answered_
     monkeypatch.undo()
     assert reply.outcome == "changed" and "nothing was changed" not in reply.text.lower(), reply.text
     assert [r.action for r in await h.services.state.history(integration_ids=[x])][:1] == ["set"]
+
+
+@pytest.mark.parametrize("killed_at", [1, 2])
+async def test_a_resumed_group_undo_undoes_and_records_every_member_once(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, killed_at: int
+) -> None:
+    """ann's `undo` of her `disable all in #alerts` is killed after a member's write, before that
+    member's audit row (the first member's, or the second's once the first was recorded). Was:
+    resumed, the member it had switched on already was "changed since … Nothing was changed" and
+    its undo was never recorded; or, with a member's undo recorded, "your last change was already
+    an undo" and the other member stayed off."""
+    assert (await h.say("admin", "ops", "!integration disable all in #alerts --yes")).outcome == "changed"
+    members = [seeded(h, "grafana"), seeded(h, "deploy-announcer")]
+    message, invocation = h.message("admin", "ops", "!integration undo")
+    real = changes.record
+    calls: list[int] = []
+
+    async def killed(*args: Any, **kwargs: Any) -> int:
+        calls.append(1)
+        if len(calls) == killed_at:
+            raise Killed
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(changes, "record", killed)
+    now = h.clock()
+    assert await h.services.state.claim_message(message.id, message.room_id, now, now)
+    token = current_command.set(CommandRun(message.id, recovering=False))
+    try:
+        with pytest.raises(Killed):
+            await h.dispatcher.dispatch(message, invocation)
+    finally:
+        current_command.reset(token)
+        monkeypatch.setattr(changes, "record", real)
+    assert sum(h.doc(m)["enabled"] for m in members) == killed_at
+
+    reply = await _resume(h, message, invocation)
+    assert reply.outcome == "changed" and "for 2 of 2" in reply.text, reply.text
+    assert all(h.doc(m)["enabled"] for m in members)
+    undos = [r for r in await h.services.state.history(integration_ids=members) if r.action == "undo"]
+    assert sorted(r.integration_id for r in undos) == sorted(members)
