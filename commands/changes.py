@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from bot.errors import IntegrationNotFound, StateUnavailable
+from bot.errors import IntegrationNotFound, StateUnavailable, UpstreamError
 from bot.incident.timers import LOOK
 from bot.integrations.authz import CallerRights
 from bot.integrations.service import Edit
@@ -45,7 +45,7 @@ async def apply_seeing_timer(
         pending: TimedDisable | str | None = await lookup if lookup is not None else None
     except StateUnavailable:
         pending = LOOK
-    return outcome, pending if _written_last(held, outcome) else None
+    return outcome, pending if written_last(held, outcome) else None
 
 
 def seen_timer(seen: TimedDisable | str | None) -> TimedDisable | None:
@@ -57,7 +57,7 @@ def _stamp(integration: Integration) -> object:
     return integration.document.get("_updatedAt")
 
 
-def _written_last(held: Integration, outcome: UpdateOutcome) -> bool:
+def written_last(held: Integration, outcome: UpdateOutcome) -> bool:
     """Whether the change of `outcome` is the last write of the integration `held` (read under the
     lock): a write made now, or one a command resumed after a crash had made before it (replayed by
     the journal, bot/runtime/journal.py) that nobody changed since. Changed since, the timer pending
@@ -113,6 +113,25 @@ async def record(
     return audit_id
 
 
+async def record_after(
+    ctx: CommandContext,
+    outcome: UpdateOutcome,
+    action: str,
+    *,
+    timer: TimedDisable | str | None,
+    reason: str | None = None,
+    group_id: int | None = None,
+    ends_timer: bool = False,
+) -> int:
+    """`record` once the integration's lock is free (after the answer), with the timer `timer` seen
+    under it by `apply_seeing_timer`. When that lookup failed (`LOOK`), the timer pending now may be
+    one another command set since (through another replica): looked up under the lock again, and
+    followed only if nobody wrote the integration since (`record_resumed`)."""
+    if isinstance(timer, str):
+        return await record_resumed(ctx, outcome, action, reason=reason, group_id=group_id, ends_timer=ends_timer)
+    return await record(ctx, outcome, action, reason=reason, group_id=group_id, timer=timer, ends_timer=ends_timer)
+
+
 async def record_resumed(
     ctx: CommandContext,
     outcome: UpdateOutcome,
@@ -121,17 +140,34 @@ async def record_resumed(
     reason: str | None = None,
     undoes: int | None = None,
     group_id: int | None = None,
+    ends_timer: bool = False,
 ) -> int:
     """`record` for a change that a command resumed after a crash had written before it (the
     journal's `IntegrationService.resumed`), as the command would have recorded it: under the
     integration's lock. Its timer is followed only if nobody wrote the integration since: whoever
     did followed the timer pending then with their own change, and the one pending now may be
-    theirs (a `disable … for` set through another replica while this command waited to be resumed)."""
+    theirs (a `disable … for` set through another replica while this command waited to be resumed).
+    When the integration cannot be read now (Rocket.Chat away or rate-limiting a recovery's burst),
+    the change is still recorded (it was written: never answered "nothing was changed"), following
+    no timer: one left running is judged when due, as any change it did not follow."""
+    held = False
     try:
         async with ctx.services.integrations.editing(outcome.after) as edit:
+            held = True
             timer = LOOK if _stamp(edit.current) == _stamp(outcome.after) else None
-            return await record(ctx, outcome, action, reason=reason, undoes=undoes, group_id=group_id, timer=timer)
-    except IntegrationNotFound:  # deleted since: nothing of it to follow
+            return await record(
+                ctx,
+                outcome,
+                action,
+                reason=reason,
+                undoes=undoes,
+                group_id=group_id,
+                timer=timer,
+                ends_timer=ends_timer,
+            )
+    except (IntegrationNotFound, UpstreamError):  # deleted since (nothing of it to follow), or unreadable now
+        if held:
+            raise  # not from taking the lock: from the record itself
         return await record(ctx, outcome, action, reason=reason, undoes=undoes, group_id=group_id, timer=None)
 
 

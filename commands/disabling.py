@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bot.errors import PermissionDenied, UserInputError
+from bot.errors import PermissionDenied, UserInputError, VerificationFailed
+from bot.incident.timers import LOOK
 from bot.integrations import wording
-from bot.rocketchat.models import Integration
+from bot.integrations.authz import CallerRights
+from bot.integrations.service import Edit
+from bot.rocketchat.models import Integration, UpdateOutcome
 from bot.state.timer_states import TimedDisable, TimerState
 from bot.state.timer_store import TimerDraft
 from bot.text import code, human_until, quote_name, safe_text
@@ -38,7 +41,9 @@ async def plain(ctx: CommandContext, found: Integration, reason: str | None, *, 
     # this disable back on when it is due.
     ctx.defer(
         outcome.after.id,
-        lambda: changes.record(ctx, outcome, "disable", reason=reason, group_id=group_id, timer=seen, ends_timer=True),
+        lambda: changes.record_after(
+            ctx, outcome, "disable", reason=reason, group_id=group_id, timer=seen, ends_timer=True
+        ),
     )
     undo = code(f"{ctx.services.prefix} enable {outcome.after.id}")
     return Reply(
@@ -98,6 +103,7 @@ async def timed(
         current = edit.current
         pending = await timers.pending_for(found.id)
         rebase = False
+        replayed: UpdateOutcome | None = None
         if pending is not None and pending.state is TimerState.SCHEDULED and pending.message_id == ctx.message.id:
             timer = pending  # this very command, resumed after a restart: carry on with its row
             due = pending.due_at
@@ -114,6 +120,12 @@ async def timed(
                 buttons=buttons,
                 outcome="changed",
             )
+        elif pending is not None and not current.enabled and (replayed := await _written_before(ctx, edit, rights)):
+            # Resumed after a crash between its write and its book-keeping: it had found the
+            # integration on with this timer running and taken it over (`rebase` below). It is
+            # off by this very command, not "already disabled": its audit row, the re-base and
+            # the new end are still to do.
+            timer, rebase = pending, True
         elif pending is not None and not current.enabled:
             retimed = await timers.extend(pending, due, by=ctx.message.id)
             if retimed is None:
@@ -141,7 +153,7 @@ async def timed(
                 )
             timer = scheduled
         try:
-            outcome = await edit.apply({"enabled": False}, rights=rights)
+            outcome = replayed if replayed is not None else await edit.apply({"enabled": False}, rights=rights)
         except (PermissionDenied, UserInputError):
             # Refused before anything was written. (Any other failure may have written: the row
             # stays `scheduled` and is settled from the stored state once this command is over.)
@@ -152,8 +164,13 @@ async def timed(
             if not rebase:
                 await timers.abort(timer, "it was already disabled")
             return Reply(f"{replies.label(outcome.after)} is already disabled; nothing changed.", outcome="unchanged")
-        # The audit row re-bases a running timer on this disable (`TimerService.follow_change`).
-        audit_id = await changes.record(ctx, outcome, "disable", reason=reason, until=due, group_id=group_id)
+        # The audit row re-bases a running timer on this disable (`TimerService.follow_change`),
+        # unless it was resumed after a crash and the integration was written since (`written_last`):
+        # whoever wrote it followed the timer with their own change.
+        last = changes.written_last(current, outcome)
+        audit_id = await changes.record(
+            ctx, outcome, "disable", reason=reason, until=due, group_id=group_id, timer=LOOK if last else None
+        )
         if rebase:
             rebased = await timers.pending_for(found.id)
             done = rebased.extended_by(ctx.message.id) if rebased is not None else None
@@ -168,13 +185,37 @@ async def timed(
                     raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
             elif await timers.extend(rebased, due, by=ctx.message.id) is None:
                 raise UserInputError(f"the timed disable of {quote_name(found.name)} changed meanwhile; try again")
+        elif not last and current.enabled:
+            # Resumed after a crash: switched on again since its write (by someone else, whose
+            # change came later). Its timer has nothing left to do.
+            await timers.abort(timer, "switched on again since the disable")
+            return Reply(
+                f"{wording.DISABLED_MARK} Disabled {replies.label(outcome.after)}, but it was switched on again "
+                "since, so no timed disable is running.",
+                outcome="changed",
+            )
         else:
-            await timers.confirm(timer, outcome.after.document, audit_id)
+            # Resumed and written since (still off): what is stored now is the reference, as the
+            # recovery of a row left `scheduled` confirms it (`TimerService.recover`).
+            await timers.confirm(timer, (outcome.after if last else current).document, audit_id)
     return Reply(
         f"{wording.DISABLED_MARK} Disabled {replies.label(outcome.after)} {human_until(due, ctx.now())}.{why(reason)}",
         buttons=buttons,
         outcome="changed",
     )
+
+
+async def _written_before(ctx: CommandContext, edit: Edit, rights: CallerRights) -> UpdateOutcome | None:
+    """For a command resumed after a crash: its own disable, which switched the integration off
+    before the crash (replayed by the journal, bot/runtime/journal.py, never sent again). None when
+    not resumed, or it wrote nothing: the integration is off by someone else."""
+    if not ctx.services.integrations.resuming():
+        return None
+    try:
+        outcome = await edit.apply({"enabled": False}, rights=rights)
+    except VerificationFailed:  # changed by someone else since its read: not its write to take over
+        return None
+    return outcome if outcome.changed and outcome.before.enabled else None
 
 
 def _draft(

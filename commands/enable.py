@@ -51,7 +51,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             )
         return Reply(f"{replies.label(outcome.after)} is already enabled; nothing changed.", outcome="unchanged")
     # Recorded (and the timer ended) once the answer is on its way (commands/followups.py).
-    ctx.defer(outcome.after.id, lambda: changes.record(ctx, outcome, "enable", timer=seen))
+    ctx.defer(outcome.after.id, lambda: changes.record_after(ctx, outcome, "enable", timer=seen))
     ended = ""
     if pending is not None and timed:
         ended = f" Its timed disable ({human_until(pending.due_at, ctx.now())}) is cancelled."

@@ -19,13 +19,16 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Final
 
-from bot.errors import BotError, IntegrationNotFound, PermissionDenied, UsageError
+from bot.errors import BotError, IntegrationNotFound, PermissionDenied, UsageError, VerificationFailed
+from bot.incident.timers import LOOK
 from bot.integrations import wording
 from bot.integrations.authz import CallerRights, may_list, may_update
 from bot.integrations.change_lines import room_safe_change_lines
 from bot.integrations.documents import changed_fields, last_touch, restore_changes, saved_again
+from bot.integrations.service import Edit
 from bot.rocketchat.models import UpdateOutcome
 from bot.state.store import AuditRecord
+from bot.state.timer_states import TimedDisable
 from bot.text import ago, bullet_list, code, quote_name, safe_text
 from commands import bulk, changes
 from commands.bulk import WHOLE_COMMAND
@@ -64,14 +67,31 @@ def _conflict(
     )
 
 
-async def _record(ctx: CommandContext, outcome: UpdateOutcome, last: AuditRecord, *, resumed: bool = False) -> None:
+async def _record(
+    ctx: CommandContext,
+    outcome: UpdateOutcome,
+    last: AuditRecord,
+    *,
+    resumed: bool = False,
+    timer: TimedDisable | str | None = LOOK,
+) -> None:
     """The undo's own audit row, naming the change it reverts (`resumed`: its write was made before
-    a crash, `changes.record_resumed`)."""
-    made = f"{last.at:%H:%M} UTC"
-    record = changes.record_resumed if resumed else changes.record
-    await record(
-        ctx, outcome, "undo", reason=f"reverts the {last.action} made {made}", undoes=last.id, group_id=last.group_id
-    )
+    a crash, `changes.record_resumed`; else under the lock, following `timer`)."""
+    reason = f"reverts the {last.action} made {last.at:%H:%M} UTC"
+    if resumed:
+        await changes.record_resumed(ctx, outcome, "undo", reason=reason, undoes=last.id, group_id=last.group_id)
+        return
+    await changes.record(ctx, outcome, "undo", reason=reason, undoes=last.id, group_id=last.group_id, timer=timer)
+
+
+async def _undone_before(edit: Edit, last: AuditRecord) -> UpdateOutcome | None:
+    """This command's undo of `last`, written before a crash (the journal's replay; None when it
+    is not resumed, or had not written this one: judged as any undo then)."""
+    assert last.before is not None and last.after is not None
+    try:
+        return await edit.replayed(restore_changes(last.before, last.after))
+    except VerificationFailed:  # changed since its write: the conflict check says so
+        return None
 
 
 def _label(row: AuditRecord) -> str:
@@ -88,7 +108,9 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     await ctx.services.followups.settled()  # the audit rows and timers of answers already given
     now = ctx.now()
     rows = await ctx.services.state.history(actor_id=ctx.message.user_id, limit=SCANNED)
-    last = next((r for r in rows if r.before is not None and r.after is not None), None)
+    message_id = ctx.message.id
+    # This command's own rows (resumed after a crash midway through a group) are not what it undoes.
+    last = next((r for r in rows if r.before is not None and r.after is not None and r.message_id != message_id), None)
     if last is None or last.before is None or last.after is None:
         return Reply("You have made no change through me that I could undo.", outcome="empty")
     what = f"your {code(last.action)} of {_label(last)}, {ago(last.at, now)}"
@@ -120,6 +142,14 @@ async def _undo_one(ctx: CommandContext, rights: CallerRights, last: AuditRecord
             allowed = may_update(rights, edit.current)
             if not allowed.allowed:
                 raise PermissionDenied(f"undo {what}", allowed.missing, detail=allowed.reason)
+            replayed = await _undone_before(edit, last)
+            if replayed is not None:
+                # Resumed after a crash: this very command had undone it (a member of a group
+                # undo, say) before its audit row; not a change made since by someone else.
+                timer = LOOK if changes.written_last(edit.current, replayed) else None
+                before = replayed.before.document
+                await _record(ctx, replayed, last, timer=timer)
+                return _undone(what, before, restore_changes(replayed.after.document, before), replayed, rights)
             conflict = _conflict(last, current, what, now, rights)
             if conflict is not None:
                 return conflict

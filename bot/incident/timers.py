@@ -199,7 +199,9 @@ class TimerService:
         now, for a caller that still holds the lock.
 
         A timer seen that moved on since was moved by a command that came after this change (every
-        move holds the lock this change held): an ending is then not this change's to make (a
+        move of an active timer that leaves it pending holds the lock this change held; one made
+        without it, another change's book-keeping, only ends it; `recover` moves only `scheduled`
+        rows, never followed here): an ending is then not this change's to make (a
         `disable … for` that found the integration on took that row over with an end of its own; an
         `extend` kept it off longer). Only a re-base follows a timer that was merely extended since
         (its reference is still the one seen): this change's document is the newer one."""

@@ -889,6 +889,13 @@ class Edit:
         self.current = current
         self.early = early  # the first write's intent, begun with the lock (`editing`'s `planned`)
 
+    async def replayed(self, changes: Mapping[str, Any]) -> UpdateOutcome | None:
+        """For a command resumed after a crash: the outcome of its write of `changes` to this
+        integration that had landed before it (bot/runtime/journal.py), judged on `current`;
+        None when there is none (nothing is written here either way). Raises `VerificationFailed`
+        when its write may have landed and someone changed the integration since."""
+        return await self._service._replayed(self.current, changes)
+
     async def apply(self, changes: Mapping[str, Any], *, rights: CallerRights) -> UpdateOutcome:
         early, self.early = self.early, None  # for the first write only
         outcome = await self._service._change(self.current, changes, rights, early)

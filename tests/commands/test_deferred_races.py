@@ -19,7 +19,9 @@ from typing import Any
 import pytest
 from set_harness import Harness, open_journaled_harness
 
+from bot.errors import StateUnavailable, Unavailable
 from bot.incident.toolkit import IncidentToolkit
+from bot.rocketchat.models import Integration
 from bot.runtime.journal import CommandRun, current_command
 from bot.state.timer_states import TimedDisable, TimerState
 from commands import changes
@@ -429,3 +431,149 @@ async def test_a_timed_disable_taking_a_timer_over_still_gets_one_if_that_timer_
     bos = await pending(h, x)
     assert bos is not None and bos.state is TimerState.ACTIVE and bos.due_at == h.clock.now + timedelta(hours=2)
     assert await due_back_on(h, bos) == "re-enabled"
+
+
+async def test_a_resumed_timed_disable_that_took_a_running_timer_over_is_recorded_and_comes_back_on(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Switched on by hand while timed; ann's `disable … for 2h` takes the running timer over,
+    writes, and the process dies before its audit row. Was: resumed, it found it off with a timer
+    running and took its own write for an earlier disable: it only re-timed the row, recorded no
+    `disable`, and left the row's reference on the old disable, so when due the bot took ann's
+    disable for somebody else's change and left it off for good."""
+    x = hook(h, "Resumed takeover")
+    assert (await h.say("admin", "ops", f"!integration disable {x} for 1h")).outcome == "changed"
+    h.control.update_integration(x, {"enabled": True})  # by hand, in Rocket.Chat
+    message, invocation = await _interrupted(h, monkeypatch, f"!integration disable {x} for 2h")
+    assert h.doc(x)["enabled"] is False
+    reply = await _resume(h, message, invocation)
+    assert reply.outcome == "changed", reply.text
+    ann = h.control.user("admin")["_id"]
+    rows = await h.services.state.history(integration_ids=[x], actor_id=ann)
+    assert [r.action for r in rows][:1] == ["disable"] and rows[0].message_id == message.id, rows
+    timer = await pending(h, x)
+    assert timer is not None and timer.state is TimerState.ACTIVE
+    assert timer.due_at == h.clock.now + timedelta(hours=2)
+    assert await due_back_on(h, timer) == "re-enabled"
+    assert h.doc(x)["enabled"] is True
+
+
+async def test_a_resumed_timed_disable_switched_on_since_leaves_no_timer_running(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ann's `disable … for 1h` wrote, then the process died before its audit row and timer were
+    settled; bo switched it on before it was resumed. Was: the resumed command confirmed its timer
+    on the document it had written: answered "disabled until …" and listed as snoozed while it was
+    on, and when due the bot reported bo's enable as a change made behind its back."""
+    x = hook(h, "Resumed on since")
+    message, invocation = await _interrupted(h, monkeypatch, f"!integration disable {x} for 1h")
+    assert h.doc(x)["enabled"] is False
+    assert (await h.say("bo", "ops", f"!integration enable {x}")).outcome == "changed"
+    reply = await _resume(h, message, invocation)
+    assert reply.outcome == "changed", reply.text
+    assert "in 1 h" not in reply.text, reply.text
+    ann = h.control.user("admin")["_id"]
+    assert [r.action for r in await h.services.state.history(integration_ids=[x], actor_id=ann)][:1] == ["disable"]
+    assert await pending(h, x) is None
+    assert h.doc(x)["enabled"] is True
+
+
+async def test_an_enable_whose_timer_lookup_failed_leaves_a_timed_disable_made_through_another_replica(
+    h: Harness, other: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ann's enable: the lookup of its timer under the lock fails (the state database stumbles);
+    the write lands and is answered. bo's `disable … for 2h` through another replica takes the
+    row over before ann's book-keeping runs. Was: that book-keeping looked up the timer pending
+    then, without the lock, found bo's and ended it: it stayed off for good."""
+    x = hook(h, "Lookup failed")
+    assert (await h.say("admin", "ops", f"!integration disable {x} for 1h")).outcome == "changed"
+    timers = toolkit(h).timers
+    real = timers.pending_for
+    calls: list[str] = []
+
+    async def flaky(integration_id: str) -> TimedDisable | None:
+        calls.append(integration_id)
+        if len(calls) == 1:
+            raise StateUnavailable("test database", "connection lost")
+        return await real(integration_id)
+
+    monkeypatch.setattr(timers, "pending_for", flaky)
+    enable = await answered(h, "admin", f"!integration enable {x}")
+    assert enable.outcome == "changed" and calls, enable.text
+    timed = await other.say("bo", "ops", f"!integration disable {x} for 2h")
+    assert timed.outcome == "changed", timed.text
+    await h.services.followups.run(enable.afterwards)
+    ann = h.control.user("admin")["_id"]
+    assert [r.action for r in await h.services.state.history(integration_ids=[x], actor_id=ann)][:1] == ["enable"]
+
+    bos = await pending(h, x)
+    assert bos is not None and bos.state is TimerState.ACTIVE and bos.due_at == h.clock.now + timedelta(hours=2)
+    assert await due_back_on(h, bos) == "re-enabled"
+    assert h.doc(x)["enabled"] is True
+
+
+async def test_a_resumed_set_whose_integration_cannot_be_read_again_is_answered_as_done_and_recorded(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ann's `set … --yes` wrote, then the process died before its audit row. Resumed, the journal
+    finds its write landed; Rocket.Chat then fails the next read (rate-limiting the recovery's
+    burst, say). Was: the command answered "nothing was changed" about a write that landed, and its
+    audit row was never recorded."""
+    x = hook(h, "Resumed unreadable")
+    message, invocation = await _interrupted(h, monkeypatch, f"!integration set {x} alias=new --yes")
+    assert h.doc(x)["alias"] == "new"
+    service = h.services.integrations
+    editing = service.editing
+
+    @asynccontextmanager
+    async def unreadable_once_replayed(target: Any, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        if isinstance(target, Integration):  # the journal's own look passes a document, and works
+            raise Unavailable("integrations.get", "Rocket.Chat is not answering")
+        async with editing(target, *args, **kwargs) as edit:
+            yield edit
+
+    monkeypatch.setattr(service, "editing", unreadable_once_replayed)
+    reply = await _resume(h, message, invocation)
+    monkeypatch.undo()
+    assert reply.outcome == "changed" and "nothing was changed" not in reply.text.lower(), reply.text
+    assert [r.action for r in await h.services.state.history(integration_ids=[x])][:1] == ["set"]
+
+
+@pytest.mark.parametrize("killed_at", [1, 2])
+async def test_a_resumed_group_undo_undoes_and_records_every_member_once(
+    h: Harness, monkeypatch: pytest.MonkeyPatch, killed_at: int
+) -> None:
+    """ann's `undo` of her `disable all in #alerts` is killed after a member's write, before that
+    member's audit row (the first member's, or the second's once the first was recorded). Was:
+    resumed, the member it had switched on already was "changed since … Nothing was changed" and
+    its undo was never recorded; or, with a member's undo recorded, "your last change was already
+    an undo" and the other member stayed off."""
+    assert (await h.say("admin", "ops", "!integration disable all in #alerts --yes")).outcome == "changed"
+    members = [seeded(h, "grafana"), seeded(h, "deploy-announcer")]
+    message, invocation = h.message("admin", "ops", "!integration undo")
+    real = changes.record
+    calls: list[int] = []
+
+    async def killed(*args: Any, **kwargs: Any) -> int:
+        calls.append(1)
+        if len(calls) == killed_at:
+            raise Killed
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(changes, "record", killed)
+    now = h.clock()
+    assert await h.services.state.claim_message(message.id, message.room_id, now, now)
+    token = current_command.set(CommandRun(message.id, recovering=False))
+    try:
+        with pytest.raises(Killed):
+            await h.dispatcher.dispatch(message, invocation)
+    finally:
+        current_command.reset(token)
+        monkeypatch.setattr(changes, "record", real)
+    assert sum(h.doc(m)["enabled"] for m in members) == killed_at
+
+    reply = await _resume(h, message, invocation)
+    assert reply.outcome == "changed" and "for 2 of 2" in reply.text, reply.text
+    assert all(h.doc(m)["enabled"] for m in members)
+    undos = [r for r in await h.services.state.history(integration_ids=members) if r.action == "undo"]
+    assert sorted(r.integration_id for r in undos) == sorted(members)
