@@ -15,10 +15,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from bot.clock import SystemClock
 from bot.config import Settings
-from bot.errors import UsageError
+from bot.errors import StateUnavailable, UsageError
 from bot.incident.toolkit import IncidentToolkit
 from bot.integrations.authz import RightsCache
 from bot.integrations.service import IntegrationService
@@ -26,6 +27,7 @@ from bot.rocketchat.messages import ChatMessage
 from bot.rocketchat.rest import RequestRecord, RestClient
 from bot.runtime.journal import JournaledIntegrationService
 from bot.state.store import StateStore
+from bot.state.timer_states import TimedDisable
 from commands import replies
 from commands.context import BotIdentity, Services
 from commands.followups import Followups
@@ -125,6 +127,22 @@ class Harness:
             clock=SystemClock(self.clock),
         )
         return services.incident
+
+    def first_timer_lookup_fails(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+        """The incident toolkit's (made if there is none yet) first timer look-up fails as a state
+        database stumbling; the later ones work. Returns the integration ids looked up, in order."""
+        timers = (self.services.incident or self.with_incident_toolkit()).timers
+        real = timers.pending_for
+        calls: list[str] = []
+
+        async def flaky(integration_id: str) -> TimedDisable | None:
+            calls.append(integration_id)
+            if len(calls) == 1:
+                raise StateUnavailable("test database", "connection lost")
+            return await real(integration_id)
+
+        monkeypatch.setattr(timers, "pending_for", flaky)
+        return calls
 
     def replica(self, state: StateStore) -> Harness:
         """Another bot process on the same workspace (the same REST client and clock) with its own

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 from set_harness import Harness, open_journaled_harness
 
-from bot.errors import StateUnavailable, Unavailable
+from bot.errors import Unavailable
 from bot.incident.toolkit import IncidentToolkit
 from bot.rocketchat.models import Integration
 from bot.runtime.journal import CommandRun, current_command
@@ -487,17 +487,7 @@ async def test_an_enable_whose_timer_lookup_failed_leaves_a_timed_disable_made_t
     then, without the lock, found bo's and ended it: it stayed off for good."""
     x = hook(h, "Lookup failed")
     assert (await h.say("admin", "ops", f"!integration disable {x} for 1h")).outcome == "changed"
-    timers = toolkit(h).timers
-    real = timers.pending_for
-    calls: list[str] = []
-
-    async def flaky(integration_id: str) -> TimedDisable | None:
-        calls.append(integration_id)
-        if len(calls) == 1:
-            raise StateUnavailable("test database", "connection lost")
-        return await real(integration_id)
-
-    monkeypatch.setattr(timers, "pending_for", flaky)
+    calls = h.first_timer_lookup_fails(monkeypatch)
     enable = await answered(h, "admin", f"!integration enable {x}")
     assert enable.outcome == "changed" and calls, enable.text
     timed = await other.say("bo", "ops", f"!integration disable {x} for 2h")

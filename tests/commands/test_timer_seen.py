@@ -10,24 +10,6 @@ from typing import Any
 import pytest
 from set_harness import Harness
 
-from bot.errors import StateUnavailable
-from bot.state.timer_states import TimedDisable
-
-
-def _first_lookup_fails(h: Harness, monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    timers = h.with_incident_toolkit().timers
-    real = timers.pending_for
-    calls: list[str] = []
-
-    async def flaky(integration_id: str) -> TimedDisable | None:
-        calls.append(integration_id)
-        if len(calls) == 1:
-            raise StateUnavailable("test database", "connection lost")
-        return await real(integration_id)
-
-    monkeypatch.setattr(timers, "pending_for", flaky)
-    return calls
-
 
 def _hook(h: Harness) -> dict[str, Any]:
     return h.control.create_incoming_integration("Flaky lookup", channel="#ops", created_by="admin")
@@ -37,7 +19,7 @@ async def test_a_disable_whose_timer_lookup_fails_is_answered_and_audited(
     h: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     hook = _hook(h)
-    calls = _first_lookup_fails(h, monkeypatch)
+    calls = h.first_timer_lookup_fails(monkeypatch)
     reply = await h.say("admin", "ops", f"!integration disable {hook['_id']}")
     assert reply.outcome == "changed", reply.text
     assert "Disabled" in reply.text
@@ -55,7 +37,7 @@ async def test_an_enable_whose_timer_lookup_fails_still_ends_the_timed_disable(
     timed = await h.say("admin", "ops", f"!integration disable {hook['_id']} for 30m")
     assert timed.outcome == "changed", timed.text
     assert len(await toolkit.timers.active()) == 1
-    _first_lookup_fails(h, monkeypatch)
+    h.first_timer_lookup_fails(monkeypatch)
     reply = await h.say("admin", "ops", f"!integration enable {hook['_id']}")
     assert reply.outcome == "changed", reply.text
     assert h.doc(hook["_id"])["enabled"]
@@ -70,7 +52,7 @@ async def test_a_disable_of_a_timed_one_whose_lookup_fails_still_makes_it_perman
     hook = _hook(h)
     toolkit = h.with_incident_toolkit()
     await h.say("admin", "ops", f"!integration disable {hook['_id']} for 30m")
-    _first_lookup_fails(h, monkeypatch)
+    h.first_timer_lookup_fails(monkeypatch)
     reply = await h.say("admin", "ops", f"!integration disable {hook['_id']}")
     assert "stays disabled" in reply.text, reply.text
     assert await toolkit.timers.active() == []
