@@ -25,7 +25,7 @@ from bot.integrations.authz import RightsCache
 from bot.integrations.service import IntegrationService
 from bot.rocketchat.messages import ChatMessage
 from bot.rocketchat.rest import RequestRecord, RestClient
-from bot.runtime.journal import JournaledIntegrationService
+from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.state.store import StateStore
 from bot.state.timer_states import TimedDisable
 from commands import replies
@@ -127,6 +127,18 @@ class Harness:
             clock=SystemClock(self.clock),
         )
         return services.incident
+
+    async def run_claimed(self, message: ChatMessage, invocation: Invocation, *, resumed: bool = False) -> Reply:
+        """Run a command as the runtime runs a claimed one, its write journal in charge: the first
+        run claims it first; `resumed`, the run of a restart (or of a replica that took it over)."""
+        if not resumed:
+            now = self.clock()
+            assert await self.services.state.claim_message(message.id, message.room_id, now, now)
+        token = current_command.set(CommandRun(message.id, recovering=resumed))
+        try:
+            return await self.dispatcher.dispatch(message, invocation)
+        finally:
+            current_command.reset(token)
 
     def first_timer_lookup_fails(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         """The incident toolkit's (made if there is none yet) first timer look-up fails as a state

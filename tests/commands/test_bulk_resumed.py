@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from set_harness import Harness, open_journaled_harness
 
-from bot.runtime.journal import CommandRun, current_command
 from commands import changes
 
 
@@ -39,20 +38,10 @@ async def _twice(h: Harness, monkeypatch: pytest.MonkeyPatch, text: str) -> Any:
     monkeypatch.setattr(changes, "record", killed)
     # A killed process runs no `finally`: its taken confirmation is not released either.
     monkeypatch.setattr(confirmations, "release", nothing)
-    now = h.clock()
-    assert await h.services.state.claim_message(message.id, message.room_id, now, now)  # as the runtime does
-    token = current_command.set(CommandRun(message.id, recovering=False))
-    try:
-        with pytest.raises(Killed):
-            await h.dispatcher.dispatch(message, invocation)
-    finally:
-        current_command.reset(token)
+    with pytest.raises(Killed):
+        await h.run_claimed(message, invocation)
     monkeypatch.undo()  # `record` and `release` as they are
-    token = current_command.set(CommandRun(message.id, recovering=True))  # the restart resumes it
-    try:
-        return await h.dispatcher.dispatch(message, invocation)
-    finally:
-        current_command.reset(token)
+    return await h.run_claimed(message, invocation, resumed=True)
 
 
 def ids(h: Harness, label: str) -> str:

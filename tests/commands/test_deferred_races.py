@@ -22,7 +22,6 @@ from set_harness import Harness, open_journaled_harness
 from bot.errors import Unavailable
 from bot.incident.toolkit import IncidentToolkit
 from bot.rocketchat.models import Integration
-from bot.runtime.journal import CommandRun, current_command
 from bot.state.timer_states import TimedDisable, TimerState
 from commands import changes
 from commands.reply import Reply
@@ -243,28 +242,20 @@ async def _interrupted(h: Harness, monkeypatch: pytest.MonkeyPatch, text: str) -
         raise Killed
 
     monkeypatch.setattr(changes, "record", killed)
-    now = h.clock()
-    assert await h.services.state.claim_message(message.id, message.room_id, now, now)  # as the runtime does
-    token = current_command.set(CommandRun(message.id, recovering=False))
     try:
         try:
-            reply = await h.dispatcher.dispatch(message, invocation)
+            reply = await h.run_claimed(message, invocation)
         except Killed:
             pass
         else:
             h.services.followups.abandon(reply.afterwards)  # the process died before running them
     finally:
-        current_command.reset(token)
         monkeypatch.setattr(changes, "record", real)
     return message, invocation
 
 
 async def _resume(h: Harness, message: Any, invocation: Any) -> Reply:
-    token = current_command.set(CommandRun(message.id, recovering=True))  # the restart resumes it
-    try:
-        reply = await h.dispatcher.dispatch(message, invocation)
-    finally:
-        current_command.reset(token)
+    reply = await h.run_claimed(message, invocation, resumed=True)  # the restart resumes it
     await h.services.followups.run(reply.afterwards)
     return reply
 
@@ -551,14 +542,10 @@ async def test_a_resumed_group_undo_undoes_and_records_every_member_once(
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(changes, "record", killed)
-    now = h.clock()
-    assert await h.services.state.claim_message(message.id, message.room_id, now, now)
-    token = current_command.set(CommandRun(message.id, recovering=False))
     try:
         with pytest.raises(Killed):
-            await h.dispatcher.dispatch(message, invocation)
+            await h.run_claimed(message, invocation)
     finally:
-        current_command.reset(token)
         monkeypatch.setattr(changes, "record", real)
     assert sum(h.doc(m)["enabled"] for m in members) == killed_at
 

@@ -19,7 +19,6 @@ from typing import Any
 import pytest
 from set_harness import Harness, open_journaled_harness
 
-from bot.runtime.journal import CommandRun, current_command
 from bot.state.timer_states import TimedDisable
 from commands import changes
 from commands.reply import Reply
@@ -68,23 +67,15 @@ async def _killed_then_resumed(
         return await real(*args, **kwargs)
 
     monkeypatch.setattr(changes, "note", note)
-    now = h.clock()
-    assert await h.services.state.claim_message(message.id, message.room_id, now, now)  # as the runtime does
-    token = current_command.set(CommandRun(message.id, recovering=False))
     try:
         with pytest.raises(Killed):
-            await h.dispatcher.dispatch(message, invocation)
+            await h.run_claimed(message, invocation)
     finally:
-        current_command.reset(token)
-    monkeypatch.setattr(changes, "note", real)
+        monkeypatch.setattr(changes, "note", real)
     h.clock.advance(LATER)
     if between is not None:
         await between()
-    token = current_command.set(CommandRun(message.id, recovering=True))  # the restart resumes it
-    try:
-        return await h.dispatcher.dispatch(message, invocation)
-    finally:
-        current_command.reset(token)
+    return await h.run_claimed(message, invocation, resumed=True)
 
 
 async def _rows(h: Harness, action: str) -> list[tuple[str, datetime | None]]:

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from set_harness import Harness, open_harness
 
-from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
+from bot.runtime.journal import JournaledIntegrationService
 from bot.state.confirmations import Status
 from commands import changes
 
@@ -45,20 +45,12 @@ async def _twice(h: Harness, monkeypatch: pytest.MonkeyPatch, text: str) -> Any:
         raise Killed
 
     monkeypatch.setattr(changes, "record", killed)
-    now = h.clock()
-    assert await h.services.state.claim_message(message.id, message.room_id, now, now)  # as the runtime does
-    token = current_command.set(CommandRun(message.id, recovering=False))
     try:
         with pytest.raises(Killed):
-            await h.dispatcher.dispatch(message, invocation)
+            await h.run_claimed(message, invocation)
     finally:
-        current_command.reset(token)
-    monkeypatch.setattr(changes, "record", real)
-    token = current_command.set(CommandRun(message.id, recovering=True))  # the restart resumes it
-    try:
-        return await h.dispatcher.dispatch(message, invocation)
-    finally:
-        current_command.reset(token)
+        monkeypatch.setattr(changes, "record", real)
+    return await h.run_claimed(message, invocation, resumed=True)
 
 
 async def test_a_resumed_set_whose_write_landed_is_answered_and_audited(
@@ -112,10 +104,6 @@ async def test_a_confirmation_taken_over_before_its_write_is_applied_by_the_repl
     # The first replica took the code, then stopped before writing.
     taken = await h.services.pending.take(found.group(1), user_id=message.user_id, room_id=message.room_id, now=now)
     assert taken.status is Status.OK
-    token = current_command.set(CommandRun(message.id, recovering=True))  # the one that took it over
-    try:
-        reply = await h.dispatcher.dispatch(message, invocation)
-    finally:
-        current_command.reset(token)
+    reply = await h.run_claimed(message, invocation, resumed=True)  # the one that took it over
     assert reply.outcome == "changed", reply.text
     assert h.doc(hook["_id"])["alias"] == "new"
