@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from e2e_support import BOT_USERNAME, REPLY_TIMEOUT, BotProcess
@@ -92,6 +93,25 @@ def two_homes(replicas: Replicas) -> tuple[str, str]:
     return ann, bo
 
 
+# A timer's state, and whether it ends more than 90 min after it was set (a `for 2h`, not a `for 1h`).
+TIMER_AND_LENGTH = "SELECT state, due_at - created_at > 5400 FROM timers WHERE integration_id = %s"
+
+
+def disabled_for_an_hour_by(replicas: Replicas, person: str, name: str) -> dict[str, Any]:
+    """A new incoming webhook in #timers, disabled `for 1h` by `person` (answered)."""
+    hook = replicas.control.create_incoming_integration(name, channel="#timers")
+    first = replicas.control.post_message(person, "timers", f"{PREFIX} disable {hook['_id']} for 1h")
+    assert "Disabled" in replicas.chat.reply_to(first)["msg"]
+    return hook
+
+
+def wait_closed(replicas: Replicas, *messages: dict[str, Any]) -> None:
+    """Until the commands' claims are closed: their book-keeping is over (a claim closes after it)."""
+    closed = "SELECT status FROM processed_messages WHERE message_id = %s"
+    for message in messages:
+        wait_until(lambda m=message: replicas.rows(closed, (m["_id"],)) == [("done",)], REPLY_TIMEOUT, "claim open")
+
+
 def test_an_enable_answered_slowly_on_one_replica_leaves_a_timed_disable_set_after_it_on_another(
     replicas: Replicas,
 ) -> None:
@@ -116,9 +136,7 @@ def test_an_enable_answered_slowly_on_one_replica_leaves_a_timed_disable_set_aft
     assert "Enabled" in chat.reply_to(enable)["msg"]
     assert "Disabled" in chat.reply_to(timed)["msg"]
     control.clear_faults()
-    # Ann's book-keeping is over (her claim is closed only after it).
-    closed = "SELECT status FROM processed_messages WHERE message_id = %s"
-    wait_until(lambda: replicas.rows(closed, (enable["_id"],)) == [("done",)], REPLY_TIMEOUT, "ann's claim is open")
+    wait_closed(replicas, enable)  # ann's book-keeping is over
     assert [row[0] for row in replicas.rows(timers, (hook["_id"],))] == ["active"]
     assert not control.integration(hook["_id"])["enabled"]
     assert owner_pid(replicas.claim_owner(enable["_id"])) != owner_pid(replicas.claim_owner(timed["_id"]))
@@ -133,11 +151,8 @@ def test_an_enable_ending_a_timed_disable_leaves_it_to_a_timed_disable_set_after
     must not end the row it finds moved on: it is bo's now."""
     ann, bo = two_homes(replicas)
     control, chat = replicas.control, replicas.chat
-    hook = control.create_incoming_integration("Raced taken over", channel="#timers")
-    timers = "SELECT state, due_at - created_at > 5400 FROM timers WHERE integration_id = %s"
-    first = control.post_message(ann, "timers", f"{PREFIX} disable {hook['_id']} for 1h")
-    assert "Disabled" in chat.reply_to(first)["msg"]
-    assert replicas.rows(timers, (hook["_id"],)) == [("active", False)]
+    hook = disabled_for_an_hour_by(replicas, ann, "Raced taken over")
+    assert replicas.rows(TIMER_AND_LENGTH, (hook["_id"],)) == [("active", False)]
 
     control.set_latency(2.0, "chat.sendMessage")  # every answer takes 2 s to be stored
     enable = control.post_message(ann, "timers", f"{PREFIX} enable {hook['_id']}")
@@ -146,10 +161,8 @@ def test_an_enable_ending_a_timed_disable_leaves_it_to_a_timed_disable_set_after
     assert "Enabled" in chat.reply_to(enable)["msg"]
     assert "Disabled" in chat.reply_to(timed)["msg"]
     control.clear_faults()
-    closed = "SELECT status FROM processed_messages WHERE message_id = %s"
-    for message in (enable, timed):  # both book-keepings are over (a claim is closed only after it)
-        wait_until(lambda m=message: replicas.rows(closed, (m["_id"],)) == [("done",)], REPLY_TIMEOUT, "claim open")
-    assert replicas.rows(timers, (hook["_id"],)) == [("active", True)]  # bo's end: in 2 h
+    wait_closed(replicas, enable, timed)
+    assert replicas.rows(TIMER_AND_LENGTH, (hook["_id"],)) == [("active", True)]  # bo's end: in 2 h
     assert not control.integration(hook["_id"])["enabled"]
     assert owner_pid(replicas.claim_owner(enable["_id"])) != owner_pid(replicas.claim_owner(timed["_id"]))
 
@@ -164,10 +177,7 @@ def test_an_enable_resumed_after_a_kill_leaves_a_timed_disable_set_meanwhile_on_
     one her write ended, and must be left running."""
     ann, bo = two_homes(replicas)
     control, chat = replicas.control, replicas.chat
-    hook = control.create_incoming_integration("Raced resumed", channel="#timers")
-    timers = "SELECT state, due_at - created_at > 5400 FROM timers WHERE integration_id = %s"
-    first = control.post_message(ann, "timers", f"{PREFIX} disable {hook['_id']} for 1h")
-    assert "Disabled" in chat.reply_to(first)["msg"]
+    hook = disabled_for_an_hour_by(replicas, ann, "Raced resumed")
 
     control.set_latency(30.0, "chat.sendMessage")  # ann's answer hangs: killed before it
     enable = control.post_message(ann, "timers", f"{PREFIX} enable {hook['_id']}")
@@ -179,7 +189,6 @@ def test_an_enable_resumed_after_a_kill_leaves_a_timed_disable_set_meanwhile_on_
     timed = control.post_message(bo, "timers", f"{PREFIX} disable {hook['_id']} for 2h")
     assert "Disabled" in chat.reply_to(timed)["msg"]
     assert "Enabled" in chat.reply_to(enable, timeout=TAKEOVER_TIMEOUT)["msg"]  # resumed by the other
-    closed = "SELECT status FROM processed_messages WHERE message_id = %s"
-    wait_until(lambda: replicas.rows(closed, (enable["_id"],)) == [("done",)], REPLY_TIMEOUT, "ann's claim is open")
-    assert replicas.rows(timers, (hook["_id"],)) == [("active", True)]  # bo's end: in 2 h
+    wait_closed(replicas, enable)
+    assert replicas.rows(TIMER_AND_LENGTH, (hook["_id"],)) == [("active", True)]  # bo's end: in 2 h
     assert not control.integration(hook["_id"])["enabled"]
