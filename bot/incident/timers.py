@@ -64,7 +64,6 @@ from bot.integrations.documents import (
     NOT_AUTHORIZED,
     changed_fields,
     last_touch,
-    read_integration,
     saved_again,
     shown_changes,
 )
@@ -299,15 +298,32 @@ class TimerService:
             if young and timer.message_id and await self._state.message_status(timer.message_id) == "claimed":
                 left += 1
                 continue
-            current = await read_integration(self._rest, timer.integration_id)
-            if current is not None and current.get("enabled") is False:
-                await self.store.transition(timer, TimerEvent.CONFIRMED, at=self.clock.now(), document=current)
-                log.info("timer.recovered", timer_id=timer.id, integration_id=timer.integration_id)
-            else:
-                note = "the disable did not happen (the bot stopped while writing it)"
-                await self.abort(timer, note)
-                log.info("timer.abandoned", timer_id=timer.id, integration_id=timer.integration_id)
+            await self._recover_one(timer)
         return left
+
+    async def _recover_one(self, timer: TimedDisable) -> None:
+        """Confirm or abort one abandoned `scheduled` row from the integration as it is, read under
+        its lock: a change in progress (an `enable`, through any replica) is waited for, so the row
+        is never confirmed from a read the change makes stale (a running timer on an integration
+        that is on). Aborted when the integration is gone."""
+        target = {"_id": timer.integration_id, "name": timer.integration_name, "type": timer.integration_type}
+        confirmed: TimedDisable | None = None
+        try:
+            async with self._integrations.editing(target) as edit:
+                current = edit.current
+                if not current.enabled:
+                    at = self.clock.now()
+                    confirmed = await self.store.transition(
+                        timer, TimerEvent.CONFIRMED, at=at, document=current.document
+                    )
+                    if confirmed is not None:
+                        log.info("timer.recovered", timer_id=timer.id, integration_id=timer.integration_id)
+                        self.wake()
+                    return
+        except IntegrationNotFound:
+            pass
+        await self.abort(timer, "the disable did not happen (the bot stopped while writing it)")
+        log.info("timer.abandoned", timer_id=timer.id, integration_id=timer.integration_id)
 
     async def expire(self, timer: TimedDisable) -> Expiry | None:
         """Turn a due integration back on, carefully (see the module docstring). None when the

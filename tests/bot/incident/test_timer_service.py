@@ -7,6 +7,7 @@ file; the clock is a `ManualClock` (only audit times and due times depend on it)
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -44,6 +45,7 @@ class Rig:
     clock: ManualClock
     bot_id: str
     room_id: str
+    integrations: IntegrationService  # the timers' own: its locks are theirs
 
     def client(self, username: str) -> RestClient:
         user = self.store.find_user(username)
@@ -78,18 +80,19 @@ async def rig(tmp_path: Path) -> AsyncIterator[Rig]:
     )
     state = await StateStore.open(tmp_path / "state.sqlite3")
     clock = ManualClock(START)
+    integrations = IntegrationService(rest)
     timers = TimerService(
         store=state.timers,
         state=state,
         rest=rest,
-        integrations=IntegrationService(rest),
+        integrations=integrations,
         rights=RightsCache(rest, ttl=0),
         bot_user_id=bot._id,
         bot_username="integrations-bot",
         clock=clock,
     )
     with stamina.set_testing(True, attempts=3):
-        yield Rig(store, app, rest, state, timers, clock, bot._id, room["_id"])
+        yield Rig(store, app, rest, state, timers, clock, bot._id, room["_id"], integrations)
     await rest.aclose()
     await state.close()
 
@@ -329,6 +332,35 @@ async def test_recover_settles_half_set_up_timers_from_what_is_stored(rig: Rig) 
     assert await rig.timers.recover() == 0
     orphan = await rig.timers.store.get(third.id)
     assert orphan is not None and orphan.state is TimerState.CANCELLED
+
+
+async def test_recover_waits_for_a_change_in_progress_and_settles_on_what_it_wrote(rig: Rig) -> None:
+    """An `enable` holding the integration's lock while a restart settles a timer its crashed
+    command left `scheduled`: the timer is judged on the integration as the enable leaves it (on:
+    aborted), never confirmed from a read made just before the enable landed, which would leave a
+    running timer on an integration that is on (and a "back on" notice when it falls due)."""
+    hook = new_hook(rig)
+    orphan = await rig.timers.schedule(
+        TimerDraft(
+            hook, "Pager", "webhook-incoming", rig.clock.now(), rig.clock.now() + timedelta(hours=1),
+            "boss-id", "boss", message_id="m-crashed",
+        )
+    )  # fmt: skip
+    assert orphan is not None
+    rights = await RightsCache(rig.rest, ttl=0).get(rig.bot_id)
+    await rig.integrations.set_enabled(hook, False, rights=rights)  # its write landed, then the crash
+    await rig.state.claim_message("m-crashed", rig.room_id, START, START)
+    await rig.state.finish_message("m-crashed", "crashed")
+
+    async with rig.integrations.editing(rig.doc(hook)) as edit:  # someone's enable, under the lock
+        recovering = asyncio.create_task(rig.timers.recover())
+        await asyncio.sleep(0.05)  # the recovery gets as far as it can meanwhile
+        await edit.apply({"enabled": True}, rights=rights)
+    assert await recovering == 0
+
+    settled = await rig.timers.store.get(orphan.id)
+    assert settled is not None and settled.state is TimerState.CANCELLED
+    assert rig.doc(hook)["enabled"] is True
 
 
 async def test_audit_rows_of_the_timer_are_visible_to_history_with_documents(rig: Rig) -> None:
