@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from contextlib import suppress
 from datetime import datetime
 from typing import Any
 
@@ -19,19 +20,24 @@ from bot.integrations.authz import CallerRights
 from bot.integrations.service import Edit
 from bot.rocketchat.models import Integration, UpdateOutcome
 from bot.state.store import AuditRecord
-from bot.state.timer_states import TimedDisable
+from bot.state.timer_states import TimedDisable, TimerState
 from bot.tasks import background
 from commands.registry import CommandContext
 
 
 async def apply_seeing_timer(
-    ctx: CommandContext, edit: Edit, updates: Mapping[str, Any], rights: CallerRights
+    ctx: CommandContext, edit: Edit, updates: Mapping[str, Any], rights: CallerRights, *, ends: str | None = None
 ) -> tuple[UpdateOutcome, TimedDisable | str | None]:
     """`edit.apply(updates)`, and the integration's timed disable pending under the same lock (looked
     up at once with the write): the timer the change follows when it is recorded after the answer
     (`record(timer=…)`). One that another command sets once the lock is free (through another
     replica, while this answer is on its way) is not this change's. When that lookup fails (the
-    state database stumbling), `LOOK`: the record looks again, and the write, made, is answered."""
+    state database stumbling), `LOOK`: the record looks again, and the write, made, is answered.
+
+    `ends`: the action of a change that ends a running timer (an enable, a permanent disable). It
+    is ended here, under the lock: once the lock is free, an `extend` through another replica
+    would find it still running and keep it, and the record's ending acts only on the timer as it
+    was seen (it is a no-op then). When ending it fails, the record after the answer tries again."""
     incident = ctx.services.incident
     held = edit.current
     lookup = background(incident.timers.pending_for(held.id)) if incident is not None else None
@@ -45,7 +51,22 @@ async def apply_seeing_timer(
         pending: TimedDisable | str | None = await lookup if lookup is not None else None
     except StateUnavailable:
         pending = LOOK
-    return outcome, pending if written_last(held, outcome) else None
+    if not written_last(held, outcome):
+        return outcome, None
+    if ends is not None and incident is not None and outcome.changed and _running(pending):
+        assert isinstance(pending, TimedDisable)
+        with suppress(StateUnavailable):
+            await incident.timers.end_early(pending, ending_note(ends, ctx.message.username))
+    return outcome, pending
+
+
+def _running(timer: TimedDisable | str | None) -> bool:
+    return isinstance(timer, TimedDisable) and timer.state is TimerState.ACTIVE
+
+
+def ending_note(action: str, username: str) -> str:
+    """The note on a timer a change of the bot's ended."""
+    return f"ended early: {action} by {username}"
 
 
 def seen_timer(seen: TimedDisable | str | None) -> TimedDisable | None:
@@ -105,7 +126,7 @@ async def record(
         await incident.timers.follow_change(
             outcome.after.id,
             outcome.after.document,
-            f"ended early: {action} by {message.username}",
+            ending_note(action, message.username),
             seen=timer,
             end=ends_timer,
         )

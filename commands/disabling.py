@@ -31,14 +31,14 @@ async def plain(ctx: CommandContext, found: Integration, reason: str | None, *, 
     # firing now waits, then finds the timer ended).
     rights = await ctx.rights()
     async with ctx.services.integrations.editing(found, planned={"enabled": False}, rights=rights) as edit:
-        outcome, seen = await changes.apply_seeing_timer(ctx, edit, {"enabled": False}, rights)
+        outcome, seen = await changes.apply_seeing_timer(ctx, edit, {"enabled": False}, rights, ends="disable")
         if not outcome.changed:
             return await _keep_disabled(ctx, outcome.after, reason, seen, group_id=group_id)
     # Recorded once the answer is on its way (commands/followups.py), with the timer seen under the
     # lock. A disable without a duration is for good: a timer still running (the integration was
-    # switched on since, by hand or by an enable whose own book-keeping is still to come) ends, as
-    # it does when the integration is already off (`_keep_disabled`), never re-based to switch
-    # this disable back on when it is due.
+    # switched on since, by hand or by an enable whose own book-keeping is still to come) was ended
+    # under the lock (`ends`; by the record when that failed), as it is when the integration is
+    # already off (`_keep_disabled`), never re-based to switch this disable back on when it is due.
     ctx.defer(
         outcome.after.id,
         lambda: changes.record_after(

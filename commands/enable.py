@@ -35,7 +35,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     # `found` was just read by `resolve` (a complete document): no second read.
     async with ctx.services.integrations.editing(found, planned={"enabled": True}, rights=rights) as edit:
         # Its timed disable as pending under the lock: the one this enable ends (`changes.record`).
-        outcome, seen = await changes.apply_seeing_timer(ctx, edit, {"enabled": True}, rights)
+        outcome, seen = await changes.apply_seeing_timer(ctx, edit, {"enabled": True}, rights, ends="enable")
         pending = changes.seen_timer(seen)
         if incident is not None and not outcome.changed and pending is not None and pending.state is TimerState.ACTIVE:
             # Switched on by someone outside the bot: the timer has nothing left to do. Ended under

@@ -139,6 +139,52 @@ async def test_a_plain_disable_of_one_switched_on_by_hand_while_timed_is_for_goo
     assert h.doc(x)["enabled"] is False
 
 
+@pytest.mark.parametrize("command", ["disable", "enable"])
+async def test_a_change_that_ends_a_timer_ends_it_before_an_extend_elsewhere_can_keep_it(
+    h: Harness, other: Harness, command: str
+) -> None:
+    """Switched on by hand while timed (the `disable`), or still off (the `enable`): the change ends
+    the running timer. Its answer is on its way, its book-keeping to come, when bo's `extend … 1h`
+    through another replica finds the timer still running. Was: the timer was ended only by that
+    book-keeping, which then found it moved on by a later command and left it: a plain disable
+    (for good) came back on when due, or an enabled one kept a running timer."""
+    x = hook(h, f"Ended by {command}")
+    assert (await h.say("admin", "ops", f"!integration disable {x} for 1h")).outcome == "changed"
+    timer = await pending(h, x)
+    assert timer is not None
+    if command == "disable":
+        h.control.update_integration(x, {"enabled": True})  # by hand, in Rocket.Chat
+    change = await answered(h, "admin", f"!integration {command} {x}")
+    assert change.outcome == "changed", change.text
+    extend = await other.say("bo", "ops", f"!integration extend {x} 1h")
+    await h.services.followups.run(change.afterwards)
+
+    assert extend.outcome != "changed", extend.text
+    assert await pending(h, x) is None
+    ended = await toolkit(h).timers.store.get(timer.id)
+    assert ended is not None and ended.state is TimerState.CANCELLED
+    assert await due_back_on(h, timer) is None
+    assert h.doc(x)["enabled"] is (command == "enable")
+
+
+async def test_a_timer_falling_due_while_an_enables_book_keeping_is_pending_is_ended_already(h: Harness) -> None:
+    """The 1 h disable falls due just after ann's enable was answered, before its book-keeping ran.
+    Was: the timer was still running, and the scheduler took the enable's write for its own
+    re-enable and announced "back on: the disable … ended", as if nobody had enabled it."""
+    x = hook(h, "Due meanwhile")
+    assert (await h.say("admin", "ops", f"!integration disable {x} for 1h")).outcome == "changed"
+    timer = await pending(h, x)
+    assert timer is not None
+    enable = await answered(h, "admin", f"!integration enable {x}")
+    assert enable.outcome == "changed", enable.text
+    assert await due_back_on(h, timer) is None
+    await h.services.followups.run(enable.afterwards)
+
+    ended = await toolkit(h).timers.store.get(timer.id)
+    assert ended is not None and ended.state is TimerState.CANCELLED
+    assert [r.action for r in await h.services.state.history(integration_ids=[x])][:2] == ["enable", "disable"]
+
+
 def seeded(h: Harness, label: str) -> str:
     return str(h.seeded["integrations"][label]["id"])
 
