@@ -82,9 +82,9 @@ async def due_back_on(h: Harness, timer: TimedDisable) -> str | None:
 async def test_an_enable_answered_leaves_its_timer_to_a_timed_disable_made_through_another_replica(
     h: Harness, other: Harness
 ) -> None:
-    """ann's enable ends the 1 h disable; her answer is on its way, its book-keeping (ending the
-    timer) still to come. bo's `disable … for 2h` through another replica finds it on with that
-    timer still pending and takes the row over (switched off again, a new end). Was: ann's
+    """ann's enable ends the 1 h disable; her answer is on its way, its book-keeping (the audit row)
+    still to come. bo's `disable … for 2h` through another replica switches it off again with a
+    timer of its own. Was (when the ending came after the answer, and bo took that row over): ann's
     book-keeping found the row moved on, followed it and ended bo's timer: it stayed off for good."""
     x = hook(h, "Raced hook")
     assert (await h.say("admin", "ops", f"!integration disable {x} for 1h")).outcome == "changed"

@@ -93,8 +93,13 @@ def two_homes(replicas: Replicas) -> tuple[str, str]:
     return ann, bo
 
 
-# A timer's state, and whether it ends more than 90 min after it was set (a `for 2h`, not a `for 1h`).
-TIMER_AND_LENGTH = "SELECT state, due_at - created_at > 5400 FROM timers WHERE integration_id = %s"
+# The state of an integration's pending timer, and whether it ends more than 90 min after it was
+# set (a `for 2h`, not a `for 1h`). Ended ones are not counted: one a command took over is the same
+# row, one it found ended stays beside the new one.
+TIMER_AND_LENGTH = (
+    "SELECT state, due_at - created_at > 5400 FROM timers WHERE integration_id = %s"
+    " AND state IN ('scheduled', 'active')"
+)
 
 
 def disabled_for_an_hour_by(replicas: Replicas, person: str, name: str) -> dict[str, Any]:
@@ -145,10 +150,10 @@ def test_an_enable_answered_slowly_on_one_replica_leaves_a_timed_disable_set_aft
 def test_an_enable_ending_a_timed_disable_leaves_it_to_a_timed_disable_set_after_it_on_another_replica(
     replicas: Replicas,
 ) -> None:
-    """As above, with a timed disable running when ann switches it on (ending it early is her
-    book-keeping, after her slow answer): bo's `disable … for 2h` on the other replica finds it on
-    with that timer still pending and takes the row over (off again, a new end). Ann's book-keeping
-    must not end the row it finds moved on: it is bo's now."""
+    """As above, with a timed disable running when ann switches it on: her enable ends it, and its
+    audit row is her book-keeping, after her slow answer. bo's `disable … for 2h` on the other
+    replica meanwhile switches it off with a timer of its own (it took the row over when the ending
+    came after the answer too). Ann's book-keeping must leave bo's timer running."""
     ann, bo = two_homes(replicas)
     control, chat = replicas.control, replicas.chat
     hook = disabled_for_an_hour_by(replicas, ann, "Raced taken over")
@@ -171,10 +176,11 @@ def test_an_enable_resumed_after_a_kill_leaves_a_timed_disable_set_meanwhile_on_
     replicas: Replicas,
 ) -> None:
     """ann's enable of a timed-disabled integration has written; its replica is killed (-9) before
-    the answer and the book-keeping (ending that timer). While her command waits to be taken over,
-    bo's `disable … for 2h` on the other replica takes the row over (off again, a new end). The
-    resumed enable replays its write without sending it: the timer pending now is bo's, not the
-    one her write ended, and must be left running."""
+    the answer and the book-keeping (and, if the kill is quick enough, before the enable ended that
+    timer). While her command waits to be taken over, bo's `disable … for 2h` on the other replica
+    switches it off again with a new end (a timer of its own, or the row taken over). The resumed
+    enable replays its write without sending it: the timer pending now is bo's, not the one her
+    write ended, and must be left running."""
     ann, bo = two_homes(replicas)
     control, chat = replicas.control, replicas.chat
     hook = disabled_for_an_hour_by(replicas, ann, "Raced resumed")
