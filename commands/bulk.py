@@ -387,7 +387,7 @@ def group_buttons(ctx: CommandContext, group: BulkGroup, rights: CallerRights) -
 async def _selected_groups(ctx: CommandContext, parsed: BulkArgs) -> tuple[Room | None, list[BulkGroup]]:
     rights = await ctx.rights()
     require_lookup(ctx, rights, parsed.kind)
-    await ctx.services.followups.settled()  # the audit rows and timers of answers already given
+    await ctx.answers_recorded()  # the audit rows and timers of answers already given
     room = await resolve_room(ctx, rights, parsed.room) if parsed.room is not None else None
     groups = ctx.services.state.groups
     if room is not None:

@@ -14,7 +14,8 @@ first:
   integration.
 - Causality: a command that reads what follow-ups write waits for the ones pending when it
   asks: per integration once it is resolved (`commands.targets`), all of them for `undo`,
-  `history` and `snoozed`. Someone who saw an answer and acts on it sees its audit row.
+  `history` and `snoozed`, in every replica (`CommandContext.answers_recorded`: the others'
+  through the shared store). Someone who saw an answer and acts on it sees its audit row.
 
 A follow-up runs with the log context of the command that deferred it (its correlation id
 among it), as if it had not been deferred. Its failure is logged and never changes the answer

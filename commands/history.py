@@ -38,7 +38,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     listing = may_list(rights)
     if not listing.allowed:
         raise PermissionDenied("look at the history", listing.missing, detail=listing.reason or None)
-    await ctx.services.followups.settled()  # the audit rows and timers of answers already given
+    await ctx.answers_recorded()  # the audit rows and timers of answers already given
     state = ctx.services.state
     if target is None:
         rows = [r for r in await state.history(limit=SCANNED) if may_see(rights, record_document(r))]

@@ -9,6 +9,7 @@ so handlers stay short: they raise `BotError`s and return a `Reply`.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import secrets
@@ -16,10 +17,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from bot import logs
-from bot.errors import BotError, PermissionDenied, UnknownCommand
+from bot.errors import BotError, PermissionDenied, StateUnavailable, UnknownCommand
 from commands import replies
 from commands.reply import Reply
 
@@ -32,6 +33,11 @@ if TYPE_CHECKING:
     from commands.parser import Invocation, Token
 
 log = logs.get_logger("integrations_bot.commands")
+
+# How long a command reading the audit waits for other replicas' book-keeping of answers already
+# given (`CommandContext.answers_recorded`; it usually takes milliseconds), and how often it looks.
+OTHERS_RECORDED: Final = 2.0
+OTHERS_POLL: Final = 0.02
 
 
 class Requirement(enum.Enum):
@@ -75,6 +81,24 @@ class CommandContext:
         """Run `work` (book-keeping about that integration) once the answer is on its way
         instead of before it; commands reading its results wait for it (commands/followups.py)."""
         self.deferred.append(self.services.followups.register(integration_id, work))
+
+    async def answers_recorded(self) -> None:
+        """Wait for the book-keeping of every answer already given: this process's (`Followups`),
+        then, for up to `OTHERS_RECORDED` seconds, that of other replicas (their commands' audit
+        rows, looked for in the shared store), so whoever saw an answer through one replica sees
+        its audit row through any (`history`, `undo`: the caller's last change). A store that
+        cannot be asked is not waited for: the reads that follow tell that error themselves."""
+        await self.services.followups.settled()
+        state = self.services.state
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + OTHERS_RECORDED
+        try:
+            waiting = await state.unrecorded_answers(self.now(), besides=self.message.id)
+            while waiting and loop.time() < deadline:
+                await asyncio.sleep(OTHERS_POLL)
+                waiting &= await state.unrecorded_answers(self.now(), besides=self.message.id)
+        except StateUnavailable:
+            return
 
 
 Handler = Callable[[CommandContext, "Sequence[Token]"], Awaitable[Reply]]

@@ -35,7 +35,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     listing = may_list(rights)
     if not listing.allowed:
         raise PermissionDenied("list integrations", listing.missing, detail=listing.reason or None)
-    await ctx.services.followups.settled()  # the audit rows and timers of answers already given
+    await ctx.answers_recorded()  # the audit rows and timers of answers already given
     incident = toolkit(ctx)
     now = ctx.now()
     timers = [t for t in await incident.timers.active() if may_see(rights, t.disabled_document)]

@@ -105,7 +105,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     listing = may_list(rights)
     if not listing.allowed:
         raise PermissionDenied("undo changes", listing.missing, detail=listing.reason or None)
-    await ctx.services.followups.settled()  # the audit rows and timers of answers already given
+    await ctx.answers_recorded()  # the audit rows and timers of answers already given
     now = ctx.now()
     rows = await ctx.services.state.history(actor_id=ctx.message.user_id, limit=SCANNED)
     message_id = ctx.message.id

@@ -491,6 +491,21 @@ class StateStore:
         if held is None or not held.commit_with(sql, params):
             await self.database.count(sql, params)
 
+    async def unrecorded_answers(self, now: datetime, *, besides: str) -> set[str]:
+        """The commands (other than `besides`) whose write is verified, so answered or about to be,
+        and whose audit row is not recorded yet: the book-keeping after an answer, in whichever
+        process runs it, on a claim that is still live (a dead replica's waits for its lease to run
+        out and its recovery, not for anyone reading the audit)."""
+        rows = await self.database.rows(
+            "SELECT DISTINCT w.message_id FROM write_intents w"
+            " JOIN processed_messages p ON p.message_id = w.message_id"
+            " WHERE w.verified_json IS NOT NULL AND w.message_id != ? AND p.status = 'claimed'"
+            " AND p.lease_until >= ? AND NOT EXISTS (SELECT 1 FROM audit a"
+            " WHERE a.message_id = w.message_id AND a.integration_id = w.integration_id)",
+            (besides, _ts(now)),
+        )
+        return {str(row[0]) for row in rows}
+
     async def prune_intents(self) -> int:
         """Drop intents whose command is no longer unfinished (finished, or its claim pruned)."""
         unfinished = " message_id NOT IN (SELECT message_id FROM processed_messages WHERE status = 'claimed')"

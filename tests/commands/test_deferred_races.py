@@ -11,6 +11,7 @@ re-based since.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -183,6 +184,24 @@ async def test_a_timer_falling_due_while_an_enables_book_keeping_is_pending_is_e
     ended = await toolkit(h).timers.store.get(timer.id)
     assert ended is not None and ended.state is TimerState.CANCELLED
     assert [r.action for r in await h.services.state.history(integration_ids=[x])][:2] == ["enable", "disable"]
+
+
+async def test_history_through_another_replica_waits_for_the_audit_row_of_an_answer_given(
+    h: Harness, other: Harness
+) -> None:
+    """ann's disable is answered; its audit row is book-keeping still to come in her replica. bo,
+    whose commands another replica runs, asks for the history at once. Was: only the book-keeping
+    of bo's own replica was waited for, and the history lacked the change ann had been told of."""
+    x = hook(h, "Recorded elsewhere")
+    message, invocation = h.message("admin", "ops", f"!integration disable {x}")
+    disable = await h.run_claimed(message, invocation)
+    assert disable.outcome == "changed", disable.text
+    history = asyncio.create_task(other.say("bo", "ops", f"!integration history {x}"))
+    await asyncio.sleep(0.2)
+    assert not history.done(), history.result().text
+    await h.services.followups.run(disable.afterwards)
+    reply = await history
+    assert "disable" in reply.text and "admin" in reply.text, reply.text
 
 
 def seeded(h: Harness, label: str) -> str:

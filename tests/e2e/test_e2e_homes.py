@@ -6,10 +6,12 @@ before the dead one drops off their lists."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from e2e_support import BOT_USERNAME, REPLY_TIMEOUT, BotProcess
 from replica_support import TAKEOVER_TIMEOUT, People, Replicas, owner_pid, running, wait_until
@@ -198,3 +200,23 @@ def test_an_enable_resumed_after_a_kill_leaves_a_timed_disable_set_meanwhile_on_
     wait_closed(replicas, enable)
     assert replicas.rows(TIMER_AND_LENGTH, (hook["_id"],)) == [("active", True)]  # bo's end: in 2 h
     assert not control.integration(hook["_id"])["enabled"]
+
+
+def test_a_history_through_another_replica_waits_for_the_audit_row_of_an_answer_given(replicas: Replicas) -> None:
+    """ann's `disable` is answered by her home replica; its audit row, book-keeping after the
+    answer, is held up (the table is locked by the test). bo's `history` runs on his home, the other
+    replica: it waits for that row instead of answering without the change ann was told of."""
+    ann, bo = two_homes(replicas)
+    control, chat = replicas.control, replicas.chat
+    hook = control.create_incoming_integration("Late row", channel="#timers")
+    with psycopg.connect(replicas.state_url, connect_timeout=5) as blocker:
+        blocker.execute("LOCK TABLE audit IN EXCLUSIVE MODE")  # audit rows wait; reads go on
+        disable = control.post_message(ann, "timers", f"{PREFIX} disable {hook['_id']}")
+        assert "Disabled" in chat.reply_to(disable)["msg"]
+        history = control.post_message(bo, "timers", f"{PREFIX} history {hook['_id']}")
+        time.sleep(0.6)
+        assert chat.answers_to(history) == []
+        blocker.rollback()
+    answer = chat.reply_to(history)["msg"]
+    assert ann in answer and "disable" in answer, answer
+    assert owner_pid(replicas.claim_owner(disable["_id"])) != owner_pid(replicas.claim_owner(history["_id"]))

@@ -224,6 +224,25 @@ async def test_write_intents_are_replaced_and_dropped_when_their_command_finishe
     assert await other.intents("m1") == [again]
 
 
+async def test_answers_whose_audit_row_is_still_to_come_are_known_to_every_process(opened: Opener) -> None:
+    """A verified write is answered (or about to be); its audit row comes after the answer, in the
+    process that runs the command. Another process reading the audit waits for those rows."""
+    store = await opened(owner="a")
+    await store.claim_messages([("m1", "R", NOW), ("m2", "R", NOW), ("m3", "R", NOW), ("m4", "R", NOW)], NOW)
+    for message in ("m1", "m2", "m3", "m4"):
+        await store.record_intent(WriteIntent(message, "i1", NOW, {"enabled": True}, {"enabled": False}))
+    for message in ("m1", "m3", "m4"):  # m2's write is not verified: not answered yet
+        await store.verified_intent(message, "i1", {"enabled": False})
+    await store.record(audit(1, integration="i1", message="m3"))  # m3's book-keeping is done
+    other = await opened(owner="b")
+    assert await other.unrecorded_answers(NOW, besides="m4") == {"m1"}
+    assert await other.unrecorded_answers(NOW, besides="x") == {"m1", "m4"}
+    # A claim whose lease ran out (its replica died) is left to the recovery, not waited for.
+    assert await other.unrecorded_answers(NOW + 2 * LEASE, besides="x") == set()
+    assert await store.finish_message("m1", "ok") is True
+    assert await other.unrecorded_answers(NOW, besides="m4") == set()
+
+
 async def test_the_audit_trail_keeps_one_row_per_command_and_reads_newest_first(opened: Opener) -> None:
     store = await opened()
     ids = [await store.record(audit(n, integration=f"i{n % 2}", message=f"m{n}")) for n in range(4)]
