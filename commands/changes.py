@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from bot.errors import IntegrationNotFound, StateUnavailable, UpstreamError
-from bot.incident.timers import LOOK
+from bot.incident.timers import LOOK, Look, SeenTimer
 from bot.integrations.authz import CallerRights
 from bot.integrations.service import Edit
 from bot.rocketchat.models import Integration, UpdateOutcome
@@ -27,7 +27,7 @@ from commands.registry import CommandContext
 
 async def apply_seeing_timer(
     ctx: CommandContext, edit: Edit, updates: Mapping[str, Any], rights: CallerRights, *, ends: str | None = None
-) -> tuple[UpdateOutcome, TimedDisable | str | None]:
+) -> tuple[UpdateOutcome, SeenTimer]:
     """`edit.apply(updates)`, and the integration's timed disable pending under the same lock (looked
     up at once with the write): the timer the change follows when it is recorded after the answer
     (`record(timer=…)`). One that another command sets once the lock is free (through another
@@ -48,7 +48,7 @@ async def apply_seeing_timer(
             lookup.cancel()
         raise
     try:
-        pending: TimedDisable | str | None = await lookup if lookup is not None else None
+        pending: SeenTimer = await lookup if lookup is not None else None
     except StateUnavailable:
         pending = LOOK
     if not written_last(held, outcome):
@@ -60,7 +60,7 @@ async def apply_seeing_timer(
     return outcome, pending
 
 
-def _running(timer: TimedDisable | str | None) -> bool:
+def _running(timer: SeenTimer) -> bool:
     return isinstance(timer, TimedDisable) and timer.state is TimerState.ACTIVE
 
 
@@ -69,9 +69,9 @@ def ending_note(action: str, username: str) -> str:
     return f"ended early: {action} by {username}"
 
 
-def seen_timer(seen: TimedDisable | str | None) -> TimedDisable | None:
+def seen_timer(seen: SeenTimer) -> TimedDisable | None:
     """The timer `apply_seeing_timer` saw, None when none was or it could not look."""
-    return None if isinstance(seen, str) else seen
+    return None if isinstance(seen, Look) else seen
 
 
 def _stamp(integration: Integration) -> object:
@@ -95,7 +95,7 @@ async def record(
     until: datetime | None = None,
     undoes: int | None = None,
     group_id: int | None = None,
-    timer: TimedDisable | str | None = LOOK,
+    timer: SeenTimer = LOOK,
     ends_timer: bool = False,
 ) -> int:
     """The audit row of a change; its timed disable follows it (`TimerService.follow_change`):
@@ -139,7 +139,7 @@ async def record_after(
     outcome: UpdateOutcome,
     action: str,
     *,
-    timer: TimedDisable | str | None,
+    timer: SeenTimer,
     reason: str | None = None,
     group_id: int | None = None,
     ends_timer: bool = False,
@@ -148,7 +148,7 @@ async def record_after(
     under it by `apply_seeing_timer`. When that lookup failed (`LOOK`), the timer pending now may be
     one another command set since (through another replica): looked up under the lock again, and
     followed only if nobody wrote the integration since (`record_resumed`)."""
-    if isinstance(timer, str):
+    if isinstance(timer, Look):
         return await record_resumed(ctx, outcome, action, reason=reason, group_id=group_id, ends_timer=ends_timer)
     return await record(ctx, outcome, action, reason=reason, group_id=group_id, timer=timer, ends_timer=ends_timer)
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from bot.errors import PermissionDenied, UserInputError, VerificationFailed
-from bot.incident.timers import LOOK
+from bot.incident.timers import LOOK, Look, SeenTimer
 from bot.integrations import wording
 from bot.integrations.authz import CallerRights
 from bot.integrations.service import Edit
 from bot.rocketchat.models import Integration, UpdateOutcome
-from bot.state.timer_states import TimedDisable, TimerState
+from bot.state.timer_states import TimerState
 from bot.state.timer_store import TimerDraft
 from bot.text import code, human_until, quote_name, safe_text
 from commands import changes, replies
@@ -57,14 +57,14 @@ async def _keep_disabled(
     ctx: CommandContext,
     current: Integration,
     reason: str | None,
-    seen: TimedDisable | str | None,
+    seen: SeenTimer,
     *,
     group_id: int | None = None,
 ) -> Reply:
     """Already disabled: a running timed disable (`seen` under the lock, or looked up again now when
     that failed) becomes permanent (called under the lock)."""
     incident = ctx.services.incident
-    if isinstance(seen, str):  # `LOOK`
+    if isinstance(seen, Look):  # `LOOK`
         pending = await incident.timers.pending_for(current.id) if incident is not None else None
     else:
         pending = seen

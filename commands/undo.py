@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from bot.errors import BotError, IntegrationNotFound, PermissionDenied, UsageError, VerificationFailed
-from bot.incident.timers import LOOK
+from bot.incident.timers import LOOK, SeenTimer
 from bot.integrations import wording
 from bot.integrations.authz import CallerRights, may_list, may_update
 from bot.integrations.change_lines import room_safe_change_lines
@@ -28,7 +28,6 @@ from bot.integrations.documents import changed_fields, last_touch, restore_chang
 from bot.integrations.service import Edit
 from bot.rocketchat.models import UpdateOutcome
 from bot.state.store import AuditRecord
-from bot.state.timer_states import TimedDisable
 from bot.text import ago, bullet_list, code, quote_name, safe_text
 from commands import bulk, changes
 from commands.bulk import WHOLE_COMMAND
@@ -73,7 +72,7 @@ async def _record(
     last: AuditRecord,
     *,
     resumed: bool = False,
-    timer: TimedDisable | str | None = LOOK,
+    timer: SeenTimer = LOOK,
 ) -> None:
     """The undo's own audit row, naming the change it reverts (`resumed`: its write was made before
     a crash, `changes.record_resumed`; else under the lock, following `timer`)."""

@@ -39,10 +39,11 @@ the bot) and, when configured, one line in the audit room.
 from __future__ import annotations
 
 import dataclasses
+import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, TypeAlias
 
 from bot import logs
 from bot.clock import Clock
@@ -110,8 +111,16 @@ def webhook_label(document: Mapping[str, Any]) -> str:
     return f"{quote_name(poster_label(document))} (a webhook)"
 
 
-# `TimerService.follow_change`: the timer to follow is the one pending now (its caller holds the lock).
-LOOK: Final = "look"
+class Look(enum.Enum):
+    """`TimerService.follow_change(seen=LOOK)`: the timer to follow is the one pending now (its
+    caller holds the lock), not one seen earlier."""
+
+    NOW = "look"
+
+
+LOOK: Final = Look.NOW
+# The timer a change follows: the one seen under its lock (or None: there was none), or `LOOK`.
+SeenTimer: TypeAlias = TimedDisable | Look | None
 
 
 class TimerService:
@@ -185,7 +194,7 @@ class TimerService:
         document: Mapping[str, Any],
         note: str,
         *,
-        seen: TimedDisable | str | None = LOOK,
+        seen: SeenTimer = LOOK,
         end: bool = False,
     ) -> None:
         """The bot itself just changed this integration (for a command): keep its timer right.
@@ -204,7 +213,7 @@ class TimerService:
         `disable … for` that found the integration on took that row over with an end of its own; an
         `extend` kept it off longer). Only a re-base follows a timer that was merely extended since
         (its reference is still the one seen): this change's document is the newer one."""
-        timer = await self.store.pending_for(integration_id) if isinstance(seen, str) else seen
+        timer = await self.store.pending_for(integration_id) if isinstance(seen, Look) else seen
         while timer is not None and timer.state is TimerState.ACTIVE:  # a `scheduled` one: its command's
             if end or document.get("enabled") is True:
                 await self.end_early(timer, note)
@@ -212,7 +221,7 @@ class TimerService:
             at = self.clock.now()
             if await self.store.transition(timer, TimerEvent.REBASED, at=at, document=document) is not None:
                 return
-            if isinstance(seen, str):
+            if isinstance(seen, Look):
                 return
             now = await self.store.pending_for(integration_id)
             extended = (
