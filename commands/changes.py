@@ -40,7 +40,9 @@ async def apply_seeing_timer(
     was seen (it is a no-op then). When ending it fails, the record after the answer tries again."""
     incident = ctx.services.incident
     held = edit.current
-    lookup = background(incident.timers.pending_for(held.id)) if incident is not None else None
+    # Not looked up when the lock read that none was pending (a timer becomes pending only under it).
+    looks = edit.timer_pending is not False
+    lookup = background(incident.timers.pending_for(held.id)) if incident is not None and looks else None
     try:
         outcome = await edit.apply(updates, rights=rights)
     except BaseException:

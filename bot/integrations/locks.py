@@ -77,6 +77,14 @@ class Held(Protocol):
         True. False when it cannot (a process's own lock): the caller runs it itself."""
         ...
 
+    @property
+    def timer_pending(self) -> bool | None:
+        """Whether a timed disable of this integration was pending (`scheduled` or `active`) as the
+        lock was taken, when the lock read that with it (a lock shared by several processes, in its
+        own round trip); None when it did not: look it up. A timer becomes pending only under this
+        lock, so False holds for the whole hold (until the holder sets one itself)."""
+        ...
+
 
 class IntegrationLocks(Protocol):
     def mark(self) -> ReadMark:
@@ -126,6 +134,10 @@ class _LocalHeld:
 
     def commit_with(self, sql: str, params: Sequence[Any]) -> bool:
         return False
+
+    @property
+    def timer_pending(self) -> bool | None:
+        return None
 
 
 class LocalIntegrationLocks:

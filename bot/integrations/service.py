@@ -80,7 +80,7 @@ from bot.integrations.authz import (
     visible_in_list,
 )
 from bot.integrations.call_failures import MASK, mask_url
-from bot.integrations.locks import IntegrationLocks, LocalIntegrationLocks, ReadMark
+from bot.integrations.locks import Held, IntegrationLocks, LocalIntegrationLocks, ReadMark
 from bot.integrations.similar import integration_suggestions
 from bot.normalize import name_key, spelled
 from bot.rocketchat.models import INCOMING, OUTGOING, Integration, UpdateOutcome
@@ -678,7 +678,7 @@ class IntegrationService:
                     if raw is None:
                         raise IntegrationNotFound(found.name, found.type)
                     current = Integration.of(raw).read_at(mark)
-                edit = Edit(self, current, early)
+                edit = Edit(self, current, early, held)
                 yield edit
         finally:
             if early is not None:  # never left running past the edit (nor stored after its claim closes)
@@ -884,10 +884,23 @@ class Edit:
     `current` is the document the write will be built from; `apply` writes `changes` on top of
     it (rights checked, lossless, verified) and `current` becomes the stored result."""
 
-    def __init__(self, service: IntegrationService, current: Integration, early: _EarlyIntent | None = None) -> None:
+    def __init__(
+        self,
+        service: IntegrationService,
+        current: Integration,
+        early: _EarlyIntent | None = None,
+        held: Held | None = None,
+    ) -> None:
         self._service = service
         self.current = current
         self.early = early  # the first write's intent, begun with the lock (`editing`'s `planned`)
+        self._held = held
+
+    @property
+    def timer_pending(self) -> bool | None:
+        """Whether a timed disable of it was pending as its lock was taken, when the lock read that
+        (`Held.timer_pending`: False holds until the holder sets one); None: look it up."""
+        return self._held.timer_pending if self._held is not None else None
 
     async def replayed(self, changes: Mapping[str, Any]) -> UpdateOutcome | None:
         """For a command resumed after a crash: the outcome of its write of `changes` to this

@@ -431,8 +431,10 @@ class _SharedHeld:
         *,
         intents_pending: bool = False,
         lost_claim: str | None = None,
+        timer_pending: bool | None = None,
     ) -> None:
         self.integration_id = integration_id
+        self.timer_pending = timer_pending
         self._local = local
         self._mark_pending = mark_pending
         self._last = last  # (pending, updated_at) of the bot's last write through any replica
@@ -574,8 +576,10 @@ class SharedIntegrationLocks:
                             " WHERE integration_id = %s), EXISTS (SELECT 1 FROM write_intents"
                             " WHERE integration_id = %s AND verified_json IS NULL AND message_id IS DISTINCT FROM %s),"
                             " %s::text IS NOT NULL AND NOT EXISTS (SELECT 1 FROM processed_messages"
-                            " WHERE message_id = %s AND owner = %s AND status = 'claimed')",
-                            (integration_id, integration_id, writer, owner, writer, owner),
+                            " WHERE message_id = %s AND owner = %s AND status = 'claimed'),"
+                            " EXISTS (SELECT 1 FROM timers WHERE integration_id = %s"
+                            " AND state IN ('scheduled', 'active'))",
+                            (integration_id, integration_id, writer, owner, writer, owner, integration_id),
                         )
                     found = await cursor.fetchone()
                 except _DOWN as exc:
@@ -593,6 +597,7 @@ class SharedIntegrationLocks:
                     self._mark_pending,
                     intents_pending=intents_pending,
                     lost_claim=lost_claim,
+                    timer_pending=bool(found[3]) if found is not None else None,
                 )
                 deferred = held.deferred  # filled by the holder (`commit_with`), also when it fails
                 self._holders[integration_id] = (asyncio.current_task(), held)

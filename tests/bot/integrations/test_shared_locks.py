@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -20,6 +20,8 @@ from bot.rocketchat.models import Integration
 from bot.rocketchat.rest import RestClient
 from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.state.store import AuditRecord, StateStore, WriteIntent
+from bot.state.timer_states import TimerEvent
+from bot.state.timer_store import TimerDraft
 
 
 @pytest.fixture
@@ -318,3 +320,25 @@ async def test_a_write_never_verified_leaves_its_trace_once_its_command_is_close
     assert await one.intents("m11") == []
     async with two.locks.hold("i1", writer="m12") as held:
         assert not held.untouched_since(two.locks.mark(), "2026-01-01T00:00:00.000Z")
+
+
+async def test_the_lock_says_whether_a_timed_disable_is_pending_as_another_replica_left_it(
+    stores: tuple[StateStore, StateStore],
+) -> None:
+    """Read with the lock, in its round trip: a command switching the integration on or off then
+    looks its timer up only when one is pending (set through any replica)."""
+    server = FakeRocketChat(incoming("a", "Guggy", enabled=True))
+    one = replica(server, stores[0])
+    found = await one.resolve("Guggy", rights=rights(*ALL))
+
+    async def pending_as_seen() -> bool | None:
+        async with one.editing(found) as edit:
+            return edit.timer_pending
+
+    assert await pending_as_seen() is False
+    draft = TimerDraft("a", "Guggy", "webhook-incoming", NOW, NOW + timedelta(hours=1), "u1", "alice")
+    timer = await stores[1].timers.schedule(draft)  # the other replica sets one up
+    assert timer is not None
+    assert await pending_as_seen() is True
+    await stores[1].timers.transition(timer, TimerEvent.ABORTED, at=NOW)
+    assert await pending_as_seen() is False
