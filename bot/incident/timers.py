@@ -175,8 +175,12 @@ class TimerService:
         return extended
 
     async def end_early(self, timer: TimedDisable, note: str) -> TimedDisable | None:
+        """Ended by a command; a member of a bulk disable that was the last one pending lets the
+        group's notice name the members that came back on before it (`_group_notice`)."""
         ended = await self.store.transition(timer, TimerEvent.ENDED_EARLY, at=self.clock.now(), note=note)
         self.wake()
+        if ended is not None and ended.group_id is not None:
+            await self._group_notice(ended.group_id, ended)
         return ended
 
     async def follow_change(
@@ -506,7 +510,9 @@ class TimerService:
         back = [member for member in members if member.state is TimerState.EXPIRED]
         if not back:
             return
-        span = human_duration(last.due_at - last.created_at)
+        # The disable as the members told of lived it (`last` may be one ended otherwise, later).
+        told = last if last.state is TimerState.EXPIRED else max(back, key=lambda member: member.due_at)
+        span = human_duration(told.due_at - told.created_at)
         names = ", ".join(timer_label(member) for member in back[:GROUP_NOTICE_NAMES])
         more = f" and {len(back) - GROUP_NOTICE_NAMES} more" if len(back) > GROUP_NOTICE_NAMES else ""
         count = f"{len(back)} integration{'s are' if len(back) != 1 else ' is'}"
