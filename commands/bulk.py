@@ -501,6 +501,12 @@ async def _enable_timed(
         outcome = await edit.apply({"enabled": True}, rights=rights)
         if not outcome.changed:
             await timers.end_early(pending, f"already enabled; dropped by {ctx.message.username}")
+        else:
+            # Ended here, as a single `enable` ends it (`changes.apply_seeing_timer`): once the
+            # lock is free, the timer falling due would take this write for the bot's own
+            # re-enable. When ending it fails, the audit row's ending tries again.
+            with suppress(StateUnavailable):
+                await timers.end_early(pending, changes.ending_note("enable", ctx.message.username))
         return outcome, pending
 
 

@@ -85,6 +85,8 @@ ExpiryKind = Literal["re-enabled", "overridden", "failed"]
 GROUP_NOTICE_NAMES: Final = 10
 # A `scheduled` row older than this belongs to no running command any more.
 ORPHAN_AGE: Final = timedelta(minutes=10)
+# How many of an integration's latest audit rows the settling of an abandoned row looks through.
+RECOVERY_ROWS: Final = 50
 
 
 @dataclass(frozen=True)
@@ -184,8 +186,12 @@ class TimerService:
         return extended
 
     async def end_early(self, timer: TimedDisable, note: str) -> TimedDisable | None:
+        """Ended by a command; a member of a bulk disable that was the last one pending lets the
+        group's notice name the members that came back on before it (`_group_notice`)."""
         ended = await self.store.transition(timer, TimerEvent.ENDED_EARLY, at=self.clock.now(), note=note)
         self.wake()
+        if ended is not None and ended.group_id is not None:
+            await self._group_notice(ended.group_id, ended)
         return ended
 
     async def follow_change(
@@ -296,7 +302,8 @@ class TimerService:
 
     async def recover(self) -> int:
         """Settle rows a crash left `scheduled` (the bot died between scheduling and confirming):
-        the integration is disabled → the disable landed, confirm with what is stored now;
+        the integration is disabled → the disable landed, confirm with what is stored now (unless
+        another command switched it on or off through the bot since: then it is theirs);
         otherwise it did not → abort. A row whose command is still unfinished is left to that
         command (it is running, or the runtime's recovery resumes it and adopts the row) unless
         it is older than ORPHAN_AGE. Returns how many rows were left for later.
@@ -317,10 +324,13 @@ class TimerService:
         that is on). Aborted when the integration is gone."""
         target = {"_id": timer.integration_id, "name": timer.integration_name, "type": timer.integration_type}
         confirmed: TimedDisable | None = None
+        note = "the disable did not happen (the bot stopped while writing it)"
         try:
             async with self._integrations.editing(target) as edit:
                 current = edit.current
-                if not current.enabled:
+                if not current.enabled and await self._switched_by_another(timer):
+                    note = "switched off by another change meanwhile (the bot stopped while writing this disable)"
+                elif not current.enabled:
                     at = self.clock.now()
                     confirmed = await self.store.transition(
                         timer, TimerEvent.CONFIRMED, at=at, document=current.document
@@ -331,8 +341,25 @@ class TimerService:
                     return
         except IntegrationNotFound:
             pass
-        await self.abort(timer, "the disable did not happen (the bot stopped while writing it)")
+        await self.abort(timer, note)
         log.info("timer.abandoned", timer_id=timer.id, integration_id=timer.integration_id)
+
+    async def _switched_by_another(self, timer: TimedDisable) -> bool:
+        """Whether another command switched the integration on or off through the bot since `timer`
+        was set up (its audit rows): being off is then that command's doing (a plain `disable`, for
+        good), not this row's disable, which may never have been written. A row without a command
+        (the flood guard's) is judged on the integration alone, as before."""
+        if timer.message_id is None:
+            return False
+        rows = await self._state.history(integration_ids=[timer.integration_id], limit=RECOVERY_ROWS)
+        for row in rows:  # newest first
+            if row.at < timer.created_at:
+                return False
+            if row.message_id == timer.message_id or row.before is None or row.after is None:
+                continue
+            if (row.before.get("enabled") is True) != (row.after.get("enabled") is True):
+                return True
+        return False
 
     async def expire(self, timer: TimedDisable) -> Expiry | None:
         """Turn a due integration back on, carefully (see the module docstring). None when the
@@ -515,7 +542,9 @@ class TimerService:
         back = [member for member in members if member.state is TimerState.EXPIRED]
         if not back:
             return
-        span = human_duration(last.due_at - last.created_at)
+        # The disable as the members told of lived it (`last` may be one ended otherwise, later).
+        told = last if last.state is TimerState.EXPIRED else max(back, key=lambda member: member.due_at)
+        span = human_duration(told.due_at - told.created_at)
         names = ", ".join(timer_label(member) for member in back[:GROUP_NOTICE_NAMES])
         more = f" and {len(back) - GROUP_NOTICE_NAMES} more" if len(back) > GROUP_NOTICE_NAMES else ""
         count = f"{len(back)} integration{'s are' if len(back) != 1 else ' is'}"

@@ -648,15 +648,24 @@ class SharedIntegrationLocks:
         task = asyncio.current_task()
         for holder, held in list(self._holders.values()):
             if holder is task and held.deferred:
-                statements = list(held.deferred)
+                asked = list(held.deferred)
                 held.deferred.clear()
+                statements = list(asked)
                 if held.wrote:
                     # The pending mark first: the verified mark alone would clear the intent that
                     # stands for the write while the record still showed the write before it (a
                     # kill before the release, and a read older than this write would be trusted).
                     # The record itself is stored by the release, in the lock's transaction.
                     statements.insert(0, (_MARK_PENDING, (held.integration_id,)))
-                await self._run_alone(statements, quietly=False)
+                try:
+                    await self._run_alone(statements, quietly=False)
+                except StateUnavailable:
+                    # Not stored (as far as anyone can tell): left to the release, as if never
+                    # flushed. The holder's own statement is not run (this raises), and a holder
+                    # that goes on without it must not lose them (the verified mark would then
+                    # be missing beside the record of its write).
+                    held.deferred[:0] = asked
+                    raise
 
     async def _run_alone(self, statements: Sequence[tuple[str, Sequence[Any]]], *, quietly: bool) -> None:
         """Statements committed outside the lock's transaction (deferred ones whose release was lost,

@@ -216,12 +216,15 @@ async def test_an_enable_all_ends_a_members_timer_extended_between_its_selection
     await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
     grafana = seeded(h, "grafana")
     original = timers.store.in_group
+    extended: list[TimedDisable] = []
 
     async def extended_meanwhile(group_id: int) -> list[TimedDisable]:
         members = await original(group_id)
-        running = await timers.pending_for(grafana)
-        assert running is not None
-        await timers.extend(running, running.due_at + timedelta(hours=1))
+        if not extended:  # the selection's read (a member's ending reads the group again)
+            running = await timers.pending_for(grafana)
+            assert running is not None
+            extended.append(running)
+            await timers.extend(running, running.due_at + timedelta(hours=1))
         return members
 
     timers.store.in_group = extended_meanwhile  # type: ignore[method-assign]
@@ -229,7 +232,7 @@ async def test_an_enable_all_ends_a_members_timer_extended_between_its_selection
         reply = await h.say("admin", "ops", "!integration enable all in #alerts")
     finally:
         timers.store.in_group = original  # type: ignore[method-assign]
-    assert reply.outcome == "changed", reply.text
+    assert extended and reply.outcome == "changed", reply.text
     assert h.doc(grafana)["enabled"] is True
     assert await pending(h, grafana) is None
 
@@ -619,3 +622,36 @@ async def test_a_resumed_group_undo_undoes_and_records_every_member_once(
     assert all(h.doc(m)["enabled"] for m in members)
     undos = [r for r in await h.services.state.history(integration_ids=members) if r.action == "undo"]
     assert sorted(r.integration_id for r in undos) == sorted(members)
+
+
+async def test_a_timed_disable_never_written_is_not_revived_by_a_plain_disable_made_meanwhile(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ann's `disable … for 1h` dies (kill -9) after setting up its timer, before its write; its
+    replica comes back too late to run it ("I did not run this command": its claim is closed).
+    Meanwhile bo's plain `disable` through another replica switched it off for good (the timer
+    being set up is not running: nothing of it to end). Was: the restart's settling of the row
+    found the integration off, took that for ann's disable and confirmed her timer on bo's
+    document: it came back on an hour later, against bo's answer and ann's."""
+    x = hook(h, "Never written")
+    timers = toolkit(h).timers
+    real = timers.schedule
+
+    async def killed(*args: Any, **kwargs: Any) -> TimedDisable | None:
+        await real(*args, **kwargs)
+        raise Killed
+
+    message, invocation = h.message("admin", "ops", f"!integration disable {x} for 1h")
+    monkeypatch.setattr(timers, "schedule", killed)
+    with pytest.raises(Killed):
+        await h.run_claimed(message, invocation)
+    monkeypatch.setattr(timers, "schedule", real)
+    assert h.doc(x)["enabled"] is True
+    plain = await h.say("bo", "ops", f"!integration disable {x}")
+    assert plain.outcome == "changed", plain.text
+    assert await h.services.state.finish_message(message.id, "interrupted: too old")  # the recovery's
+
+    assert await timers.recover() == 0
+    assert [t for t in await timers.active() if t.integration_id == x] == []
+    assert await pending(h, x) is None
+    assert h.doc(x)["enabled"] is False

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from e2e_support import BOT_USERNAME, unique_name
-from incident_support import PREFIX, ROOM, World, buttons, incident_world, stable, wait_past
+from incident_support import PREFIX, ROOM, World, buttons, incident_world, stable, wait_audit_line, wait_past
 
 pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("e2e-bulk-disable")]
 
@@ -92,6 +92,25 @@ def test_a_timed_bulk_disable_after_yes_switches_exactly_those_and_back_on_when_
         assert stable(back) == stable(original)  # losslessly back on
     assert not enabled(world, off)  # it was off before: the bot did not switch it on
     assert enabled(world, other)
+
+
+def test_the_group_notice_comes_when_its_last_member_is_switched_on_by_a_command(world: World) -> None:
+    """One member extended on its own stays off when the other comes back on (the group's notice
+    waits for it); `enable` of that member then ends the last pending timer of the group: the
+    notice names the member that came back on. Was: nothing was ever said about it."""
+    where = room(world)
+    back, kept = hook(world, where), hook(world, where)
+    applied = world.command("admin", f"disable all in #{where} for 3s --yes")["msg"]
+    assert "Switched off 2 of 2" in applied, applied
+    longer = world.command("admin", f"extend {kept['_id']} 1h")["msg"]
+    assert "⏰" in longer, longer
+    wait_audit_line(world.control, lambda line: back["name"] in line and "turned" in line and "back on" in line)
+    assert enabled(world, back) and not enabled(world, kept)
+    enable = world.command("admin", f"enable {kept['_id']}")["msg"]
+    assert "Enabled" in enable and "is cancelled" in enable, enable
+    notice = world.notice(lambda m: "back on: the" in m and back["name"] in m)["msg"]
+    assert notice.startswith("🟢 1 integration is back on: the 3 s bulk disable by admin ended"), notice
+    assert kept["name"] not in notice
 
 
 def test_the_button_confirms_and_a_restart_in_between_keeps_the_timers(world: World) -> None:

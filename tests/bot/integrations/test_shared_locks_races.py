@@ -16,10 +16,10 @@ import pytest
 from test_integrations_service import ALL, FakeRocketChat, incoming, rights
 from test_shared_locks import NOW, _journaled_write, disabling, edit_held, replica, stores
 
-from bot.errors import ClaimTakenOver, VerificationFailed
+from bot.errors import ClaimTakenOver, StateUnavailable, VerificationFailed
 from bot.rocketchat.models import Integration
 from bot.rocketchat.rest import RestClient
-from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
+from bot.runtime.journal import CommandRun, JournaledIntegrationService, Judgement, current_command, judge
 from bot.state.store import AuditRecord, StateStore
 
 __all__ = ["stores"]  # the fixture, shared with test_shared_locks
@@ -371,3 +371,43 @@ async def test_a_command_cancelled_as_it_begins_its_edit_leaves_no_intent(tmp_pa
         assert not await service.landed("m61")
     finally:
         await store.close()
+
+
+async def test_a_verified_mark_whose_flush_failed_is_committed_with_the_release(
+    stores: tuple[StateStore, StateStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An `enable` (or a plain `disable`) ends the running timer under the lock, after its write,
+    and goes on when that fails (`changes.apply_seeing_timer`: the record after the answer tries
+    again). That statement first stores the journal's verified mark (`flush_deferred`); when the
+    database fails it there, the mark must still be committed with the lock's release, together
+    with the record of the write: a command killed after its answer, before its audit row, must be
+    known to have written. Was: the mark was dropped while the record was committed, so the
+    journal judged the write "not landed" (the document is the recorded write, and a verified
+    mark is stored with its record): resumed, the disable answered "already disabled" and its
+    audit row was never written (found by reading the code; shown here)."""
+    one, two = stores
+    await one.database.count(
+        "INSERT INTO integration_writes (integration_id, pending, updated_at) VALUES (?, false, ?)", ("i1", T0)
+    )
+    await _journaled_write(one, "m45")
+    pool = one.locks._statements
+    real = pool.connection
+    failures = [psycopg.OperationalError("server closed the connection unexpectedly")]
+
+    def stumbling(*args: object, **kwargs: object) -> contextlib.AbstractAsyncContextManager[object]:
+        if failures:
+            raise failures.pop()
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    async with one.locks.hold("i1", writer="m45") as held:
+        await held.writing(journaled=True)
+        stored = {"enabled": False, "_updatedAt": T1}
+        await one.verified_intent("m45", "i1", stored, held=held)
+        held.written(T1)
+        monkeypatch.setattr(pool, "connection", stumbling)
+        with pytest.raises(StateUnavailable):  # the timer's ending: suppressed by its caller
+            await one.timers.pending_for("i1")
+        assert failures == []
+    [intent] = await two.intents("m45")
+    assert intent.verified == stored
+    assert judge(intent, stored, await two.recorded_write("i1")) is Judgement.LANDED
