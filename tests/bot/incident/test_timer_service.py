@@ -334,7 +334,9 @@ async def test_recover_settles_half_set_up_timers_from_what_is_stored(rig: Rig) 
     assert orphan is not None and orphan.state is TimerState.CANCELLED
 
 
-async def test_recover_waits_for_a_change_in_progress_and_settles_on_what_it_wrote(rig: Rig) -> None:
+async def test_recover_waits_for_a_change_in_progress_and_settles_on_what_it_wrote(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """An `enable` holding the integration's lock while a restart settles a timer its crashed
     command left `scheduled`: the timer is judged on the integration as the enable leaves it (on:
     aborted), never confirmed from a read made just before the enable landed, which would leave a
@@ -352,9 +354,18 @@ async def test_recover_waits_for_a_change_in_progress_and_settles_on_what_it_wro
     await rig.state.claim_message("m-crashed", rig.room_id, START, START)
     await rig.state.finish_message("m-crashed", "crashed")
 
-    async with rig.integrations.editing(rig.doc(hook)) as edit:  # someone's enable, under the lock
+    editing = rig.integrations.editing
+    asked = asyncio.Event()
+
+    def asking(*args: Any, **kwargs: Any) -> Any:
+        asked.set()
+        return editing(*args, **kwargs)
+
+    async with editing(rig.doc(hook)) as edit:  # someone's enable, under the lock
+        monkeypatch.setattr(rig.integrations, "editing", asking)
         recovering = asyncio.create_task(rig.timers.recover())
-        await asyncio.sleep(0.05)  # the recovery gets as far as it can meanwhile
+        # Until the recovery asks for the lock, or is over without it.
+        await asyncio.wait([asyncio.ensure_future(asked.wait()), recovering], return_when=asyncio.FIRST_COMPLETED)
         await edit.apply({"enabled": True}, rights=rights)
     assert await recovering == 0
 
