@@ -22,6 +22,7 @@ from bot.rocketchat.models import Integration, UpdateOutcome
 from bot.state.store import AuditRecord
 from bot.state.timer_states import TimedDisable, TimerState
 from bot.tasks import background
+from commands import followups
 from commands.registry import CommandContext
 
 
@@ -122,7 +123,14 @@ async def record(
         undoes=undoes,
         group_id=group_id,
     )
-    audit_id = await ctx.services.state.record(entry)
+    # Following no timer (the common case), nothing of the command comes after its row: its claim
+    # is closed in the same round trip when the runtime lets it (`followups.closing`).
+    claim = followups.closing(message.id) if timer is None else None
+    if claim is not None:
+        audit_id, _closed = await ctx.services.state.record_finishing(entry, claim.outcome)
+        claim.done = True
+    else:
+        audit_id = await ctx.services.state.record(entry)
     incident = ctx.services.incident
     if incident is not None:
         await incident.timers.follow_change(

@@ -7,7 +7,9 @@ attempt to post the answer, whether it was stored or not, never behind an outage
 `chat.sendMessage` (`ReplySender.deliver(then=...)`). Two rules keep that as safe as recording
 first:
 
-- A crash in between: the command's claim is finished only after its follow-ups ran. A restart
+- A crash in between: the command's claim is finished only after its follow-ups ran (with the
+  last one's audit row, in the same round trip, when the answer was stored at once and nothing
+  follows that row: `closing`). A restart
   that finds the answer stored while a write of the command landed resumes the command
   (`bot.runtime.recovery`): the journal replays the write without sending it, the answer is the same
   message id (stored once), and `StateStore.record` keeps one audit row per command and
@@ -26,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -76,6 +79,27 @@ class FollowUp:
         return not self.failed
 
 
+@dataclass(eq=False)
+class Closing:
+    """The claim of a command whose answer is stored, to be closed with `outcome` once its
+    book-keeping is done; `done` once the last follow-up closed it with its own statement (the
+    audit row and the close in one round trip, `commands.changes.record`)."""
+
+    message_id: str
+    outcome: str
+    done: bool = False
+
+
+_closing: ContextVar[Closing | None] = ContextVar("integrations_bot_closing", default=None)
+
+
+def closing(message_id: str) -> Closing | None:
+    """The claim of command `message_id` that the follow-up running now may close with its last
+    statement, if it is its command's last one and the answer is stored (`Followups.run`)."""
+    found = _closing.get()
+    return found if found is not None and found.message_id == message_id and not found.done else None
+
+
 class Followups:
     """The follow-ups registered and not yet run, by integration id."""
 
@@ -87,12 +111,17 @@ class Followups:
         self._pending.setdefault(integration_id, []).append(followup)
         return followup
 
-    async def run(self, followups: tuple[FollowUp, ...]) -> None:
-        """Run `followups` in order and forget them."""
-        for followup in followups:
+    async def run(self, followups: tuple[FollowUp, ...], *, then_close: Closing | None = None) -> None:
+        """Run `followups` in order and forget them. `then_close`: the claim the last one may close
+        with its own last statement (`closing`), when nothing of it comes after that statement and
+        every one before it succeeded."""
+        for n, followup in enumerate(followups):
+            last = n == len(followups) - 1 and not any(earlier.failed for earlier in followups[:n])
+            token = _closing.set(then_close if last else None)
             try:
                 await followup.run()
             finally:
+                _closing.reset(token)
                 self._forget(followup)
 
     def abandon(self, followups: tuple[FollowUp, ...]) -> None:
@@ -126,4 +155,4 @@ class Followups:
             del self._pending[followup.integration_id]
 
 
-__all__ = ["FollowUp", "Followups"]
+__all__ = ["Closing", "FollowUp", "Followups", "closing"]

@@ -101,7 +101,7 @@ from bot.state.owner import StateFileOwner
 from bot.state.store import StateStore
 from commands import replies, targets
 from commands.context import BotIdentity, Services
-from commands.followups import FollowUp
+from commands.followups import Closing, FollowUp
 from commands.parser import Invocation
 from commands.registry import Dispatcher, Registry, new_correlation_id
 from commands.reply import Reply
@@ -992,10 +992,13 @@ class Bot:
         and run its deferred book-keeping (commands/followups.py); then finish the claim."""
         assert self.sender is not None and self.services is not None
         followups = self.services.followups
+        # Stored at the first attempt, the answer's outcome is known: the last follow-up closes the
+        # claim with its audit row, in one round trip (`commands.followups.closing`).
+        closing = Closing(message.id, reply.outcome)
 
-        async def afterwards() -> None:
+        async def afterwards(posted: bool) -> None:
             logs.release()
-            await followups.run(reply.afterwards)
+            await followups.run(reply.afterwards, then_close=closing if posted else None)
 
         try:
             delivery = await self.sender.deliver(message, reply, then=afterwards)
@@ -1005,6 +1008,8 @@ class Bot:
             return  # the bot is stopping; the claim stays unfinished for the next start
         outcome = reply.outcome if delivery is Delivery.POSTED else f"{reply.outcome}; reply rejected"
         failed = tuple(followup for followup in reply.afterwards if followup.failed)
+        if closing.done and not failed:
+            return  # closed by its last follow-up, with its audit row
         if failed:
             # Its book-keeping (the audit row) is missing, the database away: done again by this
             # process once the database answers (`_settle`), its claim renewed meanwhile.

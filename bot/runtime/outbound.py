@@ -86,19 +86,20 @@ class ReplySender:
         self._retry_max = retry_max
 
     async def deliver(
-        self, message: ChatMessage, reply: Reply, *, then: Callable[[], Awaitable[None]] | None = None
+        self, message: ChatMessage, reply: Reply, *, then: Callable[[bool], Awaitable[None]] | None = None
     ) -> Delivery:
         """Post `reply` in the command's room and thread; returns once it is stored or refused.
 
-        `then` runs once, right after the first attempt, whatever its result: book-keeping that
-        should neither hold up the answer nor wait for an outage to end (commands/followups.py).
-        It must not raise."""
+        `then` runs once, right after the first attempt, whatever its result (told whether the
+        answer was stored by it): book-keeping that should neither hold up the answer nor wait for
+        an outage to end (commands/followups.py). It must not raise."""
         delay = self._retry_initial
         waiting = False
         try:
             while True:
                 try:
                     text = neutralize_mentions(reply.text)
+                    posted = False
                     try:
                         stored = await message_ids.post(
                             self._rest,
@@ -108,10 +109,11 @@ class ReplySender:
                             thread_id=message.thread_id,
                             attachments=buttons_attachment(reply),
                         )
+                        posted = True
                     finally:
                         if then is not None:
                             first, then = then, None
-                            await first()
+                            await first(posted)
                     if stored.get("msg") == UNRECORDED_TEXT and text != UNRECORDED_TEXT:
                         await self._replace_notice(message, stored, text)
                     return Delivery.POSTED

@@ -96,6 +96,11 @@ class Database(Protocol):
         `count`); the rows each changed."""
         ...
 
+    async def batch_rows(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[list[Row], int]]:
+        """`batch`, with the rows each statement returned (none for a write without RETURNING)
+        beside the rows it changed."""
+        ...
+
     async def schema_version(self) -> int: ...
 
     async def ping(self) -> None:

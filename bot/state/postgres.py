@@ -393,6 +393,9 @@ class PostgresDatabase:
         return (await self._execute(sql, params))[0]
 
     async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
+        return [changed for _rows, changed in await self.batch_rows(statements)]
+
+    async def batch_rows(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[list[Row], int]]:
         await self._locks.flush_deferred()
         try:
             cancels = _cancels()
@@ -401,7 +404,13 @@ class PostgresDatabase:
                 async with conn.pipeline():
                     cursors = [await conn.execute(_dialect(sql), params or None) for sql, params in statements]
                 _returned[conn] = time.monotonic()
-                return [cursor.rowcount for cursor in cursors]
+                return [
+                    (
+                        [tuple(row) for row in await cursor.fetchall()] if cursor.description is not None else [],
+                        cursor.rowcount,
+                    )
+                    for cursor in cursors
+                ]
         except _DOWN as exc:
             raise _unavailable(self.where, exc) from None
 

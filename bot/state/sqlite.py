@@ -304,7 +304,15 @@ class SqliteDatabase:
         return self._db.execute(sql, params).rowcount
 
     async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
-        return [self._db.execute(sql, params).rowcount for sql, params in statements]
+        return [changed for _rows, changed in await self.batch_rows(statements)]
+
+    async def batch_rows(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[list[Row], int]]:
+        done: list[tuple[list[Row], int]] = []
+        for sql, params in statements:
+            cursor = self._db.execute(sql, params)
+            rows = [tuple(row) for row in cursor.fetchall()] if cursor.description is not None else []
+            done.append((rows, cursor.rowcount))
+        return done
 
     async def schema_version(self) -> int:
         return self._version()

@@ -43,7 +43,7 @@ from bot.errors import ConfigError
 from bot.integrations.locks import Held, IntegrationLocks
 from bot.rocketchat.message_ids import KEY_BYTES, MessageIds, derive_key
 from bot.state.confirmations import ConfirmationStore
-from bot.state.database import Database
+from bot.state.database import Database, Row
 from bot.state.database import read_time as _dt
 from bot.state.database import stored_time as _ts
 from bot.state.flood_store import FloodStore
@@ -154,6 +154,34 @@ _DROP_UNSENT_INTENT: Final = (
     "DELETE FROM write_intents WHERE message_id = ? AND integration_id = ? AND verified_json IS NULL"  # noqa: S608 (constants)
     " AND" + _CLAIM_IS_MINE
 )
+
+
+def _audit_insert(record: AuditRecord) -> tuple[str, Sequence[Any]]:
+    """The statement appending `record` (`StateStore.record`): its id, or no row if this command
+    recorded the same action on the same integration already."""
+    return (
+        "INSERT INTO audit (at, actor_id, actor_username, room_id, message_id, integration_id,"
+        " integration_name, integration_type, action, reason, before_json, after_json, until_at, undoes,"
+        " group_id)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+        (
+            _ts(record.at),
+            record.actor_id,
+            record.actor_username,
+            record.room_id,
+            record.message_id,
+            record.integration_id,
+            record.integration_name,
+            record.integration_type,
+            record.action,
+            record.reason,
+            json.dumps(record.before) if record.before is not None else None,
+            json.dumps(record.after) if record.after is not None else None,
+            _ts(record.until) if record.until is not None else None,
+            record.undoes,
+            record.group_id,
+        ),
+    )
 
 
 class StateStore:
@@ -363,29 +391,31 @@ class StateStore:
         """Close this process's claim, and drop its write intents (in one round trip). False when
         the claim is not (or no longer) this process's: a replica paused past its lease, whose
         claim another took over, must not close it while that one runs the command."""
+        changed, _marked, _cleared = await self.database.batch(self._finishing(message_id, outcome, ignored=ignored))
+        return changed == 1
+
+    def _finishing(self, message_id: str, outcome: str, *, ignored: bool = False) -> list[tuple[str, Sequence[Any]]]:
+        """The statements of `finish_message`, in order (the claim's close first)."""
         closed_here = (
             " EXISTS (SELECT 1 FROM processed_messages WHERE message_id = ? AND owner = ? AND status != 'claimed')"
         )
-        changed, _marked, _cleared = await self.database.batch(
-            [
-                (
-                    "UPDATE processed_messages SET status = ?, outcome = ? WHERE message_id = ? AND owner = ?",
-                    ("ignored" if ignored else "done", outcome, message_id, self.owner),
-                ),
-                # Its journal has served, once it is closed by this process (never under the
-                # feet of a replica that took it over); a write it never verified leaves its
-                # trace on the integration (`_PENDING_FROM_INTENTS`).
-                (
-                    _PENDING_FROM_INTENTS + " AND message_id = ? AND" + closed_here + _UPSERT_PENDING,
-                    (message_id,) * 2 + (self.owner,),
-                ),
-                (
-                    "DELETE FROM write_intents WHERE message_id = ? AND" + closed_here,  # noqa: S608 (constants)
-                    (message_id, message_id, self.owner),
-                ),
-            ]
-        )
-        return changed == 1
+        return [
+            (
+                "UPDATE processed_messages SET status = ?, outcome = ? WHERE message_id = ? AND owner = ?",
+                ("ignored" if ignored else "done", outcome, message_id, self.owner),
+            ),
+            # Its journal has served, once it is closed by this process (never under the
+            # feet of a replica that took it over); a write it never verified leaves its
+            # trace on the integration (`_PENDING_FROM_INTENTS`).
+            (
+                _PENDING_FROM_INTENTS + " AND message_id = ? AND" + closed_here + _UPSERT_PENDING,
+                (message_id,) * 2 + (self.owner,),
+            ),
+            (
+                "DELETE FROM write_intents WHERE message_id = ? AND" + closed_here,  # noqa: S608 (constants)
+                (message_id, message_id, self.owner),
+            ),
+        ]
 
     async def message_status(self, message_id: str) -> str | None:
         rows = await self.database.rows("SELECT status FROM processed_messages WHERE message_id = ?", (message_id,))
@@ -523,29 +553,18 @@ class StateStore:
         """Append an audit row; returns its id. Idempotent per command: a command resumed after a
         crash (bot.runtime.journal) that records the same action on the same integration again gets the
         existing row's id instead of a second row (a unique index, migration 6)."""
-        rows = await self.database.rows(
-            "INSERT INTO audit (at, actor_id, actor_username, room_id, message_id, integration_id,"
-            " integration_name, integration_type, action, reason, before_json, after_json, until_at, undoes,"
-            " group_id)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
-            (
-                _ts(record.at),
-                record.actor_id,
-                record.actor_username,
-                record.room_id,
-                record.message_id,
-                record.integration_id,
-                record.integration_name,
-                record.integration_type,
-                record.action,
-                record.reason,
-                json.dumps(record.before) if record.before is not None else None,
-                json.dumps(record.after) if record.after is not None else None,
-                _ts(record.until) if record.until is not None else None,
-                record.undoes,
-                record.group_id,
-            ),
-        )
+        return await self._recorded_id(record, await self.database.rows(*_audit_insert(record)))
+
+    async def record_finishing(self, record: AuditRecord, outcome: str) -> tuple[int, bool]:
+        """`record`, then `finish_message` of the row's command with `outcome`, in one round trip:
+        the row is stored first (a claim closed without it would leave it unwritten for good),
+        each statement its own transaction. Returns the row's id and whether the claim was
+        closed (False: not this process's any more)."""
+        assert record.message_id is not None
+        done = await self.database.batch_rows([_audit_insert(record), *self._finishing(record.message_id, outcome)])
+        return await self._recorded_id(record, done[0][0]), done[1][1] == 1
+
+    async def _recorded_id(self, record: AuditRecord, rows: list[Row]) -> int:
         if not rows:  # this command recorded it already (resumed after a crash): that row's id
             rows = await self.database.rows(
                 "SELECT id FROM audit WHERE message_id = ? AND integration_id = ? AND action = ? LIMIT 1",

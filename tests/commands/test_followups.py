@@ -7,9 +7,10 @@ import asyncio
 import structlog
 from set_harness import Harness
 
+from bot.errors import StateUnavailable
 from bot.logs import bind, clear, get_logger
 from bot.logs import context as logs_context
-from commands.followups import Followups
+from commands.followups import Closing, Followups, closing
 
 
 def gate() -> tuple[asyncio.Event, list[str]]:
@@ -123,3 +124,26 @@ async def test_a_followup_logs_with_the_context_of_the_command_that_deferred_it(
         await followups.run((one,))
     assert [(e["event"], e["correlation_id"], e["command"]) for e in logs] == [("timer.ended", "c-42", "disable")]
     assert logs_context() == {}  # and leaves nothing bound behind it
+
+
+async def test_only_the_last_follow_up_may_close_the_claim_and_only_after_the_others_succeeded() -> None:
+    """The claim closed with a follow-up's own statement (`closing`) would leave an earlier one's
+    book-keeping undone for good if that one had failed: it is then closed the usual way, later."""
+    followups = Followups()
+    seen: list[Closing | None] = []
+
+    async def failing() -> None:
+        seen.append(closing("m1"))
+        raise StateUnavailable("test", "down")
+
+    async def fine() -> None:
+        seen.append(closing("m1"))
+
+    await followups.run((followups.register("a", fine), followups.register("b", fine)), then_close=Closing("m1", "ok"))
+    assert seen[0] is None and seen[1] is not None and seen[1].message_id == "m1"
+    seen.clear()
+    await followups.run(
+        (followups.register("a", failing), followups.register("b", fine)), then_close=Closing("m1", "ok")
+    )
+    assert seen == [None, None]
+    assert closing("m1") is None  # outside a run

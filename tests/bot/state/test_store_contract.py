@@ -243,6 +243,25 @@ async def test_answers_whose_audit_row_is_still_to_come_are_known_to_every_proce
     assert await other.unrecorded_answers(NOW, besides="m4") == set()
 
 
+async def test_an_audit_row_and_its_commands_close_go_together_row_first(opened: Opener) -> None:
+    """The book-keeping after an answer: the command's audit row, then its claim's close (with its
+    write intents dropped), in one round trip."""
+    store = await opened(owner="a")
+    await store.claim_messages([("m1", "R", NOW), ("m2", "R", NOW)], NOW)
+    await store.record_intent(WriteIntent("m1", "i1", NOW, {"enabled": True}, {"enabled": False}))
+    row_id, closed = await store.record_finishing(audit(1, integration="i1", message="m1"), "changed")
+    assert closed is True and await store.message_status("m1") == "done"
+    assert await store.intents("m1") == []
+    assert [(r.id, r.message_id) for r in await store.history(integration_ids=["i1"])] == [(row_id, "m1")]
+    # Recorded again (a resumed command): the same row.
+    assert (await store.record_finishing(audit(1, integration="i1", message="m1"), "changed"))[0] == row_id
+    # A claim that is another process's now is not closed; the row is recorded all the same.
+    other = await opened(owner="b")
+    other_id, closed = await other.record_finishing(audit(2, integration="i2", message="m2"), "changed")
+    assert closed is False and await other.message_status("m2") == "claimed"
+    assert [r.id for r in await other.history(integration_ids=["i2"])] == [other_id]
+
+
 async def test_the_audit_trail_keeps_one_row_per_command_and_reads_newest_first(opened: Opener) -> None:
     store = await opened()
     ids = [await store.record(audit(n, integration=f"i{n % 2}", message=f"m{n}")) for n in range(4)]
