@@ -91,7 +91,7 @@ class ReplySender:
         """Post `reply` in the command's room and thread; returns once it is stored or refused.
 
         `then` runs once, right after the first attempt, whatever its result (told whether the
-        answer was stored by it): book-keeping that should neither hold up the answer nor wait for
+        answer is what was stored at its ids by then): book-keeping that should neither hold up the answer nor wait for
         an outage to end (commands/followups.py). It must not raise."""
         delay = self._retry_initial
         waiting = False
@@ -109,7 +109,8 @@ class ReplySender:
                             thread_id=message.thread_id,
                             attachments=buttons_attachment(reply),
                         )
-                        posted = True
+                        # Its answer is what is stored (not a "not run" notice, replaced below).
+                        posted = stored.get("msg") != UNRECORDED_TEXT or text == UNRECORDED_TEXT
                     finally:
                         if then is not None:
                             first, then = then, None

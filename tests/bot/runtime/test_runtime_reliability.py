@@ -432,6 +432,36 @@ async def test_an_answer_that_finds_a_not_run_notice_at_its_id_is_written_over_i
     assert (await call(control.integration, target["_id"]))["enabled"] is False
 
 
+def command_rows(tmp_path: Path, message_id: str) -> int:
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        return int(db.execute("SELECT count(*) FROM audit WHERE message_id = ?", (message_id,)).fetchone()[0])
+
+
+async def test_the_claim_of_an_answer_written_over_a_not_run_notice_closes_once_the_notice_is_gone(
+    w: World, tmp_path: Path
+) -> None:
+    """The audit row comes right after the answer; the claim's close only once the notice found at
+    the answer's ids is written over: a crash in between leaves the command to a restart, which
+    answers it over the notice, instead of a closed claim under "nothing was changed"."""
+    control = w.control
+    await hook(w, "notice-slow")
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        assert bot.state is not None
+        command_id = random_id()
+        notice = await call(
+            control.post_message, BOT, "ops", replies.UNRECORDED, message_id=bot.state.message_ids.answer(command_id)[0]
+        )
+        await call(control.set_latency, 1.5, "chat.update")  # writing over the notice takes a while
+        await call(control.post_message, "owen", "ops", "!integration disable notice-slow", message_id=command_id)
+        await until(lambda: command_rows(tmp_path, command_id) == 1, what="the audit row")
+        assert bot_claim_status(tmp_path, command_id) == "claimed"
+        await until(
+            lambda: [m for m in bot_messages(w, "ops") if m["_id"] == notice["_id"] and "Disabled" in m["msg"]],
+            what="the notice replaced by the answer",
+        )
+        await until(lambda: bot_claim_status(tmp_path, command_id) == "done", what="the claim closed")
+
+
 def claim_lease(tmp_path: Path, message_id: str) -> float | None:
     with sqlite3.connect(tmp_path / "state.sqlite3") as db:
         row = db.execute("SELECT lease_until FROM processed_messages WHERE message_id = ?", (message_id,)).fetchone()
