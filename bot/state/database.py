@@ -92,8 +92,11 @@ class Database(Protocol):
         ...
 
     async def batch(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[int]:
-        """Run write statements in order, in one round trip (each its own transaction, as with
-        `count`); the rows each changed."""
+        """Run write statements in order, in one round trip; the rows each changed. A statement
+        that fails stops the ones after it. On SQLite each statement commits on its own (those
+        before a failure stay); on PostgreSQL the batch is one pipeline with one Sync, so one
+        implicit transaction: a failure, or the connection lost before the Sync, undoes those
+        before it too. A caller must be right either way (put first what the rest depends on)."""
         ...
 
     async def batch_rows(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[list[Row], int]]:

@@ -558,8 +558,8 @@ class StateStore:
     async def record_finishing(self, record: AuditRecord, outcome: str) -> tuple[int, bool]:
         """`record`, then `finish_message` of the row's command with `outcome`, in one round trip:
         the row is stored first (a claim closed without it would leave it unwritten for good),
-        each statement its own transaction. Returns the row's id and whether the claim was
-        closed (False: not this process's any more)."""
+        and a row that fails stops the close (`Database.batch`). Returns the row's id and
+        whether the claim was closed (False: not this process's any more)."""
         assert record.message_id is not None
         done = await self.database.batch_rows([_audit_insert(record), *self._finishing(record.message_id, outcome)])
         return await self._recorded_id(record, done[0][0]), done[1][1] == 1

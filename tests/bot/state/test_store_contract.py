@@ -262,6 +262,23 @@ async def test_an_audit_row_and_its_commands_close_go_together_row_first(opened:
     assert [r.id for r in await other.history(integration_ids=["i2"])] == [other_id]
 
 
+async def test_a_claim_whose_audit_row_cannot_be_stored_stays_open(opened: Opener) -> None:
+    """The row and the close go together, row first: a row the database refuses (a value out of
+    range) stops the close, its write intents kept, and the store goes on working."""
+    store = await opened(owner="a")
+    await store.claim_messages([("m1", "R", NOW)], NOW)
+    await store.record_intent(WriteIntent("m1", "i1", NOW, {"enabled": True}, {"enabled": False}))
+    refused = dataclasses.replace(audit(1, integration="i1", message="m1"), undoes=2**63)
+    with pytest.raises(Exception, match=r"out of range|too large"):  # each backend in its own words
+        await store.record_finishing(refused, "changed")
+    assert await store.message_status("m1") == "claimed"
+    assert len(await store.intents("m1")) == 1
+    assert await store.history(integration_ids=["i1"]) == []
+    row_id, closed = await store.record_finishing(audit(1, integration="i1", message="m1"), "changed")
+    assert closed is True and await store.message_status("m1") == "done"
+    assert [r.id for r in await store.history(integration_ids=["i1"])] == [row_id]
+
+
 async def test_the_audit_trail_keeps_one_row_per_command_and_reads_newest_first(opened: Opener) -> None:
     store = await opened()
     ids = [await store.record(audit(n, integration=f"i{n % 2}", message=f"m{n}")) for n in range(4)]
