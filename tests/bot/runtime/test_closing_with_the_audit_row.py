@@ -15,6 +15,7 @@ import structlog
 from reliability_support import World, call, running_bot, settings_for, until, world
 
 from bot.errors import StateUnavailable
+from bot.state.sqlite import SqliteDatabase
 from bot.state.store import AuditRecord, StateStore
 
 
@@ -63,3 +64,47 @@ async def test_a_claim_is_closed_with_its_audit_row_and_stays_open_while_that_fa
             failing[0] = False  # the database answers again: the row, then the close
             await closed(state, held["_id"])
             assert [r.message_id for r in await state.history(integration_ids=[second["_id"]])] == [held["_id"]]
+
+
+@pytest.mark.parametrize("stored", [1, 2], ids=["the-row-alone", "the-row-and-the-close"])
+async def test_a_round_trip_cut_short_leaves_the_claim_open_or_completes_it_later(
+    w: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stored: int
+) -> None:
+    """The database lost part way through the row and the close (SQLite commits each statement on
+    its own): with the row alone stored the claim stays open until the close is stored, the row
+    kept once; with the row and the close but not the dropping of its write intents, those are
+    dropped once the database answers. Never a claim closed without its row."""
+    target = await call(w.control.create_incoming_integration, "cut", channel="#ops", created_by="admin")
+    failing = [True]
+    original = SqliteDatabase.batch_rows
+
+    async def batch_rows(self: SqliteDatabase, statements: Any) -> Any:
+        if failing[0] and statements and str(statements[0][0]).startswith("INSERT INTO audit"):
+            await original(self, statements[:stored])
+            raise StateUnavailable("test", "the database went away mid-way")
+        return await original(self, statements)
+
+    monkeypatch.setattr(SqliteDatabase, "batch_rows", batch_rows)
+    settings = settings_for(w, tmp_path, bot_claim_lease=3)
+    with structlog.testing.capture_logs() as captured:
+        async with running_bot(settings) as (bot, _task):
+            state = bot.state
+            assert state is not None
+            held = await call(w.control.post_message, "admin", "ops", f"!integration disable {target['_id']}")
+            await until(lambda: any(e.get("event") == "command.unsettled" for e in captured), timeout=15)
+            rows = await state.history(integration_ids=[target["_id"]])
+            assert [r.message_id for r in rows] == [held["_id"]]
+            assert await state.message_status(held["_id"]) == ("claimed" if stored == 1 else "done")
+            assert await state.intents(held["_id"]) != []  # its journal, still to drop
+            failing[0] = False
+            await closed(state, held["_id"])
+            await until_async(lambda: state.intents(held["_id"]), empty=True)
+            assert [r.id for r in await state.history(integration_ids=[target["_id"]])] == [rows[0].id]
+
+
+async def until_async(read: Any, *, empty: bool, timeout: float = 15.0) -> None:  # noqa: ASYNC109
+    """Until `await read()` is empty (a functional deadline)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while bool(await read()) == empty:
+        assert asyncio.get_running_loop().time() < deadline, "timed out"
+        await asyncio.sleep(0.02)
