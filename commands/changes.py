@@ -100,11 +100,14 @@ async def record(
     group_id: int | None = None,
     timer: SeenTimer = LOOK,
     ends_timer: bool = False,
+    last: bool = False,
 ) -> int:
     """The audit row of a change; its timed disable follows it (`TimerService.follow_change`):
     `timer` is the one pending when it was written, looked up under the integration's lock, for a
     record made once the lock is free (after the answer); by default the one pending now.
-    `ends_timer`: the change ends it even though the integration stays off (a permanent disable)."""
+    `ends_timer`: the change ends it even though the integration stays off (a permanent disable).
+    `last`: nothing of the command's comes after this record (its book-keeping after the answer,
+    `record_after`): following no timer, its claim may be closed with the row (`followups.closing`)."""
     message = ctx.message
     entry = AuditRecord(
         at=ctx.now(),
@@ -123,9 +126,9 @@ async def record(
         undoes=undoes,
         group_id=group_id,
     )
-    # Following no timer (the common case), nothing of the command comes after its row: its claim
-    # is closed in the same round trip when the runtime lets it (`followups.closing`).
-    claim = followups.closing(message.id) if timer is None else None
+    # The command's last statement when it follows no timer (the common case): its claim is closed
+    # in the same round trip when the runtime lets it (`followups.closing`).
+    claim = followups.closing(message.id) if last and timer is None else None
     if claim is not None:
         audit_id, _closed = await ctx.services.state.record_finishing(entry, claim.outcome)
         claim.done = True
@@ -160,7 +163,9 @@ async def record_after(
     followed only if nobody wrote the integration since (`record_resumed`)."""
     if isinstance(timer, Look):
         return await record_resumed(ctx, outcome, action, reason=reason, group_id=group_id, ends_timer=ends_timer)
-    return await record(ctx, outcome, action, reason=reason, group_id=group_id, timer=timer, ends_timer=ends_timer)
+    return await record(
+        ctx, outcome, action, reason=reason, group_id=group_id, timer=timer, ends_timer=ends_timer, last=True
+    )
 
 
 async def record_resumed(
