@@ -6,7 +6,8 @@ are (a replica killed meanwhile leaves the row to the recovery of its command)."
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,32 @@ def w() -> Iterator[World]:
         yield fresh
 
 
-async def closed(state: StateStore, message_id: str, timeout: float = 15.0) -> None:  # noqa: ASYNC109
-    """Until the command's claim is closed (a functional deadline)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while await state.message_status(message_id) != "done":
-        assert asyncio.get_running_loop().time() < deadline, f"the claim of {message_id} was never closed"
+async def eventually(read: Callable[[], Awaitable[Any]], holds: Callable[[Any], bool], what: str) -> None:
+    """Until what `read` returns `holds` (a functional deadline of 15 s)."""
+    deadline = asyncio.get_running_loop().time() + 15.0
+    while not holds(await read()):
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.02)
+
+
+async def closed(state: StateStore, message_id: str) -> None:
+    await eventually(lambda: state.message_status(message_id), lambda status: status == "done", "the close")
+
+
+@asynccontextmanager
+async def answering(w: World, tmp_path: Path) -> AsyncIterator[tuple[StateStore, list[dict[str, Any]]]]:
+    """The running bot's state store, and its log events as they come."""
+    with structlog.testing.capture_logs() as captured:
+        async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)) as (bot, _task):
+            assert bot.state is not None
+            yield bot.state, captured
+
+
+async def disabled_unsettled(w: World, captured: list[dict[str, Any]], integration_id: str) -> dict[str, Any]:
+    """`disable` of the integration, answered, its book-keeping waiting for the database."""
+    message = await call(w.control.post_message, "admin", "ops", f"!integration disable {integration_id}")
+    await until(lambda: any(e.get("event") == "command.unsettled" for e in captured), timeout=15)
+    return message
 
 
 async def test_a_claim_is_closed_with_its_audit_row_and_stays_open_while_that_fails(
@@ -47,23 +68,18 @@ async def test_a_claim_is_closed_with_its_audit_row_and_stays_open_while_that_fa
         return await original(self, record, outcome)
 
     monkeypatch.setattr(StateStore, "record_finishing", record_finishing)
-    settings = settings_for(w, tmp_path, bot_claim_lease=3)
-    with structlog.testing.capture_logs() as captured:
-        async with running_bot(settings) as (bot, _task):
-            state = bot.state
-            assert state is not None
-            done = await call(w.control.post_message, "admin", "ops", f"!integration disable {first['_id']}")
-            await closed(state, done["_id"])
-            assert [r.message_id for r in await state.history(integration_ids=[first["_id"]])] == [done["_id"]]
+    async with answering(w, tmp_path) as (state, captured):
+        done = await call(w.control.post_message, "admin", "ops", f"!integration disable {first['_id']}")
+        await closed(state, done["_id"])
+        assert [r.message_id for r in await state.history(integration_ids=[first["_id"]])] == [done["_id"]]
 
-            failing[0] = True
-            held = await call(w.control.post_message, "admin", "ops", f"!integration disable {second['_id']}")
-            await until(lambda: any(e.get("event") == "command.unsettled" for e in captured), timeout=15)
-            assert await state.message_status(held["_id"]) == "claimed"
-            assert await state.history(integration_ids=[second["_id"]]) == []
-            failing[0] = False  # the database answers again: the row, then the close
-            await closed(state, held["_id"])
-            assert [r.message_id for r in await state.history(integration_ids=[second["_id"]])] == [held["_id"]]
+        failing[0] = True
+        held = await disabled_unsettled(w, captured, second["_id"])
+        assert await state.message_status(held["_id"]) == "claimed"
+        assert await state.history(integration_ids=[second["_id"]]) == []
+        failing[0] = False  # the database answers again: the row, then the close
+        await closed(state, held["_id"])
+        assert [r.message_id for r in await state.history(integration_ids=[second["_id"]])] == [held["_id"]]
 
 
 @pytest.mark.parametrize("stored", [1, 2], ids=["the-row-alone", "the-row-and-the-close"])
@@ -85,26 +101,13 @@ async def test_a_round_trip_cut_short_leaves_the_claim_open_or_completes_it_late
         return await original(self, statements)
 
     monkeypatch.setattr(SqliteDatabase, "batch_rows", batch_rows)
-    settings = settings_for(w, tmp_path, bot_claim_lease=3)
-    with structlog.testing.capture_logs() as captured:
-        async with running_bot(settings) as (bot, _task):
-            state = bot.state
-            assert state is not None
-            held = await call(w.control.post_message, "admin", "ops", f"!integration disable {target['_id']}")
-            await until(lambda: any(e.get("event") == "command.unsettled" for e in captured), timeout=15)
-            rows = await state.history(integration_ids=[target["_id"]])
-            assert [r.message_id for r in rows] == [held["_id"]]
-            assert await state.message_status(held["_id"]) == ("claimed" if stored == 1 else "done")
-            assert await state.intents(held["_id"]) != []  # its journal, still to drop
-            failing[0] = False
-            await closed(state, held["_id"])
-            await until_async(lambda: state.intents(held["_id"]), empty=True)
-            assert [r.id for r in await state.history(integration_ids=[target["_id"]])] == [rows[0].id]
-
-
-async def until_async(read: Any, *, empty: bool, timeout: float = 15.0) -> None:  # noqa: ASYNC109
-    """Until `await read()` is empty (a functional deadline)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while bool(await read()) == empty:
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.02)
+    async with answering(w, tmp_path) as (state, captured):
+        held = await disabled_unsettled(w, captured, target["_id"])
+        rows = await state.history(integration_ids=[target["_id"]])
+        assert [r.message_id for r in rows] == [held["_id"]]
+        assert await state.message_status(held["_id"]) == ("claimed" if stored == 1 else "done")
+        assert await state.intents(held["_id"]) != []  # its journal, still to drop
+        failing[0] = False
+        await closed(state, held["_id"])
+        await eventually(lambda: state.intents(held["_id"]), lambda intents: intents == [], "its journal dropped")
+        assert [r.id for r in await state.history(integration_ids=[target["_id"]])] == [rows[0].id]
