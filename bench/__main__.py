@@ -28,9 +28,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throughput-users", type=int, default=BenchConfig.throughput_users)
     parser.add_argument("--throughput-size", type=int, default=BenchConfig.throughput_size)
     parser.add_argument(
-        "--bursts", type=int, default=BenchConfig.throughput_bursts, help="throughput bursts (the median pair counts)"
-    )
-    parser.add_argument(
         "--replicas",
         default=",".join(map(str, BenchConfig.replica_counts)),
         help="PostgreSQL replica counts at the throughput size, comma-separated (empty: none)",
@@ -54,7 +51,6 @@ def main(argv: list[str] | None = None) -> int:
         throughput_commands=args.throughput,
         throughput_users=args.throughput_users,
         throughput_size=args.throughput_size,
-        throughput_bursts=args.bursts,
         replica_counts=tuple(int(n) for n in args.replicas.split(",") if n.strip()),
         targets=args.targets,
         catchup_rooms=args.catchup_rooms,

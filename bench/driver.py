@@ -77,9 +77,6 @@ class BenchConfig:
     throughput_commands: int = 1_000
     throughput_users: int = 100
     throughput_size: int = 1_000  # the stage at which throughput is measured
-    # Bursts, each with a floor burst after it: the pair with the median ratio is reported (one
-    # pair's ratio moved 0.65–0.95× between runs with three replicas on 2 cores).
-    throughput_bursts: int = 3
     replica_counts: tuple[int, ...] = (1, 3)  # bots on PostgreSQL, at the throughput size (bench.replicas)
     targets: int = 30  # integrations per client toggled in the latency rounds
     pause: float = 0.005  # seconds of quiet after each latency command
@@ -447,13 +444,6 @@ class Run:
     # --- throughput -------------------------------------------------------------------------------
 
     async def _throughput(self, api: SandboxApi, floor: FloorClient, operators: list[Operator]) -> dict[str, Any]:
-        """`throughput_bursts` bursts of the bot's, each followed by one of the floor's: the pair with
-        the median ratio, with every pair's ratio (`ratios`)."""
-        pairs = [await self._burst(api, floor, operators) for _ in range(max(1, self.config.throughput_bursts))]
-        median = sorted(pairs, key=lambda pair: pair["ratio"])[len(pairs) // 2]
-        return {**median, "ratios": [pair["ratio"] for pair in pairs]}
-
-    async def _burst(self, api: SandboxApi, floor: FloorClient, operators: list[Operator]) -> dict[str, Any]:
         config = self.config
         users = operators[: config.throughput_users]
         names = [integration_name(n) for n in range(config.throughput_commands)]
@@ -533,7 +523,6 @@ class Run:
                 "throughput_commands": config.throughput_commands,
                 "throughput_users": config.throughput_users,
                 "throughput_size": config.throughput_size,
-                "throughput_bursts": config.throughput_bursts,
             },
             "sandbox_seed_seconds": round(float(credentials["seed_seconds"]), 2),
             "sandbox_rss_mb": round(sandbox_rss / 2**20, 1),

@@ -256,7 +256,7 @@ async def measure(
                 "cost": stage.cost,
                 "throughput": stage.throughput,
                 "claims": [{"won": c.won, "lost": c.lost, "takeovers": c.takeovers} for c in claims],
-                "claims_won_in_burst": [c.won for c in burst],  # of the throughput stage's commands (all bursts)
+                "claims_won_in_burst": [c.won for c in burst],  # of the throughput stage's commands
                 "answers": answers,
             }
             variants.append(variant)
@@ -354,10 +354,6 @@ def table(results: dict[str, Any]) -> list[str]:
         found = column["throughput"]
         return "-" if found is None else f"{found['bot_per_second']:.0f} ({found['ratio']:.2f})"
 
-    def bursts(column: dict[str, Any]) -> str:
-        found = column["throughput"]
-        return "-" if found is None else " / ".join(f"{r:.2f}" for r in found.get("ratios", [found["ratio"]]))
-
     header = ["", "floor", *(name for name, _ in columns)]
     rows = [
         header,
@@ -383,10 +379,9 @@ def table(results: dict[str, Any]) -> list[str]:
         ],
         ["PostgreSQL server CPU per round (ms)", "-", "-", *(server(c) for _, c in columns[1:])],
         ["throughput, commands/s (ratio)", f"{span(floor_rate, 0)} (1)", *(rate(c) for _, c in columns)],
-        ["  ratio in each burst (median above)", "-", *(bursts(c) for _, c in columns)],
         ["claims won per replica: all", "-", "-", *(claims(c) for _, c in columns[1:])],
         [
-            "  of which in the bursts",
+            "  of which in the burst",
             "-",
             "-",
             *(" / ".join(str(n) for n in c["claims_won_in_burst"]) for _, c in columns[1:]),

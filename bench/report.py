@@ -15,14 +15,6 @@ def _cost(cost: dict[str, Any]) -> str:
     return f"{cost['rest_total']:g}"
 
 
-def bursts(found: dict[str, Any]) -> str:
-    """The ratio of every burst, when there were several (the reported one is their median)."""
-    ratios = found.get("ratios", [])
-    if len(ratios) < 2:
-        return ""
-    return f" (the median of {len(ratios)} bursts: " + " / ".join(f"{r:.2f}" for r in ratios) + ")"
-
-
 def table(results: dict[str, Any]) -> str:
     stages = results["stages"]
     config = results["config"]
@@ -92,7 +84,7 @@ def table(results: dict[str, Any]) -> str:
                 f"throughput at {stage['integrations']:,} integrations, {found['commands']:,} commands from "
                 f"{found['users']} users at once: bot {found['bot_seconds']:.2f} s ({found['bot_per_second']:.0f}/s), "
                 f"floor {found['floor_seconds']:.2f} s ({found['floor_per_second']:.0f}/s), "
-                f"ratio {found['ratio']:.2f}{bursts(found)}"
+                f"ratio {found['ratio']:.2f}"
             )
     out.extend(storm.table(results))
     catchup = results.get("catchup")
