@@ -12,7 +12,7 @@ re-based since.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import timedelta
 from typing import Any
@@ -208,30 +208,45 @@ def seeded(h: Harness, label: str) -> str:
     return str(h.seeded["integrations"][label]["id"])
 
 
+async def enable_all_after_selection(h: Harness, meanwhile: Callable[[str], Awaitable[None]]) -> tuple[Reply, str]:
+    """`disable all in #alerts for 30m`, then `enable all in #alerts`, with `meanwhile(grafana's id)`
+    run once between the members' selection (the first read of the group) and their turns (a
+    member's ending reads the group again): its answer, and Grafana's id."""
+    timers = toolkit(h).timers
+    await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
+    grafana = seeded(h, "grafana")
+    original = timers.store.in_group
+    done: list[bool] = []
+
+    async def selected_then(group_id: int) -> list[TimedDisable]:
+        members = await original(group_id)
+        if not done:
+            done.append(True)
+            await meanwhile(grafana)
+        return members
+
+    timers.store.in_group = selected_then  # type: ignore[method-assign]
+    try:
+        reply = await h.say("admin", "ops", "!integration enable all in #alerts")
+    finally:
+        timers.store.in_group = original  # type: ignore[method-assign]
+    return reply, grafana
+
+
 async def test_an_enable_all_ends_a_members_timer_extended_between_its_selection_and_its_write(h: Harness) -> None:
     """The members are selected from their timers as read first; someone's `extend Grafana 1h`
     lands before Grafana's turn. Its timer as pending under its lock is the one its enable ends
     (an ending follows only the timer as it was seen: the one read first had moved on)."""
     timers = toolkit(h).timers
-    await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
-    grafana = seeded(h, "grafana")
-    original = timers.store.in_group
     extended: list[TimedDisable] = []
 
-    async def extended_meanwhile(group_id: int) -> list[TimedDisable]:
-        members = await original(group_id)
-        if not extended:  # the selection's read (a member's ending reads the group again)
-            running = await timers.pending_for(grafana)
-            assert running is not None
-            extended.append(running)
-            await timers.extend(running, running.due_at + timedelta(hours=1))
-        return members
+    async def extend(grafana: str) -> None:
+        running = await timers.pending_for(grafana)
+        assert running is not None
+        extended.append(running)
+        await timers.extend(running, running.due_at + timedelta(hours=1))
 
-    timers.store.in_group = extended_meanwhile  # type: ignore[method-assign]
-    try:
-        reply = await h.say("admin", "ops", "!integration enable all in #alerts")
-    finally:
-        timers.store.in_group = original  # type: ignore[method-assign]
+    reply, grafana = await enable_all_after_selection(h, extend)
     assert extended and reply.outcome == "changed", reply.text
     assert h.doc(grafana)["enabled"] is True
     assert await pending(h, grafana) is None
@@ -241,25 +256,12 @@ async def test_an_enable_all_leaves_a_member_whose_group_timer_ended_and_another
     """Between the selection and Grafana's turn, bo switched it on and off again for 2 h (through
     another replica, say). Was: `enable all` switched it on, against bo's later disable, and left
     bo's timer running on an integration that was on. It is no longer the group's to switch on."""
-    timers = toolkit(h).timers
-    await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
-    grafana = seeded(h, "grafana")
-    original = timers.store.in_group
-    done: list[bool] = []
 
-    async def retimed_meanwhile(group_id: int) -> list[TimedDisable]:
-        members = await original(group_id)
-        if not done:
-            done.append(True)
-            assert (await h.say("bo", "ops", f"!integration enable {grafana}")).outcome == "changed"
-            assert (await h.say("bo", "ops", f"!integration disable {grafana} for 2h")).outcome == "changed"
-        return members
+    async def retimed(grafana: str) -> None:
+        assert (await h.say("bo", "ops", f"!integration enable {grafana}")).outcome == "changed"
+        assert (await h.say("bo", "ops", f"!integration disable {grafana} for 2h")).outcome == "changed"
 
-    timers.store.in_group = retimed_meanwhile  # type: ignore[method-assign]
-    try:
-        reply = await h.say("admin", "ops", "!integration enable all in #alerts")
-    finally:
-        timers.store.in_group = original  # type: ignore[method-assign]
+    reply, grafana = await enable_all_after_selection(h, retimed)
     assert "Left off" in reply.text and "`Grafana`" in reply.text.split("Left off")[1], reply.text
     assert h.doc(grafana)["enabled"] is False
     bos = await pending(h, grafana)
@@ -419,24 +421,11 @@ async def test_a_resumed_undo_leaves_a_timed_disable_set_since_by_someone_else(
 async def test_an_enable_all_counts_a_member_switched_on_meanwhile_as_already_on(h: Harness) -> None:
     """Between the selection and Grafana's turn, bo switched it on (its group timer ended): on
     already, not "left off"."""
-    timers = toolkit(h).timers
-    await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
-    grafana = seeded(h, "grafana")
-    original = timers.store.in_group
-    done: list[bool] = []
 
-    async def enabled_meanwhile(group_id: int) -> list[TimedDisable]:
-        members = await original(group_id)
-        if not done:
-            done.append(True)
-            assert (await h.say("bo", "ops", f"!integration enable {grafana}")).outcome == "changed"
-        return members
+    async def enabled(grafana: str) -> None:
+        assert (await h.say("bo", "ops", f"!integration enable {grafana}")).outcome == "changed"
 
-    timers.store.in_group = enabled_meanwhile  # type: ignore[method-assign]
-    try:
-        reply = await h.say("admin", "ops", "!integration enable all in #alerts")
-    finally:
-        timers.store.in_group = original  # type: ignore[method-assign]
+    reply, grafana = await enable_all_after_selection(h, enabled)
     assert "Left off" not in reply.text and "`Grafana`" in reply.text.split("Already on")[1], reply.text
     assert h.doc(grafana)["enabled"] is True
     assert await pending(h, grafana) is None
