@@ -9,6 +9,7 @@ action (extend, keep disabled) that changes no document.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Mapping
 from contextlib import suppress
 from datetime import datetime
@@ -186,25 +187,17 @@ async def record_resumed(
     When the integration cannot be read now (Rocket.Chat away or rate-limiting a recovery's burst),
     the change is still recorded (it was written: never answered "nothing was changed"), following
     no timer: one left running is judged when due, as any change it did not follow."""
+    recording = functools.partial(record, ctx, outcome, action, reason=reason, undoes=undoes, group_id=group_id)
     held = False
     try:
         async with ctx.services.integrations.editing(outcome.after) as edit:
             held = True
             timer = LOOK if _stamp(edit.current) == _stamp(outcome.after) else None
-            return await record(
-                ctx,
-                outcome,
-                action,
-                reason=reason,
-                undoes=undoes,
-                group_id=group_id,
-                timer=timer,
-                ends_timer=ends_timer,
-            )
+            return await recording(timer=timer, ends_timer=ends_timer)
     except (IntegrationNotFound, UpstreamError):  # deleted since (nothing of it to follow), or unreadable now
         if held:
             raise  # not from taking the lock: from the record itself
-        return await record(ctx, outcome, action, reason=reason, undoes=undoes, group_id=group_id, timer=None)
+        return await recording(timer=None)
 
 
 async def note(

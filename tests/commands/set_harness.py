@@ -28,7 +28,7 @@ from bot.rocketchat.rest import RequestRecord, RestClient
 from bot.runtime.journal import CommandRun, JournaledIntegrationService, current_command
 from bot.state.store import StateStore
 from bot.state.timer_states import TimedDisable
-from commands import replies
+from commands import changes, replies
 from commands.context import BotIdentity, Services
 from commands.followups import Followups
 from commands.parser import Invocation, extract_invocation
@@ -43,6 +43,10 @@ from sandbox.store import Store
 
 BOT = "integrations-bot"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+class Killed(BaseException):
+    """Stands for a kill -9 of the process at that point (`Harness.run_killed_at_record`)."""
 
 
 @dataclass
@@ -139,6 +143,32 @@ class Harness:
             return await self.dispatcher.dispatch(message, invocation)
         finally:
             current_command.reset(token)
+
+    async def run_killed_at_record(
+        self, monkeypatch: pytest.MonkeyPatch, message: ChatMessage, invocation: Invocation, *, at: int = 1
+    ) -> Reply | None:
+        """Run a command claimed, as `run_claimed`, until its `at`-th audit row, where the process
+        dies (kill -9): None when that came before the answer (a `set` or `undo` records under its
+        lock); its answer when the row was book-keeping after it (an `enable`: its follow-ups are
+        then never run). A restart resumes it with `run_claimed(…, resumed=True)`."""
+        real = changes.record
+        calls: list[int] = []
+
+        async def killed(*args: Any, **kwargs: Any) -> int:
+            calls.append(1)
+            if len(calls) == at:
+                raise Killed
+            return await real(*args, **kwargs)
+
+        monkeypatch.setattr(changes, "record", killed)
+        try:
+            reply = await self.run_claimed(message, invocation)
+        except Killed:
+            return None
+        finally:
+            monkeypatch.setattr(changes, "record", real)
+        self.services.followups.abandon(reply.afterwards)  # the process died before running them
+        return reply
 
     def first_timer_lookup_fails(self, monkeypatch: pytest.MonkeyPatch) -> list[str]:
         """The incident toolkit's (made if there is none yet) first timer look-up fails as a state

@@ -18,18 +18,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from set_harness import Harness, open_journaled_harness
+from set_harness import Harness, Killed, open_journaled_harness
 
 from bot.errors import Unavailable
 from bot.incident.toolkit import IncidentToolkit
 from bot.rocketchat.models import Integration
 from bot.state.timer_states import TimedDisable, TimerState
-from commands import changes
 from commands.reply import Reply
-
-
-class Killed(BaseException):
-    """Stands for kill -9 right after the write landed, before its audit row."""
 
 
 @pytest.fixture
@@ -306,21 +301,7 @@ async def _interrupted(h: Harness, monkeypatch: pytest.MonkeyPatch, text: str) -
     """`text` run until its write landed, then killed before its audit row (a `set`/`undo`, which
     record under the lock) or before its book-keeping after the answer (an `enable`)."""
     message, invocation = h.message("admin", "ops", text)
-    real = changes.record
-
-    async def killed(*args: Any, **kwargs: Any) -> int:
-        raise Killed
-
-    monkeypatch.setattr(changes, "record", killed)
-    try:
-        try:
-            reply = await h.run_claimed(message, invocation)
-        except Killed:
-            pass
-        else:
-            h.services.followups.abandon(reply.afterwards)  # the process died before running them
-    finally:
-        monkeypatch.setattr(changes, "record", real)
+    await h.run_killed_at_record(monkeypatch, message, invocation)
     return message, invocation
 
 
@@ -589,21 +570,7 @@ async def test_a_resumed_group_undo_undoes_and_records_every_member_once(
     assert (await h.say("admin", "ops", "!integration disable all in #alerts --yes")).outcome == "changed"
     members = [seeded(h, "grafana"), seeded(h, "deploy-announcer")]
     message, invocation = h.message("admin", "ops", "!integration undo")
-    real = changes.record
-    calls: list[int] = []
-
-    async def killed(*args: Any, **kwargs: Any) -> int:
-        calls.append(1)
-        if len(calls) == killed_at:
-            raise Killed
-        return await real(*args, **kwargs)
-
-    monkeypatch.setattr(changes, "record", killed)
-    try:
-        with pytest.raises(Killed):
-            await h.run_claimed(message, invocation)
-    finally:
-        monkeypatch.setattr(changes, "record", real)
+    assert await h.run_killed_at_record(monkeypatch, message, invocation, at=killed_at) is None
     assert sum(h.doc(m)["enabled"] for m in members) == killed_at
 
     reply = await _resume(h, message, invocation)

@@ -19,11 +19,6 @@ from set_harness import Harness, open_harness
 
 from bot.runtime.journal import JournaledIntegrationService
 from bot.state.confirmations import Status
-from commands import changes
-
-
-class Killed(BaseException):
-    """Stands for kill -9 right after the write landed, before its audit row."""
 
 
 @pytest.fixture
@@ -39,17 +34,7 @@ async def h() -> AsyncIterator[Harness]:
 
 async def _twice(h: Harness, monkeypatch: pytest.MonkeyPatch, text: str) -> Any:
     message, invocation = h.message("admin", "ops", text)
-    real = changes.record
-
-    async def killed(*args: Any, **kwargs: Any) -> int:
-        raise Killed
-
-    monkeypatch.setattr(changes, "record", killed)
-    try:
-        with pytest.raises(Killed):
-            await h.run_claimed(message, invocation)
-    finally:
-        monkeypatch.setattr(changes, "record", real)
+    assert await h.run_killed_at_record(monkeypatch, message, invocation) is None
     return await h.run_claimed(message, invocation, resumed=True)
 
 
