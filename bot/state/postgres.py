@@ -16,7 +16,8 @@ transaction: a claim, an audit row) and one for integration locks (a connection 
 its transaction, while the bot reads and writes the integration over REST). Keeping them apart
 means a burst of held locks can never starve the statements their holders need. A connection is
 checked before it is handed out (one empty round trip), so after a database restart the first
-command does not fail on a connection the restart broke. The driver prepares the statements
+command does not fail on a connection the restart broke; the first check that fails has both
+pools check all their idle connections at once (`PostgresDatabase._check`). The driver prepares the statements
 a connection runs often (psycopg's `prepare_threshold`: parsed and planned once per connection,
 not on every run; measured on a statement of the write journal: 83 → 27 µs of server CPU and
 72 → 44 µs of the bot's); a PgBouncer in transaction pooling mode in front needs version 1.21 or
@@ -44,6 +45,7 @@ from bot.errors import ClaimTakenOver, ConfigError, StateUnavailable
 from bot.integrations.locks import Held, IntegrationLocks, LocalIntegrationLocks, ReadMark
 from bot.rocketchat.ejson import decode_date
 from bot.state.database import Row
+from bot.tasks import background
 
 log = logs.get_logger("integrations_bot.state")
 
@@ -243,6 +245,7 @@ def _dialect(sql: str, cache: dict[str, str] = {}) -> str:  # noqa: B006 (a cach
 
 
 def _unavailable(where: str, exc: BaseException) -> StateUnavailable:
+    _distrust_connections()
     if isinstance(exc, PoolTimeout):
         return StateUnavailable(where, "no connection to the database")
     first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -251,10 +254,16 @@ def _unavailable(where: str, exc: BaseException) -> StateUnavailable:
 
 # A connection handed back this recently is handed out again without the check's round trip (half
 # the cost of a statement; measured by the benchmark). One that broke within that second (the
-# database restarted) fails its statement: that command is answered "not run", and the pool
-# replaces the connection.
+# database restarted) fails its statement: that command is answered "not run", the pool replaces
+# the connection, and every other one is checked before its next use (`_distrust_connections`):
+# the others used in that second are broken too.
 FRESH: Final = 1.0
 _returned: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
+
+
+def _distrust_connections() -> None:
+    """After a statement failed for want of the database: no pooled connection skips its check."""
+    _returned.clear()
 
 
 async def _check_unless_fresh(conn: psycopg.AsyncConnection[Any]) -> None:
@@ -296,7 +305,7 @@ class PostgresDatabase:
         common: dict[str, Any] = {
             "kwargs": options,
             "open": False,
-            "check": _check_unless_fresh,
+            "check": self._check,
             "timeout": statement_timeout,
             # A background reconnection backs off exponentially (1, 2, 4, … s): kept up for a long
             # outage, it would come back long after the database (measured: 19 s late after 40 s
@@ -311,6 +320,27 @@ class PostgresDatabase:
             url, min_size=1, max_size=LOCK_POOL, name="locks", **common
         )
         self._locks = SharedIntegrationLocks(self._lock_pool, self._statements, self.where)
+        self._purging: asyncio.Task[None] | None = None
+
+    async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """A pool's check of a connection it is about to hand out (`_check_unless_fresh`). One that
+        fails means the database restarted or went away: every other idle connection is broken
+        too, and is replaced now (`_purge`). psycopg_pool would otherwise find them one at a time,
+        waiting 1 s, then 2 s, … after each failed check, so that with a pool's worth of them the
+        next command waited past its timeout and was answered "can't record commands" while the
+        database was back."""
+        try:
+            await _check_unless_fresh(conn)
+        except Exception:
+            _distrust_connections()
+            if self._purging is None or self._purging.done():
+                self._purging = background(self._purge())
+            raise
+
+    async def _purge(self) -> None:
+        for pool in (self._statements, self._lock_pool):
+            with suppress(Exception):
+                await pool.check()
 
     @classmethod
     async def open(cls, url: str, *, connect_timeout: float = 10.0, prepare: bool = True) -> PostgresDatabase:
@@ -425,6 +455,8 @@ class PostgresDatabase:
         await self.rows("SELECT 1")
 
     async def close(self) -> None:
+        if self._purging is not None:
+            self._purging.cancel()
         await asyncio.gather(self._statements.close(), self._lock_pool.close(), return_exceptions=True)
 
 
@@ -640,6 +672,7 @@ class SharedIntegrationLocks:
                     if not committed:
                         # Cut short (cancelled, an error): its transaction may still hold the lock.
                         # Closed, the server ends it; the pool discards a closed connection.
+                        _distrust_connections()
                         with suppress(Exception):
                             await conn.close()
                     await self._pool.putconn(conn)
