@@ -23,6 +23,19 @@ not on every run; measured on a statement of the write journal: 83 → 27 µs of
 72 → 44 µs of the bot's); a PgBouncer in transaction pooling mode in front needs version 1.21 or
 later with `max_prepared_statements` set, or `BOT_STATE_PREPARE=false` (`prepare=False`).
 
+Sizes. The lock pool has `LOCK_POOL` connections, all opened with the store. A lock is held
+across its holder's REST write, and the REST client has `MAX_CONNECTIONS` (4): more holders at
+once would only keep transactions idle, waiting for it. Within one replica, commands for one
+integration wait for each other before they take a connection (`LocalIntegrationLocks`), so the
+connections held are for as many different integrations. Opened at start, a burst of changes
+never waits for new server processes: before, the pool opened one connection and grew to 24
+during the benchmark's burst, one connection at a time (10–20 ms each, with up to 63 commands
+waiting), and three replicas' throughput was 0.79× the floor's against 0.96× now (medians of
+paired runs). The statement pool keeps `STATEMENT_KEPT` open and grows to `STATEMENT_POOL`. A pool
+hands its idle connections out in turn, so each statement is prepared on its first run on a
+connection (`PREPARE_THRESHOLD` 0): at psycopg's default of five runs, a statement would run
+unprepared on each of the twelve connections five times first.
+
 When the database cannot be reached, every statement raises `StateUnavailable` after at most
 `statement_timeout` seconds (waiting for a connection); the pools reconnect by themselves.
 """
@@ -44,6 +57,7 @@ from bot import logs
 from bot.errors import ClaimTakenOver, ConfigError, StateUnavailable
 from bot.integrations.locks import Held, IntegrationLocks, LocalIntegrationLocks, ReadMark
 from bot.rocketchat.ejson import decode_date
+from bot.rocketchat.rest import MAX_CONNECTIONS
 from bot.state.database import Row
 from bot.tasks import background
 
@@ -210,11 +224,13 @@ _MARK_PENDING: Final = (
     "INSERT INTO integration_writes (integration_id, pending) VALUES (%s, true)"
     " ON CONFLICT (integration_id) DO UPDATE SET pending = true"
 )
-# Runs of one statement on one connection before the driver prepares it (psycopg's default).
-PREPARE_THRESHOLD: Final = 5
-# Connections per pool (per replica). Statements are short; locks are held across REST calls.
+# Runs of one statement on one connection before the driver prepares it (module docstring, "Sizes").
+PREPARE_THRESHOLD: Final = 0
+# Connections per pool (per replica; module docstring, "Sizes"). Statements are short; locks are
+# held across REST calls.
 STATEMENT_POOL: Final = 8
-LOCK_POOL: Final = 24
+STATEMENT_KEPT: Final = 4
+LOCK_POOL: Final = 2 * MAX_CONNECTIONS
 
 
 def where_of(url: str) -> str:
@@ -256,7 +272,7 @@ def _unavailable(where: str, exc: BaseException) -> StateUnavailable:
 # the cost of a statement; measured by the benchmark). One that broke within that second (the
 # database restarted) fails its statement: that command is answered "not run", the pool replaces
 # the connection, and every other one is checked before its next use (`_distrust_connections`):
-# the others used in that second are broken too.
+# a pool hands its idle connections out in turn, so the others used in that second are broken too.
 FRESH: Final = 1.0
 _returned: weakref.WeakKeyDictionary[psycopg.AsyncConnection[Any], float] = weakref.WeakKeyDictionary()
 
@@ -314,10 +330,10 @@ class PostgresDatabase:
             "reconnect_timeout": 5.0,
         }
         self._statements: AsyncConnectionPool = AsyncConnectionPool(
-            url, min_size=1, max_size=STATEMENT_POOL, name="state", **common
+            url, min_size=STATEMENT_KEPT, max_size=STATEMENT_POOL, name="state", **common
         )
         self._lock_pool: AsyncConnectionPool = AsyncConnectionPool(
-            url, min_size=1, max_size=LOCK_POOL, name="locks", **common
+            url, min_size=LOCK_POOL, max_size=LOCK_POOL, name="locks", **common
         )
         self._locks = SharedIntegrationLocks(self._lock_pool, self._statements, self.where)
         self._purging: asyncio.Task[None] | None = None
