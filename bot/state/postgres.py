@@ -471,9 +471,14 @@ class PostgresDatabase:
         await self.rows("SELECT 1")
 
     async def close(self) -> None:
-        if self._purging is not None:
-            self._purging.cancel()
         await asyncio.gather(self._statements.close(), self._lock_pool.close(), return_exceptions=True)
+        if self._purging is not None:
+            # Let a check of the pools under way (`_purge`) end rather than cancel it: psycopg_pool's
+            # `check()` has every idle connection out of its pool meanwhile, takes a cancellation for
+            # a failed check of the one it is checking, and drops that one unclosed (its server
+            # process stayed open as long as the bot ran). Ended, it hands each connection back
+            # to its closed pool, which closes it. Waited for as long as a statement at most.
+            await asyncio.wait({self._purging}, timeout=self._statements.timeout)
 
 
 class _SharedHeld:
