@@ -53,6 +53,7 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bot import logs
@@ -701,13 +702,22 @@ class SharedIntegrationLocks:
                     # intent did), so this may be the integration's first row.
                     deferred.append((_RECORD_WRITE, (integration_id, record)))
                 try:
-                    with suppress(*_DOWN):
-                        async with conn.pipeline():
-                            for sql, params in deferred:
-                                await conn.execute(sql, params if params else None)
-                            await conn.execute("COMMIT" if deferred else "ROLLBACK")
-                        committed = True
-                        _returned[conn] = time.monotonic()
+                    # Never a ROLLBACK: it makes psycopg forget the statements it prepared on the
+                    # connection and send DEALLOCATE ALL before the next statement, which in a
+                    # pipeline goes after the next lock's BEGIN, prepared there on its first run:
+                    # the lock after that failed ("prepared statement does not exist"). A COMMIT
+                    # with nothing to store releases the lock alike (the transaction wrote nothing
+                    # else). A transaction in error (the server gave up a statement: a
+                    # `lock_timeout`) would end as a ROLLBACK whatever is sent: its connection is
+                    # closed instead, as below.
+                    if conn.info.transaction_status != TransactionStatus.INERROR:
+                        with suppress(*_DOWN):
+                            async with conn.pipeline():
+                                for sql, params in deferred:
+                                    await conn.execute(sql, params if params else None)
+                                await conn.execute("COMMIT")
+                            committed = True
+                            _returned[conn] = time.monotonic()
                 finally:
                     if not committed:
                         # Cut short (cancelled, an error): its transaction may still hold the lock.
