@@ -34,7 +34,9 @@ waiting), and three replicas' throughput was 0.79× the floor's against 0.96× n
 paired runs). The statement pool keeps `STATEMENT_KEPT` open and grows to `STATEMENT_POOL`. A pool
 hands its idle connections out in turn, so each statement is prepared on its first run on a
 connection (`PREPARE_THRESHOLD` 0): at psycopg's default of five runs, a statement would run
-unprepared on each of the twelve connections five times first.
+unprepared on each of the twelve connections five times first. Not a batch whose statement grows
+with it (a burst's claims): each of its sizes would be kept prepared for one run
+(`PREPARED_VALUES_MAX`).
 
 When the database cannot be reached, every statement raises `StateUnavailable` after at most
 `statement_timeout` seconds (waiting for a connection); the pools reconnect by themselves.
@@ -51,6 +53,7 @@ from typing import Any, Final
 
 import psycopg
 from psycopg import conninfo as pg_conninfo
+from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bot import logs
@@ -226,6 +229,14 @@ _MARK_PENDING: Final = (
 )
 # Runs of one statement on one connection before the driver prepares it (module docstring, "Sizes").
 PREPARE_THRESHOLD: Final = 0
+# A statement carrying more values than this is never prepared. The store's fixed statements carry
+# at most 15 (an audit row); those with more are batches whose text grows with them (a burst's
+# claims, six values a row up to 500 rows; lists of ids): each size is a statement of its own,
+# seldom run twice on one connection. Prepared, every size a burst happened to have was kept by
+# the server on each connection (up to psycopg's 100 a connection, about 0.75 MB each at 500
+# rows: 46 MB of one server process measured), pushed the statements run often out of psycopg's
+# cache, and cost a round trip more on its one run.
+PREPARED_VALUES_MAX: Final = 16
 # Connections per pool (per replica; module docstring, "Sizes"). Statements are short; locks are
 # held across REST calls.
 STATEMENT_POOL: Final = 8
@@ -258,6 +269,12 @@ def _dialect(sql: str, cache: dict[str, str] = {}) -> str:  # noqa: B006 (a cach
     if translated is None:
         translated = cache[sql] = sql.replace("?", "%s")
     return translated
+
+
+def _prepare(params: Sequence[Any]) -> bool | None:
+    """psycopg's `prepare` for a statement carrying `params`: False (never) for a batch
+    (`PREPARED_VALUES_MAX`), None (the connection's `prepare_threshold`) otherwise."""
+    return False if len(params) > PREPARED_VALUES_MAX else None
 
 
 def _unavailable(where: str, exc: BaseException) -> StateUnavailable:
@@ -428,7 +445,7 @@ class PostgresDatabase:
             cancels = _cancels()
             async with self._statements.connection() as conn:
                 _still_running(cancels)
-                cursor = await conn.execute(_dialect(sql), params if params else None)
+                cursor = await conn.execute(_dialect(sql), params if params else None, prepare=_prepare(params))
                 rows = await cursor.fetchall() if cursor.description is not None else []
                 _returned[conn] = time.monotonic()  # worked just now: no check when handed out soon
                 return [tuple(row) for row in rows], cursor.rowcount
@@ -448,7 +465,10 @@ class PostgresDatabase:
             async with self._statements.connection() as conn:
                 _still_running(cancels)
                 async with conn.pipeline():
-                    cursors = [await conn.execute(_dialect(sql), params or None) for sql, params in statements]
+                    cursors = [
+                        await conn.execute(_dialect(sql), params or None, prepare=_prepare(params))
+                        for sql, params in statements
+                    ]
                 _returned[conn] = time.monotonic()
                 return [
                     (
@@ -471,9 +491,14 @@ class PostgresDatabase:
         await self.rows("SELECT 1")
 
     async def close(self) -> None:
-        if self._purging is not None:
-            self._purging.cancel()
         await asyncio.gather(self._statements.close(), self._lock_pool.close(), return_exceptions=True)
+        if self._purging is not None:
+            # Let a check of the pools under way (`_purge`) end rather than cancel it: psycopg_pool's
+            # `check()` has every idle connection out of its pool meanwhile, takes a cancellation for
+            # a failed check of the one it is checking, and drops that one unclosed (its server
+            # process stayed open as long as the bot ran). Ended, it hands each connection back
+            # to its closed pool, which closes it. Waited for as long as a statement at most.
+            await asyncio.wait({self._purging}, timeout=self._statements.timeout)
 
 
 class _SharedHeld:
@@ -677,13 +702,22 @@ class SharedIntegrationLocks:
                     # intent did), so this may be the integration's first row.
                     deferred.append((_RECORD_WRITE, (integration_id, record)))
                 try:
-                    with suppress(*_DOWN):
-                        async with conn.pipeline():
-                            for sql, params in deferred:
-                                await conn.execute(sql, params if params else None)
-                            await conn.execute("COMMIT" if deferred else "ROLLBACK")
-                        committed = True
-                        _returned[conn] = time.monotonic()
+                    # Never a ROLLBACK: it makes psycopg forget the statements it prepared on the
+                    # connection and send DEALLOCATE ALL before the next statement, which in a
+                    # pipeline goes after the next lock's BEGIN, prepared there on its first run:
+                    # the lock after that failed ("prepared statement does not exist"). A COMMIT
+                    # with nothing to store releases the lock alike (the transaction wrote nothing
+                    # else). A transaction in error (the server gave up a statement: a
+                    # `lock_timeout`) would end as a ROLLBACK whatever is sent: its connection is
+                    # closed instead, as below.
+                    if conn.info.transaction_status != TransactionStatus.INERROR:
+                        with suppress(*_DOWN):
+                            async with conn.pipeline():
+                                for sql, params in deferred:
+                                    await conn.execute(sql, params if params else None)
+                                await conn.execute("COMMIT")
+                            committed = True
+                            _returned[conn] = time.monotonic()
                 finally:
                     if not committed:
                         # Cut short (cancelled, an error): its transaction may still hold the lock.

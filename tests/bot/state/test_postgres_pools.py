@@ -10,6 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Awaitable, Callable
+
+import psycopg
+import pytest
 
 from bot.state.postgres import FRESH, LOCK_POOL, PostgresDatabase
 from bot.state.store import StateStore
@@ -69,3 +73,45 @@ async def test_after_a_database_restart_the_next_lock_works_within_a_second_or_s
         assert await database.rows("SELECT 1") == [(1,)]
     finally:
         await state.close()
+
+
+async def _backends(url: str) -> int:
+    """Server processes of `url`'s database, other than the asking one."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
+
+
+async def test_closing_the_store_while_its_pools_are_checked_leaves_no_connection_open(postgres_url: str) -> None:
+    """A failed check has both pools check their idle connections (`PostgresDatabase._check`):
+    psycopg_pool takes them all out of the pool and checks them one by one. Cancelled then (the
+    store closing), it neither closes nor returns the one it is checking: that server process
+    stayed open as long as the bot ran."""
+    state = await StateStore.connect(postgres_url)
+    database = state.database
+    assert isinstance(database, PostgresDatabase)
+    broken = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True)
+    await broken.close()
+    with pytest.raises(psycopg.OperationalError):
+        await database._check(broken)  # what a pool does with the connection it is about to hand out
+    pool = database._statements
+    # One turn of the loop at a time: the check is a few round trips long, and `close` must come
+    # while it has the statements' connections out of their pool.
+    while pool.get_stats()["pool_available"]:  # noqa: ASYNC110
+        await asyncio.sleep(0)
+    await state.close()
+    assert await until_async(lambda: _backends(postgres_url), lambda left: left == 0)
+
+
+async def until_async(read: Callable[[], Awaitable[int]], holds: Callable[[int], bool]) -> bool:
+    """Whether `read()` comes to satisfy `holds` within 5 s (a server's processes end a moment after their client)."""
+    deadline = time.monotonic() + 5
+    while not holds(value := await read()):
+        if time.monotonic() > deadline:
+            return holds(value)
+        await asyncio.sleep(0.05)
+    return True

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from bot.config import Settings
+from bot.errors import StateUnavailable
+from bot.state.postgres import LOCK_POOL, PostgresDatabase
 from bot.state.store import StateStore
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -35,3 +39,96 @@ def test_the_setting_is_on_by_default_and_can_be_turned_off(monkeypatch: pytest.
     assert Settings().bot_state_prepare is True
     monkeypatch.setenv("BOT_STATE_PREPARE", "false")
     assert Settings().bot_state_prepare is False
+
+
+async def test_a_batch_whose_statement_grows_with_it_is_not_kept_prepared(postgres_url: str) -> None:
+    """A batch of claims is one statement whose text grows with the batch (six values a row, up to
+    500 rows): each size is a statement of its own. Prepared on its first run, every size a burst
+    happened to have was kept by the server on each connection (up to psycopg's 100 a connection,
+    about 0.75 MB each for 500 rows: 46 MB of one server process's memory measured), for a
+    statement seldom run twice, which cost a round trip more to prepare."""
+    store = await StateStore.connect(postgres_url)
+    try:
+        for size in range(3, 40):  # the batches of a burst, one after the other
+            claims = [(f"m{size}-{i}", "R", NOW) for i in range(size)]
+            assert len(await store.claim_messages(claims, NOW)) == size
+        database = store.database
+        assert isinstance(database, PostgresDatabase)
+        kept = [
+            (
+                await database.rows(
+                    "SELECT count(*) FROM pg_prepared_statements"
+                    " WHERE statement LIKE 'INSERT INTO processed_messages%' AND cardinality(parameter_types) > 12"
+                )
+            )[0][0]
+            for _connection in range(database._statements.get_stats()["pool_size"])  # each in turn
+        ]
+        assert kept == [0] * len(kept)
+        # One a single command's claim is still prepared (it is run often).
+        assert await store.claim_messages([("single", "R", NOW)], NOW) == {"single"}
+        singles = [
+            (
+                await database.rows(
+                    "SELECT count(*) FROM pg_prepared_statements"
+                    " WHERE statement LIKE 'INSERT INTO processed_messages%' AND cardinality(parameter_types) = 6"
+                )
+            )[0][0]
+            for _connection in range(database._statements.get_stats()["pool_size"])
+        ]
+        assert sum(singles) >= 1
+    finally:
+        await store.close()
+
+
+async def test_locks_released_with_and_without_a_write_one_after_another_keep_working(postgres_url: str) -> None:
+    """A lock released without a write ended its transaction with ROLLBACK, which makes psycopg
+    forget the statements it prepared and send DEALLOCATE ALL before the connection's next one.
+    In a pipeline that DEALLOCATE ALL went after the next lock's BEGIN, prepared in it on its first
+    run: the connection's lock after next failed ("prepared statement … does not exist"), as a bug
+    (a traceback, not "can't record commands"), for every lock taken that way."""
+    store = await StateStore.connect(postgres_url)
+    database = store.database
+    assert isinstance(database, PostgresDatabase)
+    try:
+        for turn in range(3):  # a pool hands its connections out in turn: each is used in each turn
+            for _connection in range(LOCK_POOL):
+                async with database.locks.hold("integration") as held:
+                    if turn == 1:
+                        await held.writing()
+                        held.written(f"2026-12-07T12:00:0{turn}.000Z")
+        rows = await database.rows("SELECT pending, updated_at FROM integration_writes")
+        assert rows == [(False, "2026-12-07T12:00:01.000Z")]
+    finally:
+        await store.close()
+
+
+async def test_a_lock_the_server_gave_up_waiting_for_leaves_its_connection_working(postgres_url: str) -> None:
+    """A server (or a managed database's defaults) may cap waits for locks (`lock_timeout`): the
+    lock's statement fails, its transaction is then in error, and ending it (whatever the command)
+    is a ROLLBACK, with what that does to psycopg's prepared statements (above). The connection is
+    not used again: the next locks work."""
+    admin = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True)
+    try:
+        name = (await (await admin.execute("SELECT current_database()")).fetchall())[0][0]
+        await admin.execute(sql.SQL("ALTER DATABASE {} SET lock_timeout = '200ms'").format(sql.Identifier(name)))
+        store = await StateStore.connect(postgres_url)
+        database = store.database
+        assert isinstance(database, PostgresDatabase)
+        try:
+            await admin.execute(
+                "SELECT pg_advisory_lock(hashtextextended(%s, 0))", ("integrations-bot:integration:integration",)
+            )
+            with pytest.raises(StateUnavailable):
+                async with database.locks.hold("integration"):
+                    pass
+            await admin.execute("SELECT pg_advisory_unlock_all()")
+            for turn in range(3):
+                for _connection in range(LOCK_POOL):
+                    async with database.locks.hold("integration") as held:
+                        if turn == 1:
+                            await held.writing()
+                            held.written("2026-12-07T12:00:01.000Z")
+        finally:
+            await store.close()
+    finally:
+        await admin.close()
