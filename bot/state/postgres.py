@@ -23,23 +23,21 @@ not on every run; measured on a statement of the write journal: 83 → 27 µs of
 72 → 44 µs of the bot's); a PgBouncer in transaction pooling mode in front needs version 1.21 or
 later with `max_prepared_statements` set, or `BOT_STATE_PREPARE=false` (`prepare=False`).
 
-Sizes. The lock pool has `LOCK_POOL` connections, all opened with the store. A lock is held
-across its holder's REST write, and the REST client has `MAX_CONNECTIONS` (4): more holders at
-once would only keep transactions idle, waiting for it. Within one replica, commands for one
-integration wait for each other before they take a connection (`LocalIntegrationLocks`), so the
-connections held are for as many different integrations. Opened at start, a burst of changes
-never waits for new server processes: before, the pool opened one connection and grew to 24
-during the benchmark's burst, one connection at a time (10–20 ms each, with up to 63 commands
-waiting), and three replicas' throughput was 0.79× the floor's against 0.96× now (medians of
-paired runs). The statement pool keeps `STATEMENT_KEPT` open and grows to `STATEMENT_POOL`. A pool
-hands its idle connections out in turn, so each statement is prepared on its first run on a
-connection (`PREPARE_THRESHOLD` 0): at psycopg's default of five runs, a statement would run
-unprepared on each of the twelve connections five times first. Not a batch whose statement grows
-with it (a burst's claims): each of its sizes would be kept prepared for one run
-(`PREPARED_VALUES_MAX`).
+Sizes. The lock pool has at most `LOCK_POOL` connections (it was 24). A lock is held across its
+holder's REST write, and the REST client has `MAX_CONNECTIONS` (4): more holders at once only
+keep transactions idle, waiting for it (and server processes busy on a shared machine). Within
+one replica, commands for one integration wait for each other before they take a connection
+(`LocalIntegrationLocks`), so the connections held are for as many different integrations; a
+change waits up to `LOCK_WAIT` for one. Paired runs of the benchmark, medians: three replicas'
+throughput 0.79× the floor's with 24, 0.83× and 0.84× with 8 (two batches). Both pools keep one
+connection when idle and grow on demand (a new server process each, 10–20 ms): opened whole at
+start, the statements of three replicas went to twelve idle server processes each in turn, and
+their p50 was ~0.1× the floor's slower (1.72× against 1.60× in paired runs). A statement carrying many values
+(a batch whose text grows with it) is never prepared (`PREPARED_VALUES_MAX`).
 
 When the database cannot be reached, every statement raises `StateUnavailable` after at most
-`statement_timeout` seconds (waiting for a connection); the pools reconnect by themselves.
+`statement_timeout` seconds (waiting for a connection; a lock after `LOCK_WAIT`); the pools
+reconnect by themselves.
 """
 
 from __future__ import annotations
@@ -227,21 +225,26 @@ _MARK_PENDING: Final = (
     "INSERT INTO integration_writes (integration_id, pending) VALUES (%s, true)"
     " ON CONFLICT (integration_id) DO UPDATE SET pending = true"
 )
-# Runs of one statement on one connection before the driver prepares it (module docstring, "Sizes").
-PREPARE_THRESHOLD: Final = 0
+# Runs of one statement on one connection before the driver prepares it (psycopg's default).
+PREPARE_THRESHOLD: Final = 5
 # A statement carrying more values than this is never prepared. The store's fixed statements carry
 # at most 15 (an audit row); those with more are batches whose text grows with them (a burst's
 # claims, six values a row up to 500 rows; lists of ids): each size is a statement of its own,
-# seldom run twice on one connection. Prepared, every size a burst happened to have was kept by
-# the server on each connection (up to psycopg's 100 a connection, about 0.75 MB each at 500
-# rows: 46 MB of one server process measured), pushed the statements run often out of psycopg's
-# cache, and cost a round trip more on its one run.
+# seldom run often on one connection. Prepared (measured with every statement prepared at its
+# first run), every size a burst had was kept by the server on each connection (up to psycopg's
+# 100 a connection, about 0.75 MB each at 500 rows: 46 MB of one server process) and pushed the
+# statements run often out of psycopg's cache.
 PREPARED_VALUES_MAX: Final = 16
 # Connections per pool (per replica; module docstring, "Sizes"). Statements are short; locks are
 # held across REST calls.
 STATEMENT_POOL: Final = 8
-STATEMENT_KEPT: Final = 4
 LOCK_POOL: Final = 2 * MAX_CONNECTIONS
+# How long a change waits for a lock connection (seconds). Waiting for one is mostly waiting for
+# the changes ahead of it, each holding its lock across a REST write (at most `LOCK_POOL` at once):
+# a statement's timeout (`statement_timeout`, 5 s) there answered a burst's last changes "can't
+# record commands" while the database was fine. A change that claimed its command before the
+# database went away is answered that after this long instead.
+LOCK_WAIT: Final = 30.0
 
 
 def where_of(url: str) -> str:
@@ -347,10 +350,10 @@ class PostgresDatabase:
             "reconnect_timeout": 5.0,
         }
         self._statements: AsyncConnectionPool = AsyncConnectionPool(
-            url, min_size=STATEMENT_KEPT, max_size=STATEMENT_POOL, name="state", **common
+            url, min_size=1, max_size=STATEMENT_POOL, name="state", **common
         )
         self._lock_pool: AsyncConnectionPool = AsyncConnectionPool(
-            url, min_size=LOCK_POOL, max_size=LOCK_POOL, name="locks", **common
+            url, min_size=1, max_size=LOCK_POOL, name="locks", **common
         )
         self._locks = SharedIntegrationLocks(self._lock_pool, self._statements, self.where)
         self._purging: asyncio.Task[None] | None = None
@@ -637,7 +640,7 @@ class SharedIntegrationLocks:
             deferred: list[tuple[str, Sequence[Any]]] = []
             failed = False  # the holder's block (or taking the lock) raised
             try:
-                conn = await self._pool.getconn()
+                conn = await self._pool.getconn(timeout=LOCK_WAIT)
             except _DOWN as exc:
                 raise _unavailable(self._where, exc) from None
             try:
@@ -704,8 +707,9 @@ class SharedIntegrationLocks:
                 try:
                     # Never a ROLLBACK: it makes psycopg forget the statements it prepared on the
                     # connection and send DEALLOCATE ALL before the next statement, which in a
-                    # pipeline goes after the next lock's BEGIN, prepared there on its first run:
-                    # the lock after that failed ("prepared statement does not exist"). A COMMIT
+                    # pipeline goes after the next lock's BEGIN (with statements prepared at their
+                    # first run, BEGIN was prepared there, and the lock after that failed:
+                    # "prepared statement does not exist"), and re-prepare them all. A COMMIT
                     # with nothing to store releases the lock alike (the transaction wrote nothing
                     # else). A transaction in error (the server gave up a statement: a
                     # `lock_timeout`) would end as a ROLLBACK whatever is sent: its connection is

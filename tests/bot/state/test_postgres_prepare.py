@@ -12,7 +12,7 @@ from psycopg import sql
 
 from bot.config import Settings
 from bot.errors import StateUnavailable
-from bot.state.postgres import LOCK_POOL, PostgresDatabase
+from bot.state.postgres import LOCK_POOL, PREPARE_THRESHOLD, PostgresDatabase
 from bot.state.store import StateStore
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -43,15 +43,16 @@ def test_the_setting_is_on_by_default_and_can_be_turned_off(monkeypatch: pytest.
 
 async def test_a_batch_whose_statement_grows_with_it_is_not_kept_prepared(postgres_url: str) -> None:
     """A batch of claims is one statement whose text grows with the batch (six values a row, up to
-    500 rows): each size is a statement of its own. Prepared on its first run, every size a burst
-    happened to have was kept by the server on each connection (up to psycopg's 100 a connection,
-    about 0.75 MB each for 500 rows: 46 MB of one server process's memory measured), for a
-    statement seldom run twice, which cost a round trip more to prepare."""
+    500 rows): each size is a statement of its own. Prepared once run often enough, every size
+    the bursts happened to have was kept by the server on each connection (up to psycopg's 100 a
+    connection, about 0.75 MB each for 500 rows: 46 MB of one server process's memory measured
+    with every statement prepared at its first run)."""
     store = await StateStore.connect(postgres_url)
     try:
-        for size in range(3, 40):  # the batches of a burst, one after the other
-            claims = [(f"m{size}-{i}", "R", NOW) for i in range(size)]
-            assert len(await store.claim_messages(claims, NOW)) == size
+        for burst in range(PREPARE_THRESHOLD + 1):  # bursts whose batches have the same sizes
+            for size in range(13, 20):
+                claims = [(f"m{burst}-{size}-{i}", "R", NOW) for i in range(size)]
+                assert len(await store.claim_messages(claims, NOW)) == size
         database = store.database
         assert isinstance(database, PostgresDatabase)
         kept = [
@@ -65,7 +66,8 @@ async def test_a_batch_whose_statement_grows_with_it_is_not_kept_prepared(postgr
         ]
         assert kept == [0] * len(kept)
         # One a single command's claim is still prepared (it is run often).
-        assert await store.claim_messages([("single", "R", NOW)], NOW) == {"single"}
+        for run in range(PREPARE_THRESHOLD + 1):
+            assert await store.claim_messages([(f"single-{run}", "R", NOW)], NOW) == {f"single-{run}"}
         singles = [
             (
                 await database.rows(
