@@ -17,10 +17,10 @@ its transaction, while the bot reads and writes the integration over REST). Keep
 means a burst of held locks can never starve the statements their holders need. A connection is
 checked before it is handed out (one empty round trip), so after a database restart the first
 command does not fail on a connection the restart broke; the first check that fails has both
-pools check all their idle connections at once (`PostgresDatabase._check`). The driver prepares the statements
-a connection runs often (psycopg's `prepare_threshold`: parsed and planned once per connection,
-not on every run; measured on a statement of the write journal: 83 → 27 µs of server CPU and
-72 → 44 µs of the bot's); a PgBouncer in transaction pooling mode in front needs version 1.21 or
+pools check all their idle connections at once (`PostgresDatabase._check`). The driver prepares
+the statements a connection runs often (psycopg's `prepare_threshold`: parsed and planned once
+per connection, not on every run; measured on a statement of the write journal: 83 → 27 µs of
+server CPU and 72 → 44 µs of the bot's); a PgBouncer in transaction pooling mode in front needs version 1.21 or
 later with `max_prepared_statements` set, or `BOT_STATE_PREPARE=false` (`prepare=False`).
 
 Sizes. The lock pool has at most `LOCK_POOL` connections (it was 24). A lock is held across its
@@ -32,8 +32,8 @@ change waits up to `LOCK_WAIT` for one. Paired runs of the benchmark, medians: t
 throughput 0.79× the floor's with 24, 0.83× and 0.84× with 8 (two batches). Both pools keep one
 connection when idle and grow on demand (a new server process each, 10–20 ms): opened whole at
 start, the statements of three replicas went to twelve idle server processes each in turn, and
-their p50 was ~0.1× the floor's slower (1.72× against 1.60× in paired runs). A statement carrying many values
-(a batch whose text grows with it) is never prepared (`PREPARED_VALUES_MAX`).
+their p50 was ~0.1× the floor's slower (1.72× against 1.60× in paired runs). A statement carrying
+many values (a batch whose text grows with it) is never prepared (`PREPARED_VALUES_MAX`).
 
 When the database cannot be reached, every statement raises `StateUnavailable` after at most
 `statement_timeout` seconds (waiting for a connection; a lock after `LOCK_WAIT`); the pools
@@ -281,6 +281,8 @@ def _prepare(params: Sequence[Any]) -> bool | None:
 
 
 def _unavailable(where: str, exc: BaseException) -> StateUnavailable:
+    """What a statement that failed for want of the database raises; from now on every pooled
+    connection is checked before its next use (`_distrust_connections`)."""
     _distrust_connections()
     if isinstance(exc, PoolTimeout):
         return StateUnavailable(where, "no connection to the database")
