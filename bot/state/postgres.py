@@ -350,6 +350,7 @@ class PostgresDatabase:
             # down). Given up after 5 s instead, the next statement asks for a fresh connection,
             # so the bot is back within a second of the database (same measurement: 0.0 s).
             "reconnect_timeout": 5.0,
+            "reconnect_failed": self._reconnect_failed,
         }
         self._statements: AsyncConnectionPool = AsyncConnectionPool(
             url, min_size=1, max_size=STATEMENT_POOL, name="state", **common
@@ -374,6 +375,14 @@ class PostgresDatabase:
             if self._purging is None or self._purging.done():
                 self._purging = background(self._purge())
             raise
+
+    def _reconnect_failed(self, pool: AsyncConnectionPool) -> None:
+        """psycopg_pool gave up reconnecting (`reconnect_timeout`) and tries again only for the next
+        request that has to wait: one waiting already (a change waits up to `LOCK_WAIT` for a lock
+        connection) got none once the database was back, and failed at the end of its wait. While
+        any waits, the pool tries again at once (`check` grows a pool with no idle connection)."""
+        if not pool.closed and pool.get_stats().get("requests_waiting", 0):
+            background(pool.check())
 
     async def _purge(self) -> None:
         for pool in (self._statements, self._lock_pool):
