@@ -360,6 +360,7 @@ class PostgresDatabase:
         )
         self._locks = SharedIntegrationLocks(self._lock_pool, self._statements, self.where)
         self._purging: asyncio.Task[None] | None = None
+        self._regrowing: set[asyncio.Task[None]] = set()  # `_reconnect_failed`'s checks under way
 
     async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """A pool's check of a connection it is about to hand out (`_check_unless_fresh`). One that
@@ -382,7 +383,9 @@ class PostgresDatabase:
         connection) got none once the database was back, and failed at the end of its wait. While
         any waits, the pool tries again at once (`check` grows a pool with no idle connection)."""
         if not pool.closed and pool.get_stats().get("requests_waiting", 0):
-            background(pool.check())
+            task = background(pool.check())
+            self._regrowing.add(task)
+            task.add_done_callback(self._regrowing.discard)
 
     async def _purge(self) -> None:
         for pool in (self._statements, self._lock_pool):
@@ -506,13 +509,15 @@ class PostgresDatabase:
 
     async def close(self) -> None:
         await asyncio.gather(self._statements.close(), self._lock_pool.close(), return_exceptions=True)
-        if self._purging is not None:
-            # Let a check of the pools under way (`_purge`) end rather than cancel it: psycopg_pool's
-            # `check()` has every idle connection out of its pool meanwhile, takes a cancellation for
-            # a failed check of the one it is checking, and drops that one unclosed (its server
-            # process stayed open as long as the bot ran). Ended, it hands each connection back
-            # to its closed pool, which closes it. Waited for as long as a statement at most.
-            await asyncio.wait({self._purging}, timeout=self._statements.timeout)
+        checks = {*self._regrowing, *([self._purging] if self._purging is not None else [])}
+        if checks:
+            # Let a check of the pools under way (`_purge`, `_reconnect_failed`) end rather than
+            # cancel it: psycopg_pool's `check()` has every idle connection out of its pool
+            # meanwhile, takes a cancellation for a failed check of the one it is checking, and
+            # drops that one unclosed (its server process stayed open as long as the bot ran).
+            # Ended, it hands each connection back to its closed pool, which closes it. Waited for
+            # as long as a statement at most.
+            await asyncio.wait(checks, timeout=self._statements.timeout)
 
 
 class _SharedHeld:
