@@ -348,7 +348,9 @@ class PostgresDatabase:
             # A background reconnection backs off exponentially (1, 2, 4, … s): kept up for a long
             # outage, it would come back long after the database (measured: 19 s late after 40 s
             # down). Given up after 5 s instead, the next statement asks for a fresh connection,
-            # so the bot is back within a second of the database (same measurement: 0.0 s).
+            # so the bot is back within a second of the database (same measurement: 0.0 s); so
+            # does a request still waiting then (a change waits up to `LOCK_WAIT`), at once
+            # (`_reconnect_failed`): back within psycopg_pool's back-off (1, 2, 4 s) of the database.
             "reconnect_timeout": 5.0,
             "reconnect_failed": self._reconnect_failed,
         }
