@@ -310,6 +310,21 @@ async def _check_unless_fresh(conn: psycopg.AsyncConnection[Any]) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
+@asynccontextmanager
+async def _closed_on_error(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    """Around a pipeline of a pooled connection: closed (the pool then discards it) if it raises.
+    A statement the server rejects makes it skip the rest of the pipeline, and psycopg takes a
+    statement skipped there twice, at its `prepare_threshold`-th run, as prepared while the server
+    never saw it: every later run of it on that connection would fail ("prepared statement does
+    not exist")."""
+    try:
+        yield
+    except BaseException:
+        with suppress(Exception):
+            await conn.close()
+        raise
+
+
 # What "cannot use the database now" looks like; anything else (a constraint, a syntax error) is a bug.
 _DOWN: Final = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
@@ -483,7 +498,7 @@ class PostgresDatabase:
             cancels = _cancels()
             async with self._statements.connection() as conn:
                 _still_running(cancels)
-                async with conn.pipeline():
+                async with _closed_on_error(conn), conn.pipeline():
                     cursors = [
                         await conn.execute(_dialect(sql), params or None, prepare=_prepare(params))
                         for sql, params in statements
@@ -790,7 +805,7 @@ class SharedIntegrationLocks:
             cancels = _cancels()
             async with self._statements.connection() as conn:
                 _still_running(cancels)
-                async with conn.pipeline():
+                async with _closed_on_error(conn), conn.pipeline():
                     for sql, params in statements:
                         await conn.execute(sql, params if params else None)
                 _returned[conn] = time.monotonic()
