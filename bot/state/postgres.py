@@ -310,6 +310,21 @@ async def _check_unless_fresh(conn: psycopg.AsyncConnection[Any]) -> None:
         await AsyncConnectionPool.check_connection(conn)
 
 
+@asynccontextmanager
+async def _closed_on_error(conn: psycopg.AsyncConnection[Any]) -> AsyncIterator[None]:
+    """Around a pipeline of a pooled connection: closed (the pool then discards it) if it raises.
+    A statement the server rejects makes it skip the rest of the pipeline, and psycopg takes a
+    statement skipped there twice, at its `prepare_threshold`-th run, as prepared while the server
+    never saw it: every later run of it on that connection would fail ("prepared statement does
+    not exist")."""
+    try:
+        yield
+    except BaseException:
+        with suppress(Exception):
+            await conn.close()
+        raise
+
+
 # What "cannot use the database now" looks like; anything else (a constraint, a syntax error) is a bug.
 _DOWN: Final = (psycopg.OperationalError, psycopg.InterfaceError, PoolTimeout)
 
@@ -348,8 +363,11 @@ class PostgresDatabase:
             # A background reconnection backs off exponentially (1, 2, 4, … s): kept up for a long
             # outage, it would come back long after the database (measured: 19 s late after 40 s
             # down). Given up after 5 s instead, the next statement asks for a fresh connection,
-            # so the bot is back within a second of the database (same measurement: 0.0 s).
+            # so the bot is back within a second of the database (same measurement: 0.0 s); so
+            # does a request still waiting then (a change waits up to `LOCK_WAIT`), at once
+            # (`_reconnect_failed`): back within psycopg_pool's back-off (1, 2, 4 s) of the database.
             "reconnect_timeout": 5.0,
+            "reconnect_failed": self._reconnect_failed,
         }
         self._statements: AsyncConnectionPool = AsyncConnectionPool(
             url, min_size=1, max_size=STATEMENT_POOL, name="state", **common
@@ -359,6 +377,7 @@ class PostgresDatabase:
         )
         self._locks = SharedIntegrationLocks(self._lock_pool, self._statements, self.where)
         self._purging: asyncio.Task[None] | None = None
+        self._regrowing: set[asyncio.Task[None]] = set()  # `_reconnect_failed`'s checks under way
 
     async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """A pool's check of a connection it is about to hand out (`_check_unless_fresh`). One that
@@ -374,6 +393,16 @@ class PostgresDatabase:
             if self._purging is None or self._purging.done():
                 self._purging = background(self._purge())
             raise
+
+    def _reconnect_failed(self, pool: AsyncConnectionPool) -> None:
+        """psycopg_pool gave up reconnecting (`reconnect_timeout`) and tries again only for the next
+        request that has to wait: one waiting already (a change waits up to `LOCK_WAIT` for a lock
+        connection) got none once the database was back, and failed at the end of its wait. While
+        any waits, the pool tries again at once (`check` grows a pool with no idle connection)."""
+        if not pool.closed and pool.get_stats().get("requests_waiting", 0):
+            task = background(pool.check())
+            self._regrowing.add(task)
+            task.add_done_callback(self._regrowing.discard)
 
     async def _purge(self) -> None:
         for pool in (self._statements, self._lock_pool):
@@ -469,7 +498,7 @@ class PostgresDatabase:
             cancels = _cancels()
             async with self._statements.connection() as conn:
                 _still_running(cancels)
-                async with conn.pipeline():
+                async with _closed_on_error(conn), conn.pipeline():
                     cursors = [
                         await conn.execute(_dialect(sql), params or None, prepare=_prepare(params))
                         for sql, params in statements
@@ -497,13 +526,15 @@ class PostgresDatabase:
 
     async def close(self) -> None:
         await asyncio.gather(self._statements.close(), self._lock_pool.close(), return_exceptions=True)
-        if self._purging is not None:
-            # Let a check of the pools under way (`_purge`) end rather than cancel it: psycopg_pool's
-            # `check()` has every idle connection out of its pool meanwhile, takes a cancellation for
-            # a failed check of the one it is checking, and drops that one unclosed (its server
-            # process stayed open as long as the bot ran). Ended, it hands each connection back
-            # to its closed pool, which closes it. Waited for as long as a statement at most.
-            await asyncio.wait({self._purging}, timeout=self._statements.timeout)
+        checks = {*self._regrowing, *([self._purging] if self._purging is not None else [])}
+        if checks:
+            # Let a check of the pools under way (`_purge`, `_reconnect_failed`) end rather than
+            # cancel it: psycopg_pool's `check()` has every idle connection out of its pool
+            # meanwhile, takes a cancellation for a failed check of the one it is checking, and
+            # drops that one unclosed (its server process stayed open as long as the bot ran).
+            # Ended, it hands each connection back to its closed pool, which closes it. Waited for
+            # as long as a statement at most.
+            await asyncio.wait(checks, timeout=self._statements.timeout)
 
 
 class _SharedHeld:
@@ -774,7 +805,7 @@ class SharedIntegrationLocks:
             cancels = _cancels()
             async with self._statements.connection() as conn:
                 _still_running(cancels)
-                async with conn.pipeline():
+                async with _closed_on_error(conn), conn.pipeline():
                     for sql, params in statements:
                         await conn.execute(sql, params if params else None)
                 _returned[conn] = time.monotonic()

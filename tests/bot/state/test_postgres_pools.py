@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 import pytest
 
-from bot.state.postgres import FRESH, LOCK_POOL, PostgresDatabase
+from bot.state.postgres import FRESH, LOCK_POOL, LOCK_WAIT, PostgresDatabase
 from bot.state.store import StateStore
 from tests.postgres_support import PostgresServer
 
@@ -104,3 +104,42 @@ async def test_changes_queued_behind_busy_locks_wait_for_a_connection_instead_of
         await asyncio.gather(*(change(number) for number in range(waves * LOCK_POOL)))  # none fails
     finally:
         await database.close()
+
+
+async def test_a_change_waiting_for_a_lock_connection_through_an_outage_gets_one_once_the_database_is_back(
+    postgres_url: str, postgres_server: PostgresServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A change waits up to `LOCK_WAIT` (30 s) for a lock connection. When the database went away
+    while it waited, psycopg_pool gave up reconnecting after its `reconnect_timeout` (5 s) and tried
+    again only for the next change asking for a connection: the waiting one got none once the
+    database was back, and was answered "can't record commands" at the end of its 30 s while the
+    database had been back for long (measured: back at 8 s, statements working at 8.1 s, the change
+    answered at 30.1 s)."""
+    state = await StateStore.connect(postgres_url)
+    database = state.database
+    assert isinstance(database, PostgresDatabase)
+    pool = database._lock_pool
+    try:
+        async with database.locks.hold("before"):
+            pass
+        await asyncio.sleep(FRESH)  # (one used within FRESH of the outage is not checked: its statement fails)
+        postgres_server.stop()
+
+        async def change() -> float:
+            async with database.locks.hold("during"):
+                return time.monotonic()
+
+        waiting = asyncio.create_task(change())
+        # An outage longer than that: the lock pool gave up reconnecting while the change waited.
+        deadline = time.monotonic() + LOCK_WAIT / 2
+        while not any("reconnection attempt in pool 'locks' failed" in r.getMessage() for r in caplog.records):
+            assert time.monotonic() < deadline and not waiting.done()
+            await asyncio.sleep(0.1)
+        assert pool.get_stats()["requests_waiting"] == 1
+        postgres_server.start()
+        back = time.monotonic()
+        held = await waiting  # raised StateUnavailable at LOCK_WAIT
+        # Within psycopg_pool's reconnection back-off (1, 2, 4 s between attempts) of the database.
+        assert held - back < 6.0
+    finally:
+        await state.close()

@@ -134,3 +134,23 @@ async def test_a_lock_the_server_gave_up_waiting_for_leaves_its_connection_worki
             await store.close()
     finally:
         await admin.close()
+
+
+async def test_a_batch_that_fails_on_the_server_leaves_no_connection_that_fails_later(postgres_url: str) -> None:
+    """A batch runs in one pipeline: a statement the server rejects makes it skip the rest. When one
+    of those skipped ran there twice, at its `PREPARE_THRESHOLD`-th run on the connection, psycopg
+    took it as prepared while the server had never seen it: every later run of it on that connection
+    failed with "prepared statement does not exist" (not a database outage: a bug's traceback),
+    for as long as the pool kept the connection (an hour)."""
+    database = PostgresDatabase(postgres_url, statement_timeout=2.0)
+    await database._open(within=10)
+    try:
+        statement = ("SELECT ?::int + 1", (1,))
+        for _ in range(PREPARE_THRESHOLD - 1):  # one connection: nothing runs concurrently
+            assert await database.rows(*statement) == [(2,)]
+        with pytest.raises(psycopg.errors.DivisionByZero):
+            await database.batch_rows([("SELECT 1 / 0", ()), statement, statement])
+        for _ in range(PREPARE_THRESHOLD + 1):
+            assert await database.rows(*statement) == [(2,)]
+    finally:
+        await database.close()
