@@ -45,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager, suppress
 from typing import Any, Final
 
@@ -377,7 +377,7 @@ class PostgresDatabase:
         )
         self._locks = SharedIntegrationLocks(self._lock_pool, self._statements, self.where)
         self._purging: asyncio.Task[None] | None = None
-        self._regrowing: set[asyncio.Task[None]] = set()  # `_reconnect_failed`'s checks under way
+        self._checks: set[asyncio.Task[None]] = set()  # checks of the pools under way (`_checking`)
 
     async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """A pool's check of a connection it is about to hand out (`_check_unless_fresh`). One that
@@ -391,7 +391,7 @@ class PostgresDatabase:
         except Exception:
             _distrust_connections()
             if self._purging is None or self._purging.done():
-                self._purging = background(self._purge())
+                self._purging = self._checking(self._purge())
             raise
 
     def _reconnect_failed(self, pool: AsyncConnectionPool) -> None:
@@ -400,9 +400,14 @@ class PostgresDatabase:
         connection) got none once the database was back, and failed at the end of its wait. While
         any waits, the pool tries again at once (`check` grows a pool with no idle connection)."""
         if not pool.closed and pool.get_stats().get("requests_waiting", 0):
-            task = background(pool.check())
-            self._regrowing.add(task)
-            task.add_done_callback(self._regrowing.discard)
+            self._checking(pool.check())
+
+    def _checking(self, check: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """`check` (of one pool or both) in the background, counted until it ends (`close` waits)."""
+        task = background(check)
+        self._checks.add(task)
+        task.add_done_callback(self._checks.discard)
+        return task
 
     async def _purge(self) -> None:
         for pool in (self._statements, self._lock_pool):
@@ -526,8 +531,7 @@ class PostgresDatabase:
 
     async def close(self) -> None:
         await asyncio.gather(self._statements.close(), self._lock_pool.close(), return_exceptions=True)
-        checks = {*self._regrowing, *([self._purging] if self._purging is not None else [])}
-        if checks:
+        if checks := set(self._checks):
             # Let a check of the pools under way (`_purge`, `_reconnect_failed`) end rather than
             # cancel it: psycopg_pool's `check()` has every idle connection out of its pool
             # meanwhile, takes a cancellation for a failed check of the one it is checking, and
