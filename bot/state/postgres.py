@@ -28,7 +28,8 @@ holder's REST write, and the REST client has `MAX_CONNECTIONS` (4): more holders
 keep transactions idle, waiting for it (and server processes busy on a shared machine). Within
 one replica, commands for one integration wait for each other before they take a connection
 (`LocalIntegrationLocks`), so the connections held are for as many different integrations; a
-change waits up to `LOCK_WAIT` for one. Paired runs of the benchmark, medians: three replicas'
+change waits its turn for one, and fails after `LOCK_WAIT` only if the pool is not all held by
+changes here (the database does not answer). Paired runs of the benchmark, medians: three replicas'
 throughput 0.79× the floor's with 24, 0.83× and 0.84× with 8 (two batches). Both pools keep one
 connection when idle and grow on demand (a new server process each, 10–20 ms): opened whole at
 start, the statements of three replicas went to twelve idle server processes each in turn, and
@@ -239,11 +240,13 @@ PREPARED_VALUES_MAX: Final = 16
 # held across REST calls.
 STATEMENT_POOL: Final = 8
 LOCK_POOL: Final = 2 * MAX_CONNECTIONS
-# How long a change waits for a lock connection (seconds). Waiting for one is mostly waiting for
-# the changes ahead of it, each holding its lock across a REST write (at most `LOCK_POOL` at once):
-# a statement's timeout (`statement_timeout`, 5 s) there answered a burst's last changes "can't
-# record commands" while the database was fine. A change that claimed its command before the
-# database went away is answered that after this long instead.
+# How long a change waits for a lock connection (seconds) before it is answered "can't record
+# commands". Waiting for one is mostly waiting for the changes ahead of it, each holding its lock
+# across a REST write (at most `LOCK_POOL` at once): a statement's timeout (`statement_timeout`,
+# 5 s) there answered a burst's last changes that while the database was fine. A change that
+# claimed its command before the database went away is answered after this long instead. While
+# every lock connection is held by a change of this process, the wait goes on past it
+# (`SharedIntegrationLocks._connection`): that is a queue, however long.
 LOCK_WAIT: Final = 30.0
 
 
@@ -648,6 +651,7 @@ class SharedIntegrationLocks:
         self._where = where
         self._local = LocalIntegrationLocks()
         self._holders: dict[str, tuple[asyncio.Task[Any] | None, _SharedHeld]] = {}
+        self._taken = 0  # lock connections held by this process's holders
         self.on_wait = on_wait
 
     def mark(self) -> ReadMark:
@@ -677,7 +681,7 @@ class SharedIntegrationLocks:
             deferred: list[tuple[str, Sequence[Any]]] = []
             failed = False  # the holder's block (or taking the lock) raised
             try:
-                conn = await self._pool.getconn(timeout=LOCK_WAIT)
+                conn = await self._connection()
             except _DOWN as exc:
                 raise _unavailable(self._where, exc) from None
             try:
@@ -766,6 +770,7 @@ class SharedIntegrationLocks:
                         _distrust_connections()
                         with suppress(Exception):
                             await conn.close()
+                    self._taken -= 1
                     await self._pool.putconn(conn)
                 if deferred and not committed:
                     # The lock is free already: the record becomes the pending mark (first).
@@ -773,6 +778,23 @@ class SharedIntegrationLocks:
                     if record is not None:
                         alone.insert(0, (_MARK_PENDING, (integration_id,)))
                     await self._run_alone(alone, quietly=failed)
+
+    async def _connection(self) -> psycopg.AsyncConnection[Any]:
+        """A lock connection. Waiting `LOCK_WAIT` without one fails (`PoolTimeout`), unless every
+        connection of the pool is held by a holder here all the same: then the wait is a queue
+        behind other changes' REST writes, not the database, and it goes on (a burst of changes
+        longer than `LOCK_WAIT` × the REST client's pace was answered "can't record commands"
+        with the database fine). Those holders end within their REST calls' time-outs."""
+        while True:
+            try:
+                conn = await self._pool.getconn(timeout=LOCK_WAIT)
+            except PoolTimeout:
+                if self._taken < self._pool.max_size:
+                    raise
+                log.info("state.lock_queued", where=self._where, waited=LOCK_WAIT, held=self._taken)
+                continue
+            self._taken += 1
+            return conn
 
     async def flush_deferred(self) -> None:
         """Run now, each on its own, the statements deferred to the release of the current task's

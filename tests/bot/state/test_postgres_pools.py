@@ -9,6 +9,8 @@ from collections.abc import Awaitable, Callable
 import psycopg
 import pytest
 
+from bot.errors import StateUnavailable
+from bot.state import postgres
 from bot.state.postgres import FRESH, LOCK_POOL, LOCK_WAIT, PostgresDatabase
 from bot.state.store import StateStore
 from tests.postgres_support import PostgresServer
@@ -104,6 +106,51 @@ async def test_changes_queued_behind_busy_locks_wait_for_a_connection_instead_of
         await asyncio.gather(*(change(number) for number in range(waves * LOCK_POOL)))  # none fails
     finally:
         await database.close()
+
+
+async def test_a_burst_longer_than_the_lock_wait_is_queued_not_failed_while_the_database_answers(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of changes, each holding its lock across a slow Rocket.Chat write: those behind the
+    lock pool's connections wait their turn for longer than `LOCK_WAIT`. They were answered "can't
+    record commands" then, with the database fine (~600 concurrent changes with 200 ms writes).
+    While every connection is held by a change of this process, waiting is queueing: the change
+    goes on waiting. Here `LOCK_WAIT` is 0.5 s and the last wave waits 0.9 s."""
+    monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
+    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
+    await database._open(within=10)
+    await database._migrate()
+    try:
+
+        async def change(number: int) -> None:
+            async with database.locks.hold(f"integration-{number}"):
+                await asyncio.sleep(0.3)  # the slow write the lock is held for
+
+        await asyncio.gather(*(change(number) for number in range(4 * LOCK_POOL)))  # none fails
+    finally:
+        await database.close()
+
+
+async def test_a_change_still_fails_after_the_lock_wait_when_the_database_is_away(
+    postgres_url: str, postgres_server: PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queueing behind busy locks waits on; a database away does not: with no connection held by
+    a change, a change waiting for one is answered "can't record commands" after `LOCK_WAIT`."""
+    monkeypatch.setattr(postgres, "LOCK_WAIT", 1.0)
+    state = await StateStore.connect(postgres_url)
+    try:
+        await asyncio.sleep(FRESH)
+        postgres_server.stop()
+        try:
+            started = time.monotonic()
+            with pytest.raises(StateUnavailable):
+                async with state.database.locks.hold("during"):
+                    pass
+            assert time.monotonic() - started < 1.0 + 3.0
+        finally:
+            postgres_server.start()
+    finally:
+        await state.close()
 
 
 async def test_a_change_waiting_for_a_lock_connection_through_an_outage_gets_one_once_the_database_is_back(
