@@ -652,6 +652,7 @@ class SharedIntegrationLocks:
         self._local = LocalIntegrationLocks()
         self._holders: dict[str, tuple[asyncio.Task[Any] | None, _SharedHeld]] = {}
         self._taken = 0  # lock connections held by this process's holders
+        self._released = 0  # lock connections those holders handed back, ever (`_connection`)
         self.on_wait = on_wait
 
     def mark(self) -> ReadMark:
@@ -771,6 +772,7 @@ class SharedIntegrationLocks:
                         with suppress(Exception):
                             await conn.close()
                     self._taken -= 1
+                    self._released += 1
                     await self._pool.putconn(conn)
                 if deferred and not committed:
                     # The lock is free already: the record becomes the pending mark (first).
@@ -781,15 +783,21 @@ class SharedIntegrationLocks:
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         """A lock connection. Waiting `LOCK_WAIT` without one fails (`PoolTimeout`), unless every
-        connection of the pool is held by a holder here all the same: then the wait is a queue
-        behind other changes' REST writes, not the database, and it goes on (a burst of changes
-        longer than `LOCK_WAIT` × the REST client's pace was answered "can't record commands"
-        with the database fine). Those holders end within their REST calls' time-outs."""
+        connection of the pool is held by a holder here all the same and that queue moves: then
+        the wait is a queue behind other changes' REST writes, not the database, and it goes on (a
+        burst of changes longer than `LOCK_WAIT` × the REST client's pace was answered "can't
+        record commands" with the database fine). Those holders end within their REST calls'
+        time-outs. The queue moves when a holder handed its connection back during the wait, or
+        one has its lock now (in its block: a write, a rate limit's wait); holders that all still
+        wait on the database for their locks, held by another replica that stalled (frozen, or cut
+        off while its server sessions live on), may wait as long as that lasts: the change fails
+        as when the database does not answer (it waited on without an answer)."""
         while True:
+            released = self._released
             try:
                 conn = await self._pool.getconn(timeout=LOCK_WAIT)
             except PoolTimeout:
-                if self._taken < self._pool.max_size:
+                if self._taken < self._pool.max_size or (self._released == released and not self._holders):
                     raise
                 log.info("state.lock_queued", where=self._where, waited=LOCK_WAIT, held=self._taken)
                 continue

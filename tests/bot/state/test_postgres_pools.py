@@ -190,3 +190,98 @@ async def test_a_change_waiting_for_a_lock_connection_through_an_outage_gets_one
         assert held - back < 6.0
     finally:
         await state.close()
+
+
+async def test_a_change_fails_after_the_lock_wait_when_every_lock_connection_waits_on_a_stalled_replica(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another replica stalled (frozen, or cut off from the database while its server sessions
+    live on) holding the locks of `LOCK_POOL` integrations: this replica's changes of those
+    integrations take every lock connection and wait on the database for those locks, and the
+    queue moves no more. A change of any other integration was answered "can't record commands"
+    after `LOCK_WAIT`; it must not wait on without an answer for as long as the stall lasts
+    (the holders here are not queueing behind REST writes). Here `LOCK_WAIT` is 0.5 s."""
+    monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
+    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
+    await database._open(within=10)
+    await database._migrate()
+    stalled = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True)
+    try:
+        await stalled.execute("BEGIN")
+        for number in range(LOCK_POOL):
+            await stalled.execute(
+                "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                (postgres._INTEGRATION_LOCK + f"stalled-{number}",),
+            )
+        entered = 0
+
+        async def blocked(number: int) -> None:
+            nonlocal entered
+            async with database.locks.hold(f"stalled-{number}"):
+                entered += 1
+
+        async def another() -> None:
+            async with database.locks.hold("another"):
+                pass
+
+        waiting = [asyncio.create_task(blocked(number)) for number in range(LOCK_POOL)]
+        try:
+            async with asyncio.timeout(10):  # every lock connection is out, waiting on the server
+                while await _waiting_for_locks(postgres_url) < LOCK_POOL:  # noqa: ASYNC110 (the server's state)
+                    await asyncio.sleep(0.02)
+            started = time.monotonic()
+            with pytest.raises(StateUnavailable):  # hung, it fails at the test's own bound (TimeoutError)
+                await asyncio.wait_for(another(), 0.5 + 5.0)
+            assert time.monotonic() - started < 0.5 * 3 + 1.0
+            assert entered == 0  # still stalled: none of them had its lock
+        finally:
+            await stalled.execute("COMMIT")  # the stalled replica goes on: they all get theirs
+            await asyncio.gather(*waiting)
+        assert entered == LOCK_POOL
+    finally:
+        await stalled.close()
+        await database.close()
+
+
+async def test_a_change_waits_on_past_the_lock_wait_behind_holders_each_slower_than_it(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every lock connection held here by a change writing for longer than `LOCK_WAIT` (Rocket.Chat
+    slow to answer, or rate-limiting: a wait of up to 60 s): none is handed back during a whole
+    wait, yet the holders have their locks and are writing. The change behind them waits its
+    turn, as behind faster ones. Here `LOCK_WAIT` is 0.5 s and the writes take 1.2 s."""
+    monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
+    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
+    await database._open(within=10)
+    await database._migrate()
+    try:
+        writing = 0
+        all_writing = asyncio.Event()
+
+        async def slow(number: int) -> None:
+            nonlocal writing
+            async with database.locks.hold(f"slow-{number}"):
+                writing += 1
+                if writing == LOCK_POOL:
+                    all_writing.set()
+                await asyncio.sleep(1.2)  # the slow write the lock is held for
+
+        holders = [asyncio.create_task(slow(number)) for number in range(LOCK_POOL)]
+        await all_writing.wait()
+        async with database.locks.hold("behind"):  # waited ~1.2 s: not failed
+            pass
+        await asyncio.gather(*holders)
+    finally:
+        await database.close()
+
+
+async def _waiting_for_locks(url: str) -> int:
+    """Advisory locks asked for on `url`'s database and not granted yet."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
+        cursor = await conn.execute(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        return int(row[0])
