@@ -29,7 +29,8 @@ keep transactions idle, waiting for it (and server processes busy on a shared ma
 one replica, commands for one integration wait for each other before they take a connection
 (`LocalIntegrationLocks`), so the connections held are for as many different integrations; a
 change waits its turn for one, and fails after `LOCK_WAIT` only if the pool is not all held by
-changes here (the database does not answer). Paired runs of the benchmark, medians: three replicas'
+changes here (the database does not answer), or that queue did not move meanwhile (their locks held
+by a stalled replica). Paired runs of the benchmark, medians: three replicas'
 throughput 0.79× the floor's with 24, 0.83× and 0.84× with 8 (two batches). Both pools keep one
 connection when idle and grow on demand (a new server process each, 10–20 ms): opened whole at
 start, the statements of three replicas went to twelve idle server processes each in turn, and
@@ -245,8 +246,8 @@ LOCK_POOL: Final = 2 * MAX_CONNECTIONS
 # across a REST write (at most `LOCK_POOL` at once): a statement's timeout (`statement_timeout`,
 # 5 s) there answered a burst's last changes that while the database was fine. A change that
 # claimed its command before the database went away is answered after this long instead. While
-# every lock connection is held by a change of this process, the wait goes on past it
-# (`SharedIntegrationLocks._connection`): that is a queue, however long.
+# every lock connection is held by a change of this process and that queue moves, the wait goes on
+# past it (`SharedIntegrationLocks._connection`): that is a queue, however long.
 LOCK_WAIT: Final = 30.0
 
 
