@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 from collections.abc import Awaitable, Callable
 
@@ -272,6 +274,62 @@ async def test_a_change_waits_on_past_the_lock_wait_behind_holders_each_slower_t
             pass
         await asyncio.gather(*holders)
     finally:
+        await database.close()
+
+
+async def test_a_change_fails_after_the_lock_wait_when_the_database_stops_answering_every_holder(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every lock connection held here, and the database stops answering them (its processes
+    frozen: a storage stall holds every COMMIT, a paused server): the holders' releases hang,
+    none ends. A change waiting behind them waited on without an answer for as long as that
+    lasted, taking it for a queue behind REST writes; it is answered "can't record commands"
+    after `LOCK_WAIT`, as when the database does not answer. Here `LOCK_WAIT` is 0.5 s."""
+    monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
+    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
+    await database._open(within=10)
+    await database._migrate()
+    frozen: list[int] = []
+    try:
+        holding = 0
+        all_holding = asyncio.Event()
+        finish = asyncio.Event()
+
+        async def holder(number: int) -> None:
+            nonlocal holding
+            async with database.locks.hold(f"frozen-{number}"):
+                holding += 1
+                if holding == LOCK_POOL:
+                    all_holding.set()
+                await finish.wait()
+
+        async def another() -> None:
+            async with database.locks.hold("another"):
+                pass
+
+        holders = [asyncio.create_task(holder(number)) for number in range(LOCK_POOL)]
+        await all_holding.wait()
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+            cursor = await admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'"
+            )
+            frozen = [int(row[0]) for row in await cursor.fetchall()]
+        assert len(frozen) == LOCK_POOL
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        finish.set()  # their releases are sent, and not answered
+        started = time.monotonic()
+        with pytest.raises(StateUnavailable):  # hung, it fails at the test's own bound (TimeoutError)
+            await asyncio.wait_for(another(), 0.5 + 5.0)
+        assert time.monotonic() - started < 0.5 * 3 + 1.0
+        assert not any(task.done() for task in holders)
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        frozen = []
+        await asyncio.gather(*holders)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
         await database.close()
 
 
