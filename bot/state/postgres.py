@@ -29,9 +29,9 @@ keep transactions idle, waiting for it (and server processes busy on a shared ma
 one replica, commands for one integration wait for each other before they take a connection
 (`LocalIntegrationLocks`), so the connections held are for as many different integrations; a
 change waits its turn for one, and fails after `LOCK_WAIT` only if the pool is not all held by
-changes here (the database does not answer), or that queue did not move meanwhile (their locks held
-by a stalled replica). Paired runs of the benchmark, medians: three replicas'
-throughput 0.79× the floor's with 24, 0.83× and 0.84× with 8 (two batches). Both pools keep one
+changes here (the database does not answer), or that queue stopped moving (`LOCK_HELD_MAX`).
+Paired runs of the benchmark, medians: three replicas' throughput 0.79× the floor's with 24,
+0.83× and 0.84× with 8 (two batches). Both pools keep one
 connection when idle and grow on demand (a new server process each, 10–20 ms): opened whole at
 start, the statements of three replicas went to twelve idle server processes each in turn, and
 their p50 was ~0.1× the floor's slower (1.72× against 1.60× in paired runs). A statement carrying
@@ -249,6 +249,14 @@ LOCK_POOL: Final = 2 * MAX_CONNECTIONS
 # every lock connection is held by a change of this process and that queue moves, the wait goes on
 # past it (`SharedIntegrationLocks._connection`): that is a queue, however long.
 LOCK_WAIT: Final = 30.0
+# How long a queue for lock connections behind holders in their blocks may go without a connection
+# handed out or back (seconds) before a change waiting in it fails as after `LOCK_WAIT`
+# (`SharedIntegrationLocks._connection`). A REST call takes at most ~3 min (4 attempts of
+# `BOT_REQUEST_TIMEOUT`, 10 s, their back-offs, two waits for a rate limit of up to 60 s); holders
+# that hand nothing back for longer are waiting on a database that does not answer their statements.
+# (A holder whose several calls are each rate-limited that long may exceed it: the changes behind it
+# are then answered "can't record commands", as before they queued.)
+LOCK_HELD_MAX: Final = 300.0
 
 
 def where_of(url: str) -> str:
@@ -653,7 +661,7 @@ class SharedIntegrationLocks:
         self._local = LocalIntegrationLocks()
         self._holders: dict[str, tuple[asyncio.Task[Any] | None, _SharedHeld]] = {}
         self._taken = 0  # lock connections held by this process's holders
-        self._released = 0  # lock connections those holders handed back, ever (`_connection`)
+        self._moved = time.monotonic()  # when a lock connection was last handed out or back here
         self.on_wait = on_wait
 
     def mark(self) -> ReadMark:
@@ -773,7 +781,7 @@ class SharedIntegrationLocks:
                         with suppress(Exception):
                             await conn.close()
                     self._taken -= 1
-                    self._released += 1
+                    self._moved = time.monotonic()
                     await self._pool.putconn(conn)
                 if deferred and not committed:
                     # The lock is free already: the record becomes the pending mark (first).
@@ -785,24 +793,27 @@ class SharedIntegrationLocks:
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
         """A lock connection. Waiting `LOCK_WAIT` without one fails (`PoolTimeout`), unless every
         connection of the pool is held by a holder here all the same and that queue moves: then
-        the wait is a queue behind other changes' REST writes, not the database, and it goes on (a
-        burst of changes longer than `LOCK_WAIT` × the REST client's pace was answered "can't
-        record commands" with the database fine). Those holders end within their REST calls'
-        time-outs. The queue moves when a holder handed its connection back during the wait, or
-        one has its lock now (in its block: a write, a rate limit's wait); holders that all still
-        wait on the database for their locks, held by another replica that stalled (frozen, or cut
-        off while its server sessions live on), may wait as long as that lasts: the change fails
-        as when the database does not answer (it waited on without an answer)."""
+        the wait is a queue behind other changes' REST writes, not the database, and it goes on
+        (a burst of changes longer than `LOCK_WAIT` × the REST client's pace was answered "can't
+        record commands" with the database fine). The queue moves when a connection was handed
+        out or back during the wait, or while a holder has its lock (in its block: a write, a
+        rate limit's wait), for no longer than a holder may (`LOCK_HELD_MAX`). Otherwise the
+        change fails as when the database does not answer: holders that all wait on the database
+        for their locks (held by another replica that stalled: frozen, or cut off while its server
+        sessions live on), or for statements or releases it does not answer, may wait as long as
+        that lasts, and the change waited on, unanswered, for as long."""
         while True:
-            released = self._released
             try:
                 conn = await self._pool.getconn(timeout=LOCK_WAIT)
             except PoolTimeout:
-                if self._taken < self._pool.max_size or (self._released == released and not self._holders):
+                quiet = time.monotonic() - self._moved
+                moving = quiet < LOCK_WAIT or (bool(self._holders) and quiet < LOCK_HELD_MAX)
+                if self._taken < self._pool.max_size or not moving:
                     raise
                 log.info("state.lock_queued", where=self._where, waited=LOCK_WAIT, held=self._taken)
                 continue
             self._taken += 1
+            self._moved = time.monotonic()
             return conn
 
     async def flush_deferred(self) -> None:

@@ -333,6 +333,64 @@ async def test_a_change_fails_after_the_lock_wait_when_the_database_stops_answer
         await database.close()
 
 
+async def test_a_change_behind_holders_the_database_stopped_answering_in_their_writes_fails_in_bounded_time(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every lock connection held here by a change inside its block, storing its pending mark when
+    the database stops answering (its processes frozen): none of them ends while that lasts.
+    Holders in their blocks are taken for writes to Rocket.Chat (which end within their time-outs
+    and rate limits' waits), so the change behind them waits on, but no longer than a holder can
+    take (`LOCK_HELD_MAX`); it waited on without an answer for as long as the database did not
+    answer. Here `LOCK_WAIT` is 0.5 s and `LOCK_HELD_MAX` 1.5 s."""
+    monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
+    monkeypatch.setattr(postgres, "LOCK_HELD_MAX", 1.5)
+    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
+    await database._open(within=10)
+    await database._migrate()
+    frozen: list[int] = []
+    try:
+        holding = 0
+        all_holding = asyncio.Event()
+        write = asyncio.Event()
+
+        async def holder(number: int) -> None:
+            nonlocal holding
+            async with database.locks.hold(f"frozen-{number}") as held:
+                holding += 1
+                if holding == LOCK_POOL:
+                    all_holding.set()
+                await write.wait()
+                await held.writing()  # its pending mark, a statement of its own under the lock
+
+        async def another() -> None:
+            async with database.locks.hold("another"):
+                pass
+
+        holders = [asyncio.create_task(holder(number)) for number in range(LOCK_POOL)]
+        await all_holding.wait()
+        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
+            cursor = await admin.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+            frozen = [int(row[0]) for row in await cursor.fetchall()]
+        for pid in frozen:
+            os.kill(pid, signal.SIGSTOP)
+        write.set()
+        started = time.monotonic()
+        with pytest.raises(StateUnavailable):  # hung, it fails at the test's own bound (TimeoutError)
+            await asyncio.wait_for(another(), 1.5 + 5.0)
+        assert time.monotonic() - started < 1.5 + 0.5 * 2 + 1.0
+        assert not any(task.done() for task in holders)
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        frozen = []
+        await asyncio.gather(*holders)
+    finally:
+        for pid in frozen:
+            os.kill(pid, signal.SIGCONT)
+        await database.close()
+
+
 async def _waiting_for_locks(url: str) -> int:
     """Advisory locks asked for on `url`'s database and not granted yet."""
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
