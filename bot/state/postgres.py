@@ -28,8 +28,8 @@ holder's REST write, and the REST client has `MAX_CONNECTIONS` (4): more holders
 keep transactions idle, waiting for it (and server processes busy on a shared machine). Within
 one replica, commands for one integration wait for each other before they take a connection
 (`LocalIntegrationLocks`), so the connections held are for as many different integrations; a
-change waits its turn for one, and fails after `LOCK_WAIT` only if the pool is not all held by
-changes here (the database does not answer), or that queue stopped moving (`LOCK_HELD_MAX`).
+change waits its turn for one, and fails after `LOCK_WAIT` only if that queue does not move (the
+database does not answer; `LOCK_HELD_MAX`).
 Paired runs of the benchmark, medians: three replicas' throughput 0.79× the floor's with 24,
 0.83× and 0.84× with 8 (two batches). Both pools keep one
 connection when idle and grow on demand (a new server process each, 10–20 ms): opened whole at
@@ -245,9 +245,9 @@ LOCK_POOL: Final = 2 * MAX_CONNECTIONS
 # commands". Waiting for one is mostly waiting for the changes ahead of it, each holding its lock
 # across a REST write (at most `LOCK_POOL` at once): a statement's timeout (`statement_timeout`,
 # 5 s) there answered a burst's last changes that while the database was fine. A change that
-# claimed its command before the database went away is answered after this long instead. While
-# every lock connection is held by a change of this process and that queue moves, the wait goes on
-# past it (`SharedIntegrationLocks._connection`): that is a queue, however long.
+# claimed its command before the database went away is answered after this long instead (after
+# the last connection handed back). While connections are handed out or back meanwhile, the wait
+# goes on past it (`SharedIntegrationLocks._connection`): that is a queue, however long.
 LOCK_WAIT: Final = 30.0
 # How long a queue for lock connections behind holders in their blocks may go without a connection
 # handed out or back (seconds) before a change waiting in it fails as after `LOCK_WAIT`
@@ -791,24 +791,27 @@ class SharedIntegrationLocks:
                     await self._run_alone(alone, quietly=failed)
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        """A lock connection. Waiting `LOCK_WAIT` without one fails (`PoolTimeout`), unless every
-        connection of the pool is held by a holder here all the same and that queue moves: then
-        the wait is a queue behind other changes' REST writes, not the database, and it goes on
-        (a burst of changes longer than `LOCK_WAIT` × the REST client's pace was answered "can't
-        record commands" with the database fine). The queue moves when a connection was handed
-        out or back during the wait, or while a holder has its lock (in its block: a write, a
-        rate limit's wait), for no longer than a holder may (`LOCK_HELD_MAX`). Otherwise the
-        change fails as when the database does not answer: holders that all wait on the database
-        for their locks (held by another replica that stalled: frozen, or cut off while its server
-        sessions live on), or for statements or releases it does not answer, may wait as long as
-        that lasts, and the change waited on, unanswered, for as long."""
+        """A lock connection. Waiting `LOCK_WAIT` without one fails (`PoolTimeout`), unless the
+        queue for them moves: then the wait is a queue behind other changes' REST writes, not the
+        database, and it goes on (a burst of changes longer than `LOCK_WAIT` × the REST client's
+        pace was answered "can't record commands" with the database fine). It moves when a
+        connection was handed out or back here during the wait (not a count of those held here
+        at its end: one on its way from a holder to the next, or back through the pool for a
+        change whose wait just ended, is in none, and in a burst most changes failed so), or
+        while every connection is held by a holder here in its block (a write, a rate limit's
+        wait), for no longer than a holder may (`LOCK_HELD_MAX`). Otherwise the change fails as
+        when the database does not answer: holders that all wait on the database for their locks
+        (held by another replica that stalled: frozen, or cut off while its server sessions live
+        on), or for statements or releases it does not answer, may wait as long as that lasts,
+        and the change waited on, unanswered, for as long. In an outage, a change fails
+        `LOCK_WAIT` after the last connection was handed back (at most twice that)."""
         while True:
             try:
                 conn = await self._pool.getconn(timeout=LOCK_WAIT)
             except PoolTimeout:
                 quiet = time.monotonic() - self._moved
-                moving = quiet < LOCK_WAIT or (bool(self._holders) and quiet < LOCK_HELD_MAX)
-                if self._taken < self._pool.max_size or not moving:
+                full = self._taken >= self._pool.max_size
+                if not (quiet < LOCK_WAIT or (full and self._holders and quiet < LOCK_HELD_MAX)):
                     raise
                 log.info("state.lock_queued", where=self._where, waited=LOCK_WAIT, held=self._taken)
                 continue
