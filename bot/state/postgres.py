@@ -661,7 +661,8 @@ class SharedIntegrationLocks:
         self._local = LocalIntegrationLocks()
         self._holders: dict[str, tuple[asyncio.Task[Any] | None, _SharedHeld]] = {}
         self._taken = 0  # lock connections held by this process's holders
-        self._moved = time.monotonic()  # when a lock connection was last handed out or back here
+        # When a lock connection was last handed out or back here (or a holder left its block).
+        self._moved = time.monotonic()
         self.on_wait = on_wait
 
     def mark(self) -> ReadMark:
@@ -741,6 +742,7 @@ class SharedIntegrationLocks:
                     yield held
                 finally:
                     del self._holders[integration_id]
+                    self._moved = time.monotonic()  # its connection is on its way back
                 if held.wrote:
                     record = held.verified
             except BaseException:
@@ -795,16 +797,17 @@ class SharedIntegrationLocks:
         queue for them moves: then the wait is a queue behind other changes' REST writes, not the
         database, and it goes on (a burst of changes longer than `LOCK_WAIT` × the REST client's
         pace was answered "can't record commands" with the database fine). It moves when a
-        connection was handed out or back here during the wait (not a count of those held here
-        at its end: one on its way from a holder to the next, or back through the pool for a
-        change whose wait just ended, is in none, and in a burst most changes failed so), or
-        while every connection is held by a holder here in its block (a write, a rate limit's
-        wait), for no longer than a holder may (`LOCK_HELD_MAX`). Otherwise the change fails as
-        when the database does not answer: holders that all wait on the database for their locks
-        (held by another replica that stalled: frozen, or cut off while its server sessions live
-        on), or for statements or releases it does not answer, may wait as long as that lasts,
-        and the change waited on, unanswered, for as long. In an outage, a change fails
-        `LOCK_WAIT` after the last connection was handed back (at most twice that)."""
+        connection was handed out or back here during the wait, or a holder left its block (its
+        connection is on its way back). A count of those held here at the wait's end missed one
+        on its way from a holder to the next, or back through the pool for a change whose wait
+        had just ended: in a burst, most changes failed so. And while every connection is held by
+        a holder here in its block (a write, a rate limit's wait), for no longer than a holder may
+        (`LOCK_HELD_MAX`). Otherwise the change fails as when the database does not answer:
+        holders that all wait on the database for their locks (held by another replica that
+        stalled: frozen, or cut off while its server sessions live on), or for statements or
+        releases it does not answer, may wait as long as that lasts, and the change waited on,
+        unanswered, for as long. In an outage, a change fails `LOCK_WAIT` after the last
+        connection was handed back (at most twice that)."""
         while True:
             try:
                 conn = await self._pool.getconn(timeout=LOCK_WAIT)
