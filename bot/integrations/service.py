@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -123,6 +124,11 @@ OUTGOING_FIELDS: Final = (
     "emoji",
 )
 COMMON_FIELDS: Final = ("name", "enabled", "scriptEnabled", "channel")
+# How long a change may wait for its lock (seconds) and still write from the document it read
+# before (`IntegrationService.editing`): read "a moment ago", a second read narrows no race. A
+# change queued behind a burst may wait minutes (bot/state/postgres.py, `LOCK_WAIT`): an edit made
+# in Rocket.Chat's admin UI meanwhile, which nothing of the bot's records, was written over.
+READ_TRUSTED_WAIT: Final = 30.0
 # Keys the schema rejects as null (besides the required ones): omitted when stored as null.
 NON_NULLABLE: Final = frozenset({"scriptEngine", "username", "event"})
 
@@ -647,8 +653,9 @@ class IntegrationService:
     ) -> AsyncIterator[Edit]:
         """Hold `target`'s lock for one read-modify-write (bot/integrations/locks.py) and yield its document.
 
-        The document is `target` itself when it was read from the server (`read_mark`) and nobody
-        held the lock since; otherwise it is read again under the lock. Everything decided from
+        The document is `target` itself when it was read from the server (`read_mark`), nobody
+        held the lock since, and the lock was taken within `READ_TRUSTED_WAIT`; otherwise it is
+        read again under the lock. Everything decided from
         `Edit.current` (a comparison, a plan, a confirmation) and the write made by `Edit.apply`
         are then one step no other writer in the bot can come between. Raises
         `IntegrationNotFound` when it no longer exists, `ServerRejected` when the bot may not read it.
@@ -667,10 +674,12 @@ class IntegrationService:
                 await asyncio.sleep(0)
             writer = self._writer()
             owner = self._owner() if writer is not None else None
+            asked = time.monotonic()
             async with self._locks.hold(found.id, writer=writer, owner=owner) as held:
                 updated_at = found.document.get("_updatedAt")
                 stamp = updated_at if isinstance(updated_at, str) else None
-                if found.read_mark is not None and held.untouched_since(found.read_mark, stamp):
+                fresh = time.monotonic() - asked < READ_TRUSTED_WAIT  # not read before a long wait
+                if found.read_mark is not None and fresh and held.untouched_since(found.read_mark, stamp):
                     current = found
                 else:
                     mark = self._locks.mark()

@@ -28,9 +28,10 @@ holder's REST write, and the REST client has `MAX_CONNECTIONS` (4): more holders
 keep transactions idle, waiting for it (and server processes busy on a shared machine). Within
 one replica, commands for one integration wait for each other before they take a connection
 (`LocalIntegrationLocks`), so the connections held are for as many different integrations; a
-change waits its turn for one, and fails after `LOCK_WAIT` only if the pool is not all held by
-changes here (the database does not answer). Paired runs of the benchmark, medians: three replicas'
-throughput 0.79× the floor's with 24, 0.83× and 0.84× with 8 (two batches). Both pools keep one
+change waits its turn for one, and fails after `LOCK_WAIT` only if that queue does not move (the
+database does not answer; `LOCK_HELD_MAX`).
+Paired runs of the benchmark, medians: three replicas' throughput 0.79× the floor's with 24,
+0.83× and 0.84× with 8 (two batches). Both pools keep one
 connection when idle and grow on demand (a new server process each, 10–20 ms): opened whole at
 start, the statements of three replicas went to twelve idle server processes each in turn, and
 their p50 was ~0.1× the floor's slower (1.72× against 1.60× in paired runs). A statement carrying
@@ -244,10 +245,18 @@ LOCK_POOL: Final = 2 * MAX_CONNECTIONS
 # commands". Waiting for one is mostly waiting for the changes ahead of it, each holding its lock
 # across a REST write (at most `LOCK_POOL` at once): a statement's timeout (`statement_timeout`,
 # 5 s) there answered a burst's last changes that while the database was fine. A change that
-# claimed its command before the database went away is answered after this long instead. While
-# every lock connection is held by a change of this process, the wait goes on past it
-# (`SharedIntegrationLocks._connection`): that is a queue, however long.
+# claimed its command before the database went away is answered after this long instead (after
+# the last connection handed back). While connections are handed out or back meanwhile, the wait
+# goes on past it (`SharedIntegrationLocks._connection`): that is a queue, however long.
 LOCK_WAIT: Final = 30.0
+# How long a queue for lock connections behind holders in their blocks may go without a connection
+# handed out or back (seconds) before a change waiting in it fails as after `LOCK_WAIT`
+# (`SharedIntegrationLocks._connection`). A REST call takes at most ~3 min (4 attempts of
+# `BOT_REQUEST_TIMEOUT`, 10 s, their back-offs, two waits for a rate limit of up to 60 s); holders
+# that hand nothing back for longer are waiting on a database that does not answer their statements.
+# (A holder whose several calls are each rate-limited that long may exceed it: the changes behind it
+# are then answered "can't record commands", as before they queued.)
+LOCK_HELD_MAX: Final = 300.0
 
 
 def where_of(url: str) -> str:
@@ -652,6 +661,8 @@ class SharedIntegrationLocks:
         self._local = LocalIntegrationLocks()
         self._holders: dict[str, tuple[asyncio.Task[Any] | None, _SharedHeld]] = {}
         self._taken = 0  # lock connections held by this process's holders
+        # When a lock connection was last handed out or back here (or a holder left its block).
+        self._moved = time.monotonic()
         self.on_wait = on_wait
 
     def mark(self) -> ReadMark:
@@ -731,6 +742,7 @@ class SharedIntegrationLocks:
                     yield held
                 finally:
                     del self._holders[integration_id]
+                    self._moved = time.monotonic()  # its connection is on its way back
                 if held.wrote:
                     record = held.verified
             except BaseException:
@@ -771,6 +783,7 @@ class SharedIntegrationLocks:
                         with suppress(Exception):
                             await conn.close()
                     self._taken -= 1
+                    self._moved = time.monotonic()
                     await self._pool.putconn(conn)
                 if deferred and not committed:
                     # The lock is free already: the record becomes the pending mark (first).
@@ -780,20 +793,33 @@ class SharedIntegrationLocks:
                     await self._run_alone(alone, quietly=failed)
 
     async def _connection(self) -> psycopg.AsyncConnection[Any]:
-        """A lock connection. Waiting `LOCK_WAIT` without one fails (`PoolTimeout`), unless every
-        connection of the pool is held by a holder here all the same: then the wait is a queue
-        behind other changes' REST writes, not the database, and it goes on (a burst of changes
-        longer than `LOCK_WAIT` × the REST client's pace was answered "can't record commands"
-        with the database fine). Those holders end within their REST calls' time-outs."""
+        """A lock connection. Waiting `LOCK_WAIT` without one fails (`PoolTimeout`), unless the
+        queue for them moves: then the wait is a queue behind other changes' REST writes, not the
+        database, and it goes on (a burst of changes longer than `LOCK_WAIT` × the REST client's
+        pace was answered "can't record commands" with the database fine). It moves when a
+        connection was handed out or back here during the wait, or a holder left its block (its
+        connection is on its way back). A count of those held here at the wait's end missed one
+        on its way from a holder to the next, or back through the pool for a change whose wait
+        had just ended: in a burst, most changes failed so. And while every connection is held by
+        a holder here in its block (a write, a rate limit's wait), for no longer than a holder may
+        (`LOCK_HELD_MAX`). Otherwise the change fails as when the database does not answer:
+        holders that all wait on the database for their locks (held by another replica that
+        stalled: frozen, or cut off while its server sessions live on), or for statements or
+        releases it does not answer, may wait as long as that lasts, and the change waited on,
+        unanswered, for as long. In an outage, a change fails `LOCK_WAIT` after the last
+        connection was handed back (at most twice that)."""
         while True:
             try:
                 conn = await self._pool.getconn(timeout=LOCK_WAIT)
             except PoolTimeout:
-                if self._taken < self._pool.max_size:
+                quiet = time.monotonic() - self._moved
+                full = self._taken >= self._pool.max_size
+                if not (quiet < LOCK_WAIT or (full and self._holders and quiet < LOCK_HELD_MAX)):
                     raise
                 log.info("state.lock_queued", where=self._where, waited=LOCK_WAIT, held=self._taken)
                 continue
             self._taken += 1
+            self._moved = time.monotonic()
             return conn
 
     async def flush_deferred(self) -> None:

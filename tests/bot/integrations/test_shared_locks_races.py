@@ -17,9 +17,12 @@ from test_integrations_service import ALL, FakeRocketChat, incoming, rights
 from test_shared_locks import NOW, _journaled_write, disabling, edit_held, replica, stores
 
 from bot.errors import ClaimTakenOver, StateUnavailable, VerificationFailed
+from bot.integrations import service as service_module
 from bot.rocketchat.models import Integration
 from bot.rocketchat.rest import RestClient
 from bot.runtime.journal import CommandRun, JournaledIntegrationService, Judgement, current_command, judge
+from bot.state import postgres
+from bot.state.postgres import LOCK_POOL
 from bot.state.store import AuditRecord, StateStore
 
 __all__ = ["stores"]  # the fixture, shared with test_shared_locks
@@ -411,3 +414,49 @@ async def test_a_verified_mark_whose_flush_failed_is_committed_with_the_release(
     [intent] = await two.intents("m45")
     assert intent.verified == stored
     assert judge(intent, stored, await two.recorded_write("i1")) is Judgement.LANDED
+
+
+async def test_a_read_made_before_a_long_wait_for_a_lock_connection_is_read_again(
+    stores: tuple[StateStore, StateStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change whose document was read before its lock (a name resolved through
+    `integrations.list`) waits its turn for a lock connection behind this replica's busy ones, for
+    longer than `LOCK_WAIT` (a burst). Someone edits the integration in Rocket.Chat's admin UI
+    meanwhile: the bot never wrote it, so nothing of the bot's tells that read is stale. Trusted,
+    the read was written back over the edit (it failed after `LOCK_WAIT` before such a change
+    waited on; one made within it has the same race, for as long as the wait was): it is read
+    again once it waited longer than `READ_TRUSTED_WAIT`. Here `LOCK_WAIT` and `READ_TRUSTED_WAIT`
+    are 0.5 s and the change waits about 1 s."""
+    monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
+    monkeypatch.setattr(service_module, "READ_TRUSTED_WAIT", 0.5)
+    server = FakeRocketChat(incoming("a", "Guggy", enabled=True))
+    service = replica(server, stores[0])
+    locks = stores[0].locks
+    holding = 0
+    all_holding, finish = asyncio.Event(), asyncio.Event()
+
+    async def busy(number: int) -> None:
+        nonlocal holding
+        async with locks.hold(f"busy-{number}"):
+            holding += 1
+            if holding == LOCK_POOL:
+                all_holding.set()
+            await finish.wait()
+
+    holders = [asyncio.create_task(busy(number)) for number in range(LOCK_POOL)]
+    try:
+        await all_holding.wait()
+        found = await service.resolve("Guggy", rights=rights(*ALL))
+        change = asyncio.create_task(service.set_enabled(found, False, rights=rights(*ALL)))
+        await asyncio.sleep(2 * postgres.LOCK_WAIT)  # the wait: the change is still queued
+        assert not change.done()
+        # The admin UI's edit, while the change waits.
+        server.docs["a"]["alias"] = "edited in the admin UI"
+        server.docs["a"]["_updatedAt"] = "2025-06-01T00:00:00.000Z"
+        finish.set()
+        assert (await change).changed
+    finally:
+        finish.set()
+        await asyncio.gather(*holders)
+    assert server.docs["a"]["enabled"] is False
+    assert server.docs["a"]["alias"] == "edited in the admin UI"
