@@ -195,6 +195,7 @@ class Bot:
         # (message id → the outcome to close the claim with, the follow-ups still to run).
         self._unsettled: dict[str, tuple[str, tuple[FollowUp, ...]]] = {}
         self._last_outage: float | None = None  # loop time of the last StateUnavailable
+        self._sweep_task: asyncio.Task[None] | None = None  # deciding claims taken over (`_sweep_taken`)
         self._owner: StateFileOwner | None = None
         self._fatal: AuthFailed | None = None
         self._stop = asyncio.Event()
@@ -1147,7 +1148,10 @@ class Bot:
             if self._waiting_claims and self._accepting:
                 await self._claim_waiting()
             try:
-                await self.state.renew_claims(self.clock(), self._running | self._unsettled.keys())
+                # Claims taken over and not decided yet are this process's too: renewed while a
+                # sweep decides them, so that nobody else takes them over (and decides them again).
+                deciding = self.recovery.remaining if self.recovery is not None else ()
+                await self.state.renew_claims(self.clock(), self._running | self._unsettled.keys() | set(deciding))
                 await self.state.ping()
                 # Expired: another replica's that died, or this process's own that ended unsettled
                 # (none while stopping: what this process would take, it could not run).
@@ -1170,7 +1174,20 @@ class Bot:
                 log.info("claims.taken_over", commands=len(orphans))
             if self.recovery is not None and (orphans or self.recovery.remaining):
                 self.recovery.add(orphans)
-                await self._recover_taken()
+                self._sweep_taken()
+
+    def _sweep_taken(self) -> None:
+        """Decide the claims taken over in a task of their own, one sweep at a time: deciding asks
+        Rocket.Chat (a call or more per command, each of which may wait out its time-outs and
+        retries for 40 s and more), and the keeper must go on renewing this process's own claims
+        meanwhile, or their leases run out and another replica runs them a second time. An error
+        other than the ones a sweep expects ends the keeper, as it did when it swept itself."""
+        sweep = self._sweep_task
+        if sweep is not None and not sweep.done():
+            return
+        if sweep is not None and not sweep.cancelled() and sweep.exception() is not None:
+            raise sweep.exception()  # type: ignore[misc]
+        self._sweep_task = asyncio.create_task(self._recover_taken(), name="recovery", context=contextvars.Context())
 
     async def _claim_waiting(self) -> None:
         """Claim the commands whose claim failed, now. Those claimed run (late), unless they were
@@ -1298,6 +1315,8 @@ class Bot:
         # claims (another replica would take them over once their lease ran out).
         keeper = [task for task in background or () if task.get_name() == CLAIMS_TASK]
         others = [task for task in background or () if task not in keeper]
+        if self._sweep_task is not None:
+            others.append(self._sweep_task)  # what it would take over, this process could not run
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)
