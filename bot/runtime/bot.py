@@ -1183,8 +1183,8 @@ class Bot:
         meanwhile, or their leases run out and another replica runs them a second time. An error
         other than the ones a sweep expects ends the keeper, as it did when it swept itself."""
         sweep = self._sweep_task
-        if sweep is not None and not sweep.done():
-            return
+        if not self._accepting or (sweep is not None and not sweep.done()):
+            return  # stopping: what it would decide, this process could not run (others take it over)
         if sweep is not None and not sweep.cancelled() and sweep.exception() is not None:
             raise sweep.exception()  # type: ignore[misc]
         self._sweep_task = asyncio.create_task(self._recover_taken(), name="recovery", context=contextvars.Context())
