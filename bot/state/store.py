@@ -417,6 +417,11 @@ class StateStore:
             ),
         ]
 
+    async def claim_owner(self, message_id: str) -> str | None:
+        """The process that holds (or held, when it finished) the command's claim; None if unclaimed."""
+        rows = await self.database.rows("SELECT owner FROM processed_messages WHERE message_id = ?", (message_id,))
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
     async def message_status(self, message_id: str) -> str | None:
         rows = await self.database.rows("SELECT status FROM processed_messages WHERE message_id = ?", (message_id,))
         return str(rows[0][0]) if rows else None

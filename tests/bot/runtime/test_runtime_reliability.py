@@ -528,3 +528,44 @@ def claim_owner(tmp_path: Path, message_id: str) -> str | None:
     with sqlite3.connect(tmp_path / "state.sqlite3") as db:
         row = db.execute("SELECT owner FROM processed_messages WHERE message_id = ?", (message_id,)).fetchone()
     return str(row[0]) if row and row[0] is not None else None
+
+
+async def test_a_command_taken_over_while_its_replica_could_not_renew_its_claim_is_answered_by_the_other_only(
+    w: World, tmp_path: Path
+) -> None:
+    """Was: a replica that could not renew its claims for longer than the lease (paused, or cut
+    off from the database) lost a `yes` to another replica, which took the change and applied it;
+    going on, the first found no change waiting and answered "You have no change waiting for
+    confirmation in this room; nothing was changed" at the answer's ids, first, so the real answer
+    was never shown. Only writes checked the claim. Now a command whose replica's renewals lapsed
+    since it was claimed looks at its claim before answering, and says nothing if it is not its own."""
+    control = w.control
+    await hook(w, "taken-yes")
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)) as (bot, _):
+        state = bot.state
+        assert state is not None
+        preview = await call(control.post_message, "owen", "ops", '!integration set taken-yes alias="new"')
+        assert "confirm" in (await answer_to(w, tmp_path, preview))["msg"]
+        renew = state.renew_claims
+
+        async def cut_off(*_args: Any, **_kwargs: Any) -> int:
+            raise StateUnavailable("test database", "connection lost")
+
+        state.renew_claims = cut_off  # type: ignore[method-assign]
+        await call(control.set_latency, 4.0, "users.info")  # the confirmation's rights come slowly
+        with structlog.testing.capture_logs() as captured:
+            command = await call(control.post_message, "owen", "ops", "!integration yes")
+            await until(lambda: bot_claim_status(tmp_path, command["_id"]) == "claimed", what="the yes claimed")
+            # Its lease ran out: another replica took the command over, and the change with it.
+            with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+                db.execute(
+                    "UPDATE processed_messages SET owner = 'another-replica' WHERE message_id = ?", (command["_id"],)
+                )
+                db.execute("UPDATE confirmations SET status = 'applying', applied_at = applied_at")
+                db.execute("UPDATE confirmations SET applied_at = created_at")
+            mine = command["_id"]
+            ended = lambda: [e for e in captured if e.get("message_id") == mine and e["event"] == "command.taken_over"]  # noqa: E731
+            await until(ended, what="the yes stopped", timeout=15)
+        state.renew_claims = renew  # type: ignore[method-assign]
+        await call(control.set_latency, 0, "users.info")
+    assert not [m for m in control.messages("ops") if m["_id"] in answer_ids(tmp_path, command)]
