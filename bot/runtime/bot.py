@@ -1101,13 +1101,13 @@ class Bot:
         """Whether another process holds the command's claim now. Asked only when its lease may
         have run out: this process's renewals lapsed (paused, cut off from the database) since it
         was claimed, or are late now. When the claim cannot be looked up, it is answered as before."""
-        assert self.state is not None
         now = asyncio.get_running_loop().time()
         claimed = self._claimed_at.get(message_id)
         lapsed = self._lapsed_at is not None and (claimed is None or self._lapsed_at >= claimed)
         late = self._renewed_at is not None and now - self._renewed_at > self.settings.bot_claim_lease / 2
         if not (lapsed or late):
             return False
+        assert self.state is not None
         try:
             owner = await self.state.claim_owner(message_id)
         except StateUnavailable:
