@@ -1105,8 +1105,8 @@ class Bot:
         claimed = self._claimed_at.get(message_id)
         lapsed = self._lapsed_at is not None and (claimed is None or self._lapsed_at >= claimed)
         late = self._renewed_at is not None and now - self._renewed_at > self.settings.bot_claim_lease / 2
-        if not (lapsed or late):
-            return False
+        if not (lapsed or late) or not self._state_reachable:
+            return False  # (the database away: the look-up would only wait for it to fail)
         assert self.state is not None
         try:
             owner = await self.state.claim_owner(message_id)

@@ -538,7 +538,8 @@ async def test_a_command_taken_over_while_its_replica_could_not_renew_its_claim_
     going on, the first found no change waiting and answered "You have no change waiting for
     confirmation in this room; nothing was changed" at the answer's ids, first, so the real answer
     was never shown. Only writes checked the claim. Now a command whose replica's renewals lapsed
-    since it was claimed looks at its claim before answering, and says nothing if it is not its own."""
+    since it was claimed looks at its claim before answering, and says nothing if it is not its own.
+    (The pause: the renewal statement of its claims' keeper does not come back meanwhile.)"""
     control = w.control
     await hook(w, "taken-yes")
     async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)) as (bot, _):
@@ -546,12 +547,13 @@ async def test_a_command_taken_over_while_its_replica_could_not_renew_its_claim_
         assert state is not None
         preview = await call(control.post_message, "owen", "ops", '!integration set taken-yes alias="new"')
         assert "confirm" in (await answer_to(w, tmp_path, preview))["msg"]
-        renew = state.renew_claims
+        renew, thawed = state.renew_claims, asyncio.Event()
 
-        async def cut_off(*_args: Any, **_kwargs: Any) -> int:
-            raise StateUnavailable("test database", "connection lost")
+        async def paused(*args: Any, **kwargs: Any) -> int:
+            await thawed.wait()
+            return await renew(*args, **kwargs)
 
-        state.renew_claims = cut_off  # type: ignore[method-assign]
+        state.renew_claims = paused  # type: ignore[method-assign]  # this replica renews nothing (paused)
         await call(control.set_latency, 4.0, "users.info")  # the confirmation's rights come slowly
         with structlog.testing.capture_logs() as captured:
             command = await call(control.post_message, "owen", "ops", "!integration yes")
@@ -566,6 +568,6 @@ async def test_a_command_taken_over_while_its_replica_could_not_renew_its_claim_
             mine = command["_id"]
             ended = lambda: [e for e in captured if e.get("message_id") == mine and e["event"] == "command.taken_over"]  # noqa: E731
             await until(ended, what="the yes stopped", timeout=15)
-        state.renew_claims = renew  # type: ignore[method-assign]
+        thawed.set()
         await call(control.set_latency, 0, "users.info")
     assert not [m for m in control.messages("ops") if m["_id"] in answer_ids(tmp_path, command)]
