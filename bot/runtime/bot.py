@@ -685,7 +685,10 @@ class Bot:
                 try:
                     before = self.homes.alive
                     # Shielded: stopping waits for a look in flight before leaving the list.
-                    self._look = asyncio.ensure_future(self.state.replicas(ALIVE))
+                    # Only while it hears commands as they are posted: a replica whose realtime
+                    # session is down (or its message stream ended) would otherwise stay the home
+                    # of its callers, each of whose commands the others would claim a second late.
+                    self._look = asyncio.ensure_future(self.state.replicas(ALIVE, present=self._hearing()))
                     self.homes.update(await asyncio.shield(self._look))
                     self.metrics.replicas_alive.set(len(self.homes.alive))
                     if self.homes.alive != before:
@@ -695,6 +698,11 @@ class Bot:
             if len(self._left):
                 await self._claim_left(loop.time())
             await asyncio.sleep(HOMES_TICK)
+
+    def _hearing(self) -> bool:
+        """Whether this replica hears commands as they are posted (its realtime session ready, its
+        message stream subscribed): only then is it anyone's home."""
+        return self.realtime is not None and self.realtime.state is RealtimeState.READY and not self._deaf
 
     async def _claim_left(self, at: float) -> None:
         if not self._accepting:
