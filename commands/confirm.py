@@ -46,7 +46,11 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         taken = await pending.take(asked, user_id=message.user_id, room_id=message.room_id, now=now)
     else:
         taken = await pending.take_latest(
-            user_id=message.user_id, room_id=message.room_id, now=now, resuming=resuming_bulk or resuming
+            user_id=message.user_id,
+            room_id=message.room_id,
+            now=now,
+            resuming=resuming_bulk or resuming,
+            bulk=resuming_bulk,
         )
     timeout = human_duration(ctx.services.settings.bot_confirm_timeout)
     again = f"Run {code('set')} again to get a new preview."
@@ -113,7 +117,9 @@ async def _bulk(ctx: CommandContext, taken: Taken, *, resuming: bool) -> Reply:
             "says how it went.",
             outcome="applying",
         )
-    if taken.status is Status.APPLIED:
+    if taken.status is Status.APPLIED and not resuming:
+        # Resumed, it is this very confirmation's, applied before its answer was stored: its group
+        # carries on (every member done already) and answers what it did.
         assert taken.applied_at is not None
         return Reply(
             f"That change ({code(change.code)}) was already applied, {ago(taken.applied_at, ctx.now())}; "

@@ -195,6 +195,13 @@ class Bot:
         # (message id → the outcome to close the claim with, the follow-ups still to run).
         self._unsettled: dict[str, tuple[str, tuple[FollowUp, ...]]] = {}
         self._last_outage: float | None = None  # loop time of the last StateUnavailable
+        self._sweep_task: asyncio.Task[None] | None = None  # deciding claims taken over (`_sweep_taken`)
+        # Loop time of the last renewal of this process's claims, and of the end of the last gap
+        # between two renewals long enough for a lease to run out (`_keep_claims`), and when each
+        # command in a lane was claimed: one claimed before such a gap may have been taken over.
+        self._renewed_at: float | None = None
+        self._lapsed_at: float | None = None
+        self._claimed_at: dict[str, float] = {}
         self._owner: StateFileOwner | None = None
         self._fatal: AuthFailed | None = None
         self._stop = asyncio.Event()
@@ -678,7 +685,10 @@ class Bot:
                 try:
                     before = self.homes.alive
                     # Shielded: stopping waits for a look in flight before leaving the list.
-                    self._look = asyncio.ensure_future(self.state.replicas(ALIVE))
+                    # Only while it hears commands as they are posted: a replica whose realtime
+                    # session is down (or its message stream ended) would otherwise stay the home
+                    # of its callers, each of whose commands the others would claim a second late.
+                    self._look = asyncio.ensure_future(self.state.replicas(ALIVE, present=self._hearing()))
                     self.homes.update(await asyncio.shield(self._look))
                     self.metrics.replicas_alive.set(len(self.homes.alive))
                     if self.homes.alive != before:
@@ -688,6 +698,11 @@ class Bot:
             if len(self._left):
                 await self._claim_left(loop.time())
             await asyncio.sleep(HOMES_TICK)
+
+    def _hearing(self) -> bool:
+        """Whether this replica hears commands as they are posted (its realtime session ready, its
+        message stream subscribed): only then is it anyone's home."""
+        return self.realtime is not None and self.realtime.state is RealtimeState.READY and not self._deaf
 
     async def _claim_left(self, at: float) -> None:
         if not self._accepting:
@@ -782,6 +797,7 @@ class Bot:
 
     def _schedule(self, accepted: Accepted, *, stale: bool = False, recovering: bool = False) -> None:
         self._running.add(accepted.message.id)  # its claim's lease is renewed until its turn ends
+        self._claimed_at.setdefault(accepted.message.id, asyncio.get_running_loop().time())
         invocation = accepted.invocation
         command = self.registry.find(invocation.command) if invocation is not None and invocation.command else None
         change = command is not None and command.changes_integrations and not stale
@@ -809,6 +825,7 @@ class Bot:
         finally:
             self.read_ahead.drop(accepted.message.id)  # not run (answered "busy", say): its reads are not needed
             self._arrivals.pop(accepted.message.id, None)
+            self._claimed_at.pop(accepted.message.id, None)
             self._running.discard(accepted.message.id)
             self._start(self.lanes.done(job))
 
@@ -875,6 +892,16 @@ class Bot:
                     self.services.followups.abandon(reply.afterwards)  # the recovery records them
                     hint = "written, then the state failed" if run.sent else "resumed, and the state failed"
                     log.warning("command.unsettled", message_id=message.id, hint=hint)
+                    return
+                if await self._taken_over(message.id):
+                    # Its answer may rest on what the other is changing (a `yes` whose change the
+                    # other took finds none waiting): the other answers it, from what it did.
+                    self.services.followups.abandon(reply.afterwards)
+                    log.warning(
+                        "command.taken_over",
+                        message_id=message.id,
+                        hint="its lease ran out, not renewed by this replica; the one that took it over answers",
+                    )
                     return
                 await self._post(message, reply)
         finally:  # reads still held for it (it returned before taking them) are dropped by `_turn`
@@ -1078,6 +1105,23 @@ class Bot:
         reply = self._noted(message, None, Reply(replies.UNRECORDED, outcome="state-unavailable"))
         await self.sender.deliver(message, reply)
 
+    async def _taken_over(self, message_id: str) -> bool:
+        """Whether another process holds the command's claim now. Asked only when its lease may
+        have run out: this process's renewals lapsed (paused, cut off from the database) since it
+        was claimed, or are late now. When the claim cannot be looked up, it is answered as before."""
+        now = asyncio.get_running_loop().time()
+        claimed = self._claimed_at.get(message_id)
+        lapsed = self._lapsed_at is not None and (claimed is None or self._lapsed_at >= claimed)
+        late = self._renewed_at is not None and now - self._renewed_at > self.settings.bot_claim_lease / 2
+        if not (lapsed or late) or not self._state_reachable:
+            return False  # (the database away: the look-up would only wait for it to fail)
+        assert self.state is not None
+        try:
+            owner = await self.state.claim_owner(message_id)
+        except StateUnavailable:
+            return False
+        return owner is not None and owner != self.state.owner
+
     def _in_trouble(self, *, since: float) -> bool:
         """Whether a claim begun at `since` (loop time) may have raced a replica that could not
         claim: it took more than a moment, or this replica met an outage lately."""
@@ -1140,6 +1184,8 @@ class Bot:
         the database failing meanwhile), deciding them like a restart does (`bot.runtime.recovery`)."""
         assert self.state is not None
         interval = self.settings.bot_claim_lease / 3
+        loop = asyncio.get_running_loop()
+        self._renewed_at = loop.time()
         while True:
             # During an outage, every second: commands wait for their claim until it works.
             waiting = not self._state_reachable or self._waiting_claims
@@ -1147,7 +1193,13 @@ class Bot:
             if self._waiting_claims and self._accepting:
                 await self._claim_waiting()
             try:
-                await self.state.renew_claims(self.clock(), self._running | self._unsettled.keys())
+                # Claims taken over and not decided yet are this process's too: renewed while a
+                # sweep decides them, so that nobody else takes them over (and decides them again).
+                deciding = self.recovery.remaining if self.recovery is not None else ()
+                await self.state.renew_claims(self.clock(), self._running | self._unsettled.keys() | set(deciding))
+                renewed, self._renewed_at = self._renewed_at, loop.time()
+                if renewed is not None and self._renewed_at - renewed > self.settings.bot_claim_lease / 2:
+                    self._lapsed_at = self._renewed_at  # a lease of this process's may have run out meanwhile
                 await self.state.ping()
                 # Expired: another replica's that died, or this process's own that ended unsettled
                 # (none while stopping: what this process would take, it could not run).
@@ -1170,7 +1222,20 @@ class Bot:
                 log.info("claims.taken_over", commands=len(orphans))
             if self.recovery is not None and (orphans or self.recovery.remaining):
                 self.recovery.add(orphans)
-                await self._recover_taken()
+                self._sweep_taken()
+
+    def _sweep_taken(self) -> None:
+        """Decide the claims taken over in a task of their own, one sweep at a time: deciding asks
+        Rocket.Chat (a call or more per command, each of which may wait out its time-outs and
+        retries for 40 s and more), and the keeper must go on renewing this process's own claims
+        meanwhile, or their leases run out and another replica runs them a second time. An error
+        other than the ones a sweep expects ends the keeper, as it did when it swept itself."""
+        sweep = self._sweep_task
+        if not self._accepting or (sweep is not None and not sweep.done()):
+            return  # stopping: what it would decide, this process could not run (others take it over)
+        if sweep is not None and not sweep.cancelled() and sweep.exception() is not None:
+            raise sweep.exception()  # type: ignore[misc]
+        self._sweep_task = asyncio.create_task(self._recover_taken(), name="recovery", context=contextvars.Context())
 
     async def _claim_waiting(self) -> None:
         """Claim the commands whose claim failed, now. Those claimed run (late), unless they were
@@ -1298,6 +1363,8 @@ class Bot:
         # claims (another replica would take them over once their lease ran out).
         keeper = [task for task in background or () if task.get_name() == CLAIMS_TASK]
         others = [task for task in background or () if task not in keeper]
+        if self._sweep_task is not None:
+            others.append(self._sweep_task)  # what it would take over, this process could not run
         for task in others:
             task.cancel()
         await asyncio.gather(*others, return_exceptions=True)

@@ -196,15 +196,32 @@ class ConfirmationStore:
             return Taken(Status.FOREIGN)
         return Taken(Status.EXPIRED)
 
-    async def take_latest(self, *, user_id: str, room_id: str, now: datetime, resuming: bool = False) -> Taken:
+    async def take_latest(
+        self, *, user_id: str, room_id: str, now: datetime, resuming: bool = False, bulk: bool = False
+    ) -> Taken:
         """`yes`: the caller's most recent change asked for in this room and not yet taken; with
-        `resuming` (this very `yes` is being resumed after a crash) also one being applied, which
-        is then answered `Status.APPLYING` with its change, for the resumed command to finish."""
+        `resuming` (this very `yes` is being resumed after a crash) the one being applied first,
+        which is then answered `Status.APPLYING` with its change, for the resumed command to
+        finish: the change its first run took, not one the caller previewed since (while it
+        waited for its lease to run out) and never confirmed. `bulk` (a bulk confirmation resumed,
+        its group begun): only the caller's bulk previews, the one it took (being applied, or
+        applied already when it died before its answer) first, never another change."""
+        if bulk:
+            rows = await self._db.rows(
+                "SELECT code FROM confirmations WHERE user_id = ? AND room_id = ? AND integration_id = ?"
+                " AND (status = 'applying' OR (status = 'applied' AND applied_at > ?))"
+                " ORDER BY CASE WHEN status = 'applying' THEN 0 ELSE 1 END, applied_at DESC, code DESC LIMIT 1",
+                (user_id, room_id, BULK_TARGET, _ts(now - self._remember)),
+            )
+            if not rows:
+                return Taken(Status.NOTHING)
+            return await self.take(str(rows[0][0]), user_id=user_id, room_id=room_id, now=now)
         taken = " OR status = 'applying'" if resuming else ""
+        first = "CASE WHEN status = 'applying' THEN 0 ELSE 1 END, " if resuming else ""
         rows = await self._db.rows(
             "SELECT code FROM confirmations WHERE user_id = ? AND room_id = ? AND expires_at > ?"  # noqa: S608
             f" AND (status = 'waiting' OR (status = 'applying' AND applied_at <= ?){taken})"
-            " ORDER BY created_at DESC, code DESC LIMIT 1",
+            f" ORDER BY {first}created_at DESC, code DESC LIMIT 1",
             (user_id, room_id, _ts(now - self._remember), _ts(now - self._applying_for)),
         )
         if not rows:

@@ -365,13 +365,22 @@ class StateStore:
             "UPDATE processed_messages SET lease_until = 0 WHERE owner = ? AND status = 'claimed'", (self.owner,)
         )
 
-    async def replicas(self, alive: float) -> list[str]:
+    async def replicas(self, alive: float, *, present: bool = True) -> list[str]:
         """Say that this replica runs, and list the replicas that said so within `alive` seconds
         (this one first), on the database server's clock, so that hosts whose clocks disagree
         still agree on who is alive. Replicas gone for an hour are forgotten. A file's store is one
-        process's: this one, without a statement."""
+        process's: this one, without a statement. Not `present` (it does not hear commands now):
+        off the list, and the others listed, without this one."""
         if not self.shared:
-            return [self.owner]
+            return [self.owner] if present else []
+        if not present:
+            rows = await self.database.rows(
+                "WITH now AS (SELECT extract(epoch FROM clock_timestamp()) AS at),"
+                " gone AS (DELETE FROM replicas WHERE owner = ? OR seen_at < (SELECT at FROM now) - 3600)"
+                " SELECT owner FROM replicas WHERE seen_at >= (SELECT at FROM now) - ? AND owner != ?",
+                (self.owner, alive, self.owner),
+            )
+            return sorted(str(row[0]) for row in rows)
         rows = await self.database.rows(
             "WITH now AS (SELECT extract(epoch FROM clock_timestamp()) AS at),"
             " seen AS (INSERT INTO replicas (owner, seen_at) SELECT ?, at FROM now"
@@ -416,6 +425,11 @@ class StateStore:
                 (message_id, message_id, self.owner),
             ),
         ]
+
+    async def claim_owner(self, message_id: str) -> str | None:
+        """The process that holds (or held, when it finished) the command's claim; None if unclaimed."""
+        rows = await self.database.rows("SELECT owner FROM processed_messages WHERE message_id = ?", (message_id,))
+        return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def message_status(self, message_id: str) -> str | None:
         rows = await self.database.rows("SELECT status FROM processed_messages WHERE message_id = ?", (message_id,))

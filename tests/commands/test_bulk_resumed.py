@@ -81,3 +81,24 @@ async def test_a_resumed_bulk_confirmation_carries_on_instead_of_waiting_for_its
     assert "Switched off 2 of 2" in reply.text
     assert not [r for r in await h.services.state.history() if r.action == "set"]
     await _members_off_once(h)
+
+
+async def test_a_bulk_confirmation_resumed_after_it_was_applied_is_not_answered_nothing_changed(
+    h: Harness,
+) -> None:
+    """The `yes` applied the bulk disable (the preview marked applied), then its process died
+    before its answer was stored (Rocket.Chat slow to take it, say: the answer is retried until
+    it is). Was: resumed, it looked for a change still waiting, found none, and answered "You have
+    no change waiting for confirmation in this room; nothing was changed" although both members
+    were switched off (and, had its author previewed another change meanwhile, applied that one,
+    unconfirmed)."""
+    preview = await h.say("admin", "ops", "!integration disable all in #alerts for 30m")
+    assert preview.outcome == "preview"
+    message, invocation = h.message("admin", "ops", "!integration yes")
+    first = await h.run_claimed(message, invocation)  # applied; its answer is never posted
+    assert first.outcome == "changed", first.text
+    h.services.followups.abandon(first.afterwards)  # the process died before running them
+    reply = await h.run_claimed(message, invocation, resumed=True)
+    assert "nothing was changed" not in reply.text, reply.text
+    assert reply.outcome == "changed", reply.text
+    await _members_off_once(h)

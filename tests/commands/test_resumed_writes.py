@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -92,3 +93,29 @@ async def test_a_confirmation_taken_over_before_its_write_is_applied_by_the_repl
     reply = await h.run_claimed(message, invocation, resumed=True)  # the one that took it over
     assert reply.outcome == "changed", reply.text
     assert h.doc(hook["_id"])["alias"] == "new"
+
+
+async def test_a_resumed_yes_applies_the_change_it_took_not_one_previewed_after_it(h: Harness) -> None:
+    """A `yes` taken over (its replica killed while applying the change it took) is resumed some
+    30 s later by another replica. Meanwhile its author, with no answer yet, previewed another
+    change in that room (not confirmed). Was: the resumed `yes` took the caller's newest change,
+    and applied the one nobody had confirmed (the one confirmed was left "being applied")."""
+    first = h.control.create_incoming_integration("Confirmed change", channel="#general", alias="old")
+    other = h.control.create_incoming_integration("Only previewed", channel="#general", alias="kept")
+    preview = await h.say("admin", "ops", f"!integration set {first['_id']} alias=confirmed")
+    assert preview.outcome == "preview", preview.text
+    message, invocation = h.message("admin", "ops", "!integration yes")
+    now = h.clock()
+    assert await h.services.state.claim_message(message.id, message.room_id, now, now)
+    # The first replica took the change, then died before writing it.
+    taken = await h.services.pending.take_latest(user_id=message.user_id, room_id=message.room_id, now=now)
+    assert taken.status is Status.OK
+    # No answer yet: the person previews something else meanwhile, and does not confirm it.
+    h.clock.advance(timedelta(seconds=20))
+    later = await h.say("admin", "ops", f"!integration set {other['_id']} alias=unconfirmed")
+    assert later.outcome == "preview", later.text
+    h.clock.advance(timedelta(seconds=20))  # its lease ran out
+    reply = await h.run_claimed(message, invocation, resumed=True)  # the replica that took it over
+    assert reply.outcome == "changed", reply.text
+    assert h.doc(first["_id"])["alias"] == "confirmed"
+    assert h.doc(other["_id"])["alias"] == "kept"

@@ -18,6 +18,7 @@ from settings_support import offline_settings
 
 from bot.errors import StateUnavailable
 from bot.rocketchat.messages import ChatMessage
+from bot.rocketchat.realtime import RealtimeState
 from bot.runtime.bot import Bot
 from bot.runtime.catchup import CursorBook
 from bot.runtime.homes import BACKUP_DELAY, Homes
@@ -203,7 +204,7 @@ async def test_a_stopping_replica_is_off_the_list_even_with_its_last_look_in_fli
     listed: set[str] = {"other"}
     in_flight = asyncio.Event()
 
-    async def replicas(alive: float) -> list[str]:
+    async def replicas(alive: float, **_: Any) -> list[str]:
         in_flight.set()
         try:
             await asyncio.sleep(0.2)
@@ -265,3 +266,42 @@ async def test_a_home_behind_by_more_than_the_backup_delay_stops_reading_ahead(h
     await h.bot._admit_all([command], "stream")
     assert h.taken == []
     assert h.bot.read_ahead.active() is not behind
+
+
+async def test_a_replica_that_does_not_hear_commands_is_nobodys_home(postgres_url: str, tmp_path: Path) -> None:
+    """Was: a replica whose realtime session was down (Rocket.Chat dropped it, its reconnection
+    backing off) went on saying it ran: it stayed the home of a share of the callers, and every
+    command of theirs waited the backup delay before another replica claimed it, for as long as
+    the session was down. It is now off the list while it does not hear commands, back once it
+    does."""
+    me = await StateStore.connect(postgres_url, owner="me")
+    other = await StateStore.connect(postgres_url, owner="other")
+    bot = Bot(offline_settings(tmp_path))
+    bot.state = me
+    realtime = SimpleNamespace(state=RealtimeState.READY)
+    bot.realtime = realtime  # type: ignore[assignment]
+    homes = asyncio.create_task(bot._keep_homes(), name="homes")
+    try:
+        assert await _until_listed(other, "me", True)
+        realtime.state = RealtimeState.CONNECTING  # the session dropped; reconnecting
+        assert await _until_listed(other, "me", False)
+        for _ in range(100):  # its own list read in the same statement: it claims what it hears at once
+            if bot.homes is not None and not bot.homes.shared():
+                break
+            await asyncio.sleep(0.05)
+        assert bot.homes is not None and bot.homes.mine("anyone")
+        realtime.state = RealtimeState.READY
+        assert await _until_listed(other, "me", True)
+    finally:
+        homes.cancel()
+        await asyncio.gather(homes, return_exceptions=True)
+        await me.close()
+        await other.close()
+
+
+async def _until_listed(state: StateStore, owner: str, listed: bool) -> bool:
+    for _ in range(100):
+        if (owner in await state.replicas(6.0)) is listed:
+            return True
+        await asyncio.sleep(0.1)
+    return False

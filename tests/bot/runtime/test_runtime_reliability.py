@@ -487,3 +487,87 @@ async def test_a_command_still_running_while_the_bot_drains_keeps_its_claim_rene
         await asyncio.wait_for(asyncio.shield(task), 15)
     assert bot_claim_status(tmp_path, command["_id"]) == "done"
     assert (await call(control.integration, target["_id"]))["enabled"] is False
+
+
+async def test_a_running_commands_claim_is_renewed_while_a_take_over_waits_for_rocket_chat(
+    w: World, tmp_path: Path
+) -> None:
+    """Was: the claims' keeper decided the claims it took over (a dead replica's) itself, between
+    two renewals, with a REST call or more per command: while Rocket.Chat was slow to answer those
+    (each call may wait out its time-outs and retries, 40 s and more), the leases of this process's
+    own running commands were not renewed, ran out, and another replica took them over and ran them
+    a second time beside the first. Renewals now go on while such a decision waits."""
+    control = w.control
+    await hook(w, "renewed-meanwhile")
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)) as (bot, _):
+        await call(control.set_latency, 4.0, "integrations.update")  # the command runs for a while
+        command = await call(control.post_message, "owen", "ops", "!integration disable renewed-meanwhile")
+        await until(lambda: bot_claim_status(tmp_path, command["_id"]) == "claimed", what="the command claimed")
+        # A replica died with a command unfinished; deciding it asks Rocket.Chat, which does not
+        # answer in time (each attempt times out: 15 s with the retries).
+        await call(control.set_latency, 6.0, "chat.getMessage")
+        with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+            db.execute(
+                "INSERT INTO processed_messages (message_id, room_id, message_ts, claimed_at, status, owner,"
+                " lease_until) VALUES ('orphan', ?, 0, 0, 'claimed', 'a-dead-replica', 0)",
+                (command["rid"],),
+            )
+        taken = lambda: claim_owner(tmp_path, "orphan") != "a-dead-replica"  # noqa: E731
+        await until(taken, what="the dead replica's claim taken over")
+        leased = claim_lease(tmp_path, command["_id"])
+        assert leased is not None
+        renewed = lambda: (claim_lease(tmp_path, command["_id"]) or 0.0) > leased + 0.5  # noqa: E731
+        await until(renewed, timeout=3, what="the running command's claim renewed")
+        answer = await answer_to(w, tmp_path, command)
+        assert "Disabled" in answer["msg"]
+        # The claim being decided is renewed too: taken over once, not again each lease.
+        assert bot.metrics.registry.get_sample_value("integrations_bot_claim_takeovers_total") == 1
+
+
+def claim_owner(tmp_path: Path, message_id: str) -> str | None:
+    with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+        row = db.execute("SELECT owner FROM processed_messages WHERE message_id = ?", (message_id,)).fetchone()
+    return str(row[0]) if row and row[0] is not None else None
+
+
+async def test_a_command_taken_over_while_its_replica_could_not_renew_its_claim_is_answered_by_the_other_only(
+    w: World, tmp_path: Path
+) -> None:
+    """Was: a replica that could not renew its claims for longer than the lease (paused, or cut
+    off from the database) lost a `yes` to another replica, which took the change and applied it;
+    going on, the first found no change waiting and answered "You have no change waiting for
+    confirmation in this room; nothing was changed" at the answer's ids, first, so the real answer
+    was never shown. Only writes checked the claim. Now a command whose replica's renewals lapsed
+    since it was claimed looks at its claim before answering, and says nothing if it is not its own.
+    (The pause: the renewal statement of its claims' keeper does not come back meanwhile.)"""
+    control = w.control
+    await hook(w, "taken-yes")
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)) as (bot, _):
+        state = bot.state
+        assert state is not None
+        preview = await call(control.post_message, "owen", "ops", '!integration set taken-yes alias="new"')
+        assert "confirm" in (await answer_to(w, tmp_path, preview))["msg"]
+        renew, thawed = state.renew_claims, asyncio.Event()
+
+        async def paused(*args: Any, **kwargs: Any) -> int:
+            await thawed.wait()
+            return await renew(*args, **kwargs)
+
+        state.renew_claims = paused  # type: ignore[method-assign]  # this replica renews nothing (paused)
+        await call(control.set_latency, 4.0, "users.info")  # the confirmation's rights come slowly
+        with structlog.testing.capture_logs() as captured:
+            command = await call(control.post_message, "owen", "ops", "!integration yes")
+            await until(lambda: bot_claim_status(tmp_path, command["_id"]) == "claimed", what="the yes claimed")
+            # Its lease ran out: another replica took the command over, and the change with it.
+            with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+                db.execute(
+                    "UPDATE processed_messages SET owner = 'another-replica' WHERE message_id = ?", (command["_id"],)
+                )
+                db.execute("UPDATE confirmations SET status = 'applying', applied_at = applied_at")
+                db.execute("UPDATE confirmations SET applied_at = created_at")
+            mine = command["_id"]
+            ended = lambda: [e for e in captured if e.get("message_id") == mine and e["event"] == "command.taken_over"]  # noqa: E731
+            await until(ended, what="the yes stopped", timeout=15)
+        thawed.set()
+        await call(control.set_latency, 0, "users.info")
+    assert not [m for m in control.messages("ops") if m["_id"] in answer_ids(tmp_path, command)]

@@ -124,6 +124,45 @@ async def test_a_resumed_yes_finds_the_change_it_was_applying_and_nobody_else_do
     assert other.status is Status.NOTHING
 
 
+async def test_a_resumed_yes_finds_the_change_it_was_applying_before_one_previewed_since(
+    store: ConfirmationStore,
+) -> None:
+    """Its process died while applying; before its lease ran out, the caller previewed another
+    change in that room. The resumed `yes` is answered with the change it took, not the newer one."""
+    code = await add(store, at=T0)
+    assert (await store.take_latest(user_id="u1", room_id="r1", now=T0 + timedelta(seconds=1))).status is Status.OK
+    newer = await add(store, at=T0 + timedelta(seconds=20))
+    later = T0 + timedelta(seconds=40)
+    resumed = await store.take_latest(user_id="u1", room_id="r1", now=later, resuming=True)
+    assert resumed.status is Status.APPLYING and resumed.change is not None and resumed.change.code == code
+    # The newer one still waits for its own confirmation.
+    fresh = await store.take_latest(user_id="u1", room_id="r1", now=later)
+    assert fresh.status is Status.OK and fresh.change is not None and fresh.change.code == newer
+
+
+async def test_a_resumed_bulk_yes_finds_its_bulk_preview_applied_and_never_another_change(
+    store: ConfirmationStore,
+) -> None:
+    """Applied before its process died (its answer not stored yet): the resumed bulk `yes` is
+    handed its own preview, applied, not a newer `set` preview nor "nothing waiting"."""
+    bulk = await store.add(
+        user_id="u1",
+        room_id="r1",
+        integration_id=confirmations.BULK_TARGET,
+        snapshot={"members": []},
+        updates={"args": []},
+        now=T0,
+        ttl=TTL,
+    )
+    taken = await store.take_latest(user_id="u1", room_id="r1", now=T0 + timedelta(seconds=1))
+    assert taken.status is Status.OK and taken.change is not None and taken.change.code == bulk.code
+    await store.applied(taken.change, now=T0 + timedelta(seconds=2))
+    await add(store, at=T0 + timedelta(seconds=20))  # a `set` previewed meanwhile
+    later = T0 + timedelta(seconds=40)
+    resumed = await store.take_latest(user_id="u1", room_id="r1", now=later, resuming=True, bulk=True)
+    assert resumed.status is Status.APPLIED and resumed.change is not None and resumed.change.code == bulk.code
+
+
 async def test_yes_on_an_expired_latest_says_expired(store: ConfirmationStore) -> None:
     await add(store)
     assert (await store.take_latest(user_id="u1", room_id="r1", now=T0 + TTL)).status is Status.EXPIRED
