@@ -88,6 +88,10 @@ SEND_MESSAGE_KEYS: Final[dict[str, str]] = {
 _TS_TOLERANCE_MS: Final = 60_000
 
 
+# One event's `changed` frames as encoded for the sessions it reached so far (`DDPSession._changed`).
+Frames = dict[tuple[str, str, Any], str]
+
+
 def encode(frame: dict[str, Any]) -> str:
     """Meteor's `stringifyDDP`: compact JSON, dates already in EJSON form."""
     return json.dumps(frame, separators=(",", ":"), ensure_ascii=False)
@@ -501,25 +505,41 @@ class DDPSession:
 
     # --- events ---------------------------------------------------------------------------------
 
-    def _changed(self, collection: str, event_name: str, args: list[Any]) -> None:
-        self._send(
-            {
-                "msg": "changed",
-                "collection": collection,
-                "id": "id",
-                "fields": {"eventName": event_name, "args": to_ejson(args)},
-            }
-        )
+    def _changed(
+        self, collection: str, event_name: str, args: list[Any], *, frames: Frames | None = None, key: Any = None
+    ) -> None:
+        """One `changed` frame. With `frames` (one event's frames, shared by every session it is
+        delivered to), a frame `key` names alike for every session is encoded once, as Rocket.Chat's
+        streamer stringifies an event once for all its subscriptions."""
+        if frames is None:
+            self._send(self._changed_frame(collection, event_name, args))
+            return
+        name = (collection, event_name, key)
+        text = frames.get(name)
+        if text is None:
+            text = frames[name] = encode(self._changed_frame(collection, event_name, args))
+        if self.state is not State.CLOSED:
+            self._out.append(text)
+
+    @staticmethod
+    def _changed_frame(collection: str, event_name: str, args: list[Any]) -> dict[str, Any]:
+        return {
+            "msg": "changed",
+            "collection": collection,
+            "id": "id",
+            "fields": {"eventName": event_name, "args": to_ejson(args)},
+        }
 
     def _subs_for(self, name: str, event_name: str) -> list[_Sub]:
         return [s for s in self._subs.values() if s.name == name and s.event_name == event_name]
 
-    def deliver(self, event: Event) -> None:
-        """Turn one store event into `changed` frames for this session's subscriptions."""
+    def deliver(self, event: Event, frames: Frames | None = None) -> None:
+        """Turn one store event into `changed` frames for this session's subscriptions (`frames`:
+        those of this event encoded already for other sessions, see `_changed`)."""
         if self.state is not State.CONNECTED or not self._subs:
             return
         if isinstance(event, MessageEvent):
-            self._deliver_message(event)
+            self._deliver_message(event, frames)
         elif isinstance(event, SubscriptionEvent):
             self._deliver_user(event.user_id, "subscriptions-changed", [event.action, event.subscription])
         elif isinstance(event, RoomEvent):
@@ -544,7 +564,7 @@ class DDPSession:
         if self.state is State.CONNECTED:
             self._deliver_user(user_id, "message", [message])
 
-    def _deliver_message(self, event: MessageEvent) -> None:
+    def _deliver_message(self, event: MessageEvent, frames: Frames | None) -> None:
         message, room = event.message, event.room
         uid = self.user_id
         if uid is None or message.get("_hidden") or message.get("imported"):
@@ -557,13 +577,15 @@ class DDPSession:
         if not self._can_read_room(uid, rid):
             return
         for _sub in direct:
-            self._changed(STREAM_ROOM_MESSAGES, rid, [message])
+            self._changed(STREAM_ROOM_MESSAGES, rid, [message], frames=frames)
         if mine and self.store.can_access_room(uid, rid):
             meta: dict[str, Any] = {"roomParticipant": self.store.is_member(rid, uid), "roomType": room["t"]}
             if room.get("name") is not None:
                 meta["roomName"] = room["name"]
             for _sub in mine:
-                self._changed(STREAM_ROOM_MESSAGES, MY_MESSAGES, [message, meta])
+                self._changed(
+                    STREAM_ROOM_MESSAGES, MY_MESSAGES, [message, meta], frames=frames, key=tuple(meta.items())
+                )
 
     def _deliver_room_change(self, room: dict[str, Any]) -> None:
         """A room's change reaches a user's `rooms-changed` publication if the user is in the room.

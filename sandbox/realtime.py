@@ -29,7 +29,7 @@ from starlette.routing import BaseRoute, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketState
 
 from sandbox.config import SandboxConfig
-from sandbox.ddp import Call, DDPSession, SubscriptionTrash, internal_error, too_many_requests
+from sandbox.ddp import Call, DDPSession, Frames, SubscriptionTrash, internal_error, too_many_requests
 from sandbox.faults import DDP_PREFIX, ClientAddress, Faults
 from sandbox.store import Event, Store, SubscriptionEvent
 
@@ -78,8 +78,9 @@ class RealtimeHub:
             loop.call_soon_threadsafe(self._fan_out, event)
 
     def _fan_out(self, event: Event) -> None:
+        frames: Frames = {}  # a frame alike for several sessions is encoded once
         for connection in list(self._connections):
-            connection.session.deliver(event)
+            connection.session.deliver(event, frames)
             connection.wake_writer()
 
     def _schedule_ephemeral(self, user_id: str, message: dict[str, Any]) -> None:

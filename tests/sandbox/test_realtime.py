@@ -128,6 +128,29 @@ async def test_dm_meta_has_no_room_name_and_public_non_member_rooms_are_included
         assert (await client.changed("__my_messages__"))["fields"]["args"][0]["msg"] == "marker"  # secret skipped
 
 
+async def test_one_message_reaches_several_sessions_each_with_its_own_meta(
+    server: SandboxServer, bot: UserCredentials
+) -> None:
+    """Sessions of one user get the same frame (encoded once per message, as Rocket.Chat's streamer
+    does); a session of a user for whom the room's meta differs gets its own."""
+    carol = server.control.create_user("carol", password="carol-pw", roles=["user"])
+    async with (
+        DDPClient.open(server.url) as one,
+        DDPClient.open(server.url) as two,
+        DDPClient.open(server.url) as other,
+    ):
+        for client, token in ((one, bot.auth_token), (two, bot.auth_token), (other, carol.auth_token)):
+            await client.connect()
+            await client.login(token)
+            await client.sub("stream-room-messages", "__my_messages__", False)
+        await asyncio.to_thread(server.control.post_message, "alice", "general", "for everyone")
+        frames = [(await client.changed("__my_messages__"))["fields"]["args"] for client in (one, two, other)]
+        assert [args[0]["msg"] for args in frames] == ["for everyone"] * 3
+        assert frames[0] == frames[1]
+        assert frames[0][1] == {"roomParticipant": True, "roomType": "c", "roomName": "general"}
+        assert frames[2][1] == {"roomParticipant": False, "roomType": "c", "roomName": "general"}
+
+
 async def test_edits_reactions_and_thread_replies_are_redelivered(server: SandboxServer, bot: UserCredentials) -> None:
     control = server.control
     async with DDPClient.open(server.url) as client:
