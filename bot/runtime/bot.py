@@ -107,6 +107,9 @@ from commands.registry import Dispatcher, Registry, new_correlation_id
 from commands.reply import Reply
 from commands.table import build_registry
 
+# Seconds this host's clock may differ from the shared database server's before it is said
+# (`_watch_clock`): well within what leases bear (about two thirds of `BOT_CLAIM_LEASE`, 30 s).
+CLOCK_TOLERANCE: Final = 5.0
 HOMES_TICK: Final = 0.25  # seconds between looks at the commands left to their home (`_keep_homes`)
 CLAIMS_TASK: Final = "claims"  # the task that renews, checks and takes over claims (`_keep_claims`)
 log = logs.get_logger("integrations_bot.runtime")
@@ -195,6 +198,7 @@ class Bot:
         # (message id → the outcome to close the claim with, the follow-ups still to run).
         self._unsettled: dict[str, tuple[str, tuple[FollowUp, ...]]] = {}
         self._last_outage: float | None = None  # loop time of the last StateUnavailable
+        self._clock_off = False  # this host's clock is off the database server's (`_watch_clock`)
         self._sweep_task: asyncio.Task[None] | None = None  # deciding claims taken over (`_sweep_taken`)
         # Loop time of the last renewal of this process's claims, and of the end of the last gap
         # between two renewals long enough for a lease to run out (`_keep_claims`), and when each
@@ -691,6 +695,7 @@ class Bot:
                     self._look = asyncio.ensure_future(self.state.replicas(ALIVE, present=self._hearing()))
                     self.homes.update(await asyncio.shield(self._look))
                     self.metrics.replicas_alive.set(len(self.homes.alive))
+                    self._watch_clock()
                     if self.homes.alive != before:
                         log.info("homes.replicas", alive=len(self.homes.alive))
                 except StateUnavailable as exc:
@@ -698,6 +703,31 @@ class Bot:
             if len(self._left):
                 await self._claim_left(loop.time())
             await asyncio.sleep(HOMES_TICK)
+
+    def _watch_clock(self) -> None:
+        """Compare this host's clock with the database server's, read by the last look. Leases are
+        stored on each replica's own clock: one whose clock is behind the others' by about two
+        thirds of a lease has its running commands taken over (and the stale rule compares the
+        clock with Rocket.Chat's). Said once when the offset passes `CLOCK_TOLERANCE`, and once
+        when it is back within it; the offset is a metric."""
+        assert self.state is not None
+        at = self.state.database_clock
+        if at is None:
+            return
+        offset = at - self.clock().timestamp()
+        self.metrics.clock_offset.set(offset)
+        off = abs(offset) > CLOCK_TOLERANCE
+        if off != self._clock_off:
+            self._clock_off = off
+            if off:
+                log.warning(
+                    "clock.out_of_sync",
+                    offset_seconds=round(offset, 1),
+                    hint="this host's clock differs from the database server's: leases and the stale rule"
+                    " compare the hosts' clocks; synchronise them (NTP)",
+                )
+            else:
+                log.info("clock.in_sync", offset_seconds=round(offset, 1))
 
     def _hearing(self) -> bool:
         """Whether this replica hears commands as they are posted (its realtime session ready, its

@@ -71,6 +71,12 @@ class Metrics:
         self.replicas_alive = Gauge(
             f"{PREFIX}_replicas_alive", "Replicas on the shared database as this one last read them", registry=r
         )
+        self.clock_offset = Gauge(
+            f"{PREFIX}_clock_offset_seconds",
+            "The shared database server's clock minus this host's, at this replica's last look (leases compare"
+            " the hosts' clocks)",
+            registry=r,
+        )
         self.takeovers = Counter(
             f"{PREFIX}_claim_takeovers",
             "Unfinished commands taken over from a process that died (its lease ran out) or a previous run",

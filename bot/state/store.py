@@ -192,6 +192,9 @@ class StateStore:
         self.database = database
         self.owner = owner if owner is not None else replica_name()
         self.lease = lease
+        # The database server's clock (seconds since the epoch) at the last `replicas` look, on a
+        # shared database: leases are stored on the replicas' own clocks (`claim_messages`).
+        self.database_clock: float | None = None
         self.timers = TimerStore(database)
         self.confirmations = ConfirmationStore(database)
         self.floods = FloodStore(database)
@@ -373,23 +376,25 @@ class StateStore:
         off the list, and the others listed, without this one."""
         if not self.shared:
             return [self.owner] if present else []
-        if not present:
-            rows = await self.database.rows(
-                "WITH now AS (SELECT extract(epoch FROM clock_timestamp()) AS at),"
-                " gone AS (DELETE FROM replicas WHERE owner = ? OR seen_at < (SELECT at FROM now) - 3600)"
-                " SELECT owner FROM replicas WHERE seen_at >= (SELECT at FROM now) - ? AND owner != ?",
-                (self.owner, alive, self.owner),
-            )
-            return sorted(str(row[0]) for row in rows)
-        rows = await self.database.rows(
-            "WITH now AS (SELECT extract(epoch FROM clock_timestamp()) AS at),"
+        now = "WITH now AS (SELECT extract(epoch FROM clock_timestamp()) AS at),"
+        said = (
             " seen AS (INSERT INTO replicas (owner, seen_at) SELECT ?, at FROM now"
             " ON CONFLICT (owner) DO UPDATE SET seen_at = excluded.seen_at),"
             " gone AS (DELETE FROM replicas WHERE seen_at < (SELECT at FROM now) - 3600)"
-            " SELECT owner FROM replicas WHERE seen_at >= (SELECT at FROM now) - ? AND owner != ?",
+            if present
+            else " gone AS (DELETE FROM replicas WHERE owner = ? OR seen_at < (SELECT at FROM now) - 3600)"
+        )
+        # The others, and one row without an owner: the server's clock (`database_clock`).
+        rows = await self.database.rows(
+            now  # noqa: S608 (constant text)
+            + said
+            + " SELECT owner, NULL FROM replicas WHERE seen_at >= (SELECT at FROM now) - ? AND owner != ?"
+            " UNION ALL SELECT NULL, at FROM now",
             (self.owner, alive, self.owner),
         )
-        return [self.owner, *sorted(str(row[0]) for row in rows)]
+        others = sorted(str(row[0]) for row in rows if row[0] is not None)
+        self.database_clock = next((float(row[1]) for row in rows if row[0] is None), None)
+        return [self.owner, *others] if present else others
 
     async def leave(self) -> None:
         """This replica stops: the others stop counting on it at their next look."""

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import structlog
 from settings_support import offline_settings
 
 from bot.errors import StateUnavailable
@@ -297,6 +298,42 @@ async def test_a_replica_that_does_not_hear_commands_is_nobodys_home(postgres_ur
         await asyncio.gather(homes, return_exceptions=True)
         await me.close()
         await other.close()
+
+
+async def test_a_replica_whose_clock_is_off_the_databases_says_so_once_and_when_it_is_back(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Leases are stored on each replica's own clock: a host whose clock is ~20 s behind the
+    others' has its running commands taken over (and run a second time) while nothing said why.
+    The replica now compares its clock with the database server's at each look: a warning when
+    they differ by more than `CLOCK_TOLERANCE`, once; a line when they agree again; the offset as
+    a metric."""
+    state = await StateStore.connect(postgres_url, owner="skewed")
+    offset = [timedelta(seconds=-30)]
+    bot = Bot(offline_settings(tmp_path), clock=lambda: datetime.now(UTC) + offset[0])
+    bot.state = state
+    bot.realtime = SimpleNamespace(state=RealtimeState.READY)  # type: ignore[assignment]
+    with structlog.testing.capture_logs() as captured:
+        homes = asyncio.create_task(bot._keep_homes(), name="homes")
+        try:
+            for _ in range(100):
+                if any(e["event"] == "clock.out_of_sync" for e in captured):
+                    break
+                await asyncio.sleep(0.05)
+            assert 29 < bot.metrics.clock_offset._value.get() < 31  # the database's clock is ahead by 30 s
+            offset[0] = timedelta(0)  # synchronised (NTP stepped it)
+            for _ in range(100):
+                if any(e["event"] == "clock.in_sync" for e in captured):
+                    break
+                await asyncio.sleep(0.1)
+        finally:
+            homes.cancel()
+            await asyncio.gather(homes, return_exceptions=True)
+            await state.close()
+    said = [e for e in captured if e["event"].startswith("clock.")]
+    assert [e["event"] for e in said] == ["clock.out_of_sync", "clock.in_sync"]  # once each, not at every look
+    assert said[0]["log_level"] == "warning" and said[0]["offset_seconds"] == pytest.approx(30, abs=1)
+    assert abs(bot.metrics.clock_offset._value.get()) < 1
 
 
 async def _until_listed(state: StateStore, owner: str, listed: bool) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
@@ -150,6 +151,7 @@ async def test_replicas_say_they_run_and_leave_and_a_silent_one_drops_off_the_li
         assert await b.replicas(6.0) == ["b"]
         return
     assert await a.replicas(6.0) == ["a"]
+    assert a.database_clock is not None and abs(a.database_clock - time.time()) < 1  # the server's clock, read
     assert await b.replicas(6.0) == ["b", "a"]  # this one first, then the others
     assert await a.replicas(6.0) == ["a", "b"]
     await b.leave()
