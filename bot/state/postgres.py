@@ -257,6 +257,9 @@ LOCK_WAIT: Final = 30.0
 # (A holder whose several calls are each rate-limited that long may exceed it: the changes behind it
 # are then answered "can't record commands", as before they queued.)
 LOCK_HELD_MAX: Final = 300.0
+# The pool's own bound on a request for a lock connection (seconds): none, in effect; the wait is
+# bounded by `SharedIntegrationLocks._connection` (`LOCK_WAIT`, `LOCK_HELD_MAX`).
+_QUEUED_FOR_EVER: Final = 1e6
 
 
 def where_of(url: str) -> str:
@@ -808,19 +811,26 @@ class SharedIntegrationLocks:
         releases it does not answer, may wait as long as that lasts, and the change waited on,
         unanswered, for as long. In an outage, a change fails `LOCK_WAIT` after the last
         connection was handed back (at most twice that)."""
-        while True:
-            try:
-                conn = await self._pool.getconn(timeout=LOCK_WAIT)
-            except PoolTimeout:
+        # One request, kept in the pool's queue for the whole wait: ended and asked again each
+        # `LOCK_WAIT`, it went to the back of the queue, behind every change that came since (in a
+        # long burst, the first to ask was served last).
+        getting = asyncio.ensure_future(self._pool.getconn(timeout=_QUEUED_FOR_EVER))
+        try:
+            while not (await asyncio.wait({getting}, timeout=LOCK_WAIT))[0]:
                 quiet = time.monotonic() - self._moved
                 full = self._taken >= self._pool.max_size
                 if not (quiet < LOCK_WAIT or (full and self._holders and quiet < LOCK_HELD_MAX)):
-                    raise
+                    raise PoolTimeout("no lock connection: the queue for them stopped moving")
                 log.info("state.lock_queued", where=self._where, waited=LOCK_WAIT, held=self._taken)
-                continue
-            self._taken += 1
-            self._moved = time.monotonic()
-            return conn
+        except BaseException:
+            # Its end (cancelled, or failed here): a connection handed to it meanwhile goes back.
+            if not getting.cancel() and not getting.cancelled() and getting.exception() is None:
+                await self._pool.putconn(getting.result())
+            raise
+        conn = getting.result()
+        self._taken += 1
+        self._moved = time.monotonic()
+        return conn
 
     async def flush_deferred(self) -> None:
         """Run now, each on its own, the statements deferred to the release of the current task's

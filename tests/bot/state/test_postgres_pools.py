@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 import pytest
+import structlog
 
 from bot.errors import StateUnavailable
 from bot.state import postgres
@@ -430,3 +431,56 @@ async def _waiting_for_locks(url: str) -> int:
         row = await cursor.fetchone()
         assert row is not None
         return int(row[0])
+
+
+async def test_a_change_queued_past_the_lock_wait_keeps_its_place_in_the_queue(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every lock connection held by a slow write; a change queues for one, then others behind it.
+    Its wait outlasts `LOCK_WAIT` and goes on (the queue is a queue): it must still be served
+    before the changes that queued after it. Was: each `LOCK_WAIT`, its wait ended and began again
+    at the back of the pool's queue, behind every change that came since: in a long burst, the
+    first to ask was answered last (and again behind the newcomers every `LOCK_WAIT`). Here
+    `LOCK_WAIT` is 0.5 s."""
+    monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
+    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
+    await database._open(within=10)
+    await database._migrate()
+    try:
+        holding = 0
+        all_holding = asyncio.Event()
+        releases = [asyncio.Event() for _ in range(LOCK_POOL)]
+        served: list[str] = []
+
+        async def holder(number: int) -> None:
+            nonlocal holding
+            async with database.locks.hold(f"slow-{number}"):
+                holding += 1
+                if holding == LOCK_POOL:
+                    all_holding.set()
+                await releases[number].wait()
+
+        one_served = asyncio.Event()
+
+        async def change(name: str) -> None:
+            async with database.locks.hold(name):
+                served.append(name)
+                one_served.set()
+
+        holders = [asyncio.create_task(holder(number)) for number in range(LOCK_POOL)]
+        await all_holding.wait()
+        with structlog.testing.capture_logs() as captured:
+            first = asyncio.create_task(change("first"))
+            await asyncio.sleep(0.3)  # the others come later, within its first `LOCK_WAIT`
+            later = [asyncio.create_task(change(f"later-{number}")) for number in range(3)]
+            async with asyncio.timeout(5):
+                while not any(e.get("event") == "state.lock_queued" for e in captured):  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)  # the first one's wait went past `LOCK_WAIT`
+        releases[0].set()  # one connection handed back: the queue's first change has it
+        await one_served.wait()
+        for release in releases:
+            release.set()
+        await asyncio.gather(first, *later, *holders)
+        assert served[0] == "first", served
+    finally:
+        await database.close()
