@@ -1107,9 +1107,13 @@ class Bot:
         await self.sender.deliver(message, reply)
 
     async def _taken_over(self, message_id: str) -> bool:
-        """Whether another process holds the command's claim now. Asked only when its lease may
-        have run out: this process's renewals lapsed (paused, cut off from the database) since it
-        was claimed, or are late now. When the claim cannot be looked up, it is answered as before."""
+        """Whether another process holds the command's claim now, unfinished: it answers the
+        command from what it does. Asked only when its lease may have run out: this process's
+        renewals lapsed (paused, cut off from the database) since it was claimed, or are late now.
+        When the claim cannot be looked up, it is answered as before. One the other finished is
+        answered too: it may have closed it on the "can't record commands" notice of a replica cut
+        off from the database (`Recovery._answered`), which this answer writes over (outbound.py),
+        while a real answer already at its ids keeps it from being stored a second time."""
         now = asyncio.get_running_loop().time()
         claimed = self._claimed_at.get(message_id)
         lapsed = self._lapsed_at is not None and (claimed is None or self._lapsed_at >= claimed)
@@ -1118,7 +1122,7 @@ class Bot:
             return False  # (the database away: the look-up would only wait for it to fail)
         assert self.state is not None
         try:
-            owner = await self.state.claim_owner(message_id)
+            owner = await self.state.claim_owner(message_id, open_only=True)
         except StateUnavailable:
             return False
         return owner is not None and owner != self.state.owner

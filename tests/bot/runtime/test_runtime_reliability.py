@@ -626,3 +626,48 @@ async def test_a_running_commands_claim_is_renewed_while_book_keeping_left_by_an
             assert "Disabled" in answer["msg"]
             await call(control.set_latency, 0.0, "integrations.get")
             await until(lambda: bot_claim_status(tmp_path, unsettled["_id"]) == "done", timeout=30, what="settled")
+
+
+async def test_a_change_taken_over_and_closed_on_a_not_run_notice_is_answered_by_the_replica_that_ran_it(
+    w: World, tmp_path: Path
+) -> None:
+    """A replica ran a `disable` (the integration switched off) while its renewals lapsed (paused,
+    or cut off from the database). Meanwhile another replica, cut off from the database, posted
+    the "I can't record commands right now, so I did not run this one" notice at the answer's ids,
+    and the replica that took the claim over found that notice there and closed the claim
+    ("answered before the restart"). Was: the first replica, seeing the claim another's, said
+    nothing, and the author was left told nothing was changed when it was (outbound.py: the real
+    answer writes over that notice). Once the other has closed the claim, the first answers: its
+    answer is stored once at the answer's ids, over a notice only."""
+    control = w.control
+    target = await hook(w, "ran-here")
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)) as (bot, _):
+        state, rest = bot.state, bot.rest
+        assert state is not None and rest is not None
+        renew, thawed = state.renew_claims, asyncio.Event()
+
+        async def paused(*args: Any, **kwargs: Any) -> int:
+            await thawed.wait()
+            return await renew(*args, **kwargs)
+
+        state.renew_claims = paused  # type: ignore[method-assign]  # this replica renews nothing (paused)
+        await call(control.set_latency, 4.0, "integrations.update")  # the command runs for a while
+        command = await call(control.post_message, "owen", "ops", "!integration disable ran-here")
+        await until(lambda: bot_claim_status(tmp_path, command["_id"]) == "claimed", what="the command claimed")
+        # A replica cut off from the database posted the notice; the one that took the claim over
+        # found it and closed the claim.
+        notice = await rest.chat_send_message(
+            command["rid"], replies.UNRECORDED, message_id=answer_ids(tmp_path, command)[0]
+        )
+        with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+            db.execute(
+                "UPDATE processed_messages SET owner = 'another-replica', status = 'done',"
+                " outcome = 'recovered: answered before the restart' WHERE message_id = ?",
+                (command["_id"],),
+            )
+        await until(
+            lambda: "Disabled" in str(control.message(notice["_id"]).get("msg")), what="the answer over the notice"
+        )
+        thawed.set()
+        await call(control.set_latency, 0, "integrations.update")
+    assert (await call(control.integration, target["_id"]))["enabled"] is False
