@@ -31,7 +31,8 @@ from commands.set import apply, resumed
 async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     # A bulk confirmation resumed after a crash carries on with its group (commands/bulk.py);
     # a `set` one resumed with its write stored is answered from that write (the preview is gone).
-    resuming_bulk = await ctx.services.state.groups.for_message(ctx.message.id) is not None
+    group = await ctx.services.state.groups.for_message(ctx.message.id)
+    resuming_bulk = group is not None
     # Resumed (after a crash, or taken over from a replica that stopped with it after taking the
     # code): a change found "being applied" is this very command's to apply.
     resuming = ctx.services.integrations.resuming()
@@ -50,7 +51,7 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             room_id=message.room_id,
             now=now,
             resuming=resuming_bulk or resuming,
-            bulk=resuming_bulk,
+            begun=group.created_at if group is not None else None,
         )
     timeout = human_duration(ctx.services.settings.bot_confirm_timeout)
     again = f"Run {code('set')} again to get a new preview."

@@ -124,10 +124,12 @@ OUTGOING_FIELDS: Final = (
     "emoji",
 )
 COMMON_FIELDS: Final = ("name", "enabled", "scriptEnabled", "channel")
-# How long a change may wait for its lock (seconds) and still write from the document it read
-# before (`IntegrationService.editing`): read "a moment ago", a second read narrows no race. A
-# change queued behind a burst may wait minutes (bot/state/postgres.py, `LOCK_WAIT`): an edit made
-# in Rocket.Chat's admin UI meanwhile, which nothing of the bot's records, was written over.
+# How old a read may be (seconds, from its answer to the lock's) for a change to write from it
+# without reading again (`IntegrationService.editing`): read "a moment ago", a second read narrows
+# no race. A change queued behind a burst may wait minutes (bot/state/postgres.py, `LOCK_WAIT`), and
+# a command's steps between its look-up and its lock (its caller's rights read, rate-limited for up
+# to 60 s) as long: an edit made in Rocket.Chat's admin UI meanwhile, which nothing of the bot's
+# records, was written over.
 READ_TRUSTED_WAIT: Final = 30.0
 # Keys the schema rejects as null (besides the required ones): omitted when stored as null.
 NON_NULLABLE: Final = frozenset({"scriptEngine", "username", "event"})
@@ -654,7 +656,7 @@ class IntegrationService:
         """Hold `target`'s lock for one read-modify-write (bot/integrations/locks.py) and yield its document.
 
         The document is `target` itself when it was read from the server (`read_mark`), nobody
-        held the lock since, and the lock was taken within `READ_TRUSTED_WAIT`; otherwise it is
+        held the lock since, and it was read within `READ_TRUSTED_WAIT` of the lock; otherwise it is
         read again under the lock. Everything decided from
         `Edit.current` (a comparison, a plan, a confirmation) and the write made by `Edit.apply`
         are then one step no other writer in the bot can come between. Raises
@@ -674,11 +676,12 @@ class IntegrationService:
                 await asyncio.sleep(0)
             writer = self._writer()
             owner = self._owner() if writer is not None else None
-            asked = time.monotonic()
             async with self._locks.hold(found.id, writer=writer, owner=owner) as held:
                 updated_at = found.document.get("_updatedAt")
                 stamp = updated_at if isinstance(updated_at, str) else None
-                fresh = time.monotonic() - asked < READ_TRUSTED_WAIT  # not read before a long wait
+                # Not read long ago: before a long wait for the lock, or the command's slow steps.
+                read = found.read_time
+                fresh = read is not None and time.monotonic() - read < READ_TRUSTED_WAIT
                 if found.read_mark is not None and fresh and held.untouched_since(found.read_mark, stamp):
                     current = found
                 else:

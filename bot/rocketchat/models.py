@@ -9,6 +9,7 @@ next to the few typed fields, and every write is built from that document, never
 from __future__ import annotations
 
 import copy
+import time
 from collections.abc import Mapping
 from typing import Any, Final, Literal
 
@@ -145,6 +146,9 @@ class Integration(_Frozen):
     # so a write may start from this read if nobody wrote the integration since; None when it
     # came from elsewhere (an audit row, a timer), which is then read again before a write.
     read_mark: int | None = Field(default=None, repr=False)
+    # When that read was answered (`time.monotonic()`): a write starts from it only while it is recent
+    # (`IntegrationService.editing`: an edit made in the admin UI since is recorded nowhere).
+    read_time: float | None = Field(default=None, repr=False)
 
     @classmethod
     def of(cls, document: Mapping[str, Any] | Integration) -> Integration:
@@ -170,7 +174,7 @@ class Integration(_Frozen):
 
     def read_at(self, mark: int) -> Integration:
         """This document, known to have been read from the server at `mark` (bot/integrations/locks.py)."""
-        return self.model_copy(update={"read_mark": mark})
+        return self.model_copy(update={"read_mark": mark, "read_time": time.monotonic()})
 
     @property
     def is_incoming(self) -> bool:

@@ -200,6 +200,7 @@ class Bot:
         self._last_outage: float | None = None  # loop time of the last StateUnavailable
         self._clock_off = False  # this host's clock is off the database server's (`_watch_clock`)
         self._sweep_task: asyncio.Task[None] | None = None  # deciding claims taken over (`_sweep_taken`)
+        self._settle_task: asyncio.Task[None] | None = None  # book-keeping left by an outage (`_settle_apart`)
         # Loop time of the last renewal of this process's claims, and of the end of the last gap
         # between two renewals long enough for a lease to run out (`_keep_claims`), and when each
         # command in a lane was claimed: one claimed before such a gap may have been taken over.
@@ -1095,7 +1096,7 @@ class Bot:
             results = [await followup.again() for followup in failed]
             if all(results):
                 await self._finish(message_id, outcome)
-            else:
+            elif message_id in self._unsettled:
                 self._unsettled[message_id] = (
                     outcome,
                     tuple(f for f, ok in zip(failed, results, strict=True) if not ok),
@@ -1136,9 +1137,13 @@ class Bot:
         await self.sender.deliver(message, reply)
 
     async def _taken_over(self, message_id: str) -> bool:
-        """Whether another process holds the command's claim now. Asked only when its lease may
-        have run out: this process's renewals lapsed (paused, cut off from the database) since it
-        was claimed, or are late now. When the claim cannot be looked up, it is answered as before."""
+        """Whether another process holds the command's claim now, unfinished: it answers the
+        command from what it does. Asked only when its lease may have run out: this process's
+        renewals lapsed (paused, cut off from the database) since it was claimed, or are late now.
+        When the claim cannot be looked up, it is answered as before. One the other finished is
+        answered too: it may have closed it on the "can't record commands" notice of a replica cut
+        off from the database (`Recovery._answered`), which this answer writes over (outbound.py),
+        while a real answer already at its ids keeps it from being stored a second time."""
         now = asyncio.get_running_loop().time()
         claimed = self._claimed_at.get(message_id)
         lapsed = self._lapsed_at is not None and (claimed is None or self._lapsed_at >= claimed)
@@ -1147,7 +1152,7 @@ class Bot:
             return False  # (the database away: the look-up would only wait for it to fail)
         assert self.state is not None
         try:
-            owner = await self.state.claim_owner(message_id)
+            owner = await self.state.claim_owner(message_id, open_only=True)
         except StateUnavailable:
             return False
         return owner is not None and owner != self.state.owner
@@ -1243,7 +1248,7 @@ class Bot:
                 continue
             self._state_worked()
             if self._unsettled:
-                await self._settle()
+                self._settle_apart()
             horizon = self.clock() - CATCHUP_HORIZON
             for message_id in [m for m, at in self._not_run.items() if at < horizon]:
                 del self._not_run[message_id]  # older than any pass looks back
@@ -1253,6 +1258,17 @@ class Bot:
             if self.recovery is not None and (orphans or self.recovery.remaining):
                 self.recovery.add(orphans)
                 self._sweep_taken()
+
+    def _settle_apart(self) -> None:
+        """Settle the commands answered while the database was away (`_settle`) in a task of their
+        own, one pass at a time: their book-keeping may ask Rocket.Chat (a change recorded after a
+        failed timer look-up reads its integration under its lock, `commands.changes.record_resumed`,
+        which may wait out its time-outs and retries, or the lock, for 40 s and more), and the keeper
+        must go on renewing this process's claims meanwhile, or their leases run out and another
+        replica runs those commands a second time. It goes on through a drain, as the keeper does."""
+        settling = self._settle_task
+        if settling is None or settling.done():
+            self._settle_task = asyncio.create_task(self._settle(), name="settle", context=contextvars.Context())
 
     def _sweep_taken(self) -> None:
         """Decide the claims taken over in a task of their own, one sweep at a time: deciding asks
@@ -1411,6 +1427,8 @@ class Bot:
             if pending:
                 log.warning("bot.drain_timeout", cancelled=len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
+        if self._settle_task is not None:
+            keeper.append(self._settle_task)  # renewed by the keeper while it settles, until now
         for task in keeper:
             task.cancel()
         await asyncio.gather(*keeper, return_exceptions=True)

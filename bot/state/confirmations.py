@@ -197,21 +197,24 @@ class ConfirmationStore:
         return Taken(Status.EXPIRED)
 
     async def take_latest(
-        self, *, user_id: str, room_id: str, now: datetime, resuming: bool = False, bulk: bool = False
+        self, *, user_id: str, room_id: str, now: datetime, resuming: bool = False, begun: datetime | None = None
     ) -> Taken:
         """`yes`: the caller's most recent change asked for in this room and not yet taken; with
         `resuming` (this very `yes` is being resumed after a crash) the one being applied first,
         which is then answered `Status.APPLYING` with its change, for the resumed command to
         finish: the change its first run took, not one the caller previewed since (while it
-        waited for its lease to run out) and never confirmed. `bulk` (a bulk confirmation resumed,
-        its group begun): only the caller's bulk previews, the one it took (being applied, or
-        applied already when it died before its answer) first, never another change."""
-        if bulk:
+        waited for its lease to run out) and never confirmed. `begun` (a bulk confirmation resumed,
+        its group begun then): only the caller's bulk previews taken (being applied, or applied
+        already when it died before its answer) and made by then, the newest: the one it took, the
+        caller's newest waiting one when it did. One previewed and confirmed by another `yes` while
+        this one waited to be taken over is younger than its group (newer in being applied or
+        applied, it was taken instead, and its members re-applied under this group)."""
+        if begun is not None:
             rows = await self._db.rows(
                 "SELECT code FROM confirmations WHERE user_id = ? AND room_id = ? AND integration_id = ?"
-                " AND (status = 'applying' OR (status = 'applied' AND applied_at > ?))"
-                " ORDER BY CASE WHEN status = 'applying' THEN 0 ELSE 1 END, applied_at DESC, code DESC LIMIT 1",
-                (user_id, room_id, BULK_TARGET, _ts(now - self._remember)),
+                " AND created_at <= ? AND (status = 'applying' OR (status = 'applied' AND applied_at > ?))"
+                " ORDER BY created_at DESC, code DESC LIMIT 1",
+                (user_id, room_id, BULK_TARGET, _ts(begun), _ts(now - self._remember)),
             )
             if not rows:
                 return Taken(Status.NOTHING)

@@ -257,6 +257,9 @@ LOCK_WAIT: Final = 30.0
 # (A holder whose several calls are each rate-limited that long may exceed it: the changes behind it
 # are then answered "can't record commands", as before they queued.)
 LOCK_HELD_MAX: Final = 300.0
+# The pool's own bound on a request for a lock connection (seconds): none, in effect; the wait is
+# bounded by `SharedIntegrationLocks._connection` (`LOCK_WAIT`, `LOCK_HELD_MAX`).
+_QUEUED_FOR_EVER: Final = 1e6
 
 
 def where_of(url: str) -> str:
@@ -661,6 +664,7 @@ class SharedIntegrationLocks:
         self._local = LocalIntegrationLocks()
         self._holders: dict[str, tuple[asyncio.Task[Any] | None, _SharedHeld]] = {}
         self._taken = 0  # lock connections held by this process's holders
+        self._locking = 0  # of those, the ones waiting on the server for their lock (held elsewhere)
         # When a lock connection was last handed out or back here (or a holder left its block).
         self._moved = time.monotonic()
         self.on_wait = on_wait
@@ -697,6 +701,7 @@ class SharedIntegrationLocks:
                 raise _unavailable(self._where, exc) from None
             try:
                 _still_running(cancels)
+                self._locking += 1
                 try:
                     # One round trip, three statements: the read must be a statement of its own,
                     # after the lock's (a statement's snapshot is taken when it starts, so a read
@@ -721,6 +726,8 @@ class SharedIntegrationLocks:
                     found = await cursor.fetchone()
                 except _DOWN as exc:
                     raise _unavailable(self._where, exc) from None
+                finally:
+                    self._locking -= 1
                 if self.on_wait is not None:
                     self.on_wait(time.monotonic() - started)
                 last = found[0] if found is not None else None
@@ -801,26 +808,35 @@ class SharedIntegrationLocks:
         connection is on its way back). A count of those held here at the wait's end missed one
         on its way from a holder to the next, or back through the pool for a change whose wait
         had just ended: in a burst, most changes failed so. And while every connection is held by
-        a holder here in its block (a write, a rate limit's wait), for no longer than a holder may
-        (`LOCK_HELD_MAX`). Otherwise the change fails as when the database does not answer:
-        holders that all wait on the database for their locks (held by another replica that
-        stalled: frozen, or cut off while its server sessions live on), or for statements or
-        releases it does not answer, may wait as long as that lasts, and the change waited on,
-        unanswered, for as long. In an outage, a change fails `LOCK_WAIT` after the last
-        connection was handed back (at most twice that)."""
-        while True:
-            try:
-                conn = await self._pool.getconn(timeout=LOCK_WAIT)
-            except PoolTimeout:
+        a holder here in its block (a write, a rate limit's wait), or waiting on the server for a
+        lock another replica's holder holds across its own write, for no longer than a holder may
+        (`LOCK_HELD_MAX`): failing after `LOCK_WAIT` there answered "can't record commands" with
+        the database fine, behind another replica's slow writes. A replica that stalled holding
+        those locks (frozen, or cut off while its server sessions live on) holds the change that
+        long, not as long as the stall lasts. Otherwise (holders' releases the database does not
+        answer) the change fails as when the database does not answer. In an outage, a change
+        fails `LOCK_WAIT` after the last connection was handed back (at most twice that)."""
+        # One request, kept in the pool's queue for the whole wait: ended and asked again each
+        # `LOCK_WAIT`, it went to the back of the queue, behind every change that came since (in a
+        # long burst, the first to ask was served last).
+        getting = asyncio.ensure_future(self._pool.getconn(timeout=_QUEUED_FOR_EVER))
+        try:
+            while not (await asyncio.wait({getting}, timeout=LOCK_WAIT))[0]:
                 quiet = time.monotonic() - self._moved
                 full = self._taken >= self._pool.max_size
-                if not (quiet < LOCK_WAIT or (full and self._holders and quiet < LOCK_HELD_MAX)):
-                    raise
+                busy = bool(self._holders) or self._locking > 0  # in their blocks, or behind others'
+                if not (quiet < LOCK_WAIT or (full and busy and quiet < LOCK_HELD_MAX)):
+                    raise PoolTimeout("no lock connection: the queue for them stopped moving")
                 log.info("state.lock_queued", where=self._where, waited=LOCK_WAIT, held=self._taken)
-                continue
-            self._taken += 1
-            self._moved = time.monotonic()
-            return conn
+        except BaseException:
+            # Its end (cancelled, or failed here): a connection handed to it meanwhile goes back.
+            if not getting.cancel() and not getting.cancelled() and getting.exception() is None:
+                await self._pool.putconn(getting.result())
+            raise
+        conn = getting.result()
+        self._taken += 1
+        self._moved = time.monotonic()
+        return conn
 
     async def flush_deferred(self) -> None:
         """Run now, each on its own, the statements deferred to the release of the current task's

@@ -431,9 +431,14 @@ class StateStore:
             ),
         ]
 
-    async def claim_owner(self, message_id: str) -> str | None:
-        """The process that holds (or held, when it finished) the command's claim; None if unclaimed."""
-        rows = await self.database.rows("SELECT owner FROM processed_messages WHERE message_id = ?", (message_id,))
+    async def claim_owner(self, message_id: str, *, open_only: bool = False) -> str | None:
+        """The process that holds (or held, when it finished) the command's claim; None if unclaimed.
+        `open_only`: the one holding it unfinished (None once it is finished)."""
+        status = " AND status = 'claimed'" if open_only else ""
+        rows = await self.database.rows(
+            f"SELECT owner FROM processed_messages WHERE message_id = ?{status}",  # noqa: S608
+            (message_id,),
+        )
         return str(rows[0][0]) if rows and rows[0][0] is not None else None
 
     async def message_status(self, message_id: str) -> str | None:

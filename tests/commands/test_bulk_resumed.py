@@ -4,6 +4,7 @@ it carries on with the same group, records each member once, and answers what it
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -102,3 +103,41 @@ async def test_a_bulk_confirmation_resumed_after_it_was_applied_is_not_answered_
     assert "nothing was changed" not in reply.text, reply.text
     assert reply.outcome == "changed", reply.text
     await _members_off_once(h)
+
+
+async def test_a_bulk_confirmation_resumed_after_it_was_applied_answers_its_own_preview_not_a_later_one(
+    h: Harness,
+) -> None:
+    """The `yes` applied the bulk disable of #alerts, then its process died before its answer was
+    stored. While its lease ran out, its author (no answer yet) previewed and confirmed a bulk
+    disable of #ops through another replica, answered at once. The resumed first `yes` must
+    answer what it did (#alerts), and leave the #ops one to its own group. Was: it took the
+    caller's most recently applied bulk preview, the #ops one, and re-applied its members under
+    its own group (`undo` and `enable all` of the #alerts group then acted on #ops' integrations)
+    and answered about #ops."""
+    preview = await h.say("admin", "ops", "!integration disable all in #alerts for 30m")
+    assert preview.outcome == "preview", preview.text
+    message, invocation = h.message("admin", "ops", "!integration yes")
+    first = await h.run_claimed(message, invocation)  # applied; its answer is never posted
+    assert first.outcome == "changed", first.text
+    h.services.followups.abandon(first.afterwards)  # the process died before running them
+    h.clock.advance(timedelta(seconds=10))
+    other = await h.say("admin", "ops", "!integration disable all in #ops for 1h")
+    assert other.outcome == "preview", other.text
+    second, second_invocation = h.message("admin", "ops", "!integration yes")
+    confirmed_at = h.clock()
+    answered = await h.run_claimed(second, second_invocation)
+    assert answered.outcome == "changed", answered.text
+    assert "Jenkins" in answered.text, answered.text
+    h.clock.advance(timedelta(seconds=20))  # the first `yes`'s lease ran out: taken over
+    reply = await h.run_claimed(message, invocation, resumed=True)
+    assert reply.outcome == "changed", reply.text
+    assert "Grafana" in reply.text, reply.text
+    assert "Jenkins" not in reply.text, reply.text
+    jenkins = [r for r in await h.services.state.history() if r.integration_name.startswith("Jenkins")]
+    assert len({r.group_id for r in jenkins}) == 1  # the #ops group's alone
+    toolkit = h.services.incident
+    assert toolkit is not None
+    await toolkit.timers.recover()
+    [timer] = [t for t in await toolkit.timers.active() if t.integration_name.startswith("Jenkins")]
+    assert timer.due_at == confirmed_at + timedelta(hours=1)  # back on when its own `yes` said

@@ -460,3 +460,25 @@ async def test_a_read_made_before_a_long_wait_for_a_lock_connection_is_read_agai
         await asyncio.gather(*holders)
     assert server.docs["a"]["enabled"] is False
     assert server.docs["a"]["alias"] == "edited in the admin UI"
+
+
+async def test_a_read_made_long_before_the_lock_is_read_again_though_the_lock_was_free(
+    stores: tuple[StateStore, StateStore], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change resolved its integration (`integrations.list`), then took longer than
+    `READ_TRUSTED_WAIT` before it asked for the lock: its caller's rights read slowly
+    (`users.info` retried, or rate-limited for up to 60 s), a timer looked up while the state
+    database was slow. The lock is then free at once. Someone edited the integration in
+    Rocket.Chat's admin UI meanwhile: the read must be as stale as after a long wait for the lock,
+    and read again (was: only the wait for the lock was measured, and the read made before it was
+    written back over the edit). Here `READ_TRUSTED_WAIT` is 0.2 s and the pause 0.4 s."""
+    monkeypatch.setattr(service_module, "READ_TRUSTED_WAIT", 0.2)
+    server = FakeRocketChat(incoming("a", "Guggy", enabled=True))
+    service = replica(server, stores[0])
+    found = await service.resolve("Guggy", rights=rights(*ALL))
+    await asyncio.sleep(0.4)  # the command's other steps, before its lock (time passing, not a wait for an event)
+    server.docs["a"]["alias"] = "edited in the admin UI"
+    server.docs["a"]["_updatedAt"] = "2025-06-01T00:00:00.000Z"
+    assert (await service.set_enabled(found, False, rights=rights(*ALL))).changed
+    assert server.docs["a"]["enabled"] is False
+    assert server.docs["a"]["alias"] == "edited in the admin UI"

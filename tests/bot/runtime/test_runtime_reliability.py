@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -571,3 +572,102 @@ async def test_a_command_taken_over_while_its_replica_could_not_renew_its_claim_
         thawed.set()
         await call(control.set_latency, 0, "users.info")
     assert not [m for m in control.messages("ops") if m["_id"] in answer_ids(tmp_path, command)]
+
+
+async def test_a_running_commands_claim_is_renewed_while_book_keeping_left_by_an_outage_waits_for_rocket_chat(
+    w: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `disable` answered while the state database was away (its timer look-up and its audit row
+    failed) leaves its book-keeping to the claims' keeper (`_settle`). Recorded once the database
+    answers again, it looks under the integration's lock at the integration, in Rocket.Chat
+    (`record_resumed`): while Rocket.Chat was slow to answer that (each attempt timing out, 15 s
+    with the retries), the keeper renewed no claim, and the lease of a command running meanwhile
+    ran out (another replica would take it over and run it a second time beside the first)."""
+    from bot.state.timer_store import TimerStore
+
+    control = w.control
+    first = await hook(w, "settled-later")
+    await hook(w, "renewed-meanwhile")
+    failing = [True]
+    finishing, pending_for = StateStore.record_finishing, TimerStore.pending_for
+
+    async def record_finishing(self: StateStore, *args: Any, **kwargs: Any) -> Any:
+        if failing[0]:
+            raise StateUnavailable("test", "the database restarted")
+        return await finishing(self, *args, **kwargs)
+
+    async def timer_pending_for(self: TimerStore, *args: Any, **kwargs: Any) -> Any:
+        if failing[0]:
+            raise StateUnavailable("test", "the database restarted")
+        return await pending_for(self, *args, **kwargs)
+
+    monkeypatch.setattr(StateStore, "record_finishing", record_finishing)
+    monkeypatch.setattr(TimerStore, "pending_for", timer_pending_for)
+    with structlog.testing.capture_logs() as captured:
+        async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)):
+            unsettled = await call(control.post_message, "owen", "ops", f"!integration disable {first['_id']}")
+            await until(lambda: any(e.get("event") == "command.unsettled" for e in captured), what="unsettled")
+            # The next command runs for a while (its look-up, then its write: 4 s each).
+            await call(control.set_latency, 4.0, "integrations.list")
+            await call(control.set_latency, 4.0, "integrations.update")
+            command = await call(control.post_message, "owen", "ops", "!integration disable renewed-meanwhile")
+            await until(lambda: bot_claim_status(tmp_path, command["_id"]) == "claimed", what="the command claimed")
+            # The database answers again; the book-keeping's look at the integration is not
+            # answered in time (each attempt times out).
+            await call(control.set_latency, 6.0, "integrations.get")
+            failing[0] = False
+            # Until it is answered, the running command's lease never runs out.
+            while bot_claim_status(tmp_path, command["_id"]) == "claimed":
+                lease = claim_lease(tmp_path, command["_id"])
+                assert lease is not None
+                assert lease > time.time(), "the running command's lease ran out"
+                await asyncio.sleep(0.1)  # observing the stored lease, not synchronising
+            answer = await answer_to(w, tmp_path, command)
+            assert "Disabled" in answer["msg"]
+            await call(control.set_latency, 0.0, "integrations.get")
+            await until(lambda: bot_claim_status(tmp_path, unsettled["_id"]) == "done", timeout=30, what="settled")
+
+
+async def test_a_change_taken_over_and_closed_on_a_not_run_notice_is_answered_by_the_replica_that_ran_it(
+    w: World, tmp_path: Path
+) -> None:
+    """A replica ran a `disable` (the integration switched off) while its renewals lapsed (paused,
+    or cut off from the database). Meanwhile another replica, cut off from the database, posted
+    the "I can't record commands right now, so I did not run this one" notice at the answer's ids,
+    and the replica that took the claim over found that notice there and closed the claim
+    ("answered before the restart"). Was: the first replica, seeing the claim another's, said
+    nothing, and the author was left told nothing was changed when it was (outbound.py: the real
+    answer writes over that notice). Once the other has closed the claim, the first answers: its
+    answer is stored once at the answer's ids, over a notice only."""
+    control = w.control
+    target = await hook(w, "ran-here")
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)) as (bot, _):
+        state, rest = bot.state, bot.rest
+        assert state is not None and rest is not None
+        renew, thawed = state.renew_claims, asyncio.Event()
+
+        async def paused(*args: Any, **kwargs: Any) -> int:
+            await thawed.wait()
+            return await renew(*args, **kwargs)
+
+        state.renew_claims = paused  # type: ignore[method-assign]  # this replica renews nothing (paused)
+        await call(control.set_latency, 4.0, "integrations.update")  # the command runs for a while
+        command = await call(control.post_message, "owen", "ops", "!integration disable ran-here")
+        await until(lambda: bot_claim_status(tmp_path, command["_id"]) == "claimed", what="the command claimed")
+        # A replica cut off from the database posted the notice; the one that took the claim over
+        # found it and closed the claim.
+        notice = await rest.chat_send_message(
+            command["rid"], replies.UNRECORDED, message_id=answer_ids(tmp_path, command)[0]
+        )
+        with sqlite3.connect(tmp_path / "state.sqlite3") as db:
+            db.execute(
+                "UPDATE processed_messages SET owner = 'another-replica', status = 'done',"
+                " outcome = 'recovered: answered before the restart' WHERE message_id = ?",
+                (command["_id"],),
+            )
+        await until(
+            lambda: "Disabled" in str(control.message(notice["_id"]).get("msg")), what="the answer over the notice"
+        )
+        thawed.set()
+        await call(control.set_latency, 0, "integrations.update")
+    assert (await call(control.integration, target["_id"]))["enabled"] is False

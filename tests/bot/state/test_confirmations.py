@@ -159,7 +159,9 @@ async def test_a_resumed_bulk_yes_finds_its_bulk_preview_applied_and_never_anoth
     await store.applied(taken.change, now=T0 + timedelta(seconds=2))
     await add(store, at=T0 + timedelta(seconds=20))  # a `set` previewed meanwhile
     later = T0 + timedelta(seconds=40)
-    resumed = await store.take_latest(user_id="u1", room_id="r1", now=later, resuming=True, bulk=True)
+    resumed = await store.take_latest(
+        user_id="u1", room_id="r1", now=later, resuming=True, begun=T0 + timedelta(seconds=1)
+    )
     assert resumed.status is Status.APPLIED and resumed.change is not None and resumed.change.code == bulk.code
 
 
