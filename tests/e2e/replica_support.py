@@ -226,6 +226,12 @@ def running(root: Path, state_url: str, **options: Any) -> Iterator[Replicas]:
     replicas = Replicas(root, state_url, **options)
     try:
         yield replicas
+    except BaseException:
+        # What each replica logged, shown with the failure (pytest prints a failed test's output):
+        # a timing failure under load is otherwise told only by what the test waited for.
+        for bot in replicas.bots:
+            print(f"--- replica pid {bot.process.pid}, the end of its output:\n{bot.output[-12000:]}")
+        raise
     finally:
         replicas.close()
 
