@@ -906,12 +906,8 @@ class Bot:
                     # which runs and answers it: stopped before writing, it says nothing (the
                     # book-keeping of what it did before, e.g. a bulk disable's first members, is
                     # the other's: replayed through the journal).
-                    self.services.followups.abandon(reply.afterwards)
-                    log.warning(
-                        "command.taken_over",
-                        message_id=message.id,
-                        hint="another replica took it over when this one's lease ran out; that one answers it",
-                    )
+                    hint = "another replica took it over when this one's lease ran out; that one answers it"
+                    self._unanswered(reply, "command.taken_over", message.id, hint)
                     return
                 if reply.outcome == replies.STATE_UNAVAILABLE and (run.sent or run.recovering):
                     # "Nothing was changed" would be wrong: its write was sent (and may well have
@@ -919,20 +915,15 @@ class Bot:
                     # after a crash, by the run that died (its journal could not be read). Not
                     # answered now: its claim, no longer renewed, is taken over after its lease,
                     # and the recovery decides it with the journal (a landed write is answered as
-                    # done, with its audit row).
-                    self.services.followups.abandon(reply.afterwards)  # the recovery records them
+                    # done, with its audit row; the recovery records its follow-ups).
                     hint = "written, then the state failed" if run.sent else "resumed, and the state failed"
-                    log.warning("command.unsettled", message_id=message.id, hint=hint)
+                    self._unanswered(reply, "command.unsettled", message.id, hint)
                     return
                 if await self._taken_over(message.id):
                     # Its answer may rest on what the other is changing (a `yes` whose change the
                     # other took finds none waiting): the other answers it, from what it did.
-                    self.services.followups.abandon(reply.afterwards)
-                    log.warning(
-                        "command.taken_over",
-                        message_id=message.id,
-                        hint="its lease ran out, not renewed by this replica; the one that took it over answers",
-                    )
+                    hint = "its lease ran out, not renewed by this replica; the one that took it over answers"
+                    self._unanswered(reply, "command.taken_over", message.id, hint)
                     return
                 await self._post(message, reply)
         finally:  # reads still held for it (it returned before taking them) are dropped by `_turn`
@@ -1135,6 +1126,13 @@ class Bot:
             return
         reply = self._noted(message, None, Reply(replies.UNRECORDED, outcome="state-unavailable"))
         await self.sender.deliver(message, reply)
+
+    def _unanswered(self, reply: Reply, event: str, message_id: str, hint: str) -> None:
+        """A command this replica does not answer (another does, or the recovery): its follow-ups
+        are dropped here, and why is logged."""
+        assert self.services is not None
+        self.services.followups.abandon(reply.afterwards)
+        log.warning(event, message_id=message_id, hint=hint)
 
     async def _taken_over(self, message_id: str) -> bool:
         """Whether another process holds the command's claim now, unfinished: it answers the

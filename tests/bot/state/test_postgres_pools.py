@@ -7,17 +7,30 @@ import os
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 import psycopg
 import pytest
 import structlog
 
 from bot.errors import StateUnavailable
+from bot.integrations.locks import Held
 from bot.state import postgres
 from bot.state.postgres import FRESH, LOCK_POOL, LOCK_WAIT, PostgresDatabase
 from bot.state.store import StateStore
 from tests.postgres_support import PostgresServer
+
+
+@pytest.fixture
+async def database(postgres_url: str) -> AsyncIterator[PostgresDatabase]:
+    """A database with the statements' time-out short (0.5 s): what waits longer than that waits
+    for a lock connection, not for a statement."""
+    opened = PostgresDatabase(postgres_url, statement_timeout=0.5)
+    await opened._open(within=10)
+    await opened._migrate()
+    yield opened
+    await opened.close()
 
 
 async def test_after_a_database_restart_the_next_lock_works_within_a_second_or_so(
@@ -91,29 +104,25 @@ async def until_async(read: Callable[[], Awaitable[int]], holds: Callable[[int],
     return True
 
 
-async def test_changes_queued_behind_busy_locks_wait_for_a_connection_instead_of_failing(postgres_url: str) -> None:
+async def test_changes_queued_behind_busy_locks_wait_for_a_connection_instead_of_failing(
+    database: PostgresDatabase,
+) -> None:
     """More changes at once than the lock pool has connections, each holding its lock across a slow
     Rocket.Chat write: the last ones wait longer than a statement may for their connection. They
     waited `statement_timeout` and failed with "can't record commands" while the database was
     fine (a review measured 46 of 150 concurrent changes failing with 200 ms writes behind the
     REST client's 4 connections). A change now waits up to `LOCK_WAIT` for its connection."""
-    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
-    await database._open(within=10)
-    await database._migrate()
-    try:
 
-        async def change(number: int) -> None:
-            async with database.locks.hold(f"integration-{number}"):
-                await asyncio.sleep(0.3)  # the slow write the lock is held for
+    async def change(number: int) -> None:
+        async with database.locks.hold(f"integration-{number}"):
+            await asyncio.sleep(0.3)  # the slow write the lock is held for
 
-        waves = 4  # the last wave waits 0.9 s for a connection
-        await asyncio.gather(*(change(number) for number in range(waves * LOCK_POOL)))  # none fails
-    finally:
-        await database.close()
+    waves = 4  # the last wave waits 0.9 s for a connection
+    await asyncio.gather(*(change(number) for number in range(waves * LOCK_POOL)))  # none fails
 
 
 async def test_a_burst_longer_than_the_lock_wait_is_queued_not_failed_while_the_database_answers(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    database: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A burst of changes, each holding its lock across a slow Rocket.Chat write: those behind the
     lock pool's connections wait their turn for longer than `LOCK_WAIT`. They were answered "can't
@@ -121,22 +130,16 @@ async def test_a_burst_longer_than_the_lock_wait_is_queued_not_failed_while_the_
     While every connection is held by a change of this process, waiting is queueing: the change
     goes on waiting. Here `LOCK_WAIT` is 0.5 s and the last wave waits 0.9 s."""
     monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
-    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
-    await database._open(within=10)
-    await database._migrate()
-    try:
 
-        async def change(number: int) -> None:
-            async with database.locks.hold(f"integration-{number}"):
-                await asyncio.sleep(0.3)  # the slow write the lock is held for
+    async def change(number: int) -> None:
+        async with database.locks.hold(f"integration-{number}"):
+            await asyncio.sleep(0.3)  # the slow write the lock is held for
 
-        await asyncio.gather(*(change(number) for number in range(4 * LOCK_POOL)))  # none fails
-    finally:
-        await database.close()
+    await asyncio.gather(*(change(number) for number in range(4 * LOCK_POOL)))  # none fails
 
 
 async def test_a_burst_of_short_writes_many_times_the_pool_is_queued_not_failed(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    database: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A burst of many more changes than lock connections, with short writes: waits ending every
     moment, connections handed back every moment. A change whose wait ended while a connection
@@ -147,20 +150,14 @@ async def test_a_burst_of_short_writes_many_times_the_pool_is_queued_not_failed(
     before changes queued at all). Connections handed out or back during the wait are a queue
     that moves. Here `LOCK_WAIT` is 0.3 s."""
     monkeypatch.setattr(postgres, "LOCK_WAIT", 0.3)
-    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
-    await database._open(within=10)
-    await database._migrate()
     pace = random.Random(1)
-    try:
 
-        async def change(number: int) -> None:
-            await asyncio.sleep(pace.random() * 0.3)  # arriving over the first 0.3 s
-            async with database.locks.hold(f"integration-{number}"):
-                await asyncio.sleep(0.01 + pace.random() * 0.02)  # the write the lock is held for
+    async def change(number: int) -> None:
+        await asyncio.sleep(pace.random() * 0.3)  # arriving over the first 0.3 s
+        async with database.locks.hold(f"integration-{number}"):
+            await asyncio.sleep(0.01 + pace.random() * 0.02)  # the write the lock is held for
 
-        await asyncio.gather(*(change(number) for number in range(1000)))  # none fails
-    finally:
-        await database.close()
+    await asyncio.gather(*(change(number) for number in range(1000)))  # none fails
 
 
 async def test_a_change_still_fails_after_the_lock_wait_when_the_database_is_away(
@@ -225,7 +222,7 @@ async def test_a_change_waiting_for_a_lock_connection_through_an_outage_gets_one
 
 
 async def test_a_change_fails_in_bounded_time_when_every_lock_connection_waits_on_a_stalled_replica(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    database: PostgresDatabase, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another replica stalled (frozen, or cut off from the database while its server sessions
     live on) holding the locks of `LOCK_POOL` integrations: this replica's changes of those
@@ -236,9 +233,6 @@ async def test_a_change_fails_in_bounded_time_when_every_lock_connection_waits_o
     Here `LOCK_WAIT` is 0.5 s and `LOCK_HELD_MAX` 1.5 s."""
     monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
     monkeypatch.setattr(postgres, "LOCK_HELD_MAX", 1.5)
-    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
-    await database._open(within=10)
-    await database._migrate()
     stalled = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True)
     try:
         await stalled.execute("BEGIN")
@@ -274,43 +268,36 @@ async def test_a_change_fails_in_bounded_time_when_every_lock_connection_waits_o
         assert entered == LOCK_POOL
     finally:
         await stalled.close()
-        await database.close()
 
 
 async def test_a_change_waits_on_past_the_lock_wait_behind_holders_each_slower_than_it(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    database: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every lock connection held here by a change writing for longer than `LOCK_WAIT` (Rocket.Chat
     slow to answer, or rate-limiting: a wait of up to 60 s): none is handed back during a whole
     wait, yet the holders have their locks and are writing. The change behind them waits its
     turn, as behind faster ones. Here `LOCK_WAIT` is 0.5 s and the writes take 1.2 s."""
     monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
-    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
-    await database._open(within=10)
-    await database._migrate()
-    try:
-        writing = 0
-        all_writing = asyncio.Event()
+    writing = 0
+    all_writing = asyncio.Event()
 
-        async def slow(number: int) -> None:
-            nonlocal writing
-            async with database.locks.hold(f"slow-{number}"):
-                writing += 1
-                if writing == LOCK_POOL:
-                    all_writing.set()
-                await asyncio.sleep(1.2)  # the slow write the lock is held for
+    async def slow(number: int) -> None:
+        nonlocal writing
+        async with database.locks.hold(f"slow-{number}"):
+            writing += 1
+            if writing == LOCK_POOL:
+                all_writing.set()
+            await asyncio.sleep(1.2)  # the slow write the lock is held for
 
-        holders = [asyncio.create_task(slow(number)) for number in range(LOCK_POOL)]
-        await all_writing.wait()
-        async with database.locks.hold("behind"):  # waited ~1.2 s: not failed
-            pass
-        await asyncio.gather(*holders)
-    finally:
-        await database.close()
+    holders = [asyncio.create_task(slow(number)) for number in range(LOCK_POOL)]
+    await all_writing.wait()
+    async with database.locks.hold("behind"):  # waited ~1.2 s: not failed
+        pass
+    await asyncio.gather(*holders)
 
 
 async def test_a_change_fails_after_the_lock_wait_when_the_database_stops_answering_every_holder(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    database: PostgresDatabase, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every lock connection held here, and the database stops answering them (its processes
     frozen: a storage stall holds every COMMIT, a paused server): the holders' releases hang,
@@ -318,55 +305,20 @@ async def test_a_change_fails_after_the_lock_wait_when_the_database_stops_answer
     lasted, taking it for a queue behind REST writes; it is answered "can't record commands"
     after `LOCK_WAIT`, as when the database does not answer. Here `LOCK_WAIT` is 0.5 s."""
     monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
-    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
-    await database._open(within=10)
-    await database._migrate()
-    frozen: list[int] = []
-    try:
-        holding = 0
-        all_holding = asyncio.Event()
-        finish = asyncio.Event()
-
-        async def holder(number: int) -> None:
-            nonlocal holding
-            async with database.locks.hold(f"frozen-{number}"):
-                holding += 1
-                if holding == LOCK_POOL:
-                    all_holding.set()
-                await finish.wait()
-
-        async def another() -> None:
-            async with database.locks.hold("another"):
-                pass
-
-        holders = [asyncio.create_task(holder(number)) for number in range(LOCK_POOL)]
-        await all_holding.wait()
-        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
-            cursor = await admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction'"
-            )
-            frozen = [int(row[0]) for row in await cursor.fetchall()]
+    holders, go = await _every_connection_held(database, _nothing)
+    async with _frozen(postgres_url, "state = 'idle in transaction'") as frozen:
         assert len(frozen) == LOCK_POOL
-        for pid in frozen:
-            os.kill(pid, signal.SIGSTOP)
-        finish.set()  # their releases are sent, and not answered
+        go.set()  # their releases are sent, and not answered
         started = time.monotonic()
         with pytest.raises(StateUnavailable):  # hung, it fails at the test's own bound (TimeoutError)
-            await asyncio.wait_for(another(), 0.5 + 5.0)
+            await asyncio.wait_for(_another(database), 0.5 + 5.0)
         assert time.monotonic() - started < 0.5 * 3 + 1.0
         assert not any(task.done() for task in holders)
-        for pid in frozen:
-            os.kill(pid, signal.SIGCONT)
-        frozen = []
-        await asyncio.gather(*holders)
-    finally:
-        for pid in frozen:
-            os.kill(pid, signal.SIGCONT)
-        await database.close()
+    await asyncio.gather(*holders)
 
 
 async def test_a_change_behind_holders_the_database_stopped_answering_in_their_writes_fails_in_bounded_time(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    database: PostgresDatabase, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every lock connection held here by a change inside its block, storing its pending mark when
     the database stops answering (its processes frozen): none of them ends while that lasts.
@@ -376,51 +328,67 @@ async def test_a_change_behind_holders_the_database_stopped_answering_in_their_w
     answer. Here `LOCK_WAIT` is 0.5 s and `LOCK_HELD_MAX` 1.5 s."""
     monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
     monkeypatch.setattr(postgres, "LOCK_HELD_MAX", 1.5)
-    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
-    await database._open(within=10)
-    await database._migrate()
-    frozen: list[int] = []
-    try:
-        holding = 0
-        all_holding = asyncio.Event()
-        write = asyncio.Event()
 
-        async def holder(number: int) -> None:
-            nonlocal holding
-            async with database.locks.hold(f"frozen-{number}") as held:
-                holding += 1
-                if holding == LOCK_POOL:
-                    all_holding.set()
-                await write.wait()
-                await held.writing()  # its pending mark, a statement of its own under the lock
+    async def pending_mark(held: Held) -> None:
+        await held.writing()  # its pending mark, a statement of its own under the lock
 
-        async def another() -> None:
-            async with database.locks.hold("another"):
-                pass
-
-        holders = [asyncio.create_task(holder(number)) for number in range(LOCK_POOL)]
-        await all_holding.wait()
-        async with await psycopg.AsyncConnection.connect(postgres_url, autocommit=True) as admin:
-            cursor = await admin.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-            )
-            frozen = [int(row[0]) for row in await cursor.fetchall()]
-        for pid in frozen:
-            os.kill(pid, signal.SIGSTOP)
-        write.set()
+    holders, go = await _every_connection_held(database, pending_mark)
+    async with _frozen(postgres_url, "pid <> pg_backend_pid()"):
+        go.set()
         started = time.monotonic()
         with pytest.raises(StateUnavailable):  # hung, it fails at the test's own bound (TimeoutError)
-            await asyncio.wait_for(another(), 1.5 + 5.0)
+            await asyncio.wait_for(_another(database), 1.5 + 5.0)
         assert time.monotonic() - started < 1.5 + 0.5 * 2 + 1.0
         assert not any(task.done() for task in holders)
-        for pid in frozen:
-            os.kill(pid, signal.SIGCONT)
-        frozen = []
-        await asyncio.gather(*holders)
+    await asyncio.gather(*holders)
+
+
+async def _nothing(_held: Held) -> None:
+    return None
+
+
+async def _another(database: PostgresDatabase) -> None:
+    """A change of an integration nobody else is changing."""
+    async with database.locks.hold("another"):
+        pass
+
+
+async def _every_connection_held(
+    database: PostgresDatabase, then: Callable[[Held], Awaitable[None]]
+) -> tuple[list[asyncio.Task[None]], asyncio.Event]:
+    """`LOCK_POOL` holders of as many integrations, every one holding its lock (and so a lock
+    connection) on return; each does `then` under its lock once the event returned is set."""
+    holding = 0
+    all_holding, go = asyncio.Event(), asyncio.Event()
+
+    async def holder(number: int) -> None:
+        nonlocal holding
+        async with database.locks.hold(f"frozen-{number}") as held:
+            holding += 1
+            if holding == LOCK_POOL:
+                all_holding.set()
+            await go.wait()
+            await then(held)
+
+    holders = [asyncio.create_task(holder(number)) for number in range(LOCK_POOL)]
+    await all_holding.wait()
+    return holders, go
+
+
+@asynccontextmanager
+async def _frozen(url: str, which: str) -> AsyncIterator[list[int]]:
+    """The server processes of `url`'s database that match `which` (a condition on
+    `pg_stat_activity`), stopped (SIGSTOP) for the block: they answer nothing meanwhile."""
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as admin:
+        cursor = await admin.execute(f"SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND {which}")
+        pids = [int(row[0]) for row in await cursor.fetchall()]
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        yield pids
     finally:
-        for pid in frozen:
+        for pid in pids:
             os.kill(pid, signal.SIGCONT)
-        await database.close()
 
 
 async def _waiting_for_locks(url: str) -> int:
@@ -436,7 +404,7 @@ async def _waiting_for_locks(url: str) -> int:
 
 
 async def test_a_change_queued_past_the_lock_wait_keeps_its_place_in_the_queue(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    database: PostgresDatabase, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every lock connection held by a slow write; a change queues for one, then others behind it.
     Its wait outlasts `LOCK_WAIT` and goes on (the queue is a queue): it must still be served
@@ -445,47 +413,41 @@ async def test_a_change_queued_past_the_lock_wait_keeps_its_place_in_the_queue(
     first to ask was answered last (and again behind the newcomers every `LOCK_WAIT`). Here
     `LOCK_WAIT` is 0.5 s."""
     monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
-    database = PostgresDatabase(postgres_url, statement_timeout=0.5)
-    await database._open(within=10)
-    await database._migrate()
-    try:
-        holding = 0
-        all_holding = asyncio.Event()
-        releases = [asyncio.Event() for _ in range(LOCK_POOL)]
-        served: list[str] = []
+    holding = 0
+    all_holding = asyncio.Event()
+    releases = [asyncio.Event() for _ in range(LOCK_POOL)]
+    served: list[str] = []
 
-        async def holder(number: int) -> None:
-            nonlocal holding
-            async with database.locks.hold(f"slow-{number}"):
-                holding += 1
-                if holding == LOCK_POOL:
-                    all_holding.set()
-                await releases[number].wait()
+    async def holder(number: int) -> None:
+        nonlocal holding
+        async with database.locks.hold(f"slow-{number}"):
+            holding += 1
+            if holding == LOCK_POOL:
+                all_holding.set()
+            await releases[number].wait()
 
-        one_served = asyncio.Event()
+    one_served = asyncio.Event()
 
-        async def change(name: str) -> None:
-            async with database.locks.hold(name):
-                served.append(name)
-                one_served.set()
+    async def change(name: str) -> None:
+        async with database.locks.hold(name):
+            served.append(name)
+            one_served.set()
 
-        holders = [asyncio.create_task(holder(number)) for number in range(LOCK_POOL)]
-        await all_holding.wait()
-        with structlog.testing.capture_logs() as captured:
-            first = asyncio.create_task(change("first"))
-            await asyncio.sleep(0.3)  # the others come later, within its first `LOCK_WAIT`
-            later = [asyncio.create_task(change(f"later-{number}")) for number in range(3)]
-            async with asyncio.timeout(5):
-                while not any(e.get("event") == "state.lock_queued" for e in captured):  # noqa: ASYNC110
-                    await asyncio.sleep(0.02)  # the first one's wait went past `LOCK_WAIT`
-        releases[0].set()  # one connection handed back: the queue's first change has it
-        await one_served.wait()
-        for release in releases:
-            release.set()
-        await asyncio.gather(first, *later, *holders)
-        assert served[0] == "first", served
-    finally:
-        await database.close()
+    holders = [asyncio.create_task(holder(number)) for number in range(LOCK_POOL)]
+    await all_holding.wait()
+    with structlog.testing.capture_logs() as captured:
+        first = asyncio.create_task(change("first"))
+        await asyncio.sleep(0.3)  # the others come later, within its first `LOCK_WAIT`
+        later = [asyncio.create_task(change(f"later-{number}")) for number in range(3)]
+        async with asyncio.timeout(5):
+            while not any(e.get("event") == "state.lock_queued" for e in captured):  # noqa: ASYNC110
+                await asyncio.sleep(0.02)  # the first one's wait went past `LOCK_WAIT`
+    releases[0].set()  # one connection handed back: the queue's first change has it
+    await one_served.wait()
+    for release in releases:
+        release.set()
+    await asyncio.gather(first, *later, *holders)
+    assert served[0] == "first", served
 
 
 async def test_a_change_behind_lock_connections_waiting_on_another_replicas_slow_writes_waits_its_turn(
