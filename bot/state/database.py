@@ -96,7 +96,11 @@ class Database(Protocol):
         that fails stops the ones after it. On SQLite each statement commits on its own (those
         before a failure stay); on PostgreSQL the batch is one pipeline with one Sync, so one
         implicit transaction: a failure, or the connection lost before the Sync, undoes those
-        before it too. A caller must be right either way (put first what the rest depends on)."""
+        before it too. A caller must be right either way (put first what the rest depends on).
+        On PostgreSQL each statement is sent as it is run: a process stopped between two of them
+        (SIGSTOP, a frozen VM or container) keeps that transaction, and the row locks of those
+        before, open until it resumes. No statement of another replica's may wait for those rows
+        (a claim leaves the commands claimed already out of its insert, `StateStore.claim_messages`)."""
         ...
 
     async def batch_rows(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[list[Row], int]]:

@@ -299,11 +299,19 @@ class StateStore:
         lease_until = _ts(now + self.lease)
         for start in range(0, len(claims), CLAIM_BATCH):
             chunk = claims[start : start + CLAIM_BATCH]
-            rows_sql = ", ".join(["(?, ?, ?, ?, 'claimed', ?, ?)"] * len(chunk))
+            rows_sql = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
+            # Those claimed already (as this statement's snapshot shows them) are left out before the
+            # insert: its conflict check would wait for any transaction open on their row, such as
+            # the close of a replica stopped between the statements of its pipeline (`finish_message`),
+            # for as long as that one stays stopped, and this replica's intake with it.
             rows = await self.database.rows(
-                "INSERT INTO processed_messages"  # noqa: S608
+                "WITH wanted (message_id, room_id, message_ts, claimed_at, owner, lease_until)"  # noqa: S608
+                f" AS (VALUES {rows_sql})"
+                " INSERT INTO processed_messages"
                 " (message_id, room_id, message_ts, claimed_at, status, owner, lease_until)"
-                f" VALUES {rows_sql} ON CONFLICT DO NOTHING RETURNING message_id, {self.database.started_at}",
+                " SELECT message_id, room_id, message_ts, claimed_at, 'claimed', owner, lease_until FROM wanted"
+                " WHERE NOT EXISTS (SELECT 1 FROM processed_messages AS seen WHERE seen.message_id = wanted.message_id)"
+                f" ON CONFLICT DO NOTHING RETURNING message_id, {self.database.started_at}",
                 [
                     value
                     for message_id, room_id, ts in chunk

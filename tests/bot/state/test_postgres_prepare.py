@@ -25,7 +25,7 @@ async def test_claims_are_prepared_unless_turned_off(postgres_url: str, prepare:
         for i in range(8):  # one connection: nothing runs concurrently
             assert await store.claim_messages([(f"m{prepare}{i}", "R", NOW)], NOW) == {f"m{prepare}{i}"}
         rows = await store.database.rows(
-            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'INSERT INTO processed_messages%'"
+            "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'WITH wanted %'"
         )
         assert (rows[0][0] > 0) is prepare
     finally:
@@ -59,7 +59,7 @@ async def test_a_batch_whose_statement_grows_with_it_is_not_kept_prepared(postgr
             (
                 await database.rows(
                     "SELECT count(*) FROM pg_prepared_statements"
-                    " WHERE statement LIKE 'INSERT INTO processed_messages%' AND cardinality(parameter_types) > 12"
+                    " WHERE statement LIKE 'WITH wanted %' AND cardinality(parameter_types) > 12"
                 )
             )[0][0]
             for _connection in range(database._statements.get_stats()["pool_size"])  # each in turn
@@ -72,7 +72,7 @@ async def test_a_batch_whose_statement_grows_with_it_is_not_kept_prepared(postgr
             (
                 await database.rows(
                     "SELECT count(*) FROM pg_prepared_statements"
-                    " WHERE statement LIKE 'INSERT INTO processed_messages%' AND cardinality(parameter_types) = 6"
+                    " WHERE statement LIKE 'WITH wanted %' AND cardinality(parameter_types) = 6"
                 )
             )[0][0]
             for _connection in range(database._statements.get_stats()["pool_size"])
