@@ -278,19 +278,12 @@ async def test_a_change_waits_on_past_the_lock_wait_behind_holders_each_slower_t
     wait, yet the holders have their locks and are writing. The change behind them waits its
     turn, as behind faster ones. Here `LOCK_WAIT` is 0.5 s and the writes take 1.2 s."""
     monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
-    writing = 0
-    all_writing = asyncio.Event()
 
-    async def slow(number: int) -> None:
-        nonlocal writing
-        async with database.locks.hold(f"slow-{number}"):
-            writing += 1
-            if writing == LOCK_POOL:
-                all_writing.set()
-            await asyncio.sleep(1.2)  # the slow write the lock is held for
+    async def slow_write(_number: int, _held: Held) -> None:
+        await asyncio.sleep(1.2)  # the slow write the lock is held for
 
-    holders = [asyncio.create_task(slow(number)) for number in range(LOCK_POOL)]
-    await all_writing.wait()
+    holders, go = await _every_connection_held(database, slow_write, prefix="slow")
+    go.set()
     async with database.locks.hold("behind"):  # waited ~1.2 s: not failed
         pass
     await asyncio.gather(*holders)
@@ -329,7 +322,7 @@ async def test_a_change_behind_holders_the_database_stopped_answering_in_their_w
     monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
     monkeypatch.setattr(postgres, "LOCK_HELD_MAX", 1.5)
 
-    async def pending_mark(held: Held) -> None:
+    async def pending_mark(_number: int, held: Held) -> None:
         await held.writing()  # its pending mark, a statement of its own under the lock
 
     holders, go = await _every_connection_held(database, pending_mark)
@@ -343,7 +336,7 @@ async def test_a_change_behind_holders_the_database_stopped_answering_in_their_w
     await asyncio.gather(*holders)
 
 
-async def _nothing(_held: Held) -> None:
+async def _nothing(_number: int, _held: Held) -> None:
     return None
 
 
@@ -354,21 +347,22 @@ async def _another(database: PostgresDatabase) -> None:
 
 
 async def _every_connection_held(
-    database: PostgresDatabase, then: Callable[[Held], Awaitable[None]]
+    database: PostgresDatabase, then: Callable[[int, Held], Awaitable[None]], *, prefix: str = "frozen"
 ) -> tuple[list[asyncio.Task[None]], asyncio.Event]:
-    """`LOCK_POOL` holders of as many integrations, every one holding its lock (and so a lock
-    connection) on return; each does `then` under its lock once the event returned is set."""
+    """`LOCK_POOL` holders of as many integrations (`<prefix>-<number>`), every one holding its
+    lock (and so a lock connection) on return; each does `then(number, held)` under its lock once
+    the event returned is set."""
     holding = 0
     all_holding, go = asyncio.Event(), asyncio.Event()
 
     async def holder(number: int) -> None:
         nonlocal holding
-        async with database.locks.hold(f"frozen-{number}") as held:
+        async with database.locks.hold(f"{prefix}-{number}") as held:
             holding += 1
             if holding == LOCK_POOL:
                 all_holding.set()
             await go.wait()
-            await then(held)
+            await then(number, held)
 
     holders = [asyncio.create_task(holder(number)) for number in range(LOCK_POOL)]
     await all_holding.wait()
@@ -413,18 +407,11 @@ async def test_a_change_queued_past_the_lock_wait_keeps_its_place_in_the_queue(
     first to ask was answered last (and again behind the newcomers every `LOCK_WAIT`). Here
     `LOCK_WAIT` is 0.5 s."""
     monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
-    holding = 0
-    all_holding = asyncio.Event()
     releases = [asyncio.Event() for _ in range(LOCK_POOL)]
     served: list[str] = []
 
-    async def holder(number: int) -> None:
-        nonlocal holding
-        async with database.locks.hold(f"slow-{number}"):
-            holding += 1
-            if holding == LOCK_POOL:
-                all_holding.set()
-            await releases[number].wait()
+    async def until_released(number: int, _held: Held) -> None:
+        await releases[number].wait()
 
     one_served = asyncio.Event()
 
@@ -433,8 +420,8 @@ async def test_a_change_queued_past_the_lock_wait_keeps_its_place_in_the_queue(
             served.append(name)
             one_served.set()
 
-    holders = [asyncio.create_task(holder(number)) for number in range(LOCK_POOL)]
-    await all_holding.wait()
+    holders, go = await _every_connection_held(database, until_released, prefix="slow")
+    go.set()
     with structlog.testing.capture_logs() as captured:
         first = asyncio.create_task(change("first"))
         await asyncio.sleep(0.3)  # the others come later, within its first `LOCK_WAIT`
@@ -451,7 +438,7 @@ async def test_a_change_queued_past_the_lock_wait_keeps_its_place_in_the_queue(
 
 
 async def test_a_change_behind_lock_connections_waiting_on_another_replicas_slow_writes_waits_its_turn(
-    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+    database: PostgresDatabase, postgres_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Another replica (alive, not stalled) holds the locks of `LOCK_POOL` integrations, each
     across a write Rocket.Chat is slow to answer (a rate limit's wait of up to 60 s): this
@@ -460,29 +447,20 @@ async def test_a_change_behind_lock_connections_waiting_on_another_replicas_slow
     behind a queue that moves, with the database fine; it must not be answered "can't record
     commands". Here `LOCK_WAIT` is 0.5 s and the other replica's writes take 1.2 s."""
     monkeypatch.setattr(postgres, "LOCK_WAIT", 0.5)
-    here = PostgresDatabase(postgres_url, statement_timeout=0.5)
+    here = database
     other = PostgresDatabase(postgres_url, statement_timeout=0.5)
-    await here._open(within=10)
-    await here._migrate()
     await other._open(within=10)
     try:
-        writing = 0
-        all_writing = asyncio.Event()
 
-        async def slow(number: int) -> None:  # the other replica's changes
-            nonlocal writing
-            async with other.locks.hold(f"shared-{number}"):
-                writing += 1
-                if writing == LOCK_POOL:
-                    all_writing.set()
-                await asyncio.sleep(1.2)  # its slow write
+        async def slow_write(_number: int, _held: Held) -> None:
+            await asyncio.sleep(1.2)  # the other replica's slow write
 
         async def behind(number: int) -> None:  # this replica's changes of the same integrations
             async with here.locks.hold(f"shared-{number}"):
                 pass
 
-        theirs = [asyncio.create_task(slow(number)) for number in range(LOCK_POOL)]
-        await all_writing.wait()
+        theirs, go = await _every_connection_held(other, slow_write, prefix="shared")
+        go.set()
         ours = [asyncio.create_task(behind(number)) for number in range(LOCK_POOL)]
         async with asyncio.timeout(10):  # every lock connection here waits on the server
             while await _waiting_for_locks(postgres_url) < LOCK_POOL:  # noqa: ASYNC110 (the server's state)
@@ -492,4 +470,3 @@ async def test_a_change_behind_lock_connections_waiting_on_another_replicas_slow
         await asyncio.gather(*theirs, *ours)
     finally:
         await other.close()
-        await here.close()
