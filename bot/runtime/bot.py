@@ -1097,14 +1097,14 @@ class Bot:
         """`StateStore.claim_messages`, tried a second time when it fails: the first failure may be a
         connection the database's restart broke (the pool then replaces it), and a command must not
         be answered "not run" while another replica, whose connection was fine, runs it. Safe to
-        repeat: a claim that went through the first time, its answer lost, is not returned, is
-        this replica's, unrenewed, and is taken over once its lease runs out (then run, or answered)."""
+        repeat: the second try returns the claims the first one committed with its reply lost
+        (`again`), which are this replica's to run."""
         assert self.state is not None
         try:
             return await self.state.claim_messages(claims, now)
         except StateUnavailable as exc:
             log.info("state.claim_retried", error=str(exc))
-            return await self.state.claim_messages(claims, now)
+            return await self.state.claim_messages(claims, now, again=True)
 
     async def _unrecorded(self, message: ChatMessage) -> None:
         """Tell the author their command was not run: its claim could not be recorded. Another

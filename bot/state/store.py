@@ -288,13 +288,19 @@ class StateStore:
         another replica)."""
         return message_id in await self.claim_messages([(message_id, room_id, message_ts)], now)
 
-    async def claim_messages(self, claims: Sequence[tuple[str, str, datetime]], now: datetime) -> set[str]:
+    async def claim_messages(
+        self, claims: Sequence[tuple[str, str, datetime]], now: datetime, *, again: bool = False
+    ) -> set[str]:
         """`claim_message` for many (message id, room id, message ts) at once: one statement and
         one commit per `CLAIM_BATCH`, so a burst of commands is not claimed one commit at a time.
         Returns the ids newly claimed (by this process, under a lease from `now`); an id listed
         twice is claimed (and returned) once. Notes when the database server last started
         (`server_started`): a command posted before that may have been answered "not run" by a
-        replica whose claim failed while the database was away."""
+        replica whose claim failed while the database was away.
+        `again`: a second try of the same claims at the same `now`, the first having failed. The
+        first may have committed with its reply lost (the connection broke right then): the
+        commands it claimed (this process's, claimed at `now`, unfinished) are returned too, or
+        they would wait for their lease to run out, taken for another process's."""
         taken: set[str] = set()
         lease_until = _ts(now + self.lease)
         for start in range(0, len(claims), CLAIM_BATCH):
@@ -320,7 +326,18 @@ class StateStore:
             )
             taken.update(str(row[0]) for row in rows)
             self.server_started = max([self.server_started, *(float(row[1]) for row in rows)])
+            if again:
+                taken.update(await self._claimed_at(now, [message_id for message_id, _, _ in chunk]))
         return taken
+
+    async def _claimed_at(self, now: datetime, message_ids: Sequence[str]) -> set[str]:
+        """Those of `message_ids` this process claimed at `now` and has not finished."""
+        rows = await self.database.rows(
+            "SELECT message_id FROM processed_messages WHERE owner = ? AND claimed_at = ? AND status = 'claimed'"  # noqa: S608
+            f" AND message_id IN ({', '.join('?' * len(message_ids))})",
+            (self.owner, _ts(now), *message_ids),
+        )
+        return {str(row[0]) for row in rows}
 
     async def renew_claims(self, now: datetime, message_ids: Collection[str]) -> int:
         """Extend the lease of those of `message_ids` that are unfinished claims of this process

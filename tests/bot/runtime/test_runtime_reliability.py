@@ -671,3 +671,34 @@ async def test_a_change_taken_over_and_closed_on_a_not_run_notice_is_answered_by
         thawed.set()
         await call(control.set_latency, 0, "integrations.update")
     assert (await call(control.integration, target["_id"]))["enabled"] is False
+
+
+async def test_a_claim_whose_commit_answer_was_lost_runs_its_command_at_once(w: World, tmp_path: Path) -> None:
+    """Was: the claim's statement committed, but its reply was lost (the connection broke right
+    then); the claim tried once more and found the command claimed already, by this process, so
+    it took it for another's claim. The command ran only when its lease ran out and it was taken
+    over: a lease (half a minute by default) late. Now the second try knows its own first one."""
+    control = w.control
+    target = await hook(w, "claim-reply-lost")
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=120)) as (bot, _):
+        state = bot.state
+        assert state is not None
+        original = state.claim_messages
+        tries: list[int] = []
+
+        async def committed_then_lost(*args: Any, **kwargs: Any) -> Any:
+            tries.append(len(tries))
+            taken = await original(*args, **kwargs)
+            if len(tries) == 1:
+                raise StateUnavailable("test database", "server closed the connection unexpectedly")
+            return taken
+
+        state.claim_messages = committed_then_lost  # type: ignore[method-assign]
+        command = await call(control.post_message, "owen", "ops", "!integration disable claim-reply-lost")
+        answer = await answer_to(w, tmp_path, command)
+        assert answer["msg"].startswith(f"{wording.DISABLED_MARK} Disabled"), answer["msg"]
+        assert tries[:2] == [0, 1]  # the first try failed as its reply was lost; the second found it
+        await until(lambda: bot_claim_status(tmp_path, command["_id"]) == "done", what="the claim finished")
+    assert [m["_id"] for m in bot_messages(w, "ops")] == [answer["_id"]]
+    assert (await call(control.integration, target["_id"]))["enabled"] is False
+    assert control.counters().rest.get("integrations.update", 0) == 1

@@ -76,6 +76,19 @@ async def test_a_burst_is_claimed_once_each_even_listed_twice(opened: Opener) ->
     assert await store.claim_messages(burst[:3], NOW) == set()
 
 
+async def test_a_second_try_of_a_claim_returns_what_its_first_committed_unanswered(opened: Opener) -> None:
+    """The first try's commit went through, its reply lost: its claims are the process's to run."""
+    mine, other = await opened(owner="a"), await opened(owner="b")
+    assert await mine.claim_messages([("m1", "GENERAL", NOW), ("m2", "GENERAL", NOW)], NOW) == {"m1", "m2"}
+    assert await other.claim_messages([("m3", "GENERAL", NOW)], NOW) == {"m3"}
+    assert await mine.finish_message("m2", "done") is True
+    heard = [(f"m{n}", "GENERAL", NOW) for n in range(1, 5)]
+    assert await mine.claim_messages(heard, NOW, again=True) == {"m1", "m4"}
+    # Claimed at another moment: an earlier command of this process, running already.
+    later = NOW + timedelta(seconds=1)
+    assert await mine.claim_messages([("m1", "GENERAL", NOW), ("m5", "GENERAL", NOW)], later, again=True) == {"m5"}
+
+
 async def test_replicas_racing_for_the_same_commands_each_win_a_disjoint_share(opened: Opener) -> None:
     stores = [await opened(owner=f"r{n}") for n in range(3)]
     commands = [(f"m{n}", "GENERAL", NOW) for n in range(300)]
