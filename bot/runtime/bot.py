@@ -184,6 +184,12 @@ class Bot:
         # Commands whose claim failed (the database away): id → (command, freshness, origin, loop
         # time of the failure). Claimed again every second until it works (`_claim_waiting`).
         self._waiting_claims: dict[str, tuple[Accepted, Freshness, str, float]] = {}
+        # The moments (`now`) of the claims of the waiting commands that failed: one may have
+        # committed with its reply lost (`StateStore.claim_messages`, `tried`).
+        self._claims_tried: set[datetime] = set()
+        # Set when a command starts waiting for its claim: the claims keeper, asleep for a third of
+        # the lease, then tries again within STATE_RETRY (`_keep_claims`).
+        self._claim_failed = asyncio.Event()
         # Whose callers' commands this replica claims first (bot/runtime/homes.py), and the commands
         # it leaves to another replica, the caller's home.
         self.homes: Homes | None = None
@@ -600,6 +606,8 @@ class Bot:
             # and are answered "not run" only if it stays away. Cursors stay where they are.
             self._state_failed(exc)
             started = asyncio.get_running_loop().time()
+            self._claims_tried.add(now)
+            self._claim_failed.set()
             assert self.cursors is not None
             for accepted, age in wanted:
                 if len(self._waiting_claims) < WAITING_CLAIMS_MAX:
@@ -1098,13 +1106,13 @@ class Bot:
         connection the database's restart broke (the pool then replaces it), and a command must not
         be answered "not run" while another replica, whose connection was fine, runs it. Safe to
         repeat: the second try returns the claims the first one committed with its reply lost
-        (`again`), which are this replica's to run."""
+        (`tried`), which are this replica's to run."""
         assert self.state is not None
         try:
             return await self.state.claim_messages(claims, now)
         except StateUnavailable as exc:
             log.info("state.claim_retried", error=str(exc))
-            return await self.state.claim_messages(claims, now, again=True)
+            return await self.state.claim_messages(claims, now, tried=[now])
 
     async def _unrecorded(self, message: ChatMessage) -> None:
         """Tell the author their command was not run: its claim could not be recorded. Another
@@ -1220,9 +1228,16 @@ class Bot:
         loop = asyncio.get_running_loop()
         self._renewed_at = loop.time()
         while True:
-            # During an outage, every second: commands wait for their claim until it works.
-            waiting = not self._state_reachable or self._waiting_claims
-            await asyncio.sleep(STATE_RETRY if waiting else interval)
+            # During an outage, every second: commands wait for their claim until it works. A claim
+            # failing meanwhile (a blip the periodic check did not see) wakes the keeper early.
+            if not self._state_reachable or self._waiting_claims:
+                await asyncio.sleep(STATE_RETRY)
+            else:
+                self._claim_failed.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._claim_failed.wait(), interval)
+                if self._claim_failed.is_set():
+                    await asyncio.sleep(STATE_RETRY)
             if self._waiting_claims and self._accepting:
                 await self._claim_waiting()
             try:
@@ -1291,10 +1306,11 @@ class Bot:
         now, since = self.clock(), asyncio.get_running_loop().time()
         try:
             claimed = await self.state.claim_messages(
-                [(a.message.id, a.message.room_id, a.message.ts) for a, *_ in items], now
+                [(a.message.id, a.message.room_id, a.message.ts) for a, *_ in items], now, tried=self._claims_tried
             )
         except StateUnavailable as exc:
             self._state_failed(exc)
+            self._claims_tried.add(now)
             for accepted, age, _, failed_at in items:
                 message = accepted.message
                 if age is Freshness.FRESH and since - failed_at >= NOTICE_AFTER and message.id not in self._not_run:
@@ -1303,9 +1319,12 @@ class Bot:
             return
         self._state_worked()
         assert self.cursors is not None
+        for accepted, *_ in items:
+            del self._waiting_claims[accepted.message.id]
+        if not self._waiting_claims:
+            self._claims_tried.clear()
         for accepted, _, origin, _ in items:
             message = accepted.message
-            del self._waiting_claims[message.id]
             self.cursors.let_go(message.room_id, message.id)
             if message.id not in claimed:
                 self.metrics.duplicates.labels(origin=origin).inc()

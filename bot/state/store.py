@@ -289,7 +289,7 @@ class StateStore:
         return message_id in await self.claim_messages([(message_id, room_id, message_ts)], now)
 
     async def claim_messages(
-        self, claims: Sequence[tuple[str, str, datetime]], now: datetime, *, again: bool = False
+        self, claims: Sequence[tuple[str, str, datetime]], now: datetime, *, tried: Collection[datetime] = ()
     ) -> set[str]:
         """`claim_message` for many (message id, room id, message ts) at once: one statement and
         one commit per `CLAIM_BATCH`, so a burst of commands is not claimed one commit at a time.
@@ -297,10 +297,11 @@ class StateStore:
         twice is claimed (and returned) once. Notes when the database server last started
         (`server_started`): a command posted before that may have been answered "not run" by a
         replica whose claim failed while the database was away.
-        `again`: a second try of the same claims at the same `now`, the first having failed. The
-        first may have committed with its reply lost (the connection broke right then): the
-        commands it claimed (this process's, claimed at `now`, unfinished) are returned too, or
-        they would wait for their lease to run out, taken for another process's."""
+        `tried`: the moments (their `now`) of earlier tries of these claims that failed. One may
+        have committed with its reply lost (the connection broke right then): the commands it
+        claimed (this process's, claimed at one of those moments, unfinished) are returned too, or
+        they would wait for their lease to run out, taken for another process's. (A command this
+        process claimed at another moment is running here already: a re-delivery is not returned.)"""
         taken: set[str] = set()
         lease_until = _ts(now + self.lease)
         for start in range(0, len(claims), CLAIM_BATCH):
@@ -326,16 +327,17 @@ class StateStore:
             )
             taken.update(str(row[0]) for row in rows)
             self.server_started = max([self.server_started, *(float(row[1]) for row in rows)])
-            if again:
-                taken.update(await self._claimed_at(now, [message_id for message_id, _, _ in chunk]))
+            if tried:
+                taken.update(await self._claimed_at(tried, [message_id for message_id, _, _ in chunk]))
         return taken
 
-    async def _claimed_at(self, now: datetime, message_ids: Sequence[str]) -> set[str]:
-        """Those of `message_ids` this process claimed at `now` and has not finished."""
+    async def _claimed_at(self, moments: Collection[datetime], message_ids: Sequence[str]) -> set[str]:
+        """Those of `message_ids` this process claimed at one of `moments` and has not finished."""
+        at = sorted({_ts(moment) for moment in moments})
         rows = await self.database.rows(
-            "SELECT message_id FROM processed_messages WHERE owner = ? AND claimed_at = ? AND status = 'claimed'"  # noqa: S608
-            f" AND message_id IN ({', '.join('?' * len(message_ids))})",
-            (self.owner, _ts(now), *message_ids),
+            "SELECT message_id FROM processed_messages WHERE owner = ? AND status = 'claimed'"  # noqa: S608
+            f" AND claimed_at IN ({', '.join('?' * len(at))}) AND message_id IN ({', '.join('?' * len(message_ids))})",
+            (self.owner, *at, *message_ids),
         )
         return {str(row[0]) for row in rows}
 

@@ -55,10 +55,10 @@ class HeldClaim:
         state = bot.state
         original = state.claim_messages
 
-        async def claim(claims: list[tuple[str, str, datetime]], now: datetime) -> set[str]:
+        async def claim(claims: list[tuple[str, str, datetime]], now: datetime, **options: Any) -> set[str]:
             held = [c for c in claims if c[0] in self.ids]
             if not held:
-                return await original(claims, now)
+                return await original(claims, now, **options)
             self.entered.set()
             await self.release.wait()
             if self.failing:
@@ -67,7 +67,7 @@ class HeldClaim:
                 await original(held, now)
                 for message_id, *_ in held:
                     await state.finish_message(message_id, "done by another replica")
-            return await original(claims, now)
+            return await original(claims, now, **options)
 
         state.claim_messages = claim  # type: ignore[method-assign]
         begin = bot._read_ahead

@@ -702,3 +702,35 @@ async def test_a_claim_whose_commit_answer_was_lost_runs_its_command_at_once(w: 
     assert [m["_id"] for m in bot_messages(w, "ops")] == [answer["_id"]]
     assert (await call(control.integration, target["_id"]))["enabled"] is False
     assert control.counters().rest.get("integrations.update", 0) == 1
+
+
+async def test_a_claim_committed_unanswered_before_the_database_went_away_runs_once_it_is_back(
+    w: World, tmp_path: Path
+) -> None:
+    """The same, with the database away for the claim's second try: the command waits for it
+    (`_claim_waiting`), and is run once it is back, not a lease later."""
+    control = w.control
+    target = await hook(w, "claim-reply-lost-away")
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=120)) as (bot, _):
+        state = bot.state
+        assert state is not None
+        original = state.claim_messages
+        tries: list[int] = []
+
+        async def committed_then_away(*args: Any, **kwargs: Any) -> Any:
+            tries.append(len(tries))
+            if len(tries) == 2:
+                raise StateUnavailable("test database", "connection refused")
+            taken = await original(*args, **kwargs)
+            if len(tries) == 1:
+                raise StateUnavailable("test database", "server closed the connection unexpectedly")
+            return taken
+
+        state.claim_messages = committed_then_away  # type: ignore[method-assign]
+        command = await call(control.post_message, "owen", "ops", "!integration disable claim-reply-lost-away")
+        answer = await answer_to(w, tmp_path, command)
+        assert answer["msg"].startswith(f"{wording.DISABLED_MARK} Disabled"), answer["msg"]
+        await until(lambda: bot_claim_status(tmp_path, command["_id"]) == "done", what="the claim finished")
+    assert [m["_id"] for m in bot_messages(w, "ops")] == [answer["_id"]]
+    assert (await call(control.integration, target["_id"]))["enabled"] is False
+    assert control.counters().rest.get("integrations.update", 0) == 1

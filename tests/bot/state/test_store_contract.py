@@ -83,10 +83,11 @@ async def test_a_second_try_of_a_claim_returns_what_its_first_committed_unanswer
     assert await other.claim_messages([("m3", "GENERAL", NOW)], NOW) == {"m3"}
     assert await mine.finish_message("m2", "done") is True
     heard = [(f"m{n}", "GENERAL", NOW) for n in range(1, 5)]
-    assert await mine.claim_messages(heard, NOW, again=True) == {"m1", "m4"}
-    # Claimed at another moment: an earlier command of this process, running already.
     later = NOW + timedelta(seconds=1)
-    assert await mine.claim_messages([("m1", "GENERAL", NOW), ("m5", "GENERAL", NOW)], later, again=True) == {"m5"}
+    assert await mine.claim_messages(heard, later, tried=[NOW - LEASE, NOW]) == {"m1", "m4"}
+    # Claimed at another moment: an earlier command of this process, running already.
+    again = [("m1", "GENERAL", NOW), ("m5", "GENERAL", NOW)]
+    assert await mine.claim_messages(again, later + LEASE, tried=[later]) == {"m5"}
 
 
 async def test_replicas_racing_for_the_same_commands_each_win_a_disjoint_share(opened: Opener) -> None:
