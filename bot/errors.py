@@ -61,6 +61,15 @@ class UnknownCommand(UserInputError):
         super().__init__(f"unknown command {word!r}")
 
 
+class EditedSince(UserInputError):
+    """A command resumed after a restart whose message was edited meanwhile makes no change it had
+    not made before (bot/runtime/recovery.py): its caller changed what they asked for."""
+
+    def __init__(self, integration_id: str) -> None:
+        self.integration_id = integration_id
+        super().__init__("not changed: the message was edited since, so I make no new change for it")
+
+
 class UsageError(UserInputError):
     def __init__(self, command: str, problem: str) -> None:
         self.command = command

@@ -37,7 +37,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.errors import BotError, ClaimTakenOver, ServerRejected, StateUnavailable, UsageError, UserInputError
+from bot.errors import (
+    BotError,
+    ClaimTakenOver,
+    EditedSince,
+    ServerRejected,
+    StateUnavailable,
+    UsageError,
+    UserInputError,
+)
 from bot.integrations.authz import CallerRights, RoomMemo, room_entries, visible_in_list
 from bot.integrations.documents import changed_fields, saved_again
 from bot.integrations.service import intended_document
@@ -275,6 +283,7 @@ async def apply(
     done: list[Integration] = []
     unchanged: list[Integration] = []
     failed: list[str] = []
+    not_made: list[Integration] = []  # resumed from the text it had when it ran, its message edited since
     for member in members:
         try:
             if parsed.duration is not None:
@@ -283,6 +292,9 @@ async def apply(
                 answer = await plain(ctx, member, parsed.reason, group_id=group.id)
         except WHOLE_COMMAND:
             raise  # about the whole command, not this member: it stops here
+        except EditedSince:
+            not_made.append(member)
+            continue
         except BotError as exc:
             failed.append(f"{replies.label(member)}: {problem(ctx, exc)}")
             continue
@@ -301,6 +313,8 @@ async def apply(
         lines.append("Left as they were (already off, or changed meanwhile):\n" + _names(unchanged))
     if failed:
         lines.append("Failed (nothing changed on these):\n" + bullet_list(failed, limit=SHOWN))
+    if not_made:
+        lines.append("Not switched off, as your message was edited since:\n" + _names(not_made))
     outcome = "changed" if done else ("failed" if failed else "unchanged")
     buttons = _group_buttons(ctx, parsed) if done else ()
     if due is None:

@@ -92,6 +92,7 @@ from bot.runtime.recovery import Close, Decision, Interrupted, Recovery, Resume
 from bot.runtime.staleness import (
     CATCHUP_HORIZON,
     Freshness,
+    as_it_ran,
     first_delivery,
     freshness,
     interrupted_reply,
@@ -117,6 +118,8 @@ log = logs.get_logger("integrations_bot.runtime")
 __all__ = ["Bot", "buttons_attachment", "main", "utcnow"]
 
 _T = TypeVar("_T")
+# How a command is run again after a restart: not (None), or as recovery decided (`Resume`).
+Recovering = Resume | None
 
 MESSAGES_STREAM: Final = "stream-room-messages"
 CURSOR_FLUSH_INTERVAL: Final = 2.0  # seconds between cursor writes (a lagging cursor is harmless)
@@ -168,7 +171,7 @@ class Bot:
         self.registry: Registry = build_registry()
         self._tasks: set[asyncio.Task[None]] = set()
         self.lanes = Lanes(per_caller=settings.bot_caller_concurrency, queue=settings.bot_caller_queue)
-        self._waiting: dict[Job, tuple[Accepted, bool, bool]] = {}  # job → (command, stale, recovering)
+        self._waiting: dict[Job, tuple[Accepted, bool, Recovering]] = {}  # job → (command, stale, recovering)
         # Reads begun at admission, before the claim, for the commands' turns (bot/runtime/read_ahead.py).
         self.read_ahead = ReadAhead()
         # When each claimed command waiting for or in its turn arrived (`RightsCache.moment`): its
@@ -834,7 +837,7 @@ class Bot:
 
     # --- turns: which claimed command runs next (bot/runtime/fairness.py) --------------------------------
 
-    def _schedule(self, accepted: Accepted, *, stale: bool = False, recovering: bool = False) -> None:
+    def _schedule(self, accepted: Accepted, *, stale: bool = False, recovering: Recovering = None) -> None:
         self._running.add(accepted.message.id)  # its claim's lease is renewed until its turn ends
         self._claimed_at.setdefault(accepted.message.id, asyncio.get_running_loop().time())
         invocation = accepted.invocation
@@ -849,7 +852,7 @@ class Bot:
             accepted, stale, recovering = self._waiting.pop(job)
             self._spawn(self._turn(job, accepted, stale, recovering), f"command-{accepted.message.id}")
 
-    async def _turn(self, job: Job, accepted: Accepted, stale: bool, recovering: bool) -> None:
+    async def _turn(self, job: Job, accepted: Accepted, stale: bool, recovering: Recovering) -> None:
         self._running.add(accepted.message.id)
         try:
             if job.overflow:
@@ -870,10 +873,13 @@ class Bot:
 
     # --- one command ----------------------------------------------------------------------------
 
-    async def _command(self, accepted: Accepted, *, stale: bool = False, recovering: bool = False) -> None:
+    async def _command(self, accepted: Accepted, *, stale: bool = False, recovering: Recovering = None) -> None:
+        """Run one claimed command and answer it. `recovering`: resumed after a restart (or taken
+        over from a replica), `Resume.edited` when from the text it had when it ran."""
         assert self.services is not None
         message = accepted.message
-        run = CommandRun(message.id, recovering)
+        edited = recovering is not None and recovering.edited
+        run = CommandRun(message.id, recovering is not None, text=message.text, edited=edited)
         current_command.set(run)
         self.metrics.commands_in_flight.inc()
         early: EarlyReads | None = None
@@ -895,7 +901,7 @@ class Bot:
             try:
                 author = await self._from_ignored_bot(
                     message,
-                    recovering=recovering,
+                    recovering=recovering is not None,
                     fresh=fresh,
                     read=early.rights if early is not None and fresh else None,
                 )
@@ -933,7 +939,7 @@ class Bot:
                     hint = "its lease ran out, not renewed by this replica; the one that took it over answers"
                     self._unanswered(reply, "command.taken_over", message.id, hint)
                     return
-                await self._post(message, reply)
+                await self._post(message, as_it_ran(reply) if edited else reply)
         finally:  # reads still held for it (it returned before taking them) are dropped by `_turn`
             if early is not None:
                 early.cancel()  # a no-op once used
@@ -1356,7 +1362,7 @@ class Bot:
             self.metrics.recovered.labels(result="closed").inc()
         elif isinstance(decision, Resume):
             self.metrics.recovered.labels(result="resumed").inc()
-            self._schedule(decision.accepted, recovering=True)
+            self._schedule(decision.accepted, recovering=decision)
         elif isinstance(decision, Interrupted):
             self.metrics.recovered.labels(result="interrupted").inc()
             self._spawn(self._interrupted(decision), "interrupted")

@@ -27,6 +27,13 @@ its intent against the integration as it is now, read under the integration's lo
   overwrite their change); the command fails with `VerificationFailed`, whose answer asks the
   caller to look at the integration.
 
+Each intent also keeps the command's text as the bot accepted it (`CommandRun.text`). A message
+edited after its command ran is never run from its new text (bot/runtime/intake.py); when a write
+of it had landed, the restart resumes it from the stored text instead (`CommandRun.edited`,
+bot/runtime/recovery.py), so that the change made is answered and audited. Such a run only
+reports: a write judged NOT_LANDED, or one it had not reached, is not sent (`EditedSince`; a bulk
+command lists those members as not changed).
+
 Commands that change only a timed disable's end (`extend`, `extend all`, a re-timing `disable X
 for …`) write no document, so they have no intent: the timer row records the message id of each
 command that moved its end, and the end it set, in the same UPDATE (bot/state/timer_store.py). A
@@ -49,7 +56,7 @@ from datetime import datetime
 from typing import Any
 
 from bot import logs
-from bot.errors import ClaimTakenOver, IntegrationNotFound, VerificationFailed
+from bot.errors import ClaimTakenOver, EditedSince, IntegrationNotFound, VerificationFailed
 from bot.integrations.service import IntegrationService, differences, intended_document
 from bot.rocketchat.ejson import decode_date
 from bot.rocketchat.models import Integration, UpdateOutcome
@@ -62,12 +69,17 @@ log = logs.get_logger("integrations_bot.journal")
 @dataclass(frozen=True)
 class CommandRun:
     """The command the current task is running (set by the runtime in each command's task).
-    `sent`: the integrations it has sent a write for (its intent recorded first), so the runtime
-    knows that a later failure may have come after a change had landed."""
+    `text`: what it says, as accepted (stored with each write intent). `edited`: resumed after a
+    restart from that stored text, its message edited since: it only reports the writes that
+    landed and sends no new one (`EditedSince`). `sent`: the integrations it has sent a write for
+    (its intent recorded first), so the runtime knows that a later failure may have come after a
+    change had landed."""
 
     message_id: str
     recovering: bool = False
     sent: list[str] = field(default_factory=list)
+    text: str | None = None
+    edited: bool = False
 
 
 current_command: ContextVar[CommandRun | None] = ContextVar("integrations_bot_command", default=None)
@@ -124,6 +136,11 @@ class JournaledIntegrationService(IntegrationService):
                 return True
         return await self._state.timers.has_extension_by(message_id)
 
+    async def said(self, message_id: str) -> str | None:
+        """What this (interrupted) command said when it ran, as stored with its write intents; None
+        when it has none, or they come from a release that did not store it."""
+        return next((i.text for i in await self._state.intents(message_id) if i.text is not None), None)
+
     async def unrecorded(self, message_id: str) -> bool:
         """Whether a write of this (answered, interrupted) command landed without its audit row:
         the book-keeping that runs after the answer did not happen (commands/followups.py)."""
@@ -179,6 +196,8 @@ class JournaledIntegrationService(IntegrationService):
             return None
         intent = next((i for i in await self._state.intents(run.message_id) if i.integration_id == current.id), None)
         if intent is None or intended_document(intent.before, changes) != intent.intended:
+            if run.edited:
+                raise EditedSince(current.id)  # never sent before: its caller has changed their message
             return None
         verdict = await self._judge(intent, current.document)
         log.info("journal.replay", message_id=run.message_id, integration_id=current.id, judgement=verdict.value)
@@ -187,6 +206,8 @@ class JournaledIntegrationService(IntegrationService):
             return UpdateOutcome(before=Integration.of(intent.before), after=after, changed=True)
         if verdict is Judgement.SUPERSEDED:
             raise VerificationFailed(current.id, differences(intent.before, intent.intended, current.document))
+        if run.edited:
+            raise EditedSince(current.id)  # not landed: not made now, the message says something else
         return None
 
     async def _verified(self, current: Integration, stored: Mapping[str, Any]) -> None:
@@ -203,7 +224,9 @@ class JournaledIntegrationService(IntegrationService):
         replica paused past its lease: the one that took the command over runs it)."""
         run = current_command.get()
         if run is not None:
-            intent = WriteIntent(run.message_id, current.id, self._clock(), current.to_dict(), dict(intended))
+            intent = WriteIntent(
+                run.message_id, current.id, self._clock(), current.to_dict(), dict(intended), text=run.text
+            )
             if not await self._state.record_intent(intent):
                 raise ClaimTakenOver(run.message_id)
 

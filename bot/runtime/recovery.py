@@ -21,6 +21,16 @@ integration or not, and its caller may have an answer or not. The decision, per 
 4. otherwise (stale, nothing written, or the message was edited since): do not run it; tell the
    caller it was interrupted and not run again.
 
+A message edited since is never run from its new text (bot/runtime/intake.py). But when a write
+of it landed, "not run again" would be untrue and the change would have no audit row (`history`
+and `undo` would not know it): the write journal keeps the text the command had when it ran
+(`JournaledIntegrationService.said`). Such a command, in 2 or 3, is rebuilt with that text (not
+edited), accepted by the intake as any command is, and resumed *as it ran* (`Resume.edited`):
+the writes that landed are answered as done and audited, no new write is sent (a bulk command's
+members not changed yet are listed as not changed), and the answer says that it answers what
+the message said when it ran. Without a stored text (an intent of an older release), or when
+nothing landed, it stays "edited since, not run again".
+
 Only claims taken over are considered (`orphans`), never claims this process made itself: at start
 (a SQLite file: every claim its previous process left; a shared PostgreSQL: claims whose lease ran
 out), and, on a shared database, every few seconds while running: the claims of a replica that
@@ -52,6 +62,8 @@ log = logs.get_logger("integrations_bot.recovery")
 @dataclass(frozen=True)
 class Resume:
     accepted: Accepted
+    # Rebuilt from the text it had when it ran (its message edited since): report, never write.
+    edited: bool = False
 
 
 @dataclass(frozen=True)
@@ -123,7 +135,10 @@ class Recovery:
         if accepted is None and message.edited_at is None:
             return Close(message_id, "recovered: not a command", ignored=True)  # e.g. chat in a group DM
         if accepted is None:
-            return Interrupted(message, "it was edited since")
+            as_it_ran = await self._as_it_ran(message)
+            if as_it_ran is None:
+                return Interrupted(message, "it was edited since")
+            return Resume(as_it_ran, edited=True)  # a write of it landed: answered and audited, never written again
         if freshness(message.ts, self._clock(), self._stale_age) is Freshness.FRESH:
             return Resume(accepted)
         if await self._journal.landed(message_id):
@@ -136,10 +151,25 @@ class Recovery:
         if room is None or not await self._journal.unrecorded(message_id):
             return closed
         message = ChatMessage.from_document(document, room.meta())
+        if message is not None and message.edited_at is not None:
+            as_it_ran = await self._as_it_ran(message)
+            return Resume(as_it_ran, edited=True) if as_it_ran is not None else closed
         if message is not None:
             await self._intake.prepare([message])
         accepted = self._intake.accept(message) if message is not None else None
         return Resume(accepted) if accepted is not None else closed
+
+    async def _as_it_ran(self, message: ChatMessage) -> Accepted | None:
+        """An edited message's command as it was when it ran, when a write of it landed and the
+        journal kept its text: the message rebuilt with that text, accepted by the intake (whose
+        every rule applies again). Its mentions are not known any more: the text alone decides."""
+        said = await self._journal.said(message.id)
+        if said is None or not await self._journal.landed(message.id):
+            return None
+        as_it_ran = message.model_copy(update={"text": said, "edited_at": None, "mentions": ()})
+        await self._intake.prepare([as_it_ran])
+        accepted = self._intake.accept(as_it_ran)
+        return accepted if accepted is not None and accepted.invocation is not None else None
 
     async def _answered_already(self, message_id: str, document: dict[str, object]) -> bool:
         """Whether the bot's own answer is at an id of the command's chain, in its room and thread.

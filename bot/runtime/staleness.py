@@ -4,11 +4,13 @@ A command found late (sent while the bot was offline, or left unfinished by a cr
 longer be wanted: the incident may be over, someone may have fixed it by hand. So a command older
 than `BOT_STALE_COMMAND_AGE` is answered but not run (`stale_reply`), one older than the catch-up
 horizon is not even answered, and one a restart could not safely finish says so
-(`interrupted_reply`). The stream, a catch-up pass and recovery all ask `freshness` the same way.
+(`interrupted_reply`); one a restart finished from the text it had when it ran, its message
+edited since, says that (`as_it_ran`). The stream, a catch-up pass and recovery all ask `freshness` the same way.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from datetime import datetime, timedelta
 from typing import Final
@@ -61,3 +63,10 @@ def interrupted_reply(reason: str, prefix: str) -> Reply:
         f"Check the integration with {code(prefix + ' show <name>')} and send the command again if it is still needed.",
         outcome="interrupted",
     )
+
+
+def as_it_ran(reply: Reply) -> Reply:
+    """The answer to a command finished after a restart from the text it had when it ran (its
+    message was edited meanwhile, bot/runtime/recovery.py): it says so first."""
+    note = "✏️ Your message was edited after I ran it; this answers what it said then."
+    return dataclasses.replace(reply, text=f"{note}\n{reply.text}")

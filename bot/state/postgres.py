@@ -210,6 +210,9 @@ MIGRATIONS: Final[dict[int, str]] = {
         seen_at double precision NOT NULL
     )
     """,
+    12: """
+    ALTER TABLE write_intents ADD COLUMN command_text text
+    """,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 # Keys of the transaction-level advisory locks (a namespace of this bot's: hashtextextended of it).

@@ -48,6 +48,10 @@ LEASE = 3.0  # BOT_CLAIM_LEASE, seconds: the shortest the bot allows; a take-ove
 # An answer's deadline when a replica may have died with the command: the lease runs out, the next
 # take-over tick decides it (every LEASE/3), then it runs: a functional bound, not a benchmark.
 TAKEOVER_TIMEOUT = 30.0
+# The server processes of statements waiting for a lock on the shared database's `audit` table: a
+# test holding that lock (LOCK TABLE audit IN SHARE MODE) sees a command between its change and
+# its audit row, and kills the replica there (tests/e2e/test_e2e_extend_resumed.py).
+WAITING_ON_AUDIT = "SELECT pid FROM pg_locks WHERE relation = 'audit'::regclass AND NOT granted"
 # Written by the server on every update (or derived by it): never compared.
 SERVER_MANAGED = ("_updatedAt", "_updatedBy", "scriptError")
 

@@ -18,12 +18,11 @@ from pathlib import Path
 import psycopg
 import pytest
 from e2e_support import BOT_USERNAME, REPLY_TIMEOUT
-from replica_support import TAKEOVER_TIMEOUT, Replicas, running, wait_until
+from replica_support import TAKEOVER_TIMEOUT, WAITING_ON_AUDIT, Replicas, running, wait_until
 
 pytestmark = pytest.mark.e2e
 
 PREFIX = "!integration"
-WAITING_ON_AUDIT = "SELECT pid FROM pg_locks WHERE relation = 'audit'::regclass AND NOT granted"
 
 
 @pytest.fixture

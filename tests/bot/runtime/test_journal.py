@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from reliability_support import World, call, world
 
-from bot.errors import ClaimTakenOver, VerificationFailed
+from bot.errors import ClaimTakenOver, EditedSince, VerificationFailed
 from bot.integrations.authz import CallerRights, RightsCache
 from bot.rocketchat.models import Integration
 from bot.runtime.journal import CommandRun, JournaledIntegrationService, Judgement, current_command, judge
@@ -118,9 +118,11 @@ async def disable_as(
     target: Any,
     *,
     recovering: bool,
+    text: str | None = None,
+    edited: bool = False,
 ) -> Any:
     await claimed(state, message_id)
-    token = current_command.set(CommandRun(message_id, recovering))
+    token = current_command.set(CommandRun(message_id, recovering, text=text, edited=edited))
     try:
         return await service.set_enabled(target, False, rights=rights)
     finally:
@@ -165,6 +167,35 @@ async def test_a_resumed_command_whose_write_never_landed_writes_once(sandbox_wo
     outcome = await disable_as(service, state, rights, "cmd-3", Integration.of(document), recovering=True)
     assert updates(sandbox_world) == before + 1
     assert outcome.changed and outcome.after.enabled is False
+
+
+async def test_a_write_records_the_text_of_its_command(sandbox_world: World, parts: Any) -> None:
+    service, state, rights = parts
+    hook = await fresh_hook(sandbox_world, "journal-text")
+    said = "!integration disable journal-text"
+    await disable_as(service, state, rights, "cmd-t", hook["_id"], recovering=False, text=said)
+    assert [i.text for i in await state.intents("cmd-t")] == [said]
+    assert await service.said("cmd-t") == said
+
+
+@pytest.mark.parametrize("journaled", [True, False], ids=["not-landed", "never-reached"])
+async def test_a_command_resumed_as_it_ran_before_an_edit_sends_no_new_write(
+    sandbox_world: World, parts: Any, journaled: bool
+) -> None:
+    """Its message was edited since (bot/runtime/recovery.py): a write of it that did not land,
+    or one it had not reached, is not made now."""
+    service, state, rights = parts
+    hook = await fresh_hook(sandbox_world, f"journal-edited-{journaled}")
+    async with sandbox_world.rest() as rest:
+        document = await rest.integrations_get(hook["_id"])
+    await claimed(state, "cmd-e")
+    if journaled:
+        await state.record_intent(WriteIntent("cmd-e", hook["_id"], NOW, document, {**document, "enabled": False}))
+    before = updates(sandbox_world)
+    with pytest.raises(EditedSince):
+        await disable_as(service, state, rights, "cmd-e", hook["_id"], recovering=True, edited=True)
+    assert updates(sandbox_world) == before
+    assert (await call(sandbox_world.control.integration, hook["_id"]))["enabled"] is True
 
 
 async def test_a_resumed_command_overtaken_by_someone_else_changes_nothing(sandbox_world: World, parts: Any) -> None:

@@ -279,3 +279,67 @@ async def test_a_sweep_interrupted_by_a_rest_failure_resumes_where_it_stopped(sa
     await recovery.sweep(rooms, act)
     assert recovery.remaining == []
     assert [d.accepted.message.id for d in acted if isinstance(d, Resume)] == [first["_id"], second["_id"]]
+
+
+async def landed_then_edited(w: World, p: Parts, name: str, *, text: str | None, landed: bool = True) -> str:
+    """A `disable` whose intent was recorded (with the command's text, or without as an older
+    release stored it), its write landed or not, the process died, then the caller edited it."""
+    hook = await call(w.control.create_incoming_integration, name, channel="#ops")
+    said = f"!integration disable {name}"
+    command = await post(w, "admin", "ops", said)
+    document = await p.rest.integrations_get(hook["_id"])
+    await p.state.claim_message(command["_id"], command["rid"], p.clock(), p.clock())  # by the process that died
+    intended = {**document, "enabled": False}
+    await p.state.record_intent(
+        WriteIntent(command["_id"], hook["_id"], p.clock(), document, intended, text=said if text else None)
+    )
+    if landed:
+        await call(w.control.update_integration, hook["_id"], {"enabled": False})
+    await call(w.control.edit_message, command["_id"], f"!integration enable {name}")
+    return str(command["_id"])
+
+
+async def test_an_edited_command_whose_write_landed_is_resumed_as_it_ran(sandbox_world: World, parts: Any) -> None:
+    """Was: "not run again: it was edited since", while its change was made, and no audit row."""
+    p = parts(timedelta(minutes=5))  # even when stale: the write landed
+    message_id = await landed_then_edited(sandbox_world, p, "recovery-edited-landed", text="stored")
+    decision = await p.decide(message_id)
+    assert isinstance(decision, Resume) and decision.edited
+    message = decision.accepted.message
+    assert (message.id, message.text, message.edited_at) == (
+        message_id,
+        "!integration disable recovery-edited-landed",
+        None,
+    )
+    assert decision.accepted.invocation is not None and decision.accepted.invocation.command == "disable"
+
+
+@pytest.mark.parametrize(
+    ("text", "landed"), [(None, True), ("stored", False)], ids=["no-text-of-an-older-release", "nothing-landed"]
+)
+async def test_an_edited_command_is_not_run_again_without_its_text_or_a_landed_write(
+    sandbox_world: World, parts: Any, text: str | None, landed: bool
+) -> None:
+    p = parts()
+    message_id = await landed_then_edited(
+        sandbox_world, p, f"recovery-edited-{text}-{landed}", text=text, landed=landed
+    )
+    decision = await p.decide(message_id)
+    assert isinstance(decision, Interrupted) and "edited" in decision.reason
+
+
+async def test_an_answered_edited_command_whose_audit_row_is_missing_is_resumed_as_it_ran(
+    sandbox_world: World, parts: Any
+) -> None:
+    p = parts()
+    message_id = await landed_then_edited(sandbox_world, p, "recovery-edited-answered", text="stored")
+    await call(
+        sandbox_world.control.post_message,
+        "integrations-bot",
+        "ops",
+        "Disabled",
+        message_id=p.answer_id({"_id": message_id}),
+    )
+    decision = await p.decide(message_id)
+    assert isinstance(decision, Resume) and decision.edited
+    assert decision.accepted.message.text == "!integration disable recovery-edited-answered"

@@ -240,6 +240,38 @@ async def test_write_intents_are_replaced_and_dropped_when_their_command_finishe
     assert await other.intents("m1") == [again]
 
 
+async def test_a_write_intent_keeps_the_text_of_its_command(opened: Opener) -> None:
+    """What the command said when it ran, read back by a restart after its message was edited
+    (bot/runtime/recovery.py); a retry's intent replaces the text with its own."""
+    store = await opened(owner="a")
+    await store.claim_messages([("m1", "R", NOW)], NOW)
+    said = "!integration disable `Guggy ü` because it pages ✓"
+    await store.record_intent(WriteIntent("m1", "i1", NOW, {"enabled": True}, {"enabled": False}, text=said))
+    await store.record_intent(WriteIntent("m1", "i2", NOW, {"enabled": True}, {"enabled": False}))
+    assert [(i.integration_id, i.text) for i in await store.intents("m1")] == [("i1", said), ("i2", None)]
+
+
+async def test_write_intents_of_the_version_before_their_text_are_kept_by_the_migration(opened: Opener) -> None:
+    """A database at version 11 (no `command_text`) with an unfinished command's intent: opened by
+    this release, it is migrated, and the intent is read as one without a text."""
+    store = await opened(owner="a")
+    await store.claim_messages([("m1", "R", NOW)], NOW)
+    await store.database.count("ALTER TABLE write_intents DROP COLUMN command_text")
+    await store.database.count(
+        "INSERT INTO write_intents (message_id, integration_id, at, before_json, intended_json)"
+        " VALUES ('m1', 'i1', 0, '{\"enabled\": true}', '{\"enabled\": false}')"
+    )
+    if store.database.kind == "sqlite":
+        await store.database.count("PRAGMA user_version=11")
+    else:
+        await store.database.count("UPDATE schema_version SET version = 11")
+    await store.close()
+    again = await opened(owner="a")
+    assert await again.schema_version() == 12
+    (intent,) = await again.intents("m1")
+    assert (intent.integration_id, intent.intended, intent.text) == ("i1", {"enabled": False}, None)
+
+
 async def test_answers_whose_audit_row_is_still_to_come_are_known_to_every_process(opened: Opener) -> None:
     """A verified write is answered (or about to be); its audit row comes after the answer, in the
     process that runs the command. Another process reading the audit waits for those rows."""
@@ -428,7 +460,7 @@ async def test_the_integration_lock_lets_one_writer_at_a_time(opened: Opener) ->
 async def test_replicas_starting_at_once_migrate_once(postgres_url: str) -> None:
     stores = await asyncio.gather(*(StateStore.connect(postgres_url) for _ in range(4)))
     try:
-        assert {await s.schema_version() for s in stores} == {11}
+        assert {await s.schema_version() for s in stores} == {12}
         assert len({s.message_ids.answer("m") for s in stores}) == 1
     finally:
         await asyncio.gather(*(s.close() for s in stores))
@@ -438,7 +470,7 @@ async def test_a_database_from_a_newer_release_is_refused_clearly(postgres_url: 
     store = await StateStore.connect(postgres_url)
     await store.database.count("UPDATE schema_version SET version = 99")
     await store.close()
-    with pytest.raises(ConfigError, match=r"schema version 99, newer than this release supports \(11\)"):
+    with pytest.raises(ConfigError, match=r"schema version 99, newer than this release supports \(12\)"):
         await StateStore.connect(postgres_url)
 
 
