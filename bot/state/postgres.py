@@ -52,13 +52,17 @@ key), `integration_writes` rows (the pending mark; a verified write's record) an
 rows. Timers, confirmations, bulk groups, flood notices, cursors and `replicas` are only ever
 written by single statements, whose transaction the server ends by itself. What waits for those
 rows, and what it does instead:
-- a claim leaves out the commands claimed already (`StateStore.claim_messages`: `NOT EXISTS`
-  against its snapshot before its insert); a take-over skips the claims locked (`SKIP LOCKED`);
-  renewing, releasing and pruning claims only match rows whose committed version is the
-  replica's own, or closed: never one a stalled close holds;
+- the claims keeper and the intake never wait for them: a claim leaves out the commands claimed
+  already (`StateStore.claim_messages`: `NOT EXISTS` against its snapshot before its insert); a
+  take-over skips the claims locked (`SKIP LOCKED`); renewing and releasing claims only match
+  rows whose committed version is the replica's own (a stalled close holds only its replica's),
+  and `replicas` rows are written by single statements (tests/bot/state/
+  test_postgres_stalled_batches.py);
 - anything else (closing a claim or pruning the journal, which mark an integration's
-  `integration_writes` row pending; a command resumed by another replica that records the audit
-  row or the intent a stalled one holds; a lock's release recording its write) waits at most
+  `integration_writes` row pending; a change's pending mark, or its release recording its write,
+  with the integration's lock held; a command resumed by another replica that records the audit
+  row or the intent a stalled one holds; pruning closed claims, one of which a stalled re-close
+  may hold) waits at most
   `LOCK_TIMEOUT`: the statements pool's sessions have that `lock_timeout`, and a lock transaction
   sets it (`SET LOCAL`) once its advisory lock is held. The statement then fails with `StateBusy`
   (SQLSTATE 55P03), a `StateUnavailable` that callers handle as any failed statement (the claim
