@@ -52,27 +52,28 @@ key), `integration_writes` rows (the pending mark; a verified write's record) an
 rows. Timers, confirmations, bulk groups, flood notices, cursors and `replicas` are only ever
 written by single statements, whose transaction the server ends by itself. What waits for those
 rows, and what it does instead:
-- the claims keeper and the intake never wait for them: a claim leaves out the commands claimed
-  already (`StateStore.claim_messages`: `NOT EXISTS` against its snapshot before its insert); a
-  take-over skips the claims locked (`SKIP LOCKED`); renewing and releasing claims only match
-  rows whose committed version is the replica's own (a stalled close holds only its replica's),
-  and `replicas` rows are written by single statements (tests/bot/state/
-  test_postgres_stalled_batches.py);
-- anything else (closing a claim or pruning the journal, which mark an integration's
-  `integration_writes` row pending; a change's pending mark, or its release recording its write,
-  with the integration's lock held; a command resumed by another replica that records the audit
-  row or the intent a stalled one holds; pruning closed claims, one of which a stalled re-close
-  may hold) waits at most
-  `LOCK_TIMEOUT`: the statements pool's sessions have that `lock_timeout`, and a lock transaction
-  sets it (`SET LOCAL`) once its advisory lock is held. The statement then fails with `StateBusy`
-  (SQLSTATE 55P03), a `StateUnavailable` that callers handle as any failed statement (the claim
-  left unsettled and closed later, the command answered "not run", the keeper trying again next
-  round) but that is no outage: readiness and the `state_up` metric stay (`bot/runtime/bot.py`).
-  The wait for another replica's advisory lock is not bounded so (`LOCK_HELD_MAX`), nor a
-  migration's (each replica waits for the one migrating first). Behind a PgBouncer in
-  transaction pooling mode a session's setting does not follow its client: set `lock_timeout`
-  for the bot's role there (`ALTER ROLE … SET lock_timeout = '5s'`); a lock transaction resets
-  it for its advisory lock's wait.
+- the intake's claims and the claims keeper's renewals and take-overs never wait for them: a
+  claim leaves out the commands claimed already (`StateStore.claim_messages`: `NOT EXISTS`
+  against its snapshot before its insert); a take-over skips the claims locked (`SKIP LOCKED`);
+  renewing and releasing claims only match rows whose committed version is the replica's own (a
+  stalled close holds only its own replica's); `replicas` rows are written by single statements
+  (tests/bot/state/test_postgres_stalled_batches.py);
+- anything else waits at most `LOCK_TIMEOUT`: closing a claim or pruning the journal (both mark
+  an integration's `integration_writes` row pending), a change's pending mark or its release's
+  record of its write (the integration's lock held meanwhile: every replica's next change of it
+  waited behind it), the audit row or write intent of a command another replica took over from
+  a stalled one, pruning closed claims (a stalled re-close may hold one). The statements pool's
+  sessions have that `lock_timeout`, and a lock transaction sets it (`SET LOCAL`) once its
+  advisory lock is held. The statement then fails with `StateBusy` (SQLSTATE 55P03), a
+  `StateUnavailable` that callers handle as any failed statement (a close left unsettled and
+  tried again at the keeper's next round, a command answered "can't record", the hourly prune
+  tried again at the next cursor flush), but that is no outage: readiness and the `state_up`
+  metric stay (`bot/runtime/bot.py`).
+The wait for another replica's advisory lock is not bounded so (`LOCK_HELD_MAX`), nor a
+migration's (each replica waits for the one migrating first). Behind a PgBouncer in transaction
+pooling mode a session's setting does not follow its client: set `lock_timeout` for the bot's
+role there (`ALTER ROLE … SET lock_timeout = '5s'`); a lock transaction resets it to none for its
+advisory lock's wait.
 """
 
 from __future__ import annotations
