@@ -23,6 +23,7 @@ into this tree at the client boundary, so command code never catches a library e
     │       └── OutcomeUnknown      a write was sent, and whether it was stored can't be told
     ├── VerificationFailed          a write was stored differently than intended
     └── StateUnavailable            the state database cannot be reached or refused a statement
+        └── StateBusy               a row another transaction holds stayed locked past the bound
 """
 
 from __future__ import annotations
@@ -211,6 +212,14 @@ class StateUnavailable(BotError):
         self.where = where
         self.problem = problem
         super().__init__(f"state database {where} unavailable: {problem}")
+
+
+class StateBusy(StateUnavailable):
+    """A statement gave up waiting for a row another transaction holds locked (PostgreSQL's
+    `lock_timeout`, `bot/state/postgres.py`): the database answers, but that transaction stays
+    open, typically another replica's stopped between the statements of its batch (SIGSTOP, a
+    frozen VM). What the statement was for did not happen, as with `StateUnavailable` (its
+    callers handle it so), but the database is not down: no readiness lost, no outage reported."""
 
 
 class ClaimTakenOver(BotError):

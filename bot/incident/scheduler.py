@@ -14,10 +14,12 @@ shared lock and the row's compare-and-set decide: the first one turns it back on
 announces it; the second finds the row ended (see `bot.incident.timers`).
 
 Retries only on named errors: `Unavailable` and `RateLimited` (Rocket.Chat is down or busy) and
-`StateUnavailable` (the state database is away) put that timer aside for a growing delay (or the
-server's retry-after); any other exception is a bug, logged with its traceback and retried after
-the longest delay, so one bad row cannot spin the loop or stop the others. The database away while
-the timers are read is looked at again after the first retry delay: the loop never ends on it.
+`StateUnavailable` (the state database is away, or a row it needs stayed locked by another
+replica stalled mid-batch for `LOCK_TIMEOUT`, bot/state/postgres.py) put that timer aside for a
+growing delay (or the server's retry-after), and the loop goes on with the others; any other
+exception is a bug, logged with its traceback and retried after the longest delay, so one bad
+row cannot spin the loop or stop the others. The database away while the timers are read is
+looked at again after the first retry delay: the loop never ends on it.
 """
 
 from __future__ import annotations

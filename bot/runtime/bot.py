@@ -56,6 +56,7 @@ from bot.errors import (
     ConfigError,
     RateLimited,
     ServerRejected,
+    StateBusy,
     StateUnavailable,
     Unavailable,
     UpstreamError,
@@ -1210,6 +1211,12 @@ class Bot:
     # --- the state database: leases, take-over, outages ---------------------------------------
 
     def _state_failed(self, exc: StateUnavailable) -> None:
+        if isinstance(exc, StateBusy):
+            # The database answers; a row stayed locked by a transaction left open (another
+            # replica stopped mid-batch: bot/state/postgres.py). What failed is tried again at its
+            # own pace (its next round, its settling), never at once: no outage, readiness kept.
+            log.warning("state.busy", error=str(exc), hint="another replica may be stalled mid-batch")
+            return
         self._last_outage = asyncio.get_running_loop().time()
         if self._state_reachable:
             log.error("state.unavailable", error=str(exc), hint="commands are answered 'not run' until it is back")

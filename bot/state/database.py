@@ -99,8 +99,10 @@ class Database(Protocol):
         before it too. A caller must be right either way (put first what the rest depends on).
         On PostgreSQL each statement is sent as it is run: a process stopped between two of them
         (SIGSTOP, a frozen VM or container) keeps that transaction, and the row locks of those
-        before, open until it resumes. No statement of another replica's may wait for those rows
-        (a claim leaves the commands claimed already out of its insert, `StateStore.claim_messages`)."""
+        before, open until it resumes. The claims keeper's and the intake's statements never wait
+        for those rows (a claim leaves the commands claimed already out of its insert,
+        `StateStore.claim_messages`; a take-over skips locked claims); any other waits at most the
+        backend's `lock_timeout`, then raises `StateBusy` (bot/state/postgres.py, "Stalled replicas")."""
         ...
 
     async def batch_rows(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[list[Row], int]]:

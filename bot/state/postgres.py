@@ -40,6 +40,40 @@ many values (a batch whose text grows with it) is never prepared (`PREPARED_VALU
 When the database cannot be reached, every statement raises `StateUnavailable` after at most
 `statement_timeout` seconds (waiting for a connection; a lock after `LOCK_WAIT`); the pools
 reconnect by themselves.
+
+Stalled replicas. A batch (`Database.batch`: closing a claim, its audit row, pruning the journal)
+is one pipeline, each statement sent as it is run, and one implicit transaction until the
+pipeline's Sync; so is a lock's release (its deferred statements, then COMMIT). A process stopped
+between two of those statements (SIGSTOP, a frozen VM or container, a starved CPU) leaves that
+transaction open on the server, with the row locks of the statements already sent, for as long as
+it stays stopped (`idle_in_transaction_session_timeout` does not fire before the Sync). The rows
+such a transaction can hold: its own claim (`processed_messages`), a new `audit` row (its unique
+key), `integration_writes` rows (the pending mark; a verified write's record) and `write_intents`
+rows. Timers, confirmations, bulk groups, flood notices, cursors and `replicas` are only ever
+written by single statements, whose transaction the server ends by itself. What waits for those
+rows, and what it does instead:
+- the intake's claims and the claims keeper's renewals and take-overs never wait for them: a
+  claim leaves out the commands claimed already (`StateStore.claim_messages`: `NOT EXISTS`
+  against its snapshot before its insert); a take-over skips the claims locked (`SKIP LOCKED`);
+  renewing and releasing claims only match rows whose committed version is the replica's own (a
+  stalled close holds only its own replica's); `replicas` rows are written by single statements
+  (tests/bot/state/test_postgres_stalled_batches.py);
+- anything else waits at most `LOCK_TIMEOUT`: closing a claim or pruning the journal (both mark
+  an integration's `integration_writes` row pending), a change's pending mark or its release's
+  record of its write (the integration's lock held meanwhile: every replica's next change of it
+  waited behind it), the audit row or write intent of a command another replica took over from
+  a stalled one, pruning closed claims (a stalled re-close may hold one). The statements pool's
+  sessions have that `lock_timeout`, and a lock transaction sets it (`SET LOCAL`) once its
+  advisory lock is held. The statement then fails with `StateBusy` (SQLSTATE 55P03), a
+  `StateUnavailable` that callers handle as any failed statement (a close left unsettled and
+  tried again at the keeper's next round, a command answered "can't record", the hourly prune
+  tried again at the next cursor flush), but that is no outage: readiness and the `state_up`
+  metric stay (`bot/runtime/bot.py`).
+The wait for another replica's advisory lock is not bounded so (`LOCK_HELD_MAX`), nor a
+migration's (each replica waits for the one migrating first). Behind a PgBouncer in transaction
+pooling mode a session's setting does not follow its client: set `lock_timeout` for the bot's
+role there (`ALTER ROLE … SET lock_timeout = '5s'`); a lock transaction resets it to none for its
+advisory lock's wait.
 """
 
 from __future__ import annotations
@@ -57,7 +91,7 @@ from psycopg.pq import TransactionStatus
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from bot import logs
-from bot.errors import ClaimTakenOver, ConfigError, StateUnavailable
+from bot.errors import ClaimTakenOver, ConfigError, StateBusy, StateUnavailable
 from bot.integrations.locks import Held, IntegrationLocks, LocalIntegrationLocks, ReadMark
 from bot.rocketchat.ejson import decode_date
 from bot.rocketchat.rest import MAX_CONNECTIONS
@@ -260,6 +294,16 @@ LOCK_WAIT: Final = 30.0
 # (A holder whose several calls are each rate-limited that long may exceed it: the changes behind it
 # are then answered "can't record commands", as before they queued.)
 LOCK_HELD_MAX: Final = 300.0
+# How long a statement of the statements pool waits for a row lock (seconds; the session's
+# `lock_timeout`, set as each connection opens) before it gives up with `StateBusy`; and a lock
+# transaction's statements once its integration's lock is held (`SET LOCAL`: never the wait for
+# the advisory lock itself, nor a migration's). Every transaction of the bot's that locks rows
+# is a few statements sent back to back, so a row stays locked for milliseconds, unless the
+# process that sent them stopped in the middle (module docstring, "Stalled replicas"). Under a
+# third of the lease (`BOT_CLAIM_LEASE`, 30 s, renewed every 10 s), so that a keeper's statement
+# that gave up still leaves its claims renewed in time by the next round; as long as a statement
+# waits for a connection (`statement_timeout`, 5 s).
+LOCK_TIMEOUT: Final = 5.0
 # The pool's own bound on a request for a lock connection (seconds): none, in effect; the wait is
 # bounded by `SharedIntegrationLocks._connection` (`LOCK_WAIT`, `LOCK_HELD_MAX`).
 _QUEUED_FOR_EVER: Final = 1e6
@@ -284,6 +328,11 @@ def _password_of(url: str) -> str | None:
     return None
 
 
+def _milliseconds(seconds: float) -> int:
+    """A timeout as PostgreSQL's settings take it (whole milliseconds, at least 1: 0 is none)."""
+    return max(1, round(seconds * 1000))
+
+
 def _dialect(sql: str, cache: dict[str, str] = {}) -> str:  # noqa: B006 (a cache on purpose)
     """The store's SQL with psycopg's placeholders (`?` → `%s`); the statements hold no other `?` or `%`."""
     translated = cache.get(sql)
@@ -300,7 +349,10 @@ def _prepare(params: Sequence[Any]) -> bool | None:
 
 def _unavailable(where: str, exc: BaseException) -> StateUnavailable:
     """What a statement that failed for want of the database raises; from now on every pooled
-    connection is checked before its next use (`_distrust_connections`)."""
+    connection is checked before its next use (`_distrust_connections`). A row lock waited for
+    past `LOCK_TIMEOUT` is `StateBusy`: the database answered, its connections are fine."""
+    if isinstance(exc, psycopg.errors.LockNotAvailable):
+        return StateBusy(where, "a row stayed locked by another transaction (another replica stalled mid-batch?)")
     _distrust_connections()
     if isinstance(exc, PoolTimeout):
         return StateUnavailable(where, "no connection to the database")
@@ -357,7 +409,9 @@ class PostgresDatabase:
     started_at = "extract(epoch FROM pg_postmaster_start_time())"
     uptime = "extract(epoch FROM now() - pg_postmaster_start_time())"
 
-    def __init__(self, url: str, *, statement_timeout: float = 5.0, prepare: bool = True) -> None:
+    def __init__(
+        self, url: str, *, statement_timeout: float = 5.0, prepare: bool = True, lock_timeout: float = LOCK_TIMEOUT
+    ) -> None:
         self.where = where_of(url)
         self._url = url
         logs.register_secret(_password_of(url))
@@ -387,15 +441,23 @@ class PostgresDatabase:
             "reconnect_timeout": 5.0,
             "reconnect_failed": self._reconnect_failed,
         }
+        self._lock_timeout = _milliseconds(lock_timeout)
         self._statements: AsyncConnectionPool = AsyncConnectionPool(
-            url, min_size=1, max_size=STATEMENT_POOL, name="state", **common
+            url, min_size=1, max_size=STATEMENT_POOL, name="state", configure=self._configure, **common
         )
         self._lock_pool: AsyncConnectionPool = AsyncConnectionPool(
             url, min_size=1, max_size=LOCK_POOL, name="locks", **common
         )
-        self._locks = SharedIntegrationLocks(self._lock_pool, self._statements, self.where)
+        self._locks = SharedIntegrationLocks(
+            self._lock_pool, self._statements, self.where, lock_timeout=self._lock_timeout
+        )
         self._purging: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()  # checks of the pools under way (`_checking`)
+
+    async def _configure(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """A new connection of the statements pool: no statement of it waits for a row lock longer
+        than `LOCK_TIMEOUT` (module docstring, "Stalled replicas")."""
+        await conn.execute(f"SET lock_timeout = {self._lock_timeout}")
 
     async def _check(self, conn: psycopg.AsyncConnection[Any]) -> None:
         """A pool's check of a connection it is about to hand out (`_check_unless_fresh`). One that
@@ -433,14 +495,17 @@ class PostgresDatabase:
                 await pool.check()
 
     @classmethod
-    async def open(cls, url: str, *, connect_timeout: float = 10.0, prepare: bool = True) -> PostgresDatabase:
+    async def open(
+        cls, url: str, *, connect_timeout: float = 10.0, prepare: bool = True, lock_timeout: float = LOCK_TIMEOUT
+    ) -> PostgresDatabase:
         """Connect and migrate. `StateUnavailable` when the server cannot be reached within
-        `connect_timeout`; `ConfigError` for a schema newer than this release."""
+        `connect_timeout`; `ConfigError` for a schema newer than this release. `lock_timeout`:
+        `LOCK_TIMEOUT` (tests shorten it)."""
         try:
             pg_conninfo.conninfo_to_dict(url)
         except psycopg.ProgrammingError as exc:
             raise ConfigError(f"BOT_STATE_URL is not a PostgreSQL URL ({type(exc).__name__})") from None
-        database = cls(url, prepare=prepare)
+        database = cls(url, prepare=prepare, lock_timeout=lock_timeout)
         try:
             await database._open(within=connect_timeout)
             await database._migrate()
@@ -470,6 +535,9 @@ class PostgresDatabase:
     async def _migrate(self) -> None:
         try:
             async with self._statements.connection() as conn, conn.transaction():
+                # Waits for the replica migrating first, however long it takes; and its DDL for
+                # the transactions of the replicas already running (an upgrade one at a time).
+                await conn.execute("SET LOCAL lock_timeout = 0")
                 await conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (_MIGRATION_LOCK,))
                 await conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)")
                 row = await (await conn.execute("SELECT max(version) FROM schema_version")).fetchone()
@@ -660,8 +728,10 @@ class SharedIntegrationLocks:
         where: str,
         *,
         on_wait: Callable[[float], None] | None = None,
+        lock_timeout: int = _milliseconds(LOCK_TIMEOUT),
     ) -> None:
         self._pool = pool
+        self._lock_timeout = lock_timeout  # milliseconds
         self._statements = statements
         self._where = where
         self._local = LocalIntegrationLocks()
@@ -712,10 +782,16 @@ class SharedIntegrationLocks:
                     # one waited, and trust a read older than that holder's write).
                     async with conn.pipeline():
                         await conn.execute("BEGIN")
+                        # The advisory lock is waited for as long as its holder holds it (a
+                        # session default, or one a PgBouncer carried over, must not cut that
+                        # short); the statements after it wait for a row `LOCK_TIMEOUT` at most
+                        # (the release's, behind a stalled replica's batch: module docstring).
+                        await conn.execute("SET LOCAL lock_timeout = 0")
                         await conn.execute(
                             "SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                             (_INTEGRATION_LOCK + integration_id,),
                         )
+                        await conn.execute(f"SET LOCAL lock_timeout = {self._lock_timeout}")
                         cursor = await conn.execute(
                             "SELECT (SELECT ARRAY[pending::text, updated_at] FROM integration_writes"
                             " WHERE integration_id = %s), EXISTS (SELECT 1 FROM write_intents"

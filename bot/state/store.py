@@ -222,13 +222,21 @@ class StateStore:
         key_seed: bytes | None = None,
         connect_timeout: float = 10.0,
         prepare: bool = True,
+        lock_timeout: float | None = None,
         **options: Any,
     ) -> StateStore:
         """Connect to a PostgreSQL database (migrating it once, whoever starts first). `prepare`:
-        whether the driver may prepare the statements it runs often (`BOT_STATE_PREPARE`)."""
-        from bot.state.postgres import PostgresDatabase
+        whether the driver may prepare the statements it runs often (`BOT_STATE_PREPARE`).
+        `lock_timeout`: how long a statement waits for a row another transaction holds
+        (`bot/state/postgres.py`, `LOCK_TIMEOUT` unless given)."""
+        from bot.state.postgres import LOCK_TIMEOUT, PostgresDatabase
 
-        database = await PostgresDatabase.open(url, connect_timeout=connect_timeout, prepare=prepare)
+        database = await PostgresDatabase.open(
+            url,
+            connect_timeout=connect_timeout,
+            prepare=prepare,
+            lock_timeout=LOCK_TIMEOUT if lock_timeout is None else lock_timeout,
+        )
         return await cls._ready(database, key_seed, **options)
 
     @classmethod

@@ -15,7 +15,7 @@ import pytest
 import structlog
 from reliability_support import World, call, running_bot, settings_for, until, world
 
-from bot.errors import StateUnavailable
+from bot.errors import StateBusy, StateUnavailable
 from bot.state.sqlite import SqliteDatabase
 from bot.state.store import AuditRecord, StateStore
 
@@ -80,6 +80,44 @@ async def test_a_claim_is_closed_with_its_audit_row_and_stays_open_while_that_fa
         failing[0] = False  # the database answers again: the row, then the close
         await closed(state, held["_id"])
         assert [r.message_id for r in await state.history(integration_ids=[second["_id"]])] == [held["_id"]]
+
+
+async def test_a_row_held_by_a_stalled_replica_is_no_outage_and_the_claim_is_closed_once_it_is_free(
+    w: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The row and the close gave up waiting for a row another replica's open transaction holds
+    (PostgreSQL's `lock_timeout`: `StateBusy`). The database answers: the bot stays ready, reports
+    no outage, and closes the claim with its row at its next round, once the row is free."""
+    target = await call(w.control.create_incoming_integration, "busy", channel="#ops", created_by="admin")
+    failing = [True]
+    closes: list[str] = []  # the closes tried while the row is held
+    original, finish = StateStore.record_finishing, StateStore.finish_message
+
+    async def record_finishing(self: StateStore, record: AuditRecord, outcome: str) -> Any:
+        if failing[0]:
+            raise StateBusy("test", "a row stayed locked by another transaction")
+        return await original(self, record, outcome)
+
+    async def finish_message(self: StateStore, message_id: str, outcome: str, **options: Any) -> bool:
+        if failing[0]:
+            closes.append(message_id)
+            raise StateBusy("test", "a row stayed locked by another transaction")
+        return await finish(self, message_id, outcome, **options)
+
+    monkeypatch.setattr(StateStore, "record_finishing", record_finishing)
+    monkeypatch.setattr(StateStore, "finish_message", finish_message)
+    with structlog.testing.capture_logs() as captured:
+        async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)) as (bot, _task):
+            assert bot.state is not None
+            held = await disabled_unsettled(w, captured, target["_id"])
+            # Its close tried again at the next round (the claims keeper's), which fails alike.
+            await until(lambda: len(closes) >= 2, timeout=15)
+            assert await bot.state.message_status(held["_id"]) == "claimed"
+            assert bot.probe().state_db_open
+            assert not any(e.get("event") == "state.unavailable" for e in captured)
+            failing[0] = False
+            await closed(bot.state, held["_id"])
+            assert [r.message_id for r in await bot.state.history(integration_ids=[target["_id"]])] == [held["_id"]]
 
 
 @pytest.mark.parametrize("stored", [1, 2], ids=["the-row-alone", "the-row-and-the-close"])

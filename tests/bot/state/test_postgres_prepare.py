@@ -8,7 +8,6 @@ from datetime import UTC, datetime
 
 import psycopg
 import pytest
-from psycopg import sql
 
 from bot.config import Settings
 from bot.errors import StateUnavailable
@@ -105,31 +104,40 @@ async def test_locks_released_with_and_without_a_write_one_after_another_keep_wo
 
 
 async def test_a_lock_the_server_gave_up_waiting_for_leaves_its_connection_working(postgres_url: str) -> None:
-    """A server (or a managed database's defaults) may cap waits for locks (`lock_timeout`): the
-    lock's statement fails, its transaction is then in error, and ending it (whatever the command)
-    is a ROLLBACK, with what that does to psycopg's prepared statements (above). The connection is
-    not used again: the next locks work."""
+    """A lock transaction's statements after its advisory lock wait for a row `lock_timeout` at
+    most (bot/state/postgres.py, "Stalled replicas"): here its release's record of the write, behind
+    another transaction that holds the integration's row. The statement fails, its transaction is
+    then in error, and ending it (whatever the command) is a ROLLBACK, with what that does to
+    psycopg's prepared statements (above). The connection is not used again: the next locks work."""
     admin = await psycopg.AsyncConnection.connect(postgres_url, autocommit=True)
     try:
-        name = (await (await admin.execute("SELECT current_database()")).fetchall())[0][0]
-        await admin.execute(sql.SQL("ALTER DATABASE {} SET lock_timeout = '200ms'").format(sql.Identifier(name)))
-        store = await StateStore.connect(postgres_url)
+        store = await StateStore.connect(postgres_url, lock_timeout=0.2)
         database = store.database
         assert isinstance(database, PostgresDatabase)
         try:
-            await admin.execute(
-                "SELECT pg_advisory_lock(hashtextextended(%s, 0))", ("integrations-bot:integration:integration",)
-            )
+            for _connection in range(LOCK_POOL):  # each lock connection prepares its statements
+                for _run in range(PREPARE_THRESHOLD):
+                    async with database.locks.hold("integration"):
+                        pass
+
+            async def written() -> None:
+                async with database.locks.hold("integration") as held:
+                    await held.writing(journaled=True)
+                    held.written("2026-12-07T12:00:00.000Z")
+
+            await admin.execute("BEGIN")
+            await admin.execute("INSERT INTO integration_writes (integration_id, pending) VALUES ('integration', true)")
             with pytest.raises(StateUnavailable):
-                async with database.locks.hold("integration"):
-                    pass
-            await admin.execute("SELECT pg_advisory_unlock_all()")
+                await written()
+            await admin.execute("ROLLBACK")
             for turn in range(3):
                 for _connection in range(LOCK_POOL):
                     async with database.locks.hold("integration") as held:
                         if turn == 1:
                             await held.writing()
                             held.written("2026-12-07T12:00:01.000Z")
+            rows = await database.rows("SELECT pending, updated_at FROM integration_writes")
+            assert rows == [(False, "2026-12-07T12:00:01.000Z")]
         finally:
             await store.close()
     finally:
