@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from bot.config import Settings
 from bot.ops import check
+from bot.state.postgres import SCHEMA_VERSION
 from sandbox.control import UserCredentials
 from sandbox.server import SandboxServer
 
@@ -250,7 +251,7 @@ def test_a_shared_postgresql_is_checked_instead_of_the_file(
     status, lines, err = run(settings, capsys)
 
     assert status == 0
-    found = line(lines, "state database", "PostgreSQL", "reachable", "schema version 11", "0 unfinished")
+    found = line(lines, "state database", "PostgreSQL", "reachable", f"schema version {SCHEMA_VERSION}", "0 unfinished")
     assert found.startswith("✔")
     assert not (tmp_path / "state.sqlite3").exists()
     password = str(urlsplit(postgres_url).password)
