@@ -15,7 +15,8 @@ the document the bot's disable produced (`bot.integrations.documents`):
 - anything else (re-enabled by hand, edited, saved again, deleted) → `overridden`, and it says
   so in the room/thread the disable came from;
 - Rocket.Chat refuses the write for good (e.g. its channel was deleted) → `failed`, said so too.
-Transient failures (`Unavailable`, `RateLimited`) propagate: the scheduler retries later.
+Transient failures (`Unavailable`, `RateLimited`, and `StateUnavailable`: the state database
+away, or a row held by a replica stalled mid-batch) propagate: the scheduler retries later.
 
 Several replicas (PostgreSQL): every replica's scheduler arms every timer (it polls the store), so
 two may fire the same one. `expire` makes that safe without a lease of its own: the comparison,
@@ -54,6 +55,7 @@ from bot.errors import (
     PermissionDenied,
     RateLimited,
     ServerRejected,
+    StateUnavailable,
     Unavailable,
     UserInputError,
     VerificationFailed,
@@ -248,51 +250,63 @@ class TimerService:
         `extend`, `enable` and `undo` treat it as any other. None when nothing was written: it is
         already disabled, or a timed disable of it is pending. Raises `BotError` when refused."""
         rights = await self._rights.get(self.bot_user_id)
-        async with self._integrations.editing(document) as edit:
-            current = edit.current
-            if not current.enabled or await self.store.pending_for(current.id) is not None:
-                return None
-            now = self.clock.now()
-            timer = await self.store.schedule(
-                TimerDraft(
-                    integration_id=current.id,
-                    integration_name=current.name,
-                    integration_type=current.type,
-                    created_at=now,
-                    due_at=until,
+        made = False  # written, audited and confirmed under the lock
+        try:
+            async with self._integrations.editing(document) as edit:
+                current = edit.current
+                if not current.enabled or await self.store.pending_for(current.id) is not None:
+                    return None
+                now = self.clock.now()
+                timer = await self.store.schedule(
+                    TimerDraft(
+                        integration_id=current.id,
+                        integration_name=current.name,
+                        integration_type=current.type,
+                        created_at=now,
+                        due_at=until,
+                        actor_id=self.bot_user_id,
+                        actor_username=self.bot_username,
+                        reason=reason,
+                        room_id=room_id,
+                    )
+                )
+                if timer is None:
+                    return None
+                try:
+                    outcome = await edit.apply({"enabled": False}, rights=rights)
+                except (PermissionDenied, UserInputError):
+                    await self.abort(timer, "the disable was refused")  # nothing was written
+                    raise
+                if not outcome.changed:
+                    await self.abort(timer, "it was already disabled")
+                    return None
+                record = AuditRecord(
+                    at=now,
                     actor_id=self.bot_user_id,
                     actor_username=self.bot_username,
-                    reason=reason,
+                    integration_id=current.id,
+                    integration_name=outcome.before.name,
+                    integration_type=outcome.before.type,
+                    action="disable",
                     room_id=room_id,
+                    message_id=key,
+                    reason=reason,
+                    before=outcome.before.to_dict(),
+                    after=outcome.after.to_dict(),
+                    until=until,
                 )
-            )
-            if timer is None:
-                return None
-            try:
-                outcome = await edit.apply({"enabled": False}, rights=rights)
-            except (PermissionDenied, UserInputError):
-                await self.abort(timer, "the disable was refused")  # nothing was written
+                stored = dataclasses.replace(record, id=await self._state.record(record))
+                confirmed = await self.confirm(timer, outcome.after.document, stored.id)
+                made = True
+        except StateUnavailable as exc:
+            # Only the lock's release failed after it (its record of the write gave up behind a
+            # replica stalled mid-batch, or the database went away): the write's trace, stored
+            # before it was sent, stays (`SharedIntegrationLocks`). A disable made, timed and told
+            # as such.
+            if not made:
                 raise
-            if not outcome.changed:
-                await self.abort(timer, "it was already disabled")
-                return None
-            record = AuditRecord(
-                at=now,
-                actor_id=self.bot_user_id,
-                actor_username=self.bot_username,
-                integration_id=current.id,
-                integration_name=outcome.before.name,
-                integration_type=outcome.before.type,
-                action="disable",
-                room_id=room_id,
-                message_id=key,
-                reason=reason,
-                before=outcome.before.to_dict(),
-                after=outcome.after.to_dict(),
-                until=until,
-            )
-            stored = dataclasses.replace(record, id=await self._state.record(record))
-            confirmed = await self.confirm(timer, outcome.after.document, stored.id)
+            log.warning("timer.release_failed", integration_id=current.id, error=str(exc))
+        assert timer is not None  # scheduled (None returned above)
         if self._audit_room is not None:
             self._audit_room.announce(stored)
         log.info("timer.disabled_by_bot", timer_id=timer.id, integration_id=current.id, reason=reason)
@@ -364,11 +378,12 @@ class TimerService:
     async def expire(self, timer: TimedDisable) -> Expiry | None:
         """Turn a due integration back on, carefully (see the module docstring). None when the
         timer is no longer active (ended meanwhile, or ended by another replica). Raises
-        `Unavailable`/`RateLimited`."""
+        `Unavailable`/`RateLimited`/`StateUnavailable` (nothing ended: tried again)."""
         fresh = await self.store.get(timer.id)
         if fresh is None or fresh.state is not TimerState.ACTIVE:
             return None
         snapshot = fresh.disabled_document or {}
+        ending: Expiry | None = None
         try:
             rights = await self._rights.get(self.bot_user_id)
             # The comparison, the write, the audit row and the row's ending hold the integration's
@@ -385,6 +400,15 @@ class TimerService:
                 ending = await self._settle(again, edit, rights)
         except (Unavailable, RateLimited):
             raise
+        except StateUnavailable as exc:
+            # The state database away, or a row it needs held by a replica stalled mid-batch
+            # (`StateBusy`): tried again by the scheduler, never an ending of the timer (it would
+            # stay off for good, said to be refused). Unless the ending was decided and recorded
+            # under the lock, and only the lock's release failed after it (its write's trace,
+            # stored before the write, stays: `SharedIntegrationLocks`): then it is told, as decided.
+            if ending is None:
+                raise
+            log.warning("timer.release_failed", timer_id=timer.id, error=str(exc))
         except IntegrationNotFound:  # reading it, before anything was decided
             ending = await self._skip(fresh, snapshot, None, "it was deleted meanwhile")
         except BotError as exc:
@@ -404,7 +428,7 @@ class TimerService:
         if not changed and not saved_again(snapshot, current.document):
             try:
                 outcome = await edit.apply({"enabled": True}, rights=rights)
-            except (Unavailable, RateLimited):
+            except (Unavailable, RateLimited, StateUnavailable):
                 raise  # the write may have landed: the next round tells by the document
             except IntegrationNotFound:
                 return await self._skip(timer, snapshot, None, "it was deleted meanwhile")

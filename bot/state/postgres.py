@@ -712,8 +712,9 @@ class SharedIntegrationLocks:
     (`writing(journaled=True)`: journaled by the command, begun while the lock was being taken
     when it could be, so one wait for both), anything else's is the row's `pending` mark, in a
     statement of its own. Once the write is verified, the release records its `_updatedAt` and
-    clears `pending` in the lock's transaction, together with the statements the holder asked
-    to have committed with it (`commit_with`: the journal's verified mark), in one round trip. If
+    clears `pending` in the lock's transaction (also when the holder's block failed after it),
+    together with the statements the holder asked to have committed with it (`commit_with`: the
+    journal's verified mark), in one round trip. If
     that transaction is lost with its connection, those statements are run on their own before
     the holder's block ends, so they are stored before any answer, as if run where asked; the
     record becomes the `pending` mark then, stored first (the verified mark alone would clear the
@@ -829,8 +830,12 @@ class SharedIntegrationLocks:
                 finally:
                     del self._holders[integration_id]
                     self._moved = time.monotonic()  # its connection is on its way back
-                if held.wrote:
-                    record = held.verified
+                    # Also when the block failed after its write was verified: the verified mark
+                    # (deferred) is committed with the release all the same, and clears the intent
+                    # that stood for the write; without the record beside it, nothing would, and
+                    # a read older than the write would be trusted by the next holder.
+                    if held.wrote:
+                        record = held.verified
             except BaseException:
                 failed = True
                 raise

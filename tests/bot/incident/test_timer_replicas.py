@@ -134,11 +134,12 @@ class Cluster:
     replicas: list[Replica] = field(default_factory=list)
     _sqlite: StateStore | None = None
 
-    async def replica(self, *, dying_store: bool = False) -> Replica:
-        """A new replica. PostgreSQL: its own connections to the database. SQLite (one process):
-        the one open store, opened again when every replica using it is gone."""
+    async def replica(self, *, dying_store: bool = False, lock_timeout: float | None = None) -> Replica:
+        """A new replica. PostgreSQL: its own connections to the database (`lock_timeout`: how
+        long its statements wait for a row, `StateStore.connect`). SQLite (one process): the one
+        open store, opened again when every replica using it is gone."""
         if self.backend == "postgresql":
-            state, owns = await StateStore.connect(self.where), True
+            state, owns = await StateStore.connect(self.where, lock_timeout=lock_timeout), True
         else:
             if self._sqlite is None or not any(r.owns_state for r in self.replicas if r.state is self._sqlite):
                 self._sqlite, owns = await StateStore.open(self.where), True

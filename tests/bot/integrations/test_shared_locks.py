@@ -342,3 +342,33 @@ async def test_the_lock_says_whether_a_timed_disable_is_pending_as_another_repli
     assert await pending_as_seen() is True
     await stores[1].timers.transition(timer, TimerEvent.ABORTED, at=NOW)
     assert await pending_as_seen() is False
+
+
+async def test_a_journaled_write_keeps_its_trace_when_its_holder_fails_after_it(
+    stores: tuple[StateStore, StateStore],
+) -> None:
+    """The holder's block raises once its write was verified (a state statement under the lock
+    that failed, a timed disable whose timer moved meanwhile): the release still commits the
+    verified mark (`commit_with`), which clears the intent that stood for the write. Was: the
+    record of the write was left out then, and nothing else stood for it: another replica's read
+    older than the write, showing the write before it, was trusted (and written over)."""
+    one, two = stores
+    await one.database.count(
+        "INSERT INTO integration_writes (integration_id, pending, updated_at) VALUES (?, false, ?)",
+        ("i1", "2026-01-01T00:00:00.000Z"),
+    )
+    await _journaled_write(one, "m10")
+
+    async def failing_after_its_write() -> None:
+        async with one.locks.hold("i1", writer="m10") as held:
+            await held.writing(journaled=True)
+            await one.verified_intent("m10", "i1", {"enabled": False, "_updatedAt": "t10"}, held=held)
+            held.written("2026-01-01T00:00:10.000Z")
+            raise RuntimeError("failed after the write")
+
+    with pytest.raises(RuntimeError):
+        await failing_after_its_write()
+    [intent] = await two.intents("m10")
+    assert intent.verified == {"enabled": False, "_updatedAt": "t10"}  # the write landed: so the journal says
+    async with two.locks.hold("i1", writer="m11") as held:
+        assert not held.untouched_since(two.locks.mark(), "2026-01-01T00:00:00.000Z")  # older than it
