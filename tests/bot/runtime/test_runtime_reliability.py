@@ -822,3 +822,72 @@ async def test_a_command_running_after_a_late_claim_is_not_run_again_by_a_redeli
     rows = [r for r in await audit_rows(tmp_path, target["_id"]) if r.message_id == command_id]
     assert [r.action for r in rows] == ["disable"]
     assert len([m for m in bot_messages(w, "ops") if m["_id"] in chain]) == 1
+
+
+async def test_a_late_claim_taken_over_by_its_own_process_is_not_run_again_once_its_claim_works(
+    w: World, tmp_path: Path
+) -> None:
+    """A command whose first claim committed unanswered, and whose claim then failed for longer
+    than its lease: the keeper took its expired claim over (this process's own) and the recovery
+    ran it. Was: once claims worked again, the waiting command found that claim, made at a moment
+    of its own failed tries, and ran a second time (its timed disable re-timed by itself). A try
+    older than the lease is not remembered: its claim has run out and is the recovery's."""
+    control = w.control
+    target = await hook(w, "late-claim-taken-over")
+    command_id = random_id()
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)) as (bot, _):
+        state, rest = bot.state, bot.rest
+        assert state is not None and rest is not None
+        chain = set(state.message_ids.answer(command_id))
+        original, send = state.claim_messages, rest.chat_send_message
+        phase = ["committed, reply lost"]
+        back = asyncio.Event()
+        returned: set[str] = set()
+
+        async def scripted(claims: list[tuple[str, str, Any]], now: Any, **options: Any) -> set[str]:
+            ids = {message_id for message_id, *_ in claims}
+            if phase[0] == "committed, reply lost" and command_id in ids:
+                await original(claims, now, **options)  # the first try commits, its reply lost
+                phase[0] = "away"
+                raise StateUnavailable("test database", "server closed the connection unexpectedly")
+            if phase[0] == "away":
+                raise StateUnavailable("test database", "connection refused")
+            taken = await original(claims, now, **options)
+            if command_id in ids:
+                returned.update(taken)
+                back.set()
+            return taken
+
+        posting, release = asyncio.Event(), asyncio.Event()
+
+        async def held(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            if kwargs.get("message_id") in chain:
+                posting.set()
+                await release.wait()
+            return await send(*args, **kwargs)
+
+        state.claim_messages = scripted  # type: ignore[method-assign]
+        rest.chat_send_message = held  # type: ignore[method-assign]
+        command = await call(
+            control.post_message,
+            "owen",
+            "ops",
+            "!integration disable late-claim-taken-over for 1h",
+            message_id=command_id,
+        )
+        await asyncio.wait_for(posting.wait(), REPLY_TIMEOUT)  # taken over and run; its answer held
+        lookups = control.counters().rest.get("chat.getMessage", 0)
+        phase[0] = "back"
+        await asyncio.wait_for(back.wait(), REPLY_TIMEOUT)
+        if command_id in returned:  # taken again: let its second run look for an answer first
+            await until(
+                lambda: control.counters().rest.get("chat.getMessage", 0) >= lookups + 3,
+                what="the second run's look for an answer",
+            )
+        release.set()
+        await answer_to(w, tmp_path, command)
+        await until(lambda: bot_claim_status(tmp_path, command_id) == "done", what="the claim finished")
+        await until(lambda: not bot._running, what="every command over")
+    rows = [r for r in await audit_rows(tmp_path, target["_id"]) if r.message_id == command_id]
+    assert [r.action for r in rows] == ["disable"]
+    assert len([m for m in bot_messages(w, "ops") if m["_id"] in chain]) == 1
