@@ -8,6 +8,11 @@ what changed and writes nothing. Otherwise every field the change touched is wri
 through the lossless `Edit.apply`, verified, and the undo is itself an audit row. The comparison
 and the write hold the integration's lock (bot/integrations/locks.py), so no change of the bot's lands between.
 
+An `undo` resumed after a crash (bot/runtime/recovery.py) reverts the change it had begun to
+revert, the one its write intents name (bot/runtime/journal.py), never one its caller made since
+(through another replica, while its claim's lease ran): that one was not theirs to undo when
+they asked. With no intent stored (nothing written yet), it is the newest change, as for any undo.
+
 An undo is not undone by the next `undo` (it says so instead): two undos in a row would flip
 an incident setting back and forth, which is rarely what a hurried responder means. Re-apply
 the change with its command instead.
@@ -109,7 +114,13 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     rows = await ctx.services.state.history(actor_id=ctx.message.user_id, limit=SCANNED)
     message_id = ctx.message.id
     # This command's own rows (resumed after a crash midway through a group) are not what it undoes.
-    last = next((r for r in rows if r.before is not None and r.after is not None and r.message_id != message_id), None)
+    changes = [r for r in rows if r.before is not None and r.after is not None and r.message_id != message_id]
+    if ctx.services.integrations.resuming():
+        # Resumed after a crash: the change it had begun to revert (its write intents name the
+        # integrations), not one its caller made since, through another replica while its lease ran.
+        begun = {intent.integration_id for intent in await ctx.services.state.intents(message_id)}
+        changes = [r for r in changes if r.integration_id in begun] if begun else changes
+    last = next(iter(changes), None)
     if last is None or last.before is None or last.after is None:
         return Reply("You have made no change through me that I could undo.", outcome="empty")
     what = f"your {code(last.action)} of {_label(last)}, {ago(last.at, now)}"

@@ -188,9 +188,11 @@ class Bot:
         # Commands whose claim failed (the database away): id → (command, freshness, origin, loop
         # time of the failure). Claimed again every second until it works (`_claim_waiting`).
         self._waiting_claims: dict[str, tuple[Accepted, Freshness, str, float]] = {}
-        # The moments (`now`) of the claims of the waiting commands that failed: one may have
-        # committed with its reply lost (`StateStore.claim_messages`, `tried`).
-        self._claims_tried: set[datetime] = set()
+        # For each waiting command, the moments (`now`) of its own claims that failed, within the
+        # last lease: one may have committed with its reply lost (`StateStore.claim_messages`,
+        # `tried`). Its own only: another command's moment may be the claim of an earlier delivery
+        # of this one, running here (`_tried_claims`).
+        self._claims_tried: dict[str, list[datetime]] = {}
         # Set when a command starts waiting for its claim: the claims keeper, asleep for a third of
         # the lease, then tries again within STATE_RETRY (`_keep_claims`).
         self._claim_failed = asyncio.Event()
@@ -610,12 +612,12 @@ class Bot:
             # and are answered "not run" only if it stays away. Cursors stay where they are.
             self._state_failed(exc)
             started = asyncio.get_running_loop().time()
-            self._claims_tried.add(now)
             self._claim_failed.set()
             assert self.cursors is not None
             for accepted, age in wanted:
                 if len(self._waiting_claims) < WAITING_CLAIMS_MAX:
                     self._waiting_claims.setdefault(accepted.message.id, (accepted, age, origin, started))
+                    self._claims_tried.setdefault(accepted.message.id, []).append(now)
                     # What its room admits meanwhile is stored once it is claimed (`_claim_waiting`).
                     self.cursors.keep(accepted.message.room_id, accepted.message.id)
             return None
@@ -1119,7 +1121,7 @@ class Bot:
             return await self.state.claim_messages(claims, now)
         except StateUnavailable as exc:
             log.info("state.claim_retried", error=str(exc))
-            return await self.state.claim_messages(claims, now, tried=[now])
+            return await self.state.claim_messages(claims, now, tried={message_id: (now,) for message_id, *_ in claims})
 
     async def _unrecorded(self, message: ChatMessage) -> None:
         """Tell the author their command was not run: its claim could not be recorded. Another
@@ -1319,13 +1321,15 @@ class Bot:
         now, since = self.clock(), asyncio.get_running_loop().time()
         try:
             claimed = await self.state.claim_messages(
-                [(a.message.id, a.message.room_id, a.message.ts) for a, *_ in items], now, tried=self._claims_tried
+                [(a.message.id, a.message.room_id, a.message.ts) for a, *_ in items],
+                now,
+                tried=self._tried_claims([a.message.id for a, *_ in items], now),
             )
         except StateUnavailable as exc:
             self._state_failed(exc)
-            self._claims_tried.add(now)
             for accepted, age, _, failed_at in items:
                 message = accepted.message
+                self._claims_tried.setdefault(message.id, []).append(now)
                 if age is Freshness.FRESH and since - failed_at >= NOTICE_AFTER and message.id not in self._not_run:
                     self._not_run[message.id] = now
                     self._spawn(self._unrecorded(message), f"unrecorded-{message.id}")
@@ -1334,8 +1338,7 @@ class Bot:
         assert self.cursors is not None
         for accepted, *_ in items:
             del self._waiting_claims[accepted.message.id]
-        if not self._waiting_claims:
-            self._claims_tried.clear()
+            self._claims_tried.pop(accepted.message.id, None)
         for accepted, _, origin, _ in items:
             message = accepted.message
             self.cursors.let_go(message.room_id, message.id)
@@ -1346,6 +1349,19 @@ class Bot:
             else:
                 self._troubled.add(message.id)  # another replica may have given up on it
                 self._take(accepted, freshness(message.ts, now, self.settings.bot_stale_command_age), origin)
+
+    def _tried_claims(self, message_ids: list[str], now: datetime) -> dict[str, list[datetime]]:
+        """The moments of these waiting commands' own failed claims within the last lease (those
+        older are forgotten). A claim committed unanswered longer ago than that, never renewed, has
+        run out: it is taken over (by this process too, whose recovery then decides it); returned as
+        this command's too, it would run twice."""
+        oldest = now - timedelta(seconds=self.settings.bot_claim_lease)
+        tried: dict[str, list[datetime]] = {}
+        for message_id in message_ids:
+            moments = [moment for moment in self._claims_tried.get(message_id, ()) if moment > oldest]
+            self._claims_tried[message_id] = moments
+            tried[message_id] = moments
+        return tried
 
     async def _recover_taken(self) -> None:
         """Decide the claims taken over while running (between catch-up passes)."""

@@ -34,7 +34,7 @@ import os
 import secrets
 import socket
 import sqlite3
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -301,7 +301,11 @@ class StateStore:
         return message_id in await self.claim_messages([(message_id, room_id, message_ts)], now)
 
     async def claim_messages(
-        self, claims: Sequence[tuple[str, str, datetime]], now: datetime, *, tried: Collection[datetime] = ()
+        self,
+        claims: Sequence[tuple[str, str, datetime]],
+        now: datetime,
+        *,
+        tried: Mapping[str, Collection[datetime]] | None = None,
     ) -> set[str]:
         """`claim_message` for many (message id, room id, message ts) at once: one statement and
         one commit per `CLAIM_BATCH`, so a burst of commands is not claimed one commit at a time.
@@ -309,11 +313,13 @@ class StateStore:
         twice is claimed (and returned) once. Notes when the database server last started
         (`server_started`): a command posted before that may have been answered "not run" by a
         replica whose claim failed while the database was away.
-        `tried`: the moments (their `now`) of earlier tries of these claims that failed. One may
-        have committed with its reply lost (the connection broke right then): the commands it
-        claimed (this process's, claimed at one of those moments, unfinished) are returned too, or
-        they would wait for their lease to run out, taken for another process's. (A command this
-        process claimed at another moment is running here already: a re-delivery is not returned.)"""
+        `tried`: for a command, the moments (their `now`) of its own earlier tries that failed. One
+        may have committed with its reply lost (the connection broke right then): a command claimed
+        by this process at one of its own moments, unfinished, is returned too, or it would wait
+        for its lease to run out, taken for another process's. A claim of it made at any other
+        moment is not its tries': one of an earlier delivery, running here already (a re-delivery
+        whose claim failed while it runs is not returned), or one taken over since (the recovery
+        decides it)."""
         taken: set[str] = set()
         lease_until = _ts(now + self.lease)
         for start in range(0, len(claims), CLAIM_BATCH):
@@ -340,18 +346,24 @@ class StateStore:
             taken.update(str(row[0]) for row in rows)
             self.server_started = max([self.server_started, *(float(row[1]) for row in rows)])
             if tried:
-                taken.update(await self._claimed_at(tried, [message_id for message_id, _, _ in chunk]))
+                taken.update(await self._claimed_at(tried, [m for m, _, _ in chunk if tried.get(m)]))
         return taken
 
-    async def _claimed_at(self, moments: Collection[datetime], message_ids: Sequence[str]) -> set[str]:
-        """Those of `message_ids` this process claimed at one of `moments` and has not finished."""
-        at = sorted({_ts(moment) for moment in moments})
+    async def _claimed_at(self, tried: Mapping[str, Collection[datetime]], message_ids: Sequence[str]) -> set[str]:
+        """Those of `message_ids` this process claimed at one of their own `tried` moments and has
+        not finished (the moments are compared here: the statement's size does not grow with them)."""
+        if not message_ids:
+            return set()
         rows = await self.database.rows(
-            "SELECT message_id FROM processed_messages WHERE owner = ? AND status = 'claimed'"  # noqa: S608
-            f" AND claimed_at IN ({', '.join('?' * len(at))}) AND message_id IN ({', '.join('?' * len(message_ids))})",
-            (self.owner, *at, *message_ids),
+            "SELECT message_id, claimed_at FROM processed_messages WHERE owner = ? AND status = 'claimed'"  # noqa: S608
+            f" AND message_id IN ({', '.join('?' * len(message_ids))})",
+            (self.owner, *message_ids),
         )
-        return {str(row[0]) for row in rows}
+        return {
+            str(message_id)
+            for message_id, claimed_at in rows
+            if float(claimed_at) in {_ts(moment) for moment in tried.get(str(message_id), ())}
+        }
 
     async def renew_claims(self, now: datetime, message_ids: Collection[str]) -> int:
         """Extend the lease of those of `message_ids` that are unfinished claims of this process

@@ -734,3 +734,160 @@ async def test_a_claim_committed_unanswered_before_the_database_went_away_runs_o
     assert [m["_id"] for m in bot_messages(w, "ops")] == [answer["_id"]]
     assert (await call(control.integration, target["_id"]))["enabled"] is False
     assert control.counters().rest.get("integrations.update", 0) == 1
+
+
+async def test_a_command_running_after_a_late_claim_is_not_run_again_by_a_redelivery_that_waits_for_its_claim(
+    w: World, tmp_path: Path
+) -> None:
+    """Was: the moments of the claims that failed were kept for every waiting command until none
+    waited. A command whose first claim committed unanswered ran once claimed again; another
+    command's claim failing meanwhile kept that moment remembered. A re-delivery of the command,
+    running still, whose claim failed too, then waited for its claim, and its next try found the
+    first claim, made at a remembered moment, and ran it a second time: the timed disable was
+    re-timed by its own command (a second audit row)."""
+    control = w.control
+    target = await hook(w, "late-claim-redelivered")
+    command_id = random_id()
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=120)) as (bot, _):
+        state, rest = bot.state, bot.rest
+        assert state is not None and rest is not None
+        chain = set(state.message_ids.answer(command_id))
+        original, send = state.claim_messages, rest.chat_send_message
+        phase = ["committed, reply lost"]
+        count = {"with command": 0, "other failed": 0}
+        other_failed, back = asyncio.Event(), asyncio.Event()
+        returned: set[str] = set()
+
+        async def scripted(claims: list[tuple[str, str, Any]], now: Any, **options: Any) -> set[str]:
+            ids = {message_id for message_id, *_ in claims}
+            if command_id in ids:
+                count["with command"] += 1
+            if phase[0] == "committed, reply lost" and command_id in ids:
+                await original(claims, now, **options)  # the first try commits, its reply lost
+                phase[0] = "away"
+                raise StateUnavailable("test database", "server closed the connection unexpectedly")
+            if phase[0] == "away" and command_id in ids and count["with command"] == 3:
+                # The keeper's try of the waiting claim: another command's claim fails meanwhile.
+                await call(control.post_message, "alice", "ops", "!integration help")
+                await other_failed.wait()
+                taken = await original(claims, now, **options)
+                phase[0], count["with command"] = "away again", 0
+                return taken
+            if phase[0] == "away again" and command_id in ids and count["with command"] == 2:
+                phase[0] = "back"  # the re-delivery's claim failed twice: it waits for its claim
+            elif phase[0] == "back":
+                taken = await original(claims, now, **options)
+                if command_id in ids:
+                    returned.update(taken)
+                    back.set()
+                return taken
+            if command_id not in ids:
+                count["other failed"] += 1
+                if count["other failed"] == 2:
+                    other_failed.set()
+            raise StateUnavailable("test database", "connection refused")
+
+        posting, release = asyncio.Event(), asyncio.Event()
+        sends: list[str] = []
+
+        async def held(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            if kwargs.get("message_id") in chain:
+                sends.append(str(kwargs["message_id"]))
+                posting.set()
+                await release.wait()
+            return await send(*args, **kwargs)
+
+        state.claim_messages = scripted  # type: ignore[method-assign]
+        rest.chat_send_message = held  # type: ignore[method-assign]
+        command = await call(
+            control.post_message,
+            "owen",
+            "ops",
+            "!integration disable late-claim-redelivered for 1h",
+            message_id=command_id,
+        )
+        await asyncio.wait_for(posting.wait(), REPLY_TIMEOUT)  # run once claimed again; its answer held
+        lookups = control.counters().rest.get("chat.getMessage", 0)
+        await call(control.react, command_id, ":eyes:", "alice")  # a re-delivery, while it runs
+        await asyncio.wait_for(back.wait(), REPLY_TIMEOUT)
+        if command_id in returned:  # taken again: let its second run look for an answer first
+            await until(
+                lambda: control.counters().rest.get("chat.getMessage", 0) >= lookups + 3,
+                what="the second run's look for an answer",
+            )
+        release.set()
+        await answer_to(w, tmp_path, command)
+        await until(lambda: bot_claim_status(tmp_path, command_id) == "done", what="the claim finished")
+        await until(lambda: not bot._running, what="every command over")
+    rows = [r for r in await audit_rows(tmp_path, target["_id"]) if r.message_id == command_id]
+    assert [r.action for r in rows] == ["disable"]
+    assert len([m for m in bot_messages(w, "ops") if m["_id"] in chain]) == 1
+
+
+async def test_a_late_claim_taken_over_by_its_own_process_is_not_run_again_once_its_claim_works(
+    w: World, tmp_path: Path
+) -> None:
+    """A command whose first claim committed unanswered, and whose claim then failed for longer
+    than its lease: the keeper took its expired claim over (this process's own) and the recovery
+    ran it. Was: once claims worked again, the waiting command found that claim, made at a moment
+    of its own failed tries, and ran a second time (its timed disable re-timed by itself). A try
+    older than the lease is not remembered: its claim has run out and is the recovery's."""
+    control = w.control
+    target = await hook(w, "late-claim-taken-over")
+    command_id = random_id()
+    async with running_bot(settings_for(w, tmp_path, bot_claim_lease=3)) as (bot, _):
+        state, rest = bot.state, bot.rest
+        assert state is not None and rest is not None
+        chain = set(state.message_ids.answer(command_id))
+        original, send = state.claim_messages, rest.chat_send_message
+        phase = ["committed, reply lost"]
+        back = asyncio.Event()
+        returned: set[str] = set()
+
+        async def scripted(claims: list[tuple[str, str, Any]], now: Any, **options: Any) -> set[str]:
+            ids = {message_id for message_id, *_ in claims}
+            if phase[0] == "committed, reply lost" and command_id in ids:
+                await original(claims, now, **options)  # the first try commits, its reply lost
+                phase[0] = "away"
+                raise StateUnavailable("test database", "server closed the connection unexpectedly")
+            if phase[0] == "away":
+                raise StateUnavailable("test database", "connection refused")
+            taken = await original(claims, now, **options)
+            if command_id in ids:
+                returned.update(taken)
+                back.set()
+            return taken
+
+        posting, release = asyncio.Event(), asyncio.Event()
+
+        async def held(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            if kwargs.get("message_id") in chain:
+                posting.set()
+                await release.wait()
+            return await send(*args, **kwargs)
+
+        state.claim_messages = scripted  # type: ignore[method-assign]
+        rest.chat_send_message = held  # type: ignore[method-assign]
+        command = await call(
+            control.post_message,
+            "owen",
+            "ops",
+            "!integration disable late-claim-taken-over for 1h",
+            message_id=command_id,
+        )
+        await asyncio.wait_for(posting.wait(), REPLY_TIMEOUT)  # taken over and run; its answer held
+        lookups = control.counters().rest.get("chat.getMessage", 0)
+        phase[0] = "back"
+        await asyncio.wait_for(back.wait(), REPLY_TIMEOUT)
+        if command_id in returned:  # taken again: let its second run look for an answer first
+            await until(
+                lambda: control.counters().rest.get("chat.getMessage", 0) >= lookups + 3,
+                what="the second run's look for an answer",
+            )
+        release.set()
+        await answer_to(w, tmp_path, command)
+        await until(lambda: bot_claim_status(tmp_path, command_id) == "done", what="the claim finished")
+        await until(lambda: not bot._running, what="every command over")
+    rows = [r for r in await audit_rows(tmp_path, target["_id"]) if r.message_id == command_id]
+    assert [r.action for r in rows] == ["disable"]
+    assert len([m for m in bot_messages(w, "ops") if m["_id"] in chain]) == 1

@@ -84,10 +84,13 @@ async def test_a_second_try_of_a_claim_returns_what_its_first_committed_unanswer
     assert await mine.finish_message("m2", "done") is True
     heard = [(f"m{n}", "GENERAL", NOW) for n in range(1, 5)]
     later = NOW + timedelta(seconds=1)
-    assert await mine.claim_messages(heard, later, tried=[NOW - LEASE, NOW]) == {"m1", "m4"}
+    tries = {message_id: [NOW - LEASE, NOW] for message_id, *_ in heard}
+    assert await mine.claim_messages(heard, later, tried=tries) == {"m1", "m4"}
     # Claimed at another moment: an earlier command of this process, running already.
     again = [("m1", "GENERAL", NOW), ("m5", "GENERAL", NOW)]
-    assert await mine.claim_messages(again, later + LEASE, tried=[later]) == {"m5"}
+    assert await mine.claim_messages(again, later + LEASE, tried={"m1": [later], "m5": [later]}) == {"m5"}
+    # Claimed at a moment another command's claim failed: not this command's try.
+    assert await mine.claim_messages([("m1", "GENERAL", NOW)], later + LEASE, tried={"m6": [NOW]}) == set()
 
 
 async def test_replicas_racing_for_the_same_commands_each_win_a_disjoint_share(opened: Opener) -> None:
