@@ -245,7 +245,8 @@ MIGRATIONS: Final[dict[int, str]] = {
     )
     """,
     12: """
-    ALTER TABLE write_intents ADD COLUMN command_text text
+    ALTER TABLE write_intents ADD COLUMN command_text text;
+    ALTER TABLE write_intents ADD COLUMN command_author text
     """,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)

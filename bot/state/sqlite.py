@@ -211,12 +211,14 @@ MIGRATIONS: tuple[str, ...] = (
         seen_at REAL NOT NULL
     )
     """,
-    # 12: the text of the command a write intent is for, as the bot accepted it (bot/runtime/journal.py):
-    # a command whose write landed before a crash, and whose message was edited before the restart
-    # looked at it, is answered (and audited) from what it said when it ran (bot/runtime/recovery.py).
-    # Empty in the rows of older releases.
+    # 12: the text of the command a write intent is for, as the bot accepted it, and its author's
+    # user id (bot/runtime/journal.py): a command whose write landed before a crash, and whose
+    # message was edited before the restart looked at it, is answered (and audited) from what it
+    # said when it ran; a message another user posted since with its id (once it was deleted) is
+    # not that command (bot/runtime/recovery.py). Empty in the rows of older releases.
     """
-    ALTER TABLE write_intents ADD COLUMN command_text TEXT
+    ALTER TABLE write_intents ADD COLUMN command_text TEXT;
+    ALTER TABLE write_intents ADD COLUMN command_author TEXT
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

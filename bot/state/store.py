@@ -12,7 +12,8 @@ What lives here, and why it must survive restarts and `kill -9`:
 - per-room cursors: the newest message time seen per room, so missed commands can be caught up;
 - write intents: a change about to be written for a command, so a crash mid-write is resolved
   on restart without applying it twice (with the command's text, so that one whose message was
-  edited before the restart is still answered and audited for what it said when it ran);
+  edited before the restart is still answered and audited for what it said when it ran, and its
+  author, so that another user's message posted since with its id is not taken for it);
 - timed disables (`bot/state/timer_store.py` owns that table): what to turn back on, when, and the
   document the bot's disable produced, so a restart re-arms them and a manual change is noticed;
 - the key of the bot's message ids (`secrets`, bot/rocketchat/message_ids.py): made when the store
@@ -124,6 +125,9 @@ class WriteIntent:
     # The command's text as the bot accepted it (None in rows of older releases): what a command
     # whose message was edited before its recovery said when it ran (bot/runtime/recovery.py).
     text: str | None = None
+    # The user id of the command's author (None in rows of older releases): a message at its id
+    # by anyone else (posted once it was deleted) is not that command (bot/runtime/recovery.py).
+    author: str | None = None
 
 
 _AUDIT_COLUMNS: Final = (
@@ -148,10 +152,11 @@ _CLAIM_IS_MINE: Final = (
 )
 # A write intent, stored only while the command's claim is this process's (`record_intent`).
 _RECORD_INTENT: Final = (
-    "INSERT INTO write_intents (message_id, integration_id, at, before_json, intended_json, command_text)"
-    " SELECT ?, ?, ?, ?, ?, ? WHERE" + _CLAIM_IS_MINE + " ON CONFLICT (message_id, integration_id) DO UPDATE SET"
+    "INSERT INTO write_intents"
+    " (message_id, integration_id, at, before_json, intended_json, command_text, command_author)"
+    " SELECT ?, ?, ?, ?, ?, ?, ? WHERE" + _CLAIM_IS_MINE + " ON CONFLICT (message_id, integration_id) DO UPDATE SET"
     " at = excluded.at, before_json = excluded.before_json, intended_json = excluded.intended_json,"
-    " verified_json = NULL, command_text = excluded.command_text"
+    " verified_json = NULL, command_text = excluded.command_text, command_author = excluded.command_author"
 )
 # An intent whose write was never sent, dropped while the claim is this process's (`drop_intent`).
 _DROP_UNSENT_INTENT: Final = (
@@ -544,6 +549,7 @@ class StateStore:
                 json.dumps(intent.before),
                 json.dumps(intent.intended),
                 intent.text,
+                intent.author,
                 intent.message_id,
                 self.owner,
             ),
@@ -552,8 +558,8 @@ class StateStore:
 
     async def intents(self, message_id: str) -> list[WriteIntent]:
         rows = await self.database.rows(
-            "SELECT message_id, integration_id, at, before_json, intended_json, verified_json, command_text"
-            " FROM write_intents"
+            "SELECT message_id, integration_id, at, before_json, intended_json, verified_json, command_text,"
+            " command_author FROM write_intents"
             " WHERE message_id = ? ORDER BY at",
             (message_id,),
         )
@@ -566,6 +572,7 @@ class StateStore:
                 json.loads(row[4]),
                 json.loads(row[5]) if row[5] else None,
                 str(row[6]) if row[6] is not None else None,
+                str(row[7]) if row[7] is not None else None,
             )
             for row in rows
         ]

@@ -254,12 +254,27 @@ async def test_a_write_intent_keeps_the_text_of_its_command(opened: Opener) -> N
     assert [(i.integration_id, i.text) for i in await store.intents("m1")] == [("i1", said), ("i2", None)]
 
 
+async def test_a_write_intent_keeps_the_author_of_its_command(opened: Opener) -> None:
+    """Whose command it is, read back by a restart (by another process): a message another user
+    posted with its id since is not that command (bot/runtime/recovery.py). A retry's intent
+    replaces it with its own."""
+    store = await opened(owner="a")
+    await store.claim_messages([("m1", "R", NOW)], NOW)
+    await store.record_intent(WriteIntent("m1", "i1", NOW, {"enabled": True}, {"enabled": False}, author="u-old"))
+    await store.record_intent(WriteIntent("m1", "i1", NOW, {"enabled": True}, {"enabled": False}, author="u-admin"))
+    await store.record_intent(WriteIntent("m1", "i2", NOW, {"enabled": True}, {"enabled": False}))
+    other = await opened(owner="b")
+    assert [(i.integration_id, i.author) for i in await other.intents("m1")] == [("i1", "u-admin"), ("i2", None)]
+
+
 async def test_write_intents_of_the_version_before_their_text_are_kept_by_the_migration(opened: Opener) -> None:
-    """A database at version 11 (no `command_text`) with an unfinished command's intent: opened by
-    this release, it is migrated, and the intent is read as one without a text."""
+    """A database at version 11 (no `command_text` nor `command_author`) with an unfinished
+    command's intent: opened by this release, it is migrated, and the intent is read as one
+    without a text or an author."""
     store = await opened(owner="a")
     await store.claim_messages([("m1", "R", NOW)], NOW)
     await store.database.count("ALTER TABLE write_intents DROP COLUMN command_text")
+    await store.database.count("ALTER TABLE write_intents DROP COLUMN command_author")
     await store.database.count(
         "INSERT INTO write_intents (message_id, integration_id, at, before_json, intended_json)"
         " VALUES ('m1', 'i1', 0, '{\"enabled\": true}', '{\"enabled\": false}')"
@@ -272,7 +287,12 @@ async def test_write_intents_of_the_version_before_their_text_are_kept_by_the_mi
     again = await opened(owner="a")
     assert await again.schema_version() == 12
     (intent,) = await again.intents("m1")
-    assert (intent.integration_id, intent.intended, intent.text) == ("i1", {"enabled": False}, None)
+    assert (intent.integration_id, intent.intended, intent.text, intent.author) == (
+        "i1",
+        {"enabled": False},
+        None,
+        None,
+    )
 
 
 async def test_answers_whose_audit_row_is_still_to_come_are_known_to_every_process(opened: Opener) -> None:
