@@ -882,7 +882,7 @@ class Bot:
         assert self.services is not None
         message = accepted.message
         edited = recovering is not None and recovering.edited
-        run = CommandRun(message.id, recovering is not None, text=message.text, edited=edited)
+        run = CommandRun(message.id, recovering is not None, text=message.text, author=message.user_id, edited=edited)
         current_command.set(run)
         self.metrics.commands_in_flight.inc()
         early: EarlyReads | None = None

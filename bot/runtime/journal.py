@@ -32,7 +32,10 @@ edited after its command ran is never run from its new text (bot/runtime/intake.
 of it had landed, the restart resumes it from the stored text instead (`CommandRun.edited`,
 bot/runtime/recovery.py), so that the change made is answered and audited. Such a run only
 reports: a write judged NOT_LANDED, or one it had not reached, is not sent (`EditedSince`; a bulk
-command lists those members as not changed).
+command lists those members as not changed). Each intent keeps its command's author too
+(`CommandRun.author`, a user id): any user may post a message with an unused id (a deleted one's,
+say), and a message at the command's id whose author is not that one is not the command; the
+restart closes it without resuming anything (bot/runtime/recovery.py).
 
 Commands that change only a timed disable's end (`extend`, `extend all`, a re-timing `disable X
 for …`) write no document, so they have no intent: the timer row records the message id of each
@@ -69,16 +72,17 @@ log = logs.get_logger("integrations_bot.journal")
 @dataclass(frozen=True)
 class CommandRun:
     """The command the current task is running (set by the runtime in each command's task).
-    `text`: what it says, as accepted (stored with each write intent). `edited`: resumed after a
-    restart from that stored text, its message edited since: it only reports the writes that
-    landed and sends no new one (`EditedSince`). `sent`: the integrations it has sent a write for
-    (its intent recorded first), so the runtime knows that a later failure may have come after a
-    change had landed."""
+    `text`: what it says, as accepted, and `author`: its author's user id (both stored with each
+    write intent). `edited`: resumed after a restart from that stored text, its message edited
+    since: it only reports the writes that landed and sends no new one (`EditedSince`). `sent`: the
+    integrations it has sent a write for (its intent recorded first), so the runtime knows that a
+    later failure may have come after a change had landed."""
 
     message_id: str
     recovering: bool = False
     sent: list[str] = field(default_factory=list)
     text: str | None = None
+    author: str | None = None
     edited: bool = False
 
 
@@ -140,6 +144,11 @@ class JournaledIntegrationService(IntegrationService):
         """What this (interrupted) command said when it ran, as stored with its write intents; None
         when it has none, or they come from a release that did not store it."""
         return next((i.text for i in await self._state.intents(message_id) if i.text is not None), None)
+
+    async def author(self, message_id: str) -> str | None:
+        """The user id of the (interrupted) command's author, as stored with its write intents;
+        None when it has none, or they come from a release that did not store it."""
+        return next((i.author for i in await self._state.intents(message_id) if i.author is not None), None)
 
     async def unrecorded(self, message_id: str) -> bool:
         """Whether a write of this (answered, interrupted) command landed without its audit row:
@@ -225,7 +234,13 @@ class JournaledIntegrationService(IntegrationService):
         run = current_command.get()
         if run is not None:
             intent = WriteIntent(
-                run.message_id, current.id, self._clock(), current.to_dict(), dict(intended), text=run.text
+                run.message_id,
+                current.id,
+                self._clock(),
+                current.to_dict(),
+                dict(intended),
+                text=run.text,
+                author=run.author,
             )
             if not await self._state.record_intent(intent):
                 raise ClaimTakenOver(run.message_id)

@@ -119,10 +119,11 @@ async def disable_as(
     *,
     recovering: bool,
     text: str | None = None,
+    author: str | None = None,
     edited: bool = False,
 ) -> Any:
     await claimed(state, message_id)
-    token = current_command.set(CommandRun(message_id, recovering, text=text, edited=edited))
+    token = current_command.set(CommandRun(message_id, recovering, text=text, author=author, edited=edited))
     try:
         return await service.set_enabled(target, False, rights=rights)
     finally:
@@ -176,6 +177,16 @@ async def test_a_write_records_the_text_of_its_command(sandbox_world: World, par
     await disable_as(service, state, rights, "cmd-t", hook["_id"], recovering=False, text=said)
     assert [i.text for i in await state.intents("cmd-t")] == [said]
     assert await service.said("cmd-t") == said
+
+
+async def test_a_write_records_the_author_of_its_command(sandbox_world: World, parts: Any) -> None:
+    """Read back by a restart: another user's message at its id is not that command (recovery)."""
+    service, state, rights = parts
+    hook = await fresh_hook(sandbox_world, "journal-author")
+    await disable_as(service, state, rights, "cmd-a", hook["_id"], recovering=False, author="u-admin")
+    assert [i.author for i in await state.intents("cmd-a")] == ["u-admin"]
+    assert await service.author("cmd-a") == "u-admin"
+    assert await service.author("cmd-none") is None  # no intent: nothing to compare with
 
 
 @pytest.mark.parametrize("journaled", [True, False], ids=["not-landed", "never-reached"])
