@@ -6,7 +6,12 @@ period while running that command or retrying its answer. The command may have c
 integration or not, and its caller may have an answer or not. The decision, per command:
 
 1. the message is gone, its room is no longer one of the bot's, or it is not a command by the
-   current rules (chat in a group DM an older release took for one): close the claim, say nothing;
+   current rules (chat in a group DM an older release took for one): close the claim, say nothing.
+   So is a message by another user than the command's author, as its write intents name them:
+   any user may post with an unused id (contract §8 gotcha 26), a deleted command's among them,
+   and resumed as theirs the command's change would be answered and audited as their own
+   (`history` and `undo` would name them). Nothing is resumed, nobody is answered
+   (`recovery.message_replaced`). Intents of an older release name no author: nothing to compare;
 2. the answer exists: `chat.getMessage` of an id of its chain (`MessageIds.answer`) is the bot's
    own message in the command's room and thread (`message_ids.is_own`; a message anyone else
    posted with that id does not count, nor does one elsewhere). It completed, except perhaps
@@ -35,8 +40,9 @@ Only claims taken over are considered (`orphans`), never claims this process mad
 (a SQLite file: every claim its previous process left; a shared PostgreSQL: claims whose lease ran
 out), and, on a shared database, every few seconds while running: the claims of a replica that
 died (kill -9, node loss) once their lease runs out (`StateStore.take_over`). The decisions are
-pure data (`Resume`, `Interrupted`, `Close`); the runtime carries them out. A REST failure stops
-the sweep; the rest is retried with the next catch-up pass (or the next take-over tick).
+pure data (`Resume`, `Interrupted`, `Close`); the runtime carries them out. A REST failure (or a
+state one: deciding reads the journal) stops the sweep; the rest is retried with the next
+catch-up pass (or the next take-over tick).
 """
 
 from __future__ import annotations
@@ -122,6 +128,8 @@ class Recovery:
         document = await self._get_message(message_id)
         if document is None:
             return Close(message_id, "recovered: message gone", ignored=True)
+        if await self._replaced(message_id, document):
+            return Close(message_id, "recovered: message replaced", ignored=True)
         room = rooms.get(str(document.get("rid")))
         if await self._answered_already(message_id, document):
             return await self._answered(message_id, document, room)
@@ -170,6 +178,26 @@ class Recovery:
         await self._intake.prepare([as_it_ran])
         accepted = self._intake.accept(as_it_ran)
         return accepted if accepted is not None and accepted.invocation is not None else None
+
+    async def _replaced(self, message_id: str, document: dict[str, object]) -> bool:
+        """Whether the message at the command's id is another user's than the command's author, as
+        its write intents name them: posted with that id once the command's message was deleted.
+        Every path that resumes a command (edited or not, answered or not) comes after this."""
+        author = await self._journal.author(message_id)
+        if author is None:
+            return False  # no intent, or intents of an older release: nothing to compare with
+        user = document.get("u")
+        posted_by = user.get("_id") if isinstance(user, dict) else None
+        if posted_by == author:
+            return False
+        log.warning(
+            "recovery.message_replaced",
+            message_id=message_id,
+            author_id=author,
+            posted_by=posted_by,
+            hint="another user's message now has the id of an unfinished command: not resumed, not answered",
+        )
+        return True
 
     async def _answered_already(self, message_id: str, document: dict[str, object]) -> bool:
         """Whether the bot's own answer is at an id of the command's chain, in its room and thread.

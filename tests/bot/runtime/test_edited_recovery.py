@@ -4,7 +4,10 @@ before the restart looked at it: through the running bot (in-process) against th
 Was: answered "I did not run it again: it was edited since", with no audit row, while its change
 had been made (`history` and `undo` did not know it). Now the restart answers it from the text it
 had when it ran (kept with its write intent), audits the change that landed, and sends no write:
-neither again, nor one that had not landed (the message now says something else)."""
+neither again, nor one that had not landed (the message now says something else).
+
+A message another user posted at the command's id (once it was deleted), edited or not, is not that
+command: the restart closes it without answering or auditing anything as theirs."""
 
 from __future__ import annotations
 
@@ -38,10 +41,17 @@ async def started_once(w: World, tmp_path: Path) -> Any:
 
 
 async def killed_after_writing(
-    w: World, tmp_path: Path, command: dict[str, Any], targets: list[dict[str, Any]], *, landed: int
+    w: World,
+    tmp_path: Path,
+    command: dict[str, Any],
+    targets: list[dict[str, Any]],
+    *,
+    landed: int,
+    edited_to: str | None = "!integration enable something else",
 ) -> None:
     """What a kill -9 after the first `landed` writes leaves: the claim, an intent per target (with
-    the command's text), those integrations written; the caller then edits the message."""
+    the command's text and author), those integrations written; the caller then edits the message
+    (to `edited_to`, unless None)."""
     state = await StateStore.open(tmp_path / "state.sqlite3")
     try:
         sent = datetime.fromisoformat(command["ts"].replace("Z", "+00:00"))
@@ -55,6 +65,7 @@ async def killed_after_writing(
                 before,
                 intended_document(before, {"enabled": False}),
                 text=command["msg"],
+                author=command["u"]["_id"],
             )
             assert await state.record_intent(intent)
         if len(targets) > 1:  # a bulk command records its group before its first write
@@ -73,13 +84,22 @@ async def killed_after_writing(
         await state.close()
     for target in targets[:landed]:
         await call(w.control.update_integration, target["_id"], {"enabled": False})
-    await call(w.control.edit_message, command["_id"], "!integration enable something else")
+    if edited_to is not None:
+        await call(w.control.edit_message, command["_id"], edited_to)
 
 
 async def audited(tmp_path: Path, integration_id: str) -> list[tuple[str | None, str]]:
     state = await StateStore.open(tmp_path / "state.sqlite3")
     try:
         return [(r.message_id, r.action) for r in await state.history(integration_ids=[integration_id], limit=10)]
+    finally:
+        await state.close()
+
+
+async def actors(tmp_path: Path, integration_id: str) -> list[str]:
+    state = await StateStore.open(tmp_path / "state.sqlite3")
+    try:
+        return [r.actor_username for r in await state.history(integration_ids=[integration_id], limit=10)]
     finally:
         await state.close()
 
@@ -102,7 +122,7 @@ async def closed(state: StateStore, message_id: str) -> None:
     """Until the command's claim is closed (its recovery done); a functional deadline."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + TIMEOUT
-    while await state.message_status(message_id) != "done":
+    while await state.message_status(message_id) == "claimed":
         if loop.time() > deadline:
             raise TimeoutError(f"the claim of {message_id} was not closed")
         await asyncio.sleep(0.05)
@@ -168,3 +188,34 @@ async def test_an_edited_bulk_command_reports_its_landed_members_and_writes_no_o
     assert (await call(w.control.integration, targets[1]["_id"]))["enabled"] is True
     assert await audited(tmp_path, targets[0]["_id"]) == [(command["_id"], "disable")]
     assert await audited(tmp_path, targets[1]["_id"]) == []
+
+
+@pytest.mark.parametrize("edited", [False, True], ids=["unedited", "edited"])
+async def test_another_users_message_at_the_id_of_a_command_whose_write_landed_gets_no_credit(
+    w: World, tmp_path: Path, edited: bool
+) -> None:
+    """Admin's `disable` of owen's integration landed, the bot was killed before its audit row;
+    admin's message was deleted and owen posted one with its id (any unused id may be taken,
+    contract gotcha 26): the same command, or another edited since. Was: resumed as owen's, the
+    change audited and answered as his (`history` named him, `undo` was his); edited, admin's
+    stored text ran as owen's command. Now it is not that command: closed, nobody answered."""
+    settings = await started_once(w, tmp_path)
+    name = f"replaced-{'edited' if edited else 'unedited'}"
+    target = await call(w.control.create_incoming_integration, name, channel="#ops", created_by="owen")
+    said = f"!integration disable {name} because noisy"
+    command = await call(w.control.post_message, "admin", "ops", said)
+    await killed_after_writing(w, tmp_path, command, [target], landed=1, edited_to=None)
+    await call(w.control.delete_message, command["_id"])
+    await call(w.control.post_message, "owen", "ops", said, message_id=command["_id"])
+    if edited:
+        await call(w.control.edit_message, command["_id"], "!integration help")
+    sent = writes(w)
+    async with running_bot(settings) as (bot, _):
+        state = bot.state
+        assert state is not None
+        await closed(state, command["_id"])
+    assert await actors(tmp_path, target["_id"]) == []  # no row naming owen (nor anyone) as its author
+    from_bot = [m for m in await call(w.control.messages, "ops") if m["u"]["username"] == BOT]
+    assert [m["msg"] for m in from_bot if m["_id"] in answer_ids(tmp_path, command) or "owen" in m["msg"]] == []
+    assert writes(w) == sent  # the integration is left as the landed write made it
+    assert (await call(w.control.integration, target["_id"]))["enabled"] is False

@@ -343,3 +343,54 @@ async def test_an_answered_edited_command_whose_audit_row_is_missing_is_resumed_
     decision = await p.decide(message_id)
     assert isinstance(decision, Resume) and decision.edited
     assert decision.accepted.message.text == "!integration disable recovery-edited-answered"
+
+
+async def replaced_after_a_landed_write(
+    w: World, p: Parts, name: str, *, path: str, author_stored: bool = True
+) -> dict[str, Any]:
+    """Admin's `disable` of owen's integration, its write landed, the process died before its audit
+    row; admin's message deleted, owen posted a message with its id (any unused id may be taken,
+    contract gotcha 26): the same command (`unedited`), then edited (`edited`), or the same after
+    admin's answer was stored (`answered`). `author_stored` False: an intent of an older release."""
+    hook = await call(w.control.create_incoming_integration, name, channel="#ops", created_by="owen")
+    said = f"!integration disable {name}"
+    command = await post(w, "admin", "ops", said)
+    document = await p.rest.integrations_get(hook["_id"])
+    await p.state.claim_message(command["_id"], command["rid"], p.clock(), p.clock())  # by the process that died
+    author = command["u"]["_id"] if author_stored else None
+    intended = {**document, "enabled": False}
+    await p.state.record_intent(
+        WriteIntent(command["_id"], hook["_id"], p.clock(), document, intended, text=said, author=author)
+    )
+    await call(w.control.update_integration, hook["_id"], {"enabled": False})
+    if path == "answered":
+        await call(w.control.post_message, "integrations-bot", "ops", "Disabled", message_id=p.answer_id(command))
+    await call(w.control.delete_message, command["_id"])
+    await call(w.control.post_message, "owen", "ops", said, message_id=command["_id"])
+    if path == "edited":
+        await call(w.control.edit_message, command["_id"], "!integration help")
+    return command
+
+
+@pytest.mark.parametrize("path", ["unedited", "edited", "answered"])
+async def test_another_users_message_at_the_id_of_a_command_whose_write_landed_is_not_resumed(
+    sandbox_world: World, parts: Any, path: str
+) -> None:
+    """Was: resumed as owen's command (audited and answered as his change: `undo` rights over it);
+    in the edited path, admin's stored text ran as owen's command."""
+    p = parts()
+    command = await replaced_after_a_landed_write(sandbox_world, p, f"recovery-replaced-{path}", path=path)
+    decision = await p.decide(command["_id"])
+    assert decision == Close(command["_id"], "recovered: message replaced", ignored=True)
+
+
+async def test_another_users_message_at_the_id_of_a_command_of_an_older_release_is_decided_as_before(
+    sandbox_world: World, parts: Any
+) -> None:
+    """Its intents name no author: nothing to compare with (the message is taken for the command)."""
+    p = parts()
+    command = await replaced_after_a_landed_write(
+        sandbox_world, p, "recovery-replaced-older", path="unedited", author_stored=False
+    )
+    decision = await p.decide(command["_id"])
+    assert isinstance(decision, Resume) and decision.accepted.message.username == "owen"
