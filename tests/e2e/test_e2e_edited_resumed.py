@@ -7,6 +7,9 @@ made), or, when the answer had gone out before the kill, said nothing; either wa
 so `history` and `undo` did not know the change. The kill lands between the write and the audit
 row as in tests/e2e/test_e2e_extend_resumed.py: a lock on the `audit` table of the shared
 PostgreSQL holds the audit row's INSERT until the bot is killed.
+
+And when the message is deleted and another user posts one with its id instead (any unused id may
+be taken): that is not the command, and nothing of it is resumed as theirs.
 """
 
 from __future__ import annotations
@@ -78,3 +81,44 @@ def test_an_edited_command_killed_after_its_write_is_audited_and_answered_as_it_
     assert control.integration(hook["_id"])["enabled"] is False
     history = chat.command("edna", "edited", f"{PREFIX} history {hook['_id']}")["msg"]
     assert "disabled" in history and "it floods" in history, history
+
+
+def test_another_users_message_at_the_id_of_a_killed_command_is_not_resumed_as_theirs(replicas: Replicas) -> None:
+    """The same kill, unanswered; then edna's message is deleted and mallory posts hers with its id
+    (any unused id may be taken) and its text. The intent the bot stored names edna as its author:
+    mallory's message is not that command. Was: resumed as mallory's, audited and answered as her
+    change (`history` named her, and `undo` was hers)."""
+    (bot,) = replicas.start(1)
+    control, chat = replicas.control, replicas.chat
+    control.create_user("edna", roles=["user", "admin"])
+    control.create_user("mallory", roles=["user", "admin"])
+    control.create_room("replaced", members=["edna", "mallory", BOT_USERNAME], owner="admin")
+    hook = control.create_incoming_integration("Replaced hook", channel="#replaced")
+    chat.command("edna", "replaced", f"{PREFIX} help")  # the key of the answers' ids exists
+    control.fail_next("chat.sendMessage", 1000, "500")  # its answer cannot be stored before the kill
+    said = f"{PREFIX} disable {hook['_id']} because it floods"
+
+    with psycopg.connect(replicas.state_url, autocommit=False) as holder:
+        holder.execute("LOCK TABLE audit IN SHARE MODE")  # reads pass; the audit row's INSERT waits
+        command = chat.post("edna", "replaced", said)
+
+        def written_not_audited() -> bool:
+            return control.integration(hook["_id"])["enabled"] is False and bool(replicas.rows(WAITING_ON_AUDIT))
+
+        wait_until(written_not_audited, REPLY_TIMEOUT, "the disable never reached its audit row")
+        replicas.kill(bot)
+        for (pid,) in replicas.rows(WAITING_ON_AUDIT):  # the dead client's statement is lost with it
+            replicas.rows("SELECT pg_terminate_backend(%s)", (pid,))
+        holder.rollback()
+    control.clear_faults()
+    control.delete_message(command["_id"])
+    control.post_message("mallory", "replaced", said, message_id=command["_id"])
+    writes = replicas.writes()[hook["_id"]]
+
+    replicas.start(1)  # takes the claim over once its lease ran out, and closes it
+    status = "SELECT status FROM processed_messages WHERE message_id = %s"
+    wait_until(lambda: replicas.rows(status, (command["_id"],)) != [("claimed",)], TAKEOVER_TIMEOUT, "never closed")
+    assert replicas.rows("SELECT actor_username FROM audit WHERE message_id = %s", (command["_id"],)) == []
+    assert chat.answers_to(command) == []  # mallory is told nothing (nor is edna: her message is gone)
+    assert replicas.writes()[hook["_id"]] == writes  # not written again
+    assert control.integration(hook["_id"])["enabled"] is False  # the change that landed stays
