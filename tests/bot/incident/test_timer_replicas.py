@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -195,6 +196,13 @@ async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
         if request.param == "postgresql"
         else str(tmp_path / "state.sqlite3")
     )
+    async with cluster_on(request.param, where) as found:
+        yield found
+
+
+@asynccontextmanager
+async def cluster_on(backend: str, where: str) -> AsyncIterator[Cluster]:
+    """A sandbox with the bot, an admin and a room, and the replicas started on `where`, stopped after."""
     sandbox = Store()
     faults = Faults()
     app = FaultMiddleware(create_rest_app(sandbox, SandboxConfig()), faults)
@@ -202,7 +210,7 @@ async def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterat
     sandbox.create_user("boss", password="pw-boss", roles=["admin"])
     sandbox.create_user("rocket.cat", password="pw-cat", roles=["bot"])  # the webhooks' default poster
     room = sandbox.create_room("ops", "c", members=["integrations-bot", "boss"])
-    found = Cluster(request.param, where, sandbox, app, faults, ManualClock(START), bot._id, room["_id"])
+    found = Cluster(backend, where, sandbox, app, faults, ManualClock(START), bot._id, room["_id"])
     with stamina.set_testing(True, attempts=3):
         yield found
     for replica in reversed(found.replicas):

@@ -18,19 +18,20 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-import stamina
 
-from bot.clock import ManualClock
 from bot.errors import StateUnavailable
 from bot.incident.timers import Expiry
 from bot.state.store import AuditRecord, StateStore, WriteIntent
 from bot.state.timer_states import TimerState
-from sandbox.config import SandboxConfig
 from sandbox.control import incoming_integration_document
-from sandbox.faults import FaultMiddleware, Faults
-from sandbox.rest import create_rest_app
-from sandbox.store import Store
-from tests.bot.incident.test_timer_replicas import DUE, START, Cluster, assert_re_enabled_once, timed_disable
+from tests.bot.incident.test_timer_replicas import (
+    DUE,
+    START,
+    Cluster,
+    assert_re_enabled_once,
+    cluster_on,
+    timed_disable,
+)
 from tests.bot.state.test_postgres_stalled_batches import MARK_FROM_INTENTS, stopped_after
 
 LOCK_TIMEOUT = 0.5
@@ -38,18 +39,8 @@ LOCK_TIMEOUT = 0.5
 
 @pytest.fixture
 async def cluster(postgres_url: str) -> AsyncIterator[Cluster]:
-    sandbox = Store()
-    faults = Faults()
-    app = FaultMiddleware(create_rest_app(sandbox, SandboxConfig()), faults)
-    bot = sandbox.create_user("integrations-bot", password="pw-bot", roles=["bot", "admin"])
-    sandbox.create_user("boss", password="pw-boss", roles=["admin"])
-    sandbox.create_user("rocket.cat", password="pw-cat", roles=["bot"])  # the webhooks' default poster
-    room = sandbox.create_room("ops", "c", members=["integrations-bot", "boss"])
-    found = Cluster("postgresql", postgres_url, sandbox, app, faults, ManualClock(START), bot._id, room["_id"])
-    with stamina.set_testing(True, attempts=3):
+    async with cluster_on("postgresql", postgres_url) as found:
         yield found
-    for replica in reversed(found.replicas):
-        await replica.stop()
 
 
 async def stalled_on(cluster: Cluster, integration_id: str) -> StateStore:

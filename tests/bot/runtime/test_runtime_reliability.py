@@ -752,7 +752,7 @@ async def test_a_command_running_after_a_late_claim_is_not_run_again_by_a_redeli
         state, rest = bot.state, bot.rest
         assert state is not None and rest is not None
         chain = set(state.message_ids.answer(command_id))
-        original, send = state.claim_messages, rest.chat_send_message
+        original = state.claim_messages
         phase = ["committed, reply lost"]
         count = {"with command": 0, "other failed": 0}
         other_failed, back = asyncio.Event(), asyncio.Event()
@@ -787,18 +787,8 @@ async def test_a_command_running_after_a_late_claim_is_not_run_again_by_a_redeli
                     other_failed.set()
             raise StateUnavailable("test database", "connection refused")
 
-        posting, release = asyncio.Event(), asyncio.Event()
-        sends: list[str] = []
-
-        async def held(*args: Any, **kwargs: Any) -> dict[str, Any]:
-            if kwargs.get("message_id") in chain:
-                sends.append(str(kwargs["message_id"]))
-                posting.set()
-                await release.wait()
-            return await send(*args, **kwargs)
-
         state.claim_messages = scripted  # type: ignore[method-assign]
-        rest.chat_send_message = held  # type: ignore[method-assign]
+        answer = HeldAnswer(rest, chain)
         command = await call(
             control.post_message,
             "owen",
@@ -806,22 +796,12 @@ async def test_a_command_running_after_a_late_claim_is_not_run_again_by_a_redeli
             "!integration disable late-claim-redelivered for 1h",
             message_id=command_id,
         )
-        await asyncio.wait_for(posting.wait(), REPLY_TIMEOUT)  # run once claimed again; its answer held
+        await asyncio.wait_for(answer.posting.wait(), REPLY_TIMEOUT)  # run once claimed again; its answer held
         lookups = control.counters().rest.get("chat.getMessage", 0)
         await call(control.react, command_id, ":eyes:", "alice")  # a re-delivery, while it runs
         await asyncio.wait_for(back.wait(), REPLY_TIMEOUT)
-        if command_id in returned:  # taken again: let its second run look for an answer first
-            await until(
-                lambda: control.counters().rest.get("chat.getMessage", 0) >= lookups + 3,
-                what="the second run's look for an answer",
-            )
-        release.set()
-        await answer_to(w, tmp_path, command)
-        await until(lambda: bot_claim_status(tmp_path, command_id) == "done", what="the claim finished")
-        await until(lambda: not bot._running, what="every command over")
-    rows = [r for r in await audit_rows(tmp_path, target["_id"]) if r.message_id == command_id]
-    assert [r.action for r in rows] == ["disable"]
-    assert len([m for m in bot_messages(w, "ops") if m["_id"] in chain]) == 1
+        await answer.released(w, tmp_path, bot, command, again=command_id in returned, lookups=lookups)
+    await disabled_once(tmp_path, w, target, command_id, chain)
 
 
 async def test_a_late_claim_taken_over_by_its_own_process_is_not_run_again_once_its_claim_works(
@@ -839,7 +819,7 @@ async def test_a_late_claim_taken_over_by_its_own_process_is_not_run_again_once_
         state, rest = bot.state, bot.rest
         assert state is not None and rest is not None
         chain = set(state.message_ids.answer(command_id))
-        original, send = state.claim_messages, rest.chat_send_message
+        original = state.claim_messages
         phase = ["committed, reply lost"]
         back = asyncio.Event()
         returned: set[str] = set()
@@ -858,16 +838,8 @@ async def test_a_late_claim_taken_over_by_its_own_process_is_not_run_again_once_
                 back.set()
             return taken
 
-        posting, release = asyncio.Event(), asyncio.Event()
-
-        async def held(*args: Any, **kwargs: Any) -> dict[str, Any]:
-            if kwargs.get("message_id") in chain:
-                posting.set()
-                await release.wait()
-            return await send(*args, **kwargs)
-
         state.claim_messages = scripted  # type: ignore[method-assign]
-        rest.chat_send_message = held  # type: ignore[method-assign]
+        answer = HeldAnswer(rest, chain)
         command = await call(
             control.post_message,
             "owen",
@@ -875,19 +847,48 @@ async def test_a_late_claim_taken_over_by_its_own_process_is_not_run_again_once_
             "!integration disable late-claim-taken-over for 1h",
             message_id=command_id,
         )
-        await asyncio.wait_for(posting.wait(), REPLY_TIMEOUT)  # taken over and run; its answer held
+        await asyncio.wait_for(answer.posting.wait(), REPLY_TIMEOUT)  # taken over and run; its answer held
         lookups = control.counters().rest.get("chat.getMessage", 0)
         phase[0] = "back"
         await asyncio.wait_for(back.wait(), REPLY_TIMEOUT)
-        if command_id in returned:  # taken again: let its second run look for an answer first
+        await answer.released(w, tmp_path, bot, command, again=command_id in returned, lookups=lookups)
+    await disabled_once(tmp_path, w, target, command_id, chain)
+
+
+class HeldAnswer:
+    """The bot's answer to one command (an id of `chain`), held as it is posted until `released`."""
+
+    def __init__(self, rest: Any, chain: set[str]) -> None:
+        self.posting, self._release = asyncio.Event(), asyncio.Event()
+        send = rest.chat_send_message
+
+        async def held(*args: Any, **kwargs: Any) -> dict[str, Any]:
+            if kwargs.get("message_id") in chain:
+                self.posting.set()
+                await self._release.wait()
+            return await send(*args, **kwargs)
+
+        rest.chat_send_message = held
+
+    async def released(
+        self, w: World, tmp_path: Path, bot: Bot, command: dict[str, Any], *, again: bool, lookups: int
+    ) -> None:
+        """Let the answer go, once a second run of the command (`again`: its claim was returned to
+        it a second time) has looked for an answer (`lookups`: `chat.getMessage` calls before),
+        and wait until every command is over."""
+        if again:
             await until(
-                lambda: control.counters().rest.get("chat.getMessage", 0) >= lookups + 3,
+                lambda: w.control.counters().rest.get("chat.getMessage", 0) >= lookups + 3,
                 what="the second run's look for an answer",
             )
-        release.set()
+        self._release.set()
         await answer_to(w, tmp_path, command)
-        await until(lambda: bot_claim_status(tmp_path, command_id) == "done", what="the claim finished")
+        await until(lambda: bot_claim_status(tmp_path, command["_id"]) == "done", what="the claim finished")
         await until(lambda: not bot._running, what="every command over")
+
+
+async def disabled_once(tmp_path: Path, w: World, target: dict[str, Any], command_id: str, chain: set[str]) -> None:
+    """The command's timed disable was made once (one audit row) and answered once."""
     rows = [r for r in await audit_rows(tmp_path, target["_id"]) if r.message_id == command_id]
     assert [r.action for r in rows] == ["disable"]
     assert len([m for m in bot_messages(w, "ops") if m["_id"] in chain]) == 1

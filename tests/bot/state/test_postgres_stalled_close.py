@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
 
-import psycopg
 import pytest
 
 from bot.state.store import StateStore
+from tests.bot.state.test_postgres_stalled_batches import stopped_after
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 CLOSE = "UPDATE processed_messages SET status"
@@ -33,25 +32,12 @@ async def test_a_claim_is_not_held_up_by_a_replica_stalled_while_closing_that_co
     other = await StateStore.connect(postgres_url, owner="other")
     try:
         assert await stalled.claim_messages([("answered", "GENERAL", NOW)], NOW) == {"answered"}
-        reached, resumed = asyncio.Event(), asyncio.Event()
-        execute = psycopg.AsyncConnection.execute
-
-        async def stopping_after_the_close(self: psycopg.AsyncConnection[Any], query: Any, *a: Any, **k: Any) -> Any:
-            cursor = await execute(self, query, *a, **k)  # sent: the server runs it, then waits for the rest
-            if isinstance(query, str) and query.startswith(CLOSE) and not reached.is_set():
-                reached.set()
-                await resumed.wait()  # the process is stopped here, between two statements of its pipeline
-            return cursor
-
-        monkeypatch.setattr(psycopg.AsyncConnection, "execute", stopping_after_the_close)
-        closing = asyncio.create_task(stalled.finish_message("answered", "done"))
-        try:
-            await asyncio.wait_for(reached.wait(), 5)
+        async with stopped_after(monkeypatch, CLOSE) as reached:
+            closing = asyncio.create_task(stalled.finish_message("answered", "done"))
+            await asyncio.wait_for(reached.wait(), 5)  # stopped between two statements of its pipeline
             # The other replica hears that command late, with a new one after it.
             heard = [("answered", "GENERAL", NOW), ("next", "GENERAL", NOW)]
             claimed = await asyncio.wait_for(other.claim_messages(heard, NOW), 3)
-        finally:
-            resumed.set()
         assert claimed == {"next"}
         assert await closing is True
         assert await other.message_status("answered") == "done"
