@@ -169,8 +169,10 @@ def neutralize_markdown(text: str) -> str:
     for index, char in enumerate(text):
         if line_start and char in _BLOCK_STARTS:
             out.append(ZWSP)
-        if char == "." and text[max(0, index - 9) : index].lower() == "localhost":
-            out.append(ZWSP)  # the parser links `localhost` when a dot follows it (`localhost.`)
+        if char in ".?#" and text[max(0, index - 9) : index].lower() == "localhost":
+            # The parser links `localhost` when a dot follows it (`localhost.`), or a query or a
+            # fragment with a dot later in the word (`localhost#www.`, `localhost?x.`).
+            out.append(ZWSP)
         out.append(_LOOKALIKES.get(char, char))
         if _breaks_after(char, _visible_after(text, index)):
             out.append(ZWSP)
