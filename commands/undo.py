@@ -9,9 +9,11 @@ through the lossless `Edit.apply`, verified, and the undo is itself an audit row
 and the write hold the integration's lock (bot/integrations/locks.py), so no change of the bot's lands between.
 
 An `undo` resumed after a crash (bot/runtime/recovery.py) reverts the change it had begun to
-revert, the one its write intents name (bot/runtime/journal.py), never one its caller made since
-(through another replica, while its claim's lease ran): that one was not theirs to undo when
-they asked. With no intent stored (nothing written yet), it is the newest change, as for any undo.
+revert, the one its write intents name (bot/runtime/journal.py): of the integration each names,
+the change whose document the intent was read from (the same `_updatedAt`), never one its caller
+made since (through another replica, while its claim's lease ran), of another integration or of
+that one: that one was not theirs to undo when they asked. With no intent stored (nothing
+written yet), it is the newest change, as for any undo.
 
 An undo is not undone by the next `undo` (it says so instead): two undos in a row would flip
 an incident setting back and forth, which is rarely what a hurried responder means. Re-apply
@@ -31,8 +33,9 @@ from bot.integrations.authz import CallerRights, may_list, may_update
 from bot.integrations.change_lines import room_safe_change_lines
 from bot.integrations.documents import changed_fields, last_touch, restore_changes, saved_again
 from bot.integrations.service import Edit
+from bot.rocketchat.ejson import decode_date
 from bot.rocketchat.models import UpdateOutcome
-from bot.state.store import AuditRecord
+from bot.state.store import AuditRecord, WriteIntent
 from bot.text import ago, bullet_list, code, quote_name, safe_text
 from commands import bulk, changes
 from commands.bulk import WHOLE_COMMAND
@@ -98,6 +101,27 @@ async def _undone_before(edit: Edit, last: AuditRecord) -> UpdateOutcome | None:
         return None
 
 
+async def _begun(ctx: CommandContext, intents: Sequence[WriteIntent]) -> list[AuditRecord]:
+    """The caller's changes a resumed undo may be the undo of, newest first: those of the
+    integrations its write intents name. Among them, the one whose document each intent was read
+    from (the same `_updatedAt`: an undo writes only over the document its change produced) is
+    the change it had begun to revert; a newer change of that integration, made since, is not
+    (nor is one of another integration). None found so (a document without its stamp): those of
+    the integrations named."""
+    begun = sorted({intent.integration_id for intent in intents})
+    rows = await ctx.services.state.history(actor_id=ctx.message.user_id, integration_ids=begun, limit=SCANNED)
+    named = [r for r in rows if r.before is not None and r.after is not None and r.message_id != ctx.message.id]
+    read = {intent.integration_id: decode_date(intent.before.get("_updatedAt")) for intent in intents}
+    begun_from = [
+        r
+        for r in named
+        if r.after is not None
+        and read.get(r.integration_id) is not None
+        and decode_date(r.after.get("_updatedAt")) == read[r.integration_id]
+    ]
+    return begun_from or named
+
+
 def _label(row: AuditRecord) -> str:
     return f"{quote_name(row.integration_name)} ({wording.kind_word(row.integration_type)})"
 
@@ -116,10 +140,11 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     # This command's own rows (resumed after a crash midway through a group) are not what it undoes.
     changes = [r for r in rows if r.before is not None and r.after is not None and r.message_id != message_id]
     if ctx.services.integrations.resuming():
-        # Resumed after a crash: the change it had begun to revert (its write intents name the
-        # integrations), not one its caller made since, through another replica while its lease ran.
-        begun = {intent.integration_id for intent in await ctx.services.state.intents(message_id)}
-        changes = [r for r in changes if r.integration_id in begun] if begun else changes
+        # Resumed after a crash: the change it had begun to revert, not one its caller made since,
+        # through another replica while its lease ran (of that very integration, too).
+        intents = await ctx.services.state.intents(message_id)
+        if intents:
+            changes = await _begun(ctx, intents)
     last = next(iter(changes), None)
     if last is None or last.before is None or last.after is None:
         return Reply("You have made no change through me that I could undo.", outcome="empty")

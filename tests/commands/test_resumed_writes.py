@@ -119,3 +119,21 @@ async def test_a_resumed_yes_applies_the_change_it_took_not_one_previewed_after_
     assert reply.outcome == "changed", reply.text
     assert h.doc(first["_id"])["alias"] == "confirmed"
     assert h.doc(other["_id"])["alias"] == "kept"
+
+
+async def test_a_resumed_undo_of_a_bulk_disable_killed_after_its_second_member_finishes_the_group(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The undo of a `disable all …`, killed at its second member's audit row (the first reverted
+    and audited, the second's revert landed): resumed, it is still the undo of that group (its
+    write intents name its members), finishes it once, and answers for all of it."""
+    hooks = [h.control.create_incoming_integration(f"grp-{n}", channel="#general") for n in ("a", "b")]
+    disabled = await h.say("admin", "ops", '!integration disable all matching "grp-*" --yes')
+    assert disabled.outcome == "changed", disabled.text
+    message, invocation = h.message("admin", "ops", "!integration undo")
+    assert await h.run_killed_at_record(monkeypatch, message, invocation, at=2) is None
+    reply = await h.run_claimed(message, invocation, resumed=True)
+    assert [h.doc(hook["_id"])["enabled"] for hook in hooks] == [True, True]
+    assert reply.outcome == "changed" and "for 2 of 2" in reply.text, reply.text
+    undos = [r for r in await h.services.state.history() if r.action == "undo"]
+    assert sorted(r.integration_id for r in undos) == sorted(hook["_id"] for hook in hooks)

@@ -4,7 +4,7 @@ replica, while its claim's lease ran): through the running bot (in-process) agai
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -104,3 +104,61 @@ async def test_a_resumed_undo_reverts_what_it_had_begun_to_revert_not_a_newer_bu
         await state.close()
     assert [(r.message_id, r.action) for r in rows] == [(undo["_id"], "undo"), (disable["_id"], "disable")]
     assert "undo-target" in answer["msg"], answer["msg"]
+
+
+async def test_a_resumed_undo_never_reverts_a_newer_change_of_the_integration_it_had_begun(
+    w: World, tmp_path: Path
+) -> None:
+    """`undo` of a disable, killed once its write intent was stored but before its write was
+    sent; meanwhile its caller changed that same integration again (`set … alias=…`, through
+    another replica). Resumed, it is still the undo of the disable, which was changed since: it
+    says so and writes nothing. Was: the newer `set` of that integration was taken for the change
+    to undo, and reverted (the caller's alias lost, undone by a command sent before it)."""
+    control = w.control
+    settings = settings_for(w, tmp_path)
+    target = await call(control.create_incoming_integration, "undo-same", channel="#ops", created_by="admin")
+    async with running_bot(settings):
+        disable = await call(control.post_message, "admin", "ops", "!integration disable undo-same")
+        assert "Disabled" in (await answer_to(w, tmp_path, disable))["msg"]
+    undo = await call(control.post_message, "admin", "ops", "!integration undo")
+    state = await StateStore.open(tmp_path / "state.sqlite3")
+    try:
+        sent = datetime.fromisoformat(undo["ts"].replace("Z", "+00:00"))
+        assert await state.claim_messages([(undo["_id"], undo["rid"], sent)], datetime.now(UTC))
+        before = await call(control.integration, target["_id"])
+        intent = WriteIntent(
+            undo["_id"],
+            target["_id"],
+            datetime.now(UTC),
+            before,
+            {**before, "enabled": True},
+            text=undo["msg"],
+            author=undo["u"]["_id"],
+        )
+        assert await state.record_intent(intent)  # killed here: its write was never sent
+        # The newer change, through another replica: the same integration's alias, audited.
+        later = (datetime.now(UTC) + timedelta(seconds=5)).isoformat().replace("+00:00", "Z")
+        await call(control.update_integration, target["_id"], {"alias": "newer", "_updatedAt": later})
+        now = await call(control.integration, target["_id"])
+        await state.record(
+            AuditRecord(
+                at=datetime.now(UTC),
+                actor_id=undo["u"]["_id"],
+                actor_username="admin",
+                integration_id=target["_id"],
+                integration_name=target["name"],
+                integration_type=target["type"],
+                action="set",
+                room_id=undo["rid"],
+                message_id="newer-set",
+                before=before,
+                after=now,
+            )
+        )
+    finally:
+        await state.close()
+    async with running_bot(settings):
+        answer = await answer_to(w, tmp_path, undo)
+    stored = await call(control.integration, target["_id"])
+    assert (stored["alias"], stored["enabled"]) == ("newer", False), answer["msg"]
+    assert "did not undo" in answer["msg"] and "`disable`" in answer["msg"], answer["msg"]
