@@ -161,6 +161,12 @@ def _breaks_after(char: str, rest: str) -> bool:
     return False
 
 
+def _after_localhost(char: str) -> bool:
+    """Whether `char` right after `localhost` could carry on a link (see `neutralize_markdown`):
+    anything but a letter, a digit, a space or the zero-width space that already breaks it."""
+    return not (char.isalnum() or char.isspace() or char == ZWSP)
+
+
 def neutralize_markdown(text: str) -> str:
     """`text` that Rocket.Chat's message parser reads as plain text only (see the module
     docstring); idempotent, and it reads the same."""
@@ -169,9 +175,9 @@ def neutralize_markdown(text: str) -> str:
     for index, char in enumerate(text):
         if line_start and char in _BLOCK_STARTS:
             out.append(ZWSP)
-        if char in ".?#" and text[max(0, index - 9) : index].lower() == "localhost":
-            # The parser links `localhost` when a dot follows it (`localhost.`), or a query or a
-            # fragment with a dot later in the word (`localhost#www.`, `localhost?x.`).
+        if _after_localhost(char) and text[max(0, index - 9) : index].lower() == "localhost":
+            # The parser links `localhost` when a dot follows it (`localhost.`), or punctuation
+            # and a dot later in the word (`localhost#www.`, `localhost?x.`, `localhost(.`).
             out.append(ZWSP)
         out.append(_LOOKALIKES.get(char, char))
         if _breaks_after(char, _visible_after(text, index)):

@@ -60,8 +60,10 @@ def test_the_oracle_sees_what_the_issue_reports(parser: MessageParser) -> None:
 @example(" - [")  # a list once single_line takes the space away
 @example("\x1f>0")  # a quote once single_line drops the control character
 @example("restarted on localhost.")  # the parser links `localhost` before a dot
-@example("localhost#www.")  # and before a fragment or a query with a dot later in the word
+@example("localhost#www.")  # and before punctuation with a dot later in the word
 @example("localhost?x.y")
+@example("localhost(.")
+@example("localhost!.")
 @example("|\x1b||\x1b|")  # a spoiler once single_line drops the control characters between the bars
 @example("<t:1630360800>[|www.<t:1630360800>")  # reversed: `<.www|[>`, a link whatever comes after `<`
 def test_no_echo_renders_as_a_link_or_formatting(parser: MessageParser, text: str) -> None:
