@@ -33,6 +33,20 @@ async def answer_to(w: World, tmp_path: Path, command: dict[str, Any]) -> dict[s
     )
 
 
+async def interrupted(state: StateStore, w: World, undo: dict[str, Any], target: dict[str, Any]) -> dict[str, Any]:
+    """`undo` claimed and its write intent (switching `target` back on) stored, as by a process
+    killed right after; returns the document the intent was read from."""
+    sent = datetime.fromisoformat(undo["ts"].replace("Z", "+00:00"))
+    assert await state.claim_messages([(undo["_id"], undo["rid"], sent)], datetime.now(UTC))
+    before: dict[str, Any] = await call(w.control.integration, target["_id"])
+    intended = {**before, "enabled": True}
+    intent = WriteIntent(
+        undo["_id"], target["_id"], datetime.now(UTC), before, intended, text=undo["msg"], author=undo["u"]["_id"]
+    )
+    assert await state.record_intent(intent)
+    return before
+
+
 async def test_a_resumed_undo_reverts_what_it_had_begun_to_revert_not_a_newer_bulk_change(
     w: World, tmp_path: Path
 ) -> None:
@@ -52,13 +66,7 @@ async def test_a_resumed_undo_reverts_what_it_had_begun_to_revert_not_a_newer_bu
     undo = await call(control.post_message, "admin", "ops", "!integration undo")
     state = await StateStore.open(tmp_path / "state.sqlite3")
     try:
-        sent = datetime.fromisoformat(undo["ts"].replace("Z", "+00:00"))
-        assert await state.claim_messages([(undo["_id"], undo["rid"], sent)], datetime.now(UTC))
-        before = await call(control.integration, target["_id"])
-        intent = WriteIntent(
-            undo["_id"], target["_id"], datetime.now(UTC), before, {**before, "enabled": True}, text=undo["msg"]
-        )
-        assert await state.record_intent(intent)
+        await interrupted(state, w, undo, target)
         await call(control.update_integration, target["_id"], {"enabled": True})  # its write landed
         # Then the newer change, through another replica: a group switched off, audited.
         group = await state.groups.create(
@@ -123,19 +131,7 @@ async def test_a_resumed_undo_never_reverts_a_newer_change_of_the_integration_it
     undo = await call(control.post_message, "admin", "ops", "!integration undo")
     state = await StateStore.open(tmp_path / "state.sqlite3")
     try:
-        sent = datetime.fromisoformat(undo["ts"].replace("Z", "+00:00"))
-        assert await state.claim_messages([(undo["_id"], undo["rid"], sent)], datetime.now(UTC))
-        before = await call(control.integration, target["_id"])
-        intent = WriteIntent(
-            undo["_id"],
-            target["_id"],
-            datetime.now(UTC),
-            before,
-            {**before, "enabled": True},
-            text=undo["msg"],
-            author=undo["u"]["_id"],
-        )
-        assert await state.record_intent(intent)  # killed here: its write was never sent
+        before = await interrupted(state, w, undo, target)  # killed here: its write was never sent
         # The newer change, through another replica: the same integration's alias, audited.
         later = (datetime.now(UTC) + timedelta(seconds=5)).isoformat().replace("+00:00", "Z")
         await call(control.update_integration, target["_id"], {"alias": "newer", "_updatedAt": later})
