@@ -28,7 +28,8 @@ start without applying a change twice (`bot.runtime.recovery`).
 
 Each `Connected` of the realtime client (logged in, every subscription ready) triggers a catch-up
 pass; each drop holds the cursors until the next pass completes. Permission changes announced
-while disconnected are caught up by reloading the permission table.
+while disconnected (or before the first subscriptions were ready) are caught up by reading the
+permission table again, which every rights decision waits for (`RightsCache.unheard`).
 
 SIGTERM/SIGINT stop intake, let in-flight commands finish (bounded by BOT_SHUTDOWN_GRACE), start
 none of those still waiting in a lane (their claims stay open: the next start resumes them, as
@@ -467,8 +468,13 @@ class Bot:
                 self._deaf = True
 
     def _on_connected(self, event: Connected) -> None:
-        assert self.catchup is not None
+        assert self.catchup is not None and self.services is not None
         self.metrics.realtime_connected.set(1)
+        # Role and permission changes announced before the subscriptions were ready (while away,
+        # or since the table was read at start) were not heard: no cached right and no permission
+        # counts until the table is read again, which every decision waits for (`RightsCache.unheard`).
+        self.services.rights.unheard()
+        self._spawn(self._reload_permissions(), "reload-permissions")
         if not self.ready.is_set():
             self.ready.set()
             log.info("bot.ready", bot_user_id=event.user_id)
@@ -477,22 +483,24 @@ class Bot:
         elif event.reconnect:
             self.metrics.reconnects.inc()
             log.info("realtime.reconnected")
-            # Permission changes announced while we were away are lost: reload the table.
-            self._spawn(self._reload_permissions(), "reload-permissions")
         self.catchup.request()
 
     def _on_disconnected(self, _event: Disconnected) -> None:
         assert self.catchup is not None
         self.metrics.realtime_connected.set(0)
         self.metrics.disconnects.inc()
+        if self.services is not None:
+            self.services.rights.unheard()  # changes announced from now on are missed until the reconnect
         self.catchup.interrupted()  # the realtime client has logged the drop and its reason
 
     async def _reload_permissions(self) -> None:
+        """The table read again at once (`RightsCache.refresh`); a failure is said here, and the next
+        decision tries again (and fails closed): no right counts on a table that missed a change."""
         assert self.services is not None
         try:
-            await self.services.rights.load_permissions()
+            await self.services.rights.refresh()
         except UpstreamError as exc:
-            log.warning("authz.reload_failed", error=str(exc))
+            log.warning("authz.reload_failed", error=str(exc), hint="the next command reads the permissions again")
 
     async def _on_stream(self, event: StreamEvent) -> None:
         """Streams other than the messages (those are admitted by `_consume`)."""

@@ -24,6 +24,7 @@ from bot.runtime import bot as runtime
 from bot.runtime.bot import Bot
 from bot.state.store import StateStore, read_message_ids
 from commands import replies
+from sandbox.seed import OWNER_ROLE
 
 REPLY_TIMEOUT = 15.0
 
@@ -127,6 +128,42 @@ async def test_a_command_sent_while_disconnected_is_run_once_after_the_reconnect
     assert [r.message_id for r in rows] == [command["_id"]]
     assert [m["_id"] for m in bot_messages(w, "ops")].count(answer_ids(tmp_path, command)[0]) == 1
     assert sum(1 for m in bot_messages(w, "ops")) == 1
+
+
+def failed_calls(bot: Bot, endpoint: str) -> float:
+    """REST calls to `endpoint` that did not succeed (each counted once, after its retries)."""
+    return sum(
+        sample.value
+        for family in bot.metrics.rest_errors.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels.get("endpoint") == endpoint
+    )
+
+
+async def test_a_permission_taken_from_a_role_while_disconnected_counts_though_the_reload_failed(
+    w: World, tmp_path: Path
+) -> None:
+    """Was: the table of permissions was read again only by a background task after the
+    reconnect, and kept as it was when that read failed (Rocket.Chat back, but not yet answering
+    everything): a permission taken from a role while the bot was away still counted, for a
+    change too (the caller's roles are read fresh, but judged with that table), until the next
+    reconnect. Now no right counts until the table is read again: the command reads it."""
+    control = w.control
+    target = await hook(w, "revoked-away")
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        await call(control.refuse_connections, 30)
+        await call(control.drop_connections)
+        await until(lambda: not bot.probe().logged_in, what="the drop")
+        await call(control.set_role_permissions, OWNER_ROLE, [])  # announced to nobody: the bot is away
+        await call(control.fail_next, "permissions.listAll", 100)
+        await call(control.refuse_connections, 0)
+        await until(lambda: failed_calls(bot, "permissions.listAll") >= 1, timeout=30, what="the failed reload")
+        await call(control.clear_faults)
+        command = await call(control.post_message, "owen", "ops", "!integration disable revoked-away")
+        answer = await answer_to(w, tmp_path, command, timeout=30)
+    assert "Disabled" not in answer["msg"] and "manage-own-incoming-integrations" in answer["msg"], answer["msg"]
+    assert (await call(control.integration, target["_id"]))["enabled"] is True
+    assert await audit_rows(tmp_path, target["_id"]) == []
 
 
 def disconnects(bot: Bot) -> float:
