@@ -486,7 +486,8 @@ class RightsCache:
     may have been missed (the realtime session dropped, or its subscriptions became ready after
     the table was read: `unheard`), nothing cached counts any more and the table is read again
     before the next decision; if that read fails, the decision fails (nothing is allowed on a
-    table that may have missed a permission taken away).
+    table that may have missed a permission taken away). Once the announcements stop for good (a
+    subscription to them ended: `deafened`), nothing is cached and every decision reads the table.
     """
 
     def __init__(
@@ -506,19 +507,19 @@ class RightsCache:
         self._user_generation: dict[str, int] = {}
         self._fetching: dict[tuple[str, int, int], asyncio.Future[CallerRights]] = {}
         self._fresh: dict[str, _FreshRead] = {}
-        # Set by `unheard` (announcements may have been missed): the table is read again before the
-        # next decision. `_unheard` counts those moments, so a load begun before one does not clear it.
-        self._outdated = False
+        # `unheard` counts the moments announcements may have been missed; `_read_at` is that count
+        # when the table in use began to be read: behind it, the table is read again before deciding.
         self._unheard = 0
+        self._read_at = 0
         self._loading: asyncio.Task[None] | None = None
+        self._deaf = False  # `deafened`: every decision reads the table again
 
     async def load_permissions(self) -> None:
         """(Re)load the whole permission table, e.g. at start and after a realtime reconnect."""
         unheard = self._unheard
         if self.table.replace(await self._rest.permissions_list_all()):
             self.invalidate_all()  # rights worked out with the table as it was no longer count
-        if unheard == self._unheard:
-            self._outdated = False
+        self._read_at = max(self._read_at, unheard)
 
     def unheard(self) -> None:
         """Rocket.Chat's announcements may have been missed: the realtime session dropped, or was
@@ -527,18 +528,25 @@ class RightsCache:
         not count, not even once, on this replica, for a command that changes something either
         (a fresh read of the caller's roles is judged with this table)."""
         self._unheard += 1
-        self._outdated = True
         self.invalidate_all()
+
+    def deafened(self) -> None:
+        """Announcements will not come any more (a subscription to them ended, and is not made
+        again): from now on nothing is cached, and every decision reads the table again first."""
+        self._deaf = True
+        self._ttl = 0.0
+        self.unheard()
 
     def current(self) -> bool:
         """Whether the permission table may be used as it is (loaded, and nothing missed since)."""
-        return self.table.loaded and not self._outdated
+        return self.table.loaded and self._read_at == self._unheard
 
     async def refresh(self) -> None:
-        """Make the table current (`current`): one load shared by every decision waiting for it,
-        begun again if announcements were missed (`unheard`) while it was in flight. A load that
-        fails raises: no decision rests on a table that may have missed a change."""
-        while not self.current():
+        """Make the table current (`current`) as of this call: one load shared by every decision
+        waiting for it, begun again if announcements were missed (`unheard`) before it began. A
+        load that fails raises: no decision rests on a table that may have missed a change."""
+        wanted = self._unheard
+        while not self.table.loaded or self._read_at < wanted:
             if self._loading is None or self._loading.done():
                 self._loading = background(self.load_permissions())
             # Shielded: one waiter being cancelled (its command stopped) must not cancel the others'.
@@ -557,6 +565,8 @@ class RightsCache:
         one begun now and is shared instead (done or in flight, under the same invalidation
         generations): a burst of commands from one person reads their rights once, not once per
         command, and each command is still judged on rights read after it was sent."""
+        if self._deaf:
+            self.unheard()  # nothing tells of a change any more: the table as it is now
         if not self.current():
             await self.refresh()
         entry = self._entries.get(user_id)
@@ -581,7 +591,7 @@ class RightsCache:
         its request goes out at the loop's next turn (the reads ahead of a claim, sent before the
         claim's statement: bot/runtime/read_ahead.py). Cancelling the future returned cancels no
         one else's wait for that read."""
-        if not self.current():
+        if self._deaf or not self.current():
             return background(self.get(user_id, fresh=True, since=since))
         return observed(asyncio.shield(self._fresh_read(self._key(user_id), since)))
 

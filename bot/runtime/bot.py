@@ -124,6 +124,7 @@ _T = TypeVar("_T")
 Recovering = Resume | None
 
 MESSAGES_STREAM: Final = "stream-room-messages"
+RIGHTS_STREAM: Final = "stream-notify-logged"  # `permissions-changed` and `roles-change`
 CURSOR_FLUSH_INTERVAL: Final = 2.0  # seconds between cursor writes (a lagging cursor is harmless)
 PRUNE_INTERVAL: Final = 3600.0  # seconds between prunes of old claims
 TROUBLE_CLAIM: Final = 1.0  # seconds: a claim slower than this may have raced a replica that gave up
@@ -328,8 +329,8 @@ class Bot:
             call_timeout=settings.bot_request_timeout,
         )
         realtime.subscribe(MESSAGES_STREAM, "__my_messages__", {"useCollection": False, "args": []})
-        realtime.subscribe("stream-notify-logged", "permissions-changed", {"useCollection": False, "args": []})
-        realtime.subscribe("stream-notify-logged", "roles-change", {"useCollection": False, "args": []})
+        realtime.subscribe(RIGHTS_STREAM, "permissions-changed", {"useCollection": False, "args": []})
+        realtime.subscribe(RIGHTS_STREAM, "roles-change", {"useCollection": False, "args": []})
         self.realtime = realtime
         log.info("bot.starting", bot_user_id=identity.user_id, bot_username=identity.username, unfinished=len(orphans))
         return True
@@ -466,6 +467,10 @@ class Bot:
             log.error("realtime.subscription_ended", name=event.subscription.name, reason=event.reason)
             if event.subscription.name == MESSAGES_STREAM:
                 self._deaf = True
+            elif event.subscription.name == RIGHTS_STREAM and self.services is not None:
+                # Role and permission changes are no longer announced to this replica: it reads
+                # the permission table for every decision instead of trusting what it holds.
+                self.services.rights.deafened()
 
     def _on_connected(self, event: Connected) -> None:
         assert self.catchup is not None and self.services is not None
@@ -505,7 +510,7 @@ class Bot:
     async def _on_stream(self, event: StreamEvent) -> None:
         """Streams other than the messages (those are admitted by `_consume`)."""
         assert self.services is not None
-        if event.collection == "stream-notify-logged":
+        if event.collection == RIGHTS_STREAM:
             if event.event_name == "permissions-changed":
                 self.services.rights.on_permissions_changed(event.args)
             elif event.event_name == "roles-change":

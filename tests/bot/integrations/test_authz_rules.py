@@ -506,6 +506,19 @@ async def test_decisions_waiting_for_the_table_share_one_reload() -> None:
     assert server.calls.count("permissions.listAll") == 2
 
 
+async def test_once_deafened_every_decision_reads_the_table() -> None:
+    server, now = FakeServer(), [0.0]
+    server.permissions[MANAGE_INCOMING] = ["admin", "user"]
+    cache = cache_for(server, now)
+    assert (await cache.get(ME)).has(MANAGE_INCOMING)
+    cache.deafened()
+    assert (await cache.get(ME)).has(MANAGE_INCOMING)
+    server.permissions[MANAGE_INCOMING] = ["admin"]  # no event will ever say so
+    assert not (await cache.get(ME)).has(MANAGE_INCOMING)
+    assert not (await cache.get(ME, fresh=True)).has(MANAGE_INCOMING)
+    assert server.calls.count("permissions.listAll") == 4
+
+
 async def test_a_fetch_overlapping_an_invalidation_is_not_cached() -> None:
     server, now = FakeServer(), [0.0]
     cache = cache_for(server, now)

@@ -18,8 +18,9 @@ from reliability_support import BOT, ShiftedClock, World, call, running_bot, set
 
 from bot.errors import AuthFailed, StateUnavailable
 from bot.integrations import wording
+from bot.integrations.authz import MANAGE_OWN_INCOMING
 from bot.rocketchat.message_ids import random_id
-from bot.rocketchat.realtime import RealtimeState
+from bot.rocketchat.realtime import RealtimeState, SubscriptionEnded
 from bot.runtime import bot as runtime
 from bot.runtime.bot import Bot
 from bot.state.store import StateStore, read_message_ids
@@ -162,6 +163,31 @@ async def test_a_permission_taken_from_a_role_while_disconnected_counts_though_t
         command = await call(control.post_message, "owen", "ops", "!integration disable revoked-away")
         answer = await answer_to(w, tmp_path, command, timeout=30)
     assert "Disabled" not in answer["msg"] and "manage-own-incoming-integrations" in answer["msg"], answer["msg"]
+    assert (await call(control.integration, target["_id"]))["enabled"] is True
+    assert await audit_rows(tmp_path, target["_id"]) == []
+
+
+async def test_a_replica_whose_rights_subscription_ended_reads_the_permissions_for_each_decision(
+    w: World, tmp_path: Path
+) -> None:
+    """Was: Rocket.Chat ending the `stream-notify-logged` subscription was only logged; the
+    replica kept trusting a permission table nothing updated any more (until it restarted), so a
+    permission taken from a role later still allowed changes there."""
+    control = w.control
+    target = await hook(w, "unannounced")
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        assert bot.realtime is not None and bot.services is not None
+        rights = bot.services.rights
+        await until(rights.current, what="the permissions read once subscribed")
+        ended = next(s for s in bot.realtime.subscriptions if s.name == "stream-notify-logged")
+        await bot._on_event(SubscriptionEnded(ended, "nosub", "the server stopped it"))
+        store = w.server.store
+        with store.lock:  # taken away with no announcement (this replica hears none any more)
+            doc = store.permissions[MANAGE_OWN_INCOMING]
+            doc["roles"] = [role for role in doc["roles"] if role != OWNER_ROLE]
+        command = await call(control.post_message, "owen", "ops", "!integration disable unannounced")
+        answer = await answer_to(w, tmp_path, command)
+    assert "Disabled" not in answer["msg"] and "can't find" in answer["msg"], answer["msg"]  # hidden, as by the server
     assert (await call(control.integration, target["_id"]))["enabled"] is True
     assert await audit_rows(tmp_path, target["_id"]) == []
 
