@@ -547,7 +547,9 @@ class Bot:
             return
         if not self._left.quiet():
             for message in messages:
-                if self._left.expects(message.id):
+                # Only the bot's own message is an answer: anyone may post at a chosen id, and one
+                # who learnt the key must not make the replicas forget a command its home never ran.
+                if self._left.expects(message.id) and message.user_id == self.intake.bot_user_id:
                     self._home_answered(message.id)
         try:
             await self.intake.prepare(messages)  # a new DM's members: is it the author and the bot alone?
