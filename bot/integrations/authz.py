@@ -84,10 +84,13 @@ class PermissionTable:
         for permission, roles in (roles_by_permission or {}).items():
             self._roles[permission] = frozenset(roles)
 
-    def replace(self, snapshot: PermissionsSnapshot) -> None:
-        """Load a full `permissions.listAll` answer (no `updatedSince`)."""
-        self._roles = {doc.id: frozenset(doc.roles) for doc in snapshot.update}
+    def replace(self, snapshot: PermissionsSnapshot) -> bool:
+        """Load a full `permissions.listAll` answer (no `updatedSince`); whether anything changed."""
+        roles = {doc.id: frozenset(doc.roles) for doc in snapshot.update}
+        changed = not self.loaded or roles != self._roles
+        self._roles = roles
         self.loaded = True
+        return changed
 
     def apply_delta(self, snapshot: PermissionsSnapshot) -> None:
         """Apply a `permissions.listAll?updatedSince=` answer: changed documents and removals."""
@@ -478,6 +481,13 @@ class RightsCache:
     a fetch that began before it. With `ttl=0` (no caching) every call fetches, and so does every
     `fresh` call: Rocket.Chat announces role and permission changes, but not a room membership
     ended or an account deactivated, so a command that changes something reads them itself.
+
+    Announcements heard are the only thing keeping the table and the cache current, so when some
+    may have been missed (the realtime session dropped, or its subscriptions became ready after
+    the table was read: `unheard`), nothing cached counts any more and the table is read again
+    before the next decision; if that read fails, the decision fails (nothing is allowed on a
+    table that may have missed a permission taken away). Once the announcements stop for good (a
+    subscription to them ended: `deafened`), nothing is cached and every decision reads the table.
     """
 
     def __init__(
@@ -497,11 +507,50 @@ class RightsCache:
         self._user_generation: dict[str, int] = {}
         self._fetching: dict[tuple[str, int, int], asyncio.Future[CallerRights]] = {}
         self._fresh: dict[str, _FreshRead] = {}
+        # `unheard` counts the moments announcements may have been missed; `_read_at` is that count
+        # when the table in use began to be read: behind it, the table is read again before deciding.
+        self._unheard = 0
+        self._read_at = 0
+        self._loading: asyncio.Task[None] | None = None
+        self._deaf = False  # `deafened`: every decision reads the table again
 
     async def load_permissions(self) -> None:
         """(Re)load the whole permission table, e.g. at start and after a realtime reconnect."""
-        self.table.replace(await self._rest.permissions_list_all())
+        unheard = self._unheard
+        if self.table.replace(await self._rest.permissions_list_all()):
+            self.invalidate_all()  # rights worked out with the table as it was no longer count
+        self._read_at = max(self._read_at, unheard)
+
+    def unheard(self) -> None:
+        """Rocket.Chat's announcements may have been missed: the realtime session dropped, or was
+        (re)established after the table was read. Every cached caller is dropped, and the table is
+        read again before the next decision (`get`): a permission taken from a role meanwhile must
+        not count, not even once, on this replica, for a command that changes something either
+        (a fresh read of the caller's roles is judged with this table)."""
+        self._unheard += 1
         self.invalidate_all()
+
+    def deafened(self) -> None:
+        """Announcements will not come any more (a subscription to them ended, and is not made
+        again): from now on nothing is cached, and every decision reads the table again first."""
+        self._deaf = True
+        self._ttl = 0.0
+        self.unheard()
+
+    def current(self) -> bool:
+        """Whether the permission table may be used as it is (loaded, and nothing missed since)."""
+        return self.table.loaded and self._read_at == self._unheard
+
+    async def refresh(self) -> None:
+        """Make the table current (`current`) as of this call: one load shared by every decision
+        waiting for it, begun again if announcements were missed (`unheard`) before it began. A
+        load that fails raises: no decision rests on a table that may have missed a change."""
+        wanted = self._unheard
+        while not self.table.loaded or self._read_at < wanted:
+            if self._loading is None or self._loading.done():
+                self._loading = background(self.load_permissions())
+            # Shielded: one waiter being cancelled (its command stopped) must not cancel the others'.
+            await asyncio.shield(self._loading)
 
     def moment(self) -> float:
         """Now, on this cache's clock: what a command notes when it arrives (`get(since=…)`)."""
@@ -516,8 +565,10 @@ class RightsCache:
         one begun now and is shared instead (done or in flight, under the same invalidation
         generations): a burst of commands from one person reads their rights once, not once per
         command, and each command is still judged on rights read after it was sent."""
-        if not self.table.loaded:
-            await self.load_permissions()
+        if self._deaf:
+            self.unheard()  # nothing tells of a change any more: the table as it is now
+        if not self.current():
+            await self.refresh()
         entry = self._entries.get(user_id)
         if entry is not None and self._clock() < entry.expires and not fresh:
             return entry.rights
@@ -540,7 +591,7 @@ class RightsCache:
         its request goes out at the loop's next turn (the reads ahead of a claim, sent before the
         claim's statement: bot/runtime/read_ahead.py). Cancelling the future returned cancels no
         one else's wait for that read."""
-        if not self.table.loaded:
+        if self._deaf or not self.current():
             return background(self.get(user_id, fresh=True, since=since))
         return observed(asyncio.shield(self._fresh_read(self._key(user_id), since)))
 

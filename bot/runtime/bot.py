@@ -28,7 +28,8 @@ start without applying a change twice (`bot.runtime.recovery`).
 
 Each `Connected` of the realtime client (logged in, every subscription ready) triggers a catch-up
 pass; each drop holds the cursors until the next pass completes. Permission changes announced
-while disconnected are caught up by reloading the permission table.
+while disconnected (or before the first subscriptions were ready) are caught up by reading the
+permission table again, which every rights decision waits for (`RightsCache.unheard`).
 
 SIGTERM/SIGINT stop intake, let in-flight commands finish (bounded by BOT_SHUTDOWN_GRACE), start
 none of those still waiting in a lane (their claims stay open: the next start resumes them, as
@@ -123,6 +124,7 @@ _T = TypeVar("_T")
 Recovering = Resume | None
 
 MESSAGES_STREAM: Final = "stream-room-messages"
+RIGHTS_STREAM: Final = "stream-notify-logged"  # `permissions-changed` and `roles-change`
 CURSOR_FLUSH_INTERVAL: Final = 2.0  # seconds between cursor writes (a lagging cursor is harmless)
 PRUNE_INTERVAL: Final = 3600.0  # seconds between prunes of old claims
 TROUBLE_CLAIM: Final = 1.0  # seconds: a claim slower than this may have raced a replica that gave up
@@ -327,8 +329,8 @@ class Bot:
             call_timeout=settings.bot_request_timeout,
         )
         realtime.subscribe(MESSAGES_STREAM, "__my_messages__", {"useCollection": False, "args": []})
-        realtime.subscribe("stream-notify-logged", "permissions-changed", {"useCollection": False, "args": []})
-        realtime.subscribe("stream-notify-logged", "roles-change", {"useCollection": False, "args": []})
+        realtime.subscribe(RIGHTS_STREAM, "permissions-changed", {"useCollection": False, "args": []})
+        realtime.subscribe(RIGHTS_STREAM, "roles-change", {"useCollection": False, "args": []})
         self.realtime = realtime
         log.info("bot.starting", bot_user_id=identity.user_id, bot_username=identity.username, unfinished=len(orphans))
         return True
@@ -465,10 +467,19 @@ class Bot:
             log.error("realtime.subscription_ended", name=event.subscription.name, reason=event.reason)
             if event.subscription.name == MESSAGES_STREAM:
                 self._deaf = True
+            elif event.subscription.name == RIGHTS_STREAM and self.services is not None:
+                # Role and permission changes are no longer announced to this replica: it reads
+                # the permission table for every decision instead of trusting what it holds.
+                self.services.rights.deafened()
 
     def _on_connected(self, event: Connected) -> None:
-        assert self.catchup is not None
+        assert self.catchup is not None and self.services is not None
         self.metrics.realtime_connected.set(1)
+        # Role and permission changes announced before the subscriptions were ready (while away,
+        # or since the table was read at start) were not heard: no cached right and no permission
+        # counts until the table is read again, which every decision waits for (`RightsCache.unheard`).
+        self.services.rights.unheard()
+        self._spawn(self._reload_permissions(), "reload-permissions")
         if not self.ready.is_set():
             self.ready.set()
             log.info("bot.ready", bot_user_id=event.user_id)
@@ -477,27 +488,29 @@ class Bot:
         elif event.reconnect:
             self.metrics.reconnects.inc()
             log.info("realtime.reconnected")
-            # Permission changes announced while we were away are lost: reload the table.
-            self._spawn(self._reload_permissions(), "reload-permissions")
         self.catchup.request()
 
     def _on_disconnected(self, _event: Disconnected) -> None:
         assert self.catchup is not None
         self.metrics.realtime_connected.set(0)
         self.metrics.disconnects.inc()
+        if self.services is not None:
+            self.services.rights.unheard()  # changes announced from now on are missed until the reconnect
         self.catchup.interrupted()  # the realtime client has logged the drop and its reason
 
     async def _reload_permissions(self) -> None:
+        """The table read again at once (`RightsCache.refresh`); a failure is said here, and the next
+        decision tries again (and fails closed): no right counts on a table that missed a change."""
         assert self.services is not None
         try:
-            await self.services.rights.load_permissions()
+            await self.services.rights.refresh()
         except UpstreamError as exc:
-            log.warning("authz.reload_failed", error=str(exc))
+            log.warning("authz.reload_failed", error=str(exc), hint="the next command reads the permissions again")
 
     async def _on_stream(self, event: StreamEvent) -> None:
         """Streams other than the messages (those are admitted by `_consume`)."""
         assert self.services is not None
-        if event.collection == "stream-notify-logged":
+        if event.collection == RIGHTS_STREAM:
             if event.event_name == "permissions-changed":
                 self.services.rights.on_permissions_changed(event.args)
             elif event.event_name == "roles-change":
@@ -534,7 +547,9 @@ class Bot:
             return
         if not self._left.quiet():
             for message in messages:
-                if self._left.expects(message.id):
+                # Only the bot's own message is an answer: anyone may post at a chosen id, and one
+                # who learnt the key must not make the replicas forget a command its home never ran.
+                if self._left.expects(message.id) and message.user_id == self.intake.bot_user_id:
                     self._home_answered(message.id)
         try:
             await self.intake.prepare(messages)  # a new DM's members: is it the author and the bot alone?

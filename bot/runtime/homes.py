@@ -11,7 +11,8 @@ seconds; `StateStore.replicas`), the one that ranks first for the caller by rend
 (the highest hash of replica and caller), which every replica computes alike from the same list,
 and which moves only the callers of a replica that comes or goes. The home claims a caller's
 command as soon as it arrives; the others keep it for `BACKUP_DELAY` seconds and forget it when
-its answer arrives (an answer stands at an id derived from the command's, `MessageIds.answer`):
+its answer arrives (an answer stands at an id derived from the command's, `MessageIds.answer`,
+and is the bot's own message: another author's message at that id is not an answer):
 a command whose answer they have not seen by then, they claim, which costs a lost claim if the
 home has it, and runs the command if the home died before claiming it. Nothing here decides who
 runs a command: the claim still does, so replicas whose lists disagree for a moment (one just

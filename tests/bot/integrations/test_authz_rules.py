@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.errors import BotLacksPermission
+from bot.errors import BotLacksPermission, ServerRejected
 from bot.integrations.authz import (
     INTEGRATION_PERMISSIONS,
     MANAGE_INCOMING,
@@ -400,10 +400,13 @@ class FakeServer:
         self.permissions: dict[str, list[str]] = {MANAGE_INCOMING: ["admin"], MANAGE_OWN_INCOMING: ["admin"]}
         self.calls: list[str] = []
         self.during_users_info: Callable[[], None] | None = None
+        self.refused: set[str] = set()  # endpoints answered with an error
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
         endpoint = request.url.path.rsplit("/", 1)[1]
         self.calls.append(endpoint)
+        if endpoint in self.refused:
+            return httpx.Response(400, json={"success": False, "error": "refused"})
         if endpoint == "permissions.listAll":
             update = [{"_id": p, "roles": r} for p, r in self.permissions.items()]
             return httpx.Response(200, json={"update": update, "remove": [], "success": True})
@@ -461,6 +464,59 @@ async def test_an_unreadable_permission_event_reloads_the_table() -> None:
     cache.on_permissions_changed(["changed", {"_id": MANAGE_INCOMING}])
     assert (await cache.get(ME)).has(MANAGE_INCOMING)
     assert server.calls.count("permissions.listAll") == 2
+
+
+async def test_changes_missed_while_unheard_count_before_the_next_decision() -> None:
+    """Announcements missed (the realtime session dropped): a permission taken from a role
+    meanwhile no longer counts, neither for rights read fresh nor for those cached."""
+    server, now = FakeServer(), [0.0]
+    server.permissions[MANAGE_INCOMING] = ["admin", "user"]
+    cache = cache_for(server, now)
+    assert (await cache.get(ME)).has(MANAGE_INCOMING)
+    cache.unheard()
+    server.permissions[MANAGE_INCOMING] = ["admin"]  # no event reaches this cache
+    assert not (await cache.get(ME)).has(MANAGE_INCOMING)
+    assert not (await cache.get(ME, fresh=True)).has(MANAGE_INCOMING)
+    assert server.calls.count("permissions.listAll") == 2  # read again once, not per decision
+
+
+async def test_a_failed_reload_after_missed_announcements_fails_the_decision_and_is_tried_again() -> None:
+    server, now = FakeServer(), [0.0]
+    server.permissions[MANAGE_INCOMING] = ["admin", "user"]
+    cache = cache_for(server, now)
+    assert (await cache.get(ME, fresh=True)).has(MANAGE_INCOMING)
+    cache.unheard()
+    server.permissions[MANAGE_INCOMING] = ["admin"]
+    server.refused.add("permissions.listAll")
+    with pytest.raises(ServerRejected):
+        await cache.get(ME, fresh=True, since=cache.moment())
+    with pytest.raises(ServerRejected):
+        await cache.get(ME)  # nothing cached counts either
+    server.refused.clear()
+    assert not (await cache.get(ME, fresh=True)).has(MANAGE_INCOMING)
+
+
+async def test_decisions_waiting_for_the_table_share_one_reload() -> None:
+    server, now = FakeServer(), [0.0]
+    server.roles.update({"u2": ["user"], "u3": ["admin"]})
+    cache = cache_for(server, now)
+    await cache.load_permissions()
+    cache.unheard()
+    await asyncio.gather(*(cache.get(user, fresh=True) for user in (ME, "u2", "u3")))
+    assert server.calls.count("permissions.listAll") == 2
+
+
+async def test_once_deafened_every_decision_reads_the_table() -> None:
+    server, now = FakeServer(), [0.0]
+    server.permissions[MANAGE_INCOMING] = ["admin", "user"]
+    cache = cache_for(server, now)
+    assert (await cache.get(ME)).has(MANAGE_INCOMING)
+    cache.deafened()
+    assert (await cache.get(ME)).has(MANAGE_INCOMING)
+    server.permissions[MANAGE_INCOMING] = ["admin"]  # no event will ever say so
+    assert not (await cache.get(ME)).has(MANAGE_INCOMING)
+    assert not (await cache.get(ME, fresh=True)).has(MANAGE_INCOMING)
+    assert server.calls.count("permissions.listAll") == 4
 
 
 async def test_a_fetch_overlapping_an_invalidation_is_not_cached() -> None:

@@ -81,6 +81,7 @@ async def h(tmp_path: Path) -> AsyncIterator[Harness]:
         return None
 
     bot.intake = SimpleNamespace(  # type: ignore[assignment]
+        bot_user_id="bot",
         prepare=prepare,
         accept=lambda m: Accepted(m, extract_invocation(m.text, bot_username="bot")) if m.text[0] == "!" else None,
     )
@@ -196,6 +197,18 @@ async def test_a_left_command_is_forgotten_when_its_answer_comes(h: Harness) -> 
     assert h.taken == []
     await h.bot.cursors.flush()  # type: ignore[union-attr]
     assert (await h.state.cursors())["room"] == answer.updated_at
+
+
+async def test_a_message_at_the_answers_id_by_someone_else_does_not_cancel_the_backup_claim(h: Harness) -> None:
+    """Anyone may post with a chosen `_id` (contract §8 gotcha 26); the answer's is secret, but
+    whoever learnt the key must still not be able to make the other replicas forget a command
+    whose home died before claiming it: only the bot's own message is its answer."""
+    left = h.command(h.caller(mine=False))
+    await h.bot._admit_all([left], "stream")
+    squatter = h.command("mallory").model_copy(update={"id": h.state.message_ids.answer(left.id)[0], "text": "ok"})
+    await h.bot._admit_all([squatter], "stream")
+    await h.claim_due()
+    assert h.taken == [left.id]
 
 
 async def test_a_stopping_replica_is_off_the_list_even_with_its_last_look_in_flight(tmp_path: Path) -> None:

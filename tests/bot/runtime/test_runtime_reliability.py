@@ -18,12 +18,14 @@ from reliability_support import BOT, ShiftedClock, World, call, running_bot, set
 
 from bot.errors import AuthFailed, StateUnavailable
 from bot.integrations import wording
+from bot.integrations.authz import MANAGE_OWN_INCOMING
 from bot.rocketchat.message_ids import random_id
-from bot.rocketchat.realtime import RealtimeState
+from bot.rocketchat.realtime import RealtimeState, SubscriptionEnded
 from bot.runtime import bot as runtime
 from bot.runtime.bot import Bot
 from bot.state.store import StateStore, read_message_ids
 from commands import replies
+from sandbox.seed import OWNER_ROLE
 
 REPLY_TIMEOUT = 15.0
 
@@ -127,6 +129,67 @@ async def test_a_command_sent_while_disconnected_is_run_once_after_the_reconnect
     assert [r.message_id for r in rows] == [command["_id"]]
     assert [m["_id"] for m in bot_messages(w, "ops")].count(answer_ids(tmp_path, command)[0]) == 1
     assert sum(1 for m in bot_messages(w, "ops")) == 1
+
+
+def failed_calls(bot: Bot, endpoint: str) -> float:
+    """REST calls to `endpoint` that did not succeed (each counted once, after its retries)."""
+    return sum(
+        sample.value
+        for family in bot.metrics.rest_errors.collect()
+        for sample in family.samples
+        if sample.name.endswith("_total") and sample.labels.get("endpoint") == endpoint
+    )
+
+
+async def test_a_permission_taken_from_a_role_while_disconnected_counts_though_the_reload_failed(
+    w: World, tmp_path: Path
+) -> None:
+    """Was: the table of permissions was read again only by a background task after the
+    reconnect, and kept as it was when that read failed (Rocket.Chat back, but not yet answering
+    everything): a permission taken from a role while the bot was away still counted, for a
+    change too (the caller's roles are read fresh, but judged with that table), until the next
+    reconnect. Now no right counts until the table is read again: the command reads it."""
+    control = w.control
+    target = await hook(w, "revoked-away")
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        await call(control.refuse_connections, 30)
+        await call(control.drop_connections)
+        await until(lambda: not bot.probe().logged_in, what="the drop")
+        await call(control.set_role_permissions, OWNER_ROLE, [])  # announced to nobody: the bot is away
+        await call(control.fail_next, "permissions.listAll", 100)
+        await call(control.refuse_connections, 0)
+        await until(lambda: failed_calls(bot, "permissions.listAll") >= 1, timeout=30, what="the failed reload")
+        await call(control.clear_faults)
+        command = await call(control.post_message, "owen", "ops", "!integration disable revoked-away")
+        answer = await answer_to(w, tmp_path, command, timeout=30)
+    assert "Disabled" not in answer["msg"] and "manage-own-incoming-integrations" in answer["msg"], answer["msg"]
+    assert (await call(control.integration, target["_id"]))["enabled"] is True
+    assert await audit_rows(tmp_path, target["_id"]) == []
+
+
+async def test_a_replica_whose_rights_subscription_ended_reads_the_permissions_for_each_decision(
+    w: World, tmp_path: Path
+) -> None:
+    """Was: Rocket.Chat ending the `stream-notify-logged` subscription was only logged; the
+    replica kept trusting a permission table nothing updated any more (until it restarted), so a
+    permission taken from a role later still allowed changes there."""
+    control = w.control
+    target = await hook(w, "unannounced")
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        assert bot.realtime is not None and bot.services is not None
+        rights = bot.services.rights
+        await until(rights.current, what="the permissions read once subscribed")
+        ended = next(s for s in bot.realtime.subscriptions if s.name == "stream-notify-logged")
+        await bot._on_event(SubscriptionEnded(ended, "nosub", "the server stopped it"))
+        store = w.server.store
+        with store.lock:  # taken away with no announcement (this replica hears none any more)
+            doc = store.permissions[MANAGE_OWN_INCOMING]
+            doc["roles"] = [role for role in doc["roles"] if role != OWNER_ROLE]
+        command = await call(control.post_message, "owen", "ops", "!integration disable unannounced")
+        answer = await answer_to(w, tmp_path, command)
+    assert "Disabled" not in answer["msg"] and "can't find" in answer["msg"], answer["msg"]  # hidden, as by the server
+    assert (await call(control.integration, target["_id"]))["enabled"] is True
+    assert await audit_rows(tmp_path, target["_id"]) == []
 
 
 def disconnects(bot: Bot) -> float:
