@@ -56,4 +56,5 @@ COMMAND = Command(
     examples=("quiet Grafana", "quiet incoming Guggy"),
     handler=run,
     action="silence flood notices about {kind}integrations",
+    changes_bot=True,
 )

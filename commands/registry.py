@@ -59,7 +59,7 @@ class CommandContext:
     # The command being run (None for an unknown command word).
     command: Command | None = None
     # Read the caller's rights from Rocket.Chat for this command rather than from the cache: set
-    # for commands that change integrations (a revoked right must be revoked at once).
+    # for commands that change integrations or the bot (a revoked right must be revoked at once).
     fresh_rights: bool = False
     _rights: CallerRights | None = field(default=None, repr=False)
     deferred: list[FollowUp] = field(default_factory=list, repr=False)
@@ -115,12 +115,21 @@ class Command:
     details: str = ""
     requires: Requirement = Requirement.ANY_INTEGRATION_RIGHT
     changes_integrations: bool = False
+    # Changes what the bot does, though no integration (`quiet`): its caller's rights are read
+    # for it, as for a change (`reads_rights_fresh`), without a change's place in the lanes.
+    changes_bot: bool = False
     # What a caller without the rights is refused, "You can't <action>"; `{kind}` is "incoming "
     # or "outgoing " when the command named one, else empty (commands/targets.py).
     action: str = "look up {kind}integrations"
     # The integration the command looks up first, from its arguments (a `UsageError` when they
     # name none): read while the runtime reads the caller's rights (`commands.targets.begin_prefetch`).
     first_lookup: Callable[[Sequence[Token]], Target] | None = None
+
+    @property
+    def reads_rights_fresh(self) -> bool:
+        """Whether its caller's rights are read from Rocket.Chat for it, not from the cache: a
+        right revoked (or an account deactivated, which is never announced) counts at once."""
+        return self.changes_integrations or self.changes_bot
 
     def refused(self, kind: str | None = None) -> str:
         return self.action.format(kind=f"{kind} " if kind else "")
@@ -186,7 +195,7 @@ class Dispatcher:
             message_id=message.id,
         )
         started = time.monotonic()
-        fresh = command is not None and command.changes_integrations
+        fresh = command is not None and command.reads_rights_fresh
         context = CommandContext(
             message, invocation, self.services, correlation_id, command, fresh_rights=fresh, _rights=rights
         )

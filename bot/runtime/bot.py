@@ -106,7 +106,7 @@ from commands import replies, targets
 from commands.context import BotIdentity, Services
 from commands.followups import Closing, FollowUp
 from commands.parser import Invocation
-from commands.registry import Dispatcher, Registry, new_correlation_id
+from commands.registry import Command, Dispatcher, Registry, new_correlation_id
 from commands.reply import Reply
 from commands.table import build_registry
 
@@ -908,6 +908,7 @@ class Bot:
                     return
             author: CallerRights | None = None
             fresh = self._changes(accepted, stale)
+            fresh_rights = fresh or self._changes_bot(accepted, stale)
             # Its reads begun at admission (bot/runtime/read_ahead.py), if still young enough.
             rights = self.services.rights
             early = self.read_ahead.take(message.id, lambda: rights.stamp(message.user_id))
@@ -920,7 +921,7 @@ class Bot:
                 author = await self._from_ignored_bot(
                     message,
                     recovering=recovering is not None,
-                    fresh=fresh,
+                    fresh=fresh_rights,
                     read=early.rights if early is not None and fresh else None,
                 )
                 if author is None:
@@ -985,9 +986,18 @@ class Bot:
 
     def _changes(self, accepted: Accepted, stale: bool) -> bool:
         """Whether the command will change integrations (and so reads its caller's rights fresh)."""
-        invocation = accepted.invocation
-        command = self.registry.find(invocation.command) if invocation is not None and invocation.command else None
+        command = self._command_of(accepted)
         return command is not None and command.changes_integrations and not stale
+
+    def _changes_bot(self, accepted: Accepted, stale: bool) -> bool:
+        """Whether the command changes what the bot does (`quiet`): its caller's rights are read
+        fresh too, with no reads ahead or lookups begun early (those are a change's)."""
+        command = self._command_of(accepted)
+        return command is not None and command.changes_bot and not stale
+
+    def _command_of(self, accepted: Accepted) -> Command | None:
+        invocation = accepted.invocation
+        return self.registry.find(invocation.command) if invocation is not None and invocation.command else None
 
     async def _from_ignored_bot(
         self,

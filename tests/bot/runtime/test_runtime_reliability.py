@@ -955,3 +955,22 @@ async def disabled_once(tmp_path: Path, w: World, target: dict[str, Any], comman
     rows = [r for r in await audit_rows(tmp_path, target["_id"]) if r.message_id == command_id]
     assert [r.action for r in rows] == ["disable"]
     assert len([m for m in bot_messages(w, "ops") if m["_id"] in chain]) == 1
+
+
+async def test_quiet_reads_its_callers_rights_fresh(w: World, tmp_path: Path) -> None:
+    """`quiet` changes what the bot does (no flood notices about an integration in a room until
+    midnight), so it is judged on rights read for it, as a change is. Was: rights cached by an
+    earlier command (up to `BOT_RIGHTS_CACHE_SECONDS`) served, so an account deactivated since
+    (which Rocket.Chat does not announce) could still silence the flood guard."""
+    control = w.control
+    target = await hook(w, "quiet-fresh")
+    async with running_bot(settings_for(w, tmp_path)) as (bot, _):
+        listed = await call(control.post_message, "owen", "ops", "!integration list")
+        await answer_to(w, tmp_path, listed)  # owen's rights are cached now
+        await call(control.set_user_active, "owen", False)  # not announced
+        command = await call(control.post_message, "owen", "ops", "!integration quiet quiet-fresh")
+        answer = await answer_to(w, tmp_path, command)
+        assert bot.state is not None
+        quiet = await bot.state.floods.quiet_until(target["_id"], command["rid"])
+    assert "deactivated" in answer["msg"], answer["msg"]
+    assert quiet is None
