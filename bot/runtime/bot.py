@@ -1361,11 +1361,10 @@ class Bot:
             return
         self._state_worked()
         assert self.cursors is not None
-        for accepted, *_ in items:
-            del self._waiting_claims[accepted.message.id]
-            self._claims_tried.pop(accepted.message.id, None)
         for accepted, _, origin, _ in items:
             message = accepted.message
+            del self._waiting_claims[message.id]
+            self._claims_tried.pop(message.id, None)
             self.cursors.let_go(message.room_id, message.id)
             if message.id not in claimed:
                 self.metrics.duplicates.labels(origin=origin).inc()
