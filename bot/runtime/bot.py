@@ -1006,7 +1006,8 @@ class Bot:
         """None when the author is another bot account whose commands are ignored
         (`Intake.ignored_author`): the claim is then closed as ignored (a restart does not redo
         it) and one line is logged. Otherwise the author's rights, which the command goes on
-        with (read fresh for a command that changes integrations: one `users.info`, not two).
+        with (read fresh for a command that changes integrations or the bot,
+        `Command.reads_rights_fresh`: one `users.info`, not two).
 
         Asked after the claim, once per command and before anything runs (stale answers and usage
         errors included): it needs the author's account, which the rights every command reads carry
