@@ -66,7 +66,7 @@ class CommandContext:
 
     async def rights(self) -> CallerRights:
         """The caller's effective rights, fetched once per command (cached across commands,
-        except for commands that change integrations, see `fresh_rights`). A deactivated
+        except for commands that change integrations or the bot, see `fresh_rights`). A deactivated
         account may do nothing (a command of theirs can still turn up, e.g. at catch-up)."""
         if self._rights is None:
             self._rights = await self.services.rights.get(self.message.user_id, fresh=self.fresh_rights)
@@ -182,7 +182,7 @@ class Dispatcher:
         self, message: ChatMessage, invocation: Invocation, *, rights: CallerRights | None = None
     ) -> Reply:
         """Run the invocation; `rights` are the caller's, when the runtime already read them
-        (read fresh if the command changes integrations, see `CommandContext.fresh_rights`)."""
+        (read fresh if the command changes integrations or the bot, `Command.reads_rights_fresh`)."""
         correlation_id = new_correlation_id()
         command = self.registry.find(invocation.command) if invocation.command else self.registry.find("help")
         name = command.name if command is not None else "unknown"

@@ -110,7 +110,7 @@ async def _begun(ctx: CommandContext, intents: Sequence[WriteIntent]) -> list[Au
     the integrations named."""
     begun = sorted({intent.integration_id for intent in intents})
     rows = await ctx.services.state.history(actor_id=ctx.message.user_id, integration_ids=begun, limit=SCANNED)
-    named = [r for r in rows if r.before is not None and r.after is not None and r.message_id != ctx.message.id]
+    named = _undoable(rows, ctx.message.id)
     read = {intent.integration_id: decode_date(intent.before.get("_updatedAt")) for intent in intents}
     begun_from = [
         r
@@ -120,6 +120,12 @@ async def _begun(ctx: CommandContext, intents: Sequence[WriteIntent]) -> list[Au
         and decode_date(r.after.get("_updatedAt")) == read[r.integration_id]
     ]
     return begun_from or named
+
+
+def _undoable(rows: Sequence[AuditRecord], message_id: str) -> list[AuditRecord]:
+    """The changes among `rows` an undo may revert: those with a document before and after, not
+    this command's own (resumed after a crash midway through a group)."""
+    return [r for r in rows if r.before is not None and r.after is not None and r.message_id != message_id]
 
 
 def _label(row: AuditRecord) -> str:
@@ -137,15 +143,14 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     now = ctx.now()
     rows = await ctx.services.state.history(actor_id=ctx.message.user_id, limit=SCANNED)
     message_id = ctx.message.id
-    # This command's own rows (resumed after a crash midway through a group) are not what it undoes.
-    changes = [r for r in rows if r.before is not None and r.after is not None and r.message_id != message_id]
+    undoable = _undoable(rows, message_id)
     if ctx.services.integrations.resuming():
         # Resumed after a crash: the change it had begun to revert, not one its caller made since,
         # through another replica while its lease ran (of that very integration, too).
         intents = await ctx.services.state.intents(message_id)
         if intents:
-            changes = await _begun(ctx, intents)
-    last = next(iter(changes), None)
+            undoable = await _begun(ctx, intents)
+    last = next(iter(undoable), None)
     if last is None or last.before is None or last.after is None:
         return Reply("You have made no change through me that I could undo.", outcome="empty")
     what = f"your {code(last.action)} of {_label(last)}, {ago(last.at, now)}"

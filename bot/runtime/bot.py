@@ -858,9 +858,7 @@ class Bot:
     def _schedule(self, accepted: Accepted, *, stale: bool = False, recovering: Recovering = None) -> None:
         self._running.add(accepted.message.id)  # its claim's lease is renewed until its turn ends
         self._claimed_at.setdefault(accepted.message.id, asyncio.get_running_loop().time())
-        invocation = accepted.invocation
-        command = self.registry.find(invocation.command) if invocation is not None and invocation.command else None
-        change = command is not None and command.changes_integrations and not stale
+        change = self._changes(accepted, stale)
         job, ready = self.lanes.submit(accepted.message.user_id, change=change)
         self._waiting[job] = (accepted, stale, recovering)
         self._start(ready)
@@ -898,6 +896,7 @@ class Bot:
         message = accepted.message
         edited = recovering is not None and recovering.edited
         run = CommandRun(message.id, recovering is not None, text=message.text, author=message.user_id, edited=edited)
+        command = None if stale else self._command_of(accepted)  # a stale command changes nothing
         current_command.set(run)
         self.metrics.commands_in_flight.inc()
         early: EarlyReads | None = None
@@ -907,8 +906,10 @@ class Bot:
                 if await self._answered_not_run(message):
                     return
             author: CallerRights | None = None
-            fresh = self._changes(accepted, stale)
-            fresh_rights = fresh or self._changes_bot(accepted, stale)
+            # A change of integrations reads its caller's rights fresh, with its reads ahead and
+            # first lookup; one of the bot's (`quiet`) only reads them fresh.
+            fresh = command is not None and command.changes_integrations
+            fresh_rights = command is not None and command.reads_rights_fresh
             # Its reads begun at admission (bot/runtime/read_ahead.py), if still young enough.
             rights = self.services.rights
             early = self.read_ahead.take(message.id, lambda: rights.stamp(message.user_id))
@@ -920,7 +921,7 @@ class Bot:
             try:
                 author = await self._from_ignored_bot(
                     message,
-                    recovering=recovering is not None,
+                    recovering=run.recovering,
                     fresh=fresh_rights,
                     read=early.rights if early is not None and fresh else None,
                 )
@@ -978,7 +979,7 @@ class Bot:
         is read for anyone else before their rights are known)."""
         assert self.services is not None
         invocation, message = accepted.invocation, accepted.message
-        command = self.registry.find(invocation.command) if invocation is not None and invocation.command else None
+        command = self._command_of(accepted)
         known = self.services.rights.known(message.user_id)
         if command is None or invocation is None or known is None or not may_list(known).allowed:
             return None
@@ -989,13 +990,8 @@ class Bot:
         command = self._command_of(accepted)
         return command is not None and command.changes_integrations and not stale
 
-    def _changes_bot(self, accepted: Accepted, stale: bool) -> bool:
-        """Whether the command changes what the bot does (`quiet`): its caller's rights are read
-        fresh too, with no reads ahead or lookups begun early (those are a change's)."""
-        command = self._command_of(accepted)
-        return command is not None and command.changes_bot and not stale
-
     def _command_of(self, accepted: Accepted) -> Command | None:
+        """The command its invocation names (None for none, or an unknown word)."""
         invocation = accepted.invocation
         return self.registry.find(invocation.command) if invocation is not None and invocation.command else None
 
@@ -1010,7 +1006,8 @@ class Bot:
         """None when the author is another bot account whose commands are ignored
         (`Intake.ignored_author`): the claim is then closed as ignored (a restart does not redo
         it) and one line is logged. Otherwise the author's rights, which the command goes on
-        with (read fresh for a command that changes integrations: one `users.info`, not two).
+        with (read fresh for a command that changes integrations or the bot,
+        `Command.reads_rights_fresh`: one `users.info`, not two).
 
         Asked after the claim, once per command and before anything runs (stale answers and usage
         errors included): it needs the author's account, which the rights every command reads carry
