@@ -449,9 +449,7 @@ class PostgresDatabase:
         self._lock_pool: AsyncConnectionPool = AsyncConnectionPool(
             url, min_size=1, max_size=LOCK_POOL, name="locks", **common
         )
-        self._locks = SharedIntegrationLocks(
-            self._lock_pool, self._statements, self.where, lock_timeout=self._lock_timeout
-        )
+        self._locks = SharedIntegrationLocks(self._lock_pool, self._statements, self.where, lock_timeout=lock_timeout)
         self._purging: asyncio.Task[None] | None = None
         self._checks: set[asyncio.Task[None]] = set()  # checks of the pools under way (`_checking`)
 
@@ -730,10 +728,10 @@ class SharedIntegrationLocks:
         where: str,
         *,
         on_wait: Callable[[float], None] | None = None,
-        lock_timeout: int = _milliseconds(LOCK_TIMEOUT),
+        lock_timeout: float = LOCK_TIMEOUT,
     ) -> None:
         self._pool = pool
-        self._lock_timeout = lock_timeout  # milliseconds
+        self._lock_timeout = _milliseconds(lock_timeout)  # as the setting takes it
         self._statements = statements
         self._where = where
         self._local = LocalIntegrationLocks()
