@@ -248,6 +248,9 @@ MIGRATIONS: Final[dict[int, str]] = {
     ALTER TABLE write_intents ADD COLUMN command_text text;
     ALTER TABLE write_intents ADD COLUMN command_author text
     """,
+    13: """
+    ALTER TABLE processed_messages ADD COLUMN command_json text
+    """,
 }
 SCHEMA_VERSION: Final = max(MIGRATIONS)
 # Keys of the transaction-level advisory locks (a namespace of this bot's: hashtextextended of it).
@@ -269,7 +272,7 @@ _MARK_PENDING: Final = (
 PREPARE_THRESHOLD: Final = 5
 # A statement carrying more values than this is never prepared. The store's fixed statements carry
 # at most 15 (an audit row); those with more are batches whose text grows with them (a burst's
-# claims, six values a row up to 500 rows; lists of ids): each size is a statement of its own,
+# claims, seven values a row up to 500 rows; lists of ids): each size is a statement of its own,
 # seldom run often on one connection. Prepared (measured with every statement prepared at its
 # first run), every size a burst had was kept by the server on each connection (up to psycopg's
 # 100 a connection, about 0.75 MB each at 500 rows: 46 MB of one server process) and pushed the

@@ -220,6 +220,13 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE write_intents ADD COLUMN command_text TEXT;
     ALTER TABLE write_intents ADD COLUMN command_author TEXT
     """,
+    # 13: what a command said and who said it (JSON: text, user id, username, thread id), kept on
+    # its claim while it is unfinished and dropped when it is closed (bot/state/store.py
+    # `ClaimedCommand`): the recovery of a command killed mid-way knows it although its message was
+    # edited or deleted since, also when it stored no write intent (`extend`)
+    """
+    ALTER TABLE processed_messages ADD COLUMN command_json TEXT
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

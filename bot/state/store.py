@@ -130,6 +130,38 @@ class WriteIntent:
     author: str | None = None
 
 
+@dataclass(frozen=True)
+class ClaimedCommand:
+    """What a command said, and who said it, as the bot claimed it: kept on its claim while it is
+    unfinished (dropped when it is closed), so the recovery of a command killed mid-way knows it
+    although its message was edited or deleted since, or another user posted at its id
+    (bot/runtime/recovery.py), also for a command that stored no write intent (`extend`)."""
+
+    text: str
+    author_id: str
+    author_username: str
+    thread_id: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"text": self.text, "user_id": self.author_id, "username": self.author_username, "tmid": self.thread_id}
+        )
+
+    @classmethod
+    def of_json(cls, value: Any) -> ClaimedCommand | None:
+        """None for an empty column (a claim of an older release, or closed) or an unreadable one."""
+        if not value:
+            return None
+        try:
+            found = json.loads(value)
+            text, user_id, username, tmid = found["text"], found["user_id"], found["username"], found.get("tmid")
+        except (ValueError, TypeError, KeyError):
+            return None
+        if not (isinstance(text, str) and isinstance(user_id, str) and user_id and isinstance(username, str)):
+            return None
+        return cls(text, user_id, username, tmid if isinstance(tmid, str) and tmid else None)
+
+
 _AUDIT_COLUMNS: Final = (
     "id, at, actor_id, actor_username, room_id, message_id, integration_id, integration_name,"
     " integration_type, action, reason, before_json, after_json, until_at, undoes, group_id"
@@ -311,6 +343,7 @@ class StateStore:
         now: datetime,
         *,
         tried: Mapping[str, Collection[datetime]] | None = None,
+        commands: Mapping[str, ClaimedCommand] | None = None,
     ) -> set[str]:
         """`claim_message` for many (message id, room id, message ts) at once: one statement and
         one commit per `CLAIM_BATCH`, so a burst of commands is not claimed one commit at a time.
@@ -324,28 +357,39 @@ class StateStore:
         for its lease to run out, taken for another process's. A claim of it made at any other
         moment is not its tries': one of an earlier delivery, running here already (a re-delivery
         whose claim failed while it runs is not returned), or one taken over since (the recovery
-        decides it)."""
+        decides it).
+        `commands`: what each command said and who said it, kept on its claim (`claimed_command`)."""
         taken: set[str] = set()
         lease_until = _ts(now + self.lease)
+        said = commands or {}
         for start in range(0, len(claims), CLAIM_BATCH):
             chunk = claims[start : start + CLAIM_BATCH]
-            rows_sql = ", ".join(["(?, ?, ?, ?, ?, ?)"] * len(chunk))
+            rows_sql = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
             # Those claimed already (as this statement's snapshot shows them) are left out before the
             # insert: its conflict check would wait for any transaction open on their row, such as
             # the close of a replica stopped between the statements of its pipeline (`finish_message`),
             # for as long as that one stays stopped, and this replica's intake with it.
             rows = await self.database.rows(
-                "WITH wanted (message_id, room_id, message_ts, claimed_at, owner, lease_until)"  # noqa: S608
+                "WITH wanted (message_id, room_id, message_ts, claimed_at, owner, lease_until, command_json)"  # noqa: S608
                 f" AS (VALUES {rows_sql})"
                 " INSERT INTO processed_messages"
-                " (message_id, room_id, message_ts, claimed_at, status, owner, lease_until)"
-                " SELECT message_id, room_id, message_ts, claimed_at, 'claimed', owner, lease_until FROM wanted"
+                " (message_id, room_id, message_ts, claimed_at, status, owner, lease_until, command_json)"
+                " SELECT message_id, room_id, message_ts, claimed_at, 'claimed', owner, lease_until, command_json"
+                " FROM wanted"
                 " WHERE NOT EXISTS (SELECT 1 FROM processed_messages AS seen WHERE seen.message_id = wanted.message_id)"
                 f" ON CONFLICT DO NOTHING RETURNING message_id, {self.database.started_at}",
                 [
                     value
                     for message_id, room_id, ts in chunk
-                    for value in (message_id, room_id, _ts(ts), _ts(now), self.owner, lease_until)
+                    for value in (
+                        message_id,
+                        room_id,
+                        _ts(ts),
+                        _ts(now),
+                        self.owner,
+                        lease_until,
+                        said[message_id].to_json() if message_id in said else None,
+                    )
                 ],
             )
             taken.update(str(row[0]) for row in rows)
@@ -471,7 +515,8 @@ class StateStore:
         )
         return [
             (
-                "UPDATE processed_messages SET status = ?, outcome = ? WHERE message_id = ? AND owner = ?",
+                "UPDATE processed_messages SET status = ?, outcome = ?, command_json = NULL"
+                " WHERE message_id = ? AND owner = ?",
                 ("ignored" if ignored else "done", outcome, message_id, self.owner),
             ),
             # Its journal has served, once it is closed by this process (never under the
@@ -496,6 +541,22 @@ class StateStore:
             (message_id,),
         )
         return str(rows[0][0]) if rows and rows[0][0] is not None else None
+
+    async def claimed_command(self, message_id: str) -> tuple[ClaimedCommand, str, datetime] | None:
+        """What an unfinished command said and who said it, with its room id and its message's
+        time, as its claim keeps them (`claim_messages`); None for a closed claim, or one an older
+        release made."""
+        rows = await self.database.rows(
+            "SELECT command_json, room_id, message_ts FROM processed_messages"
+            " WHERE message_id = ? AND status = 'claimed'",
+            (message_id,),
+        )
+        if not rows:
+            return None
+        command, room_id, message_ts = ClaimedCommand.of_json(rows[0][0]), rows[0][1], _dt(rows[0][2])
+        if command is None or not isinstance(room_id, str) or message_ts is None:
+            return None
+        return command, room_id, message_ts
 
     async def message_status(self, message_id: str) -> str | None:
         rows = await self.database.rows("SELECT status FROM processed_messages WHERE message_id = ?", (message_id,))
@@ -717,6 +778,7 @@ __all__ = [
     "MIGRATIONS",
     "SCHEMA_VERSION",
     "AuditRecord",
+    "ClaimedCommand",
     "StateStore",
     "WriteIntent",
     "read_message_ids",

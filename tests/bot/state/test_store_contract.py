@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 import pytest
 
 from bot.errors import ConfigError, StateUnavailable
-from bot.state.store import AuditRecord, StateStore, WriteIntent
+from bot.state.sqlite import SCHEMA_VERSION
+from bot.state.store import AuditRecord, ClaimedCommand, StateStore, WriteIntent
 from bot.state.timer_states import TimerEvent, TimerState
 from bot.state.timer_store import EXTENSIONS_KEPT, TimerDraft
 from tests.postgres_support import PostgresServer
@@ -275,6 +276,7 @@ async def test_write_intents_of_the_version_before_their_text_are_kept_by_the_mi
     await store.claim_messages([("m1", "R", NOW)], NOW)
     await store.database.count("ALTER TABLE write_intents DROP COLUMN command_text")
     await store.database.count("ALTER TABLE write_intents DROP COLUMN command_author")
+    await store.database.count("ALTER TABLE processed_messages DROP COLUMN command_json")
     await store.database.count(
         "INSERT INTO write_intents (message_id, integration_id, at, before_json, intended_json)"
         " VALUES ('m1', 'i1', 0, '{\"enabled\": true}', '{\"enabled\": false}')"
@@ -285,7 +287,7 @@ async def test_write_intents_of_the_version_before_their_text_are_kept_by_the_mi
         await store.database.count("UPDATE schema_version SET version = 11")
     await store.close()
     again = await opened(owner="a")
-    assert await again.schema_version() == 12
+    assert await again.schema_version() == SCHEMA_VERSION
     (intent,) = await again.intents("m1")
     assert (intent.integration_id, intent.intended, intent.text, intent.author) == (
         "i1",
@@ -293,6 +295,26 @@ async def test_write_intents_of_the_version_before_their_text_are_kept_by_the_mi
         None,
         None,
     )
+    assert await again.claimed_command("m1") is None  # an older release's claim kept nothing of it
+
+
+async def test_a_claim_keeps_what_its_command_said_until_it_is_closed(opened: Opener) -> None:
+    """Its text, author and thread, with its room and time: what the recovery of a command killed
+    mid-way rebuilds it from when its message was deleted or edited since (bot/runtime/recovery.py).
+    Dropped when the claim is closed; a claim taken over keeps it; none for a claim without one."""
+    store = await opened(owner="a")
+    said = ClaimedCommand("!integration extend Guggy 1h", "u1", "edna", thread_id="T1")
+    posted = NOW - timedelta(seconds=3)
+    claimed = await store.claim_messages([("m1", "R", posted), ("m2", "R", NOW)], NOW, commands={"m1": said})
+    assert claimed == {"m1", "m2"}
+    assert await store.claimed_command("m1") == (said, "R", posted)
+    assert await store.claimed_command("m2") is None
+    other = await opened(owner="b")
+    assert await other.take_over(NOW + timedelta(minutes=5)) == ["m1", "m2"]
+    assert await other.claimed_command("m1") == (said, "R", posted)
+    assert await other.finish_message("m1", "done")
+    assert await other.claimed_command("m1") is None
+    assert await store.claimed_command("unknown") is None
 
 
 async def test_answers_whose_audit_row_is_still_to_come_are_known_to_every_process(opened: Opener) -> None:
@@ -483,7 +505,7 @@ async def test_the_integration_lock_lets_one_writer_at_a_time(opened: Opener) ->
 async def test_replicas_starting_at_once_migrate_once(postgres_url: str) -> None:
     stores = await asyncio.gather(*(StateStore.connect(postgres_url) for _ in range(4)))
     try:
-        assert {await s.schema_version() for s in stores} == {12}
+        assert {await s.schema_version() for s in stores} == {SCHEMA_VERSION}
         assert len({s.message_ids.answer("m") for s in stores}) == 1
     finally:
         await asyncio.gather(*(s.close() for s in stores))
@@ -493,7 +515,7 @@ async def test_a_database_from_a_newer_release_is_refused_clearly(postgres_url: 
     store = await StateStore.connect(postgres_url)
     await store.database.count("UPDATE schema_version SET version = 99")
     await store.close()
-    with pytest.raises(ConfigError, match=r"schema version 99, newer than this release supports \(12\)"):
+    with pytest.raises(ConfigError, match=rf"schema version 99, newer than this release supports \({SCHEMA_VERSION}\)"):
         await StateStore.connect(postgres_url)
 
 
