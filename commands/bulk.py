@@ -314,7 +314,7 @@ async def apply(
     if failed:
         lines.append("Failed (nothing changed on these):\n" + bullet_list(failed, limit=SHOWN))
     if not_made:
-        lines.append("Not switched off, as your message was edited since:\n" + _names(not_made))
+        lines.append(f"Not switched off, as your message was {ctx.as_it_ran or 'edited'} since:\n" + _names(not_made))
     outcome = "changed" if done else ("failed" if failed else "unchanged")
     buttons = _group_buttons(ctx, parsed) if done else ()
     if due is None:
@@ -602,6 +602,7 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     dues: dict[str, datetime] = {}  # the new end of each member extended
     extended_groups: dict[int, datetime] = {}
     failed: list[str] = []
+    not_made: list[Integration] = []  # resumed from what it said when it ran, its message changed since
     for timer in allowed:
         member = Integration.of(_member_document(timer))
         try:
@@ -618,6 +619,9 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                 # Extended by this very command already (resumed after a crash before the
                 # member's audit row): not again (bot/state/timer_store.py).
                 done_by_this = pending.extended_by(ctx.message.id)
+                if done_by_this is None and ctx.as_it_ran is not None:
+                    not_made.append(member)  # not extended when it ran: not now either
+                    continue
                 due = done_by_this or max(pending.due_at, now) + parsed.duration
                 if done_by_this is None and due - now > maximum:
                     failed.append(
@@ -650,6 +654,8 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     ]
     if done:
         lines.append(_names(done))
+    if not_made:
+        lines.append(f"Not extended, as your message was {ctx.as_it_ran} since:\n" + _names(not_made))
     if failed:
         lines.append("Not extended:\n" + bullet_list(failed, limit=SHOWN))
     if not_allowed:

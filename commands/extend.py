@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import timedelta
 
-from bot.errors import UsageError, UserInputError
+from bot.errors import EditedSince, UsageError, UserInputError
 from bot.state.timer_states import TimerState
 from bot.text import code, human_duration, human_until, quote_name
 from commands import bulk, changes, replies
@@ -51,6 +51,8 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
             # This command extended it already, then stopped before its audit row (kill -9) and was
             # resumed: not again; the audit row is recorded once (one per command and action).
             due = done
+        elif ctx.as_it_ran is not None:
+            raise EditedSince(found.id)  # resumed from what its message said then: reports, never extends now
         else:
             due = max(pending.due_at, now) + parsed.duration
             if due - now > maximum:

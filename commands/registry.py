@@ -63,6 +63,9 @@ class CommandContext:
     fresh_rights: bool = False
     _rights: CallerRights | None = field(default=None, repr=False)
     deferred: list[FollowUp] = field(default_factory=list, repr=False)
+    # Resumed after a restart from what it said when it ran, its message "edited" or "deleted"
+    # since (bot/runtime/recovery.py): it reports what it did then and makes no new change.
+    as_it_ran: str | None = None
 
     async def rights(self) -> CallerRights:
         """The caller's effective rights, fetched once per command (cached across commands,
@@ -179,10 +182,16 @@ class Dispatcher:
         self.observers: list[Callable[[str, str, float], None]] = []  # (command, outcome, seconds)
 
     async def dispatch(
-        self, message: ChatMessage, invocation: Invocation, *, rights: CallerRights | None = None
+        self,
+        message: ChatMessage,
+        invocation: Invocation,
+        *,
+        rights: CallerRights | None = None,
+        as_it_ran: str | None = None,
     ) -> Reply:
         """Run the invocation; `rights` are the caller's, when the runtime already read them
-        (read fresh if the command changes integrations or the bot, `Command.reads_rights_fresh`)."""
+        (read fresh if the command changes integrations or the bot, `Command.reads_rights_fresh`);
+        `as_it_ran`: resumed from what it said when it ran (`CommandContext.as_it_ran`)."""
         correlation_id = new_correlation_id()
         command = self.registry.find(invocation.command) if invocation.command else self.registry.find("help")
         name = command.name if command is not None else "unknown"
@@ -197,7 +206,14 @@ class Dispatcher:
         started = time.monotonic()
         fresh = command is not None and command.reads_rights_fresh
         context = CommandContext(
-            message, invocation, self.services, correlation_id, command, fresh_rights=fresh, _rights=rights
+            message,
+            invocation,
+            self.services,
+            correlation_id,
+            command,
+            fresh_rights=fresh,
+            _rights=rights,
+            as_it_ran=as_it_ran,
         )
         try:
             if command is None:

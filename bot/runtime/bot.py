@@ -44,7 +44,7 @@ import contextlib
 import contextvars
 import gc
 import signal
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Final, TypeVar
 
@@ -101,7 +101,7 @@ from bot.runtime.staleness import (
     stale_reply,
 )
 from bot.state.owner import StateFileOwner
-from bot.state.store import StateStore
+from bot.state.store import ClaimedCommand, StateStore
 from commands import replies, targets
 from commands.context import BotIdentity, Services
 from commands.followups import Closing, FollowUp
@@ -145,6 +145,17 @@ def _key_seed(settings: Settings) -> bytes | None:
     """The bot's secret its message-id key is derived from (bot/rocketchat/message_ids.py `derive_key`)."""
     secret = settings.rocketchat_auth_token or settings.rocketchat_password
     return secret.get_secret_value().encode() if secret is not None else None
+
+
+def _claims_of(wanted: Sequence[Accepted]) -> tuple[list[tuple[str, str, datetime]], dict[str, ClaimedCommand]]:
+    """The claims of accepted commands (message id, room id, message time), and what each said and
+    who said it, kept on its claim while it runs (the recovery's, bot/runtime/recovery.py)."""
+    claims = [(a.message.id, a.message.room_id, a.message.ts) for a in wanted]
+    commands = {
+        a.message.id: ClaimedCommand(a.message.text, a.message.user_id, a.message.username, a.message.thread_id)
+        for a in wanted
+    }
+    return claims, commands
 
 
 def utcnow() -> datetime:
@@ -309,6 +320,7 @@ class Bot:
             ids=self.state.message_ids,
             intake=self.intake,
             journal=integrations,
+            claims=self.state,
             clock=self.clock,
             stale_age=settings.bot_stale_command_age,
         )
@@ -614,7 +626,7 @@ class Bot:
         assert self.state is not None
         try:
             started = asyncio.get_running_loop().time()
-            claimed = await self._claim([(a.message.id, a.message.room_id, a.message.ts) for a, _ in wanted], now)
+            claimed = await self._claim([a for a, _ in wanted], now)
             if self._in_trouble(since=started):
                 self._troubled.update(claimed)
             else:  # posted before the database (re)started: in trouble too, however fast this claim was
@@ -895,6 +907,8 @@ class Bot:
         assert self.services is not None
         message = accepted.message
         edited = recovering is not None and recovering.edited
+        # What happened to its message since it ran, when resumed from what it said then.
+        since = None if recovering is None or not edited else "deleted" if recovering.deleted else "edited"
         run = CommandRun(message.id, recovering is not None, text=message.text, author=message.user_id, edited=edited)
         command = None if stale else self._command_of(accepted)  # a stale command changes nothing
         current_command.set(run)
@@ -932,7 +946,7 @@ class Bot:
                 unchecked = exc
             with logs.holding():  # its log lines are written once the answer is on its way
                 if unchecked is None:
-                    reply = await self._reply_for(accepted, stale=stale, rights=author)
+                    reply = await self._reply_for(accepted, stale=stale, rights=author, as_it_ran=since)
                 else:  # the author could not be looked up: nothing runs, the caller is told why
                     reply = self._failed(accepted, unchecked)
                 if reply.outcome == replies.TAKEN_OVER:
@@ -959,7 +973,7 @@ class Bot:
                     hint = "its lease ran out, not renewed by this replica; the one that took it over answers"
                     self._unanswered(reply, "command.taken_over", message.id, hint)
                     return
-                await self._post(message, as_it_ran(reply) if edited else reply)
+                await self._post(message, as_it_ran(reply, since) if since is not None else reply)
         finally:  # reads still held for it (it returned before taking them) are dropped by `_turn`
             if early is not None:
                 early.cancel()  # a no-op once used
@@ -1036,7 +1050,9 @@ class Bot:
         )
         return None
 
-    async def _reply_for(self, accepted: Accepted, *, stale: bool, rights: CallerRights | None = None) -> Reply:
+    async def _reply_for(
+        self, accepted: Accepted, *, stale: bool, rights: CallerRights | None = None, as_it_ran: str | None = None
+    ) -> Reply:
         assert self.dispatcher is not None
         message = accepted.message
         if stale:
@@ -1044,7 +1060,7 @@ class Bot:
             reply = stale_reply(message.ts, self.clock(), self.settings.bot_stale_command_age)
             return self._noted(message, name, reply)
         if accepted.invocation is not None:
-            return await self.dispatcher.dispatch(message, accepted.invocation, rights=rights)
+            return await self.dispatcher.dispatch(message, accepted.invocation, rights=rights, as_it_ran=as_it_ran)
         assert accepted.error is not None
         return self._failed(accepted, accepted.error)
 
@@ -1132,18 +1148,20 @@ class Bot:
                     tuple(f for f, ok in zip(failed, results, strict=True) if not ok),
                 )
 
-    async def _claim(self, claims: list[tuple[str, str, datetime]], now: datetime) -> set[str]:
+    async def _claim(self, wanted: Sequence[Accepted], now: datetime) -> set[str]:
         """`StateStore.claim_messages`, tried a second time when it fails: the first failure may be a
         connection the database's restart broke (the pool then replaces it), and a command must not
         be answered "not run" while another replica, whose connection was fine, runs it. Safe to
         repeat: the second try returns the claims the first one committed with its reply lost
         (`tried`), which are this replica's to run."""
         assert self.state is not None
+        claims, commands = _claims_of(wanted)
         try:
-            return await self.state.claim_messages(claims, now)
+            return await self.state.claim_messages(claims, now, commands=commands)
         except StateUnavailable as exc:
             log.info("state.claim_retried", error=str(exc))
-            return await self.state.claim_messages(claims, now, tried={message_id: (now,) for message_id, *_ in claims})
+            tried = {message_id: (now,) for message_id, *_ in claims}
+            return await self.state.claim_messages(claims, now, tried=tried, commands=commands)
 
     async def _unrecorded(self, message: ChatMessage) -> None:
         """Tell the author their command was not run: its claim could not be recorded. Another
@@ -1341,11 +1359,10 @@ class Bot:
         assert self.state is not None
         items = list(self._waiting_claims.values())
         now, since = self.clock(), asyncio.get_running_loop().time()
+        claims, commands = _claims_of([a for a, *_ in items])
         try:
             claimed = await self.state.claim_messages(
-                [(a.message.id, a.message.room_id, a.message.ts) for a, *_ in items],
-                now,
-                tried=self._tried_claims([a.message.id for a, *_ in items], now),
+                claims, now, tried=self._tried_claims([a.message.id for a, *_ in items], now), commands=commands
             )
         except StateUnavailable as exc:
             self._state_failed(exc)

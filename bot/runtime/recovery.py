@@ -5,9 +5,11 @@ at start means the previous process died (kill -9, OOM, power) or was stopped pa
 period while running that command or retrying its answer. The command may have changed an
 integration or not, and its caller may have an answer or not. The decision, per command:
 
-1. the message is gone, its room is no longer one of the bot's, or it is not a command by the
-   current rules (chat in a group DM an older release took for one): close the claim, say nothing.
-   So is a message by another user than the command's author, as its write intents name them:
+1. the message is gone (deleted), its room is no longer one of the bot's, or it is not a command
+   by the current rules (chat in a group DM an older release took for one): close the claim, say
+   nothing; but a deleted command whose change landed is resumed *as it ran* (below). A message
+   by another user than the command's author, as its claim (or its write intents) names them, is
+   closed too:
    any user may post with an unused id (contract §8 gotcha 26), a deleted command's among them,
    and resumed as theirs the command's change would be answered and audited as their own
    (`history` and `undo` would name them). Nothing is resumed, nobody is answered
@@ -26,15 +28,19 @@ integration or not, and its caller may have an answer or not. The decision, per 
 4. otherwise (stale, nothing written, or the message was edited since): do not run it; tell the
    caller it was interrupted and not run again.
 
-A message edited since is never run from its new text (bot/runtime/intake.py). But when a write
-of it landed, "not run again" would be untrue and the change would have no audit row (`history`
-and `undo` would not know it): the write journal keeps the text the command had when it ran
-(`JournaledIntegrationService.said`). Such a command, in 2 or 3, is rebuilt with that text (not
-edited), accepted by the intake as any command is, and resumed *as it ran* (`Resume.edited`):
-the writes that landed are answered as done and audited, no new write is sent (a bulk command's
-members not changed yet are listed as not changed), and the answer says that it answers what
-the message said when it ran. Without a stored text (an intent of an older release), or when
-nothing landed, it stays "edited since, not run again".
+A message edited since is never run from its new text (bot/runtime/intake.py). But when a
+change of it landed (a write, or an `extend`'s new end), "not run again" would be untrue and the
+change would have no audit row (`history` and `undo` would not know it): a claim keeps what its
+command said and who said it until it is closed (`ClaimedCommand`, bot/state/store.py; a claim
+of an older release has none of it, and its write intents' text stands in). Such a command, in 2
+or 3, is rebuilt with that text (not edited), accepted by the intake as any command is, and
+resumed *as it ran* (`Resume.edited`): the changes that landed are answered as done and audited,
+no new change is made (a bulk command's members not changed yet are listed as not changed), and
+the answer says that it answers what the message said when it ran. Without a stored text, or
+when nothing landed, it stays "edited since, not run again". A command whose message was deleted
+(gone, or kept as `t: "rm"`) after a change of it landed is rebuilt from its claim alike (text,
+author, room, thread, time) and resumed as it ran (`Resume.deleted`), answered in its room;
+one that changed nothing is closed silently, as before.
 
 Only claims taken over are considered (`orphans`), never claims this process made itself: at start
 (a SQLite file: every claim its previous process left; a shared PostgreSQL: claims whose lease ran
@@ -61,6 +67,7 @@ from bot.runtime.catchup import Room
 from bot.runtime.intake import Accepted, Intake
 from bot.runtime.journal import JournaledIntegrationService
 from bot.runtime.staleness import Freshness, freshness
+from bot.state.store import ClaimedCommand, StateStore
 
 log = logs.get_logger("integrations_bot.recovery")
 
@@ -68,8 +75,11 @@ log = logs.get_logger("integrations_bot.recovery")
 @dataclass(frozen=True)
 class Resume:
     accepted: Accepted
-    # Rebuilt from the text it had when it ran (its message edited since): report, never write.
+    # Rebuilt from the text it had when it ran (its message edited, or deleted, since): report,
+    # never write.
     edited: bool = False
+    # Its message was deleted since (rebuilt from its claim): the answer says so.
+    deleted: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,6 +107,7 @@ class Recovery:
         ids: MessageIds,
         intake: Intake,
         journal: JournaledIntegrationService,
+        claims: StateStore,
         clock: Callable[[], datetime],
         stale_age: timedelta,
     ) -> None:
@@ -106,6 +117,7 @@ class Recovery:
         self._ids = ids
         self._intake = intake
         self._journal = journal
+        self._claims = claims
         self._clock = clock
         self._stale_age = stale_age
 
@@ -126,10 +138,11 @@ class Recovery:
 
     async def decide(self, message_id: str, rooms: Mapping[str, Room]) -> Decision:
         document = await self._get_message(message_id)
-        if document is None:
-            return Close(message_id, "recovered: message gone", ignored=True)
-        if await self._replaced(message_id, document):
+        claimed = await self._claims.claimed_command(message_id)
+        if document is not None and await self._replaced(message_id, document, claimed):
             return Close(message_id, "recovered: message replaced", ignored=True)
+        if document is None or document.get("t") == "rm":  # deleted (`rm`: kept as "message removed")
+            return await self._deleted(message_id, claimed, rooms)
         room = rooms.get(str(document.get("rid")))
         if await self._answered_already(message_id, document):
             return await self._answered(message_id, document, room)
@@ -167,11 +180,46 @@ class Recovery:
         accepted = self._intake.accept(message) if message is not None else None
         return Resume(accepted) if accepted is not None else closed
 
+    async def _deleted(
+        self, message_id: str, claimed: tuple[ClaimedCommand, str, datetime] | None, rooms: Mapping[str, Room]
+    ) -> Decision:
+        """A command whose message was deleted since. If something of it landed (a write, an
+        extension), it is resumed *as it ran* from what its claim kept (its text, author, room,
+        thread and time): the change is audited (`history`, `undo`), and the author told in its
+        room. Otherwise (or a claim of an older release, which kept none of it) closed, unanswered."""
+        gone = Close(message_id, "recovered: message gone", ignored=True)
+        if claimed is None:
+            return gone
+        command, room_id, ts = claimed
+        room = rooms.get(room_id)
+        if room is None or not await self._journal.landed(message_id):
+            return gone
+        document: dict[str, object] = {
+            "_id": message_id,
+            "rid": room_id,
+            "msg": command.text,
+            "ts": ts.isoformat(),
+            "u": {"_id": command.author_id, "username": command.author_username},
+            **({"tmid": command.thread_id} if command.thread_id is not None else {}),
+        }
+        message = ChatMessage.from_document(document, room.meta())
+        if message is None:
+            return gone
+        await self._intake.prepare([message])
+        accepted = self._intake.accept(message)
+        if accepted is None or accepted.invocation is None:
+            return gone
+        if await self._answered_already(message_id, document) and not await self._journal.unrecorded(message_id):
+            return Close(message_id, "recovered: answered before the restart")
+        return Resume(accepted, edited=True, deleted=True)
+
     async def _as_it_ran(self, message: ChatMessage) -> Accepted | None:
-        """An edited message's command as it was when it ran, when a write of it landed and the
-        journal kept its text: the message rebuilt with that text, accepted by the intake (whose
-        every rule applies again). Its mentions are not known any more: the text alone decides."""
-        said = await self._journal.said(message.id)
+        """An edited message's command as it was when it ran, when something of it landed (a write,
+        an extension) and its text was kept (on its claim, or with its write intents): the message
+        rebuilt with that text, accepted by the intake (whose every rule applies again). Its
+        mentions are not known any more: the text alone decides."""
+        claimed = await self._claims.claimed_command(message.id)
+        said = claimed[0].text if claimed is not None else await self._journal.said(message.id)
         if said is None or not await self._journal.landed(message.id):
             return None
         as_it_ran = message.model_copy(update={"text": said, "edited_at": None, "mentions": ()})
@@ -179,13 +227,16 @@ class Recovery:
         accepted = self._intake.accept(as_it_ran)
         return accepted if accepted is not None and accepted.invocation is not None else None
 
-    async def _replaced(self, message_id: str, document: dict[str, object]) -> bool:
+    async def _replaced(
+        self, message_id: str, document: dict[str, object], claimed: tuple[ClaimedCommand, str, datetime] | None
+    ) -> bool:
         """Whether the message at the command's id is another user's than the command's author, as
-        its write intents name them: posted with that id once the command's message was deleted.
-        Every path that resumes a command (edited or not, answered or not) comes after this."""
-        author = await self._journal.author(message_id)
+        its claim (or, made by an older release, its write intents) names them: posted with that id
+        once the command's message was deleted. Every path that resumes a command (edited or not,
+        answered or not) comes after this."""
+        author = claimed[0].author_id if claimed is not None else await self._journal.author(message_id)
         if author is None:
-            return False  # no intent, or intents of an older release: nothing to compare with
+            return False  # an older release's claim, and no intent (or one of an older release)
         user = document.get("u")
         posted_by = user.get("_id") if isinstance(user, dict) else None
         if posted_by == author:

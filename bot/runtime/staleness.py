@@ -65,8 +65,9 @@ def interrupted_reply(reason: str, prefix: str) -> Reply:
     )
 
 
-def as_it_ran(reply: Reply) -> Reply:
+def as_it_ran(reply: Reply, since: str = "edited") -> Reply:
     """The answer to a command finished after a restart from the text it had when it ran (its
-    message was edited meanwhile, bot/runtime/recovery.py): it says so first."""
-    note = "✏️ Your message was edited after I ran it; this answers what it said then."
+    message was `since` meanwhile: "edited" or "deleted", bot/runtime/recovery.py): it says so first."""
+    mark = "🗑️" if since == "deleted" else "✏️"
+    note = f"{mark} Your message was {since} after I ran it; this answers what it said then."
     return dataclasses.replace(reply, text=f"{note}\n{reply.text}")

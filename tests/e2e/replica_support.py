@@ -37,7 +37,16 @@ from typing import Any
 
 import psycopg
 from chaos_support import own_integrations
-from e2e_support import BOT_USERNAME, START_TIMEOUT, BodyChecker, BotProcess, Chat, bot_environment, start_sandbox
+from e2e_support import (
+    BOT_USERNAME,
+    REPLY_TIMEOUT,
+    START_TIMEOUT,
+    BodyChecker,
+    BotProcess,
+    Chat,
+    bot_environment,
+    start_sandbox,
+)
 
 from bot.rocketchat.message_ids import MessageIds
 from bot.state.store import read_message_ids
@@ -238,6 +247,28 @@ def running(root: Path, state_url: str, **options: Any) -> Iterator[Replicas]:
         raise
     finally:
         replicas.close()
+
+
+def killed_before_its_audit_row(
+    replicas: Replicas, bot: BotProcess, post: Callable[[], dict[str, Any]], changed: Callable[[], bool]
+) -> dict[str, Any]:
+    """The command `post` sends, cut by SIGKILL once its change is made (`changed`) and before its
+    audit row: a lock on the shared database's `audit` table holds that row's INSERT until the bot
+    is killed; the dead client's statement is then ended (a server process waiting on a lock does
+    not notice its client is gone until it gets the lock: ended here, as the OS would have cut it)."""
+    with psycopg.connect(replicas.state_url, autocommit=False) as holder:
+        holder.execute("LOCK TABLE audit IN SHARE MODE")  # reads pass; the audit row's INSERT waits
+        command = post()
+        wait_until(
+            lambda: changed() and bool(replicas.rows(WAITING_ON_AUDIT)),
+            REPLY_TIMEOUT,
+            "the command never reached its audit row",
+        )
+        replicas.kill(bot)
+        for (pid,) in replicas.rows(WAITING_ON_AUDIT):
+            replicas.rows("SELECT pg_terminate_backend(%s)", (pid,))
+        holder.rollback()
+    return command
 
 
 def owner_pid(owner: str | None) -> int | None:

@@ -174,9 +174,9 @@ async def test_the_reads_ahead_are_sent_before_the_claim_is(w: World, tmp_path: 
             events.append(request.url.path.rsplit("/", 1)[-1])
             return await send(request, **options)
 
-        async def claiming(claims: list[tuple[str, str, datetime]], now: datetime) -> set[str]:
+        async def claiming(claims: list[tuple[str, str, datetime]], now: datetime, **options: Any) -> set[str]:
             events.append("claim")
-            return await claim(claims, now)
+            return await claim(claims, now, **options)
 
         http.send = sending  # type: ignore[method-assign]
         bot.state.claim_messages = claiming  # type: ignore[method-assign]

@@ -16,7 +16,7 @@ from bot.runtime.direct_rooms import DirectRooms
 from bot.runtime.intake import Intake
 from bot.runtime.journal import JournaledIntegrationService
 from bot.runtime.recovery import Close, Decision, Interrupted, Recovery, Resume
-from bot.state.store import AuditRecord, StateStore, WriteIntent
+from bot.state.store import AuditRecord, ClaimedCommand, StateStore, WriteIntent
 from bot.state.timer_states import TimerEvent
 from bot.state.timer_store import TimerDraft
 
@@ -55,6 +55,7 @@ class Parts:
             ids=self.state.message_ids,
             intake=self.intake,
             journal=self.journal,
+            claims=self.state,
             clock=self.clock,
             stale_age=TWO_MIN,
         )
@@ -394,3 +395,60 @@ async def test_another_users_message_at_the_id_of_a_command_of_an_older_release_
     )
     decision = await p.decide(command["_id"])
     assert isinstance(decision, Resume) and decision.accepted.message.username == "owen"
+
+
+async def landed_then_deleted(
+    w: World, p: Parts, name: str, *, landed: bool = True, keeps_status: bool = False
+) -> dict[str, Any]:
+    """A `disable` claimed by a process that kept what it said on its claim, its write landed or not,
+    the process died, then the message was deleted (gone, or kept as `t: "rm"` with an empty text,
+    as Rocket.Chat keeps it with `Message_ShowDeletedStatus`)."""
+    hook = await call(w.control.create_incoming_integration, name, channel="#ops")
+    said = f"!integration disable {name} because noisy"
+    command = await post(w, "admin", "ops", said)
+    sent = datetime.fromisoformat(command["ts"].replace("Z", "+00:00"))
+    kept = ClaimedCommand(said, command["u"]["_id"], command["u"]["username"])
+    assert await p.state.claim_messages(
+        [(command["_id"], command["rid"], sent)], p.clock(), commands={command["_id"]: kept}
+    )
+    document = await p.rest.integrations_get(hook["_id"])
+    intent = WriteIntent(command["_id"], hook["_id"], p.clock(), document, {**document, "enabled": False})
+    await p.state.record_intent(intent)
+    if landed:
+        await call(w.control.update_integration, hook["_id"], {"enabled": False})
+    if keeps_status:
+        removed = {**command, "msg": "", "t": "rm"}
+        get_message = p.rest.chat_get_message
+
+        async def kept_as_removed(message_id: str) -> dict[str, Any]:
+            return removed if message_id == command["_id"] else await get_message(message_id)
+
+        p.rest.chat_get_message = kept_as_removed  # type: ignore[method-assign]
+    else:
+        await call(w.control.delete_message, command["_id"])
+    return command
+
+
+@pytest.mark.parametrize("keeps_status", [False, True], ids=["gone", "kept-as-removed"])
+async def test_a_deleted_command_whose_write_landed_is_resumed_from_its_claim(
+    sandbox_world: World, parts: Any, keeps_status: bool
+) -> None:
+    """Was: closed as "message gone" (or "not a command"), its change never audited."""
+    p = parts()
+    command = await landed_then_deleted(sandbox_world, p, f"recovery-deleted-{keeps_status}", keeps_status=keeps_status)
+    decision = await p.decide(command["_id"])
+    assert isinstance(decision, Resume) and decision.edited and decision.deleted
+    message = decision.accepted.message
+    assert (message.id, message.room_id, message.user_id, message.text) == (
+        command["_id"],
+        command["rid"],
+        command["u"]["_id"],
+        f"!integration disable recovery-deleted-{keeps_status} because noisy",
+    )
+    assert decision.accepted.invocation is not None and decision.accepted.invocation.command == "disable"
+
+
+async def test_a_deleted_command_whose_write_did_not_land_is_closed_silently(sandbox_world: World, parts: Any) -> None:
+    p = parts()
+    command = await landed_then_deleted(sandbox_world, p, "recovery-deleted-not-landed", landed=False)
+    assert await p.decide(command["_id"]) == Close(command["_id"], "recovered: message gone", ignored=True)
