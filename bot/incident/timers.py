@@ -256,9 +256,20 @@ class TimerService:
         write under the integration's lock with the bot's rights, the audit row (keyed by `key`, so
         it is recorded once), `active`. The scheduler then re-enables it when due, and `snoozed`,
         `extend`, `enable` and `undo` treat it as any other. None when nothing was written: it is
-        already disabled, or a timed disable of it is pending. Raises `BotError` when refused."""
+        already disabled, or a timed disable of it is pending. Raises `BotError` when refused, and
+        `StateUnavailable` when the state database failed before the write.
+
+        Once the write landed, the disable is made, and returned as made: the state database
+        failing after it (its audit row, its timer's confirmation, the lock's release) raises
+        nothing. Its timer is then the `scheduled` row, which the scheduler's `recover` confirms
+        from the integration (off) at its next round the database answers, due when asked. Its
+        audit row is lost when that was what failed: what it records (the document as it was
+        before the write) is kept nowhere else, so `recover` would have to make it up."""
         rights = await self._rights.get(self.bot_user_id)
-        made = False  # written, audited and confirmed under the lock
+        written = False  # the disable landed: from then on it is made, whatever fails after it
+        stored: AuditRecord | None = None
+        confirmed: TimedDisable | None = None
+        timed = False  # its confirmation was answered
         try:
             async with self._integrations.editing(document) as edit:
                 current = edit.current
@@ -288,6 +299,7 @@ class TimerService:
                 if not outcome.changed:
                     await self.abort(timer, "it was already disabled")
                     return None
+                written = True
                 record = AuditRecord(
                     at=now,
                     actor_id=self.bot_user_id,
@@ -305,17 +317,25 @@ class TimerService:
                 )
                 stored = dataclasses.replace(record, id=await self._state.record(record))
                 confirmed = await self.confirm(timer, outcome.after.document, stored.id)
-                made = True
+                timed = True
         except StateUnavailable as exc:
-            # Only the lock's release failed after it (its record of the write gave up behind a
-            # replica stalled mid-batch, or the database went away): the write's trace, stored
-            # before it was sent, stays (`SharedIntegrationLocks`). A disable made, timed and told
-            # as such.
-            if not made:
+            # After the write: its audit row or its timer's confirmation failed (the database went
+            # away), or only the lock's release (its record of the write gave up behind a replica
+            # stalled mid-batch): the write's trace, stored before it was sent, stays
+            # (`SharedIntegrationLocks`). A disable made, timed and told as such: the room must
+            # not be offered to disable what is off, nor miss that it is.
+            if not written:
                 raise
-            log.warning("timer.release_failed", integration_id=current.id, error=str(exc))
+            log.warning(
+                "timer.release_failed" if timed else "timer.disabled_unconfirmed",
+                integration_id=current.id,
+                audited=stored is not None,
+                error=str(exc),
+            )
+            if not timed:
+                confirmed = timer  # still `scheduled`: `recover` confirms it
         assert timer is not None  # scheduled (None returned above)
-        if self._audit_room is not None:
+        if self._audit_room is not None and stored is not None:
             self._audit_room.announce(stored)
         log.info("timer.disabled_by_bot", timer_id=timer.id, integration_id=current.id, reason=reason)
         return confirmed
