@@ -333,7 +333,8 @@ class TimerService:
                 error=str(exc),
             )
             if not timed:
-                confirmed = timer  # still `scheduled`: `recover` confirms it
+                confirmed = timer  # still `scheduled`: the scheduler's next round confirms it
+                self.wake()
         assert timer is not None  # scheduled (None returned above)
         if self._audit_room is not None and stored is not None:
             self._audit_room.announce(stored)
