@@ -3,8 +3,12 @@ and `bot/state/postgres.py`), on either backend.
 
 Every transition is one compare-and-set UPDATE on the row's `revision`: the scheduler expiring a
 timer and a command ending it early may race, and exactly one of them wins; the loser gets None
-and does nothing further. At most one timed disable per integration is pending at a time (a
-partial unique index), so two `disable X for …` commands racing cannot both schedule one.
+and does nothing further. The UPDATE returns the row it made (RETURNING), so a stored transition
+is never taken for a failed one by a read after it; an ending that must be stored with its audit
+row runs the same UPDATE with that row's insert, conditional on it, in one transaction
+(`transition_statement`, `made_by`: `StateStore.end_timer`). At most one timed disable per
+integration is pending at a time (a partial unique index), so two `disable X for …` commands
+racing cannot both schedule one.
 
 An extension (`extend`, `extend all`, a `disable X for …` that re-times a running one) records,
 in the same UPDATE as the new end, which command set it and to what (`extensions_json`, migration
