@@ -35,6 +35,14 @@ Changes made through the bot to an integration with an active timer go through
 off (e.g. `set` while snoozed) → the timer takes the new document as its reference (`rebased`),
 so the bot's own edit is not mistaken for somebody else's. Every ending is one audit row (actor:
 the bot) and, when configured, one line in the audit room.
+
+An ending and its audit row never part. A re-enable records its row first (the write happened,
+whatever becomes of the timer's row next; keyed by `_ending_key`, so a second try gets the same
+row), then ends the row. An ending that writes nothing (left alone: `overridden`; refused for
+good: `failed`) is stored with its audit row in one transaction (`StateStore.end_timer`): the
+state database failing leaves the timer `active`, so the scheduler's retry records and tells it
+once; and the row is appended only if this ending won, so a timer ended otherwise at the same
+moment (another replica, a command) gets no audit row for an ending that did not happen.
 """
 
 from __future__ import annotations
@@ -248,9 +256,20 @@ class TimerService:
         write under the integration's lock with the bot's rights, the audit row (keyed by `key`, so
         it is recorded once), `active`. The scheduler then re-enables it when due, and `snoozed`,
         `extend`, `enable` and `undo` treat it as any other. None when nothing was written: it is
-        already disabled, or a timed disable of it is pending. Raises `BotError` when refused."""
+        already disabled, or a timed disable of it is pending. Raises `BotError` when refused, and
+        `StateUnavailable` when the state database failed before the write.
+
+        Once the write landed, the disable is made, and returned as made: the state database
+        failing after it (its audit row, its timer's confirmation, the lock's release) raises
+        nothing. Its timer is then the `scheduled` row, which the scheduler's `recover` confirms
+        from the integration (off) at its next round the database answers, due when asked. Its
+        audit row is lost when that was what failed: what it records (the document as it was
+        before the write) is kept nowhere else, so `recover` would have to make it up."""
         rights = await self._rights.get(self.bot_user_id)
-        made = False  # written, audited and confirmed under the lock
+        written = False  # the disable landed: from then on it is made, whatever fails after it
+        stored: AuditRecord | None = None
+        confirmed: TimedDisable | None = None
+        timed = False  # its confirmation was answered
         try:
             async with self._integrations.editing(document) as edit:
                 current = edit.current
@@ -280,6 +299,7 @@ class TimerService:
                 if not outcome.changed:
                     await self.abort(timer, "it was already disabled")
                     return None
+                written = True
                 record = AuditRecord(
                     at=now,
                     actor_id=self.bot_user_id,
@@ -297,17 +317,26 @@ class TimerService:
                 )
                 stored = dataclasses.replace(record, id=await self._state.record(record))
                 confirmed = await self.confirm(timer, outcome.after.document, stored.id)
-                made = True
+                timed = True
         except StateUnavailable as exc:
-            # Only the lock's release failed after it (its record of the write gave up behind a
-            # replica stalled mid-batch, or the database went away): the write's trace, stored
-            # before it was sent, stays (`SharedIntegrationLocks`). A disable made, timed and told
-            # as such.
-            if not made:
+            # After the write: its audit row or its timer's confirmation failed (the database went
+            # away), or only the lock's release (its record of the write gave up behind a replica
+            # stalled mid-batch): the write's trace, stored before it was sent, stays
+            # (`SharedIntegrationLocks`). A disable made, timed and told as such: the room must
+            # not be offered to disable what is off, nor miss that it is.
+            if not written:
                 raise
-            log.warning("timer.release_failed", integration_id=current.id, error=str(exc))
+            log.warning(
+                "timer.release_failed" if timed else "timer.disabled_unconfirmed",
+                integration_id=current.id,
+                audited=stored is not None,
+                error=str(exc),
+            )
+            if not timed:
+                confirmed = timer  # still `scheduled`: the scheduler's next round confirms it
+                self.wake()
         assert timer is not None  # scheduled (None returned above)
-        if self._audit_room is not None:
+        if self._audit_room is not None and stored is not None:
             self._audit_room.announce(stored)
         log.info("timer.disabled_by_bot", timer_id=timer.id, integration_id=current.id, reason=reason)
         return confirmed
@@ -488,25 +517,31 @@ class TimerService:
             else:
                 note = "saved again after the timed disable"
                 details = f"it was saved again after I disabled it{who}, so I left it as it is."
-        ended = await self.store.transition(timer, TimerEvent.CHANGED_BY_OTHERS, at=self.clock.now(), note=note)
+        after = dict(current) if current else None
+        ended = await self._end(
+            timer,
+            TimerEvent.CHANGED_BY_OTHERS,
+            note=note,
+            action="re-enable-skipped",
+            before=dict(snapshot),
+            after=after,
+        )
         if ended is None:
             return None
-        record = await self._record(
-            timer, "re-enable-skipped", note, dict(snapshot), dict(current) if current else None
-        )
         if current is None:
             notice = f"⚠️ {self._label(timer, snapshot)} was due back on, but {safe_text(why or 'it changed')}."
         else:
             notice = f"⚠️ {self._label(timer, snapshot)} was due back on, but {details}"
-        log.info("timer.overridden", timer_id=timer.id, integration_id=timer.integration_id, audit_id=record.id)
+        log.info("timer.overridden", timer_id=timer.id, integration_id=timer.integration_id)
         return self._ended(ended, "overridden", notice)
 
     async def _fail(self, timer: TimedDisable, snapshot: Mapping[str, Any], error: BotError) -> Expiry | None:
         why = _why(error)
-        ended = await self.store.transition(timer, TimerEvent.GAVE_UP, at=self.clock.now(), note=why)
+        ended = await self._end(
+            timer, TimerEvent.GAVE_UP, note=why, action="re-enable-failed", before=dict(snapshot), after=None
+        )
         if ended is None:
             return None
-        await self._record(timer, "re-enable-failed", why, dict(snapshot), None)
         notice = (
             f"{DISABLED_MARK} I could not turn {self._label(timer, snapshot)} back on: {safe_text(why)}. "
             "It is still disabled; "
@@ -588,6 +623,31 @@ class TimerService:
     def _ended_reason(self, timer: TimedDisable) -> str:
         return f"timed disable by {timer.actor_username} ended"
 
+    async def _end(
+        self,
+        timer: TimedDisable,
+        event: TimerEvent,
+        *,
+        note: str,
+        action: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> TimedDisable | None:
+        """End `timer` with `event` and its audit row (`action`, `note` its reason) together: one
+        transaction (`StateStore.end_timer`), so never one without the other. None when the row
+        moved on meanwhile (ended otherwise, by another replica or a command): no audit row then.
+        The state database failing (`StateUnavailable`) leaves the timer active: the scheduler
+        tries it again, and that try records and tells the ending once."""
+        done = await self._state.end_timer(
+            timer, event, at=self.clock.now(), note=note, record=self._audit_record(timer, action, note, before, after)
+        )
+        if done is None:
+            return None
+        ended, stored = done
+        if self._audit_room is not None:
+            self._audit_room.announce(stored)
+        return ended
+
     async def _record(
         self,
         timer: TimedDisable,
@@ -596,7 +656,22 @@ class TimerService:
         before: dict[str, Any] | None,
         after: dict[str, Any] | None,
     ) -> AuditRecord:
-        record = AuditRecord(
+        record = self._audit_record(timer, action, reason, before, after)
+        stored = dataclasses.replace(record, id=await self._state.record(record))
+        if self._audit_room is not None:
+            self._audit_room.announce(stored)
+        return stored
+
+    def _audit_record(
+        self,
+        timer: TimedDisable,
+        action: str,
+        reason: str,
+        before: dict[str, Any] | None,
+        after: dict[str, Any] | None,
+    ) -> AuditRecord:
+        """The audit row of an ending of `timer` (actor: the bot), keyed by the timer (`_ending_key`)."""
+        return AuditRecord(
             at=self.clock.now(),
             actor_id=self.bot_user_id,
             actor_username=self.bot_username,
@@ -611,10 +686,6 @@ class TimerService:
             after=after,
             group_id=timer.group_id,
         )
-        stored = dataclasses.replace(record, id=await self._state.record(record))
-        if self._audit_room is not None:
-            self._audit_room.announce(stored)
-        return stored
 
 
 def _ending_key(timer: TimedDisable) -> str:

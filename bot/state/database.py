@@ -110,6 +110,12 @@ class Database(Protocol):
         beside the rows it changed."""
         ...
 
+    async def atomic_rows(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[list[Row], int]]:
+        """`batch_rows` in one transaction on either backend: a statement that fails undoes those
+        before it, on SQLite too (there a BEGIN … COMMIT around them). For statements that must
+        be stored together or not at all (`StateStore.end_timer`)."""
+        ...
+
     async def schema_version(self) -> int: ...
 
     async def ping(self) -> None:

@@ -607,6 +607,10 @@ class PostgresDatabase:
         except _DOWN as exc:
             raise _unavailable(self.where, exc) from None
 
+    async def atomic_rows(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[list[Row], int]]:
+        # A batch is one implicit transaction here already (one pipeline, one Sync).
+        return await self.batch_rows(statements)
+
     async def count(self, sql: str, params: Sequence[Any] = ()) -> int:
         return (await self._execute(sql, params))[1]
 

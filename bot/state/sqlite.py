@@ -7,7 +7,8 @@ same file refuses to start instead of answering commands twice.
 Schema changes are numbered migrations recorded in `PRAGMA user_version`; an older file is
 upgraded in order when opened, a newer one (from a later release) is refused with a clear error.
 WAL journaling keeps readers and the single writer out of each other's way; every write is its
-own committed transaction, so a killed process loses at most the statement in flight.
+own committed transaction (but those of one `atomic_rows`: one BEGIN … COMMIT), so a killed
+process loses at most the statement (or that transaction) in flight.
 
 Statements run on the event loop's own thread, not in a worker thread (aiosqlite): every statement
 here is a point lookup or a one-row write that SQLite finishes in 10–200 µs, and handing it to a
@@ -323,6 +324,19 @@ class SqliteDatabase:
         return [changed for _rows, changed in await self.batch_rows(statements)]
 
     async def batch_rows(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[list[Row], int]]:
+        return self._each(statements)
+
+    async def atomic_rows(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[list[Row], int]]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            done = self._each(statements)
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+        return done
+
+    def _each(self, statements: Sequence[tuple[str, Sequence[Any]]]) -> list[tuple[list[Row], int]]:
         done: list[tuple[list[Row], int]] = []
         for sql, params in statements:
             cursor = self._db.execute(sql, params)

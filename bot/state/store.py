@@ -36,7 +36,7 @@ import secrets
 import socket
 import sqlite3
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Final
@@ -51,7 +51,8 @@ from bot.state.database import stored_time as _ts
 from bot.state.flood_store import FloodStore
 from bot.state.group_store import GroupStore
 from bot.state.sqlite import MIGRATIONS, SCHEMA_VERSION, SqliteDatabase
-from bot.state.timer_store import TimerStore
+from bot.state.timer_states import TimedDisable, TimerEvent
+from bot.state.timer_store import TimerStore, made_by, timer_of
 
 MESSAGE_ID_KEY: Final = "message-ids"
 # Messages claimed by one statement (4 parameters each, well below both backends' limits).
@@ -197,14 +198,19 @@ _DROP_UNSENT_INTENT: Final = (
 )
 
 
-def _audit_insert(record: AuditRecord) -> tuple[str, Sequence[Any]]:
+def _audit_insert(record: AuditRecord, only_if: tuple[str, Sequence[Any]] | None = None) -> tuple[str, Sequence[Any]]:
     """The statement appending `record` (`StateStore.record`): its id, or no row if this command
-    recorded the same action on the same integration already."""
+    recorded the same action on the same integration already. `only_if`: an SQL condition (with
+    its parameters) without which nothing is appended either."""
+    values = "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    condition: Sequence[Any] = ()
+    if only_if is not None:
+        values = f"SELECT ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ? WHERE {only_if[0]}"
+        condition = only_if[1]
     return (
         "INSERT INTO audit (at, actor_id, actor_username, room_id, message_id, integration_id,"
         " integration_name, integration_type, action, reason, before_json, after_json, until_at, undoes,"
-        " group_id)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING RETURNING id",
+        f" group_id) {values} ON CONFLICT DO NOTHING RETURNING id",
         (
             _ts(record.at),
             record.actor_id,
@@ -221,6 +227,7 @@ def _audit_insert(record: AuditRecord) -> tuple[str, Sequence[Any]]:
             _ts(record.until) if record.until is not None else None,
             record.undoes,
             record.group_id,
+            *condition,
         ),
     )
 
@@ -709,6 +716,22 @@ class StateStore:
         assert record.message_id is not None
         done = await self.database.batch_rows([_audit_insert(record), *self._finishing(record.message_id, outcome)])
         return await self._recorded_id(record, done[0][0]), done[1][1] == 1
+
+    async def end_timer(
+        self, timer: TimedDisable, event: TimerEvent, *, at: datetime, note: str, record: AuditRecord
+    ) -> tuple[TimedDisable, AuditRecord] | None:
+        """End `timer` with `event` (the compare-and-set of `TimerStore.transition`) and append
+        `record`, the audit row of that ending, in one transaction (`Database.atomic_rows`): both
+        are stored or neither. The row is appended only if this ending won, so None (the row
+        moved on meanwhile: another replica or command ended it otherwise) leaves no audit row
+        claiming an ending that did not happen; and a failure (`StateUnavailable`) leaves the
+        timer as it was, to be ended again. Returns the ended timer and the stored row."""
+        update = self.timers.transition_statement(timer, event, at=at, note=note)
+        insert = _audit_insert(record, only_if=made_by(timer, event))
+        (ended, _), (inserted, _) = await self.database.atomic_rows([update, insert])
+        if not ended:
+            return None
+        return timer_of(ended[0]), replace(record, id=await self._recorded_id(record, inserted))
 
     async def _recorded_id(self, record: AuditRecord, rows: list[Row]) -> int:
         if not rows:  # this command recorded it already (resumed after a crash): that row's id

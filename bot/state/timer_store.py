@@ -3,8 +3,12 @@ and `bot/state/postgres.py`), on either backend.
 
 Every transition is one compare-and-set UPDATE on the row's `revision`: the scheduler expiring a
 timer and a command ending it early may race, and exactly one of them wins; the loser gets None
-and does nothing further. At most one timed disable per integration is pending at a time (a
-partial unique index), so two `disable X for …` commands racing cannot both schedule one.
+and does nothing further. The UPDATE returns the row it made (RETURNING), so a stored transition
+is never taken for a failed one by a read after it; an ending that must be stored with its audit
+row runs the same UPDATE with that row's insert, conditional on it, in one transaction
+(`transition_statement`, `made_by`: `StateStore.end_timer`). At most one timed disable per
+integration is pending at a time (a partial unique index), so two `disable X for …` commands
+racing cannot both schedule one.
 
 An extension (`extend`, `extend all`, a `disable X for …` that re-times a running one) records,
 in the same UPDATE as the new end, which command set it and to what (`extensions_json`, migration
@@ -148,7 +152,31 @@ class TimerStore:
     ) -> TimedDisable | None:
         """Apply `event` to the row as `timer` last saw it. None when the row moved on meanwhile
         (another transition won); `IllegalTransition` when the table does not allow it. An
-        extension made for a command names it (`by`, its message id): recorded with the new end."""
+        extension made for a command names it (`by`, its message id): recorded with the new end.
+        One statement, which returns the row as it made it: a transition that was stored is never
+        reported as failed by a read after it."""
+        rows = await self._db.rows(
+            *self.transition_statement(
+                timer, event, at=at, note=note, due_at=due_at, document=document, audit_id=audit_id, by=by
+            )
+        )
+        return timer_of(rows[0]) if rows else None
+
+    def transition_statement(
+        self,
+        timer: TimedDisable,
+        event: TimerEvent,
+        *,
+        at: datetime,
+        note: str | None = None,
+        due_at: datetime | None = None,
+        document: Mapping[str, Any] | None = None,
+        audit_id: int | None = None,
+        by: str | None = None,
+    ) -> tuple[str, tuple[Any, ...]]:
+        """The compare-and-set UPDATE of `transition` (for a caller that runs it with other
+        statements, `StateStore.end_timer`): it returns the row as changed (`timer_of`), or no
+        row when the row moved on meanwhile."""
         target = next_state(timer.state, event)
         sets: dict[str, Any] = {"state": target.value}
         if event in (TimerEvent.CONFIRMED, TimerEvent.REBASED):
@@ -171,20 +199,29 @@ class TimerStore:
             sets["ended_at"] = _ts(at)
             sets["end_note"] = note
         assignments = ", ".join(f"{column} = ?" for column in sets)
-        changed = await self._db.count(
-            f"UPDATE timers SET {assignments}, revision = revision + 1 WHERE id = ? AND revision = ?",  # noqa: S608
+        return (
+            f"UPDATE timers SET {assignments}, revision = revision + 1 WHERE id = ? AND revision = ?"  # noqa: S608
+            f" RETURNING {_COLUMNS}",
             (*sets.values(), timer.id, timer.revision),
         )
-        if changed != 1:
-            return None
-        return await self.get(timer.id)
 
     async def _select(self, where: str, params: tuple[Any, ...]) -> list[TimedDisable]:
         rows = await self._db.rows(f"SELECT {_COLUMNS} FROM timers {where}", params)  # noqa: S608
-        return [_timer(row) for row in rows]
+        return [timer_of(row) for row in rows]
 
 
-def _timer(row: Any) -> TimedDisable:
+def made_by(timer: TimedDisable, event: TimerEvent) -> tuple[str, tuple[Any, ...]]:
+    """An SQL condition (with its parameters): the row of `timer` is as `event`, applied to it by
+    `transition_statement`, made it (the next revision, in the event's state). A statement run
+    after that UPDATE in the same transaction is made conditional on it winning."""
+    return (
+        "EXISTS (SELECT 1 FROM timers WHERE id = ? AND revision = ? AND state = ?)",
+        (timer.id, timer.revision + 1, next_state(timer.state, event).value),
+    )
+
+
+def timer_of(row: Any) -> TimedDisable:
+    """A timer from a row of `_COLUMNS` (a select's, or `transition_statement`'s)."""
     created, due = _dt(row[6]), _dt(row[7])
     assert created is not None and due is not None
     return TimedDisable(

@@ -11,11 +11,14 @@ from typing import Any
 import pytest
 
 from bot.config import Settings
+from bot.errors import StateUnavailable
 from bot.incident import flood
 from bot.incident.flood import Flood, FloodGuard
 from bot.incident.noise import WebhookPost
+from bot.incident.scheduler import Scheduler
 from bot.integrations.room_names import RoomDirectory
-from bot.state.timer_states import TimerState
+from bot.state.store import AuditRecord
+from bot.state.timer_states import TimedDisable, TimerEvent, TimerState
 from tests.bot.incident.test_timer_service import Rig, new_hook
 
 SERVER_MANAGED = ("_updatedAt", "_updatedBy")
@@ -164,3 +167,53 @@ async def test_a_flood_dropped_while_too_many_are_in_hand_is_counted_again(
     for _ in range(20):
         flood_guard.observe(next(posts), poster)
     assert await outcomes(flood_guard) == ["noticed"]
+
+
+@pytest.mark.parametrize("failing", ["its audit row", "its timer's confirmation"])
+async def test_a_disable_written_before_the_state_database_failed_is_told_as_made(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    """Was: the state database failing after the disable was written (its audit row, or its
+    timer's confirmation) made the notice say nothing of it and offer "Disable for 1 h" for a
+    webhook already off, which came back on an hour later (its timer confirmed by `recover`)
+    without anybody having been told it was off."""
+    hook = new_hook(rig)
+    if failing == "its audit row":
+        record = rig.state.record
+
+        async def fail_record(entry: AuditRecord) -> int:
+            if entry.action == "disable":
+                raise StateUnavailable("test database", "the database went away")
+            return await record(entry)
+
+        monkeypatch.setattr(rig.state, "record", fail_record)
+    else:
+        transition = rig.timers.store.transition
+
+        async def fail_confirm(timer: TimedDisable, event: TimerEvent, **kwargs: Any) -> TimedDisable | None:
+            if event is TimerEvent.CONFIRMED:
+                raise StateUnavailable("test database", "the database went away")
+            return await transition(timer, event, **kwargs)
+
+        monkeypatch.setattr(rig.timers.store, "transition", fail_confirm)
+
+    woken: list[bool] = []
+    rig.timers.wake = lambda: woken.append(True)
+    assert await guard(rig, bot_flood_action="disable").handle(flood_of(rig, hook)) == "disabled"
+
+    monkeypatch.undo()
+    assert rig.doc(hook)["enabled"] is False
+    [notice] = rig.notices()
+    assert "so I disabled it until" in notice["msg"] and "in 1 h (flood guard)" in notice["msg"], notice["msg"]
+    assert [a["text"] for a in notice["attachments"][0]["actions"]] == ["Re-enable now"]
+    # The scheduler, woken, confirms its timer at its next round, and turns it back on when due.
+    assert woken
+    scheduler = Scheduler(rig.timers, rig.clock)
+    assert await scheduler.run_once() == rig.clock.now() + timedelta(hours=1)
+    [timer] = await rig.timers.active()
+    assert timer.reason == "flood guard"
+    if failing == "its timer's confirmation":
+        assert [r.action for r in await rig.state.history()] == ["disable"]
+    rig.clock.advance(timedelta(hours=1))
+    await scheduler.run_once()
+    assert rig.doc(hook)["enabled"] is True and "is back on" in rig.notices()[-1]["msg"]

@@ -410,6 +410,42 @@ async def test_one_pending_timer_per_integration_and_one_winner_per_transition(o
     assert (await b.timers.pending_for("i1") is None) == (results[1] is not None)
 
 
+async def test_a_timers_ending_and_its_audit_row_are_stored_together_or_not_at_all(opened: Opener) -> None:
+    """`end_timer`: a row the database refuses (a value out of range) undoes the ending too (on
+    SQLite as well: one transaction); an ending that loses the compare-and-set appends no row."""
+    a, b = await opened(owner="a"), await opened(owner="b")
+    draft = TimerDraft("i1", "Guggy", "webhook-incoming", NOW, NOW + timedelta(minutes=30), "u1", "alice")
+    scheduled = await a.timers.schedule(draft)
+    assert scheduled is not None
+    document = {"_id": "i1", "enabled": False, "_updatedAt": "2026-12-06T12:00:01.000Z"}
+    active = await a.timers.transition(scheduled, TimerEvent.CONFIRMED, at=NOW, document=document)
+    assert active is not None
+    row = audit(1, integration="i1", message=f"timer-{active.id}", action="re-enable-skipped")
+    later = NOW + timedelta(minutes=30)
+
+    refused = dataclasses.replace(row, undoes=2**63)
+    with pytest.raises(Exception, match=r"out of range|too large"):  # each backend in its own words
+        await a.end_timer(active, TimerEvent.CHANGED_BY_OTHERS, at=later, note="it changed", record=refused)
+    assert await b.timers.get(active.id) == active and await b.history() == []
+
+    ended = await a.end_timer(active, TimerEvent.CHANGED_BY_OTHERS, at=later, note="it changed", record=row)
+    assert ended is not None
+    timer, stored = ended
+    assert timer.state is TimerState.OVERRIDDEN and timer.end_note == "it changed" and timer.ended_at == later
+    assert await b.timers.get(active.id) == timer
+    assert await b.history() == [stored] and stored.id is not None and stored == dataclasses.replace(row, id=stored.id)
+
+    # Another timer, ended otherwise first (another replica): no row for the ending that lost.
+    again = await a.timers.schedule(draft)
+    assert again is not None
+    again = await a.timers.transition(again, TimerEvent.CONFIRMED, at=NOW, document=document)
+    assert again is not None
+    assert await b.timers.transition(again, TimerEvent.ENDED_EARLY, at=later, note="by hand") is not None
+    lost = dataclasses.replace(row, message_id=f"timer-{again.id}", action="re-enable-failed")
+    assert await a.end_timer(again, TimerEvent.GAVE_UP, at=later, note="refused", record=lost) is None
+    assert await b.history() == [stored]
+
+
 async def test_an_extension_records_the_command_that_set_the_end_in_the_same_transition(opened: Opener) -> None:
     """A command that extends a timer leaves its message id and the end it set on the row, so the
     same command resumed elsewhere (another replica, a restarted process) finds it done; an
