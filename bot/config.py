@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     bot_shutdown_grace: float = Field(default=10.0, ge=0, le=300)
     bot_caller_concurrency: int = Field(default=2, ge=1, le=100)
     bot_caller_queue: int = Field(default=20, ge=0, le=10_000)
-    # Usernames of bot accounts (type `bot` or the `bot` role) whose commands are run; other bots are ignored.
+    # Bot accounts (type `bot` or the `bot` role) whose commands are run; other bots are ignored.
+    # Usernames (each resolved to its account when the bot starts) or `id:<user id>`.
     bot_allowed_bots: str = ""
     # The flood guard (bot/incident/flood.py): a notice when one integration posts at least
     # THRESHOLD messages within WINDOW into one room (0: off); at most one per integration and
@@ -108,10 +109,12 @@ class Settings(BaseSettings):
     @field_validator("bot_allowed_bots")
     @classmethod
     def _check_allowed_bots(cls, value: str) -> str:
-        names = [n.strip().removeprefix("@") for n in value.split(",") if n.strip()]
-        if any(not n or any(c.isspace() for c in n) for n in names):
-            raise ValueError("must be a comma-separated list of usernames, e.g. deploy-bot,alertmanager")
-        return ",".join(names)
+        entries = [n.strip().removeprefix("@") for n in value.split(",") if n.strip()]
+        if any(not _id_or_name(n) or any(c.isspace() for c in n) for n in entries):
+            raise ValueError(
+                "must be a comma-separated list of usernames or id:<user id>, e.g. deploy-bot,id:Yb3kP9xQ2wE7rT5u"
+            )
+        return ",".join(entries)
 
     @field_validator("bot_flood_window", "bot_flood_quiet", "bot_flood_disable_for")
     @classmethod
@@ -170,9 +173,16 @@ class Settings(BaseSettings):
         return tuple(self.bot_command_prefixes.split(","))
 
     @property
-    def allowed_bots(self) -> frozenset[str]:
-        """BOT_ALLOWED_BOTS, lower-cased: Rocket.Chat usernames are unique regardless of case."""
-        return frozenset(n.lower() for n in self.bot_allowed_bots.split(",") if n)
+    def allowed_bot_names(self) -> frozenset[str]:
+        """The usernames in BOT_ALLOWED_BOTS, lower-cased: Rocket.Chat usernames are unique
+        regardless of case. Names, not accounts: the bot resolves each to its account's id when
+        it starts (bot/runtime/allowed_bots.py), and matches authors by that id."""
+        return frozenset(n.lower() for n in self.bot_allowed_bots.split(",") if n and _id_of(n) is None)
+
+    @property
+    def allowed_bot_ids(self) -> frozenset[str]:
+        """The user ids in BOT_ALLOWED_BOTS (`id:<user id>` entries), as written: ids are case-sensitive."""
+        return frozenset(i for i in (_id_of(n) for n in self.bot_allowed_bots.split(",") if n) if i is not None)
 
     @property
     def flood_ignore_rooms(self) -> tuple[str, ...]:
@@ -192,6 +202,22 @@ class Settings(BaseSettings):
     @property
     def uses_token(self) -> bool:
         return self.rocketchat_user_id is not None and self.rocketchat_auth_token is not None
+
+
+_ID_PREFIX = "id:"
+
+
+def _id_of(entry: str) -> str | None:
+    """The user id of an `id:<user id>` entry of BOT_ALLOWED_BOTS (None for a username): no
+    username holds a `:` (Rocket.Chat's default username rule, UTF8_User_Names_Validation, allows
+    letters, digits, `-`, `_` and `.`)."""
+    return entry[len(_ID_PREFIX) :] if entry[: len(_ID_PREFIX)].lower() == _ID_PREFIX else None
+
+
+def _id_or_name(entry: str) -> str:
+    """What an entry of BOT_ALLOWED_BOTS names: its id, else its username ("" for `id:` alone)."""
+    found = _id_of(entry)
+    return entry if found is None else found
 
 
 def load_settings(env_file: str | Path | None = ".env", overrides: Mapping[str, Any] | None = None) -> Settings:

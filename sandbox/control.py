@@ -358,6 +358,10 @@ class SandboxControl:
         """Replace a user's global roles; emits `roles-change` like the real server."""
         return self.store.set_user_roles(self._user(user)._id, roles)
 
+    def rename_user(self, user: str, username: str) -> None:
+        """Change a user's username, as an admin (or the user, where allowed) does; the account keeps its id."""
+        self.store.rename_user(self._user(user)._id, username)
+
     def set_user_active(self, user: str, active: bool) -> None:
         """Deactivate (or reactivate) an account; a deactivated one is logged out everywhere."""
         self.store.set_user_active(self._user(user)._id, active)
@@ -769,6 +773,7 @@ HTTP_OPERATIONS: Final[frozenset[str]] = frozenset(
         "user",
         "set_user_roles",
         "set_user_active",
+        "rename_user",
         "create_role",
         "set_role_permissions",
         "set_permission_roles",
@@ -932,6 +937,9 @@ class SandboxClient:
 
     def set_user_roles(self, user: str, roles: Iterable[str]) -> list[str]:
         return list(self._call("set_user_roles", user=user, roles=list(roles)))
+
+    def rename_user(self, user: str, username: str) -> None:
+        self._call("rename_user", user=user, username=username)
 
     def set_user_active(self, user: str, active: bool) -> None:
         self._call("set_user_active", user=user, active=active)

@@ -473,6 +473,40 @@ class Store:
                 user.login_tokens.clear()
             user.updated_at = self.clock()
 
+    def rename_user(self, user_id: str, username: str) -> None:
+        """Give an account another username, as an admin's `users.update` or the user's own
+        change does (`saveUserIdentity`): the account and its `_id` stay, the old name is free
+        for anyone from then on. Like Rocket.Chat, the name is rewritten where it was copied: the
+        author (`u`) and editor of the user's stored messages, the `u` of their subscriptions, the
+        `usernames` of their direct rooms and the names of the other members' subscriptions to
+        them (a DM's subscription is named after the other members). Not modelled: the name in
+        other messages' mentions and text. Nothing is streamed. A name in use (in any case, as
+        Rocket.Chat's availability check) → `error-field-unavailable`."""
+        with self.lock:
+            user = self.users[user_id]
+            old = user.username
+            if any(u.username.lower() == username.lower() for u in self.users.values() if u is not user):
+                raise MeteorError("error-field-unavailable", f"{username} is already in use :(")
+            del self._users_by_name[old]
+            user.username = username
+            user.updated_at = self.clock()
+            self._users_by_name[username] = user
+            for message in self._message_index.values():
+                for key in ("u", "editedBy"):
+                    who = message.get(key)
+                    if isinstance(who, dict) and who.get("_id") == user_id:
+                        who["username"] = username
+            for rid, sub in self._user_subs.get(user_id, {}).items():
+                sub["u"]["username"] = username
+                room = self.rooms[rid]
+                if room["t"] != "d":
+                    continue
+                room["usernames"] = [username if name == old else name for name in room["usernames"]]
+                for other, peer_sub in self._room_subs.get(rid, {}).items():
+                    if other != user_id:
+                        names = peer_sub["name"].split(", ")
+                        peer_sub["name"] = ", ".join(username if name == old else name for name in names)
+
     # --- rooms and subscriptions ------------------------------------------------------------------
 
     def create_room(

@@ -1,7 +1,8 @@
 """`integrations-bot check`: can the bot work with these settings? One line per check, then a verdict.
 
 The checks run in the order an operator would fix things: the server answers, the credentials
-work, the bot account has the rights it needs, the server lets users reach the bot, the realtime
+work, the bot account has the rights it needs, the accounts BOT_ALLOWED_BOTS lists exist, the
+server lets users reach the bot, the realtime
 API accepts the bot, the state database (file or PostgreSQL) can be used. A failure that makes
 the later server checks meaningless (unreachable server, refused credentials) skips them; the state
 database is checked whatever happens, so one run shows every local problem too.
@@ -42,6 +43,7 @@ from bot.rocketchat.realtime import (
     websocket_url,
 )
 from bot.rocketchat.rest import RestClient
+from bot.runtime.allowed_bots import resolve_allowed_bots
 from bot.state.store import StateStore
 
 SLASH_SETTING: Final = "Message_AllowUnrecognizedSlashCommand"
@@ -131,6 +133,7 @@ class _Checks:
         try:
             if await self.server() and await self.credentials():
                 await self.rights()
+                await self.allowed_bots()
                 await self.slash_setting()
                 await self.realtime()
         finally:
@@ -246,6 +249,34 @@ class _Checks:
                 f"permission {RATE_LIMIT_BYPASS} is missing: the server allows the bot only 10 calls per minute "
                 "per endpoint, so busy moments make commands wait; the bot role has it by default",
             )
+
+    async def allowed_bots(self) -> None:
+        """BOT_ALLOWED_BOTS as the bot resolves it when it starts (bot/runtime/allowed_bots.py):
+        the accounts it allows, and each entry that names no account (and so allows nobody)."""
+        settings = self.settings
+        if not settings.bot_allowed_bots:
+            return
+        try:
+            allowed = await resolve_allowed_bots(
+                self.rest, names=settings.allowed_bot_names, ids=settings.allowed_bot_ids
+            )
+        except UpstreamError as exc:
+            self.add(Mark.WARN, f"could not look up the accounts of BOT_ALLOWED_BOTS ({_reason(exc)})")
+            return
+        by_id = [f"id:{i}" for i in sorted(settings.allowed_bot_ids) if f"id:{i}" not in allowed.missing]
+        accounts = [f"{name} (user id {user_id})" for name, user_id in allowed.names.items()] + by_id
+        if accounts:
+            self.add(
+                Mark.OK,
+                f"BOT_ALLOWED_BOTS allows {', '.join(accounts)}: matched by user id, so a rename does not "
+                "change who is allowed (names are resolved when the bot starts)",
+            )
+        for entry, why in allowed.missing.items():
+            if entry.startswith("id:"):
+                fix = "check the id (the account's user id, not its username)"
+            else:
+                fix = "names are resolved when the bot starts: create the account before starting it, or fix the entry"
+            self.add(Mark.WARN, f"BOT_ALLOWED_BOTS: {entry} names no account ({why}), so it allows nobody: {fix}")
 
     async def slash_setting(self) -> None:
         slash = [p for p in self.settings.prefixes if p.startswith("/")]

@@ -5,8 +5,8 @@ Theory of operation
 Start-up: open the state database (and note the commands a previous process left unfinished),
 start the optional HTTP endpoint (`bot.runtime.health`), log in over REST (token pair, or
 username/password which yields a token), learn who the bot is (`me`), load the permission table
-(retrying while Rocket.Chat is unavailable), then start the realtime client with the same token
-as a DDP `{resume}` login and subscribe to:
+and resolve BOT_ALLOWED_BOTS to accounts (retrying while Rocket.Chat is unavailable), then start
+the realtime client with the same token as a DDP `{resume}` login and subscribe to:
 - `stream-room-messages` / `__my_messages__`: every message of every room the bot can see, with a
   meta argument saying whether the bot is a member (rooms it is added to later included);
 - `stream-notify-logged` / `permissions-changed` and `roles-change`: to drop cached rights.
@@ -18,7 +18,8 @@ a restart never runs it twice; a change's reads begin while it is in flight, `bo
 → the room's cursor. A claimed command waits its turn in its
 caller's lane (`bot.runtime.fairness`: a few at a time per caller, changes before reads, a flood beyond
 the lane's bound answered "busy"), then runs in its own task: its author is checked (another bot
-account not in BOT_ALLOWED_BOTS: the claim is closed as ignored, nothing runs, no answer), then the
+account that is not one BOT_ALLOWED_BOTS lists, by id: the names are resolved to accounts at start,
+`bot.runtime.allowed_bots`; the claim is closed as ignored, nothing runs, no answer), then the
 `Dispatcher` (or the stale answer), then the answer is posted in the same room and thread by
 `bot.runtime.outbound` (its id derived from the command's id with the state file's secret key,
 `bot.rocketchat.message_ids`; retried until stored), the book-keeping the command deferred runs right after
@@ -80,6 +81,7 @@ from bot.rocketchat.realtime import (
     SubscriptionEnded,
 )
 from bot.rocketchat.rest import RequestRecord, RestClient
+from bot.runtime.allowed_bots import AllowedBots, resolve_allowed_bots
 from bot.runtime.catchup import CLAIM_RETENTION, CatchUp, CursorBook, Room, member_rooms
 from bot.runtime.direct_rooms import DirectRooms
 from bot.runtime.fairness import Job, Lanes, busy_reply
@@ -175,6 +177,7 @@ class Bot:
         self.services: Services | None = None
         self.dispatcher: Dispatcher | None = None
         self.intake: Intake | None = None
+        self.allowed_bots = AllowedBots()  # BOT_ALLOWED_BOTS as accounts, resolved at start
         self.cursors: CursorBook | None = None
         self.catchup: CatchUp | None = None
         self.recovery: Recovery | None = None
@@ -310,7 +313,7 @@ class Bot:
             bot_username=identity.username,
             prefixes=settings.prefixes,
             direct_rooms=DirectRooms(rest),
-            allowed_bots=settings.allowed_bots,
+            allowed_bot_ids=self.allowed_bots.ids,
         )
         self.sender = ReplySender(rest, self.state.message_ids, self.metrics)
         self.cursors = CursorBook(self.state)
@@ -386,7 +389,26 @@ class Bot:
         me = await rest.me()
         await rights.load_permissions()
         await self._learn_message_limit(rest)
+        await self._resolve_allowed_bots(rest)
         return me
+
+    async def _resolve_allowed_bots(self, rest: RestClient) -> None:
+        """BOT_ALLOWED_BOTS as the accounts it names now (bot/runtime/allowed_bots.py): matched by
+        id from here on, whatever those accounts are called later. Unanswered: raises, and the start retries."""
+        settings = self.settings
+        if not settings.bot_allowed_bots:
+            return
+        allowed = await resolve_allowed_bots(rest, names=settings.allowed_bot_names, ids=settings.allowed_bot_ids)
+        self.allowed_bots = allowed
+        log.info("bot.allowed_bots", accounts=sorted(allowed.ids), names=dict(allowed.names))
+        for entry, why in allowed.missing.items():
+            log.warning(
+                "bot.allowed_bot_missing",
+                entry=entry,
+                why=why,
+                hint="BOT_ALLOWED_BOTS: this entry names no account, so it allows nobody; "
+                "an account created with that name later is allowed from the next start",
+            )
 
     async def _learn_message_limit(self, rest: RestClient) -> None:
         """The server's message size limit (a public setting): every message the bot posts is
@@ -1018,10 +1040,10 @@ class Bot:
         read: asyncio.Future[CallerRights] | None = None,
     ) -> CallerRights | None:
         """None when the author is another bot account whose commands are ignored
-        (`Intake.ignored_author`): the claim is then closed as ignored (a restart does not redo
-        it) and one line is logged. Otherwise the author's rights, which the command goes on
-        with (read fresh for a command that changes integrations or the bot,
-        `Command.reads_rights_fresh`: one `users.info`, not two).
+        (`Intake.ignored_author`, by the author's id: the accounts BOT_ALLOWED_BOTS named at start):
+        the claim is then closed as ignored (a restart does not redo it) and one line is logged.
+        Otherwise the author's rights, which the command goes on with (read fresh for a command
+        that changes integrations or the bot, `Command.reads_rights_fresh`: one `users.info`, not two).
 
         Asked after the claim, once per command and before anything runs (stale answers and usage
         errors included): it needs the author's account, which the rights every command reads carry
@@ -1046,7 +1068,7 @@ class Bot:
             user_id=message.user_id,
             username=message.username,
             why=why,
-            hint="list its username in BOT_ALLOWED_BOTS to let it run commands",
+            hint="list its username or id:<its user id> in BOT_ALLOWED_BOTS (and restart) to let it run commands",
         )
         return None
 

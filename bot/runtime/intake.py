@@ -20,9 +20,12 @@ lookup it may need, a new DM's members, is made beforehand by `prepare` (once pe
 
 Other bot accounts: Rocket.Chat marks only webhook messages with `bot` (gotcha 24); a user of
 type `bot` or holding the `bot` role writes ordinary messages. Their commands are ignored
-(`ignored_author`: loops, automation nobody approved) unless BOT_ALLOWED_BOTS names them; a
-listed bot still goes through the rights checks like anyone. That needs the author's account
-(`users.info`), which only the command's rights check reads, so the runtime asks after the claim.
+(`ignored_author`: loops, automation nobody approved) unless their account is one BOT_ALLOWED_BOTS
+lists; a listed bot still goes through the rights checks like anyone. That needs the author's
+account (`users.info`), which only the command's rights check reads, so the runtime asks after the
+claim. Accounts are matched by user id, never by username: a username can be changed, and an
+account that takes a listed bot's old name must not take its exemption with it
+(bot/runtime/allowed_bots.py resolves the listed names to ids when the bot starts).
 """
 
 from __future__ import annotations
@@ -57,13 +60,13 @@ class Intake:
         bot_username: str,
         prefixes: tuple[str, ...],
         direct_rooms: DirectRooms,
-        allowed_bots: frozenset[str] = frozenset(),
+        allowed_bot_ids: frozenset[str] = frozenset(),
     ) -> None:
         self.bot_user_id = bot_user_id
         self.bot_username = bot_username
         self.prefixes = prefixes
         self.direct_rooms = direct_rooms
-        self.allowed_bots = allowed_bots  # lower-cased usernames
+        self.allowed_bot_ids = allowed_bot_ids  # user ids (`AllowedBots.ids`)
 
     def ignores(self, message: ChatMessage) -> bool:
         return (
@@ -108,9 +111,10 @@ class Intake:
         return Accepted(message, invocation)
 
     def ignored_author(self, author: CallerRights) -> str | None:
-        """Why this author's commands are ignored (another bot account, not in BOT_ALLOWED_BOTS),
-        or None when they may run (subject to the author's rights)."""
-        if author.user_id == self.bot_user_id or (author.username or "").lower() in self.allowed_bots:
+        """Why this author's commands are ignored (another bot account whose id is not among the
+        allowed ones), or None when they may run (subject to the author's rights). The id, not
+        the username: whoever holds a listed name now is not the account that was listed."""
+        if author.user_id == self.bot_user_id or author.user_id in self.allowed_bot_ids:
             return None
         if author.user_type == BOT_TYPE:
             return "an account of type bot"

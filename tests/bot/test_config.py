@@ -21,7 +21,8 @@ def settings(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
 
 def test_no_bot_account_is_allowed_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("BOT_ALLOWED_BOTS", raising=False)
-    assert settings(monkeypatch).allowed_bots == frozenset()
+    allowing = settings(monkeypatch)
+    assert (allowing.allowed_bot_names, allowing.allowed_bot_ids) == (frozenset(), frozenset())
 
 
 @pytest.mark.parametrize(
@@ -34,15 +35,23 @@ def test_no_bot_account_is_allowed_by_default(monkeypatch: pytest.MonkeyPatch) -
     ],
 )
 def test_allowed_bots_are_usernames_in_any_case(monkeypatch: pytest.MonkeyPatch, value: str, allowed: set[str]) -> None:
-    assert settings(monkeypatch, BOT_ALLOWED_BOTS=value).allowed_bots == allowed
+    allowing = settings(monkeypatch, BOT_ALLOWED_BOTS=value)
+    assert (allowing.allowed_bot_names, allowing.allowed_bot_ids) == (allowed, frozenset())
 
 
-@pytest.mark.parametrize("value", ["deploy bot", "a,b c", "@"])
+def test_allowed_bots_may_be_user_ids_as_written(monkeypatch: pytest.MonkeyPatch) -> None:
+    allowing = settings(monkeypatch, BOT_ALLOWED_BOTS="deploy-bot, id:Yb3kP9xQ2wE7rT5u, ID:aBcD1234")
+    assert allowing.allowed_bot_names == {"deploy-bot"}
+    assert allowing.allowed_bot_ids == {"Yb3kP9xQ2wE7rT5u", "aBcD1234"}  # an id's case matters
+
+
+@pytest.mark.parametrize("value", ["deploy bot", "a,b c", "@", "id:", "id: abc"])
 def test_a_username_with_a_space_is_one_line_naming_the_setting(monkeypatch: pytest.MonkeyPatch, value: str) -> None:
     with pytest.raises(ConfigError) as caught:
         settings(monkeypatch, BOT_ALLOWED_BOTS=value)
     assert str(caught.value) == (
-        "BOT_ALLOWED_BOTS: must be a comma-separated list of usernames, e.g. deploy-bot,alertmanager"
+        "BOT_ALLOWED_BOTS: must be a comma-separated list of usernames or id:<user id>, "
+        "e.g. deploy-bot,id:Yb3kP9xQ2wE7rT5u"
     )
 
 

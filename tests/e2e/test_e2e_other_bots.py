@@ -3,7 +3,9 @@
 Rocket.Chat marks only webhook messages with `bot` (contract §8 gotcha 24): a message written by
 a user of type `bot`, or by a user holding the `bot` role, looks like anyone's. Such a command is
 ignored (no run, no answer; its claim is closed as ignored, so a restart does not redo it), unless
-the author's username is listed in BOT_ALLOWED_BOTS; a listed bot still needs the rights.
+the author's account is listed in BOT_ALLOWED_BOTS (by a username, resolved to its account when
+the bot starts, or by `id:`); a listed bot still needs the rights. Renames show that the account
+counts, not the name it has now.
 
 The same two bot users (one of type `bot`, one with the `bot` role, both holding every integration
 permission through the seed's `integrations-manager` role) are made in the shared workspace, which
@@ -85,12 +87,17 @@ def test_a_bot_account_with_every_right_is_ignored(bots_in_shared: Workspace, us
 # --- listed in BOT_ALLOWED_BOTS: obeyed, within its rights ----------------------------------------------
 
 
+def add_allowing_users(control: SandboxControl) -> None:
+    add_bot_users(control, "ops")
+    control.create_user("stray-bot", roles=["user", BOT_ROLE], user_type="bot")
+    control.add_member("ops", "stray-bot")
+
+
 @pytest.fixture(scope="module")
 def allowing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Workspace]:
-    with running_workspace(tmp_path_factory.mktemp("allowing"), BOT_ALLOWED_BOTS=ALLOWED) as running:
-        add_bot_users(running.control, "ops")
-        running.control.create_user("stray-bot", roles=["user", BOT_ROLE], user_type="bot")
-        running.control.add_member("ops", "stray-bot")
+    # The accounts exist before the bot starts: it resolves the listed names to them then.
+    workdir = tmp_path_factory.mktemp("allowing")
+    with running_workspace(workdir, before_start=add_allowing_users, BOT_ALLOWED_BOTS=ALLOWED) as running:
         yield running
 
 
@@ -140,3 +147,49 @@ def test_an_ignored_command_is_not_run_after_a_restart_that_lists_its_bot(tmp_pa
         assert world.control.integration(target["_id"])["enabled"] is True
         assert claim_status(tmp_path, command["_id"]) == "ignored"
         assert world.bot.command_events(command["_id"]) == []
+
+
+# --- accounts, not names: renames ------------------------------------------------------------------
+
+
+def test_the_exemption_follows_the_listed_account_not_its_name(tmp_path: Path) -> None:
+    with incident_world(tmp_path) as world:
+        control = world.control
+        add_bot_users(control, ROOM)
+        control.create_user("stray-bot", roles=["user", BOT_ROLE], user_type="bot")
+        control.add_member(ROOM, "stray-bot")
+        listed, stray = world.user_id("typed-bot"), world.user_id("stray-bot")
+        assert world.bot.terminate() == 0
+        world.env["BOT_ALLOWED_BOTS"] = "typed-bot,late-bot"  # late-bot: no such account yet
+        world.start()
+
+        # The listed bot is renamed, and another bot account takes its old name.
+        control.rename_user("typed-bot", "typed-bot-2")
+        control.rename_user("stray-bot", "typed-bot")
+        target = hook(control)
+        taken = world.chat.post("typed-bot", ROOM, f"!integration disable {target['_id']}")
+        logged = wait_ignored(world.bot, taken)
+        assert (logged["username"], logged["user_id"]) == ("typed-bot", stray)
+        assert control.integration(target["_id"])["enabled"] is True
+        reply = world.command("typed-bot-2", f"disable {target['_id']}")  # the listed account, renamed
+        assert "Disabled" in reply["msg"], reply["msg"]
+
+        # A bot account created under a listed name after the start is not allowed before the next one.
+        control.create_user("late-bot", roles=["user", BOT_ROLE], user_type="bot")
+        control.add_member(ROOM, "late-bot")
+        early = world.chat.post("late-bot", ROOM, f"!integration show {target['_id']}")
+        wait_ignored(world.bot, early)
+        missing = world.bot.wait_for_log("bot.allowed_bot_missing")  # said at the start
+        assert (missing["entry"], missing["why"]) == ("late-bot", "no such user")
+
+        # Restarted with the first account listed by id: whoever is called typed-bot now is not it.
+        assert world.bot.terminate() == 0
+        world.env["BOT_ALLOWED_BOTS"] = f"id:{listed},late-bot"
+        world.start()
+        shown = world.command("late-bot", f"show {target['_id']}")["msg"]
+        assert target["name"] in shown and not shown.startswith("⛔"), shown
+        enabled = world.command("typed-bot-2", f"enable {target['_id']}")["msg"]
+        assert "Enabled" in enabled, enabled
+        again = world.chat.post("typed-bot", ROOM, f"!integration disable {target['_id']}")
+        assert wait_ignored(world.bot, again)["user_id"] == stray
+        assert control.integration(target["_id"])["enabled"] is True

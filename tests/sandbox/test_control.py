@@ -83,6 +83,31 @@ def test_personal_access_tokens_are_usable_as_ddp_resume_tokens(control: Sandbox
     assert store.user_by_resume_token(control.login_token("bot")) is not None
 
 
+def test_a_renamed_user_keeps_the_account_and_frees_the_old_name(control: SandboxControl, store: Store) -> None:
+    alice, bob = control.create_user("alice"), control.create_user("bob")
+    control.create_room("general", members=["alice", "bob"])
+    direct = control.create_direct("alice", "bob")
+    said = control.post_message("alice", "general", "hello")
+    control.rename_user("alice", "alicia")
+
+    assert control.user("alicia")["_id"] == alice.user_id
+    with pytest.raises(NotFound):
+        control.user("alice")
+    assert control.message(said["_id"])["u"]["username"] == "alicia"  # her messages follow her
+    assert "alicia" in control.room(direct["_id"])["usernames"]
+    assert [s["name"] for s in store.user_subscriptions(bob.user_id) if s["t"] == "d"] == ["alicia"]
+    assert control.create_user("alice").user_id != alice.user_id  # the old name is free for anyone
+
+
+def test_a_user_cannot_be_renamed_to_a_name_in_use_in_any_case(control: SandboxControl) -> None:
+    control.create_user("alice")
+    control.create_user("bob")
+    with pytest.raises(MeteorError) as taken:
+        control.rename_user("bob", "Alice")
+    assert taken.value.error == "error-field-unavailable"
+    assert control.user("bob")["username"] == "bob"
+
+
 def test_random_password_when_none_given(control: SandboxControl) -> None:
     a, b = control.create_user("a"), control.create_user("b")
     assert a.password and b.password and a.password != b.password
@@ -308,6 +333,9 @@ def test_same_operations_in_process_and_over_http(driver: Driver, server: Sandbo
     assert out["triggerWords"] == ["!x"]
     assert driver.set_user_roles(alice, ["user", "ops"]) == ["user", "ops"]
     assert driver.user(alice)["roles"] == ["user", "ops"]
+    renamed = unique("renamed")
+    driver.rename_user(alice, renamed)
+    assert driver.user(renamed)["_id"] == creds.user_id
     role = unique("role")
     driver.create_role(role, permissions=["manage-own-incoming-integrations"])
     assert role in driver.permission_roles("manage-own-incoming-integrations")
@@ -316,7 +344,7 @@ def test_same_operations_in_process_and_over_http(driver: Driver, server: Sandbo
     with pytest.raises(NotFound):
         driver.user("nobody-at-all")
     with pytest.raises(MeteorError) as failed:
-        driver.create_user(alice)
+        driver.create_user(renamed)
     assert failed.value.error == "error-field-unavailable"
 
 

@@ -272,3 +272,26 @@ def test_a_wrong_database_password_is_a_problem_that_names_the_variable_not_the_
     assert problem.startswith("✘") and "password authentication failed" in problem
     assert password not in "\n".join(lines) + err
     assert "Traceback" not in err
+
+
+def test_allowed_bots_that_name_no_account_are_warnings(
+    sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bot = make_bot(sandbox, NEEDED + RECOMMENDED)
+    deploy = sandbox.control.create_user("deploy-bot", roles=["user", "bot"], user_type="bot")
+    listed = f"Deploy-Bot,later-bot,id:{deploy.user_id},id:NOSUCHID"
+    status, lines, _err = run(token_settings(sandbox, bot, tmp_path, bot_allowed_bots=listed), capsys)
+
+    assert status == 0
+    found = line(lines, "BOT_ALLOWED_BOTS", "deploy-bot")
+    assert found.startswith("✔") and deploy.user_id in found
+    for entry in ("later-bot", "id:NOSUCHID"):
+        missing = line(lines, "BOT_ALLOWED_BOTS", entry)
+        assert missing.startswith("!") and "names no account" in missing and "allows nobody" in missing
+    assert lines[-1] == "READY, with 2 warnings (the ! lines say what they limit)."
+
+
+def test_no_allowed_bots_no_line(sandbox: SandboxServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bot = make_bot(sandbox, NEEDED + RECOMMENDED)
+    _status, lines, _err = run(token_settings(sandbox, bot, tmp_path), capsys)
+    assert not [ln for ln in lines if "BOT_ALLOWED_BOTS" in ln]

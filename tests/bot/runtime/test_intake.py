@@ -1,6 +1,6 @@
 """Who may talk to the bot (bot/runtime/intake.py, bot/runtime/direct_rooms.py): prefix-less commands only in a DM
 with the bot alone, learned once per DM and failing closed; other bot accounts' commands ignored
-unless BOT_ALLOWED_BOTS lists them. Rooms come from a scripted `rooms.info` (httpx.MockTransport)."""
+unless BOT_ALLOWED_BOTS lists their account (by id). Rooms come from a scripted `rooms.info` (httpx.MockTransport)."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from bot.runtime.intake import Intake
 
 BOT_ID, BOT = "BOTID", "integrations-bot"
 ALICE_ID, ALICE = "ALICEID", "alice"
+DEPLOY_BOT_ID = "DEPLOYBOTID"  # the account BOT_ALLOWED_BOTS lists (its name resolved at start)
 BOB_ID, BOB = "BOBID", "bob"
 NOW = datetime(2024, 6, 5, 12, 0, tzinfo=UTC)
 
@@ -71,7 +72,7 @@ async def intake(server: Server) -> Any:
         bot_username=BOT,
         prefixes=("!integration",),
         direct_rooms=DirectRooms(rest),
-        allowed_bots=frozenset({"deploy-bot"}),
+        allowed_bot_ids=frozenset({DEPLOY_BOT_ID}),
     )
     await rest.aclose()
 
@@ -202,8 +203,10 @@ def test_a_room_that_does_not_name_its_members_is_never_one_to_one(document: dic
 # --- other bot accounts ---------------------------------------------------------------------------
 
 
-def author(username: str, *, user_type: str = "user", roles: tuple[str, ...] = ("user",)) -> CallerRights:
-    return CallerRights(f"{username}-id", username, frozenset(roles), frozenset(), user_type=user_type)
+def author(
+    username: str, *, user_type: str = "user", roles: tuple[str, ...] = ("user",), user_id: str | None = None
+) -> CallerRights:
+    return CallerRights(user_id or f"{username}-id", username, frozenset(roles), frozenset(), user_type=user_type)
 
 
 @pytest.mark.parametrize(
@@ -212,7 +215,12 @@ def author(username: str, *, user_type: str = "user", roles: tuple[str, ...] = (
         (author("alice"), None),
         (author("ci", user_type="bot"), "an account of type bot"),
         (author("helper", roles=("user", "bot")), "an account with the bot role"),
-        (author("Deploy-Bot", user_type="bot", roles=("bot",)), None),  # listed (any case)
+        (author("deploy-bot", user_type="bot", roles=("bot",), user_id=DEPLOY_BOT_ID), None),  # its account is listed
+        # renamed since: the account keeps its exemption
+        (author("deploy-bot-old", user_type="bot", roles=("bot",), user_id=DEPLOY_BOT_ID), None),
+        # another bot account that took the listed account's name: not the account listed
+        (author("deploy-bot", user_type="bot", roles=("bot",), user_id="taker-id"), "an account of type bot"),
+        (author("Deploy-Bot", roles=("user", "bot"), user_id="taker-id"), "an account with the bot role"),
         (author("app-user", user_type="app", roles=("app",)), None),
     ],
 )
