@@ -23,6 +23,7 @@ The converters that turn the tokens into typed arguments live in `commands.args`
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final, Literal
@@ -77,16 +78,23 @@ class Token:
 
 # A closing single quote may be followed by the end, a space or trailing punctuation.
 _SINGLE_CLOSERS = frozenset(" " + TRAILING_PUNCTUATION + ":;")
+# A `'` that may close a single-quoted segment.
+_SINGLE_CLOSER = re.compile("'(?=[" + re.escape("".join(sorted(_SINGLE_CLOSERS))) + "]|\\Z)")
 
 
-def _single_quote_end(text: str, start: int) -> int:
-    """Index of the `'` closing a segment opened at `start`, or -1 when it is an apostrophe."""
-    index = text.find("'", start + 1)
-    while index != -1:
-        if index + 1 == len(text) or text[index + 1] in _SINGLE_CLOSERS:
-            return index
-        index = text.find("'", index + 1)
-    return -1
+def _single_closers(text: str) -> list[int]:
+    """Every index of a `'` that may close a single-quoted segment, in order: found once per
+    message, so that however many quotes open a segment (`'='='=…`), finding their ends stays
+    linear (searching the rest of the message from each one was quadratic, on the event loop, for
+    anyone who can send a message)."""
+    return [match.start() for match in _SINGLE_CLOSER.finditer(text)]
+
+
+def _single_quote_end(closers: list[int], start: int) -> int:
+    """Index of the `'` closing a segment opened at `start` (`closers`: `_single_closers` of the
+    text), or -1 when it is an apostrophe."""
+    found = bisect_right(closers, start)
+    return closers[found] if found < len(closers) else -1
 
 
 def _unbalanced(before: str, rest: str) -> str:
@@ -104,6 +112,7 @@ _SECRET_WORD: Final = re.compile(r"(?i)token|secret|password")
 def tokenize(text: str, *, command: str = "") -> list[Token]:
     """Split a command into tokens (see the module docstring). `command` names the command in errors."""
     source = normalize(text)
+    closers = _single_closers(source)
     tokens: list[Token] = []
     last_tail = 0  # where the unquoted tail of the last token begins, within its value
     index, length = 0, len(source)
@@ -129,7 +138,7 @@ def tokenize(text: str, *, command: str = "") -> list[Token]:
             elif (
                 char == "'"
                 and (index == start or source[index - 1] == "=")
-                and (end := _single_quote_end(source, index)) != -1
+                and (end := _single_quote_end(closers, index)) != -1
             ):
                 segment = source[index + 1 : end].strip(" ")
                 parts.append(segment)
