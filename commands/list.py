@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from bot.errors import PermissionDenied
 from bot.integrations import wording
 from bot.integrations.authz import may_list, visible_in_list
+from bot.integrations.service import looks_like_id
 from bot.normalize import name_key
 from bot.rocketchat.models import Integration
 from bot.text import code, human_until, plural, quote_name
@@ -52,13 +53,20 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     matching = f" matching {quote_name(wanted.text)}" if wanted.text else ""
     if not found:
         return Reply(f"No {noun}s{matching} that you can see.", outcome="empty")
-    names = Counter(name_key(i.name) for i in found)  # names that look alike show their ids
+    names = Counter(name_key(i.name) for i in found)
     until = await _timed_disables(ctx) if any(not i.enabled for i in found[:MAX_LINES]) else {}
-    lines = [replies.one_line(i, with_id=names[name_key(i.name)] > 1) + until.get(i.id, "") for i in found[:MAX_LINES]]
+    lines = [replies.one_line(i, with_id=_needs_id(i, names)) + until.get(i.id, "") for i in found[:MAX_LINES]]
     more = ""
     if len(found) > MAX_LINES:
         more = f"\n… and {len(found) - MAX_LINES} more: narrow it with {code('list <text>')}."
     return Reply(f"{plural(len(found), noun)}{matching}:\n" + "\n".join(lines) + more)
+
+
+def _needs_id(integration: Integration, names: Counter[str]) -> bool:
+    """Whether typing the name shown may reach another integration, so the line shows the id:
+    names that look alike, and a name shaped like an id (typed, it is tried as an id first:
+    named after another integration's id, it would reach that one)."""
+    return names[name_key(integration.name)] > 1 or looks_like_id(integration.name.strip())
 
 
 async def _timed_disables(ctx: CommandContext) -> dict[str, str]:
