@@ -15,3 +15,16 @@ async def test_a_copied_full_width_look_alike_changes_nothing_and_shows_both(h: 
     reply = await h.say("admin", "ops", '!integration disable "Ｐａｇｅｒ"')
     assert h.doc(fake["_id"])["enabled"] is True, reply.text
     assert real["_id"] in reply.text and fake["_id"] in reply.text, reply.text
+
+
+async def test_an_integration_named_after_anothers_id_can_be_told_apart_in_list(h: Harness) -> None:
+    """owen names his incoming webhook after Grafana's id. The admin's `list` shows it as
+    `<Grafana's id>` · incoming, without its own id (ids are shown only for shared names and
+    look-alikes), and asked about "that hook", the admin types the name shown:
+    `disable <Grafana's id>` switches Grafana off (an id is tried first, as buttons need). Nothing
+    names owen's hook but its real id, which nothing shows. `list` should show its id, as it does
+    for names that are not what they look like."""
+    grafana = h.seeded["integrations"]["grafana"]["id"]
+    decoy = h.control.create_incoming_integration(grafana, channel="#alerts", created_by="owen")
+    listed = await h.say("admin", "alerts", "!integration list")
+    assert decoy["_id"] in listed.text, listed.text

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 import unicodedata
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
 
 import pytest
 
@@ -263,3 +267,37 @@ def test_invocation_and_token_are_frozen() -> None:
 def test_token_keyword_check_ignores_case_but_not_quotes() -> None:
     assert Token("For").is_word("for")
     assert not Token("for", quoted=True).is_word("for")
+
+
+def _lines_run(call: Callable[[], Any]) -> int:
+    """How many lines of Python `call` runs: a measure of the work done that does not depend on
+    the machine's speed (no timing)."""
+    count = 0
+
+    def trace(frame: FrameType, event: str, arg: Any) -> Any:
+        nonlocal count
+        if event == "line":
+            count += 1
+        return trace
+
+    sys.settrace(trace)
+    try:
+        call()
+    finally:
+        sys.settrace(None)
+    return count
+
+
+def test_a_message_of_quotes_after_equals_signs_is_parsed_in_linear_work() -> None:
+    """`!integration list '='='=…` (Rocket.Chat's default 5000 characters): every `'` after a `=`
+    searched the rest of the message for its closing quote, so parsing took quadratic work on the
+    bot's event loop (about half a second per message here, before any rights check: anyone can
+    send it, over and over; minutes with a larger Message_MaxAllowedSize). Parsing must cost about
+    the same per character whatever the characters are."""
+
+    def parse(text: str) -> Callable[[], Any]:
+        return lambda: extract_invocation(text, bot_username="integrations-bot")
+
+    plain = _lines_run(parse("!integration list " + "ab" * 2400))
+    hostile = _lines_run(parse("!integration list " + "'=" * 2400))
+    assert hostile < 4 * plain, (plain, hostile)
