@@ -327,6 +327,8 @@ class DisableArgs:
     duration: timedelta | None = None
     reason: str | None = None
     alternatives: tuple[tuple[str, str | None], ...] = ()
+    # The reason was typed in quotes: taken as it is, even when it reads as a time limit.
+    reason_quoted: bool = False
 
 
 def _split_double_dash(tokens: Sequence[Token]) -> list[Token]:
@@ -359,6 +361,58 @@ def _take_duration(tokens: Sequence[Token], *, command: str, maximum: timedelta)
     raise UsageError(command, f"{hint} (a name with the word `for` in it goes in quotes)")
 
 
+# A time of day or a day, after `until`: what a responder types for "back on at …". The bot turns
+# integrations back on after a duration only (`for 2h`), so a reason that begins with one of these
+# is asked about, not taken as "off for good" (`time_limit`).
+_UNTIL = frozenset({"until", "till", "til", "untill"})
+_CLOCK = re.compile(r"(?:[0-9]{1,2}(?:[:.h][0-9]{2})?\s*(?:am|pm|a\.m\.|p\.m\.)?|[0-9]{1,2}\s*(?:am|pm|a\.m\.|p\.m\.))")
+_DAY_WORDS = frozenset(
+    {"noon", "midnight", "tomorrow", "tonight", "today", "morning", "afternoon", "evening", "eod", "later"}
+    | {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
+)
+_MERIDIEM = frozenset({"am", "pm", "a.m.", "p.m."})
+
+
+def time_limit(reason: str) -> str | None:
+    """The time limit a reason begins with (`until 5pm`, `till 17:30`, `until tomorrow`, `for 2h`),
+    or None. A plain disable with such a reason would stay off for good, the opposite of what its
+    caller meant: the commands ask instead (an `until` followed by anything else, `until the vendor
+    fixes it`, is a reason)."""
+    words = reason.split()
+    if len(words) < 2:
+        return None
+    head = words[0].lower()
+    if head in _UNTIL:
+        after = words[1].lower().rstrip(TRAILING_PUNCTUATION)
+        if len(words) > 2 and words[2].lower().rstrip(TRAILING_PUNCTUATION) in _MERIDIEM and after.isdigit():
+            return " ".join(words[:3]).rstrip(TRAILING_PUNCTUATION)
+        if after in _DAY_WORDS or (after and _CLOCK.fullmatch(after)):
+            return " ".join(words[:2]).rstrip(TRAILING_PUNCTUATION)
+        return None
+    if head == "for":
+        for count in range(min(_DURATION_WORDS, len(words) - 1), 0, -1):
+            try:
+                _duration_seconds(" ".join(words[1 : 1 + count]))
+            except _NotADuration:
+                continue
+            return " ".join(words[: 1 + count]).rstrip(TRAILING_PUNCTUATION)
+    return None
+
+
+def refuse_time_limit(command: str, reason: str | None, *, quoted: bool, example: str) -> None:
+    """`UsageError` when an unquoted reason of a disable without a duration is a time limit
+    (`time_limit`): nothing is changed, and the caller is shown the duration form (`example`)."""
+    limit = None if reason is None or quoted else time_limit(reason)
+    if limit is None:
+        return
+    raise UsageError(
+        command,
+        f"`{limit}` reads as a time limit, and without a duration I would leave it off for good. "
+        f"I turn integrations back on after a duration: `{example}`. "
+        "To keep those words as the reason, put them in double quotes after `because`",
+    )
+
+
 def _join_reason(*parts: str | None) -> str | None:
     joined = " ".join(part for part in parts if part)
     return joined or None
@@ -381,6 +435,7 @@ def parse_disable_args(
         target = Target(target.kind, words[0], target.rest, words[:1])
     duration: timedelta | None = None
     reason: str | None = None
+    quoted = False
     while rest:
         head = rest[0]
         if head.is_word("for"):
@@ -392,9 +447,11 @@ def parse_disable_args(
             reason = _words(rest[1:]) or None
             if reason is None:
                 raise UsageError(command, f"add the reason after {head.value}, e.g. `disable Guggy -- spamming`")
+            quoted = rest[1].quoted
             rest = []
         else:
             reason = _words(rest)
+            quoted = head.quoted
             rest = []
     primary_reason = _join_reason(" ".join(extra), reason)
     alternatives: list[tuple[str, str | None]] = []
@@ -404,7 +461,7 @@ def parse_disable_args(
             if query != target.query:
                 alternatives.append((query, _join_reason(" ".join(words[cut:]), reason)))
     final = Target(target.kind, target.query, (), target.words)
-    return DisableArgs(final, duration, primary_reason, tuple(alternatives))
+    return DisableArgs(final, duration, primary_reason, tuple(alternatives), reason_quoted=quoted and not extra)
 
 
 # --- bulk disable -------------------------------------------------------------------------------
@@ -420,6 +477,8 @@ class BulkArgs:
     kind: Kind | None = None
     duration: timedelta | None = None
     reason: str | None = None
+    # The reason was typed in quotes: taken as it is, even when it reads as a time limit.
+    reason_quoted: bool = False
 
     @property
     def selector(self) -> str:
@@ -483,6 +542,7 @@ def parse_bulk_args(tokens: Sequence[Token], *, maximum: timedelta = DEFAULT_MAX
     selected, rest = _bulk_selector(_split_double_dash(tokens), command=command)
     duration: timedelta | None = None
     reason: str | None = None
+    quoted = False
     while rest:
         head = rest[0]
         if head.is_word("for"):
@@ -496,11 +556,13 @@ def parse_bulk_args(tokens: Sequence[Token], *, maximum: timedelta = DEFAULT_MAX
                 raise UsageError(
                     f"{command} all", f"add the reason after {head.value}, e.g. `disable all in #alerts -- noisy`"
                 )
+            quoted = rest[1].quoted
             rest = []
         else:
             reason = _words(rest)
+            quoted = head.quoted
             rest = []
-    return BulkArgs(selected.room, selected.glob, selected.kind, duration, reason)
+    return BulkArgs(selected.room, selected.glob, selected.kind, duration, reason, reason_quoted=quoted)
 
 
 def parse_bulk_enable(tokens: Sequence[Token]) -> BulkArgs:

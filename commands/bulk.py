@@ -58,7 +58,7 @@ from bot.state.store import AuditRecord
 from bot.state.timer_states import TimedDisable, TimerState
 from bot.text import bullet_list, code, human_duration, human_until, plural, quote_name, safe_text
 from commands import changes, replies
-from commands.args import BulkArgs, parse_bulk_args, parse_bulk_enable, parse_bulk_extend
+from commands.args import BulkArgs, parse_bulk_args, parse_bulk_enable, parse_bulk_extend, refuse_time_limit
 from commands.disabling import plain, timed, why
 from commands.incident import command, may_see, toolkit
 from commands.parser import Token
@@ -110,6 +110,10 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     tokens, confirmed = split_yes(args)
     settings = ctx.services.settings
     parsed = parse_bulk_args(tokens, maximum=settings.bot_max_disable)
+    if parsed.duration is None:  # `until 5pm`: asked about, not "off for good" (commands/args.py)
+        refuse_time_limit(
+            "disable all", parsed.reason, quoted=parsed.reason_quoted, example=f"disable all {parsed.selector} for 2h"
+        )
     rights = await ctx.rights()
     require_lookup(ctx, rights, parsed.kind)
     room = await resolve_room(ctx, rights, parsed.room) if parsed.room is not None else None

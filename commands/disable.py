@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 from bot.errors import UsageError
 from commands import bulk
-from commands.args import HELP, Target, is_bulk, parse_disable_args
+from commands.args import HELP, Target, is_bulk, parse_disable_args, refuse_time_limit
 from commands.disabling import plain, timed
 from commands.parser import Token
 from commands.registry import Command, CommandContext
@@ -33,6 +33,9 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
     found, reason = await resolve_reading(ctx, parsed.target, readings)
     if parsed.duration is not None:
         return await timed(ctx, found, reason, parsed.duration)
+    # `until 5pm`, `— for 2h` (a phone's em dash is `--`): asked about, not "off for good".
+    quoted = parsed.reason_quoted and reason == parsed.reason
+    refuse_time_limit("disable", reason, quoted=quoted, example=f"disable {found.id} for 2h")
     return await plain(ctx, found, reason)
 
 
