@@ -89,6 +89,24 @@ _DISGUISES = frozenset(
 _STRIP_DISGUISES = dict.fromkeys(map(ord, _DISGUISES))
 
 
+# Letters of other scripts that read as Latin letters (the Cyrillic and Greek part of Unicode's
+# confusables, UTS #39, whose prototype is one Latin letter): `Grаfana` with a Cyrillic `а` is
+# the same name as `Grafana` (`spelled`). Latin letters themselves are left alone (`l` and `1`,
+# `O` and `0` stay different names: both are typed on every keyboard).
+_CONFUSABLE_LETTERS = {
+    # Cyrillic
+    "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "ѕ": "s", "і": "i",
+    "ј": "j", "һ": "h", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ӏ": "l",
+    "А": "A", "В": "B", "Е": "E", "Н": "H", "І": "I", "Ј": "J", "К": "K", "М": "M", "О": "O",
+    "Р": "P", "С": "C", "Т": "T", "Х": "X", "Ѕ": "S", "Ү": "Y", "Ԛ": "Q", "Ԝ": "W", "Ӏ": "I",
+    # Greek
+    "α": "a", "ο": "o", "ρ": "p", "ν": "v", "υ": "u", "ι": "i",
+    "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N",
+    "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
+}  # fmt: skip
+_CONFUSABLES = str.maketrans(_CONFUSABLE_LETTERS)
+
+
 def has_invisible(text: str) -> bool:
     """Whether `text` holds a character that shows as nothing: one `normalize` removes, or one
     names are compared without (`spelled`)."""
@@ -97,14 +115,22 @@ def has_invisible(text: str) -> bool:
 
 def disguised(raw: str, name: str) -> bool:
     """Whether a typed name may be a look-alike of another (copied from chat): the message held
-    an invisible character, or the name has compatibility forms (full-width `Ｇｕｇｇｙ`)."""
-    return has_invisible(raw) or unicodedata.normalize("NFKC", name) != name
+    an invisible character, or the name has compatibility forms (full-width `Ｇｕｇｇｙ`) or letters
+    of another script that read as Latin ones (`Grаfana` with a Cyrillic `а`)."""
+    return (
+        has_invisible(raw)
+        or unicodedata.normalize("NFKC", name) != name
+        or unicodedata.normalize("NFD", name).translate(_CONFUSABLES) != unicodedata.normalize("NFD", name)
+    )
 
 
 def spelled(name: str) -> str:
     """A name as it reads: normalised, without invisible characters, compatibility-folded
-    (full-width `Ｇｕｇｇｙ` is `Guggy`). Case is kept (the exact-case rule compares this)."""
-    return unicodedata.normalize("NFKC", normalize(name).translate(_STRIP_DISGUISES))
+    (full-width `Ｇｕｇｇｙ` is `Guggy`), letters of another script that read as Latin ones read as
+    those (`_CONFUSABLES`). Case is kept (the exact-case rule compares this)."""
+    folded = unicodedata.normalize("NFKC", normalize(name).translate(_STRIP_DISGUISES))
+    # Decomposed first, so an accented look-alike (`ё` as `е` + diaeresis) maps as its base letter.
+    return unicodedata.normalize("NFC", unicodedata.normalize("NFD", folded).translate(_CONFUSABLES))
 
 
 def name_key(name: str) -> str:

@@ -28,3 +28,21 @@ async def test_an_integration_named_after_anothers_id_can_be_told_apart_in_list(
     decoy = h.control.create_incoming_integration(grafana, channel="#alerts", created_by="owen")
     listed = await h.say("admin", "alerts", "!integration list")
     assert decoy["_id"] in listed.text, listed.text
+
+
+async def test_a_homoglyph_name_copied_from_chat_does_not_silently_hit_the_look_alike(h: Harness) -> None:
+    """owen (who may manage only his own integrations) names his incoming webhook `Grаfana`, with
+    a Cyrillic `а` (U+0430), and asks in chat "please disable Grаfana, it floods #alerts". The
+    admin copies the name: `!integration disable Grаfana`. The bot switched off owen's webhook and
+    answered "Disabled `Grаfana` (incoming)", which reads exactly like the real Grafana, which
+    kept posting. The README promises that "a look-alike copied from chat never silently hits the
+    other integration (you get both, with their ids)"; letters of another script that look the
+    same (Unicode confusables) are such look-alikes, as invisible characters and full-width
+    letters are."""
+    real = h.seeded["integrations"]["grafana"]["id"]
+    fake = h.control.create_incoming_integration("Gr\u0430fana", channel="#alerts", created_by="owen")
+    reply = await h.say("admin", "alerts", "!integration disable Gr\u0430fana because it floods")
+    assert h.doc(fake["_id"])["enabled"] is True, reply.text
+    assert h.doc(real)["enabled"] is True, reply.text
+    assert reply.outcome == "ambiguous", reply.text
+    assert real in reply.text and fake["_id"] in reply.text
