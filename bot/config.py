@@ -75,7 +75,8 @@ class Settings(BaseSettings):
     bot_shutdown_grace: float = Field(default=10.0, ge=0, le=300)
     bot_caller_concurrency: int = Field(default=2, ge=1, le=100)
     bot_caller_queue: int = Field(default=20, ge=0, le=10_000)
-    # Bot accounts (type `bot` or the `bot` role) whose commands are run; other bots are ignored.
+    # Bot accounts (type `bot`) whose commands are run; other bots are ignored (the `bot` role does not
+    # make a bot: Rocket.Chat gives it to a webhook's post-as user, bot/runtime/intake.py).
     # Usernames (each resolved to its account when the bot starts) or `id:<user id>`.
     bot_allowed_bots: str = ""
     # The flood guard (bot/incident/flood.py): a notice when one integration posts at least

@@ -18,14 +18,26 @@ Exactly-once across re-deliveries, reconnects and restarts is the runtime's job 
 state database); `accept` is pure and synchronous so it stays off the hot path's I/O. The one
 lookup it may need, a new DM's members, is made beforehand by `prepare` (once per DM room).
 
-Other bot accounts: Rocket.Chat marks only webhook messages with `bot` (gotcha 24); a user of
-type `bot` or holding the `bot` role writes ordinary messages. Their commands are ignored
-(`ignored_author`: loops, automation nobody approved) unless their account is one BOT_ALLOWED_BOTS
-lists; a listed bot still goes through the rights checks like anyone. That needs the author's
-account (`users.info`), which only the command's rights check reads, so the runtime asks after the
-claim. Accounts are matched by user id, never by username: a username can be changed, and an
-account that takes a listed bot's old name must not take its exemption with it
-(bot/runtime/allowed_bots.py resolves the listed names to ids when the bot starts).
+Other bot accounts: Rocket.Chat marks only webhook messages with `bot` (gotcha 24); an account of
+type `bot` writes ordinary messages. Its commands are ignored (`ignored_author`: loops, automation
+nobody approved) unless it is one BOT_ALLOWED_BOTS lists; a listed bot still goes through the
+rights checks like anyone. That needs the author's account (`users.info`), which only the command's
+rights check reads, so the runtime asks after the claim. Accounts are matched by user id, never by
+username: a username can be changed, and an account that takes a listed bot's old name must not
+take its exemption with it (bot/runtime/allowed_bots.py resolves the listed names to ids when the
+bot starts).
+
+Only the account's `type` says it is a bot, never the `bot` role. Rocket.Chat sets `type` when it
+creates the account (`user` for people, `bot` e.g. for rocket.cat, `app` for Apps) and no API
+changes it (`users.create`/`users.update` do not take it). The `bot` role, though, is handed out
+by the server itself: 7.x/8.x give it to the post-as user of an incoming webhook on every add or
+update (contract §2.4.3 step 8, gotcha 21), and anyone who may manage their own incoming webhooks
+may name any user there (through the bot or in Rocket.Chat). Counted, the role would let one user
+silence another's commands, an admin's in the middle of an incident. So nothing anyone can do in
+Rocket.Chat makes the bot ignore a person: an account of type `user` given the `bot` role (also
+one made by hand as a bot that way) is obeyed like anyone, within its rights. What keeps loops
+away stays: the bot never obeys its own messages, and webhook posts (`bot` set) are never
+commands.
 """
 
 from __future__ import annotations
@@ -39,8 +51,7 @@ from bot.rocketchat.messages import ChatMessage
 from bot.runtime.direct_rooms import DirectRooms
 from commands.parser import Invocation, extract_invocation
 
-BOT_ROLE = "bot"
-BOT_TYPE = "bot"
+BOT_TYPE = "bot"  # the account `type` of a bot (`users.info`); the `bot` role does not count
 
 
 @dataclass(frozen=True)
@@ -111,13 +122,12 @@ class Intake:
         return Accepted(message, invocation)
 
     def ignored_author(self, author: CallerRights) -> str | None:
-        """Why this author's commands are ignored (another bot account whose id is not among the
-        allowed ones), or None when they may run (subject to the author's rights). The id, not
-        the username: whoever holds a listed name now is not the account that was listed."""
+        """Why this author's commands are ignored (another account of type bot whose id is not
+        among the allowed ones), or None when they may run (subject to the author's rights). The
+        id, not the username: whoever holds a listed name now is not the account that was listed.
+        The `bot` role is not looked at: Rocket.Chat gives it to people (a webhook's post-as user)."""
         if author.user_id == self.bot_user_id or author.user_id in self.allowed_bot_ids:
             return None
         if author.user_type == BOT_TYPE:
             return "an account of type bot"
-        if BOT_ROLE in author.roles:
-            return "an account with the bot role"
         return None

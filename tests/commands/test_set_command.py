@@ -8,9 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from set_harness import Harness
+from set_harness import BOT, Harness
 
 from bot.errors import StateUnavailable
+from bot.runtime.direct_rooms import DirectRooms
+from bot.runtime.intake import Intake
+from commands.parser import DEFAULT_PREFIXES
 from commands.reply import Reply
 
 SECRET = "n3w-0utgoing-t0ken-xyz"
@@ -342,3 +345,20 @@ async def test_a_confirmation_whose_change_is_written_says_so_when_the_state_dat
     reply = await h.say("admin", "ops", f"!integration confirm {code}")
     assert reply.outcome == "changed", reply.text
     assert h.doc(made["_id"])["alias"] == "marked"
+
+
+async def test_an_owner_cannot_make_the_bot_ignore_the_admin(h: Harness) -> None:
+    """owen (own integrations only) makes his own webhook post as the admin. Rocket.Chat (7.x, 8.x)
+    gives the post-as user the `bot` role on that update (contract §2.4.3 step 8): the role must
+    not make the bot ignore the admin's commands from then on (one user silencing another's)."""
+    reply = await h.say("owen", "ops", '!integration set "Jenkins builds" username=admin --yes')
+    admin = h.seeded["users"]["admin"]["userId"]
+    rights = await h.services.rights.get(admin, fresh=True)
+    assert "bot" in rights.roles, reply.text  # what Rocket.Chat did to the admin's account
+    intake = Intake(
+        bot_user_id=h.services.identity.user_id,
+        bot_username=BOT,
+        prefixes=DEFAULT_PREFIXES,
+        direct_rooms=DirectRooms(h.services.rest),
+    )
+    assert intake.ignored_author(rights) is None

@@ -1,19 +1,22 @@
 """Issue 12 §2: other bot accounts are not obeyed unless BOT_ALLOWED_BOTS names them.
 
 Rocket.Chat marks only webhook messages with `bot` (contract §8 gotcha 24): a message written by
-a user of type `bot`, or by a user holding the `bot` role, looks like anyone's. Such a command is
-ignored (no run, no answer; its claim is closed as ignored, so a restart does not redo it), unless
-the author's account is listed in BOT_ALLOWED_BOTS (by a username, resolved to its account when
-the bot starts, or by `id:`); a listed bot still needs the rights. Renames show that the account
-counts, not the name it has now.
+a user of type `bot` looks like anyone's. Such a command is ignored (no run, no answer; its claim
+is closed as ignored, so a restart does not redo it), unless the author's account is listed in
+BOT_ALLOWED_BOTS (by a username, resolved to its account when the bot starts, or by `id:`); a
+listed bot still needs the rights. Renames show that the account counts, not the name it has now.
+The `bot` role does not make a bot: Rocket.Chat gives it to a webhook's post-as user (contract
+§2.4.3 step 8), so an account of type `user` holding it is obeyed, also a person whom another user
+made the post-as user of a webhook.
 
-The same two bot users (one of type `bot`, one with the `bot` role, both holding every integration
-permission through the seed's `integrations-manager` role) are made in the shared workspace, which
-lists nobody, and in one that lists them.
+The same bot users (one of type `bot`, one of type `user` with the `bot` role, both holding every
+integration permission through the seed's `integrations-manager` role) are made in the shared
+workspace, which lists nobody, and in one that lists them.
 """
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,16 +75,41 @@ def bots_in_shared(workspace: Workspace) -> Workspace:
 
 
 @pytest.mark.xdist_group(SHARED_GROUP)
-@pytest.mark.parametrize("username", ["typed-bot", "role-bot"])
-def test_a_bot_account_with_every_right_is_ignored(bots_in_shared: Workspace, username: str) -> None:
+def test_a_bot_account_with_every_right_is_ignored(bots_in_shared: Workspace) -> None:
     workspace = bots_in_shared
     target = hook(workspace.control)
-    command = workspace.chat.post(username, "ops", f"!integration disable {target['_id']}")
+    command = workspace.chat.post("typed-bot", "ops", f"!integration disable {target['_id']}")
     logged = wait_ignored(workspace.bot, command)
-    assert (logged["username"], logged["user_id"]) == (username, workspace.user_id(username))
+    assert (logged["username"], logged["user_id"]) == ("typed-bot", workspace.user_id("typed-bot"))
     assert_ignored(workspace, [command], [target])
     assert claim_status(workspace.workdir, command["_id"]) == "ignored"
     assert len([e for e in workspace.bot.logs() if e.get("message_id") == command["_id"]]) == 1  # one line
+
+
+@pytest.mark.xdist_group(SHARED_GROUP)
+def test_an_account_of_type_user_with_the_bot_role_is_obeyed(bots_in_shared: Workspace) -> None:
+    target = hook(bots_in_shared.control)
+    reply = bots_in_shared.chat.command("role-bot", "ops", f"!integration disable {target['_id']}")
+    assert "Disabled" in reply["msg"], reply["msg"]
+    assert bots_in_shared.control.integration(target["_id"])["enabled"] is False
+
+
+@pytest.mark.xdist_group(SHARED_GROUP)
+def test_a_person_another_user_made_a_post_as_user_is_still_obeyed(workspace: Workspace) -> None:
+    # owen may change only his own webhooks, and makes one post as carol: Rocket.Chat gives carol
+    # the `bot` role on that update. Her commands must still run (nobody can silence another).
+    control = workspace.control
+    carol = f"carol-{secrets.token_hex(3)}"
+    control.create_user(carol, roles=["user", BOT_ROLE])  # a person who may change any integration
+    control.add_member("ops", carol)
+    owned = control.create_incoming_integration(unique_name("Owen hook"), channel="#ops", created_by="owen")
+    changed = workspace.chat.command("owen", "ops", f"!integration set {owned['_id']} username={carol} --yes")
+    assert "Changed" in changed["msg"], changed["msg"]
+    assert "bot" in control.user(carol)["roles"]
+    target = hook(control)
+    reply = workspace.chat.command(carol, "ops", f"!integration disable {target['_id']}")
+    assert "Disabled" in reply["msg"], reply["msg"]
+    assert control.integration(target["_id"])["enabled"] is False
 
 
 # --- listed in BOT_ALLOWED_BOTS: obeyed, within its rights ----------------------------------------------
