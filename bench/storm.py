@@ -178,7 +178,9 @@ def guard_cost(messages: int = 200_000, pairs: int = 20) -> dict[str, float]:
     `add` alone, and followed by the flood guard's `count` (its default settings)."""
     start = datetime(2026, 12, 6, tzinfo=UTC)
     step = timedelta(seconds=1 / 200)  # 200 messages a second
-    posts = [WebhookPost(f"m{n}", f"room-{n % pairs}", f"hook-{n % 2}", start + n * step) for n in range(messages)]
+    posts = [
+        WebhookPost(f"m{n}", f"room-{n % pairs}", f"hook-{n % 2}", start + n * step, "poster") for n in range(messages)
+    ]
 
     def per_message(with_guard: bool) -> float:
         clock = iter(p.ts for p in posts)

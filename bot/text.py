@@ -16,9 +16,14 @@ an e-mail address or `+15551234567` become links, and `*`, `_`, `~`, backticks, 
 the way mentions are broken, with a zero-width space where the syntax needs two characters to
 touch (`](`, `://`, a dot inside a host name, `<x`, `||`, `+1`, a block marker at the start of a
 line, every `@`/`#`), and with a look-alike for the emphasis, code and KaTeX characters, whose
-pairs no invisible mark can part (`∗ ˍ ∼ ˋ ＄`). The echo reads the same; tests/commands/
-test_markdown.py checks it against Rocket.Chat's own parser. Values the bot shows in code spans
-(`code`, `quote_name`) are left alone: nothing renders inside a code span, and they stay copyable.
+pairs no invisible mark can part (`∗ ˍ ∼ ˋ ＄`), and for `[` (`［`): a `[` outside code spans opens
+a link label that any later `](https://…)` of the message closes, even one inside a name's code
+span lines below, so an echo never holds one. The echo reads the same; tests/commands/
+test_markdown.py checks it against Rocket.Chat's own parser, alone and next to other echoes and
+names on the same or later lines. Values the bot shows in code spans (`code`, `quote_name`) are
+left alone but for a zero-width space inside `](` (so that no `[` of the bot's own text could pair
+with it): nothing renders inside a code span, and they stay copyable (a name typed back is read
+without invisible characters, bot/normalize.py).
 
 The helpers below that render user-supplied text (`quote_name`, `code`, `bold`, `bullet_list`,
 `safe_text`) all neutralise mentions themselves; composing them stays safe. `safe_markup` is for
@@ -68,11 +73,23 @@ _COMMAND_STARTS = {"/": "／", "!": "！"}  # the look-alikes are the point
 # Backticks end a code span; a modifier grave accent looks the same and does not.
 _BACKTICK_LOOKALIKE = "ˋ"
 _ASTERISK_LOOKALIKE = "∗"
+_BRACKET_LOOKALIKE = "［"
 # Characters whose pairs make emphasis, code or KaTeX: no invisible mark between them stops the
 # parser, a look-alike does.
 # `|` too: in `<src|label>` the parser links any src with a dot in it, zero-width spaces or not
 # (`<​.​www|[>` is a link), and a lookalike bar is the one way to keep it text.
-_LOOKALIKES = {"`": _BACKTICK_LOOKALIKE, "*": _ASTERISK_LOOKALIKE, "_": "ˍ", "~": "∼", "$": "＄", "|": "∣"}
+# `[` too: it opens a link label that any later `](https://…)` in the message closes, even one
+# inside a code span lines below (a name echoed exactly) or after a blank line, and no mark next to
+# it stops that; without a `[` outside code spans, no echo can make a `[label](url)` link.
+_LOOKALIKES = {
+    "`": _BACKTICK_LOOKALIKE,
+    "*": _ASTERISK_LOOKALIKE,
+    "_": "ˍ",
+    "~": "∼",
+    "$": "＄",
+    "|": "∣",
+    "[": _BRACKET_LOOKALIKE,
+}
 # A line starting with one of these may be a quote or a list (ordered, unordered, tasks).
 _BLOCK_STARTS = frozenset(">-+0123456789")
 _LINE_BREAKS = "\n\r"
@@ -240,6 +257,10 @@ def _code_span(text: str, limit: int | None) -> str:
     flat = single_line(text).replace("`", _BACKTICK_LOOKALIKE)
     if limit is not None:
         flat = truncate(flat, limit)
+    # The parser ends a link label opened before the span at a `](` inside it (see `_LOOKALIKES`):
+    # echoes hold no such `[`, and a zero-width space keeps the bot's own text from ever pairing
+    # with one. Copied back, the name is still found: typed names are read without it (normalize).
+    flat = flat.replace("](", f"]{ZWSP}(")
     return neutralize_mentions(f"`{flat}`") if flat else '""'
 
 

@@ -3,16 +3,25 @@ of the caller's rooms, with a one-tap "disable the top one for an hour".
 
 Counts come from the `bot.i` field of integration messages (bot/incident/noise.py); when the bot's
 in-memory window does not reach back far enough (e.g. it restarted), the room is read from
-REST first. What the caller learns is limited the usual way: `all` means the rooms the bot is
-in *and* the caller is in (activity in rooms the caller cannot read is not theirs to see), and
+REST first. Anyone can put any `bot.i` on a message of their own (contract §4.7), so a message
+counts for an integration only when the user it posts as (its `userId`) wrote it, as for the flood
+guard: nobody can make `noisy` blame, and offer to switch off, an integration that posted nothing.
+The window counts per integration and author, most first; the integrations are read in that order
+(each once, at most MAX_READS) and the counts of other authors are passed over until SHOWN are
+found, so those shown are the ones that posted most. A message whose `bot.i` names no integration
+(another bot, a deleted integration) is counted as "a bot or a deleted integration".
+
+What the caller learns is limited the usual way: `all` means the rooms the bot is in *and* the
+caller is in (activity in rooms the caller cannot read is not theirs to see), and
 an integration the caller's own `list` would not show is counted but not named (no name, no id).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Final
+from typing import Any, Final
 
 from bot.errors import PermissionDenied, UpstreamError
 from bot.incident.noise import DEFAULT_RETENTION, Tally
@@ -30,9 +39,12 @@ from commands.reply import Button, Reply
 DEFAULT_SPAN: Final = timedelta(minutes=60)
 BUTTON_SPAN: Final = timedelta(hours=1)
 SHOWN: Final = 8
+# How many integrations one `noisy` reads at most (counts forged for many of them cost no more).
+MAX_READS: Final = 3 * SHOWN
 # `noisy all` reads at most this many rooms from REST (the busiest installations have thousands).
 MAX_BACKFILL_ROOMS: Final = 50
 EVERYWHERE: Final = frozenset({"all", "everywhere"})
+UNCHECKED: Final = f"(Messages of more integrations than I check at once ({MAX_READS}) were left out.)"
 USAGE: Final = "noisy [all] [minutes]"
 
 
@@ -74,33 +86,65 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
                 await incident.noise.backfill(ctx.services.rest, room_id, since)
             except UpstreamError:
                 gaps += 1
-    tallies = incident.noise.tally(since=since, rooms=rooms)
     window = human_duration(span)
-    if not tallies:
+    posted = await _posted_by_them(ctx, incident.noise.tally(since=since, rooms=rooms))
+    if not posted.shown:
+        if posted.unchecked:
+            return Reply(
+                f"No integration I could check posted {scope} in the last {window}. {UNCHECKED}", outcome="empty"
+            )
         return Reply(f"No integration posted {scope} in the last {window}.", outcome="empty")
-    lines, button = await _describe(ctx, tallies[:SHOWN], rights, window)
-    total = sum(t.count for t in tallies)
+    lines, button = await _describe(ctx, posted.shown, rights, window)
+    total = sum(tally.count for tally, _document in posted.shown)
     note = ""
     if gaps or len(rooms) > MAX_BACKFILL_ROOMS:
         note = "\n(Some rooms could not be read back in full; counts there may be low.)"
     text = (
         f"Integration messages {scope} in the last {window} ({plural(total, 'message')}):\n{bullet_list(lines)}{note}"
     )
-    if len(tallies) > SHOWN:
-        text += f"\n… and {plural(len(tallies) - SHOWN, 'more integration')}."
+    if posted.unchecked:
+        text += f"\n{UNCHECKED}"
+    elif posted.more:
+        text += f"\n… and up to {plural(posted.more, 'more integration')}."
     return Reply(text, buttons=(button,) if button is not None else ())
 
 
+@dataclass(frozen=True)
+class _Posted:
+    shown: list[tuple[Tally, dict[str, Any] | None]]  # each count with its integration (None: none)
+    more: int  # integrations not looked at (each may have posted, or only been named)
+    unchecked: bool  # stopped at MAX_READS before SHOWN were found
+
+
+async def _posted_by_them(ctx: CommandContext, tallies: list[Tally]) -> _Posted:
+    """The SHOWN largest counts of messages an integration's own user posted (see the module
+    docstring), each with its integration read once."""
+    documents: dict[str, dict[str, Any] | None] = {}
+    shown: list[tuple[Tally, dict[str, Any] | None]] = []
+    for index, tally in enumerate(tallies):
+        if len(shown) == SHOWN:
+            named = {t.integration_id for t in tallies[index:]} - {t.integration_id for t, _d in shown}
+            return _Posted(shown, len(named), unchecked=False)
+        if tally.integration_id not in documents:
+            if len(documents) == MAX_READS:
+                return _Posted(shown, 0, unchecked=True)
+            try:
+                documents[tally.integration_id] = await read_integration(ctx.services.rest, tally.integration_id)
+            except UpstreamError:
+                documents[tally.integration_id] = None
+        document = documents[tally.integration_id]
+        if document is not None and document.get("userId") != tally.author_id:
+            continue  # someone else put its `bot.i` on their messages: not posted by it
+        shown.append((tally, document))
+    return _Posted(shown, 0, unchecked=False)
+
+
 async def _describe(
-    ctx: CommandContext, tallies: list[Tally], rights: CallerRights, window: str
+    ctx: CommandContext, posted: list[tuple[Tally, dict[str, Any] | None]], rights: CallerRights, window: str
 ) -> tuple[list[str], Button | None]:
     lines: list[str] = []
     button: Button | None = None
-    for tally in tallies:
-        try:
-            document = await read_integration(ctx.services.rest, tally.integration_id)
-        except UpstreamError:
-            document = None
+    for tally, document in posted:
         count = plural(tally.count, "message")
         if document is None:
             lines.append(f"{count} · a bot or a deleted integration")

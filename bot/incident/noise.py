@@ -2,8 +2,12 @@
 
 Theory of operation
 -------------------
-Every message an integration posts carries `bot: {"i": <integration id>}` (contract §5.1). The
-runtime hands every streamed message to `NoiseWindow.observe` before its intake filter drops
+Every message an integration posts carries `bot: {"i": <integration id>}` and is written as the
+user the integration posts as (`u`, its `userId`; contract §5.1). Anyone can put any `bot.i` on a
+message of their own, though (DDP `sendMessage`, contract §4.7), so a post is kept with its author,
+and is counted per integration *and author*: `noisy` (commands/noisy.py) shows only the count of
+the integration's own user, as the flood guard (bot/incident/flood.py) counts only that user's.
+The runtime hands every streamed message to `NoiseWindow.observe` before its intake filter drops
 webhook messages; the window keeps, per message id (so the re-deliveries of an edited or
 reacted-to message count once), who posted where and when. It is bounded in time (`retention`)
 and size (`max_posts`, oldest dropped first), so a flood cannot exhaust memory.
@@ -13,8 +17,8 @@ earlier point a backfill fetched. When `noisy 60` asks for more than that (right
 restart, or after a room's oldest posts were dropped), `backfill` reads the room's messages
 from REST (`chat.syncMessages`, messages updated since the start of the span) and merges them.
 
-`rank` is pure: given posts, a start time and the rooms that count, the integrations by number
-of messages, most first.
+`rank` is pure: given posts, a start time and the rooms that count, the (integration, author)
+pairs by number of messages, most first.
 """
 
 from __future__ import annotations
@@ -38,39 +42,42 @@ class WebhookPost:
     room_id: str
     integration_id: str
     ts: datetime
+    author_id: str  # who wrote it: the integration's user, or someone who set its `bot.i`
 
 
 @dataclass(frozen=True)
 class Tally:
     integration_id: str
+    author_id: str
     count: int
     last: datetime
     rooms: frozenset[str]
 
 
 def rank(posts: Iterable[WebhookPost], *, since: datetime, rooms: Collection[str] | None = None) -> list[Tally]:
-    """Integrations by messages posted at or after `since` (in `rooms`, or anywhere for None):
-    most first; ties go to the one that posted last, then to the id (a stable order)."""
-    counts: dict[str, int] = {}
-    last: dict[str, datetime] = {}
-    where: dict[str, set[str]] = {}
+    """Messages posted at or after `since` (in `rooms`, or anywhere for None) per integration and
+    author: most first; ties go to the one that posted last, then to the ids (a stable order)."""
+    counts: dict[tuple[str, str], int] = {}
+    last: dict[tuple[str, str], datetime] = {}
+    where: dict[tuple[str, str], set[str]] = {}
     seen: set[str] = set()
     for post in posts:
         if post.ts < since or (rooms is not None and post.room_id not in rooms) or post.message_id in seen:
             continue
         seen.add(post.message_id)
-        counts[post.integration_id] = counts.get(post.integration_id, 0) + 1
-        last[post.integration_id] = max(last.get(post.integration_id, post.ts), post.ts)
-        where.setdefault(post.integration_id, set()).add(post.room_id)
-    tallies = [Tally(i, counts[i], last[i], frozenset(where[i])) for i in counts]
-    tallies.sort(key=lambda t: (-t.count, -t.last.timestamp(), t.integration_id))
+        key = (post.integration_id, post.author_id)
+        counts[key] = counts.get(key, 0) + 1
+        last[key] = max(last.get(key, post.ts), post.ts)
+        where.setdefault(key, set()).add(post.room_id)
+    tallies = [Tally(i, a, counts[i, a], last[i, a], frozenset(where[i, a])) for i, a in counts]
+    tallies.sort(key=lambda t: (-t.count, -t.last.timestamp(), t.integration_id, t.author_id))
     return tallies
 
 
 def post_of(message: ChatMessage) -> WebhookPost | None:
     if message.bot_integration_id is None:
         return None
-    return WebhookPost(message.id, message.room_id, message.bot_integration_id, message.ts)
+    return WebhookPost(message.id, message.room_id, message.bot_integration_id, message.ts, message.user_id)
 
 
 class NoiseWindow:

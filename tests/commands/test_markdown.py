@@ -16,6 +16,7 @@ from bot.rocketchat.models import Integration
 from bot.text import ZWSP, code, neutralize_mentions, quote_name, safe_markup, safe_text, single_line, verbatim
 from commands.show import describe
 from tests.bot.test_text import server_mentions
+from tests.commands.set_harness import Harness
 from tests.commands.test_show_describe import NOW, outgoing_document
 from tests.markdown_oracle import MessageParser, formatting
 
@@ -32,7 +33,7 @@ user_texts = st.lists(pieces, max_size=20).map("".join) | st.text(max_size=40)
 # Look-alikes and invisible marks the neutralising may use: reading the echo back through them
 # gives the user's text.
 READ_BACK = str.maketrans(
-    {"ˋ": "`", "∗": "*", "ˍ": "_", "∼": "~", "＄": "$", "∣": "|", "／": "/", "！": "!", ZWSP: None}
+    {"ˋ": "`", "∗": "*", "ˍ": "_", "∼": "~", "＄": "$", "∣": "|", "［": "[", "／": "/", "！": "!", ZWSP: None}
 )
 
 
@@ -224,3 +225,83 @@ def test_show_does_not_crash_on_a_stored_address_with_a_bad_port() -> None:
     lines = describe(Integration.of(doc), NOW).splitlines()
     assert "avatar: `***`" in lines
     assert "urls: `***`" in lines
+
+
+# --- echoes next to each other: a reason on one line, a name on a later one --------------------------
+
+# How the bot's answers put echoes and names together: on one line, on the next line of a list,
+# after a blank line.
+JOINS = [" ", " · here\n• owen disabled ", "\n\n", " (", ") — ", ", ", "\n"]
+# How a piece of user text is shown: a reason (`safe_text`), a name (`quote_name`), a value.
+SHOWN_AS = {"echo": safe_text, "name": quote_name, "code": code, "verbatim": verbatim}
+
+
+@settings(max_examples=300, deadline=None)  # a round trip to the node parser: timing is the machine's load
+@given(
+    st.lists(st.tuples(st.sampled_from(sorted(SHOWN_AS)), user_texts), min_size=2, max_size=4),
+    st.lists(st.sampled_from(JOINS), min_size=3, max_size=3),
+)
+@example([("echo", "see [the runbook"), ("name", "Docs](https://evil.example)")], [" · here\n• owen disabled "])
+@example([("echo", "see [the runbook"), ("name", "Docs](https://evil.example)")], ["\n\n"])
+@example([("echo", "see [the runbook"), ("code", "](https://evil.example)")], [" "])
+@example([("echo", "see <"), ("name", "https://evil.example|x>")], [" "])
+def test_echoes_and_names_together_render_nothing(
+    parser: MessageParser, pieces: list[tuple[str, str]], joins: list[str]
+) -> None:
+    """Was: each piece was safe on its own, but a `[` left in a reason opened a link label that a
+    `](https://…)` inside a later line's code span closed. Echoes, names and values in any order,
+    on one line or across lines, render as plain text and code spans only."""
+    shown = [SHOWN_AS[how](text) for how, text in pieces]
+    message = shown[0] + "".join(join + part for join, part in zip(joins * 2, shown[1:], strict=False))
+    assert formatting(parser.parse(message)) <= {"INLINE_CODE"}, message
+
+
+# Where a link may begin in one piece and end in another: each piece of user text as a reason,
+# then each as (part of) a name in a later line, and the other way round.
+LINK_ENDS = ["](https://evil.example)", "](evil.example)", "](http://localhost:3000/x)", "|https://evil.example>"]
+
+
+def test_no_reason_then_name_of_any_two_pieces_renders_a_link(parser: MessageParser) -> None:
+    rendered = []
+    for one in MARKUP:
+        for end in LINK_ENDS:
+            for join in (" · here\n• owen disabled ", "\n\n"):
+                reason, name = safe_text(f"see {one}the runbook"), quote_name(f"Docs{end}")
+                for message in (reason + join + name, name + join + reason, reason + join + code(f"{one}x{end}")):
+                    if formatting(parser.parse(message)) - {"INLINE_CODE"}:
+                        rendered.append(message)
+    assert rendered == []
+
+
+async def test_a_reason_and_an_integration_name_cannot_make_history_render_a_link(
+    h: Harness, parser: MessageParser
+) -> None:
+    """Was: owen (own integrations only) names his webhook `Docs](https://evil.example)` and
+    disables it twice, the second time "because see [the runbook". Each part was echoed safely
+    on its own (the name in a code span, the reason with `](`, `://` and the host's dot broken),
+    but the `[` left in the reason opened a link label that Rocket.Chat's parser closed at the
+    `](https://…)` inside the next line's code span: everyone who ran `history` saw a link to
+    evil.example in the bot's own message."""
+    h.with_incident_toolkit()
+    made = h.control.create_incoming_integration("Docs](https://evil.example)", channel="#ops", created_by="owen")
+    for command in ("disable", "enable", "disable"):
+        reason = " because see [the runbook" if command == "disable" else ""
+        reply = await h.say("owen", "ops", f"!integration {command} {made['_id']}{reason}")
+        assert reply.outcome == "changed", reply.text
+    history = await h.say("admin", "ops", "!integration history")
+    assert formatting(parser.parse(history.text)) <= {"INLINE_CODE"}, history.text
+
+
+async def test_a_name_with_a_link_end_copied_from_its_code_span_finds_it(h: Harness, parser: MessageParser) -> None:
+    """The zero-width space a name's code span gets inside `](` is copied with the name; typed
+    back, the name is still found (commands are read without invisible characters)."""
+    made = h.control.create_incoming_integration("Docs](https://evil.example)", channel="#ops", created_by="owen")
+    listed = await h.say("admin", "ops", "!integration list Docs")
+    shown = quote_name("Docs](https://evil.example)")
+    assert shown in listed.text, listed.text
+    copied = rendered_text(parser.parse(shown))
+    assert copied == f"Docs]{ZWSP}(https://evil.example)"
+    for typed in (copied, f'"{copied}"'):
+        reply = await h.say("admin", "ops", f"!integration show {typed}")
+        assert reply.outcome == "ok", reply.text
+        assert made["_id"] in reply.text

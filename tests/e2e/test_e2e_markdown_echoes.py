@@ -32,7 +32,7 @@ def parser() -> Iterator[MessageParser]:
 
 def assert_plain_reason(parser: MessageParser, text: str) -> None:
     assert formatting(parser.parse(text)) <= OWN_MARKUP, text
-    read = text.replace(ZWSP, "").translate(str.maketrans("∗ˍ", "*_"))
+    read = text.replace(ZWSP, "").translate(str.maketrans("∗ˍ［", "*_["))
     assert "[the runbook](https://evil.example)" in read, text
 
 
@@ -45,4 +45,21 @@ def test_a_reason_with_a_link_and_emphasis_is_echoed_as_plain_text(workspace: Wo
     snoozed = workspace.chat.command("admin", ROOM, "!integration snoozed")["msg"]
     line = next(line for line in snoozed.split("\n") if "evil" in line)
     assert formatting(parser.parse(line)) <= OWN_MARKUP, line
+    workspace.chat.command("admin", ROOM, f"!integration enable {hook['_id']}")
+
+
+def test_a_reason_and_a_later_name_in_history_make_no_link(workspace: Workspace, parser: MessageParser) -> None:
+    """Was: a webhook named `Docs](https://evil.example)`, disabled "because see [the runbook":
+    the `[` of the reason and the `](https://…)` in the next line's code span made a link to
+    evil.example in `history`, for everyone who read it."""
+    hook = workspace.control.create_incoming_integration(
+        unique_name("Docs") + "](https://evil.example)", channel="#general", created_by="owen"
+    )
+    for command in ("disable", "enable", "disable"):
+        reason = " because see [the runbook" if command == "disable" else ""
+        workspace.chat.command("owen", ROOM, f"!integration {command} {hook['_id']}{reason}")
+    assert workspace.control.integration(hook["_id"])["enabled"] is False
+    history = workspace.chat.command("admin", ROOM, f"!integration history {hook['_id']}")["msg"]
+    assert "evil.example" in history and "the runbook" in history
+    assert formatting(parser.parse(history)) <= OWN_MARKUP, history
     workspace.chat.command("admin", ROOM, f"!integration enable {hook['_id']}")

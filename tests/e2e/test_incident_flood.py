@@ -268,3 +268,19 @@ def test_forged_messages_neither_get_a_webhook_disabled_nor_hide_its_real_flood(
     assert world.control.integration(hook["_id"])["enabled"] is False
     handled(world, hook, "disabled")  # logged once the notice is posted
     assert [e["outcome"] for e in flood_events(world, hook)] == ["not posted by it", "disabled"]
+
+
+def test_noisy_counts_only_what_the_webhook_posted_not_what_was_forged(world: World) -> None:
+    """Was: `noisy` counted every message carrying a webhook's id in `bot.i`: 15 that alice
+    forged made the admin's `noisy` blame the webhook for them, with a button to disable it."""
+    room = new_room(world)
+    hook = webhook(world, room)
+    forged_only = webhook(world, room)
+    forge(world, "alice", room, hook, 15)
+    forge(world, "alice", room, forged_only, 15)
+    flood(world, hook, room, 2)
+    settle(world, room)
+    answer = world.command("admin", "noisy 5", room=room)
+    assert f"• 2 messages · 🟢 `{hook['name']}`" in answer["msg"], answer["msg"]
+    assert forged_only["name"] not in answer["msg"] and "15 messages" not in answer["msg"], answer["msg"]
+    assert all(forged_only["_id"] not in command for command in buttons(answer).values()), buttons(answer)

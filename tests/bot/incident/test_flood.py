@@ -21,7 +21,7 @@ def counter(threshold: int = 20, max_keys: int = 10_000) -> FloodCounter:
 
 
 def post(n: int, at: datetime, *, integration: str = "i1", room: str = "r1") -> WebhookPost:
-    return WebhookPost(f"m{n}", room, integration, at)
+    return WebhookPost(f"m{n}", room, integration, at, "poster")
 
 
 def test_the_twentieth_message_within_a_minute_is_a_flood_reported_once() -> None:

@@ -135,7 +135,7 @@ async def test_forged_messages_can_neither_get_a_webhook_disabled_nor_hide_its_f
 
     def send(author: str, count: int) -> None:
         for _ in range(count):
-            flood_guard.observe(WebhookPost(f"m{next(sent)}", rig.room_id, hook, rig.clock.now()), author)
+            flood_guard.observe(WebhookPost(f"m{next(sent)}", rig.room_id, hook, rig.clock.now(), author), author)
 
     send(rig.bot_id, 19)
     send(poster, 1)
@@ -158,7 +158,7 @@ async def test_a_flood_dropped_while_too_many_are_in_hand_is_counted_again(
     hook = new_hook(rig)
     poster = str(rig.doc(hook)["userId"])
     flood_guard = guard(rig)
-    posts = (WebhookPost(f"m{n}", rig.room_id, hook, rig.clock.now()) for n in range(1000))
+    posts = (WebhookPost(f"m{n}", rig.room_id, hook, rig.clock.now(), poster) for n in range(1000))
     monkeypatch.setattr(flood, "MAX_HANDLING", 0)
     for _ in range(20):
         flood_guard.observe(next(posts), poster)

@@ -22,8 +22,8 @@ from sandbox.store import Store
 NOW = datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 
 
-def post(n: int, integration: str, *, room: str = "r1", minutes_ago: float = 1) -> WebhookPost:
-    return WebhookPost(f"m{n}", room, integration, NOW - timedelta(minutes=minutes_ago))
+def post(n: int, integration: str, *, room: str = "r1", minutes_ago: float = 1, author: str = "poster") -> WebhookPost:
+    return WebhookPost(f"m{n}", room, integration, NOW - timedelta(minutes=minutes_ago), author)
 
 
 def stream_message(
@@ -53,6 +53,25 @@ def test_rank_counts_per_integration_most_first() -> None:
     assert {t.integration_id: t.rooms for t in everywhere}["a"] == {"r1", "r2"}
 
 
+def test_rank_keeps_the_messages_of_each_author_apart() -> None:
+    """Anyone can put an integration's `bot.i` on their messages (contract §4.7): what its own
+    user posted is counted apart from what others did, for `noisy` to tell them apart."""
+    posts = [post(1, "a"), post(2, "a", author="alice"), post(3, "a", author="alice"), post(4, "b")]
+    tallies = rank(posts, since=NOW - timedelta(minutes=60))
+    assert [(t.integration_id, t.author_id, t.count) for t in tallies] == [
+        ("a", "alice", 2),
+        ("a", "poster", 1),
+        ("b", "poster", 1),
+    ]
+    window = NoiseWindow(now=lambda: NOW)
+    window.observe(stream_message("m1", "hook"))
+    window.observe(stream_message("m2", "hook").model_copy(update={"user_id": "alice"}))
+    assert sorted((t.author_id, t.count) for t in window.tally(since=NOW - timedelta(hours=1))) == [
+        ("alice", 1),
+        ("rocket.cat", 1),
+    ]
+
+
 def test_ties_go_to_the_one_that_posted_last() -> None:
     posts = [post(1, "early", minutes_ago=10), post(2, "late", minutes_ago=2)]
     assert [t.integration_id for t in rank(posts, since=NOW - timedelta(hours=1))] == ["late", "early"]
@@ -65,6 +84,7 @@ posts_strategy = st.lists(
         room_id=st.sampled_from(["r1", "r2", "r3"]),
         integration_id=st.sampled_from(["a", "b", "c", "d"]),
         ts=st.integers(0, 120).map(lambda minutes: NOW - timedelta(minutes=minutes)),
+        author_id=st.sampled_from(["poster", "forger"]),
     ),
     max_size=60,
 )
@@ -77,9 +97,9 @@ def test_rank_is_a_sorted_count_of_distinct_messages(posts: list[WebhookPost], m
     for p in posts:
         if p.ts >= since and p.room_id in rooms:
             first.setdefault(p.message_id, p)
-    expected = Counter(p.integration_id for p in first.values())
+    expected = Counter((p.integration_id, p.author_id) for p in first.values())
     tallies = rank(posts, since=since, rooms=rooms)
-    assert {t.integration_id: t.count for t in tallies} == dict(expected)
+    assert {(t.integration_id, t.author_id): t.count for t in tallies} == dict(expected)
     assert [t.count for t in tallies] == sorted((t.count for t in tallies), reverse=True)
     assert sum(t.count for t in tallies) == len(first)
 
@@ -115,7 +135,7 @@ def rest_document(message_id: str, minutes_ago: float, integration: str | None) 
         "rid": "r1",
         "msg": "x",
         "ts": (NOW - timedelta(minutes=minutes_ago)).isoformat(),
-        "u": {"_id": "c", "username": "c"},
+        "u": {"_id": "rocket.cat", "username": "rocket.cat"},
     }
     if integration is not None:
         doc["bot"] = {"i": integration}
