@@ -62,10 +62,12 @@ async def resolve(ctx: CommandContext, target: Target) -> Integration:
 async def resolve_reading(
     ctx: CommandContext, target: Target, readings: Sequence[tuple[str, T]]
 ) -> tuple[Integration, T]:
-    """The first reading (query, extra) whose query names an integration, longest name first.
+    """The reading (query, extra) whose query names an integration, and that integration.
 
-    `disable Noisy hook` may mean the integration "Noisy hook" or "Noisy" with the reason "hook";
-    an existing longer name wins, so names with spaces work without quotes whenever they exist.
+    `disable Noisy hook` may mean the integration "Noisy hook" or "Noisy" with the reason "hook":
+    the reading that names one is meant, so names with spaces work without quotes. When two
+    readings name different integrations (both exist, or someone made a `Noisy hook` to catch the
+    reason), nothing is picked: `AmbiguousReading` lists them, and a quoted name says which.
     All readings are matched against one read (`IntegrationService.resolve_readings`), however
     many words were typed. Not found: named as typed in full ("Noisy hook", not the first-word
     reading "Noisy"), with what is close to any reading (`disable Gugy spamming` is close to

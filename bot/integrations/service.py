@@ -56,6 +56,7 @@ import stamina
 from bot import logs
 from bot.errors import (
     AmbiguousIntegration,
+    AmbiguousReading,
     Candidate,
     IntegrationNotFound,
     NotUpdatable,
@@ -510,8 +511,11 @@ class IntegrationService:
     ) -> tuple[int, Integration]:
         """The integration the first of `queries` that names one names, and that query's index:
         the readings of what was typed (`disable Noisy hook`: `Noisy hook`, then `Noisy`), in the
-        order they are preferred. Raises `IntegrationNotFound` (with "did you mean" suggestions,
-        `bot.integrations.similar`) when none names an integration the caller can see.
+        order they are tried. Raises `IntegrationNotFound` (with "did you mean" suggestions,
+        `bot.integrations.similar`) when none names an integration the caller can see, and
+        `AmbiguousReading` when a later reading names another integration than the first that
+        names one (`Grafana spamming` and `Grafana`): the longer must not win silently, since
+        anyone who may create an integration could name one to catch a name and its reason.
 
         By id: `integrations.get`, kept only if the caller could read it by id (§2.3). By name:
         names equal to the query in their normal form (`bot.normalize.name_key`: what `normalize`
@@ -561,6 +565,25 @@ class IntegrationService:
                 by_id[reading] = self._visible_by_id(document, kind, rights)
             return by_id[reading]
 
+        async def others_named(index: int, matches: list[dict[str, Any]], names: _Names) -> None:
+            """Raise `AmbiguousReading` when a later (shorter) reading than the one that named
+            `matches` names another integration (by name, or by id for an id-shaped one): the
+            longer name must not win silently (a `Grafana spamming` made to catch the reason)."""
+            meant = {str(doc.get("_id")) for doc in matches}
+            found = [(readings[index], Integration.of(doc)) for doc in matches]
+            for later in range(index + 1, len(readings)):
+                reading = readings[later]
+                if not reading:
+                    continue
+                others = [Integration.of(doc) for doc in names.visible(keys[later], kind, rights)]
+                if looks_like_id(reading) and (by_that_id := await read_by_id(reading)) is not None:
+                    others.append(by_that_id)
+                found.extend((reading, other) for other in others)
+            if any(integration.id not in meant for _reading, integration in found):
+                candidates = {i.id: Candidate(i.id, i.name, i.type, i.enabled) for _reading, i in found}
+                names_read = list(dict.fromkeys(reading for reading, _integration in found))
+                raise AmbiguousReading(readings[0], names_read, list(candidates.values()))
+
         named: _Names | None = None
         for index, reading in enumerate(readings):
             if not reading:
@@ -573,11 +596,13 @@ class IntegrationService:
                 else:
                     named = _Names(await self._listed(search, kind))
             if matches := named.visible(keys[index], kind, rights):
+                await others_named(index, matches, named)
                 return index, self._the_one(reading, matches, mark)
         everything = named if named is not None and search is None else _Names(await self._listed(None, None))
         if search is not None:
             for index, reading in enumerate(readings):
                 if reading and (matches := everything.visible(keys[index], kind, rights)):
+                    await others_named(index, matches, everything)
                     return index, self._the_one(reading, matches, mark)
         for index, reading in enumerate(readings):
             single_word = bool(reading) and not any(char.isspace() for char in reading)

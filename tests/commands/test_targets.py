@@ -105,3 +105,34 @@ async def test_two_names_that_normalise_alike_are_both_offered(h: Harness, typed
     assert reply.outcome == "ambiguous", reply.text
     assert curly["_id"] in reply.text and plain["_id"] in reply.text
     assert h.doc(curly["_id"])["enabled"] is True and h.doc(plain["_id"])["enabled"] is True
+
+
+async def test_a_decoy_named_after_a_name_and_a_reason_does_not_take_the_admins_disable(h: Harness) -> None:
+    """owen (own integrations only) plants an incoming webhook named `Grafana spamming`. When
+    Grafana floods, the admin types the natural `!integration disable Grafana spamming the channel`:
+    the longest run of first words that named a visible integration was taken as the name, so
+    owen's decoy was switched off and Grafana kept posting. Two readings that name two different
+    integrations change nothing: the bot asks, listing both with their ids."""
+    real = h.seeded["integrations"]["grafana"]["id"]
+    decoy = h.control.create_incoming_integration("Grafana spamming", channel="#alerts", created_by="owen")
+    reply = await h.say("admin", "alerts", "!integration disable Grafana spamming the channel")
+    assert h.doc(decoy["_id"])["enabled"] is True, reply.text
+    assert h.doc(real)["enabled"] is True, reply.text
+    assert reply.outcome == "ambiguous", reply.text
+    assert real in reply.text and decoy["_id"] in reply.text
+    assert "double quotes" in reply.text, reply.text
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant", "reason"),
+    [('"Grafana" spamming the channel', "grafana", "spamming the channel"), ('"Grafana spamming" now', None, "now")],
+)
+async def test_a_quoted_name_says_which_reading_is_meant(
+    h: Harness, typed: str, meant: str | None, reason: str
+) -> None:
+    decoy = h.control.create_incoming_integration("Grafana spamming", channel="#alerts", created_by="owen")
+    wanted = h.seeded["integrations"][meant]["id"] if meant else decoy["_id"]
+    reply = await h.say("admin", "alerts", f"!integration disable {typed}")
+    assert reply.outcome == "changed", reply.text
+    assert f"Reason: {reason}" in reply.text, reply.text
+    assert h.doc(wanted)["enabled"] is False
