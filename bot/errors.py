@@ -12,6 +12,7 @@ into this tree at the client boundary, so command code never catches a library e
     │   ├── UsageError              wrong arguments for a known command
     │   ├── IntegrationNotFound
     │   ├── AmbiguousIntegration    several integrations match; carries the candidates
+    │   │   └── AmbiguousReading    the words typed read as several names, of different integrations
     │   └── NotUpdatable            no lossless update body exists (e.g. outgoing without token)
     ├── PermissionDenied            the caller lacks a Rocket.Chat permission (which one)
     ├── UpstreamError               Rocket.Chat did not do what we asked
@@ -115,6 +116,15 @@ class AmbiguousIntegration(UserInputError):
         self.query = query
         self.candidates = tuple(candidates)
         super().__init__(f"{len(self.candidates)} integrations are named {query!r}")
+
+
+class AmbiguousReading(AmbiguousIntegration):
+    """The words typed (`query`: `Grafana spamming the channel`) read as more than one name of an
+    integration (`names`: `Grafana spamming`, `Grafana`), of different integrations."""
+
+    def __init__(self, query: str, names: Sequence[str], candidates: Sequence[Candidate]) -> None:
+        super().__init__(query, candidates)
+        self.names = tuple(names)
 
 
 class NotUpdatable(UserInputError):

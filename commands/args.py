@@ -319,8 +319,8 @@ class DisableArgs:
     """`disable <target> [for <duration>] [because|-- <reason>]` or `disable <target> <reason...>`.
 
     `alternatives` lists other readings of an unquoted multi-word name as `(query, reason)` pairs,
-    for a resolver that wants to try them when `target.query` matches nothing (e.g. `disable Noisy
-    hook` reads as name "Noisy", reason "hook"; the alternative is name "Noisy hook", no reason).
+    for the resolver to match with `target.query` (e.g. `disable Noisy hook` reads as name "Noisy",
+    reason "hook"; the alternative is name "Noisy hook", no reason; when both exist it asks).
     """
 
     target: Target
@@ -781,11 +781,12 @@ HELP: dict[str, ArgHelp] = {
         DISABLE_USAGE,
         "Name an integration by its name or id; add `incoming` or `outgoing` before it when both kinds share "
         "the name. A duration (`for 30m`, `for 2 hours`, at most {max_disable}) re-enables it later; a reason follows "
-        "`because` or `--`, or simply the name. Without quotes, the longest run of first words that names an "
+        "`because` or `--`, or simply the name. Without quotes, the run of first words that names an "
         "integration you can see is the name, and the words after it are the reason: "
         "`disable Jenkins builds failing since noon` switches off `Jenkins builds` with the reason "
-        "`failing since noon`. Put a name in double quotes when it contains `for`, `because` or `--`, or "
-        'when it is the start of a longer name (`disable "Noisy" hook is flapping` when `Noisy hook` exists too). '
+        "`failing since noon`. When two runs name different integrations (`Noisy` and `Noisy hook`), "
+        "nothing is changed and both are listed: put the name you mean in double quotes "
+        '(`disable "Noisy" hook is flapping`). Quote a name that contains `for`, `because` or `--`. '
         "Many at once, after a preview: `disable all in #room` (every integration posting into that room) or "
         '`disable all matching "name*"` (names matching a pattern), with the same kind, duration and reason; '
         "`--yes` skips the preview.",

@@ -40,13 +40,14 @@ async def run(ctx: CommandContext, args: Sequence[Token]) -> Reply:
 
 
 def first_lookup(args: Sequence[Token]) -> Target:
-    """The reading `resolve_reading` tries first: the longest name the words can mean (a bulk
-    disable looks up no one integration: a `UsageError`, so nothing is read ahead)."""
+    """The reading whose search `resolve_reading` reads for every reading: the shortest, which
+    the others start with (`bot.integrations.service.search_text`); a bulk disable looks up no
+    one integration: a `UsageError`, so nothing is read ahead."""
     if is_bulk(args):
         raise UsageError("disable", "a bulk disable looks up no single integration")
     parsed = parse_disable_args(args)
     queries = [parsed.target.query, *(query for query, _ in parsed.alternatives)]
-    return Target(parsed.target.kind, max(queries, key=len))
+    return Target(parsed.target.kind, min(queries, key=len))
 
 
 COMMAND = Command(

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from bot.errors import (
     AmbiguousIntegration,
+    AmbiguousReading,
     AuthFailed,
     BotError,
     ClaimTakenOver,
@@ -117,6 +118,13 @@ def for_error(error: BotError, *, invocation: Invocation, registry: Registry) ->
         found = registry.find(error.command)
         usage = f"\nUsage: {code(found.usage)}" if found is not None and found.usage not in error.problem else ""
         return Reply(f"⚠️ {safe_markup(error.problem)}{usage}", outcome="usage")
+    if isinstance(error, AmbiguousReading):
+        names = either([quote_name(name) for name in error.names])
+        return Reply(
+            f"⚠️ {quote_name(error.query)} can be read as more than one name ({names}), so I changed nothing. "
+            f"Put the name you mean in double quotes, or use the id:\n{_candidates(error)}",
+            outcome="ambiguous",
+        )
     if isinstance(error, AmbiguousIntegration):
         named = f"{plural(len(error.candidates), 'integration')} are named {quote_name(error.query)}"
         command = registry.find(invocation.command) if invocation.command else None

@@ -46,7 +46,7 @@ def begin_prefetch(integrations: IntegrationService, command: Command, invocatio
         target = command.first_lookup(invocation.args)
     except BotError:
         return None  # the command answers its own usage error
-    if disguised(invocation.raw, target.query):  # read thoroughly by `_resolve`: nothing to begin
+    if disguised(invocation.raw, target.query):  # read thoroughly by `resolve_reading`: nothing to begin
         return None
     return integrations.begin_prefetch(target.query, kind=KIND_TYPES[target.kind])
 
@@ -55,44 +55,37 @@ async def resolve(ctx: CommandContext, target: Target) -> Integration:
     """The integration, once the book-keeping of earlier commands about it is done (their audit
     rows and timers are what this command may read; commands/followups.py). Not found: the
     closest names the caller can see come with the error ("did you mean")."""
-    try:
-        return await _resolve(ctx, target)
-    except IntegrationNotFound:
-        raise await _suggesting(ctx, target, [target.query]) from None
-
-
-async def _suggesting(ctx: CommandContext, target: Target, queries: Sequence[str]) -> IntegrationNotFound:
-    return await ctx.services.integrations.suggest(queries, kind=KIND_TYPES[target.kind], rights=await ctx.rights())
-
-
-async def _resolve(ctx: CommandContext, target: Target) -> Integration:
-    rights = await ctx.rights()
-    require_lookup(ctx, rights, target.kind)
-    # A name copied from chat may hide an invisible character or full-width letters (a look-alike
-    # of another name): then every integration is compared, not only what the server's search finds.
-    thorough = disguised(ctx.invocation.raw, target.query)
-    found = await ctx.services.integrations.resolve(
-        target.query, kind=KIND_TYPES[target.kind], rights=rights, thorough=thorough
-    )
-    await ctx.services.followups.settled(found.id)
+    found, _extra = await resolve_reading(ctx, target, [(target.query, None)])
     return found
 
 
 async def resolve_reading(
     ctx: CommandContext, target: Target, readings: Sequence[tuple[str, T]]
 ) -> tuple[Integration, T]:
-    """The first reading (query, extra) whose query names an integration, longest name first.
+    """The reading (query, extra) whose query names an integration, and that integration.
 
-    `disable Noisy hook` may mean the integration "Noisy hook" or "Noisy" with the reason "hook";
-    an existing longer name wins, so names with spaces work without quotes whenever they exist.
+    `disable Noisy hook` may mean the integration "Noisy hook" or "Noisy" with the reason "hook":
+    the reading that names one is meant, so names with spaces work without quotes. When two
+    readings name different integrations (both exist, or someone made a `Noisy hook` to catch the
+    reason), nothing is picked: `AmbiguousReading` lists them, and a quoted name says which.
+    All readings are matched against one read (`IntegrationService.resolve_readings`), however
+    many words were typed. Not found: named as typed in full ("Noisy hook", not the first-word
+    reading "Noisy"), with what is close to any reading (`disable Gugy spamming` is close to
+    `Guggy` as `Gugy`).
     """
     ordered = sorted(readings, key=lambda reading: len(reading[0]), reverse=True)
-    for query, extra in ordered:
-        try:
-            found = await _resolve(ctx, Target(target.kind, query))
-        except IntegrationNotFound:
-            continue
-        return found, extra
-    # Name what was typed in full ("Noisy hook", not the first-word reading "Noisy"); suggest
-    # what is close to any reading (`disable Gugy spamming` is close to `Guggy` as `Gugy`).
-    raise await _suggesting(ctx, target, [query for query, _extra in ordered] or [target.query])
+    if not ordered:
+        raise IntegrationNotFound(target.query, KIND_TYPES[target.kind])
+    rights = await ctx.rights()
+    require_lookup(ctx, rights, target.kind)
+    queries = [query for query, _extra in ordered]
+    # A name copied from chat may hide an invisible character or full-width letters (a look-alike
+    # of another name): then every integration is compared, not only what the server's search finds.
+    # The longest reading holds every character of the others (the words that follow the name are
+    # its readings); the message is scanned once, not once per reading.
+    thorough = disguised(ctx.invocation.raw, queries[0])
+    index, found = await ctx.services.integrations.resolve_readings(
+        queries, kind=KIND_TYPES[target.kind], rights=rights, thorough=thorough
+    )
+    await ctx.services.followups.settled(found.id)
+    return found, ordered[index][1]

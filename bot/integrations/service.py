@@ -56,6 +56,7 @@ import stamina
 from bot import logs
 from bot.errors import (
     AmbiguousIntegration,
+    AmbiguousReading,
     Candidate,
     IntegrationNotFound,
     NotUpdatable,
@@ -160,6 +161,59 @@ _ID_SHAPE: Final = re.compile(r"[0-9A-Za-z]{17}|[0-9A-Za-z]{24}")
 def looks_like_id(query: str) -> bool:
     """Whether `query` has the shape of an integration id (so resolving it tries the id first)."""
     return _ID_SHAPE.fullmatch(query) is not None
+
+
+# The characters of a typed name the server's name search can be given as they are: printable
+# ASCII that `normalize` neither makes nor changes. It turns a phone's quotes and dashes into `'`,
+# `"`, `-` and `--`, any run of spaces into one, and composes accents: a name stored with those
+# (`Bob’s hook`, `Jenkins – nightly`, two spaces, `Cafe\u0301`) does not hold its typed spelling.
+_PLAIN_RUN: Final = re.compile(r"[!#-&(-,.-~]+")
+# A shorter plain run would make the search read most integrations: the reading itself is searched.
+MIN_SEARCH: Final = 3
+
+
+def search_text(readings: Sequence[str]) -> str | None:
+    """The text one `integrations.list?name=` search is made for, to find every stored name that
+    any of `readings` may name: the longest plain run (`_PLAIN_RUN`) of the shortest reading, which
+    the others start with (`Grafana` for `Grafana spamming the channel`, `hook` for `Bob's hook`);
+    None when the readings share no start (then everything is read)."""
+    present = [reading for reading in readings if reading]
+    if not present:
+        return None
+    shortest = min(present, key=len)
+    if not all(reading.startswith(shortest) for reading in present):
+        return None
+    longest = max(_PLAIN_RUN.findall(shortest), key=len, default="")
+    return longest if longest == shortest or len(longest) >= MIN_SEARCH else shortest
+
+
+class _Names:
+    """Documents by the normal form of their name (`name_key`): many readings matched against one read."""
+
+    def __init__(self, docs: list[dict[str, Any]]) -> None:
+        self.docs = docs
+        self._by_key: dict[str, list[dict[str, Any]]] = {}
+        for doc in docs:
+            name = doc.get("name")
+            if isinstance(name, str):
+                self._by_key.setdefault(name_key(name), []).append(doc)
+
+    def visible(self, key: str, kind: str | None, rights: CallerRights) -> list[dict[str, Any]]:
+        """The documents whose name's normal form is `key`, of `kind`, that the caller's own list shows."""
+        return [
+            doc
+            for doc in self._by_key.get(key, ())
+            if (kind is None or doc.get("type") == kind) and visible_in_list(rights, doc)
+        ]
+
+
+def _worth_scoring(readings: Sequence[str], visible: Sequence[Integration]) -> list[str]:
+    """The readings "did you mean" scores: those no longer than twice the longest name visible (and
+    a typo's worth): a longer one cannot be a mistyped name, and scoring each of a thousand words'
+    readings against every name would keep the event loop for seconds."""
+    bound = 2 * max((len(integration.name) for integration in visible), default=0) + 10
+    present = [reading for reading in readings if reading]
+    return [reading for reading in present if len(reading) <= bound] or present[-1:]
 
 
 def normalize_kind(kind: str | None) -> str | None:
@@ -421,7 +475,7 @@ class Prefetch:
     query: str
     kind: str | None
     mark: ReadMark  # taken before the read began: what `editing` trusts it by
-    read: asyncio.Task[Any]  # the document by id (or None), or the documents of that name
+    read: asyncio.Task[Any]  # the document by id (or None), or the documents its name search found
 
 
 @dataclass(frozen=True)
@@ -447,60 +501,129 @@ class IntegrationService:
     async def resolve(
         self, query: str, *, kind: str | None = None, rights: CallerRights, thorough: bool = False
     ) -> Integration:
-        """The one integration `query` names for this caller: an id, else an exact name.
+        """The one integration `query` names for this caller: an id, else an exact name
+        (`resolve_readings` with one reading)."""
+        _index, found = await self.resolve_readings([query], kind=kind, rights=rights, thorough=thorough)
+        return found
+
+    async def resolve_readings(
+        self, queries: Sequence[str], *, kind: str | None = None, rights: CallerRights, thorough: bool = False
+    ) -> tuple[int, Integration]:
+        """The integration the first of `queries` that names one names, and that query's index:
+        the readings of what was typed (`disable Noisy hook`: `Noisy hook`, then `Noisy`), in the
+        order they are tried. Raises `IntegrationNotFound` (with "did you mean" suggestions,
+        `bot.integrations.similar`) when none names an integration the caller can see, and
+        `AmbiguousReading` when a later reading names another integration than the first that
+        names one (`Grafana spamming` and `Grafana`): the longer must not win silently, since
+        anyone who may create an integration could name one to catch a name and its reason.
 
         By id: `integrations.get`, kept only if the caller could read it by id (§2.3). By name:
-        the server's case-insensitive *substring* search, paged fully, narrowed to names equal
-        after trimming (case-insensitively), to `kind`, and to what the caller's own list would
-        show (§2.2) — so nothing the caller cannot see is revealed, not even its existence.
+        names equal to the query in their normal form (`bot.normalize.name_key`: what `normalize`
+        does to typed text, done to the stored name too), of `kind`, among what the caller's own
+        list would show (§2.2), so nothing the caller cannot see is revealed, not even its
+        existence. Names that only look alike (an invisible character inside, full-width letters,
+        a phone's apostrophe or dash) are the same name and come out ambiguous, with their ids.
+        Among several such matches, the one spelled as typed (`spelled`), case included, is meant
+        when it is the only one (`"Deploy Bot"` among `deploy bot` and `Deploy Bot Legacy`).
 
-        Names are compared in their normal form (`bot.normalize.name_key`: what `normalize` does to
-        typed text, done to the stored name too), so names that only look alike (an invisible
-        character inside, full-width letters) are the same name and come out ambiguous, with their
-        ids. Among several such matches, the one spelled as typed (`spelled`), case included, is
-        meant when it is the only one (`"Deploy Bot"` among `deploy bot` and `Deploy Bot Legacy`).
-        The server's name search cannot see past an invisible character or a full-width letter,
-        so for a name that may be a disguised one (`thorough`, `bot.normalize.disguised`:
-        typically copied from chat) every integration is read instead.
+        Reads: ONE search of the server (`integrations.list?name=`, a case-insensitive substring,
+        paged fully) serves every reading: it is made for a plain run of the shortest reading,
+        which every other reading starts with (`search_text`), so however many words were typed
+        the names are matched here, not looked up one reading at a time. The server's search sees
+        a stored name only as stored: a name kept with a phone's punctuation, two spaces or a
+        decomposed accent is found through the plain run (`Bob’s hook` through `hook`). When the
+        search finds nothing, every integration is read once (what "did you mean" needs anyway)
+        and matched again, so a stored spelling the search cannot see is still found; a name that
+        may be a disguised one (`thorough`, `bot.normalize.disguised`: typically copied from chat)
+        is matched against every integration from the start.
 
-        A query shaped like an id (`looks_like_id`) is tried as an id first, as it always was;
-        any other query (`Guggy`, `hook-00042`) is looked up by name first, and by id only when
-        no name matches, which spares the by-id round trip that cannot succeed for ordinary
-        names. The returned document is complete and current (read by this call): pass it on
-        with `fresh=True`.
+        A query shaped like an id (`looks_like_id`) is tried as an id first, as it always was; any
+        other single word (`hook-00042`) by id only when no name matches, which spares the by-id
+        round trip that cannot succeed for ordinary names. The returned document is complete and
+        current (read by this call): pass it on with `fresh=True`.
         """
         kind = normalize_kind(kind)
-        wanted = query.strip()
-        prefetched = self._take_prefetched(wanted, kind, thorough=thorough)
+        readings = [query.strip() for query in queries]
+        search = None if thorough else search_text(readings)
+        prefetched = self._take_prefetched(readings, search, kind)
         # Before any read: `editing` may then write from this one.
         mark = prefetched.mark if prefetched is not None else self._locks.mark()
         listing = may_list(rights)
         if not listing.allowed:
             raise PermissionDenied("look up integrations", listing.missing, detail=listing.reason)
-        if not wanted:
-            raise IntegrationNotFound(query, kind)
-        id_like = looks_like_id(wanted)
-        if id_like:
-            document = await (prefetched.read if prefetched is not None else self._get_or_none(wanted))
-            by_id = self._visible_by_id(document, kind, rights)
-            if by_id is not None:
-                return by_id.read_at(mark)
-        if prefetched is not None and not id_like:
-            matches = self._visible_named(await prefetched.read, rights)
-        else:
-            matches = await self._by_name(wanted, kind, rights, thorough=thorough)
-        exact = [d for d in matches if spelled(str(d.get("name"))) == spelled(wanted)]
+        if not any(readings):
+            raise IntegrationNotFound(queries[0] if queries else "", kind)
+        keys = [name_key(reading) for reading in readings]
+        by_id: dict[str, Integration | None] = {}
+
+        async def read_by_id(reading: str) -> Integration | None:
+            if reading not in by_id:
+                if prefetched is not None and prefetched.query == reading and looks_like_id(reading):
+                    document = await prefetched.read
+                else:
+                    document = await self._get_or_none(reading)
+                by_id[reading] = self._visible_by_id(document, kind, rights)
+            return by_id[reading]
+
+        async def others_named(index: int, matches: list[dict[str, Any]], names: _Names) -> None:
+            """Raise `AmbiguousReading` when a later (shorter) reading than the one that named
+            `matches` names another integration (by name, or by id for an id-shaped one): the
+            longer name must not win silently (a `Grafana spamming` made to catch the reason)."""
+            meant = {str(doc.get("_id")) for doc in matches}
+            found = [(readings[index], Integration.of(doc)) for doc in matches]
+            for later in range(index + 1, len(readings)):
+                reading = readings[later]
+                if not reading:
+                    continue
+                others = [Integration.of(doc) for doc in names.visible(keys[later], kind, rights)]
+                if looks_like_id(reading) and (by_that_id := await read_by_id(reading)) is not None:
+                    others.append(by_that_id)
+                found.extend((reading, other) for other in others)
+            if any(integration.id not in meant for _reading, integration in found):
+                candidates = {i.id: Candidate(i.id, i.name, i.type, i.enabled) for _reading, i in found}
+                names_read = list(dict.fromkeys(reading for reading, _integration in found))
+                raise AmbiguousReading(readings[0], names_read, list(candidates.values()))
+
+        named: _Names | None = None
+        for index, reading in enumerate(readings):
+            if not reading:
+                continue
+            if looks_like_id(reading) and (found := await read_by_id(reading)) is not None:
+                return index, found.read_at(mark)
+            if named is None:
+                if prefetched is not None and not looks_like_id(prefetched.query):
+                    named = _Names(await prefetched.read)
+                else:
+                    named = _Names(await self._listed(search, kind))
+            if matches := named.visible(keys[index], kind, rights):
+                await others_named(index, matches, named)
+                return index, self._the_one(reading, matches, mark)
+        everything = named if named is not None and search is None else _Names(await self._listed(None, None))
+        if search is not None:
+            for index, reading in enumerate(readings):
+                if reading and (matches := everything.visible(keys[index], kind, rights)):
+                    await others_named(index, matches, everything)
+                    return index, self._the_one(reading, matches, mark)
+        for index, reading in enumerate(readings):
+            single_word = bool(reading) and not any(char.isspace() for char in reading)
+            if single_word and not looks_like_id(reading) and (found := await read_by_id(reading)) is not None:
+                return index, found.read_at(mark)
+        visible = [
+            Integration.of(doc)
+            for doc in everything.docs
+            if isinstance(doc.get("name"), str) and visible_in_list(rights, doc)
+        ]
+        suggestions = integration_suggestions(_worth_scoring(readings, visible), visible, kind=kind)
+        raise IntegrationNotFound(queries[0], kind, suggestions)
+
+    @staticmethod
+    def _the_one(reading: str, matches: list[dict[str, Any]], mark: ReadMark) -> Integration:
+        exact = [d for d in matches if spelled(str(d.get("name"))) == spelled(reading)]
         if len(matches) > 1 and len(exact) == 1:
             matches = exact
-        if not matches and not id_like and not any(ch.isspace() for ch in wanted):
-            by_id = await self._by_id(wanted, kind, rights)
-            if by_id is not None:
-                return by_id.read_at(mark)
-        if not matches:
-            raise IntegrationNotFound(query, kind)
         if len(matches) > 1:
             found = [Integration.of(d) for d in matches]
-            raise AmbiguousIntegration(wanted, [Candidate(i.id, i.name, i.type, i.enabled) for i in found])
+            raise AmbiguousIntegration(reading, [Candidate(i.id, i.name, i.type, i.enabled) for i in found])
         return Integration.of(matches[0]).read_at(mark)
 
     def prefetch(self, query: str, *, kind: str | None = None) -> None:
@@ -525,7 +648,7 @@ class IntegrationService:
             return None
         kind = normalize_kind(kind)
         mark = self._locks.mark()  # before the read begins, however late it is adopted
-        read = self._get_or_none(wanted) if looks_like_id(wanted) else self._named(wanted, kind, thorough=False)
+        read = self._get_or_none(wanted) if looks_like_id(wanted) else self._listed(search_text([wanted]), kind)
         return Prefetch(wanted, kind, mark, background(read))
 
     @staticmethod
@@ -544,18 +667,21 @@ class IntegrationService:
             found.read.cancel()
 
     @staticmethod
-    def _take_prefetched(wanted: str, kind: str | None, *, thorough: bool) -> Prefetch | None:
+    def _take_prefetched(readings: Sequence[str], search: str | None, kind: str | None) -> Prefetch | None:
+        """The current command's prefetched read, if it is one `resolve_readings` makes: by id for
+        one of `readings`, or the search `search` (None: every integration is read instead)."""
         found = _prefetched.get()
         if found is None:
             return None
         _prefetched.set(None)  # used once: a later resolve of the command reads afresh
-        if found.query != wanted or found.kind != kind or (thorough and not looks_like_id(wanted)):
+        if looks_like_id(found.query):
+            usable = found.query in readings
+        else:
+            usable = search is not None and search_text([found.query]) == search
+        if not usable or found.kind != kind:
             found.read.cancel()
             return None
         return found
-
-    async def _by_id(self, wanted: str, kind: str | None, rights: CallerRights) -> Integration | None:
-        return self._visible_by_id(await self._get_or_none(wanted), kind, rights)
 
     @staticmethod
     def _visible_by_id(doc: dict[str, Any] | None, kind: str | None, rights: CallerRights) -> Integration | None:
@@ -563,41 +689,10 @@ class IntegrationService:
             return Integration.of(doc)
         return None
 
-    async def _by_name(
-        self, wanted: str, kind: str | None, rights: CallerRights, *, thorough: bool
-    ) -> list[dict[str, Any]]:
-        return self._visible_named(await self._named(wanted, kind, thorough=thorough), rights)
-
-    async def _named(self, wanted: str, kind: str | None, *, thorough: bool) -> list[dict[str, Any]]:
-        """Every integration whose name is `wanted` in its normal form (of `kind`), read in full."""
-        key = name_key(wanted)
-        found: list[dict[str, Any]] = []
-        async for doc in self._rest.iter_integrations(name=None if thorough else wanted, type=kind):
-            name = doc.get("name")
-            if not isinstance(name, str) or name_key(name) != key:
-                continue
-            if kind is not None and doc.get("type") != kind:
-                continue
-            found.append(doc)
-        return found
-
-    @staticmethod
-    def _visible_named(docs: list[dict[str, Any]], rights: CallerRights) -> list[dict[str, Any]]:
-        return [doc for doc in docs if visible_in_list(rights, doc)]
-
-    async def suggest(self, queries: Sequence[str], *, kind: str | None, rights: CallerRights) -> IntegrationNotFound:
-        """For "did you mean": `IntegrationNotFound` for the first of `queries` (the readings of what was
-        typed), with the closest names among every integration the caller's own list shows
-        (`bot.integrations.similar.integration_suggestions`), of either type. Only called once a name was not
-        found, so the full listing it reads costs nothing on the way to a found one."""
-        visible = [
-            Integration.of(doc)
-            async for doc in self._rest.iter_integrations()
-            if isinstance(doc.get("name"), str) and visible_in_list(rights, doc)
-        ]
-        kind = normalize_kind(kind)
-        suggestions = integration_suggestions(queries, visible, kind=kind)
-        return IntegrationNotFound(queries[0] if queries else "", kind, suggestions)
+    async def _listed(self, search: str | None, kind: str | None) -> list[dict[str, Any]]:
+        """Every integration whose name holds `search` (the server's search), of `kind`, read in
+        full; every integration of either type when `search` is None."""
+        return [doc async for doc in self._rest.iter_integrations(name=search, type=kind if search else None)]
 
     async def set_enabled(
         self,

@@ -279,9 +279,11 @@ def test_disable_errors(typed: str, says: str) -> None:
     assert caught.value.command == "disable"
 
 
-def test_disable_help_documents_the_longest_name_rule() -> None:
-    # The parser offers every reading, the resolver takes the longest existing name (commands/targets.py).
-    assert "the longest run of first words that names an integration" in HELP["disable"].details
+def test_disable_help_documents_the_name_rule() -> None:
+    # The parser offers every reading; the resolver takes the one that names an integration, and
+    # asks when two name different ones (commands/targets.py).
+    assert "the run of first words that names an integration" in HELP["disable"].details
+    assert "When two runs name different integrations" in HELP["disable"].details
     assert "disable Grafana spamming the channel" in HELP["disable"].examples
 
 

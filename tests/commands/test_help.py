@@ -8,11 +8,11 @@ from set_harness import Harness
 
 
 async def test_help_disable_states_the_name_rule_the_parser_applies(h: Harness) -> None:
-    """Was: "the first word is the name and the rest is the reason", while the longest name that
-    exists wins (commands/targets.py `resolve_reading`); now help says what really happens."""
+    """Was: "the first word is the name and the rest is the reason", while the name that exists
+    wins (commands/targets.py `resolve_reading`); now help says what really happens."""
     text = (await h.say("admin", "general", "!integration help disable")).text
     assert "first word is the name" not in text
-    assert "longest" in text
+    assert "When two runs name different integrations" in text
     assert "`disable Jenkins builds failing since noon`" in text  # the seed's name with a space
     assert "quotes" in text and "`for`, `because` or `--`" in text
 
@@ -20,7 +20,11 @@ async def test_help_disable_states_the_name_rule_the_parser_applies(h: Harness) 
 async def test_the_name_rule_help_describes_is_the_one_applied(h: Harness) -> None:
     short = h.control.create_incoming_integration("Noisy", channel="#general")
     long = h.control.create_incoming_integration("Noisy hook", channel="#general")
-    reply = await h.say("admin", "general", "!integration disable Noisy hook flapping since noon")
+    asked = await h.say("admin", "general", "!integration disable Noisy hook flapping since noon")
+    assert asked.outcome == "ambiguous", asked.text
+    assert short["_id"] in asked.text and long["_id"] in asked.text
+    assert h.doc(long["_id"])["enabled"] is True and h.doc(short["_id"])["enabled"] is True
+    reply = await h.say("admin", "general", '!integration disable "Noisy hook" flapping since noon')
     assert reply.outcome == "changed", reply.text
     assert h.doc(long["_id"])["enabled"] is False and h.doc(short["_id"])["enabled"] is True
     assert "Reason: flapping since noon" in reply.text

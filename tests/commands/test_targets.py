@@ -55,3 +55,84 @@ async def test_a_refusal_quotes_the_name_in_backticks_like_every_reply(h: Harnes
 async def test_an_unbalanced_quote_is_pointed_at_in_backticks(h: Harness) -> None:
     reply = await h.say("admin", "general", '!integration disable "Noisy hook for 1h')
     assert 'unbalanced quote near `"Noisy`' in reply.text, reply.text
+
+
+async def test_disable_with_many_words_does_not_look_each_reading_up(h: Harness) -> None:
+    """`!integration disable ab ab ab …` (300 words, from anyone who may manage their own
+    integrations): every run of first words was looked up as a name, one `integrations.list`
+    (paged fully) per word: 301 REST calls and seconds of the event loop for one chat message
+    (1650 words fit in 5000 characters). The number of calls must not grow with the words typed."""
+    before = len(h.calls)
+    reply = await h.say("owen", "general", "!integration disable " + "ab " * 300)
+    assert reply.outcome == "not-found", reply.text
+    lists = sum(1 for call in h.calls[before:] if call.endpoint == "integrations.list")
+    assert lists <= 2, lists
+
+
+async def test_a_name_and_a_reason_are_found_with_one_listing(h: Harness) -> None:
+    """`disable Grafana spamming the channel`: the four readings are matched against one listing."""
+    before = len(h.calls)
+    reply = await h.say("admin", "alerts", "!integration disable Grafana spamming the channel")
+    assert reply.outcome == "changed", reply.text
+    assert "Reason: spamming the channel" in reply.text, reply.text
+    lists = [call for call in h.calls[before:] if call.endpoint == "integrations.list"]
+    assert len(lists) == 1, lists
+
+
+@pytest.mark.parametrize("name", ["Bob\u2019s hook", "Jenkins \u2013 nightly", "Cafe\u0301 two", "Two  spaces"])
+async def test_a_name_with_phone_punctuation_is_found_when_typed_as_list_shows_it(h: Harness, name: str) -> None:
+    """Names made in a client with smart punctuation (`Bob’s hook`, `Jenkins – nightly`), with
+    two spaces, or with a decomposed accent (`Cafe\u0301`, as macOS writes it) could not be named at
+    all: the typed name is normalised (`Bob's hook`, `Jenkins -- nightly`) and then searched for
+    with the server's substring search, which never finds the stored spelling; "did you mean"
+    suggested the very name typed, which failed again. Typed as `list` shows it, it is found."""
+    made = h.control.create_incoming_integration(name, channel="#general", created_by="admin")
+    reply = await h.say("admin", "general", f'!integration show "{name}"')
+    assert reply.outcome == "ok", reply.text
+    assert made["_id"] in reply.text
+    disabled = await h.say("admin", "general", f'!integration disable "{name}" because phone')
+    assert disabled.outcome == "changed", disabled.text
+    assert h.doc(made["_id"])["enabled"] is False
+
+
+@pytest.mark.parametrize("typed", ["Bob\u2019s hook", "Bob's hook"])
+async def test_two_names_that_normalise_alike_are_both_offered(h: Harness, typed: str) -> None:
+    """`Bob’s hook` (a phone's apostrophe) and `Bob's hook` read the same: whichever is typed,
+    nothing is changed and both are listed with their ids, as for other look-alikes."""
+    curly = h.control.create_incoming_integration("Bob\u2019s hook", channel="#general", created_by="admin")
+    plain = h.control.create_incoming_integration("Bob's hook", channel="#general", created_by="admin")
+    reply = await h.say("admin", "general", f'!integration disable "{typed}"')
+    assert reply.outcome == "ambiguous", reply.text
+    assert curly["_id"] in reply.text and plain["_id"] in reply.text
+    assert h.doc(curly["_id"])["enabled"] is True and h.doc(plain["_id"])["enabled"] is True
+
+
+async def test_a_decoy_named_after_a_name_and_a_reason_does_not_take_the_admins_disable(h: Harness) -> None:
+    """owen (own integrations only) plants an incoming webhook named `Grafana spamming`. When
+    Grafana floods, the admin types the natural `!integration disable Grafana spamming the channel`:
+    the longest run of first words that named a visible integration was taken as the name, so
+    owen's decoy was switched off and Grafana kept posting. Two readings that name two different
+    integrations change nothing: the bot asks, listing both with their ids."""
+    real = h.seeded["integrations"]["grafana"]["id"]
+    decoy = h.control.create_incoming_integration("Grafana spamming", channel="#alerts", created_by="owen")
+    reply = await h.say("admin", "alerts", "!integration disable Grafana spamming the channel")
+    assert h.doc(decoy["_id"])["enabled"] is True, reply.text
+    assert h.doc(real)["enabled"] is True, reply.text
+    assert reply.outcome == "ambiguous", reply.text
+    assert real in reply.text and decoy["_id"] in reply.text
+    assert "double quotes" in reply.text, reply.text
+
+
+@pytest.mark.parametrize(
+    ("typed", "meant", "reason"),
+    [('"Grafana" spamming the channel', "grafana", "spamming the channel"), ('"Grafana spamming" now', None, "now")],
+)
+async def test_a_quoted_name_says_which_reading_is_meant(
+    h: Harness, typed: str, meant: str | None, reason: str
+) -> None:
+    decoy = h.control.create_incoming_integration("Grafana spamming", channel="#alerts", created_by="owen")
+    wanted = h.seeded["integrations"][meant]["id"] if meant else decoy["_id"]
+    reply = await h.say("admin", "alerts", f"!integration disable {typed}")
+    assert reply.outcome == "changed", reply.text
+    assert f"Reason: {reason}" in reply.text, reply.text
+    assert h.doc(wanted)["enabled"] is False

@@ -29,7 +29,7 @@ from bot.integrations.authz import (
     CallerRights,
     PermissionTable,
 )
-from bot.integrations.service import IntegrationService, build_update_body, normalize_kind
+from bot.integrations.service import IntegrationService, build_update_body, normalize_kind, search_text
 from bot.rocketchat.models import UserInfo
 from bot.rocketchat.rest import RestClient
 from commands import replies
@@ -544,3 +544,21 @@ async def test_a_resent_write_whose_answer_is_lost_too_is_looked_at_again_not_re
     outcome = await service_for(server).set_enabled("Guggy", False, rights=rights(*ALL))
     assert outcome.changed and outcome.after.enabled is False
     assert len(attempts) == 2 and attempts[0] == attempts[1]
+
+
+@pytest.mark.parametrize(
+    ("readings", "search"),
+    [
+        (["Guggy"], "Guggy"),
+        (["Grafana spamming the channel", "Grafana spamming", "Grafana"], "Grafana"),
+        # What `normalize` makes of a phone's punctuation or of two spaces is not searched for:
+        # the stored name may hold the original (`Bob’s hook`, `Jenkins – nightly`).
+        (["Bob's hook"], "hook"),
+        (["Jenkins -- nightly"], "Jenkins"),
+        (["Café two"], "Caf"),  # the first of the longest runs
+        (["A-1"], "A-1"),  # no plain run of three: the reading itself
+        (["Noisy hook", "Other"], None),  # no common start: everything is read
+    ],
+)
+def test_one_search_serves_every_reading(readings: list[str], search: str | None) -> None:
+    assert search_text(readings) == search

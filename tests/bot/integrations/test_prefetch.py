@@ -156,3 +156,16 @@ async def test_nothing_is_read_ahead_for_a_caller_not_known_to_be_allowed_to_loo
     for _ in range(50):
         await asyncio.sleep(0)
     assert server.requests == []
+
+
+async def test_the_readings_of_a_name_and_a_reason_use_the_prefetched_search() -> None:
+    """`disable Guggy spamming now` reads ahead the search of its shortest reading, which every
+    reading is matched against: one listing in all, however many words follow the name."""
+    server = FakeRocketChat(incoming("a", "Guggy"), incoming("b", "Other"))
+    service = service_for(server)
+    service.prefetch("Guggy")
+    index, found = await service.resolve_readings(
+        ["Guggy spamming now", "Guggy spamming", "Guggy"], rights=rights(*ALL)
+    )
+    assert (index, found.id) == (2, "a")
+    assert len(server.endpoint_calls("integrations.list")) == 1
