@@ -21,7 +21,7 @@ from fractions import Fraction
 from typing import Literal
 
 from bot.errors import UsageError
-from bot.text import human_duration, quote_name
+from bot.text import code, human_duration, quote_name
 from commands.parser import TRAILING_PUNCTUATION, Token, normalize
 
 __all__ = [
@@ -401,14 +401,16 @@ def time_limit(reason: str) -> str | None:
 
 def refuse_time_limit(command: str, reason: str | None, *, quoted: bool, example: str) -> None:
     """`UsageError` when an unquoted reason of a disable without a duration is a time limit
-    (`time_limit`): nothing is changed, and the caller is shown the duration form (`example`)."""
+    (`time_limit`): nothing is changed, and the caller is shown the duration form (`example`).
+    Both are the caller's words (a bulk example repeats its room or pattern): shown with `code`,
+    never in a span made by hand, whose end a backtick in them would move."""
     limit = None if reason is None or quoted else time_limit(reason)
     if limit is None:
         return
     raise UsageError(
         command,
-        f"`{limit}` reads as a time limit, and without a duration I would leave it off for good. "
-        f"I turn integrations back on after a duration: `{example}`. "
+        f"{code(limit)} reads as a time limit, and without a duration I would leave it off for good. "
+        f"I turn integrations back on after a duration: {code(example)}. "
         "To keep those words as the reason, put them in double quotes after `because`",
     )
 

@@ -7,12 +7,15 @@ good, the opposite of what was asked."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from set_harness import Harness
 
 from commands.args import time_limit
+from tests.markdown_oracle import MessageParser, formatting
 
 
 @pytest.mark.parametrize(
@@ -89,3 +92,26 @@ def test_a_time_limit_is_always_where_the_reason_begins(reason: str) -> None:
     """Any text: no error, and a limit found is the reason's own first words (what the reply quotes)."""
     limit = time_limit(reason)
     assert limit is None or " ".join(reason.split()).startswith(limit)
+
+
+@pytest.fixture(scope="module")
+def parser() -> Iterator[MessageParser]:
+    running = MessageParser()
+    yield running
+    running.close()
+
+
+@pytest.mark.parametrize(
+    "selector",
+    ['matching "x`[Confirm here](https://evil.example)`"', "in #x`[Confirm](https://evil.example)`"],
+    ids=["pattern", "room"],
+)
+async def test_a_time_limit_refusal_of_disable_all_renders_no_link_from_the_selector(
+    h: Harness, parser: MessageParser, selector: str
+) -> None:
+    """Was (review49): the refusal repeated the room or pattern inside a code span made by hand,
+    so a backtick in it closed the span and the bot's answer rendered a link of the caller's
+    choosing (anyone may send it; nothing needs to exist). Echoed text never renders."""
+    reply = await h.say("admin", "general", f"!integration disable all {selector} until 5pm")
+    assert reply.outcome == "usage", reply.text
+    assert "LINK" not in formatting(parser.parse(reply.text)), reply.text
