@@ -168,15 +168,27 @@ def looks_like_id(query: str) -> bool:
 # `"`, `-` and `--`, any run of spaces into one, and composes accents: a name stored with those
 # (`Bob’s hook`, `Jenkins – nightly`, two spaces, `Cafe\u0301`) does not hold its typed spelling.
 _PLAIN_RUN: Final = re.compile(r"[!#-&(-,.-~]+")
-# A shorter plain run would make the search read most integrations: the reading itself is searched.
+# A shorter plain run would make the search read most integrations: the reading itself is searched,
+# when a stored name holds it as typed (`_kept_as_typed`); else every integration is read.
 MIN_SEARCH: Final = 3
+# What `normalize` turns other characters into: a stored name may hold those others instead.
+_MADE_BY_NORMALIZE: Final = frozenset("'\"- ")
+
+
+def _kept_as_typed(text: str) -> bool:
+    """Whether a stored name that reads as `text` holds it as typed: no quote, dash or space in it
+    (what `normalize` makes of a phone's punctuation and of runs of spaces). A composed accent is
+    searched as typed, as before: a stored decomposed one is found when nothing else matches."""
+    return not any(char in _MADE_BY_NORMALIZE for char in text)
 
 
 def search_text(readings: Sequence[str]) -> str | None:
     """The text one `integrations.list?name=` search is made for, to find every stored name that
     any of `readings` may name: the longest plain run (`_PLAIN_RUN`) of the shortest reading, which
     the others start with (`Grafana` for `Grafana spamming the channel`, `hook` for `Bob's hook`);
-    None when the readings share no start (then everything is read)."""
+    None when the readings share no start, or when the shortest has no plain run of MIN_SEARCH
+    and is not kept as typed (`Ed's`: `Ed’s bot` does not hold it, and a search that found only
+    a plain twin `Ed's bot` would never read the listing that finds it): everything is read."""
     present = [reading for reading in readings if reading]
     if not present:
         return None
@@ -184,7 +196,9 @@ def search_text(readings: Sequence[str]) -> str | None:
     if not all(reading.startswith(shortest) for reading in present):
         return None
     longest = max(_PLAIN_RUN.findall(shortest), key=len, default="")
-    return longest if longest == shortest or len(longest) >= MIN_SEARCH else shortest
+    if longest == shortest or len(longest) >= MIN_SEARCH:
+        return longest
+    return shortest if _kept_as_typed(shortest) else None
 
 
 class _Names:
@@ -648,7 +662,12 @@ class IntegrationService:
             return None
         kind = normalize_kind(kind)
         mark = self._locks.mark()  # before the read begins, however late it is adopted
-        read = self._get_or_none(wanted) if looks_like_id(wanted) else self._listed(search_text([wanted]), kind)
+        if looks_like_id(wanted):
+            read = self._get_or_none(wanted)
+        elif (search := search_text([wanted])) is not None:
+            read = self._listed(search, kind)
+        else:
+            return None  # every integration is read: `resolve_readings` reads them itself
         return Prefetch(wanted, kind, mark, background(read))
 
     @staticmethod

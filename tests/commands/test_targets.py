@@ -136,3 +136,23 @@ async def test_a_quoted_name_says_which_reading_is_meant(
     assert reply.outcome == "changed", reply.text
     assert f"Reason: {reason}" in reply.text, reply.text
     assert h.doc(wanted)["enabled"] is False
+
+
+@pytest.mark.parametrize("typed", ["Ed's bot", '"Ed\'s bot"'], ids=["unquoted", "quoted"])
+async def test_a_plain_twin_of_a_name_stored_with_a_phone_apostrophe_is_not_picked_silently(
+    h: Harness, typed: str
+) -> None:
+    """Was (review49): the admin's `Ed’s bot` was made on a phone (a curly apostrophe). owen, who may manage only
+    his own integrations, makes `Ed's bot` (a plain one). The two read alike, so the bot is meant to
+    list both and change nothing (as it does for `Bob’s hook`/`Bob's hook`). Typed unquoted, though,
+    the one search made is for the whole first word `Ed's` (its plain runs, `Ed` and `s`, are shorter
+    than MIN_SEARCH), which the server never finds in `Ed’s bot`; owen's twin is found, so the
+    full listing that would find the admin's is never read, and owen's decoy is switched off while
+    the admin's keeps posting. Quoted (one reading, searched for `bot`), both are found and listed."""
+    real = h.control.create_incoming_integration("Ed\u2019s bot", channel="#general", created_by="admin")
+    twin = h.control.create_incoming_integration("Ed's bot", channel="#general", created_by="owen")
+    reply = await h.say("admin", "general", f"!integration disable {typed}")
+    assert h.doc(twin["_id"])["enabled"] is True, reply.text
+    assert h.doc(real["_id"])["enabled"] is True, reply.text
+    assert reply.outcome == "ambiguous", reply.text
+    assert real["_id"] in reply.text and twin["_id"] in reply.text

@@ -556,7 +556,12 @@ async def test_a_resent_write_whose_answer_is_lost_too_is_looked_at_again_not_re
         (["Bob's hook"], "hook"),
         (["Jenkins -- nightly"], "Jenkins"),
         (["Café two"], "Caf"),  # the first of the longest runs
-        (["A-1"], "A-1"),  # no plain run of three: the reading itself
+        (["AB1"], "AB1"),
+        (["告警"], "告警"),  # no plain run of three, kept as typed: the reading itself
+        # No plain run of three, and a stored name may not hold it as typed (`A–1`, `Ed’s bot`):
+        # everything is read (review49: a plain twin found by the search was picked silently).
+        (["A-1"], None),
+        (["Ed's bot", "Ed's"], None),
         (["Noisy hook", "Other"], None),  # no common start: everything is read
     ],
 )
