@@ -656,18 +656,17 @@ class IntegrationService:
         """`prefetch`'s read, begun now but not yet the current command's: for a command that
         has no task of its own yet (the runtime begins it while the command's claim is in
         flight). `adopt_prefetch` hands it to the command, in its task; unadopted, whoever
-        began it cancels `read`. None when there is nothing to read."""
+        began it cancels `read`. None when there is nothing to read, or when `resolve_readings`
+        reads every integration for it (`search_text` is None)."""
         wanted = query.strip()
         if not wanted:
             return None
         kind = normalize_kind(kind)
         mark = self._locks.mark()  # before the read begins, however late it is adopted
-        if looks_like_id(wanted):
-            read = self._get_or_none(wanted)
-        elif (search := search_text([wanted])) is not None:
-            read = self._listed(search, kind)
-        else:
+        search = None if looks_like_id(wanted) else search_text([wanted])
+        if not looks_like_id(wanted) and search is None:
             return None  # every integration is read: `resolve_readings` reads them itself
+        read = self._get_or_none(wanted) if looks_like_id(wanted) else self._listed(search, kind)
         return Prefetch(wanted, kind, mark, background(read))
 
     @staticmethod
