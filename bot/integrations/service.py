@@ -542,7 +542,8 @@ class IntegrationService:
 
         Reads: ONE search of the server (`integrations.list?name=`, a case-insensitive substring,
         paged fully) serves every reading: it is made for a plain run of the shortest reading,
-        which every other reading starts with (`search_text`), so however many words were typed
+        which every other reading starts with (`search_text`; a first word without one, `Ed's`,
+        reads every integration instead, once), so however many words were typed
         the names are matched here, not looked up one reading at a time. The server's search sees
         a stored name only as stored: a name kept with a phone's punctuation, two spaces or a
         decomposed accent is found through the plain run (`Bob’s hook` through `hook`). When the
