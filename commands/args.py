@@ -365,12 +365,16 @@ def _take_duration(tokens: Sequence[Token], *, command: str, maximum: timedelta)
 # integrations back on after a duration only (`for 2h`), so a reason that begins with one of these
 # is asked about, not taken as "off for good" (`time_limit`).
 _UNTIL = frozenset({"until", "till", "til", "untill"})
-_CLOCK = re.compile(r"(?:[0-9]{1,2}(?:[:.h][0-9]{2})?\s*(?:am|pm|a\.m\.|p\.m\.)?|[0-9]{1,2}\s*(?:am|pm|a\.m\.|p\.m\.))")
+# A time of day: `5pm`, `5 pm` (two words, below), `17:30`, `17.30`, `17h`, `17h30`; a bare number
+# only when nothing follows it (`until 5 people complain` is a reason).
+_CLOCK = re.compile(r"[0-9]{1,2}(?:(?:[:.][0-9]{2}|h(?:[0-9]{2})?)(?:am|pm)?|am|pm)")
 _DAY_WORDS = frozenset(
     {"noon", "midnight", "tomorrow", "tonight", "today", "morning", "afternoon", "evening", "eod", "later"}
     | {"monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"}
 )
-_MERIDIEM = frozenset({"am", "pm", "a.m.", "p.m."})
+_MERIDIEM = frozenset({"am", "pm", "a.m", "p.m"})
+# `until next week`, `until next Monday`: `next` and any word after it.
+_NEXT = "next"
 
 
 def time_limit(reason: str) -> str | None:
@@ -384,9 +388,12 @@ def time_limit(reason: str) -> str | None:
     head = words[0].lower()
     if head in _UNTIL:
         after = words[1].lower().rstrip(TRAILING_PUNCTUATION)
-        if len(words) > 2 and words[2].lower().rstrip(TRAILING_PUNCTUATION) in _MERIDIEM and after.isdigit():
+        third = words[2].lower().rstrip(TRAILING_PUNCTUATION) if len(words) > 2 else None
+        if after.isdigit() and len(after) <= 2 and (third is None or third in _MERIDIEM):
+            return " ".join(words[:3]).rstrip(TRAILING_PUNCTUATION)  # `until 5`, `until 5 p.m.`
+        if after == _NEXT and third is not None:
             return " ".join(words[:3]).rstrip(TRAILING_PUNCTUATION)
-        if after in _DAY_WORDS or (after and _CLOCK.fullmatch(after)):
+        if after in _DAY_WORDS or _CLOCK.fullmatch(after):
             return " ".join(words[:2]).rstrip(TRAILING_PUNCTUATION)
         return None
     if head == "for":

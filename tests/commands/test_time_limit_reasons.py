@@ -64,6 +64,10 @@ async def test_a_bulk_disable_with_a_time_limit_as_its_reason_is_asked_about(h: 
         ("for 2h", "for 2h"),
         ("for 1 hour because flapping", "for 1 hour"),
         ("for 30 minutes", "for 30 minutes"),
+        ("until 17h", "until 17h"),
+        ("until next week", "until next week"),
+        ("until 5 p.m.", "until 5 p.m"),
+        ("until 5", "until 5"),
     ],
 )
 def test_time_limits_are_recognised(reason: str, limit: str) -> None:
@@ -80,6 +84,9 @@ def test_time_limits_are_recognised(reason: str, limit: str) -> None:
         "for good",
         "flapping",
         "untilted",
+        "until 5 people complain",
+        "until 2 teams agree",
+        "until next",
         "",
     ],
 )
