@@ -596,7 +596,11 @@ async def extend_all(ctx: CommandContext, args: Sequence[Token]) -> Reply:
         (timer.extended_by(ctx.message.id) or max(timer.due_at, now) + parsed.duration for timer in allowed),
         default=None,
     )
-    if latest is not None and latest - now > maximum:
+    # Checked before anything moves, on a first run only: a run resumed after a crash has moved
+    # ends already (its first run passed this check), and refused whole it would leave them
+    # unrecorded. A member someone extended meanwhile is then refused on its own, below.
+    resumed = ctx.as_it_ran is not None or any(timer.extended_by(ctx.message.id) for timer in allowed)
+    if latest is not None and latest - now > maximum and not resumed:
         raise UsageError(
             "extend all",
             f"that would keep them off {human_until(latest, now).removeprefix('until ')}, "

@@ -155,3 +155,34 @@ async def test_a_resumed_retiming_disable_keeps_the_end_it_set(h: Harness, monke
     due = (await _timer(h, hook)).due_at
     assert due == first + timedelta(hours=2)
     assert await _rows(h, "retime") == [("Grafana", due)]
+
+
+async def test_a_resumed_extend_all_records_its_extension_when_another_member_is_now_past_the_maximum(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after its first member's new end, before that member's audit row; meanwhile someone
+    extended the other member close to BOT_MAX_DISABLE. Was: the resumed run checked the maximum
+    against every member before its loop and refused the whole command, so the extension it had
+    made was never recorded (`history` and `undo` did not know it). Now that member is refused on
+    its own, as in the loop, and the extension made is answered and recorded."""
+    maximum = h.services.settings.bot_max_disable
+    reply = await h.say("admin", "ops", "!integration disable all in #alerts for 30m --yes")
+    assert reply.outcome == "changed", reply.text
+    members = [ids(h, "grafana"), ids(h, "deploy-announcer")]
+    before = {m: (await _timer(h, m)).due_at for m in members}
+
+    async def someone_extends_the_other() -> None:
+        (other,) = [m for m in members if (await _timer(h, m)).due_at == before[m]]
+        left = (await _timer(h, other)).due_at - h.clock.now
+        span = maximum - left - timedelta(minutes=30)
+        typed = f"!integration extend {other} {int(span.total_seconds() // 60)}m"
+        assert (await h.say("admin", "ops", typed)).outcome == "changed"
+
+    reply = await _killed_then_resumed(
+        h, monkeypatch, "!integration extend all in #alerts 1h", between=someone_extends_the_other
+    )
+    assert reply.outcome == "changed", reply.text
+    assert "Extended 1 of 2" in reply.text and "longer than the" in reply.text, reply.text
+    extended = [m for m in members if (await _timer(h, m)).due_at == before[m] + timedelta(hours=1)]
+    assert len(extended) == 1
+    assert [until for _, until in await _rows(h, "extend") if until == before[extended[0]] + timedelta(hours=1)]
