@@ -925,12 +925,12 @@ class Bot:
 
     async def _command(self, accepted: Accepted, *, stale: bool = False, recovering: Recovering = None) -> None:
         """Run one claimed command and answer it. `recovering`: resumed after a restart (or taken
-        over from a replica), `Resume.edited` when from the text it had when it ran."""
+        over from a replica), `Resume.since` when from what it said when it ran."""
         assert self.services is not None
         message = accepted.message
-        edited = recovering is not None and recovering.edited
         # What happened to its message since it ran, when resumed from what it said then.
-        since = None if recovering is None or not edited else "deleted" if recovering.deleted else "edited"
+        since = recovering.since if recovering is not None else None
+        edited = since is not None
         run = CommandRun(message.id, recovering is not None, text=message.text, author=message.user_id, edited=edited)
         command = None if stale else self._command_of(accepted)  # a stale command changes nothing
         current_command.set(run)

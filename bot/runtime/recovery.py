@@ -34,12 +34,12 @@ change would have no audit row (`history` and `undo` would not know it): a claim
 command said and who said it until it is closed (`ClaimedCommand`, bot/state/store.py; a claim
 of an older release has none of it, and its write intents' text stands in). Such a command, in 2
 or 3, is rebuilt with that text (not edited), accepted by the intake as any command is, and
-resumed *as it ran* (`Resume.edited`): the changes that landed are answered as done and audited,
+resumed *as it ran* (`Resume.since`): the changes that landed are answered as done and audited,
 no new change is made (a bulk command's members not changed yet are listed as not changed), and
 the answer says that it answers what the message said when it ran. Without a stored text, or
 when nothing landed, it stays "edited since, not run again". A command whose message was deleted
 (gone, or kept as `t: "rm"`) after a change of it landed is rebuilt from its claim alike (text,
-author, room, thread, time) and resumed as it ran (`Resume.deleted`), answered in its room;
+author, room, thread, time) and resumed as it ran (`Resume.since`), answered in its room;
 one that changed nothing is closed silently, as before.
 
 Only claims taken over are considered (`orphans`), never claims this process made itself: at start
@@ -57,6 +57,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Literal
 
 from bot import logs
 from bot.errors import ServerRejected
@@ -69,17 +70,27 @@ from bot.runtime.journal import JournaledIntegrationService
 from bot.runtime.staleness import Freshness, freshness
 from bot.state.store import ClaimedCommand, StateStore
 
+# What an unfinished command's claim kept (`StateStore.claimed_command`): what it said, its room, its time.
+Claimed = tuple[ClaimedCommand, str, datetime]
+
 log = logs.get_logger("integrations_bot.recovery")
 
 
 @dataclass(frozen=True)
 class Resume:
     accepted: Accepted
-    # Rebuilt from the text it had when it ran (its message edited, or deleted, since): report,
-    # never write.
-    edited: bool = False
-    # Its message was deleted since (rebuilt from its claim): the answer says so.
-    deleted: bool = False
+    # Rebuilt from what it said when it ran, its message "edited" or "deleted" since (rebuilt from
+    # its claim): it reports, never changes anything new, and its answer says so.
+    since: Literal["edited", "deleted"] | None = None
+
+    @property
+    def edited(self) -> bool:
+        """Resumed from what it said when it ran (its message edited or deleted since)."""
+        return self.since is not None
+
+    @property
+    def deleted(self) -> bool:
+        return self.since == "deleted"
 
 
 @dataclass(frozen=True)
@@ -145,7 +156,7 @@ class Recovery:
             return await self._deleted(message_id, claimed, rooms)
         room = rooms.get(str(document.get("rid")))
         if await self._answered_already(message_id, document):
-            return await self._answered(message_id, document, room)
+            return await self._answered(message_id, document, room, claimed)
         if room is None:
             return Close(message_id, "recovered: not in that room any more", ignored=True)
         message = ChatMessage.from_document(document, room.meta())
@@ -156,33 +167,33 @@ class Recovery:
         if accepted is None and message.edited_at is None:
             return Close(message_id, "recovered: not a command", ignored=True)  # e.g. chat in a group DM
         if accepted is None:
-            as_it_ran = await self._as_it_ran(message)
+            as_it_ran = await self._as_it_ran(message, claimed)
             if as_it_ran is None:
                 return Interrupted(message, "it was edited since")
-            return Resume(as_it_ran, edited=True)  # a write of it landed: answered and audited, never written again
+            return Resume(as_it_ran, since="edited")  # a write of it landed: answered and audited, never written again
         if freshness(message.ts, self._clock(), self._stale_age) is Freshness.FRESH:
             return Resume(accepted)
         if await self._journal.landed(message_id):
             return Resume(accepted)  # the journal answers it as done, without writing again
         return Interrupted(message, "it is now too old to run safely")
 
-    async def _answered(self, message_id: str, document: dict[str, object], room: Room | None) -> Decision:
+    async def _answered(
+        self, message_id: str, document: dict[str, object], room: Room | None, claimed: Claimed | None
+    ) -> Decision:
         """Answered before the restart; resumed only to finish the book-keeping of a write that landed."""
         closed = Close(message_id, "recovered: answered before the restart")
         if room is None or not await self._journal.unrecorded(message_id):
             return closed
         message = ChatMessage.from_document(document, room.meta())
         if message is not None and message.edited_at is not None:
-            as_it_ran = await self._as_it_ran(message)
-            return Resume(as_it_ran, edited=True) if as_it_ran is not None else closed
+            as_it_ran = await self._as_it_ran(message, claimed)
+            return Resume(as_it_ran, since="edited") if as_it_ran is not None else closed
         if message is not None:
             await self._intake.prepare([message])
         accepted = self._intake.accept(message) if message is not None else None
         return Resume(accepted) if accepted is not None else closed
 
-    async def _deleted(
-        self, message_id: str, claimed: tuple[ClaimedCommand, str, datetime] | None, rooms: Mapping[str, Room]
-    ) -> Decision:
+    async def _deleted(self, message_id: str, claimed: Claimed | None, rooms: Mapping[str, Room]) -> Decision:
         """A command whose message was deleted since. If something of it landed (a write, an
         extension), it is resumed *as it ran* from what its claim kept (its text, author, room,
         thread and time): the change is audited (`history`, `undo`), and the author told in its
@@ -211,14 +222,13 @@ class Recovery:
             return gone
         if await self._answered_already(message_id, document) and not await self._journal.unrecorded(message_id):
             return Close(message_id, "recovered: answered before the restart")
-        return Resume(accepted, edited=True, deleted=True)
+        return Resume(accepted, since="deleted")
 
-    async def _as_it_ran(self, message: ChatMessage) -> Accepted | None:
+    async def _as_it_ran(self, message: ChatMessage, claimed: Claimed | None) -> Accepted | None:
         """An edited message's command as it was when it ran, when something of it landed (a write,
         an extension) and its text was kept (on its claim, or with its write intents): the message
         rebuilt with that text, accepted by the intake (whose every rule applies again). Its
         mentions are not known any more: the text alone decides."""
-        claimed = await self._claims.claimed_command(message.id)
         said = claimed[0].text if claimed is not None else await self._journal.said(message.id)
         if said is None or not await self._journal.landed(message.id):
             return None
@@ -227,9 +237,7 @@ class Recovery:
         accepted = self._intake.accept(as_it_ran)
         return accepted if accepted is not None and accepted.invocation is not None else None
 
-    async def _replaced(
-        self, message_id: str, document: dict[str, object], claimed: tuple[ClaimedCommand, str, datetime] | None
-    ) -> bool:
+    async def _replaced(self, message_id: str, document: dict[str, object], claimed: Claimed | None) -> bool:
         """Whether the message at the command's id is another user's than the command's author, as
         its claim (or, made by an older release, its write intents) names them: posted with that id
         once the command's message was deleted. Every path that resumes a command (edited or not,
