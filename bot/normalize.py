@@ -98,13 +98,31 @@ _CONFUSABLE_LETTERS = {
     "а": "a", "е": "e", "о": "o", "р": "p", "с": "c", "у": "y", "х": "x", "ѕ": "s", "і": "i",
     "ј": "j", "һ": "h", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ӏ": "l",
     "А": "A", "В": "B", "Е": "E", "Н": "H", "І": "I", "Ј": "J", "К": "K", "М": "M", "О": "O",
-    "Р": "P", "С": "C", "Т": "T", "Х": "X", "Ѕ": "S", "Ү": "Y", "Ԛ": "Q", "Ԝ": "W", "Ӏ": "I",
-    # Greek
-    "α": "a", "ο": "o", "ρ": "p", "ν": "v", "υ": "u", "ι": "i",
+    "Р": "P", "С": "C", "Т": "T", "Х": "X", "Ѕ": "S", "Ү": "Y", "Ԛ": "Q", "Ԝ": "W",
+    # Greek (`ν` and `υ` read as `v` and `u`, but their capitals as `N` and `Y`: the capitals win,
+    # so that case never matters in a name, `_LOOK_ALIKE_KEY`)
+    "α": "a", "ο": "o", "ρ": "p", "ι": "i",
     "Α": "A", "Β": "B", "Ε": "E", "Ζ": "Z", "Η": "H", "Ι": "I", "Κ": "K", "Μ": "M", "Ν": "N",
     "Ο": "O", "Ρ": "P", "Τ": "T", "Υ": "Y", "Χ": "X",
 }  # fmt: skip
 _CONFUSABLES = str.maketrans(_CONFUSABLE_LETTERS)
+
+
+def _look_alike_key() -> dict[int, str]:
+    """The same letters case-folded, for `name_key`, which folds the case first: a capital with no
+    lower-case entry brings its lower-case letter along (`Н` is `H`, so `н` is `h`), and an entry
+    and its other case never read as two different Latin letters (checked here)."""
+    table: dict[int, str] = {}
+    for letter, latin in _CONFUSABLE_LETTERS.items():
+        folded, target = letter.casefold(), latin.casefold()
+        if len(folded) == 1:
+            if table.get(ord(folded), target) != target:
+                raise ValueError(f"{letter!r}: its cases read as different Latin letters")
+            table[ord(folded)] = target
+    return table
+
+
+_LOOK_ALIKE_KEY = _look_alike_key()
 
 
 def has_invisible(text: str) -> bool:
@@ -120,8 +138,14 @@ def disguised(raw: str, name: str) -> bool:
     return (
         has_invisible(raw)
         or unicodedata.normalize("NFKC", name) != name
-        or unicodedata.normalize("NFD", name).translate(_CONFUSABLES) != unicodedata.normalize("NFD", name)
+        or _look_alike_folded(name) != unicodedata.normalize("NFD", name).casefold()
     )
+
+
+def _look_alike_folded(text: str) -> str:
+    """`text` decomposed and case-folded, each letter that reads as a Latin one replaced by it
+    (decomposed first, so an accented look-alike, `ё`, maps as its base letter)."""
+    return unicodedata.normalize("NFD", text).casefold().translate(_LOOK_ALIKE_KEY)
 
 
 def spelled(name: str) -> str:
@@ -134,8 +158,9 @@ def spelled(name: str) -> str:
 
 
 def name_key(name: str) -> str:
-    """The form in which two integration names are the same name: `spelled`, case-folded."""
-    return spelled(name).casefold()
+    """The form in which two integration names are the same name: `spelled`, case-folded (before
+    look-alike letters are read as Latin ones: `ΝΑΝΟ` and `νανο` are one name, `nano`)."""
+    return unicodedata.normalize("NFC", _look_alike_folded(spelled(name)))
 
 
 def name_glob(pattern: str) -> Callable[[str], bool]:
